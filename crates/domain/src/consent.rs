@@ -1,0 +1,85 @@
+//! The effective-consent rule: for (child, purpose), consent holds iff at least one guardian
+//! granted and no guardian's latest decision is a withdrawal.
+
+use crate::ids::PersonId;
+use crate::purpose::Purpose;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How a decision was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentMethod {
+    /// In the app.
+    #[default]
+    App,
+    /// On a paper form, entered by staff on the guardian's behalf.
+    Paper,
+}
+
+/// One guardian's latest decision for one purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatestDecision {
+    /// Granted (`true`) or withdrawn (`false`).
+    pub granted: bool,
+    /// When it was made.
+    pub at: DateTime<Utc>,
+    /// The consent-policy version it answered.
+    pub policy_version: u32,
+    /// How it was given.
+    pub method: ConsentMethod,
+}
+
+/// Rule: effective iff at least one latest decision is a grant and none is a withdrawal.
+pub fn effective(latest: impl IntoIterator<Item = bool>) -> bool {
+    let mut any_grant = false;
+    for granted in latest {
+        if !granted {
+            return false;
+        }
+        any_grant = true;
+    }
+    any_grant
+}
+
+/// A child's consent: each guardian's latest decision per purpose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Consents {
+    latest: BTreeMap<Purpose, BTreeMap<PersonId, LatestDecision>>,
+}
+
+impl Consents {
+    /// Records a decision; it replaces that guardian's earlier one for the purpose.
+    pub fn record(&mut self, purpose: Purpose, guardian: PersonId, decision: LatestDecision) {
+        self.latest.entry(purpose).or_default().insert(guardian, decision);
+    }
+
+    /// Whether consent for `purpose` holds now.
+    #[must_use]
+    pub fn is_effective(&self, purpose: Purpose) -> bool {
+        self.latest
+            .get(&purpose)
+            .is_some_and(|by_guardian| effective(by_guardian.values().map(|d| d.granted)))
+    }
+
+    /// Each guardian's latest decision for `purpose`.
+    #[must_use]
+    pub fn decisions(&self, purpose: Purpose) -> Option<&BTreeMap<PersonId, LatestDecision>> {
+        self.latest.get(&purpose)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effective_consent_needs_a_grant_and_no_withdrawal() {
+        assert!(!effective([]), "nobody decided: no consent (opt-in)");
+        assert!(effective([true]));
+        assert!(effective([true, true]));
+        assert!(!effective([true, false]), "one guardian withdrew");
+        assert!(!effective([false]));
+    }
+}

@@ -1,0 +1,261 @@
+//! The event catalogue as stored: stable type names, schema versions, JSON payloads, and the
+//! upcasters that turn an older schema version into the current one on read.
+
+use crate::{
+    access::AccessEvent, activity::ActivityEvent, child::ChildEvent,
+    conversation::ConversationEvent, invitation::InvitationEvent, person::PersonEvent,
+    post::PostEvent, school::SchoolEvent,
+};
+use serde_json::Value;
+
+/// Declares an aggregate's event enum from its event structs: one newtype variant per struct,
+/// named like the struct. The variant name is the stable stored type name, so renaming an event
+/// struct is a schema change.
+macro_rules! event_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant($variant)),*
+        }
+
+        impl $name {
+            /// Every stored type name of this aggregate's events.
+            pub const TYPES: &'static [&'static str] = &[$(stringify!($variant)),*];
+
+            /// The stable stored type name of this event.
+            #[must_use]
+            pub const fn event_type(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => stringify!($variant)),*
+                }
+            }
+
+            /// The JSON payload of this event (current schema version).
+            ///
+            /// # Errors
+            /// Only if a payload cannot be represented as JSON, which the event types rule out.
+            pub fn to_payload(&self) -> Result<serde_json::Value, serde_json::Error> {
+                match self {
+                    $(Self::$variant(e) => serde_json::to_value(e)),*
+                }
+            }
+
+            /// Decodes a current-version payload of `event_type`; `None` when the type is not one
+            /// of this aggregate's.
+            pub fn from_payload(
+                event_type: &str,
+                payload: serde_json::Value,
+            ) -> Option<Result<Self, serde_json::Error>> {
+                match event_type {
+                    $(stringify!($variant) => Some(serde_json::from_value(payload).map(Self::$variant)),)*
+                    _ => None,
+                }
+            }
+        }
+
+        $(impl From<$variant> for $name {
+            fn from(event: $variant) -> Self {
+                Self::$variant(event)
+            }
+        })*
+    };
+}
+pub(crate) use event_enum;
+
+/// Any domain event, of any aggregate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A school-roster event.
+    School(SchoolEvent),
+    /// A person's event.
+    Person(PersonEvent),
+    /// A child's event.
+    Child(ChildEvent),
+    /// An invitation's event.
+    Invitation(InvitationEvent),
+    /// A post's event.
+    Post(PostEvent),
+    /// A conversation's event.
+    Conversation(ConversationEvent),
+    /// An activity's event.
+    Activity(ActivityEvent),
+    /// An access-log event.
+    Access(AccessEvent),
+}
+
+macro_rules! dispatch {
+    ($self:expr, $e:ident => $body:expr) => {
+        match $self {
+            Event::School($e) => $body,
+            Event::Person($e) => $body,
+            Event::Child($e) => $body,
+            Event::Invitation($e) => $body,
+            Event::Post($e) => $body,
+            Event::Conversation($e) => $body,
+            Event::Activity($e) => $body,
+            Event::Access($e) => $body,
+        }
+    };
+}
+
+/// A stored event that cannot be turned back into a domain event.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// No aggregate knows this type name.
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    /// The stored schema version is newer than this build understands.
+    #[error("event type {event_type} has schema version {found}, newer than this build's {current}; upgrade Kring")]
+    FutureVersion {
+        /// The type name.
+        event_type: String,
+        /// The stored version.
+        found: u16,
+        /// The newest version this build knows.
+        current: u16,
+    },
+    /// The payload does not match the type's schema.
+    #[error("payload of {event_type} v{version} does not match its schema: {source}")]
+    Payload {
+        /// The type name.
+        event_type: String,
+        /// The stored version.
+        version: u16,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+}
+
+impl Event {
+    /// Every stored type name, of all aggregates.
+    pub fn all_types() -> impl Iterator<Item = &'static str> {
+        [
+            SchoolEvent::TYPES,
+            PersonEvent::TYPES,
+            ChildEvent::TYPES,
+            InvitationEvent::TYPES,
+            PostEvent::TYPES,
+            ConversationEvent::TYPES,
+            ActivityEvent::TYPES,
+            AccessEvent::TYPES,
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+    }
+
+    /// The stable stored type name.
+    #[must_use]
+    pub const fn event_type(&self) -> &'static str {
+        dispatch!(self, e => e.event_type())
+    }
+
+    /// The schema version this build writes for this event.
+    #[must_use]
+    pub fn schema_version(&self) -> u16 {
+        current_schema_version(self.event_type())
+    }
+
+    /// The JSON payload (current schema version).
+    ///
+    /// # Errors
+    /// Only if a payload cannot be represented as JSON, which the event types rule out.
+    pub fn to_payload(&self) -> Result<Value, serde_json::Error> {
+        dispatch!(self, e => e.to_payload())
+    }
+
+    /// Decodes a stored event, upcasting an older schema version to the current one first.
+    ///
+    /// # Errors
+    /// An unknown type, a schema version from the future, or a payload that does not match.
+    pub fn decode(event_type: &str, schema_version: u16, payload: Value) -> Result<Self, DecodeError> {
+        let current = current_schema_version(event_type);
+        if schema_version > current {
+            return Err(DecodeError::FutureVersion {
+                event_type: event_type.to_owned(),
+                found: schema_version,
+                current,
+            });
+        }
+        let payload = upcast(event_type, schema_version, payload);
+        let payload_error = |source| DecodeError::Payload {
+            event_type: event_type.to_owned(),
+            version: schema_version,
+            source,
+        };
+        macro_rules! try_aggregate {
+            ($agg:ident, $variant:ident) => {
+                if $agg::TYPES.contains(&event_type) {
+                    return match $agg::from_payload(event_type, payload) {
+                        Some(Ok(e)) => Ok(Event::$variant(e)),
+                        Some(Err(source)) => Err(payload_error(source)),
+                        None => Err(DecodeError::UnknownType(event_type.to_owned())),
+                    };
+                }
+            };
+        }
+        try_aggregate!(SchoolEvent, School);
+        try_aggregate!(PersonEvent, Person);
+        try_aggregate!(ChildEvent, Child);
+        try_aggregate!(InvitationEvent, Invitation);
+        try_aggregate!(PostEvent, Post);
+        try_aggregate!(ConversationEvent, Conversation);
+        try_aggregate!(ActivityEvent, Activity);
+        try_aggregate!(AccessEvent, Access);
+        Err(DecodeError::UnknownType(event_type.to_owned()))
+    }
+}
+
+macro_rules! event_from_aggregate {
+    ($($agg:ident => $variant:ident),*) => {
+        $(impl From<$agg> for Event {
+            fn from(event: $agg) -> Self {
+                Event::$variant(event)
+            }
+        })*
+    };
+}
+event_from_aggregate!(
+    SchoolEvent => School,
+    PersonEvent => Person,
+    ChildEvent => Child,
+    InvitationEvent => Invitation,
+    PostEvent => Post,
+    ConversationEvent => Conversation,
+    ActivityEvent => Activity,
+    AccessEvent => Access
+);
+
+/// The schema version this build writes for `event_type` (1 unless an event's shape changed).
+#[must_use]
+pub fn current_schema_version(event_type: &str) -> u16 {
+    match event_type {
+        // v2: data minimisation — a child is known by first name and last initial only.
+        "ChildEnrolled" => 2,
+        _ => 1,
+    }
+}
+
+/// Turns a stored payload of an older schema version into the current shape. Stored events are
+/// never rewritten; this runs on every read.
+fn upcast(event_type: &str, from_version: u16, payload: Value) -> Value {
+    match (event_type, from_version) {
+        ("ChildEnrolled", 1) => child_enrolled_v1_to_v2(payload),
+        _ => payload,
+    }
+}
+
+/// `ChildEnrolled` v1 stored the child's full last name. v2 keeps only its initial, so replaying
+/// an old log yields the minimised shape and the full name never reaches a read model.
+fn child_enrolled_v1_to_v2(mut payload: Value) -> Value {
+    if let Value::Object(fields) = &mut payload {
+        let initial = fields
+            .remove("last_name")
+            .and_then(|v| v.as_str().and_then(|s| s.chars().next()))
+            .map(|c| c.to_uppercase().collect::<String>())
+            .unwrap_or_default();
+        fields.insert("last_initial".to_owned(), Value::String(initial));
+    }
+    payload
+}

@@ -1,0 +1,1058 @@
+//! The school and its roster: staff and their roles, groups and their staff, children and
+//! their guardians, the consent policy and the school's settings.
+//!
+//! The roster is one aggregate (stream `school-<id>`) because every membership rule of the
+//! other aggregates — "is this person staff of that group?", "guardian of that child?" — is
+//! decided from it, and it changes rarely. See `docs/decisions/0001-school-roster-aggregate.md`.
+
+use crate::actor::{Actor, Command};
+use crate::error::DomainError;
+use crate::event::event_enum;
+use crate::ids::{ChildId, GroupId, InvitationId, PersonId, SchoolId};
+use crate::invitation::{Invitation, InvitationStatus};
+use crate::purpose::Purpose;
+use crate::validate;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A staff member's role at a school.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaffRole {
+    /// A teacher: posts to the groups they are assigned to.
+    Teacher,
+    /// A director or school administrator: manages the roster and the school group.
+    Director,
+    /// A privacy officer or auditor: reads consent history and the access log.
+    ComplianceOfficer,
+}
+
+/// Whether a group is a class or the whole school.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupKind {
+    /// A class group: the children placed in it and their guardians.
+    Class,
+    /// The whole-school group: every child of the school and their guardians.
+    School,
+}
+
+impl GroupKind {
+    /// The consent purpose that governs showing a child's image to this group's parents.
+    #[must_use]
+    pub const fn purpose(self) -> Purpose {
+        match self {
+            Self::Class => Purpose::GroupCommunication,
+            Self::School => Purpose::SchoolCommunication,
+        }
+    }
+}
+
+/// The school's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchoolSettings {
+    /// Days of notice a planned absence needs (seed 001: at least one day).
+    pub absence_notice_days: u32,
+    /// Days an invitation stays valid.
+    pub invitation_ttl_days: u32,
+    /// Days content is kept before the retention job expires it.
+    pub retention_days: u32,
+}
+
+impl Default for SchoolSettings {
+    fn default() -> Self {
+        Self {
+            absence_notice_days: 1,
+            invitation_ttl_days: 14,
+            retention_days: 365,
+        }
+    }
+}
+
+impl SchoolSettings {
+    fn validate(self) -> Result<Self, DomainError> {
+        if self.absence_notice_days > 60 {
+            return Err(DomainError::invalid("absence_notice_days", "must be 0 to 60"));
+        }
+        if !(1..=90).contains(&self.invitation_ttl_days) {
+            return Err(DomainError::invalid("invitation_ttl_days", "must be 1 to 90"));
+        }
+        if !(1..=3650).contains(&self.retention_days) {
+            return Err(DomainError::invalid("retention_days", "must be 1 to 3650"));
+        }
+        Ok(self)
+    }
+}
+
+/// One purpose of a consent policy, with the text parents are shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyPurpose {
+    /// The purpose.
+    pub purpose: Purpose,
+    /// What it means, in the school's words.
+    pub description: String,
+}
+
+/// A version of the school's consent policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentPolicy {
+    /// 1, 2, 3, … in order of publication.
+    pub version: u32,
+    /// The purposes asked for.
+    pub purposes: Vec<PolicyPurpose>,
+}
+
+impl ConsentPolicy {
+    /// Whether this policy asks consent for `purpose`.
+    #[must_use]
+    pub fn asks(&self, purpose: Purpose) -> bool {
+        self.purposes.iter().any(|p| p.purpose == purpose)
+    }
+}
+
+/// A group in the roster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Class or whole school.
+    pub kind: GroupKind,
+    /// Staff assigned to it.
+    pub staff: BTreeSet<PersonId>,
+}
+
+/// A child's place in the school.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolment {
+    /// The child's class group.
+    pub group_id: GroupId,
+    /// Guardians linked after staff approval.
+    pub guardians: BTreeSet<PersonId>,
+}
+
+/// The roster state. Holds facts only, never personal data: names live in the events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct School {
+    /// The school, once registered.
+    pub school_id: Option<SchoolId>,
+    /// Its whole-school group.
+    pub school_group_id: Option<GroupId>,
+    /// Its settings.
+    pub settings: SchoolSettings,
+    /// The current consent policy.
+    pub policy: Option<ConsentPolicy>,
+    /// Staff and their roles.
+    pub staff: BTreeMap<PersonId, StaffRole>,
+    /// Groups, the school group included.
+    pub groups: BTreeMap<GroupId, Group>,
+    /// Enrolled children.
+    pub children: BTreeMap<ChildId, Enrolment>,
+}
+
+impl School {
+    /// The school's id, or `NotFound` when it was never registered.
+    ///
+    /// # Errors
+    /// `NotFound` for an unregistered school.
+    pub fn id(&self) -> Result<SchoolId, DomainError> {
+        self.school_id.ok_or(DomainError::NotFound {
+            kind: "school",
+            id: uuid::Uuid::nil(),
+        })
+    }
+
+    /// The role of `person` at this school, if staff.
+    #[must_use]
+    pub fn role(&self, person: PersonId) -> Option<StaffRole> {
+        self.staff.get(&person).copied()
+    }
+
+    /// Whether `actor` is a director of this school.
+    #[must_use]
+    pub fn is_director(&self, actor: Actor) -> bool {
+        actor
+            .person()
+            .is_some_and(|p| self.role(p) == Some(StaffRole::Director))
+    }
+
+    /// Whether `actor` is any staff member of this school.
+    #[must_use]
+    pub fn is_staff(&self, actor: Actor) -> bool {
+        actor.person().is_some_and(|p| self.staff.contains_key(&p))
+    }
+
+    /// The group, or `NotFound`.
+    ///
+    /// # Errors
+    /// `NotFound` for a group of another school or none.
+    pub fn group(&self, group_id: GroupId) -> Result<&Group, DomainError> {
+        self.groups
+            .get(&group_id)
+            .ok_or_else(|| DomainError::not_found("group", group_id))
+    }
+
+    /// The child's enrolment, or `NotFound`.
+    ///
+    /// # Errors
+    /// `NotFound` for a child not enrolled here.
+    pub fn enrolment(&self, child_id: ChildId) -> Result<&Enrolment, DomainError> {
+        self.children
+            .get(&child_id)
+            .ok_or_else(|| DomainError::not_found("child", child_id))
+    }
+
+    /// Rule: only staff assigned to a class group post to it; only a director posts to the
+    /// school group.
+    #[must_use]
+    pub fn may_post_to(&self, actor: Actor, group_id: GroupId) -> bool {
+        let Some(person) = actor.person() else {
+            return false;
+        };
+        match self.groups.get(&group_id) {
+            Some(group) if group.kind == GroupKind::School => self.is_director(actor),
+            Some(group) => group.staff.contains(&person) && self.staff.contains_key(&person),
+            None => false,
+        }
+    }
+
+    /// Whether `actor` is staff responsible for `group_id`: assigned to it, or a director
+    /// (directors oversee every group of their school).
+    #[must_use]
+    pub fn is_group_staff(&self, actor: Actor, group_id: GroupId) -> bool {
+        self.is_director(actor) || self.may_post_to(actor, group_id)
+    }
+
+    /// The staff who see everything posted to the group: its assigned staff and the directors
+    /// for a class group; every staff member for the school group.
+    #[must_use]
+    pub fn audience_staff(&self, group_id: GroupId) -> BTreeSet<PersonId> {
+        match self.groups.get(&group_id) {
+            Some(group) if group.kind == GroupKind::School => self.staff.keys().copied().collect(),
+            Some(group) => self
+                .staff
+                .iter()
+                .filter(|(p, role)| **role == StaffRole::Director || group.staff.contains(p))
+                .map(|(p, _)| *p)
+                .collect(),
+            None => BTreeSet::new(),
+        }
+    }
+
+    /// The children in the group's audience: its pupils, or every pupil for the school group.
+    pub fn audience_children(&self, group_id: GroupId) -> impl Iterator<Item = ChildId> + '_ {
+        let whole_school = self
+            .groups
+            .get(&group_id)
+            .is_some_and(|g| g.kind == GroupKind::School);
+        self.children
+            .iter()
+            .filter(move |(_, e)| whole_school || e.group_id == group_id)
+            .map(|(c, _)| *c)
+    }
+
+    /// Whether `child_id` is in the group's audience.
+    #[must_use]
+    pub fn in_audience(&self, group_id: GroupId, child_id: ChildId) -> bool {
+        match (self.groups.get(&group_id), self.children.get(&child_id)) {
+            (Some(group), Some(enrolment)) => {
+                group.kind == GroupKind::School || enrolment.group_id == group_id
+            }
+            _ => false,
+        }
+    }
+
+    /// The guardians in the group's audience, each with their children in that audience.
+    #[must_use]
+    pub fn audience_guardians(&self, group_id: GroupId) -> BTreeMap<PersonId, BTreeSet<ChildId>> {
+        let mut guardians: BTreeMap<PersonId, BTreeSet<ChildId>> = BTreeMap::new();
+        for child in self.audience_children(group_id) {
+            for guardian in &self.children[&child].guardians {
+                guardians.entry(*guardian).or_default().insert(child);
+            }
+        }
+        guardians
+    }
+
+    /// Whether `person` is a linked guardian of `child_id`.
+    #[must_use]
+    pub fn is_guardian(&self, person: PersonId, child_id: ChildId) -> bool {
+        self.children
+            .get(&child_id)
+            .is_some_and(|e| e.guardians.contains(&person))
+    }
+
+    /// Whether `person` is a guardian of some child in the group's audience.
+    #[must_use]
+    pub fn is_guardian_in_group(&self, person: PersonId, group_id: GroupId) -> bool {
+        self.audience_children(group_id)
+            .any(|c| self.is_guardian(person, c))
+    }
+
+    /// The consent purpose for showing images to the group's parents.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown group.
+    pub fn purpose_of(&self, group_id: GroupId) -> Result<Purpose, DomainError> {
+        Ok(self.group(group_id)?.kind.purpose())
+    }
+}
+
+macro_rules! school_event {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct $name {
+            /// The school.
+            pub school_id: SchoolId,
+            $($(#[$fmeta])* pub $field: $ty),*
+        }
+    };
+}
+
+school_event!(
+    /// A school joined Kring, with its whole-school group.
+    SchoolRegistered {
+        /// The school's name (not personal data).
+        name: String,
+        /// The school's BRIN code (Dutch school registration number).
+        brin: String,
+        /// Its whole-school group.
+        school_group_id: GroupId,
+        /// Its initial settings.
+        settings: SchoolSettings,
+    }
+);
+school_event!(
+    /// The school changed its settings.
+    SchoolSettingsChanged {
+        /// The new settings.
+        settings: SchoolSettings,
+    }
+);
+school_event!(
+    /// A new version of the consent policy took effect.
+    ConsentPolicyPublished {
+        /// Its version number.
+        version: u32,
+        /// The purposes asked for.
+        purposes: Vec<PolicyPurpose>,
+    }
+);
+school_event!(
+    /// A staff member joined the school.
+    StaffJoined {
+        /// The staff member.
+        person_id: PersonId,
+        /// Their role.
+        role: StaffRole,
+        /// Their display name (personal).
+        display_name: String,
+        /// Their e-mail address (personal; shown only to them).
+        email: String,
+    }
+);
+school_event!(
+    /// A staff member's role changed.
+    StaffRoleChanged {
+        /// The staff member.
+        person_id: PersonId,
+        /// The new role.
+        role: StaffRole,
+    }
+);
+school_event!(
+    /// A staff member left the school (and every group of it).
+    StaffLeft {
+        /// The staff member.
+        person_id: PersonId,
+    }
+);
+school_event!(
+    /// A class group was created.
+    GroupCreated {
+        /// The group.
+        group_id: GroupId,
+        /// Its name, e.g. "Groep 5b".
+        name: String,
+    }
+);
+school_event!(
+    /// A staff member was assigned to a group.
+    StaffAssigned {
+        /// The group.
+        group_id: GroupId,
+        /// The staff member.
+        person_id: PersonId,
+    }
+);
+school_event!(
+    /// A staff member was taken off a group.
+    StaffUnassigned {
+        /// The group.
+        group_id: GroupId,
+        /// The staff member.
+        person_id: PersonId,
+    }
+);
+school_event!(
+    /// A child was placed in a class group (schema v2: first name and last initial only).
+    ChildEnrolled {
+        /// The child.
+        child_id: ChildId,
+        /// The class group.
+        group_id: GroupId,
+        /// First name (personal).
+        first_name: String,
+        /// Initial of the last name (personal).
+        last_initial: String,
+    }
+);
+school_event!(
+    /// Staff corrected a child's name.
+    ChildDetailsCorrected {
+        /// The child.
+        child_id: ChildId,
+        /// First name (personal).
+        first_name: String,
+        /// Initial of the last name (personal).
+        last_initial: String,
+    }
+);
+school_event!(
+    /// A child moved to another class group.
+    ChildMoved {
+        /// The child.
+        child_id: ChildId,
+        /// The old class group.
+        from_group_id: GroupId,
+        /// The new class group.
+        to_group_id: GroupId,
+    }
+);
+school_event!(
+    /// A child left the school; their guardians leave with them.
+    ChildUnenrolled {
+        /// The child.
+        child_id: ChildId,
+    }
+);
+school_event!(
+    /// A guardian was linked to a child after staff approved their invitation.
+    GuardianLinked {
+        /// The child.
+        child_id: ChildId,
+        /// The guardian.
+        guardian_id: PersonId,
+        /// The approved invitation that links them.
+        invitation_id: InvitationId,
+        /// The staff member who approved.
+        approved_by: PersonId,
+    }
+);
+school_event!(
+    /// A guardian was unlinked from a child.
+    GuardianUnlinked {
+        /// The child.
+        child_id: ChildId,
+        /// The guardian.
+        guardian_id: PersonId,
+        /// Who unlinked them.
+        by: Actor,
+    }
+);
+
+event_enum! {
+    /// Events of the school-roster stream.
+    pub enum SchoolEvent {
+        /// See [`SchoolRegistered`].
+        SchoolRegistered,
+        /// See [`SchoolSettingsChanged`].
+        SchoolSettingsChanged,
+        /// See [`ConsentPolicyPublished`].
+        ConsentPolicyPublished,
+        /// See [`StaffJoined`].
+        StaffJoined,
+        /// See [`StaffRoleChanged`].
+        StaffRoleChanged,
+        /// See [`StaffLeft`].
+        StaffLeft,
+        /// See [`GroupCreated`].
+        GroupCreated,
+        /// See [`StaffAssigned`].
+        StaffAssigned,
+        /// See [`StaffUnassigned`].
+        StaffUnassigned,
+        /// See [`ChildEnrolled`].
+        ChildEnrolled,
+        /// See [`ChildDetailsCorrected`].
+        ChildDetailsCorrected,
+        /// See [`ChildMoved`].
+        ChildMoved,
+        /// See [`ChildUnenrolled`].
+        ChildUnenrolled,
+        /// See [`GuardianLinked`].
+        GuardianLinked,
+        /// See [`GuardianUnlinked`].
+        GuardianUnlinked,
+    }
+}
+
+/// What can be asked of the school roster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchoolAction {
+    /// Register a school with its whole-school group (operator). Publishes policy version 1
+    /// asking consent for every purpose.
+    Register {
+        /// The new school's id.
+        school_id: SchoolId,
+        /// Its whole-school group's id.
+        school_group_id: GroupId,
+        /// Its name.
+        name: String,
+        /// Its BRIN code: four characters, e.g. `12AB`.
+        brin: String,
+    },
+    /// Change the school's settings (director, operator).
+    ChangeSettings(SchoolSettings),
+    /// Publish a new consent policy version (director).
+    PublishConsentPolicy {
+        /// The purposes asked for.
+        purposes: Vec<PolicyPurpose>,
+    },
+    /// Add a staff member (director, operator).
+    AddStaff {
+        /// The new staff member's id.
+        person_id: PersonId,
+        /// Their display name.
+        display_name: String,
+        /// Their e-mail address.
+        email: String,
+        /// Their role.
+        role: StaffRole,
+    },
+    /// Change a staff member's role (director, operator).
+    ChangeStaffRole {
+        /// The staff member.
+        person_id: PersonId,
+        /// The new role.
+        role: StaffRole,
+    },
+    /// Remove a staff member from the school (director, operator).
+    RemoveStaff {
+        /// The staff member.
+        person_id: PersonId,
+    },
+    /// Create a class group (director).
+    CreateGroup {
+        /// The new group's id.
+        group_id: GroupId,
+        /// Its name.
+        name: String,
+    },
+    /// Assign a staff member to a group (director).
+    AssignStaff {
+        /// The group.
+        group_id: GroupId,
+        /// The staff member.
+        person_id: PersonId,
+    },
+    /// Take a staff member off a group (director).
+    UnassignStaff {
+        /// The group.
+        group_id: GroupId,
+        /// The staff member.
+        person_id: PersonId,
+    },
+    /// Place a child in a class group (director, or staff of that group).
+    EnrollChild {
+        /// The new child's id.
+        child_id: ChildId,
+        /// The class group.
+        group_id: GroupId,
+        /// First name.
+        first_name: String,
+        /// Initial of the last name: one letter.
+        last_initial: String,
+    },
+    /// Correct a child's name (director, or staff of the child's group).
+    CorrectChild {
+        /// The child.
+        child_id: ChildId,
+        /// First name.
+        first_name: String,
+        /// Initial of the last name.
+        last_initial: String,
+    },
+    /// Move a child to another class group (director).
+    MoveChild {
+        /// The child.
+        child_id: ChildId,
+        /// The new class group.
+        to_group_id: GroupId,
+    },
+    /// Unenrol a child (director).
+    UnenrollChild {
+        /// The child.
+        child_id: ChildId,
+    },
+    /// Link the guardian of an approved invitation (the approving staff member or the system,
+    /// completing the approval). Linking twice is a no-op, so the step can be retried.
+    LinkGuardian {
+        /// The invitation's event-sourced state.
+        invitation: Invitation,
+    },
+    /// Unlink a guardian (director, operator).
+    UnlinkGuardian {
+        /// The child.
+        child_id: ChildId,
+        /// The guardian.
+        guardian_id: PersonId,
+    },
+}
+
+fn brin(value: &str) -> Result<String, DomainError> {
+    let value = value.trim().to_uppercase();
+    if value.len() == 4 && value.chars().all(|c| c.is_ascii_alphanumeric()) {
+        Ok(value)
+    } else {
+        Err(DomainError::invalid("brin", "must be four letters or digits, e.g. 12AB"))
+    }
+}
+
+fn require(allowed: bool, actor: Actor, action: &'static str) -> Result<(), DomainError> {
+    if allowed {
+        Ok(())
+    } else {
+        Err(DomainError::NotAllowed { actor, action })
+    }
+}
+
+fn class_group(state: &School, group_id: GroupId) -> Result<&Group, DomainError> {
+    let group = state.group(group_id)?;
+    if group.kind == GroupKind::Class {
+        Ok(group)
+    } else {
+        Err(DomainError::invalid(
+            "group_id",
+            "children are placed in a class group, not in the school group",
+        ))
+    }
+}
+
+/// Decides a roster command against the roster state.
+///
+/// # Errors
+/// The [`DomainError`] of the first rule the command breaks; nothing is produced then.
+pub fn decide(
+    state: &School,
+    command: Command<SchoolAction>,
+    _now: DateTime<Utc>,
+) -> Result<Vec<SchoolEvent>, DomainError> {
+    let Command { actor, action } = command;
+    let (school_id, action) = match (state.school_id, action) {
+        (None, SchoolAction::Register {
+            school_id,
+            school_group_id,
+            name,
+            brin: code,
+        }) => return register(actor, school_id, school_group_id, &name, &code),
+        (Some(school_id), action) => (school_id, action),
+        (None, _) => return Err(DomainError::not_found("school", uuid::Uuid::nil())),
+    };
+    let director = state.is_director(actor);
+    let director_or_operator = director || actor == Actor::Operator;
+    let event: SchoolEvent = match action {
+        SchoolAction::Register { .. } => {
+            return Err(DomainError::AlreadyExists {
+                kind: "school",
+                id: school_id.into(),
+            })
+        }
+        SchoolAction::ChangeSettings(settings) => {
+            require(director_or_operator, actor, "change the school's settings")?;
+            SchoolSettingsChanged {
+                school_id,
+                settings: settings.validate()?,
+            }
+            .into()
+        }
+        SchoolAction::PublishConsentPolicy { purposes } => {
+            require(director, actor, "publish a consent policy")?;
+            if purposes.is_empty() {
+                return Err(DomainError::invalid("purposes", "must name at least one purpose"));
+            }
+            let mut seen = BTreeSet::new();
+            let mut checked = Vec::with_capacity(purposes.len());
+            for p in purposes {
+                if !seen.insert(p.purpose) {
+                    return Err(DomainError::invalid(
+                        "purposes",
+                        format!("{} is listed twice", p.purpose),
+                    ));
+                }
+                checked.push(PolicyPurpose {
+                    purpose: p.purpose,
+                    description: validate::text("description", &p.description, 1000)?,
+                });
+            }
+            ConsentPolicyPublished {
+                school_id,
+                version: state.policy.as_ref().map_or(1, |p| p.version + 1),
+                purposes: checked,
+            }
+            .into()
+        }
+        SchoolAction::AddStaff {
+            person_id,
+            display_name,
+            email,
+            role,
+        } => {
+            require(director_or_operator, actor, "add staff")?;
+            if state.staff.contains_key(&person_id) {
+                return Err(DomainError::AlreadyExists {
+                    kind: "staff member",
+                    id: person_id.into(),
+                });
+            }
+            StaffJoined {
+                school_id,
+                person_id,
+                role,
+                display_name: validate::text("display_name", &display_name, 100)?,
+                email: validate::email("email", &email)?,
+            }
+            .into()
+        }
+        SchoolAction::ChangeStaffRole { person_id, role } => {
+            require(director_or_operator, actor, "change a staff member's role")?;
+            let current = state
+                .role(person_id)
+                .ok_or_else(|| DomainError::not_found("staff member", person_id))?;
+            if current == role {
+                return Err(DomainError::AlreadyDone {
+                    what: format!("staff member {person_id} having role {role:?}"),
+                });
+            }
+            StaffRoleChanged {
+                school_id,
+                person_id,
+                role,
+            }
+            .into()
+        }
+        SchoolAction::RemoveStaff { person_id } => {
+            require(director_or_operator, actor, "remove staff")?;
+            state
+                .role(person_id)
+                .ok_or_else(|| DomainError::not_found("staff member", person_id))?;
+            StaffLeft {
+                school_id,
+                person_id,
+            }
+            .into()
+        }
+        SchoolAction::CreateGroup { group_id, name } => {
+            require(director, actor, "create a group")?;
+            if state.groups.contains_key(&group_id) {
+                return Err(DomainError::AlreadyExists {
+                    kind: "group",
+                    id: group_id.into(),
+                });
+            }
+            GroupCreated {
+                school_id,
+                group_id,
+                name: validate::text("name", &name, 100)?,
+            }
+            .into()
+        }
+        SchoolAction::AssignStaff {
+            group_id,
+            person_id,
+        } => {
+            require(director, actor, "assign staff to a group")?;
+            let group = state.group(group_id)?;
+            state
+                .role(person_id)
+                .ok_or_else(|| DomainError::not_found("staff member", person_id))?;
+            if group.staff.contains(&person_id) {
+                return Err(DomainError::AlreadyDone {
+                    what: format!("staff member {person_id} assigned to group {group_id}"),
+                });
+            }
+            StaffAssigned {
+                school_id,
+                group_id,
+                person_id,
+            }
+            .into()
+        }
+        SchoolAction::UnassignStaff {
+            group_id,
+            person_id,
+        } => {
+            require(director, actor, "take staff off a group")?;
+            if !state.group(group_id)?.staff.contains(&person_id) {
+                return Err(DomainError::not_found("staff assignment", person_id));
+            }
+            StaffUnassigned {
+                school_id,
+                group_id,
+                person_id,
+            }
+            .into()
+        }
+        SchoolAction::EnrollChild {
+            child_id,
+            group_id,
+            first_name,
+            last_initial,
+        } => {
+            class_group(state, group_id)?;
+            if !state.is_group_staff(actor, group_id) {
+                return Err(DomainError::NotStaffOfGroup {
+                    actor,
+                    group_id,
+                    action: "enrol a child",
+                });
+            }
+            if state.children.contains_key(&child_id) {
+                return Err(DomainError::AlreadyExists {
+                    kind: "child",
+                    id: child_id.into(),
+                });
+            }
+            ChildEnrolled {
+                school_id,
+                child_id,
+                group_id,
+                first_name: validate::text("first_name", &first_name, 50)?,
+                last_initial: validate::initial("last_initial", &last_initial)?,
+            }
+            .into()
+        }
+        SchoolAction::CorrectChild {
+            child_id,
+            first_name,
+            last_initial,
+        } => {
+            let enrolment = state.enrolment(child_id)?;
+            if !state.is_group_staff(actor, enrolment.group_id) {
+                return Err(DomainError::NotStaffOfGroup {
+                    actor,
+                    group_id: enrolment.group_id,
+                    action: "correct a child's details",
+                });
+            }
+            ChildDetailsCorrected {
+                school_id,
+                child_id,
+                first_name: validate::text("first_name", &first_name, 50)?,
+                last_initial: validate::initial("last_initial", &last_initial)?,
+            }
+            .into()
+        }
+        SchoolAction::MoveChild {
+            child_id,
+            to_group_id,
+        } => {
+            require(director, actor, "move a child to another group")?;
+            let enrolment = state.enrolment(child_id)?;
+            class_group(state, to_group_id)?;
+            if enrolment.group_id == to_group_id {
+                return Err(DomainError::AlreadyDone {
+                    what: format!("child {child_id} in group {to_group_id}"),
+                });
+            }
+            ChildMoved {
+                school_id,
+                child_id,
+                from_group_id: enrolment.group_id,
+                to_group_id,
+            }
+            .into()
+        }
+        SchoolAction::UnenrollChild { child_id } => {
+            require(director, actor, "unenrol a child")?;
+            state.enrolment(child_id)?;
+            ChildUnenrolled {
+                school_id,
+                child_id,
+            }
+            .into()
+        }
+        SchoolAction::LinkGuardian { invitation } => return link_guardian(state, actor, &invitation),
+        SchoolAction::UnlinkGuardian {
+            child_id,
+            guardian_id,
+        } => {
+            require(director_or_operator, actor, "unlink a guardian")?;
+            if !state.enrolment(child_id)?.guardians.contains(&guardian_id) {
+                return Err(DomainError::not_found("guardianship", guardian_id));
+            }
+            GuardianUnlinked {
+                school_id,
+                child_id,
+                guardian_id,
+                by: actor,
+            }
+            .into()
+        }
+    };
+    Ok(vec![event])
+}
+
+fn register(
+    actor: Actor,
+    school_id: SchoolId,
+    school_group_id: GroupId,
+    name: &str,
+    code: &str,
+) -> Result<Vec<SchoolEvent>, DomainError> {
+    require(actor == Actor::Operator, actor, "register a school")?;
+    Ok(vec![
+        SchoolRegistered {
+            school_id,
+            name: validate::text("name", name, 200)?,
+            brin: brin(code)?,
+            school_group_id,
+            settings: SchoolSettings::default(),
+        }
+        .into(),
+        // Version 1 asks consent for every purpose; the director can publish a narrower one.
+        ConsentPolicyPublished {
+            school_id,
+            version: 1,
+            purposes: Purpose::ALL
+                .into_iter()
+                .map(|purpose| PolicyPurpose {
+                    purpose,
+                    description: purpose.default_description().to_owned(),
+                })
+                .collect(),
+        }
+        .into(),
+    ])
+}
+
+/// Rule: nobody is linked as guardian without staff approval.
+fn link_guardian(
+    state: &School,
+    actor: Actor,
+    invitation: &Invitation,
+) -> Result<Vec<SchoolEvent>, DomainError> {
+    let school_id = state.id()?;
+    let invitation_id = invitation
+        .invitation_id
+        .ok_or_else(|| DomainError::not_found("invitation", uuid::Uuid::nil()))?;
+    let InvitationStatus::Approved {
+        child_id,
+        guardian_id,
+        approved_by,
+    } = invitation.status
+    else {
+        return Err(DomainError::GuardianLinkWithoutApproval { invitation_id });
+    };
+    if invitation.school_id != Some(school_id) {
+        return Err(DomainError::not_found("invitation", invitation_id));
+    }
+    let allowed = actor == Actor::System || actor == Actor::Person(approved_by);
+    require(allowed, actor, "link a guardian (only the approving staff member or the system completes an approval)")?;
+    if state.enrolment(child_id)?.guardians.contains(&guardian_id) {
+        return Ok(Vec::new());
+    }
+    Ok(vec![GuardianLinked {
+        school_id,
+        child_id,
+        guardian_id,
+        invitation_id,
+        approved_by,
+    }
+    .into()])
+}
+
+/// Applies a roster event to the state.
+#[must_use]
+pub fn evolve(mut state: School, event: &SchoolEvent) -> School {
+    match event {
+        SchoolEvent::SchoolRegistered(e) => {
+            state.school_id = Some(e.school_id);
+            state.school_group_id = Some(e.school_group_id);
+            state.settings = e.settings;
+            state.groups.insert(
+                e.school_group_id,
+                Group {
+                    kind: GroupKind::School,
+                    staff: BTreeSet::new(),
+                },
+            );
+        }
+        SchoolEvent::SchoolSettingsChanged(e) => state.settings = e.settings,
+        SchoolEvent::ConsentPolicyPublished(e) => {
+            state.policy = Some(ConsentPolicy {
+                version: e.version,
+                purposes: e.purposes.clone(),
+            });
+        }
+        SchoolEvent::StaffJoined(e) => {
+            state.staff.insert(e.person_id, e.role);
+        }
+        SchoolEvent::StaffRoleChanged(e) => {
+            state.staff.insert(e.person_id, e.role);
+        }
+        SchoolEvent::StaffLeft(e) => {
+            state.staff.remove(&e.person_id);
+            for group in state.groups.values_mut() {
+                group.staff.remove(&e.person_id);
+            }
+        }
+        SchoolEvent::GroupCreated(e) => {
+            state.groups.insert(
+                e.group_id,
+                Group {
+                    kind: GroupKind::Class,
+                    staff: BTreeSet::new(),
+                },
+            );
+        }
+        SchoolEvent::StaffAssigned(e) => {
+            if let Some(group) = state.groups.get_mut(&e.group_id) {
+                group.staff.insert(e.person_id);
+            }
+        }
+        SchoolEvent::StaffUnassigned(e) => {
+            if let Some(group) = state.groups.get_mut(&e.group_id) {
+                group.staff.remove(&e.person_id);
+            }
+        }
+        SchoolEvent::ChildEnrolled(e) => {
+            state.children.insert(
+                e.child_id,
+                Enrolment {
+                    group_id: e.group_id,
+                    guardians: BTreeSet::new(),
+                },
+            );
+        }
+        SchoolEvent::ChildDetailsCorrected(_) => {}
+        SchoolEvent::ChildMoved(e) => {
+            if let Some(enrolment) = state.children.get_mut(&e.child_id) {
+                enrolment.group_id = e.to_group_id;
+            }
+        }
+        SchoolEvent::ChildUnenrolled(e) => {
+            state.children.remove(&e.child_id);
+        }
+        SchoolEvent::GuardianLinked(e) => {
+            if let Some(enrolment) = state.children.get_mut(&e.child_id) {
+                enrolment.guardians.insert(e.guardian_id);
+            }
+        }
+        SchoolEvent::GuardianUnlinked(e) => {
+            if let Some(enrolment) = state.children.get_mut(&e.child_id) {
+                enrolment.guardians.remove(&e.guardian_id);
+            }
+        }
+    }
+    state
+}
