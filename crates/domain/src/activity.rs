@@ -190,7 +190,10 @@ pub fn decide(
         return Err(DomainError::not_found("activity", uuid::Uuid::nil()));
     };
     if activity.cancelled {
-        return Err(DomainError::invalid("activity", format!("activity {activity_id} was cancelled")));
+        return Err(DomainError::invalid(
+            "activity",
+            format!("activity {activity_id} was cancelled"),
+        ));
     }
     let event: ActivityEvent = match action {
         ActivityAction::Schedule { .. } => {
@@ -216,7 +219,10 @@ pub fn decide(
                 }
             };
             if activity.starts_at.is_some_and(|s| s <= now) {
-                return Err(DomainError::invalid("activity", format!("activity {activity_id} has already started")));
+                return Err(DomainError::invalid(
+                    "activity",
+                    format!("activity {activity_id} has already started"),
+                ));
             }
             if activity.volunteers.contains(&person_id) {
                 return Err(DomainError::AlreadyVolunteering {

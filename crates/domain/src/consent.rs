@@ -52,7 +52,10 @@ pub struct Consents {
 impl Consents {
     /// Records a decision; it replaces that guardian's earlier one for the purpose.
     pub fn record(&mut self, purpose: Purpose, guardian: PersonId, decision: LatestDecision) {
-        self.latest.entry(purpose).or_default().insert(guardian, decision);
+        self.latest
+            .entry(purpose)
+            .or_default()
+            .insert(guardian, decision);
     }
 
     /// Whether consent for `purpose` holds now.

@@ -154,12 +154,11 @@ pub fn decide(
                     action: "start a conversation",
                 });
             };
-            let starter_side = side(school, started_by, child_id).ok_or(
-                DomainError::ParticipantNotAllowed {
+            let starter_side =
+                side(school, started_by, child_id).ok_or(DomainError::ParticipantNotAllowed {
                     person_id: started_by,
                     child_id,
-                },
-            )?;
+                })?;
             let mut everyone: BTreeSet<PersonId> = participants.into_iter().collect();
             if everyone.is_empty() || everyone == BTreeSet::from([started_by]) {
                 everyone = match starter_side {

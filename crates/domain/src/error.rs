@@ -2,8 +2,7 @@
 
 use crate::actor::Actor;
 use crate::ids::{
-    ActivityId, ChildId, ConversationId, GroupId, InvitationId, MediaId, PersonId, PostId,
-    SchoolId,
+    ActivityId, ChildId, ConversationId, GroupId, InvitationId, MediaId, PersonId, PostId, SchoolId,
 };
 use crate::purpose::Purpose;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -178,7 +177,9 @@ pub enum DomainError {
         child_id: ChildId,
     },
     /// A conversation needs at least one staff member and one guardian of the child.
-    #[error("a conversation about child {child_id} needs at least one staff member and one guardian")]
+    #[error(
+        "a conversation about child {child_id} needs at least one staff member and one guardian"
+    )]
     ConversationNeedsStaffAndGuardian {
         /// The child.
         child_id: ChildId,

@@ -169,7 +169,11 @@ impl Event {
     ///
     /// # Errors
     /// An unknown type, a schema version from the future, or a payload that does not match.
-    pub fn decode(event_type: &str, schema_version: u16, payload: Value) -> Result<Self, DecodeError> {
+    pub fn decode(
+        event_type: &str,
+        schema_version: u16,
+        payload: Value,
+    ) -> Result<Self, DecodeError> {
         let current = current_schema_version(event_type);
         if schema_version > current {
             return Err(DecodeError::FutureVersion {

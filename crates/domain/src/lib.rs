@@ -33,6 +33,8 @@ pub mod person;
 pub mod post;
 pub mod purpose;
 pub mod school;
+#[cfg(feature = "simulation")]
+pub mod simulation;
 pub mod stream;
 mod validate;
 pub mod visibility;

@@ -120,14 +120,20 @@ impl QuietHours {
         if self.tz().is_none() {
             return Err(DomainError::invalid(
                 "timezone",
-                format!("{:?} is not an IANA time zone such as Europe/Amsterdam", self.timezone),
+                format!(
+                    "{:?} is not an IANA time zone such as Europe/Amsterdam",
+                    self.timezone
+                ),
             ));
         }
         if self.weekly.len() > 28 {
             return Err(DomainError::invalid("weekly", "at most 28 periods"));
         }
         if self.weekly.iter().any(|p| p.start == p.end) {
-            return Err(DomainError::invalid("weekly", "a period must not start and end at the same time"));
+            return Err(DomainError::invalid(
+                "weekly",
+                "a period must not start and end at the same time",
+            ));
         }
         Ok(self)
     }
@@ -246,7 +252,10 @@ pub fn decide(
         }
         PersonAction::RequestErasure { person_id } => {
             let member = school.staff.contains_key(&person_id)
-                || school.children.values().any(|e| e.guardians.contains(&person_id));
+                || school
+                    .children
+                    .values()
+                    .any(|e| e.guardians.contains(&person_id));
             if !(actor == Actor::Operator || (school.is_director(actor) && member)) {
                 return Err(DomainError::NotAllowed {
                     actor,
@@ -295,7 +304,9 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
     }
 
     fn time(h: u32, m: u32) -> NaiveTime {
@@ -307,8 +318,16 @@ mod tests {
         let schedule = QuietHours {
             timezone: "Europe/Amsterdam".into(),
             weekly: vec![
-                QuietPeriod { day: Day::Monday, start: time(18, 0), end: time(0, 0) },
-                QuietPeriod { day: Day::Tuesday, start: time(0, 0), end: time(7, 30) },
+                QuietPeriod {
+                    day: Day::Monday,
+                    start: time(18, 0),
+                    end: time(0, 0),
+                },
+                QuietPeriod {
+                    day: Day::Tuesday,
+                    start: time(0, 0),
+                    end: time(7, 30),
+                },
             ],
         };
         // 2026-11-23 is a Monday; Amsterdam is UTC+1 in November.

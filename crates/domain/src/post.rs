@@ -238,7 +238,8 @@ struct Live {
 
 /// Rule: a removed (or expired) post or media item cannot be edited, tagged or removed twice.
 fn live(post: &Post, media_id: Option<MediaId>, action: &'static str) -> Result<Live, DomainError> {
-    let (Some(post_id), Some(group_id), Some(author_id)) = (post.post_id, post.group_id, post.author_id)
+    let (Some(post_id), Some(group_id), Some(author_id)) =
+        (post.post_id, post.group_id, post.author_id)
     else {
         return Err(DomainError::not_found("post", uuid::Uuid::nil()));
     };
@@ -293,13 +294,16 @@ fn staff_person(
 
 fn content_type(value: &str) -> Result<String, DomainError> {
     let value = value.trim().to_ascii_lowercase();
-    let ok = value
-        .split_once('/')
-        .is_some_and(|(top, sub)| (top == "image" || top == "video") && !sub.is_empty() && !sub.contains('/'));
+    let ok = value.split_once('/').is_some_and(|(top, sub)| {
+        (top == "image" || top == "video") && !sub.is_empty() && !sub.contains('/')
+    });
     if ok {
         Ok(value)
     } else {
-        Err(DomainError::invalid("content_type", "must be image/* or video/*"))
+        Err(DomainError::invalid(
+            "content_type",
+            "must be image/* or video/*",
+        ))
     }
 }
 

@@ -56,8 +56,12 @@ impl Purpose {
         match self {
             Self::EducationReporting => "Images and data used to report on your child's education.",
             Self::GroupCommunication => "Photos and videos shared in the closed class group.",
-            Self::SchoolCommunication => "Photos and videos shared in the closed whole-school group.",
-            Self::PublicCommunication => "Images in public communication: website, brochure, social media.",
+            Self::SchoolCommunication => {
+                "Photos and videos shared in the closed whole-school group."
+            }
+            Self::PublicCommunication => {
+                "Images in public communication: website, brochure, social media."
+            }
             Self::InternalResearch => "Use in research within the school.",
             Self::InternalTraining => "Use in training of the school's staff.",
             Self::ExternalResearch => "Anonymised use in broad research with other organisations.",

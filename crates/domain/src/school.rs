@@ -73,10 +73,16 @@ impl Default for SchoolSettings {
 impl SchoolSettings {
     fn validate(self) -> Result<Self, DomainError> {
         if self.absence_notice_days > 60 {
-            return Err(DomainError::invalid("absence_notice_days", "must be 0 to 60"));
+            return Err(DomainError::invalid(
+                "absence_notice_days",
+                "must be 0 to 60",
+            ));
         }
         if !(1..=90).contains(&self.invitation_ttl_days) {
-            return Err(DomainError::invalid("invitation_ttl_days", "must be 1 to 90"));
+            return Err(DomainError::invalid(
+                "invitation_ttl_days",
+                "must be 1 to 90",
+            ));
         }
         if !(1..=3650).contains(&self.retention_days) {
             return Err(DomainError::invalid("retention_days", "must be 1 to 3650"));
@@ -614,7 +620,10 @@ fn brin(value: &str) -> Result<String, DomainError> {
     if value.len() == 4 && value.chars().all(|c| c.is_ascii_alphanumeric()) {
         Ok(value)
     } else {
-        Err(DomainError::invalid("brin", "must be four letters or digits, e.g. 12AB"))
+        Err(DomainError::invalid(
+            "brin",
+            "must be four letters or digits, e.g. 12AB",
+        ))
     }
 }
 
@@ -649,12 +658,15 @@ pub fn decide(
 ) -> Result<Vec<SchoolEvent>, DomainError> {
     let Command { actor, action } = command;
     let (school_id, action) = match (state.school_id, action) {
-        (None, SchoolAction::Register {
-            school_id,
-            school_group_id,
-            name,
-            brin: code,
-        }) => return register(actor, school_id, school_group_id, &name, &code),
+        (
+            None,
+            SchoolAction::Register {
+                school_id,
+                school_group_id,
+                name,
+                brin: code,
+            },
+        ) => return register(actor, school_id, school_group_id, &name, &code),
         (Some(school_id), action) => (school_id, action),
         (None, _) => return Err(DomainError::not_found("school", uuid::Uuid::nil())),
     };
@@ -678,7 +690,10 @@ pub fn decide(
         SchoolAction::PublishConsentPolicy { purposes } => {
             require(director, actor, "publish a consent policy")?;
             if purposes.is_empty() {
-                return Err(DomainError::invalid("purposes", "must name at least one purpose"));
+                return Err(DomainError::invalid(
+                    "purposes",
+                    "must name at least one purpose",
+                ));
             }
             let mut seen = BTreeSet::new();
             let mut checked = Vec::with_capacity(purposes.len());
@@ -881,7 +896,9 @@ pub fn decide(
             }
             .into()
         }
-        SchoolAction::LinkGuardian { invitation } => return link_guardian(state, actor, &invitation),
+        SchoolAction::LinkGuardian { invitation } => {
+            return link_guardian(state, actor, &invitation)
+        }
         SchoolAction::UnlinkGuardian {
             child_id,
             guardian_id,
@@ -957,7 +974,11 @@ fn link_guardian(
         return Err(DomainError::not_found("invitation", invitation_id));
     }
     let allowed = actor == Actor::System || actor == Actor::Person(approved_by);
-    require(allowed, actor, "link a guardian (only the approving staff member or the system completes an approval)")?;
+    require(
+        allowed,
+        actor,
+        "link a guardian (only the approving staff member or the system completes an approval)",
+    )?;
     if state.enrolment(child_id)?.guardians.contains(&guardian_id) {
         return Ok(Vec::new());
     }

@@ -1,8 +1,6 @@
 //! Stream names: `<category>-<uuid>`, one stream per aggregate instance.
 
-use crate::ids::{
-    ActivityId, ChildId, ConversationId, InvitationId, PersonId, PostId, SchoolId,
-};
+use crate::ids::{ActivityId, ChildId, ConversationId, InvitationId, PersonId, PostId, SchoolId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -187,7 +185,10 @@ mod tests {
             "child-not-a-uuid",
             "child-0190A6F2-7C3E-7000-8000-000000000000",
         ] {
-            assert!(bad.parse::<StreamName>().is_err(), "{bad:?} must be refused");
+            assert!(
+                bad.parse::<StreamName>().is_err(),
+                "{bad:?} must be refused"
+            );
         }
     }
 }

@@ -9,10 +9,16 @@ pub(crate) fn text(field: &'static str, value: &str, max: usize) -> Result<Strin
         return Err(DomainError::invalid(field, "must not be empty"));
     }
     if trimmed.chars().count() > max {
-        return Err(DomainError::invalid(field, format!("must be at most {max} characters")));
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     if trimmed.chars().any(char::is_control) && field != "body" {
-        return Err(DomainError::invalid(field, "must not contain control characters"));
+        return Err(DomainError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(trimmed.to_owned())
 }
@@ -34,7 +40,10 @@ pub(crate) fn email(field: &'static str, value: &str) -> Result<String, DomainEr
     if valid {
         Ok(value)
     } else {
-        Err(DomainError::invalid(field, "must be an e-mail address such as name@example.org"))
+        Err(DomainError::invalid(
+            field,
+            "must be an e-mail address such as name@example.org",
+        ))
     }
 }
 
@@ -43,6 +52,9 @@ pub(crate) fn initial(field: &'static str, value: &str) -> Result<String, Domain
     let mut chars = value.trim().chars();
     match (chars.next(), chars.next()) {
         (Some(c), None) if c.is_alphabetic() => Ok(c.to_uppercase().collect()),
-        _ => Err(DomainError::invalid(field, "must be exactly one letter: the initial of the last name")),
+        _ => Err(DomainError::invalid(
+            field,
+            "must be exactly one letter: the initial of the last name",
+        )),
     }
 }

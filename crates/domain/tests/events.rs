@@ -1,0 +1,87 @@
+//! The stored form of events: stable names, schema versions, upcasting.
+
+#![allow(clippy::unwrap_used)]
+
+use kring_domain::event::current_schema_version;
+use kring_domain::school::SchoolEvent;
+use kring_domain::{DecodeError, Event};
+use serde_json::json;
+use std::collections::BTreeSet;
+
+#[test]
+fn event_type_names_are_unique_across_aggregates() {
+    let all: Vec<&str> = Event::all_types().collect();
+    let unique: BTreeSet<&str> = all.iter().copied().collect();
+    assert_eq!(
+        all.len(),
+        unique.len(),
+        "a type name is used twice: {all:?}"
+    );
+    assert!(all.len() >= 40, "the catalogue shrank to {}", all.len());
+}
+
+#[test]
+fn child_enrolled_v1_upcasts_to_first_name_and_initial() {
+    let school_id = uuid::Uuid::now_v7();
+    let child_id = uuid::Uuid::now_v7();
+    let group_id = uuid::Uuid::now_v7();
+    // As written by schema version 1, which kept the full last name.
+    let v1 = json!({
+        "school_id": school_id, "child_id": child_id, "group_id": group_id,
+        "first_name": "Sanne", "last_name": "van der Berg"
+    });
+    let event = Event::decode("ChildEnrolled", 1, v1).expect("v1 decodes");
+    let Event::School(SchoolEvent::ChildEnrolled(enrolled)) = &event else {
+        panic!("decoded to {event:?}");
+    };
+    assert_eq!(enrolled.first_name, "Sanne");
+    assert_eq!(enrolled.last_initial, "V");
+    // Written back, it is the current version and round-trips without the full name.
+    assert_eq!(
+        event.schema_version(),
+        current_schema_version("ChildEnrolled")
+    );
+    assert_eq!(event.schema_version(), 2);
+    let payload = event.to_payload().expect("payload");
+    assert!(payload.get("last_name").is_none());
+    assert_eq!(
+        Event::decode("ChildEnrolled", 2, payload).expect("v2 decodes"),
+        event
+    );
+}
+
+#[test]
+fn decoding_refuses_unknown_types_future_versions_and_bad_payloads() {
+    assert!(
+        matches!(Event::decode("PhotoLiked", 1, json!({})), Err(DecodeError::UnknownType(t)) if t == "PhotoLiked")
+    );
+    assert!(matches!(
+        Event::decode("ConsentDecided", 9, json!({})),
+        Err(DecodeError::FutureVersion {
+            found: 9,
+            current: 1,
+            ..
+        })
+    ));
+    assert!(matches!(
+        Event::decode("ConsentDecided", 1, json!({"granted": "yes"})),
+        Err(DecodeError::Payload { .. })
+    ));
+}
+
+#[test]
+fn payloads_use_snake_case_purposes_and_roles() {
+    let school_id = kring_domain::SchoolId::generate();
+    let event = Event::from(SchoolEvent::from(kring_domain::school::StaffJoined {
+        school_id,
+        person_id: kring_domain::PersonId::generate(),
+        role: kring_domain::school::StaffRole::ComplianceOfficer,
+        display_name: "Mr. Jansen".into(),
+        email: "jansen@school.example".into(),
+    }));
+    assert_eq!(event.event_type(), "StaffJoined");
+    assert_eq!(
+        event.to_payload().expect("payload")["role"],
+        "compliance_officer"
+    );
+}
