@@ -41,6 +41,18 @@ macro_rules! event_enum {
                 }
             }
 
+            /// Decodes a current-version payload of `event_type` from JSON text; `None` when the
+            /// type is not one of this aggregate's.
+            pub fn from_str_payload(
+                event_type: &str,
+                payload: &str,
+            ) -> Option<Result<Self, serde_json::Error>> {
+                match event_type {
+                    $(stringify!($variant) => Some(serde_json::from_str(payload).map(Self::$variant)),)*
+                    _ => None,
+                }
+            }
+
             /// Decodes a current-version payload of `event_type`; `None` when the type is not one
             /// of this aggregate's.
             pub fn from_payload(
@@ -163,6 +175,43 @@ impl Event {
     /// Only if a payload cannot be represented as JSON, which the event types rule out.
     pub fn to_payload(&self) -> Result<Value, serde_json::Error> {
         dispatch!(self, e => e.to_payload())
+    }
+
+    /// Decodes a stored event from its JSON text. A current-version payload is parsed straight
+    /// into its type (the fast path of a replay); an older one is upcast first.
+    ///
+    /// # Errors
+    /// An unknown type, a schema version from the future, or a payload that does not match.
+    pub fn decode_str(
+        event_type: &str,
+        schema_version: u16,
+        payload: &str,
+    ) -> Result<Self, DecodeError> {
+        let payload_error = |source| DecodeError::Payload {
+            event_type: event_type.to_owned(),
+            version: schema_version,
+            source,
+        };
+        if schema_version != current_schema_version(event_type) {
+            let value = serde_json::from_str(payload).map_err(payload_error)?;
+            return Self::decode(event_type, schema_version, value);
+        }
+        macro_rules! try_aggregate {
+            ($agg:ident, $variant:ident) => {
+                if let Some(result) = $agg::from_str_payload(event_type, payload) {
+                    return result.map(Event::$variant).map_err(payload_error);
+                }
+            };
+        }
+        try_aggregate!(SchoolEvent, School);
+        try_aggregate!(PersonEvent, Person);
+        try_aggregate!(ChildEvent, Child);
+        try_aggregate!(InvitationEvent, Invitation);
+        try_aggregate!(PostEvent, Post);
+        try_aggregate!(ConversationEvent, Conversation);
+        try_aggregate!(ActivityEvent, Activity);
+        try_aggregate!(AccessEvent, Access);
+        Err(DecodeError::UnknownType(event_type.to_owned()))
     }
 
     /// Decodes a stored event, upcasting an older schema version to the current one first.

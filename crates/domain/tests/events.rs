@@ -85,3 +85,22 @@ fn payloads_use_snake_case_purposes_and_roles() {
         "compliance_officer"
     );
 }
+
+#[test]
+fn decoding_from_text_matches_decoding_from_values() {
+    let world = kring_domain::simulation::World::with_classes(1, 2, 1);
+    for r in &world.log {
+        let payload = r.event.to_payload().unwrap();
+        let text = payload.to_string();
+        let from_text =
+            Event::decode_str(r.event.event_type(), r.event.schema_version(), &text).unwrap();
+        assert_eq!(from_text, r.event);
+    }
+    let v1 = r#"{"school_id":"0190a6f2-7c3e-7000-8000-000000000001","child_id":"0190a6f2-7c3e-7000-8000-000000000002","group_id":"0190a6f2-7c3e-7000-8000-000000000003","first_name":"Sanne","last_name":"de Boer"}"#;
+    let Event::School(SchoolEvent::ChildEnrolled(e)) =
+        Event::decode_str("ChildEnrolled", 1, v1).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(e.last_initial, "D");
+}

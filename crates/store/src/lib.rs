@@ -1,2 +1,122 @@
-//! The event log: the store port and its adapters (built out in the event-store issue).
+//! The event log: the store port and its adapters.
+//!
+//! - [`EventStore`] is the port: append with an expected version, read a stream, read the
+//!   global log in batches, and a watch on the log's head that wakes subscribers.
+//! - [`EventStoreExt`] builds on it, the same for every adapter: [`Subscription`] (catch up,
+//!   then follow live, in position order) and [`verify`](EventStoreExt::verify) (walk every
+//!   stream's hash chain).
+//! - Adapters: [`sqlite::SqliteStore`] (the embedded default, group commit),
+//!   [`postgres::PostgresStore`] and [`esdb::EsdbStore`] (EventStoreDB / KurrentDB).
+//! - [`conformance`] is the one suite every adapter passes.
 #![forbid(unsafe_code)]
+
+pub mod conformance;
+mod envelope;
+mod error;
+pub mod plan;
+pub mod sqlite;
+mod subscription;
+mod verify;
+
+pub use envelope::{
+    actor_from_str, actor_to_string, canonical_json, EventHash, ExpectedVersion, Metadata,
+    NewEvent, Position, RecordedEvent, MAX_EVENT_BYTES,
+};
+pub use error::StoreError;
+pub use plan::AppendOutcome;
+pub use subscription::Subscription;
+pub use verify::{VerifyFailure, VerifyReport};
+
+use async_trait::async_trait;
+use kring_domain::StreamName;
+use tokio::sync::watch;
+
+/// How many events one read of the global log returns at most, by default.
+pub const DEFAULT_BATCH: usize = 1000;
+
+/// The event-log port. Every adapter is held to the [`conformance`] suite.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` if it is at `expected`: all of them or none.
+    ///
+    /// # Errors
+    /// [`StoreError::Concurrency`] when the stream moved on; the limits of [`StoreError`].
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError>;
+
+    /// Up to `limit` events of `stream` from version `from` on, in order.
+    ///
+    /// # Errors
+    /// Backend failures and unreadable rows.
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events of the global log after position `after`, in position order.
+    /// Never returns an event while an event with a lower position may still commit.
+    ///
+    /// # Errors
+    /// Backend failures and unreadable rows.
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The last position in the log (0 when empty).
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn head(&self) -> Result<Position, StoreError>;
+
+    /// A watch that changes whenever new events may have been committed, by this process or
+    /// (where the backend can tell) another.
+    fn watch_head(&self) -> watch::Receiver<Position>;
+}
+
+/// What every store can do on top of the port.
+#[async_trait]
+pub trait EventStoreExt: EventStore + Clone {
+    /// Follows the global log from checkpoint `after`: catch up, then live.
+    fn subscribe(&self, after: Position) -> Subscription<Self> {
+        Subscription::new(self.clone(), after)
+    }
+
+    /// Every event of `stream`, read in batches.
+    ///
+    /// # Errors
+    /// Backend failures and unreadable rows.
+    async fn read_stream_to_end(
+        &self,
+        stream: &StreamName,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut all = Vec::new();
+        loop {
+            let batch = self
+                .read_stream(stream, all.len() as u64, DEFAULT_BATCH)
+                .await?;
+            let done = batch.len() < DEFAULT_BATCH;
+            all.extend(batch);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Walks every stream's hash chain over the whole log, in batches.
+    ///
+    /// # Errors
+    /// Backend failures (a broken chain is a finding in the report, not an error).
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        verify::verify(self).await
+    }
+}
+
+impl<S: EventStore + Clone> EventStoreExt for S {}

@@ -1,0 +1,373 @@
+//! The embedded default: the event log in one SQLite file (WAL, `synchronous = FULL`, so an
+//! acknowledged append survives a crash or power loss).
+//!
+//! One writer task owns the only write connection. Appends queue to it; it takes everything
+//! queued (up to [`MAX_GROUP`] appends), plans them together with [`crate::plan`] — each
+//! append keeping its own concurrency check and outcome — and commits them in one transaction:
+//! one fsync for many appends (group commit). Readers use a separate pool and never block it.
+
+use crate::plan::{self, AppendRequest, StoredId, StreamHead};
+use crate::{
+    actor_from_str, actor_to_string, AppendOutcome, EventHash, EventStore, ExpectedVersion,
+    NewEvent, Position, RecordedEvent, StoreError,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kring_domain::StreamName;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+/// The most appends one group commit takes.
+pub const MAX_GROUP: usize = 512;
+/// Rows per multi-row INSERT (13 parameters each, well under SQLite's limit).
+const ROWS_PER_INSERT: usize = 200;
+/// Stream heads the writer remembers before it starts over.
+const HEAD_CACHE_LIMIT: usize = 200_000;
+
+const READ_ALL: &str = include_str!("sql/read_all.sql");
+const READ_STREAM: &str = include_str!("sql/read_stream.sql");
+const STREAM_HEAD: &str = include_str!("sql/stream_head.sql");
+const INSERT_PREFIX: &str = include_str!("sql/insert_prefix.sql");
+
+struct Job {
+    request: AppendRequest,
+    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+struct Inner {
+    readers: SqlitePool,
+    jobs: mpsc::Sender<Job>,
+    head: watch::Receiver<Position>,
+    path: PathBuf,
+}
+
+/// The SQLite event store. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+fn options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the event log in the SQLite file at `path`.
+    ///
+    /// # Errors
+    /// The file cannot be opened or migrated.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut writer = SqliteConnection::connect_with(&options(&path)).await?;
+        sqlx::migrate!("migrations/sqlite").run(&mut writer).await?;
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut writer)
+            .await?;
+        let last = u64::try_from(last).unwrap_or_default();
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options(&path).read_only(true))
+            .await?;
+        let (jobs, queue) = mpsc::channel(4 * MAX_GROUP);
+        let (head_tx, head) = watch::channel(last);
+        tokio::spawn(
+            Writer {
+                conn: writer,
+                heads: HashMap::new(),
+                last,
+                head: head_tx,
+            }
+            .run(queue),
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                readers,
+                jobs,
+                head,
+                path,
+            }),
+        })
+    }
+
+    /// The file this store lives in.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The read pool, for tools that inspect the file directly.
+    #[must_use]
+    pub fn pool(&self) -> &SqlitePool {
+        &self.inner.readers
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let request = AppendRequest {
+            stream: *stream,
+            expected,
+            events,
+        };
+        plan::validate(&request)?;
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .jobs
+            .send(Job { request, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(READ_STREAM)
+            .bind(stream.to_string())
+            .bind(i64::try_from(from).unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.readers)
+            .await?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(READ_ALL)
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.readers)
+            .await?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&self.inner.readers)
+            .await?;
+        Ok(u64::try_from(last).unwrap_or_default())
+    }
+
+    fn watch_head(&self) -> watch::Receiver<Position> {
+        self.inner.head.clone()
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(position: u64, m: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(m).ok_or_else(|| StoreError::Corrupt {
+        position,
+        reason: format!("bad time {m}"),
+    })
+}
+
+fn decode_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let position = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or_default();
+    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    let stream: String = row.try_get(2)?;
+    let actor: String = row.try_get(8)?;
+    let hash: Vec<u8> = row.try_get(12)?;
+    Ok(RecordedEvent {
+        position,
+        event_id: row.try_get(1)?,
+        stream: stream.parse().map_err(|e| corrupt(format!("{e}")))?,
+        version: u64::try_from(row.try_get::<i64, _>(3)?).map_err(|e| corrupt(e.to_string()))?,
+        event_type: row.try_get(4)?,
+        schema_version: u16::try_from(row.try_get::<i64, _>(5)?)
+            .map_err(|e| corrupt(e.to_string()))?,
+        occurred_at: from_micros(position, row.try_get(6)?)?,
+        recorded_at: from_micros(position, row.try_get(7)?)?,
+        actor: actor_from_str(&actor).ok_or_else(|| corrupt(format!("bad actor {actor:?}")))?,
+        correlation_id: row.try_get(9)?,
+        causation_id: row.try_get(10)?,
+        payload: row.try_get(11)?,
+        hash: EventHash::from_slice(&hash).ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
+    })
+}
+
+struct Writer {
+    conn: SqliteConnection,
+    heads: HashMap<StreamName, StreamHead>,
+    last: Position,
+    head: watch::Sender<Position>,
+}
+
+impl Writer {
+    async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+        while let Some(first) = queue.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_GROUP {
+                match queue.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            let (requests, replies): (Vec<AppendRequest>, Vec<_>) =
+                jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
+            match self.commit(&requests).await {
+                Ok(outcomes) => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                Err(e) => {
+                    // Nothing of the batch is acknowledged; the cache may be ahead of the file.
+                    self.heads.clear();
+                    let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+                    let message = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Backend(message.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit(
+        &mut self,
+        requests: &[AppendRequest],
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut self.conn)
+            .await?;
+        // Another process may have appended to the file: then the cache is stale.
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut self.conn)
+            .await?;
+        let last = u64::try_from(last).unwrap_or_default();
+        if last != self.last || self.heads.len() > HEAD_CACHE_LIMIT {
+            self.heads.clear();
+            self.last = last;
+        }
+        let stored = self.stored_ids(requests).await?;
+        let mut heads = HashMap::new();
+        for request in requests {
+            if heads.contains_key(&request.stream) {
+                continue;
+            }
+            if let Some(head) = self.stream_head(&request.stream).await? {
+                heads.insert(request.stream, head);
+            }
+        }
+        let plan = plan::plan(requests, heads, &stored, self.last);
+        let recorded_at = micros(Utc::now());
+        for chunk in plan.rows.chunks(ROWS_PER_INSERT) {
+            let mut sql = String::from(INSERT_PREFIX);
+            for i in 0..chunk.len() {
+                sql.push_str(if i == 0 {
+                    "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                } else {
+                    ",(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                });
+            }
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                let e = row.event;
+                query = query
+                    .bind(i64::try_from(row.position).unwrap_or(i64::MAX))
+                    .bind(e.event_id)
+                    .bind(row.stream.to_string())
+                    .bind(i64::try_from(row.version).unwrap_or(i64::MAX))
+                    .bind(e.event_type.as_str())
+                    .bind(i64::from(e.schema_version))
+                    .bind(micros(e.occurred_at))
+                    .bind(recorded_at)
+                    .bind(actor_to_string(&e.actor))
+                    .bind(e.correlation_id)
+                    .bind(e.causation_id)
+                    .bind(e.payload.as_str())
+                    .bind(&row.hash.0[..]);
+            }
+            query.execute(&mut self.conn).await?;
+        }
+        sqlx::query("COMMIT").execute(&mut self.conn).await?;
+        self.heads.extend(plan.heads);
+        self.last = plan.last_position;
+        self.head.send_replace(self.last);
+        Ok(plan.outcomes)
+    }
+
+    async fn stream_head(&mut self, stream: &StreamName) -> Result<Option<StreamHead>, StoreError> {
+        if let Some(head) = self.heads.get(stream) {
+            return Ok(Some(*head));
+        }
+        let row = sqlx::query(STREAM_HEAD)
+            .bind(stream.to_string())
+            .fetch_optional(&mut self.conn)
+            .await?;
+        row.map(|row| {
+            let hash: Vec<u8> = row.try_get(1)?;
+            Ok(StreamHead {
+                version: u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or_default(),
+                hash: EventHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
+                    position: 0,
+                    reason: format!("hash of {stream} is not 32 bytes"),
+                })?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn stored_ids(
+        &mut self,
+        requests: &[AppendRequest],
+    ) -> Result<HashMap<Uuid, StoredId>, StoreError> {
+        let ids: Vec<Uuid> = requests
+            .iter()
+            .flat_map(|r| r.events.iter().map(|e| e.event_id))
+            .collect();
+        let mut stored = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let sql = format!("SELECT event_id, stream, version, position FROM events WHERE event_id IN ({placeholders})");
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&mut self.conn).await? {
+                let stream: String = row.try_get(1)?;
+                let position = u64::try_from(row.try_get::<i64, _>(3)?).unwrap_or_default();
+                stored.insert(
+                    row.try_get::<Uuid, _>(0)?,
+                    StoredId {
+                        stream: stream.parse().map_err(|e| StoreError::Corrupt {
+                            position,
+                            reason: format!("{e}"),
+                        })?,
+                        version: u64::try_from(row.try_get::<i64, _>(2)?).unwrap_or_default(),
+                        position,
+                    },
+                );
+            }
+        }
+        Ok(stored)
+    }
+}

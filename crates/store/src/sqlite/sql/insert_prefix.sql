@@ -1,0 +1,3 @@
+INSERT INTO events (position, event_id, stream, version, event_type, schema_version, occurred_at,
+                    recorded_at, actor, correlation_id, causation_id, payload, hash)
+VALUES
