@@ -56,6 +56,10 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// A write collided with a row already stored (a re-appended id, or another writer got
+    /// there first); nothing was written. Adapters resolve this internally and retry.
+    #[error("the write collided with stored events; nothing was written")]
+    Conflict,
     /// The store is shutting down or its writer stopped; nothing was acknowledged.
     #[error("the event store is closed")]
     Closed,

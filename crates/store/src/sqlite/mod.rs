@@ -5,6 +5,14 @@
 //! queued (up to [`MAX_GROUP`] appends), plans them together with [`crate::plan`] — each
 //! append keeping its own concurrency check and outcome — and commits them in one transaction:
 //! one fsync for many appends (group commit). Readers use a separate pool and never block it.
+//!
+//! The hot path is one round trip: stream heads come from the writer's cache (missing ones in
+//! one query), and the whole batch is one multi-row `INSERT` in its own implicit transaction.
+//! Re-appended event ids are rare, so they are not looked up in advance: the `UNIQUE`
+//! constraints refuse the statement (writing nothing), and the batch is redone on the slow
+//! path, in an explicit transaction that reads stored ids and heads from the file first. The
+//! same constraints make a second process appending to the file safe: a stale cache only
+//! costs a trip down the slow path.
 
 use crate::plan::{self, AppendRequest, StoredId, StreamHead};
 use crate::{
@@ -27,14 +35,16 @@ use uuid::Uuid;
 
 /// The most appends one group commit takes.
 pub const MAX_GROUP: usize = 512;
-/// Rows per multi-row INSERT (13 parameters each, well under SQLite's limit).
-const ROWS_PER_INSERT: usize = 200;
+/// How often the writer yields to let more appends queue before it commits.
+const GATHER_YIELDS: usize = 4;
+/// Rows per multi-row INSERT (13 parameters each, well under SQLite's limit of 32766).
+const ROWS_PER_INSERT: usize = 500;
 /// Stream heads the writer remembers before it starts over.
 const HEAD_CACHE_LIMIT: usize = 200_000;
 
 const READ_ALL: &str = include_str!("sql/read_all.sql");
 const READ_STREAM: &str = include_str!("sql/read_stream.sql");
-const STREAM_HEAD: &str = include_str!("sql/stream_head.sql");
+const STREAM_HEADS: &str = include_str!("sql/stream_heads.sql");
 const INSERT_PREFIX: &str = include_str!("sql/insert_prefix.sql");
 
 struct Job {
@@ -213,6 +223,119 @@ fn decode_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
     })
 }
 
+/// Takes `first` and whatever else is queued. Appenders that were just answered are about to
+/// send their next append: yielding a few times lets them, so one commit (one fsync) serves
+/// many appends instead of a few.
+async fn gather(first: Job, queue: &mut mpsc::Receiver<Job>) -> Vec<Job> {
+    let mut jobs = vec![first];
+    let mut idle_rounds = 0;
+    while jobs.len() < MAX_GROUP && idle_rounds < GATHER_YIELDS {
+        match queue.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => {
+                idle_rounds += 1;
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    jobs
+}
+
+/// Inserts the planned rows. With `autocommit` the caller holds no transaction: a batch that
+/// fits one statement is then its own atomic transaction (one round trip, one fsync), a larger
+/// one gets an explicit transaction. A `UNIQUE` violation (a re-appended id, or another process
+/// appended) is [`StoreError::Conflict`], with nothing written.
+async fn insert(
+    conn: &mut SqliteConnection,
+    rows: &[plan::PlannedRow<'_>],
+    autocommit: bool,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let explicit = autocommit && rows.len() > ROWS_PER_INSERT;
+    if explicit {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    }
+    let recorded_at = micros(Utc::now());
+    let mut result = Ok(());
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut sql = String::with_capacity(INSERT_PREFIX.len() + chunk.len() * 30);
+        sql.push_str(INSERT_PREFIX);
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 {
+                "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            } else {
+                ",(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            });
+        }
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            let e = row.event;
+            query = query
+                .bind(i64::try_from(row.position).unwrap_or(i64::MAX))
+                .bind(e.event_id)
+                .bind(row.stream.to_string())
+                .bind(i64::try_from(row.version).unwrap_or(i64::MAX))
+                .bind(e.event_type.as_str())
+                .bind(i64::from(e.schema_version))
+                .bind(micros(e.occurred_at))
+                .bind(recorded_at)
+                .bind(actor_to_string(&e.actor))
+                .bind(e.correlation_id)
+                .bind(e.causation_id)
+                .bind(e.payload.as_str())
+                .bind(&row.hash.0[..]);
+        }
+        if let Err(e) = query.execute(&mut *conn).await {
+            result = Err(match &e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+                _ => StoreError::from(e),
+            });
+            break;
+        }
+    }
+    if explicit {
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        sqlx::query(end).execute(&mut *conn).await?;
+    }
+    result
+}
+
+/// The heads of those of `streams` that exist, in one query.
+async fn load_heads(
+    conn: &mut SqliteConnection,
+    streams: &[StreamName],
+) -> Result<HashMap<StreamName, StreamHead>, StoreError> {
+    let mut heads = HashMap::new();
+    if streams.is_empty() {
+        return Ok(heads);
+    }
+    let names: Vec<String> = streams.iter().map(ToString::to_string).collect();
+    let names = serde_json::to_string(&names).map_err(|e| StoreError::Backend(e.to_string()))?;
+    for row in sqlx::query(STREAM_HEADS)
+        .bind(names)
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let stream: String = row.try_get(0)?;
+        let hash: Vec<u8> = row.try_get(2)?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            position: 0,
+            reason,
+        };
+        heads.insert(
+            stream.parse().map_err(|e| corrupt(format!("{e}")))?,
+            StreamHead {
+                version: u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or_default(),
+                hash: EventHash::from_slice(&hash)
+                    .ok_or_else(|| corrupt(format!("hash of {stream} is not 32 bytes")))?,
+            },
+        );
+    }
+    Ok(heads)
+}
+
 struct Writer {
     conn: SqliteConnection,
     heads: HashMap<StreamName, StreamHead>,
@@ -223,13 +346,7 @@ struct Writer {
 impl Writer {
     async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
         while let Some(first) = queue.recv().await {
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_GROUP {
-                match queue.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
+            let jobs = gather(first, &mut queue).await;
             let (requests, replies): (Vec<AppendRequest>, Vec<_>) =
                 jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
             match self.commit(&requests).await {
@@ -239,9 +356,16 @@ impl Writer {
                     }
                 }
                 Err(e) => {
-                    // Nothing of the batch is acknowledged; the cache may be ahead of the file.
+                    // Nothing of the batch is acknowledged; start over from the file.
                     self.heads.clear();
-                    let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+                    if let Ok(last) = sqlx::query_scalar::<_, i64>(
+                        "SELECT COALESCE(MAX(position), 0) FROM events",
+                    )
+                    .fetch_one(&mut self.conn)
+                    .await
+                    {
+                        self.last = u64::try_from(last).unwrap_or_default();
+                    }
                     let message = e.to_string();
                     for reply in replies {
                         let _ = reply.send(Err(StoreError::Backend(message.clone())));
@@ -255,95 +379,90 @@ impl Writer {
         &mut self,
         requests: &[AppendRequest],
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        if self.heads.len() > HEAD_CACHE_LIMIT {
+            self.heads.clear();
+        }
+        let missing: Vec<StreamName> = requests
+            .iter()
+            .map(|r| r.stream)
+            .filter(|s| !self.heads.contains_key(s))
+            .collect();
+        let loaded = load_heads(&mut self.conn, &missing).await?;
+        self.heads.extend(loaded);
+        let heads = requests
+            .iter()
+            .filter_map(|r| self.heads.get(&r.stream).map(|h| (r.stream, *h)))
+            .collect();
+        let mut plan = plan::plan(requests, heads, &HashMap::new(), self.last);
+        // A retried append whose first try committed fails its version check: only for such
+        // appends look up stored ids, and re-plan if some are retries.
+        let suspects: Vec<Uuid> = requests
+            .iter()
+            .zip(&plan.outcomes)
+            .filter(|(_, outcome)| matches!(outcome, Err(StoreError::Concurrency { .. })))
+            .flat_map(|(r, _)| r.events.iter().map(|e| e.event_id))
+            .collect();
+        if !suspects.is_empty() {
+            let stored = self.stored_ids(&suspects).await?;
+            if !stored.is_empty() {
+                let heads = requests
+                    .iter()
+                    .filter_map(|r| self.heads.get(&r.stream).map(|h| (r.stream, *h)))
+                    .collect();
+                plan = plan::plan(requests, heads, &stored, self.last);
+            }
+        }
+        match insert(&mut self.conn, &plan.rows, true).await {
+            Ok(()) => Ok(self.applied(plan)),
+            Err(StoreError::Conflict) => self.commit_slowly(requests).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The careful path: an explicit transaction that reads everything from the file.
+    async fn commit_slowly(
+        &mut self,
+        requests: &[AppendRequest],
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        self.heads.clear();
         sqlx::query("BEGIN IMMEDIATE")
             .execute(&mut self.conn)
             .await?;
-        // Another process may have appended to the file: then the cache is stale.
-        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&mut self.conn)
-            .await?;
-        let last = u64::try_from(last).unwrap_or_default();
-        if last != self.last || self.heads.len() > HEAD_CACHE_LIMIT {
-            self.heads.clear();
-            self.last = last;
+        let result = async {
+            let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                .fetch_one(&mut self.conn)
+                .await?;
+            self.last = u64::try_from(last).unwrap_or_default();
+            let ids: Vec<Uuid> = requests
+                .iter()
+                .flat_map(|r| r.events.iter().map(|e| e.event_id))
+                .collect();
+            let stored = self.stored_ids(&ids).await?;
+            let streams: Vec<StreamName> = requests.iter().map(|r| r.stream).collect();
+            let heads = load_heads(&mut self.conn, &streams).await?;
+            let plan = plan::plan(requests, heads, &stored, self.last);
+            insert(&mut self.conn, &plan.rows, false).await?;
+            sqlx::query("COMMIT").execute(&mut self.conn).await?;
+            Ok::<_, StoreError>(plan)
         }
-        let stored = self.stored_ids(requests).await?;
-        let mut heads = HashMap::new();
-        for request in requests {
-            if heads.contains_key(&request.stream) {
-                continue;
-            }
-            if let Some(head) = self.stream_head(&request.stream).await? {
-                heads.insert(request.stream, head);
+        .await;
+        match result {
+            Ok(plan) => Ok(self.applied(plan)),
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+                Err(e)
             }
         }
-        let plan = plan::plan(requests, heads, &stored, self.last);
-        let recorded_at = micros(Utc::now());
-        for chunk in plan.rows.chunks(ROWS_PER_INSERT) {
-            let mut sql = String::from(INSERT_PREFIX);
-            for i in 0..chunk.len() {
-                sql.push_str(if i == 0 {
-                    "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                } else {
-                    ",(?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                });
-            }
-            let mut query = sqlx::query(&sql);
-            for row in chunk {
-                let e = row.event;
-                query = query
-                    .bind(i64::try_from(row.position).unwrap_or(i64::MAX))
-                    .bind(e.event_id)
-                    .bind(row.stream.to_string())
-                    .bind(i64::try_from(row.version).unwrap_or(i64::MAX))
-                    .bind(e.event_type.as_str())
-                    .bind(i64::from(e.schema_version))
-                    .bind(micros(e.occurred_at))
-                    .bind(recorded_at)
-                    .bind(actor_to_string(&e.actor))
-                    .bind(e.correlation_id)
-                    .bind(e.causation_id)
-                    .bind(e.payload.as_str())
-                    .bind(&row.hash.0[..]);
-            }
-            query.execute(&mut self.conn).await?;
-        }
-        sqlx::query("COMMIT").execute(&mut self.conn).await?;
+    }
+
+    fn applied(&mut self, plan: plan::Plan<'_>) -> Vec<Result<AppendOutcome, StoreError>> {
         self.heads.extend(plan.heads);
         self.last = plan.last_position;
         self.head.send_replace(self.last);
-        Ok(plan.outcomes)
+        plan.outcomes
     }
 
-    async fn stream_head(&mut self, stream: &StreamName) -> Result<Option<StreamHead>, StoreError> {
-        if let Some(head) = self.heads.get(stream) {
-            return Ok(Some(*head));
-        }
-        let row = sqlx::query(STREAM_HEAD)
-            .bind(stream.to_string())
-            .fetch_optional(&mut self.conn)
-            .await?;
-        row.map(|row| {
-            let hash: Vec<u8> = row.try_get(1)?;
-            Ok(StreamHead {
-                version: u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or_default(),
-                hash: EventHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
-                    position: 0,
-                    reason: format!("hash of {stream} is not 32 bytes"),
-                })?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn stored_ids(
-        &mut self,
-        requests: &[AppendRequest],
-    ) -> Result<HashMap<Uuid, StoredId>, StoreError> {
-        let ids: Vec<Uuid> = requests
-            .iter()
-            .flat_map(|r| r.events.iter().map(|e| e.event_id))
-            .collect();
+    async fn stored_ids(&mut self, ids: &[Uuid]) -> Result<HashMap<Uuid, StoredId>, StoreError> {
         let mut stored = HashMap::new();
         for chunk in ids.chunks(500) {
             let placeholders = vec!["?"; chunk.len()].join(",");

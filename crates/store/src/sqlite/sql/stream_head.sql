@@ -1,1 +1,0 @@
-SELECT version, hash FROM events WHERE stream = ?1 ORDER BY version DESC LIMIT 1
