@@ -1,0 +1,220 @@
+//! The event log on PostgreSQL, for deployments with several API processes on one database.
+//!
+//! Each process runs one writer task. Appends queue to it; it takes everything queued (up to
+//! [`MAX_GROUP`] appends), plans them together with [`crate::plan`] — each append keeping its
+//! own concurrency check and outcome — and commits them in one transaction (group commit).
+//!
+//! Every batch transaction takes one transaction-level advisory lock before it reads the log's
+//! last position and the stream heads, and holds it until COMMIT. Batches of all processes
+//! therefore assign positions and commit one at a time, in position order: an event that
+//! commits later never appears behind a position a reader has passed, and `read_all` simply
+//! reads past its checkpoint. Why this and not a snapshot filter or a high-water mark:
+//! `docs/decisions/0002-postgres-global-order.md`.
+//!
+//! Each commit sends a notification on [`CHANNEL`]; a listener task in every process turns
+//! them into [`EventStore::watch_head`] wake-ups, so live subscribers in one process follow
+//! appends made by another.
+
+mod listener;
+mod writer;
+
+use crate::plan::{self, AppendRequest};
+use crate::{
+    actor_from_str, AppendOutcome, EventHash, EventStore, ExpectedVersion, NewEvent, Position,
+    RecordedEvent, StoreError,
+};
+use async_trait::async_trait;
+use kring_domain::StreamName;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgExecutor, Row};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use writer::{Job, Writer};
+
+/// The most appends one group commit takes.
+pub const MAX_GROUP: usize = 512;
+/// The notification channel every commit notifies, with the last position as payload.
+pub const CHANNEL: &str = "kring_events";
+/// The key of the transaction-level advisory lock that orders commits ("kring-ev"). Every
+/// process writing to the log must take it; a writer that does not can break the global order.
+pub const GLOBAL_ORDER_LOCK: i64 = i64::from_be_bytes(*b"kring-ev");
+/// Read connections per process.
+const READERS: u32 = 8;
+
+const READ_ALL: &str = include_str!("sql/read_all.sql");
+const READ_STREAM: &str = include_str!("sql/read_stream.sql");
+const LAST_POSITION: &str = include_str!("sql/last_position.sql");
+
+struct Inner {
+    readers: PgPool,
+    jobs: mpsc::Sender<Job>,
+    head: watch::Receiver<Position>,
+    listener: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The writer stops by itself once the job queue closes; the listener would wait forever.
+        self.listener.abort();
+    }
+}
+
+/// The PostgreSQL event store. Cheap to clone; all clones share one writer and one listener.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://…`), brings its schema up to date, and
+    /// starts this process's writer and notification listener.
+    ///
+    /// # Errors
+    /// The URL is invalid, the server cannot be reached, or the migration fails.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = url.parse::<PgConnectOptions>()?.options([
+            // Plan every execution with its parameters and the table as it is now. A generic
+            // plan cached while `events` was small keeps scanning the whole table after it has
+            // grown, until autovacuum happens to analyse it: stored-id look-ups went from
+            // microseconds to tens of milliseconds, under the global-order lock.
+            ("plan_cache_mode", "force_custom_plan"),
+        ]);
+        let readers = PgPoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options.clone().application_name("kring-store reader"))
+            .await?;
+        // sqlx serialises concurrent migrations with an advisory lock of its own.
+        sqlx::migrate!("migrations/postgres").run(&readers).await?;
+        // Listen before reading the head, so no commit falls between the two unnoticed.
+        let listening = listener::Listening::start(&options).await?;
+        let conn = writer::connect(&options).await?;
+        let last = last_position(&readers).await?;
+        let (head_tx, head) = watch::channel(last);
+        let listener = tokio::spawn(listening.follow(head_tx.clone()));
+        let (jobs, queue) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(Writer::new(options, conn, head_tx).run(queue));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                readers,
+                jobs,
+                head,
+                listener,
+            }),
+        })
+    }
+
+    /// The read pool, for tools that inspect the database directly.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.readers
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let mut request = AppendRequest {
+            stream: *stream,
+            expected,
+            events,
+        };
+        plan::validate(&mut request)?;
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .jobs
+            .send(Job { request, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(READ_STREAM)
+            .bind(stream.to_string())
+            .bind(i64::try_from(from).unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.readers)
+            .await?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(READ_ALL)
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.readers)
+            .await?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        last_position(&self.inner.readers).await
+    }
+
+    fn watch_head(&self) -> watch::Receiver<Position> {
+        self.inner.head.clone()
+    }
+}
+
+/// The log's last position (0 when empty).
+async fn last_position<'e>(conn: impl PgExecutor<'e>) -> Result<Position, StoreError> {
+    let last: i64 = sqlx::query_scalar(LAST_POSITION).fetch_one(conn).await?;
+    u64::try_from(last).map_err(|_| StoreError::Corrupt {
+        position: 0,
+        reason: format!("the log's last position is {last}"),
+    })
+}
+
+/// Raises the watched head to `position` (never lowers it), waking subscribers if it moved.
+fn advance(head: &watch::Sender<Position>, position: Position) {
+    head.send_if_modified(|current| {
+        let moved = position > *current;
+        if moved {
+            *current = position;
+        }
+        moved
+    });
+}
+
+fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let raw_position: i64 = row.try_get(0)?;
+    let position = u64::try_from(raw_position).unwrap_or_default();
+    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    if position == 0 {
+        return Err(corrupt(format!("position {raw_position}")));
+    }
+    let stream: String = row.try_get(2)?;
+    let actor: String = row.try_get(8)?;
+    let hash: Vec<u8> = row.try_get(12)?;
+    Ok(RecordedEvent {
+        position,
+        event_id: row.try_get(1)?,
+        stream: stream.parse().map_err(|e| corrupt(format!("{e}")))?,
+        version: u64::try_from(row.try_get::<i64, _>(3)?).map_err(|e| corrupt(e.to_string()))?,
+        event_type: row.try_get(4)?,
+        schema_version: u16::try_from(row.try_get::<i32, _>(5)?)
+            .map_err(|e| corrupt(e.to_string()))?,
+        occurred_at: row.try_get(6)?,
+        recorded_at: row.try_get(7)?,
+        actor: actor_from_str(&actor).ok_or_else(|| corrupt(format!("bad actor {actor:?}")))?,
+        correlation_id: row.try_get(9)?,
+        causation_id: row.try_get(10)?,
+        payload: row.try_get(11)?,
+        hash: EventHash::from_slice(&hash).ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
+    })
+}

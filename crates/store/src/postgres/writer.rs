@@ -1,0 +1,342 @@
+//! The writer task: group commit under the global-order lock.
+
+use super::{advance, last_position, CHANNEL, GLOBAL_ORDER_LOCK, MAX_GROUP};
+use crate::plan::{self, AppendRequest, Plan, PlannedRow, StoredId, StreamHead};
+use crate::{actor_to_string, AppendOutcome, EventHash, Position, StoreError};
+use chrono::{DateTime, SubsecRound, Utc};
+use kring_domain::StreamName;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgExecutor, Row};
+use std::collections::{HashMap, HashSet};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+/// How the writer's connection shows in `pg_stat_activity`.
+const APPLICATION: &str = "kring-store writer";
+/// Payload bytes per INSERT statement: a batch of large events is split so that no statement
+/// comes near PostgreSQL's 1 GiB message limit.
+const BYTES_PER_INSERT: usize = 32 * 1024 * 1024;
+/// How often a batch is planned again when a row written past the lock took a version it chose.
+const ATTEMPTS: usize = 3;
+
+const BEGIN: &str = include_str!("sql/begin.sql");
+const LOCK_GLOBAL_ORDER: &str = include_str!("sql/lock_global_order.sql");
+const STREAM_HEADS: &str = include_str!("sql/stream_heads.sql");
+const STORED_IDS: &str = include_str!("sql/stored_ids.sql");
+const INSERT: &str = include_str!("sql/insert.sql");
+
+/// One queued append and where its outcome goes.
+pub(super) struct Job {
+    pub(super) request: AppendRequest,
+    pub(super) reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+/// Why a batch did not commit.
+enum Failure {
+    /// A row written outside this writer's lock holds a (stream, version) the plan chose.
+    /// Carries the outcomes to give if planning again does not help.
+    VersionTaken(Vec<Result<AppendOutcome, StoreError>>),
+    /// Anything else: nothing of the batch is acknowledged.
+    Backend(StoreError),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Backend(e.into())
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self::Backend(e)
+    }
+}
+
+/// Owns this process's write connection; stream heads are read afresh for every batch, since
+/// other processes append too.
+pub(super) struct Writer {
+    options: PgConnectOptions,
+    conn: Option<PgConnection>,
+    head: watch::Sender<Position>,
+}
+
+impl Writer {
+    pub(super) fn new(
+        options: PgConnectOptions,
+        conn: PgConnection,
+        head: watch::Sender<Position>,
+    ) -> Self {
+        Self {
+            options,
+            conn: Some(conn),
+            head,
+        }
+    }
+
+    pub(super) async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+        while let Some(first) = queue.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_GROUP {
+                match queue.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            let (requests, replies): (Vec<AppendRequest>, Vec<_>) =
+                jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
+            let outcomes = self.commit(&requests).await;
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome);
+            }
+        }
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.close().await;
+        }
+    }
+
+    /// Commits a batch; one outcome per request, in order.
+    async fn commit(
+        &mut self,
+        requests: &[AppendRequest],
+    ) -> Vec<Result<AppendOutcome, StoreError>> {
+        let mut attempt = 1;
+        loop {
+            match self.try_commit(requests).await {
+                Ok(outcomes) => return outcomes,
+                // Planning again under the lock reads the heads that row moved.
+                Err(Failure::VersionTaken(_)) if attempt < ATTEMPTS => attempt += 1,
+                Err(Failure::VersionTaken(refused)) => return refused,
+                Err(Failure::Backend(e)) => {
+                    // The connection may be broken or mid-transaction: the next batch starts on
+                    // a fresh one.
+                    self.conn = None;
+                    let message = e.to_string();
+                    return requests
+                        .iter()
+                        .map(|_| Err(StoreError::Backend(message.clone())))
+                        .collect();
+                }
+            }
+        }
+    }
+
+    async fn try_commit(
+        &mut self,
+        requests: &[AppendRequest],
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, Failure> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => connect(&self.options).await?,
+        };
+        let conn = self.conn.insert(conn);
+        let mut tx = conn.begin_with(BEGIN).await?;
+        sqlx::query(LOCK_GLOBAL_ORDER)
+            .bind(GLOBAL_ORDER_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        // From here on nobody else commits: what these reads see stays true until COMMIT.
+        let last = last_position(&mut *tx).await?;
+        let stored = stored_ids(&mut *tx, requests).await?;
+        let heads = stream_heads(&mut *tx, requests).await?;
+        let plan = plan::plan(requests, heads, &stored, last);
+        if plan.rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(plan.outcomes);
+        }
+        if let Err(e) = insert(&mut tx, &plan.rows).await {
+            if !is_version_taken(&e) {
+                return Err(e.into());
+            }
+            tx.rollback().await?;
+            let heads = stream_heads(&mut *conn, requests).await?;
+            return Err(Failure::VersionTaken(refuse(requests, plan, &heads)));
+        }
+        tx.commit().await?;
+        advance(&self.head, plan.last_position);
+        Ok(plan.outcomes)
+    }
+}
+
+/// A new write connection.
+pub(super) async fn connect(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+    PgConnection::connect_with(&options.clone().application_name(APPLICATION)).await
+}
+
+/// A (stream, version) unique violation: someone wrote past the global-order lock.
+fn is_version_taken(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| {
+        d.is_unique_violation() && d.constraint() == Some("events_stream_version_key")
+    })
+}
+
+/// The outcomes when planning again keeps colliding with rows written past the lock: every
+/// append that was to write is refused as a conflict (the caller reloads and retries), with
+/// the stream's head as it is now; the others keep their outcome.
+fn refuse(
+    requests: &[AppendRequest],
+    plan: Plan<'_>,
+    heads: &HashMap<StreamName, StreamHead>,
+) -> Vec<Result<AppendOutcome, StoreError>> {
+    let planned: HashSet<Uuid> = plan.rows.iter().map(|r| r.event.event_id).collect();
+    requests
+        .iter()
+        .zip(plan.outcomes)
+        .map(|(request, outcome)| match outcome {
+            Ok(_) if request.events.iter().any(|e| planned.contains(&e.event_id)) => {
+                Err(StoreError::Concurrency {
+                    stream: request.stream,
+                    expected: request.expected,
+                    actual: heads.get(&request.stream).map(|h| h.version),
+                })
+            }
+            other => other,
+        })
+        .collect()
+}
+
+/// Splits the planned rows so that no INSERT carries much more than [`BYTES_PER_INSERT`] of
+/// payload; ordinary batches are one statement.
+fn chunks<'p, 'a>(rows: &'p [PlannedRow<'a>]) -> impl Iterator<Item = &'p [PlannedRow<'a>]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut end = 0;
+        while end < rest.len()
+            && (end == 0 || bytes + rest[end].event.payload.len() <= BYTES_PER_INSERT)
+        {
+            bytes += rest[end].event.payload.len();
+            end += 1;
+        }
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// Inserts the planned rows, one statement per chunk.
+async fn insert(conn: &mut PgConnection, rows: &[PlannedRow<'_>]) -> Result<(), sqlx::Error> {
+    for chunk in chunks(rows) {
+        insert_chunk(&mut *conn, chunk).await?;
+    }
+    Ok(())
+}
+
+/// Inserts rows with one statement of parallel arrays, and queues the commit notification.
+async fn insert_chunk<'e>(
+    conn: impl PgExecutor<'e>,
+    rows: &[PlannedRow<'_>],
+) -> Result<(), sqlx::Error> {
+    let n = rows.len();
+    let mut positions = Vec::with_capacity(n);
+    let mut event_ids = Vec::with_capacity(n);
+    let mut streams = Vec::with_capacity(n);
+    let mut versions = Vec::with_capacity(n);
+    let mut event_types = Vec::with_capacity(n);
+    let mut schema_versions = Vec::with_capacity(n);
+    let mut occurred = Vec::with_capacity(n);
+    let mut actors = Vec::with_capacity(n);
+    let mut correlations = Vec::with_capacity(n);
+    let mut causations = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut hashes = Vec::with_capacity(n);
+    for row in rows {
+        let e = row.event;
+        positions.push(i64::try_from(row.position).unwrap_or(i64::MAX));
+        event_ids.push(e.event_id);
+        streams.push(row.stream.to_string());
+        versions.push(i64::try_from(row.version).unwrap_or(i64::MAX));
+        event_types.push(e.event_type.as_str());
+        schema_versions.push(i32::from(e.schema_version));
+        occurred.push(stored_time(e.occurred_at));
+        actors.push(actor_to_string(&e.actor));
+        correlations.push(e.correlation_id);
+        causations.push(e.causation_id);
+        payloads.push(e.payload.as_str());
+        hashes.push(&row.hash.0[..]);
+    }
+    sqlx::query(INSERT)
+        .bind(positions)
+        .bind(event_ids)
+        .bind(streams)
+        .bind(versions)
+        .bind(event_types)
+        .bind(schema_versions)
+        .bind(occurred)
+        .bind(actors)
+        .bind(correlations)
+        .bind(causations)
+        .bind(payloads)
+        .bind(hashes)
+        .bind(CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The instant as stored: TIMESTAMPTZ keeps microseconds, and the hash covers exactly those.
+/// Truncated here rather than rounded by the server.
+fn stored_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+/// The current head of every stream the batch touches, in one query.
+async fn stream_heads<'e>(
+    conn: impl PgExecutor<'e>,
+    requests: &[AppendRequest],
+) -> Result<HashMap<StreamName, StreamHead>, StoreError> {
+    let mut streams: Vec<String> = requests.iter().map(|r| r.stream.to_string()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let rows = sqlx::query(STREAM_HEADS)
+        .bind(streams)
+        .fetch_all(conn)
+        .await?;
+    let mut heads = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let stream: String = row.try_get(0)?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            position: 0,
+            reason: format!("head of {stream}: {reason}"),
+        };
+        let version: i64 = row.try_get(1)?;
+        let hash: Vec<u8> = row.try_get(2)?;
+        let head = StreamHead {
+            version: u64::try_from(version).map_err(|e| corrupt(e.to_string()))?,
+            hash: EventHash::from_slice(&hash)
+                .ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
+        };
+        heads.insert(stream.parse().map_err(|e| corrupt(format!("{e}")))?, head);
+    }
+    Ok(heads)
+}
+
+/// Where the batch's event ids are already stored, in one query.
+async fn stored_ids<'e>(
+    conn: impl PgExecutor<'e>,
+    requests: &[AppendRequest],
+) -> Result<HashMap<Uuid, StoredId>, StoreError> {
+    let ids: Vec<Uuid> = requests
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.event_id))
+        .collect();
+    let rows = sqlx::query(STORED_IDS).bind(ids).fetch_all(conn).await?;
+    let mut stored = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let position = u64::try_from(row.try_get::<i64, _>(3)?).unwrap_or_default();
+        let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+        let stream: String = row.try_get(1)?;
+        stored.insert(
+            row.try_get::<Uuid, _>(0)?,
+            StoredId {
+                stream: stream.parse().map_err(|e| corrupt(format!("{e}")))?,
+                version: u64::try_from(row.try_get::<i64, _>(2)?)
+                    .map_err(|e| corrupt(e.to_string()))?,
+                position,
+            },
+        );
+    }
+    Ok(stored)
+}
