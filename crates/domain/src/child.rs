@@ -1,5 +1,6 @@
 //! A child's own facts: consent decisions per purpose, planned absences, erasure requests.
 
+use crate::access::Subject;
 use crate::actor::{Actor, Command};
 use crate::consent::{ConsentMethod, Consents, LatestDecision};
 use crate::error::DomainError;
@@ -7,6 +8,7 @@ use crate::event::event_enum;
 use crate::ids::{AbsenceId, ChildId, GroupId, PersonId, SchoolId};
 use crate::purpose::Purpose;
 use crate::school::School;
+use crate::sealed::Sealed;
 use crate::validate;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,8 @@ pub struct Child {
     pub absences: BTreeMap<AbsenceId, Absence>,
     /// Whether erasure was requested.
     pub erasure_requested: bool,
+    /// Whether the child's key was destroyed.
+    pub erased: bool,
 }
 
 /// A guardian granted or withdrew consent for one purpose.
@@ -76,8 +80,8 @@ pub struct PlannedAbsenceReported {
     pub from: NaiveDate,
     /// Last day absent.
     pub to: NaiveDate,
-    /// Why (personal).
-    pub reason: String,
+    /// Why (personal, sealed for the child).
+    pub reason: Sealed<String>,
     /// The guardian who reported it.
     pub reported_by: PersonId,
 }
@@ -106,6 +110,18 @@ pub struct ChildErasureRequested {
     pub at: DateTime<Utc>,
 }
 
+/// The child's data key was destroyed: every field sealed for the child now reads as erased.
+/// Non-personal: the consent decisions (who, what, when, policy version) stay demonstrable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildErased {
+    /// The child.
+    pub child_id: ChildId,
+    /// Who carried it out.
+    pub by: Actor,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 event_enum! {
     /// Events of a child stream.
     pub enum ChildEvent {
@@ -117,6 +133,8 @@ event_enum! {
         PlannedAbsenceCancelled,
         /// See [`ChildErasureRequested`].
         ChildErasureRequested,
+        /// See [`ChildErased`].
+        ChildErased,
     }
 }
 
@@ -156,6 +174,11 @@ pub enum ChildAction {
     },
     /// Ask for erasure of the child's personal data (director, operator).
     RequestErasure {
+        /// The child.
+        child_id: ChildId,
+    },
+    /// Record that the child's data key was destroyed (the system, carrying out a request).
+    RecordErasure {
         /// The child.
         child_id: ChildId,
     },
@@ -277,7 +300,10 @@ pub fn decide(
                 absence_id,
                 from,
                 to,
-                reason: validate::text("reason", &reason, 500)?,
+                reason: Sealed::new(
+                    Subject::Child(child_id),
+                    validate::text("reason", &reason, 500)?,
+                ),
                 reported_by,
             }
             .into()
@@ -324,6 +350,31 @@ pub fn decide(
             }
             .into()
         }
+        ChildAction::RecordErasure { child_id } => {
+            if !(actor == Actor::System || actor == Actor::Operator || school.is_director(actor)) {
+                return Err(DomainError::NotAllowed {
+                    actor,
+                    action: "erase a child's data",
+                });
+            }
+            if !child.erasure_requested {
+                return Err(DomainError::invalid(
+                    "child_id",
+                    format!("no erasure of child {child_id} was requested"),
+                ));
+            }
+            if child.erased {
+                return Err(DomainError::AlreadyDone {
+                    what: format!("child {child_id} erased"),
+                });
+            }
+            ChildErased {
+                child_id,
+                by: actor,
+                at: now,
+            }
+            .into()
+        }
     };
     Ok(vec![event])
 }
@@ -358,6 +409,7 @@ pub fn evolve(mut state: Child, event: &ChildEvent) -> Child {
             }
         }
         ChildEvent::ChildErasureRequested(_) => state.erasure_requested = true,
+        ChildEvent::ChildErased(_) => state.erased = true,
     }
     state
 }

@@ -1,10 +1,12 @@
 //! Conversations: staff and the guardians of one child, never parent to parent.
 
+use crate::access::Subject;
 use crate::actor::{Actor, Command};
 use crate::error::DomainError;
 use crate::event::event_enum;
 use crate::ids::{ChildId, ConversationId, MessageId, PersonId, SchoolId};
 use crate::school::School;
+use crate::sealed::Sealed;
 use crate::validate;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -49,8 +51,8 @@ pub struct MessagePosted {
     pub message_id: MessageId,
     /// Its author.
     pub author_id: PersonId,
-    /// Its text (personal).
-    pub body: String,
+    /// Its text (personal, sealed for its author).
+    pub body: Sealed<String>,
     /// When.
     pub at: DateTime<Utc>,
 }
@@ -197,7 +199,10 @@ pub fn decide(
                     conversation_id,
                     message_id,
                     author_id: started_by,
-                    body: validate::text("body", &body, 5_000)?,
+                    body: Sealed::new(
+                        Subject::Person(started_by),
+                        validate::text("body", &body, 5_000)?,
+                    ),
                     at: now,
                 }
                 .into(),
@@ -229,7 +234,10 @@ pub fn decide(
                 conversation_id,
                 message_id,
                 author_id,
-                body: validate::text("body", &body, 5_000)?,
+                body: Sealed::new(
+                    Subject::Person(author_id),
+                    validate::text("body", &body, 5_000)?,
+                ),
                 at: now,
             }
             .into()])

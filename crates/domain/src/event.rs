@@ -299,16 +299,22 @@ fn upcast(event_type: &str, from_version: u16, payload: Value) -> Value {
     }
 }
 
-/// `ChildEnrolled` v1 stored the child's full last name. v2 keeps only its initial, so replaying
-/// an old log yields the minimised shape and the full name never reaches a read model.
+/// `ChildEnrolled` v1 stored the child's full last name, in plain text. v2 keeps only its
+/// initial, sealed for the child. Replaying an old log yields the minimised shape (as a plain
+/// value that the vault seals on any re-write), and the full name never reaches a read model.
 fn child_enrolled_v1_to_v2(mut payload: Value) -> Value {
     if let Value::Object(fields) = &mut payload {
+        let subject = serde_json::json!({ "kind": "child", "id": fields.get("child_id").cloned().unwrap_or(Value::Null) });
+        let plain = |value: Value| serde_json::json!({ crate::sealed::PLAIN_KEY: { "subject": subject, "value": value } });
         let initial = fields
             .remove("last_name")
             .and_then(|v| v.as_str().and_then(|s| s.chars().next()))
             .map(|c| c.to_uppercase().collect::<String>())
             .unwrap_or_default();
-        fields.insert("last_initial".to_owned(), Value::String(initial));
+        fields.insert("last_initial".to_owned(), plain(Value::String(initial)));
+        if let Some(first) = fields.remove("first_name") {
+            fields.insert("first_name".to_owned(), plain(first));
+        }
     }
     payload
 }

@@ -2,11 +2,13 @@
 //! staff verify and approve (optionally correcting the child). Only an approved invitation lets
 //! the roster link the guardian (see [`crate::school::SchoolAction::LinkGuardian`]).
 
+use crate::access::Subject;
 use crate::actor::{Actor, Command};
 use crate::error::DomainError;
 use crate::event::event_enum;
 use crate::ids::{ChildId, GroupId, InvitationId, PersonId, SchoolId};
 use crate::school::School;
+use crate::sealed::Sealed;
 use crate::validate;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -84,8 +86,8 @@ pub struct Invited {
     pub child_id: ChildId,
     /// The child's class group at the time.
     pub group_id: GroupId,
-    /// The invitee's e-mail address (personal).
-    pub email: String,
+    /// The invitee's e-mail address (personal, sealed for the invitee).
+    pub email: Sealed<String>,
     /// The person id the invitee gets on acceptance.
     pub invitee_id: PersonId,
     /// Digest of the secret code.
@@ -103,8 +105,8 @@ pub struct InvitationAccepted {
     pub invitation_id: InvitationId,
     /// The person the parent now is in Kring.
     pub person_id: PersonId,
-    /// The name they chose to be shown by (personal).
-    pub display_name: String,
+    /// The name they chose to be shown by (personal, sealed for them).
+    pub display_name: Sealed<String>,
 }
 
 /// Staff verified and approved the invitation.
@@ -283,7 +285,10 @@ pub fn decide(
                 school_id,
                 child_id,
                 group_id,
-                email: validate::email("email", &email)?,
+                email: Sealed::new(
+                    Subject::Person(invitee_id),
+                    validate::email("email", &email)?,
+                ),
                 invitee_id,
                 code_digest,
                 invited_by,
@@ -305,7 +310,10 @@ pub fn decide(
             InvitationAccepted {
                 invitation_id,
                 person_id,
-                display_name: validate::text("display_name", &display_name, 100)?,
+                display_name: Sealed::new(
+                    Subject::Person(person_id),
+                    validate::text("display_name", &display_name, 100)?,
+                ),
             }
             .into()
         }

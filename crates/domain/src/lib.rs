@@ -33,6 +33,7 @@ pub mod person;
 pub mod post;
 pub mod purpose;
 pub mod school;
+pub mod sealed;
 #[cfg(feature = "simulation")]
 pub mod simulation;
 pub mod stream;
@@ -44,4 +45,5 @@ pub use error::DomainError;
 pub use event::{DecodeError, Event};
 pub use ids::*;
 pub use purpose::Purpose;
+pub use sealed::{Opened, Sealed};
 pub use stream::{Category, StreamName};

@@ -157,6 +157,8 @@ pub struct Person {
     pub quiet_hours: Option<QuietHours>,
     /// Whether erasure was requested.
     pub erasure_requested: bool,
+    /// Whether the person's key was destroyed.
+    pub erased: bool,
 }
 
 /// A staff member set their quiet hours.
@@ -186,6 +188,17 @@ pub struct PersonErasureRequested {
     pub at: DateTime<Utc>,
 }
 
+/// The person's data key was destroyed: every field sealed for them now reads as erased.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonErased {
+    /// The person.
+    pub person_id: PersonId,
+    /// Who carried it out.
+    pub by: Actor,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 event_enum! {
     /// Events of a person stream.
     pub enum PersonEvent {
@@ -195,6 +208,8 @@ event_enum! {
         QuietHoursCleared,
         /// See [`PersonErasureRequested`].
         PersonErasureRequested,
+        /// See [`PersonErased`].
+        PersonErased,
     }
 }
 
@@ -207,6 +222,11 @@ pub enum PersonAction {
     ClearQuietHours,
     /// Ask for erasure of the person's data (a director of a school they belong to, operator).
     RequestErasure {
+        /// The person.
+        person_id: PersonId,
+    },
+    /// Record that the person's data key was destroyed (the system, carrying out a request).
+    RecordErasure {
         /// The person.
         person_id: PersonId,
     },
@@ -274,6 +294,31 @@ pub fn decide(
             }
             .into()
         }
+        PersonAction::RecordErasure { person_id } => {
+            if !(actor == Actor::System || actor == Actor::Operator || school.is_director(actor)) {
+                return Err(DomainError::NotAllowed {
+                    actor,
+                    action: "erase a person's data",
+                });
+            }
+            if !person.erasure_requested {
+                return Err(DomainError::invalid(
+                    "person_id",
+                    format!("no erasure of person {person_id} was requested"),
+                ));
+            }
+            if person.erased {
+                return Err(DomainError::AlreadyDone {
+                    what: format!("person {person_id} erased"),
+                });
+            }
+            PersonErased {
+                person_id,
+                by: actor,
+                at: now,
+            }
+            .into()
+        }
     };
     Ok(vec![event])
 }
@@ -295,6 +340,7 @@ pub fn evolve(mut state: Person, event: &PersonEvent) -> Person {
         PersonEvent::QuietHoursSet(e) => state.quiet_hours = Some(e.schedule.clone()),
         PersonEvent::QuietHoursCleared(_) => state.quiet_hours = None,
         PersonEvent::PersonErasureRequested(_) => state.erasure_requested = true,
+        PersonEvent::PersonErased(_) => state.erased = true,
     }
     state
 }

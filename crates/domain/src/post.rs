@@ -1,11 +1,13 @@
 //! Posts with photos and videos in a group, tagging of the children shown, content removal and
 //! expiry by retention.
 
+use crate::access::Subject;
 use crate::actor::{Actor, Command};
 use crate::error::DomainError;
 use crate::event::event_enum;
 use crate::ids::{ChildId, GroupId, MediaId, PersonId, PostId, SchoolId};
 use crate::school::School;
+use crate::sealed::Sealed;
 use crate::validate;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -74,8 +76,8 @@ pub struct PostPublished {
     pub group_id: GroupId,
     /// The author.
     pub author_id: PersonId,
-    /// The text (personal).
-    pub body: String,
+    /// The text (personal, sealed for the post).
+    pub body: Sealed<String>,
     /// Photos and videos, with the children tagged in each.
     pub media: Vec<MediaAttachment>,
     /// When.
@@ -87,8 +89,8 @@ pub struct PostPublished {
 pub struct PostEdited {
     /// The post.
     pub post_id: PostId,
-    /// The new text (personal).
-    pub body: String,
+    /// The new text (personal, sealed for the post).
+    pub body: Sealed<String>,
     /// Who edited.
     pub by: PersonId,
 }
@@ -387,7 +389,7 @@ pub fn decide(
                 school_id,
                 group_id,
                 author_id,
-                body,
+                body: Sealed::new(Subject::Post(post_id), body),
                 media: checked,
                 at: now,
             }
@@ -403,7 +405,10 @@ pub fn decide(
             }
             PostEdited {
                 post_id: live.post_id,
-                body: validate::text("body", &body, 10_000)?,
+                body: Sealed::new(
+                    Subject::Post(live.post_id),
+                    validate::text("body", &body, 10_000)?,
+                ),
                 by: live.author_id,
             }
             .into()

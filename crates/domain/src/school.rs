@@ -5,12 +5,14 @@
 //! other aggregates — "is this person staff of that group?", "guardian of that child?" — is
 //! decided from it, and it changes rarely. See `docs/decisions/0001-school-roster-aggregate.md`.
 
+use crate::access::Subject;
 use crate::actor::{Actor, Command};
 use crate::error::DomainError;
 use crate::event::event_enum;
 use crate::ids::{ChildId, GroupId, InvitationId, PersonId, SchoolId};
 use crate::invitation::{Invitation, InvitationStatus};
 use crate::purpose::Purpose;
+use crate::sealed::Sealed;
 use crate::validate;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -350,10 +352,10 @@ school_event!(
         person_id: PersonId,
         /// Their role.
         role: StaffRole,
-        /// Their display name (personal).
-        display_name: String,
-        /// Their e-mail address (personal; shown only to them).
-        email: String,
+        /// Their display name (personal, sealed for the person).
+        display_name: Sealed<String>,
+        /// Their e-mail address (personal, sealed for the person; shown only to them).
+        email: Sealed<String>,
     }
 );
 school_event!(
@@ -406,10 +408,10 @@ school_event!(
         child_id: ChildId,
         /// The class group.
         group_id: GroupId,
-        /// First name (personal).
-        first_name: String,
-        /// Initial of the last name (personal).
-        last_initial: String,
+        /// First name (personal, sealed for the child).
+        first_name: Sealed<String>,
+        /// Initial of the last name (personal, sealed for the child).
+        last_initial: Sealed<String>,
     }
 );
 school_event!(
@@ -417,10 +419,10 @@ school_event!(
     ChildDetailsCorrected {
         /// The child.
         child_id: ChildId,
-        /// First name (personal).
-        first_name: String,
-        /// Initial of the last name (personal).
-        last_initial: String,
+        /// First name (personal, sealed for the child).
+        first_name: Sealed<String>,
+        /// Initial of the last name (personal, sealed for the child).
+        last_initial: Sealed<String>,
     }
 );
 school_event!(
@@ -733,8 +735,14 @@ pub fn decide(
                 school_id,
                 person_id,
                 role,
-                display_name: validate::text("display_name", &display_name, 100)?,
-                email: validate::email("email", &email)?,
+                display_name: Sealed::new(
+                    Subject::Person(person_id),
+                    validate::text("display_name", &display_name, 100)?,
+                ),
+                email: Sealed::new(
+                    Subject::Person(person_id),
+                    validate::email("email", &email)?,
+                ),
             }
             .into()
         }
@@ -841,8 +849,14 @@ pub fn decide(
                 school_id,
                 child_id,
                 group_id,
-                first_name: validate::text("first_name", &first_name, 50)?,
-                last_initial: validate::initial("last_initial", &last_initial)?,
+                first_name: Sealed::new(
+                    Subject::Child(child_id),
+                    validate::text("first_name", &first_name, 50)?,
+                ),
+                last_initial: Sealed::new(
+                    Subject::Child(child_id),
+                    validate::initial("last_initial", &last_initial)?,
+                ),
             }
             .into()
         }
@@ -862,8 +876,14 @@ pub fn decide(
             ChildDetailsCorrected {
                 school_id,
                 child_id,
-                first_name: validate::text("first_name", &first_name, 50)?,
-                last_initial: validate::initial("last_initial", &last_initial)?,
+                first_name: Sealed::new(
+                    Subject::Child(child_id),
+                    validate::text("first_name", &first_name, 50)?,
+                ),
+                last_initial: Sealed::new(
+                    Subject::Child(child_id),
+                    validate::initial("last_initial", &last_initial)?,
+                ),
             }
             .into()
         }

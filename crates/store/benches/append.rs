@@ -29,7 +29,7 @@ fn consent_event(n: u64) -> NewEvent {
     };
     let payload = json!({
         "child_id": IDS[0], "school_id": IDS[1], "guardian_id": IDS[2],
-        "purpose": "group_communication", "granted": n % 3 != 0, "policy_version": 1,
+        "purpose": "group_communication", "granted": !n.is_multiple_of(3), "policy_version": 1,
         "method": "app", "at": meta.occurred_at,
     });
     NewEvent::new("ConsentDecided", 1, &payload, meta)
@@ -121,5 +121,14 @@ async fn main() {
         .await
         .unwrap();
     run("sqlite", &sqlite, quick).await;
-    // PostgreSQL part re-enabled when the adapter lands.
+    match std::env::var("DATABASE_URL") {
+        Ok(_) => {
+            let db = kring_testkit::fresh_postgres_database("bench_append").await;
+            let pg = kring_store::postgres::PostgresStore::connect(db.url())
+                .await
+                .unwrap();
+            run("postgres", &pg, quick).await;
+        }
+        Err(_) => println!("postgres   skipped: DATABASE_URL is not set (use scripts/bench)"),
+    }
 }

@@ -42,6 +42,13 @@ pub enum StoreError {
         /// The first event id that differs.
         event_id: Uuid,
     },
+    /// A payload still holds a plain personal value: events must be sealed by the key vault
+    /// (`KeyVault::seal`) before they are stored, so that no personal data rests in the log.
+    #[error("event {event_id} holds unsealed personal data; seal it with the key vault first")]
+    UnsealedPersonalData {
+        /// The event.
+        event_id: Uuid,
+    },
     /// Two events of one append share an id.
     #[error("event id {event_id} appears twice in one append")]
     DuplicateEventId {
@@ -56,10 +63,6 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
-    /// A write collided with a row already stored (a re-appended id, or another writer got
-    /// there first); nothing was written. Adapters resolve this internally and retry.
-    #[error("the write collided with stored events; nothing was written")]
-    Conflict,
     /// The store is shutting down or its writer stopped; nothing was acknowledged.
     #[error("the event store is closed")]
     Closed,

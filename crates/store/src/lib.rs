@@ -13,9 +13,12 @@
 pub mod conformance;
 mod envelope;
 mod error;
+pub mod esdb;
 pub mod plan;
+pub mod postgres;
 pub mod sqlite;
 mod subscription;
+pub mod vault;
 mod verify;
 
 pub use envelope::{

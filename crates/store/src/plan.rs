@@ -63,11 +63,17 @@ pub struct PlannedRow<'a> {
     pub hash: EventHash,
 }
 
-/// Checks that do not need the database: empty appends, sizes, duplicate ids.
+/// Checks that do not need the database — empty appends, sizes, unsealed personal data,
+/// duplicate ids — and truncates `occurred_at` to the microseconds that are hashed and stored.
+/// Every adapter calls it once, before the append is queued; [`plan`] trusts it.
 ///
 /// # Errors
 /// The first limit the request breaks.
-pub fn validate(request: &AppendRequest) -> Result<(), StoreError> {
+pub fn validate(request: &mut AppendRequest) -> Result<(), StoreError> {
+    for e in &mut request.events {
+        e.occurred_at = chrono::SubsecRound::trunc_subsecs(e.occurred_at, 6);
+    }
+    let request = &*request;
     if request.events.is_empty() {
         return Err(StoreError::EmptyAppend);
     }
@@ -78,6 +84,11 @@ pub fn validate(request: &AppendRequest) -> Result<(), StoreError> {
                 event_id: e.event_id,
                 size: e.payload.len(),
                 limit: MAX_EVENT_BYTES,
+            });
+        }
+        if crate::vault::holds_plain(&e.payload) {
+            return Err(StoreError::UnsealedPersonalData {
+                event_id: e.event_id,
             });
         }
         if !ids.insert(e.event_id) {
@@ -118,7 +129,6 @@ pub fn plan<'a>(
     let mut claimed: HashSet<Uuid> = HashSet::new();
     for request in requests {
         let outcome = (|| {
-            validate(request)?;
             if let Some(done) = already_stored(request, stored)? {
                 return Ok(done);
             }
@@ -232,6 +242,29 @@ mod tests {
             causation_id: None,
         };
         NewEvent::new("Test", 1, &serde_json::json!({"n": 1}), meta)
+    }
+
+    #[test]
+    fn validation_truncates_times_to_microseconds_and_refuses_unsealed_payloads() {
+        let mut e = event();
+        e.occurred_at =
+            chrono::DateTime::from_timestamp(1_800_000_000, 123_456_789).unwrap_or_default();
+        let mut request = AppendRequest {
+            stream: StreamName::child(ChildId::generate()),
+            expected: ExpectedVersion::Any,
+            events: vec![e],
+        };
+        validate(&mut request).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(
+            request.events[0].occurred_at.timestamp_subsec_nanos(),
+            123_456_000
+        );
+        request.events[0].payload =
+            r#"{"name":{"$plain":{"subject":{"kind":"child","id":"x"},"value":"Sanne"}}}"#.into();
+        assert!(matches!(
+            validate(&mut request),
+            Err(StoreError::UnsealedPersonalData { .. })
+        ));
     }
 
     #[test]

@@ -133,12 +133,12 @@ impl EventStore for SqliteStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        let request = AppendRequest {
+        let mut request = AppendRequest {
             stream: *stream,
             expected,
             events,
         };
-        plan::validate(&request)?;
+        plan::validate(&mut request)?;
         let (reply, answer) = oneshot::channel();
         self.inner
             .jobs
@@ -244,12 +244,12 @@ async fn gather(first: Job, queue: &mut mpsc::Receiver<Job>) -> Vec<Job> {
 /// Inserts the planned rows. With `autocommit` the caller holds no transaction: a batch that
 /// fits one statement is then its own atomic transaction (one round trip, one fsync), a larger
 /// one gets an explicit transaction. A `UNIQUE` violation (a re-appended id, or another process
-/// appended) is [`StoreError::Conflict`], with nothing written.
+/// appended) is [`InsertError::Collided`], with nothing written.
 async fn insert(
     conn: &mut SqliteConnection,
     rows: &[plan::PlannedRow<'_>],
     autocommit: bool,
-) -> Result<(), StoreError> {
+) -> Result<(), InsertError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -289,8 +289,8 @@ async fn insert(
         }
         if let Err(e) = query.execute(&mut *conn).await {
             result = Err(match &e {
-                sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
-                _ => StoreError::from(e),
+                sqlx::Error::Database(db) if db.is_unique_violation() => InsertError::Collided,
+                _ => InsertError::Store(StoreError::from(e)),
             });
             break;
         }
@@ -334,6 +334,20 @@ async fn load_heads(
         );
     }
     Ok(heads)
+}
+
+/// Why an insert failed.
+enum InsertError {
+    /// A `UNIQUE` constraint refused the rows; nothing was written.
+    Collided,
+    /// Anything else.
+    Store(StoreError),
+}
+
+impl From<sqlx::Error> for InsertError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(e.into())
+    }
 }
 
 struct Writer {
@@ -414,8 +428,8 @@ impl Writer {
         }
         match insert(&mut self.conn, &plan.rows, true).await {
             Ok(()) => Ok(self.applied(plan)),
-            Err(StoreError::Conflict) => self.commit_slowly(requests).await,
-            Err(e) => Err(e),
+            Err(InsertError::Collided) => self.commit_slowly(requests).await,
+            Err(InsertError::Store(e)) => Err(e),
         }
     }
 
@@ -441,7 +455,14 @@ impl Writer {
             let streams: Vec<StreamName> = requests.iter().map(|r| r.stream).collect();
             let heads = load_heads(&mut self.conn, &streams).await?;
             let plan = plan::plan(requests, heads, &stored, self.last);
-            insert(&mut self.conn, &plan.rows, false).await?;
+            insert(&mut self.conn, &plan.rows, false)
+                .await
+                .map_err(|e| match e {
+                    InsertError::Collided => StoreError::Backend(
+                        "a stored row collided with the batch on the careful path".into(),
+                    ),
+                    InsertError::Store(e) => e,
+                })?;
             sqlx::query("COMMIT").execute(&mut self.conn).await?;
             Ok::<_, StoreError>(plan)
         }

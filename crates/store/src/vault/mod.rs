@@ -1,0 +1,480 @@
+//! The key vault: one data key per subject (a person, a child, one content item), stored
+//! wrapped by a master key beside the event log, cached for replay speed.
+//!
+//! - [`KeyVault::seal`] turns a decided domain event into a [`NewEvent`] whose personal fields
+//!   are encrypted (XChaCha20-Poly1305, RustCrypto) with their subject's key. The store refuses
+//!   payloads that still hold a plain value.
+//! - [`KeyVault::open`] opens a [`Sealed`] field, or says it was erased.
+//! - [`KeyVault::erase`] destroys a subject's key: from then on every reader sees its fields as
+//!   erased. On SQLite the row is overwritten with `secure_delete` on and the WAL is truncated,
+//!   so no copy of the wrapped key lingers in free pages or the WAL.
+//!
+//! The master key comes from `KRING_MASTER_KEY` (32 bytes, base64 or hex) or, in the embedded
+//! default, from `<data dir>/master.key`, generated on first use with owner-only permissions.
+//! A check value sealed with it at creation makes a wrong master key fail at start-up.
+
+mod db;
+mod master;
+
+pub use master::{MasterKey, MASTER_KEY_ENV};
+
+use crate::{Metadata, NewEvent, StoreError};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use db::VaultDb;
+use kring_domain::access::Subject;
+use kring_domain::sealed::{Envelope, Opened, Sealed, PLAIN_KEY, SEALED_KEY};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// How long a cached key is trusted before the vault looks again (another process may have
+/// erased it).
+const CACHE_TTL: Duration = Duration::from_secs(30);
+/// Cached keys before the cache starts over.
+const CACHE_LIMIT: usize = 100_000;
+const CHECK_PLAINTEXT: &[u8] = b"kring master key check v1";
+
+/// What can go wrong with the vault.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// The master key does not open this vault: it is not the key the vault was created with.
+    #[error("the master key does not match this data directory's key vault (check KRING_MASTER_KEY or <data dir>/master.key)")]
+    WrongMasterKey,
+    /// The master key could not be read or is malformed.
+    #[error("master key: {0}")]
+    MasterKey(String),
+    /// New personal data for an erased subject is refused.
+    #[error("{0:?} was erased; no new personal data can be sealed for it")]
+    SubjectErased(Subject),
+    /// Decryption failed although the key exists: the ciphertext or key was tampered with.
+    #[error("sealed field of {subject:?} does not decrypt: tampered with or corrupt")]
+    Undecryptable {
+        /// Whose field.
+        subject: Subject,
+    },
+    /// The vault's database failed.
+    #[error("key vault database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A payload is not the JSON the domain wrote.
+    #[error("payload: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl From<VaultError> for StoreError {
+    fn from(e: VaultError) -> Self {
+        Self::Backend(e.to_string())
+    }
+}
+
+#[derive(Clone)]
+struct DataKey {
+    key_id: Uuid,
+    cipher: XChaCha20Poly1305,
+}
+
+#[derive(Clone)]
+struct Cached {
+    key: Option<DataKey>,
+    at: Instant,
+}
+
+/// The key vault. Cheap to share behind an `Arc`.
+pub struct KeyVault {
+    db: VaultDb,
+    master: XChaCha20Poly1305,
+    cache: Mutex<HashMap<Subject, Cached>>,
+}
+
+impl KeyVault {
+    /// The vault in the SQLite file at `path` (the event log's file in the embedded default).
+    ///
+    /// # Errors
+    /// [`VaultError::WrongMasterKey`] when the vault was created with another master key.
+    pub async fn open_sqlite(
+        path: &std::path::Path,
+        master: &MasterKey,
+    ) -> Result<Self, VaultError> {
+        Self::start(VaultDb::sqlite(path).await?, master).await
+    }
+
+    /// The vault in a PostgreSQL database.
+    ///
+    /// # Errors
+    /// [`VaultError::WrongMasterKey`] when the vault was created with another master key.
+    pub async fn open_postgres(url: &str, master: &MasterKey) -> Result<Self, VaultError> {
+        Self::start(VaultDb::postgres(url).await?, master).await
+    }
+
+    async fn start(db: VaultDb, master: &MasterKey) -> Result<Self, VaultError> {
+        db.migrate().await?;
+        let cipher = XChaCha20Poly1305::new(master.bytes().into());
+        match db.meta("master_check").await? {
+            Some(stored) => {
+                let (nonce, ciphertext) = stored.split_at(24.min(stored.len()));
+                let opened = cipher.decrypt(
+                    XNonce::from_slice(nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad: b"check",
+                    },
+                );
+                if opened.as_deref() != Ok(CHECK_PLAINTEXT) {
+                    return Err(VaultError::WrongMasterKey);
+                }
+            }
+            None => {
+                let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+                let sealed = cipher
+                    .encrypt(
+                        &nonce,
+                        Payload {
+                            msg: CHECK_PLAINTEXT,
+                            aad: b"check",
+                        },
+                    )
+                    .map_err(|_| VaultError::MasterKey("cannot seal the check value".into()))?;
+                let mut stored = nonce.to_vec();
+                stored.extend(sealed);
+                db.set_meta_if_absent("master_check", &stored).await?;
+                // Another process may have won the race with another key: check again.
+                return Box::pin(Self::start(db, master)).await;
+            }
+        }
+        Ok(Self {
+            db,
+            master: cipher,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Encodes a decided domain event for the store, sealing every personal field with its
+    /// subject's key (created on first use).
+    ///
+    /// # Errors
+    /// [`VaultError::SubjectErased`] for new data of an erased subject; database failures.
+    pub async fn seal(
+        &self,
+        event: &kring_domain::Event,
+        meta: Metadata,
+    ) -> Result<NewEvent, VaultError> {
+        let mut payload = event.to_payload()?;
+        self.seal_value(&mut payload).await?;
+        Ok(NewEvent::new(
+            event.event_type(),
+            event.schema_version(),
+            &payload,
+            meta,
+        ))
+    }
+
+    /// Replaces every `{"$plain": …}` marker in `value` by its sealed envelope.
+    ///
+    /// # Errors
+    /// As [`KeyVault::seal`].
+    pub async fn seal_value(&self, value: &mut Value) -> Result<(), VaultError> {
+        let mut plains = Vec::new();
+        collect_marked(value, PLAIN_KEY, &mut plains);
+        for path in plains {
+            let Some(slot) = pointer_mut(value, &path) else {
+                continue;
+            };
+            let Some(marker) = slot.get(PLAIN_KEY).cloned() else {
+                continue;
+            };
+            let subject: Subject = serde_json::from_value(marker["subject"].clone())?;
+            let plaintext = serde_json::to_vec(&marker["value"])?;
+            let envelope = self.encrypt(subject, &plaintext).await?;
+            *slot = serde_json::json!({ SEALED_KEY: envelope });
+        }
+        Ok(())
+    }
+
+    /// Replaces every sealed envelope in a stored payload by its plain value, or by
+    /// `"[erased]"` when its subject's key was destroyed; returns how many were erased.
+    ///
+    /// # Errors
+    /// [`VaultError::Undecryptable`] for a tampered ciphertext; database failures.
+    pub async fn open_value(&self, value: &mut Value) -> Result<usize, VaultError> {
+        let mut paths = Vec::new();
+        collect_marked(value, SEALED_KEY, &mut paths);
+        let mut erased = 0;
+        for path in paths {
+            let Some(slot) = pointer_mut(value, &path) else {
+                continue;
+            };
+            let envelope: Envelope = serde_json::from_value(slot[SEALED_KEY].clone())?;
+            *slot = match self.decrypt(&envelope).await? {
+                Some(bytes) => serde_json::from_slice(&bytes)?,
+                None => {
+                    erased += 1;
+                    Value::String(kring_domain::sealed::ERASED.to_owned())
+                }
+            };
+        }
+        Ok(erased)
+    }
+
+    /// Opens a sealed field: its value, or erased when the subject's key was destroyed.
+    ///
+    /// # Errors
+    /// [`VaultError::Undecryptable`] for a tampered ciphertext; database failures.
+    pub async fn open<T: DeserializeOwned + Clone>(
+        &self,
+        sealed: &Sealed<T>,
+    ) -> Result<Opened<T>, VaultError> {
+        let plaintext = match sealed.envelope() {
+            Some(envelope) => self.decrypt(envelope).await?,
+            None => None,
+        };
+        sealed.open_with(|_| Ok::<_, VaultError>(plaintext))
+    }
+
+    /// Opens a field to text: its value, or `[erased]`.
+    ///
+    /// # Errors
+    /// As [`KeyVault::open`].
+    pub async fn open_text(&self, sealed: &Sealed<String>) -> Result<String, VaultError> {
+        Ok(self.open(sealed).await?.to_string())
+    }
+
+    /// Encrypts `plaintext` for `subject` (used for media bytes on disk too).
+    ///
+    /// # Errors
+    /// [`VaultError::SubjectErased`] for an erased subject; database failures.
+    pub async fn encrypt(
+        &self,
+        subject: Subject,
+        plaintext: &[u8],
+    ) -> Result<Envelope, VaultError> {
+        let key = self
+            .key(subject, true)
+            .await?
+            .ok_or(VaultError::SubjectErased(subject))?;
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let aad = aad(subject, key.key_id);
+        let ciphertext = key
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| VaultError::Undecryptable { subject })?;
+        Ok(Envelope {
+            subject,
+            key_id: key.key_id,
+            nonce: B64.encode(nonce),
+            ciphertext: B64.encode(ciphertext),
+        })
+    }
+
+    /// Decrypts an envelope: the plaintext, or `None` when the subject's key was destroyed.
+    ///
+    /// # Errors
+    /// [`VaultError::Undecryptable`] when the key exists but the envelope does not open.
+    pub async fn decrypt(&self, envelope: &Envelope) -> Result<Option<Vec<u8>>, VaultError> {
+        let subject = envelope.subject;
+        let Some(key) = self.key(subject, false).await? else {
+            return Ok(None);
+        };
+        if key.key_id != envelope.key_id {
+            return Err(VaultError::Undecryptable { subject });
+        }
+        let bad = |_| VaultError::Undecryptable { subject };
+        let nonce = B64.decode(&envelope.nonce).map_err(bad)?;
+        let ciphertext = B64.decode(&envelope.ciphertext).map_err(bad)?;
+        if nonce.len() != 24 {
+            return Err(VaultError::Undecryptable { subject });
+        }
+        let aad = aad(subject, key.key_id);
+        key.cipher
+            .decrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map(Some)
+            .map_err(|_| VaultError::Undecryptable { subject })
+    }
+
+    /// Destroys `subject`'s key. Idempotent; afterwards nothing sealed for it can be opened
+    /// and nothing new can be sealed for it.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn erase(&self, subject: Subject) -> Result<(), VaultError> {
+        self.db.erase(&subject_key(subject)).await?;
+        self.cache_put(subject, None);
+        Ok(())
+    }
+
+    /// Whether `subject`'s key was destroyed.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn is_erased(&self, subject: Subject) -> Result<bool, VaultError> {
+        Ok(matches!(
+            self.db.key(&subject_key(subject)).await?,
+            Some(db::KeyRow { wrapped: None, .. })
+        ))
+    }
+
+    async fn key(&self, subject: Subject, create: bool) -> Result<Option<DataKey>, VaultError> {
+        if let Some(cached) = self.cache_get(subject) {
+            if cached.is_some() || !create {
+                return Ok(cached);
+            }
+        }
+        let name = subject_key(subject);
+        let row = match self.db.key(&name).await? {
+            Some(row) => Some(row),
+            None if create => {
+                let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+                let key_id = Uuid::now_v7();
+                let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+                let wrapped = self
+                    .master
+                    .encrypt(
+                        &nonce,
+                        Payload {
+                            msg: key.as_slice(),
+                            aad: &aad(subject, key_id),
+                        },
+                    )
+                    .map_err(|_| VaultError::MasterKey("cannot wrap a data key".into()))?;
+                let mut stored = nonce.to_vec();
+                stored.extend(wrapped);
+                // Committed before any event that uses it: a crash can orphan a key, never
+                // lose one. A racing process may have created one first: read the winner.
+                self.db.insert_key_if_absent(&name, key_id, &stored).await?;
+                self.db.key(&name).await?
+            }
+            None => None,
+        };
+        let key = match row {
+            Some(db::KeyRow {
+                key_id,
+                wrapped: Some(wrapped),
+            }) => {
+                let (nonce, ciphertext) = wrapped.split_at(24.min(wrapped.len()));
+                let raw = self
+                    .master
+                    .decrypt(
+                        XNonce::from_slice(nonce),
+                        Payload {
+                            msg: ciphertext,
+                            aad: &aad(subject, key_id),
+                        },
+                    )
+                    .map_err(|_| VaultError::WrongMasterKey)?;
+                let cipher = XChaCha20Poly1305::new_from_slice(&raw)
+                    .map_err(|_| VaultError::WrongMasterKey)?;
+                Some(DataKey { key_id, cipher })
+            }
+            Some(db::KeyRow { wrapped: None, .. }) => {
+                if create {
+                    return Err(VaultError::SubjectErased(subject));
+                }
+                None
+            }
+            None => None,
+        };
+        self.cache_put(subject, key.clone());
+        Ok(key)
+    }
+
+    fn cache_get(&self, subject: Subject) -> Option<Option<DataKey>> {
+        let cache = self.cache.lock().ok()?;
+        cache
+            .get(&subject)
+            .filter(|c| c.at.elapsed() < CACHE_TTL)
+            .map(|c| c.key.clone())
+    }
+
+    fn cache_put(&self, subject: Subject, key: Option<DataKey>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(
+                subject,
+                Cached {
+                    key,
+                    at: Instant::now(),
+                },
+            );
+        }
+    }
+}
+
+/// The vault's name for a subject: `child:<uuid>` etc.
+fn subject_key(subject: Subject) -> String {
+    let kind = match subject {
+        Subject::Person(_) => "person",
+        Subject::Child(_) => "child",
+        Subject::Post(_) => "post",
+        Subject::Media(_) => "media",
+    };
+    format!("{kind}:{}", subject.uuid())
+}
+
+/// Binds a ciphertext to its subject and key, so an envelope cannot be moved to another.
+fn aad(subject: Subject, key_id: Uuid) -> Vec<u8> {
+    format!("{}|{key_id}", subject_key(subject)).into_bytes()
+}
+
+/// JSON pointers of every `{marker: …}` object (`$plain` or `$sealed`) in `value`.
+fn collect_marked(value: &Value, marker: &str, out: &mut Vec<String>) {
+    fn walk(value: &Value, marker: &str, path: &mut String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) if map.len() == 1 && map.contains_key(marker) => {
+                out.push(path.clone())
+            }
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let len = path.len();
+                    path.push('/');
+                    path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                    walk(v, marker, path, out);
+                    path.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push('/');
+                    path.push_str(&i.to_string());
+                    walk(v, marker, path, out);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(value, marker, &mut String::new(), out);
+}
+
+fn pointer_mut<'a>(value: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+    if path.is_empty() {
+        Some(value)
+    } else {
+        value.pointer_mut(path)
+    }
+}
+
+/// Whether a canonical payload still holds a plain (unsealed) personal value. Inside JSON
+/// strings a quote is always escaped, so the sequence can only be an object key.
+#[must_use]
+pub fn holds_plain(payload: &str) -> bool {
+    payload.contains(&format!("\"{PLAIN_KEY}\":"))
+}
