@@ -1,0 +1,106 @@
+//! The read-model database: SQLite (embedded default) or PostgreSQL, through sqlx's `Any`
+//! driver so that every read model is written once, in SQL both understand.
+//!
+//! Portable SQL conventions used by every read model: ids are `TEXT` (hyphenated UUIDs), times
+//! are `BIGINT` microseconds since the Unix epoch (UTC), dates are `TEXT` `YYYY-MM-DD`, flags are
+//! `BIGINT` 0/1, sealed personal fields are `TEXT` (the envelope's JSON). Parameters are `$1`,
+//! `$2`, … in order of first appearance.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::{install_default_drivers, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use std::path::Path;
+use std::time::Duration;
+
+/// Which database a [`ReadDb`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, one file.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// The read-model database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ReadDb {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl ReadDb {
+    /// The read models in the SQLite file at `path` (created if missing).
+    ///
+    /// # Errors
+    /// The file cannot be opened.
+    pub async fn sqlite(path: &Path) -> Result<Self, sqlx::Error> {
+        Self::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// The read models at `url`: `sqlite://…` or `postgres://…`.
+    ///
+    /// # Errors
+    /// The database cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        install_default_drivers();
+        let backend = if url.starts_with("postgres") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Read models can always be rebuilt from the log, and a lost tail of
+                        // commits is re-projected from the (equally lost) checkpoint:
+                        // NORMAL durability is enough and much faster.
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// The pool.
+    #[must_use]
+    pub const fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Which database this is.
+    #[must_use]
+    pub const fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+/// Microseconds since the Unix epoch: how times are stored.
+#[must_use]
+pub fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// A stored time.
+#[must_use]
+pub fn from_micros(m: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(m).unwrap_or_default()
+}
+
+/// A stored position or count (non-negative `BIGINT`).
+#[must_use]
+pub fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A stored non-negative `BIGINT`.
+#[must_use]
+pub fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or_default()
+}

@@ -1,0 +1,134 @@
+//! What a read model implements.
+
+use crate::error::ProjectionError;
+use async_trait::async_trait;
+use kring_domain::Event;
+use kring_store::RecordedEvent;
+use sqlx::AnyConnection;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// One event handed to a projection: the recorded envelope and the decoded domain event.
+#[derive(Debug, Clone, Copy)]
+pub struct Projected<'a> {
+    /// The envelope: position, stream, times, actor, event id.
+    pub recorded: &'a RecordedEvent,
+    /// The decoded, upcast domain event.
+    pub event: &'a Event,
+}
+
+/// A read model fed by the global log.
+///
+/// Its tables are declared in [`Projection::schema`] with `{table}` placeholders: each
+/// generation (a rebuild makes a new one) gets its own physical tables `{table}_g<N>`, and a view
+/// named `{table}` points at the active generation. Writes go through [`Tables::sql`]; queries
+/// read the views.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name, also the checkpoint's key.
+    fn name(&self) -> &'static str;
+
+    /// The logical table names it owns.
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Portable DDL creating its tables, statements separated by `;`, tables as `{name}`.
+    fn schema(&self) -> &'static str;
+
+    /// Applies one event inside the batch's transaction. Events it does not care about are
+    /// ignored (return `Ok`).
+    ///
+    /// # Errors
+    /// Anything that keeps the event from being applied; the runtime stops this projection,
+    /// naming the event, and keeps the others running.
+    async fn apply(
+        &self,
+        tx: &mut AnyConnection,
+        tables: &Tables,
+        event: Projected<'_>,
+    ) -> Result<(), ProjectionError>;
+
+    /// Called before each batch's transaction commits, to write what `apply` buffered.
+    ///
+    /// # Errors
+    /// As [`Projection::apply`].
+    async fn flush(
+        &self,
+        _tx: &mut AnyConnection,
+        _tables: &Tables,
+    ) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+
+    /// Forgets anything buffered or cached since the last commit (the batch rolled back).
+    fn reset(&self) {}
+}
+
+/// The physical table names of one generation of a projection.
+#[derive(Debug)]
+pub struct Tables {
+    generation: i64,
+    names: Vec<(&'static str, String)>,
+    rendered: Mutex<HashMap<usize, String>>,
+}
+
+impl Tables {
+    /// The tables of `generation` for the logical `names`.
+    #[must_use]
+    pub fn new(names: &[&'static str], generation: i64) -> Self {
+        Self {
+            generation,
+            names: names
+                .iter()
+                .map(|n| (*n, format!("{n}_g{generation}")))
+                .collect(),
+            rendered: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The generation.
+    #[must_use]
+    pub const fn generation(&self) -> i64 {
+        self.generation
+    }
+
+    /// Physical name of a logical table.
+    #[must_use]
+    pub fn physical(&self, logical: &str) -> Option<&str> {
+        self.names
+            .iter()
+            .find(|(l, _)| *l == logical)
+            .map(|(_, p)| p.as_str())
+    }
+
+    /// Each logical name with its physical one.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.names.iter().map(|(l, p)| (*l, p.as_str()))
+    }
+
+    /// `template` with every `{table}` replaced by this generation's physical name; rendered
+    /// once per template (keyed by its address, so pass `'static` strings).
+    #[must_use]
+    pub fn sql(&self, template: &'static str) -> String {
+        let key = template.as_ptr() as usize;
+        if let Ok(cache) = self.rendered.lock() {
+            if let Some(sql) = cache.get(&key) {
+                return sql.clone();
+            }
+        }
+        let sql = self.render(template);
+        if let Ok(mut cache) = self.rendered.lock() {
+            cache.insert(key, sql.clone());
+        }
+        sql
+    }
+
+    /// `template` with every `{table}` replaced, uncached.
+    #[must_use]
+    pub fn render(&self, template: &str) -> String {
+        let mut sql = template.to_owned();
+        for (logical, physical) in &self.names {
+            sql = sql.replace(&format!("{{{logical}}}"), physical);
+        }
+        sql
+    }
+}

@@ -1,0 +1,692 @@
+//! The projector runtime.
+//!
+//! - One read of the global log feeds every projection: each batch is applied to each
+//!   projection in its own read-model transaction that also advances its checkpoint (exactly
+//!   once). The checkpoint update is conditional on the position it started from, so even two
+//!   projectors racing on one database cannot apply a batch twice.
+//! - Catch up in large batches, then follow live, woken by the store's subscription.
+//! - A projection that cannot handle an event stops at it — the events before it committed,
+//!   that one named by position, stream and type — and the others keep running.
+//! - A rebuild fills a fresh generation of tables from position 0 while the current one keeps
+//!   serving, then switches the views to it in one transaction.
+//! - On PostgreSQL one process at a time runs the projectors (a session advisory lock); another
+//!   waits and takes over when the first dies.
+
+use crate::db::{to_i64, to_u64, Backend, ReadDb};
+use crate::error::ProjectionError;
+use crate::projection::{Projected, Projection, Tables};
+use kring_domain::Event;
+use kring_store::{EventStore, EventStoreExt, Position, RecordedEvent};
+use serde::Serialize;
+use sqlx::{Acquire, AnyConnection, Executor, Row};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{watch, Mutex};
+
+/// Events read from the log per batch.
+pub const BATCH: usize = 2000;
+const LEADER_LOCK_KEY: i64 = 0x6b72_696e_6700_0001;
+
+/// Where a projection stands, for health checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectionStatus {
+    /// The projection.
+    pub name: String,
+    /// The active generation of its tables.
+    pub generation: i64,
+    /// The last position applied.
+    pub position: u64,
+    /// Why it stopped, if it did.
+    pub failure: Option<String>,
+}
+
+/// The projectors' shared status: positions to wait for, failures for health.
+#[derive(Debug)]
+pub struct StatusBoard {
+    statuses: RwLock<HashMap<String, ProjectionStatus>>,
+    positions: HashMap<String, watch::Sender<Position>>,
+}
+
+impl StatusBoard {
+    fn new(names: &[&'static str]) -> Self {
+        Self {
+            statuses: RwLock::new(HashMap::new()),
+            positions: names
+                .iter()
+                .map(|n| ((*n).to_owned(), watch::channel(0).0))
+                .collect(),
+        }
+    }
+
+    fn set(&self, status: ProjectionStatus) {
+        if let Some(tx) = self.positions.get(&status.name) {
+            tx.send_replace(status.position);
+        }
+        if let Ok(mut map) = self.statuses.write() {
+            map.insert(status.name.clone(), status);
+        }
+    }
+
+    /// Every projection's status, by name.
+    #[must_use]
+    pub fn all(&self) -> Vec<ProjectionStatus> {
+        let mut all: Vec<ProjectionStatus> = self
+            .statuses
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// A watch on a projection's position.
+    #[must_use]
+    pub fn watch(&self, name: &str) -> Option<watch::Receiver<Position>> {
+        self.positions.get(name).map(watch::Sender::subscribe)
+    }
+}
+
+struct Slot {
+    projection: Arc<dyn Projection>,
+    tables: Tables,
+    position: u64,
+    failed: bool,
+}
+
+/// Runs a set of projections against one read-model database.
+pub struct Projector<S> {
+    store: S,
+    db: ReadDb,
+    slots: Mutex<Vec<Slot>>,
+    board: Arc<StatusBoard>,
+}
+
+const STATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS projection_generations (
+    name TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    position BIGINT NOT NULL,
+    active BIGINT NOT NULL,
+    failure TEXT,
+    PRIMARY KEY (name, generation)
+)";
+
+impl<S: EventStore + Clone> Projector<S> {
+    /// Prepares the projections: creates the state table and, for a projection seen for the
+    /// first time, generation 1 of its tables with their views.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn new(
+        store: S,
+        db: ReadDb,
+        projections: Vec<Arc<dyn Projection>>,
+    ) -> Result<Self, ProjectionError> {
+        let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
+        let board = Arc::new(StatusBoard::new(&names));
+        let mut conn = db.pool().acquire().await?;
+        if db.backend() == Backend::Postgres {
+            // Several processes may start at once: create the schema under a lock.
+            let mut tx = conn.begin().await?;
+            tx.execute("SELECT pg_advisory_xact_lock(7077345)").await?;
+            tx.execute(STATE_TABLE).await?;
+            tx.commit().await?;
+        } else {
+            conn.execute(STATE_TABLE).await?;
+        }
+        let mut slots = Vec::new();
+        for projection in projections {
+            let (generation, position) = match active(&mut conn, projection.name()).await? {
+                Some(active) => active,
+                None => {
+                    let tables = Tables::new(projection.tables(), 1);
+                    let mut tx = conn.begin().await?;
+                    create_generation(&mut tx, projection.as_ref(), &tables, 1).await?;
+                    switch_views(&mut tx, &tables).await?;
+                    sqlx::query("UPDATE projection_generations SET active = 1 WHERE name = $1 AND generation = 1")
+                        .bind(projection.name())
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    (1, 0)
+                }
+            };
+            board.set(ProjectionStatus {
+                name: projection.name().to_owned(),
+                generation,
+                position,
+                failure: None,
+            });
+            slots.push(Slot {
+                tables: Tables::new(projection.tables(), generation),
+                projection,
+                position,
+                failed: false,
+            });
+        }
+        drop(conn);
+        Ok(Self {
+            store,
+            db,
+            slots: Mutex::new(slots),
+            board,
+        })
+    }
+
+    /// The status board (positions, failures).
+    #[must_use]
+    pub fn board(&self) -> Arc<StatusBoard> {
+        Arc::clone(&self.board)
+    }
+
+    /// Runs forever: waits to be the leader (PostgreSQL), catches up, then follows live.
+    ///
+    /// # Errors
+    /// Store or database failures that persist; a failing projection is not an error here.
+    pub async fn run(&self) -> Result<(), ProjectionError> {
+        let _leader = self.lead().await?;
+        let mut subscription = self
+            .store
+            .subscribe(self.low_water().await)
+            .with_batch_size(BATCH);
+        loop {
+            let batch = subscription.next_batch().await?;
+            self.apply_batch(&batch).await?;
+        }
+    }
+
+    /// Applies everything up to the log's current head, then returns how many events were read.
+    ///
+    /// # Errors
+    /// Store or database failures.
+    pub async fn catch_up(&self) -> Result<u64, ProjectionError> {
+        let head = self.store.head().await?;
+        let mut after = self.low_water().await;
+        let mut read = 0;
+        while after < head {
+            let batch = self.store.read_all(after, BATCH).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.position;
+            read += batch.len() as u64;
+            self.apply_batch(&batch).await?;
+        }
+        Ok(read)
+    }
+
+    /// The lowest position any healthy projection has reached.
+    async fn low_water(&self) -> Position {
+        let slots = self.slots.lock().await;
+        slots
+            .iter()
+            .filter(|s| !s.failed)
+            .map(|s| s.position)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Applies one batch of the log to every healthy projection that has not seen it.
+    ///
+    /// # Errors
+    /// Database failures other than a projection's own (those stop only that projection).
+    pub async fn apply_batch(&self, batch: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        let decoded: Vec<Result<Event, String>> = batch
+            .iter()
+            .map(|e| e.decode().map_err(|err| err.to_string()))
+            .collect();
+        let mut slots = self.slots.lock().await;
+        for slot in slots.iter_mut().filter(|s| !s.failed) {
+            let from = batch.partition_point(|e| e.position <= slot.position);
+            if from == batch.len() {
+                continue;
+            }
+            match apply_to(&self.db, slot, &batch[from..], &decoded[from..]).await {
+                Ok(()) => {}
+                Err(ApplyError::Stopped(failure)) => {
+                    slot.failed = true;
+                    let _ = sqlx::query("UPDATE projection_generations SET failure = $1 WHERE name = $2 AND generation = $3")
+                        .bind(failure.to_string())
+                        .bind(slot.projection.name())
+                        .bind(slot.tables.generation())
+                        .execute(self.db.pool())
+                        .await;
+                }
+                Err(ApplyError::Lost) => {
+                    // Another projector advanced (or a rebuild switched generations): reload.
+                    let mut conn = self.db.pool().acquire().await?;
+                    if let Some((generation, position)) =
+                        active(&mut conn, slot.projection.name()).await?
+                    {
+                        slot.tables = Tables::new(slot.projection.tables(), generation);
+                        slot.position = position;
+                    }
+                }
+                Err(ApplyError::Failed(e)) => return Err(e),
+            }
+            self.board.set(ProjectionStatus {
+                name: slot.projection.name().to_owned(),
+                generation: slot.tables.generation(),
+                position: slot.position,
+                failure: None,
+            });
+            if slot.failed {
+                let failure = sqlx::query_scalar::<_, Option<String>>("SELECT failure FROM projection_generations WHERE name = $1 AND generation = $2")
+                    .bind(slot.projection.name())
+                    .bind(slot.tables.generation())
+                    .fetch_one(self.db.pool())
+                    .await
+                    .ok()
+                    .flatten();
+                self.board.set(ProjectionStatus {
+                    name: slot.projection.name().to_owned(),
+                    generation: slot.tables.generation(),
+                    position: slot.position,
+                    failure,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the named projections (all when `names` is empty) from position 0 into a fresh
+    /// generation of tables while the current one keeps serving, then switches to it
+    /// atomically. Returns the number of events read.
+    ///
+    /// # Errors
+    /// An unknown name; store or database failures; a projection failing on an event.
+    pub async fn rebuild(&self, names: &[&str]) -> Result<u64, ProjectionError> {
+        let projections: Vec<Arc<dyn Projection>> = {
+            let slots = self.slots.lock().await;
+            for name in names {
+                if !slots.iter().any(|s| s.projection.name() == *name) {
+                    return Err(ProjectionError::UnknownProjection((*name).to_owned()));
+                }
+            }
+            slots
+                .iter()
+                .filter(|s| names.is_empty() || names.contains(&s.projection.name()))
+                .map(|s| Arc::clone(&s.projection))
+                .collect()
+        };
+        let mut conn = self.db.pool().acquire().await?;
+        let mut fresh = Vec::new();
+        for projection in &projections {
+            let generation: i64 = sqlx::query_scalar(
+                "SELECT MAX(generation) FROM projection_generations WHERE name = $1",
+            )
+            .bind(projection.name())
+            .fetch_one(&mut *conn)
+            .await?;
+            let tables = Tables::new(projection.tables(), generation + 1);
+            let mut tx = conn.begin().await?;
+            create_generation(&mut tx, projection.as_ref(), &tables, generation + 1).await?;
+            tx.commit().await?;
+            fresh.push(Slot {
+                projection: Arc::clone(projection),
+                tables,
+                position: 0,
+                failed: false,
+            });
+        }
+        drop(conn);
+        // Fill the fresh generation while the live one keeps serving.
+        let mut read = 0;
+        let mut after = 0;
+        loop {
+            let batch = self.store.read_all(after, BATCH).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.position;
+            read += batch.len() as u64;
+            let decoded: Vec<Result<Event, String>> = batch
+                .iter()
+                .map(|e| e.decode().map_err(|err| err.to_string()))
+                .collect();
+            for slot in &mut fresh {
+                apply_to(&self.db, slot, &batch, &decoded)
+                    .await
+                    .map_err(ApplyError::into_error)?;
+            }
+        }
+        // Switch: hold the live projector, finish the last events, swap views and activity.
+        let mut live = self.slots.lock().await;
+        loop {
+            let batch = self.store.read_all(after, BATCH).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.position;
+            read += batch.len() as u64;
+            let decoded: Vec<Result<Event, String>> = batch
+                .iter()
+                .map(|e| e.decode().map_err(|err| err.to_string()))
+                .collect();
+            for slot in &mut fresh {
+                apply_to(&self.db, slot, &batch, &decoded)
+                    .await
+                    .map_err(ApplyError::into_error)?;
+            }
+        }
+        let mut conn = self.db.pool().acquire().await?;
+        for slot in fresh {
+            let name = slot.projection.name();
+            let old: Option<i64> = sqlx::query_scalar(
+                "SELECT generation FROM projection_generations WHERE name = $1 AND active = 1",
+            )
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let mut tx = conn.begin().await?;
+            sqlx::query("UPDATE projection_generations SET active = 0 WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE projection_generations SET active = 1 WHERE name = $1 AND generation = $2",
+            )
+            .bind(name)
+            .bind(slot.tables.generation())
+            .execute(&mut *tx)
+            .await?;
+            switch_views(&mut tx, &slot.tables).await?;
+            tx.commit().await?;
+            if let Some(old) = old {
+                let old_tables = Tables::new(slot.projection.tables(), old);
+                for (_, physical) in old_tables.pairs() {
+                    conn.execute(format!("DROP TABLE IF EXISTS {physical}").as_str())
+                        .await?;
+                }
+                sqlx::query(
+                    "DELETE FROM projection_generations WHERE name = $1 AND generation = $2",
+                )
+                .bind(name)
+                .bind(old)
+                .execute(&mut *conn)
+                .await?;
+            }
+            if let Some(l) = live.iter_mut().find(|l| l.projection.name() == name) {
+                l.projection.reset();
+                l.tables = Tables::new(l.projection.tables(), slot.tables.generation());
+                l.position = slot.position;
+                l.failed = false;
+            }
+            self.board.set(ProjectionStatus {
+                name: name.to_owned(),
+                generation: slot.tables.generation(),
+                position: slot.position,
+                failure: None,
+            });
+        }
+        Ok(read)
+    }
+
+    /// On PostgreSQL, waits until this process holds the projector lock and returns the
+    /// connection holding it (the lock lives as long as that session).
+    async fn lead(&self) -> Result<Option<sqlx::pool::PoolConnection<sqlx::Any>>, ProjectionError> {
+        if self.db.backend() != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut conn = self.db.pool().acquire().await?;
+        loop {
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(LEADER_LOCK_KEY)
+                .fetch_one(&mut *conn)
+                .await?;
+            if got {
+                return Ok(Some(conn));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+enum ApplyError {
+    /// The projection cannot handle an event: it stops (events before it are committed).
+    Stopped(ProjectionError),
+    /// The checkpoint moved under us: nothing committed, reload and go on.
+    Lost,
+    /// The database failed: nothing committed.
+    Failed(ProjectionError),
+}
+
+impl ApplyError {
+    fn into_error(self) -> ProjectionError {
+        match self {
+            Self::Stopped(e) | Self::Failed(e) => e,
+            Self::Lost => ProjectionError::Invalid(
+                "another process changed this generation's checkpoint".into(),
+            ),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApplyError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+/// Applies `events` to one projection in one transaction with its checkpoint.
+async fn apply_to(
+    db: &ReadDb,
+    slot: &mut Slot,
+    events: &[RecordedEvent],
+    decoded: &[Result<Event, String>],
+) -> Result<(), ApplyError> {
+    let mut conn = db.pool().acquire().await?;
+    let outcome = transaction(&mut conn, slot, events, decoded).await;
+    match outcome {
+        Ok(last) => {
+            slot.position = last;
+            Ok(())
+        }
+        Err((failed_at, error)) => {
+            slot.projection.reset();
+            let Some(index) = failed_at else {
+                return Err(match error {
+                    TxError::Lost => ApplyError::Lost,
+                    TxError::Db(e) => ApplyError::Failed(e),
+                });
+            };
+            // Commit everything before the failing event, then stop there.
+            if index > 0 {
+                match transaction(&mut conn, slot, &events[..index], &decoded[..index]).await {
+                    Ok(last) => slot.position = last,
+                    Err((_, TxError::Lost)) => return Err(ApplyError::Lost),
+                    Err((_, TxError::Db(e))) => return Err(ApplyError::Failed(e)),
+                }
+            }
+            let event = &events[index];
+            let reason = match error {
+                TxError::Db(e) => e.to_string(),
+                TxError::Lost => "checkpoint moved".into(),
+            };
+            Err(ApplyError::Stopped(ProjectionError::Stopped {
+                projection: slot.projection.name().to_owned(),
+                position: event.position,
+                stream: event.stream,
+                event_type: event.event_type.clone(),
+                reason,
+            }))
+        }
+    }
+}
+
+enum TxError {
+    Lost,
+    Db(ProjectionError),
+}
+
+/// One transaction: apply, flush, advance the checkpoint conditionally, commit. On failure,
+/// says which event (index) failed, if it was an event.
+async fn transaction(
+    conn: &mut AnyConnection,
+    slot: &Slot,
+    events: &[RecordedEvent],
+    decoded: &[Result<Event, String>],
+) -> Result<Position, (Option<usize>, TxError)> {
+    let db_err = |e: sqlx::Error| (None, TxError::Db(e.into()));
+    let mut tx = conn.begin().await.map_err(db_err)?;
+    for (i, (recorded, event)) in events.iter().zip(decoded).enumerate() {
+        let result = match event {
+            Ok(event) => {
+                slot.projection
+                    .apply(&mut tx, &slot.tables, Projected { recorded, event })
+                    .await
+            }
+            Err(reason) => Err(ProjectionError::Invalid(format!("cannot decode: {reason}"))),
+        };
+        if let Err(e) = result {
+            slot.projection.reset();
+            return Err((Some(i), TxError::Db(e)));
+        }
+    }
+    if let Err(e) = slot.projection.flush(&mut tx, &slot.tables).await {
+        slot.projection.reset();
+        return Err((Some(events.len() - 1), TxError::Db(e)));
+    }
+    let last = events.last().map_or(slot.position, |e| e.position);
+    let moved = sqlx::query("UPDATE projection_generations SET position = $1 WHERE name = $2 AND generation = $3 AND position = $4")
+        .bind(to_i64(last))
+        .bind(slot.projection.name())
+        .bind(slot.tables.generation())
+        .bind(to_i64(slot.position))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if moved.rows_affected() != 1 {
+        slot.projection.reset();
+        return Err((None, TxError::Lost));
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(last)
+}
+
+async fn active(
+    conn: &mut AnyConnection,
+    name: &str,
+) -> Result<Option<(i64, u64)>, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT generation, position FROM projection_generations WHERE name = $1 AND active = 1",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| (r.get::<i64, _>(0), to_u64(r.get::<i64, _>(1)))))
+}
+
+async fn create_generation(
+    tx: &mut AnyConnection,
+    projection: &dyn Projection,
+    tables: &Tables,
+    generation: i64,
+) -> Result<(), ProjectionError> {
+    for (_, physical) in tables.pairs() {
+        tx.execute(format!("DROP TABLE IF EXISTS {physical}").as_str())
+            .await?;
+    }
+    for statement in tables
+        .render(projection.schema())
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        tx.execute(statement).await?;
+    }
+    sqlx::query("DELETE FROM projection_generations WHERE name = $1 AND generation = $2")
+        .bind(projection.name())
+        .bind(generation)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO projection_generations (name, generation, position, active) VALUES ($1, $2, 0, 0)")
+        .bind(projection.name())
+        .bind(generation)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn switch_views(tx: &mut AnyConnection, tables: &Tables) -> Result<(), ProjectionError> {
+    for (logical, physical) in tables.pairs() {
+        tx.execute(format!("DROP VIEW IF EXISTS {logical}").as_str())
+            .await?;
+        tx.execute(format!("CREATE VIEW {logical} AS SELECT * FROM {physical}").as_str())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Read-your-writes: the position a projection has reached, and a bounded wait for one.
+#[derive(Clone)]
+pub struct Checkpoints {
+    db: ReadDb,
+    board: Option<Arc<StatusBoard>>,
+}
+
+impl Checkpoints {
+    /// Checkpoints read from `db`; with the in-process projectors' `board`, waits wake at once.
+    #[must_use]
+    pub const fn new(db: ReadDb, board: Option<Arc<StatusBoard>>) -> Self {
+        Self { db, board }
+    }
+
+    /// The position projection `name` has reached.
+    ///
+    /// # Errors
+    /// An unknown projection; database failures.
+    pub async fn position(&self, name: &str) -> Result<Position, ProjectionError> {
+        let position: Option<i64> = sqlx::query_scalar(
+            "SELECT position FROM projection_generations WHERE name = $1 AND active = 1",
+        )
+        .bind(name)
+        .fetch_optional(self.db.pool())
+        .await?;
+        position
+            .map(to_u64)
+            .ok_or_else(|| ProjectionError::UnknownProjection(name.to_owned()))
+    }
+
+    /// Whether projection `name` has applied everything up to `position`.
+    ///
+    /// # Errors
+    /// As [`Checkpoints::position`].
+    pub async fn has_reached(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> Result<bool, ProjectionError> {
+        Ok(self.position(name).await? >= position)
+    }
+
+    /// Waits up to `timeout` for projection `name` to reach `position`.
+    ///
+    /// # Errors
+    /// [`ProjectionError::NotCaughtUp`] when the time runs out.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        position: Position,
+        timeout: Duration,
+    ) -> Result<(), ProjectionError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut watch = self.board.as_ref().and_then(|b| b.watch(name));
+        loop {
+            let reached = self.position(name).await?;
+            if reached >= position {
+                return Ok(());
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(ProjectionError::NotCaughtUp {
+                    projection: name.to_owned(),
+                    position,
+                    reached,
+                });
+            }
+            // Woken by the in-process projector, or poll (another process projects).
+            let nap = (deadline - now).min(Duration::from_millis(50));
+            match watch.as_mut() {
+                Some(w) => {
+                    let _ = tokio::time::timeout(nap, w.changed()).await;
+                }
+                None => tokio::time::sleep(nap).await,
+            }
+        }
+    }
+}

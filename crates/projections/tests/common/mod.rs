@@ -1,0 +1,125 @@
+//! Test harness: a real event store, a real read-model database and a key vault, on SQLite
+//! files or a fresh PostgreSQL database; a simulated school written through the vault.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use kring_domain::simulation::World;
+use kring_projections::{Projection, Projector, ReadDb};
+use kring_store::sqlite::SqliteStore;
+use kring_store::vault::{KeyVault, MasterKey};
+use kring_store::{EventStore, ExpectedVersion, Metadata};
+use std::sync::Arc;
+
+/// Everything a read-model test needs.
+pub struct Harness<S> {
+    /// The event log.
+    pub store: S,
+    /// The read models.
+    pub db: ReadDb,
+    /// The key vault.
+    pub vault: Arc<KeyVault>,
+    /// The projector.
+    pub projector: Projector<S>,
+    /// How much of the world's log was written.
+    pub written: usize,
+    _guard: Option<tempfile::TempDir>,
+}
+
+/// A harness on SQLite files in a temp dir.
+pub async fn sqlite(projections: Vec<Arc<dyn Projection>>) -> Harness<SqliteStore> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("events.db"))
+        .await
+        .unwrap();
+    let db = ReadDb::sqlite(&dir.path().join("read.db")).await.unwrap();
+    let vault = KeyVault::open_sqlite(&dir.path().join("events.db"), &MasterKey::generate())
+        .await
+        .unwrap();
+    let projector = Projector::new(store.clone(), db.clone(), projections)
+        .await
+        .unwrap();
+    Harness {
+        store,
+        db,
+        vault: Arc::new(vault),
+        projector,
+        written: 0,
+        _guard: Some(dir),
+    }
+}
+
+/// A harness on a fresh PostgreSQL database (log, read models and vault in one database).
+pub async fn postgres(
+    projections: Vec<Arc<dyn Projection>>,
+) -> Harness<kring_store::postgres::PostgresStore> {
+    let pg = kring_testkit::fresh_postgres_database("projections").await;
+    let store = kring_store::postgres::PostgresStore::connect(pg.url())
+        .await
+        .unwrap();
+    let db = ReadDb::connect(pg.url()).await.unwrap();
+    let vault = KeyVault::open_postgres(pg.url(), &MasterKey::generate())
+        .await
+        .unwrap();
+    let projector = Projector::new(store.clone(), db.clone(), projections)
+        .await
+        .unwrap();
+    Harness {
+        store,
+        db,
+        vault: Arc::new(vault),
+        projector,
+        written: 0,
+        _guard: None,
+    }
+}
+
+impl<S: EventStore + Clone> Harness<S> {
+    /// Seals and appends the part of the world's log not written yet.
+    pub async fn write(&mut self, world: &World) {
+        for r in &world.log[self.written..] {
+            let meta = Metadata {
+                occurred_at: r.at,
+                actor: r.actor,
+                correlation_id: uuid::Uuid::now_v7(),
+                causation_id: None,
+            };
+            let sealed = self.vault.seal(&r.event, meta).await.unwrap();
+            self.store
+                .append(&r.stream, ExpectedVersion::Any, vec![sealed])
+                .await
+                .unwrap();
+        }
+        self.written = world.log.len();
+    }
+
+    /// Writes the world and projects everything.
+    pub async fn sync(&mut self, world: &World) {
+        self.write(world).await;
+        self.projector.catch_up().await.unwrap();
+    }
+}
+
+/// Runs `$body` (an async fn taking a harness) on SQLite and on PostgreSQL, as two tests.
+#[macro_export]
+macro_rules! both_backends {
+    ($projections:expr; $($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(common::sqlite($projections).await).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(common::postgres($projections).await).await;
+                }
+            )*
+        }
+    };
+}
