@@ -185,14 +185,37 @@ impl<S: EventStore + Clone> Projector<S> {
     /// Store or database failures that persist; a failing projection is not an error here.
     pub async fn run(&self) -> Result<(), ProjectionError> {
         let _leader = self.lead().await?;
-        let mut subscription = self
-            .store
-            .subscribe(self.low_water().await)
-            .with_batch_size(BATCH);
+        // A process that waited for the lock holds positions from when it started.
+        self.refresh().await?;
         loop {
-            let batch = subscription.next_batch().await?;
-            self.apply_batch(&batch).await?;
+            let mut subscription = self
+                .store
+                .subscribe(self.low_water().await)
+                .with_batch_size(BATCH);
+            loop {
+                let batch = subscription.next_batch().await?;
+                if self.apply_batch(&batch).await? {
+                    // A checkpoint had moved under us: follow the log from where it is now.
+                    break;
+                }
+            }
         }
+    }
+
+    /// Reloads every projection's generation and position from the database.
+    async fn refresh(&self) -> Result<(), ProjectionError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let mut slots = self.slots.lock().await;
+        for slot in slots.iter_mut() {
+            if let Some((generation, position)) = active(&mut conn, slot.projection.name()).await? {
+                if generation != slot.tables.generation() {
+                    slot.tables = Tables::new(slot.projection.tables(), generation);
+                }
+                slot.position = position;
+                slot.projection.reset();
+            }
+        }
+        Ok(())
     }
 
     /// Applies everything up to the log's current head, then returns how many events were read.
@@ -208,7 +231,9 @@ impl<S: EventStore + Clone> Projector<S> {
             let Some(last) = batch.last() else { break };
             after = last.position;
             read += batch.len() as u64;
-            self.apply_batch(&batch).await?;
+            if self.apply_batch(&batch).await? {
+                after = self.low_water().await;
+            }
         }
         Ok(read)
     }
@@ -224,11 +249,14 @@ impl<S: EventStore + Clone> Projector<S> {
             .unwrap_or(0)
     }
 
-    /// Applies one batch of the log to every healthy projection that has not seen it.
+    /// Applies one batch of the log to every healthy projection that has not seen it. Returns
+    /// whether a projection's checkpoint had moved under it (another projector, a rebuild):
+    /// its position was reloaded, and the caller must read on from the low-water mark.
     ///
     /// # Errors
     /// Database failures other than a projection's own (those stop only that projection).
-    pub async fn apply_batch(&self, batch: &[RecordedEvent]) -> Result<(), ProjectionError> {
+    pub async fn apply_batch(&self, batch: &[RecordedEvent]) -> Result<bool, ProjectionError> {
+        let mut reloaded = false;
         let decoded: Vec<Result<Event, String>> = batch
             .iter()
             .map(|e| e.decode().map_err(|err| err.to_string()))
@@ -252,6 +280,7 @@ impl<S: EventStore + Clone> Projector<S> {
                 }
                 Err(ApplyError::Lost) => {
                     // Another projector advanced (or a rebuild switched generations): reload.
+                    reloaded = true;
                     let mut conn = self.db.pool().acquire().await?;
                     if let Some((generation, position)) =
                         active(&mut conn, slot.projection.name()).await?
@@ -284,7 +313,7 @@ impl<S: EventStore + Clone> Projector<S> {
                 });
             }
         }
-        Ok(())
+        Ok(reloaded)
     }
 
     /// Rebuilds the named projections (all when `names` is empty) from position 0 into a fresh
@@ -417,22 +446,30 @@ impl<S: EventStore + Clone> Projector<S> {
     }
 
     /// On PostgreSQL, waits until this process holds the projector lock and returns the
-    /// connection holding it (the lock lives as long as that session).
-    async fn lead(&self) -> Result<Option<sqlx::pool::PoolConnection<sqlx::Any>>, ProjectionError> {
+    /// connection holding it. The connection is detached from the pool: when the projector
+    /// stops (or its task is dropped) the session closes and the lock goes with it, so a
+    /// waiting process takes over.
+    async fn lead(&self) -> Result<Option<AnyConnection>, ProjectionError> {
         if self.db.backend() != Backend::Postgres {
             return Ok(None);
         }
-        let mut conn = self.db.pool().acquire().await?;
+        let mut conn = self.db.pool().acquire().await?.detach();
         loop {
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(LEADER_LOCK_KEY)
-                .fetch_one(&mut *conn)
+                .fetch_one(&mut conn)
                 .await?;
             if got {
                 return Ok(Some(conn));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// Which database the read models live in.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
     }
 }
 

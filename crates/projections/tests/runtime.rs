@@ -1,0 +1,149 @@
+//! The projector runtime on PostgreSQL: one active projector per database, take-over, and
+//! read-your-writes waits.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use kring_domain::simulation::World;
+use kring_domain::Purpose;
+use kring_projections::models::consent::{self, consent_history};
+use kring_projections::{Checkpoints, Projector};
+use kring_store::EventStore;
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn reach(projector: &Projector<impl EventStore + Clone>, position: u64) -> bool {
+    for _ in 0..200 {
+        if projector
+            .board()
+            .all()
+            .iter()
+            .all(|s| s.position >= position)
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_projector_runs_and_a_waiting_one_takes_over_when_it_dies() {
+    let mut h = common::postgres(vec![Arc::new(consent::ConsentProjection)]).await;
+    let mut world = World::with_classes(1, 2, 2);
+    let child = world.child_ids[0];
+    let guardian = world.guardians_of(child)[0];
+    world
+        .decide_consent(guardian, child, Purpose::GroupCommunication, true)
+        .unwrap();
+    h.write(&world).await;
+    let first = Arc::new(
+        Projector::new(
+            h.store.clone(),
+            h.db.clone(),
+            vec![Arc::new(consent::ConsentProjection)],
+        )
+        .await
+        .unwrap(),
+    );
+    let second = Arc::new(
+        Projector::new(
+            h.store.clone(),
+            h.db.clone(),
+            vec![Arc::new(consent::ConsentProjection)],
+        )
+        .await
+        .unwrap(),
+    );
+    let running = {
+        let first = Arc::clone(&first);
+        tokio::spawn(async move { first.run().await })
+    };
+    let head = h.store.head().await.unwrap();
+    assert!(reach(&first, head).await, "the first projector catches up");
+    let waiting = {
+        let second = Arc::clone(&second);
+        tokio::spawn(async move { second.run().await })
+    };
+    world
+        .decide_consent(guardian, child, Purpose::GroupCommunication, false)
+        .unwrap();
+    h.write(&world).await;
+    let head = h.store.head().await.unwrap();
+    assert!(reach(&first, head).await, "the leader follows live");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        second.board().all()[0].position < head,
+        "the second waits while the first leads"
+    );
+
+    running.abort(); // the leader dies without a goodbye
+    let _ = running.await;
+    world
+        .decide_consent(guardian, child, Purpose::GroupCommunication, true)
+        .unwrap();
+    h.write(&world).await;
+    let head = h.store.head().await.unwrap();
+    assert!(reach(&second, head).await, "the second takes over");
+    let history = consent_history(&h.db, child, None, None, None)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 3, "each decision exactly once");
+    assert_eq!(
+        history.iter().map(|e| e.granted).collect::<Vec<_>>(),
+        vec![true, false, true]
+    );
+    waiting.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_can_wait_for_its_own_write() {
+    let mut h = common::sqlite(vec![Arc::new(consent::ConsentProjection)]).await;
+    let mut world = World::with_classes(1, 1, 1);
+    let child = world.child_ids[0];
+    let guardian = world.guardians_of(child)[0];
+    let projector = Arc::new(
+        Projector::new(
+            h.store.clone(),
+            h.db.clone(),
+            vec![Arc::new(consent::ConsentProjection)],
+        )
+        .await
+        .unwrap(),
+    );
+    let checkpoints = Checkpoints::new(h.db.clone(), Some(projector.board()));
+    let running = {
+        let projector = Arc::clone(&projector);
+        tokio::spawn(async move { projector.run().await })
+    };
+    world
+        .decide_consent(guardian, child, Purpose::GroupCommunication, true)
+        .unwrap();
+    h.write(&world).await;
+    let position = h.store.head().await.unwrap();
+    checkpoints
+        .wait_for(consent::NAME, position, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(checkpoints
+        .has_reached(consent::NAME, position)
+        .await
+        .unwrap());
+    assert_eq!(
+        consent_history(&h.db, child, None, None, None)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the write is visible after the wait"
+    );
+    let too_far = checkpoints
+        .wait_for(consent::NAME, position + 1000, Duration::from_millis(200))
+        .await;
+    assert!(matches!(
+        too_far,
+        Err(kring_projections::ProjectionError::NotCaughtUp { .. })
+    ));
+    running.abort();
+}
