@@ -135,6 +135,7 @@ fn peak_rss_kib() -> u64 {
 }
 
 async fn rebuild(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join("read.db"));
     let store = SqliteStore::open(dir.join("events.db")).await.unwrap();
     let db = ReadDb::sqlite(&dir.join("read.db")).await.unwrap();
     let projector = Projector::new(store.clone(), db, models::all()).await.unwrap();
@@ -165,13 +166,16 @@ async fn main() {
         .position(|a| a == "--events")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(if args.iter().any(|a| a == "--quick") { 100_000 } else { 1_000_000 });
-    let dir = tempfile::tempdir().unwrap();
+    // `--keep DIR` writes the log there and keeps it, for `--rebuild-only DIR` under a profiler.
+    let temp = tempfile::tempdir().unwrap();
+    let dir = args.iter().position(|a| a == "--keep").map_or_else(|| temp.path().to_path_buf(), |i| args[i + 1].clone().into());
+    std::fs::create_dir_all(&dir).unwrap();
     let start = Instant::now();
-    generate(dir.path(), events).await;
+    generate(&dir, events).await;
     eprintln!("log written in {:.1} s", start.elapsed().as_secs_f64());
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .arg("--rebuild-only")
-        .arg(dir.path())
+        .arg(&dir)
         .status()
         .unwrap();
     assert!(status.success());

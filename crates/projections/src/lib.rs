@@ -2,6 +2,7 @@
 //! on SQLite (embedded default) and PostgreSQL.
 #![forbid(unsafe_code)]
 
+pub mod bulk;
 pub mod db;
 pub mod error;
 pub mod models;

@@ -30,7 +30,7 @@ async fn reach(projector: &Projector<impl EventStore + Clone>, position: u64) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_one_projector_runs_and_a_waiting_one_takes_over_when_it_dies() {
-    let mut h = common::postgres(vec![Arc::new(consent::ConsentProjection)]).await;
+    let mut h = common::postgres(vec![Arc::new(consent::ConsentProjection::default())]).await;
     let mut world = World::with_classes(1, 2, 2);
     let child = world.child_ids[0];
     let guardian = world.guardians_of(child)[0];
@@ -42,7 +42,7 @@ async fn only_one_projector_runs_and_a_waiting_one_takes_over_when_it_dies() {
         Projector::new(
             h.store.clone(),
             h.db.clone(),
-            vec![Arc::new(consent::ConsentProjection)],
+            vec![Arc::new(consent::ConsentProjection::default())],
         )
         .await
         .unwrap(),
@@ -51,7 +51,7 @@ async fn only_one_projector_runs_and_a_waiting_one_takes_over_when_it_dies() {
         Projector::new(
             h.store.clone(),
             h.db.clone(),
-            vec![Arc::new(consent::ConsentProjection)],
+            vec![Arc::new(consent::ConsentProjection::default())],
         )
         .await
         .unwrap(),
@@ -99,7 +99,7 @@ async fn only_one_projector_runs_and_a_waiting_one_takes_over_when_it_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_can_wait_for_its_own_write() {
-    let mut h = common::sqlite(vec![Arc::new(consent::ConsentProjection)]).await;
+    let mut h = common::sqlite(vec![Arc::new(consent::ConsentProjection::default())]).await;
     let mut world = World::with_classes(1, 1, 1);
     let child = world.child_ids[0];
     let guardian = world.guardians_of(child)[0];
@@ -107,7 +107,7 @@ async fn a_query_can_wait_for_its_own_write() {
         Projector::new(
             h.store.clone(),
             h.db.clone(),
-            vec![Arc::new(consent::ConsentProjection)],
+            vec![Arc::new(consent::ConsentProjection::default())],
         )
         .await
         .unwrap(),

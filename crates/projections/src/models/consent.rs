@@ -1,6 +1,7 @@
 //! Current consent per child and purpose, and the consent history: the audit trail of every
 //! decision with the effective value after it.
 
+use crate::bulk::{Bulk, Cell};
 use crate::db::{from_micros, micros, to_i64, to_u64, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Projected, Projection, Tables};
@@ -11,11 +12,26 @@ use kring_domain::consent::{self, ConsentMethod};
 use kring_domain::{ChildId, Event, PersonId, Purpose};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use uuid::Uuid;
 
-/// The projection.
+/// The projection. It buffers a batch's rows and writes them in a few statements on flush.
 #[derive(Debug, Default)]
-pub struct ConsentProjection;
+pub struct ConsentProjection {
+    batch: Mutex<Batch>,
+}
+
+/// What one batch has seen and will write.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Each guardian's latest decision per (child, purpose) touched in this batch.
+    latest: HashMap<(String, Purpose), BTreeMap<String, bool>>,
+    /// Decisions to upsert, one per (child, purpose, guardian).
+    decisions: BTreeMap<(String, Purpose, String), [Cell; 7]>,
+    /// History rows to insert.
+    history: Vec<[Cell; 12]>,
+}
 
 /// Its name.
 pub const NAME: &str = "consent";
@@ -47,14 +63,12 @@ CREATE TABLE {consent_history} (
 );
 CREATE INDEX {consent_history}_by_child ON {consent_history} (child_id, purpose, occurred_at)";
 
-const UPSERT: &str = "INSERT INTO {consent_decisions} (child_id, purpose, guardian_id, granted, at, policy_version, method)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (child_id, purpose, guardian_id) DO UPDATE SET granted = excluded.granted, at = excluded.at,
-    policy_version = excluded.policy_version, method = excluded.method";
-const LATEST: &str = "SELECT granted FROM {consent_decisions} WHERE child_id = $1 AND purpose = $2";
+const UPSERT: &str = "INSERT INTO {consent_decisions} (child_id, purpose, guardian_id, granted, at, policy_version, method)";
+const UPSERT_SUFFIX: &str = "ON CONFLICT (child_id, purpose, guardian_id) DO UPDATE SET granted = excluded.granted,
+    at = excluded.at, policy_version = excluded.policy_version, method = excluded.method";
+const LATEST: &str = "SELECT guardian_id, granted FROM {consent_decisions} WHERE child_id = $1 AND purpose = $2";
 const HISTORY: &str = "INSERT INTO {consent_history} (position, event_id, child_id, school_id, purpose, granted, guardian_id,
-    policy_version, method, occurred_at, recorded_at, effective_after)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+    policy_version, method, occurred_at, recorded_at, effective_after)";
 
 #[async_trait]
 impl Projection for ConsentProjection {
@@ -70,48 +84,76 @@ impl Projection for ConsentProjection {
         SCHEMA
     }
 
-    async fn apply(
-        &self,
-        tx: &mut AnyConnection,
-        t: &Tables,
-        e: Projected<'_>,
-    ) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut AnyConnection, t: &Tables, e: Projected<'_>) -> Result<(), ProjectionError> {
         let Event::Child(ChildEvent::ConsentDecided(d)) = e.event else {
             return Ok(());
         };
-        let (child, purpose) = (d.child_id.to_string(), d.purpose.as_str());
-        sqlx::query(&t.sql(UPSERT))
-            .bind(&child)
-            .bind(purpose)
-            .bind(d.guardian_id.to_string())
-            .bind(i64::from(d.granted))
-            .bind(micros(d.at))
-            .bind(i64::from(d.policy_version))
-            .bind(method_str(d.method))
-            .execute(&mut *tx)
-            .await?;
-        let latest: Vec<i64> = sqlx::query_scalar(&t.sql(LATEST))
-            .bind(&child)
-            .bind(purpose)
-            .fetch_all(&mut *tx)
-            .await?;
-        let effective = consent::effective(latest.iter().map(|g| *g != 0));
-        sqlx::query(&t.sql(HISTORY))
-            .bind(to_i64(e.recorded.position))
-            .bind(e.recorded.event_id.to_string())
-            .bind(&child)
-            .bind(d.school_id.to_string())
-            .bind(purpose)
-            .bind(i64::from(d.granted))
-            .bind(d.guardian_id.to_string())
-            .bind(i64::from(d.policy_version))
-            .bind(method_str(d.method))
-            .bind(micros(e.recorded.occurred_at))
-            .bind(micros(e.recorded.recorded_at))
-            .bind(i64::from(effective))
-            .execute(&mut *tx)
-            .await?;
+        let child = d.child_id.to_string();
+        let key = (child.clone(), d.purpose);
+        let cached = self.lock().latest.contains_key(&key);
+        if !cached {
+            let rows = sqlx::query(&t.sql(LATEST)).bind(&child).bind(d.purpose.as_str()).fetch_all(&mut *tx).await?;
+            let loaded = rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) != 0)).collect();
+            self.lock().latest.insert(key.clone(), loaded);
+        }
+        let guardian = d.guardian_id.to_string();
+        let mut batch = self.lock();
+        let latest = batch.latest.entry(key).or_default();
+        latest.insert(guardian.clone(), d.granted);
+        let effective = consent::effective(latest.values().copied());
+        batch.decisions.insert(
+            (child.clone(), d.purpose, guardian.clone()),
+            [
+                child.as_str().into(),
+                d.purpose.as_str().into(),
+                guardian.as_str().into(),
+                d.granted.into(),
+                micros(d.at).into(),
+                i64::from(d.policy_version).into(),
+                method_str(d.method).into(),
+            ],
+        );
+        batch.history.push([
+            to_i64(e.recorded.position).into(),
+            e.recorded.event_id.to_string().into(),
+            child.into(),
+            d.school_id.to_string().into(),
+            d.purpose.as_str().into(),
+            d.granted.into(),
+            guardian.into(),
+            i64::from(d.policy_version).into(),
+            method_str(d.method).into(),
+            micros(e.recorded.occurred_at).into(),
+            micros(e.recorded.recorded_at).into(),
+            effective.into(),
+        ]);
         Ok(())
+    }
+
+    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+        let batch = std::mem::take(&mut *self.lock());
+        let mut decisions = Bulk::new(t.sql(UPSERT), 7, UPSERT_SUFFIX);
+        for row in batch.decisions.into_values() {
+            decisions.row(row);
+        }
+        decisions.execute(tx).await?;
+        let mut history = Bulk::new(t.sql(HISTORY), 12, "");
+        for row in batch.history {
+            history.row(row);
+        }
+        history.execute(tx).await?;
+        Ok(())
+    }
+
+    fn reset(&self) {
+        *self.lock() = Batch::default();
+    }
+}
+
+impl ConsentProjection {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Batch> {
+        // A panic while holding the lock only poisons a buffer that `reset` rebuilds.
+        self.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

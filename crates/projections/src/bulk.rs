@@ -1,0 +1,122 @@
+//! Multi-row writes: a projection buffers a batch's rows and writes them in a few statements
+//! in [`crate::Projection::flush`]. On SQLite every statement is a round trip to the
+//! connection's worker thread, so statements, not rows, are what a rebuild pays for.
+
+use sqlx::AnyConnection;
+
+/// One value of a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    /// An integer (ids of time, positions, flags).
+    Int(i64),
+    /// Text (ids, names of things, sealed envelopes).
+    Text(String),
+    /// SQL NULL.
+    Null,
+}
+
+impl From<i64> for Cell {
+    fn from(v: i64) -> Self {
+        Self::Int(v)
+    }
+}
+
+impl From<String> for Cell {
+    fn from(v: String) -> Self {
+        Self::Text(v)
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(v: &str) -> Self {
+        Self::Text(v.to_owned())
+    }
+}
+
+impl From<bool> for Cell {
+    fn from(v: bool) -> Self {
+        Self::Int(i64::from(v))
+    }
+}
+
+impl<T: Into<Self>> From<Option<T>> for Cell {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Self::Null, Into::into)
+    }
+}
+
+/// Rows for one multi-row `INSERT … VALUES (…), (…) [suffix]`.
+#[derive(Debug)]
+pub struct Bulk {
+    head: String,
+    suffix: &'static str,
+    width: usize,
+    cells: Vec<Cell>,
+}
+
+/// Parameters per statement, under SQLite's 32,766 and PostgreSQL's 65,535.
+const MAX_PARAMS: usize = 30_000;
+
+impl Bulk {
+    /// `head` is `INSERT INTO table (a, b, c)` (physical table name), `suffix` e.g. an
+    /// `ON CONFLICT …` clause, `width` the number of columns.
+    #[must_use]
+    pub const fn new(head: String, width: usize, suffix: &'static str) -> Self {
+        Self { head, suffix, width, cells: Vec::new() }
+    }
+
+    /// Adds a row; it must have `width` cells.
+    pub fn row<const N: usize>(&mut self, cells: [Cell; N]) {
+        debug_assert_eq!(N, self.width);
+        self.cells.extend(cells);
+    }
+
+    /// Whether there is nothing to write.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// Forgets the rows.
+    pub fn clear(&mut self) {
+        self.cells.clear();
+    }
+
+    /// Writes the rows (in as few statements as the parameter limit allows) and forgets them.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn execute(&mut self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        let rows_per_statement = (MAX_PARAMS / self.width.max(1)).max(1);
+        let cells = std::mem::take(&mut self.cells);
+        for chunk in cells.chunks(rows_per_statement * self.width) {
+            let mut sql = String::with_capacity(self.head.len() + chunk.len() * 6 + self.suffix.len() + 16);
+            sql.push_str(&self.head);
+            sql.push_str(" VALUES ");
+            for (i, _) in chunk.iter().enumerate() {
+                if i % self.width == 0 {
+                    if i > 0 {
+                        sql.push_str("),");
+                    }
+                    sql.push('(');
+                } else {
+                    sql.push(',');
+                }
+                sql.push('$');
+                sql.push_str(&(i + 1).to_string());
+            }
+            sql.push_str(") ");
+            sql.push_str(self.suffix);
+            let mut query = sqlx::query(&sql);
+            for cell in chunk {
+                query = match cell {
+                    Cell::Int(v) => query.bind(*v),
+                    Cell::Text(v) => query.bind(v.as_str()),
+                    Cell::Null => query.bind(Option::<String>::None),
+                };
+            }
+            query.execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! The access log: every recorded read of a subject's personal data or content by the operator
+//! (support) or a compliance officer, in log order — what a data-protection officer or auditor
+//! inspects.
+
+use crate::db::{from_micros, micros, to_i64, to_u64, ReadDb};
+use crate::error::ProjectionError;
+use crate::projection::{Projected, Projection, Tables};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kring_domain::access::{AccessEvent, Subject};
+use kring_domain::{Actor, ChildId, Event, MediaId, PersonId, PostId};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+/// The projection.
+#[derive(Debug, Default)]
+pub struct AccessLogProjection;
+
+/// Its name.
+pub const NAME: &str = "access_log";
+
+const SCHEMA: &str = "
+CREATE TABLE {access_log} (
+    position BIGINT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    subject_kind TEXT NOT NULL,
+    subject_id TEXT NOT NULL,
+    accessor_kind TEXT NOT NULL,
+    accessor_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX {access_log}_by_subject ON {access_log} (subject_kind, subject_id, position)";
+
+const INSERT: &str = "INSERT INTO {access_log} (position, event_id, subject_kind, subject_id, accessor_kind, accessor_id,
+    reason, at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+const ALL: &str =
+    "SELECT position, event_id, subject_kind, subject_id, accessor_kind, accessor_id, reason, at
+FROM access_log
+WHERE position > $1
+ORDER BY position
+LIMIT $2";
+const OF_SUBJECT: &str =
+    "SELECT position, event_id, subject_kind, subject_id, accessor_kind, accessor_id, reason, at
+FROM access_log
+WHERE subject_kind = $1 AND subject_id = $2 AND position > $3
+ORDER BY position
+LIMIT $4";
+
+#[async_trait]
+impl Projection for AccessLogProjection {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["access_log"]
+    }
+
+    fn schema(&self) -> &'static str {
+        SCHEMA
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut AnyConnection,
+        t: &Tables,
+        e: Projected<'_>,
+    ) -> Result<(), ProjectionError> {
+        let Event::Access(AccessEvent::AccessLogged(a)) = e.event else {
+            return Ok(());
+        };
+        let (accessor_kind, accessor_id) = actor_parts(a.accessor);
+        sqlx::query(&t.sql(INSERT))
+            .bind(to_i64(e.recorded.position))
+            .bind(e.recorded.event_id.to_string())
+            .bind(subject_kind(&a.subject))
+            .bind(a.subject.uuid().to_string())
+            .bind(accessor_kind)
+            .bind(accessor_id)
+            .bind(&a.reason)
+            .bind(micros(a.at))
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The stored kind of a subject (as it is written in events).
+const fn subject_kind(subject: &Subject) -> &'static str {
+    match subject {
+        Subject::Person(_) => "person",
+        Subject::Child(_) => "child",
+        Subject::Post(_) => "post",
+        Subject::Media(_) => "media",
+    }
+}
+
+fn subject_from(kind: &str, id: &str) -> Result<Subject, ProjectionError> {
+    let id = uuid(id)?;
+    Ok(match kind {
+        "person" => Subject::Person(PersonId::from_uuid(id)),
+        "child" => Subject::Child(ChildId::from_uuid(id)),
+        "post" => Subject::Post(PostId::from_uuid(id)),
+        "media" => Subject::Media(MediaId::from_uuid(id)),
+        other => {
+            return Err(ProjectionError::Invalid(format!(
+                "unknown subject kind {other:?} in the access log"
+            )))
+        }
+    })
+}
+
+/// The stored kind and id of an accessor; the id is empty unless it is a person.
+fn actor_parts(actor: Actor) -> (&'static str, String) {
+    match actor {
+        Actor::Person(p) => ("person", p.to_string()),
+        Actor::Operator => ("operator", String::new()),
+        Actor::System => ("system", String::new()),
+    }
+}
+
+fn actor_from(kind: &str, id: &str) -> Result<Actor, ProjectionError> {
+    match kind {
+        "person" => Ok(Actor::Person(PersonId::from_uuid(uuid(id)?))),
+        "operator" => Ok(Actor::Operator),
+        "system" => Ok(Actor::System),
+        other => Err(ProjectionError::Invalid(format!(
+            "unknown accessor kind {other:?} in the access log"
+        ))),
+    }
+}
+
+fn uuid(s: &str) -> Result<Uuid, ProjectionError> {
+    Uuid::parse_str(s)
+        .map_err(|e| ProjectionError::Invalid(format!("bad id {s:?} in a read model: {e}")))
+}
+
+/// One recorded read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessEntry {
+    /// The global position of the event that recorded it: the log's order, and the cursor for
+    /// the next page.
+    pub position: u64,
+    /// That event.
+    pub event_id: Uuid,
+    /// Whose data was read.
+    pub subject: Subject,
+    /// Who read it: a person (a compliance officer) or the operator (support).
+    pub accessor: Actor,
+    /// Why, e.g. the request or the support ticket.
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+fn entry_from(row: &AnyRow) -> Result<AccessEntry, ProjectionError> {
+    Ok(AccessEntry {
+        position: to_u64(row.get(0)),
+        event_id: uuid(&row.get::<String, _>(1))?,
+        subject: subject_from(&row.get::<String, _>(2), &row.get::<String, _>(3))?,
+        accessor: actor_from(&row.get::<String, _>(4), &row.get::<String, _>(5))?,
+        reason: row.get(6),
+        at: from_micros(row.get(7)),
+    })
+}
+
+/// The recorded reads, of one `subject` or of all, in log order: at most `limit` entries after
+/// position `after_position` (0 for the start; pass the last entry's position for the next page).
+///
+/// # Errors
+/// Database failures.
+pub async fn access_log(
+    db: &ReadDb,
+    subject: Option<Subject>,
+    limit: u32,
+    after_position: u64,
+) -> Result<Vec<AccessEntry>, ProjectionError> {
+    let rows = match subject {
+        Some(subject) => {
+            sqlx::query(OF_SUBJECT)
+                .bind(subject_kind(&subject))
+                .bind(subject.uuid().to_string())
+                .bind(to_i64(after_position))
+                .bind(i64::from(limit))
+                .fetch_all(db.pool())
+                .await?
+        }
+        None => {
+            sqlx::query(ALL)
+                .bind(to_i64(after_position))
+                .bind(i64::from(limit))
+                .fetch_all(db.pool())
+                .await?
+        }
+    };
+    rows.iter().map(entry_from).collect()
+}

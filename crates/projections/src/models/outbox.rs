@@ -1,0 +1,601 @@
+//! The notification outbox: who is to be told that a message was posted, and when — respecting
+//! staff quiet hours ("stiltemodus") — plus the availability parents see.
+//!
+//! Rules:
+//! - A message posted in a conversation notifies each *other* participant who is still on their
+//!   side of it: staff still on the conversation's school's staff, guardians still linked to the
+//!   conversation's child. The author is never notified.
+//! - A notification to a staff member who is in quiet hours at the message's time — by their
+//!   schedule as of that event in the log — is held until that quiet period ends
+//!   ([`QuietHours::quiet_until`], chained periods counting as one); any other notification is
+//!   due at once. Guardians have no quiet hours.
+//! - A notification carries ids only, never the message's text.
+//! - Its id is derived from the message and the recipient ([`NotificationId`]), so a rebuild of
+//!   the read model yields the same ids.
+//! - Deliveries are recorded by the delivery worker in `notification_deliveries`, a table outside
+//!   the projection's generations ([`ensure_delivery_table`], [`mark_delivered`]): a rebuild keeps
+//!   them, and [`due`] never offers a delivered notification again.
+
+use crate::db::{from_micros, micros, to_i64, to_u64, Backend, ReadDb};
+use crate::error::ProjectionError;
+use crate::projection::{Projected, Projection, Tables};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kring_domain::conversation::{ConversationEvent, ConversationStarted, MessagePosted};
+use kring_domain::person::{PersonEvent, QuietHours};
+use kring_domain::school::SchoolEvent;
+use kring_domain::{ConversationId, Event, MessageId, PersonId};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sqlx::any::AnyRow;
+use sqlx::{Acquire, AnyConnection, Executor, Row};
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// The projection.
+#[derive(Debug, Default)]
+pub struct OutboxProjection;
+
+/// Its name.
+pub const NAME: &str = "outbox";
+
+const SCHEMA: &str = "
+CREATE TABLE {outbox_notifications} (
+    notification_id TEXT PRIMARY KEY,
+    position BIGINT NOT NULL,
+    recipient_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    release_at BIGINT NOT NULL
+);
+CREATE INDEX {outbox_notifications}_by_release ON {outbox_notifications} (release_at);
+CREATE INDEX {outbox_notifications}_by_recipient ON {outbox_notifications} (recipient_id, release_at);
+CREATE TABLE {outbox_conversations} (
+    conversation_id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL,
+    child_id TEXT NOT NULL
+);
+CREATE TABLE {outbox_participants} (
+    conversation_id TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, person_id)
+);
+CREATE TABLE {outbox_staff} (
+    school_id TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    PRIMARY KEY (school_id, person_id)
+);
+CREATE INDEX {outbox_staff}_by_person ON {outbox_staff} (person_id);
+CREATE TABLE {outbox_guardians} (
+    child_id TEXT NOT NULL,
+    guardian_id TEXT NOT NULL,
+    PRIMARY KEY (child_id, guardian_id)
+);
+CREATE TABLE {outbox_quiet_hours} (
+    person_id TEXT PRIMARY KEY,
+    schedule TEXT NOT NULL,
+    set_at BIGINT NOT NULL
+)";
+
+const STAFF_JOINED: &str = "INSERT INTO {outbox_staff} (school_id, person_id) VALUES ($1, $2)
+ON CONFLICT (school_id, person_id) DO NOTHING";
+const STAFF_LEFT: &str = "DELETE FROM {outbox_staff} WHERE school_id = $1 AND person_id = $2";
+const GUARDIAN_LINKED: &str =
+    "INSERT INTO {outbox_guardians} (child_id, guardian_id) VALUES ($1, $2)
+ON CONFLICT (child_id, guardian_id) DO NOTHING";
+const GUARDIAN_UNLINKED: &str =
+    "DELETE FROM {outbox_guardians} WHERE child_id = $1 AND guardian_id = $2";
+const CHILD_UNENROLLED: &str = "DELETE FROM {outbox_guardians} WHERE child_id = $1";
+const QUIET_HOURS_SET: &str =
+    "INSERT INTO {outbox_quiet_hours} (person_id, schedule, set_at) VALUES ($1, $2, $3)
+ON CONFLICT (person_id) DO UPDATE SET schedule = excluded.schedule, set_at = excluded.set_at";
+const QUIET_HOURS_CLEARED: &str = "DELETE FROM {outbox_quiet_hours} WHERE person_id = $1";
+const CONVERSATION_STARTED: &str =
+    "INSERT INTO {outbox_conversations} (conversation_id, school_id, child_id) VALUES ($1, $2, $3)
+ON CONFLICT (conversation_id) DO NOTHING";
+const PARTICIPANT: &str =
+    "INSERT INTO {outbox_participants} (conversation_id, person_id) VALUES ($1, $2)
+ON CONFLICT (conversation_id, person_id) DO NOTHING";
+/// The other participants of a conversation with what decides their notification: whether they
+/// are staff of its school, a guardian of its child, and their quiet-hours schedule.
+const RECIPIENTS: &str = "SELECT p.person_id, s.person_id, g.guardian_id, q.schedule
+FROM {outbox_participants} p
+JOIN {outbox_conversations} c ON c.conversation_id = p.conversation_id
+LEFT JOIN {outbox_staff} s ON s.school_id = c.school_id AND s.person_id = p.person_id
+LEFT JOIN {outbox_guardians} g ON g.child_id = c.child_id AND g.guardian_id = p.person_id
+LEFT JOIN {outbox_quiet_hours} q ON q.person_id = p.person_id
+WHERE p.conversation_id = $1 AND p.person_id <> $2
+ORDER BY p.person_id";
+const NOTIFY: &str = "INSERT INTO {outbox_notifications} (notification_id, position, recipient_id, kind, conversation_id,
+    message_id, created_at, release_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (notification_id) DO NOTHING";
+
+/// Where the delivery worker records deliveries: outside the projection's generation tables, so
+/// that a rebuild keeps them.
+const DELIVERY_TABLE: &str = "CREATE TABLE IF NOT EXISTS notification_deliveries (
+    notification_id TEXT PRIMARY KEY,
+    delivered_at BIGINT NOT NULL
+)";
+const DELIVERY_LOCK: &str = "SELECT pg_advisory_xact_lock(7077346)";
+const MARK_DELIVERED: &str =
+    "INSERT INTO notification_deliveries (notification_id, delivered_at) VALUES ($1, $2)
+ON CONFLICT (notification_id) DO NOTHING";
+
+/// The head of every notification query: its columns in [`notification_from`]'s order, with the
+/// delivery, if any.
+macro_rules! select_notifications {
+    ($rest:literal) => {
+        concat!(
+            "SELECT n.notification_id, n.position, n.recipient_id, n.kind, n.conversation_id, n.message_id,
+    n.created_at, n.release_at, d.notification_id
+FROM outbox_notifications n
+LEFT JOIN notification_deliveries d ON d.notification_id = n.notification_id
+",
+            $rest
+        )
+    };
+}
+const DUE: &str = select_notifications!(
+    "WHERE n.release_at <= $1 AND d.notification_id IS NULL
+ORDER BY n.created_at, n.position, n.recipient_id
+LIMIT $2"
+);
+const HELD: &str = select_notifications!(
+    "WHERE n.recipient_id = $1 AND n.release_at > $2 AND d.notification_id IS NULL
+ORDER BY n.release_at, n.created_at, n.position"
+);
+const ONE: &str = select_notifications!("WHERE n.notification_id = $1");
+const SCHEDULE_OF_STAFF: &str = "SELECT q.schedule FROM outbox_quiet_hours q
+WHERE q.person_id = $1 AND EXISTS (SELECT 1 FROM outbox_staff s WHERE s.person_id = q.person_id)";
+
+#[async_trait]
+impl Projection for OutboxProjection {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "outbox_notifications",
+            "outbox_conversations",
+            "outbox_participants",
+            "outbox_staff",
+            "outbox_guardians",
+            "outbox_quiet_hours",
+        ]
+    }
+
+    fn schema(&self) -> &'static str {
+        SCHEMA
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut AnyConnection,
+        t: &Tables,
+        e: Projected<'_>,
+    ) -> Result<(), ProjectionError> {
+        match e.event {
+            Event::School(SchoolEvent::StaffJoined(s)) => {
+                pair(tx, t, STAFF_JOINED, s.school_id.to_string(), s.person_id).await
+            }
+            Event::School(SchoolEvent::StaffLeft(s)) => {
+                pair(tx, t, STAFF_LEFT, s.school_id.to_string(), s.person_id).await
+            }
+            Event::School(SchoolEvent::GuardianLinked(g)) => {
+                pair(
+                    tx,
+                    t,
+                    GUARDIAN_LINKED,
+                    g.child_id.to_string(),
+                    g.guardian_id,
+                )
+                .await
+            }
+            Event::School(SchoolEvent::GuardianUnlinked(g)) => {
+                pair(
+                    tx,
+                    t,
+                    GUARDIAN_UNLINKED,
+                    g.child_id.to_string(),
+                    g.guardian_id,
+                )
+                .await
+            }
+            Event::School(SchoolEvent::ChildUnenrolled(c)) => {
+                sqlx::query(&t.sql(CHILD_UNENROLLED))
+                    .bind(c.child_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            }
+            Event::Person(PersonEvent::QuietHoursSet(q)) => {
+                sqlx::query(&t.sql(QUIET_HOURS_SET))
+                    .bind(q.person_id.to_string())
+                    .bind(serde_json::to_string(&q.schedule)?)
+                    .bind(micros(e.recorded.occurred_at))
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            }
+            Event::Person(PersonEvent::QuietHoursCleared(q)) => {
+                sqlx::query(&t.sql(QUIET_HOURS_CLEARED))
+                    .bind(q.person_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            }
+            Event::Conversation(ConversationEvent::ConversationStarted(c)) => {
+                started(tx, t, c).await
+            }
+            Event::Conversation(ConversationEvent::MessagePosted(m)) => {
+                posted(tx, t, m, e.recorded.position).await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Runs a two-parameter statement: a TEXT key and a person.
+async fn pair(
+    tx: &mut AnyConnection,
+    t: &Tables,
+    template: &'static str,
+    key: String,
+    person: PersonId,
+) -> Result<(), ProjectionError> {
+    sqlx::query(&t.sql(template))
+        .bind(key)
+        .bind(person.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn started(
+    tx: &mut AnyConnection,
+    t: &Tables,
+    c: &ConversationStarted,
+) -> Result<(), ProjectionError> {
+    let conversation = c.conversation_id.to_string();
+    sqlx::query(&t.sql(CONVERSATION_STARTED))
+        .bind(&conversation)
+        .bind(c.school_id.to_string())
+        .bind(c.child_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    for person in &c.participants {
+        sqlx::query(&t.sql(PARTICIPANT))
+            .bind(&conversation)
+            .bind(person.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn posted(
+    tx: &mut AnyConnection,
+    t: &Tables,
+    m: &MessagePosted,
+    position: u64,
+) -> Result<(), ProjectionError> {
+    let conversation = m.conversation_id.to_string();
+    let rows = sqlx::query(&t.sql(RECIPIENTS))
+        .bind(&conversation)
+        .bind(m.author_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in rows {
+        let recipient = PersonId::from_uuid(uuid(&row.get::<String, _>(0))?);
+        let is_staff = row.get::<Option<String>, _>(1).is_some();
+        let is_guardian = row.get::<Option<String>, _>(2).is_some();
+        if !is_staff && !is_guardian {
+            // Left the school, or no longer the child's guardian: no longer told.
+            continue;
+        }
+        let quiet_until = if is_staff {
+            quiet_until(row.get::<Option<String>, _>(3).as_deref(), m.at)?
+        } else {
+            None
+        };
+        let id = NotificationId {
+            message_id: m.message_id,
+            recipient_id: recipient,
+        };
+        sqlx::query(&t.sql(NOTIFY))
+            .bind(id.to_string())
+            .bind(to_i64(position))
+            .bind(recipient.to_string())
+            .bind(NotificationKind::Message.as_str())
+            .bind(&conversation)
+            .bind(m.message_id.to_string())
+            .bind(micros(m.at))
+            .bind(micros(quiet_until.unwrap_or(m.at)))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// When the quiet period covering `at` ends under the stored `schedule`, if one does.
+fn quiet_until(
+    schedule: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, ProjectionError> {
+    let Some(schedule) = schedule else {
+        return Ok(None);
+    };
+    let schedule: QuietHours = serde_json::from_str(schedule)?;
+    Ok(schedule.quiet_until(at))
+}
+
+fn uuid(s: &str) -> Result<Uuid, ProjectionError> {
+    Uuid::parse_str(s)
+        .map_err(|e| ProjectionError::Invalid(format!("bad id {s:?} in a read model: {e}")))
+}
+
+/// A notification's id: the message it is about and its recipient. Derived, never minted, so a
+/// rebuild of the outbox yields the same ids and recorded deliveries still match. Written as
+/// `<message id>:<recipient id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NotificationId {
+    /// The message.
+    pub message_id: MessageId,
+    /// The person told about it.
+    pub recipient_id: PersonId,
+}
+
+impl fmt::Display for NotificationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.message_id, self.recipient_id)
+    }
+}
+
+impl FromStr for NotificationId {
+    type Err = ProjectionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ProjectionError::Invalid(format!("{s:?} is not a notification id"));
+        let (message, recipient) = s.split_once(':').ok_or_else(bad)?;
+        Ok(Self {
+            message_id: message.parse().map_err(|_| bad())?,
+            recipient_id: recipient.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl Serialize for NotificationId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for NotificationId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A message was posted in a conversation the recipient takes part in.
+    Message,
+}
+
+impl NotificationKind {
+    /// The stored name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+        }
+    }
+}
+
+impl FromStr for NotificationKind {
+    type Err = ProjectionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "message" => Ok(Self::Message),
+            other => Err(ProjectionError::Invalid(format!(
+                "unknown notification kind {other:?}"
+            ))),
+        }
+    }
+}
+
+/// One notification: ids and times only, never the message's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notification {
+    /// Its id.
+    pub id: NotificationId,
+    /// The global position of the event that caused it.
+    pub position: u64,
+    /// Who is told.
+    pub recipient_id: PersonId,
+    /// What about.
+    pub kind: NotificationKind,
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The message.
+    pub message_id: MessageId,
+    /// When the message was posted.
+    pub created_at: DateTime<Utc>,
+    /// When it may be delivered: `created_at`, or the end of the recipient's quiet period.
+    pub release_at: DateTime<Utc>,
+    /// Whether the delivery worker has delivered it.
+    pub delivered: bool,
+}
+
+impl Notification {
+    /// Whether it was held for the recipient's quiet hours.
+    #[must_use]
+    pub fn was_held(&self) -> bool {
+        self.release_at > self.created_at
+    }
+}
+
+fn notification_from(row: &AnyRow) -> Result<Notification, ProjectionError> {
+    Ok(Notification {
+        id: row.get::<String, _>(0).parse()?,
+        position: to_u64(row.get(1)),
+        recipient_id: PersonId::from_uuid(uuid(&row.get::<String, _>(2))?),
+        kind: row.get::<String, _>(3).parse()?,
+        conversation_id: ConversationId::from_uuid(uuid(&row.get::<String, _>(4))?),
+        message_id: MessageId::from_uuid(uuid(&row.get::<String, _>(5))?),
+        created_at: from_micros(row.get(6)),
+        release_at: from_micros(row.get(7)),
+        delivered: row.get::<Option<String>, _>(8).is_some(),
+    })
+}
+
+/// Creates the table of deliveries if it does not exist yet. It lives outside the projection's
+/// generations, so a rebuild keeps it. Call once at start-up wherever [`due`], [`held`],
+/// [`notification`] or [`mark_delivered`] are used (the API and the delivery worker); safe to
+/// call from several processes at once.
+///
+/// # Errors
+/// Database failures.
+pub async fn ensure_delivery_table(db: &ReadDb) -> Result<(), ProjectionError> {
+    let mut conn = db.pool().acquire().await?;
+    if db.backend() == Backend::Postgres {
+        // Concurrent `CREATE TABLE IF NOT EXISTS` can collide on PostgreSQL: serialise them.
+        let mut tx = conn.begin().await?;
+        tx.execute(DELIVERY_LOCK).await?;
+        tx.execute(DELIVERY_TABLE).await?;
+        tx.commit().await?;
+    } else {
+        conn.execute(DELIVERY_TABLE).await?;
+    }
+    Ok(())
+}
+
+/// Notifications due at `now` (released at or before it) and not delivered yet, oldest first,
+/// at most `limit`: what the delivery worker sends next.
+///
+/// # Errors
+/// Database failures; the delivery table missing ([`ensure_delivery_table`]).
+pub async fn due(
+    db: &ReadDb,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<Notification>, ProjectionError> {
+    let rows = sqlx::query(DUE)
+        .bind(micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter().map(notification_from).collect()
+}
+
+/// The notifications to `recipient` held at `now` for their quiet hours, soonest released first.
+///
+/// # Errors
+/// Database failures; the delivery table missing ([`ensure_delivery_table`]).
+pub async fn held(
+    db: &ReadDb,
+    recipient: PersonId,
+    now: DateTime<Utc>,
+) -> Result<Vec<Notification>, ProjectionError> {
+    let rows = sqlx::query(HELD)
+        .bind(recipient.to_string())
+        .bind(micros(now))
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter().map(notification_from).collect()
+}
+
+/// One notification, delivered or not.
+///
+/// # Errors
+/// Database failures; the delivery table missing ([`ensure_delivery_table`]).
+pub async fn notification(
+    db: &ReadDb,
+    id: NotificationId,
+) -> Result<Option<Notification>, ProjectionError> {
+    let row = sqlx::query(ONE)
+        .bind(id.to_string())
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(notification_from).transpose()
+}
+
+/// Records that the notifications `ids` were delivered at `at`, in one transaction; returns how
+/// many were not recorded as delivered before (marking twice changes nothing).
+///
+/// # Errors
+/// Database failures; the delivery table missing ([`ensure_delivery_table`]).
+pub async fn mark_delivered(
+    db: &ReadDb,
+    ids: &[NotificationId],
+    at: DateTime<Utc>,
+) -> Result<u64, ProjectionError> {
+    let mut tx = db.pool().begin().await?;
+    let mut marked = 0;
+    for id in ids {
+        marked += sqlx::query(MARK_DELIVERED)
+            .bind(id.to_string())
+            .bind(micros(at))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(marked)
+}
+
+/// Whether a person can be reached now, as parents see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Availability {
+    /// Whether the person is in quiet hours: notifications to them are held.
+    pub in_quiet_hours: bool,
+    /// When the quiet period ends, while in one.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The availability of `person` at `now`: in quiet hours by their current schedule (staff only;
+/// guardians have none), and until when. Unknown people are simply available.
+///
+/// # Errors
+/// Database failures.
+pub async fn availability(
+    db: &ReadDb,
+    person: PersonId,
+    now: DateTime<Utc>,
+) -> Result<Availability, ProjectionError> {
+    let schedule: Option<String> = sqlx::query_scalar(SCHEDULE_OF_STAFF)
+        .bind(person.to_string())
+        .fetch_optional(db.pool())
+        .await?;
+    let until = quiet_until(schedule.as_deref(), now)?;
+    Ok(Availability {
+        in_quiet_hours: until.is_some(),
+        until,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_id_reads_back_as_written() {
+        let id = NotificationId {
+            message_id: MessageId::from_uuid(Uuid::now_v7()),
+            recipient_id: PersonId::from_uuid(Uuid::now_v7()),
+        };
+        assert_eq!(id.to_string().parse::<NotificationId>().ok(), Some(id));
+        assert!("nonsense".parse::<NotificationId>().is_err());
+        let json = serde_json::to_string(&id).unwrap_or_default();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<NotificationId>(&json).ok(), Some(id));
+    }
+}
