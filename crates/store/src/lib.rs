@@ -16,6 +16,7 @@ mod error;
 pub mod esdb;
 pub mod plan;
 pub mod postgres;
+mod queue;
 pub mod sqlite;
 mod subscription;
 pub mod vault;

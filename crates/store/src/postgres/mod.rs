@@ -18,7 +18,7 @@
 mod listener;
 mod writer;
 
-use crate::plan::{self, AppendRequest};
+use crate::queue::{self, Appender};
 use crate::{
     actor_from_str, AppendOutcome, EventHash, EventStore, ExpectedVersion, NewEvent, Position,
     RecordedEvent, StoreError,
@@ -28,9 +28,9 @@ use kring_domain::StreamName;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgExecutor, Row};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use writer::{Job, Writer};
+use writer::Writer;
 
 /// The most appends one group commit takes.
 pub const MAX_GROUP: usize = 512;
@@ -48,7 +48,7 @@ const LAST_POSITION: &str = include_str!("sql/last_position.sql");
 
 struct Inner {
     readers: PgPool,
-    jobs: mpsc::Sender<Job>,
+    jobs: Appender,
     head: watch::Receiver<Position>,
     listener: JoinHandle<()>,
 }
@@ -92,7 +92,7 @@ impl PostgresStore {
         let last = last_position(&readers).await?;
         let (head_tx, head) = watch::channel(last);
         let listener = tokio::spawn(listening.follow(head_tx.clone()));
-        let (jobs, queue) = mpsc::channel(4 * MAX_GROUP);
+        let (jobs, queue) = queue::channel(4 * MAX_GROUP);
         tokio::spawn(Writer::new(options, conn, head_tx).run(queue));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -119,19 +119,7 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        let mut request = AppendRequest {
-            stream: *stream,
-            expected,
-            events,
-        };
-        plan::validate(&mut request)?;
-        let (reply, answer) = oneshot::channel();
-        self.inner
-            .jobs
-            .send(Job { request, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.inner.jobs.append(stream, expected, events).await
     }
 
     async fn read_stream(

@@ -2,13 +2,14 @@
 
 use super::{advance, last_position, CHANNEL, GLOBAL_ORDER_LOCK, MAX_GROUP};
 use crate::plan::{self, AppendRequest, Plan, PlannedRow, StoredId, StreamHead};
+use crate::queue::{self, Job};
 use crate::{actor_to_string, AppendOutcome, EventHash, Position, StoreError};
 use chrono::{DateTime, SubsecRound, Utc};
 use kring_domain::StreamName;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgExecutor, Row};
 use std::collections::{HashMap, HashSet};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 /// How the writer's connection shows in `pg_stat_activity`.
@@ -24,12 +25,6 @@ const LOCK_GLOBAL_ORDER: &str = include_str!("sql/lock_global_order.sql");
 const STREAM_HEADS: &str = include_str!("sql/stream_heads.sql");
 const STORED_IDS: &str = include_str!("sql/stored_ids.sql");
 const INSERT: &str = include_str!("sql/insert.sql");
-
-/// One queued append and where its outcome goes.
-pub(super) struct Job {
-    pub(super) request: AppendRequest,
-    pub(super) reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
-}
 
 /// Why a batch did not commit.
 enum Failure {
@@ -74,16 +69,7 @@ impl Writer {
     }
 
     pub(super) async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
-        while let Some(first) = queue.recv().await {
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_GROUP {
-                match queue.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-            let (requests, replies): (Vec<AppendRequest>, Vec<_>) =
-                jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
+        while let Some((requests, replies)) = queue::next_group(&mut queue, MAX_GROUP).await {
             let outcomes = self.commit(&requests).await;
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome);

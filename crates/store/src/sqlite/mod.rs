@@ -15,6 +15,7 @@
 //! costs a trip down the slow path.
 
 use crate::plan::{self, AppendRequest, StoredId, StreamHead};
+use crate::queue::{self, Appender, Job};
 use crate::{
     actor_from_str, actor_to_string, AppendOutcome, EventHash, EventStore, ExpectedVersion,
     NewEvent, Position, RecordedEvent, StoreError,
@@ -30,13 +31,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 /// The most appends one group commit takes.
 pub const MAX_GROUP: usize = 512;
-/// How often the writer yields to let more appends queue before it commits.
-const GATHER_YIELDS: usize = 4;
 /// Rows per multi-row INSERT (13 parameters each, well under SQLite's limit of 32766).
 const ROWS_PER_INSERT: usize = 500;
 /// Stream heads the writer remembers before it starts over.
@@ -47,14 +46,9 @@ const READ_STREAM: &str = include_str!("sql/read_stream.sql");
 const STREAM_HEADS: &str = include_str!("sql/stream_heads.sql");
 const INSERT_PREFIX: &str = include_str!("sql/insert_prefix.sql");
 
-struct Job {
-    request: AppendRequest,
-    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
-}
-
 struct Inner {
     readers: SqlitePool,
-    jobs: mpsc::Sender<Job>,
+    jobs: Appender,
     head: watch::Receiver<Position>,
     path: PathBuf,
 }
@@ -91,7 +85,7 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options(&path).read_only(true))
             .await?;
-        let (jobs, queue) = mpsc::channel(4 * MAX_GROUP);
+        let (jobs, queue) = queue::channel(4 * MAX_GROUP);
         let (head_tx, head) = watch::channel(last);
         tokio::spawn(
             Writer {
@@ -133,19 +127,7 @@ impl EventStore for SqliteStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        let mut request = AppendRequest {
-            stream: *stream,
-            expected,
-            events,
-        };
-        plan::validate(&mut request)?;
-        let (reply, answer) = oneshot::channel();
-        self.inner
-            .jobs
-            .send(Job { request, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.inner.jobs.append(stream, expected, events).await
     }
 
     async fn read_stream(
@@ -221,24 +203,6 @@ fn decode_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
         payload: row.try_get(11)?,
         hash: EventHash::from_slice(&hash).ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
     })
-}
-
-/// Takes `first` and whatever else is queued. Appenders that were just answered are about to
-/// send their next append: yielding a few times lets them, so one commit (one fsync) serves
-/// many appends instead of a few.
-async fn gather(first: Job, queue: &mut mpsc::Receiver<Job>) -> Vec<Job> {
-    let mut jobs = vec![first];
-    let mut idle_rounds = 0;
-    while jobs.len() < MAX_GROUP && idle_rounds < GATHER_YIELDS {
-        match queue.try_recv() {
-            Ok(job) => jobs.push(job),
-            Err(_) => {
-                idle_rounds += 1;
-                tokio::task::yield_now().await;
-            }
-        }
-    }
-    jobs
 }
 
 /// Inserts the planned rows. With `autocommit` the caller holds no transaction: a batch that
@@ -359,10 +323,7 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
-        while let Some(first) = queue.recv().await {
-            let jobs = gather(first, &mut queue).await;
-            let (requests, replies): (Vec<AppendRequest>, Vec<_>) =
-                jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
+        while let Some((requests, replies)) = queue::next_group(&mut queue, MAX_GROUP).await {
             match self.commit(&requests).await {
                 Ok(outcomes) => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
