@@ -257,10 +257,7 @@ impl<S: EventStore + Clone> Projector<S> {
     /// Database failures other than a projection's own (those stop only that projection).
     pub async fn apply_batch(&self, batch: &[RecordedEvent]) -> Result<bool, ProjectionError> {
         let mut reloaded = false;
-        let decoded: Vec<Result<Event, String>> = batch
-            .iter()
-            .map(|e| e.decode().map_err(|err| err.to_string()))
-            .collect();
+        let decoded = decode_all(batch);
         let mut slots = self.slots.lock().await;
         for slot in slots.iter_mut().filter(|s| !s.failed) {
             let from = batch.partition_point(|e| e.position <= slot.position);
@@ -360,38 +357,10 @@ impl<S: EventStore + Clone> Projector<S> {
         // Fill the fresh generation while the live one keeps serving.
         let mut read = 0;
         let mut after = 0;
-        loop {
-            let batch = self.store.read_all(after, BATCH).await?;
-            let Some(last) = batch.last() else { break };
-            after = last.position;
-            read += batch.len() as u64;
-            let decoded: Vec<Result<Event, String>> = batch
-                .iter()
-                .map(|e| e.decode().map_err(|err| err.to_string()))
-                .collect();
-            for slot in &mut fresh {
-                apply_to(&self.db, slot, &batch, &decoded)
-                    .await
-                    .map_err(ApplyError::into_error)?;
-            }
-        }
+        self.fill(&mut fresh, &mut after, &mut read).await?;
         // Switch: hold the live projector, finish the last events, swap views and activity.
         let mut live = self.slots.lock().await;
-        loop {
-            let batch = self.store.read_all(after, BATCH).await?;
-            let Some(last) = batch.last() else { break };
-            after = last.position;
-            read += batch.len() as u64;
-            let decoded: Vec<Result<Event, String>> = batch
-                .iter()
-                .map(|e| e.decode().map_err(|err| err.to_string()))
-                .collect();
-            for slot in &mut fresh {
-                apply_to(&self.db, slot, &batch, &decoded)
-                    .await
-                    .map_err(ApplyError::into_error)?;
-            }
-        }
+        self.fill(&mut fresh, &mut after, &mut read).await?;
         let mut conn = self.db.pool().acquire().await?;
         for slot in fresh {
             let name = slot.projection.name();
@@ -445,6 +414,29 @@ impl<S: EventStore + Clone> Projector<S> {
         Ok(read)
     }
 
+    /// Applies the log after `after` up to its head to the fresh generations.
+    async fn fill(
+        &self,
+        fresh: &mut [Slot],
+        after: &mut Position,
+        read: &mut u64,
+    ) -> Result<(), ProjectionError> {
+        loop {
+            let batch = self.store.read_all(*after, BATCH).await?;
+            let Some(last) = batch.last() else {
+                return Ok(());
+            };
+            *after = last.position;
+            *read += batch.len() as u64;
+            let decoded = decode_all(&batch);
+            for slot in fresh.iter_mut() {
+                apply_to(&self.db, slot, &batch, &decoded)
+                    .await
+                    .map_err(ApplyError::into_error)?;
+            }
+        }
+    }
+
     /// On PostgreSQL, waits until this process holds the projector lock and returns the
     /// connection holding it. The connection is detached from the pool: when the projector
     /// stops (or its task is dropped) the session closes and the lock goes with it, so a
@@ -471,6 +463,14 @@ impl<S: EventStore + Clone> Projector<S> {
     pub fn backend(&self) -> Backend {
         self.db.backend()
     }
+}
+
+/// Decodes a batch once for every projection; an undecodable event fails each projection on it.
+fn decode_all(batch: &[RecordedEvent]) -> Vec<Result<Event, String>> {
+    batch
+        .iter()
+        .map(|e| e.decode().map_err(|err| err.to_string()))
+        .collect()
 }
 
 enum ApplyError {
