@@ -44,7 +44,7 @@ pub fn effective(latest: impl IntoIterator<Item = bool>) -> bool {
 }
 
 /// A child's consent: each guardian's latest decision per purpose.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consents {
     latest: BTreeMap<Purpose, BTreeMap<PersonId, LatestDecision>>,
 }

@@ -28,7 +28,7 @@ pub struct MediaAttachment {
 }
 
 /// A media item's state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaItem {
     /// Children shown in it.
     pub tagged: BTreeSet<ChildId>,
@@ -37,7 +37,7 @@ pub struct MediaItem {
 }
 
 /// A post's state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Post {
     /// The post, once published.
     pub post_id: Option<PostId>,

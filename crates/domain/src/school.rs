@@ -120,7 +120,7 @@ impl ConsentPolicy {
 }
 
 /// A group in the roster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     /// Class or whole school.
     pub kind: GroupKind,
@@ -129,7 +129,7 @@ pub struct Group {
 }
 
 /// A child's place in the school.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enrolment {
     /// The child's class group.
     pub group_id: GroupId,
@@ -138,7 +138,7 @@ pub struct Enrolment {
 }
 
 /// The roster state. Holds facts only, never personal data: names live in the events.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct School {
     /// The school, once registered.
     pub school_id: Option<SchoolId>,

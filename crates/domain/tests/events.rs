@@ -34,9 +34,15 @@ fn child_enrolled_v1_upcasts_to_first_name_and_initial() {
     let Event::School(SchoolEvent::ChildEnrolled(enrolled)) = &event else {
         panic!("decoded to {event:?}");
     };
-    assert_eq!(enrolled.first_name.plain().map(String::as_str), Some("Sanne"));
+    assert_eq!(
+        enrolled.first_name.plain().map(String::as_str),
+        Some("Sanne")
+    );
     assert_eq!(enrolled.last_initial.plain().map(String::as_str), Some("V"));
-    assert_eq!(enrolled.last_initial.subject(), kring_domain::access::Subject::Child(kring_domain::ChildId::from_uuid(child_id)));
+    assert_eq!(
+        enrolled.last_initial.subject(),
+        kring_domain::access::Subject::Child(kring_domain::ChildId::from_uuid(child_id))
+    );
     // Written back, it is the current version and round-trips without the full name.
     assert_eq!(
         event.schema_version(),
