@@ -62,7 +62,12 @@ impl Bulk {
     /// `ON CONFLICT …` clause, `width` the number of columns.
     #[must_use]
     pub const fn new(head: String, width: usize, suffix: &'static str) -> Self {
-        Self { head, suffix, width, cells: Vec::new() }
+        Self {
+            head,
+            suffix,
+            width,
+            cells: Vec::new(),
+        }
     }
 
     /// Adds a row; it must have `width` cells.
@@ -90,7 +95,8 @@ impl Bulk {
         let rows_per_statement = (MAX_PARAMS / self.width.max(1)).max(1);
         let cells = std::mem::take(&mut self.cells);
         for chunk in cells.chunks(rows_per_statement * self.width) {
-            let mut sql = String::with_capacity(self.head.len() + chunk.len() * 6 + self.suffix.len() + 16);
+            let mut sql =
+                String::with_capacity(self.head.len() + chunk.len() * 6 + self.suffix.len() + 16);
             sql.push_str(&self.head);
             sql.push_str(" VALUES ");
             for (i, _) in chunk.iter().enumerate() {

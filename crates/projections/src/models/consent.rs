@@ -64,9 +64,11 @@ CREATE TABLE {consent_history} (
 CREATE INDEX {consent_history}_by_child ON {consent_history} (child_id, purpose, occurred_at)";
 
 const UPSERT: &str = "INSERT INTO {consent_decisions} (child_id, purpose, guardian_id, granted, at, policy_version, method)";
-const UPSERT_SUFFIX: &str = "ON CONFLICT (child_id, purpose, guardian_id) DO UPDATE SET granted = excluded.granted,
+const UPSERT_SUFFIX: &str =
+    "ON CONFLICT (child_id, purpose, guardian_id) DO UPDATE SET granted = excluded.granted,
     at = excluded.at, policy_version = excluded.policy_version, method = excluded.method";
-const LATEST: &str = "SELECT guardian_id, granted FROM {consent_decisions} WHERE child_id = $1 AND purpose = $2";
+const LATEST: &str =
+    "SELECT guardian_id, granted FROM {consent_decisions} WHERE child_id = $1 AND purpose = $2";
 const HISTORY: &str = "INSERT INTO {consent_history} (position, event_id, child_id, school_id, purpose, granted, guardian_id,
     policy_version, method, occurred_at, recorded_at, effective_after)";
 
@@ -84,7 +86,12 @@ impl Projection for ConsentProjection {
         SCHEMA
     }
 
-    async fn apply(&self, tx: &mut AnyConnection, t: &Tables, e: Projected<'_>) -> Result<(), ProjectionError> {
+    async fn apply(
+        &self,
+        tx: &mut AnyConnection,
+        t: &Tables,
+        e: Projected<'_>,
+    ) -> Result<(), ProjectionError> {
         let Event::Child(ChildEvent::ConsentDecided(d)) = e.event else {
             return Ok(());
         };
@@ -92,8 +99,15 @@ impl Projection for ConsentProjection {
         let key = (child.clone(), d.purpose);
         let cached = self.lock().latest.contains_key(&key);
         if !cached {
-            let rows = sqlx::query(&t.sql(LATEST)).bind(&child).bind(d.purpose.as_str()).fetch_all(&mut *tx).await?;
-            let loaded = rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) != 0)).collect();
+            let rows = sqlx::query(&t.sql(LATEST))
+                .bind(&child)
+                .bind(d.purpose.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+            let loaded = rows
+                .iter()
+                .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) != 0))
+                .collect();
             self.lock().latest.insert(key.clone(), loaded);
         }
         let guardian = d.guardian_id.to_string();
@@ -153,7 +167,9 @@ impl Projection for ConsentProjection {
 impl ConsentProjection {
     fn lock(&self) -> std::sync::MutexGuard<'_, Batch> {
         // A panic while holding the lock only poisons a buffer that `reset` rebuilds.
-        self.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.batch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -1,6 +1,13 @@
 //! The read models, one module each, with their queries as Rust functions.
 
+pub mod absences;
+pub mod access_log;
+pub mod activities;
 pub mod consent;
+pub mod conversations;
+pub mod memberships;
+pub mod outbox;
+pub mod visibility;
 
 use crate::projection::Projection;
 use std::sync::Arc;
@@ -8,5 +15,14 @@ use std::sync::Arc;
 /// Every read model, as the projector runs them.
 #[must_use]
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(consent::ConsentProjection)]
+    vec![
+        Arc::new(consent::ConsentProjection::default()),
+        Arc::new(memberships::MembershipsProjection),
+        Arc::new(conversations::ConversationsProjection),
+        Arc::new(absences::AbsencesProjection),
+        Arc::new(activities::ActivitiesProjection),
+        Arc::new(visibility::VisibilityProjection::default()),
+        Arc::new(outbox::OutboxProjection),
+        Arc::new(access_log::AccessLogProjection),
+    ]
 }

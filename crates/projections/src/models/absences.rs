@@ -1,0 +1,251 @@
+//! Planned absences: per child and class group, with first and last day, the reason sealed for
+//! the child, who reported it, and whether it was cancelled. Serves the staff's day list
+//! (`GET /v1/groups/{group_id}/absences?date=`).
+//!
+//! Absences follow the child: when a child moves to another class group, its absences that
+//! are not over yet (last day on or after the day of the move, in the school's time zone) move
+//! with it; when a child is unenrolled, those are dropped.
+
+use crate::db::{from_micros, micros, ReadDb};
+use crate::error::ProjectionError;
+use crate::projection::{Projected, Projection, Tables};
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use kring_domain::child::{ChildEvent, SCHOOL_TIME_ZONE};
+use kring_domain::school::SchoolEvent;
+use kring_domain::{AbsenceId, ChildId, Event, GroupId, PersonId, SchoolId, Sealed};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+/// The projection.
+#[derive(Debug, Default)]
+pub struct AbsencesProjection;
+
+/// Its name.
+pub const NAME: &str = "absences";
+
+const SCHEMA: &str = "
+CREATE TABLE {absences} (
+    absence_id TEXT PRIMARY KEY,
+    child_id TEXT NOT NULL,
+    school_id TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    from_date TEXT NOT NULL,
+    to_date TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    reported_by TEXT NOT NULL,
+    reported_at BIGINT NOT NULL,
+    cancelled BIGINT NOT NULL,
+    cancelled_by TEXT,
+    cancelled_at BIGINT
+);
+CREATE INDEX {absences}_by_group ON {absences} (group_id, from_date);
+CREATE INDEX {absences}_by_child ON {absences} (child_id, from_date)";
+
+const REPORT: &str = "INSERT INTO {absences} (absence_id, child_id, school_id, group_id, from_date, to_date, reason, reported_by,
+    reported_at, cancelled)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)
+ON CONFLICT (absence_id) DO NOTHING";
+const CANCEL: &str = "UPDATE {absences} SET cancelled = 1, cancelled_by = $1, cancelled_at = $2 WHERE absence_id = $3 AND child_id = $4";
+const FOLLOW_MOVE: &str =
+    "UPDATE {absences} SET group_id = $1 WHERE child_id = $2 AND to_date >= $3";
+const DROP_UPCOMING: &str = "DELETE FROM {absences} WHERE child_id = $1 AND to_date >= $2";
+
+#[async_trait]
+impl Projection for AbsencesProjection {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["absences"]
+    }
+
+    fn schema(&self) -> &'static str {
+        SCHEMA
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut AnyConnection,
+        t: &Tables,
+        e: Projected<'_>,
+    ) -> Result<(), ProjectionError> {
+        // The school day the event happened on: absences ending before it are history.
+        let today = || {
+            date_text(
+                e.recorded
+                    .occurred_at
+                    .with_timezone(&SCHOOL_TIME_ZONE)
+                    .date_naive(),
+            )
+        };
+        match e.event {
+            Event::Child(ChildEvent::PlannedAbsenceReported(d)) => {
+                sqlx::query(&t.sql(REPORT))
+                    .bind(d.absence_id.to_string())
+                    .bind(d.child_id.to_string())
+                    .bind(d.school_id.to_string())
+                    .bind(d.group_id.to_string())
+                    .bind(date_text(d.from))
+                    .bind(date_text(d.to))
+                    .bind(sealed_text(&d.reason)?)
+                    .bind(d.reported_by.to_string())
+                    .bind(micros(e.recorded.occurred_at))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Event::Child(ChildEvent::PlannedAbsenceCancelled(d)) => {
+                sqlx::query(&t.sql(CANCEL))
+                    .bind(d.by.to_string())
+                    .bind(micros(e.recorded.occurred_at))
+                    .bind(d.absence_id.to_string())
+                    .bind(d.child_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Event::School(SchoolEvent::ChildMoved(d)) => {
+                sqlx::query(&t.sql(FOLLOW_MOVE))
+                    .bind(d.to_group_id.to_string())
+                    .bind(d.child_id.to_string())
+                    .bind(today())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Event::School(SchoolEvent::ChildUnenrolled(d)) => {
+                sqlx::query(&t.sql(DROP_UPCOMING))
+                    .bind(d.child_id.to_string())
+                    .bind(today())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The stored form of a personal field: the sealed envelope's JSON. A field that is still plain
+/// is refused: plaintext personal data never rests in a read model.
+fn sealed_text(field: &Sealed<String>) -> Result<String, ProjectionError> {
+    if field.envelope().is_none() {
+        return Err(ProjectionError::Invalid(
+            "an absence reason reached the absences read model unsealed; refusing to store plaintext".into(),
+        ));
+    }
+    Ok(serde_json::to_string(field)?)
+}
+
+/// How dates are stored: `YYYY-MM-DD`, which sorts and compares as text.
+fn date_text(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+fn date(s: &str) -> Result<NaiveDate, ProjectionError> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| ProjectionError::Invalid(format!("bad date {s:?} in a read model: {e}")))
+}
+
+fn uuid(s: &str) -> Result<Uuid, ProjectionError> {
+    Uuid::parse_str(s)
+        .map_err(|e| ProjectionError::Invalid(format!("bad id {s:?} in a read model: {e}")))
+}
+
+/// One planned absence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AbsenceView {
+    /// The absence.
+    pub absence_id: AbsenceId,
+    /// The child.
+    pub child_id: ChildId,
+    /// The school.
+    pub school_id: SchoolId,
+    /// The child's class group.
+    pub group_id: GroupId,
+    /// First day absent.
+    pub from: NaiveDate,
+    /// Last day absent.
+    pub to: NaiveDate,
+    /// Why, sealed for the child.
+    pub reason: Sealed<String>,
+    /// The guardian who reported it.
+    pub reported_by: PersonId,
+    /// When it was reported.
+    pub reported_at: DateTime<Utc>,
+    /// Whether it was cancelled.
+    pub cancelled: bool,
+    /// Who cancelled it.
+    pub cancelled_by: Option<PersonId>,
+    /// When it was cancelled.
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+const ON_DAY: &str = "SELECT absence_id, child_id, school_id, group_id, from_date, to_date, reason, reported_by, reported_at,
+    cancelled, cancelled_by, cancelled_at
+FROM absences
+WHERE group_id = $1 AND from_date <= $2 AND to_date >= $2 AND cancelled = 0
+ORDER BY child_id, from_date, absence_id";
+const OF_CHILD: &str = "SELECT absence_id, child_id, school_id, group_id, from_date, to_date, reason, reported_by, reported_at,
+    cancelled, cancelled_by, cancelled_at
+FROM absences
+WHERE child_id = $1
+ORDER BY from_date, absence_id";
+
+fn absence(r: &AnyRow) -> Result<AbsenceView, ProjectionError> {
+    Ok(AbsenceView {
+        absence_id: AbsenceId::from_uuid(uuid(&r.get::<String, _>(0))?),
+        child_id: ChildId::from_uuid(uuid(&r.get::<String, _>(1))?),
+        school_id: SchoolId::from_uuid(uuid(&r.get::<String, _>(2))?),
+        group_id: GroupId::from_uuid(uuid(&r.get::<String, _>(3))?),
+        from: date(&r.get::<String, _>(4))?,
+        to: date(&r.get::<String, _>(5))?,
+        reason: serde_json::from_str(&r.get::<String, _>(6))?,
+        reported_by: PersonId::from_uuid(uuid(&r.get::<String, _>(7))?),
+        reported_at: from_micros(r.get(8)),
+        cancelled: r.get::<i64, _>(9) != 0,
+        cancelled_by: r
+            .get::<Option<String>, _>(10)
+            .map(|s| Ok::<_, ProjectionError>(PersonId::from_uuid(uuid(&s)?)))
+            .transpose()?,
+        cancelled_at: r.get::<Option<i64>, _>(11).map(from_micros),
+    })
+}
+
+/// The absences in a class group that cover `day` and were not cancelled, by child: the
+/// staff's list for that day.
+///
+/// # Errors
+/// Database failures; a stored row this build cannot read.
+pub async fn absences_on(
+    db: &ReadDb,
+    group: GroupId,
+    day: NaiveDate,
+) -> Result<Vec<AbsenceView>, ProjectionError> {
+    sqlx::query(ON_DAY)
+        .bind(group.to_string())
+        .bind(date_text(day))
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(absence)
+        .collect()
+}
+
+/// Every planned absence of a child, cancelled ones included, by first day.
+///
+/// # Errors
+/// Database failures; a stored row this build cannot read.
+pub async fn absences_of_child(
+    db: &ReadDb,
+    child: ChildId,
+) -> Result<Vec<AbsenceView>, ProjectionError> {
+    sqlx::query(OF_CHILD)
+        .bind(child.to_string())
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(absence)
+        .collect()
+}

@@ -1,0 +1,251 @@
+//! Activities in a group's calendar with their volunteer slots: how many there are, how many are
+//! taken and free, and who volunteers.
+
+use crate::db::{from_micros, micros, to_i64, ReadDb};
+use crate::error::ProjectionError;
+use crate::projection::{Projected, Projection, Tables};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kring_domain::activity::ActivityEvent;
+use kring_domain::{ActivityId, Event, GroupId, PersonId, SchoolId};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// The projection.
+#[derive(Debug, Default)]
+pub struct ActivitiesProjection;
+
+/// Its name.
+pub const NAME: &str = "activities";
+
+const SCHEMA: &str = "
+CREATE TABLE {activities} (
+    activity_id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    starts_at BIGINT NOT NULL,
+    ends_at BIGINT NOT NULL,
+    slots BIGINT NOT NULL,
+    scheduled_by TEXT NOT NULL,
+    cancelled BIGINT NOT NULL,
+    cancelled_by TEXT,
+    cancelled_at BIGINT
+);
+CREATE INDEX {activities}_by_group ON {activities} (group_id, starts_at);
+CREATE TABLE {activity_volunteers} (
+    activity_id TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    signed_up_at BIGINT NOT NULL,
+    position BIGINT NOT NULL,
+    PRIMARY KEY (activity_id, person_id)
+);
+CREATE INDEX {activity_volunteers}_by_person ON {activity_volunteers} (person_id)";
+
+const SCHEDULE: &str = "INSERT INTO {activities} (activity_id, school_id, group_id, title, starts_at, ends_at, slots, scheduled_by, cancelled)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)
+ON CONFLICT (activity_id) DO NOTHING";
+const SIGN_UP: &str = "INSERT INTO {activity_volunteers} (activity_id, person_id, signed_up_at, position) VALUES ($1, $2, $3, $4)
+ON CONFLICT (activity_id, person_id) DO NOTHING";
+const WITHDRAW: &str =
+    "DELETE FROM {activity_volunteers} WHERE activity_id = $1 AND person_id = $2";
+const CANCEL: &str = "UPDATE {activities} SET cancelled = 1, cancelled_by = $1, cancelled_at = $2 WHERE activity_id = $3";
+
+#[async_trait]
+impl Projection for ActivitiesProjection {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["activities", "activity_volunteers"]
+    }
+
+    fn schema(&self) -> &'static str {
+        SCHEMA
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut AnyConnection,
+        t: &Tables,
+        e: Projected<'_>,
+    ) -> Result<(), ProjectionError> {
+        let Event::Activity(event) = e.event else {
+            return Ok(());
+        };
+        match event {
+            ActivityEvent::ActivityScheduled(d) => {
+                sqlx::query(&t.sql(SCHEDULE))
+                    .bind(d.activity_id.to_string())
+                    .bind(d.school_id.to_string())
+                    .bind(d.group_id.to_string())
+                    .bind(d.title.as_str())
+                    .bind(micros(d.starts_at))
+                    .bind(micros(d.ends_at))
+                    .bind(i64::from(d.volunteer_slots))
+                    .bind(d.by.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            ActivityEvent::VolunteerSignedUp(d) => {
+                sqlx::query(&t.sql(SIGN_UP))
+                    .bind(d.activity_id.to_string())
+                    .bind(d.person_id.to_string())
+                    .bind(micros(e.recorded.occurred_at))
+                    .bind(to_i64(e.recorded.position))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            ActivityEvent::VolunteerWithdrew(d) => {
+                sqlx::query(&t.sql(WITHDRAW))
+                    .bind(d.activity_id.to_string())
+                    .bind(d.person_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            ActivityEvent::ActivityCancelled(d) => {
+                sqlx::query(&t.sql(CANCEL))
+                    .bind(d.by.to_string())
+                    .bind(micros(e.recorded.occurred_at))
+                    .bind(d.activity_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn uuid(s: &str) -> Result<Uuid, ProjectionError> {
+    Uuid::parse_str(s)
+        .map_err(|e| ProjectionError::Invalid(format!("bad id {s:?} in a read model: {e}")))
+}
+
+/// An activity with its volunteer slots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActivityView {
+    /// The activity.
+    pub activity_id: ActivityId,
+    /// The school.
+    pub school_id: SchoolId,
+    /// The group whose calendar it is in.
+    pub group_id: GroupId,
+    /// Its title.
+    pub title: String,
+    /// Start.
+    pub starts_at: DateTime<Utc>,
+    /// End.
+    pub ends_at: DateTime<Utc>,
+    /// Number of volunteer slots.
+    pub slots: u32,
+    /// Slots taken.
+    pub taken: u32,
+    /// Slots still free.
+    pub free: u32,
+    /// The volunteers, in the order they signed up.
+    pub volunteers: Vec<PersonId>,
+    /// Who scheduled it.
+    pub scheduled_by: PersonId,
+    /// Whether it was cancelled.
+    pub cancelled: bool,
+    /// When it was cancelled.
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+const OF_GROUP: &str = "SELECT activity_id, school_id, group_id, title, starts_at, ends_at, slots, scheduled_by, cancelled, cancelled_at
+FROM activities WHERE group_id = $1 ORDER BY starts_at, activity_id";
+const VOLUNTEERS_OF_GROUP: &str = "SELECT v.activity_id, v.person_id
+FROM activity_volunteers v JOIN activities a ON a.activity_id = v.activity_id
+WHERE a.group_id = $1
+ORDER BY v.activity_id, v.position";
+const ONE: &str = "SELECT activity_id, school_id, group_id, title, starts_at, ends_at, slots, scheduled_by, cancelled, cancelled_at
+FROM activities WHERE activity_id = $1";
+const VOLUNTEERS: &str = "SELECT activity_id, person_id FROM activity_volunteers WHERE activity_id = $1 ORDER BY position";
+
+fn activity_row(r: &AnyRow, volunteers: Vec<PersonId>) -> Result<ActivityView, ProjectionError> {
+    let slots = u32::try_from(r.get::<i64, _>(6)).unwrap_or_default();
+    let taken = u32::try_from(volunteers.len()).unwrap_or(u32::MAX);
+    Ok(ActivityView {
+        activity_id: ActivityId::from_uuid(uuid(&r.get::<String, _>(0))?),
+        school_id: SchoolId::from_uuid(uuid(&r.get::<String, _>(1))?),
+        group_id: GroupId::from_uuid(uuid(&r.get::<String, _>(2))?),
+        title: r.get(3),
+        starts_at: from_micros(r.get(4)),
+        ends_at: from_micros(r.get(5)),
+        slots,
+        taken,
+        free: slots.saturating_sub(taken),
+        volunteers,
+        scheduled_by: PersonId::from_uuid(uuid(&r.get::<String, _>(7))?),
+        cancelled: r.get::<i64, _>(8) != 0,
+        cancelled_at: r.get::<Option<i64>, _>(9).map(from_micros),
+    })
+}
+
+async fn volunteers(
+    db: &ReadDb,
+    query: &'static str,
+    key: &str,
+) -> Result<BTreeMap<String, Vec<PersonId>>, ProjectionError> {
+    let mut map: BTreeMap<String, Vec<PersonId>> = BTreeMap::new();
+    for r in sqlx::query(query).bind(key).fetch_all(db.pool()).await? {
+        map.entry(r.get(0))
+            .or_default()
+            .push(PersonId::from_uuid(uuid(&r.get::<String, _>(1))?));
+    }
+    Ok(map)
+}
+
+/// A group's activities by start time, cancelled ones included (flagged), each with its slots
+/// taken and free and its volunteers.
+///
+/// # Errors
+/// Database failures; a stored row this build cannot read.
+pub async fn activities_of_group(
+    db: &ReadDb,
+    group: GroupId,
+) -> Result<Vec<ActivityView>, ProjectionError> {
+    let key = group.to_string();
+    let mut by_activity = volunteers(db, VOLUNTEERS_OF_GROUP, &key).await?;
+    sqlx::query(OF_GROUP)
+        .bind(&key)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            activity_row(
+                r,
+                by_activity
+                    .remove(&r.get::<String, _>(0))
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// One activity with its slots and volunteers; `None` for an unknown one.
+///
+/// # Errors
+/// Database failures; a stored row this build cannot read.
+pub async fn activity(
+    db: &ReadDb,
+    activity: ActivityId,
+) -> Result<Option<ActivityView>, ProjectionError> {
+    let key = activity.to_string();
+    let Some(row) = sqlx::query(ONE)
+        .bind(&key)
+        .fetch_optional(db.pool())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let volunteers = volunteers(db, VOLUNTEERS, &key)
+        .await?
+        .remove(&key)
+        .unwrap_or_default();
+    activity_row(&row, volunteers).map(Some)
+}
