@@ -124,3 +124,43 @@ pub trait EventStoreExt: EventStore + Clone {
 }
 
 impl<S: EventStore + Clone> EventStoreExt for S {}
+
+/// A store chosen at run time (SQLite, PostgreSQL or EventStoreDB), as the binaries hold it.
+pub type DynStore = std::sync::Arc<dyn EventStore>;
+
+#[async_trait]
+impl<T: EventStore + ?Sized> EventStore for std::sync::Arc<T> {
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        (**self).append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        (**self).read_stream(stream, from, limit).await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        (**self).read_all(after, limit).await
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        (**self).head().await
+    }
+
+    fn watch_head(&self) -> watch::Receiver<Position> {
+        (**self).watch_head()
+    }
+}
