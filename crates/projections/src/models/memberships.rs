@@ -919,6 +919,23 @@ async fn child_view(db: &ReadDb, r: &AnyRow) -> Result<ChildView, ProjectionErro
     })
 }
 
+/// A group without its members (its school, name and kind). `None` for an unknown group.
+///
+/// # Errors
+/// Database failures; a stored row this build cannot read.
+pub async fn group_summary_of(
+    db: &ReadDb,
+    group: GroupId,
+) -> Result<Option<GroupSummary>, ProjectionError> {
+    sqlx::query(GROUP)
+        .bind(group.to_string())
+        .fetch_optional(db.pool())
+        .await?
+        .as_ref()
+        .map(group_summary)
+        .transpose()
+}
+
 fn group_summary(r: &AnyRow) -> Result<GroupSummary, ProjectionError> {
     Ok(GroupSummary {
         group_id: group_id(r, 0)?,

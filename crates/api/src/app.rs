@@ -1,0 +1,241 @@
+//! The router: every route module, the operational endpoints, and the middleware (request ids,
+//! structured request logs, metrics, body limits, timeouts, problem+json for rejections).
+
+use crate::error::ApiError;
+use crate::routes;
+use crate::state::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use std::time::Instant;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::{OpenApi, ToSchema};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The OpenAPI document of the operational endpoints; [`openapi`] merges every route module's.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Kring API", version = "1", description = "Privacy-first communication between primary schools and parents. See API.md."),
+    paths(healthz, readyz, metrics),
+    components(schemas(crate::error::Problem, Health, Readiness, ProjectionReadiness)),
+    modifiers(&Bearer)
+)]
+struct OpsDoc;
+
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The whole OpenAPI 3.1 document, generated from the handlers.
+#[must_use]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = OpsDoc::openapi();
+    for part in routes::docs() {
+        doc.merge(part);
+    }
+    doc
+}
+
+/// The application: every route with its middleware.
+pub fn router(state: AppState) -> Router {
+    let limits = state.limits.clone();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .merge(routes::router())
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::extract::DefaultBodyLimit::max(limits.json_body))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Counts and times every request, and turns axum's plain-text rejections (bad JSON, too
+/// large, wrong content type) into problem+json with a stable code.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let response = problem_for_rejection(response).await;
+    state.metrics.observe(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+async fn problem_for_rejection(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (code, limit) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", 4096),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", 4096),
+        StatusCode::UNPROCESSABLE_ENTITY => ("validation_failed", 4096),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", 4096),
+        StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => ("timeout", 4096),
+        s if s.is_client_error() => ("bad_request", 4096),
+        _ => ("internal_error", 0),
+    };
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b[..b.len().min(limit)]).into_owned())
+        .unwrap_or_default();
+    let detail = if body.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        body
+    };
+    ApiError::new(status, code, detail).into_response()
+}
+
+/// Liveness.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// One read model's readiness.
+#[derive(Serialize, ToSchema)]
+pub struct ProjectionReadiness {
+    /// The read model.
+    pub name: String,
+    /// The position it has applied.
+    pub position: u64,
+    /// Why it stopped, if it did.
+    pub failure: Option<String>,
+}
+
+/// Readiness.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// Whether the store answers and every read model has caught up and runs.
+    pub ready: bool,
+    /// The log's head.
+    pub head: u64,
+    /// Each read model.
+    pub projections: Vec<ProjectionReadiness>,
+}
+
+/// Readiness: the store answers, and every read model runs and has caught up with the log as
+/// it was when the check started. `503` otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let head = match state.system.store.head().await {
+        Ok(h) => h,
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unreachable",
+                format!("event store: {e}"),
+            )
+            .into_response()
+        }
+    };
+    let failures: std::collections::HashMap<String, Option<String>> = state
+        .board
+        .as_ref()
+        .map(|b| b.all().into_iter().map(|s| (s.name, s.failure)).collect())
+        .unwrap_or_default();
+    let mut projections = Vec::new();
+    for name in state.projections.iter() {
+        let position = state.checkpoints.position(name).await.unwrap_or(0);
+        projections.push(ProjectionReadiness {
+            name: (*name).to_owned(),
+            position,
+            failure: failures.get(*name).cloned().flatten(),
+        });
+    }
+    let ready = projections
+        .iter()
+        .all(|p| p.position >= head && p.failure.is_none());
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            ready,
+            head,
+            projections,
+        }),
+    )
+        .into_response()
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let head = state.system.store.head().await.unwrap_or(0);
+    let mut positions = Vec::new();
+    for name in state.projections.iter() {
+        positions.push((
+            (*name).to_owned(),
+            state.checkpoints.position(name).await.unwrap_or(0),
+        ));
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state
+            .metrics
+            .render(head, state.exec.appended(), &positions),
+    )
+        .into_response()
+}

@@ -1,0 +1,277 @@
+//! Authentication: JWT bearer tokens.
+//!
+//! - The embedded default signs HS256 tokens with a secret kept in `DIR/jwt.key` (owner-only
+//!   permissions, generated on first use; `KRING_JWT_SECRET` overrides it); `kring-api token`
+//!   mints them.
+//! - A deployment can instead (or as well) trust an OpenID Connect issuer: its public keys come
+//!   from a JWKS file or URL (`--oidc-jwks`), and tokens must name `--oidc-issuer` as `iss`.
+//!
+//! A token's `sub` is a Kring person id, or `operator`. Rights never come from claims: they are
+//! decided from event-sourced state by each route.
+
+use crate::error::ApiError;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use kring_domain::{Actor, PersonId};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+
+/// The environment variable holding the local signing secret (base64), overriding the file.
+pub const JWT_SECRET_ENV: &str = "KRING_JWT_SECRET";
+/// The issuer named by locally minted tokens.
+pub const LOCAL_ISSUER: &str = "kring-local";
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// A staff member or a guardian.
+    Person(PersonId),
+    /// The platform operator.
+    Operator,
+}
+
+impl Caller {
+    /// The domain actor for commands.
+    #[must_use]
+    pub const fn actor(self) -> Actor {
+        match self {
+            Self::Person(p) => Actor::Person(p),
+            Self::Operator => Actor::Operator,
+        }
+    }
+
+    /// The person, unless the operator.
+    #[must_use]
+    pub const fn person(self) -> Option<PersonId> {
+        match self {
+            Self::Person(p) => Some(p),
+            Self::Operator => None,
+        }
+    }
+}
+
+/// The claims Kring reads and writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// A person id or `operator`.
+    pub sub: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// Issued at, seconds since the epoch.
+    #[serde(default)]
+    pub iat: i64,
+    /// The issuer.
+    #[serde(default)]
+    pub iss: String,
+}
+
+/// Why authentication setup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    /// The key file could not be read or written.
+    #[error("signing key {path}: {reason}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The JWKS could not be read.
+    #[error("JWKS {source_name}: {reason}")]
+    Jwks {
+        /// The file or URL.
+        source_name: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// An external OpenID Connect issuer.
+#[derive(Clone)]
+struct Oidc {
+    issuer: String,
+    keys: JwkSet,
+}
+
+/// Verifies (and, locally, mints) bearer tokens.
+#[derive(Clone)]
+pub struct Auth {
+    secret: Vec<u8>,
+    oidc: Option<Oidc>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("oidc", &self.oidc.as_ref().map(|o| &o.issuer))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// The local signing key of `data_dir` (created on first use), or `KRING_JWT_SECRET`.
+    ///
+    /// # Errors
+    /// The key file cannot be read or created; a malformed secret.
+    pub fn local(data_dir: &Path) -> Result<Self, AuthSetupError> {
+        let secret = match std::env::var(JWT_SECRET_ENV) {
+            Ok(text) if !text.is_empty() => {
+                B64.decode(text.trim())
+                    .map_err(|e| AuthSetupError::KeyFile {
+                        path: JWT_SECRET_ENV.to_owned(),
+                        reason: format!("not base64: {e}"),
+                    })?
+            }
+            _ => key_file(&data_dir.join("jwt.key"))?,
+        };
+        Ok(Self { secret, oidc: None })
+    }
+
+    /// Also trusts tokens of `issuer` signed by a key of `jwks` (a file path or an http(s) URL).
+    ///
+    /// # Errors
+    /// The JWKS cannot be read or parsed.
+    pub async fn with_oidc(mut self, issuer: &str, jwks: &str) -> Result<Self, AuthSetupError> {
+        let fail = |reason: String| AuthSetupError::Jwks {
+            source_name: jwks.to_owned(),
+            reason,
+        };
+        let text = if jwks.starts_with("http://") || jwks.starts_with("https://") {
+            reqwest::get(jwks)
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| fail(e.to_string()))?
+                .text()
+                .await
+                .map_err(|e| fail(e.to_string()))?
+        } else {
+            std::fs::read_to_string(jwks).map_err(|e| fail(e.to_string()))?
+        };
+        let keys: JwkSet = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        self.oidc = Some(Oidc {
+            issuer: issuer.to_owned(),
+            keys,
+        });
+        Ok(self)
+    }
+
+    /// A locally signed token for `caller`, valid for `ttl`.
+    ///
+    /// # Errors
+    /// Signing failed (it does not with an HMAC key).
+    pub fn mint(&self, caller: Caller, ttl: chrono::Duration) -> Result<String, ApiError> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: match caller {
+                Caller::Person(p) => p.to_string(),
+                Caller::Operator => "operator".to_owned(),
+            },
+            exp: now + ttl.num_seconds(),
+            iat: now,
+            iss: LOCAL_ISSUER.to_owned(),
+        };
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&self.secret),
+        )
+        .map_err(ApiError::internal)
+    }
+
+    /// The caller a bearer token names, if it verifies.
+    ///
+    /// # Errors
+    /// `401 unauthenticated`: malformed, expired, or signed by a key this server does not trust.
+    pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
+        let bad = |e: jsonwebtoken::errors::Error| {
+            ApiError::unauthenticated(match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    "the token has expired".to_owned()
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    "the token is not signed by a key this server trusts".to_owned()
+                }
+                _ => format!("the token is not valid: {e}"),
+            })
+        };
+        let header = jsonwebtoken::decode_header(token).map_err(bad)?;
+        let claims = if header.alg == Algorithm::HS256 {
+            let mut validation = Validation::new(Algorithm::HS256);
+            validation.set_issuer(&[LOCAL_ISSUER]);
+            validation.leeway = 5;
+            jsonwebtoken::decode::<Claims>(
+                token,
+                &DecodingKey::from_secret(&self.secret),
+                &validation,
+            )
+            .map_err(bad)?
+            .claims
+        } else {
+            let oidc = self.oidc.as_ref().ok_or_else(|| {
+                ApiError::unauthenticated("the token is not signed by a key this server trusts")
+            })?;
+            let jwk = header
+                .kid
+                .as_deref()
+                .and_then(|kid| oidc.keys.find(kid))
+                .ok_or_else(|| {
+                    ApiError::unauthenticated("the token's key id is not among the issuer's keys")
+                })?;
+            let key = DecodingKey::from_jwk(jwk).map_err(bad)?;
+            let mut validation = Validation::new(header.alg);
+            validation.set_issuer(&[oidc.issuer.as_str()]);
+            validation.validate_aud = false;
+            validation.leeway = 5;
+            jsonwebtoken::decode::<Claims>(token, &key, &validation)
+                .map_err(bad)?
+                .claims
+        };
+        if claims.sub == "operator" {
+            return Ok(Caller::Operator);
+        }
+        claims
+            .sub
+            .parse::<PersonId>()
+            .map(Caller::Person)
+            .map_err(|_| ApiError::unauthenticated("the token's subject is not a Kring person id"))
+    }
+}
+
+/// Reads the secret at `path`, generating it (32 random bytes, owner-only) when missing.
+fn key_file(path: &Path) -> Result<Vec<u8>, AuthSetupError> {
+    let fail = |reason: String| AuthSetupError::KeyFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => B64
+            .decode(text.trim())
+            .map_err(|e| fail(format!("not base64: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = vec![0_u8; 32];
+            getrandom::getrandom(&mut secret).map_err(|e| fail(e.to_string()))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(path) {
+                Ok(mut file) => {
+                    file.write_all(B64.encode(&secret).as_bytes())
+                        .and_then(|()| file.sync_all())
+                        .map_err(|e| fail(e.to_string()))?;
+                    Ok(secret)
+                }
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => key_file(path),
+                Err(e) => Err(fail(e.to_string())),
+            }
+        }
+        Err(e) => Err(fail(e.to_string())),
+    }
+}

@@ -1,0 +1,366 @@
+//! Commands: load an aggregate's event-sourced state, decide, seal, append.
+//!
+//! Every write goes the same way: read the aggregate's stream and fold it with the domain's
+//! `evolve`, ask the domain's pure `decide` (with the school roster where the rule needs it),
+//! seal each event's personal fields with the key vault, and append with the stream's version as
+//! the expectation. A concurrency conflict means someone else wrote in between: the command is
+//! decided once more on the fresh state (every Kring command is safe to re-decide: deciding
+//! never has side effects) and appended again; a second conflict answers `409`.
+//!
+//! School rosters are read on almost every command and only grow, so they are cached per school
+//! and brought up to date by reading just the events after the cached version.
+
+use crate::error::{ApiError, ApiResult};
+use chrono::{DateTime, Utc};
+use kring_domain::school::School;
+use kring_domain::{
+    access, activity, child, conversation, invitation, person, post, school, Actor, DomainError,
+    Event, SchoolId, StreamName,
+};
+use kring_store::vault::KeyVault;
+use kring_store::{
+    DynStore, EventStore, EventStoreExt, ExpectedVersion, Metadata, Position, RecordedEvent,
+    DEFAULT_BATCH,
+};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// One aggregate type of the domain: which events are its own and how they fold.
+pub trait Aggregate: Send + Sync + 'static {
+    /// Its state.
+    type State: Default + Clone + Send + Sync + 'static;
+    /// Its events.
+    type Event: Into<Event> + Clone + Send + Sync + 'static;
+    /// The event, if it is one of this aggregate's.
+    fn pick(event: Event) -> Option<Self::Event>;
+    /// The domain's `evolve`.
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
+}
+
+macro_rules! aggregate {
+    ($name:ident, $module:ident, $state:ty, $event:ty, $variant:ident) => {
+        #[doc = concat!("The `", stringify!($module), "` aggregate.")]
+        pub struct $name;
+        impl Aggregate for $name {
+            type State = $state;
+            type Event = $event;
+            fn pick(event: Event) -> Option<Self::Event> {
+                match event {
+                    Event::$variant(e) => Some(e),
+                    _ => None,
+                }
+            }
+            fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
+                $module::evolve(state, event)
+            }
+        }
+    };
+}
+
+aggregate!(SchoolAgg, school, School, school::SchoolEvent, School);
+aggregate!(ChildAgg, child, child::Child, child::ChildEvent, Child);
+aggregate!(
+    PersonAgg,
+    person,
+    person::Person,
+    person::PersonEvent,
+    Person
+);
+aggregate!(
+    InvitationAgg,
+    invitation,
+    invitation::Invitation,
+    invitation::InvitationEvent,
+    Invitation
+);
+aggregate!(PostAgg, post, post::Post, post::PostEvent, Post);
+aggregate!(
+    ConversationAgg,
+    conversation,
+    conversation::Conversation,
+    conversation::ConversationEvent,
+    Conversation
+);
+aggregate!(
+    ActivityAgg,
+    activity,
+    activity::Activity,
+    activity::ActivityEvent,
+    Activity
+);
+aggregate!(
+    AccessAgg,
+    access,
+    access::AccessLog,
+    access::AccessEvent,
+    Access
+);
+
+/// An aggregate's state and the version it was folded up to (`None`: no stream yet).
+#[derive(Debug, Clone, Default)]
+pub struct Loaded<S> {
+    /// The state.
+    pub state: S,
+    /// The stream's last version.
+    pub version: Option<u64>,
+}
+
+impl<S> Loaded<S> {
+    /// Whether the stream exists.
+    #[must_use]
+    pub const fn exists(&self) -> bool {
+        self.version.is_some()
+    }
+
+    fn expected(&self) -> ExpectedVersion {
+        self.version
+            .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
+    }
+}
+
+/// What a command wrote.
+#[derive(Debug, Clone)]
+pub struct Written<E> {
+    /// The global position of its last event (what `?min_position=` waits for).
+    pub position: Position,
+    /// The events, as decided.
+    pub events: Vec<E>,
+}
+
+/// Runs commands against the event log.
+#[derive(Clone)]
+pub struct Executor {
+    store: DynStore,
+    vault: Arc<KeyVault>,
+    schools: Arc<Mutex<HashMap<SchoolId, Loaded<School>>>>,
+    appended: Arc<AtomicU64>,
+}
+
+fn decode(r: &RecordedEvent) -> ApiResult<Event> {
+    Event::decode_str(&r.event_type, r.schema_version, &r.payload).map_err(|e| {
+        ApiError::internal(format!(
+            "event {} at {}/{} cannot be decoded: {e}",
+            r.event_id, r.stream, r.version
+        ))
+    })
+}
+
+impl Executor {
+    /// An executor over `store`, sealing with `vault`.
+    #[must_use]
+    pub fn new(store: DynStore, vault: Arc<KeyVault>) -> Self {
+        Self {
+            store,
+            vault,
+            schools: Arc::default(),
+            appended: Arc::default(),
+        }
+    }
+
+    /// How many events this process appended.
+    #[must_use]
+    pub fn appended(&self) -> u64 {
+        self.appended.load(Ordering::Relaxed)
+    }
+
+    /// The event log.
+    #[must_use]
+    pub const fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    /// The key vault.
+    #[must_use]
+    pub const fn vault(&self) -> &Arc<KeyVault> {
+        &self.vault
+    }
+
+    /// Folds `stream` from version `from` on into `loaded`.
+    async fn fold<A: Aggregate>(
+        &self,
+        stream: &StreamName,
+        mut loaded: Loaded<A::State>,
+    ) -> ApiResult<Loaded<A::State>> {
+        loop {
+            let from = loaded.version.map_or(0, |v| v + 1);
+            let batch = self.store.read_stream(stream, from, DEFAULT_BATCH).await?;
+            let done = batch.len() < DEFAULT_BATCH;
+            for r in &batch {
+                if let Some(e) = A::pick(decode(r)?) {
+                    loaded.state = A::evolve(loaded.state, &e);
+                }
+                loaded.version = Some(r.version);
+            }
+            if done {
+                return Ok(loaded);
+            }
+        }
+    }
+
+    /// The current state of `stream`.
+    ///
+    /// # Errors
+    /// Store failures; an event this build cannot decode.
+    pub async fn load<A: Aggregate>(&self, stream: &StreamName) -> ApiResult<Loaded<A::State>> {
+        self.fold::<A>(stream, Loaded::default()).await
+    }
+
+    /// The school's current roster (cached, brought up to date on every call).
+    ///
+    /// # Errors
+    /// `404` for an unknown school; store failures.
+    pub async fn school(&self, school_id: SchoolId) -> ApiResult<Loaded<School>> {
+        let cached = self
+            .schools
+            .lock()
+            .map_err(ApiError::internal)?
+            .get(&school_id)
+            .cloned()
+            .unwrap_or_default();
+        let loaded = self
+            .fold::<SchoolAgg>(&StreamName::school(school_id), cached)
+            .await?;
+        if !loaded.exists() {
+            return Err(ApiError::not_found(format!("school {school_id}")));
+        }
+        let mut cache = self.schools.lock().map_err(ApiError::internal)?;
+        let keep = cache
+            .get(&school_id)
+            .is_none_or(|c| c.version < loaded.version);
+        if keep {
+            cache.insert(school_id, loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    /// Decides with `decide` on the current state of `stream` and appends what it decided,
+    /// deciding once more on a concurrency conflict. An empty decision writes nothing and
+    /// answers the log's head as position.
+    ///
+    /// # Errors
+    /// The domain's refusal; `409 concurrency_conflict` after a second conflict; store and
+    /// vault failures.
+    pub async fn run<A, F>(
+        &self,
+        stream: StreamName,
+        actor: Actor,
+        correlation_id: Uuid,
+        decide: F,
+    ) -> ApiResult<Written<A::Event>>
+    where
+        A: Aggregate,
+        F: Fn(&A::State, DateTime<Utc>) -> Result<Vec<A::Event>, DomainError> + Send + Sync,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let loaded = self.load::<A>(&stream).await?;
+            let now = Utc::now();
+            let events = decide(&loaded.state, now)?;
+            match self
+                .append(
+                    stream,
+                    loaded.expected(),
+                    actor,
+                    correlation_id,
+                    now,
+                    &events,
+                )
+                .await
+            {
+                Ok(position) => return Ok(Written { position, events }),
+                Err(e) if e.code == "concurrency_conflict" && attempt < 2 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Like [`Executor::run`] for a school's roster: decides on the cached, refreshed roster.
+    ///
+    /// # Errors
+    /// As [`Executor::run`].
+    pub async fn run_school<F>(
+        &self,
+        school_id: SchoolId,
+        actor: Actor,
+        correlation_id: Uuid,
+        decide: F,
+    ) -> ApiResult<Written<school::SchoolEvent>>
+    where
+        F: Fn(&School, DateTime<Utc>) -> Result<Vec<school::SchoolEvent>, DomainError>
+            + Send
+            + Sync,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let loaded = match self.school(school_id).await {
+                Ok(loaded) => loaded,
+                // Registering: the stream does not exist yet.
+                Err(e) if e.code == "not_found" => Loaded::default(),
+                Err(e) => return Err(e),
+            };
+            let now = Utc::now();
+            let events = decide(&loaded.state, now)?;
+            match self
+                .append(
+                    StreamName::school(school_id),
+                    loaded.expected(),
+                    actor,
+                    correlation_id,
+                    now,
+                    &events,
+                )
+                .await
+            {
+                Ok(position) => return Ok(Written { position, events }),
+                Err(e) if e.code == "concurrency_conflict" && attempt < 2 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Seals and appends `events` (nothing for none: the head is answered).
+    async fn append<E: Into<Event> + Clone>(
+        &self,
+        stream: StreamName,
+        expected: ExpectedVersion,
+        actor: Actor,
+        correlation_id: Uuid,
+        now: DateTime<Utc>,
+        events: &[E],
+    ) -> ApiResult<Position> {
+        if events.is_empty() {
+            return Ok(self.store.head().await?);
+        }
+        let mut sealed = Vec::with_capacity(events.len());
+        for event in events {
+            let meta = Metadata {
+                occurred_at: now,
+                actor,
+                correlation_id,
+                causation_id: None,
+            };
+            let event: Event = event.clone().into();
+            sealed.push(self.vault.seal(&event, meta).await?);
+        }
+        let n = sealed.len() as u64;
+        let outcome = self.store.append(&stream, expected, sealed).await?;
+        self.appended.fetch_add(n, Ordering::Relaxed);
+        Ok(outcome.position)
+    }
+
+    /// Every event of `stream`, decoded (for exports and audits).
+    ///
+    /// # Errors
+    /// Store failures; undecodable events.
+    pub async fn events_of(&self, stream: &StreamName) -> ApiResult<Vec<(RecordedEvent, Event)>> {
+        let recorded = self.store.read_stream_to_end(stream).await?;
+        recorded
+            .into_iter()
+            .map(|r| decode(&r).map(|e| (r, e)))
+            .collect()
+    }
+}

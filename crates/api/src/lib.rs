@@ -1,0 +1,23 @@
+//! Kring's HTTP API (axum): the contract of API.md over the domain deciders, the event store
+//! and the read models.
+//!
+//! - [`exec`]: commands — load event-sourced state, decide, seal, append (retrying once on a
+//!   concurrency conflict);
+//! - [`routes`]: one module per area of API.md, each with its OpenAPI part;
+//! - [`auth`]: JWT bearer tokens (local key or an OpenID Connect issuer's JWKS);
+//! - [`app`]: the router, middleware and the operational endpoints;
+//! - [`server`]: `serve`, `projector` and `token`, as the binary runs them.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod exec;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+
+pub use app::{openapi, router};
+pub use auth::{Auth, Caller};
+pub use error::{ApiError, ApiResult, Problem};
+pub use state::{AppState, Limits};

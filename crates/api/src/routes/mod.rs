@@ -1,0 +1,74 @@
+//! The routes of API.md, one module per area. Each module has `router()` and an OpenAPI
+//! `Doc`; [`router`] and [`docs`] gather them.
+
+pub mod schools;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{FromRequest, Request};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+/// Every route of the API.
+pub fn router() -> Router<AppState> {
+    Router::new().merge(schools::router())
+}
+
+/// Every route module's part of the OpenAPI document.
+#[must_use]
+pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
+    vec![schools::Doc::openapi()]
+}
+
+/// The answer of a write that creates nothing: the global position of its last event.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct Position {
+    /// Pass as `?min_position=` to a GET to read your own write.
+    pub position: u64,
+}
+
+/// A staff role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Posts to the groups they are assigned to.
+    Teacher,
+    /// Manages the school.
+    Director,
+    /// Privacy officer or auditor.
+    ComplianceOfficer,
+}
+
+/// A JSON request body whose rejections are problem+json: `400 bad_request` for malformed
+/// JSON, `422 validation_failed` for a missing or mistyped field, `415` for a wrong content
+/// type, `413` over the body limit.
+pub struct Body<T>(pub T);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::JsonRejection as R;
+        use axum::http::StatusCode;
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(e) => Err(match &e {
+                R::JsonDataError(_) => ApiError::validation(e.body_text()),
+                R::MissingJsonContentType(_) => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    e.body_text(),
+                ),
+                _ if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::new(e.status(), "payload_too_large", e.body_text())
+                }
+                _ => ApiError::bad_request(e.body_text()),
+            }),
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! What every handler shares: the installation, the command executor, authentication,
+//! read-your-writes, metrics.
+
+use crate::auth::{Auth, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::exec::Executor;
+use crate::metrics::Metrics;
+use axum::extract::{FromRef, FromRequestParts, Query};
+use axum::http::request::Parts;
+use kring_domain::{ChildId, GroupId, SchoolId, Sealed};
+use kring_projections::models::memberships;
+use kring_projections::{Checkpoints, StatusBoard, System};
+use kring_store::EventStore;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Tunables of a running server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest JSON request body.
+    pub json_body: usize,
+    /// Largest media upload.
+    pub media_body: usize,
+    /// Longest a request may take.
+    pub request_timeout: Duration,
+    /// Longest a GET waits for `min_position`.
+    pub min_position_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            json_body: 256 * 1024,
+            media_body: 20 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            min_position_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The shared state of the API. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The installation.
+    pub system: System,
+    /// Runs commands.
+    pub exec: Executor,
+    /// Read-your-writes.
+    pub checkpoints: Checkpoints,
+    /// The in-process projectors' status, when they run here.
+    pub board: Option<Arc<StatusBoard>>,
+    /// Verifies tokens.
+    pub auth: Arc<Auth>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Limits.
+    pub limits: Limits,
+    /// Names of every read model, for waits and readiness.
+    pub projections: Arc<Vec<&'static str>>,
+}
+
+impl AppState {
+    /// State over an open installation.
+    #[must_use]
+    pub fn new(
+        system: System,
+        auth: Auth,
+        board: Option<Arc<StatusBoard>>,
+        limits: Limits,
+    ) -> Self {
+        let exec = Executor::new(system.store.clone(), Arc::clone(&system.vault));
+        let checkpoints = Checkpoints::new(system.db.clone(), board.clone());
+        let projections = kring_projections::models::all()
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        Self {
+            exec,
+            checkpoints,
+            board,
+            auth: Arc::new(auth),
+            metrics: Arc::new(Metrics::default()),
+            limits,
+            projections: Arc::new(projections),
+            system,
+        }
+    }
+
+    /// Where media files are kept.
+    #[must_use]
+    pub fn media_dir(&self) -> PathBuf {
+        self.system.config.media_dir()
+    }
+
+    /// Waits (bounded) until every read model has reached `position`.
+    ///
+    /// # Errors
+    /// `503 not_caught_up` when the wait runs out.
+    pub async fn wait_for(&self, position: u64) -> ApiResult<()> {
+        for name in self.projections.iter() {
+            self.checkpoints
+                .wait_for(name, position, self.limits.min_position_wait)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every read model has reached the log's head (used before concluding that
+    /// a just-created resource does not exist).
+    ///
+    /// # Errors
+    /// As [`AppState::wait_for`].
+    pub async fn catch_up(&self) -> ApiResult<()> {
+        let head = self.system.store.head().await?;
+        self.wait_for(head).await
+    }
+
+    /// The school of `group`: from the memberships read model, waiting for it to catch up
+    /// once when the group is not (yet) there.
+    ///
+    /// # Errors
+    /// `404` for an unknown group.
+    pub async fn school_of_group(&self, group: GroupId) -> ApiResult<SchoolId> {
+        self.locate(|| async move {
+            Ok(memberships::group_summary_of(&self.system.db, group)
+                .await?
+                .map(|g| g.school_id))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("group {group}")))
+    }
+
+    /// The child's school and class group, like [`AppState::school_of_group`].
+    ///
+    /// # Errors
+    /// `404` for an unknown child.
+    pub async fn place_of_child(&self, child: ChildId) -> ApiResult<(SchoolId, GroupId)> {
+        self.locate(|| async move {
+            Ok(memberships::child(&self.system.db, child)
+                .await?
+                .map(|c| (c.school_id, c.group_id)))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("child {child}")))
+    }
+
+    /// Runs `find`; when it finds nothing, waits for the read models to reach the head of the
+    /// log and runs it once more (a resource created a moment ago may not be projected yet).
+    ///
+    /// # Errors
+    /// What `find` fails with.
+    pub async fn locate<T, F, Fut>(&self, find: F) -> ApiResult<Option<T>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = ApiResult<Option<T>>>,
+    {
+        if let Some(found) = find().await? {
+            return Ok(Some(found));
+        }
+        self.catch_up().await?;
+        find().await
+    }
+
+    /// Opens a sealed text for an answer; an erased subject's field reads `[erased]`.
+    ///
+    /// # Errors
+    /// Vault failures other than erasure.
+    pub async fn open(&self, sealed: &Sealed<String>) -> ApiResult<String> {
+        Ok(self.system.vault.open_text(sealed).await?)
+    }
+
+    /// Like [`AppState::open`] for an optional field.
+    ///
+    /// # Errors
+    /// As [`AppState::open`].
+    pub async fn open_opt(&self, sealed: Option<&Sealed<String>>) -> ApiResult<Option<String>> {
+        match sealed {
+            Some(s) => self.open(s).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The placeholder an erased field reads as.
+pub const ERASED: &str = kring_domain::sealed::ERASED;
+
+/// `?min_position=N`: every GET takes it and waits (bounded) for the read models.
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::IntoParams)]
+pub struct MinPosition {
+    /// Wait until the read models have applied the log up to this position.
+    pub min_position: Option<u64>,
+}
+
+impl MinPosition {
+    /// Waits for the position, if one was asked.
+    ///
+    /// # Errors
+    /// `503 not_caught_up`.
+    pub async fn wait(self, state: &AppState) -> ApiResult<()> {
+        match self.min_position {
+            Some(p) => state.wait_for(p).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The request id (from `x-request-id`), used as the correlation id of what a request writes.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(Uuid::now_v7),
+        ))
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::unauthenticated("an Authorization: Bearer token is required")
+            })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::unauthenticated("the Authorization header must be `Bearer <token>`")
+            })?;
+        state.auth.verify(token.trim())
+    }
+}
+
+/// Query-string parsing that answers `400 bad_request` as problem+json.
+pub struct Q<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Q<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Self(q))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
