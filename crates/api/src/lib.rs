@@ -11,10 +11,12 @@
 
 pub mod app;
 pub mod auth;
+pub mod demo;
 pub mod error;
 pub mod exec;
 pub mod metrics;
 pub mod routes;
+pub mod server;
 pub mod state;
 
 pub use app::{openapi, router};

@@ -1,7 +1,170 @@
-//! `kring-api`: the HTTP API server (built out in the HTTP API issue).
+//! `kring-api`: the HTTP API server, the projector worker, and development tokens.
+//!
+//! ```text
+//! kring-api serve     [--data-dir DIR] [--listen ADDR] [--demo] [--no-projectors]
+//! kring-api projector [--data-dir DIR]
+//! kring-api token     [--data-dir DIR] (--person ID | --operator) [--ttl-hours H]
+//! ```
+//!
+//! Exit codes: 0 ok, 1 the server or projector failed while running, 2 bad usage,
+//! 3 start-up failed (data directory, database, master key, listen address).
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("kring-api: the HTTP API is not built yet; see the open API issue");
-    std::process::exit(2);
+use clap::{Args, Parser, Subcommand};
+use kring_api::server::{self, ServeOptions};
+use kring_api::{Auth, Caller};
+use kring_domain::PersonId;
+use kring_projections::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Kring's HTTP API.
+#[derive(Parser)]
+#[command(name = "kring-api", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Data {
+    /// The data directory: SQLite files, keys and media of the embedded default.
+    #[arg(long, global = true, env = "KRING_DATA_DIR", default_value = kring_projections::system::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the API (with the projectors in-process unless --no-projectors).
+    ///
+    /// KRING_DATABASE_URL=postgres://… puts read models, key vault and (unless
+    /// KRING_EVENTSTORE_URL=esdb://… says otherwise) the event log in PostgreSQL.
+    /// KRING_MASTER_KEY (base64, 32 bytes) overrides DIR/master.key.
+    Serve {
+        #[command(flatten)]
+        data: Data,
+        /// The address to listen on.
+        #[arg(long, env = "KRING_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Seed a demo school once and write DIR/demo.json (ids and a token per demo person).
+        #[arg(long)]
+        demo: bool,
+        /// Do not run the projectors here (run `kring-api projector` elsewhere).
+        #[arg(long)]
+        no_projectors: bool,
+        /// Also trust tokens of this OpenID Connect issuer (`iss`).
+        #[arg(long, env = "KRING_OIDC_ISSUER", requires = "oidc_jwks")]
+        oidc_issuer: Option<String>,
+        /// The issuer's public keys: a JWKS file or an http(s) URL.
+        #[arg(long, env = "KRING_OIDC_JWKS", requires = "oidc_issuer")]
+        oidc_jwks: Option<String>,
+    },
+    /// Run only the projectors (one active per projection; others wait and take over).
+    Projector {
+        #[command(flatten)]
+        data: Data,
+    },
+    /// Print a bearer token signed with the data directory's key.
+    Token {
+        #[command(flatten)]
+        data: Data,
+        /// The person the token is for.
+        #[arg(
+            long,
+            conflicts_with = "operator",
+            required_unless_present = "operator"
+        )]
+        person: Option<PersonId>,
+        /// A token for the platform operator.
+        #[arg(long)]
+        operator: bool,
+        /// How long the token is valid.
+        #[arg(long, default_value_t = 24 * 30)]
+        ttl_hours: i64,
+    },
+}
+
+fn logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("kring-api: {message}");
+    ExitCode::from(code)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Serve {
+            data,
+            listen,
+            demo,
+            no_projectors,
+            oidc_issuer,
+            oidc_jwks,
+        } => {
+            logs();
+            let mut options = ServeOptions::new(Config::from_env(data.data_dir));
+            options.listen = listen;
+            options.projectors = !no_projectors;
+            options.oidc_issuer = oidc_issuer;
+            options.oidc_jwks = oidc_jwks;
+            let running = match server::start(options).await {
+                Ok(r) => r,
+                Err(e) => return fail(3, e),
+            };
+            if demo {
+                match kring_api::demo::seed(&running.state).await {
+                    Ok(path) => eprintln!(
+                        "kring-api: demo school ready; ids and tokens in {}",
+                        path.display()
+                    ),
+                    Err(e) => return fail(3, format!("demo: {e}")),
+                }
+            }
+            eprintln!("kring-api: listening on {}", running.url());
+            tokio::select! {
+                r = running.wait() => match r {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(1, e),
+                },
+                _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+            }
+        }
+        Cmd::Projector { data } => {
+            logs();
+            match server::run_projectors(Config::from_env(data.data_dir)).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(1, e),
+            }
+        }
+        Cmd::Token {
+            data,
+            person,
+            operator: _,
+            ttl_hours,
+        } => {
+            let auth = match Auth::local(&data.data_dir) {
+                Ok(a) => a,
+                Err(e) => return fail(3, e),
+            };
+            let caller = person.map_or(Caller::Operator, Caller::Person);
+            match auth.mint(caller, chrono::Duration::hours(ttl_hours)) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, e.detail),
+            }
+        }
+    }
 }

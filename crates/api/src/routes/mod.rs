@@ -1,6 +1,12 @@
 //! The routes of API.md, one module per area. Each module has `router()` and an OpenAPI
 //! `Doc`; [`router`] and [`docs`] gather them.
 
+pub mod consent;
+pub mod conversations;
+pub mod invitations;
+pub mod posts;
+pub mod rights;
+pub mod school_life;
 pub mod schools;
 
 use crate::error::ApiError;
@@ -12,13 +18,28 @@ use utoipa::{OpenApi, ToSchema};
 
 /// Every route of the API.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(schools::router())
+    Router::new()
+        .merge(schools::router())
+        .merge(invitations::router())
+        .merge(consent::router())
+        .merge(posts::router())
+        .merge(conversations::router())
+        .merge(school_life::router())
+        .merge(rights::router())
 }
 
 /// Every route module's part of the OpenAPI document.
 #[must_use]
 pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
-    vec![schools::Doc::openapi()]
+    vec![
+        schools::Doc::openapi(),
+        invitations::Doc::openapi(),
+        consent::Doc::openapi(),
+        posts::Doc::openapi(),
+        conversations::Doc::openapi(),
+        school_life::Doc::openapi(),
+        rights::Doc::openapi(),
+    ]
 }
 
 /// The answer of a write that creates nothing: the global position of its last event.

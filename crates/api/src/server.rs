@@ -1,0 +1,190 @@
+//! Running the API: `serve` (API + in-process projectors), `projector` (projectors only), and
+//! an in-process server on a real socket for tests and benchmarks.
+
+use crate::auth::{Auth, AuthSetupError};
+use crate::state::{AppState, Limits};
+use kring_projections::{Config, Mode, ProjectionError, System, SystemError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where the data lives.
+    pub config: Config,
+    /// The address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Whether to run the projectors in this process.
+    pub projectors: bool,
+    /// Trust this OpenID Connect issuer (`iss`) too…
+    pub oidc_issuer: Option<String>,
+    /// …with the keys of this JWKS file or URL.
+    pub oidc_jwks: Option<String>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+impl ServeOptions {
+    /// Defaults for `config`: a free loopback port, projectors in-process.
+    #[must_use]
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            projectors: true,
+            oidc_issuer: None,
+            oidc_jwks: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The installation could not be opened.
+    #[error(transparent)]
+    System(#[from] SystemError),
+    /// Authentication could not be set up.
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `--oidc-issuer` and `--oidc-jwks` go together.
+    #[error("--oidc-issuer and --oidc-jwks must be given together")]
+    OidcHalfConfigured,
+}
+
+/// A running server.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its state (the installation, the executor, …).
+    pub state: AppState,
+    server: JoinHandle<std::io::Result<()>>,
+    projector: Option<JoinHandle<Result<(), ProjectionError>>>,
+}
+
+impl Running {
+    /// `http://<addr>`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits until the server stops (it does not on its own).
+    ///
+    /// # Errors
+    /// The server or the projector failed.
+    pub async fn wait(mut self) -> Result<(), String> {
+        let server = &mut self.server;
+        let projector = async {
+            match self.projector.as_mut() {
+                Some(p) => p
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string()),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = server => r.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
+            r = projector => r,
+        }
+    }
+
+    /// Stops serving and projecting.
+    pub fn stop(&self) {
+        self.server.abort();
+        if let Some(p) = &self.projector {
+            p.abort();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Builds the authentication of `options`.
+///
+/// # Errors
+/// As [`Auth::local`] and [`Auth::with_oidc`].
+pub async fn auth(options: &ServeOptions) -> Result<Auth, StartError> {
+    let auth = Auth::local(&options.config.data_dir)?;
+    match (&options.oidc_issuer, &options.oidc_jwks) {
+        (Some(issuer), Some(jwks)) => Ok(auth.with_oidc(issuer, jwks).await?),
+        (None, None) => Ok(auth),
+        _ => Err(StartError::OidcHalfConfigured),
+    }
+}
+
+/// Opens the installation (creating the embedded default when missing), starts the projectors
+/// (unless turned off) and serves the API.
+///
+/// # Errors
+/// [`StartError`].
+pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
+    let system = System::open(options.config.clone(), Mode::CreateIfMissing).await?;
+    start_on(system, options).await
+}
+
+/// Like [`start`] on an already open installation.
+///
+/// # Errors
+/// [`StartError`].
+pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, StartError> {
+    let auth = auth(&options).await?;
+    let (board, projector) = if options.projectors {
+        let projector = Arc::new(system.projector().await?);
+        let board = projector.board();
+        let handle = tokio::spawn(async move { projector.run().await });
+        (Some(board), Some(handle))
+    } else {
+        (None, None)
+    };
+    let state = AppState::new(system, auth, board, options.limits.clone());
+    let listener =
+        TcpListener::bind(options.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: options.listen,
+                source,
+            })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: options.listen,
+        source,
+    })?;
+    let app = crate::app::router(state.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    tracing::info!(%addr, projectors = options.projectors, "kring-api listening");
+    Ok(Running {
+        addr,
+        state,
+        server,
+        projector,
+    })
+}
+
+/// Runs only the projectors (the `projector` mode of a deployment with many API instances).
+///
+/// # Errors
+/// The installation cannot be opened; the projector fails for good.
+pub async fn run_projectors(config: Config) -> Result<(), StartError> {
+    let system = System::open(config, Mode::CreateIfMissing).await?;
+    let projector = system.projector().await?;
+    projector
+        .run()
+        .await
+        .map_err(|e| StartError::System(SystemError::Projection(e)))
+}
