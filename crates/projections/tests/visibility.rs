@@ -12,7 +12,7 @@ use kring_domain::simulation::World;
 use kring_domain::visibility::{MediaVisibility, ViewReason, Withheld, WithheldBecause};
 use kring_domain::{Actor, ChildId, MediaId, PersonId, PostId, Purpose};
 use kring_projections::models::visibility::{
-    self, feed, may_see, who_may_see, VisibilityProjection,
+    self, feed, feed_after, may_see, media_place, who_may_see, MediaPlace, VisibilityProjection,
 };
 use kring_store::EventStore;
 use std::sync::Arc;
@@ -27,6 +27,9 @@ both_backends!(vec![Arc::new(VisibilityProjection::default())];
     a_child_moving_groups_changes_who_sees_its_photos,
     the_school_group_asks_school_communication_consent,
     unknown_media_has_no_answer_and_rebuild_gives_the_same_answers,
+    media_place_names_the_post_and_follows_removal,
+    a_post_is_shown_to_its_audience_only_with_the_media_each_may_see,
+    feed_pages_exactly_through_posts_of_the_same_moment,
 );
 
 /// The read model's answer, checked against the domain rule on the world's own state.
@@ -635,5 +638,171 @@ async fn unknown_media_has_no_answer_and_rebuild_gives_the_same_answers<S: Event
             .await
             .unwrap(),
         feed_before
+    );
+}
+
+async fn media_place_names_the_post_and_follows_removal<S: EventStore + Clone>(mut h: Harness<S>) {
+    let mut world = World::with_classes(1, 1, 1);
+    let a = world.child_ids[0];
+    let (post, media) = publish(&mut world, 0, &[vec![a], vec![]]);
+    h.sync(&world).await;
+    let place = MediaPlace {
+        media_id: media[0],
+        post_id: post,
+        group_id: world.groups[0],
+        school_id: world.school_id,
+        live: true,
+    };
+    assert_eq!(media_place(&h.db, media[0]).await.unwrap(), Some(place));
+    assert!(
+        media_place(&h.db, MediaId::generate())
+            .await
+            .unwrap()
+            .is_none(),
+        "an item never published has no place"
+    );
+    world
+        .post(
+            teacher(&world, 0),
+            post,
+            PostAction::RemoveMedia {
+                media_id: media[0],
+                reason: "Verkeerde foto".into(),
+            },
+        )
+        .unwrap();
+    h.sync(&world).await;
+    assert_eq!(
+        media_place(&h.db, media[0]).await.unwrap(),
+        Some(MediaPlace {
+            live: false,
+            ..place
+        }),
+        "a removed item keeps its place and is no longer live"
+    );
+    assert!(media_place(&h.db, media[1]).await.unwrap().unwrap().live);
+    world
+        .post(
+            teacher(&world, 0),
+            post,
+            PostAction::Remove {
+                reason: "Klacht".into(),
+            },
+        )
+        .unwrap();
+    h.sync(&world).await;
+    assert!(
+        !media_place(&h.db, media[1]).await.unwrap().unwrap().live,
+        "removing the post takes its items down too"
+    );
+}
+
+async fn a_post_is_shown_to_its_audience_only_with_the_media_each_may_see<S: EventStore + Clone>(
+    mut h: Harness<S>,
+) {
+    let mut world = World::with_classes(2, 2, 1);
+    let [a, b, c] = [world.child_ids[0], world.child_ids[1], world.child_ids[2]];
+    let [pa, pb, pc] = [
+        world.guardians_of(a)[0],
+        world.guardians_of(b)[0],
+        world.guardians_of(c)[0],
+    ];
+    let (post, media) = publish(&mut world, 0, &[vec![a], vec![b], vec![]]);
+    h.sync(&world).await;
+    let of_a = visibility::post(&h.db, post, Some(pa))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(of_a.post_id, post);
+    assert_eq!(
+        of_a.media,
+        vec![media[0], media[2]],
+        "own child and untagged: shown; b without consent: left out"
+    );
+    assert_eq!(
+        visibility::post(&h.db, post, Some(pb))
+            .await
+            .unwrap()
+            .unwrap()
+            .media,
+        vec![media[1], media[2]]
+    );
+    assert!(
+        visibility::post(&h.db, post, Some(pc))
+            .await
+            .unwrap()
+            .is_none(),
+        "a parent of another class is not in the audience"
+    );
+    assert_eq!(
+        visibility::post(&h.db, post, Some(world.staff[1]))
+            .await
+            .unwrap()
+            .unwrap()
+            .media,
+        media,
+        "the teacher sees every item"
+    );
+    assert_eq!(
+        visibility::post(&h.db, post, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .media,
+        media,
+        "a privileged read lists every live item"
+    );
+    assert!(visibility::post(&h.db, PostId::generate(), None)
+        .await
+        .unwrap()
+        .is_none());
+    world
+        .post(
+            teacher(&world, 0),
+            post,
+            PostAction::Remove {
+                reason: "Klacht".into(),
+            },
+        )
+        .unwrap();
+    h.sync(&world).await;
+    assert!(
+        visibility::post(&h.db, post, None).await.unwrap().is_none(),
+        "a removed post is shown to nobody"
+    );
+}
+
+async fn feed_pages_exactly_through_posts_of_the_same_moment<S: EventStore + Clone>(
+    mut h: Harness<S>,
+) {
+    let mut world = World::with_classes(1, 1, 1);
+    let parent = world.guardians_of(world.child_ids[0])[0];
+    // The world's clock stands still: all five posts share one `posted_at`.
+    let mut posted = Vec::new();
+    for _ in 0..5 {
+        posted.push(publish(&mut world, 0, &[vec![]]).0);
+    }
+    h.sync(&world).await;
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = feed_after(&h.db, parent, None, 2, after).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some((last.posted_at, last.post_id));
+        seen.extend(page.iter().map(|p| p.post_id));
+    }
+    let mut expected = posted.clone();
+    expected.sort();
+    expected.reverse();
+    assert_eq!(seen, expected, "every post once, in the feed's order");
+    assert_eq!(
+        feed(&h.db, parent, None, 10, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.post_id)
+            .collect::<Vec<_>>(),
+        expected
     );
 }

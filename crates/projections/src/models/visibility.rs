@@ -819,22 +819,67 @@ pub async fn feed(
     limit: u32,
     before: Option<DateTime<Utc>>,
 ) -> Result<Vec<FeedPost>, ProjectionError> {
+    let cursor = before.map(|t| (micros(t), String::new()));
+    feed_rows(db, person, group, limit, cursor).await
+}
+
+/// Like [`feed`], paged exactly: only posts after `after` in the feed's order (newest first,
+/// then by post id), so posts published in the same microsecond are neither skipped nor repeated
+/// across pages. Pass the last post of a page as `after` to get the next one.
+///
+/// # Errors
+/// As [`who_may_see`].
+pub async fn feed_after(
+    db: &ReadDb,
+    person: PersonId,
+    group: Option<GroupId>,
+    limit: u32,
+    after: Option<(DateTime<Utc>, PostId)>,
+) -> Result<Vec<FeedPost>, ProjectionError> {
+    let cursor = after.map(|(t, p)| (micros(t), p.to_string()));
+    feed_rows(db, person, group, limit, cursor).await
+}
+
+/// The feed's query; `cursor` is (posted_at, post id) of the last post already seen (an empty
+/// post id: every post of that microsecond counts as seen).
+async fn feed_rows(
+    db: &ReadDb,
+    person: PersonId,
+    group: Option<GroupId>,
+    limit: u32,
+    cursor: Option<(i64, String)>,
+) -> Result<Vec<FeedPost>, ProjectionError> {
     let mut tx = snapshot(db).await?;
+    let (before, before_id) = cursor.unwrap_or((i64::MAX, String::new()));
     let rows = sqlx::query(
         "SELECT f.post_id, f.group_id, f.author_id, f.posted_at, f.body, f.state
          FROM feed_posts f JOIN group_audience a ON a.group_id = f.group_id
-         WHERE a.person_id = $1 AND f.live = 1 AND ($2 = '' OR f.group_id = $2) AND f.posted_at < $3
+         WHERE a.person_id = $1 AND f.live = 1 AND ($2 = '' OR f.group_id = $2)
+           AND (f.posted_at < $3 OR (f.posted_at = $3 AND f.post_id < $4))
          ORDER BY f.posted_at DESC, f.post_id DESC
-         LIMIT $4",
+         LIMIT $5",
     )
     .bind(person.to_string())
     .bind(group.map(|g| g.to_string()).unwrap_or_default())
-    .bind(before.map_or(i64::MAX, micros))
+    .bind(before)
+    .bind(before_id)
     .bind(i64::from(limit))
     .fetch_all(&mut *tx)
     .await?;
+    let posts = with_media(&mut tx, &rows, Some(person)).await?;
+    tx.rollback().await?;
+    Ok(posts)
+}
+
+/// Rows of `post_id, group_id, author_id, posted_at, body, state` as feed posts, each with the
+/// media items `reader` may see (`None`: every live item), in the order attached.
+async fn with_media(
+    tx: &mut AnyConnection,
+    rows: &[AnyRow],
+    reader: Option<PersonId>,
+) -> Result<Vec<FeedPost>, ProjectionError> {
     let mut posts = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         let body: String = row.try_get(4)?;
         let post = FeedPost {
             post_id: id(row, 0)?,
@@ -849,19 +894,93 @@ pub async fn feed(
     }
     let ids: Vec<String> = posts.iter().map(|(p, _)| p.post_id.to_string()).collect();
     let mut order: HashMap<PostId, Vec<MediaId>> = HashMap::new();
-    for row in run_in(&mut tx, "SELECT post_id, media_id FROM media_items WHERE post_id IN ({in}) ORDER BY ordinal, media_id", &[], &ids).await? {
+    for row in run_in(tx, "SELECT post_id, media_id FROM media_items WHERE post_id IN ({in}) ORDER BY ordinal, media_id", &[], &ids).await? {
         order.entry(id(&row, 0)?).or_default().push(id(&row, 1)?);
     }
-    let rules = Rules::load(&mut tx, posts.iter().map(|(_, s)| s)).await?;
-    tx.rollback().await?;
+    let rules = Rules::load(tx, posts.iter().map(|(_, s)| s)).await?;
     let mut out = Vec::with_capacity(posts.len());
     for (mut post, state) in posts {
         for media_id in order.remove(&post.post_id).unwrap_or_default() {
-            if rules.answer(&state, media_id)?.may_see(person) {
+            let shown = match reader {
+                Some(person) => rules.answer(&state, media_id)?.may_see(person),
+                None => state.media_is_live(media_id),
+            };
+            if shown {
                 post.media.push(media_id);
             }
         }
         out.push(post);
     }
     Ok(out)
+}
+
+/// One live post as `reader` sees it: `None` unless the post exists, is live (not removed or
+/// expired) and `reader` is in its audience; with only the media items `reader` may see. With
+/// `reader` `None` (a privileged read, e.g. a compliance officer's), the live post with every
+/// live media item.
+///
+/// # Errors
+/// As [`who_may_see`].
+pub async fn post(
+    db: &ReadDb,
+    post_id: PostId,
+    reader: Option<PersonId>,
+) -> Result<Option<FeedPost>, ProjectionError> {
+    let mut tx = snapshot(db).await?;
+    let rows = sqlx::query(
+        "SELECT f.post_id, f.group_id, f.author_id, f.posted_at, f.body, f.state
+         FROM feed_posts f
+         WHERE f.post_id = $1 AND f.live = 1
+           AND ($2 = '' OR EXISTS (SELECT 1 FROM group_audience a
+                                   WHERE a.group_id = f.group_id AND a.person_id = $2))",
+    )
+    .bind(post_id.to_string())
+    .bind(reader.map(|p| p.to_string()).unwrap_or_default())
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut posts = with_media(&mut tx, &rows, reader).await?;
+    tx.rollback().await?;
+    Ok(posts.pop())
+}
+
+/// Where a media item was published: its post, the post's audience and school.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MediaPlace {
+    /// The media item.
+    pub media_id: MediaId,
+    /// Its post.
+    pub post_id: PostId,
+    /// The post's audience.
+    pub group_id: GroupId,
+    /// The post's school.
+    pub school_id: SchoolId,
+    /// Whether anyone can still see it (neither it nor its post removed or expired).
+    pub live: bool,
+}
+
+/// The post a media item was published in (removed or not); `None` for an item never
+/// published (an upload not yet attached, or an unknown id).
+///
+/// # Errors
+/// Database failures; a stored id this build cannot read.
+pub async fn media_place(
+    db: &ReadDb,
+    media_id: MediaId,
+) -> Result<Option<MediaPlace>, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT post_id, group_id, school_id, live FROM media_items WHERE media_id = $1",
+    )
+    .bind(media_id.to_string())
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|row| {
+        Ok(MediaPlace {
+            media_id,
+            post_id: id(&row, 0)?,
+            group_id: id(&row, 1)?,
+            school_id: id(&row, 2)?,
+            live: row.try_get::<i64, _>(3)? != 0,
+        })
+    })
+    .transpose()
 }
