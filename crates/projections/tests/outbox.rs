@@ -13,8 +13,8 @@ use kring_domain::school::SchoolAction;
 use kring_domain::simulation::World;
 use kring_domain::{Actor, ChildId, ConversationId, MessageId, PersonId};
 use kring_projections::models::outbox::{
-    self, availability, due, ensure_delivery_table, held, mark_delivered, Availability,
-    Notification, NotificationId, NotificationKind,
+    self, availability, due, ensure_delivery_table, held, mark_delivered, undelivered_of,
+    Availability, Notification, NotificationId, NotificationKind,
 };
 use kring_store::EventStore;
 use std::sync::Arc;
@@ -31,6 +31,7 @@ both_backends!(vec![Arc::new(outbox::OutboxProjection)];
     participants_who_left_are_no_longer_notified,
     delivered_notifications_are_not_due_again_even_after_a_rebuild,
     availability_shows_quiet_hours_and_until_when,
+    a_recipients_undelivered_notifications_are_theirs_alone_due_ones_first,
 );
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -548,4 +549,44 @@ async fn availability_shows_quiet_hours_and_until_when<S: EventStore + Clone>(mu
             .unwrap(),
         available
     );
+}
+
+async fn a_recipients_undelivered_notifications_are_theirs_alone_due_ones_first<
+    S: EventStore + Clone,
+>(
+    mut h: Harness<S>,
+) {
+    let mut s = school();
+    s.set_quiet_hours();
+    // Tuesday 10:00 in Amsterdam: the teacher writes to both guardians; mum answers, due at
+    // once for the teacher.
+    let (conversation, opening) = s.start(s.teacher);
+    s.world.advance(chrono::Duration::minutes(5));
+    let daytime = s.post(s.mum, conversation);
+    // Tuesday 20:00 in Amsterdam: held for the teacher until Wednesday 07:30.
+    s.at("2026-09-01T18:00:00Z");
+    let evening = s.post(s.dad, conversation);
+    ready(&mut h, &s.world).await;
+
+    let teachers = undelivered_of(&h.db, s.teacher, 100).await.unwrap();
+    let messages: Vec<MessageId> = teachers.iter().map(|n| n.message_id).collect();
+    assert_eq!(messages, vec![daytime, evening], "soonest released first");
+    assert!(teachers.iter().all(|n| n.recipient_id == s.teacher));
+    assert!(!teachers[0].was_held() && teachers[1].was_held());
+    assert_eq!(teachers[1].release_at, t("2026-09-02T05:30:00Z"));
+    // Mum hears of the teacher's and dad's messages, never of her own.
+    let mums: Vec<MessageId> = undelivered_of(&h.db, s.mum, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.message_id)
+        .collect();
+    assert_eq!(mums, vec![opening, evening]);
+    assert_eq!(undelivered_of(&h.db, s.teacher, 1).await.unwrap().len(), 1);
+
+    mark_delivered(&h.db, &[teachers[0].id], s.world.now)
+        .await
+        .unwrap();
+    let left = undelivered_of(&h.db, s.teacher, 100).await.unwrap();
+    assert_eq!(left, vec![teachers[1].clone()], "delivered ones are gone");
 }

@@ -147,6 +147,11 @@ const HELD: &str = select_notifications!(
     "WHERE n.recipient_id = $1 AND n.release_at > $2 AND d.notification_id IS NULL
 ORDER BY n.release_at, n.created_at, n.position"
 );
+const UNDELIVERED_OF: &str = select_notifications!(
+    "WHERE n.recipient_id = $1 AND d.notification_id IS NULL
+ORDER BY n.release_at, n.created_at, n.position
+LIMIT $2"
+);
 const ONE: &str = select_notifications!("WHERE n.notification_id = $1");
 const SCHEDULE_OF_STAFF: &str = "SELECT q.schedule FROM outbox_quiet_hours q
 WHERE q.person_id = $1 AND EXISTS (SELECT 1 FROM outbox_staff s WHERE s.person_id = q.person_id)";
@@ -508,6 +513,25 @@ pub async fn held(
     let rows = sqlx::query(HELD)
         .bind(recipient.to_string())
         .bind(micros(now))
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter().map(notification_from).collect()
+}
+
+/// The notifications to `recipient` not delivered yet, due and held alike, soonest released
+/// first, at most `limit`: what a recipient's own app fetches (those released at or before now
+/// are due; the rest are held for the recipient's quiet hours).
+///
+/// # Errors
+/// Database failures; the delivery table missing ([`ensure_delivery_table`]).
+pub async fn undelivered_of(
+    db: &ReadDb,
+    recipient: PersonId,
+    limit: u32,
+) -> Result<Vec<Notification>, ProjectionError> {
+    let rows = sqlx::query(UNDELIVERED_OF)
+        .bind(recipient.to_string())
+        .bind(i64::from(limit))
         .fetch_all(db.pool())
         .await?;
     rows.iter().map(notification_from).collect()
