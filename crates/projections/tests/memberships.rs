@@ -28,6 +28,7 @@ both_backends!(vec![Arc::new(memberships::MembershipsProjection)];
     profile_shows_own_email_roles_children_and_groups,
     unlinked_guardian_leaves_the_group,
     invitation_status_follows_accept_approve_revoke_and_expiry,
+    invitations_of_an_invitee_are_only_their_own,
     erased_person_shows_as_erased_in_the_group,
     moved_and_corrected_child_shows_in_its_new_group_with_its_guardians,
     staff_who_leave_or_are_unassigned_leave_their_groups,
@@ -42,7 +43,7 @@ fn side_by_side() -> Vec<Arc<dyn kring_projections::Projection>> {
     use kring_projections::models::{absences, activities, conversations};
     vec![
         Arc::new(memberships::MembershipsProjection),
-        Arc::new(conversations::ConversationsProjection),
+        Arc::new(conversations::ConversationsProjection::default()),
         Arc::new(absences::AbsencesProjection),
         Arc::new(activities::ActivitiesProjection),
     ]
@@ -471,6 +472,33 @@ async fn invitation_status_follows_accept_approve_revoke_and_expiry<S: EventStor
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn invitations_of_an_invitee_are_only_their_own<S: EventStore + Clone>(mut h: Harness<S>) {
+    let mut world = World::with_classes(1, 2, 0);
+    let teacher = Actor::Person(world.staff[1]);
+    let [c1, c2] = [world.child_ids[0], world.child_ids[1]];
+    let (first, invitee) = world.invite(teacher, c1).unwrap();
+    let (_, other) = world.invite(teacher, c2).unwrap();
+    h.sync(&world).await;
+    let own = memberships::invitations_of_invitee(&h.db, invitee)
+        .await
+        .unwrap();
+    assert_eq!(own.len(), 1);
+    assert_eq!((own[0].invitation_id, own[0].child_id), (first, c1));
+    assert_eq!(open(&h, &own[0].email).await, "parent1@mail.example");
+    let theirs = memberships::invitations_of_invitee(&h.db, other)
+        .await
+        .unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_ne!(theirs[0].invitation_id, first);
+    assert!(
+        memberships::invitations_of_invitee(&h.db, world.staff[1])
+            .await
+            .unwrap()
+            .is_empty(),
+        "the inviter is no invitee"
+    );
 }
 
 async fn erased_person_shows_as_erased_in_the_group<S: EventStore + Clone>(mut h: Harness<S>) {

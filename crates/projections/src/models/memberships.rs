@@ -10,7 +10,8 @@
 //! Personal fields (names, e-mail addresses) stay sealed here: they are stored as the envelope's
 //! JSON and returned as [`Sealed`] values for the caller to open with the key vault, so an
 //! erasure shows at once. E-mail addresses are returned only by [`person`] (the owner's own
-//! profile) and [`invitations_of_group`] (staff managing invitations), never by [`group`].
+//! profile), [`invitations_of_invitee`] (the invitee's own export) and [`invitations_of_group`]
+//! (staff managing invitations), never by [`group`].
 
 use crate::db::{from_micros, micros, ReadDb};
 use crate::error::ProjectionError;
@@ -1006,25 +1007,49 @@ pub async fn invitations_of_group(
         .fetch_all(db.pool())
         .await?
         .iter()
-        .map(|r| {
-            Ok(InvitationView {
-                invitation_id: InvitationId::from_uuid(uuid(&r.get::<String, _>(0))?),
-                school_id: school_id(r, 1)?,
-                group_id: group_id(r, 2)?,
-                child_id: child_id(r, 3)?,
-                corrected_from: r
-                    .get::<Option<String>, _>(4)
-                    .map(|s| Ok::<_, ProjectionError>(ChildId::from_uuid(uuid(&s)?)))
-                    .transpose()?,
-                invitee_id: person_id(r, 5)?,
-                email: sealed(&r.get::<String, _>(6))?,
-                status: InvitationState::parse(&r.get::<String, _>(7))?,
-                invited_by: person_id(r, 8)?,
-                invited_at: from_micros(r.get(9)),
-                expires_at: from_micros(r.get(10)),
-                updated_at: from_micros(r.get(11)),
-            })
-        })
+        .map(invitation_view)
+        .collect()
+}
+
+fn invitation_view(r: &AnyRow) -> Result<InvitationView, ProjectionError> {
+    Ok(InvitationView {
+        invitation_id: InvitationId::from_uuid(uuid(&r.get::<String, _>(0))?),
+        school_id: school_id(r, 1)?,
+        group_id: group_id(r, 2)?,
+        child_id: child_id(r, 3)?,
+        corrected_from: r
+            .get::<Option<String>, _>(4)
+            .map(|s| Ok::<_, ProjectionError>(ChildId::from_uuid(uuid(&s)?)))
+            .transpose()?,
+        invitee_id: person_id(r, 5)?,
+        email: sealed(&r.get::<String, _>(6))?,
+        status: InvitationState::parse(&r.get::<String, _>(7))?,
+        invited_by: person_id(r, 8)?,
+        invited_at: from_micros(r.get(9)),
+        expires_at: from_micros(r.get(10)),
+        updated_at: from_micros(r.get(11)),
+    })
+}
+
+const INVITATIONS_OF_INVITEE: &str = "SELECT invitation_id, school_id, group_id, child_id, corrected_from, invitee_id, email, status,
+    invited_by, invited_at, expires_at, updated_at
+FROM membership_invitations WHERE invitee_id = $1 ORDER BY invited_at, invitation_id";
+
+/// The invitations sent to `person` (as invitee), oldest first, with sealed e-mail addresses
+/// (for the person's own export).
+///
+/// # Errors
+/// Database failures; a stored row this build cannot read.
+pub async fn invitations_of_invitee(
+    db: &ReadDb,
+    person: PersonId,
+) -> Result<Vec<InvitationView>, ProjectionError> {
+    sqlx::query(INVITATIONS_OF_INVITEE)
+        .bind(person.to_string())
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(invitation_view)
         .collect()
 }
 
