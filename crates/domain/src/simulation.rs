@@ -23,6 +23,8 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+pub mod workload;
+
 /// One recorded event of the simulated log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
@@ -91,6 +93,13 @@ impl World {
     /// A registered school with a director and no groups, at 2026-09-01 08:00 UTC.
     #[must_use]
     pub fn new() -> Self {
+        Self::numbered(0)
+    }
+
+    /// Like [`World::new`] for the `n`-th of several simulated schools: its ids never meet
+    /// those of another number's world (the 0-th is [`World::new`]'s).
+    #[must_use]
+    pub fn numbered(n: u64) -> Self {
         let now = Utc
             .with_ymd_and_hms(2026, 9, 1, 8, 0, 0)
             .single()
@@ -117,7 +126,7 @@ impl World {
             media_ids: Vec::new(),
             activity_ids: Vec::new(),
             conversation_ids: Vec::new(),
-            counter: 0,
+            counter: n << 40,
         };
         world.school_id = SchoolId::from_uuid(world.next_uuid());
         let school_group_id = GroupId::from_uuid(world.next_uuid());
@@ -147,7 +156,18 @@ impl World {
         children_per_group: usize,
         guardians_per_child: usize,
     ) -> Self {
-        let mut world = Self::new();
+        Self::numbered_with_classes(0, groups, children_per_group, guardians_per_child)
+    }
+
+    /// Like [`World::with_classes`] for the `n`-th of several schools (see [`World::numbered`]).
+    #[must_use]
+    pub fn numbered_with_classes(
+        n: u64,
+        groups: usize,
+        children_per_group: usize,
+        guardians_per_child: usize,
+    ) -> Self {
+        let mut world = Self::numbered(n);
         let director = Actor::Person(world.director);
         for g in 0..groups {
             let group = world
