@@ -154,6 +154,8 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
         (None, None)
     };
     let state = AppState::new(system, auth, board, options.limits.clone());
+    // Complete erasures and approvals a stopped process left half done (idempotent).
+    tokio::spawn(crate::routes::rights::sweep_in_background(state.clone()));
     let listener =
         TcpListener::bind(options.listen)
             .await
