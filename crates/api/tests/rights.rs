@@ -1,0 +1,610 @@
+//! Data-subject rights and audit over real HTTP, on SQLite and on PostgreSQL: export, erasure
+//! (also when interrupted), the hash-chain verification and the access log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod rights_fixture;
+
+use kring_api::exec::{InvitationAgg, PersonAgg};
+use kring_api::routes::rights::{sweep, SweepReport};
+use kring_domain::access::Subject;
+use kring_domain::invitation::{self, InvitationAction, InvitationContext};
+use kring_domain::person::{self, PersonAction, PersonContext};
+use kring_domain::{Actor, Command, InvitationId, PersonId, StreamName};
+use kring_store::{EventStore, EventStoreExt};
+use rights_fixture::{Api, School};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+on_both_backends!(
+    erasure_shows_erased_everywhere_and_keeps_the_consent_history,
+    only_the_operator_and_the_schools_director_erase,
+    an_interrupted_erasure_or_approval_is_completed_by_repeating_or_by_the_sweep,
+    export_holds_the_callers_data_opened_and_nothing_of_other_parents,
+    verify_walks_every_chain_for_compliance_officers_and_the_operator,
+    reads_by_compliance_officers_and_the_operator_are_in_the_access_log,
+);
+
+async fn event_types(api: &Api, stream: StreamName) -> Vec<String> {
+    api.running
+        .state
+        .system
+        .store
+        .read_stream_to_end(&stream)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect()
+}
+
+fn find<'a>(list: &'a Value, key: &str, id: impl ToString) -> &'a Value {
+    let id = id.to_string();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v[key].as_str() == Some(id.as_str()))
+        .unwrap_or_else(|| panic!("{key} {id} not in {list}"))
+}
+
+async fn erasure_shows_erased_everywhere_and_keeps_the_consent_history(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let consent = format!("/v1/children/{}/consents/group_communication", s.child_a);
+    api.put(&consent, &api.person(mum), json!({"granted": true}))
+        .await
+        .expect(200);
+    api.put(&consent, &api.person(mum), json!({"granted": false}))
+        .await
+        .expect(200);
+
+    let r = api
+        .post(
+            &format!("/v1/people/{mum}/erasure"),
+            Some(&api.person(s.director)),
+            json!({}),
+        )
+        .await
+        .expect(202);
+    let erased_at = r.position();
+    assert_eq!(
+        event_types(&api, StreamName::person(mum)).await,
+        vec!["PersonErasureRequested", "PersonErased"]
+    );
+    let me = api
+        .get(
+            &format!("/v1/me?min_position={erased_at}"),
+            &api.person(mum),
+        )
+        .await
+        .expect(200);
+    assert_eq!(me.body["display_name"], "[erased]");
+    assert_eq!(me.body["email"], "[erased]");
+    assert!(!me.text.contains("mama@home.example"));
+    let group = api
+        .get_fresh(&format!("/v1/groups/{}", s.group), &api.person(s.teacher))
+        .await
+        .expect(200);
+    assert_eq!(
+        find(&group.body["guardians"], "person_id", mum)["display_name"],
+        "[erased]"
+    );
+    assert!(!group.text.contains("Mama"));
+
+    // Repeating is harmless: nothing more is written.
+    let head = api.head().await;
+    api.post(
+        &format!("/v1/people/{mum}/erasure"),
+        Some(&api.operator()),
+        json!({}),
+    )
+    .await
+    .expect(202);
+    assert_eq!(api.head().await, head);
+
+    let r = api
+        .post(
+            &format!("/v1/children/{}/erasure", s.child_a),
+            Some(&api.operator()),
+            json!({}),
+        )
+        .await
+        .expect(202);
+    assert_eq!(
+        event_types(&api, StreamName::child(s.child_a)).await,
+        vec![
+            "ConsentDecided",
+            "ConsentDecided",
+            "ChildErasureRequested",
+            "ChildErased"
+        ]
+    );
+    let group = api
+        .get(
+            &format!("/v1/groups/{}?min_position={}", s.group, r.position()),
+            &api.person(s.teacher),
+        )
+        .await
+        .expect(200);
+    let child = find(&group.body["children"], "child_id", s.child_a);
+    assert_eq!(
+        (&child["first_name"], &child["last_initial"]),
+        (&json!("[erased]"), &json!("[erased]"))
+    );
+    assert_eq!(
+        find(&group.body["children"], "child_id", s.child_b)["first_name"],
+        "Daan",
+        "only the erased child"
+    );
+    let me = api.get_fresh("/v1/me", &api.person(mum)).await.expect(200);
+    assert_eq!(me.body["children"][0]["first_name"], "[erased]");
+
+    // The school can still demonstrate who decided what, when.
+    let history = api
+        .get_fresh(
+            &format!("/v1/children/{}/consents/history", s.child_a),
+            &api.person(s.officer),
+        )
+        .await
+        .expect(200);
+    let entries = history.body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().all(|e| e["guardian_id"] == json!(mum)));
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| e["granted"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!(true), json!(false)]
+    );
+    let verify = api
+        .get("/v1/audit/verify", &api.person(s.officer))
+        .await
+        .expect(200);
+    assert_eq!(verify.body["ok"], true, "erasure leaves every chain intact");
+}
+
+async fn only_the_operator_and_the_schools_director_erase(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let other_school = School::build(&api, "Het Anker").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let head = api.head().await;
+    let person = format!("/v1/people/{mum}/erasure");
+    let child = format!("/v1/children/{}/erasure", s.child_a);
+    for who in [s.teacher, s.officer, mum, other_school.director] {
+        let r = api
+            .post(&person, Some(&api.person(who)), json!({}))
+            .await
+            .expect(403);
+        assert_eq!(r.code(), "forbidden");
+    }
+    for who in [s.teacher, s.officer, mum] {
+        api.post(&child, Some(&api.person(who)), json!({}))
+            .await
+            .expect(403);
+    }
+    // The child's existence is private to its school.
+    api.post(&child, Some(&api.person(other_school.director)), json!({}))
+        .await
+        .expect(404);
+    api.post(&child, None, json!({})).await.expect(401);
+    api.post(
+        &format!("/v1/people/{}/erasure", PersonId::generate()),
+        Some(&api.operator()),
+        json!({}),
+    )
+    .await
+    .expect(404);
+    api.post(
+        "/v1/people/niet-een-id/erasure",
+        Some(&api.operator()),
+        json!({}),
+    )
+    .await
+    .expect(400);
+    assert_eq!(api.head().await, head, "nothing written");
+    assert!(!api
+        .running
+        .state
+        .system
+        .vault
+        .is_erased(Subject::Person(mum))
+        .await
+        .unwrap());
+    api.post(&child, Some(&api.person(s.director)), json!({}))
+        .await
+        .expect(202);
+    assert!(api
+        .running
+        .state
+        .system
+        .vault
+        .is_erased(Subject::Child(s.child_a))
+        .await
+        .unwrap());
+}
+
+async fn an_interrupted_erasure_or_approval_is_completed_by_repeating_or_by_the_sweep(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let dad = s.guardian(&api, s.child_b, "Papa").await;
+    let state = &api.running.state;
+    let roster = state.exec.school(s.school_id).await.unwrap().state;
+
+    // A process that stopped right after recording the requests: keys still there.
+    for p in [mum, dad] {
+        state
+            .exec
+            .run::<PersonAgg, _>(
+                StreamName::person(p),
+                Actor::Operator,
+                Uuid::now_v7(),
+                |st, now| {
+                    person::decide(
+                        &PersonContext {
+                            person: st,
+                            school: &roster,
+                        },
+                        Command::new(
+                            Actor::Operator,
+                            PersonAction::RequestErasure { person_id: p },
+                        ),
+                        now,
+                    )
+                },
+            )
+            .await
+            .unwrap();
+    }
+    // …and one that stopped between approving an invitation and linking the guardian.
+    let (invitation, code) = s.invite(&api, s.child_c, "opa@home.example").await;
+    let accepted = api
+        .post(
+            "/v1/invitations/accept",
+            None,
+            json!({"code": code, "display_name": "Opa"}),
+        )
+        .await
+        .expect(200);
+    let grandpa: PersonId = accepted.body["person_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let teacher2 = Actor::Person(s.teacher2);
+    let roster = state.exec.school(s.school_id).await.unwrap().state;
+    state
+        .exec
+        .run::<InvitationAgg, _>(
+            StreamName::invitation(InvitationId::from_uuid(invitation)),
+            teacher2,
+            Uuid::now_v7(),
+            |inv, now| {
+                invitation::decide(
+                    &InvitationContext {
+                        invitation: inv,
+                        school: &roster,
+                    },
+                    Command::new(teacher2, InvitationAction::Approve { child_id: None }),
+                    now,
+                )
+            },
+        )
+        .await
+        .unwrap();
+    let me = api
+        .get_fresh("/v1/me", &api.person(grandpa))
+        .await
+        .expect(200);
+    assert_eq!(
+        me.body["children"],
+        json!([]),
+        "approved but not linked yet"
+    );
+    assert_eq!(
+        api.get_fresh("/v1/me", &api.person(mum)).await.body["display_name"],
+        "Mama",
+        "requested but not erased yet"
+    );
+
+    // Repeating the request completes one erasure…
+    api.post(
+        &format!("/v1/people/{mum}/erasure"),
+        Some(&api.operator()),
+        json!({}),
+    )
+    .await
+    .expect(202);
+    assert_eq!(
+        event_types(&api, StreamName::person(mum)).await,
+        vec!["PersonErasureRequested", "PersonErased"]
+    );
+    // …and the start-up sweep completes the rest.
+    let report = sweep(state).await.unwrap();
+    assert_eq!(
+        report,
+        SweepReport {
+            people_erased: 1,
+            children_erased: 0,
+            guardians_linked: 1
+        }
+    );
+    assert!(state
+        .system
+        .vault
+        .is_erased(Subject::Person(dad))
+        .await
+        .unwrap());
+    assert_eq!(
+        event_types(&api, StreamName::person(dad)).await,
+        vec!["PersonErasureRequested", "PersonErased"]
+    );
+    let me = api.get_fresh("/v1/me", &api.person(dad)).await.expect(200);
+    assert_eq!(me.body["display_name"], "[erased]");
+    let me = api
+        .get_fresh("/v1/me", &api.person(grandpa))
+        .await
+        .expect(200);
+    assert_eq!(
+        me.body["children"][0]["child_id"],
+        json!(s.child_c),
+        "the sweep linked the approved guardian"
+    );
+    assert_eq!(
+        sweep(state).await.unwrap(),
+        SweepReport::default(),
+        "nothing left to complete"
+    );
+}
+
+fn events_of_type<'a>(export: &'a Value, event_type: &str) -> Vec<&'a Value> {
+    export["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_type"] == event_type)
+        .collect()
+}
+
+async fn export_holds_the_callers_data_opened_and_nothing_of_other_parents(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let _dad = s.guardian(&api, s.child_a, "Papa").await;
+    let _neighbour = s.guardian(&api, s.child_b, "Buurvrouw").await;
+    let consent = format!("/v1/children/{}/consents/group_communication", s.child_a);
+    api.put(&consent, &api.person(mum), json!({"granted": true}))
+        .await
+        .expect(200);
+
+    let export = api
+        .get_fresh("/v1/me/export", &api.person(mum))
+        .await
+        .expect(200);
+    let body = &export.body;
+    assert_eq!(body["person_id"], json!(mum));
+    assert_eq!(body["profile"]["email"], "mama@home.example");
+    assert_eq!(body["profile"]["children"][0]["first_name"], "Sanne");
+    let invited = events_of_type(body, "Invited");
+    assert_eq!(invited.len(), 1);
+    assert_eq!(invited[0]["payload"]["email"], "mama@home.example");
+    assert_eq!(
+        events_of_type(body, "InvitationAccepted")[0]["payload"]["display_name"],
+        "Mama"
+    );
+    assert_eq!(events_of_type(body, "ConsentDecided").len(), 1);
+    let enrolled = events_of_type(body, "ChildEnrolled");
+    assert_eq!(enrolled.len(), 1, "only their own child's enrolment");
+    assert_eq!(enrolled[0]["payload"]["first_name"], "Sanne");
+    assert_eq!(
+        events_of_type(body, "GuardianLinked").len(),
+        2,
+        "both guardians of their child"
+    );
+    let positions: Vec<u64> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "in log order");
+    for other in [
+        "papa@home.example",
+        "Papa",
+        "buurvrouw@home.example",
+        "Buurvrouw",
+        "Daan",
+        "juf@school.example",
+        "$sealed",
+    ] {
+        assert!(!export.text.contains(other), "{other} in the export");
+    }
+
+    // The operator is no data subject.
+    api.get_fresh("/v1/me/export", &api.operator())
+        .await
+        .expect(403);
+    api.call(reqwest::Method::GET, "/v1/me/export", None, None)
+        .await
+        .expect(401);
+
+    // After erasure the export shows the fields as erased, and the facts remain.
+    api.post(
+        &format!("/v1/people/{mum}/erasure"),
+        Some(&api.person(s.director)),
+        json!({}),
+    )
+    .await
+    .expect(202);
+    let export = api
+        .get_fresh("/v1/me/export", &api.person(mum))
+        .await
+        .expect(200);
+    assert!(!export.text.contains("mama@home.example"));
+    assert_eq!(
+        events_of_type(&export.body, "Invited")[0]["payload"]["email"],
+        "[erased]"
+    );
+    assert_eq!(events_of_type(&export.body, "ConsentDecided").len(), 1);
+    assert_eq!(events_of_type(&export.body, "PersonErased").len(), 1);
+}
+
+async fn verify_walks_every_chain_for_compliance_officers_and_the_operator(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let all = api
+        .running
+        .state
+        .system
+        .store
+        .read_all(0, 100_000)
+        .await
+        .unwrap();
+    let streams: std::collections::BTreeSet<_> = all.iter().map(|e| e.stream).collect();
+    for token in [api.person(s.officer), api.operator()] {
+        let r = api.get("/v1/audit/verify", &token).await.expect(200);
+        assert_eq!(r.body["ok"], true);
+        assert_eq!(r.body["failures"], json!([]));
+        assert_eq!(r.body["events_checked"], json!(all.len()));
+        // The school's roster and the guardian's invitation.
+        assert_eq!(r.body["streams_checked"], json!(streams.len()));
+        assert_eq!(streams.len(), 2);
+    }
+    for who in [s.teacher, s.director, mum] {
+        let r = api
+            .get("/v1/audit/verify", &api.person(who))
+            .await
+            .expect(403);
+        assert_eq!(r.code(), "forbidden");
+    }
+}
+
+async fn reads_by_compliance_officers_and_the_operator_are_in_the_access_log(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let other_school = School::build(&api, "Het Anker").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let consent = format!("/v1/children/{}/consents/group_communication", s.child_a);
+    api.put(&consent, &api.person(mum), json!({"granted": true}))
+        .await
+        .expect(200);
+    let history = format!("/v1/children/{}/consents/history", s.child_a);
+    let consents = format!("/v1/children/{}/consents", s.child_a);
+    // Not audited: a guardian, a director, a teacher.
+    api.get_fresh(&history, &api.person(mum)).await.expect(200);
+    api.get_fresh(&history, &api.person(s.director))
+        .await
+        .expect(200);
+    api.get_fresh(&consents, &api.person(s.teacher))
+        .await
+        .expect(200);
+    let log = format!("/v1/audit/access-log?subject=child:{}", s.child_a);
+    let before = api
+        .get_fresh(&log, &api.person(s.officer))
+        .await
+        .expect(200);
+    assert_eq!(before.body["entries"], json!([]));
+
+    // Audited: the compliance officer's and the operator's reads.
+    api.get_fresh(&history, &api.person(s.officer))
+        .await
+        .expect(200);
+    api.get_fresh(&consents, &api.person(s.officer))
+        .await
+        .expect(200);
+    api.get_fresh(&consents, &api.operator()).await.expect(200);
+    let after = api
+        .get_fresh(&log, &api.person(s.officer))
+        .await
+        .expect(200);
+    let entries = after.body["entries"].as_array().unwrap();
+    let seen: Vec<(Value, Value, Value)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["accessor"]["kind"].clone(),
+                e["accessor"]["person_id"].clone(),
+                e["reason"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                json!("person"),
+                json!(s.officer),
+                json!("GET /v1/children/{child_id}/consents/history")
+            ),
+            (
+                json!("person"),
+                json!(s.officer),
+                json!("GET /v1/children/{child_id}/consents")
+            ),
+            (
+                json!("operator"),
+                Value::Null,
+                json!("GET /v1/children/{child_id}/consents")
+            ),
+        ]
+    );
+    assert!(entries
+        .iter()
+        .all(|e| e["subject"] == json!({"kind": "child", "id": s.child_a})));
+    assert_eq!(after.body["next_after"], Value::Null);
+    assert_eq!(
+        event_types(&api, StreamName::access(s.child_a.as_uuid()))
+            .await
+            .len(),
+        3,
+        "each read is an event in the child's access stream"
+    );
+
+    // Paging: one at a time.
+    let first = api
+        .get_fresh("/v1/audit/access-log?limit=1", &api.person(s.officer))
+        .await
+        .expect(200);
+    assert_eq!(first.body["entries"].as_array().unwrap().len(), 1);
+    let cursor = first.body["next_after"].as_u64().unwrap();
+    let rest = api
+        .get_fresh(
+            &format!("/v1/audit/access-log?after={cursor}"),
+            &api.person(s.officer),
+        )
+        .await
+        .expect(200);
+    assert_eq!(rest.body["entries"].as_array().unwrap().len(), 2);
+
+    // Another school's compliance officer sees none of it; others may not read the log.
+    let theirs = api
+        .get_fresh("/v1/audit/access-log", &api.person(other_school.officer))
+        .await
+        .expect(200);
+    assert_eq!(theirs.body["entries"], json!([]));
+    api.get_fresh(&log, &api.person(other_school.officer))
+        .await
+        .expect(404);
+    for token in [
+        api.person(s.teacher),
+        api.person(s.director),
+        api.person(mum),
+        api.operator(),
+    ] {
+        let r = api.get_fresh(&log, &token).await.expect(403);
+        assert_eq!(r.code(), "forbidden");
+    }
+    for bad in [
+        "/v1/audit/access-log?subject=kind:1",
+        "/v1/audit/access-log?subject=child:niet-een-id",
+        "/v1/audit/access-log?limit=0",
+    ] {
+        let r = api.get_fresh(bad, &api.person(s.officer)).await.expect(422);
+        assert_eq!(r.code(), "validation_failed");
+    }
+    // Reading the log itself is not logged.
+    assert_eq!(
+        event_types(&api, StreamName::access(s.child_a.as_uuid()))
+            .await
+            .len(),
+        3
+    );
+}
