@@ -132,3 +132,56 @@ impl Tables {
         sql
     }
 }
+
+/// The events of one batch a buffered read model needs, kept until its `flush`, per generation
+/// of tables (the runtime shares one projection instance between the serving generation and one
+/// being rebuilt).
+///
+/// A read model that buffers in `apply` and writes in bulk in `flush` loads the state it needs
+/// with one query per batch instead of one per event: on SQLite every statement is a hand-off to
+/// the connection's worker thread, which dominates per-event costs.
+///
+/// Positions rise within a batch, and `flush` takes the buffer away. A buffer still holding
+/// events at or past a new event's position belongs to a batch that rolled back before its
+/// flush (an error, a cancelled future): the runtime is re-applying from its checkpoint, so the
+/// buffer starts over. That, not `Projection::reset`, is what forgets such a buffer.
+#[derive(Debug)]
+pub struct Buffer<E> {
+    batches: Mutex<HashMap<i64, (u64, Vec<E>)>>,
+}
+
+impl<E> Default for Buffer<E> {
+    fn default() -> Self {
+        Self {
+            batches: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<E> Buffer<E> {
+    /// Notes the event at `position` for the batch of `tables`, keeping `needed` if any.
+    pub fn push(&self, tables: &Tables, position: u64, needed: Option<E>) {
+        let mut batches = self
+            .batches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (last, events) = batches.entry(tables.generation()).or_default();
+        if *last >= position {
+            events.clear();
+        }
+        *last = position;
+        if let Some(e) = needed {
+            events.push(e);
+        }
+    }
+
+    /// Takes the batch of `tables` (empty when nothing was needed).
+    pub fn take(&self, tables: &Tables) -> Vec<E> {
+        self.batches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&tables.generation())
+            .map(|(_, events)| events)
+            .unwrap_or_default()
+    }
+}

@@ -1,36 +1,36 @@
 //! Current consent per child and purpose, and the consent history: the audit trail of every
 //! decision with the effective value after it.
 
-use crate::bulk::{Bulk, Cell};
+use crate::bulk::{select_in, Bulk, Cell};
 use crate::db::{from_micros, micros, to_i64, to_u64, ReadDb};
 use crate::error::ProjectionError;
-use crate::projection::{Projected, Projection, Tables};
+use crate::projection::{Buffer, Projected, Projection, Tables};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::child::ChildEvent;
+use kring_domain::child::ConsentDecided;
 use kring_domain::consent::{self, ConsentMethod};
 use kring_domain::{ChildId, Event, PersonId, Purpose};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
-/// The projection. It buffers a batch's rows and writes them in a few statements on flush.
+/// The projection. It buffers a batch's decisions, loads the guardians' latest decisions of
+/// the children concerned with one query, and writes the batch in a few statements on flush.
 #[derive(Debug, Default)]
 pub struct ConsentProjection {
-    batch: Mutex<Batch>,
+    buffer: Buffer<Decision>,
 }
 
-/// What one batch has seen and will write.
-#[derive(Debug, Default)]
-struct Batch {
-    /// Each guardian's latest decision per (child, purpose) touched in this batch.
-    latest: HashMap<(String, Purpose), BTreeMap<String, bool>>,
-    /// Decisions to upsert, one per (child, purpose, guardian).
-    decisions: BTreeMap<(String, Purpose, String), [Cell; 7]>,
-    /// History rows to insert.
-    history: Vec<[Cell; 12]>,
+/// One decision as the batch saw it.
+#[derive(Debug)]
+struct Decision {
+    position: u64,
+    event_id: Uuid,
+    occurred_at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+    decided: ConsentDecided,
 }
 
 /// Its name.
@@ -68,7 +68,7 @@ const UPSERT_SUFFIX: &str =
     "ON CONFLICT (child_id, purpose, guardian_id) DO UPDATE SET granted = excluded.granted,
     at = excluded.at, policy_version = excluded.policy_version, method = excluded.method";
 const LATEST: &str =
-    "SELECT guardian_id, granted FROM {consent_decisions} WHERE child_id = $1 AND purpose = $2";
+    "SELECT child_id, purpose, guardian_id, granted FROM {consent_decisions} WHERE child_id IN ({in})";
 const HISTORY: &str = "INSERT INTO {consent_history} (position, event_id, child_id, school_id, purpose, granted, guardian_id,
     policy_version, method, occurred_at, recorded_at, effective_after)";
 
@@ -88,88 +88,95 @@ impl Projection for ConsentProjection {
 
     async fn apply(
         &self,
-        tx: &mut AnyConnection,
+        _tx: &mut AnyConnection,
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
-        let Event::Child(ChildEvent::ConsentDecided(d)) = e.event else {
-            return Ok(());
+        let needed = match e.event {
+            Event::Child(ChildEvent::ConsentDecided(d)) => Some(Decision {
+                position: e.recorded.position,
+                event_id: e.recorded.event_id,
+                occurred_at: e.recorded.occurred_at,
+                recorded_at: e.recorded.recorded_at,
+                decided: d.clone(),
+            }),
+            _ => None,
         };
-        let child = d.child_id.to_string();
-        let key = (child.clone(), d.purpose);
-        let cached = self.lock().latest.contains_key(&key);
-        if !cached {
-            let rows = sqlx::query(&t.sql(LATEST))
-                .bind(&child)
-                .bind(d.purpose.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
-            let loaded = rows
-                .iter()
-                .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) != 0))
-                .collect();
-            self.lock().latest.insert(key.clone(), loaded);
-        }
-        let guardian = d.guardian_id.to_string();
-        let mut batch = self.lock();
-        let latest = batch.latest.entry(key).or_default();
-        latest.insert(guardian.clone(), d.granted);
-        let effective = consent::effective(latest.values().copied());
-        batch.decisions.insert(
-            (child.clone(), d.purpose, guardian.clone()),
-            [
-                child.as_str().into(),
-                d.purpose.as_str().into(),
-                guardian.as_str().into(),
-                d.granted.into(),
-                micros(d.at).into(),
-                i64::from(d.policy_version).into(),
-                method_str(d.method).into(),
-            ],
-        );
-        batch.history.push([
-            to_i64(e.recorded.position).into(),
-            e.recorded.event_id.to_string().into(),
-            child.into(),
-            d.school_id.to_string().into(),
-            d.purpose.as_str().into(),
-            d.granted.into(),
-            guardian.into(),
-            i64::from(d.policy_version).into(),
-            method_str(d.method).into(),
-            micros(e.recorded.occurred_at).into(),
-            micros(e.recorded.recorded_at).into(),
-            effective.into(),
-        ]);
+        self.buffer.push(t, e.recorded.position, needed);
         Ok(())
     }
 
     async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
-        let batch = std::mem::take(&mut *self.lock());
-        let mut decisions = Bulk::new(t.sql(UPSERT), 7, UPSERT_SUFFIX);
-        for row in batch.decisions.into_values() {
-            decisions.row(row);
+        let batch = self.buffer.take(t);
+        if batch.is_empty() {
+            return Ok(());
         }
-        decisions.execute(tx).await?;
+        // Every guardian's latest decision per (child, purpose) of the children concerned.
+        let children: BTreeSet<String> = batch
+            .iter()
+            .map(|d| d.decided.child_id.to_string())
+            .collect();
+        let children: Vec<String> = children.into_iter().collect();
+        let mut latest: HashMap<(String, Purpose), BTreeMap<String, bool>> = HashMap::new();
+        for row in select_in(tx, &t.sql(LATEST), &[], &children).await? {
+            let key = (
+                row.try_get::<String, _>(0)?,
+                purpose(&row.try_get::<String, _>(1)?)?,
+            );
+            latest
+                .entry(key)
+                .or_default()
+                .insert(row.try_get(2)?, row.try_get::<i64, _>(3)? != 0);
+        }
+        let mut decisions: BTreeMap<(String, Purpose, String), [Cell; 7]> = BTreeMap::new();
         let mut history = Bulk::new(t.sql(HISTORY), 12, "");
-        for row in batch.history {
-            history.row(row);
+        for Decision {
+            position,
+            event_id,
+            occurred_at,
+            recorded_at,
+            decided: d,
+        } in batch
+        {
+            let child = d.child_id.to_string();
+            let guardian = d.guardian_id.to_string();
+            let of_purpose = latest.entry((child.clone(), d.purpose)).or_default();
+            of_purpose.insert(guardian.clone(), d.granted);
+            let effective = consent::effective(of_purpose.values().copied());
+            decisions.insert(
+                (child.clone(), d.purpose, guardian.clone()),
+                [
+                    child.as_str().into(),
+                    d.purpose.as_str().into(),
+                    guardian.as_str().into(),
+                    d.granted.into(),
+                    micros(d.at).into(),
+                    i64::from(d.policy_version).into(),
+                    method_str(d.method).into(),
+                ],
+            );
+            history.row([
+                to_i64(position).into(),
+                event_id.to_string().into(),
+                child.into(),
+                d.school_id.to_string().into(),
+                d.purpose.as_str().into(),
+                d.granted.into(),
+                guardian.into(),
+                i64::from(d.policy_version).into(),
+                method_str(d.method).into(),
+                micros(occurred_at).into(),
+                micros(recorded_at).into(),
+                effective.into(),
+            ]);
         }
+        let mut upserts = Bulk::new(t.sql(UPSERT), 7, UPSERT_SUFFIX);
+        for row in decisions.into_values() {
+            upserts.row(row);
+        }
+        upserts.execute(tx).await?;
         history.execute(tx).await?;
         Ok(())
-    }
-
-    fn reset(&self) {
-        *self.lock() = Batch::default();
-    }
-}
-
-impl ConsentProjection {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Batch> {
-        // A panic while holding the lock only poisons a buffer that `reset` rebuilds.
-        self.batch
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

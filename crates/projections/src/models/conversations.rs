@@ -4,9 +4,10 @@
 //! A message's `position` is the global log position of the event that posted it: unique,
 //! increasing, the same after a rebuild, and usable as a paging cursor.
 
+use crate::bulk::{select_in, Bulk};
 use crate::db::{from_micros, micros, to_i64, to_u64, ReadDb};
 use crate::error::ProjectionError;
-use crate::projection::{Projected, Projection, Tables};
+use crate::projection::{Buffer, Projected, Projection, Tables};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::conversation::ConversationEvent;
@@ -17,9 +18,11 @@ use sqlx::{AnyConnection, Row};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// The projection.
+/// The projection. It buffers a batch's events and writes them in a few statements on flush.
 #[derive(Debug, Default)]
-pub struct ConversationsProjection;
+pub struct ConversationsProjection {
+    buffer: Buffer<(u64, ConversationEvent)>,
+}
 
 /// Its name.
 pub const NAME: &str = "conversations";
@@ -53,19 +56,31 @@ CREATE TABLE {conversation_messages} (
 );
 CREATE INDEX {conversation_messages}_by_conversation ON {conversation_messages} (conversation_id, position)";
 
-const START: &str = "INSERT INTO {conversations} (conversation_id, school_id, child_id, started_by, started_at, last_message_at,
-    last_position, last_author_id, message_count)
-VALUES ($1, $2, $3, $4, $5, $5, $6, NULL, 0)
-ON CONFLICT (conversation_id) DO NOTHING";
-const PARTICIPATE: &str =
-    "INSERT INTO {conversation_participants} (conversation_id, person_id) VALUES ($1, $2)
-ON CONFLICT (conversation_id, person_id) DO NOTHING";
-const POST: &str = "INSERT INTO {conversation_messages} (position, message_id, conversation_id, author_id, body, at)
-VALUES ($1, $2, $3, $4, $5, $6)";
-const TOUCH: &str =
-    "UPDATE {conversations} SET last_message_at = $1, last_position = $2, last_author_id = $3,
-    message_count = message_count + 1
-WHERE conversation_id = $4";
+const LOAD: &str = "SELECT conversation_id, school_id, child_id, started_by, started_at, last_message_at,
+    last_position, last_author_id, message_count FROM {conversations} WHERE conversation_id IN ({in})";
+const UPSERT: &str =
+    "INSERT INTO {conversations} (conversation_id, school_id, child_id, started_by, started_at,
+    last_message_at, last_position, last_author_id, message_count)";
+const UPSERT_SUFFIX: &str =
+    "ON CONFLICT (conversation_id) DO UPDATE SET last_message_at = excluded.last_message_at,
+    last_position = excluded.last_position, last_author_id = excluded.last_author_id,
+    message_count = excluded.message_count";
+const PARTICIPATE: &str = "INSERT INTO {conversation_participants} (conversation_id, person_id)";
+const PARTICIPATE_SUFFIX: &str = "ON CONFLICT (conversation_id, person_id) DO NOTHING";
+const POST: &str =
+    "INSERT INTO {conversation_messages} (position, message_id, conversation_id, author_id, body, at)";
+
+/// A conversation's row, as loaded or started in a batch.
+struct Summary {
+    school_id: String,
+    child_id: String,
+    started_by: String,
+    started_at: i64,
+    last_message_at: i64,
+    last_position: i64,
+    last_author_id: Option<String>,
+    message_count: i64,
+}
 
 #[async_trait]
 impl Projection for ConversationsProjection {
@@ -87,56 +102,110 @@ impl Projection for ConversationsProjection {
 
     async fn apply(
         &self,
-        tx: &mut AnyConnection,
+        _tx: &mut AnyConnection,
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
-        let Event::Conversation(event) = e.event else {
-            return Ok(());
+        let needed = match e.event {
+            Event::Conversation(event) => Some((e.recorded.position, event.clone())),
+            _ => None,
         };
-        let position = to_i64(e.recorded.position);
-        match event {
-            ConversationEvent::ConversationStarted(d) => {
-                let conversation = d.conversation_id.to_string();
-                sqlx::query(&t.sql(START))
-                    .bind(&conversation)
-                    .bind(d.school_id.to_string())
-                    .bind(d.child_id.to_string())
-                    .bind(d.started_by.to_string())
-                    .bind(micros(d.at))
-                    .bind(position)
-                    .execute(&mut *tx)
-                    .await?;
-                let participate = t.sql(PARTICIPATE);
-                for person in d.participants.iter().chain(std::iter::once(&d.started_by)) {
-                    sqlx::query(&participate)
-                        .bind(&conversation)
-                        .bind(person.to_string())
-                        .execute(&mut *tx)
-                        .await?;
+        self.buffer.push(t, e.recorded.position, needed);
+        Ok(())
+    }
+
+    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+        let batch = self.buffer.take(t);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = batch
+            .iter()
+            .filter_map(|(_, e)| match e {
+                ConversationEvent::MessagePosted(d) => Some(d.conversation_id.to_string()),
+                ConversationEvent::ConversationStarted(_) => None,
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut touched: BTreeMap<String, Summary> = BTreeMap::new();
+        for row in select_in(tx, &t.sql(LOAD), &[], &ids).await? {
+            touched.insert(
+                row.try_get(0)?,
+                Summary {
+                    school_id: row.try_get(1)?,
+                    child_id: row.try_get(2)?,
+                    started_by: row.try_get(3)?,
+                    started_at: row.try_get(4)?,
+                    last_message_at: row.try_get(5)?,
+                    last_position: row.try_get(6)?,
+                    last_author_id: row.try_get(7)?,
+                    message_count: row.try_get(8)?,
+                },
+            );
+        }
+        let mut participants = Bulk::new(t.sql(PARTICIPATE), 2, PARTICIPATE_SUFFIX);
+        let mut messages = Bulk::new(t.sql(POST), 6, "");
+        for (position, event) in batch {
+            let position = to_i64(position);
+            match event {
+                ConversationEvent::ConversationStarted(d) => {
+                    let conversation = d.conversation_id.to_string();
+                    for person in d.participants.iter().chain(std::iter::once(&d.started_by)) {
+                        participants.row([conversation.as_str().into(), person.to_string().into()]);
+                    }
+                    touched.entry(conversation).or_insert(Summary {
+                        school_id: d.school_id.to_string(),
+                        child_id: d.child_id.to_string(),
+                        started_by: d.started_by.to_string(),
+                        started_at: micros(d.at),
+                        last_message_at: micros(d.at),
+                        last_position: position,
+                        last_author_id: None,
+                        message_count: 0,
+                    });
+                }
+                ConversationEvent::MessagePosted(d) => {
+                    let conversation = d.conversation_id.to_string();
+                    let author = d.author_id.to_string();
+                    messages.row([
+                        position.into(),
+                        d.message_id.to_string().into(),
+                        conversation.as_str().into(),
+                        author.as_str().into(),
+                        sealed_text(&d.body)?.into(),
+                        micros(d.at).into(),
+                    ]);
+                    let summary = touched.get_mut(&conversation).ok_or_else(|| {
+                        ProjectionError::Invalid(format!(
+                            "message {} posted to conversation {conversation}, which never started",
+                            d.message_id
+                        ))
+                    })?;
+                    summary.last_message_at = micros(d.at);
+                    summary.last_position = position;
+                    summary.last_author_id = Some(author);
+                    summary.message_count += 1;
                 }
             }
-            ConversationEvent::MessagePosted(d) => {
-                let (conversation, author) =
-                    (d.conversation_id.to_string(), d.author_id.to_string());
-                sqlx::query(&t.sql(POST))
-                    .bind(position)
-                    .bind(d.message_id.to_string())
-                    .bind(&conversation)
-                    .bind(&author)
-                    .bind(sealed_text(&d.body)?)
-                    .bind(micros(d.at))
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(&t.sql(TOUCH))
-                    .bind(micros(d.at))
-                    .bind(position)
-                    .bind(&author)
-                    .bind(&conversation)
-                    .execute(&mut *tx)
-                    .await?;
-            }
         }
+        let mut summaries = Bulk::new(t.sql(UPSERT), 9, UPSERT_SUFFIX);
+        for (id, s) in touched {
+            summaries.row([
+                id.into(),
+                s.school_id.into(),
+                s.child_id.into(),
+                s.started_by.into(),
+                s.started_at.into(),
+                s.last_message_at.into(),
+                s.last_position.into(),
+                s.last_author_id.into(),
+                s.message_count.into(),
+            ]);
+        }
+        summaries.execute(tx).await?;
+        participants.execute(tx).await?;
+        messages.execute(tx).await?;
         Ok(())
     }
 }

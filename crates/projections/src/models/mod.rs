@@ -18,7 +18,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(consent::ConsentProjection::default()),
         Arc::new(memberships::MembershipsProjection),
-        Arc::new(conversations::ConversationsProjection),
+        Arc::new(conversations::ConversationsProjection::default()),
         Arc::new(absences::AbsencesProjection),
         Arc::new(activities::ActivitiesProjection),
         Arc::new(visibility::VisibilityProjection::default()),

@@ -1,0 +1,35 @@
+//! Rebuilds each projection alone from an existing log, to see where rebuild time goes.
+//! `cargo run --release -p kring-projections --example rebuild_each -- DIR` (DIR holds events.db).
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use kring_projections::{models, Projector, ReadDb};
+use kring_store::sqlite::SqliteStore;
+use std::path::Path;
+use std::time::Instant;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = std::env::args().nth(1).expect("DIR");
+    let dir = Path::new(&dir);
+    let store = SqliteStore::open(dir.join("events.db")).await.unwrap();
+    let only = std::env::args().nth(2);
+    for projection in models::all() {
+        let name = projection.name();
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let file = dir.join(format!("each-{name}.db"));
+        let _ = std::fs::remove_file(&file);
+        let db = ReadDb::sqlite(&file).await.unwrap();
+        let projector = Projector::new(store.clone(), db, vec![projection])
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let read = projector.catch_up().await.unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{name:>14}: {read} events in {secs:.2} s = {:.0} ev/s",
+            read as f64 / secs
+        );
+    }
+}
