@@ -72,7 +72,6 @@ fn placeholder(sql: &mut String, sqlite: bool, n: usize) {
 }
 
 fn is_sqlite(conn: &AnyConnection) -> bool {
-    use sqlx::Connection;
     conn.backend_name().eq_ignore_ascii_case("sqlite")
 }
 
