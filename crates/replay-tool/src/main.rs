@@ -1,7 +1,11 @@
-//! `replay-tool`: the developers' and compliance officers' CLI (built out in the replay-tool issue).
+//! `replay-tool`: rebuild read models, replay consent history as of any moment, check who could
+//! see a photo when, verify the log and the read models, export a subject's data. See
+//! `replay-tool --help` and docs/replay-tool.md; the work is done in the library.
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("replay-tool: not built yet; see the open replay-tool issue");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    ExitCode::from(kring_replay_tool::main_with(std::env::args_os()).await)
 }
