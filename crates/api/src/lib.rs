@@ -14,6 +14,7 @@ pub mod auth;
 pub mod demo;
 pub mod error;
 pub mod exec;
+pub mod media;
 pub mod metrics;
 pub mod routes;
 pub mod server;
