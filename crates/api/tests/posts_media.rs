@@ -1,0 +1,1604 @@
+//! Posts and media over real HTTP, on SQLite and on PostgreSQL: uploads, posting with consent
+//! warnings, "who may see this?", consent withdrawal hiding photos, the feed, reading a post and
+//! the bytes, tagging, removal by crypto-shredding, and no plaintext anywhere on disk.
+//!
+//! The school is built through the school routes; guardians and consents (whose routes are
+//! built elsewhere) are written through the executor with the domain's own deciders, as the
+//! invitation and consent routes do.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kring_api::auth::Caller;
+use kring_api::exec::{ChildAgg, InvitationAgg};
+use kring_api::media::{decrypt_file, parse_file};
+use kring_api::server::{start, Running, ServeOptions};
+use kring_api::state::Limits;
+use kring_domain::access::AccessEvent;
+use kring_domain::child::{self, ChildAction, ChildContext};
+use kring_domain::consent::ConsentMethod;
+use kring_domain::invitation::{self, InvitationAction, InvitationContext};
+use kring_domain::school::SchoolAction;
+use kring_domain::{
+    Actor, ChildId, Command, Event, GroupId, InvitationId, PersonId, Purpose, SchoolId, StreamName,
+};
+use kring_projections::Config;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::path::Path;
+use uuid::Uuid;
+
+/// The media upload limit of the test servers.
+const MEDIA_LIMIT: usize = 64 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// A server on a real socket, and a school in it.
+
+struct Env {
+    running: Running,
+    http: reqwest::Client,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn start(database_url: Option<String>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            database_url,
+            eventstore_url: None,
+        };
+        let mut options = ServeOptions::new(config);
+        options.limits = Limits {
+            media_body: MEDIA_LIMIT,
+            ..Limits::default()
+        };
+        let running = start(options).await.unwrap();
+        Self {
+            running,
+            http: reqwest::Client::new(),
+            dir,
+        }
+    }
+
+    async fn sqlite() -> Self {
+        Self::start(None).await
+    }
+
+    async fn postgres() -> Self {
+        let pg = kring_testkit::fresh_postgres_database("api_posts_media").await;
+        Self::start(Some(pg.url().to_owned())).await
+    }
+
+    fn token(&self, caller: Caller) -> String {
+        self.running
+            .state
+            .auth
+            .mint(caller, chrono::Duration::hours(1))
+            .unwrap()
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        who: Caller,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.running.url()))
+            .bearer_auth(self.token(who));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    async fn ok(&self, method: Method, path: &str, who: Caller, body: Option<Value>) -> Value {
+        let (status, value) = self.call(method.clone(), path, who, body).await;
+        assert!(status.is_success(), "{method} {path}: {status} {value}");
+        value
+    }
+
+    async fn upload(&self, who: Caller, content_type: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let res = self
+            .http
+            .post(format!("{}/v1/media", self.running.url()))
+            .bearer_auth(self.token(who))
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The bytes of a media item as `who` gets them (`Err(status)` when refused).
+    async fn media(&self, who: Caller, media: &str, min: u64) -> Result<(String, Vec<u8>), u16> {
+        let res = self
+            .http
+            .get(format!(
+                "{}/v1/media/{media}?min_position={min}",
+                self.running.url()
+            ))
+            .bearer_auth(self.token(who))
+            .send()
+            .await
+            .unwrap();
+        if !res.status().is_success() {
+            return Err(res.status().as_u16());
+        }
+        let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+        Ok((content_type, res.bytes().await.unwrap().to_vec()))
+    }
+
+    /// The media ids of `post` in `who`'s feed (`None`: the post is not in it).
+    async fn feed_media(&self, who: Caller, post: &str, min: u64) -> Option<Vec<String>> {
+        let feed = self
+            .ok(
+                Method::GET,
+                &format!("/v1/feed?min_position={min}"),
+                who,
+                None,
+            )
+            .await;
+        feed["posts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["post_id"] == post)
+            .map(|p| {
+                p["media"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["media_id"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+    }
+
+    fn media_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("media")
+    }
+}
+
+fn id<T: From<Uuid>>(v: &Value, field: &str) -> T {
+    T::from(v[field].as_str().unwrap().parse::<Uuid>().unwrap())
+}
+
+fn person(p: PersonId) -> Caller {
+    Caller::Person(p)
+}
+
+/// Two class groups and the school group; a director, a teacher per class, a compliance
+/// officer; children `a` and `b` in class 1 with two guardians each, `c` in class 2 with one.
+struct School {
+    school: SchoolId,
+    school_group: GroupId,
+    class1: GroupId,
+    class2: GroupId,
+    director: PersonId,
+    teacher1: PersonId,
+    teacher2: PersonId,
+    officer: PersonId,
+    a: ChildId,
+    b: ChildId,
+    c: ChildId,
+    a_parents: [PersonId; 2],
+    b_parents: [PersonId; 2],
+    c_parent: PersonId,
+}
+
+impl School {
+    fn parents_of_class1(&self) -> [PersonId; 4] {
+        [
+            self.a_parents[0],
+            self.a_parents[1],
+            self.b_parents[0],
+            self.b_parents[1],
+        ]
+    }
+}
+
+async fn add_staff(env: &Env, school: SchoolId, by: Caller, role: &str) -> PersonId {
+    let v = env
+        .ok(
+            Method::POST,
+            &format!("/v1/schools/{school}/staff"),
+            by,
+            Some(json!({"display_name": format!("Juf {role}"), "email": format!("{role}-{}@school.example", Uuid::now_v7()), "role": role})),
+        )
+        .await;
+    id(&v, "person_id")
+}
+
+async fn enroll(env: &Env, group: GroupId, by: Caller, name: &str) -> ChildId {
+    let v = env
+        .ok(
+            Method::POST,
+            &format!("/v1/groups/{group}/children"),
+            by,
+            Some(json!({"first_name": name, "last_initial": "J"})),
+        )
+        .await;
+    id(&v, "child_id")
+}
+
+/// Invites, accepts, approves and links a guardian for `child`, the way the invitation routes
+/// do it, through the executor and the domain's deciders.
+async fn link_guardian(env: &Env, school: SchoolId, staff: PersonId, child: ChildId) -> PersonId {
+    let exec = &env.running.state.exec;
+    let invitation_id = InvitationId::generate();
+    let guardian = PersonId::generate();
+    let stream = StreamName::invitation(invitation_id);
+    let steps = [
+        (
+            Actor::Person(staff),
+            InvitationAction::Invite {
+                invitation_id,
+                child_id: child,
+                email: format!("ouder-{guardian}@mail.example"),
+                invitee_id: guardian,
+                code_digest: "digest-of-the-code".into(),
+            },
+        ),
+        (
+            Actor::Person(guardian),
+            InvitationAction::Accept {
+                code_digest: "digest-of-the-code".into(),
+                display_name: "Ouder".into(),
+            },
+        ),
+        (
+            Actor::Person(staff),
+            InvitationAction::Approve { child_id: None },
+        ),
+    ];
+    for (actor, action) in steps {
+        let roster = exec.school(school).await.unwrap().state;
+        exec.run::<InvitationAgg, _>(stream, actor, Uuid::now_v7(), |inv, now| {
+            invitation::decide(
+                &InvitationContext {
+                    invitation: inv,
+                    school: &roster,
+                },
+                Command::new(actor, action.clone()),
+                now,
+            )
+        })
+        .await
+        .unwrap();
+    }
+    let invitation = exec.load::<InvitationAgg>(&stream).await.unwrap().state;
+    exec.run_school(
+        school,
+        Actor::Person(staff),
+        Uuid::now_v7(),
+        |roster, now| {
+            kring_domain::school::decide(
+                roster,
+                Command::new(
+                    Actor::Person(staff),
+                    SchoolAction::LinkGuardian {
+                        invitation: invitation.clone(),
+                    },
+                ),
+                now,
+            )
+        },
+    )
+    .await
+    .unwrap();
+    guardian
+}
+
+/// A guardian's consent decision, the way the consent route makes it; answers the position.
+async fn decide_consent(
+    env: &Env,
+    school: SchoolId,
+    guardian: PersonId,
+    child_id: ChildId,
+    purpose: Purpose,
+    granted: bool,
+) -> u64 {
+    let exec = &env.running.state.exec;
+    let roster = exec.school(school).await.unwrap().state;
+    let actor = Actor::Person(guardian);
+    exec.run::<ChildAgg, _>(
+        StreamName::child(child_id),
+        actor,
+        Uuid::now_v7(),
+        |state, now| {
+            child::decide(
+                &ChildContext {
+                    child: state,
+                    school: &roster,
+                },
+                Command::new(
+                    actor,
+                    ChildAction::DecideConsent {
+                        child_id,
+                        purpose,
+                        granted,
+                        method: ConsentMethod::App,
+                    },
+                ),
+                now,
+            )
+        },
+    )
+    .await
+    .unwrap()
+    .position
+}
+
+async fn school(env: &Env) -> School {
+    let v = env
+        .ok(
+            Method::POST,
+            "/v1/schools",
+            Caller::Operator,
+            Some(json!({"name": "De Regenboog", "brin": "12AB"})),
+        )
+        .await;
+    let school: SchoolId = id(&v, "school_id");
+    let school_group: GroupId = id(&v, "school_group_id");
+    let director = add_staff(env, school, Caller::Operator, "director").await;
+    let d = person(director);
+    let teacher1 = add_staff(env, school, d, "teacher").await;
+    let teacher2 = add_staff(env, school, d, "teacher").await;
+    let officer = add_staff(env, school, d, "compliance_officer").await;
+    let mut classes = Vec::new();
+    for (name, teacher) in [("Groep 3", teacher1), ("Groep 4", teacher2)] {
+        let v = env
+            .ok(
+                Method::POST,
+                &format!("/v1/schools/{school}/groups"),
+                d,
+                Some(json!({ "name": name })),
+            )
+            .await;
+        let group: GroupId = id(&v, "group_id");
+        env.ok(
+            Method::POST,
+            &format!("/v1/groups/{group}/staff"),
+            d,
+            Some(json!({ "person_id": teacher })),
+        )
+        .await;
+        classes.push(group);
+    }
+    let a = enroll(env, classes[0], d, "Sanne").await;
+    let b = enroll(env, classes[0], d, "Daan").await;
+    let c = enroll(env, classes[1], d, "Noor").await;
+    let a_parents = [
+        link_guardian(env, school, teacher1, a).await,
+        link_guardian(env, school, teacher1, a).await,
+    ];
+    let b_parents = [
+        link_guardian(env, school, teacher1, b).await,
+        link_guardian(env, school, teacher1, b).await,
+    ];
+    let c_parent = link_guardian(env, school, teacher2, c).await;
+    School {
+        school,
+        school_group,
+        class1: classes[0],
+        class2: classes[1],
+        director,
+        teacher1,
+        teacher2,
+        officer,
+        a,
+        b,
+        c,
+        a_parents,
+        b_parents,
+        c_parent,
+    }
+}
+
+/// A small JPEG-signed photo carrying `marker`, so it can be looked for on disk.
+fn photo(marker: &str) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+    for _ in 0..64 {
+        bytes.extend_from_slice(marker.as_bytes());
+    }
+    bytes.extend_from_slice(&[0xFF, 0xD9]);
+    bytes
+}
+
+async fn upload_photo(env: &Env, who: PersonId, marker: &str) -> String {
+    let (status, v) = env.upload(person(who), "image/jpeg", photo(marker)).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    v["media_id"].as_str().unwrap().to_owned()
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn found_on_disk(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    hits
+}
+
+fn media_files(env: &Env) -> usize {
+    std::fs::read_dir(env.media_dir()).map_or(0, |d| {
+        d.filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "kmedia")
+        })
+        .count()
+    })
+}
+
+async fn access_events(env: &Env, subject: &str) -> Vec<(Actor, String)> {
+    env.running
+        .state
+        .exec
+        .events_of(&StreamName::access(subject.parse().unwrap()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| match e {
+            Event::Access(AccessEvent::AccessLogged(l)) => (l.accessor, l.reason),
+            other => panic!("not an access event: {other:?}"),
+        })
+        .collect()
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Env::sqlite().await).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Env::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    posting_tagged_photos_warns_of_each_child_without_consent_and_from_how_many_parents,
+    viewers_are_answered_to_audience_staff_and_compliance_officers_only,
+    withdrawn_consent_hides_a_photo_from_exactly_the_right_parents,
+    removal_destroys_the_keys_so_bytes_and_text_are_unreadable,
+    uploads_over_the_limit_or_of_the_wrong_type_are_refused_and_nothing_is_stored,
+    an_upload_is_seen_and_attached_by_its_uploader_only_and_only_once,
+    tagging_and_untagging_change_who_may_see_a_photo,
+    posting_checks_rights_and_input_and_writes_nothing_when_refused,
+    the_feed_pages_through_every_post_once,
+);
+
+// ---------------------------------------------------------------------------------------------
+// The tests.
+
+async fn posting_tagged_photos_warns_of_each_child_without_consent_and_from_how_many_parents(
+    env: Env,
+) {
+    let s = school(&env).await;
+    decide_consent(
+        &env,
+        s.school,
+        s.b_parents[0],
+        s.b,
+        Purpose::GroupCommunication,
+        true,
+    )
+    .await;
+    let only_a = upload_photo(&env, s.teacher1, "PHOTO-MARKER-ONLY-A").await;
+    let a_and_b = upload_photo(&env, s.teacher1, "PHOTO-MARKER-A-AND-B").await;
+    let only_b = upload_photo(&env, s.teacher1, "PHOTO-MARKER-ONLY-B").await;
+    let body = "Uitje naar het bos BODY-MARKER-7f3a";
+    let (status, v) = env
+        .call(
+            Method::POST,
+            &format!("/v1/groups/{}/posts", s.class1),
+            person(s.teacher1),
+            Some(json!({"body": body, "media": [
+                {"media_id": only_a, "tagged_children": [s.a]},
+                {"media_id": a_and_b, "tagged_children": [s.a, s.b]},
+                {"media_id": only_b, "tagged_children": [s.b]},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let a = s.a.to_string();
+    assert_eq!(
+        v["warnings"],
+        json!([
+            {"media_id": only_a, "child_id": a, "purpose": "group_communication", "withheld_from": 2},
+            {"media_id": a_and_b, "child_id": a, "purpose": "group_communication", "withheld_from": 2},
+        ]),
+        "a has no consent: both photos showing a are withheld from b's two parents; b has consent"
+    );
+    let post = v["post_id"].as_str().unwrap().to_owned();
+    let at = v["position"].as_u64().unwrap();
+
+    // What each sees follows the warnings.
+    for parent in s.a_parents {
+        assert_eq!(
+            env.feed_media(person(parent), &post, at).await.unwrap(),
+            vec![only_a.clone(), a_and_b.clone(), only_b.clone()],
+            "a's parents see every photo (own child; b has consent)"
+        );
+    }
+    for parent in s.b_parents {
+        assert_eq!(
+            env.feed_media(person(parent), &post, at).await.unwrap(),
+            vec![only_b.clone()],
+            "b's parents see only the photo without a"
+        );
+    }
+    let read = env
+        .ok(
+            Method::GET,
+            &format!("/v1/posts/{post}?min_position={at}"),
+            person(s.b_parents[1]),
+            None,
+        )
+        .await;
+    assert_eq!(read["body"], body);
+    assert_eq!(read["media"].as_array().unwrap().len(), 1);
+    assert_eq!(read["media"][0]["content_type"], "image/jpeg");
+    let (content_type, bytes) = env
+        .media(person(s.a_parents[0]), &a_and_b, at)
+        .await
+        .unwrap();
+    assert_eq!(content_type, "image/jpeg");
+    assert_eq!(
+        bytes,
+        photo("PHOTO-MARKER-A-AND-B"),
+        "the bytes come back as uploaded"
+    );
+    assert_eq!(
+        env.media(person(s.b_parents[0]), &a_and_b, at).await,
+        Err(404)
+    );
+
+    // No plaintext anywhere on disk: not the photo bytes, not the body.
+    for needle in [
+        "PHOTO-MARKER-ONLY-A",
+        "PHOTO-MARKER-A-AND-B",
+        "BODY-MARKER-7f3a",
+        "Sanne",
+    ] {
+        assert_eq!(
+            found_on_disk(env.dir.path(), needle.as_bytes()),
+            Vec::<String>::new(),
+            "{needle} is on disk in plaintext"
+        );
+    }
+    assert!(
+        !found_on_disk(env.dir.path(), b"KRINGMEDIA1").is_empty(),
+        "the check looks at the files that hold the photos"
+    );
+}
+
+async fn viewers_are_answered_to_audience_staff_and_compliance_officers_only(env: Env) {
+    let s = school(&env).await;
+    let photo_id = upload_photo(&env, s.teacher1, "VIEWERS").await;
+    let v = env
+        .ok(
+            Method::POST,
+            &format!("/v1/groups/{}/posts", s.class1),
+            person(s.teacher1),
+            Some(json!({"body": "Gym", "media": [{"media_id": photo_id, "tagged_children": [s.a, s.b]}]})),
+        )
+        .await;
+    let at = v["position"].as_u64().unwrap();
+    let path = format!("/v1/media/{photo_id}/viewers?min_position={at}");
+    let answer = env.ok(Method::GET, &path, person(s.teacher1), None).await;
+    let reasons: std::collections::BTreeMap<String, String> = answer["viewers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["person_id"].as_str().unwrap().to_owned(),
+                v["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: std::collections::BTreeMap<String, String> =
+        [(s.teacher1, "staff"), (s.director, "staff")]
+            .into_iter()
+            .map(|(p, r)| (p.to_string(), r.to_owned()))
+            .collect();
+    assert_eq!(
+        reasons, expected,
+        "a and b both lack consent: only the audience's staff see it"
+    );
+    let withheld: Vec<(String, String)> = answer["withheld"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["person_id"].as_str().unwrap().to_owned(),
+                w["because"].to_string(),
+            )
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for p in s.a_parents {
+        expected.push((
+            p.to_string(),
+            json!([{"child_id": s.b.to_string(), "purpose": "group_communication"}]).to_string(),
+        ));
+    }
+    for p in s.b_parents {
+        expected.push((
+            p.to_string(),
+            json!([{"child_id": s.a.to_string(), "purpose": "group_communication"}]).to_string(),
+        ));
+    }
+    expected.sort();
+    let mut got = withheld;
+    got.sort();
+    assert_eq!(
+        got, expected,
+        "each parent is withheld because of the other child"
+    );
+
+    // The director sees it too; a compliance officer may ask, and that read is logged.
+    env.ok(Method::GET, &path, person(s.director), None).await;
+    assert!(access_events(&env, &photo_id).await.is_empty());
+    env.ok(Method::GET, &path, person(s.officer), None).await;
+    env.ok(Method::GET, &path, Caller::Operator, None).await;
+    let logged = access_events(&env, &photo_id).await;
+    assert_eq!(
+        logged.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+        vec![Actor::Person(s.officer), Actor::Operator],
+        "the compliance officer's and the operator's reads are recorded"
+    );
+    assert!(logged[0].1.contains("/viewers"), "{logged:?}");
+
+    // Parents and other staff are not told.
+    for (who, status) in [
+        (s.teacher2, StatusCode::NOT_FOUND),
+        (s.c_parent, StatusCode::NOT_FOUND),
+        (s.a_parents[0], StatusCode::NOT_FOUND),
+    ] {
+        let (got, problem) = env.call(Method::GET, &path, person(who), None).await;
+        assert_eq!(got, status, "{problem}");
+        assert_eq!(problem["code"], "not_found");
+    }
+    // A parent who may see the photo knows it exists: told no, not "not found".
+    decide_consent(
+        &env,
+        s.school,
+        s.b_parents[0],
+        s.b,
+        Purpose::GroupCommunication,
+        true,
+    )
+    .await;
+    let at = decide_consent(
+        &env,
+        s.school,
+        s.a_parents[0],
+        s.a,
+        Purpose::GroupCommunication,
+        true,
+    )
+    .await;
+    let (got, _) = env
+        .call(
+            Method::GET,
+            &format!("/v1/media/{photo_id}/viewers?min_position={at}"),
+            person(s.a_parents[0]),
+            None,
+        )
+        .await;
+    assert_eq!(got, StatusCode::FORBIDDEN);
+    let (got, _) = env
+        .call(
+            Method::GET,
+            &format!("/v1/media/{}/viewers", Uuid::now_v7()),
+            person(s.teacher1),
+            None,
+        )
+        .await;
+    assert_eq!(got, StatusCode::NOT_FOUND);
+}
+
+async fn withdrawn_consent_hides_a_photo_from_exactly_the_right_parents(env: Env) {
+    let s = school(&env).await;
+    decide_consent(
+        &env,
+        s.school,
+        s.b_parents[0],
+        s.b,
+        Purpose::GroupCommunication,
+        true,
+    )
+    .await;
+    let photo_id = upload_photo(&env, s.teacher1, "WITHDRAWAL").await;
+    let untagged = upload_photo(&env, s.teacher1, "UNTAGGED").await;
+    let v = env
+        .ok(
+            Method::POST,
+            &format!("/v1/groups/{}/posts", s.class1),
+            person(s.teacher1),
+            Some(json!({"body": "Kerstviering", "media": [
+                {"media_id": photo_id, "tagged_children": [s.b]},
+                {"media_id": untagged},
+            ]})),
+        )
+        .await;
+    assert_eq!(v["warnings"], json!([]), "b has consent: no warning");
+    let post = v["post_id"].as_str().unwrap().to_owned();
+    let at = v["position"].as_u64().unwrap();
+    for p in s.parents_of_class1() {
+        assert_eq!(
+            env.feed_media(person(p), &post, at).await.unwrap(),
+            vec![photo_id.clone(), untagged.clone()]
+        );
+        assert!(env.media(person(p), &photo_id, at).await.is_ok());
+    }
+
+    // One of b's guardians withdraws: b no longer has effective consent.
+    let at = decide_consent(
+        &env,
+        s.school,
+        s.b_parents[1],
+        s.b,
+        Purpose::GroupCommunication,
+        false,
+    )
+    .await;
+    for p in s.a_parents {
+        assert_eq!(
+            env.feed_media(person(p), &post, at).await.unwrap(),
+            vec![untagged.clone()],
+            "a's parents lose the photo of b"
+        );
+        assert_eq!(env.media(person(p), &photo_id, at).await, Err(404));
+        let read = env
+            .ok(
+                Method::GET,
+                &format!("/v1/posts/{post}?min_position={at}"),
+                person(p),
+                None,
+            )
+            .await;
+        assert_eq!(read["media"].as_array().unwrap().len(), 1);
+    }
+    for p in s.b_parents {
+        assert_eq!(
+            env.feed_media(person(p), &post, at).await.unwrap(),
+            vec![photo_id.clone(), untagged.clone()],
+            "b's own parents still see their child"
+        );
+        assert!(env.media(person(p), &photo_id, at).await.is_ok());
+    }
+    for staff in [s.teacher1, s.director] {
+        assert!(
+            env.media(person(staff), &photo_id, at).await.is_ok(),
+            "staff always see"
+        );
+    }
+
+    // A parent of another class sees none of it: not the post, not the photos.
+    let c = person(s.c_parent);
+    assert_eq!(env.feed_media(c, &post, at).await, None);
+    for m in [&photo_id, &untagged] {
+        assert_eq!(env.media(c, m, at).await, Err(404));
+    }
+    let (status, problem) = env
+        .call(
+            Method::GET,
+            &format!("/v1/posts/{post}?min_position={at}"),
+            c,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(problem["code"], "not_found");
+    assert_eq!(env.media(person(s.teacher2), &photo_id, at).await, Err(404));
+    let (status, _) = env
+        .call(
+            Method::GET,
+            &format!("/v1/posts/{post}"),
+            person(s.teacher2),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "nor does the teacher of another class"
+    );
+
+    // Consent given again: visible again.
+    let at = decide_consent(
+        &env,
+        s.school,
+        s.b_parents[1],
+        s.b,
+        Purpose::GroupCommunication,
+        true,
+    )
+    .await;
+    assert!(env
+        .media(person(s.a_parents[0]), &photo_id, at)
+        .await
+        .is_ok());
+
+    // The compliance officer reads the photo and the post; both reads are logged.
+    assert!(env.media(person(s.officer), &photo_id, at).await.is_ok());
+    env.ok(
+        Method::GET,
+        &format!("/v1/posts/{post}"),
+        Caller::Operator,
+        None,
+    )
+    .await;
+    assert_eq!(
+        access_events(&env, &photo_id)
+            .await
+            .iter()
+            .map(|(a, _)| *a)
+            .collect::<Vec<_>>(),
+        vec![Actor::Person(s.officer)]
+    );
+    assert_eq!(
+        access_events(&env, &post)
+            .await
+            .iter()
+            .map(|(a, _)| *a)
+            .collect::<Vec<_>>(),
+        vec![Actor::Operator]
+    );
+}
+
+async fn removal_destroys_the_keys_so_bytes_and_text_are_unreadable(env: Env) {
+    let s = school(&env).await;
+    let first = upload_photo(&env, s.teacher1, "REMOVED-WITH-POST").await;
+    let second = upload_photo(&env, s.teacher1, "REMOVED-ALONE").await;
+    let kept = upload_photo(&env, s.teacher1, "KEPT").await;
+    let v = env
+        .ok(
+            Method::POST,
+            &format!("/v1/groups/{}/posts", s.class1),
+            person(s.teacher1),
+            Some(json!({"body": "Eerste post", "media": [{"media_id": first}]})),
+        )
+        .await;
+    let post = v["post_id"].as_str().unwrap().to_owned();
+    let v = env
+        .ok(
+            Method::POST,
+            &format!("/v1/groups/{}/posts", s.class1),
+            person(s.teacher1),
+            Some(
+                json!({"body": "Tweede post", "media": [{"media_id": second}, {"media_id": kept}]}),
+            ),
+        )
+        .await;
+    let other = v["post_id"].as_str().unwrap().to_owned();
+    let at = v["position"].as_u64().unwrap();
+    let first_file = env.media_dir().join(format!("{first}.kmedia"));
+    let second_file = env.media_dir().join(format!("{second}.kmedia"));
+    // Copies, as a backup would hold them.
+    let first_copy = std::fs::read(&first_file).unwrap();
+    let second_copy = std::fs::read(&second_file).unwrap();
+    assert!(env.media(person(s.a_parents[0]), &first, at).await.is_ok());
+
+    // Who may not remove: a parent is told no, another class's parent is told nothing.
+    let reason = Some(json!({"reason": "Verkeerde klas"}));
+    let (status, _) = env
+        .call(
+            Method::DELETE,
+            &format!("/v1/posts/{post}"),
+            person(s.a_parents[0]),
+            reason.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = env
+        .call(
+            Method::DELETE,
+            &format!("/v1/posts/{post}"),
+            person(s.c_parent),
+            reason.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = env
+        .call(
+            Method::DELETE,
+            &format!("/v1/media/{second}"),
+            person(s.teacher2),
+            reason.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, problem) = env
+        .call(
+            Method::DELETE,
+            &format!("/v1/posts/{post}"),
+            person(s.teacher1),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        env.media(person(s.teacher1), &first, at).await.is_ok(),
+        "refusals change nothing"
+    );
+
+    // The author removes the first post; the director removes one photo of the second.
+    let removed = env
+        .ok(
+            Method::DELETE,
+            &format!("/v1/posts/{post}"),
+            person(s.teacher1),
+            reason.clone(),
+        )
+        .await;
+    let removed_media = env
+        .ok(
+            Method::DELETE,
+            &format!("/v1/media/{second}"),
+            person(s.director),
+            reason.clone(),
+        )
+        .await;
+    let at = removed_media["position"].as_u64().unwrap();
+    assert!(at > removed["position"].as_u64().unwrap());
+
+    for who in [s.teacher1, s.director, s.a_parents[0]] {
+        assert_eq!(env.media(person(who), &first, at).await, Err(404));
+        assert_eq!(env.media(person(who), &second, at).await, Err(404));
+        assert!(
+            env.media(person(who), &kept, at).await.is_ok(),
+            "the rest stays"
+        );
+        let (status, _) = env
+            .call(
+                Method::GET,
+                &format!("/v1/posts/{post}?min_position={at}"),
+                person(who),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(env.feed_media(person(who), &post, at).await, None);
+        assert_eq!(
+            env.feed_media(person(who), &other, at).await.unwrap(),
+            vec![kept.clone()]
+        );
+    }
+    assert_eq!(env.media(Caller::Operator, &first, at).await, Err(404));
+
+    // On disk: the files are gone, and the copies neither hold the plaintext nor decrypt.
+    assert!(!first_file.exists() && !second_file.exists());
+    let vault = &env.running.state.system.vault;
+    for (copy, marker) in [
+        (&first_copy, "REMOVED-WITH-POST"),
+        (&second_copy, "REMOVED-ALONE"),
+    ] {
+        assert!(!copy.windows(marker.len()).any(|w| w == marker.as_bytes()));
+        let (header, ciphertext) = parse_file(copy).unwrap();
+        assert_eq!(
+            decrypt_file(vault, &header, ciphertext).await.unwrap(),
+            None,
+            "the key is destroyed: the ciphertext opens for nobody"
+        );
+    }
+    let kept_copy = std::fs::read(env.media_dir().join(format!("{kept}.kmedia"))).unwrap();
+    let (header, ciphertext) = parse_file(&kept_copy).unwrap();
+    assert_eq!(
+        decrypt_file(vault, &header, ciphertext).await.unwrap(),
+        Some(photo("KEPT")),
+        "the same check opens a photo that was not removed"
+    );
+
+    // The removed post's text reads as erased in the event log itself.
+    let events = env
+        .running
+        .state
+        .exec
+        .events_of(&StreamName::post(post.parse::<Uuid>().unwrap().into()))
+        .await
+        .unwrap();
+    let mut payload: Value = serde_json::from_str(&events[0].0.payload).unwrap();
+    assert_eq!(vault.open_value(&mut payload).await.unwrap(), 1);
+    assert_eq!(payload["body"], "[erased]");
+
+    // Removing again: gone, for the author too.
+    let (status, _) = env
+        .call(
+            Method::DELETE,
+            &format!("/v1/posts/{post}"),
+            person(s.teacher1),
+            reason,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Sends an upload with a chunked body (no Content-Length) over a raw socket; the status.
+fn chunked_upload(addr: std::net::SocketAddr, token: &str, total: usize) -> u16 {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let head = format!(
+        "POST /v1/media HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    let send = std::thread::spawn(move || {
+        let chunk = vec![0xFF_u8; 8192];
+        let _ = writer.write_all(head.as_bytes());
+        let mut sent = 0;
+        while sent < total {
+            let n = chunk.len().min(total - sent);
+            if writer.write_all(format!("{n:x}\r\n").as_bytes()).is_err()
+                || writer.write_all(&chunk[..n]).is_err()
+                || writer.write_all(b"\r\n").is_err()
+            {
+                return;
+            }
+            sent += n;
+        }
+        let _ = writer.write_all(b"0\r\n\r\n");
+    });
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let _ = send.join();
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"))
+}
+
+async fn uploads_over_the_limit_or_of_the_wrong_type_are_refused_and_nothing_is_stored(env: Env) {
+    let s = school(&env).await;
+    let t = person(s.teacher1);
+    let mut big = photo("BIG");
+    big.resize(MEDIA_LIMIT + 1, 0);
+    let refusals = [
+        (
+            "image/jpeg",
+            big,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "text/plain",
+            photo("TEXT"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "application/octet-stream",
+            photo("OCTETS"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "image/svg+xml",
+            b"<svg onload=alert(1)/>".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "image/png",
+            photo("JPEG-AS-PNG"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "video/mp4",
+            b"<html><script>".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "image/jpeg",
+            Vec::new(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+    ];
+    for (content_type, bytes, status, code) in refusals {
+        let (got, problem) = env.upload(t, content_type, bytes).await;
+        assert_eq!(got, status, "{content_type}: {problem}");
+        assert_eq!(problem["code"], code);
+    }
+    // A body without a length is cut off at the limit as well.
+    let token = env.token(t);
+    let addr = env.running.addr;
+    let status = tokio::task::spawn_blocking(move || chunked_upload(addr, &token, MEDIA_LIMIT * 2))
+        .await
+        .unwrap();
+    assert_eq!(status, 413);
+    // Only staff upload.
+    for who in [person(s.a_parents[0]), Caller::Operator] {
+        let (got, _) = env.upload(who, "image/jpeg", photo("PARENT")).await;
+        assert_eq!(got, StatusCode::FORBIDDEN);
+    }
+    let res = env
+        .http
+        .post(format!("{}/v1/media", env.running.url()))
+        .header("content-type", "image/jpeg")
+        .body(photo("ANON"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(media_files(&env), 0, "nothing refused was stored");
+
+    // Exactly at the limit is fine; so is a video, and a type with parameters.
+    let mut exact = photo("EXACT");
+    exact.resize(MEDIA_LIMIT, 0);
+    let (got, v) = env.upload(t, "image/jpeg", exact).await;
+    assert_eq!(got, StatusCode::CREATED, "{v}");
+    assert_eq!(v["size"], MEDIA_LIMIT);
+    let mp4 = b"\0\0\0\x18ftypmp42\0\0\0\0VIDEO".to_vec();
+    let (got, v) = env
+        .upload(person(s.director), "Video/MP4; codecs=avc1", mp4.clone())
+        .await;
+    assert_eq!(got, StatusCode::CREATED, "{v}");
+    assert_eq!(v["content_type"], "video/mp4");
+    let (content_type, bytes) = env
+        .media(person(s.director), v["media_id"].as_str().unwrap(), 0)
+        .await
+        .unwrap();
+    assert_eq!((content_type.as_str(), bytes), ("video/mp4", mp4));
+    assert_eq!(media_files(&env), 2);
+    assert!(found_on_disk(env.dir.path(), b"VIDEO").is_empty());
+}
+
+async fn an_upload_is_seen_and_attached_by_its_uploader_only_and_only_once(env: Env) {
+    let s = school(&env).await;
+    let mine = upload_photo(&env, s.teacher1, "UNPOSTED").await;
+    assert_eq!(
+        env.media(person(s.teacher1), &mine, 0).await.unwrap().1,
+        photo("UNPOSTED")
+    );
+    for who in [s.director, s.teacher2, s.a_parents[0]] {
+        assert_eq!(
+            env.media(person(who), &mine, 0).await,
+            Err(404),
+            "not posted: the uploader's only"
+        );
+    }
+    // The director may post to the school group, but not with someone else's upload.
+    let (status, problem) = env
+        .call(
+            Method::POST,
+            &format!("/v1/groups/{}/posts", s.school_group),
+            person(s.director),
+            Some(json!({"body": "Van de directie", "media": [{"media_id": mine}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    // Nor another teacher who could guess the id.
+    let (status, _) = env
+        .call(
+            Method::POST,
+            &format!("/v1/groups/{}/posts", s.class2),
+            person(s.teacher2),
+            Some(json!({"body": "x", "media": [{"media_id": mine}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let v = env
+        .ok(
+            Method::POST,
+            &format!("/v1/groups/{}/posts", s.class1),
+            person(s.teacher1),
+            Some(json!({"body": "Eindelijk", "media": [{"media_id": mine}]})),
+        )
+        .await;
+    let at = v["position"].as_u64().unwrap();
+    assert!(
+        env.media(person(s.a_parents[0]), &mine, at).await.is_ok(),
+        "posted: the audience sees it"
+    );
+    let (status, problem) = env
+        .call(
+            Method::POST,
+            &format!("/v1/groups/{}/posts", s.class1),
+            person(s.teacher1),
+            Some(json!({"body": "Nog eens", "media": [{"media_id": mine}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    // An upload the uploader discards before posting is gone.
+    let discarded = upload_photo(&env, s.teacher1, "DISCARDED").await;
+    let (status, _) = env
+        .call(
+            Method::DELETE,
+            &format!("/v1/media/{discarded}"),
+            person(s.director),
+            Some(json!({"reason": "weg"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    env.ok(
+        Method::DELETE,
+        &format!("/v1/media/{discarded}"),
+        person(s.teacher1),
+        Some(json!({"reason": "weg"})),
+    )
+    .await;
+    assert_eq!(env.media(person(s.teacher1), &discarded, 0).await, Err(404));
+    assert!(!env.media_dir().join(format!("{discarded}.kmedia")).exists());
+}
+
+async fn tagging_and_untagging_change_who_may_see_a_photo(env: Env) {
+    let s = school(&env).await;
+    let photo_id = upload_photo(&env, s.teacher1, "TAGGING").await;
+    let v = env
+        .ok(
+            Method::POST,
+            &format!("/v1/groups/{}/posts", s.class1),
+            person(s.teacher1),
+            Some(json!({"body": "Sportdag", "media": [{"media_id": photo_id}]})),
+        )
+        .await;
+    let at = v["position"].as_u64().unwrap();
+    assert!(
+        env.media(person(s.b_parents[0]), &photo_id, at)
+            .await
+            .is_ok(),
+        "no one tagged: all see it"
+    );
+
+    let tags = format!("/v1/media/{photo_id}/tags");
+    // Not staff of the audience: a parent who sees it is told no, others nothing.
+    let (status, _) = env
+        .call(
+            Method::POST,
+            &tags,
+            person(s.b_parents[0]),
+            Some(json!({"child_id": s.a})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for who in [s.teacher2, s.c_parent] {
+        let (status, _) = env
+            .call(
+                Method::POST,
+                &tags,
+                person(who),
+                Some(json!({"child_id": s.a})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    // A child of another class cannot be tagged in a class-1 post.
+    let (status, problem) = env
+        .call(
+            Method::POST,
+            &tags,
+            person(s.teacher1),
+            Some(json!({"child_id": s.c})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let (status, _) = env
+        .call(
+            Method::POST,
+            &tags,
+            person(s.teacher1),
+            Some(json!({"child": s.a})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let v = env
+        .ok(
+            Method::POST,
+            &tags,
+            person(s.teacher1),
+            Some(json!({"child_id": s.a})),
+        )
+        .await;
+    let at = v["position"].as_u64().unwrap();
+    assert_eq!(
+        env.media(person(s.b_parents[0]), &photo_id, at).await,
+        Err(404),
+        "a has no consent"
+    );
+    assert!(env
+        .media(person(s.a_parents[0]), &photo_id, at)
+        .await
+        .is_ok());
+    let (status, _) = env
+        .call(
+            Method::POST,
+            &tags,
+            person(s.teacher1),
+            Some(json!({"child_id": s.a})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "already tagged");
+
+    let v = env
+        .ok(
+            Method::DELETE,
+            &format!("{tags}/{}", s.a),
+            person(s.director),
+            None,
+        )
+        .await;
+    let at = v["position"].as_u64().unwrap();
+    assert!(
+        env.media(person(s.b_parents[0]), &photo_id, at)
+            .await
+            .is_ok(),
+        "untagged: visible again"
+    );
+    let (status, _) = env
+        .call(
+            Method::DELETE,
+            &format!("{tags}/{}", s.a),
+            person(s.teacher1),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not tagged");
+    let (status, _) = env
+        .call(
+            Method::DELETE,
+            &format!("{tags}/not-a-uuid"),
+            person(s.teacher1),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn posting_checks_rights_and_input_and_writes_nothing_when_refused(env: Env) {
+    let s = school(&env).await;
+    let photo_id = upload_photo(&env, s.teacher1, "RIGHTS").await;
+    let head = env.running.state.system.store.head().await.unwrap();
+    let post_to = |g: GroupId| format!("/v1/groups/{g}/posts");
+    let cases = [
+        // Another class's teacher, a parent, the operator, a teacher on the school group.
+        (
+            s.class1,
+            person(s.teacher2),
+            json!({"body": "x"}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            s.class1,
+            person(s.a_parents[0]),
+            json!({"body": "x"}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            s.class1,
+            Caller::Operator,
+            json!({"body": "x"}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            s.school_group,
+            person(s.teacher1),
+            json!({"body": "x"}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            GroupId::generate(),
+            person(s.teacher1),
+            json!({"body": "x"}),
+            StatusCode::NOT_FOUND,
+        ),
+        // Bad input.
+        (
+            s.class1,
+            person(s.teacher1),
+            json!({"body": ""}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            s.class1,
+            person(s.teacher1),
+            json!({"body": 5}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            s.class1,
+            person(s.teacher1),
+            json!({"body": "x", "media": [{"media_id": "nope"}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            s.class1,
+            person(s.teacher1),
+            json!({"body": "x", "media": [{"media_id": photo_id, "tagged_children": [s.c]}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            s.class1,
+            person(s.teacher1),
+            json!({"body": "x", "media": [{"media_id": photo_id}, {"media_id": photo_id}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            s.class1,
+            person(s.teacher1),
+            json!({"body": "x", "media": [{"media_id": Uuid::now_v7()}]}),
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (group, who, body, status) in cases {
+        let (got, problem) = env
+            .call(Method::POST, &post_to(group), who, Some(body.clone()))
+            .await;
+        assert_eq!(got, status, "{body}: {problem}");
+        assert!(problem["code"].is_string(), "problem+json: {problem}");
+    }
+    assert_eq!(
+        env.running.state.system.store.head().await.unwrap(),
+        head,
+        "nothing was written"
+    );
+    // The refusals did not keep the photo from being posted.
+    let v = env
+        .ok(
+            Method::POST,
+            &post_to(s.class1),
+            person(s.teacher1),
+            Some(json!({"body": "x", "media": [{"media_id": photo_id, "tagged_children": [s.a]}]})),
+        )
+        .await;
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 1);
+    // The director posts to the school group: every staff member sees it; c's parent sees the
+    // photo of a only with a's school_communication consent.
+    let school_photo = upload_photo(&env, s.director, "SCHOOL").await;
+    let v = env
+        .ok(
+            Method::POST,
+            &post_to(s.school_group),
+            person(s.director),
+            Some(json!({"body": "Nieuwsbrief", "media": [{"media_id": school_photo, "tagged_children": [s.a]}]})),
+        )
+        .await;
+    assert_eq!(
+        v["warnings"],
+        json!([{"media_id": school_photo, "child_id": s.a.to_string(), "purpose": "school_communication", "withheld_from": 3}]),
+        "b's two parents and c's parent"
+    );
+    let at = decide_consent(
+        &env,
+        s.school,
+        s.a_parents[0],
+        s.a,
+        Purpose::SchoolCommunication,
+        true,
+    )
+    .await;
+    assert!(env
+        .media(person(s.c_parent), &school_photo, at)
+        .await
+        .is_ok());
+    assert!(env
+        .media(person(s.teacher2), &school_photo, at)
+        .await
+        .is_ok());
+}
+
+async fn the_feed_pages_through_every_post_once(env: Env) {
+    let s = school(&env).await;
+    let mut posted = Vec::new();
+    let mut at = 0;
+    for n in 0..5 {
+        let v = env
+            .ok(
+                Method::POST,
+                &format!("/v1/groups/{}/posts", s.class1),
+                person(s.teacher1),
+                Some(json!({ "body": format!("Bericht {n}") })),
+            )
+            .await;
+        posted.push(v["post_id"].as_str().unwrap().to_owned());
+        at = v["position"].as_u64().unwrap();
+    }
+    let reader = person(s.a_parents[0]);
+    let mut seen = Vec::new();
+    let mut path = format!("/v1/feed?limit=2&min_position={at}");
+    loop {
+        let page = env.ok(Method::GET, &path, reader, None).await;
+        let posts = page["posts"].as_array().unwrap();
+        assert!(posts.len() <= 2);
+        seen.extend(
+            posts
+                .iter()
+                .map(|p| p["post_id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_before"].as_str() {
+            Some(cursor) => path = format!("/v1/feed?limit=2&before={cursor}"),
+            None => break,
+        }
+    }
+    posted.reverse();
+    assert_eq!(seen, posted, "newest first, each once");
+    let page = env
+        .ok(
+            Method::GET,
+            &format!("/v1/feed?group_id={}", s.class2),
+            reader,
+            None,
+        )
+        .await;
+    assert_eq!(
+        page["posts"],
+        json!([]),
+        "filtered to a group they are not in"
+    );
+    let page = env
+        .ok(
+            Method::GET,
+            &format!("/v1/feed?group_id={}", s.class1),
+            reader,
+            None,
+        )
+        .await;
+    assert_eq!(page["posts"].as_array().unwrap().len(), 5);
+    assert_eq!(page["posts"][0]["body"], "Bericht 4");
+    assert_eq!(
+        env.ok(Method::GET, "/v1/feed", person(s.c_parent), None)
+            .await["posts"],
+        json!([])
+    );
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "before=yesterday",
+        "limit=x",
+        "group_id=nope",
+    ] {
+        let (status, problem) = env
+            .call(Method::GET, &format!("/v1/feed?{bad}"), reader, None)
+            .await;
+        assert!(status.is_client_error(), "{bad}: {status}");
+        assert!(problem["code"].is_string(), "{bad}: {problem}");
+    }
+    let (status, _) = env
+        .call(Method::GET, "/v1/feed", Caller::Operator, None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
