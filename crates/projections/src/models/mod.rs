@@ -22,7 +22,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(absences::AbsencesProjection),
         Arc::new(activities::ActivitiesProjection),
         Arc::new(visibility::VisibilityProjection::default()),
-        Arc::new(outbox::OutboxProjection),
+        Arc::new(outbox::OutboxProjection::default()),
         Arc::new(access_log::AccessLogProjection),
     ]
 }

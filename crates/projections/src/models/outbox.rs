@@ -16,9 +16,10 @@
 //!   the projection's generations ([`ensure_delivery_table`], [`mark_delivered`]): a rebuild keeps
 //!   them, and [`due`] never offers a delivered notification again.
 
+use crate::bulk::{select_in, Bulk};
 use crate::db::{from_micros, micros, to_i64, to_u64, Backend, ReadDb};
 use crate::error::ProjectionError;
-use crate::projection::{Projected, Projection, Tables};
+use crate::projection::{Buffer, Projected, Projection, Tables};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::conversation::{ConversationEvent, ConversationStarted, MessagePosted};
@@ -28,13 +29,31 @@ use kring_domain::{ConversationId, Event, MessageId, PersonId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sqlx::any::AnyRow;
 use sqlx::{Acquire, AnyConnection, Executor, Row};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
-/// The projection.
+/// The projection. It buffers a batch's events, loads the state their messages need with a few
+/// IN queries, evolves it in log order in memory and writes the outcome in bulk.
 #[derive(Debug, Default)]
-pub struct OutboxProjection;
+pub struct OutboxProjection {
+    buffer: Buffer<(u64, DateTime<Utc>, Needed)>,
+}
+
+/// The events this model needs.
+#[derive(Debug)]
+enum Needed {
+    StaffJoined(String, String),
+    StaffLeft(String, String),
+    GuardianLinked(String, String),
+    GuardianUnlinked(String, String),
+    ChildUnenrolled(String),
+    QuietHoursSet(String, String),
+    QuietHoursCleared(String),
+    Started(ConversationStarted),
+    Posted(MessagePosted),
+}
 
 /// Its name.
 pub const NAME: &str = "outbox";
@@ -79,39 +98,33 @@ CREATE TABLE {outbox_quiet_hours} (
     set_at BIGINT NOT NULL
 )";
 
-const STAFF_JOINED: &str = "INSERT INTO {outbox_staff} (school_id, person_id) VALUES ($1, $2)
-ON CONFLICT (school_id, person_id) DO NOTHING";
+const STAFF: &str = "INSERT INTO {outbox_staff} (school_id, person_id)";
 const STAFF_LEFT: &str = "DELETE FROM {outbox_staff} WHERE school_id = $1 AND person_id = $2";
-const GUARDIAN_LINKED: &str =
-    "INSERT INTO {outbox_guardians} (child_id, guardian_id) VALUES ($1, $2)
-ON CONFLICT (child_id, guardian_id) DO NOTHING";
+const GUARDIANS: &str = "INSERT INTO {outbox_guardians} (child_id, guardian_id)";
 const GUARDIAN_UNLINKED: &str =
     "DELETE FROM {outbox_guardians} WHERE child_id = $1 AND guardian_id = $2";
 const CHILD_UNENROLLED: &str = "DELETE FROM {outbox_guardians} WHERE child_id = $1";
-const QUIET_HOURS_SET: &str =
-    "INSERT INTO {outbox_quiet_hours} (person_id, schedule, set_at) VALUES ($1, $2, $3)
-ON CONFLICT (person_id) DO UPDATE SET schedule = excluded.schedule, set_at = excluded.set_at";
+const QUIET_HOURS: &str = "INSERT INTO {outbox_quiet_hours} (person_id, schedule, set_at)";
+const QUIET_HOURS_SUFFIX: &str =
+    "ON CONFLICT (person_id) DO UPDATE SET schedule = excluded.schedule, set_at = excluded.set_at";
 const QUIET_HOURS_CLEARED: &str = "DELETE FROM {outbox_quiet_hours} WHERE person_id = $1";
-const CONVERSATION_STARTED: &str =
-    "INSERT INTO {outbox_conversations} (conversation_id, school_id, child_id) VALUES ($1, $2, $3)
-ON CONFLICT (conversation_id) DO NOTHING";
-const PARTICIPANT: &str =
-    "INSERT INTO {outbox_participants} (conversation_id, person_id) VALUES ($1, $2)
-ON CONFLICT (conversation_id, person_id) DO NOTHING";
-/// The other participants of a conversation with what decides their notification: whether they
-/// are staff of its school, a guardian of its child, and their quiet-hours schedule.
-const RECIPIENTS: &str = "SELECT p.person_id, s.person_id, g.guardian_id, q.schedule
-FROM {outbox_participants} p
-JOIN {outbox_conversations} c ON c.conversation_id = p.conversation_id
-LEFT JOIN {outbox_staff} s ON s.school_id = c.school_id AND s.person_id = p.person_id
-LEFT JOIN {outbox_guardians} g ON g.child_id = c.child_id AND g.guardian_id = p.person_id
-LEFT JOIN {outbox_quiet_hours} q ON q.person_id = p.person_id
-WHERE p.conversation_id = $1 AND p.person_id <> $2
-ORDER BY p.person_id";
+const CONVERSATIONS: &str =
+    "INSERT INTO {outbox_conversations} (conversation_id, school_id, child_id)";
+const PARTICIPANTS: &str = "INSERT INTO {outbox_participants} (conversation_id, person_id)";
 const NOTIFY: &str = "INSERT INTO {outbox_notifications} (notification_id, position, recipient_id, kind, conversation_id,
-    message_id, created_at, release_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (notification_id) DO NOTHING";
+    message_id, created_at, release_at)";
+const DO_NOTHING: &str = "ON CONFLICT DO NOTHING";
+const LOAD_CONVERSATIONS: &str =
+    "SELECT conversation_id, school_id, child_id FROM {outbox_conversations}
+WHERE conversation_id IN ({in})";
+const LOAD_PARTICIPANTS: &str = "SELECT conversation_id, person_id FROM {outbox_participants}
+WHERE conversation_id IN ({in}) ORDER BY conversation_id, person_id";
+const LOAD_STAFF: &str =
+    "SELECT school_id, person_id FROM {outbox_staff} WHERE person_id IN ({in})";
+const LOAD_GUARDIANS: &str =
+    "SELECT child_id, guardian_id FROM {outbox_guardians} WHERE child_id IN ({in})";
+const LOAD_QUIET_HOURS: &str =
+    "SELECT person_id, schedule FROM {outbox_quiet_hours} WHERE person_id IN ({in})";
 
 /// Where the delivery worker records deliveries: outside the projection's generation tables, so
 /// that a rebuild keeps them.
@@ -179,151 +192,320 @@ impl Projection for OutboxProjection {
 
     async fn apply(
         &self,
-        tx: &mut AnyConnection,
+        _tx: &mut AnyConnection,
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
-        match e.event {
+        let pair = |a: String, b: PersonId| (a, b.to_string());
+        let needed = match e.event {
             Event::School(SchoolEvent::StaffJoined(s)) => {
-                pair(tx, t, STAFF_JOINED, s.school_id.to_string(), s.person_id).await
+                let (a, b) = pair(s.school_id.to_string(), s.person_id);
+                Some(Needed::StaffJoined(a, b))
             }
             Event::School(SchoolEvent::StaffLeft(s)) => {
-                pair(tx, t, STAFF_LEFT, s.school_id.to_string(), s.person_id).await
+                let (a, b) = pair(s.school_id.to_string(), s.person_id);
+                Some(Needed::StaffLeft(a, b))
             }
             Event::School(SchoolEvent::GuardianLinked(g)) => {
-                pair(
-                    tx,
-                    t,
-                    GUARDIAN_LINKED,
-                    g.child_id.to_string(),
-                    g.guardian_id,
-                )
-                .await
+                let (a, b) = pair(g.child_id.to_string(), g.guardian_id);
+                Some(Needed::GuardianLinked(a, b))
             }
             Event::School(SchoolEvent::GuardianUnlinked(g)) => {
-                pair(
-                    tx,
-                    t,
-                    GUARDIAN_UNLINKED,
-                    g.child_id.to_string(),
-                    g.guardian_id,
-                )
-                .await
+                let (a, b) = pair(g.child_id.to_string(), g.guardian_id);
+                Some(Needed::GuardianUnlinked(a, b))
             }
             Event::School(SchoolEvent::ChildUnenrolled(c)) => {
-                sqlx::query(&t.sql(CHILD_UNENROLLED))
-                    .bind(c.child_id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                Ok(())
+                Some(Needed::ChildUnenrolled(c.child_id.to_string()))
             }
-            Event::Person(PersonEvent::QuietHoursSet(q)) => {
-                sqlx::query(&t.sql(QUIET_HOURS_SET))
-                    .bind(q.person_id.to_string())
-                    .bind(serde_json::to_string(&q.schedule)?)
-                    .bind(micros(e.recorded.occurred_at))
-                    .execute(&mut *tx)
-                    .await?;
-                Ok(())
-            }
+            Event::Person(PersonEvent::QuietHoursSet(q)) => Some(Needed::QuietHoursSet(
+                q.person_id.to_string(),
+                serde_json::to_string(&q.schedule)?,
+            )),
             Event::Person(PersonEvent::QuietHoursCleared(q)) => {
-                sqlx::query(&t.sql(QUIET_HOURS_CLEARED))
-                    .bind(q.person_id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                Ok(())
+                Some(Needed::QuietHoursCleared(q.person_id.to_string()))
             }
             Event::Conversation(ConversationEvent::ConversationStarted(c)) => {
-                started(tx, t, c).await
+                Some(Needed::Started(c.clone()))
             }
             Event::Conversation(ConversationEvent::MessagePosted(m)) => {
-                posted(tx, t, m, e.recorded.position).await
+                Some(Needed::Posted(m.clone()))
             }
-            _ => Ok(()),
-        }
-    }
-}
-
-/// Runs a two-parameter statement: a TEXT key and a person.
-async fn pair(
-    tx: &mut AnyConnection,
-    t: &Tables,
-    template: &'static str,
-    key: String,
-    person: PersonId,
-) -> Result<(), ProjectionError> {
-    sqlx::query(&t.sql(template))
-        .bind(key)
-        .bind(person.to_string())
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-async fn started(
-    tx: &mut AnyConnection,
-    t: &Tables,
-    c: &ConversationStarted,
-) -> Result<(), ProjectionError> {
-    let conversation = c.conversation_id.to_string();
-    sqlx::query(&t.sql(CONVERSATION_STARTED))
-        .bind(&conversation)
-        .bind(c.school_id.to_string())
-        .bind(c.child_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-    for person in &c.participants {
-        sqlx::query(&t.sql(PARTICIPANT))
-            .bind(&conversation)
-            .bind(person.to_string())
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
-}
-
-async fn posted(
-    tx: &mut AnyConnection,
-    t: &Tables,
-    m: &MessagePosted,
-    position: u64,
-) -> Result<(), ProjectionError> {
-    let conversation = m.conversation_id.to_string();
-    let rows = sqlx::query(&t.sql(RECIPIENTS))
-        .bind(&conversation)
-        .bind(m.author_id.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-    for row in rows {
-        let recipient = PersonId::from_uuid(uuid(&row.get::<String, _>(0))?);
-        let is_staff = row.get::<Option<String>, _>(1).is_some();
-        let is_guardian = row.get::<Option<String>, _>(2).is_some();
-        if !is_staff && !is_guardian {
-            // Left the school, or no longer the child's guardian: no longer told.
-            continue;
-        }
-        let quiet_until = if is_staff {
-            quiet_until(row.get::<Option<String>, _>(3).as_deref(), m.at)?
-        } else {
-            None
+            _ => None,
         };
-        let id = NotificationId {
-            message_id: m.message_id,
-            recipient_id: recipient,
-        };
-        sqlx::query(&t.sql(NOTIFY))
-            .bind(id.to_string())
-            .bind(to_i64(position))
-            .bind(recipient.to_string())
-            .bind(NotificationKind::Message.as_str())
-            .bind(&conversation)
-            .bind(m.message_id.to_string())
-            .bind(micros(m.at))
-            .bind(micros(quiet_until.unwrap_or(m.at)))
-            .execute(&mut *tx)
-            .await?;
+        let needed = needed.map(|n| (e.recorded.position, e.recorded.occurred_at, n));
+        self.buffer.push(t, e.recorded.position, needed);
+        Ok(())
     }
-    Ok(())
+
+    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+        let batch = self.buffer.take(t);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut state = State::load(tx, t, &batch).await?;
+        let mut notifications = Bulk::new(t.sql(NOTIFY), 8, DO_NOTHING);
+        for (position, at, needed) in batch {
+            state.evolve(position, at, needed, &mut notifications)?;
+        }
+        state.write(tx, t).await?;
+        notifications.execute(tx).await?;
+        Ok(())
+    }
+}
+
+/// What one batch reads and changes, in memory.
+#[derive(Default)]
+struct State {
+    /// Conversation → (school, child, participants): loaded, or started in the batch.
+    conversations: HashMap<String, (String, String, Vec<String>)>,
+    started: Vec<String>,
+    staff: HashSet<(String, String)>,
+    guardians: HashSet<(String, String)>,
+    quiet: HashMap<String, Option<(String, i64)>>,
+    /// Keys whose final state must be written.
+    staff_dirty: BTreeSet<(String, String)>,
+    guardians_dirty: BTreeSet<(String, String)>,
+    quiet_dirty: BTreeSet<String>,
+    unenrolled: BTreeSet<String>,
+}
+
+fn rows<'r>(
+    rows: &'r [AnyRow],
+) -> impl Iterator<Item = Result<(String, String), sqlx::Error>> + 'r {
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+}
+
+impl State {
+    /// Loads the conversations the batch's messages go to, their participants, and the staff,
+    /// guardian and quiet-hours rows of those people and children.
+    async fn load(
+        tx: &mut AnyConnection,
+        t: &Tables,
+        batch: &[(u64, DateTime<Utc>, Needed)],
+    ) -> Result<Self, ProjectionError> {
+        let mut state = Self::default();
+        let mut wanted = BTreeSet::new();
+        for (_, _, needed) in batch {
+            match needed {
+                Needed::Started(c) => {
+                    let id = c.conversation_id.to_string();
+                    wanted.remove(&id);
+                    state.started.push(id.clone());
+                    state.conversations.insert(
+                        id,
+                        (
+                            c.school_id.to_string(),
+                            c.child_id.to_string(),
+                            c.participants.iter().map(ToString::to_string).collect(),
+                        ),
+                    );
+                }
+                Needed::Posted(m) => {
+                    let id = m.conversation_id.to_string();
+                    if !state.conversations.contains_key(&id) {
+                        wanted.insert(id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let wanted: Vec<String> = wanted.into_iter().collect();
+        for row in select_in(tx, &t.sql(LOAD_CONVERSATIONS), &[], &wanted).await? {
+            state.conversations.insert(
+                row.try_get(0)?,
+                (row.try_get(1)?, row.try_get(2)?, Vec::new()),
+            );
+        }
+        for pair in rows(&select_in(tx, &t.sql(LOAD_PARTICIPANTS), &[], &wanted).await?) {
+            let (conversation, person) = pair?;
+            if let Some(c) = state.conversations.get_mut(&conversation) {
+                c.2.push(person);
+            }
+        }
+        let people: BTreeSet<&String> = state.conversations.values().flat_map(|c| &c.2).collect();
+        let people: Vec<String> = people.into_iter().cloned().collect();
+        let children: BTreeSet<&String> = state.conversations.values().map(|c| &c.1).collect();
+        let children: Vec<String> = children.into_iter().cloned().collect();
+        for pair in rows(&select_in(tx, &t.sql(LOAD_STAFF), &[], &people).await?) {
+            state.staff.insert(pair?);
+        }
+        for pair in rows(&select_in(tx, &t.sql(LOAD_GUARDIANS), &[], &children).await?) {
+            state.guardians.insert(pair?);
+        }
+        for pair in rows(&select_in(tx, &t.sql(LOAD_QUIET_HOURS), &[], &people).await?) {
+            let (person, schedule) = pair?;
+            state.quiet.insert(person, Some((schedule, 0)));
+        }
+        Ok(state)
+    }
+
+    fn evolve(
+        &mut self,
+        position: u64,
+        occurred_at: DateTime<Utc>,
+        needed: Needed,
+        notifications: &mut Bulk,
+    ) -> Result<(), ProjectionError> {
+        match needed {
+            Needed::StaffJoined(school, person) => {
+                self.staff.insert((school.clone(), person.clone()));
+                self.staff_dirty.insert((school, person));
+            }
+            Needed::StaffLeft(school, person) => {
+                self.staff.remove(&(school.clone(), person.clone()));
+                self.staff_dirty.insert((school, person));
+            }
+            Needed::GuardianLinked(child, person) => {
+                self.guardians.insert((child.clone(), person.clone()));
+                self.guardians_dirty.insert((child, person));
+            }
+            Needed::GuardianUnlinked(child, person) => {
+                self.guardians.remove(&(child.clone(), person.clone()));
+                self.guardians_dirty.insert((child, person));
+            }
+            Needed::ChildUnenrolled(child) => {
+                self.guardians.retain(|(c, _)| *c != child);
+                self.guardians_dirty.retain(|(c, _)| *c != child);
+                self.unenrolled.insert(child);
+            }
+            Needed::QuietHoursSet(person, schedule) => {
+                self.quiet
+                    .insert(person.clone(), Some((schedule, micros(occurred_at))));
+                self.quiet_dirty.insert(person);
+            }
+            Needed::QuietHoursCleared(person) => {
+                self.quiet.insert(person.clone(), None);
+                self.quiet_dirty.insert(person);
+            }
+            // Loaded (with its participants) in `load`.
+            Needed::Started(_) => {}
+            Needed::Posted(m) => self.notify(&m, position, notifications)?,
+        }
+        Ok(())
+    }
+
+    /// The notifications of one message, by the state as of its event.
+    fn notify(
+        &self,
+        m: &MessagePosted,
+        position: u64,
+        notifications: &mut Bulk,
+    ) -> Result<(), ProjectionError> {
+        let conversation = m.conversation_id.to_string();
+        let Some((school, child, participants)) = self.conversations.get(&conversation) else {
+            return Err(ProjectionError::Invalid(format!(
+                "message {} posted to conversation {conversation}, which never started",
+                m.message_id
+            )));
+        };
+        let author = m.author_id.to_string();
+        let mut recipients: Vec<&String> = participants.iter().filter(|p| **p != author).collect();
+        recipients.sort();
+        recipients.dedup();
+        for recipient in recipients {
+            let is_staff = self.staff.contains(&(school.clone(), recipient.clone()));
+            let is_guardian = self.guardians.contains(&(child.clone(), recipient.clone()));
+            if !is_staff && !is_guardian {
+                // Left the school, or no longer the child's guardian: no longer told.
+                continue;
+            }
+            let quiet_until = if is_staff {
+                let schedule = self.quiet.get(recipient).and_then(|q| q.as_ref());
+                quiet_until(schedule.map(|(s, _)| s.as_str()), m.at)?
+            } else {
+                None
+            };
+            let id = NotificationId {
+                message_id: m.message_id,
+                recipient_id: PersonId::from_uuid(uuid(recipient)?),
+            };
+            notifications.row([
+                id.to_string().into(),
+                to_i64(position).into(),
+                recipient.as_str().into(),
+                NotificationKind::Message.as_str().into(),
+                conversation.as_str().into(),
+                m.message_id.to_string().into(),
+                micros(m.at).into(),
+                micros(quiet_until.unwrap_or(m.at)).into(),
+            ]);
+        }
+        Ok(())
+    }
+
+    /// Writes the final state of every key the batch changed.
+    async fn write(self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+        let mut conversations = Bulk::new(t.sql(CONVERSATIONS), 3, DO_NOTHING);
+        let mut participants = Bulk::new(t.sql(PARTICIPANTS), 2, DO_NOTHING);
+        for id in &self.started {
+            if let Some((school, child, people)) = self.conversations.get(id) {
+                conversations.row([
+                    id.as_str().into(),
+                    school.as_str().into(),
+                    child.as_str().into(),
+                ]);
+                for person in people {
+                    participants.row([id.as_str().into(), person.as_str().into()]);
+                }
+            }
+        }
+        conversations.execute(tx).await?;
+        participants.execute(tx).await?;
+        // Removals are rare (staff leaving, guardians unlinked, quiet hours cleared): one
+        // statement each; additions go in bulk.
+        for child in &self.unenrolled {
+            sqlx::query(&t.sql(CHILD_UNENROLLED))
+                .bind(child)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut staff = Bulk::new(t.sql(STAFF), 2, DO_NOTHING);
+        for key in &self.staff_dirty {
+            if self.staff.contains(key) {
+                staff.row([key.0.as_str().into(), key.1.as_str().into()]);
+            } else {
+                sqlx::query(&t.sql(STAFF_LEFT))
+                    .bind(&key.0)
+                    .bind(&key.1)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        staff.execute(tx).await?;
+        let mut guardians = Bulk::new(t.sql(GUARDIANS), 2, DO_NOTHING);
+        for key in &self.guardians_dirty {
+            if self.guardians.contains(key) {
+                guardians.row([key.0.as_str().into(), key.1.as_str().into()]);
+            } else {
+                sqlx::query(&t.sql(GUARDIAN_UNLINKED))
+                    .bind(&key.0)
+                    .bind(&key.1)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        guardians.execute(tx).await?;
+        let mut quiet = Bulk::new(t.sql(QUIET_HOURS), 3, QUIET_HOURS_SUFFIX);
+        for person in &self.quiet_dirty {
+            match self.quiet.get(person).and_then(Option::as_ref) {
+                Some((schedule, set_at)) => {
+                    quiet.row([
+                        person.as_str().into(),
+                        schedule.as_str().into(),
+                        (*set_at).into(),
+                    ]);
+                }
+                None => {
+                    sqlx::query(&t.sql(QUIET_HOURS_CLEARED))
+                        .bind(person)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        quiet.execute(tx).await?;
+        Ok(())
+    }
 }
 
 /// When the quiet period covering `at` ends under the stored `schedule`, if one does.
