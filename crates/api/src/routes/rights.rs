@@ -545,6 +545,8 @@ pub struct SweepReport {
     pub children_erased: usize,
     /// Approved invitations whose guardian link was still missing.
     pub guardians_linked: usize,
+    /// Completions that failed (logged; tried again at the next start).
+    pub failed: usize,
 }
 
 const SWEPT_TYPES: &[&str] = &[
@@ -603,14 +605,31 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
     }
     let rid = Uuid::now_v7();
     let mut report = SweepReport::default();
+    // One failure (say, a child unenrolled since) must not keep the others undone.
+    let log_failure = |what: String, e: &ApiError| {
+        tracing::error!(error = %e.detail, code = e.code, "start-up sweep: {what} failed");
+    };
     for person_id in people {
-        complete_person_erasure(state, person_id, &School::default(), rid).await?;
-        report.people_erased += 1;
+        match complete_person_erasure(state, person_id, &School::default(), rid).await {
+            Ok(_) => report.people_erased += 1,
+            Err(e) => {
+                log_failure(format!("erasure of person {person_id}"), &e);
+                report.failed += 1;
+            }
+        }
     }
     for (child_id, school_id) in children {
-        let school = state.exec.school(school_id).await?.state;
-        complete_child_erasure(state, child_id, &school, rid).await?;
-        report.children_erased += 1;
+        let done = match state.exec.school(school_id).await {
+            Ok(school) => complete_child_erasure(state, child_id, &school.state, rid).await,
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(_) => report.children_erased += 1,
+            Err(e) => {
+                log_failure(format!("erasure of child {child_id}"), &e);
+                report.failed += 1;
+            }
+        }
     }
     for invitation_id in approved {
         let invitation = state
@@ -618,10 +637,19 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
             .load::<InvitationAgg>(&StreamName::invitation(invitation_id))
             .await?
             .state;
-        if matches!(invitation.status, InvitationStatus::Approved { .. }) {
-            crate::routes::invitations::link_guardian(state, invitation, Actor::System, rid)
-                .await?;
-            report.guardians_linked += 1;
+        if !matches!(invitation.status, InvitationStatus::Approved { .. }) {
+            continue;
+        }
+        match crate::routes::invitations::link_guardian(state, invitation, Actor::System, rid).await
+        {
+            Ok(_) => report.guardians_linked += 1,
+            Err(e) => {
+                log_failure(
+                    format!("the guardian link of invitation {invitation_id}"),
+                    &e,
+                );
+                report.failed += 1;
+            }
         }
     }
     Ok(report)
