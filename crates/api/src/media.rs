@@ -232,6 +232,23 @@ impl MediaFiles {
         .await
     }
 
+    /// Destroys the key of a removed (or expired) post's text and shreds each of its media
+    /// items. Idempotent.
+    ///
+    /// # Errors
+    /// As [`MediaFiles::shred`].
+    pub async fn shred_post(
+        &self,
+        post_id: PostId,
+        media: impl IntoIterator<Item = MediaId>,
+    ) -> ApiResult<()> {
+        self.vault.erase(Subject::Post(post_id)).await?;
+        for media_id in media {
+            self.shred(media_id).await?;
+        }
+        Ok(())
+    }
+
     /// Claims `media_id` for `post`: [`Claim::Taken`] when this call created the claim, else who
     /// holds it.
     ///

@@ -2,25 +2,17 @@
 //! warnings, "who may see this?", consent withdrawal hiding photos, the feed, reading a post and
 //! the bytes, tagging, removal by crypto-shredding, and no plaintext anywhere on disk.
 //!
-//! The school is built through the school routes; guardians and consents (whose routes are
-//! built elsewhere) are written through the executor with the domain's own deciders, as the
-//! invitation and consent routes do.
+//! The school is built through the routes: schools, staff, groups, children, invitations
+//! (invite, accept, approve) and consent decisions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kring_api::auth::Caller;
-use kring_api::exec::{ChildAgg, InvitationAgg};
 use kring_api::media::{decrypt_file, parse_file};
 use kring_api::server::{start, Running, ServeOptions};
 use kring_api::state::Limits;
 use kring_domain::access::AccessEvent;
-use kring_domain::child::{self, ChildAction, ChildContext};
-use kring_domain::consent::ConsentMethod;
-use kring_domain::invitation::{self, InvitationAction, InvitationContext};
-use kring_domain::school::SchoolAction;
-use kring_domain::{
-    Actor, ChildId, Command, Event, GroupId, InvitationId, PersonId, Purpose, SchoolId, StreamName,
-};
+use kring_domain::{Actor, ChildId, Event, GroupId, PersonId, Purpose, SchoolId, StreamName};
 use kring_projections::Config;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -184,7 +176,6 @@ fn person(p: PersonId) -> Caller {
 /// Two class groups and the school group; a director, a teacher per class, a compliance
 /// officer; children `a` and `b` in class 1 with two guardians each, `c` in class 2 with one.
 struct School {
-    school: SchoolId,
     school_group: GroupId,
     class1: GroupId,
     class2: GroupId,
@@ -235,112 +226,55 @@ async fn enroll(env: &Env, group: GroupId, by: Caller, name: &str) -> ChildId {
     id(&v, "child_id")
 }
 
-/// Invites, accepts, approves and links a guardian for `child`, the way the invitation routes
-/// do it, through the executor and the domain's deciders.
-async fn link_guardian(env: &Env, school: SchoolId, staff: PersonId, child: ChildId) -> PersonId {
-    let exec = &env.running.state.exec;
-    let invitation_id = InvitationId::generate();
-    let guardian = PersonId::generate();
-    let stream = StreamName::invitation(invitation_id);
-    let steps = [
-        (
-            Actor::Person(staff),
-            InvitationAction::Invite {
-                invitation_id,
-                child_id: child,
-                email: format!("ouder-{guardian}@mail.example"),
-                invitee_id: guardian,
-                code_digest: "digest-of-the-code".into(),
-            },
-        ),
-        (
-            Actor::Person(guardian),
-            InvitationAction::Accept {
-                code_digest: "digest-of-the-code".into(),
-                display_name: "Ouder".into(),
-            },
-        ),
-        (
-            Actor::Person(staff),
-            InvitationAction::Approve { child_id: None },
-        ),
-    ];
-    for (actor, action) in steps {
-        let roster = exec.school(school).await.unwrap().state;
-        exec.run::<InvitationAgg, _>(stream, actor, Uuid::now_v7(), |inv, now| {
-            invitation::decide(
-                &InvitationContext {
-                    invitation: inv,
-                    school: &roster,
-                },
-                Command::new(actor, action.clone()),
-                now,
-            )
-        })
+/// Invites, accepts and approves a guardian for `child` through the invitation routes.
+async fn link_guardian(env: &Env, staff: PersonId, child: ChildId) -> PersonId {
+    let sent = env
+        .ok(
+            Method::POST,
+            "/v1/invitations",
+            person(staff),
+            Some(json!({"child_id": child, "email": format!("ouder-{}@mail.example", Uuid::now_v7())})),
+        )
+        .await;
+    let res = env
+        .http
+        .post(format!("{}/v1/invitations/accept", env.running.url()))
+        .json(&json!({"code": sent["code"], "display_name": "Ouder"}))
+        .send()
         .await
         .unwrap();
-    }
-    let invitation = exec.load::<InvitationAgg>(&stream).await.unwrap().state;
-    exec.run_school(
-        school,
-        Actor::Person(staff),
-        Uuid::now_v7(),
-        |roster, now| {
-            kring_domain::school::decide(
-                roster,
-                Command::new(
-                    Actor::Person(staff),
-                    SchoolAction::LinkGuardian {
-                        invitation: invitation.clone(),
-                    },
-                ),
-                now,
-            )
-        },
+    assert_eq!(res.status(), StatusCode::OK);
+    let accepted: Value = res.json().await.unwrap();
+    env.ok(
+        Method::POST,
+        &format!(
+            "/v1/invitations/{}/approve",
+            sent["invitation_id"].as_str().unwrap()
+        ),
+        person(staff),
+        Some(json!({})),
     )
-    .await
-    .unwrap();
-    guardian
+    .await;
+    id(&accepted, "person_id")
 }
 
-/// A guardian's consent decision, the way the consent route makes it; answers the position.
+/// A guardian's consent decision through the consent route; answers the position.
 async fn decide_consent(
     env: &Env,
-    school: SchoolId,
     guardian: PersonId,
     child_id: ChildId,
     purpose: Purpose,
     granted: bool,
 ) -> u64 {
-    let exec = &env.running.state.exec;
-    let roster = exec.school(school).await.unwrap().state;
-    let actor = Actor::Person(guardian);
-    exec.run::<ChildAgg, _>(
-        StreamName::child(child_id),
-        actor,
-        Uuid::now_v7(),
-        |state, now| {
-            child::decide(
-                &ChildContext {
-                    child: state,
-                    school: &roster,
-                },
-                Command::new(
-                    actor,
-                    ChildAction::DecideConsent {
-                        child_id,
-                        purpose,
-                        granted,
-                        method: ConsentMethod::App,
-                    },
-                ),
-                now,
-            )
-        },
+    env.ok(
+        Method::PUT,
+        &format!("/v1/children/{child_id}/consents/{}", purpose.as_str()),
+        person(guardian),
+        Some(json!({ "granted": granted })),
     )
-    .await
-    .unwrap()
-    .position
+    .await["position"]
+        .as_u64()
+        .unwrap()
 }
 
 async fn school(env: &Env) -> School {
@@ -383,16 +317,15 @@ async fn school(env: &Env) -> School {
     let b = enroll(env, classes[0], d, "Daan").await;
     let c = enroll(env, classes[1], d, "Noor").await;
     let a_parents = [
-        link_guardian(env, school, teacher1, a).await,
-        link_guardian(env, school, teacher1, a).await,
+        link_guardian(env, teacher1, a).await,
+        link_guardian(env, teacher1, a).await,
     ];
     let b_parents = [
-        link_guardian(env, school, teacher1, b).await,
-        link_guardian(env, school, teacher1, b).await,
+        link_guardian(env, teacher1, b).await,
+        link_guardian(env, teacher1, b).await,
     ];
-    let c_parent = link_guardian(env, school, teacher2, c).await;
+    let c_parent = link_guardian(env, teacher2, c).await;
     School {
-        school,
         school_group,
         class1: classes[0],
         class2: classes[1],
@@ -512,15 +445,7 @@ async fn posting_tagged_photos_warns_of_each_child_without_consent_and_from_how_
     env: Env,
 ) {
     let s = school(&env).await;
-    decide_consent(
-        &env,
-        s.school,
-        s.b_parents[0],
-        s.b,
-        Purpose::GroupCommunication,
-        true,
-    )
-    .await;
+    decide_consent(&env, s.b_parents[0], s.b, Purpose::GroupCommunication, true).await;
     let only_a = upload_photo(&env, s.teacher1, "PHOTO-MARKER-ONLY-A").await;
     let a_and_b = upload_photo(&env, s.teacher1, "PHOTO-MARKER-A-AND-B").await;
     let only_b = upload_photo(&env, s.teacher1, "PHOTO-MARKER-ONLY-B").await;
@@ -700,24 +625,8 @@ async fn viewers_are_answered_to_audience_staff_and_compliance_officers_only(env
         assert_eq!(problem["code"], "not_found");
     }
     // A parent who may see the photo knows it exists: told no, not "not found".
-    decide_consent(
-        &env,
-        s.school,
-        s.b_parents[0],
-        s.b,
-        Purpose::GroupCommunication,
-        true,
-    )
-    .await;
-    let at = decide_consent(
-        &env,
-        s.school,
-        s.a_parents[0],
-        s.a,
-        Purpose::GroupCommunication,
-        true,
-    )
-    .await;
+    decide_consent(&env, s.b_parents[0], s.b, Purpose::GroupCommunication, true).await;
+    let at = decide_consent(&env, s.a_parents[0], s.a, Purpose::GroupCommunication, true).await;
     let (got, _) = env
         .call(
             Method::GET,
@@ -740,15 +649,7 @@ async fn viewers_are_answered_to_audience_staff_and_compliance_officers_only(env
 
 async fn withdrawn_consent_hides_a_photo_from_exactly_the_right_parents(env: Env) {
     let s = school(&env).await;
-    decide_consent(
-        &env,
-        s.school,
-        s.b_parents[0],
-        s.b,
-        Purpose::GroupCommunication,
-        true,
-    )
-    .await;
+    decide_consent(&env, s.b_parents[0], s.b, Purpose::GroupCommunication, true).await;
     let photo_id = upload_photo(&env, s.teacher1, "WITHDRAWAL").await;
     let untagged = upload_photo(&env, s.teacher1, "UNTAGGED").await;
     let v = env
@@ -776,7 +677,6 @@ async fn withdrawn_consent_hides_a_photo_from_exactly_the_right_parents(env: Env
     // One of b's guardians withdraws: b no longer has effective consent.
     let at = decide_consent(
         &env,
-        s.school,
         s.b_parents[1],
         s.b,
         Purpose::GroupCommunication,
@@ -847,15 +747,7 @@ async fn withdrawn_consent_hides_a_photo_from_exactly_the_right_parents(env: Env
     );
 
     // Consent given again: visible again.
-    let at = decide_consent(
-        &env,
-        s.school,
-        s.b_parents[1],
-        s.b,
-        Purpose::GroupCommunication,
-        true,
-    )
-    .await;
+    let at = decide_consent(&env, s.b_parents[1], s.b, Purpose::GroupCommunication, true).await;
     assert!(env
         .media(person(s.a_parents[0]), &photo_id, at)
         .await
@@ -1504,7 +1396,6 @@ async fn posting_checks_rights_and_input_and_writes_nothing_when_refused(env: En
     );
     let at = decide_consent(
         &env,
-        s.school,
         s.a_parents[0],
         s.a,
         Purpose::SchoolCommunication,

@@ -9,12 +9,14 @@
 //! destroyed, so its text and bytes are unreadable everywhere.
 //!
 //! Reads of content by the platform operator or a compliance officer (a post, media bytes, the
-//! viewers of a media item) are recorded in the access log before they are answered.
+//! viewers of a media item) are recorded in the access log before they are answered
+//! ([`crate::routes::rights::log_access`]).
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::exec::{AccessAgg, ChildAgg, PostAgg};
+use crate::exec::{ChildAgg, PostAgg};
 use crate::media::{self, Claim, MediaFiles, MediaHeader};
+use crate::routes::rights::log_access;
 use crate::routes::{Body, Position};
 use crate::state::{AppState, MinPosition, RequestId, Q};
 use axum::body::{Body as RawBody, HttpBody};
@@ -24,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
-use kring_domain::access::{self, LogAccess, Subject};
+use kring_domain::access::Subject;
 use kring_domain::post::{self as domain_post, MediaAttachment, Post, PostAction, PostContext};
 use kring_domain::school::{School, StaffRole};
 use kring_domain::visibility::{self as rule, ViewReason};
@@ -151,41 +153,6 @@ async fn place_of(
     state
         .locate(|| async move { Ok(visibility::media_place(&state.system.db, media_id).await?) })
         .await
-}
-
-/// Records that `caller` read `subject`'s content (operator, compliance officer).
-///
-/// A private stand-in until the rights module's `log_access` exists: it writes the domain's
-/// access aggregate the same way (stream `access-<subject id>`).
-async fn record_access(
-    state: &AppState,
-    caller: Caller,
-    rid: Uuid,
-    subject: Subject,
-    reason: String,
-) -> ApiResult<()> {
-    state
-        .exec
-        .run::<AccessAgg, _>(
-            StreamName::access(subject.uuid()),
-            caller.actor(),
-            rid,
-            |log, now| {
-                access::decide(
-                    log,
-                    Command::new(
-                        caller.actor(),
-                        LogAccess {
-                            subject,
-                            reason: reason.clone(),
-                        },
-                    ),
-                    now,
-                )
-            },
-        )
-        .await?;
-    Ok(())
 }
 
 fn files(state: &AppState) -> MediaFiles {
@@ -866,12 +833,12 @@ pub async fn read_post(
     let roster = state.exec.school(school_id).await?.state;
     let post = match Standing::of(&roster, caller, whole.group_id) {
         s if s.logged() => {
-            record_access(
+            log_access(
                 &state,
                 caller,
                 rid,
                 Subject::Post(post_id),
-                format!("GET /v1/posts/{post_id}"),
+                &format!("GET /v1/posts/{post_id}"),
             )
             .await?;
             whole
@@ -920,12 +887,12 @@ pub async fn media_bytes(
         Some(_) => {
             let p = published(&state, caller, media_id).await?;
             if p.standing.logged() {
-                record_access(
+                log_access(
                     &state,
                     caller,
                     rid,
                     Subject::Media(media_id),
-                    format!("GET /v1/media/{media_id}"),
+                    &format!("GET /v1/media/{media_id}"),
                 )
                 .await?;
             }
@@ -1036,12 +1003,12 @@ pub async fn media_viewers(
     match p.standing {
         Standing::Staff => {}
         s if s.logged() => {
-            record_access(
+            log_access(
                 &state,
                 caller,
                 rid,
                 Subject::Media(media_id),
-                format!("GET /v1/media/{media_id}/viewers"),
+                &format!("GET /v1/media/{media_id}/viewers"),
             )
             .await?;
         }
@@ -1092,16 +1059,6 @@ pub struct Removal {
     pub reason: String,
 }
 
-/// Destroys the keys of a removed post and of its media items, and deletes their files.
-async fn shred_post(state: &AppState, post_id: PostId, post: &Post) -> ApiResult<()> {
-    state.system.vault.erase(Subject::Post(post_id)).await?;
-    let files = files(state);
-    for media_id in post.media.keys() {
-        files.shred(*media_id).await?;
-    }
-    Ok(())
-}
-
 /// Removes a post with all its media (the author, a director, the operator). Its text and every
 /// media item's bytes are destroyed with their keys: unreadable from then on, for everyone.
 #[utoipa::path(delete, path = "/v1/posts/{post_id}", tag = "posts", request_body = Removal,
@@ -1126,7 +1083,9 @@ pub async fn remove_post(
     if loaded.state.removed || loaded.state.expired {
         // Gone for everyone; make sure its keys are too (a previous removal may have stopped
         // between writing the event and destroying them).
-        shred_post(&state, post_id, &loaded.state).await?;
+        files(&state)
+            .shred_post(post_id, loaded.state.media.keys().copied())
+            .await?;
         return Err(hidden_post(post_id));
     }
     let roster = state.exec.school(school_id).await?.state;
@@ -1139,7 +1098,9 @@ pub async fn remove_post(
         }
     })
     .await?;
-    shred_post(&state, post_id, &loaded.state).await?;
+    files(&state)
+        .shred_post(post_id, loaded.state.media.keys().copied())
+        .await?;
     Ok(Json(Position { position }))
 }
 
