@@ -1493,3 +1493,47 @@ async fn the_feed_pages_through_every_post_once(env: Env) {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_posts_and_media_route() {
+    let env = Env::sqlite().await;
+    let doc: Value = env
+        .http
+        .get(format!("{}/openapi.json", env.running.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = &doc["paths"];
+    for (path, methods) in [
+        ("/v1/media", &["post"][..]),
+        ("/v1/media/{media_id}", &["get", "delete"][..]),
+        ("/v1/media/{media_id}/tags", &["post"][..]),
+        ("/v1/media/{media_id}/tags/{child_id}", &["delete"][..]),
+        ("/v1/media/{media_id}/viewers", &["get"][..]),
+        ("/v1/groups/{group_id}/posts", &["post"][..]),
+        ("/v1/posts/{post_id}", &["get", "delete"][..]),
+        ("/v1/feed", &["get"][..]),
+    ] {
+        for method in methods {
+            assert!(
+                paths[path][method].is_object(),
+                "{method} {path} is missing"
+            );
+        }
+    }
+    for schema in [
+        "PostCreated",
+        "ConsentWarning",
+        "ViewersDoc",
+        "FeedDoc",
+        "Removal",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} is missing"
+        );
+    }
+}
