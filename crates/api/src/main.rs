@@ -123,7 +123,7 @@ async fn main() -> ExitCode {
                 Err(e) => return fail(3, e),
             };
             if demo {
-                match kring_api::demo::seed(&running.state).await {
+                match kring_api::demo::seed(&running.state, &running.url()).await {
                     Ok(path) => eprintln!(
                         "kring-api: demo school ready; ids and tokens in {}",
                         path.display()
