@@ -94,6 +94,12 @@ impl Bulk {
         self.cells.extend(cells);
     }
 
+    /// Adds a row given as a slice; it must have `width` cells.
+    pub fn row_slice(&mut self, cells: &[Cell]) {
+        debug_assert_eq!(cells.len(), self.width);
+        self.cells.extend_from_slice(cells);
+    }
+
     /// Whether there is nothing to write.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -145,8 +151,8 @@ impl Bulk {
     }
 }
 
-/// Runs `sql` — whose `{in}` stands for a list of parameters after the `fixed` ones (on SQLite,
-/// `fixed` must be bound with `?` in `sql`; on PostgreSQL with `$1…`) — once per
+/// Runs `sql` — whose `{in}` stands for a list of parameters after the `fixed` ones, which `sql`
+/// names `$1`, `$2`, … (at most 9, each used once, in order) — once per
 /// chunk of `ids`, and returns every row: one statement per few thousand ids instead of one per
 /// id. Used for the bulk loads of buffered read models.
 ///
@@ -161,6 +167,12 @@ pub async fn select_in(
     // Prepared statements are cached per text: keep the number of distinct texts small.
     const PER: usize = 1_000;
     let sqlite = is_sqlite(conn);
+    let mut sql = sql.to_owned();
+    if sqlite {
+        for i in (1..=fixed.len()).rev() {
+            sql = sql.replace(&format!("${i}"), "?");
+        }
+    }
     let mut out = Vec::new();
     for chunk in ids.chunks(PER) {
         let mut list = String::with_capacity(chunk.len() * 6);

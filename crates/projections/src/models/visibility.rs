@@ -37,9 +37,10 @@
 //! multi-row `INSERT … ON CONFLICT`. The buffer is kept per generation of tables, because the
 //! runtime shares one instance between the serving generation and a rebuilding one.
 
+use crate::bulk::{select_in, Bulk, Cell};
 use crate::db::{from_micros, micros, Backend, ReadDb};
 use crate::error::ProjectionError;
-use crate::projection::{Projected, Projection, Tables};
+use crate::projection::{Buffer, Projected, Projection, Tables};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::child::{self, Child, ChildEvent};
@@ -52,9 +53,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write as _;
 use std::str::FromStr;
-use std::sync::Mutex;
 
 /// Its name.
 pub const NAME: &str = "visibility";
@@ -103,23 +102,11 @@ CREATE TABLE {group_audience} (
 );
 CREATE INDEX {group_audience}_by_person ON {group_audience} (person_id, group_id)";
 
-/// Bind parameters per generated statement: far below SQLite's (32766) and PostgreSQL's (65535)
-/// limits, large enough that a batch needs few round trips.
-const MAX_PARAMS: usize = 900;
-
 /// The projection: media visibility and the feed.
 #[derive(Debug, Default)]
 pub struct VisibilityProjection {
-    /// The batch being applied, per generation of tables.
-    batches: Mutex<HashMap<i64, Batch>>,
-}
-
-/// The events of one batch this model needs, buffered until `flush`.
-#[derive(Debug, Default)]
-struct Batch {
-    /// Position of the last event handed to `apply` (every event, needed or not).
-    last: u64,
-    events: Vec<Needed>,
+    /// The events of the batch being applied that this model needs.
+    buffer: Buffer<Needed>,
 }
 
 #[derive(Debug)]
@@ -128,10 +115,6 @@ enum Needed {
     Post(PostEvent),
     /// Only `ConsentDecided`: the rest of a child's stream does not bear on visibility.
     Consent(ChildEvent),
-}
-
-fn poisoned() -> ProjectionError {
-    ProjectionError::Invalid("visibility: batch buffer lock poisoned".into())
 }
 
 #[async_trait]
@@ -160,44 +143,22 @@ impl Projection for VisibilityProjection {
             Event::Child(c @ ChildEvent::ConsentDecided(_)) => Some(Needed::Consent(c.clone())),
             _ => None,
         };
-        let position = e.recorded.position;
-        let mut batches = self.batches.lock().map_err(|_| poisoned())?;
-        let batch = batches.entry(t.generation()).or_default();
-        // Positions rise within a batch, and `flush` takes the buffer away. A buffer still here
-        // at or past this position belongs to a batch that rolled back before its flush (an
-        // error, a cancelled future): the runtime is re-applying from its checkpoint, so start
-        // over. This, not `reset`, is what forgets such a buffer; see `reset`.
-        if batch.last >= position {
-            batch.events.clear();
-        }
-        batch.last = position;
-        if let Some(needed) = needed {
-            batch.events.push(needed);
-        }
+        self.buffer.push(t, e.recorded.position, needed);
         Ok(())
     }
 
     async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
-        let batch = self
-            .batches
-            .lock()
-            .map_err(|_| poisoned())?
-            .remove(&t.generation());
-        let Some(batch) = batch.filter(|b| !b.events.is_empty()) else {
+        let events = self.buffer.take(t);
+        if events.is_empty() {
             return Ok(());
-        };
+        }
         let mut work = Work::default();
-        work.load(tx, t, &batch.events).await?;
-        work.evolve(batch.events)?;
+        work.load(tx, t, &events).await?;
+        work.evolve(events)?;
         work.write(tx, t).await
     }
 
-    /// Deliberately forgets nothing. `reset` does not say which generation rolled back, and the
-    /// runtime shares this instance between the serving generation and one being rebuilt, whose
-    /// batch may be half-applied at that moment: clearing it would lose that batch's first
-    /// events. Nothing outlives a batch here anyway (`flush` takes the buffer), and a buffer
-    /// left by a rolled-back batch is recognised by its positions and dropped when `apply`
-    /// starts the retry.
+    /// Nothing outlives a batch here ([`Buffer`] forgets a rolled-back batch by its positions).
     fn reset(&self) {}
 }
 
@@ -250,7 +211,7 @@ impl Work {
             }
         }
         let schools: Vec<String> = schools.into_iter().collect();
-        let rows = run_in(
+        let rows = select_in(
             tx,
             &t.render(
                 "SELECT school_id, state FROM {visibility_schools} WHERE school_id IN ({in})",
@@ -263,7 +224,7 @@ impl Work {
             self.schools.insert(id(&row, 0)?, json(&row, 1)?);
         }
         let posts: Vec<String> = posts.into_iter().collect();
-        let rows = run_in(
+        let rows = select_in(
             tx,
             &t.render("SELECT post_id, state, body FROM {feed_posts} WHERE post_id IN ({in})"),
             &[],
@@ -280,7 +241,7 @@ impl Work {
             );
         }
         let children: Vec<String> = children.into_iter().collect();
-        let rows = run_in(
+        let rows = select_in(
             tx,
             &t.render("SELECT child_id, state FROM {visibility_children} WHERE child_id IN ({in})"),
             &[],
@@ -356,15 +317,12 @@ impl Work {
         let mut rows = Vec::new();
         for school_id in &self.touched_schools {
             if let Some(state) = self.schools.get(school_id) {
-                rows.extend([
-                    Val::text(school_id),
-                    Val::Text(serde_json::to_string(state)?),
-                ]);
+                rows.extend([cell(school_id), Cell::Text(serde_json::to_string(state)?)]);
             }
         }
-        insert_rows(
+        bulk_insert(
             tx,
-            &t.render("INSERT INTO {visibility_schools} (school_id, state) VALUES "),
+            &t.render("INSERT INTO {visibility_schools} (school_id, state)"),
             2,
             " ON CONFLICT (school_id) DO UPDATE SET state = excluded.state",
             &rows,
@@ -374,15 +332,12 @@ impl Work {
         let mut rows = Vec::new();
         for child_id in &self.touched_children {
             if let Some(state) = self.consents.get(child_id) {
-                rows.extend([
-                    Val::text(child_id),
-                    Val::Text(serde_json::to_string(state)?),
-                ]);
+                rows.extend([cell(child_id), Cell::Text(serde_json::to_string(state)?)]);
             }
         }
-        insert_rows(
+        bulk_insert(
             tx,
-            &t.render("INSERT INTO {visibility_children} (child_id, state) VALUES "),
+            &t.render("INSERT INTO {visibility_children} (child_id, state)"),
             2,
             " ON CONFLICT (child_id) DO UPDATE SET state = excluded.state",
             &rows,
@@ -406,40 +361,42 @@ impl Work {
                 continue;
             };
             rows.extend([
-                Val::text(post_id),
-                Val::text(school_id),
-                Val::text(group_id),
-                Val::text(author_id),
-                Val::Text(stored.body.clone()),
-                Val::Int(micros(at)),
-                Val::Int(i64::from(!post.removed && !post.expired)),
-                Val::Text(serde_json::to_string(post)?),
+                cell(post_id),
+                cell(school_id),
+                cell(group_id),
+                cell(author_id),
+                Cell::Text(stored.body.clone()),
+                Cell::Int(micros(at)),
+                Cell::Int(i64::from(!post.removed && !post.expired)),
+                Cell::Text(serde_json::to_string(post)?),
             ]);
             if self.media_changed.contains(post_id) {
                 for media_id in post.media.keys() {
                     media.extend([
-                        Val::text(media_id),
-                        Val::text(post_id),
-                        Val::text(group_id),
-                        Val::text(school_id),
-                        Val::Int(self.ordinals.get(media_id).copied().unwrap_or_default()),
-                        Val::Int(i64::from(post.media_is_live(*media_id))),
+                        cell(media_id),
+                        cell(post_id),
+                        cell(group_id),
+                        cell(school_id),
+                        Cell::Int(self.ordinals.get(media_id).copied().unwrap_or_default()),
+                        Cell::Int(i64::from(post.media_is_live(*media_id))),
                     ]);
                 }
             }
         }
-        insert_rows(
+        bulk_insert(
             tx,
-            &t.render("INSERT INTO {feed_posts} (post_id, school_id, group_id, author_id, body, posted_at, live, state) VALUES "),
+            &t.render("INSERT INTO {feed_posts} (post_id, school_id, group_id, author_id, body, posted_at, live, state)"),
             8,
             " ON CONFLICT (post_id) DO UPDATE SET body = excluded.body, live = excluded.live, state = excluded.state",
             &rows,
         )
         .await?;
         // The order of attachment is set when an item is first written and kept after.
-        insert_rows(
+        bulk_insert(
             tx,
-            &t.render("INSERT INTO {media_items} (media_id, post_id, group_id, school_id, ordinal, live) VALUES "),
+            &t.render(
+                "INSERT INTO {media_items} (media_id, post_id, group_id, school_id, ordinal, live)",
+            ),
             6,
             " ON CONFLICT (media_id) DO UPDATE SET live = excluded.live",
             &media,
@@ -473,7 +430,7 @@ async fn write_audience(
         }
     }
     let groups: Vec<String> = school.groups.keys().map(ToString::to_string).collect();
-    let rows = run_in(
+    let rows = select_in(
         tx,
         &t.render("SELECT group_id, person_id FROM {group_audience} WHERE group_id IN ({in})"),
         &[],
@@ -491,15 +448,15 @@ async fn write_audience(
     let delete =
         t.render("DELETE FROM {group_audience} WHERE group_id = $1 AND person_id IN ({in})");
     for (group, people) in gone {
-        run_in(tx, &delete, &[Val::text(group)], &people).await?;
+        select_in(tx, &delete, &[cell(group)], &people).await?;
     }
     let mut rows = Vec::new();
     for (group, person) in wanted.difference(&stored) {
-        rows.extend([Val::Text(group.clone()), Val::Text(person.clone())]);
+        rows.extend([Cell::Text(group.clone()), Cell::Text(person.clone())]);
     }
-    insert_rows(
+    bulk_insert(
         tx,
-        &t.render("INSERT INTO {group_audience} (group_id, person_id) VALUES "),
+        &t.render("INSERT INTO {group_audience} (group_id, person_id)"),
         2,
         "",
         &rows,
@@ -564,94 +521,6 @@ const fn post_of(e: &PostEvent) -> PostId {
 
 // ---------------------------------------------------------------------------------------------
 // Portable bulk SQL.
-
-/// A bind value.
-#[derive(Debug, Clone)]
-enum Val {
-    Text(String),
-    Int(i64),
-}
-
-impl Val {
-    fn text(v: impl ToString) -> Self {
-        Self::Text(v.to_string())
-    }
-}
-
-fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
-    vals: &'q [Val],
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
-    for v in vals {
-        query = match v {
-            Val::Text(s) => query.bind(s.as_str()),
-            Val::Int(i) => query.bind(*i),
-        };
-    }
-    query
-}
-
-/// `$from, $from+1, …` (`n` of them).
-fn placeholders(from: usize, n: usize) -> String {
-    let mut s = String::with_capacity(n * 5);
-    for i in 0..n {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        let _ = write!(s, "${}", from + i);
-    }
-    s
-}
-
-/// Runs `sql` — whose `{in}` stands for a list of parameters after the `fixed` ones — once per
-/// chunk of `ids`, and returns every row. Used for bulk reads and deletes.
-async fn run_in(
-    conn: &mut AnyConnection,
-    sql: &str,
-    fixed: &[Val],
-    ids: &[String],
-) -> Result<Vec<AnyRow>, sqlx::Error> {
-    let per = MAX_PARAMS.saturating_sub(fixed.len()).max(1);
-    let mut out = Vec::new();
-    for chunk in ids.chunks(per) {
-        let text = sql.replace("{in}", &placeholders(fixed.len() + 1, chunk.len()));
-        let mut vals = fixed.to_vec();
-        vals.extend(chunk.iter().map(|s| Val::Text(s.clone())));
-        // Full chunks repeat and are worth a prepared statement; odd sizes are not.
-        let query = sqlx::query(&text).persistent(chunk.len() == per);
-        out.extend(bind_all(query, &vals).fetch_all(&mut *conn).await?);
-    }
-    Ok(out)
-}
-
-/// `head` + `($1, …), (…), …` + `tail` for rows of `width` values, in as few statements as the
-/// parameter limit allows.
-async fn insert_rows(
-    conn: &mut AnyConnection,
-    head: &str,
-    width: usize,
-    tail: &str,
-    vals: &[Val],
-) -> Result<(), sqlx::Error> {
-    let per = (MAX_PARAMS / width).max(1);
-    for chunk in vals.chunks(per * width) {
-        let rows = chunk.len() / width;
-        let mut sql = String::with_capacity(head.len() + tail.len() + chunk.len() * 6);
-        sql.push_str(head);
-        for r in 0..rows {
-            if r > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            sql.push_str(&placeholders(r * width + 1, width));
-            sql.push(')');
-        }
-        sql.push_str(tail);
-        let query = sqlx::query(&sql).persistent(rows == per);
-        bind_all(query, chunk).execute(&mut *conn).await?;
-    }
-    Ok(())
-}
 
 fn id<T: FromStr>(row: &AnyRow, i: usize) -> Result<T, ProjectionError>
 where
@@ -729,7 +598,7 @@ impl Rules {
             nowhere: School::default(),
         };
         let schools: Vec<String> = schools.into_iter().collect();
-        for row in run_in(
+        for row in select_in(
             conn,
             "SELECT school_id, state FROM visibility_schools WHERE school_id IN ({in})",
             &[],
@@ -740,7 +609,7 @@ impl Rules {
             rules.schools.insert(id(&row, 0)?, json(&row, 1)?);
         }
         let children: Vec<String> = children.into_iter().collect();
-        for row in run_in(
+        for row in select_in(
             conn,
             "SELECT child_id, state FROM visibility_children WHERE child_id IN ({in})",
             &[],
@@ -894,7 +763,7 @@ async fn with_media(
     }
     let ids: Vec<String> = posts.iter().map(|(p, _)| p.post_id.to_string()).collect();
     let mut order: HashMap<PostId, Vec<MediaId>> = HashMap::new();
-    for row in run_in(tx, "SELECT post_id, media_id FROM media_items WHERE post_id IN ({in}) ORDER BY ordinal, media_id", &[], &ids).await? {
+    for row in select_in(tx, "SELECT post_id, media_id FROM media_items WHERE post_id IN ({in}) ORDER BY ordinal, media_id", &[], &ids).await? {
         order.entry(id(&row, 0)?).or_default().push(id(&row, 1)?);
     }
     let rules = Rules::load(tx, posts.iter().map(|(_, s)| s)).await?;
@@ -983,4 +852,23 @@ pub async fn media_place(
         })
     })
     .transpose()
+}
+
+fn cell(v: impl ToString) -> Cell {
+    Cell::Text(v.to_string())
+}
+
+/// `head` + rows of `width` cells (flat) + `suffix`, in as few statements as [`Bulk`] needs.
+async fn bulk_insert(
+    tx: &mut AnyConnection,
+    head: &str,
+    width: usize,
+    suffix: &'static str,
+    cells: &[Cell],
+) -> Result<(), sqlx::Error> {
+    let mut bulk = Bulk::new(head.to_owned(), width, suffix);
+    for row in cells.chunks(width) {
+        bulk.row_slice(row);
+    }
+    bulk.execute(tx).await
 }
