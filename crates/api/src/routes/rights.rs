@@ -407,20 +407,35 @@ pub async fn erase_person(
     RequestId(rid): RequestId,
     Path(person_id): Path<PersonId>,
 ) -> ApiResult<(StatusCode, Json<ErasureAccepted>)> {
-    let profile = state
-        .locate(|| async { Ok(memberships::person(&state.system.db, person_id).await?) })
+    // Which schools the person (and the caller) belong to comes from the read model: let it
+    // reach the log's head first, so a guardian linked a moment ago counts. The rights
+    // themselves are then decided on the rosters, which are always current.
+    state.catch_up().await?;
+    let profile = memberships::person(&state.system.db, person_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("person {person_id}")))?;
-    // Decide with the roster of a school where the caller is director, if any.
-    let mut roster = None;
-    for s in &profile.schools {
-        let school = state.exec.school(s.school_id).await?.state;
-        let directs = school.is_director(caller.actor());
-        if directs || roster.is_none() {
-            roster = Some(school);
+    let mut candidates: BTreeSet<SchoolId> = profile.schools.iter().map(|s| s.school_id).collect();
+    if let Some(me) = caller.person() {
+        if let Some(mine) = memberships::person(&state.system.db, me).await? {
+            candidates.extend(mine.schools.iter().map(|s| s.school_id));
         }
-        if directs {
+    }
+    // Decide with the roster of a school the person belongs to where the caller is director;
+    // failing that, any of their schools (the domain then refuses a caller without the right).
+    let mut roster: Option<School> = None;
+    for school_id in candidates {
+        let school = state.exec.school(school_id).await?.state;
+        let member = school.staff.contains_key(&person_id)
+            || school
+                .children
+                .values()
+                .any(|e| e.guardians.contains(&person_id));
+        if member && school.is_director(caller.actor()) {
+            roster = Some(school);
             break;
+        }
+        if member && roster.is_none() {
+            roster = Some(school);
         }
     }
     let roster = roster.unwrap_or_default();
@@ -673,7 +688,15 @@ async fn officer_schools(state: &AppState, caller: Caller) -> ApiResult<Vec<Scho
     let Caller::Person(p) = caller else {
         return Ok(Vec::new());
     };
-    let Some(profile) = memberships::person(&state.system.db, p).await? else {
+    // A compliance officer added a moment ago may not be projected yet: wait once on a miss.
+    let profile = state
+        .locate(|| async {
+            Ok(memberships::person(&state.system.db, p)
+                .await?
+                .filter(|profile| !profile.schools.is_empty()))
+        })
+        .await?;
+    let Some(profile) = profile else {
         return Ok(Vec::new());
     };
     let mut rosters = Vec::new();
