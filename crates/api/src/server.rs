@@ -145,6 +145,10 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
 /// [`StartError`].
 pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, StartError> {
     let auth = auth(&options).await?;
+    // Deliveries live outside the projections' generations (a rebuild keeps them).
+    kring_projections::models::outbox::ensure_delivery_table(&system.db)
+        .await
+        .map_err(|e| StartError::System(SystemError::Projection(e)))?;
     let (board, projector) = if options.projectors {
         let projector = Arc::new(system.projector().await?);
         let board = projector.board();

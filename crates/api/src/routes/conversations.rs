@@ -864,7 +864,6 @@ pub async fn notifications(
     let Some(person) = caller.person() else {
         return Ok(Json(doc));
     };
-    outbox::ensure_delivery_table(&state.system.db).await?;
     for n in outbox::undelivered_of(&state.system.db, person, MAX_NOTIFICATIONS).await? {
         if n.release_at <= as_of {
             doc.due.push((&n).into());
@@ -916,7 +915,6 @@ pub async fn delivered(
             })
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    outbox::ensure_delivery_table(&state.system.db).await?;
     for id in &ids {
         let theirs = id.recipient_id == person
             && outbox::notification(&state.system.db, *id).await?.is_some();
