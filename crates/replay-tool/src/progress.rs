@@ -1,6 +1,6 @@
 //! Progress bars on stderr for long work, hidden when stderr is not a terminal.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use std::io::IsTerminal;
 
 /// A bar over `len` events (positions of the log), with events/s and the time left.
@@ -12,9 +12,12 @@ pub fn events(len: u64, what: &str) -> ProgressBar {
         ProgressBar::hidden()
     };
     if let Ok(style) = ProgressStyle::with_template(
-        "{msg:<12} [{bar:32.cyan/blue}] {human_pos}/{human_len} events  {per_sec:.dim}  {elapsed} (eta {eta})",
+        "{msg:<12} [{bar:32.cyan/blue}] {human_pos}/{human_len} events  {rate:.dim}  {elapsed} (eta {eta})",
     ) {
-        bar.set_style(style.progress_chars("=> "));
+        let rate = |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0} events/s", state.per_sec());
+        };
+        bar.set_style(style.progress_chars("=> ").with_key("rate", rate));
     }
     bar.set_message(what.to_owned());
     bar

@@ -512,6 +512,19 @@ async fn bad_arguments_give_one_line_on_stderr_and_the_documented_exit_code(back
             "cannot be used with",
         ),
         (vec!["frobnicate".into()], 2, "unrecognized subcommand"),
+        (
+            vec![
+                "consent-history".into(),
+                "--child".into(),
+                child.clone(),
+                "--from".into(),
+                rfc3339(story.t_withdrawn),
+                "--to".into(),
+                rfc3339(story.t_before),
+            ],
+            2,
+            "is not before",
+        ),
     ];
     for (args, code, says) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -535,6 +548,24 @@ async fn bad_arguments_give_one_line_on_stderr_and_the_documented_exit_code(back
         );
         assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
     }
+
+    // Another installation's master key opens nothing.
+    let mut cmd = inst.command();
+    cmd.env(
+        kring_store::vault::MASTER_KEY_ENV,
+        kring_store::vault::MasterKey::generate().to_base64(),
+    );
+    cmd.arg("--data-dir")
+        .arg(&inst.data_dir)
+        .args(["consent-history", "--child", &child]);
+    let out = common::run(cmd);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{:?}", out.stderr);
+    assert!(
+        out.stderr.contains("master key does not match"),
+        "{}",
+        out.stderr
+    );
 }
 
 both_backends!(
