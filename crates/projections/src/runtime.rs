@@ -140,7 +140,7 @@ impl<S: EventStore + Clone> Projector<S> {
                 Some(active) => active,
                 None => {
                     let tables = Tables::new(projection.tables(), 1);
-                    let mut tx = conn.begin().await?;
+                    let mut tx = begin_write(&mut conn).await?;
                     create_generation(&mut tx, projection.as_ref(), &tables, 1).await?;
                     switch_views(&mut tx, &tables).await?;
                     sqlx::query("UPDATE projection_generations SET active = 1 WHERE name = $1 AND generation = 1")
@@ -343,7 +343,7 @@ impl<S: EventStore + Clone> Projector<S> {
             .fetch_one(&mut *conn)
             .await?;
             let tables = Tables::new(projection.tables(), generation + 1);
-            let mut tx = conn.begin().await?;
+            let mut tx = begin_write(&mut conn).await?;
             create_generation(&mut tx, projection.as_ref(), &tables, generation + 1).await?;
             tx.commit().await?;
             fresh.push(Slot {
@@ -370,7 +370,7 @@ impl<S: EventStore + Clone> Projector<S> {
             .bind(name)
             .fetch_optional(&mut *conn)
             .await?;
-            let mut tx = conn.begin().await?;
+            let mut tx = begin_write(&mut conn).await?;
             sqlx::query("UPDATE projection_generations SET active = 0 WHERE name = $1")
                 .bind(name)
                 .execute(&mut *tx)
@@ -559,7 +559,7 @@ async fn transaction(
     decoded: &[Result<Event, String>],
 ) -> Result<Position, (Option<usize>, TxError)> {
     let db_err = |e: sqlx::Error| (None, TxError::Db(e.into()));
-    let mut tx = conn.begin().await.map_err(db_err)?;
+    let mut tx = begin_write(conn).await.map_err(db_err)?;
     for (i, (recorded, event)) in events.iter().zip(decoded).enumerate() {
         let result = match event {
             Ok(event) => {
@@ -593,6 +593,23 @@ async fn transaction(
     }
     tx.commit().await.map_err(db_err)?;
     Ok(last)
+}
+
+/// Begins a transaction that writes read-model tables. On SQLite it takes the write lock at
+/// once (`BEGIN IMMEDIATE`). A deferred transaction that reads before it writes — as a batch
+/// does (projections load state, then write) — is refused the upgrade to a writer with
+/// "database is locked" (`SQLITE_BUSY`, or `SQLITE_BUSY_SNAPSHOT` once another connection has
+/// committed since its read) without the busy handler waiting. That failed a rebuild, or the
+/// live catch-up beside it, whenever the two wrote at the same moment (found by the oracle test,
+/// `tests/oracle.rs`). Taken up front, the lock is waited for (`busy_timeout`) like any other.
+async fn begin_write(
+    conn: &mut AnyConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Any>, sqlx::Error> {
+    if conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME {
+        sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await
+    } else {
+        conn.begin().await
+    }
 }
 
 async fn active(
