@@ -1,5 +1,6 @@
 //! Rebuilds each projection alone from an existing log, to see where rebuild time goes.
-//! `cargo run --release -p kring-projections --example rebuild_each -- DIR` (DIR holds events.db).
+//! `cargo run --release -p kring-projections --example rebuild_each -- DIR [NAME|all]` (DIR holds
+//! events.db): each projection alone, one of them, or all of them in one projector.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use kring_projections::{models, Projector, ReadDb};
@@ -7,12 +8,26 @@ use kring_store::sqlite::SqliteStore;
 use std::path::Path;
 use std::time::Instant;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let dir = std::env::args().nth(1).expect("DIR");
     let dir = Path::new(&dir);
     let store = SqliteStore::open(dir.join("events.db")).await.unwrap();
     let only = std::env::args().nth(2);
+    if only.as_deref() == Some("all") {
+        let file = dir.join("each-all.db");
+        let _ = std::fs::remove_file(&file);
+        let db = ReadDb::sqlite(&file).await.unwrap();
+        let projector = Projector::new(store.clone(), db, models::all()).await.unwrap();
+        let start = Instant::now();
+        let read = projector.catch_up().await.unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        println!("all together: {read} events in {secs:.2} s = {:.0} ev/s", read as f64 / secs);
+        return;
+    }
     for projection in models::all() {
         let name = projection.name();
         if only.as_deref().is_some_and(|o| o != name) {
