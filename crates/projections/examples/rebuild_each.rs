@@ -21,11 +21,16 @@ async fn main() {
         let file = dir.join("each-all.db");
         let _ = std::fs::remove_file(&file);
         let db = ReadDb::sqlite(&file).await.unwrap();
-        let projector = Projector::new(store.clone(), db, models::all()).await.unwrap();
+        let projector = Projector::new(store.clone(), db, models::all())
+            .await
+            .unwrap();
         let start = Instant::now();
         let read = projector.catch_up().await.unwrap();
         let secs = start.elapsed().as_secs_f64();
-        println!("all together: {read} events in {secs:.2} s = {:.0} ev/s", read as f64 / secs);
+        println!(
+            "all together: {read} events in {secs:.2} s = {:.0} ev/s",
+            read as f64 / secs
+        );
         return;
     }
     for projection in models::all() {
