@@ -95,7 +95,7 @@ fn step() -> impl Strategy<Value = Step> {
     let i = || any::<u8>();
     prop_oneof![
         6 => op().prop_map(Step::Sim),
-        8 => (i(), i(), i(), prop::bool::weighted(0.6)).prop_map(|(child, guardian, purpose, granted)| {
+        8 => (i(), i(), i(), prop::bool::weighted(0.5)).prop_map(|(child, guardian, purpose, granted)| {
             Step::Sim(Op::GuardianConsent { child, guardian, purpose, granted })
         }),
         5 => (i(), prop::collection::vec(prop::collection::vec(i(), 0..3), 1..4))
@@ -121,7 +121,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 /// A history: how many classes the school starts with, then the steps.
 fn history() -> impl Strategy<Value = (usize, Vec<Step>)> {
-    (1..4_usize, prop::collection::vec(step(), 10..90))
+    (1..4_usize, prop::collection::vec(step(), 20..100))
 }
 
 fn pick<T: Copy>(pool: &[T], i: u8) -> Option<T> {
@@ -902,7 +902,7 @@ async fn run_case<S: EventStore + Clone>(
 #[derive(Debug, Default, Clone, Copy)]
 struct Coverage {
     cases: usize,
-    /// A parent withheld from a media item in the end.
+    /// A parent withheld from a media item, halfway or in the end.
     withheld: usize,
     /// ... because of a child for whom a guardian's latest decision is a withdrawal.
     hidden_by_withdrawal: usize,
@@ -961,45 +961,48 @@ impl Coverage {
                 .values()
                 .any(|m| Some(m.group) == naive.school_group),
         );
-        for (media, m) in &naive.media {
-            let answer = naive.answer(*media);
-            if !answer.withheld.is_empty() {
-                c.withheld = 1;
-            }
-            let withdrawn = |child: &ChildId, purpose: &Purpose| {
-                naive
-                    .decisions
-                    .get(&(*child, *purpose))
-                    .is_some_and(|d| d.values().any(|d| !d.granted))
-            };
-            if answer
-                .withheld
-                .values()
-                .flatten()
-                .any(|(c, p)| withdrawn(c, p))
-            {
-                c.hidden_by_withdrawal = 1;
-            }
-            let purpose = if Some(m.group) == naive.school_group {
-                Purpose::SchoolCommunication
-            } else {
-                Purpose::GroupCommunication
-            };
-            for (person, reason) in &answer.viewers {
-                match reason {
-                    ViewReason::OwnChild => {
-                        if m.tagged.iter().any(|c| {
-                            naive.is_guardian(*person, *c) && !naive.consent_holds(*c, purpose)
-                        }) {
-                            c.own_child_without_consent = 1;
+        // The answers the oracle compares at the end and halfway (before the crash).
+        for naive in [Naive::of(&log[..log.len() / 2]), naive] {
+            for (media, m) in &naive.media {
+                let answer = naive.answer(*media);
+                if !answer.withheld.is_empty() {
+                    c.withheld = 1;
+                }
+                let withdrawn = |child: &ChildId, purpose: &Purpose| {
+                    naive
+                        .decisions
+                        .get(&(*child, *purpose))
+                        .is_some_and(|d| d.values().any(|d| !d.granted))
+                };
+                if answer
+                    .withheld
+                    .values()
+                    .flatten()
+                    .any(|(c, p)| withdrawn(c, p))
+                {
+                    c.hidden_by_withdrawal = 1;
+                }
+                let purpose = if Some(m.group) == naive.school_group {
+                    Purpose::SchoolCommunication
+                } else {
+                    Purpose::GroupCommunication
+                };
+                for (person, reason) in &answer.viewers {
+                    match reason {
+                        ViewReason::OwnChild => {
+                            if m.tagged.iter().any(|c| {
+                                naive.is_guardian(*person, *c) && !naive.consent_holds(*c, purpose)
+                            }) {
+                                c.own_child_without_consent = 1;
+                            }
                         }
-                    }
-                    ViewReason::Audience => {
-                        if !m.tagged.is_empty() {
-                            c.seen_thanks_to_consent = 1;
+                        ViewReason::Audience => {
+                            if !m.tagged.is_empty() {
+                                c.seen_thanks_to_consent = 1;
+                            }
                         }
+                        ViewReason::Staff => {}
                     }
-                    ViewReason::Staff => {}
                 }
             }
         }
@@ -1063,17 +1066,17 @@ impl Coverage {
 // ---------------------------------------------------------------------------------------------
 // The tests.
 
-/// Cases per backend: `PROPTEST_CASES` or 20.
-fn cases() -> u32 {
+/// Cases per backend: `PROPTEST_CASES`, or `default`.
+fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
+        .unwrap_or(default)
 }
 
-fn runner() -> TestRunner {
+fn runner(cases: u32) -> TestRunner {
     TestRunner::new(Config {
-        cases: cases(),
+        cases,
         max_shrink_iters: 200,
         failure_persistence: None,
         ..Config::default()
@@ -1090,7 +1093,11 @@ fn tokio() -> tokio::runtime::Runtime {
 
 /// Runs the oracle over random histories with `setup` making each case's harness and second
 /// read database, both running `projections`; returns what the cases covered.
-fn oracle<S, F, Fut>(projections: fn() -> Vec<Arc<dyn Projection>>, setup: F) -> Coverage
+fn oracle<S, F, Fut>(
+    cases: u32,
+    projections: fn() -> Vec<Arc<dyn Projection>>,
+    setup: F,
+) -> Coverage
 where
     S: EventStore + Clone,
     F: Fn(Vec<Arc<dyn Projection>>) -> Fut,
@@ -1098,7 +1105,7 @@ where
 {
     let rt = tokio();
     let coverage = RefCell::new(Coverage::default());
-    let result = runner().run(&(history(), plan()), |((groups, steps), plan)| {
+    let result = runner(cases).run(&(history(), plan()), |((groups, steps), plan)| {
         let world = play(groups, &steps);
         let outcome = rt.block_on(async {
             let (h, crash_db, _dir) = setup(projections()).await;
@@ -1111,13 +1118,14 @@ where
     if let Err(e) = result {
         panic!("the read models disagree with the naive model: {e}");
     }
-    coverage.into_inner()
+    let coverage = coverage.into_inner();
+    assert_eq!(coverage.cases, cases as usize, "every case ran");
+    coverage
 }
 
 /// Assertions every backend's run must meet: the generated cases really withheld parents and
 /// withdrew consent, so agreement means something.
 fn assert_not_vacuous(c: &Coverage) {
-    assert_eq!(c.cases, cases() as usize, "every case ran");
     assert!(c.withheld > 0, "no case withheld a parent: {c:?}");
     assert!(
         c.hidden_by_withdrawal > 0,
@@ -1139,7 +1147,7 @@ fn consent_and_visibility() -> Vec<Arc<dyn Projection>> {
 /// upgrade to a writer, see `begin_write` in the runtime).
 #[test]
 fn visibility_and_consent_read_models_match_a_naive_model_on_sqlite() {
-    let coverage = oracle(models::all, |projections| async {
+    let coverage = oracle(cases(24), models::all, |projections| async {
         let h = common::sqlite(projections).await;
         let dir = tempfile::tempdir().unwrap();
         let crash_db = ReadDb::sqlite(&dir.path().join("crash-read.db"))
@@ -1154,7 +1162,7 @@ fn visibility_and_consent_read_models_match_a_naive_model_on_sqlite() {
 /// trips there, and this keeps the file well under a minute.
 #[test]
 fn visibility_and_consent_read_models_match_a_naive_model_on_postgres() {
-    let coverage = oracle(consent_and_visibility, |projections| async {
+    let coverage = oracle(cases(16), consent_and_visibility, |projections| async {
         let h = common::postgres(projections).await;
         let pg = kring_testkit::fresh_postgres_database("oracle_crash").await;
         let crash_db = ReadDb::connect(pg.url()).await.unwrap();
@@ -1174,10 +1182,10 @@ fn generated_histories_reach_every_visibility_rule() {
         coverage.add(Coverage::of(&play(groups, &steps).log));
     }
     coverage.assert_everything_happened();
-    // Often enough that each backend's 20 random cases see them (the assertion there).
+    // Often enough that each backend's 16 to 24 random cases see them (the assertion there).
     assert!(coverage.withheld * 2 > coverage.cases, "{coverage:?}");
     assert!(
-        coverage.hidden_by_withdrawal * 3 > coverage.cases,
+        coverage.hidden_by_withdrawal * 2 > coverage.cases,
         "{coverage:?}"
     );
 }
