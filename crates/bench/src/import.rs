@@ -15,6 +15,8 @@ use std::task::Poll;
 
 /// Appends in flight at once.
 const PIPELINE: usize = 256;
+/// Events being sealed at once.
+const SEALING: usize = 64;
 
 /// Why an import failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,20 +34,27 @@ pub enum ImportError {
 /// # Errors
 /// [`ImportError`].
 pub async fn write(system: &System, chunk: Vec<Recorded>) -> Result<u64, ImportError> {
+    let vault = &system.vault;
+    // Sealing creates a key per new subject (a durable write): many at once, results in order.
+    let mut sealed = futures::stream::iter(chunk)
+        .map(|r| async move {
+            let meta = Metadata {
+                occurred_at: r.at,
+                actor: r.actor,
+                correlation_id: uuid::Uuid::now_v7(),
+                causation_id: None,
+            };
+            vault.seal(&r.event, meta).await.map(|e| (r.stream, e))
+        })
+        .buffered(SEALING);
     let mut appends: Vec<(StreamName, Vec<NewEvent>)> = Vec::new();
     let mut written = 0;
-    for r in chunk {
-        let meta = Metadata {
-            occurred_at: r.at,
-            actor: r.actor,
-            correlation_id: uuid::Uuid::now_v7(),
-            causation_id: None,
-        };
-        let event = system.vault.seal(&r.event, meta).await?;
+    while let Some(result) = sealed.next().await {
+        let (stream, event) = result?;
         written += 1;
         match appends.last_mut() {
-            Some((stream, events)) if *stream == r.stream => events.push(event),
-            _ => appends.push((r.stream, vec![event])),
+            Some((last, events)) if *last == stream => events.push(event),
+            _ => appends.push((stream, vec![event])),
         }
     }
     let store = &system.store;

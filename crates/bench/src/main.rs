@@ -18,7 +18,7 @@ use kring_api::exec::Executor;
 #[cfg(feature = "compare-cqrs-es")]
 use kring_bench::compare;
 use kring_bench::install::{Backend, Installation, PgServer};
-use kring_bench::report::{Report, Row};
+use kring_bench::report::{self, Report, Row};
 #[cfg(feature = "compare-cqrs-es")]
 use kring_bench::stats;
 use kring_bench::{commands, http, import, lag, rebuild};
@@ -54,7 +54,7 @@ struct Cli {
     /// The PostgreSQL server to make benchmark databases on (each dropped afterwards).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
-    /// Events to import and rebuild from (default 1,000,000; 100,000 with --quick).
+    /// Events to import and rebuild from (default 1,000,000; 50,000 with --quick).
     #[arg(long)]
     events: Option<u64>,
     #[command(subcommand)]
@@ -94,7 +94,7 @@ struct Sizes {
 
 impl Sizes {
     fn new(quick: bool, events: Option<u64>) -> Self {
-        let default_events = if quick { 100_000 } else { 1_000_000 };
+        let default_events = if quick { 50_000 } else { 1_000_000 };
         Self {
             writers: 32,
             per_writer: if quick { 100 } else { 1000 },
@@ -407,6 +407,7 @@ async fn cqrs_es_side_by_side(
 async fn run(cli: Cli) -> Result<Report, String> {
     let sizes = Sizes::new(cli.quick, cli.events);
     let start = Instant::now();
+    let load_before = report::load_average();
     let pg = cli.database_url.clone().map(PgServer::new);
     let mut rows = Vec::new();
     #[cfg(feature = "compare-cqrs-es")]
@@ -459,6 +460,7 @@ async fn run(cli: Cli) -> Result<Report, String> {
         mode: if cli.quick { "quick" } else { "full" },
         cpus: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         seconds: start.elapsed().as_secs_f64(),
+        load: [load_before, report::load_average()],
         rows,
     })
 }

@@ -113,6 +113,15 @@ impl Row {
     }
 }
 
+/// The machine's 1-minute load average (0 where `/proc` is missing).
+#[must_use]
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -122,6 +131,9 @@ pub struct Report {
     pub cpus: usize,
     /// Wall-clock seconds of the whole run.
     pub seconds: f64,
+    /// The 1-minute load average when the run started and ended (other work on the machine
+    /// shares its cores and lowers every figure).
+    pub load: [f64; 2],
     /// The rows, in the order they were measured.
     pub rows: Vec<Row>,
 }
@@ -186,8 +198,8 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\n{} mode, {} CPUs, {:.0} s",
-            self.mode, self.cpus, self.seconds
+            "\n{} mode, {} CPUs, {:.0} s, load average {:.1} at the start and {:.1} at the end",
+            self.mode, self.cpus, self.seconds, self.load[0], self.load[1]
         );
         out
     }
@@ -203,6 +215,7 @@ mod tests {
             mode: "quick",
             cpus: 2,
             seconds: 1.0,
+            load: [0.5, 0.7],
             rows: vec![
                 Row::new("commands", "sqlite")
                     .figure("", 12_345.0, "events/s")

@@ -109,7 +109,8 @@ impl Workload {
         )
     }
 
-    /// The school being simulated now (earlier schools are dropped).
+    /// The school being simulated now, or the last one once the workload is done (earlier
+    /// schools are dropped).
     #[must_use]
     pub const fn world(&self) -> &World {
         &self.world
@@ -269,7 +270,7 @@ impl Iterator for Workload {
         let left = self.config.events - self.emitted;
         loop {
             let pending = self.world.log.len() as u64;
-            if self.school_emitted + pending >= self.config.events_per_school {
+            if self.school_emitted + pending >= self.config.events_per_school && pending < left {
                 // This school's year is over: hand out its last events, start the next school.
                 self.school += 1;
                 let next = Self::school(&self.config, self.school);
@@ -336,6 +337,15 @@ mod tests {
         assert!(total >= 10_000);
         assert_eq!(workload.emitted(), total as u64);
         assert!(schools.len() >= 3, "only {} schools", schools.len());
+    }
+
+    #[test]
+    fn the_last_school_is_kept_when_the_log_ends_with_its_year() {
+        let mut workload = Workload::new(small(6_000));
+        let total: usize = workload.by_ref().map(|c| c.len()).sum();
+        assert!(total >= 6_000);
+        assert!(!workload.world().media_ids.is_empty());
+        assert!(workload.world().log.is_empty());
     }
 
     #[test]
