@@ -26,6 +26,9 @@ use tokio::sync::{watch, Mutex};
 
 /// Events read from the log per batch.
 pub const BATCH: usize = 2000;
+/// The first and the longest wait before following the log again after a passing failure.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 const LEADER_LOCK_KEY: i64 = 0x6b72_696e_6700_0001;
 
 /// Where a projection stands, for health checks.
@@ -46,6 +49,8 @@ pub struct ProjectionStatus {
 pub struct StatusBoard {
     statuses: RwLock<HashMap<String, ProjectionStatus>>,
     positions: HashMap<String, watch::Sender<Position>>,
+    /// The last passing failure of the projector (store or database), until a batch succeeds.
+    error: RwLock<Option<String>>,
 }
 
 impl StatusBoard {
@@ -56,7 +61,21 @@ impl StatusBoard {
                 .iter()
                 .map(|n| ((*n).to_owned(), watch::channel(0).0))
                 .collect(),
+            error: RwLock::new(None),
         }
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        if let Ok(mut e) = self.error.write() {
+            *e = error;
+        }
+    }
+
+    /// The projector's last passing failure (the store or the database did not answer), while
+    /// it waits to try again; `None` once a batch went through.
+    #[must_use]
+    pub fn error(&self) -> Option<String> {
+        self.error.read().ok().and_then(|e| e.clone())
     }
 
     fn set(&self, status: ProjectionStatus) {
@@ -187,16 +206,36 @@ impl<S: EventStore + Clone> Projector<S> {
         let _leader = self.lead().await?;
         // A process that waited for the lock holds positions from when it started.
         self.refresh().await?;
+        let mut backoff = RETRY_MIN;
         loop {
             let mut subscription = self
                 .store
                 .subscribe(self.low_water().await)
                 .with_batch_size(BATCH);
             loop {
-                let batch = subscription.next_batch().await?;
-                if self.apply_batch(&batch).await? {
+                let step = match subscription.next_batch().await {
+                    Ok(batch) => self.apply_batch(&batch).await,
+                    Err(e) => Err(e.into()),
+                };
+                match step {
+                    Ok(false) => {
+                        if backoff != RETRY_MIN {
+                            self.board.set_error(None);
+                        }
+                        backoff = RETRY_MIN;
+                    }
                     // A checkpoint had moved under us: follow the log from where it is now.
-                    break;
+                    Ok(true) => break,
+                    // The store or the database failed (nothing of the batch committed): wait
+                    // and follow the log again from the checkpoints, which are still right.
+                    Err(e) if is_transient(&e) => {
+                        self.board.set_error(Some(e.to_string()));
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(RETRY_MAX);
+                        self.refresh().await.ok();
+                        break;
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -515,12 +554,15 @@ async fn apply_to(
         }
         Err((failed_at, error)) => {
             slot.projection.reset();
-            let Some(index) = failed_at else {
-                return Err(match error {
-                    TxError::Lost => ApplyError::Lost,
-                    TxError::Db(e) => ApplyError::Failed(e),
-                });
+            let index = match (failed_at, error) {
+                (_, TxError::Lost) => return Err(ApplyError::Lost),
+                (None, TxError::Db(e)) => return Err(ApplyError::Failed(e)),
+                // A passing failure (a lock, a lost connection) says nothing about the event:
+                // nothing committed, and the batch is tried again.
+                (Some(_), TxError::Db(e)) if is_transient(&e) => return Err(ApplyError::Failed(e)),
+                (Some(index), TxError::Db(e)) => (index, e),
             };
+            let (index, error) = index;
             // Commit everything before the failing event, then stop there.
             if index > 0 {
                 match transaction(&mut conn, slot, &events[..index], &decoded[..index]).await {
@@ -530,10 +572,7 @@ async fn apply_to(
                 }
             }
             let event = &events[index];
-            let reason = match error {
-                TxError::Db(e) => e.to_string(),
-                TxError::Lost => "checkpoint moved".into(),
-            };
+            let reason = error.to_string();
             Err(ApplyError::Stopped(ProjectionError::Stopped {
                 projection: slot.projection.name().to_owned(),
                 position: event.position,
@@ -542,6 +581,37 @@ async fn apply_to(
                 reason,
             }))
         }
+    }
+}
+
+/// Whether a failure is passing (retrying the same batch later may succeed) rather than
+/// something about the event: lost connections, timeouts, lock contention, serialization
+/// failures, a database shutting down or out of resources.
+pub fn is_transient(e: &ProjectionError) -> bool {
+    let sql = match e {
+        ProjectionError::Database(e) => e,
+        ProjectionError::Store(kring_store::StoreError::Backend(_)) => return true,
+        _ => return false,
+    };
+    match sql {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            // SQLite: BUSY (5) and LOCKED (6) with their extended codes (e.g. 517).
+            // PostgreSQL: classes 08 connection, 40 rollback (serialization, deadlock),
+            // 53 insufficient resources, 57 operator intervention.
+            if code.len() == 5 {
+                ["08", "40", "53", "57"].iter().any(|c| code.starts_with(c))
+            } else {
+                code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+            }
+        }
+        _ => false,
     }
 }
 

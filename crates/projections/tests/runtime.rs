@@ -147,3 +147,111 @@ async fn a_query_can_wait_for_its_own_write() {
     ));
     running.abort();
 }
+
+/// A lost database connection is a passing failure: the projector waits, reconnects and goes
+/// on from its checkpoint; it neither stops the projection nor dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projector_survives_its_connections_being_killed() {
+    let mut h = common::postgres(vec![Arc::new(consent::ConsentProjection::default())]).await;
+    let mut world = World::with_classes(1, 2, 2);
+    let child = world.child_ids[0];
+    let guardian = world.guardians_of(child)[0];
+    world
+        .decide_consent(guardian, child, Purpose::GroupCommunication, true)
+        .unwrap();
+    h.write(&world).await;
+    let projector = Arc::new(
+        Projector::new(
+            h.store.clone(),
+            h.db.clone(),
+            vec![Arc::new(consent::ConsentProjection::default())],
+        )
+        .await
+        .unwrap(),
+    );
+    let running = {
+        let projector = Arc::clone(&projector);
+        tokio::spawn(async move { projector.run().await })
+    };
+    let head = h.store.head().await.unwrap();
+    assert!(reach(&projector, head).await, "caught up");
+    // Kill every other session of this database: the read models', the store's, the listener's.
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+    )
+    .fetch_one(h.db.pool())
+    .await
+    .unwrap_or(0);
+    world
+        .decide_consent(guardian, child, Purpose::GroupCommunication, false)
+        .unwrap();
+    // The harness's own pooled connections are among the killed: seal once, then append the
+    // same event (same id: a retry is idempotent) until the store has reconnected.
+    let r = world.log.last().unwrap().clone();
+    let meta = kring_store::Metadata {
+        occurred_at: r.at,
+        actor: r.actor,
+        correlation_id: uuid::Uuid::now_v7(),
+        causation_id: None,
+    };
+    let mut sealed = None;
+    for attempt in 0.. {
+        if sealed.is_none() {
+            sealed = h.vault.seal(&r.event, meta.clone()).await.ok();
+        }
+        if let Some(event) = &sealed {
+            let appended = h
+                .store
+                .append(
+                    &r.stream,
+                    kring_store::ExpectedVersion::Any,
+                    vec![event.clone()],
+                )
+                .await;
+            if appended.is_ok() {
+                break;
+            }
+        }
+        assert!(attempt < 50, "the store never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let head = h.store.head().await.unwrap();
+    assert!(
+        reach(&projector, head).await,
+        "the projector reconnects and applies what came after ({killed} sessions killed)"
+    );
+    assert!(!running.is_finished(), "the projector is still running");
+    assert!(projector.board().all()[0].failure.is_none());
+    let history = consent_history(&h.db, child, None, None, None)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2, "each decision exactly once");
+    running.abort();
+}
+
+/// Lock contention is a passing failure (the batch is tried again); a constraint violation is
+/// about the data (the projection stops there, naming the event). Real SQLite errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_is_transient_and_a_constraint_violation_is_not() {
+    use kring_projections::runtime::is_transient;
+    use kring_projections::ProjectionError;
+    use sqlx::{Connection, Executor};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("x.db").display());
+    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    holder
+        .execute(
+            "CREATE TABLE t (k INTEGER PRIMARY KEY); BEGIN IMMEDIATE; INSERT INTO t VALUES (1)",
+        )
+        .await
+        .unwrap();
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    other.execute("PRAGMA busy_timeout = 0").await.unwrap();
+    let busy = other.execute("BEGIN IMMEDIATE").await.unwrap_err();
+    assert!(is_transient(&ProjectionError::Database(busy)));
+    holder.execute("COMMIT").await.unwrap();
+    let duplicate = other.execute("INSERT INTO t VALUES (1)").await.unwrap_err();
+    assert!(!is_transient(&ProjectionError::Database(duplicate)));
+    assert!(!is_transient(&ProjectionError::Invalid("bad row".into())));
+}
