@@ -198,7 +198,7 @@ async fn the_projector_survives_its_connections_being_killed() {
     let mut sealed = None;
     for attempt in 0.. {
         if sealed.is_none() {
-            sealed = h.vault.seal(&r.event, meta.clone()).await.ok();
+            sealed = h.vault.seal(&r.event, meta).await.ok();
         }
         if let Some(event) = &sealed {
             let appended = h
