@@ -109,11 +109,17 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
 
 async fn problem_for_rejection(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response
+    // Problems are already problems, and a JSON answer with an error status is a handler's
+    // own (the `503` of `/readyz` says which read model lags): only axum's plain-text
+    // rejections are rewritten.
+    let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        .is_some_and(|v| {
+            let v = v.as_bytes();
+            v.starts_with(b"application/problem+json") || v.starts_with(b"application/json")
+        });
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
     let (code, limit) = match status {
@@ -168,6 +174,9 @@ pub struct Readiness {
     pub ready: bool,
     /// The log's head.
     pub head: u64,
+    /// The in-process projector's last passing failure (store or database unreachable), while
+    /// it waits to try again.
+    pub projector_error: Option<String>,
     /// Each read model.
     pub projections: Vec<ProjectionReadiness>,
 }
@@ -201,9 +210,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             failure: failures.get(*name).cloned().flatten(),
         });
     }
-    let ready = projections
-        .iter()
-        .all(|p| p.position >= head && p.failure.is_none());
+    let projector_error = state.board.as_ref().and_then(|b| b.error());
+    let ready = projector_error.is_none()
+        && projections
+            .iter()
+            .all(|p| p.position >= head && p.failure.is_none());
     let status = if ready {
         StatusCode::OK
     } else {
@@ -214,6 +225,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Json(Readiness {
             ready,
             head,
+            projector_error,
             projections,
         }),
     )
