@@ -400,12 +400,13 @@ async fn only_staff_of_the_childs_group_invite_approve_revoke_and_list(api: Api)
         .expect(200);
     let r = api.get_fresh(&list, &api.person(parent)).await.expect(403);
     assert_eq!(r.code(), "forbidden");
+    // A group's existence is not private (API.md): 403 for anyone not its staff.
     api.get_fresh(&list, &api.person(s.teacher2))
         .await
-        .expect(404);
+        .expect(403);
     api.get_fresh(&list, &api.person(other_school.director))
         .await
-        .expect(404);
+        .expect(403);
 }
 
 async fn bad_invitation_input_is_refused_and_writes_nothing(api: Api) {
@@ -492,13 +493,19 @@ async fn consent_by_anyone_but_a_guardian_is_refused_and_writes_nothing(api: Api
     let path = format!("/v1/children/{}/consents/group_communication", s.child_a);
     let grant = json!({"granted": true});
     let head = api.head().await;
-    for who in [s.teacher, s.director, s.officer, other_parent] {
+    for who in [s.teacher, s.director, s.officer] {
         let r = api
             .put(&path, &api.person(who), grant.clone())
             .await
             .expect(403);
         assert_eq!(r.code(), "forbidden");
     }
+    // A parent of another child may not even know the child exists.
+    let r = api
+        .put(&path, &api.person(other_parent), grant.clone())
+        .await
+        .expect(404);
+    assert_eq!(r.code(), "not_found");
     api.put(&path, &api.operator(), grant.clone())
         .await
         .expect(403);

@@ -64,9 +64,6 @@ pub enum Relation {
     Staff(StaffRole),
     /// The platform operator.
     Operator,
-    /// A guardian of another child of the school: sees the child in the school group, has no
-    /// rights over it.
-    OtherParent,
 }
 
 /// Where a child is and what the caller is to it.
@@ -92,13 +89,13 @@ impl ChildPlace {
         match self.relation {
             Relation::Guardian | Relation::Operator => true,
             Relation::Staff(role) => roles.is_empty() || roles.contains(&role),
-            Relation::OtherParent => false,
         }
     }
 }
 
-/// Finds the child and what the caller is to it. A child's existence is private: `404` for a
-/// caller who is neither staff nor a parent at its school (nor the operator).
+/// Finds the child and what the caller is to it. A child's existence is private (API.md): `404`
+/// for a caller who is neither its guardian nor staff of its school (nor the operator) — the
+/// parents of other children included.
 ///
 /// # Errors
 /// `404` for an unknown child or one the caller may not know of.
@@ -112,15 +109,7 @@ pub async fn child_place(
     let relation = match caller {
         Caller::Operator => Some(Relation::Operator),
         Caller::Person(p) if roster.state.is_guardian(p, child_id) => Some(Relation::Guardian),
-        Caller::Person(p) => match roster.state.role(p) {
-            Some(role) => Some(Relation::Staff(role)),
-            None => roster
-                .state
-                .children
-                .values()
-                .any(|e| e.guardians.contains(&p))
-                .then_some(Relation::OtherParent),
-        },
+        Caller::Person(p) => roster.state.role(p).map(Relation::Staff),
     };
     let relation = relation.ok_or_else(|| ApiError::not_found(format!("child {child_id}")))?;
     Ok(ChildPlace {

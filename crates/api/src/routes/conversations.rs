@@ -161,6 +161,15 @@ pub async fn start(
     if !(roster.state.is_staff(actor) || roster.state.is_guardian(person, child_id)) {
         return Err(ApiError::not_found(format!("child {child_id}")));
     }
+    // Staff who know of the child but are not staff of its group may not talk about it: a
+    // refusal of the caller (403), not a rule about the participants they named (422).
+    let group_id = roster.state.enrolment(child_id)?.group_id;
+    if !(roster.state.is_group_staff(actor, group_id) || roster.state.is_guardian(person, child_id))
+    {
+        return Err(ApiError::forbidden(format!(
+            "only staff of group {group_id} and the guardians of child {child_id} talk about the child"
+        )));
+    }
     let participants: Vec<PersonId> = req
         .participants
         .iter()

@@ -540,14 +540,7 @@ pub async fn invitations_of_group(
     let school_id = state.school_of_group(group_id).await?;
     let roster = state.exec.school(school_id).await?.state;
     let actor = caller.actor();
-    let member = roster.is_group_staff(actor, group_id)
-        || caller
-            .person()
-            .is_some_and(|p| roster.is_guardian_in_group(p, group_id));
-    if !member {
-        // Like `GET /v1/groups/{group_id}`: a group is private to its members.
-        return Err(ApiError::not_found(format!("group {group_id}")));
-    }
+    // A group's existence is not private (API.md): whoever is not its staff gets `403`.
     if !roster.is_group_staff(actor, group_id) {
         return Err(ApiError::forbidden(format!(
             "only staff of group {group_id} see its invitations"

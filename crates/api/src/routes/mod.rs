@@ -76,20 +76,55 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         use axum::extract::rejection::JsonRejection as R;
         use axum::http::StatusCode;
-        match axum::Json::<T>::from_request(req, state).await {
+        // Like axum's `Json`: the content type is checked before the body is read.
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Expected request with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(e.status(), "payload_too_large", e.body_text())
+                } else {
+                    ApiError::bad_request(e.body_text())
+                }
+            })?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(e) => Err(match &e {
                 R::JsonDataError(_) => ApiError::validation(e.body_text()),
-                R::MissingJsonContentType(_) => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    e.body_text(),
-                ),
-                _ if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                    ApiError::new(e.status(), "payload_too_large", e.body_text())
+                // serde_json reports some mistyped values (a number where a role's name is
+                // expected) as syntax errors: well-formed JSON of the wrong shape is still a
+                // validation failure, not an unreadable body.
+                R::JsonSyntaxError(_)
+                    if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() =>
+                {
+                    ApiError::validation(e.body_text())
                 }
                 _ => ApiError::bad_request(e.body_text()),
             }),
         }
     }
+}
+
+/// Whether the request says its body is JSON (`application/json` or `application/*+json`).
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|essence| {
+            essence == "application/json"
+                || (essence.starts_with("application/") && essence.ends_with("+json"))
+        })
 }

@@ -388,10 +388,12 @@ pub struct GroupDoc {
 }
 
 /// A group with its staff, children and guardians by display name; never e-mail addresses
-/// (members of the group: its audience staff and guardians; `404` for anyone else).
+/// (members of the group: its audience staff and guardians; `403` for anyone else, the operator
+/// included). In the whole-school group a parent sees the staff and their own children only,
+/// not every pupil and parent of the school.
 #[utoipa::path(get, path = "/v1/groups/{group_id}", tag = "schools",
     params(("group_id" = Uuid, Path, description = "The group"), MinPosition),
-    responses((status = 200, body = GroupDoc), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = GroupDoc), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn group(
     State(state): State<AppState>,
@@ -403,16 +405,29 @@ pub async fn group(
     let view = memberships::group(&state.system.db, group_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("group {group_id}")))?;
-    let member = match caller {
-        Caller::Operator => true,
-        Caller::Person(p) => {
-            view.staff.iter().any(|s| s.person_id == p)
-                || view.guardians.iter().any(|g| g.person_id == p)
-        }
+    // The operator is no member: the answer names children and parents, which support has no
+    // need to read (and would have to be logged as an access to every one of them).
+    let is_staff = |p: PersonId| view.staff.iter().any(|s| s.person_id == p);
+    let own_children: Option<Vec<ChildId>> = caller.person().and_then(|p| {
+        view.guardians
+            .iter()
+            .find(|g| g.person_id == p)
+            .map(|g| g.child_ids.clone())
+    });
+    let Some(me) = caller
+        .person()
+        .filter(|p| is_staff(*p) || own_children.is_some())
+    else {
+        return Err(ApiError::forbidden(format!(
+            "only members of group {group_id} see it"
+        )));
     };
-    if !member {
-        return Err(ApiError::not_found(format!("group {group_id}")));
-    }
+    // Data minimisation: a parent in the whole-school group sees the staff and their own
+    // children, not a list of every pupil and parent of the school.
+    let whole_school_parent = view.kind == kring_domain::school::GroupKind::School && !is_staff(me);
+    let shown_child = |c: ChildId| {
+        !whole_school_parent || own_children.as_ref().is_some_and(|own| own.contains(&c))
+    };
     let mut staff = Vec::new();
     for s in &view.staff {
         staff.push(StaffDoc {
@@ -423,7 +438,7 @@ pub async fn group(
         });
     }
     let mut children = Vec::new();
-    for c in &view.children {
+    for c in view.children.iter().filter(|c| shown_child(c.child_id)) {
         children.push(ChildDoc {
             child_id: c.child_id.into(),
             group_id: c.group_id.into(),
@@ -432,7 +447,11 @@ pub async fn group(
         });
     }
     let mut guardians = Vec::new();
-    for g in &view.guardians {
+    for g in view
+        .guardians
+        .iter()
+        .filter(|g| !whole_school_parent || g.person_id == me)
+    {
         guardians.push(GuardianDoc {
             person_id: g.person_id.into(),
             display_name: state.open_opt(g.display_name.as_ref()).await?,
