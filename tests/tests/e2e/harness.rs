@@ -1,0 +1,503 @@
+//! The real `kring-api serve` as a child process on a free port, with its own data directory
+//! (and, for PostgreSQL, its own database), and a client that speaks to it only over HTTP.
+//!
+//! Tokens are minted the way `kring-api token` does (HS256, `iss` `kring-local`, the person id
+//! as `sub`), with the secret the server keeps in `DIR/jwt.key`; expired tokens and tokens
+//! signed with another key are minted the same way, for the 401 cases.
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The `kring-api` binary of this workspace, freshly built.
+///
+/// Cargo tells only the tests of the package that defines a binary where it is, so the first
+/// scenario to need it asks cargo to build it (a no-op when `cargo test --workspace` already
+/// did) and takes its path from cargo's own report. Cargo releases its lock while tests run.
+fn binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args(["build", "--package", "kring-api", "--bin", "kring-api"])
+            .arg("--message-format=json-render-diagnostics")
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            cargo.arg("--release");
+        }
+        let out = cargo.output().expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "cargo build -p kring-api failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "kring-api")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo names the kring-api executable")
+    })
+}
+
+/// The environment variables `kring-api` reads; cleared so the run depends on nothing outside.
+const KRING_ENV: &[&str] = &[
+    "KRING_DATA_DIR",
+    "KRING_DATABASE_URL",
+    "KRING_EVENTSTORE_URL",
+    "KRING_MASTER_KEY",
+    "KRING_JWT_SECRET",
+    "KRING_LISTEN",
+    "KRING_OIDC_ISSUER",
+    "KRING_OIDC_JWKS",
+];
+
+/// Where the server keeps its event log, vault and read models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: SQLite files in the data directory.
+    Sqlite,
+    /// `KRING_DATABASE_URL` naming a fresh database on the test run's PostgreSQL.
+    Postgres,
+}
+
+/// Who sends a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    /// A person, with a valid token.
+    Person(Uuid),
+    /// The platform operator.
+    Operator,
+    /// No `Authorization` header.
+    Anonymous,
+    /// A token for this person that expired an hour ago.
+    Expired(Uuid),
+    /// A token for this person signed with a key the server does not know.
+    Foreign(Uuid),
+}
+
+/// A request body.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// None.
+    Empty,
+    /// JSON.
+    Json(Value),
+    /// Raw bytes with a content type (uploads, malformed JSON).
+    Raw(String, Vec<u8>),
+}
+
+/// A response.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// What was asked, for messages.
+    pub request: String,
+    /// The status code.
+    pub status: u16,
+    /// The content type.
+    pub content_type: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// The body as JSON (`Null` when empty or not JSON).
+    pub body: Value,
+}
+
+impl Answer {
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+
+    /// Asserts the status; answers the JSON body.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status,
+            status,
+            "{}: expected {status}, got {}: {}",
+            self.request,
+            self.status,
+            self.text()
+        );
+        &self.body
+    }
+
+    /// Whether the body is problem+json with a `code`.
+    pub fn is_problem(&self) -> bool {
+        self.content_type.starts_with("application/problem+json")
+            && self.body["code"].as_str().is_some_and(|c| !c.is_empty())
+            && self.body["status"].as_u64() == Some(u64::from(self.status))
+    }
+
+    /// Asserts a problem+json answer with this status and code.
+    #[track_caller]
+    pub fn problem(&self, status: u16, code: &str) -> &Value {
+        self.expect(status);
+        assert!(
+            self.is_problem(),
+            "{}: not problem+json: {:?} {}",
+            self.request,
+            self.content_type,
+            self.text()
+        );
+        assert_eq!(self.body["code"], code, "{}: {}", self.request, self.text());
+        &self.body
+    }
+
+    /// A UUID field of the body.
+    #[track_caller]
+    pub fn id(&self, field: &str) -> Uuid {
+        uuid_at(&self.body, field)
+    }
+}
+
+/// A UUID field of a JSON object.
+#[track_caller]
+pub fn uuid_at(value: &Value, field: &str) -> Uuid {
+    value[field]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no UUID {field:?} in {value}"))
+}
+
+/// A running `kring-api serve`.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    dir: tempfile::TempDir,
+    database_url: Option<String>,
+    secret: Vec<u8>,
+    http: reqwest::Client,
+    log: Arc<Mutex<Vec<String>>>,
+    /// The highest position any answer carried: what GETs wait for.
+    seen: AtomicU64,
+}
+
+impl Server {
+    /// Starts `kring-api serve` on a free port with a fresh data directory (and a fresh
+    /// PostgreSQL database for [`Backend::Postgres`]), and waits until it listens.
+    pub async fn start(backend: Backend) -> Self {
+        tokio::task::spawn_blocking(binary)
+            .await
+            .expect("building kring-api");
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                kring_testkit::fresh_postgres_database("e2e")
+                    .await
+                    .url()
+                    .to_owned(),
+            ),
+        };
+        let mut command = Self::command(dir.path(), database_url.as_deref());
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("kring-api starts");
+        let stderr = child.stderr.take().expect("its stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let kept = Arc::clone(&log);
+        // Read stderr to its end (a full pipe would stall the server), keeping the lines for
+        // failure messages and passing on the address it listens on.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("kring-api: listening on ") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(url.trim().to_owned());
+                    }
+                }
+                let mut kept = kept
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if kept.len() < 5_000 {
+                    kept.push(line);
+                }
+            }
+        });
+        let listening =
+            tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(120)))
+                .await
+                .expect("waiting for the server");
+        let url = match listening {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "kring-api did not start listening:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        let key = std::fs::read_to_string(dir.path().join("jwt.key")).expect("DIR/jwt.key");
+        let secret = base64::engine::general_purpose::STANDARD
+            .decode(key.trim())
+            .expect("a base64 key");
+        Self {
+            child,
+            url,
+            dir,
+            database_url,
+            secret,
+            // A fresh connection per request: the server closes a connection after refusing a
+            // body it did not read, and a pooled one could be picked up just as it closes.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("an HTTP client"),
+            log,
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    fn command(dir: &std::path::Path, database_url: Option<&str>) -> Command {
+        let mut command = Command::new(binary());
+        for var in KRING_ENV {
+            command.env_remove(var);
+        }
+        command.env("KRING_DATA_DIR", dir);
+        if let Some(url) = database_url {
+            command.env("KRING_DATABASE_URL", url);
+        }
+        command
+    }
+
+    /// `kring-api token --data-dir DIR (--person ID | --operator)`, as a developer runs it.
+    pub fn cli_token(&self, who: Who) -> String {
+        let mut command = Self::command(self.dir.path(), self.database_url.as_deref());
+        command.arg("token").arg("--data-dir").arg(self.dir.path());
+        match who {
+            Who::Person(p) => command.arg("--person").arg(p.to_string()),
+            Who::Operator => command.arg("--operator"),
+            other => panic!("kring-api token mints no token for {other:?}"),
+        };
+        let out = command.output().expect("kring-api token runs");
+        assert!(out.status.success(), "kring-api token: {out:?}");
+        String::from_utf8(out.stdout)
+            .expect("a token")
+            .trim()
+            .to_owned()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The last lines the server logged.
+    pub fn log_tail(&self) -> String {
+        let log = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.iter()
+            .rev()
+            .take(30)
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The bearer token `who` sends, if any.
+    pub fn token(&self, who: Who) -> Option<String> {
+        const OTHER_KEY: &[u8] = b"the signing key of another installation";
+        match who {
+            Who::Person(p) => Some(jwt(&self.secret, &p.to_string(), 3600)),
+            Who::Operator => Some(jwt(&self.secret, "operator", 3600)),
+            Who::Anonymous => None,
+            Who::Expired(p) => Some(jwt(&self.secret, &p.to_string(), -3600)),
+            Who::Foreign(p) => Some(jwt(OTHER_KEY, &p.to_string(), 3600)),
+        }
+    }
+
+    /// The highest position answered so far.
+    pub fn seen(&self) -> u64 {
+        self.seen.load(Ordering::SeqCst)
+    }
+
+    /// Sends a request as `who`. Asserts it is never answered with a 5xx (but for `/readyz`
+    /// while a read model lags).
+    pub async fn send(&self, method: Method, path: &str, who: Who, body: Body) -> Answer {
+        let request = format!("{method} {path} as {who:?}");
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = self.token(who) {
+            req = req.bearer_auth(token);
+        }
+        req = match body {
+            Body::Empty => req,
+            Body::Json(v) => req.json(&v),
+            Body::Raw(content_type, bytes) => req.header("content-type", content_type).body(bytes),
+        };
+        let res = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{request}: {e}\n{}", self.log_tail()));
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = res.bytes().await.expect("a body").to_vec();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        // `/readyz` says `503` while a read model lags; nothing else may answer 5xx.
+        let lagging = status == 503 && path == "/readyz";
+        assert!(
+            status < 500 || lagging,
+            "{request}: never a 5xx, got {status}: {}\n{}",
+            String::from_utf8_lossy(&bytes),
+            self.log_tail()
+        );
+        if let Some(p) = body.get("position").and_then(Value::as_u64) {
+            self.seen.fetch_max(p, Ordering::SeqCst);
+        }
+        Answer {
+            request,
+            status,
+            content_type,
+            bytes,
+            body,
+        }
+    }
+
+    /// Sends a request with this bearer token (one minted by `kring-api token`, say).
+    pub async fn send_bearer(&self, method: Method, path: &str, token: &str) -> Answer {
+        let res = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = res.bytes().await.expect("a body").to_vec();
+        Answer {
+            request: format!("{method} {path} with a given token"),
+            status,
+            content_type,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            bytes,
+        }
+    }
+
+    /// `path` with `min_position` set to the highest position answered so far, so that a GET
+    /// reads every write made before it.
+    pub fn fresh(&self, path: &str) -> String {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{sep}min_position={}", self.seen())
+    }
+
+    /// A GET that reads every write answered before it.
+    pub async fn get(&self, path: &str, who: Who) -> Answer {
+        self.send(Method::GET, &self.fresh(path), who, Body::Empty)
+            .await
+    }
+
+    /// A POST with a JSON body.
+    pub async fn post(&self, path: &str, who: Who, body: Value) -> Answer {
+        self.send(Method::POST, path, who, Body::Json(body)).await
+    }
+
+    /// A PUT with a JSON body.
+    pub async fn put(&self, path: &str, who: Who, body: Value) -> Answer {
+        self.send(Method::PUT, path, who, Body::Json(body)).await
+    }
+
+    /// A DELETE, with a JSON body when given.
+    pub async fn delete(&self, path: &str, who: Who, body: Option<Value>) -> Answer {
+        let body = body.map_or(Body::Empty, Body::Json);
+        self.send(Method::DELETE, path, who, body).await
+    }
+
+    /// The head of the event log, from `GET /readyz`: what "nothing written" is checked with.
+    pub async fn head(&self) -> u64 {
+        let ready = self
+            .send(Method::GET, "/readyz", Who::Anonymous, Body::Empty)
+            .await;
+        ready.body["head"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no head in /readyz: {}", ready.text()))
+    }
+
+    /// Makes the next GETs wait for the whole log as it is now, writes that answered no position
+    /// included (the access-log entries of audited reads).
+    pub async fn sync(&self) {
+        let head = self.head().await;
+        self.seen.fetch_max(head, Ordering::SeqCst);
+    }
+
+    /// Waits until `/readyz` answers 200 (every read model caught up with the log).
+    pub async fn ready(&self) {
+        for _ in 0..400 {
+            let ready = self
+                .send(Method::GET, "/readyz", Who::Anonymous, Body::Empty)
+                .await;
+            if ready.status == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the read models never caught up:\n{}", self.log_tail());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    sub: &'a str,
+    exp: i64,
+    iat: i64,
+    iss: &'a str,
+}
+
+/// An HS256 token for `sub`, expiring `valid_for` seconds from now (negative: in the past).
+fn jwt(secret: &[u8], sub: &str, valid_for: i64) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims {
+        sub,
+        exp: now + valid_for,
+        iat: now.min(now + valid_for) - 60,
+        iss: "kring-local",
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("HMAC signing")
+}

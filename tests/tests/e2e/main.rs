@@ -1,0 +1,18 @@
+//! End-to-end scenarios: the real `kring-api serve` binary on a real socket, on SQLite files and
+//! on PostgreSQL, driven only through its public HTTP API.
+//!
+//! - `life`: the full life of a class, on SQLite and on PostgreSQL;
+//! - `matrix`: every route × every kind of caller → the expected status, no personal data of
+//!   others in any answer;
+//! - `openapi`: `/openapi.json` is OpenAPI 3.1 and lists every route of API.md;
+//! - `bad_input`: malformed, mistyped, missing and huge input on every write → a 4xx
+//!   problem+json with a code, and nothing written.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bad_input;
+mod harness;
+mod life;
+mod matrix;
+mod openapi;
+mod routes;
+mod school;

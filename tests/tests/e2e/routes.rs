@@ -1,0 +1,111 @@
+//! The routes under test: every route of API.md (the contract, `../shared/API.md`), the routes
+//! the implementation adds, and the operational endpoints. Path parameters carry the names the
+//! implementation gives them (API.md writes `{id}` for conversations and activities).
+
+/// Every route of API.md, as `METHOD /path`.
+pub const CONTRACT: &[&str] = &[
+    // Schools, staff, groups, children
+    "POST /v1/schools",
+    "POST /v1/schools/{school_id}/staff",
+    "POST /v1/schools/{school_id}/groups",
+    "POST /v1/groups/{group_id}/staff",
+    "POST /v1/groups/{group_id}/children",
+    "GET /v1/groups/{group_id}",
+    "GET /v1/me",
+    // Invitations
+    "POST /v1/invitations",
+    "POST /v1/invitations/accept",
+    "POST /v1/invitations/{invitation_id}/approve",
+    "POST /v1/invitations/{invitation_id}/revoke",
+    "GET /v1/groups/{group_id}/invitations",
+    // Consent
+    "GET /v1/schools/{school_id}/consent-policy",
+    "PUT /v1/children/{child_id}/consents/{purpose}",
+    "GET /v1/children/{child_id}/consents",
+    "GET /v1/children/{child_id}/consents/history",
+    // Posts and media
+    "POST /v1/media",
+    "POST /v1/groups/{group_id}/posts",
+    "POST /v1/media/{media_id}/tags",
+    "DELETE /v1/media/{media_id}/tags/{child_id}",
+    "GET /v1/feed",
+    "GET /v1/posts/{post_id}",
+    "GET /v1/media/{media_id}",
+    "GET /v1/media/{media_id}/viewers",
+    "DELETE /v1/posts/{post_id}",
+    "DELETE /v1/media/{media_id}",
+    // Conversations, quiet hours, absences, activities
+    "POST /v1/conversations",
+    "POST /v1/conversations/{conversation_id}/messages",
+    "GET /v1/conversations",
+    "GET /v1/conversations/{conversation_id}/messages",
+    "PUT /v1/me/quiet-hours",
+    "GET /v1/people/{person_id}/availability",
+    "POST /v1/children/{child_id}/absences",
+    "GET /v1/groups/{group_id}/absences",
+    "POST /v1/groups/{group_id}/activities",
+    "POST /v1/activities/{activity_id}/volunteers",
+    "DELETE /v1/activities/{activity_id}/volunteers/me",
+    "GET /v1/groups/{group_id}/activities",
+    // Rights and audit
+    "GET /v1/me/export",
+    "POST /v1/people/{person_id}/erasure",
+    "POST /v1/children/{child_id}/erasure",
+    "GET /v1/audit/access-log",
+    "GET /v1/audit/verify",
+];
+
+/// Routes the implementation adds to the contract.
+pub const ADDED: &[&str] = &[
+    "GET /v1/me/quiet-hours",
+    "DELETE /v1/me/quiet-hours",
+    "GET /v1/me/notifications",
+    "POST /v1/me/notifications/delivered",
+    "DELETE /v1/children/{child_id}/absences/{absence_id}",
+    "DELETE /v1/activities/{activity_id}",
+];
+
+/// The operational endpoints (no token).
+pub const OPERATIONS: &[&str] = &[
+    "GET /healthz",
+    "GET /readyz",
+    "GET /metrics",
+    "GET /openapi.json",
+];
+
+/// Every route.
+pub fn all() -> Vec<&'static str> {
+    CONTRACT
+        .iter()
+        .chain(ADDED)
+        .chain(OPERATIONS)
+        .copied()
+        .collect()
+}
+
+/// `(method, path)` of `METHOD /path`.
+pub fn split(route: &str) -> (&str, &str) {
+    route.split_once(' ').expect("METHOD /path")
+}
+
+/// The path with every `{param}` written `{}`, to compare paths whatever their parameters
+/// are called.
+pub fn shape(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                out.push('{');
+            }
+            '}' => {
+                in_param = false;
+                out.push('}');
+            }
+            _ if in_param => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
