@@ -13,7 +13,6 @@ use crate::output::{Report, Rows};
 use crate::time::format_time;
 use chrono::{DateTime, Utc};
 use kring_domain::access::Subject;
-use kring_domain::sealed::{Envelope, ERASED, SEALED_KEY};
 use kring_domain::{Actor, Category, StreamName};
 use kring_projections::System;
 use kring_store::vault::KeyVault;
@@ -24,7 +23,7 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 /// How a field sealed for someone else is shown in an export.
-pub const WITHHELD: &str = "[withheld: personal data of another subject]";
+pub use kring_store::vault::WITHHELD;
 
 /// One event of an export, its payload opened for the subject.
 #[derive(Debug, Clone, Serialize)]
@@ -144,59 +143,8 @@ pub async fn open_for(
     subject: Subject,
     value: &mut Value,
 ) -> Result<(usize, usize), ToolError> {
-    let mut paths = Vec::new();
-    sealed_paths(value, &mut String::new(), &mut paths);
-    let (mut erased, mut withheld) = (0, 0);
-    for path in paths {
-        let slot = if path.is_empty() {
-            Some(&mut *value)
-        } else {
-            value.pointer_mut(&path)
-        };
-        let Some(slot) = slot else { continue };
-        let envelope: Envelope = serde_json::from_value(slot[SEALED_KEY].clone())?;
-        *slot = if envelope.subject != subject {
-            withheld += 1;
-            Value::String(WITHHELD.to_owned())
-        } else {
-            match vault.decrypt(&envelope).await? {
-                Some(bytes) => serde_json::from_slice(&bytes)?,
-                None => {
-                    erased += 1;
-                    Value::String(ERASED.to_owned())
-                }
-            }
-        };
-    }
-    Ok((erased, withheld))
-}
-
-/// JSON pointers of every `{"$sealed": …}` object in `value`.
-fn sealed_paths(value: &Value, path: &mut String, out: &mut Vec<String>) {
-    match value {
-        Value::Object(map) if map.len() == 1 && map.contains_key(SEALED_KEY) => {
-            out.push(path.clone());
-        }
-        Value::Object(map) => {
-            for (k, v) in map {
-                let len = path.len();
-                path.push('/');
-                path.push_str(&k.replace('~', "~0").replace('/', "~1"));
-                sealed_paths(v, path, out);
-                path.truncate(len);
-            }
-        }
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                let len = path.len();
-                path.push('/');
-                path.push_str(&i.to_string());
-                sealed_paths(v, path, out);
-                path.truncate(len);
-            }
-        }
-        _ => {}
-    }
+    let opening = vault.open_value_for(value, |s| *s == subject).await?;
+    Ok((opening.erased, opening.withheld))
 }
 
 impl Report for Export {

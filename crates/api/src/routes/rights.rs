@@ -36,7 +36,6 @@ use kring_domain::child::{self, ChildAction, ChildContext, ChildEvent};
 use kring_domain::invitation::{InvitationEvent, InvitationStatus};
 use kring_domain::person::{self, PersonAction, PersonContext, PersonEvent};
 use kring_domain::school::{School, SchoolEvent, StaffRole};
-use kring_domain::sealed::{Envelope, ERASED, SEALED_KEY};
 use kring_domain::{
     Actor, ChildId, Command, DomainError, Event, InvitationId, MediaId, PersonId, PostId, SchoolId,
     StreamName,
@@ -172,9 +171,6 @@ pub async fn log_if_audited(
 // ---------------------------------------------------------------------------------------------
 // Export (art. 15)
 // ---------------------------------------------------------------------------------------------
-
-/// What a sealed field of another subject reads as in an export.
-const WITHHELD: &str = "[withheld]";
 
 /// One event of the export, with its personal fields opened.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -327,50 +323,8 @@ async fn open_payload(
     allow: &(dyn Fn(&Subject) -> bool + Sync),
 ) -> ApiResult<Value> {
     let mut value: Value = serde_json::from_str(payload).map_err(ApiError::internal)?;
-    let mut paths = Vec::new();
-    sealed_paths(&value, &mut String::new(), &mut paths);
-    for path in paths {
-        let Some(slot) = value.pointer_mut(&path) else {
-            continue;
-        };
-        let envelope: Envelope =
-            serde_json::from_value(slot[SEALED_KEY].clone()).map_err(ApiError::internal)?;
-        *slot = if allow(&envelope.subject) {
-            match vault.decrypt(&envelope).await? {
-                Some(bytes) => serde_json::from_slice(&bytes).map_err(ApiError::internal)?,
-                None => Value::String(ERASED.to_owned()),
-            }
-        } else {
-            Value::String(WITHHELD.to_owned())
-        };
-    }
+    vault.open_value_for(&mut value, allow).await?;
     Ok(value)
-}
-
-/// JSON pointers of every `{"$sealed": …}` object in `value`.
-fn sealed_paths(value: &Value, at: &mut String, out: &mut Vec<String>) {
-    match value {
-        Value::Object(map) if map.contains_key(SEALED_KEY) => out.push(at.clone()),
-        Value::Object(map) => {
-            for (k, v) in map {
-                let len = at.len();
-                at.push('/');
-                at.push_str(&k.replace('~', "~0").replace('/', "~1"));
-                sealed_paths(v, at, out);
-                at.truncate(len);
-            }
-        }
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                let len = at.len();
-                at.push('/');
-                at.push_str(&i.to_string());
-                sealed_paths(v, at, out);
-                at.truncate(len);
-            }
-        }
-        _ => {}
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -91,6 +91,18 @@ pub struct KeyVault {
     cache: Mutex<HashMap<Subject, Cached>>,
 }
 
+/// How a sealed field of another subject reads in an opened payload.
+pub const WITHHELD: &str = "[withheld]";
+
+/// What [`KeyVault::open_value_for`] did not open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Opening {
+    /// Fields whose subject was erased.
+    pub erased: usize,
+    /// Fields of other subjects.
+    pub withheld: usize,
+}
+
 impl KeyVault {
     /// The vault in the SQLite file at `path` (the event log's file in the embedded default).
     ///
@@ -201,23 +213,42 @@ impl KeyVault {
     /// # Errors
     /// [`VaultError::Undecryptable`] for a tampered ciphertext; database failures.
     pub async fn open_value(&self, value: &mut Value) -> Result<usize, VaultError> {
+        Ok(self.open_value_for(value, |_| true).await?.erased)
+    }
+
+    /// Like [`KeyVault::open_value`], but opens only the fields whose subject `allow`s; every
+    /// other sealed field becomes [`WITHHELD`] (an export shows a subject their own data, not
+    /// the personal data of others in the same events: GDPR art. 15(4)).
+    ///
+    /// # Errors
+    /// As [`KeyVault::open_value`].
+    pub async fn open_value_for(
+        &self,
+        value: &mut Value,
+        allow: impl Fn(&Subject) -> bool + Send,
+    ) -> Result<Opening, VaultError> {
         let mut paths = Vec::new();
         collect_marked(value, SEALED_KEY, &mut paths);
-        let mut erased = 0;
+        let mut opening = Opening::default();
         for path in paths {
             let Some(slot) = pointer_mut(value, &path) else {
                 continue;
             };
             let envelope: Envelope = serde_json::from_value(slot[SEALED_KEY].clone())?;
-            *slot = match self.decrypt(&envelope).await? {
-                Some(bytes) => serde_json::from_slice(&bytes)?,
-                None => {
-                    erased += 1;
-                    Value::String(kring_domain::sealed::ERASED.to_owned())
+            *slot = if !allow(&envelope.subject) {
+                opening.withheld += 1;
+                Value::String(WITHHELD.to_owned())
+            } else {
+                match self.decrypt(&envelope).await? {
+                    Some(bytes) => serde_json::from_slice(&bytes)?,
+                    None => {
+                        opening.erased += 1;
+                        Value::String(kring_domain::sealed::ERASED.to_owned())
+                    }
                 }
             };
         }
-        Ok(erased)
+        Ok(opening)
     }
 
     /// Opens a sealed field: its value, or erased when the subject's key was destroyed.
