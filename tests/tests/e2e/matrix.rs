@@ -503,7 +503,8 @@ async fn authorization_matrix(backend: Backend) {
             } else {
                 request.path.clone()
             };
-            let head = api.head().await;
+            // Only a refusal is checked for having written nothing.
+            let head = if *want >= 400 { api.head().await } else { 0 };
             let answer = api
                 .send(request.method, &path, role.who(&s), request.body)
                 .await;
@@ -578,4 +579,9 @@ async fn authorization_matrix(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_matrix_on_sqlite() {
     authorization_matrix(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_matrix_on_postgres() {
+    authorization_matrix(Backend::Postgres).await;
 }

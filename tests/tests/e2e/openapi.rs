@@ -71,7 +71,10 @@ async fn the_openapi_document_is_3_1_and_lists_every_route_of_the_contract() {
         .collect();
     let mut missing = Vec::new();
     // The document need not describe itself.
-    for route in routes::all().into_iter().filter(|r| *r != "GET /openapi.json") {
+    for route in routes::all()
+        .into_iter()
+        .filter(|r| *r != "GET /openapi.json")
+    {
         let (method, path) = routes::split(route);
         if !documented.contains(&(method.to_owned(), routes::shape(path))) {
             missing.push(route);
