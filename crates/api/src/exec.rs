@@ -134,7 +134,7 @@ pub struct Written<E> {
 pub struct Executor {
     store: DynStore,
     vault: Arc<KeyVault>,
-    schools: Arc<Mutex<HashMap<SchoolId, Loaded<School>>>>,
+    schools: Arc<Mutex<HashMap<SchoolId, Loaded<Arc<School>>>>>,
     appended: Arc<AtomicU64>,
 }
 
@@ -207,11 +207,12 @@ impl Executor {
         self.fold::<A>(stream, Loaded::default()).await
     }
 
-    /// The school's current roster (cached, brought up to date on every call).
+    /// The school's current roster (cached, brought up to date on every call by reading only
+    /// the events after the cached version). Shared, not copied: a command reads it in place.
     ///
     /// # Errors
     /// `404` for an unknown school; store failures.
-    pub async fn school(&self, school_id: SchoolId) -> ApiResult<Loaded<School>> {
+    pub async fn school(&self, school_id: SchoolId) -> ApiResult<Loaded<Arc<School>>> {
         let cached = self
             .schools
             .lock()
@@ -219,9 +220,26 @@ impl Executor {
             .get(&school_id)
             .cloned()
             .unwrap_or_default();
-        let loaded = self
-            .fold::<SchoolAgg>(&StreamName::school(school_id), cached)
-            .await?;
+        let stream = StreamName::school(school_id);
+        let mut loaded = cached;
+        loop {
+            let from = loaded.version.map_or(0, |v| v + 1);
+            let batch = self.store.read_stream(&stream, from, DEFAULT_BATCH).await?;
+            let done = batch.len() < DEFAULT_BATCH;
+            if !batch.is_empty() {
+                // Copied only when it changed, and then once per refresh.
+                let roster = Arc::make_mut(&mut loaded.state);
+                for r in &batch {
+                    if let Some(e) = SchoolAgg::pick(decode(r)?) {
+                        *roster = school::evolve(std::mem::take(roster), &e);
+                    }
+                    loaded.version = Some(r.version);
+                }
+            }
+            if done {
+                break;
+            }
+        }
         if !loaded.exists() {
             return Err(ApiError::not_found(format!("school {school_id}")));
         }

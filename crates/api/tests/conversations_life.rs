@@ -204,7 +204,7 @@ async fn link_guardian(api: &Api, staff: Caller, school_id: SchoolId, child: Uui
     let stream = StreamName::invitation(invitation_id);
     let roster = exec.school(school_id).await.unwrap();
     let run = |actor: Actor, action: InvitationAction| {
-        let roster: Loaded<school::School> = roster.clone();
+        let roster: Loaded<std::sync::Arc<school::School>> = roster.clone();
         async move {
             exec.run::<InvitationAgg, _>(stream, actor, Uuid::now_v7(), |s, now| {
                 invitation::decide(

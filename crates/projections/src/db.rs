@@ -7,9 +7,13 @@
 //! `$2`, … in order of first appearance.
 
 use chrono::{DateTime, Utc};
+use kring_domain::school::School;
+use kring_domain::SchoolId;
 use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Which database a [`ReadDb`] talks to.
@@ -26,6 +30,37 @@ pub enum Backend {
 pub struct ReadDb {
     pool: AnyPool,
     backend: Backend,
+    rosters: Arc<RosterCache>,
+}
+
+/// Parsed school rosters of the visibility read model, each with the generation and checkpoint
+/// of the read that loaded it. A roster (hundreds of children) costs far more to parse than the
+/// rest of a "who may see" answer; it only changes in a projector transaction, which also moves
+/// the checkpoint, so a roster read at the same (generation, checkpoint) is still the same.
+#[derive(Debug, Default)]
+pub struct RosterCache {
+    map: Mutex<HashMap<SchoolId, Cached>>,
+}
+
+/// A roster with the (generation, checkpoint) it was read at.
+type Cached = (i64, i64, Arc<School>);
+
+impl RosterCache {
+    /// The roster of `school` if it was read at `at` (generation, checkpoint).
+    #[must_use]
+    pub fn get(&self, school: SchoolId, at: (i64, i64)) -> Option<Arc<School>> {
+        let map = self.map.lock().ok()?;
+        map.get(&school)
+            .filter(|(g, p, _)| (*g, *p) == at)
+            .map(|(_, _, s)| Arc::clone(s))
+    }
+
+    /// Remembers the roster of `school` as read at `at`.
+    pub fn put(&self, school: SchoolId, at: (i64, i64), roster: Arc<School>) {
+        if let Ok(mut map) = self.map.lock() {
+            map.insert(school, (at.0, at.1, roster));
+        }
+    }
 }
 
 impl ReadDb {
@@ -65,7 +100,17 @@ impl ReadDb {
             })
             .connect(url)
             .await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            rosters: Arc::default(),
+        })
+    }
+
+    /// The parsed-roster cache of the visibility queries.
+    #[must_use]
+    pub fn rosters(&self) -> &RosterCache {
+        &self.rosters
     }
 
     /// The pool.

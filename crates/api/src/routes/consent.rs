@@ -24,6 +24,7 @@ use kring_domain::{ChildId, Command, GroupId, PersonId, Purpose, SchoolId, Strea
 use kring_projections::models::consent as consent_model;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
@@ -76,7 +77,7 @@ pub struct ChildPlace {
     /// Its class group.
     pub group_id: GroupId,
     /// The school's current roster.
-    pub roster: Loaded<School>,
+    pub roster: Loaded<Arc<School>>,
     /// What the caller is to the child.
     pub relation: Relation,
 }
@@ -166,6 +167,7 @@ pub async fn policy(
     }
     let policy = roster
         .policy
+        .clone()
         .ok_or_else(|| ApiError::not_found(format!("consent policy of school {school_id}")))?;
     Ok(Json(PolicyDoc {
         school_id: school_id.into(),

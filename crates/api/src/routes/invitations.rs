@@ -45,6 +45,7 @@ use kring_domain::{
 use kring_projections::models::memberships;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
@@ -306,7 +307,7 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &Bytes) -> Api
 async fn invitation_and_school(
     state: &AppState,
     invitation_id: InvitationId,
-) -> ApiResult<(Loaded<Invitation>, Loaded<School>)> {
+) -> ApiResult<(Loaded<Invitation>, Loaded<Arc<School>>)> {
     let loaded = state
         .exec
         .load::<InvitationAgg>(&StreamName::invitation(invitation_id))

@@ -35,6 +35,7 @@ use kring_projections::models::{memberships, visibility};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
+use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
@@ -560,7 +561,7 @@ pub struct NewTag {
 /// `404` for a caller to whom it does not exist.
 struct Published {
     place: visibility::MediaPlace,
-    roster: School,
+    roster: Arc<School>,
     standing: Standing,
 }
 

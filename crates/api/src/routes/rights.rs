@@ -50,6 +50,7 @@ use kring_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
@@ -376,7 +377,7 @@ pub async fn erase_person(
     }
     // Decide with the roster of a school the person belongs to where the caller is director;
     // failing that, any of their schools (the domain then refuses a caller without the right).
-    let mut roster: Option<School> = None;
+    let mut roster: Option<Arc<School>> = None;
     for school_id in candidates {
         let school = state.exec.school(school_id).await?.state;
         let member = school.staff.contains_key(&person_id)
@@ -638,7 +639,7 @@ pub async fn sweep_in_background(state: AppState) {
 // ---------------------------------------------------------------------------------------------
 
 /// The schools where the caller is a compliance officer (their current rosters).
-async fn officer_schools(state: &AppState, caller: Caller) -> ApiResult<Vec<School>> {
+async fn officer_schools(state: &AppState, caller: Caller) -> ApiResult<Vec<Arc<School>>> {
     let Caller::Person(p) = caller else {
         return Ok(Vec::new());
     };
@@ -745,7 +746,7 @@ const fn subject_kind(s: &Subject) -> &'static str {
 }
 
 /// Whether `subject` belongs to one of the officer's schools.
-async fn in_scope(state: &AppState, schools: &[School], subject: Subject) -> ApiResult<bool> {
+async fn in_scope(state: &AppState, schools: &[Arc<School>], subject: Subject) -> ApiResult<bool> {
     let ids: Vec<SchoolId> = schools.iter().filter_map(|s| s.school_id).collect();
     Ok(match subject {
         Subject::Person(p) => schools.iter().any(|s| {

@@ -18,6 +18,7 @@ use kring_domain::{AbsenceId, ActivityId, ChildId, Command, GroupId, PersonId, S
 use kring_projections::models::{absences, activities, memberships};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
@@ -94,7 +95,7 @@ async fn roster_for_child(
     state: &AppState,
     caller: Caller,
     child_id: ChildId,
-) -> ApiResult<Loaded<School>> {
+) -> ApiResult<Loaded<Arc<School>>> {
     let (school_id, _) = state.place_of_child(child_id).await?;
     let roster = state.exec.school(school_id).await?;
     let known = match caller {

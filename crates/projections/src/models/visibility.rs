@@ -38,7 +38,7 @@
 //! runtime shares one instance between the serving generation and a rebuilding one.
 
 use crate::bulk::{select_in, Bulk, Cell};
-use crate::db::{from_micros, micros, Backend, ReadDb};
+use crate::db::{from_micros, micros, Backend, ReadDb, RosterCache};
 use crate::error::ProjectionError;
 use crate::projection::{Buffer, Projected, Projection, Tables};
 use async_trait::async_trait;
@@ -54,6 +54,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Its name.
 pub const NAME: &str = "visibility";
@@ -572,7 +573,7 @@ async fn snapshot(db: &ReadDb) -> Result<sqlx::Transaction<'static, Any>, Projec
 /// The states the rule needs for some posts: their schools' rosters and the consents of the
 /// children shown in their media items.
 struct Rules {
-    schools: HashMap<SchoolId, School>,
+    schools: HashMap<SchoolId, Arc<School>>,
     consents: HashMap<ChildId, Consents>,
     nowhere: School,
 }
@@ -580,6 +581,7 @@ struct Rules {
 impl Rules {
     async fn load<'p>(
         conn: &mut AnyConnection,
+        cache: &RosterCache,
         posts: impl Iterator<Item = &'p Post> + Clone,
     ) -> Result<Self, ProjectionError> {
         let schools: BTreeSet<String> = posts
@@ -597,16 +599,38 @@ impl Rules {
             consents: HashMap::new(),
             nowhere: School::default(),
         };
-        let schools: Vec<String> = schools.into_iter().collect();
+        // Where the read model stands in this snapshot: rosters parsed at the same point are
+        // still right.
+        let at: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT generation, position FROM projection_generations WHERE name = $1 AND active = 1",
+        )
+        .bind(NAME)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let mut missing = Vec::new();
+        for school in schools {
+            let cached = at.and_then(|at| cache.get(school.parse().ok()?, at));
+            match cached {
+                Some(roster) => {
+                    rules.schools.insert(id_of(&school)?, roster);
+                }
+                None => missing.push(school),
+            }
+        }
         for row in select_in(
             conn,
             "SELECT school_id, state FROM visibility_schools WHERE school_id IN ({in})",
             &[],
-            &schools,
+            &missing,
         )
         .await?
         {
-            rules.schools.insert(id(&row, 0)?, json(&row, 1)?);
+            let school: SchoolId = id(&row, 0)?;
+            let roster: Arc<School> = Arc::new(json(&row, 1)?);
+            if let Some(at) = at {
+                cache.put(school, at, Arc::clone(&roster));
+            }
+            rules.schools.insert(school, roster);
         }
         let children: Vec<String> = children.into_iter().collect();
         for row in select_in(
@@ -627,7 +651,7 @@ impl Rules {
         let school = post
             .school_id
             .and_then(|s| self.schools.get(&s))
-            .unwrap_or(&self.nowhere);
+            .map_or(&self.nowhere, |s| &**s);
         let consent = |child: ChildId, purpose| {
             self.consents
                 .get(&child)
@@ -655,7 +679,7 @@ pub async fn who_may_see(
         .await?;
     let Some(row) = row else { return Ok(None) };
     let post: Post = json(&row, 0)?;
-    let rules = Rules::load(&mut tx, std::iter::once(&post)).await?;
+    let rules = Rules::load(&mut tx, db.rosters(), std::iter::once(&post)).await?;
     let answer = rules.answer(&post, media_id)?;
     tx.rollback().await?;
     Ok(Some(answer))
@@ -735,7 +759,7 @@ async fn feed_rows(
     .bind(i64::from(limit))
     .fetch_all(&mut *tx)
     .await?;
-    let posts = with_media(&mut tx, &rows, Some(person)).await?;
+    let posts = with_media(&mut tx, db.rosters(), &rows, Some(person)).await?;
     tx.rollback().await?;
     Ok(posts)
 }
@@ -744,6 +768,7 @@ async fn feed_rows(
 /// media items `reader` may see (`None`: every live item), in the order attached.
 async fn with_media(
     tx: &mut AnyConnection,
+    cache: &RosterCache,
     rows: &[AnyRow],
     reader: Option<PersonId>,
 ) -> Result<Vec<FeedPost>, ProjectionError> {
@@ -766,7 +791,7 @@ async fn with_media(
     for row in select_in(tx, "SELECT post_id, media_id FROM media_items WHERE post_id IN ({in}) ORDER BY ordinal, media_id", &[], &ids).await? {
         order.entry(id(&row, 0)?).or_default().push(id(&row, 1)?);
     }
-    let rules = Rules::load(tx, posts.iter().map(|(_, s)| s)).await?;
+    let rules = Rules::load(tx, cache, posts.iter().map(|(_, s)| s)).await?;
     let mut out = Vec::with_capacity(posts.len());
     for (mut post, state) in posts {
         for media_id in order.remove(&post.post_id).unwrap_or_default() {
@@ -807,7 +832,7 @@ pub async fn post(
     .bind(reader.map(|p| p.to_string()).unwrap_or_default())
     .fetch_all(&mut *tx)
     .await?;
-    let mut posts = with_media(&mut tx, &rows, reader).await?;
+    let mut posts = with_media(&mut tx, db.rosters(), &rows, reader).await?;
     tx.rollback().await?;
     Ok(posts.pop())
 }
@@ -852,6 +877,11 @@ pub async fn media_place(
         })
     })
     .transpose()
+}
+
+fn id_of(s: &str) -> Result<SchoolId, ProjectionError> {
+    s.parse()
+        .map_err(|e| ProjectionError::Invalid(format!("bad school id {s:?}: {e}")))
 }
 
 fn cell(v: impl ToString) -> Cell {
