@@ -12,6 +12,9 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 use std::io::{Read, Write};
 
+/// The largest JSON body `kring-api serve` takes (`Limits::default().json_body`).
+const JSON_LIMIT: usize = 256 * 1024;
+
 /// An id nobody has.
 const UNKNOWN: &str = "\"00000000-0000-7000-8000-000000000000\"";
 
@@ -324,9 +327,11 @@ fn variants(route: &str, good: &Request) -> Vec<Bad> {
             code,
         ));
     }
-    let huge = "x".repeat(1024 * 1024);
+    // Just over the limit: the server reads up to the limit, refuses, and drains the rest, so
+    // the refusal reaches the client rather than a connection reset in the middle of sending.
+    let huge = "x".repeat(JSON_LIMIT + 16 * 1024);
     out.push(bad(
-        "a body of a megabyte",
+        "a body over the limit",
         method,
         path,
         with(&|m| {

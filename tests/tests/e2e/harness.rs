@@ -35,11 +35,12 @@ fn binary() -> &'static Path {
             cargo.arg("--release");
         }
         let out = cargo.output().expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "cargo build -p kring-api failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!("cargo build -p kring-api failed:\n{}", tail.join("\n"));
+        }
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
