@@ -1,0 +1,125 @@
+//! Operations and authentication over a real socket: `/healthz`, `/readyz`, `/metrics`, and
+//! tokens of a trusted OpenID Connect issuer (a JWKS file) beside the local key.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use kring_api::server::{start, ServeOptions};
+use kring_api::Caller;
+use kring_projections::Config;
+use serde_json::{json, Value};
+
+/// A P-256 key pair made for this test only (the issuer's signing key and its JWK).
+const ISSUER_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg2zo7xnsCNEN7oKgd
+fkoKkKDVT1/FzTWhaRb6dGDGwv+hRANCAATTKOM5MIDf7IwbwDbDTpLI/WGYqAO9
+1mH+7ltHdxSFPwkzQNWceGMjUsuyKDsPr4+YN/7byRinZGl4tUNHSb8g
+-----END PRIVATE KEY-----
+";
+const ISSUER: &str = "https://login.school-board.example";
+
+fn jwks() -> Value {
+    json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "board-1", "use": "sig", "alg": "ES256",
+        "x": "0yjjOTCA3-yMG8A2w06SyP1hmKgDvdZh_u5bR3cUhT8",
+        "y": "CTNA1Zx4YyNSy7IoOw-vj5g3_tvJGKdkaXi1Q0dJvyA",
+    }]})
+}
+
+fn issuer_token(sub: &str, iss: &str, kid: &str) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.to_owned());
+    let now = chrono::Utc::now().timestamp();
+    jsonwebtoken::encode(
+        &header,
+        &json!({"sub": sub, "iss": iss, "iat": now, "exp": now + 600, "aud": "kring"}),
+        &EncodingKey::from_ec_pem(ISSUER_KEY.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+async fn get(url: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let res = req.send().await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_metrics_and_an_openid_connect_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_file = dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, jwks().to_string()).unwrap();
+    let mut options = ServeOptions::new(Config {
+        data_dir: dir.path().join("data"),
+        database_url: None,
+        eventstore_url: None,
+    });
+    options.oidc_issuer = Some(ISSUER.to_owned());
+    options.oidc_jwks = Some(jwks_file.display().to_string());
+    let running = start(options).await.unwrap();
+    let base = running.url();
+
+    assert_eq!(get(&format!("{base}/healthz"), None).await.0, 200);
+    let (status, body) = get(&format!("{base}/readyz"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["projections"].as_array().unwrap().len(), 8);
+
+    // The operator, by the issuer's token, registers a school; a local token works as well.
+    let operator = issuer_token("operator", ISSUER, "board-1");
+    let res = reqwest::Client::new()
+        .post(format!("{base}/v1/schools"))
+        .bearer_auth(&operator)
+        .json(&json!({"name": "De Linde", "brin": "11AA"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let local = running
+        .state
+        .auth
+        .mint(Caller::Operator, chrono::Duration::minutes(5))
+        .unwrap();
+    assert_eq!(get(&format!("{base}/v1/me"), Some(&local)).await.0, 200);
+    assert_eq!(get(&format!("{base}/v1/me"), Some(&operator)).await.0, 200);
+    // Another issuer, an unknown key id, or a token the issuer did not sign: 401.
+    for token in [
+        issuer_token("operator", "https://elsewhere.example", "board-1"),
+        issuer_token("operator", ISSUER, "board-2"),
+        format!("{}x", &operator[..operator.len() - 1]),
+    ] {
+        let (status, body) = get(&format!("{base}/v1/me"), Some(&token)).await;
+        assert_eq!(status, 401, "{body}");
+        let problem: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(problem["code"], "unauthenticated");
+    }
+
+    let (status, metrics) = get(&format!("{base}/metrics"), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(
+            "kring_http_requests_total{method=\"POST\",route=\"/v1/schools\",status=\"201\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics
+        .contains("kring_http_requests_total{method=\"GET\",route=\"/v1/me\",status=\"401\"} 3"));
+    assert!(metrics.contains("kring_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/me\",status=\"200\",le=\"+Inf\"} 2"));
+    assert!(metrics.contains("kring_events_appended_total "));
+    assert!(metrics.contains("kring_projection_lag_events{projection=\"visibility\"}"));
+    assert!(metrics.contains("kring_log_head_position "));
+    // A response carries its request id.
+    let res = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert!(res.headers().get("x-request-id").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_an_issuer_configuration_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ServeOptions::new(Config::from_env(dir.path()));
+    options.oidc_issuer = Some(ISSUER.to_owned());
+    assert!(start(options).await.is_err());
+}
