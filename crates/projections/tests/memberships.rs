@@ -12,8 +12,8 @@ use kring_domain::school::{GroupKind, SchoolAction, SchoolEvent, StaffRole};
 use kring_domain::simulation::{history, play, World, GOOD_CODE};
 use kring_domain::{Actor, ChildId, Event, GroupId, PersonId, Sealed};
 use kring_projections::models::memberships::{
-    self, child, group, invitations_of_group, members_of_group, person, GroupView, InvitationState,
-    InvitationView, Profile,
+    self, child, group, invitations_of_group, invitations_of_group_page, members_of_group, person,
+    GroupView, InvitationState, InvitationView, Profile,
 };
 use kring_store::EventStore;
 use proptest::strategy::{Strategy, ValueTree};
@@ -382,6 +382,19 @@ async fn invitation_status_follows_accept_approve_revoke_and_expiry<S: EventStor
     let g = world.groups[0];
     let all = invitations_of_group(&h.db, g).await.unwrap();
     assert_eq!(all.len(), 5);
+    // Pages of two walk the same list in the same order, each invitation once.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = invitations_of_group_page(&h.db, g, after, 2).await.unwrap();
+        after = page.last().map(|i| i.invitation_id);
+        let done = page.len() < 2;
+        paged.extend(page);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(paged, all);
     assert!(all
         .iter()
         .all(|i| i.status == InvitationState::Pending && i.invited_by == teacher_id));

@@ -522,12 +522,25 @@ pub struct InvitationList {
     pub group_id: Uuid,
     /// Its invitations, oldest first.
     pub invitations: Vec<InvitationDoc>,
+    /// Pass as `?after=` for the next page; `null` on the last page.
+    pub next_after: Option<Uuid>,
+}
+
+/// Paging of `GET /v1/groups/{group_id}/invitations`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct InvitationPage {
+    /// At most this many (default 100, at most 500).
+    pub limit: Option<u32>,
+    /// After this invitation (the `next_after` of the previous page).
+    pub after: Option<Uuid>,
+    /// Wait until the read models have applied the log up to this position.
+    pub min_position: Option<u64>,
 }
 
 /// The invitations for children of a class group, oldest first (staff of the group). E-mail
 /// addresses are not shown: they are shown to nobody but their owner.
 #[utoipa::path(get, path = "/v1/groups/{group_id}/invitations", tag = "invitations",
-    params(("group_id" = Uuid, Path, description = "The class group"), MinPosition),
+    params(("group_id" = Uuid, Path, description = "The class group"), InvitationPage),
     responses((status = 200, body = InvitationList), (status = 403, body = crate::error::Problem),
         (status = 404, body = crate::error::Problem)),
     security(("bearer" = [])))]
@@ -535,9 +548,17 @@ pub async fn invitations_of_group(
     State(state): State<AppState>,
     caller: Caller,
     Path(group_id): Path<GroupId>,
-    Q(min): Q<MinPosition>,
+    Q(page): Q<InvitationPage>,
 ) -> ApiResult<Json<InvitationList>> {
-    min.wait(&state).await?;
+    MinPosition {
+        min_position: page.min_position,
+    }
+    .wait(&state)
+    .await?;
+    let limit = page.limit.unwrap_or(100);
+    if limit == 0 || limit > 500 {
+        return Err(ApiError::validation("limit: must be 1 to 500"));
+    }
     let school_id = state.school_of_group(group_id).await?;
     let roster = state.exec.school(school_id).await?.state;
     let actor = caller.actor();
@@ -549,7 +570,17 @@ pub async fn invitations_of_group(
     }
     let now = Utc::now();
     let mut invitations = Vec::new();
-    for i in memberships::invitations_of_group(&state.system.db, group_id).await? {
+    let listed = memberships::invitations_of_group_page(
+        &state.system.db,
+        group_id,
+        page.after.map(InvitationId::from_uuid),
+        limit,
+    )
+    .await?;
+    let next_after = (listed.len() == limit as usize)
+        .then(|| listed.last().map(|i| i.invitation_id.into()))
+        .flatten();
+    for i in listed {
         let display_name = match i.status {
             memberships::InvitationState::Pending => None,
             _ => match memberships::person(&state.system.db, i.invitee_id).await? {
@@ -573,5 +604,6 @@ pub async fn invitations_of_group(
     Ok(Json(InvitationList {
         group_id: group_id.into(),
         invitations,
+        next_after,
     }))
 }

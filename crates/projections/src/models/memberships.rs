@@ -991,7 +991,11 @@ impl InvitationView {
 
 const INVITATIONS: &str = "SELECT invitation_id, school_id, group_id, child_id, corrected_from, invitee_id, email, status,
     invited_by, invited_at, expires_at, updated_at
-FROM membership_invitations WHERE group_id = $1 ORDER BY invited_at, invitation_id";
+FROM membership_invitations WHERE group_id = $1
+    AND ($2 = '' OR (invited_at, invitation_id) >
+        (SELECT a.invited_at, a.invitation_id FROM membership_invitations a WHERE a.invitation_id = $2))
+ORDER BY invited_at, invitation_id
+LIMIT $3";
 
 /// The invitations listed in a group, oldest first, with sealed e-mail addresses (for the
 /// group's staff).
@@ -1002,8 +1006,24 @@ pub async fn invitations_of_group(
     db: &ReadDb,
     group: GroupId,
 ) -> Result<Vec<InvitationView>, ProjectionError> {
+    invitations_of_group_page(db, group, None, u32::MAX).await
+}
+
+/// One page of [`invitations_of_group`]: at most `limit`, after the invitation `after` (the
+/// last one of the previous page).
+///
+/// # Errors
+/// As [`invitations_of_group`].
+pub async fn invitations_of_group_page(
+    db: &ReadDb,
+    group: GroupId,
+    after: Option<InvitationId>,
+    limit: u32,
+) -> Result<Vec<InvitationView>, ProjectionError> {
     sqlx::query(INVITATIONS)
         .bind(group.to_string())
+        .bind(after.map(|a| a.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
         .fetch_all(db.pool())
         .await?
         .iter()
