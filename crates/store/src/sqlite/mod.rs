@@ -23,9 +23,7 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::StreamName;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -41,8 +39,8 @@ const ROWS_PER_INSERT: usize = 500;
 /// Stream heads the writer remembers before it starts over.
 const HEAD_CACHE_LIMIT: usize = 200_000;
 
-const READ_ALL: &str = include_str!("sql/read_all.sql");
-const READ_STREAM: &str = include_str!("sql/read_stream.sql");
+const READ_ALL: &str = include_str!("sql/read_all_packed.sql");
+const READ_STREAM: &str = include_str!("sql/read_stream_packed.sql");
 const STREAM_HEADS: &str = include_str!("sql/stream_heads.sql");
 const INSERT_PREFIX: &str = include_str!("sql/insert_prefix.sql");
 
@@ -136,13 +134,13 @@ impl EventStore for SqliteStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(READ_STREAM)
+        let packed: String = sqlx::query_scalar(READ_STREAM)
             .bind(stream.to_string())
             .bind(i64::try_from(from).unwrap_or(i64::MAX))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.inner.readers)
+            .fetch_one(&self.inner.readers)
             .await?;
-        rows.iter().map(decode_row).collect()
+        unpack(&packed)
     }
 
     async fn read_all(
@@ -150,12 +148,12 @@ impl EventStore for SqliteStore {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(READ_ALL)
+        let packed: String = sqlx::query_scalar(READ_ALL)
             .bind(i64::try_from(after).unwrap_or(i64::MAX))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.inner.readers)
+            .fetch_one(&self.inner.readers)
             .await?;
-        rows.iter().map(decode_row).collect()
+        unpack(&packed)
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
@@ -181,26 +179,72 @@ fn from_micros(position: u64, m: i64) -> Result<DateTime<Utc>, StoreError> {
     })
 }
 
-fn decode_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
-    let position = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or_default();
+/// One event as `read_all_packed.sql` packs it.
+type Packed = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
+/// The events of a packed batch (a JSON array of arrays), in order.
+fn unpack(packed: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows: Vec<Packed> = serde_json::from_str(packed).map_err(|e| StoreError::Corrupt {
+        position: 0,
+        reason: format!("a packed batch does not parse: {e}"),
+    })?;
+    rows.into_iter().map(unpack_one).collect()
+}
+
+fn unpack_one(row: Packed) -> Result<RecordedEvent, StoreError> {
+    let (
+        p,
+        event_id,
+        stream,
+        version,
+        event_type,
+        schema,
+        occurred,
+        recorded,
+        actor,
+        correlation,
+        causation,
+        payload,
+        hash,
+    ) = row;
+    let position = u64::try_from(p).unwrap_or_default();
     let corrupt = |reason: String| StoreError::Corrupt { position, reason };
-    let stream: String = row.try_get(2)?;
-    let actor: String = row.try_get(8)?;
-    let hash: Vec<u8> = row.try_get(12)?;
+    let uuid = |hex_text: &str| -> Result<Uuid, StoreError> {
+        let bytes = hex::decode(hex_text).map_err(|e| corrupt(format!("bad id: {e}")))?;
+        Uuid::from_slice(&bytes).map_err(|e| corrupt(format!("bad id: {e}")))
+    };
+    let hash = hex::decode(&hash).map_err(|e| corrupt(format!("bad hash: {e}")))?;
     Ok(RecordedEvent {
         position,
-        event_id: row.try_get(1)?,
+        event_id: uuid(&event_id)?,
         stream: stream.parse().map_err(|e| corrupt(format!("{e}")))?,
-        version: u64::try_from(row.try_get::<i64, _>(3)?).map_err(|e| corrupt(e.to_string()))?,
-        event_type: row.try_get(4)?,
-        schema_version: u16::try_from(row.try_get::<i64, _>(5)?)
-            .map_err(|e| corrupt(e.to_string()))?,
-        occurred_at: from_micros(position, row.try_get(6)?)?,
-        recorded_at: from_micros(position, row.try_get(7)?)?,
+        version: u64::try_from(version).map_err(|e| corrupt(e.to_string()))?,
+        event_type,
+        schema_version: u16::try_from(schema).map_err(|e| corrupt(e.to_string()))?,
+        occurred_at: from_micros(position, occurred)?,
+        recorded_at: from_micros(position, recorded)?,
         actor: actor_from_str(&actor).ok_or_else(|| corrupt(format!("bad actor {actor:?}")))?,
-        correlation_id: row.try_get(9)?,
-        causation_id: row.try_get(10)?,
-        payload: row.try_get(11)?,
+        correlation_id: uuid(&correlation)?,
+        causation_id: if causation.is_empty() {
+            None
+        } else {
+            Some(uuid(&causation)?)
+        },
+        payload,
         hash: EventHash::from_slice(&hash).ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
     })
 }
