@@ -23,7 +23,9 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::StreamName;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +43,8 @@ const HEAD_CACHE_LIMIT: usize = 200_000;
 
 const READ_ALL: &str = include_str!("sql/read_all_packed.sql");
 const READ_STREAM: &str = include_str!("sql/read_stream_packed.sql");
+const READ_ALL_ROWS: &str = include_str!("sql/read_all.sql");
+const READ_STREAM_ROWS: &str = include_str!("sql/read_stream.sql");
 const STREAM_HEADS: &str = include_str!("sql/stream_heads.sql");
 const INSERT_PREFIX: &str = include_str!("sql/insert_prefix.sql");
 
@@ -134,13 +138,28 @@ impl EventStore for SqliteStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let packed: String = sqlx::query_scalar(READ_STREAM)
-            .bind(stream.to_string())
-            .bind(i64::try_from(from).unwrap_or(i64::MAX))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        let stream = stream.to_string();
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let packed = sqlx::query_scalar::<_, String>(READ_STREAM)
+            .bind(&stream)
+            .bind(from)
+            .bind(limit)
             .fetch_one(&self.inner.readers)
-            .await?;
-        unpack(&packed)
+            .await;
+        match packed {
+            Ok(packed) => unpack(&packed),
+            Err(e) if too_big(&e) => sqlx::query(READ_STREAM_ROWS)
+                .bind(&stream)
+                .bind(from)
+                .bind(limit)
+                .fetch_all(&self.inner.readers)
+                .await?
+                .iter()
+                .map(decode_row)
+                .collect(),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn read_all(
@@ -148,12 +167,25 @@ impl EventStore for SqliteStore {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let packed: String = sqlx::query_scalar(READ_ALL)
-            .bind(i64::try_from(after).unwrap_or(i64::MAX))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let packed = sqlx::query_scalar::<_, String>(READ_ALL)
+            .bind(after)
+            .bind(limit)
             .fetch_one(&self.inner.readers)
-            .await?;
-        unpack(&packed)
+            .await;
+        match packed {
+            Ok(packed) => unpack(&packed),
+            Err(e) if too_big(&e) => sqlx::query(READ_ALL_ROWS)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.inner.readers)
+                .await?
+                .iter()
+                .map(decode_row)
+                .collect(),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
@@ -176,6 +208,38 @@ fn from_micros(position: u64, m: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(m).ok_or_else(|| StoreError::Corrupt {
         position,
         reason: format!("bad time {m}"),
+    })
+}
+
+/// Whether SQLite refused to build a value over its size limit (`SQLITE_TOOBIG`): a packed
+/// batch of very large events. Such a batch is read row by row instead.
+fn too_big(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "18")
+}
+
+fn decode_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let position = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or_default();
+    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    let stream: String = row.try_get(2)?;
+    let actor: String = row.try_get(8)?;
+    let hash: Vec<u8> = row.try_get(12)?;
+    Ok(RecordedEvent {
+        position,
+        event_id: row.try_get(1)?,
+        stream: stream.parse().map_err(|e| corrupt(format!("{e}")))?,
+        version: u64::try_from(row.try_get::<i64, _>(3)?).map_err(|e| corrupt(e.to_string()))?,
+        event_type: row.try_get(4)?,
+        schema_version: u16::try_from(row.try_get::<i64, _>(5)?)
+            .map_err(|e| corrupt(e.to_string()))?,
+        occurred_at: from_micros(position, row.try_get(6)?)?,
+        recorded_at: from_micros(position, row.try_get(7)?)?,
+        actor: actor_from_str(&actor).ok_or_else(|| corrupt(format!("bad actor {actor:?}")))?,
+        correlation_id: row.try_get(9)?,
+        causation_id: row.try_get(10)?,
+        payload: row.try_get(11)?,
+        hash: EventHash::from_slice(&hash).ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
     })
 }
 
