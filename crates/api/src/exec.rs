@@ -19,9 +19,10 @@ use kring_domain::{
 };
 use kring_store::vault::KeyVault;
 use kring_store::{
-    DynStore, EventStore, EventStoreExt, ExpectedVersion, Metadata, Position, RecordedEvent,
-    DEFAULT_BATCH,
+    AppendOutcome, DynStore, EventStore, EventStoreExt, ExpectedVersion, Metadata, Position,
+    RecordedEvent, DEFAULT_BATCH,
 };
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -135,7 +136,22 @@ pub struct Executor {
     store: DynStore,
     vault: Arc<KeyVault>,
     schools: Arc<Mutex<HashMap<SchoolId, Loaded<Arc<School>>>>>,
+    states: Arc<Mutex<HashMap<StreamName, Cached>>>,
     appended: Arc<AtomicU64>,
+}
+
+/// A folded aggregate state and the version it was folded up to, of any aggregate type.
+type Cached = (Option<u64>, Arc<dyn Any + Send + Sync>);
+
+/// Folded states kept between commands; beyond this many streams the cache starts over.
+const MAX_CACHED_STATES: usize = 20_000;
+
+/// The stream version an expectation names (for an append that wrote nothing).
+const fn expected_version(expected: ExpectedVersion) -> u64 {
+    match expected {
+        ExpectedVersion::Exact(v) => v,
+        ExpectedVersion::Any | ExpectedVersion::NoStream => 0,
+    }
 }
 
 fn decode(r: &RecordedEvent) -> ApiResult<Event> {
@@ -155,6 +171,7 @@ impl Executor {
             store,
             vault,
             schools: Arc::default(),
+            states: Arc::default(),
             appended: Arc::default(),
         }
     }
@@ -199,12 +216,48 @@ impl Executor {
         }
     }
 
-    /// The current state of `stream`.
+    /// The current state of `stream`: the cached fold of it, brought up to date by reading
+    /// only the events after the cached version (other processes may have appended).
     ///
     /// # Errors
     /// Store failures; an event this build cannot decode.
     pub async fn load<A: Aggregate>(&self, stream: &StreamName) -> ApiResult<Loaded<A::State>> {
-        self.fold::<A>(stream, Loaded::default()).await
+        let cached = self
+            .states
+            .lock()
+            .map_err(ApiError::internal)?
+            .get(stream)
+            .and_then(|(version, state)| {
+                let state = Arc::clone(state).downcast::<A::State>().ok()?;
+                Some(Loaded {
+                    state: (*state).clone(),
+                    version: *version,
+                })
+            })
+            .unwrap_or_default();
+        let before = cached.version;
+        let loaded = self.fold::<A>(stream, cached).await?;
+        if loaded.version != before {
+            self.remember::<A>(*stream, &loaded)?;
+        }
+        Ok(loaded)
+    }
+
+    /// Keeps a folded state for the next command on the stream.
+    fn remember<A: Aggregate>(
+        &self,
+        stream: StreamName,
+        loaded: &Loaded<A::State>,
+    ) -> ApiResult<()> {
+        let mut states = self.states.lock().map_err(ApiError::internal)?;
+        if states.len() >= MAX_CACHED_STATES && !states.contains_key(&stream) {
+            states.clear();
+        }
+        let newer = states.get(&stream).is_none_or(|(v, _)| *v < loaded.version);
+        if newer {
+            states.insert(stream, (loaded.version, Arc::new(loaded.state.clone())));
+        }
+        Ok(())
     }
 
     /// The school's current roster (cached, brought up to date on every call by reading only
@@ -288,7 +341,21 @@ impl Executor {
                 )
                 .await
             {
-                Ok(position) => return Ok(Written { position, events }),
+                Ok(outcome) => {
+                    if !events.is_empty() {
+                        // What was just written is the stream's state now: no read next time.
+                        let state = events.iter().fold(loaded.state, A::evolve);
+                        let written = Loaded {
+                            state,
+                            version: Some(outcome.stream_version),
+                        };
+                        self.remember::<A>(stream, &written)?;
+                    }
+                    return Ok(Written {
+                        position: outcome.position,
+                        events,
+                    });
+                }
                 Err(e) if e.code == "concurrency_conflict" && attempt < 2 => {}
                 Err(e) => return Err(e),
             }
@@ -333,7 +400,12 @@ impl Executor {
                 )
                 .await
             {
-                Ok(position) => return Ok(Written { position, events }),
+                Ok(outcome) => {
+                    return Ok(Written {
+                        position: outcome.position,
+                        events,
+                    })
+                }
                 Err(e) if e.code == "concurrency_conflict" && attempt < 2 => {}
                 Err(e) => return Err(e),
             }
@@ -349,9 +421,12 @@ impl Executor {
         correlation_id: Uuid,
         now: DateTime<Utc>,
         events: &[E],
-    ) -> ApiResult<Position> {
+    ) -> ApiResult<AppendOutcome> {
         if events.is_empty() {
-            return Ok(self.store.head().await?);
+            return Ok(AppendOutcome {
+                stream_version: expected_version(expected),
+                position: self.store.head().await?,
+            });
         }
         let mut sealed = Vec::with_capacity(events.len());
         for event in events {
@@ -367,7 +442,7 @@ impl Executor {
         let n = sealed.len() as u64;
         let outcome = self.store.append(&stream, expected, sealed).await?;
         self.appended.fetch_add(n, Ordering::Relaxed);
-        Ok(outcome.position)
+        Ok(outcome)
     }
 
     /// Every event of `stream`, decoded (for exports and audits).
