@@ -1,6 +1,6 @@
 //! The writer task: group commit under the global-order lock.
 
-use super::{advance, last_position, CHANNEL, GLOBAL_ORDER_LOCK, MAX_GROUP};
+use super::{advance, CHANNEL, GLOBAL_ORDER_LOCK, MAX_GROUP};
 use crate::plan::{self, AppendRequest, Plan, PlannedRow, StoredId, StreamHead};
 use crate::queue::{self, Job};
 use crate::{actor_to_string, AppendOutcome, EventHash, Position, StoreError};
@@ -23,7 +23,7 @@ const ATTEMPTS: usize = 3;
 const BEGIN: &str = include_str!("sql/begin.sql");
 const LOCK_GLOBAL_ORDER: &str = include_str!("sql/lock_global_order.sql");
 const STREAM_HEADS: &str = include_str!("sql/stream_heads.sql");
-const STORED_IDS: &str = include_str!("sql/stored_ids.sql");
+const BATCH_STATE: &str = include_str!("sql/batch_state.sql");
 const INSERT: &str = include_str!("sql/insert.sql");
 
 /// Why a batch did not commit.
@@ -121,9 +121,7 @@ impl Writer {
             .execute(&mut *tx)
             .await?;
         // From here on nobody else commits: what these reads see stays true until COMMIT.
-        let last = last_position(&mut *tx).await?;
-        let stored = stored_ids(&mut *tx, requests).await?;
-        let heads = stream_heads(&mut *tx, requests).await?;
+        let (last, stored, heads) = batch_state(&mut *tx, requests).await?;
         let plan = plan::plan(requests, heads, &stored, last);
         if plan.rows.is_empty() {
             tx.rollback().await?;
@@ -299,30 +297,69 @@ async fn stream_heads<'e>(
     Ok(heads)
 }
 
-/// Where the batch's event ids are already stored, in one query.
-async fn stored_ids<'e>(
+/// The log's last position, the heads of the streams the batch touches, and where its event
+/// ids are already stored: one query (see `sql/batch_state.sql`).
+async fn batch_state<'e>(
     conn: impl PgExecutor<'e>,
     requests: &[AppendRequest],
-) -> Result<HashMap<Uuid, StoredId>, StoreError> {
+) -> Result<
+    (
+        Position,
+        HashMap<Uuid, StoredId>,
+        HashMap<StreamName, StreamHead>,
+    ),
+    StoreError,
+> {
+    let mut streams: Vec<String> = requests.iter().map(|r| r.stream.to_string()).collect();
+    streams.sort_unstable();
+    streams.dedup();
     let ids: Vec<Uuid> = requests
         .iter()
         .flat_map(|r| r.events.iter().map(|e| e.event_id))
         .collect();
-    let rows = sqlx::query(STORED_IDS).bind(ids).fetch_all(conn).await?;
-    let mut stored = HashMap::with_capacity(rows.len());
+    let rows = sqlx::query(BATCH_STATE)
+        .bind(streams)
+        .bind(ids)
+        .fetch_all(conn)
+        .await?;
+    let mut last = 0;
+    let mut stored = HashMap::new();
+    let mut heads = HashMap::new();
     for row in rows {
-        let position = u64::try_from(row.try_get::<i64, _>(3)?).unwrap_or_default();
+        let kind: i32 = row.try_get(0)?;
+        let position = row
+            .try_get::<Option<i64>, _>(5)?
+            .map(|p| u64::try_from(p).unwrap_or_default())
+            .unwrap_or_default();
         let corrupt = |reason: String| StoreError::Corrupt { position, reason };
-        let stream: String = row.try_get(1)?;
-        stored.insert(
-            row.try_get::<Uuid, _>(0)?,
-            StoredId {
-                stream: stream.parse().map_err(|e| corrupt(format!("{e}")))?,
-                version: u64::try_from(row.try_get::<i64, _>(2)?)
-                    .map_err(|e| corrupt(e.to_string()))?,
-                position,
-            },
-        );
+        match kind {
+            0 => last = position,
+            1 => {
+                let stream: String = row.try_get(1)?;
+                let version: i64 = row.try_get(2)?;
+                let hash: Vec<u8> = row.try_get(3)?;
+                heads.insert(
+                    stream.parse().map_err(|e| corrupt(format!("{e}")))?,
+                    StreamHead {
+                        version: u64::try_from(version).map_err(|e| corrupt(e.to_string()))?,
+                        hash: EventHash::from_slice(&hash)
+                            .ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
+                    },
+                );
+            }
+            _ => {
+                let stream: String = row.try_get(1)?;
+                stored.insert(
+                    row.try_get::<Uuid, _>(4)?,
+                    StoredId {
+                        stream: stream.parse().map_err(|e| corrupt(format!("{e}")))?,
+                        version: u64::try_from(row.try_get::<i64, _>(2)?)
+                            .map_err(|e| corrupt(e.to_string()))?,
+                        position,
+                    },
+                );
+            }
+        }
     }
-    Ok(stored)
+    Ok((last, stored, heads))
 }
