@@ -33,6 +33,12 @@ impl From<&str> for Cell {
     }
 }
 
+impl From<&String> for Cell {
+    fn from(v: &String) -> Self {
+        Self::Text(v.clone())
+    }
+}
+
 impl From<bool> for Cell {
     fn from(v: bool) -> Self {
         Self::Int(i64::from(v))
@@ -43,6 +49,21 @@ impl<T: Into<Self>> From<Option<T>> for Cell {
     fn from(v: Option<T>) -> Self {
         v.map_or(Self::Null, Into::into)
     }
+}
+
+/// Binds `cells` to `query`, in order.
+pub fn bind_cells<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    cells: &'q [Cell],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for cell in cells {
+        query = match cell {
+            Cell::Int(v) => query.bind(*v),
+            Cell::Text(v) => query.bind(v.as_str()),
+            Cell::Null => query.bind(Option::<String>::None),
+        };
+    }
+    query
 }
 
 /// Rows for one multi-row `INSERT … VALUES (…), (…) [suffix]`.
@@ -137,15 +158,9 @@ impl Bulk {
             }
             sql.push_str(") ");
             sql.push_str(self.suffix);
-            let mut query = sqlx::query(&sql);
-            for cell in chunk {
-                query = match cell {
-                    Cell::Int(v) => query.bind(*v),
-                    Cell::Text(v) => query.bind(v.as_str()),
-                    Cell::Null => query.bind(Option::<String>::None),
-                };
-            }
-            query.execute(&mut *tx).await?;
+            bind_cells(sqlx::query(&sql), chunk)
+                .execute(&mut *tx)
+                .await?;
         }
         Ok(())
     }
@@ -183,14 +198,7 @@ pub async fn select_in(
             placeholder(&mut list, sqlite, fixed.len() + i + 1);
         }
         let text = sql.replace("{in}", &list);
-        let mut query = sqlx::query(&text).persistent(chunk.len() == PER);
-        for cell in fixed {
-            query = match cell {
-                Cell::Int(v) => query.bind(*v),
-                Cell::Text(v) => query.bind(v.as_str()),
-                Cell::Null => query.bind(Option::<String>::None),
-            };
-        }
+        let mut query = bind_cells(sqlx::query(&text).persistent(chunk.len() == PER), fixed);
         for id in chunk {
             query = query.bind(id.as_str());
         }

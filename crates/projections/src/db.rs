@@ -149,3 +149,30 @@ pub fn to_i64(n: u64) -> i64 {
 pub fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or_default()
 }
+
+/// An id stored as text in a read model.
+///
+/// # Errors
+/// [`ProjectionError::Invalid`] for text that is not a UUID.
+pub fn uuid(s: &str) -> Result<uuid::Uuid, crate::ProjectionError> {
+    uuid::Uuid::parse_str(s)
+        .map_err(|e| crate::ProjectionError::Invalid(format!("bad id {s:?} in a read model: {e}")))
+}
+
+/// The stored form of a personal field: the sealed envelope's JSON. A field that is still plain
+/// (`what` names it, e.g. "a message body") is refused: plaintext personal data never rests in a
+/// read model.
+///
+/// # Errors
+/// [`ProjectionError::Invalid`] for an unsealed field.
+pub fn sealed_text(
+    field: &kring_domain::Sealed<String>,
+    what: &str,
+) -> Result<String, crate::ProjectionError> {
+    if field.envelope().is_none() {
+        return Err(crate::ProjectionError::Invalid(format!(
+            "{what} reached a read model unsealed; refusing to store plaintext"
+        )));
+    }
+    Ok(serde_json::to_string(field)?)
+}

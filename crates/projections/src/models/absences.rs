@@ -6,7 +6,7 @@
 //! are not over yet (last day on or after the day of the move, in the school's time zone) move
 //! with it; when a child is unenrolled, those are dropped.
 
-use crate::db::{from_micros, micros, ReadDb};
+use crate::db::{from_micros, micros, sealed_text, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Projected, Projection, Tables};
 use async_trait::async_trait;
@@ -17,7 +17,6 @@ use kring_domain::{AbsenceId, ChildId, Event, GroupId, PersonId, SchoolId, Seale
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use uuid::Uuid;
 
 /// The projection.
 #[derive(Debug, Default)]
@@ -91,7 +90,7 @@ impl Projection for AbsencesProjection {
                     .bind(d.group_id.to_string())
                     .bind(date_text(d.from))
                     .bind(date_text(d.to))
-                    .bind(sealed_text(&d.reason)?)
+                    .bind(sealed_text(&d.reason, "an absence reason")?)
                     .bind(d.reported_by.to_string())
                     .bind(micros(e.recorded.occurred_at))
                     .execute(&mut *tx)
@@ -127,17 +126,6 @@ impl Projection for AbsencesProjection {
     }
 }
 
-/// The stored form of a personal field: the sealed envelope's JSON. A field that is still plain
-/// is refused: plaintext personal data never rests in a read model.
-fn sealed_text(field: &Sealed<String>) -> Result<String, ProjectionError> {
-    if field.envelope().is_none() {
-        return Err(ProjectionError::Invalid(
-            "an absence reason reached the absences read model unsealed; refusing to store plaintext".into(),
-        ));
-    }
-    Ok(serde_json::to_string(field)?)
-}
-
 /// How dates are stored: `YYYY-MM-DD`, which sorts and compares as text.
 fn date_text(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
@@ -146,11 +134,6 @@ fn date_text(d: NaiveDate) -> String {
 fn date(s: &str) -> Result<NaiveDate, ProjectionError> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|e| ProjectionError::Invalid(format!("bad date {s:?} in a read model: {e}")))
-}
-
-fn uuid(s: &str) -> Result<Uuid, ProjectionError> {
-    Uuid::parse_str(s)
-        .map_err(|e| ProjectionError::Invalid(format!("bad id {s:?} in a read model: {e}")))
 }
 
 /// One planned absence.

@@ -2,7 +2,7 @@
 //! (support) or a compliance officer, in log order — what a data-protection officer or auditor
 //! inspects.
 
-use crate::db::{from_micros, micros, to_i64, to_u64, ReadDb};
+use crate::db::{from_micros, micros, to_i64, to_u64, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Projected, Projection, Tables};
 use async_trait::async_trait;
@@ -133,11 +133,6 @@ fn actor_from(kind: &str, id: &str) -> Result<Actor, ProjectionError> {
             "unknown accessor kind {other:?} in the access log"
         ))),
     }
-}
-
-fn uuid(s: &str) -> Result<Uuid, ProjectionError> {
-    Uuid::parse_str(s)
-        .map_err(|e| ProjectionError::Invalid(format!("bad id {s:?} in a read model: {e}")))
 }
 
 /// One recorded read.

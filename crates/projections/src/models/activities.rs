@@ -1,7 +1,7 @@
 //! Activities in a group's calendar with their volunteer slots: how many there are, how many are
 //! taken and free, and who volunteers.
 
-use crate::db::{from_micros, micros, to_i64, ReadDb};
+use crate::db::{from_micros, micros, to_i64, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Projected, Projection, Tables};
 use async_trait::async_trait;
@@ -12,7 +12,6 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::collections::BTreeMap;
-use uuid::Uuid;
 
 /// The projection.
 #[derive(Debug, Default)]
@@ -118,11 +117,6 @@ impl Projection for ActivitiesProjection {
         }
         Ok(())
     }
-}
-
-fn uuid(s: &str) -> Result<Uuid, ProjectionError> {
-    Uuid::parse_str(s)
-        .map_err(|e| ProjectionError::Invalid(format!("bad id {s:?} in a read model: {e}")))
 }
 
 /// An activity with its volunteer slots.

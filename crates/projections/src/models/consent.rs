@@ -2,7 +2,7 @@
 //! decision with the effective value after it.
 
 use crate::bulk::{select_in, Bulk, Cell};
-use crate::db::{from_micros, micros, to_i64, to_u64, ReadDb};
+use crate::db::{from_micros, micros, to_i64, to_u64, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Buffer, Projected, Projection, Tables};
 use async_trait::async_trait;
@@ -193,11 +193,6 @@ fn method_from(s: &str) -> ConsentMethod {
     } else {
         ConsentMethod::App
     }
-}
-
-fn uuid(s: &str) -> Result<Uuid, ProjectionError> {
-    Uuid::parse_str(s)
-        .map_err(|e| ProjectionError::Invalid(format!("bad id {s:?} in a read model: {e}")))
 }
 
 fn purpose(s: &str) -> Result<Purpose, ProjectionError> {

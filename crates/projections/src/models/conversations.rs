@@ -5,7 +5,7 @@
 //! increasing, the same after a rebuild, and usable as a paging cursor.
 
 use crate::bulk::{select_in, Bulk};
-use crate::db::{from_micros, micros, to_i64, to_u64, ReadDb};
+use crate::db::{from_micros, micros, sealed_text, to_i64, to_u64, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Buffer, Projected, Projection, Tables};
 use async_trait::async_trait;
@@ -16,7 +16,6 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::collections::BTreeMap;
-use uuid::Uuid;
 
 /// The projection. It buffers a batch's events and writes them in a few statements on flush.
 #[derive(Debug, Default)]
@@ -173,7 +172,7 @@ impl Projection for ConversationsProjection {
                         d.message_id.to_string().into(),
                         conversation.as_str().into(),
                         author.as_str().into(),
-                        sealed_text(&d.body)?.into(),
+                        sealed_text(&d.body, "a message body")?.into(),
                         micros(d.at).into(),
                     ]);
                     let summary = touched.get_mut(&conversation).ok_or_else(|| {
@@ -208,22 +207,6 @@ impl Projection for ConversationsProjection {
         messages.execute(tx).await?;
         Ok(())
     }
-}
-
-/// The stored form of a personal field: the sealed envelope's JSON. A field that is still plain
-/// is refused: plaintext personal data never rests in a read model.
-fn sealed_text(field: &Sealed<String>) -> Result<String, ProjectionError> {
-    if field.envelope().is_none() {
-        return Err(ProjectionError::Invalid(
-            "a message body reached the conversations read model unsealed; refusing to store plaintext".into(),
-        ));
-    }
-    Ok(serde_json::to_string(field)?)
-}
-
-fn uuid(s: &str) -> Result<Uuid, ProjectionError> {
-    Uuid::parse_str(s)
-        .map_err(|e| ProjectionError::Invalid(format!("bad id {s:?} in a read model: {e}")))
 }
 
 fn person_id(s: &str) -> Result<PersonId, ProjectionError> {

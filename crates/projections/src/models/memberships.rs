@@ -13,7 +13,8 @@
 //! profile), [`invitations_of_invitee`] (the invitee's own export) and [`invitations_of_group`]
 //! (staff managing invitations), never by [`group`].
 
-use crate::db::{from_micros, micros, ReadDb};
+use crate::bulk::{bind_cells, Cell};
+use crate::db::{from_micros, micros, sealed_text, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Projected, Projection, Tables};
 use async_trait::async_trait;
@@ -25,7 +26,6 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::collections::BTreeMap;
-use uuid::Uuid;
 
 /// The projection.
 #[derive(Debug, Default)]
@@ -190,30 +190,17 @@ async fn exec(
     tx: &mut AnyConnection,
     t: &Tables,
     template: &'static str,
-    binds: &[Bind<'_>],
+    binds: &[Cell],
 ) -> Result<(), ProjectionError> {
     let sql = t.sql(template);
-    let mut query = sqlx::query(&sql);
-    for bind in binds {
-        query = match bind {
-            Bind::Text(s) => query.bind(s.as_str()),
-            Bind::Str(s) => query.bind(*s),
-            Bind::Int(i) => query.bind(*i),
-        };
-    }
-    query.execute(&mut *tx).await?;
+    bind_cells(sqlx::query(&sql), binds)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
-/// One parameter of a write.
-enum Bind<'a> {
-    Text(String),
-    Str(&'a str),
-    Int(i64),
-}
-
-fn id(value: impl ToString) -> Bind<'static> {
-    Bind::Text(value.to_string())
+fn id(value: impl ToString) -> Cell {
+    Cell::Text(value.to_string())
 }
 
 async fn apply_school(
@@ -226,8 +213,8 @@ async fn apply_school(
         SchoolEvent::SchoolRegistered(d) => {
             let binds = [
                 id(d.school_id),
-                Bind::Str(&d.name),
-                Bind::Str(&d.brin),
+                Cell::from(&d.name),
+                Cell::from(&d.brin),
                 id(d.school_group_id),
             ];
             exec(tx, t, INSERT_SCHOOL, &binds).await?;
@@ -235,8 +222,8 @@ async fn apply_school(
             let binds = [
                 id(d.school_group_id),
                 id(d.school_id),
-                Bind::Str(&d.name),
-                Bind::Str(kind_str(GroupKind::School)),
+                Cell::from(&d.name),
+                Cell::from(kind_str(GroupKind::School)),
             ];
             exec(tx, t, INSERT_GROUP, &binds).await
         }
@@ -248,14 +235,14 @@ async fn apply_school(
                 &[
                     id(d.school_id),
                     id(d.person_id),
-                    Bind::Str(role_str(d.role)),
+                    Cell::from(role_str(d.role)),
                 ],
             )
             .await?;
             let binds = [
                 id(d.person_id),
-                Bind::Text(sealed_text(&d.display_name)?),
-                Bind::Text(sealed_text(&d.email)?),
+                Cell::Text(sealed_text(&d.display_name, "a personal field")?),
+                Cell::Text(sealed_text(&d.email, "a personal field")?),
             ];
             exec(tx, t, UPSERT_PERSON, &binds).await
         }
@@ -265,7 +252,7 @@ async fn apply_school(
                 t,
                 UPDATE_ROLE,
                 &[
-                    Bind::Str(role_str(d.role)),
+                    Cell::from(role_str(d.role)),
                     id(d.school_id),
                     id(d.person_id),
                 ],
@@ -286,8 +273,8 @@ async fn apply_school(
             let binds = [
                 id(d.group_id),
                 id(d.school_id),
-                Bind::Str(&d.name),
-                Bind::Str(kind_str(GroupKind::Class)),
+                Cell::from(&d.name),
+                Cell::from(kind_str(GroupKind::Class)),
             ];
             exec(tx, t, INSERT_GROUP, &binds).await
         }
@@ -302,15 +289,15 @@ async fn apply_school(
                 id(d.child_id),
                 id(d.school_id),
                 id(d.group_id),
-                Bind::Text(sealed_text(&d.first_name)?),
-                Bind::Text(sealed_text(&d.last_initial)?),
+                Cell::Text(sealed_text(&d.first_name, "a personal field")?),
+                Cell::Text(sealed_text(&d.last_initial, "a personal field")?),
             ];
             exec(tx, t, ENROL, &binds).await
         }
         SchoolEvent::ChildDetailsCorrected(d) => {
             let binds = [
-                Bind::Text(sealed_text(&d.first_name)?),
-                Bind::Text(sealed_text(&d.last_initial)?),
+                Cell::Text(sealed_text(&d.first_name, "a personal field")?),
+                Cell::Text(sealed_text(&d.last_initial, "a personal field")?),
                 id(d.child_id),
             ];
             exec(tx, t, CORRECT_CHILD, &binds).await
@@ -336,7 +323,7 @@ async fn apply_school(
                 id(d.child_id),
                 id(d.guardian_id),
                 id(d.invitation_id),
-                Bind::Int(micros(e.recorded.occurred_at)),
+                Cell::Int(micros(e.recorded.occurred_at)),
             ];
             exec(tx, t, LINK, &binds).await
         }
@@ -353,23 +340,23 @@ async fn apply_invitation(
     event: &InvitationEvent,
     e: Projected<'_>,
 ) -> Result<(), ProjectionError> {
-    let at = Bind::Int(micros(e.recorded.occurred_at));
+    let at = Cell::Int(micros(e.recorded.occurred_at));
     match event {
         InvitationEvent::Invited(d) => {
-            let email = sealed_text(&d.email)?;
+            let email = sealed_text(&d.email, "a personal field")?;
             let binds = [
                 id(d.invitation_id),
                 id(d.school_id),
                 id(d.group_id),
                 id(d.child_id),
                 id(d.invitee_id),
-                Bind::Text(email.clone()),
+                Cell::Text(email.clone()),
                 id(d.invited_by),
                 at,
-                Bind::Int(micros(d.expires_at)),
+                Cell::Int(micros(d.expires_at)),
             ];
             exec(tx, t, INVITE, &binds).await?;
-            exec(tx, t, UPSERT_EMAIL, &[id(d.invitee_id), Bind::Text(email)]).await
+            exec(tx, t, UPSERT_EMAIL, &[id(d.invitee_id), Cell::Text(email)]).await
         }
         InvitationEvent::InvitationAccepted(d) => {
             exec(
@@ -377,7 +364,7 @@ async fn apply_invitation(
                 t,
                 SET_STATUS,
                 &[
-                    Bind::Str(InvitationState::Accepted.as_str()),
+                    Cell::from(InvitationState::Accepted.as_str()),
                     at,
                     id(d.invitation_id),
                 ],
@@ -387,7 +374,10 @@ async fn apply_invitation(
                 tx,
                 t,
                 UPSERT_NAME,
-                &[id(d.person_id), Bind::Text(sealed_text(&d.display_name)?)],
+                &[
+                    id(d.person_id),
+                    Cell::Text(sealed_text(&d.display_name, "a personal field")?),
+                ],
             )
             .await
         }
@@ -400,7 +390,7 @@ async fn apply_invitation(
                 t,
                 SET_STATUS,
                 &[
-                    Bind::Str(InvitationState::Revoked.as_str()),
+                    Cell::from(InvitationState::Revoked.as_str()),
                     at,
                     id(d.invitation_id),
                 ],
@@ -413,7 +403,7 @@ async fn apply_invitation(
                 t,
                 SET_STATUS,
                 &[
-                    Bind::Str(InvitationState::Expired.as_str()),
+                    Cell::from(InvitationState::Expired.as_str()),
                     at,
                     id(d.invitation_id),
                 ],
@@ -423,28 +413,12 @@ async fn apply_invitation(
     }
 }
 
-/// The stored form of a personal field: the sealed envelope's JSON. A field that is still plain
-/// is refused: plaintext personal data never rests in a read model.
-fn sealed_text(field: &Sealed<String>) -> Result<String, ProjectionError> {
-    if field.envelope().is_none() {
-        return Err(ProjectionError::Invalid(
-            "a personal field reached the memberships read model unsealed; refusing to store plaintext".into(),
-        ));
-    }
-    Ok(serde_json::to_string(field)?)
-}
-
 fn sealed(text: &str) -> Result<Sealed<String>, ProjectionError> {
     Ok(serde_json::from_str(text)?)
 }
 
 fn sealed_opt(text: Option<String>) -> Result<Option<Sealed<String>>, ProjectionError> {
     text.as_deref().map(sealed).transpose()
-}
-
-fn uuid(s: &str) -> Result<Uuid, ProjectionError> {
-    Uuid::parse_str(s)
-        .map_err(|e| ProjectionError::Invalid(format!("bad id {s:?} in a read model: {e}")))
 }
 
 fn person_id(row: &AnyRow, i: usize) -> Result<PersonId, ProjectionError> {

@@ -17,7 +17,7 @@
 //!   them, and [`due`] never offers a delivered notification again.
 
 use crate::bulk::{select_in, Bulk};
-use crate::db::{from_micros, micros, to_i64, to_u64, Backend, ReadDb};
+use crate::db::{from_micros, micros, to_i64, to_u64, uuid, Backend, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Buffer, Projected, Projection, Tables};
 use async_trait::async_trait;
@@ -32,7 +32,6 @@ use sqlx::{Acquire, AnyConnection, Executor, Row};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
-use uuid::Uuid;
 
 /// The projection. It buffers a batch's events, loads the state their messages need with a few
 /// IN queries, evolves it in log order in memory and writes the outcome in bulk.
@@ -520,11 +519,6 @@ fn quiet_until(
     Ok(schedule.quiet_until(at))
 }
 
-fn uuid(s: &str) -> Result<Uuid, ProjectionError> {
-    Uuid::parse_str(s)
-        .map_err(|e| ProjectionError::Invalid(format!("bad id {s:?} in a read model: {e}")))
-}
-
 /// A notification's id: the message it is about and its recipient. Derived, never minted, so a
 /// rebuild of the outbox yields the same ids and recorded deliveries still match. Written as
 /// `<message id>:<recipient id>`.
@@ -795,8 +789,8 @@ mod tests {
     #[test]
     fn a_notification_id_reads_back_as_written() {
         let id = NotificationId {
-            message_id: MessageId::from_uuid(Uuid::now_v7()),
-            recipient_id: PersonId::from_uuid(Uuid::now_v7()),
+            message_id: MessageId::from_uuid(uuid::Uuid::now_v7()),
+            recipient_id: PersonId::from_uuid(uuid::Uuid::now_v7()),
         };
         assert_eq!(id.to_string().parse::<NotificationId>().ok(), Some(id));
         assert!("nonsense".parse::<NotificationId>().is_err());
