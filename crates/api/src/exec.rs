@@ -324,42 +324,27 @@ impl Executor {
         A: Aggregate,
         F: Fn(&A::State, DateTime<Utc>) -> Result<Vec<A::Event>, DomainError> + Send + Sync,
     {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let loaded = self.load::<A>(&stream).await?;
-            let now = Utc::now();
-            let events = decide(&loaded.state, now)?;
-            match self
-                .append(
-                    stream,
-                    loaded.expected(),
-                    actor,
-                    correlation_id,
-                    now,
-                    &events,
-                )
-                .await
-            {
-                Ok(outcome) => {
-                    if !events.is_empty() {
-                        // What was just written is the stream's state now: no read next time.
-                        let state = events.iter().fold(loaded.state, A::evolve);
-                        let written = Loaded {
-                            state,
-                            version: Some(outcome.stream_version),
-                        };
-                        self.remember::<A>(stream, &written)?;
-                    }
-                    return Ok(Written {
-                        position: outcome.position,
-                        events,
-                    });
-                }
-                Err(e) if e.code == "concurrency_conflict" && attempt < 2 => {}
-                Err(e) => return Err(e),
-            }
+        let (loaded, outcome, events) = self
+            .decide_and_append(
+                stream,
+                actor,
+                correlation_id,
+                || self.load::<A>(&stream),
+                decide,
+            )
+            .await?;
+        if !events.is_empty() {
+            // What was just written is the stream's state now: no read next time.
+            let written = Loaded {
+                state: events.iter().fold(loaded.state, A::evolve),
+                version: Some(outcome.stream_version),
+            };
+            self.remember::<A>(stream, &written)?;
         }
+        Ok(Written {
+            position: outcome.position,
+            events,
+        })
     }
 
     /// Like [`Executor::run`] for a school's roster: decides on the cached, refreshed roster.
@@ -378,34 +363,52 @@ impl Executor {
             + Send
             + Sync,
     {
+        let load = || async {
+            match self.school(school_id).await {
+                // Registering: the stream does not exist yet.
+                Err(e) if e.code == "not_found" => Ok(Loaded::default()),
+                other => other,
+            }
+        };
+        let stream = StreamName::school(school_id);
+        let (_, outcome, events) = self
+            .decide_and_append(stream, actor, correlation_id, load, decide)
+            .await?;
+        Ok(Written {
+            position: outcome.position,
+            events,
+        })
+    }
+
+    /// Loads with `load`, decides, appends at the loaded version; once more on a conflict.
+    async fn decide_and_append<T, S, E, L, Fut, F>(
+        &self,
+        stream: StreamName,
+        actor: Actor,
+        correlation_id: Uuid,
+        load: L,
+        decide: F,
+    ) -> ApiResult<(Loaded<S>, AppendOutcome, Vec<E>)>
+    where
+        T: ?Sized,
+        S: std::borrow::Borrow<T>,
+        E: Into<Event> + Clone,
+        L: Fn() -> Fut,
+        Fut: std::future::Future<Output = ApiResult<Loaded<S>>>,
+        F: Fn(&T, DateTime<Utc>) -> Result<Vec<E>, DomainError>,
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let loaded = match self.school(school_id).await {
-                Ok(loaded) => loaded,
-                // Registering: the stream does not exist yet.
-                Err(e) if e.code == "not_found" => Loaded::default(),
-                Err(e) => return Err(e),
-            };
+            let loaded = load().await?;
             let now = Utc::now();
-            let events = decide(&loaded.state, now)?;
+            let events = decide(loaded.state.borrow(), now)?;
+            let expected = loaded.expected();
             match self
-                .append(
-                    StreamName::school(school_id),
-                    loaded.expected(),
-                    actor,
-                    correlation_id,
-                    now,
-                    &events,
-                )
+                .append(stream, expected, actor, correlation_id, now, &events)
                 .await
             {
-                Ok(outcome) => {
-                    return Ok(Written {
-                        position: outcome.position,
-                        events,
-                    })
-                }
+                Ok(outcome) => return Ok((loaded, outcome, events)),
                 Err(e) if e.code == "concurrency_conflict" && attempt < 2 => {}
                 Err(e) => return Err(e),
             }
