@@ -16,7 +16,6 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use kring_domain::{Actor, PersonId};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 
 /// The environment variable holding the local signing secret (base64), overriding the file.
@@ -256,17 +255,8 @@ fn key_file(path: &Path) -> Result<Vec<u8>, AuthSetupError> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
             }
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(path) {
-                Ok(mut file) => {
-                    file.write_all(B64.encode(&secret).as_bytes())
-                        .and_then(|()| file.sync_all())
-                        .map_err(|e| fail(e.to_string()))?;
-                    Ok(secret)
-                }
+            match kring_store::vault::create_private(path, B64.encode(&secret).as_bytes()) {
+                Ok(()) => Ok(secret),
                 // Another process created it first: use theirs.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => key_file(path),
                 Err(e) => Err(fail(e.to_string())),

@@ -329,14 +329,7 @@ pub async fn seed(state: &AppState, base: &str) -> Result<PathBuf, String> {
     });
     let text = serde_json::to_string_pretty(&demo).map_err(|e| e.to_string())?;
     // Tokens are secrets: owner-only, like the keys beside it.
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    std::io::Write::write_all(&mut file, text.as_bytes())
+    kring_store::vault::create_private(&path, text.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
 }

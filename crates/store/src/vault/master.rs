@@ -68,15 +68,7 @@ impl MasterKey {
                 let key = Self::generate();
                 std::fs::create_dir_all(data_dir)
                     .map_err(|e| VaultError::MasterKey(e.to_string()))?;
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options
-                    .open(&path)
-                    .map_err(|e| VaultError::MasterKey(format!("{}: {e}", path.display())))?;
-                file.write_all(key.to_base64().as_bytes())
-                    .and_then(|()| file.sync_all())
+                create_private(&path, key.to_base64().as_bytes())
                     .map_err(|e| VaultError::MasterKey(format!("{}: {e}", path.display())))?;
                 Ok(key)
             }
@@ -87,4 +79,19 @@ impl MasterKey {
     pub(crate) const fn bytes(&self) -> &[u8; 32] {
         &self.0
     }
+}
+
+/// Creates `path` (it must not exist) readable and writable by its owner only, writes `bytes`
+/// and syncs them: for keys, secrets and tokens kept in the data directory.
+///
+/// # Errors
+/// The file exists already (`AlreadyExists`) or cannot be written.
+pub fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }

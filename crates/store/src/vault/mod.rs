@@ -16,7 +16,7 @@
 mod db;
 mod master;
 
-pub use master::{MasterKey, MASTER_KEY_ENV};
+pub use master::{create_private, MasterKey, MASTER_KEY_ENV};
 
 use crate::{Metadata, NewEvent, StoreError};
 use base64::engine::general_purpose::STANDARD as B64;
