@@ -234,6 +234,56 @@ pub fn event_data(
         .map_err(|e| StoreError::Backend(format!("cannot encode event metadata: {e}")))
 }
 
+/// The event type of an event-id claim (see "Idempotency" in the module docs of [`super`]).
+pub const CLAIM_EVENT_TYPE: &str = "kring-event-id-claimed";
+
+/// The stream that claims `event_id` for one Kring stream: `kring-event-id-<uuid>`. Not a Kring
+/// stream name, so reads of the Kring log pass over it ([`classify`] calls it foreign).
+#[must_use]
+pub fn claim_stream(event_id: Uuid) -> String {
+    format!("kring-event-id-{event_id}")
+}
+
+/// The body of a claim: the stream that owns the event id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The Kring stream the event id belongs to, e.g. `child-<uuid>`.
+    pub stream: String,
+}
+
+/// The first event of a claim stream: a fresh event id of its own, so that the server's own
+/// deduplication (by event id) never takes two claims for different streams as one.
+///
+/// # Errors
+/// [`StoreError::Backend`] when the claim cannot be encoded (it always can).
+pub fn claim_data(stream: &StreamName) -> Result<es::EventData, StoreError> {
+    es::EventData::json(
+        CLAIM_EVENT_TYPE,
+        &Claim {
+            stream: stream.to_string(),
+        },
+    )
+    .map(|data| data.id(Uuid::new_v4()))
+    .map_err(|e| StoreError::Backend(format!("cannot encode event-id claim: {e}")))
+}
+
+/// Whether an append to `stream` may carry `event_id`, given the claim stored first for it.
+///
+/// # Errors
+/// [`StoreError::IdempotencyMismatch`] when the id belongs to another stream;
+/// [`StoreError::Corrupt`] when the stored claim cannot be read.
+pub fn check_claim(event_id: Uuid, stored: &[u8], stream: &StreamName) -> Result<(), StoreError> {
+    let claim: Claim = serde_json::from_slice(stored).map_err(|e| StoreError::Corrupt {
+        position: 0,
+        reason: format!("{}: unreadable claim: {e}", claim_stream(event_id)),
+    })?;
+    if claim.stream == stream.to_string() {
+        Ok(())
+    } else {
+        Err(StoreError::IdempotencyMismatch { event_id })
+    }
+}
+
 /// When the server recorded `event`: its `created` ticks (100 ns since the Unix epoch), to the
 /// microsecond. The client's own `created` field is truncated to whole seconds, so it is only
 /// the fallback.
@@ -393,6 +443,38 @@ mod tests {
     use crate::conformance;
     use kring_domain::{Actor, ChildId, PersonId};
     use std::collections::HashMap;
+
+    #[test]
+    fn an_event_id_claim_admits_its_own_stream_only() {
+        let id = Uuid::new_v4();
+        let owner = conformance::stream();
+        let other = conformance::stream();
+        let stored = serde_json::to_vec(&Claim {
+            stream: owner.to_string(),
+        })
+        .unwrap();
+        check_claim(id, &stored, &owner).unwrap();
+        let err = check_claim(id, &stored, &other).unwrap_err();
+        assert!(
+            matches!(err, StoreError::IdempotencyMismatch { event_id } if event_id == id),
+            "{err:?}"
+        );
+        let err = check_claim(id, b"not json", &owner).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn claim_streams_are_not_part_of_the_kring_log() {
+        let name = claim_stream(Uuid::new_v4());
+        assert_eq!(classify(&name, CLAIM_EVENT_TYPE), Kind::Foreign);
+        let a = claim_data(&conformance::stream()).unwrap();
+        let b = claim_data(&conformance::stream()).unwrap();
+        assert_ne!(
+            format!("{a:?}"),
+            format!("{b:?}"),
+            "every claim carries its own event id"
+        );
+    }
 
     #[test]
     fn positions_are_contiguous_within_an_append_and_increase_across_appends() {

@@ -88,17 +88,24 @@
 //! run → [`StoreError::IdempotencyMismatch`]. Two retries racing each other are caught by the
 //! server's own check (same ids, same expected revision).
 //!
-//! Gaps, precisely:
-//! - **An id stored in another stream is not detected.** EventStoreDB has no index by event id
-//!   across streams, and none can be kept atomically with the append, so appending a stored id
-//!   to a different stream writes a new event. The conformance check
-//!   `reappending_stored_event_ids_is_idempotent` therefore fails at its last assertion
-//!   ("an id belongs to one stream") against a real server.
-//! - The scan is bounded by time, not by the whole stream, so that an append to a long stream
-//!   stays cheap: an original copy is found as long as the server recorded it no earlier than an
-//!   hour before the event's `occurred_at`, i.e. unless the application's clock ran more than an
-//!   hour ahead of the server's when the event was decided. Back-dated `occurred_at` values only
-//!   widen the scan.
+//! An event id belongs to one stream. EventStoreDB has no index by event id across streams, and
+//! no write spans two streams atomically, so before an append the adapter **claims** each of its
+//! ids: it creates the stream `kring-event-id-<uuid>` with `NoStream`, holding one
+//! [`codec::Claim`] event that names the owning stream (with a fresh event id of its own, so the
+//! server's deduplication never merges two claims). If the claim stream exists already, its
+//! claim is read: the same stream passes (a retry, or an append that failed after its claims and
+//! is now tried again), another stream fails the append with
+//! [`StoreError::IdempotencyMismatch`] before anything is written. Two appends racing for one id
+//! from different streams: the server lets one claim win. A claim whose append never happened
+//! (a crash in between) keeps the id for its stream, which is exactly what a retry needs. The
+//! claims cost one small extra write per event; they are foreign streams, so reads of the Kring
+//! log pass over them.
+//!
+//! The one gap: the tail scan is bounded by time, not by the whole stream, so that an append to
+//! a long stream stays cheap: an original copy is found as long as the server recorded it no earlier than an
+//! hour before the event's `occurred_at`, i.e. unless the application's clock ran more than an
+//! hour ahead of the server's when the event was decided. Back-dated `occurred_at` values only
+//! widen the scan. (The claim still keeps such a retry in its own stream.)
 //!
 //! # Server requirements
 //!
@@ -129,6 +136,7 @@ use async_trait::async_trait;
 use chrono::{TimeDelta, Utc};
 use codec::{AppendTracker, Scanned};
 use eventstore as es;
+use futures::{StreamExt, TryStreamExt};
 use kring_domain::StreamName;
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,6 +155,8 @@ pub const IDEMPOTENCY_WINDOW: TimeDelta = TimeDelta::hours(1);
 const HEAD_PAGE: usize = 64;
 /// The most events fetched per page when reading `$all` forwards.
 const MAX_PAGE: usize = 4_096;
+/// Event-id claims written concurrently for one append.
+const CLAIMS_IN_FLIGHT: usize = 32;
 /// Events fetched per page of the idempotency scan.
 const SCAN_PAGE: usize = 128;
 /// How long the head follower waits before resubscribing after its subscription failed.
@@ -263,6 +273,50 @@ impl EsdbStore {
         }
     }
 
+    /// Claims every id of an append for `stream` before the append is written (see
+    /// "Idempotency" in the module docs): a claim stream per id, created with `NoStream`. An id
+    /// claimed before for the same stream passes (a retry, or an append that failed after its
+    /// claims); one claimed for another stream fails the append, which then writes nothing.
+    async fn claim_ids(&self, stream: &StreamName, ids: &[Uuid]) -> Result<(), StoreError> {
+        futures::stream::iter(ids.iter().copied())
+            .map(|id| self.claim_id(stream, id))
+            .buffer_unordered(CLAIMS_IN_FLIGHT)
+            .try_collect::<()>()
+            .await
+    }
+
+    async fn claim_id(&self, stream: &StreamName, id: Uuid) -> Result<(), StoreError> {
+        let name = codec::claim_stream(id);
+        let options =
+            es::AppendToStreamOptions::default().expected_revision(es::ExpectedRevision::NoStream);
+        match self
+            .client()
+            .append_to_stream(name.as_str(), &options, codec::claim_data(stream)?)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(es::Error::WrongExpectedVersion { .. }) => {
+                let options = es::ReadStreamOptions::default()
+                    .position(es::StreamPosition::Start)
+                    .forwards()
+                    .max_count(1);
+                let mut read = self
+                    .client()
+                    .read_stream(name.as_str(), &options)
+                    .await
+                    .map_err(backend)?;
+                match read.next().await.map_err(backend)? {
+                    Some(resolved) => match resolved.event.as_ref() {
+                        Some(claim) => codec::check_claim(id, &claim.data, stream),
+                        None => Err(corrupt_in_stream(&name, 0, "no claim event".into())),
+                    },
+                    None => Err(corrupt_in_stream(&name, 0, "no claim event".into())),
+                }
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
     /// The original outcome of an append whose events are all stored already.
     async fn original_outcome(
         &self,
@@ -320,6 +374,7 @@ impl EventStore for EsdbStore {
         }
         let name = stream.to_string();
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        self.claim_ids(stream, &ids).await?;
         let mut actual = None;
         for attempt in 0..ANY_ATTEMPTS {
             let tail = self.scan_tail(&name, &events).await?;
