@@ -14,6 +14,10 @@ use kring_store::{EventStore, ExpectedVersion, Metadata};
 use std::path::Path;
 use std::time::Instant;
 
+/// The allocator the shipped binaries use (kring-api, replay-tool), so that the figure is theirs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 async fn flush(
     chunk: Vec<kring_domain::simulation::Recorded>,
     store: &SqliteStore,

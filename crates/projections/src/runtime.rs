@@ -265,14 +265,29 @@ impl<S: EventStore + Clone> Projector<S> {
         let head = self.store.head().await?;
         let mut after = self.low_water().await;
         let mut read = 0;
+        let mut batch = self.store.read_all(after, BATCH).await?;
         while after < head {
-            let batch = self.store.read_all(after, BATCH).await?;
             let Some(last) = batch.last() else { break };
             after = last.position;
             read += batch.len() as u64;
-            if self.apply_batch(&batch).await? {
+            // Read the next batch while this one is applied: the log and the read models are
+            // different connections (and threads), so the two overlap.
+            let (next, reloaded) = tokio::join!(
+                async {
+                    if after < head {
+                        self.store.read_all(after, BATCH).await
+                    } else {
+                        Ok(Vec::new())
+                    }
+                },
+                self.apply_batch(&batch)
+            );
+            batch = if reloaded? {
                 after = self.low_water().await;
-            }
+                self.store.read_all(after, BATCH).await?
+            } else {
+                next?
+            };
         }
         Ok(read)
     }
@@ -460,19 +475,25 @@ impl<S: EventStore + Clone> Projector<S> {
         after: &mut Position,
         read: &mut u64,
     ) -> Result<(), ProjectionError> {
+        let mut batch = self.store.read_all(*after, BATCH).await?;
         loop {
-            let batch = self.store.read_all(*after, BATCH).await?;
             let Some(last) = batch.last() else {
                 return Ok(());
             };
             *after = last.position;
             *read += batch.len() as u64;
-            let decoded = decode_all(&batch);
-            for slot in fresh.iter_mut() {
-                apply_to(&self.db, slot, &batch, &decoded)
-                    .await
-                    .map_err(ApplyError::into_error)?;
-            }
+            // As in `catch_up`: the next batch is read while this one is applied.
+            let (next, applied) = tokio::join!(self.store.read_all(*after, BATCH), async {
+                let decoded = decode_all(&batch);
+                for slot in fresh.iter_mut() {
+                    apply_to(&self.db, slot, &batch, &decoded)
+                        .await
+                        .map_err(ApplyError::into_error)?;
+                }
+                Ok::<(), ProjectionError>(())
+            });
+            applied?;
+            batch = next?;
         }
     }
 
