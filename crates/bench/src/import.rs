@@ -38,12 +38,7 @@ pub async fn write(system: &System, chunk: Vec<Recorded>) -> Result<u64, ImportE
     // Sealing creates a key per new subject (a durable write): many at once, results in order.
     let mut sealed = futures::stream::iter(chunk)
         .map(|r| async move {
-            let meta = Metadata {
-                occurred_at: r.at,
-                actor: r.actor,
-                correlation_id: uuid::Uuid::now_v7(),
-                causation_id: None,
-            };
+            let meta = Metadata::new(r.at, r.actor);
             vault.seal(&r.event, meta).await.map(|e| (r.stream, e))
         })
         .buffered(SEALING);

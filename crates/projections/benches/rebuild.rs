@@ -25,12 +25,7 @@ async fn flush(
 ) {
     let mut pending: Vec<(kring_domain::StreamName, kring_store::NewEvent)> = Vec::new();
     for r in chunk {
-        let meta = Metadata {
-            occurred_at: r.at,
-            actor: r.actor,
-            correlation_id: uuid::Uuid::now_v7(),
-            causation_id: None,
-        };
+        let meta = Metadata::new(r.at, r.actor);
         pending.push((r.stream, vault.seal(&r.event, meta).await.unwrap()));
     }
     // Consecutive events of one stream go in one append; appends run concurrently in groups.

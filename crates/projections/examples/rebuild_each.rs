@@ -3,9 +3,10 @@
 //! events.db): each projection alone, one of them, or all of them in one projector.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use kring_projections::{models, Projector, ReadDb};
+use kring_projections::{models, Projection, Projector, ReadDb};
 use kring_store::sqlite::SqliteStore;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[global_allocator]
@@ -18,38 +19,35 @@ async fn main() {
     let store = SqliteStore::open(dir.join("events.db")).await.unwrap();
     let only = std::env::args().nth(2);
     if only.as_deref() == Some("all") {
-        let file = dir.join("each-all.db");
-        let _ = std::fs::remove_file(&file);
-        let db = ReadDb::sqlite(&file).await.unwrap();
-        let projector = Projector::new(store.clone(), db, models::all())
-            .await
-            .unwrap();
-        let start = Instant::now();
-        let read = projector.catch_up().await.unwrap();
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "all together: {read} events in {secs:.2} s = {:.0} ev/s",
-            read as f64 / secs
-        );
+        catch_up(&store, dir, "all", models::all()).await;
         return;
     }
     for projection in models::all() {
         let name = projection.name();
-        if only.as_deref().is_some_and(|o| o != name) {
-            continue;
+        if only.as_deref().is_none_or(|o| o == name) {
+            catch_up(&store, dir, name, vec![projection]).await;
         }
-        let file = dir.join(format!("each-{name}.db"));
-        let _ = std::fs::remove_file(&file);
-        let db = ReadDb::sqlite(&file).await.unwrap();
-        let projector = Projector::new(store.clone(), db, vec![projection])
-            .await
-            .unwrap();
-        let start = Instant::now();
-        let read = projector.catch_up().await.unwrap();
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "{name:>14}: {read} events in {secs:.2} s = {:.0} ev/s",
-            read as f64 / secs
-        );
     }
+}
+
+/// Catches `projections` up from zero into a fresh `DIR/each-<label>.db` and prints the rate.
+async fn catch_up(
+    store: &SqliteStore,
+    dir: &Path,
+    label: &str,
+    projections: Vec<Arc<dyn Projection>>,
+) {
+    let file = dir.join(format!("each-{label}.db"));
+    let _ = std::fs::remove_file(&file);
+    let db = ReadDb::sqlite(&file).await.unwrap();
+    let projector = Projector::new(store.clone(), db, projections)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let read = projector.catch_up().await.unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{label:>14}: {read} events in {secs:.2} s = {:.0} ev/s",
+        read as f64 / secs
+    );
 }

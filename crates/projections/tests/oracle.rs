@@ -733,12 +733,7 @@ fn plan() -> impl Strategy<Value = Plan> {
 /// Seals and appends `events`, one append each, in order.
 async fn append(store: &impl EventStore, vault: &KeyVault, events: &[Recorded]) {
     for r in events {
-        let meta = Metadata {
-            occurred_at: r.at,
-            actor: r.actor,
-            correlation_id: uuid::Uuid::now_v7(),
-            causation_id: None,
-        };
+        let meta = Metadata::new(r.at, r.actor);
         let sealed = vault.seal(&r.event, meta).await.unwrap();
         store
             .append(&r.stream, ExpectedVersion::Any, vec![sealed])

@@ -28,6 +28,27 @@ async fn reach(projector: &Projector<impl EventStore + Clone>, position: u64) ->
     false
 }
 
+/// One more projector of the consent read model, over the harness's log and read models.
+async fn consent_projector<S: EventStore + Clone>(h: &common::Harness<S>) -> Arc<Projector<S>> {
+    Arc::new(
+        Projector::new(
+            h.store.clone(),
+            h.db.clone(),
+            vec![Arc::new(consent::ConsentProjection::default())],
+        )
+        .await
+        .unwrap(),
+    )
+}
+
+/// Runs `projector` in a task of its own, until aborted.
+fn spawn_run<S: EventStore + Clone + 'static>(
+    projector: &Arc<Projector<S>>,
+) -> tokio::task::JoinHandle<Result<(), kring_projections::ProjectionError>> {
+    let projector = Arc::clone(projector);
+    tokio::spawn(async move { projector.run().await })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_one_projector_runs_and_a_waiting_one_takes_over_when_it_dies() {
     let mut h = common::postgres(vec![Arc::new(consent::ConsentProjection::default())]).await;
@@ -38,34 +59,12 @@ async fn only_one_projector_runs_and_a_waiting_one_takes_over_when_it_dies() {
         .decide_consent(guardian, child, Purpose::GroupCommunication, true)
         .unwrap();
     h.write(&world).await;
-    let first = Arc::new(
-        Projector::new(
-            h.store.clone(),
-            h.db.clone(),
-            vec![Arc::new(consent::ConsentProjection::default())],
-        )
-        .await
-        .unwrap(),
-    );
-    let second = Arc::new(
-        Projector::new(
-            h.store.clone(),
-            h.db.clone(),
-            vec![Arc::new(consent::ConsentProjection::default())],
-        )
-        .await
-        .unwrap(),
-    );
-    let running = {
-        let first = Arc::clone(&first);
-        tokio::spawn(async move { first.run().await })
-    };
+    let first = consent_projector(&h).await;
+    let second = consent_projector(&h).await;
+    let running = spawn_run(&first);
     let head = h.store.head().await.unwrap();
     assert!(reach(&first, head).await, "the first projector catches up");
-    let waiting = {
-        let second = Arc::clone(&second);
-        tokio::spawn(async move { second.run().await })
-    };
+    let waiting = spawn_run(&second);
     world
         .decide_consent(guardian, child, Purpose::GroupCommunication, false)
         .unwrap();
@@ -103,20 +102,9 @@ async fn a_query_can_wait_for_its_own_write() {
     let mut world = World::with_classes(1, 1, 1);
     let child = world.child_ids[0];
     let guardian = world.guardians_of(child)[0];
-    let projector = Arc::new(
-        Projector::new(
-            h.store.clone(),
-            h.db.clone(),
-            vec![Arc::new(consent::ConsentProjection::default())],
-        )
-        .await
-        .unwrap(),
-    );
+    let projector = consent_projector(&h).await;
     let checkpoints = Checkpoints::new(h.db.clone(), Some(projector.board()));
-    let running = {
-        let projector = Arc::clone(&projector);
-        tokio::spawn(async move { projector.run().await })
-    };
+    let running = spawn_run(&projector);
     world
         .decide_consent(guardian, child, Purpose::GroupCommunication, true)
         .unwrap();
@@ -160,19 +148,8 @@ async fn the_projector_survives_its_connections_being_killed() {
         .decide_consent(guardian, child, Purpose::GroupCommunication, true)
         .unwrap();
     h.write(&world).await;
-    let projector = Arc::new(
-        Projector::new(
-            h.store.clone(),
-            h.db.clone(),
-            vec![Arc::new(consent::ConsentProjection::default())],
-        )
-        .await
-        .unwrap(),
-    );
-    let running = {
-        let projector = Arc::clone(&projector);
-        tokio::spawn(async move { projector.run().await })
-    };
+    let projector = consent_projector(&h).await;
+    let running = spawn_run(&projector);
     let head = h.store.head().await.unwrap();
     assert!(reach(&projector, head).await, "caught up");
     // Kill every other session of this database: the read models', the store's, the listener's.
@@ -189,12 +166,7 @@ async fn the_projector_survives_its_connections_being_killed() {
     // The harness's own pooled connections are among the killed: seal once, then append the
     // same event (same id: a retry is idempotent) until the store has reconnected.
     let r = world.log.last().unwrap().clone();
-    let meta = kring_store::Metadata {
-        occurred_at: r.at,
-        actor: r.actor,
-        correlation_id: uuid::Uuid::now_v7(),
-        causation_id: None,
-    };
+    let meta = kring_store::Metadata::new(r.at, r.actor);
     let mut sealed = None;
     for attempt in 0.. {
         if sealed.is_none() {

@@ -72,12 +72,7 @@ async fn main() {
         let mut batch = Vec::new();
         while i < world.log.len() && world.log[i].stream == stream && batch.len() < 100 {
             let r = &world.log[i];
-            let meta = Metadata {
-                occurred_at: r.at,
-                actor: r.actor,
-                correlation_id: uuid::Uuid::now_v7(),
-                causation_id: None,
-            };
+            let meta = Metadata::new(r.at, r.actor);
             batch.push(system.vault.seal(&r.event, meta).await.unwrap());
             i += 1;
         }

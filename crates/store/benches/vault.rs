@@ -67,12 +67,7 @@ async fn main() {
     let start = Instant::now();
     for chunk in world.log.chunks(1) {
         let r = &chunk[0];
-        let meta = Metadata {
-            occurred_at: r.at,
-            actor: r.actor,
-            correlation_id: uuid::Uuid::now_v7(),
-            causation_id: None,
-        };
+        let meta = Metadata::new(r.at, r.actor);
         let sealed = vault.seal(&r.event, meta).await.unwrap();
         store
             .append(&r.stream, ExpectedVersion::Any, vec![sealed])

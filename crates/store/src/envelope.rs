@@ -97,6 +97,20 @@ pub struct Metadata {
     pub causation_id: Option<Uuid>,
 }
 
+impl Metadata {
+    /// The metadata of work with no cause of its own (an import, a generated history): decided
+    /// at `occurred_at` by `actor`, under a fresh UUID v7 correlation id.
+    #[must_use]
+    pub fn new(occurred_at: DateTime<Utc>, actor: Actor) -> Self {
+        Self {
+            occurred_at,
+            actor,
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+        }
+    }
+}
+
 impl NewEvent {
     /// An event with a fresh UUID v7 id; the payload is canonicalised here, once.
     #[must_use]

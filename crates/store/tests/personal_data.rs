@@ -70,12 +70,7 @@ fn school() -> World {
 }
 
 fn meta(r: &kring_domain::simulation::Recorded) -> Metadata {
-    Metadata {
-        occurred_at: r.at,
-        actor: r.actor,
-        correlation_id: uuid::Uuid::now_v7(),
-        causation_id: None,
-    }
+    Metadata::new(r.at, r.actor)
 }
 
 /// Seals and appends every event of the world's log, from `from` on.

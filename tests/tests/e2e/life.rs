@@ -92,6 +92,26 @@ async fn viewers(
     (viewers, withheld)
 }
 
+/// A child's consent history as `reader` gets it: (guardian, granted) per decision, in order.
+async fn consent_decisions(api: &Server, child: Uuid, reader: Uuid) -> Vec<(Uuid, bool)> {
+    api.get(
+        &format!("/v1/children/{child}/consents/history"),
+        who(reader),
+    )
+    .await
+    .expect(200)["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                uuid_at(e, "guardian_id"),
+                e["granted"].as_bool().expect("granted"),
+            )
+        })
+        .collect()
+}
+
 fn reasons(pairs: &[(Uuid, &str)]) -> BTreeMap<Uuid, String> {
     pairs.iter().map(|(p, r)| (*p, (*r).to_owned())).collect()
 }
@@ -695,23 +715,7 @@ async fn the_full_life_of_a_class(backend: Backend) {
     );
 
     // ---- The compliance officer reads Sem's consent history; the read is logged.
-    let history = api
-        .get(
-            &format!("/v1/children/{sem}/consents/history"),
-            who(officer),
-        )
-        .await;
-    let decisions: Vec<(Uuid, bool)> = history.expect(200)["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .map(|e| {
-            (
-                uuid_at(e, "guardian_id"),
-                e["granted"].as_bool().expect("granted"),
-            )
-        })
-        .collect();
+    let decisions = consent_decisions(&api, sem, officer).await;
     assert_eq!(
         decisions,
         vec![(mum.id, true), (dad.id, true), (dad.id, false)]
@@ -804,23 +808,7 @@ async fn the_full_life_of_a_class(backend: Backend) {
         (&json!("[erased]"), &json!("[erased]"))
     );
     assert!(!profile.to_string().contains(&mum.email));
-    let history = api
-        .get(
-            &format!("/v1/children/{sem}/consents/history"),
-            who(director),
-        )
-        .await;
-    let decisions: Vec<(Uuid, bool)> = history.expect(200)["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .map(|e| {
-            (
-                uuid_at(e, "guardian_id"),
-                e["granted"].as_bool().expect("granted"),
-            )
-        })
-        .collect();
+    let decisions = consent_decisions(&api, sem, director).await;
     assert_eq!(
         decisions,
         vec![(mum.id, true), (dad.id, true), (dad.id, false)]

@@ -77,12 +77,7 @@ impl<S: EventStore + Clone> Harness<S> {
     /// Seals and appends the part of the world's log not written yet.
     pub async fn write(&mut self, world: &World) {
         for r in &world.log[self.written..] {
-            let meta = Metadata {
-                occurred_at: r.at,
-                actor: r.actor,
-                correlation_id: uuid::Uuid::now_v7(),
-                causation_id: None,
-            };
+            let meta = Metadata::new(r.at, r.actor);
             let sealed = self.vault.seal(&r.event, meta).await.unwrap();
             self.store
                 .append(&r.stream, ExpectedVersion::Any, vec![sealed])

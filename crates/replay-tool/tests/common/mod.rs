@@ -103,12 +103,7 @@ impl Installation {
     /// Seals and appends the part of the world's log not written yet.
     pub async fn write(&mut self, world: &World) {
         for r in &world.log[self.written..] {
-            let meta = Metadata {
-                occurred_at: r.at,
-                actor: r.actor,
-                correlation_id: uuid::Uuid::now_v7(),
-                causation_id: None,
-            };
+            let meta = Metadata::new(r.at, r.actor);
             let sealed = self.system.vault.seal(&r.event, meta).await.unwrap();
             self.system
                 .store

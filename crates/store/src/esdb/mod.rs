@@ -305,11 +305,8 @@ impl EsdbStore {
                     .read_stream(name.as_str(), &options)
                     .await
                     .map_err(backend)?;
-                match read.next().await.map_err(backend)? {
-                    Some(resolved) => match resolved.event.as_ref() {
-                        Some(claim) => codec::check_claim(id, &claim.data, stream),
-                        None => Err(corrupt_in_stream(&name, 0, "no claim event".into())),
-                    },
+                match read.next().await.map_err(backend)?.and_then(|r| r.event) {
+                    Some(claim) => codec::check_claim(id, &claim.data, stream),
                     None => Err(corrupt_in_stream(&name, 0, "no claim event".into())),
                 }
             }

@@ -119,6 +119,48 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.inner.readers
     }
+
+    /// Reads up to `limit` events from `from` on — of one stream (`stream`, by version) or of
+    /// the whole log (after a position) — as one packed row (`packed`), or row by row
+    /// (`rows`, the same query unpacked) when the packed batch exceeds SQLite's value size.
+    async fn read_batch(
+        &self,
+        packed: &str,
+        rows: &str,
+        stream: Option<&str>,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut query = sqlx::query_scalar::<_, String>(packed);
+        if let Some(stream) = stream {
+            query = query.bind(stream);
+        }
+        match query
+            .bind(from)
+            .bind(limit)
+            .fetch_one(&self.inner.readers)
+            .await
+        {
+            Ok(packed) => unpack(&packed),
+            Err(e) if too_big(&e) => {
+                let mut query = sqlx::query(rows);
+                if let Some(stream) = stream {
+                    query = query.bind(stream);
+                }
+                query
+                    .bind(from)
+                    .bind(limit)
+                    .fetch_all(&self.inner.readers)
+                    .await?
+                    .iter()
+                    .map(decode_row)
+                    .collect()
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 #[async_trait]
@@ -139,27 +181,8 @@ impl EventStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let stream = stream.to_string();
-        let from = i64::try_from(from).unwrap_or(i64::MAX);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let packed = sqlx::query_scalar::<_, String>(READ_STREAM)
-            .bind(&stream)
-            .bind(from)
-            .bind(limit)
-            .fetch_one(&self.inner.readers)
-            .await;
-        match packed {
-            Ok(packed) => unpack(&packed),
-            Err(e) if too_big(&e) => sqlx::query(READ_STREAM_ROWS)
-                .bind(&stream)
-                .bind(from)
-                .bind(limit)
-                .fetch_all(&self.inner.readers)
-                .await?
-                .iter()
-                .map(decode_row)
-                .collect(),
-            Err(e) => Err(e.into()),
-        }
+        self.read_batch(READ_STREAM, READ_STREAM_ROWS, Some(&stream), from, limit)
+            .await
     }
 
     async fn read_all(
@@ -167,25 +190,8 @@ impl EventStore for SqliteStore {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let packed = sqlx::query_scalar::<_, String>(READ_ALL)
-            .bind(after)
-            .bind(limit)
-            .fetch_one(&self.inner.readers)
-            .await;
-        match packed {
-            Ok(packed) => unpack(&packed),
-            Err(e) if too_big(&e) => sqlx::query(READ_ALL_ROWS)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.inner.readers)
-                .await?
-                .iter()
-                .map(decode_row)
-                .collect(),
-            Err(e) => Err(e.into()),
-        }
+        self.read_batch(READ_ALL, READ_ALL_ROWS, None, after, limit)
+            .await
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
