@@ -7,8 +7,16 @@
 //! decided once more on the fresh state (every Kring command is safe to re-decide: deciding
 //! never has side effects) and appended again; a second conflict answers `409`.
 //!
+//! Folded states are cached per stream, and a command on a cached stream is first decided on the
+//! cached state without reading the log at all: the append's expected version proves that state
+//! current, and if it is not, the store refuses the append and the command goes the way above.
+//! A refusal or an empty decision on the cached state is not trusted either (a stale state could
+//! be its cause): it, too, is decided again on the state read from the log.
+//!
 //! School rosters are read on almost every command and only grow, so they are cached per school
-//! and brought up to date by reading just the events after the cached version.
+//! and brought up to date by reading just the events after the cached version; callers asking
+//! for the same roster at the same moment share one such read, as long as it began after they
+//! asked.
 
 use crate::error::{ApiError, ApiResult};
 use chrono::{DateTime, Utc};
@@ -135,9 +143,25 @@ pub struct Written<E> {
 pub struct Executor {
     store: DynStore,
     vault: Arc<KeyVault>,
-    schools: Arc<Mutex<HashMap<SchoolId, Loaded<Arc<School>>>>>,
+    schools: Arc<Mutex<HashMap<SchoolId, Arc<Roster>>>>,
     states: Arc<Mutex<HashMap<StreamName, Cached>>>,
     appended: Arc<AtomicU64>,
+}
+
+/// One school's cached roster and the refreshes that keep it current.
+///
+/// Almost every command, and every authorised read, needs the current roster of its school,
+/// and under load they ask at the same moment. A refresh that *began* after a caller asked
+/// answers that caller as well as a read of its own would, so callers queue for the roster and
+/// each refresh serves everyone who asked before it began: one read of the school's stream per
+/// wave of callers instead of one per caller.
+#[derive(Default)]
+struct Roster {
+    /// How many refreshes have begun.
+    begun: AtomicU64,
+    /// The roster and the number of the refresh that read it (0: none yet). Refreshes run
+    /// while holding it.
+    current: tokio::sync::Mutex<(u64, Loaded<Arc<School>>)>,
 }
 
 /// A folded aggregate state and the version it was folded up to, of any aggregate type.
@@ -222,7 +246,19 @@ impl Executor {
     /// # Errors
     /// Store failures; an event this build cannot decode.
     pub async fn load<A: Aggregate>(&self, stream: &StreamName) -> ApiResult<Loaded<A::State>> {
-        let cached = self
+        let cached = self.cached::<A>(stream)?.unwrap_or_default();
+        let before = cached.version;
+        let loaded = self.fold::<A>(stream, cached).await?;
+        if loaded.version != before {
+            self.remember::<A>(*stream, &loaded)?;
+        }
+        Ok(loaded)
+    }
+
+    /// The state of `stream` as this process last saw it, without reading the log: possibly
+    /// behind it.
+    fn cached<A: Aggregate>(&self, stream: &StreamName) -> ApiResult<Option<Loaded<A::State>>> {
+        Ok(self
             .states
             .lock()
             .map_err(ApiError::internal)?
@@ -233,14 +269,7 @@ impl Executor {
                     state: (*state).clone(),
                     version: *version,
                 })
-            })
-            .unwrap_or_default();
-        let before = cached.version;
-        let loaded = self.fold::<A>(stream, cached).await?;
-        if loaded.version != before {
-            self.remember::<A>(*stream, &loaded)?;
-        }
-        Ok(loaded)
+            }))
     }
 
     /// Keeps a folded state for the next command on the stream.
@@ -260,21 +289,46 @@ impl Executor {
         Ok(())
     }
 
-    /// The school's current roster (cached, brought up to date on every call by reading only
-    /// the events after the cached version). Shared, not copied: a command reads it in place.
+    /// The school's current roster: the cached one, brought up to date by a read of the events
+    /// after its version that began after this call (callers asking together share that read;
+    /// see [`Roster`]). Shared, not copied: a command reads it in place.
     ///
     /// # Errors
     /// `404` for an unknown school; store failures.
     pub async fn school(&self, school_id: SchoolId) -> ApiResult<Loaded<Arc<School>>> {
-        let cached = self
-            .schools
-            .lock()
-            .map_err(ApiError::internal)?
-            .get(&school_id)
-            .cloned()
-            .unwrap_or_default();
+        let roster = Arc::clone(
+            self.schools
+                .lock()
+                .map_err(ApiError::internal)?
+                .entry(school_id)
+                .or_default(),
+        );
+        let asked = roster.begun.load(Ordering::SeqCst);
+        let mut current = roster.current.lock().await;
+        let loaded = if current.0 > asked {
+            // A refresh that began after this call (so it saw everything this call's own read
+            // would have) has finished while this call waited.
+            current.1.clone()
+        } else {
+            let refresh = roster.begun.fetch_add(1, Ordering::SeqCst) + 1;
+            let loaded = self.refresh(school_id, current.1.clone()).await?;
+            *current = (refresh, loaded.clone());
+            loaded
+        };
+        drop(current);
+        if !loaded.exists() {
+            return Err(ApiError::not_found(format!("school {school_id}")));
+        }
+        Ok(loaded)
+    }
+
+    /// Brings a roster up to date by reading the school's events after its version.
+    async fn refresh(
+        &self,
+        school_id: SchoolId,
+        mut loaded: Loaded<Arc<School>>,
+    ) -> ApiResult<Loaded<Arc<School>>> {
         let stream = StreamName::school(school_id);
-        let mut loaded = cached;
         loop {
             let from = loaded.version.map_or(0, |v| v + 1);
             let batch = self.store.read_stream(&stream, from, DEFAULT_BATCH).await?;
@@ -290,20 +344,9 @@ impl Executor {
                 }
             }
             if done {
-                break;
+                return Ok(loaded);
             }
         }
-        if !loaded.exists() {
-            return Err(ApiError::not_found(format!("school {school_id}")));
-        }
-        let mut cache = self.schools.lock().map_err(ApiError::internal)?;
-        let keep = cache
-            .get(&school_id)
-            .is_none_or(|c| c.version < loaded.version);
-        if keep {
-            cache.insert(school_id, loaded.clone());
-        }
-        Ok(loaded)
     }
 
     /// Decides with `decide` on the current state of `stream` and appends what it decided,
@@ -324,15 +367,22 @@ impl Executor {
         A: Aggregate,
         F: Fn(&A::State, DateTime<Utc>) -> Result<Vec<A::Event>, DomainError> + Send + Sync,
     {
-        let (loaded, outcome, events) = self
-            .decide_and_append(
-                stream,
-                actor,
-                correlation_id,
-                || self.load::<A>(&stream),
-                decide,
-            )
-            .await?;
+        let (loaded, outcome, events) = match self
+            .on_cached::<A, F>(stream, actor, correlation_id, &decide)
+            .await?
+        {
+            Some(done) => done,
+            None => {
+                self.decide_and_append(
+                    stream,
+                    actor,
+                    correlation_id,
+                    || self.load::<A>(&stream),
+                    decide,
+                )
+                .await?
+            }
+        };
         if !events.is_empty() {
             // What was just written is the stream's state now: no read next time.
             let written = Loaded {
@@ -345,6 +395,51 @@ impl Executor {
             position: outcome.position,
             events,
         })
+    }
+
+    /// Decides on the state this process last saw of `stream` without reading the log, and
+    /// appends with that state's version as the expectation. The store refuses the append if
+    /// anything was written to the stream since, so only a current state can ever write: this
+    /// saves the read of the stream on the common path, a process writing what it read last.
+    ///
+    /// `None` when that did not settle the command — nothing cached, a concurrency conflict, a
+    /// refusal or an empty decision (either may be an artefact of a stale state, so neither is
+    /// answered from it) — and the caller decides on the state read from the log, as if this
+    /// had not been tried.
+    async fn on_cached<A, F>(
+        &self,
+        stream: StreamName,
+        actor: Actor,
+        correlation_id: Uuid,
+        decide: &F,
+    ) -> ApiResult<Option<(Loaded<A::State>, AppendOutcome, Vec<A::Event>)>>
+    where
+        A: Aggregate,
+        F: Fn(&A::State, DateTime<Utc>) -> Result<Vec<A::Event>, DomainError> + Send + Sync,
+    {
+        let Some(cached) = self.cached::<A>(&stream)? else {
+            return Ok(None);
+        };
+        let now = Utc::now();
+        let events = match decide(&cached.state, now) {
+            Ok(events) if !events.is_empty() => events,
+            _ => return Ok(None),
+        };
+        match self
+            .append(
+                stream,
+                cached.expected(),
+                actor,
+                correlation_id,
+                now,
+                &events,
+            )
+            .await
+        {
+            Ok(outcome) => Ok(Some((cached, outcome, events))),
+            Err(e) if e.code == "concurrency_conflict" => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Like [`Executor::run`] for a school's roster: decides on the cached, refreshed roster.

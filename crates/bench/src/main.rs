@@ -62,8 +62,20 @@ struct Cli {
     /// Events to import and rebuild from (default 1,000,000; 50,000 with --quick).
     #[arg(long)]
     events: Option<u64>,
+    /// The scenarios to run (to iterate on one part; the report covers only what ran).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Part::Commands, Part::Log])]
+    parts: Vec<Part>,
     #[command(subcommand)]
     child: Option<Child>,
+}
+
+/// The scenarios, in two parts that need different installations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// Command throughput and projection lag (and cqrs-es side by side, with the feature).
+    Commands,
+    /// Bulk import of a school-year log, the full rebuild from it, and who-may-see over HTTP.
+    Log,
 }
 
 /// The child processes the harness starts itself.
@@ -437,8 +449,6 @@ async fn run(cli: Cli) -> Result<Report, String> {
     let load_before = report::load_average();
     let pg = cli.database_url.clone().map(PgServer::new);
     let mut rows = Vec::new();
-    #[cfg(feature = "compare-cqrs-es")]
-    let mut kring = KringPg::default();
     for backend in &cli.backends {
         let backend = *backend;
         let pg_here = match backend {
@@ -454,32 +464,22 @@ async fn run(cli: Cli) -> Result<Report, String> {
             },
             Backend::Sqlite => None,
         };
-        match commands_and_lag(backend, pg_here, sizes, &mut rows).await {
-            #[cfg(feature = "compare-cqrs-es")]
-            Ok(per_sec) => {
-                if backend == Backend::Postgres {
-                    kring.commands_per_sec = per_sec;
-                }
-            }
-            #[cfg(not(feature = "compare-cqrs-es"))]
-            Ok(_) => {}
-            Err(e) => rows.push(Row::new("1. commands", backend.name()).pending(e)),
+        if cli.parts.contains(&Part::Commands) {
+            commands_part(backend, pg_here, sizes, &mut rows).await;
         }
-        #[cfg(feature = "compare-cqrs-es")]
-        if let (Backend::Postgres, Some(pg)) = (backend, pg_here) {
-            if let Err(e) = cqrs_es_side_by_side(pg, sizes, kring, &mut rows).await {
-                rows.push(Row::new("cqrs-es side by side", "postgres").pending(e));
+        if cli.parts.contains(&Part::Log) {
+            if let Err(e) = import_rebuild_http(backend, pg_here, sizes, &mut rows).await {
+                rows.push(Row::new("1. bulk import", backend.name()).pending(e));
             }
-        }
-        if let Err(e) = import_rebuild_http(backend, pg_here, sizes, &mut rows).await {
-            rows.push(Row::new("1. bulk import", backend.name()).pending(e));
         }
     }
     #[cfg(not(feature = "compare-cqrs-es"))]
-    rows.push(
-        Row::new("cqrs-es side by side", "postgres")
-            .pending("built without --features compare-cqrs-es (scripts/bench turns it on)"),
-    );
+    if cli.parts.contains(&Part::Commands) {
+        rows.push(
+            Row::new("cqrs-es side by side", "postgres")
+                .pending("built without --features compare-cqrs-es (scripts/bench turns it on)"),
+        );
+    }
     if let Some(pg) = &pg {
         pg.drop_all().await;
     }
@@ -490,6 +490,34 @@ async fn run(cli: Cli) -> Result<Report, String> {
         load: [load_before, report::load_average()],
         rows,
     })
+}
+
+/// Commands and lag on `backend`, then (on PostgreSQL, with the feature) cqrs-es beside them.
+async fn commands_part(
+    backend: Backend,
+    pg_here: Option<&PgServer>,
+    sizes: Sizes,
+    rows: &mut Vec<Row>,
+) {
+    #[cfg(feature = "compare-cqrs-es")]
+    let mut kring = KringPg::default();
+    match commands_and_lag(backend, pg_here, sizes, rows).await {
+        #[cfg(feature = "compare-cqrs-es")]
+        Ok(per_sec) => {
+            if backend == Backend::Postgres {
+                kring.commands_per_sec = per_sec;
+            }
+        }
+        #[cfg(not(feature = "compare-cqrs-es"))]
+        Ok(_) => {}
+        Err(e) => rows.push(Row::new("1. commands", backend.name()).pending(e)),
+    }
+    #[cfg(feature = "compare-cqrs-es")]
+    if let (Backend::Postgres, Some(pg)) = (backend, pg_here) {
+        if let Err(e) = cqrs_es_side_by_side(pg, sizes, kring, rows).await {
+            rows.push(Row::new("cqrs-es side by side", "postgres").pending(e));
+        }
+    }
 }
 
 fn main() -> ExitCode {
