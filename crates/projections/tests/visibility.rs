@@ -32,7 +32,9 @@ both_backends!(vec![Arc::new(VisibilityProjection::default())];
     feed_pages_exactly_through_posts_of_the_same_moment,
 );
 
-/// The read model's answer, checked against the domain rule on the world's own state.
+/// The read model's answer, checked against the domain rule on the world's own state. Asked
+/// twice: the first question after a change parses the school's roster (the long way), the
+/// second finds it in the roster cache and is answered in one statement; both must agree.
 async fn answer<S: EventStore + Clone>(
     h: &Harness<S>,
     world: &World,
@@ -42,6 +44,12 @@ async fn answer<S: EventStore + Clone>(
         .await
         .unwrap()
         .expect("a published media item has an answer");
+    let again = who_may_see(&h.db, media).await.unwrap();
+    assert_eq!(
+        again.as_ref(),
+        Some(&got),
+        "the one-statement answer (roster cached) equals the long way"
+    );
     let post = world
         .media_ids
         .iter()
