@@ -18,6 +18,8 @@
 //! A query loads the states it needs in one read snapshot and asks the domain rule, so every
 //! answer — viewers with their reason, the withheld with the (child, purpose) that withholds
 //! them — is by construction what the rule says for the state after the last projected event.
+//! Parsed rosters are cached per (generation, checkpoint); with the roster cached, "who may see
+//! this item" is one statement (post, checkpoint and the consents of the children shown).
 //!
 //! # Why answers are not materialised per (media item, person)
 //!
