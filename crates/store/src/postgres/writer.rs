@@ -25,6 +25,16 @@ const LOCK_GLOBAL_ORDER: &str = include_str!("sql/lock_global_order.sql");
 const STREAM_HEADS: &str = include_str!("sql/stream_heads.sql");
 const BATCH_STATE: &str = include_str!("sql/batch_state.sql");
 const INSERT: &str = include_str!("sql/insert.sql");
+/// `BEGIN` and taking the global-order lock in one round trip: two statements in one
+/// simple-protocol message. The lock is a statement of its own, so every statement after it
+/// (in READ COMMITTED, each with a fresh snapshot) sees everything committed before it was
+/// granted.
+static BEGIN_LOCKED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{BEGIN};\n{}",
+        LOCK_GLOBAL_ORDER.replace("$1", &GLOBAL_ORDER_LOCK.to_string())
+    )
+});
 
 /// Why a batch did not commit.
 enum Failure {
@@ -115,11 +125,7 @@ impl Writer {
             None => connect(&self.options).await?,
         };
         let conn = self.conn.insert(conn);
-        let mut tx = conn.begin_with(BEGIN).await?;
-        sqlx::query(LOCK_GLOBAL_ORDER)
-            .bind(GLOBAL_ORDER_LOCK)
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = conn.begin_with(BEGIN_LOCKED.as_str()).await?;
         // From here on nobody else commits: what these reads see stays true until COMMIT.
         let (last, stored, heads) = batch_state(&mut *tx, requests).await?;
         let plan = plan::plan(requests, heads, &stored, last);
