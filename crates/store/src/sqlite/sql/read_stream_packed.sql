@@ -1,7 +1,10 @@
--- One stream's events as ONE row (see read_all_packed.sql).
-SELECT json_group_array(json_array(position, hex(event_id), stream, version, event_type,
-           schema_version, occurred_at, recorded_at, actor, hex(correlation_id),
-           hex(causation_id), payload, hex(hash)) ORDER BY version)
+-- One stream's events as ONE row (the format of read_all_packed.sql).
+SELECT COALESCE(group_concat(
+           position || char(31) || hex(event_id) || char(31) || stream || char(31) || version
+           || char(31) || event_type || char(31) || schema_version || char(31) || occurred_at
+           || char(31) || recorded_at || char(31) || actor || char(31) || hex(correlation_id)
+           || char(31) || hex(causation_id) || char(31) || payload || char(31) || hex(hash),
+           char(30) ORDER BY version), '')
 FROM (
     SELECT * FROM events
     WHERE stream = ?1 AND version >= ?2
