@@ -624,3 +624,59 @@ impl Writer {
         Ok(stored)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packed_event(position: u64, causation: &str, payload: &str) -> String {
+        [
+            position.to_string(),
+            "0190F5A1B2C37D4E8F90A1B2C3D4E5F6".into(),
+            format!("child-{}", Uuid::nil()),
+            "0".into(),
+            "ConsentDecided".into(),
+            "1".into(),
+            "1700000000000000".into(),
+            "1700000000000001".into(),
+            "system".into(),
+            "0190F5A1B2C37D4E8F90A1B2C3D4E5F7".into(),
+            causation.into(),
+            payload.into(),
+            "AB".repeat(32),
+        ]
+        .join("\u{1f}")
+    }
+
+    #[test]
+    fn a_packed_batch_unpacks_field_by_field_with_payloads_as_they_are() {
+        let payload = r#"{"text":"a \"quoted\" word\n","n":1}"#;
+        let packed = [
+            packed_event(7, "", payload),
+            packed_event(8, "0190F5A1B2C37D4E8F90A1B2C3D4E5F8", "{}"),
+        ]
+        .join("\u{1e}");
+        let events = unpack(&packed).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].position, 7);
+        assert_eq!(events[0].payload, payload);
+        assert_eq!(events[0].causation_id, None);
+        assert_eq!(events[0].actor, kring_domain::Actor::System);
+        assert_eq!(events[1].position, 8);
+        assert!(events[1].causation_id.is_some());
+        assert!(unpack("").unwrap().is_empty(), "an empty batch");
+    }
+
+    #[test]
+    fn a_packed_event_without_thirteen_fields_is_corrupt() {
+        let whole = packed_event(9, "", "{}");
+        let short = whole.rsplit_once('\u{1f}').unwrap().0.to_owned();
+        let long = format!("{whole}\u{1f}extra");
+        for bad in [short, long, "not a batch".to_owned()] {
+            assert!(
+                matches!(unpack(&bad), Err(StoreError::Corrupt { .. })),
+                "{bad:?} is refused"
+            );
+        }
+    }
+}
