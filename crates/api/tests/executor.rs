@@ -34,19 +34,7 @@ fn latest(state: &kring_domain::child::Child, guardian: PersonId) -> Option<bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_executors_on_one_store_see_each_others_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: DynStore = Arc::new(
-        SqliteStore::open(dir.path().join("events.db"))
-            .await
-            .unwrap(),
-    );
-    let vault = Arc::new(
-        KeyVault::open_sqlite(&dir.path().join("events.db"), &MasterKey::generate())
-            .await
-            .unwrap(),
-    );
-    let a = Executor::new(store.clone(), Arc::clone(&vault));
-    let b = Executor::new(store.clone(), Arc::clone(&vault));
+    let (_dir, store, a, b) = two_executors().await;
     let child = ChildId::generate();
     let stream = StreamName::child(child);
     let (mum, dad) = (PersonId::generate(), PersonId::generate());
@@ -91,19 +79,25 @@ async fn two_executors_on_one_store_see_each_others_writes() {
     );
 }
 
+/// A fresh SQLite event log in `dir`.
+async fn sqlite_store(dir: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(dir.join("events.db")).await.unwrap()
+}
+
+/// A key vault beside the log in `dir`.
+async fn vault(dir: &std::path::Path) -> Arc<KeyVault> {
+    Arc::new(
+        KeyVault::open_sqlite(&dir.join("events.db"), &MasterKey::generate())
+            .await
+            .unwrap(),
+    )
+}
+
 /// Two executors (two API instances) on one fresh SQLite store, with one vault.
 async fn two_executors() -> (tempfile::TempDir, DynStore, Executor, Executor) {
     let dir = tempfile::tempdir().unwrap();
-    let store: DynStore = Arc::new(
-        SqliteStore::open(dir.path().join("events.db"))
-            .await
-            .unwrap(),
-    );
-    let vault = Arc::new(
-        KeyVault::open_sqlite(&dir.path().join("events.db"), &MasterKey::generate())
-            .await
-            .unwrap(),
-    );
+    let store: DynStore = Arc::new(sqlite_store(dir.path()).await);
+    let vault = vault(dir.path()).await;
     let a = Executor::new(store.clone(), Arc::clone(&vault));
     let b = Executor::new(store.clone(), Arc::clone(&vault));
     (dir, store, a, b)
@@ -251,20 +245,11 @@ async fn every_roster_answer_includes_what_was_written_before_it_was_asked_for()
     use kring_domain::{GroupId, Sealed};
     let dir = tempfile::tempdir().unwrap();
     let counting = Arc::new(Counting {
-        inner: Arc::new(
-            SqliteStore::open(dir.path().join("events.db"))
-                .await
-                .unwrap(),
-        ),
+        inner: Arc::new(sqlite_store(dir.path()).await),
         stream_reads: std::sync::atomic::AtomicU64::new(0),
     });
     let store: DynStore = counting.clone();
-    let vault = Arc::new(
-        KeyVault::open_sqlite(&dir.path().join("events.db"), &MasterKey::generate())
-            .await
-            .unwrap(),
-    );
-    let exec = Executor::new(store, vault);
+    let exec = Executor::new(store, vault(dir.path()).await);
     let school_id = SchoolId::generate();
     exec.run_school(school_id, Actor::Operator, uuid::Uuid::now_v7(), |_, _| {
         Ok(vec![SchoolEvent::SchoolRegistered(SchoolRegistered {

@@ -25,14 +25,14 @@ use kring_bench::{commands, http, import, lag, rebuild};
 use kring_domain::simulation::workload::{Workload, WorkloadConfig};
 use kring_domain::simulation::World;
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The allocator of the shipped binaries (kring-api, replay-tool), so that the figures are
 /// theirs; cqrs-es runs in this process too and gets the same allocator.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// How the report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

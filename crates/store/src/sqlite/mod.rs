@@ -249,110 +249,57 @@ fn decode_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
     })
 }
 
-/// One event as `read_all_packed.sql` packs it.
-type Packed = (
-    i64,
-    String,
-    String,
-    i64,
-    String,
-    i64,
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-);
-
 /// The events of a packed batch (see `read_all_packed.sql`: events separated by char(30),
 /// fields by char(31)), in order.
 fn unpack(packed: &str) -> Result<Vec<RecordedEvent>, StoreError> {
     if packed.is_empty() {
         return Ok(Vec::new());
     }
-    packed
-        .split('\u{1e}')
-        .map(|event| unpack_one(split_packed(event)?))
-        .collect()
+    packed.split('\u{1e}').map(unpack_one).collect()
 }
 
-/// One packed event's 13 fields.
-fn split_packed(event: &str) -> Result<Packed, StoreError> {
-    let mut fields = event.split('\u{1f}');
-    let mut next = || fields.next().unwrap_or_default();
-    let position = next();
-    let corrupt = |reason: String| StoreError::Corrupt {
-        position: position.parse().unwrap_or_default(),
-        reason,
+/// One packed event: its 13 fields, in the order `read_all_packed.sql` writes them.
+fn unpack_one(event: &str) -> Result<RecordedEvent, StoreError> {
+    let fields: Vec<&str> = event.split('\u{1f}').collect();
+    let position = fields
+        .first()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_default();
+    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    let [p, event_id, stream, version, event_type, schema, occurred, recorded, actor, correlation, causation, payload, hash] =
+        fields[..]
+    else {
+        return Err(corrupt("a packed event does not have 13 fields".into()));
     };
     let int = |field: &str, name: &str| -> Result<i64, StoreError> {
         field
             .parse()
             .map_err(|e| corrupt(format!("a packed event's {name} {field:?}: {e}")))
     };
-    let packed = (
-        int(position, "position")?,
-        next().to_owned(),
-        next().to_owned(),
-        int(next(), "version")?,
-        next().to_owned(),
-        int(next(), "schema version")?,
-        int(next(), "occurrence time")?,
-        int(next(), "recording time")?,
-        next().to_owned(),
-        next().to_owned(),
-        next().to_owned(),
-        next().to_owned(),
-        next().to_owned(),
-    );
-    if packed.12.is_empty() || fields.next().is_some() {
-        return Err(corrupt("a packed event does not have 13 fields".into()));
-    }
-    Ok(packed)
-}
-
-fn unpack_one(row: Packed) -> Result<RecordedEvent, StoreError> {
-    let (
-        p,
-        event_id,
-        stream,
-        version,
-        event_type,
-        schema,
-        occurred,
-        recorded,
-        actor,
-        correlation,
-        causation,
-        payload,
-        hash,
-    ) = row;
-    let position = u64::try_from(p).unwrap_or_default();
-    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
     let uuid = |hex_text: &str| -> Result<Uuid, StoreError> {
         let bytes = hex::decode(hex_text).map_err(|e| corrupt(format!("bad id: {e}")))?;
         Uuid::from_slice(&bytes).map_err(|e| corrupt(format!("bad id: {e}")))
     };
-    let hash = hex::decode(&hash).map_err(|e| corrupt(format!("bad hash: {e}")))?;
+    int(p, "position")?;
+    let hash = hex::decode(hash).map_err(|e| corrupt(format!("bad hash: {e}")))?;
     Ok(RecordedEvent {
         position,
-        event_id: uuid(&event_id)?,
+        event_id: uuid(event_id)?,
         stream: stream.parse().map_err(|e| corrupt(format!("{e}")))?,
-        version: u64::try_from(version).map_err(|e| corrupt(e.to_string()))?,
-        event_type,
-        schema_version: u16::try_from(schema).map_err(|e| corrupt(e.to_string()))?,
-        occurred_at: from_micros(position, occurred)?,
-        recorded_at: from_micros(position, recorded)?,
-        actor: actor_from_str(&actor).ok_or_else(|| corrupt(format!("bad actor {actor:?}")))?,
-        correlation_id: uuid(&correlation)?,
+        version: u64::try_from(int(version, "version")?).map_err(|e| corrupt(e.to_string()))?,
+        event_type: event_type.to_owned(),
+        schema_version: u16::try_from(int(schema, "schema version")?)
+            .map_err(|e| corrupt(e.to_string()))?,
+        occurred_at: from_micros(position, int(occurred, "occurrence time")?)?,
+        recorded_at: from_micros(position, int(recorded, "recording time")?)?,
+        actor: actor_from_str(actor).ok_or_else(|| corrupt(format!("bad actor {actor:?}")))?,
+        correlation_id: uuid(correlation)?,
         causation_id: if causation.is_empty() {
             None
         } else {
-            Some(uuid(&causation)?)
+            Some(uuid(causation)?)
         },
-        payload,
+        payload: payload.to_owned(),
         hash: EventHash::from_slice(&hash).ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
     })
 }
