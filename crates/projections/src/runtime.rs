@@ -1,9 +1,10 @@
 //! The projector runtime.
 //!
-//! - One read of the global log feeds every projection: each batch is applied to each
-//!   projection in its own read-model transaction that also advances its checkpoint (exactly
-//!   once). The checkpoint update is conditional on the position it started from, so even two
-//!   projectors racing on one database cannot apply a batch twice.
+//! - One read of the global log feeds every projection. Each batch is applied to every
+//!   projection in one read-model transaction (a [`Unit`]), each projection inside a savepoint
+//!   together with its checkpoint advance (exactly once). The checkpoint update is conditional
+//!   on the position it started from, so even two projectors racing on one database cannot apply
+//!   a batch twice. Catching up and rebuilding put several batches in one transaction.
 //! - Catch up in large batches, then follow live, woken by the store's subscription.
 //! - A projection that cannot handle an event stops at it — the events before it committed,
 //!   that one named by position, stream and type — and the others keep running.
@@ -21,16 +22,18 @@ use serde::Serialize;
 use sqlx::{Acquire, AnyConnection, Executor, Row};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Mutex};
 
 /// Events read from the log per batch when following it live: small enough that a batch's
 /// transaction keeps the projection lag low when the projector falls a little behind.
 pub const BATCH: usize = 2000;
 /// Events read from the log per batch when catching up and rebuilding. Larger batches mean
-/// fewer transactions and fewer rewrites of the same rows (a school's roster state, a post);
-/// on the 1M-event rebuild benchmark 2,000 → 5,000 took 15.0k to 20.6k events/s at 206 MiB
-/// peak RSS; 10,000 reached 23.7k but 304 MiB, over the 256 MiB budget.
+/// fewer rewrites of the same rows (a school's roster state, a post), but every event of a
+/// batch is held decoded, and buffered by the projections that need it: on the 1M-event rebuild
+/// benchmark 2,000 → 5,000 took 15.0k to 20.6k events/s at 206 MiB peak RSS; 10,000 reached
+/// 23.7k but 304 MiB, and 20,000 486 MiB, over the 256 MiB budget. Several batches share a
+/// transaction instead ([`UNIT_EVENTS`]).
 pub const CATCH_UP_BATCH: usize = 5000;
 /// The first and the longest wait before following the log again after a passing failure.
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -264,36 +267,30 @@ impl<S: EventStore + Clone> Projector<S> {
     }
 
     /// Applies everything up to the log's current head, then returns how many events were read.
+    /// Several batches go in one transaction ([`Unit`]); the projections are held only for one
+    /// unit at a time, so a rebuild's switch or a live batch can come in between.
     ///
     /// # Errors
     /// Store or database failures.
     pub async fn catch_up(&self) -> Result<u64, ProjectionError> {
         let head = self.store.head().await?;
-        let mut after = self.low_water().await;
         let mut read = 0;
-        let mut batch = self.store.read_all(after, CATCH_UP_BATCH).await?;
-        while after < head {
-            let Some(last) = batch.last() else { break };
-            after = last.position;
-            read += batch.len() as u64;
-            // Read the next batch while this one is applied: the log and the read models are
-            // different connections (and threads), so the two overlap.
-            let (next, reloaded) = tokio::join!(
-                async {
-                    if after < head {
-                        self.store.read_all(after, CATCH_UP_BATCH).await
-                    } else {
-                        Ok(Vec::new())
-                    }
-                },
-                self.apply_batch(&batch)
-            );
-            batch = if reloaded? {
-                after = self.low_water().await;
-                self.store.read_all(after, CATCH_UP_BATCH).await?
-            } else {
-                next?
-            };
+        let mut batch = self
+            .store
+            .read_all(self.low_water().await, CATCH_UP_BATCH)
+            .await?;
+        while !batch.is_empty() {
+            let mut slots = self.slots.lock().await;
+            let reloaded = self
+                .unit(&mut slots, &mut batch, head, &mut read, Some(&self.board))
+                .await?;
+            drop(slots);
+            if reloaded {
+                batch = self
+                    .store
+                    .read_all(self.low_water().await, CATCH_UP_BATCH)
+                    .await?;
+            }
         }
         Ok(read)
     }
@@ -309,68 +306,31 @@ impl<S: EventStore + Clone> Projector<S> {
             .unwrap_or(0)
     }
 
-    /// Applies one batch of the log to every healthy projection that has not seen it. Returns
-    /// whether a projection's checkpoint had moved under it (another projector, a rebuild):
-    /// its position was reloaded, and the caller must read on from the low-water mark.
+    /// Applies one batch of the log to every healthy projection that has not seen it, in one
+    /// transaction. Returns whether a projection's checkpoint had moved under it (another
+    /// projector, a rebuild): its position was reloaded, and the caller must read on from the
+    /// low-water mark.
     ///
     /// # Errors
-    /// Database failures other than a projection's own (those stop only that projection).
+    /// Database failures other than a projection's own (those stop only that projection);
+    /// nothing of the batch is then committed.
     pub async fn apply_batch(&self, batch: &[RecordedEvent]) -> Result<bool, ProjectionError> {
-        let mut reloaded = false;
-        let decoded = decode_all(batch);
+        let Some(last) = batch.last() else {
+            return Ok(false);
+        };
         let mut slots = self.slots.lock().await;
-        for slot in slots.iter_mut().filter(|s| !s.failed) {
-            let from = batch.partition_point(|e| e.position <= slot.position);
-            if from == batch.len() {
-                continue;
-            }
-            match apply_to(&self.db, slot, &batch[from..], &decoded[from..]).await {
-                Ok(()) => {}
-                Err(ApplyError::Stopped(failure)) => {
-                    slot.failed = true;
-                    let _ = sqlx::query("UPDATE projection_generations SET failure = $1 WHERE name = $2 AND generation = $3")
-                        .bind(failure.to_string())
-                        .bind(slot.projection.name())
-                        .bind(slot.tables.generation())
-                        .execute(self.db.pool())
-                        .await;
-                }
-                Err(ApplyError::Lost) => {
-                    // Another projector advanced (or a rebuild switched generations): reload.
-                    reloaded = true;
-                    let mut conn = self.db.pool().acquire().await?;
-                    if let Some((generation, position)) =
-                        active(&mut conn, slot.projection.name()).await?
-                    {
-                        slot.tables = Tables::new(slot.projection.tables(), generation);
-                        slot.position = position;
-                    }
-                }
-                Err(ApplyError::Failed(e)) => return Err(e),
-            }
-            self.board.set(ProjectionStatus {
-                name: slot.projection.name().to_owned(),
-                generation: slot.tables.generation(),
-                position: slot.position,
-                failure: None,
-            });
-            if slot.failed {
-                let failure = sqlx::query_scalar::<_, Option<String>>("SELECT failure FROM projection_generations WHERE name = $1 AND generation = $2")
-                    .bind(slot.projection.name())
-                    .bind(slot.tables.generation())
-                    .fetch_one(self.db.pool())
-                    .await
-                    .ok()
-                    .flatten();
-                self.board.set(ProjectionStatus {
-                    name: slot.projection.name().to_owned(),
-                    generation: slot.tables.generation(),
-                    position: slot.position,
-                    failure,
-                });
-            }
+        if slots
+            .iter()
+            .all(|s| s.failed || s.position >= last.position)
+        {
+            return Ok(false);
         }
-        Ok(reloaded)
+        let mut unit = Unit::begin(&self.db, &slots).await?;
+        if let Err(e) = unit.apply(&mut slots, batch).await {
+            unit.abandon(&mut slots);
+            return Err(e);
+        }
+        unit.commit(&self.db, &mut slots, Some(&self.board)).await
     }
 
     /// Rebuilds the named projections (all when `names` is empty) from position 0 into a fresh
@@ -416,11 +376,10 @@ impl<S: EventStore + Clone> Projector<S> {
         drop(conn);
         // Fill the fresh generation while the live one keeps serving.
         let mut read = 0;
-        let mut after = 0;
-        self.fill(&mut fresh, &mut after, &mut read).await?;
+        self.fill(&mut fresh, &mut read).await?;
         // Switch: hold the live projector, finish the last events, swap views and activity.
         let mut live = self.slots.lock().await;
-        self.fill(&mut fresh, &mut after, &mut read).await?;
+        self.fill(&mut fresh, &mut read).await?;
         let mut conn = self.db.pool().acquire().await?;
         for slot in fresh {
             let name = slot.projection.name();
@@ -474,33 +433,76 @@ impl<S: EventStore + Clone> Projector<S> {
         Ok(read)
     }
 
-    /// Applies the log after `after` up to its head to the fresh generations.
-    async fn fill(
+    /// Applies the log up to its head to the fresh generations, from where they stand.
+    async fn fill(&self, fresh: &mut [Slot], read: &mut u64) -> Result<(), ProjectionError> {
+        let head = self.store.head().await?;
+        let after = fresh.iter().map(|s| s.position).min().unwrap_or(0);
+        let mut batch = self.store.read_all(after, CATCH_UP_BATCH).await?;
+        while !batch.is_empty() {
+            self.unit(fresh, &mut batch, head, read, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the log to `slots` in one [`Unit`], starting with `batch` (already read) and
+    /// reading each next batch while the current one is applied, until the unit is full, the
+    /// log's `head` is reached or a checkpoint was lost; then commits. Leaves in `batch` the
+    /// next batch to apply (empty at the head) and counts the events read in `read`. Returns
+    /// whether a slot was reloaded (see [`Unit::commit`]).
+    ///
+    /// Without a `board` (a rebuild's fresh generations) a projection that stops or loses its
+    /// checkpoint fails the whole: the unit is abandoned and the error returned.
+    async fn unit(
         &self,
-        fresh: &mut [Slot],
-        after: &mut Position,
+        slots: &mut [Slot],
+        batch: &mut Vec<RecordedEvent>,
+        head: Position,
         read: &mut u64,
-    ) -> Result<(), ProjectionError> {
-        let mut batch = self.store.read_all(*after, CATCH_UP_BATCH).await?;
-        loop {
-            let Some(last) = batch.last() else {
-                return Ok(());
-            };
-            *after = last.position;
-            *read += batch.len() as u64;
-            // As in `catch_up`: the next batch is read while this one is applied.
-            let (next, applied) =
-                tokio::join!(self.store.read_all(*after, CATCH_UP_BATCH), async {
-                    let decoded = decode_all(&batch);
-                    for slot in fresh.iter_mut() {
-                        apply_to(&self.db, slot, &batch, &decoded)
-                            .await
-                            .map_err(ApplyError::into_error)?;
+        board: Option<&StatusBoard>,
+    ) -> Result<bool, ProjectionError> {
+        let mut unit = Unit::begin(&self.db, slots).await?;
+        let strict = board.is_none();
+        let applied = async {
+            while let Some(last) = batch.last() {
+                let after = last.position;
+                *read += batch.len() as u64;
+                // The log and the read models are different connections (and threads), so
+                // reading the next batch overlaps applying this one.
+                let (next, applied) = tokio::join!(
+                    async {
+                        if after < head {
+                            self.store.read_all(after, CATCH_UP_BATCH).await
+                        } else {
+                            Ok(Vec::new())
+                        }
+                    },
+                    unit.apply(slots, batch)
+                );
+                applied?;
+                *batch = next?;
+                if strict {
+                    if let Some((_, stopped)) = unit.stopped.pop() {
+                        return Err(stopped);
                     }
-                    Ok::<(), ProjectionError>(())
-                });
-            applied?;
-            batch = next?;
+                    if !unit.lost.is_empty() {
+                        return Err(ProjectionError::Invalid(
+                            "another process changed this generation's checkpoint".into(),
+                        ));
+                    }
+                }
+                if unit.is_full() || !unit.lost.is_empty() {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match applied {
+            Ok(()) => unit.commit(&self.db, slots, board).await,
+            Err(e) => {
+                unit.abandon(slots);
+                Err(e)
+            }
         }
     }
 
@@ -540,75 +542,231 @@ fn decode_all(batch: &[RecordedEvent]) -> Vec<Result<Event, String>> {
         .collect()
 }
 
-enum ApplyError {
-    /// The projection cannot handle an event: it stops (events before it are committed).
-    Stopped(ProjectionError),
-    /// The checkpoint moved under us: nothing committed, reload and go on.
-    Lost,
-    /// The database failed: nothing committed.
-    Failed(ProjectionError),
+/// One read-model transaction shared by every projection of a projector, over one or more
+/// batches of the log.
+///
+/// Each batch is applied to each projection inside a savepoint together with its checkpoint
+/// advance. A projection that cannot handle an event is rolled back to its savepoint alone, the
+/// events before that one are applied again, and it stops there while the others go on. Nothing
+/// is durable, and no slot's position is anyone else's to see, until the unit commits; a unit
+/// that fails is rolled back whole ([`Unit::abandon`]) and every slot goes back to where it was.
+///
+/// Catching up and rebuilding put several batches in one unit: every page a batch dirties (an
+/// index page, a school's roster row) is then written to the WAL once per unit instead of once
+/// per batch and projection. Measured on the 1M-event rebuild: see `docs/benchmarks.md`.
+struct Unit {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    /// Each slot's position and health when the unit began, to go back to on a rollback.
+    committed: Vec<(u64, bool)>,
+    /// Events applied in this unit.
+    events: usize,
+    began: Instant,
+    /// Slots whose checkpoint moved under them (another projector, a switch of generations):
+    /// nothing of theirs is in the unit; they are reloaded after it commits.
+    lost: Vec<usize>,
+    /// Slots that stopped in this unit, with the error naming the event.
+    stopped: Vec<(usize, ProjectionError)>,
 }
 
-impl ApplyError {
-    fn into_error(self) -> ProjectionError {
-        match self {
-            Self::Stopped(e) | Self::Failed(e) => e,
-            Self::Lost => ProjectionError::Invalid(
-                "another process changed this generation's checkpoint".into(),
-            ),
+/// Events after which a catch-up or rebuild unit commits.
+pub const UNIT_EVENTS: usize = 50_000;
+/// Time after which a catch-up or rebuild unit commits: bounds how long the write lock is held
+/// and how long a reader waits to see progress.
+const UNIT_TIME: Duration = Duration::from_secs(2);
+
+impl Unit {
+    /// Begins a unit for `slots`. On SQLite it takes the write lock at once, see [`begin_write`].
+    async fn begin(db: &ReadDb, slots: &[Slot]) -> Result<Self, ProjectionError> {
+        let tx = if db.backend() == Backend::Sqlite {
+            db.pool().begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            db.pool().begin().await?
+        };
+        Ok(Self {
+            tx,
+            committed: slots.iter().map(|s| (s.position, s.failed)).collect(),
+            events: 0,
+            began: Instant::now(),
+            lost: Vec::new(),
+            stopped: Vec::new(),
+        })
+    }
+
+    /// Whether the unit has done enough to commit before the next batch.
+    fn is_full(&self) -> bool {
+        self.events >= UNIT_EVENTS || self.began.elapsed() >= UNIT_TIME
+    }
+
+    /// Applies `batch` to every healthy slot that has not seen it.
+    ///
+    /// # Errors
+    /// Database failures other than a projection's own: the unit must be abandoned.
+    async fn apply(
+        &mut self,
+        slots: &mut [Slot],
+        batch: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let decoded = decode_all(batch);
+        for (index, slot) in slots.iter_mut().enumerate() {
+            if slot.failed || self.lost.contains(&index) {
+                continue;
+            }
+            let from = batch.partition_point(|e| e.position <= slot.position);
+            if from < batch.len() {
+                self.apply_to(index, slot, &batch[from..], &decoded[from..])
+                    .await?;
+            }
+        }
+        self.events += batch.len();
+        Ok(())
+    }
+
+    /// Applies `events` to one slot in a savepoint.
+    async fn apply_to(
+        &mut self,
+        index: usize,
+        slot: &mut Slot,
+        events: &[RecordedEvent],
+        decoded: &[Result<Event, String>],
+    ) -> Result<(), ProjectionError> {
+        let (failed_at, error) = match self.savepoint(slot, events, decoded).await? {
+            Ok(()) => return Ok(()),
+            Err(TxError::Lost) => {
+                self.lost.push(index);
+                return Ok(());
+            }
+            Err(TxError::Db(None, e)) => return Err(e),
+            // A passing failure (a lock, a lost connection) says nothing about the event: the
+            // unit is abandoned and the batch tried again.
+            Err(TxError::Db(Some(_), e)) if is_transient(&e) => return Err(e),
+            Err(TxError::Db(Some(at), e)) => (at, e),
+        };
+        // Keep everything before the failing event, then stop there.
+        if failed_at > 0 {
+            match self
+                .savepoint(slot, &events[..failed_at], &decoded[..failed_at])
+                .await?
+            {
+                Ok(()) => {}
+                Err(TxError::Lost) => {
+                    self.lost.push(index);
+                    return Ok(());
+                }
+                Err(TxError::Db(_, e)) => return Err(e),
+            }
+        }
+        let event = &events[failed_at];
+        let stopped = ProjectionError::Stopped {
+            projection: slot.projection.name().to_owned(),
+            position: event.position,
+            stream: event.stream,
+            event_type: event.event_type.clone(),
+            reason: error.to_string(),
+        };
+        sqlx::query(
+            "UPDATE projection_generations SET failure = $1 WHERE name = $2 AND generation = $3",
+        )
+        .bind(stopped.to_string())
+        .bind(slot.projection.name())
+        .bind(slot.tables.generation())
+        .execute(&mut *self.tx)
+        .await?;
+        slot.failed = true;
+        self.stopped.push((index, stopped));
+        Ok(())
+    }
+
+    /// Applies `events` to `slot` and advances its checkpoint in a savepoint, released on
+    /// success (moving `slot.position`) and rolled back otherwise. The outer error is a failure
+    /// of the savepoint itself: the unit must be abandoned.
+    async fn savepoint(
+        &mut self,
+        slot: &mut Slot,
+        events: &[RecordedEvent],
+        decoded: &[Result<Event, String>],
+    ) -> Result<Result<(), TxError>, ProjectionError> {
+        let mut savepoint = self.tx.begin().await?;
+        match project(&mut savepoint, slot, events, decoded).await {
+            Ok(last) => {
+                savepoint.commit().await?;
+                slot.position = last;
+                Ok(Ok(()))
+            }
+            Err(e) => {
+                slot.projection.reset();
+                savepoint.rollback().await?;
+                Ok(Err(e))
+            }
         }
     }
-}
 
-impl From<sqlx::Error> for ApplyError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Failed(e.into())
-    }
-}
-
-/// Applies `events` to one projection in one transaction with its checkpoint.
-async fn apply_to(
-    db: &ReadDb,
-    slot: &mut Slot,
-    events: &[RecordedEvent],
-    decoded: &[Result<Event, String>],
-) -> Result<(), ApplyError> {
-    let mut conn = db.pool().acquire().await?;
-    let outcome = transaction(&mut conn, slot, events, decoded).await;
-    match outcome {
-        Ok(last) => {
-            slot.position = last;
-            Ok(())
+    /// Commits the unit, reloads the slots that lost their checkpoint and tells the `board`
+    /// where the others stand. Returns whether any slot was reloaded: the caller must then read
+    /// on from the low-water mark.
+    ///
+    /// # Errors
+    /// Database failures; the slots are then back where the unit began.
+    async fn commit(
+        self,
+        db: &ReadDb,
+        slots: &mut [Slot],
+        board: Option<&StatusBoard>,
+    ) -> Result<bool, ProjectionError> {
+        let Self {
+            tx,
+            committed,
+            lost,
+            stopped,
+            ..
+        } = self;
+        if let Err(e) = tx.commit().await {
+            restore(slots, &committed);
+            return Err(e.into());
         }
-        Err((failed_at, error)) => {
-            slot.projection.reset();
-            let index = match (failed_at, error) {
-                (_, TxError::Lost) => return Err(ApplyError::Lost),
-                (None, TxError::Db(e)) => return Err(ApplyError::Failed(e)),
-                // A passing failure (a lock, a lost connection) says nothing about the event:
-                // nothing committed, and the batch is tried again.
-                (Some(_), TxError::Db(e)) if is_transient(&e) => return Err(ApplyError::Failed(e)),
-                (Some(index), TxError::Db(e)) => (index, e),
-            };
-            let (index, error) = index;
-            // Commit everything before the failing event, then stop there.
-            if index > 0 {
-                match transaction(&mut conn, slot, &events[..index], &decoded[..index]).await {
-                    Ok(last) => slot.position = last,
-                    Err((_, TxError::Lost)) => return Err(ApplyError::Lost),
-                    Err((_, TxError::Db(e))) => return Err(ApplyError::Failed(e)),
+        if !lost.is_empty() {
+            let mut conn = db.pool().acquire().await?;
+            for &index in &lost {
+                let slot = &mut slots[index];
+                slot.projection.reset();
+                if let Some((generation, position)) =
+                    active(&mut conn, slot.projection.name()).await?
+                {
+                    slot.tables = Tables::new(slot.projection.tables(), generation);
+                    slot.position = position;
                 }
             }
-            let event = &events[index];
-            let reason = error.to_string();
-            Err(ApplyError::Stopped(ProjectionError::Stopped {
-                projection: slot.projection.name().to_owned(),
-                position: event.position,
-                stream: event.stream,
-                event_type: event.event_type.clone(),
-                reason,
-            }))
         }
+        if let Some(board) = board {
+            for (index, slot) in slots.iter().enumerate() {
+                let failure = stopped
+                    .iter()
+                    .find(|(i, _)| *i == index)
+                    .map(|(_, e)| e.to_string());
+                if committed[index] != (slot.position, slot.failed) || failure.is_some() {
+                    board.set(ProjectionStatus {
+                        name: slot.projection.name().to_owned(),
+                        generation: slot.tables.generation(),
+                        position: slot.position,
+                        failure,
+                    });
+                }
+            }
+        }
+        Ok(!lost.is_empty())
+    }
+
+    /// Rolls the unit back: every slot goes back to where it was when the unit began.
+    fn abandon(self, slots: &mut [Slot]) {
+        restore(slots, &self.committed);
+        // Dropping the transaction rolls it back.
+    }
+}
+
+fn restore(slots: &mut [Slot], committed: &[(u64, bool)]) {
+    for (slot, &(position, failed)) in slots.iter_mut().zip(committed) {
+        slot.position = position;
+        slot.failed = failed;
+        slot.projection.reset();
     }
 }
 
@@ -644,37 +802,35 @@ pub fn is_transient(e: &ProjectionError) -> bool {
 }
 
 enum TxError {
+    /// The checkpoint moved under us: nothing of the batch stands.
     Lost,
-    Db(ProjectionError),
+    /// A failure, at the event of that index if it was an event's.
+    Db(Option<usize>, ProjectionError),
 }
 
-/// One transaction: apply, flush, advance the checkpoint conditionally, commit. On failure,
-/// says which event (index) failed, if it was an event.
-async fn transaction(
+/// Applies `events` to one projection, flushes it and advances its checkpoint, conditionally
+/// on the position it started from.
+async fn project(
     conn: &mut AnyConnection,
     slot: &Slot,
     events: &[RecordedEvent],
     decoded: &[Result<Event, String>],
-) -> Result<Position, (Option<usize>, TxError)> {
-    let db_err = |e: sqlx::Error| (None, TxError::Db(e.into()));
-    let mut tx = begin_write(conn).await.map_err(db_err)?;
+) -> Result<Position, TxError> {
     for (i, (recorded, event)) in events.iter().zip(decoded).enumerate() {
         let result = match event {
             Ok(event) => {
                 slot.projection
-                    .apply(&mut tx, &slot.tables, Projected { recorded, event })
+                    .apply(conn, &slot.tables, Projected { recorded, event })
                     .await
             }
             Err(reason) => Err(ProjectionError::Invalid(format!("cannot decode: {reason}"))),
         };
         if let Err(e) = result {
-            slot.projection.reset();
-            return Err((Some(i), TxError::Db(e)));
+            return Err(TxError::Db(Some(i), e));
         }
     }
-    if let Err(e) = slot.projection.flush(&mut tx, &slot.tables).await {
-        slot.projection.reset();
-        return Err((Some(events.len() - 1), TxError::Db(e)));
+    if let Err(e) = slot.projection.flush(conn, &slot.tables).await {
+        return Err(TxError::Db(Some(events.len() - 1), e));
     }
     let last = events.last().map_or(slot.position, |e| e.position);
     let moved = sqlx::query("UPDATE projection_generations SET position = $1 WHERE name = $2 AND generation = $3 AND position = $4")
@@ -682,14 +838,12 @@ async fn transaction(
         .bind(slot.projection.name())
         .bind(slot.tables.generation())
         .bind(to_i64(slot.position))
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
-        .map_err(db_err)?;
+        .map_err(|e| TxError::Db(None, e.into()))?;
     if moved.rows_affected() != 1 {
-        slot.projection.reset();
-        return Err((None, TxError::Lost));
+        return Err(TxError::Lost);
     }
-    tx.commit().await.map_err(db_err)?;
     Ok(last)
 }
 

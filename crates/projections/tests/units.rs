@@ -1,0 +1,341 @@
+//! Catching up puts several batches of the log in one read-model transaction (a unit), every
+//! projection in a savepoint of its own. These tests pin what that must not change: a
+//! projection that stops keeps the events before the failing one and the others go on, and a
+//! passing failure rolls the whole unit back so that the retry applies every event exactly once.
+//! On SQLite and on PostgreSQL, with a log longer than two read batches.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use async_trait::async_trait;
+use common::Harness;
+use kring_domain::simulation::World;
+use kring_domain::Purpose;
+use kring_projections::runtime::CATCH_UP_BATCH;
+use kring_projections::{Projected, Projection, ProjectionError, Projector, ReadDb, Tables};
+use kring_store::{EventStore, ExpectedVersion, Metadata, Position};
+use sqlx::AnyConnection;
+use std::sync::{Arc, Mutex};
+
+/// A read model that writes down the position of every event it is given, keyed by position:
+/// an event applied twice is a constraint violation, one lost is a missing row. It refuses the
+/// event at `refuse` (a permanent failure) and fails once, as a dropped connection would, at
+/// `drop_once`.
+struct Ledger {
+    name: &'static str,
+    tables: &'static [&'static str],
+    schema: &'static str,
+    insert: &'static str,
+    refuse: Option<Position>,
+    drop_once: Mutex<Option<Position>>,
+}
+
+impl Ledger {
+    fn a() -> Self {
+        Self {
+            name: "ledger_a",
+            tables: &["ledger_a"],
+            schema: "CREATE TABLE {ledger_a} (position BIGINT PRIMARY KEY)",
+            insert: "INSERT INTO {ledger_a} (position) VALUES ($1)",
+            refuse: None,
+            drop_once: Mutex::new(None),
+        }
+    }
+
+    fn b() -> Self {
+        Self {
+            name: "ledger_b",
+            tables: &["ledger_b"],
+            schema: "CREATE TABLE {ledger_b} (position BIGINT PRIMARY KEY)",
+            insert: "INSERT INTO {ledger_b} (position) VALUES ($1)",
+            ..Self::a()
+        }
+    }
+}
+
+#[async_trait]
+impl Projection for Ledger {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        self.tables
+    }
+
+    fn schema(&self) -> &'static str {
+        self.schema
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut AnyConnection,
+        t: &Tables,
+        e: Projected<'_>,
+    ) -> Result<(), ProjectionError> {
+        let position = e.recorded.position;
+        if self.refuse == Some(position) {
+            return Err(ProjectionError::Invalid(
+                "the ledger refuses this one".into(),
+            ));
+        }
+        let drop_now = {
+            let mut drop_once = self.drop_once.lock().unwrap();
+            drop_once.take_if(|p| *p == position).is_some()
+        };
+        if drop_now {
+            return Err(ProjectionError::Database(sqlx::Error::Io(
+                std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset"),
+            )));
+        }
+        sqlx::query(&t.sql(self.insert))
+            .bind(i64::try_from(position).unwrap())
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Writes a school and enough consent decisions for the log to span more than two read
+/// batches, appending a stream's consecutive events together. Returns every position in order.
+async fn long_log<S: EventStore + Clone>(h: &Harness<S>) -> Vec<Position> {
+    let mut world = World::with_classes(1, 1, 1);
+    let child = world.child_ids[0];
+    let guardian = world.guardians_of(child)[0];
+    for i in 0..2 * CATCH_UP_BATCH + 1_000 {
+        world
+            .decide_consent(guardian, child, Purpose::GroupCommunication, i % 2 == 0)
+            .unwrap();
+    }
+    let mut i = 0;
+    while i < world.log.len() {
+        let stream = &world.log[i].stream;
+        let mut events = Vec::new();
+        while i < world.log.len() && world.log[i].stream == *stream && events.len() < 1_000 {
+            let r = &world.log[i];
+            events.push(
+                h.vault
+                    .seal(&r.event, Metadata::new(r.at, r.actor))
+                    .await
+                    .unwrap(),
+            );
+            i += 1;
+        }
+        h.store
+            .append(stream, ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+    }
+    let all = h.store.read_all(0, 1_000_000).await.unwrap();
+    assert!(all.len() > 2 * CATCH_UP_BATCH);
+    all.iter().map(|e| e.position).collect()
+}
+
+/// The positions in a ledger, in order.
+async fn ledger(db: &ReadDb, table: &str) -> Vec<Position> {
+    sqlx::query_scalar::<_, i64>(&format!("SELECT position FROM {table} ORDER BY position"))
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| u64::try_from(p).unwrap())
+        .collect()
+}
+
+/// Each projection's committed position, as a projector opened afresh on the database sees it.
+async fn committed<S: EventStore + Clone>(h: &Harness<S>) -> Vec<(String, Position)> {
+    let fresh = Projector::new(
+        h.store.clone(),
+        h.db.clone(),
+        vec![Arc::new(Ledger::a()), Arc::new(Ledger::b())],
+    )
+    .await
+    .unwrap();
+    fresh
+        .board()
+        .all()
+        .into_iter()
+        .map(|s| (s.name, s.position))
+        .collect()
+}
+
+async fn a_projection_that_stops_inside_a_unit_keeps_what_came_before_and_the_others_go_on<
+    S: EventStore + Clone,
+>(
+    h: Harness<S>,
+) {
+    let positions = long_log(&h).await;
+    // In the second read batch, so that the unit has already applied a whole batch before.
+    let refused = positions[CATCH_UP_BATCH + 100];
+    let before: Vec<Position> = positions.iter().copied().filter(|p| *p < refused).collect();
+    let head = *positions.last().unwrap();
+    let projector = Projector::new(
+        h.store.clone(),
+        h.db.clone(),
+        vec![
+            Arc::new(Ledger {
+                refuse: Some(refused),
+                ..Ledger::a()
+            }),
+            Arc::new(Ledger::b()),
+        ],
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(projector.catch_up().await.unwrap(), positions.len() as u64);
+
+    let board = projector.board().all();
+    let failure = board[0].failure.clone().expect("ledger_a reports its stop");
+    assert!(failure.contains(&refused.to_string()), "{failure}");
+    assert_eq!(board[0].position, *before.last().unwrap());
+    assert_eq!((board[1].position, board[1].failure.clone()), (head, None));
+    assert_eq!(
+        ledger(&h.db, "ledger_a").await,
+        before,
+        "up to the refused event"
+    );
+    assert_eq!(
+        ledger(&h.db, "ledger_b").await,
+        positions,
+        "every event once"
+    );
+    assert_eq!(
+        committed(&h).await,
+        vec![
+            ("ledger_a".to_owned(), *before.last().unwrap()),
+            ("ledger_b".to_owned(), head)
+        ],
+        "what the board says is what was committed"
+    );
+}
+
+async fn a_passing_failure_inside_a_unit_rolls_it_back_and_the_retry_applies_each_event_once<
+    S: EventStore + Clone,
+>(
+    h: Harness<S>,
+) {
+    let positions = long_log(&h).await;
+    let dropped = positions[CATCH_UP_BATCH + 100];
+    let projector = Projector::new(
+        h.store.clone(),
+        h.db.clone(),
+        vec![
+            Arc::new(Ledger {
+                drop_once: Mutex::new(Some(dropped)),
+                ..Ledger::a()
+            }),
+            Arc::new(Ledger::b()),
+        ],
+    )
+    .await
+    .unwrap();
+
+    let error = projector.catch_up().await.unwrap_err();
+    assert!(kring_projections::runtime::is_transient(&error), "{error}");
+    // Whatever units committed before the failing one stand; nothing of that one does, for
+    // either projection, and the board says no more than was committed.
+    let after_failure = committed(&h).await;
+    let board: Vec<(String, Position)> = projector
+        .board()
+        .all()
+        .into_iter()
+        .map(|s| (s.name, s.position))
+        .collect();
+    assert_eq!(board, after_failure);
+    for (name, position) in &after_failure {
+        assert!(*position < dropped, "{name} kept part of the failed unit");
+        let expected: Vec<Position> = positions
+            .iter()
+            .copied()
+            .filter(|p| p <= position)
+            .collect();
+        assert_eq!(ledger(&h.db, name).await, expected, "{name}");
+    }
+
+    assert!(projector.catch_up().await.unwrap() > 0);
+    let head = *positions.last().unwrap();
+    for status in projector.board().all() {
+        assert_eq!((status.position, status.failure), (head, None));
+    }
+    assert_eq!(
+        ledger(&h.db, "ledger_a").await,
+        positions,
+        "every event once"
+    );
+    assert_eq!(
+        ledger(&h.db, "ledger_b").await,
+        positions,
+        "every event once"
+    );
+}
+
+async fn a_stop_inside_a_rolled_back_unit_is_met_again_on_the_retry<S: EventStore + Clone>(
+    h: Harness<S>,
+) {
+    let positions = long_log(&h).await;
+    // ledger_a stops in the first read batch; ledger_b then fails in passing in the second,
+    // which rolls back the whole unit, ledger_a's stop with it.
+    let refused = positions[100];
+    let dropped = positions[CATCH_UP_BATCH + 100];
+    let projector = Projector::new(
+        h.store.clone(),
+        h.db.clone(),
+        vec![
+            Arc::new(Ledger {
+                refuse: Some(refused),
+                ..Ledger::a()
+            }),
+            Arc::new(Ledger {
+                drop_once: Mutex::new(Some(dropped)),
+                ..Ledger::b()
+            }),
+        ],
+    )
+    .await
+    .unwrap();
+
+    projector.catch_up().await.unwrap_err();
+    assert!(
+        projector.board().all().iter().all(|s| s.failure.is_none()),
+        "the stop was rolled back with its unit"
+    );
+
+    projector.catch_up().await.unwrap();
+    let board = projector.board().all();
+    let failure = board[0].failure.clone().expect("ledger_a stops again");
+    assert!(failure.contains(&refused.to_string()), "{failure}");
+    let before: Vec<Position> = positions.iter().copied().filter(|p| *p < refused).collect();
+    assert_eq!(ledger(&h.db, "ledger_a").await, before);
+    assert_eq!(ledger(&h.db, "ledger_b").await, positions);
+}
+
+/// Runs a test on SQLite and on PostgreSQL with no projection in the harness's own projector:
+/// each test brings its ledgers.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::sqlite(vec![]).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::postgres(vec![]).await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    a_projection_that_stops_inside_a_unit_keeps_what_came_before_and_the_others_go_on,
+    a_passing_failure_inside_a_unit_rolls_it_back_and_the_retry_applies_each_event_once,
+    a_stop_inside_a_rolled_back_unit_is_met_again_on_the_retry,
+);
