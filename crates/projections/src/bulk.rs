@@ -75,8 +75,10 @@ pub struct Bulk {
     cells: Vec<Cell>,
 }
 
-/// Parameters per statement, under SQLite's 32,766 and PostgreSQL's 65,535.
-const MAX_PARAMS: usize = 6_000;
+/// Parameters per statement (SQLite allows 32,766, PostgreSQL 65,535). Every text is a cached
+/// prepared statement whose program grows with its parameters: at 6,000 the 1M-event rebuild
+/// peaked 28–36 MiB higher than at 1,000, and was no faster (`docs/benchmarks.md`, session 5).
+const MAX_PARAMS: usize = 1_000;
 
 /// Appends the `n`th (1-based) bind parameter: `$n` on PostgreSQL, an anonymous `?` on SQLite.
 ///
