@@ -266,9 +266,9 @@ impl<S: EventStore + Clone> Projector<S> {
         Ok(())
     }
 
-    /// Applies everything up to the log's current head, then returns how many events were read.
-    /// Several batches go in one transaction ([`Unit`]); the projections are held only for one
-    /// unit at a time, so a rebuild's switch or a live batch can come in between.
+    /// Applies everything up to the log's current head, then returns how many events of the
+    /// log it went through. Several batches go in one transaction ([`Unit`]); the projections are held only
+    /// for one unit at a time, so a rebuild's switch or a live batch can come in between.
     ///
     /// # Errors
     /// Store or database failures.
@@ -279,17 +279,30 @@ impl<S: EventStore + Clone> Projector<S> {
             .store
             .read_all(self.low_water().await, CATCH_UP_BATCH)
             .await?;
+        let mut careful_until = None;
         while !batch.is_empty() {
             let mut slots = self.slots.lock().await;
-            let reloaded = self
-                .unit(&mut slots, &mut batch, head, &mut read, Some(&self.board))
+            let next = self
+                .unit(
+                    &mut slots,
+                    &mut batch,
+                    head,
+                    careful_until,
+                    Some(&self.board),
+                )
                 .await?;
             drop(slots);
-            if reloaded {
-                batch = self
-                    .store
-                    .read_all(self.low_water().await, CATCH_UP_BATCH)
-                    .await?;
+            careful_until = None;
+            match next {
+                Next::Go(n) => read += n,
+                Next::Reread { applied, careful } => {
+                    read += applied;
+                    careful_until = careful;
+                    batch = self
+                        .store
+                        .read_all(self.low_water().await, CATCH_UP_BATCH)
+                        .await?;
+                }
             }
         }
         Ok(read)
@@ -325,12 +338,21 @@ impl<S: EventStore + Clone> Projector<S> {
         {
             return Ok(false);
         }
-        let mut unit = Unit::begin(&self.db, &slots).await?;
-        if let Err(e) = unit.apply(&mut slots, batch).await {
-            unit.abandon(&mut slots);
-            return Err(e);
+        let mut careful_until = None;
+        loop {
+            let mut unit = Unit::begin(&self.db, &slots, careful_until).await?;
+            if let Err(e) = unit.apply(&mut slots, batch).await {
+                unit.abandon(&mut slots);
+                return Err(e);
+            }
+            if unit.spoiled.is_some() {
+                // A projection failed in the optimistic unit: again, each in a savepoint.
+                unit.abandon(&mut slots);
+                careful_until = Some(last.position);
+                continue;
+            }
+            return unit.commit(&self.db, &mut slots, Some(&self.board)).await;
         }
-        unit.commit(&self.db, &mut slots, Some(&self.board)).await
     }
 
     /// Rebuilds the named projections (all when `names` is empty) from position 0 into a fresh
@@ -439,16 +461,24 @@ impl<S: EventStore + Clone> Projector<S> {
         let after = fresh.iter().map(|s| s.position).min().unwrap_or(0);
         let mut batch = self.store.read_all(after, CATCH_UP_BATCH).await?;
         while !batch.is_empty() {
-            self.unit(fresh, &mut batch, head, read, None).await?;
+            match self.unit(fresh, &mut batch, head, None, None).await? {
+                Next::Go(n) => *read += n,
+                // Without a board a stop or a lost checkpoint is an error, never a reread.
+                Next::Reread { .. } => {
+                    return Err(ProjectionError::Invalid(
+                        "a rebuild's checkpoint moved under it".into(),
+                    ))
+                }
+            }
         }
         Ok(())
     }
 
     /// Applies the log to `slots` in one [`Unit`], starting with `batch` (already read) and
     /// reading each next batch while the current one is applied, until the unit is full, the
-    /// log's `head` is reached or a checkpoint was lost; then commits. Leaves in `batch` the
-    /// next batch to apply (empty at the head) and counts the events read in `read`. Returns
-    /// whether a slot was reloaded (see [`Unit::commit`]).
+    /// log's `head` is reached, or the unit is spoiled or lost a checkpoint; then commits it (or
+    /// abandons a spoiled one). Leaves in `batch` the next batch to apply (empty at the head)
+    /// and says how to go on.
     ///
     /// Without a `board` (a rebuild's fresh generations) a projection that stops or loses its
     /// checkpoint fails the whole: the unit is abandoned and the error returned.
@@ -457,15 +487,14 @@ impl<S: EventStore + Clone> Projector<S> {
         slots: &mut [Slot],
         batch: &mut Vec<RecordedEvent>,
         head: Position,
-        read: &mut u64,
+        careful_until: Option<Position>,
         board: Option<&StatusBoard>,
-    ) -> Result<bool, ProjectionError> {
-        let mut unit = Unit::begin(&self.db, slots).await?;
+    ) -> Result<Next, ProjectionError> {
+        let mut unit = Unit::begin(&self.db, slots, careful_until).await?;
         let strict = board.is_none();
         let applied = async {
             while let Some(last) = batch.last() {
                 let after = last.position;
-                *read += batch.len() as u64;
                 // The log and the read models are different connections (and threads), so
                 // reading the next batch overlaps applying this one.
                 let (next, applied) = tokio::join!(
@@ -480,25 +509,40 @@ impl<S: EventStore + Clone> Projector<S> {
                 );
                 applied?;
                 *batch = next?;
+                if let Some((at, spoiled)) = unit.spoiled.take() {
+                    return if strict { Err(spoiled) } else { Ok(Some(at)) };
+                }
                 if strict {
                     if let Some((_, stopped)) = unit.stopped.pop() {
                         return Err(stopped);
-                    }
-                    if !unit.lost.is_empty() {
-                        return Err(ProjectionError::Invalid(
-                            "another process changed this generation's checkpoint".into(),
-                        ));
                     }
                 }
                 if unit.is_full() || !unit.lost.is_empty() {
                     break;
                 }
             }
-            Ok(())
+            Ok(None)
         }
         .await;
         match applied {
-            Ok(()) => unit.commit(&self.db, slots, board).await,
+            Ok(None) => {
+                let applied = unit.events as u64;
+                if unit.commit(&self.db, slots, board).await? {
+                    Ok(Next::Reread {
+                        applied,
+                        careful: None,
+                    })
+                } else {
+                    Ok(Next::Go(applied))
+                }
+            }
+            Ok(Some(at)) => {
+                unit.abandon(slots);
+                Ok(Next::Reread {
+                    applied: 0,
+                    careful: Some(at),
+                })
+            }
             Err(e) => {
                 unit.abandon(slots);
                 Err(e)
@@ -542,30 +586,60 @@ fn decode_all(batch: &[RecordedEvent]) -> Vec<Result<Event, String>> {
         .collect()
 }
 
+/// How catching up goes on after a unit.
+enum Next {
+    /// The unit committed this many events: go on with the next batch.
+    Go(u64),
+    /// Read the log again from the low-water mark: the unit committed `applied` events and
+    /// reloaded a slot whose checkpoint had moved, or it was spoiled and abandoned (`applied`
+    /// 0), and the events up to `careful` are to be applied again in a careful unit.
+    Reread {
+        applied: u64,
+        careful: Option<Position>,
+    },
+}
+
 /// One read-model transaction shared by every projection of a projector, over one or more
 /// batches of the log.
 ///
-/// Each batch is applied to each projection inside a savepoint together with its checkpoint
-/// advance. A projection that cannot handle an event is rolled back to its savepoint alone, the
-/// events before that one are applied again, and it stops there while the others go on. Nothing
-/// is durable, and no slot's position is anyone else's to see, until the unit commits; a unit
-/// that fails is rolled back whole ([`Unit::abandon`]) and every slot goes back to where it was.
+/// A unit is optimistic or careful:
 ///
-/// Catching up and rebuilding put several batches in one unit: every page a batch dirties (an
-/// index page, a school's roster row) is then written to the WAL once per unit instead of once
-/// per batch and projection. Measured on the 1M-event rebuild: see `docs/benchmarks.md`.
+/// - **Optimistic** (the usual one): every projection writes straight into the transaction. If
+///   one cannot handle an event, or its checkpoint moved under it, the unit is *spoiled*: its
+///   partial writes cannot be taken out alone, so the caller abandons the unit and applies the
+///   same events again in a careful one.
+/// - **Careful**: each projection applies the batch inside a savepoint together with its
+///   checkpoint advance. One that fails is rolled back to its savepoint alone, the events before
+///   the failing one are applied again, and it stops there while the others go on.
+///
+/// Savepoints are not free: SQLite copies every page a savepoint changes into a
+/// sub-journal first. With one savepoint per projection and batch, the 1M-event rebuild wrote
+/// 17 GB for a 1.1 GB file; hence optimism, with the careful path for the rare failure.
+///
+/// Nothing is durable, and no slot's position is anyone else's to see, until the unit commits;
+/// a unit that fails is rolled back whole ([`Unit::abandon`]) and every slot goes back to where
+/// it was. Catching up and rebuilding put several batches in one unit, so that a page many
+/// batches touch (an index page, a child's consent state) is written to the WAL once per unit.
 struct Unit {
     tx: sqlx::Transaction<'static, sqlx::Any>,
+    /// A careful unit goes on until it has applied the event at this position (the one that
+    /// spoiled an optimistic unit), then commits.
+    careful_until: Option<Position>,
+    /// The last position applied.
+    last: Position,
     /// Each slot's position and health when the unit began, to go back to on a rollback.
     committed: Vec<(u64, bool)>,
     /// Events applied in this unit.
     events: usize,
     began: Instant,
     /// Slots whose checkpoint moved under them (another projector, a switch of generations):
-    /// nothing of theirs is in the unit; they are reloaded after it commits.
+    /// nothing of theirs is in the unit; they are reloaded after it commits. Careful units only.
     lost: Vec<usize>,
-    /// Slots that stopped in this unit, with the error naming the event.
+    /// Slots that stopped in this unit, with the error naming the event. Careful units only.
     stopped: Vec<(usize, ProjectionError)>,
+    /// Why an optimistic unit cannot be committed: a projection stopped (the error names the
+    /// event) or lost its checkpoint; with the position to be careful up to.
+    spoiled: Option<(Position, ProjectionError)>,
 }
 
 /// Events after which a catch-up or rebuild unit commits.
@@ -576,7 +650,11 @@ const UNIT_TIME: Duration = Duration::from_secs(2);
 
 impl Unit {
     /// Begins a unit for `slots`. On SQLite it takes the write lock at once, see [`begin_write`].
-    async fn begin(db: &ReadDb, slots: &[Slot]) -> Result<Self, ProjectionError> {
+    async fn begin(
+        db: &ReadDb,
+        slots: &[Slot],
+        careful_until: Option<Position>,
+    ) -> Result<Self, ProjectionError> {
         let tx = if db.backend() == Backend::Sqlite {
             db.pool().begin_with("BEGIN IMMEDIATE").await?
         } else {
@@ -584,20 +662,27 @@ impl Unit {
         };
         Ok(Self {
             tx,
+            careful_until,
+            last: 0,
             committed: slots.iter().map(|s| (s.position, s.failed)).collect(),
             events: 0,
             began: Instant::now(),
             lost: Vec::new(),
             stopped: Vec::new(),
+            spoiled: None,
         })
     }
 
-    /// Whether the unit has done enough to commit before the next batch.
+    /// Whether the unit has done enough to commit before the next batch. A careful unit, the
+    /// slow path after a failure, ends once past the event that failed.
     fn is_full(&self) -> bool {
-        self.events >= UNIT_EVENTS || self.began.elapsed() >= UNIT_TIME
+        match self.careful_until {
+            Some(until) => self.last >= until,
+            None => self.events >= UNIT_EVENTS || self.began.elapsed() >= UNIT_TIME,
+        }
     }
 
-    /// Applies `batch` to every healthy slot that has not seen it.
+    /// Applies `batch` to every healthy slot that has not seen it, until the unit is spoiled.
     ///
     /// # Errors
     /// Database failures other than a projection's own: the unit must be abandoned.
@@ -612,17 +697,39 @@ impl Unit {
                 continue;
             }
             let from = batch.partition_point(|e| e.position <= slot.position);
-            if from < batch.len() {
-                self.apply_to(index, slot, &batch[from..], &decoded[from..])
-                    .await?;
+            if from == batch.len() {
+                continue;
+            }
+            let (events, decoded) = (&batch[from..], &decoded[from..]);
+            if self.careful_until.is_some() {
+                self.apply_carefully(index, slot, events, decoded).await?;
+                continue;
+            }
+            match project(&mut self.tx, slot, events, decoded).await {
+                Ok(last) => slot.position = last,
+                Err(TxError::Db(Some(at), e)) if !is_transient(&e) => {
+                    self.spoiled = Some((events[at].position, stopped(slot, &events[at], &e)));
+                    return Ok(());
+                }
+                Err(TxError::Lost) => {
+                    let error = ProjectionError::Invalid(format!(
+                        "another process moved the checkpoint of {} generation {}",
+                        slot.projection.name(),
+                        slot.tables.generation()
+                    ));
+                    self.spoiled = Some((events[events.len() - 1].position, error));
+                    return Ok(());
+                }
+                Err(TxError::Db(_, e)) => return Err(e),
             }
         }
         self.events += batch.len();
+        self.last = batch.last().map_or(self.last, |e| e.position);
         Ok(())
     }
 
-    /// Applies `events` to one slot in a savepoint.
-    async fn apply_to(
+    /// Applies `events` to one slot in a savepoint; a failure stops that slot alone.
+    async fn apply_carefully(
         &mut self,
         index: usize,
         slot: &mut Slot,
@@ -655,14 +762,7 @@ impl Unit {
                 Err(TxError::Db(_, e)) => return Err(e),
             }
         }
-        let event = &events[failed_at];
-        let stopped = ProjectionError::Stopped {
-            projection: slot.projection.name().to_owned(),
-            position: event.position,
-            stream: event.stream,
-            event_type: event.event_type.clone(),
-            reason: error.to_string(),
-        };
+        let stopped = stopped(slot, &events[failed_at], &error);
         sqlx::query(
             "UPDATE projection_generations SET failure = $1 WHERE name = $2 AND generation = $3",
         )
@@ -759,6 +859,17 @@ impl Unit {
     fn abandon(self, slots: &mut [Slot]) {
         restore(slots, &self.committed);
         // Dropping the transaction rolls it back.
+    }
+}
+
+/// The error of a projection that cannot handle `event`.
+fn stopped(slot: &Slot, event: &RecordedEvent, error: &ProjectionError) -> ProjectionError {
+    ProjectionError::Stopped {
+        projection: slot.projection.name().to_owned(),
+        position: event.position,
+        stream: event.stream,
+        event_type: event.event_type.clone(),
+        reason: error.to_string(),
     }
 }
 

@@ -1,8 +1,10 @@
 //! Catching up puts several batches of the log in one read-model transaction (a unit), every
-//! projection in a savepoint of its own. These tests pin what that must not change: a
-//! projection that stops keeps the events before the failing one and the others go on, and a
-//! passing failure rolls the whole unit back so that the retry applies every event exactly once.
-//! On SQLite and on PostgreSQL, with a log longer than two read batches.
+//! projection writing straight into it; when one fails, the unit is rolled back and the same
+//! events are applied again in a careful unit, each projection in a savepoint. These tests pin
+//! what that must not change: a projection that stops keeps the events before the failing one
+//! and the others go on, and a passing failure rolls the whole unit back so that the retry
+//! applies every event exactly once. On SQLite and on PostgreSQL, with a log longer than two
+//! read batches.
 
 #![allow(clippy::unwrap_used)]
 
@@ -275,10 +277,11 @@ async fn a_stop_inside_a_rolled_back_unit_is_met_again_on_the_retry<S: EventStor
     h: Harness<S>,
 ) {
     let positions = long_log(&h).await;
-    // ledger_a stops in the first read batch; ledger_b then fails in passing in the second,
-    // which rolls back the whole unit, ledger_a's stop with it.
+    // ledger_a's refusal spoils the optimistic unit; in the careful one that follows, ledger_a
+    // stops and ledger_b then fails in passing in the same batch, which rolls the careful unit
+    // back, ledger_a's stop with it.
     let refused = positions[100];
-    let dropped = positions[CATCH_UP_BATCH + 100];
+    let dropped = positions[200];
     let projector = Projector::new(
         h.store.clone(),
         h.db.clone(),
