@@ -44,7 +44,7 @@ fn side_by_side() -> Vec<Arc<dyn kring_projections::Projection>> {
     vec![
         Arc::new(memberships::MembershipsProjection),
         Arc::new(conversations::ConversationsProjection::default()),
-        Arc::new(absences::AbsencesProjection),
+        Arc::new(absences::AbsencesProjection::default()),
         Arc::new(activities::ActivitiesProjection),
     ]
 }

@@ -6,9 +6,10 @@
 //! are not over yet (last day on or after the day of the move, in the school's time zone) move
 //! with it; when a child is unenrolled, those are dropped.
 
+use crate::bulk::{Bulk, Cell};
 use crate::db::{from_micros, micros, sealed_text, uuid, ReadDb};
 use crate::error::ProjectionError;
-use crate::projection::{Projected, Projection, Tables};
+use crate::projection::{Buffer, Projected, Projection, Tables};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use kring_domain::child::{ChildEvent, SCHOOL_TIME_ZONE};
@@ -20,7 +21,12 @@ use sqlx::{AnyConnection, Row};
 
 /// The projection.
 #[derive(Debug, Default)]
-pub struct AbsencesProjection;
+pub struct AbsencesProjection {
+    /// The batch's reports not written yet, as rows: written in bulk at the end of the batch,
+    /// or before any other change to the table (which may touch them), so that the table sees
+    /// every change in log order.
+    reports: Buffer<[Cell; 10]>,
+}
 
 /// Its name.
 pub const NAME: &str = "absences";
@@ -44,9 +50,7 @@ CREATE INDEX {absences}_by_group ON {absences} (group_id, from_date);
 CREATE INDEX {absences}_by_child ON {absences} (child_id, from_date)";
 
 const REPORT: &str = "INSERT INTO {absences} (absence_id, child_id, school_id, group_id, from_date, to_date, reason, reported_by,
-    reported_at, cancelled)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)
-ON CONFLICT (absence_id) DO NOTHING";
+    reported_at, cancelled)";
 const CANCEL: &str = "UPDATE {absences} SET cancelled = 1, cancelled_by = $1, cancelled_at = $2 WHERE absence_id = $3 AND child_id = $4";
 const FOLLOW_MOVE: &str =
     "UPDATE {absences} SET group_id = $1 WHERE child_id = $2 AND to_date >= $3";
@@ -81,21 +85,33 @@ impl Projection for AbsencesProjection {
                     .date_naive(),
             )
         };
+        let position = e.recorded.position;
+        if let Event::Child(ChildEvent::PlannedAbsenceReported(d)) = e.event {
+            let row = [
+                Cell::Text(d.absence_id.to_string()),
+                Cell::Text(d.child_id.to_string()),
+                Cell::Text(d.school_id.to_string()),
+                Cell::Text(d.group_id.to_string()),
+                Cell::Text(date_text(d.from)),
+                Cell::Text(date_text(d.to)),
+                Cell::Text(sealed_text(&d.reason, "an absence reason")?),
+                Cell::Text(d.reported_by.to_string()),
+                Cell::Int(micros(e.recorded.occurred_at)),
+                Cell::Int(0),
+            ];
+            self.reports.push(t, position, Some(row));
+            return Ok(());
+        }
+        self.reports.push(t, position, None);
+        if !matches!(
+            e.event,
+            Event::Child(ChildEvent::PlannedAbsenceCancelled(_))
+                | Event::School(SchoolEvent::ChildMoved(_) | SchoolEvent::ChildUnenrolled(_))
+        ) {
+            return Ok(());
+        }
+        self.write_reports(tx, t).await?;
         match e.event {
-            Event::Child(ChildEvent::PlannedAbsenceReported(d)) => {
-                sqlx::query(&t.sql(REPORT))
-                    .bind(d.absence_id.to_string())
-                    .bind(d.child_id.to_string())
-                    .bind(d.school_id.to_string())
-                    .bind(d.group_id.to_string())
-                    .bind(date_text(d.from))
-                    .bind(date_text(d.to))
-                    .bind(sealed_text(&d.reason, "an absence reason")?)
-                    .bind(d.reported_by.to_string())
-                    .bind(micros(e.recorded.occurred_at))
-                    .execute(&mut *tx)
-                    .await?;
-            }
             Event::Child(ChildEvent::PlannedAbsenceCancelled(d)) => {
                 sqlx::query(&t.sql(CANCEL))
                     .bind(d.by.to_string())
@@ -122,6 +138,30 @@ impl Projection for AbsencesProjection {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+        self.write_reports(tx, t).await
+    }
+}
+
+impl AbsencesProjection {
+    /// Writes the buffered reports, in one statement per few hundred.
+    async fn write_reports(
+        &self,
+        tx: &mut AnyConnection,
+        t: &Tables,
+    ) -> Result<(), ProjectionError> {
+        let rows = self.reports.take(t);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut bulk = Bulk::new(t.sql(REPORT), 10, " ON CONFLICT (absence_id) DO NOTHING");
+        for row in rows {
+            bulk.row(row);
+        }
+        bulk.execute(tx).await?;
         Ok(())
     }
 }

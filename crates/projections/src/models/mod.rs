@@ -19,7 +19,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(consent::ConsentProjection::default()),
         Arc::new(memberships::MembershipsProjection),
         Arc::new(conversations::ConversationsProjection::default()),
-        Arc::new(absences::AbsencesProjection),
+        Arc::new(absences::AbsencesProjection::default()),
         Arc::new(activities::ActivitiesProjection),
         Arc::new(visibility::VisibilityProjection::default()),
         Arc::new(outbox::OutboxProjection::default()),
