@@ -47,7 +47,9 @@ pub trait Projection: Send + Sync + 'static {
         event: Projected<'_>,
     ) -> Result<(), ProjectionError>;
 
-    /// Called before each batch's transaction commits, to write what `apply` buffered.
+    /// Called at the end of each batch, inside the transaction, to write what `apply` buffered.
+    /// The transaction may hold several batches and commit later; the next batch's `apply`
+    /// and `flush` see this one's writes.
     ///
     /// # Errors
     /// As [`Projection::apply`].
@@ -59,7 +61,8 @@ pub trait Projection: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Forgets anything buffered or cached since the last commit (the batch rolled back).
+    /// Forgets anything buffered or cached since the last commit: the transaction rolled back,
+    /// or the checkpoint moved under the projection.
     fn reset(&self) {}
 }
 
