@@ -166,7 +166,7 @@ pub fn to_u64(n: i64) -> u64 {
 /// An id stored as text in a read model.
 ///
 /// # Errors
-/// [`ProjectionError::Invalid`] for text that is not a UUID.
+/// [`crate::ProjectionError::Invalid`] for text that is not a UUID.
 pub fn uuid(s: &str) -> Result<uuid::Uuid, crate::ProjectionError> {
     uuid::Uuid::parse_str(s)
         .map_err(|e| crate::ProjectionError::Invalid(format!("bad id {s:?} in a read model: {e}")))
@@ -177,7 +177,7 @@ pub fn uuid(s: &str) -> Result<uuid::Uuid, crate::ProjectionError> {
 /// read model.
 ///
 /// # Errors
-/// [`ProjectionError::Invalid`] for an unsealed field.
+/// [`crate::ProjectionError::Invalid`] for an unsealed field.
 pub fn sealed_text(
     field: &kring_domain::Sealed<String>,
     what: &str,

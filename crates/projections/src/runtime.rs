@@ -1,10 +1,12 @@
 //! The projector runtime.
 //!
 //! - One read of the global log feeds every projection. Each batch is applied to every
-//!   projection in one read-model transaction (a [`Unit`]), each projection inside a savepoint
-//!   together with its checkpoint advance (exactly once). The checkpoint update is conditional
-//!   on the position it started from, so even two projectors racing on one database cannot apply
-//!   a batch twice. Catching up and rebuilding put several batches in one transaction.
+//!   projection in one read-model transaction (a `Unit`) that also advances their checkpoints
+//!   (exactly once). A checkpoint update is conditional on the position it started from, so even
+//!   two projectors racing on one database cannot apply a batch twice. Catching up and
+//!   rebuilding put several batches in one transaction. When a projection fails, the
+//!   transaction is rolled back and the same events applied again with a savepoint for each
+//!   projection, so that the failing one stops alone.
 //! - Catch up in large batches, then follow live, woken by the store's subscription.
 //! - A projection that cannot handle an event stops at it — the events before it committed,
 //!   that one named by position, stream and type — and the others keep running.
@@ -267,8 +269,9 @@ impl<S: EventStore + Clone> Projector<S> {
     }
 
     /// Applies everything up to the log's current head, then returns how many events of the
-    /// log it went through. Several batches go in one transaction ([`Unit`]); the projections are held only
-    /// for one unit at a time, so a rebuild's switch or a live batch can come in between.
+    /// log it went through. Several batches go in one transaction (a `Unit`); the projections
+    /// are held only for one unit at a time, so a rebuild's switch or a live batch can come in
+    /// between.
     ///
     /// # Errors
     /// Store or database failures.
@@ -509,13 +512,9 @@ impl<S: EventStore + Clone> Projector<S> {
                 );
                 applied?;
                 *batch = next?;
+                // A rebuild's units are never careful: a stop spoils them, and is its error.
                 if let Some((at, spoiled)) = unit.spoiled.take() {
                     return if strict { Err(spoiled) } else { Ok(Some(at)) };
-                }
-                if strict {
-                    if let Some((_, stopped)) = unit.stopped.pop() {
-                        return Err(stopped);
-                    }
                 }
                 if unit.is_full() || !unit.lost.is_empty() {
                     break;
