@@ -314,6 +314,59 @@ async fn a_stop_inside_a_rolled_back_unit_is_met_again_on_the_retry<S: EventStor
     assert_eq!(ledger(&h.db, "ledger_b").await, positions);
 }
 
+async fn a_stop_in_a_live_batch_keeps_the_other_projection_going<S: EventStore + Clone>(
+    h: Harness<S>,
+) {
+    let positions = long_log(&h).await;
+    let refused = positions[1_000];
+    let projector = Projector::new(
+        h.store.clone(),
+        h.db.clone(),
+        vec![
+            Arc::new(Ledger {
+                refuse: Some(refused),
+                ..Ledger::a()
+            }),
+            Arc::new(Ledger::b()),
+        ],
+    )
+    .await
+    .unwrap();
+    // As the live projector does: one batch at a time, each in one transaction.
+    let batch = h.store.read_all(0, 2_000).await.unwrap();
+    assert!(!projector.apply_batch(&batch).await.unwrap());
+    let batch_end = batch[batch.len() - 1].position;
+    let board = projector.board().all();
+    let failure = board[0].failure.clone().expect("ledger_a reports its stop");
+    assert!(failure.contains(&refused.to_string()), "{failure}");
+    assert_eq!(
+        (board[1].position, board[1].failure.clone()),
+        (batch_end, None)
+    );
+    let before: Vec<Position> = positions.iter().copied().filter(|p| *p < refused).collect();
+    assert_eq!(ledger(&h.db, "ledger_a").await, before);
+    assert_eq!(
+        ledger(&h.db, "ledger_b").await,
+        positions
+            .iter()
+            .copied()
+            .filter(|p| *p <= batch_end)
+            .collect::<Vec<_>>()
+    );
+    // The next batch goes to ledger_b alone.
+    let next = h.store.read_all(batch_end, 2_000).await.unwrap();
+    assert!(!projector.apply_batch(&next).await.unwrap());
+    assert_eq!(
+        ledger(&h.db, "ledger_a").await,
+        before,
+        "a stopped projection stays"
+    );
+    assert_eq!(
+        projector.board().all()[1].position,
+        next[next.len() - 1].position
+    );
+}
+
 /// Runs a test on SQLite and on PostgreSQL with no projection in the harness's own projector:
 /// each test brings its ledgers.
 macro_rules! on_both {
@@ -341,4 +394,5 @@ on_both!(
     a_projection_that_stops_inside_a_unit_keeps_what_came_before_and_the_others_go_on,
     a_passing_failure_inside_a_unit_rolls_it_back_and_the_retry_applies_each_event_once,
     a_stop_inside_a_rolled_back_unit_is_met_again_on_the_retry,
+    a_stop_in_a_live_batch_keeps_the_other_projection_going,
 );
