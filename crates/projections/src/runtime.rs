@@ -31,12 +31,13 @@ use tokio::sync::{watch, Mutex};
 /// transaction keeps the projection lag low when the projector falls a little behind.
 pub const BATCH: usize = 2000;
 /// Events read from the log per batch when catching up and rebuilding. Larger batches mean
-/// fewer rewrites of the same rows (a school's roster state, a post), but every event of a
-/// batch is held decoded, and buffered by the projections that need it: on the 1M-event rebuild
-/// benchmark 2,000 → 5,000 took 15.0k to 20.6k events/s at 206 MiB peak RSS; 10,000 reached
-/// 23.7k but 304 MiB, and 20,000 486 MiB, over the 256 MiB budget. Several batches share a
-/// transaction instead ([`UNIT_EVENTS`]).
-pub const CATCH_UP_BATCH: usize = 5000;
+/// fewer statements and fewer rewrites of the same rows (a school's roster state, a child's
+/// consents), but every event of a batch is held decoded, and buffered by the projections that
+/// need it. On the 1M-event rebuild (`docs/benchmarks.md`, session 5): 5,000 took 30–33 s at
+/// 205–223 MiB peak RSS; 10,000 took 25–28 s at 224–234 MiB (with SQLite on mimalloc too; on
+/// glibc's malloc 263–267 MiB); 20,000 was no faster than 10,000 and peaked at 330 MiB, over
+/// the 256 MiB budget. Several batches share a transaction ([`UNIT_EVENTS`]).
+pub const CATCH_UP_BATCH: usize = 10_000;
 /// The first and the longest wait before following the log again after a passing failure.
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
