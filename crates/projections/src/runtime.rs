@@ -125,6 +125,21 @@ struct Slot {
     failed: bool,
 }
 
+impl Slot {
+    /// Forgets what the projection buffered and takes its active generation and position from
+    /// the database (another projector or a rebuild may have moved them).
+    async fn reload(&mut self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
+        self.projection.reset();
+        if let Some((generation, position)) = active(conn, self.projection.name()).await? {
+            if generation != self.tables.generation() {
+                self.tables = Tables::new(self.projection.tables(), generation);
+            }
+            self.position = position;
+        }
+        Ok(())
+    }
+}
+
 /// Runs a set of projections against one read-model database.
 pub struct Projector<S> {
     store: S,
@@ -258,13 +273,7 @@ impl<S: EventStore + Clone> Projector<S> {
         let mut conn = self.db.pool().acquire().await?;
         let mut slots = self.slots.lock().await;
         for slot in slots.iter_mut() {
-            if let Some((generation, position)) = active(&mut conn, slot.projection.name()).await? {
-                if generation != slot.tables.generation() {
-                    slot.tables = Tables::new(slot.projection.tables(), generation);
-                }
-                slot.position = position;
-                slot.projection.reset();
-            }
+            slot.reload(&mut conn).await?;
         }
         Ok(())
     }
@@ -830,14 +839,7 @@ impl Unit {
         if !lost.is_empty() {
             let mut conn = db.pool().acquire().await?;
             for &index in &lost {
-                let slot = &mut slots[index];
-                slot.projection.reset();
-                if let Some((generation, position)) =
-                    active(&mut conn, slot.projection.name()).await?
-                {
-                    slot.tables = Tables::new(slot.projection.tables(), generation);
-                    slot.position = position;
-                }
+                slots[index].reload(&mut conn).await?;
             }
         }
         if let Some(board) = board {

@@ -145,16 +145,30 @@ async fn ledger(db: &ReadDb, table: &str) -> Vec<Position> {
         .collect()
 }
 
-/// Each projection's committed position, as a projector opened afresh on the database sees it.
-async fn committed<S: EventStore + Clone>(h: &Harness<S>) -> Vec<(String, Position)> {
-    let fresh = Projector::new(
+/// A projector of ledgers `a` and `b` over the harness's log and read models.
+async fn ledgers<S: EventStore + Clone>(h: &Harness<S>, a: Ledger, b: Ledger) -> Projector<S> {
+    Projector::new(
         h.store.clone(),
         h.db.clone(),
-        vec![Arc::new(Ledger::a()), Arc::new(Ledger::b())],
+        vec![Arc::new(a), Arc::new(b)],
     )
     .await
-    .unwrap();
-    fresh
+    .unwrap()
+}
+
+/// The positions before `position`.
+fn positions_before(positions: &[Position], position: Position) -> Vec<Position> {
+    positions
+        .iter()
+        .copied()
+        .filter(|p| *p < position)
+        .collect()
+}
+
+/// Each projection's committed position, as a projector opened afresh on the database sees it.
+async fn committed<S: EventStore + Clone>(h: &Harness<S>) -> Vec<(String, Position)> {
+    ledgers(h, Ledger::a(), Ledger::b())
+        .await
         .board()
         .all()
         .into_iter()
@@ -170,21 +184,17 @@ async fn a_projection_that_stops_inside_a_unit_keeps_what_came_before_and_the_ot
     let positions = long_log(&h).await;
     // In the second read batch, so that the unit has already applied a whole batch before.
     let refused = positions[CATCH_UP_BATCH + 100];
-    let before: Vec<Position> = positions.iter().copied().filter(|p| *p < refused).collect();
+    let before = positions_before(&positions, refused);
     let head = *positions.last().unwrap();
-    let projector = Projector::new(
-        h.store.clone(),
-        h.db.clone(),
-        vec![
-            Arc::new(Ledger {
-                refuse: Some(refused),
-                ..Ledger::a()
-            }),
-            Arc::new(Ledger::b()),
-        ],
+    let projector = ledgers(
+        &h,
+        Ledger {
+            refuse: Some(refused),
+            ..Ledger::a()
+        },
+        Ledger::b(),
     )
-    .await
-    .unwrap();
+    .await;
 
     assert_eq!(projector.catch_up().await.unwrap(), positions.len() as u64);
 
@@ -220,19 +230,15 @@ async fn a_passing_failure_inside_a_unit_rolls_it_back_and_the_retry_applies_eac
 ) {
     let positions = long_log(&h).await;
     let dropped = positions[CATCH_UP_BATCH + 100];
-    let projector = Projector::new(
-        h.store.clone(),
-        h.db.clone(),
-        vec![
-            Arc::new(Ledger {
-                drop_once: Mutex::new(Some(dropped)),
-                ..Ledger::a()
-            }),
-            Arc::new(Ledger::b()),
-        ],
+    let projector = ledgers(
+        &h,
+        Ledger {
+            drop_once: Mutex::new(Some(dropped)),
+            ..Ledger::a()
+        },
+        Ledger::b(),
     )
-    .await
-    .unwrap();
+    .await;
 
     let error = projector.catch_up().await.unwrap_err();
     assert!(kring_projections::runtime::is_transient(&error), "{error}");
@@ -282,22 +288,18 @@ async fn a_stop_inside_a_rolled_back_unit_is_met_again_on_the_retry<S: EventStor
     // back, ledger_a's stop with it.
     let refused = positions[100];
     let dropped = positions[200];
-    let projector = Projector::new(
-        h.store.clone(),
-        h.db.clone(),
-        vec![
-            Arc::new(Ledger {
-                refuse: Some(refused),
-                ..Ledger::a()
-            }),
-            Arc::new(Ledger {
-                drop_once: Mutex::new(Some(dropped)),
-                ..Ledger::b()
-            }),
-        ],
+    let projector = ledgers(
+        &h,
+        Ledger {
+            refuse: Some(refused),
+            ..Ledger::a()
+        },
+        Ledger {
+            drop_once: Mutex::new(Some(dropped)),
+            ..Ledger::b()
+        },
     )
-    .await
-    .unwrap();
+    .await;
 
     projector.catch_up().await.unwrap_err();
     assert!(
@@ -309,7 +311,7 @@ async fn a_stop_inside_a_rolled_back_unit_is_met_again_on_the_retry<S: EventStor
     let board = projector.board().all();
     let failure = board[0].failure.clone().expect("ledger_a stops again");
     assert!(failure.contains(&refused.to_string()), "{failure}");
-    let before: Vec<Position> = positions.iter().copied().filter(|p| *p < refused).collect();
+    let before = positions_before(&positions, refused);
     assert_eq!(ledger(&h.db, "ledger_a").await, before);
     assert_eq!(ledger(&h.db, "ledger_b").await, positions);
 }
@@ -319,19 +321,15 @@ async fn a_stop_in_a_live_batch_keeps_the_other_projection_going<S: EventStore +
 ) {
     let positions = long_log(&h).await;
     let refused = positions[1_000];
-    let projector = Projector::new(
-        h.store.clone(),
-        h.db.clone(),
-        vec![
-            Arc::new(Ledger {
-                refuse: Some(refused),
-                ..Ledger::a()
-            }),
-            Arc::new(Ledger::b()),
-        ],
+    let projector = ledgers(
+        &h,
+        Ledger {
+            refuse: Some(refused),
+            ..Ledger::a()
+        },
+        Ledger::b(),
     )
-    .await
-    .unwrap();
+    .await;
     // As the live projector does: one batch at a time, each in one transaction.
     let batch = h.store.read_all(0, 2_000).await.unwrap();
     assert!(!projector.apply_batch(&batch).await.unwrap());
@@ -343,7 +341,7 @@ async fn a_stop_in_a_live_batch_keeps_the_other_projection_going<S: EventStore +
         (board[1].position, board[1].failure.clone()),
         (batch_end, None)
     );
-    let before: Vec<Position> = positions.iter().copied().filter(|p| *p < refused).collect();
+    let before = positions_before(&positions, refused);
     assert_eq!(ledger(&h.db, "ledger_a").await, before);
     assert_eq!(
         ledger(&h.db, "ledger_b").await,
