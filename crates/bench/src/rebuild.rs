@@ -50,7 +50,7 @@ pub async fn child(data_dir: PathBuf, database_url: Option<String>) -> Result<()
     let projector = system.projector().await.map_err(|e| e.to_string())?;
     let head = system.store.head().await.map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let events = projector.catch_up().await.map_err(|e| e.to_string())?;
+    let events = projector.rebuild(&[]).await.map_err(|e| e.to_string())?;
     let seconds = start.elapsed().as_secs_f64();
     let statuses = projector.board().all();
     for status in &statuses {

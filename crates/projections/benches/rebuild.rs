@@ -83,7 +83,7 @@ async fn rebuild(dir: &Path) {
         .unwrap();
     let head = store.head().await.unwrap();
     let start = Instant::now();
-    let read = projector.catch_up().await.unwrap();
+    let read = projector.rebuild(&[]).await.unwrap();
     let secs = start.elapsed().as_secs_f64();
     for status in projector.board().all() {
         assert_eq!(

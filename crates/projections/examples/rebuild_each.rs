@@ -44,7 +44,7 @@ async fn catch_up(
         .await
         .unwrap();
     let start = Instant::now();
-    let read = projector.catch_up().await.unwrap();
+    let read = projector.rebuild(&[]).await.unwrap();
     let secs = start.elapsed().as_secs_f64();
     println!(
         "{label:>14}: {read} events in {secs:.2} s = {:.0} ev/s",

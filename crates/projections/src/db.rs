@@ -29,9 +29,12 @@ use std::time::Duration;
 ///   per checkpoint; the default (1,000 pages) checkpointed at nearly every commit.
 /// - `cache_size = -32768` (32 MiB per connection, the default is 2 MiB): the pages a batch
 ///   loads and writes back stay in memory instead of being read again with `pread`.
+/// - `temp_store = MEMORY`: statement journals (every multi-row `INSERT … ON CONFLICT` keeps
+///   one, to undo just that statement) live in memory instead of temporary files that are
+///   created, written and deleted hundreds of times per rebuild (session 6).
 const SQLITE_PRAGMAS: &str = "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
-     PRAGMA wal_autocheckpoint = 4096; PRAGMA cache_size = -32768;";
+     PRAGMA wal_autocheckpoint = 4096; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;";
 
 /// Which database a [`ReadDb`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

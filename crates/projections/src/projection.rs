@@ -31,8 +31,18 @@ pub trait Projection: Send + Sync + 'static {
     /// The logical table names it owns.
     fn tables(&self) -> &'static [&'static str];
 
-    /// Portable DDL creating its tables, statements separated by `;`, tables as `{name}`.
+    /// Portable DDL creating its tables, statements separated by `;`, tables as `{name}`. It
+    /// holds the indexes the projection's own statements need.
     fn schema(&self) -> &'static str;
+
+    /// Portable DDL creating the indexes that only queries use, never the projection's own
+    /// statements; written like [`Projection::schema`]. A generation made by a rebuild gets
+    /// them after its fill and before it serves: sorting the rows once is far cheaper than
+    /// keeping such an index in order through every insert (on the 1M-event rebuild into
+    /// SQLite, their random inserts were most of the pages written; `docs/benchmarks.md`).
+    fn query_indexes(&self) -> &'static str {
+        ""
+    }
 
     /// Applies one event inside the batch's transaction. Events it does not care about are
     /// ignored (return `Ok`).

@@ -187,7 +187,7 @@ impl<S: EventStore + Clone> Projector<S> {
                 None => {
                     let tables = Tables::new(projection.tables(), 1);
                     let mut tx = begin_write(&mut conn).await?;
-                    create_generation(&mut tx, projection.as_ref(), &tables, 1).await?;
+                    create_generation(&mut tx, projection.as_ref(), &tables, 1, true).await?;
                     switch_views(&mut tx, &tables).await?;
                     sqlx::query("UPDATE projection_generations SET active = 1 WHERE name = $1 AND generation = 1")
                         .bind(projection.name())
@@ -399,7 +399,7 @@ impl<S: EventStore + Clone> Projector<S> {
             .await?;
             let tables = Tables::new(projection.tables(), generation + 1);
             let mut tx = begin_write(&mut conn).await?;
-            create_generation(&mut tx, projection.as_ref(), &tables, generation + 1).await?;
+            create_generation(&mut tx, projection.as_ref(), &tables, generation + 1, false).await?;
             tx.commit().await?;
             fresh.push(Slot {
                 projection: Arc::clone(projection),
@@ -409,9 +409,15 @@ impl<S: EventStore + Clone> Projector<S> {
             });
         }
         drop(conn);
-        // Fill the fresh generation while the live one keeps serving.
+        // Fill the fresh generation while the live one keeps serving, then index it for its
+        // queries (the live projector still runs meanwhile).
         let mut read = 0;
         self.fill(&mut fresh, &mut read).await?;
+        let mut conn = self.db.pool().acquire().await?;
+        for slot in &fresh {
+            create_query_indexes(&mut conn, slot.projection.as_ref(), &slot.tables).await?;
+        }
+        drop(conn);
         // Switch: hold the live projector, finish the last events, swap views and activity.
         let mut live = self.slots.lock().await;
         self.fill(&mut fresh, &mut read).await?;
@@ -994,23 +1000,23 @@ async fn active(
     Ok(row.map(|r| (r.get::<i64, _>(0), to_u64(r.get::<i64, _>(1)))))
 }
 
+/// Creates `generation` of `projection`'s tables (dropping any left over under the same names),
+/// inactive and at position 0. A generation that serves at once gets its query indexes now; a
+/// rebuild's gets them from [`create_query_indexes`] after its fill.
 async fn create_generation(
     tx: &mut AnyConnection,
     projection: &dyn Projection,
     tables: &Tables,
     generation: i64,
+    query_indexes: bool,
 ) -> Result<(), ProjectionError> {
     for (_, physical) in tables.pairs() {
         tx.execute(format!("DROP TABLE IF EXISTS {physical}").as_str())
             .await?;
     }
-    for statement in tables
-        .render(projection.schema())
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        tx.execute(statement).await?;
+    execute_ddl(tx, tables, projection.schema()).await?;
+    if query_indexes {
+        execute_ddl(tx, tables, projection.query_indexes()).await?;
     }
     sqlx::query("DELETE FROM projection_generations WHERE name = $1 AND generation = $2")
         .bind(projection.name())
@@ -1022,6 +1028,35 @@ async fn create_generation(
         .bind(generation)
         .execute(&mut *tx)
         .await?;
+    Ok(())
+}
+
+/// Creates the query indexes of a filled generation, in one transaction.
+async fn create_query_indexes(
+    conn: &mut AnyConnection,
+    projection: &dyn Projection,
+    tables: &Tables,
+) -> Result<(), ProjectionError> {
+    let mut tx = begin_write(conn).await?;
+    execute_ddl(&mut tx, tables, projection.query_indexes()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Runs `ddl` (statements separated by `;`, tables as `{name}`) for `tables`.
+async fn execute_ddl(
+    tx: &mut AnyConnection,
+    tables: &Tables,
+    ddl: &str,
+) -> Result<(), ProjectionError> {
+    for statement in tables
+        .render(ddl)
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        tx.execute(statement).await?;
+    }
     Ok(())
 }
 

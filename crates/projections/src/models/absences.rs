@@ -46,8 +46,11 @@ CREATE TABLE {absences} (
     cancelled_by TEXT,
     cancelled_at BIGINT
 );
-CREATE INDEX {absences}_by_group ON {absences} (group_id, from_date);
 CREATE INDEX {absences}_by_child ON {absences} (child_id, from_date)";
+
+/// Indexes only queries use (see [`Projection::query_indexes`]).
+const QUERY_INDEXES: &str = "
+CREATE INDEX {absences}_by_group ON {absences} (group_id, from_date)";
 
 const REPORT: &str = "INSERT INTO {absences} (absence_id, child_id, school_id, group_id, from_date, to_date, reason, reported_by,
     reported_at, cancelled)";
@@ -68,6 +71,10 @@ impl Projection for AbsencesProjection {
 
     fn schema(&self) -> &'static str {
         SCHEMA
+    }
+
+    fn query_indexes(&self) -> &'static str {
+        QUERY_INDEXES
     }
 
     async fn apply(

@@ -31,7 +31,10 @@ CREATE TABLE {access_log} (
     accessor_id TEXT NOT NULL,
     reason TEXT NOT NULL,
     at BIGINT NOT NULL
-);
+)";
+
+/// Indexes only queries use (see [`Projection::query_indexes`]).
+const QUERY_INDEXES: &str = "
 CREATE INDEX {access_log}_by_subject ON {access_log} (subject_kind, subject_id, position)";
 
 const INSERT: &str = "INSERT INTO {access_log} (position, event_id, subject_kind, subject_id, accessor_kind, accessor_id,
@@ -63,6 +66,10 @@ impl Projection for AccessLogProjection {
 
     fn schema(&self) -> &'static str {
         SCHEMA
+    }
+
+    fn query_indexes(&self) -> &'static str {
+        QUERY_INDEXES
     }
 
     async fn apply(

@@ -34,14 +34,17 @@ CREATE TABLE {activities} (
     cancelled_by TEXT,
     cancelled_at BIGINT
 );
-CREATE INDEX {activities}_by_group ON {activities} (group_id, starts_at);
 CREATE TABLE {activity_volunteers} (
     activity_id TEXT NOT NULL,
     person_id TEXT NOT NULL,
     signed_up_at BIGINT NOT NULL,
     position BIGINT NOT NULL,
     PRIMARY KEY (activity_id, person_id)
-);
+)";
+
+/// Indexes only queries use (see [`Projection::query_indexes`]).
+const QUERY_INDEXES: &str = "
+CREATE INDEX {activities}_by_group ON {activities} (group_id, starts_at);
 CREATE INDEX {activity_volunteers}_by_person ON {activity_volunteers} (person_id)";
 
 const SCHEDULE: &str = "INSERT INTO {activities} (activity_id, school_id, group_id, title, starts_at, ends_at, slots, scheduled_by, cancelled)
@@ -65,6 +68,10 @@ impl Projection for ActivitiesProjection {
 
     fn schema(&self) -> &'static str {
         SCHEMA
+    }
+
+    fn query_indexes(&self) -> &'static str {
+        QUERY_INDEXES
     }
 
     async fn apply(

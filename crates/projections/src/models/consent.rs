@@ -60,7 +60,10 @@ CREATE TABLE {consent_history} (
     occurred_at BIGINT NOT NULL,
     recorded_at BIGINT NOT NULL,
     effective_after BIGINT NOT NULL
-);
+)";
+
+/// Indexes only queries use (see [`Projection::query_indexes`]).
+const QUERY_INDEXES: &str = "
 CREATE INDEX {consent_history}_by_child ON {consent_history} (child_id, purpose, occurred_at)";
 
 const UPSERT: &str = "INSERT INTO {consent_decisions} (child_id, purpose, guardian_id, granted, at, policy_version, method)";
@@ -84,6 +87,10 @@ impl Projection for ConsentProjection {
 
     fn schema(&self) -> &'static str {
         SCHEMA
+    }
+
+    fn query_indexes(&self) -> &'static str {
+        QUERY_INDEXES
     }
 
     async fn apply(

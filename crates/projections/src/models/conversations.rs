@@ -38,13 +38,11 @@ CREATE TABLE {conversations} (
     last_author_id TEXT,
     message_count BIGINT NOT NULL
 );
-CREATE INDEX {conversations}_by_child ON {conversations} (child_id);
 CREATE TABLE {conversation_participants} (
     conversation_id TEXT NOT NULL,
     person_id TEXT NOT NULL,
     PRIMARY KEY (conversation_id, person_id)
 );
-CREATE INDEX {conversation_participants}_by_person ON {conversation_participants} (person_id);
 CREATE TABLE {conversation_messages} (
     position BIGINT PRIMARY KEY,
     message_id TEXT NOT NULL,
@@ -52,7 +50,12 @@ CREATE TABLE {conversation_messages} (
     author_id TEXT NOT NULL,
     body TEXT NOT NULL,
     at BIGINT NOT NULL
-);
+)";
+
+/// Indexes only queries use (see [`Projection::query_indexes`]).
+const QUERY_INDEXES: &str = "
+CREATE INDEX {conversations}_by_child ON {conversations} (child_id);
+CREATE INDEX {conversation_participants}_by_person ON {conversation_participants} (person_id);
 CREATE INDEX {conversation_messages}_by_conversation ON {conversation_messages} (conversation_id, position)";
 
 const LOAD: &str = "SELECT conversation_id, school_id, child_id, started_by, started_at, last_message_at,
@@ -97,6 +100,10 @@ impl Projection for ConversationsProjection {
 
     fn schema(&self) -> &'static str {
         SCHEMA
+    }
+
+    fn query_indexes(&self) -> &'static str {
+        QUERY_INDEXES
     }
 
     async fn apply(

@@ -68,8 +68,6 @@ CREATE TABLE {outbox_notifications} (
     created_at BIGINT NOT NULL,
     release_at BIGINT NOT NULL
 );
-CREATE INDEX {outbox_notifications}_by_release ON {outbox_notifications} (release_at);
-CREATE INDEX {outbox_notifications}_by_recipient ON {outbox_notifications} (recipient_id, release_at);
 CREATE TABLE {outbox_conversations} (
     conversation_id TEXT PRIMARY KEY,
     school_id TEXT NOT NULL,
@@ -96,6 +94,11 @@ CREATE TABLE {outbox_quiet_hours} (
     schedule TEXT NOT NULL,
     set_at BIGINT NOT NULL
 )";
+
+/// Indexes only queries use (see [`Projection::query_indexes`]).
+const QUERY_INDEXES: &str = "
+CREATE INDEX {outbox_notifications}_by_release ON {outbox_notifications} (release_at);
+CREATE INDEX {outbox_notifications}_by_recipient ON {outbox_notifications} (recipient_id, release_at)";
 
 const STAFF: &str = "INSERT INTO {outbox_staff} (school_id, person_id)";
 const STAFF_LEFT: &str = "DELETE FROM {outbox_staff} WHERE school_id = $1 AND person_id = $2";
@@ -187,6 +190,10 @@ impl Projection for OutboxProjection {
 
     fn schema(&self) -> &'static str {
         SCHEMA
+    }
+
+    fn query_indexes(&self) -> &'static str {
+        QUERY_INDEXES
     }
 
     async fn apply(

@@ -88,7 +88,6 @@ CREATE TABLE {feed_posts} (
     live BIGINT NOT NULL,
     state TEXT NOT NULL
 );
-CREATE INDEX {feed_posts}_by_group ON {feed_posts} (group_id, posted_at);
 CREATE TABLE {media_items} (
     media_id TEXT PRIMARY KEY,
     post_id TEXT NOT NULL,
@@ -97,13 +96,17 @@ CREATE TABLE {media_items} (
     ordinal BIGINT NOT NULL,
     live BIGINT NOT NULL
 );
-CREATE INDEX {media_items}_by_post ON {media_items} (post_id, ordinal);
 CREATE TABLE {group_audience} (
     group_id TEXT NOT NULL,
     person_id TEXT NOT NULL,
     PRIMARY KEY (group_id, person_id)
 );
 CREATE INDEX {group_audience}_by_person ON {group_audience} (person_id, group_id)";
+
+/// Indexes only queries use (see [`Projection::query_indexes`]).
+const QUERY_INDEXES: &str = "
+CREATE INDEX {feed_posts}_by_group ON {feed_posts} (group_id, posted_at);
+CREATE INDEX {media_items}_by_post ON {media_items} (post_id, ordinal)";
 
 /// The projection: media visibility and the feed.
 #[derive(Debug, Default)]
@@ -132,6 +135,10 @@ impl Projection for VisibilityProjection {
 
     fn schema(&self) -> &'static str {
         SCHEMA
+    }
+
+    fn query_indexes(&self) -> &'static str {
+        QUERY_INDEXES
     }
 
     async fn apply(
