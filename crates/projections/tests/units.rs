@@ -54,6 +54,14 @@ impl Ledger {
             ..Self::a()
         }
     }
+
+    /// Ledger a, refusing the event at `position`.
+    fn a_refusing(position: Position) -> Self {
+        Self {
+            refuse: Some(position),
+            ..Self::a()
+        }
+    }
 }
 
 #[async_trait]
@@ -186,15 +194,7 @@ async fn a_projection_that_stops_inside_a_unit_keeps_what_came_before_and_the_ot
     let refused = positions[CATCH_UP_BATCH + 100];
     let before = positions_before(&positions, refused);
     let head = *positions.last().unwrap();
-    let projector = ledgers(
-        &h,
-        Ledger {
-            refuse: Some(refused),
-            ..Ledger::a()
-        },
-        Ledger::b(),
-    )
-    .await;
+    let projector = ledgers(&h, Ledger::a_refusing(refused), Ledger::b()).await;
 
     assert_eq!(projector.catch_up().await.unwrap(), positions.len() as u64);
 
@@ -290,10 +290,7 @@ async fn a_stop_inside_a_rolled_back_unit_is_met_again_on_the_retry<S: EventStor
     let dropped = positions[200];
     let projector = ledgers(
         &h,
-        Ledger {
-            refuse: Some(refused),
-            ..Ledger::a()
-        },
+        Ledger::a_refusing(refused),
         Ledger {
             drop_once: Mutex::new(Some(dropped)),
             ..Ledger::b()
@@ -321,15 +318,7 @@ async fn a_stop_in_a_live_batch_keeps_the_other_projection_going<S: EventStore +
 ) {
     let positions = long_log(&h).await;
     let refused = positions[1_000];
-    let projector = ledgers(
-        &h,
-        Ledger {
-            refuse: Some(refused),
-            ..Ledger::a()
-        },
-        Ledger::b(),
-    )
-    .await;
+    let projector = ledgers(&h, Ledger::a_refusing(refused), Ledger::b()).await;
     // As the live projector does: one batch at a time, each in one transaction.
     let batch = h.store.read_all(0, 2_000).await.unwrap();
     assert!(!projector.apply_batch(&batch).await.unwrap());
