@@ -44,6 +44,25 @@ pub trait Projection: Send + Sync + 'static {
         ""
     }
 
+    /// Bump when what a row holds changes without a change to the DDL: a state column's
+    /// encoding, the meaning of a value. Part of [`Projection::fingerprint`].
+    fn revision(&self) -> u32 {
+        1
+    }
+
+    /// What the tables of a generation were made by: a hash of [`Projection::schema`],
+    /// [`Projection::query_indexes`] and [`Projection::revision`], stored with each generation.
+    /// A projector that finds the active generation made by another fingerprint (an older
+    /// version of the read model) replaces it with a fresh one and fills it from the log: code
+    /// never reads or writes tables of a layout it does not know.
+    fn fingerprint(&self) -> String {
+        fingerprint(&[
+            self.schema(),
+            self.query_indexes(),
+            &self.revision().to_string(),
+        ])
+    }
+
     /// Applies one event inside the batch's transaction. Events it does not care about are
     /// ignored (return `Ok`).
     ///
@@ -74,6 +93,19 @@ pub trait Projection: Send + Sync + 'static {
     /// Forgets anything buffered or cached since the last commit: the transaction rolled back,
     /// or the checkpoint moved under the projection.
     fn reset(&self) {}
+}
+
+/// FNV-1a (64-bit) over `parts`, each followed by a 0 byte, as 16 hex digits: stable across
+/// builds and Rust versions, unlike `std`'s hashers, because it is stored.
+fn fingerprint(parts: &[&str]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
 }
 
 /// The physical table names of one generation of a projection.

@@ -127,16 +127,33 @@ struct Slot {
 
 impl Slot {
     /// Forgets what the projection buffered and takes its active generation and position from
-    /// the database (another projector or a rebuild may have moved them).
-    async fn reload(&mut self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
+    /// the database (another projector or a rebuild may have moved them). A generation made by
+    /// another version of the read model (a newer process replaced it) is never written to:
+    /// the slot stops, and the reason is returned for the status board.
+    async fn reload(
+        &mut self,
+        conn: &mut AnyConnection,
+    ) -> Result<Option<String>, ProjectionError> {
         self.projection.reset();
-        if let Some((generation, position)) = active(conn, self.projection.name()).await? {
-            if generation != self.tables.generation() {
-                self.tables = Tables::new(self.projection.tables(), generation);
-            }
-            self.position = position;
+        let Some((generation, position, fingerprint)) =
+            active(conn, self.projection.name()).await?
+        else {
+            return Ok(None);
+        };
+        if generation != self.tables.generation() {
+            self.tables = Tables::new(self.projection.tables(), generation);
         }
-        Ok(())
+        self.position = position;
+        let own = self.projection.fingerprint();
+        if fingerprint.as_deref() == Some(own.as_str()) {
+            return Ok(None);
+        }
+        self.failed = true;
+        Ok(Some(format!(
+            "projection {} stopped: its active generation {generation} was made by another version of the read model (fingerprint {}, this process has {own}); restart this process with that version",
+            self.projection.name(),
+            fingerprint.as_deref().unwrap_or("none"),
+        )))
     }
 }
 
@@ -154,12 +171,32 @@ const STATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS projection_generations (
     position BIGINT NOT NULL,
     active BIGINT NOT NULL,
     failure TEXT,
+    fingerprint TEXT,
     PRIMARY KEY (name, generation)
 )";
 
+/// Adds `fingerprint` to a state table made before it existed (its rows get NULL, which no
+/// projection's fingerprint equals: their generations are replaced).
+async fn add_fingerprint_column(conn: &mut AnyConnection) -> Result<(), ProjectionError> {
+    let sql = if conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME {
+        "SELECT COUNT(*) FROM pragma_table_info('projection_generations') WHERE name = 'fingerprint'"
+    } else {
+        "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'projection_generations' AND column_name = 'fingerprint'"
+    };
+    let present: i64 = sqlx::query_scalar(sql).fetch_one(&mut *conn).await?;
+    if present == 0 {
+        conn.execute("ALTER TABLE projection_generations ADD COLUMN fingerprint TEXT")
+            .await?;
+    }
+    Ok(())
+}
+
 impl<S: EventStore + Clone> Projector<S> {
-    /// Prepares the projections: creates the state table and, for a projection seen for the
-    /// first time, generation 1 of its tables with their views.
+    /// Prepares the projections: creates the state table and, for each projection, makes sure
+    /// its active generation was made by this code ([`Projection::fingerprint`]). A projection
+    /// seen for the first time gets generation 1; one whose active generation was made by
+    /// another version of it gets a fresh, empty generation in its place (the old tables are
+    /// dropped), and the projector fills it from the log like any projection at position 0.
     ///
     /// # Errors
     /// Database failures.
@@ -171,32 +208,19 @@ impl<S: EventStore + Clone> Projector<S> {
         let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
         let board = Arc::new(StatusBoard::new(&names));
         let mut conn = db.pool().acquire().await?;
-        if db.backend() == Backend::Postgres {
-            // Several processes may start at once: create the schema under a lock.
-            let mut tx = conn.begin().await?;
-            tx.execute("SELECT pg_advisory_xact_lock(7077345)").await?;
+        {
+            // Several processes may start at once: on PostgreSQL, prepare under a lock.
+            let mut tx = begin_write(&mut conn).await?;
+            if db.backend() == Backend::Postgres {
+                tx.execute("SELECT pg_advisory_xact_lock(7077345)").await?;
+            }
             tx.execute(STATE_TABLE).await?;
+            add_fingerprint_column(&mut tx).await?;
             tx.commit().await?;
-        } else {
-            conn.execute(STATE_TABLE).await?;
         }
         let mut slots = Vec::new();
         for projection in projections {
-            let (generation, position) = match active(&mut conn, projection.name()).await? {
-                Some(active) => active,
-                None => {
-                    let tables = Tables::new(projection.tables(), 1);
-                    let mut tx = begin_write(&mut conn).await?;
-                    create_generation(&mut tx, projection.as_ref(), &tables, 1, true).await?;
-                    switch_views(&mut tx, &tables).await?;
-                    sqlx::query("UPDATE projection_generations SET active = 1 WHERE name = $1 AND generation = 1")
-                        .bind(projection.name())
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    (1, 0)
-                }
-            };
+            let (generation, position) = current_generation(&mut conn, projection.as_ref()).await?;
             board.set(ProjectionStatus {
                 name: projection.name().to_owned(),
                 generation,
@@ -273,7 +297,14 @@ impl<S: EventStore + Clone> Projector<S> {
         let mut conn = self.db.pool().acquire().await?;
         let mut slots = self.slots.lock().await;
         for slot in slots.iter_mut() {
-            slot.reload(&mut conn).await?;
+            if let Some(failure) = slot.reload(&mut conn).await? {
+                self.board.set(ProjectionStatus {
+                    name: slot.projection.name().to_owned(),
+                    generation: slot.tables.generation(),
+                    position: slot.position,
+                    failure: Some(failure),
+                });
+            }
         }
         Ok(())
     }
@@ -445,18 +476,7 @@ impl<S: EventStore + Clone> Projector<S> {
             switch_views(&mut tx, &slot.tables).await?;
             tx.commit().await?;
             if let Some(old) = old {
-                let old_tables = Tables::new(slot.projection.tables(), old);
-                for (_, physical) in old_tables.pairs() {
-                    conn.execute(format!("DROP TABLE IF EXISTS {physical}").as_str())
-                        .await?;
-                }
-                sqlx::query(
-                    "DELETE FROM projection_generations WHERE name = $1 AND generation = $2",
-                )
-                .bind(name)
-                .bind(old)
-                .execute(&mut *conn)
-                .await?;
+                drop_generation(&mut conn, slot.projection.as_ref(), old).await?;
             }
             if let Some(l) = live.iter_mut().find(|l| l.projection.name() == name) {
                 l.projection.reset();
@@ -842,10 +862,13 @@ impl Unit {
             restore(slots, &committed);
             return Err(e.into());
         }
+        let mut replaced = Vec::new();
         if !lost.is_empty() {
             let mut conn = db.pool().acquire().await?;
             for &index in &lost {
-                slots[index].reload(&mut conn).await?;
+                if let Some(failure) = slots[index].reload(&mut conn).await? {
+                    replaced.push((index, failure));
+                }
             }
         }
         if let Some(board) = board {
@@ -853,7 +876,13 @@ impl Unit {
                 let failure = stopped
                     .iter()
                     .find(|(i, _)| *i == index)
-                    .map(|(_, e)| e.to_string());
+                    .map(|(_, e)| e.to_string())
+                    .or_else(|| {
+                        replaced
+                            .iter()
+                            .find(|(i, _)| *i == index)
+                            .map(|(_, f)| f.clone())
+                    });
                 if committed[index] != (slot.position, slot.failed) || failure.is_some() {
                     board.set(ProjectionStatus {
                         name: slot.projection.name().to_owned(),
@@ -987,17 +1016,84 @@ async fn begin_write(
     }
 }
 
+/// The active generation of a projection: its number, position and fingerprint.
 async fn active(
     conn: &mut AnyConnection,
     name: &str,
-) -> Result<Option<(i64, u64)>, ProjectionError> {
+) -> Result<Option<(i64, u64, Option<String>)>, ProjectionError> {
     let row = sqlx::query(
-        "SELECT generation, position FROM projection_generations WHERE name = $1 AND active = 1",
+        "SELECT generation, position, fingerprint FROM projection_generations WHERE name = $1 AND active = 1",
     )
     .bind(name)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.map(|r| (r.get::<i64, _>(0), to_u64(r.get::<i64, _>(1)))))
+    Ok(row.map(|r| {
+        (
+            r.get::<i64, _>(0),
+            to_u64(r.get::<i64, _>(1)),
+            r.get::<Option<String>, _>(2),
+        )
+    }))
+}
+
+/// The active generation of `projection` and its position, after making sure it was made by
+/// this code: when there is none, generation 1 is created; when it was made by another
+/// fingerprint, a fresh generation replaces it (views switched, old tables dropped) at position
+/// 0. In one write transaction, so that two processes starting together agree.
+async fn current_generation(
+    conn: &mut AnyConnection,
+    projection: &dyn Projection,
+) -> Result<(i64, u64), ProjectionError> {
+    let mut tx = begin_write(conn).await?;
+    if tx.backend_name() != <sqlx::Sqlite as sqlx::Database>::NAME {
+        tx.execute("SELECT pg_advisory_xact_lock(7077345)").await?;
+    }
+    let name = projection.name();
+    let old = match active(&mut tx, name).await? {
+        Some((generation, position, Some(f))) if f == projection.fingerprint() => {
+            tx.commit().await?;
+            return Ok((generation, position));
+        }
+        Some((generation, ..)) => Some(generation),
+        None => None,
+    };
+    let latest: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(generation) FROM projection_generations WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+    let generation = latest.unwrap_or(0) + 1;
+    let tables = Tables::new(projection.tables(), generation);
+    create_generation(&mut tx, projection, &tables, generation, true).await?;
+    switch_views(&mut tx, &tables).await?;
+    if let Some(old) = old {
+        drop_generation(&mut tx, projection, old).await?;
+    }
+    sqlx::query("UPDATE projection_generations SET active = 1 WHERE name = $1 AND generation = $2")
+        .bind(name)
+        .bind(generation)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((generation, 0))
+}
+
+/// Drops the tables of `generation` of `projection` and forgets it.
+async fn drop_generation(
+    conn: &mut AnyConnection,
+    projection: &dyn Projection,
+    generation: i64,
+) -> Result<(), ProjectionError> {
+    for (_, physical) in Tables::new(projection.tables(), generation).pairs() {
+        conn.execute(format!("DROP TABLE IF EXISTS {physical}").as_str())
+            .await?;
+    }
+    sqlx::query("DELETE FROM projection_generations WHERE name = $1 AND generation = $2")
+        .bind(projection.name())
+        .bind(generation)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Creates `generation` of `projection`'s tables (dropping any left over under the same names),
@@ -1023,9 +1119,10 @@ async fn create_generation(
         .bind(generation)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO projection_generations (name, generation, position, active) VALUES ($1, $2, 0, 0)")
+    sqlx::query("INSERT INTO projection_generations (name, generation, position, active, fingerprint) VALUES ($1, $2, 0, 0, $3)")
         .bind(projection.name())
         .bind(generation)
+        .bind(projection.fingerprint())
         .execute(&mut *tx)
         .await?;
     Ok(())
