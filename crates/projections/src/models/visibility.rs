@@ -7,8 +7,9 @@
 //! event-sourced by the domain's own `evolve` functions:
 //!
 //! - `visibility_schools`: each school's roster ([`School`], JSON);
-//! - `feed_posts`: each post's state ([`Post`], JSON) next to its feed columns (group, author,
-//!   time, liveness and the body as the sealed envelope's JSON, never plaintext);
+//! - `feed_posts`: each post's feed columns (school, group, author, time, liveness and the body
+//!   as the sealed envelope's JSON, never plaintext) and, as JSON, the rest of its state ([`Post`]:
+//!   its media items with their tags, removed, expired), each fact stored once;
 //! - `visibility_children`: each child's consent decisions ([`Consents`], JSON);
 //!
 //! plus two indexes: `media_items` (media item → post, in the order attached, live or not) and
@@ -47,11 +48,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::child::{self, Child, ChildEvent};
 use kring_domain::consent::Consents;
-use kring_domain::post::{self, Post, PostEvent};
+use kring_domain::post::{self, MediaItem, Post, PostEvent};
 use kring_domain::school::{self, School, SchoolEvent};
 use kring_domain::visibility::{self as rule, MediaVisibility};
 use kring_domain::{ChildId, Event, GroupId, MediaId, PersonId, PostId, SchoolId, Sealed};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -60,6 +61,13 @@ use std::sync::Arc;
 
 /// Its name.
 pub const NAME: &str = "visibility";
+
+/// The columns of `feed_posts f` that [`post_state`] reads, in its order.
+macro_rules! post_columns {
+    () => {
+        "f.post_id, f.school_id, f.group_id, f.author_id, f.posted_at, f.state"
+    };
+}
 
 const TABLES: &[&str] = &[
     "visibility_schools",
@@ -91,8 +99,6 @@ CREATE TABLE {feed_posts} (
 CREATE TABLE {media_items} (
     media_id TEXT PRIMARY KEY,
     post_id TEXT NOT NULL,
-    group_id TEXT NOT NULL,
-    school_id TEXT NOT NULL,
     ordinal BIGINT NOT NULL,
     live BIGINT NOT NULL
 );
@@ -236,7 +242,11 @@ impl Work {
         let posts: Vec<String> = posts.into_iter().collect();
         let rows = select_in(
             tx,
-            &t.render("SELECT post_id, state, body FROM {feed_posts} WHERE post_id IN ({in})"),
+            &t.render(concat!(
+                "SELECT ",
+                post_columns!(),
+                ", f.body FROM {feed_posts} f WHERE f.post_id IN ({in})"
+            )),
             &[],
             &posts,
         )
@@ -245,8 +255,8 @@ impl Work {
             self.posts.insert(
                 id(&row, 0)?,
                 StoredPost {
-                    state: json(&row, 1)?,
-                    body: row.try_get(2)?,
+                    state: post_state(&row)?,
+                    body: row.try_get(6)?,
                 },
             );
         }
@@ -378,15 +388,17 @@ impl Work {
                 Cell::Text(stored.body.clone()),
                 Cell::Int(micros(at)),
                 Cell::Int(i64::from(!post.removed && !post.expired)),
-                Cell::Text(serde_json::to_string(post)?),
+                Cell::Text(serde_json::to_string(&RestRef {
+                    media: &post.media,
+                    removed: post.removed,
+                    expired: post.expired,
+                })?),
             ]);
             if self.media_changed.contains(post_id) {
                 for media_id in post.media.keys() {
                     media.extend([
                         cell(media_id),
                         cell(post_id),
-                        cell(group_id),
-                        cell(school_id),
                         Cell::Int(self.ordinals.get(media_id).copied().unwrap_or_default()),
                         Cell::Int(i64::from(post.media_is_live(*media_id))),
                     ]);
@@ -404,10 +416,8 @@ impl Work {
         // The order of attachment is set when an item is first written and kept after.
         bulk_insert(
             tx,
-            &t.render(
-                "INSERT INTO {media_items} (media_id, post_id, group_id, school_id, ordinal, live)",
-            ),
-            6,
+            &t.render("INSERT INTO {media_items} (media_id, post_id, ordinal, live)"),
+            4,
             " ON CONFLICT (media_id) DO UPDATE SET live = excluded.live",
             &media,
         )
@@ -539,6 +549,40 @@ where
     let s: String = row.try_get(i)?;
     s.parse().map_err(|e| {
         ProjectionError::Invalid(format!("bad id {s:?} in the visibility read model: {e}"))
+    })
+}
+
+/// What a post's state holds beyond its row's columns, stored as `feed_posts.state` (JSON, so
+/// that the one-statement who-may-see reads the tagged children with SQL): its media items with
+/// their tags, and whether it was removed or expired. Each fact is stored once; the whole state
+/// as JSON made `feed_posts` twice the size (the 1M-event rebuild wrote 370 MiB of it).
+#[derive(Serialize)]
+struct RestRef<'a> {
+    media: &'a BTreeMap<MediaId, MediaItem>,
+    removed: bool,
+    expired: bool,
+}
+
+/// [`RestRef`], read back.
+#[derive(Deserialize)]
+struct Rest {
+    media: BTreeMap<MediaId, MediaItem>,
+    removed: bool,
+    expired: bool,
+}
+
+/// A post's state from the [`post_columns!`] at the start of `row`.
+fn post_state(row: &AnyRow) -> Result<Post, ProjectionError> {
+    let rest: Rest = json(row, 5)?;
+    Ok(Post {
+        post_id: Some(id(row, 0)?),
+        school_id: Some(id(row, 1)?),
+        group_id: Some(id(row, 2)?),
+        author_id: Some(id(row, 3)?),
+        posted_at: Some(from_micros(row.try_get(4)?)),
+        media: rest.media,
+        removed: rest.removed,
+        expired: rest.expired,
     })
 }
 
@@ -685,12 +729,16 @@ pub async fn who_may_see(
         return Ok(answer);
     }
     let mut tx = snapshot(db).await?;
-    let row = sqlx::query("SELECT f.state FROM media_items m JOIN feed_posts f ON f.post_id = m.post_id WHERE m.media_id = $1")
-        .bind(media_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        post_columns!(),
+        " FROM media_items m JOIN feed_posts f ON f.post_id = m.post_id WHERE m.media_id = $1"
+    ))
+    .bind(media_id.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some(row) = row else { return Ok(None) };
-    let post: Post = json(&row, 0)?;
+    let post = post_state(&row)?;
     let rules = Rules::load(&mut tx, db.rosters(), std::iter::once(&post)).await?;
     let answer = rules.answer(&post, media_id)?;
     tx.rollback().await?;
@@ -720,9 +768,9 @@ async fn who_may_see_at_once(
     let Some(row) = row else {
         return Ok(Some(None));
     };
-    let post: Post = json(&row, 0)?;
-    let generation: Option<i64> = row.try_get(1)?;
-    let position: Option<i64> = row.try_get(2)?;
+    let post = post_state(&row)?;
+    let generation: Option<i64> = row.try_get(6)?;
+    let position: Option<i64> = row.try_get(7)?;
     let (Some(generation), Some(position)) = (generation, position) else {
         return Ok(None);
     };
@@ -735,7 +783,7 @@ async fn who_may_see_at_once(
             None => return Ok(None),
         }
     }
-    let children: Vec<(ChildId, Consents)> = json(&row, 3)?;
+    let children: Vec<(ChildId, Consents)> = json(&row, 8)?;
     let rules = Rules {
         schools,
         consents: children.into_iter().collect(),
@@ -745,25 +793,31 @@ async fn who_may_see_at_once(
 }
 
 /// See [`who_may_see_at_once`]: `$1` the media item, `$2` this projection's name.
-const WHO_MAY_SEE_SQLITE: &str = "
-SELECT f.state, g.generation, g.position,
+const WHO_MAY_SEE_SQLITE: &str = concat!(
+    "SELECT ",
+    post_columns!(),
+    ", g.generation, g.position,
     (SELECT json_group_array(json_array(c.child_id, json(c.state))) FROM visibility_children c
      WHERE c.child_id IN (SELECT t.value FROM json_each(f.state, '$.media') AS item,
                                               json_each(item.value, '$.tagged') AS t))
 FROM media_items m JOIN feed_posts f ON f.post_id = m.post_id
 LEFT JOIN projection_generations g ON g.name = $2 AND g.active = 1
-WHERE m.media_id = $1";
+WHERE m.media_id = $1"
+);
 
 /// [`WHO_MAY_SEE_SQLITE`] in PostgreSQL's JSON dialect.
-const WHO_MAY_SEE_POSTGRES: &str = "
-SELECT f.state, g.generation, g.position,
+const WHO_MAY_SEE_POSTGRES: &str = concat!(
+    "SELECT ",
+    post_columns!(),
+    ", g.generation, g.position,
     (SELECT COALESCE(json_agg(json_build_array(c.child_id, c.state::json)), '[]'::json)::text
      FROM visibility_children c
      WHERE c.child_id IN (SELECT jsonb_array_elements_text(item.value -> 'tagged')
                           FROM jsonb_each(f.state::jsonb -> 'media') AS item))
 FROM media_items m JOIN feed_posts f ON f.post_id = m.post_id
 LEFT JOIN projection_generations g ON g.name = $2 AND g.active = 1
-WHERE m.media_id = $1";
+WHERE m.media_id = $1"
+);
 
 /// Whether `person` may see `media_id` now (`false` for an unknown item).
 ///
@@ -824,14 +878,16 @@ async fn feed_rows(
 ) -> Result<Vec<FeedPost>, ProjectionError> {
     let mut tx = snapshot(db).await?;
     let (before, before_id) = cursor.unwrap_or((i64::MAX, String::new()));
-    let rows = sqlx::query(
-        "SELECT f.post_id, f.group_id, f.author_id, f.posted_at, f.body, f.state
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        post_columns!(),
+        ", f.body
          FROM feed_posts f JOIN group_audience a ON a.group_id = f.group_id
          WHERE a.person_id = $1 AND f.live = 1 AND ($2 = '' OR f.group_id = $2)
            AND (f.posted_at < $3 OR (f.posted_at = $3 AND f.post_id < $4))
          ORDER BY f.posted_at DESC, f.post_id DESC
-         LIMIT $5",
-    )
+         LIMIT $5"
+    ))
     .bind(person.to_string())
     .bind(group.map(|g| g.to_string()).unwrap_or_default())
     .bind(before)
@@ -844,8 +900,8 @@ async fn feed_rows(
     Ok(posts)
 }
 
-/// Rows of `post_id, group_id, author_id, posted_at, body, state` as feed posts, each with the
-/// media items `reader` may see (`None`: every live item), in the order attached.
+/// Rows of [`post_columns!`] and `body` as feed posts, each with the media items `reader` may
+/// see (`None`: every live item), in the order attached.
 async fn with_media(
     tx: &mut AnyConnection,
     cache: &RosterCache,
@@ -854,17 +910,16 @@ async fn with_media(
 ) -> Result<Vec<FeedPost>, ProjectionError> {
     let mut posts = Vec::with_capacity(rows.len());
     for row in rows {
-        let body: String = row.try_get(4)?;
+        let body: String = row.try_get(6)?;
         let post = FeedPost {
             post_id: id(row, 0)?,
-            group_id: id(row, 1)?,
-            author_id: id(row, 2)?,
-            posted_at: from_micros(row.try_get(3)?),
+            group_id: id(row, 2)?,
+            author_id: id(row, 3)?,
+            posted_at: from_micros(row.try_get(4)?),
             body: serde_json::from_str(&body)?,
             media: Vec::new(),
         };
-        let state: Post = json(row, 5)?;
-        posts.push((post, state));
+        posts.push((post, post_state(row)?));
     }
     let ids: Vec<String> = posts.iter().map(|(p, _)| p.post_id.to_string()).collect();
     let mut order: HashMap<PostId, Vec<MediaId>> = HashMap::new();
@@ -901,13 +956,15 @@ pub async fn post(
     reader: Option<PersonId>,
 ) -> Result<Option<FeedPost>, ProjectionError> {
     let mut tx = snapshot(db).await?;
-    let rows = sqlx::query(
-        "SELECT f.post_id, f.group_id, f.author_id, f.posted_at, f.body, f.state
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        post_columns!(),
+        ", f.body
          FROM feed_posts f
          WHERE f.post_id = $1 AND f.live = 1
            AND ($2 = '' OR EXISTS (SELECT 1 FROM group_audience a
-                                   WHERE a.group_id = f.group_id AND a.person_id = $2))",
-    )
+                                   WHERE a.group_id = f.group_id AND a.person_id = $2))"
+    ))
     .bind(post_id.to_string())
     .bind(reader.map(|p| p.to_string()).unwrap_or_default())
     .fetch_all(&mut *tx)
@@ -942,7 +999,8 @@ pub async fn media_place(
     media_id: MediaId,
 ) -> Result<Option<MediaPlace>, ProjectionError> {
     let row = sqlx::query(
-        "SELECT post_id, group_id, school_id, live FROM media_items WHERE media_id = $1",
+        "SELECT m.post_id, f.group_id, f.school_id, m.live
+         FROM media_items m JOIN feed_posts f ON f.post_id = m.post_id WHERE m.media_id = $1",
     )
     .bind(media_id.to_string())
     .fetch_optional(db.pool())
