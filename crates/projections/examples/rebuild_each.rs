@@ -1,6 +1,8 @@
 //! Rebuilds each projection alone from an existing log, to see where rebuild time goes.
-//! `cargo run --release -p kring-projections --example rebuild_each -- DIR [NAME|all]` (DIR holds
-//! events.db): each projection alone, one of them, or all of them in one projector.
+//! `cargo run --release -p kring-projections --example rebuild_each -- DIR [NAME|all|run]` (DIR
+//! holds events.db): each projection alone, one of them, or all of them in one projector; `run`:
+//! all of them caught up from zero by `Projector::run`, as a server starting on a fresh read-model
+//! database does.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use kring_projections::{models, Projection, Projector, ReadDb};
@@ -18,6 +20,10 @@ async fn main() {
     let dir = Path::new(&dir);
     let store = SqliteStore::open(dir.join("events.db")).await.unwrap();
     let only = std::env::args().nth(2);
+    if only.as_deref() == Some("run") {
+        run(&store, dir).await;
+        return;
+    }
     if only.as_deref() == Some("all") {
         catch_up(&store, dir, "all", models::all()).await;
         return;
@@ -49,5 +55,36 @@ async fn catch_up(
     println!(
         "{label:>14}: {read} events in {secs:.2} s = {:.0} ev/s",
         read as f64 / secs
+    );
+}
+
+/// Runs every projection from zero into a fresh `DIR/each-run.db` with `Projector::run` until
+/// all of them reach the log's head, and prints the rate.
+async fn run(store: &SqliteStore, dir: &Path) {
+    use kring_store::EventStore;
+    let file = dir.join("each-run.db");
+    let _ = std::fs::remove_file(&file);
+    let db = ReadDb::sqlite(&file).await.unwrap();
+    let head = store.head().await.unwrap();
+    let projector = Arc::new(
+        Projector::new(store.clone(), db, models::all())
+            .await
+            .unwrap(),
+    );
+    let board = projector.board();
+    let start = Instant::now();
+    let running = {
+        let projector = Arc::clone(&projector);
+        tokio::spawn(async move { projector.run().await })
+    };
+    while !board.all().iter().all(|s| s.position >= head) {
+        assert!(!running.is_finished(), "the projector stopped");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    running.abort();
+    println!(
+        "           run: {head} events in {secs:.2} s = {:.0} ev/s",
+        head as f64 / secs
     );
 }

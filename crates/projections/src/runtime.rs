@@ -258,6 +258,25 @@ impl<S: EventStore + Clone> Projector<S> {
         // A process that waited for the lock holds positions from when it started.
         self.refresh().await?;
         let mut backoff = RETRY_MIN;
+        // Catch up in large units first: following the subscription batch by batch, one
+        // transaction each, caught up at half the speed (1M events into SQLite: 40.7 s against
+        // ~20 s, `docs/benchmarks.md`).
+        loop {
+            match self.catch_up().await {
+                Ok(_) => break,
+                Err(e) if is_transient(&e) => {
+                    self.board.set_error(Some(e.to_string()));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                    self.refresh().await.ok();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if backoff != RETRY_MIN {
+            self.board.set_error(None);
+            backoff = RETRY_MIN;
+        }
         loop {
             let mut subscription = self
                 .store
