@@ -462,15 +462,25 @@ impl<S: EventStore + Clone> Projector<S> {
         // Fill the fresh generation while the live one keeps serving, then index it for its
         // queries (the live projector still runs meanwhile).
         let mut read = 0;
-        self.fill(&mut fresh, &mut read).await?;
-        let mut conn = self.db.pool().acquire().await?;
-        for slot in &fresh {
-            create_query_indexes(&mut conn, slot.projection.as_ref(), &slot.tables).await?;
+        let filled = async {
+            self.fill(&mut fresh, &mut read).await?;
+            let mut conn = self.db.pool().acquire().await?;
+            for slot in &fresh {
+                create_query_indexes(&mut conn, slot.projection.as_ref(), &slot.tables).await?;
+            }
+            Ok::<_, ProjectionError>(())
         }
-        drop(conn);
+        .await;
+        if let Err(e) = filled {
+            self.discard(&fresh).await;
+            return Err(e);
+        }
         // Switch: hold the live projector, finish the last events, swap views and activity.
         let mut live = self.slots.lock().await;
-        self.fill(&mut fresh, &mut read).await?;
+        if let Err(e) = self.fill(&mut fresh, &mut read).await {
+            self.discard(&fresh).await;
+            return Err(e);
+        }
         let mut conn = self.db.pool().acquire().await?;
         for slot in fresh {
             let name = slot.projection.name();
@@ -511,6 +521,24 @@ impl<S: EventStore + Clone> Projector<S> {
             });
         }
         Ok(read)
+    }
+
+    /// Drops the fresh generations of a rebuild that failed before its switch, so that they do
+    /// not stay behind (a filled generation is as large as the live one). Best effort: the
+    /// rebuild's own error is what the caller gets; a generation this cannot drop (the database
+    /// is gone too) stays, inactive, until dropped by hand.
+    async fn discard(&self, fresh: &[Slot]) {
+        let Ok(mut conn) = self.db.pool().acquire().await else {
+            return;
+        };
+        for slot in fresh {
+            let _ = drop_generation(
+                &mut conn,
+                slot.projection.as_ref(),
+                slot.tables.generation(),
+            )
+            .await;
+        }
     }
 
     /// Applies the log up to its head to the fresh generations, from where they stand.

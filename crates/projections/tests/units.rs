@@ -354,6 +354,43 @@ async fn a_stop_in_a_live_batch_keeps_the_other_projection_going<S: EventStore +
     );
 }
 
+async fn a_rebuild_that_fails_leaves_no_generation_behind<S: EventStore + Clone>(h: Harness<S>) {
+    let positions = long_log(&h).await;
+    let live = ledgers(&h, Ledger::a(), Ledger::b()).await;
+    live.catch_up().await.unwrap();
+    // The same ledgers, except that a refuses an event of the second read batch.
+    let refused = positions[CATCH_UP_BATCH + 100];
+    let rebuilding = ledgers(&h, Ledger::a_refusing(refused), Ledger::b()).await;
+
+    let error = rebuilding.rebuild(&[]).await.unwrap_err().to_string();
+    assert!(error.contains(&refused.to_string()), "{error}");
+    for table in ["ledger_a_g2", "ledger_b_g2"] {
+        assert!(
+            sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(h.db.pool())
+                .await
+                .is_err(),
+            "{table} was dropped"
+        );
+    }
+    let generations: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT name, generation, active FROM projection_generations ORDER BY name, generation",
+    )
+    .fetch_all(h.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        generations,
+        vec![("ledger_a".into(), 1, 1), ("ledger_b".into(), 1, 1)],
+        "only the live generations are left"
+    );
+    assert_eq!(
+        ledger(&h.db, "ledger_a").await,
+        positions,
+        "the live one still serves"
+    );
+}
+
 /// Runs a test on SQLite and on PostgreSQL with no projection in the harness's own projector:
 /// each test brings its ledgers.
 macro_rules! on_both {
@@ -382,4 +419,5 @@ on_both!(
     a_passing_failure_inside_a_unit_rolls_it_back_and_the_retry_applies_each_event_once,
     a_stop_inside_a_rolled_back_unit_is_met_again_on_the_retry,
     a_stop_in_a_live_batch_keeps_the_other_projection_going,
+    a_rebuild_that_fails_leaves_no_generation_behind,
 );
