@@ -1,7 +1,7 @@
 //! Current consent per child and purpose, and the consent history: the audit trail of every
 //! decision with the effective value after it.
 
-use crate::bulk::{select_in, Bulk, Cell};
+use crate::bulk::{select_packed, Bulk, Cell};
 use crate::db::{from_micros, micros, to_i64, to_u64, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Buffer, Projected, Projection, Tables};
@@ -125,15 +125,19 @@ impl Projection for ConsentProjection {
             .collect();
         let children: Vec<String> = children.into_iter().collect();
         let mut latest: HashMap<(String, Purpose), BTreeMap<String, bool>> = HashMap::new();
-        for row in select_in(tx, &t.sql(LATEST), &[], &children).await? {
+        for row in select_packed(tx, &t.sql(LATEST), &[], &children)
+            .await?
+            .rows()
+        {
+            let row = row?;
             let key = (
-                row.try_get::<String, _>(0)?,
-                purpose(&row.try_get::<String, _>(1)?)?,
+                row.try_get::<String>(0)?,
+                purpose(&row.try_get::<String>(1)?)?,
             );
             latest
                 .entry(key)
                 .or_default()
-                .insert(row.try_get(2)?, row.try_get::<i64, _>(3)? != 0);
+                .insert(row.try_get(2)?, row.try_get::<i64>(3)? != 0);
         }
         let mut decisions: BTreeMap<(String, Purpose, String), [Cell; 7]> = BTreeMap::new();
         let mut history = Bulk::new(t.sql(HISTORY), 12, "");

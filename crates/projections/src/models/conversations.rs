@@ -4,7 +4,7 @@
 //! A message's `position` is the global log position of the event that posted it: unique,
 //! increasing, the same after a rebuild, and usable as a paging cursor.
 
-use crate::bulk::{select_in, Bulk};
+use crate::bulk::{select_packed, Bulk};
 use crate::db::{from_micros, micros, sealed_text, to_i64, to_u64, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Buffer, Projected, Projection, Tables};
@@ -135,7 +135,8 @@ impl Projection for ConversationsProjection {
             .into_iter()
             .collect();
         let mut touched: BTreeMap<String, Summary> = BTreeMap::new();
-        for row in select_in(tx, &t.sql(LOAD), &[], &ids).await? {
+        for row in select_packed(tx, &t.sql(LOAD), &[], &ids).await?.rows() {
+            let row = row?;
             touched.insert(
                 row.try_get(0)?,
                 Summary {

@@ -16,7 +16,7 @@
 //!   the projection's generations ([`ensure_delivery_table`], [`mark_delivered`]): a rebuild keeps
 //!   them, and [`due`] never offers a delivered notification again.
 
-use crate::bulk::{select_in, Bulk};
+use crate::bulk::{select_packed, Bulk, Packed};
 use crate::db::{from_micros, micros, to_i64, to_u64, uuid, Backend, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Buffer, Projected, Projection, Tables};
@@ -120,7 +120,7 @@ const LOAD_CONVERSATIONS: &str =
     "SELECT conversation_id, school_id, child_id FROM {outbox_conversations}
 WHERE conversation_id IN ({in})";
 const LOAD_PARTICIPANTS: &str = "SELECT conversation_id, person_id FROM {outbox_participants}
-WHERE conversation_id IN ({in}) ORDER BY conversation_id, person_id";
+WHERE conversation_id IN ({in})";
 const LOAD_STAFF: &str =
     "SELECT school_id, person_id FROM {outbox_staff} WHERE person_id IN ({in})";
 const LOAD_GUARDIANS: &str =
@@ -275,10 +275,11 @@ struct State {
     unenrolled: BTreeSet<String>,
 }
 
-fn rows<'r>(
-    rows: &'r [AnyRow],
-) -> impl Iterator<Item = Result<(String, String), sqlx::Error>> + 'r {
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+fn rows(rows: &Packed) -> impl Iterator<Item = Result<(String, String), ProjectionError>> + '_ {
+    rows.rows().map(|r| {
+        let r = r?;
+        Ok((r.try_get(0)?, r.try_get(1)?))
+    })
 }
 
 impl State {
@@ -316,29 +317,40 @@ impl State {
             }
         }
         let wanted: Vec<String> = wanted.into_iter().collect();
-        for row in select_in(tx, &t.sql(LOAD_CONVERSATIONS), &[], &wanted).await? {
+        for row in select_packed(tx, &t.sql(LOAD_CONVERSATIONS), &[], &wanted)
+            .await?
+            .rows()
+        {
+            let row = row?;
             state.conversations.insert(
                 row.try_get(0)?,
                 (row.try_get(1)?, row.try_get(2)?, Vec::new()),
             );
         }
-        for pair in rows(&select_in(tx, &t.sql(LOAD_PARTICIPANTS), &[], &wanted).await?) {
+        for pair in rows(&select_packed(tx, &t.sql(LOAD_PARTICIPANTS), &[], &wanted).await?) {
             let (conversation, person) = pair?;
             if let Some(c) = state.conversations.get_mut(&conversation) {
                 c.2.push(person);
+            }
+        }
+        // A packed load comes in no order; the participants of a loaded conversation go in
+        // the order of their ids.
+        for id in &wanted {
+            if let Some(c) = state.conversations.get_mut(id) {
+                c.2.sort();
             }
         }
         let people: BTreeSet<&String> = state.conversations.values().flat_map(|c| &c.2).collect();
         let people: Vec<String> = people.into_iter().cloned().collect();
         let children: BTreeSet<&String> = state.conversations.values().map(|c| &c.1).collect();
         let children: Vec<String> = children.into_iter().cloned().collect();
-        for pair in rows(&select_in(tx, &t.sql(LOAD_STAFF), &[], &people).await?) {
+        for pair in rows(&select_packed(tx, &t.sql(LOAD_STAFF), &[], &people).await?) {
             state.staff.insert(pair?);
         }
-        for pair in rows(&select_in(tx, &t.sql(LOAD_GUARDIANS), &[], &children).await?) {
+        for pair in rows(&select_packed(tx, &t.sql(LOAD_GUARDIANS), &[], &children).await?) {
             state.guardians.insert(pair?);
         }
-        for pair in rows(&select_in(tx, &t.sql(LOAD_QUIET_HOURS), &[], &people).await?) {
+        for pair in rows(&select_packed(tx, &t.sql(LOAD_QUIET_HOURS), &[], &people).await?) {
             let (person, schedule) = pair?;
             state.quiet.insert(person, Some((schedule, 0)));
         }

@@ -40,7 +40,7 @@
 //! multi-row `INSERT … ON CONFLICT`. The buffer is kept per generation of tables, because the
 //! runtime shares one instance between the serving generation and a rebuilding one.
 
-use crate::bulk::{select_in, Bulk, Cell};
+use crate::bulk::{select_in, select_packed, Bulk, Cell};
 use crate::db::{from_micros, micros, Backend, ReadDb, RosterCache};
 use crate::error::ProjectionError;
 use crate::projection::{Buffer, Projected, Projection, Tables};
@@ -226,6 +226,8 @@ impl Work {
                 Needed::Consent(_) => {}
             }
         }
+        // Few rows with large values (rosters, post and consent states): plain loads, where
+        // packing (`select_packed`) would only copy the values once more.
         let schools: Vec<String> = schools.into_iter().collect();
         let rows = select_in(
             tx,
@@ -450,7 +452,7 @@ async fn write_audience(
         }
     }
     let groups: Vec<String> = school.groups.keys().map(ToString::to_string).collect();
-    let rows = select_in(
+    let rows = select_packed(
         tx,
         &t.render("SELECT group_id, person_id FROM {group_audience} WHERE group_id IN ({in})"),
         &[],
@@ -458,8 +460,9 @@ async fn write_audience(
     )
     .await?;
     let mut stored = BTreeSet::new();
-    for row in rows {
-        stored.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
+    for row in rows.rows() {
+        let row = row?;
+        stored.insert((row.try_get::<String>(0)?, row.try_get::<String>(1)?));
     }
     let mut gone: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (group, person) in stored.difference(&wanted) {
