@@ -52,9 +52,9 @@ pub trait Projection: Send + Sync + 'static {
 
     /// What the tables of a generation were made by: a hash of [`Projection::schema`],
     /// [`Projection::query_indexes`] and [`Projection::revision`], stored with each generation.
-    /// A projector that finds the active generation made by another fingerprint (an older
-    /// version of the read model) replaces it with a fresh one and fills it from the log: code
-    /// never reads or writes tables of a layout it does not know.
+    /// A projector never writes to an active generation made by another fingerprint (another
+    /// version of the read model); the one that leads rebuilds it when it starts
+    /// (`Projector::run`), the old generation serving until the fresh one is switched to.
     fn fingerprint(&self) -> String {
         fingerprint(&[
             self.schema(),

@@ -123,13 +123,24 @@ struct Slot {
     tables: Tables,
     position: u64,
     failed: bool,
+    /// The active generation was made by another version of the read model (another
+    /// [`Projection::fingerprint`]): never written to; [`Projector::run`] rebuilds it.
+    foreign: bool,
+}
+
+/// Why a slot whose active generation another version made does not go on.
+fn foreign_failure(name: &str, generation: i64, fingerprint: Option<&str>, own: &str) -> String {
+    format!(
+        "projection {name} stopped: its active generation {generation} was made by another version of the read model (fingerprint {}, this process has {own}); it keeps serving unchanged until a projector of this version rebuilds it (on start, after taking the lead) or the version that made it runs again",
+        fingerprint.unwrap_or("none"),
+    )
 }
 
 impl Slot {
     /// Forgets what the projection buffered and takes its active generation and position from
     /// the database (another projector or a rebuild may have moved them). A generation made by
-    /// another version of the read model (a newer process replaced it) is never written to:
-    /// the slot stops, and the reason is returned for the status board.
+    /// another version of the read model (a process of that version rebuilt it) is never
+    /// written to: the slot stops, and the reason is returned for the status board.
     async fn reload(
         &mut self,
         conn: &mut AnyConnection,
@@ -145,14 +156,16 @@ impl Slot {
         }
         self.position = position;
         let own = self.projection.fingerprint();
-        if fingerprint.as_deref() == Some(own.as_str()) {
+        self.foreign = fingerprint.as_deref() != Some(own.as_str());
+        if !self.foreign {
             return Ok(None);
         }
         self.failed = true;
-        Ok(Some(format!(
-            "projection {} stopped: its active generation {generation} was made by another version of the read model (fingerprint {}, this process has {own}); restart this process with that version",
+        Ok(Some(foreign_failure(
             self.projection.name(),
-            fingerprint.as_deref().unwrap_or("none"),
+            generation,
+            fingerprint.as_deref(),
+            &own,
         )))
     }
 }
@@ -192,11 +205,10 @@ async fn add_fingerprint_column(conn: &mut AnyConnection) -> Result<(), Projecti
 }
 
 impl<S: EventStore + Clone> Projector<S> {
-    /// Prepares the projections: creates the state table and, for each projection, makes sure
-    /// its active generation was made by this code ([`Projection::fingerprint`]). A projection
-    /// seen for the first time gets generation 1; one whose active generation was made by
-    /// another version of it gets a fresh, empty generation in its place (the old tables are
-    /// dropped), and the projector fills it from the log like any projection at position 0.
+    /// Prepares the projections: creates the state table and, for a projection seen for the
+    /// first time, generation 1 of its tables with their views. A projection whose active
+    /// generation was made by another version of it ([`Projection::fingerprint`]) is left
+    /// as it is, stopped, with the reason on the status board: [`Projector::run`] rebuilds it.
     ///
     /// # Errors
     /// Database failures.
@@ -220,18 +232,24 @@ impl<S: EventStore + Clone> Projector<S> {
         }
         let mut slots = Vec::new();
         for projection in projections {
-            let (generation, position) = current_generation(&mut conn, projection.as_ref()).await?;
+            let (generation, position, fingerprint) =
+                current_generation(&mut conn, projection.as_ref()).await?;
+            let mine = projection.fingerprint();
+            let own = fingerprint.as_deref() == Some(mine.as_str());
             board.set(ProjectionStatus {
                 name: projection.name().to_owned(),
                 generation,
                 position,
-                failure: None,
+                failure: (!own).then(|| {
+                    foreign_failure(projection.name(), generation, fingerprint.as_deref(), &mine)
+                }),
             });
             slots.push(Slot {
                 tables: Tables::new(projection.tables(), generation),
                 projection,
                 position,
-                failed: false,
+                failed: !own,
+                foreign: !own,
             });
         }
         drop(conn);
@@ -249,7 +267,8 @@ impl<S: EventStore + Clone> Projector<S> {
         Arc::clone(&self.board)
     }
 
-    /// Runs forever: waits to be the leader (PostgreSQL), catches up, then follows live.
+    /// Runs forever: waits to be the leader (PostgreSQL), rebuilds the read models another
+    /// version made, catches up, then follows live.
     ///
     /// # Errors
     /// Store or database failures that persist; a failing projection is not an error here.
@@ -258,6 +277,7 @@ impl<S: EventStore + Clone> Projector<S> {
         // A process that waited for the lock holds positions from when it started.
         self.refresh().await?;
         let mut backoff = RETRY_MIN;
+        self.rebuild_foreign(&mut backoff).await?;
         // Catch up in large units first: following the subscription batch by batch, one
         // transaction each, caught up at half the speed (1M events into SQLite: 40.7 s against
         // ~20 s, `docs/benchmarks.md`).
@@ -311,6 +331,48 @@ impl<S: EventStore + Clone> Projector<S> {
         }
     }
 
+    /// Rebuilds the read models whose active generation another version made (see
+    /// [`Projection::fingerprint`]), as `rebuild` does: the old generation keeps serving
+    /// until the fresh one is filled and switched to. Only the projector that leads does this,
+    /// so that a process that merely opens a projector (a replay tool, a waiting instance)
+    /// never touches a live read model. A passing failure is retried; a read model that fails
+    /// on an event stays stopped, on the status board, while the others go on.
+    async fn rebuild_foreign(&self, backoff: &mut Duration) -> Result<(), ProjectionError> {
+        let foreign: Vec<&'static str> = {
+            let slots = self.slots.lock().await;
+            slots
+                .iter()
+                .filter(|s| s.foreign)
+                .map(|s| s.projection.name())
+                .collect()
+        };
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        loop {
+            match self.rebuild(&foreign).await {
+                Ok(_) => break,
+                Err(e) if is_transient(&e) => {
+                    self.board.set_error(Some(e.to_string()));
+                    tokio::time::sleep(*backoff).await;
+                    *backoff = (*backoff * 2).min(RETRY_MAX);
+                }
+                Err(e) => {
+                    for status in self.board.all() {
+                        if foreign.contains(&status.name.as_str()) {
+                            self.board.set(ProjectionStatus {
+                                failure: Some(format!("rebuilding for this version: {e}")),
+                                ..status
+                            });
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Reloads every projection's generation and position from the database.
     async fn refresh(&self) -> Result<(), ProjectionError> {
         let mut conn = self.db.pool().acquire().await?;
@@ -336,6 +398,11 @@ impl<S: EventStore + Clone> Projector<S> {
     /// # Errors
     /// Store or database failures.
     pub async fn catch_up(&self) -> Result<u64, ProjectionError> {
+        if self.slots.lock().await.iter().all(|s| s.failed) {
+            // Nothing to apply the log to (every read model stopped, or made by another
+            // version): not even a read.
+            return Ok(0);
+        }
         let head = self.store.head().await?;
         let mut read = 0;
         let mut batch = self
@@ -441,21 +508,20 @@ impl<S: EventStore + Clone> Projector<S> {
         let mut conn = self.db.pool().acquire().await?;
         let mut fresh = Vec::new();
         for projection in &projections {
-            let generation: i64 = sqlx::query_scalar(
-                "SELECT MAX(generation) FROM projection_generations WHERE name = $1",
-            )
-            .bind(projection.name())
-            .fetch_one(&mut *conn)
-            .await?;
-            let tables = Tables::new(projection.tables(), generation + 1);
             let mut tx = begin_write(&mut conn).await?;
-            create_generation(&mut tx, projection.as_ref(), &tables, generation + 1, false).await?;
+            if self.db.backend() == Backend::Postgres {
+                tx.execute("SELECT pg_advisory_xact_lock(7077345)").await?;
+            }
+            let generation = next_generation(&mut tx, projection.name()).await?;
+            let tables = Tables::new(projection.tables(), generation);
+            create_generation(&mut tx, projection.as_ref(), &tables, generation, false).await?;
             tx.commit().await?;
             fresh.push(Slot {
                 projection: Arc::clone(projection),
                 tables,
                 position: 0,
                 failed: false,
+                foreign: false,
             });
         }
         drop(conn);
@@ -512,6 +578,7 @@ impl<S: EventStore + Clone> Projector<S> {
                 l.tables = Tables::new(l.projection.tables(), slot.tables.generation());
                 l.position = slot.position;
                 l.failed = false;
+                l.foreign = false;
             }
             self.board.set(ProjectionStatus {
                 name: name.to_owned(),
@@ -1083,46 +1150,48 @@ async fn active(
     }))
 }
 
-/// The active generation of `projection` and its position, after making sure it was made by
-/// this code: when there is none, generation 1 is created; when it was made by another
-/// fingerprint, a fresh generation replaces it (views switched, old tables dropped) at position
-/// 0. In one write transaction, so that two processes starting together agree.
+/// The active generation of `projection`, its position and the fingerprint of the code that
+/// made it ([`Projection::fingerprint`]); when there is none, generation 1 is created for this
+/// code and made active.
+/// In one write transaction (under a lock on PostgreSQL), so that two processes starting
+/// together agree.
 async fn current_generation(
     conn: &mut AnyConnection,
     projection: &dyn Projection,
-) -> Result<(i64, u64), ProjectionError> {
+) -> Result<(i64, u64, Option<String>), ProjectionError> {
     let mut tx = begin_write(conn).await?;
     if tx.backend_name() != <sqlx::Sqlite as sqlx::Database>::NAME {
         tx.execute("SELECT pg_advisory_xact_lock(7077345)").await?;
     }
     let name = projection.name();
-    let old = match active(&mut tx, name).await? {
-        Some((generation, position, Some(f))) if f == projection.fingerprint() => {
-            tx.commit().await?;
-            return Ok((generation, position));
-        }
-        Some((generation, ..)) => Some(generation),
-        None => None,
-    };
-    let latest: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(generation) FROM projection_generations WHERE name = $1")
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
-    let generation = latest.unwrap_or(0) + 1;
+    if let Some((generation, position, fingerprint)) = active(&mut tx, name).await? {
+        tx.commit().await?;
+        return Ok((generation, position, fingerprint));
+    }
+    let generation = next_generation(&mut tx, name).await?;
     let tables = Tables::new(projection.tables(), generation);
     create_generation(&mut tx, projection, &tables, generation, true).await?;
     switch_views(&mut tx, &tables).await?;
-    if let Some(old) = old {
-        drop_generation(&mut tx, projection, old).await?;
-    }
     sqlx::query("UPDATE projection_generations SET active = 1 WHERE name = $1 AND generation = $2")
         .bind(name)
         .bind(generation)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok((generation, 0))
+    Ok((generation, 0, Some(projection.fingerprint())))
+}
+
+/// The number for a new generation of `name`, inside the write transaction that creates it (on
+/// PostgreSQL under the preparation lock): two processes creating generations at once (a
+/// rebuild and a first start, two rebuilds) never pick the same number, so neither drops the
+/// other's tables.
+async fn next_generation(tx: &mut AnyConnection, name: &str) -> Result<i64, ProjectionError> {
+    let latest: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(generation) FROM projection_generations WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+    Ok(latest.unwrap_or(0) + 1)
 }
 
 /// Drops the tables of `generation` of `projection` and forgets it.
