@@ -151,22 +151,52 @@ impl Slot {
         else {
             return Ok(None);
         };
+        Ok(self.adopt(generation, position, fingerprint.as_deref()))
+    }
+
+    /// A slot on the active `generation` of `projection`, at `position`, made by the code of
+    /// `fingerprint`; with the reason it is stopped when another version made it.
+    fn open(
+        projection: Arc<dyn Projection>,
+        generation: i64,
+        position: u64,
+        fingerprint: Option<&str>,
+    ) -> (Self, Option<String>) {
+        let mut slot = Self {
+            tables: Tables::new(projection.tables(), generation),
+            projection,
+            position,
+            failed: false,
+            foreign: false,
+        };
+        let failure = slot.adopt(generation, position, fingerprint);
+        (slot, failure)
+    }
+
+    /// Takes `generation` at `position` as the active one. Made by another fingerprint, it is
+    /// foreign: the slot stops (never writing to it) and the reason is returned.
+    fn adopt(
+        &mut self,
+        generation: i64,
+        position: u64,
+        fingerprint: Option<&str>,
+    ) -> Option<String> {
         if generation != self.tables.generation() {
             self.tables = Tables::new(self.projection.tables(), generation);
         }
         self.position = position;
         let own = self.projection.fingerprint();
-        self.foreign = fingerprint.as_deref() != Some(own.as_str());
+        self.foreign = fingerprint != Some(own.as_str());
         if !self.foreign {
-            return Ok(None);
+            return None;
         }
         self.failed = true;
-        Ok(Some(foreign_failure(
+        Some(foreign_failure(
             self.projection.name(),
             generation,
-            fingerprint.as_deref(),
+            fingerprint,
             &own,
-        )))
+        ))
     }
 }
 
@@ -234,23 +264,15 @@ impl<S: EventStore + Clone> Projector<S> {
         for projection in projections {
             let (generation, position, fingerprint) =
                 current_generation(&mut conn, projection.as_ref()).await?;
-            let mine = projection.fingerprint();
-            let own = fingerprint.as_deref() == Some(mine.as_str());
+            let (slot, failure) =
+                Slot::open(projection, generation, position, fingerprint.as_deref());
             board.set(ProjectionStatus {
-                name: projection.name().to_owned(),
+                name: slot.projection.name().to_owned(),
                 generation,
                 position,
-                failure: (!own).then(|| {
-                    foreign_failure(projection.name(), generation, fingerprint.as_deref(), &mine)
-                }),
+                failure,
             });
-            slots.push(Slot {
-                tables: Tables::new(projection.tables(), generation),
-                projection,
-                position,
-                failed: !own,
-                foreign: !own,
-            });
+            slots.push(slot);
         }
         drop(conn);
         Ok(Self {
@@ -284,12 +306,7 @@ impl<S: EventStore + Clone> Projector<S> {
         loop {
             match self.catch_up().await {
                 Ok(_) => break,
-                Err(e) if is_transient(&e) => {
-                    self.board.set_error(Some(e.to_string()));
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(RETRY_MAX);
-                    self.refresh().await.ok();
-                }
+                Err(e) if is_transient(&e) => self.back_off(&e, &mut backoff).await,
                 Err(e) => return Err(e),
             }
         }
@@ -319,16 +336,22 @@ impl<S: EventStore + Clone> Projector<S> {
                     // The store or the database failed (nothing of the batch committed): wait
                     // and follow the log again from the checkpoints, which are still right.
                     Err(e) if is_transient(&e) => {
-                        self.board.set_error(Some(e.to_string()));
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(RETRY_MAX);
-                        self.refresh().await.ok();
+                        self.back_off(&e, &mut backoff).await;
                         break;
                     }
                     Err(e) => return Err(e),
                 }
             }
         }
+    }
+
+    /// After a passing failure: shows it on the board, waits `backoff` (doubling it for the next
+    /// time, up to [`RETRY_MAX`]) and reloads the positions, which are still right.
+    async fn back_off(&self, error: &ProjectionError, backoff: &mut Duration) {
+        self.board.set_error(Some(error.to_string()));
+        tokio::time::sleep(*backoff).await;
+        *backoff = (*backoff * 2).min(RETRY_MAX);
+        self.refresh().await.ok();
     }
 
     /// Rebuilds the read models whose active generation another version made (see
@@ -352,11 +375,7 @@ impl<S: EventStore + Clone> Projector<S> {
         loop {
             match self.rebuild(&foreign).await {
                 Ok(_) => break,
-                Err(e) if is_transient(&e) => {
-                    self.board.set_error(Some(e.to_string()));
-                    tokio::time::sleep(*backoff).await;
-                    *backoff = (*backoff * 2).min(RETRY_MAX);
-                }
+                Err(e) if is_transient(&e) => self.back_off(&e, backoff).await,
                 Err(e) => {
                     for status in self.board.all() {
                         if foreign.contains(&status.name.as_str()) {

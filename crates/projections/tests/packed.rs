@@ -76,25 +76,17 @@ async fn packed_rows_are_the_rows_of_the_plain_query<S: EventStore + Clone>(h: H
     assert_eq!(got, wanted);
 
     // A NULL is not text, and nothing matching is no rows.
-    let null = select_packed(
-        &mut conn,
-        "SELECT id, note FROM packed_t WHERE id IN ({in})",
-        &[],
-        &["id-00000".to_owned()],
-    )
-    .await
-    .unwrap();
+    let note_of = |id: &str| [id.to_owned()];
+    let sql = "SELECT id, note FROM packed_t WHERE id IN ({in})";
+    let null = select_packed(&mut conn, sql, &[], &note_of("id-00000"))
+        .await
+        .unwrap();
     let row = null.rows().next().unwrap().unwrap();
     assert!(row.try_get::<String>(1).is_err());
     assert_eq!(row.try_get::<Option<String>>(1).unwrap(), None);
-    let none = select_packed(
-        &mut conn,
-        "SELECT id, note FROM packed_t WHERE id IN ({in})",
-        &[],
-        &["absent".to_owned()],
-    )
-    .await
-    .unwrap();
+    let none = select_packed(&mut conn, sql, &[], &note_of("absent"))
+        .await
+        .unwrap();
     assert_eq!(none.rows().count(), 0);
 }
 

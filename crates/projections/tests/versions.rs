@@ -138,13 +138,18 @@ async fn run_until<S: EventStore + Clone>(
 /// A world with a consent decision on record, projected by the harness (the current version).
 async fn synced<S: EventStore + Clone>(h: &mut Harness<S>) -> World {
     let mut world = World::with_classes(1, 2, 2);
-    let child = world.child_ids[0];
+    grant(&mut world, 0);
+    h.sync(&world).await;
+    world
+}
+
+/// A guardian of the world's `i`th child grants group communication.
+fn grant(world: &mut World, i: usize) {
+    let child = world.child_ids[i];
     let guardian = world.guardians_of(child)[0];
     world
         .decide_consent(guardian, child, Purpose::GroupCommunication, true)
         .unwrap();
-    h.sync(&world).await;
-    world
 }
 
 async fn a_new_version_of_a_read_model_rebuilds_it_while_the_old_tables_serve<
@@ -241,11 +246,8 @@ async fn a_process_of_the_old_version_stops_instead_of_writing_to_the_new_tables
     let filled = rows(&h.db).await;
 
     // The old process (the harness's projector) is still running when more happens.
+    grant(&mut world, 1);
     let child = world.child_ids[1];
-    let guardian = world.guardians_of(child)[0];
-    world
-        .decide_consent(guardian, child, Purpose::GroupCommunication, true)
-        .unwrap();
     h.write(&world).await;
     h.projector.catch_up().await.unwrap();
 
