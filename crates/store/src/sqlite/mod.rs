@@ -255,7 +255,14 @@ fn unpack(packed: &str) -> Result<Vec<RecordedEvent>, StoreError> {
     if packed.is_empty() {
         return Ok(Vec::new());
     }
-    packed.split('\u{1e}').map(unpack_one).collect()
+    let mut events = packed
+        .split('\u{1e}')
+        .map(unpack_one)
+        .collect::<Result<Vec<_>, _>>()?;
+    // The packed queries leave the concatenation's order to SQLite (see read_all_packed.sql).
+    // Within a stream, positions rise with versions, so one order serves both reads.
+    events.sort_by_key(|e| e.position);
+    Ok(events)
 }
 
 /// One packed event: its 13 fields, in the order `read_all_packed.sql` writes them.
