@@ -3,6 +3,7 @@
 //! connection's worker thread, so statements, not rows, are what a rebuild pays for.
 
 use crate::error::ProjectionError;
+use crate::projection::{Buffer, Tables};
 use sqlx::{AnyConnection, Row};
 
 /// One value of a row.
@@ -167,6 +168,160 @@ impl Bulk {
         }
         Ok(())
     }
+}
+
+/// Statements run in order, each with its own parameters: a buffered read model's
+/// per-event statements (updates, deletes, upserts that depend on each other), written in
+/// [`crate::Projection::flush`].
+///
+/// On SQLite they go to the connection as multi-statement commands of up to [`MAX_PARAMS`]
+/// parameters (and [`SCRIPT_STATEMENTS`] statements) each: one hand-off to the connection's
+/// worker thread per command instead of one per statement. A hand-off that wakes an idle
+/// thread costs tens of microseconds on this machine, more than a small statement itself: the
+/// memberships model, one statement per event, took 2.5 s of a 1M-event rebuild for ~45k
+/// events (`docs/benchmarks.md`, session 8). The commands are not kept as prepared statements
+/// (their texts rarely repeat). PostgreSQL's extended protocol takes one statement per command,
+/// so there they run one by one.
+#[derive(Debug, Default)]
+pub struct Script {
+    /// Each statement's text (parameters `$1`, `$2`, … of its own) and its cells.
+    statements: Vec<(String, std::ops::Range<usize>)>,
+    cells: Vec<Cell>,
+}
+
+/// Statements per SQLite command of a [`Script`].
+const SCRIPT_STATEMENTS: usize = 100;
+
+impl Script {
+    /// Adds a statement: `sql` names its parameters `$1`, `$2`, … (each may recur), bound to
+    /// `cells` in that order.
+    pub fn push(&mut self, sql: String, cells: impl IntoIterator<Item = Cell>) {
+        let start = self.cells.len();
+        self.cells.extend(cells);
+        self.statements.push((sql, start..self.cells.len()));
+    }
+
+    /// Whether there is nothing to run.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+
+    /// Forgets the statements.
+    pub fn clear(&mut self) {
+        self.statements.clear();
+        self.cells.clear();
+    }
+
+    /// Runs the statements in order and forgets them.
+    ///
+    /// # Errors
+    /// Database failures; statements before the failing one may have run (the caller's
+    /// transaction is then abandoned).
+    pub async fn execute(&mut self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        let statements = std::mem::take(&mut self.statements);
+        let cells = std::mem::take(&mut self.cells);
+        if !is_sqlite(conn) {
+            for (sql, range) in &statements {
+                bind_cells(sqlx::query(sql), &cells[range.clone()])
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            return Ok(());
+        }
+        let mut rest = &statements[..];
+        while let Some((_, first)) = rest.first() {
+            let base = first.start;
+            let take = rest
+                .iter()
+                .take(SCRIPT_STATEMENTS)
+                .enumerate()
+                .take_while(|(i, (_, range))| *i == 0 || range.end - base <= MAX_PARAMS)
+                .count();
+            let (chunk, after) = rest.split_at(take);
+            let mut text = String::new();
+            for (sql, range) in chunk {
+                renumber(&mut text, sql, range.start - base);
+                text.push_str(";\n");
+            }
+            let end = chunk.last().map_or(base, |(_, range)| range.end);
+            bind_cells(sqlx::query(&text).persistent(false), &cells[base..end])
+                .execute(&mut *conn)
+                .await?;
+            rest = after;
+        }
+        Ok(())
+    }
+}
+
+/// One statement of a [`Deferred`] event: its template (tables as `{name}`, see
+/// [`Tables::sql`]) and its parameters.
+#[derive(Debug)]
+pub struct Statement {
+    template: &'static str,
+    binds: Vec<Cell>,
+}
+
+impl Statement {
+    /// `template` with `binds` for its `$1`, `$2`, ….
+    #[must_use]
+    pub const fn new(template: &'static str, binds: Vec<Cell>) -> Self {
+        Self { template, binds }
+    }
+}
+
+/// The statements of a read model that writes each event with statements of its own (updates
+/// and deletes that depend on what came before), deferred from `apply` to the batch's `flush`
+/// and run there, in order, as one [`Script`].
+#[derive(Debug, Default)]
+pub struct Deferred {
+    pending: Buffer<Vec<Statement>>,
+}
+
+impl Deferred {
+    /// Notes the statements of the event at `position`, for the batch of `tables`.
+    pub fn push(&self, tables: &Tables, position: u64, statements: Vec<Statement>) {
+        self.pending.push(
+            tables,
+            position,
+            (!statements.is_empty()).then_some(statements),
+        );
+    }
+
+    /// Runs the batch's statements.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn flush(
+        &self,
+        tx: &mut AnyConnection,
+        tables: &Tables,
+    ) -> Result<(), ProjectionError> {
+        let mut script = Script::default();
+        for statement in self.pending.take(tables).into_iter().flatten() {
+            script.push(tables.sql(statement.template), statement.binds);
+        }
+        script.execute(tx).await?;
+        Ok(())
+    }
+}
+
+/// Appends `sql` with each parameter `$n` renamed `$<offset + n>`. In a multi-statement
+/// command sqlx-sqlite binds a parameter named `$n` to the command's `n`th argument, whichever
+/// statement it is in.
+fn renumber(out: &mut String, sql: &str, offset: usize) {
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(offset + n).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
 }
 
 /// Runs `sql` — whose `{in}` stands for a list of parameters after the `fixed` ones, which `sql`
@@ -346,5 +501,27 @@ impl FromPacked for i64 {
 impl<T: FromPacked> FromPacked for Option<T> {
     fn from_packed(field: Option<&str>) -> Result<Self, ProjectionError> {
         field.map(|f| T::from_packed(Some(f))).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renumber;
+
+    #[test]
+    fn renumber_shifts_every_parameter_and_nothing_else() {
+        let mut out = String::new();
+        renumber(
+            &mut out,
+            "UPDATE t SET a = $2, b = $1 || $1 WHERE k = $12 AND c = '$'",
+            7,
+        );
+        assert_eq!(
+            out,
+            "UPDATE t SET a = $9, b = $8 || $8 WHERE k = $19 AND c = '$'"
+        );
+        let mut out = String::new();
+        renumber(&mut out, "SELECT $1", 0);
+        assert_eq!(out, "SELECT $1");
     }
 }

@@ -429,10 +429,14 @@ impl<S: EventStore + Clone> Projector<S> {
             .read_all(self.low_water().await, CATCH_UP_BATCH)
             .await?;
         let mut careful_until = None;
+        // One connection for every unit: its page cache keeps the pages the next unit writes
+        // again (the pool hands out its idle connections in turn).
+        let mut conn = self.db.pool().acquire().await?;
         while !batch.is_empty() {
             let mut slots = self.slots.lock().await;
             let next = self
                 .unit(
+                    &mut conn,
                     &mut slots,
                     &mut batch,
                     head,
@@ -488,8 +492,9 @@ impl<S: EventStore + Clone> Projector<S> {
             return Ok(false);
         }
         let mut careful_until = None;
+        let mut conn = self.db.pool().acquire().await?;
         loop {
-            let mut unit = Unit::begin(&self.db, &slots, careful_until).await?;
+            let mut unit = Unit::begin(&mut conn, &slots, careful_until).await?;
             if let Err(e) = unit.apply(&mut slots, batch).await {
                 unit.abandon(&mut slots);
                 return Err(e);
@@ -632,8 +637,13 @@ impl<S: EventStore + Clone> Projector<S> {
         let head = self.store.head().await?;
         let after = fresh.iter().map(|s| s.position).min().unwrap_or(0);
         let mut batch = self.store.read_all(after, CATCH_UP_BATCH).await?;
+        // One connection for every unit, as in `catch_up`.
+        let mut conn = self.db.pool().acquire().await?;
         while !batch.is_empty() {
-            match self.unit(fresh, &mut batch, head, None, None).await? {
+            match self
+                .unit(&mut conn, fresh, &mut batch, head, None, None)
+                .await?
+            {
                 Next::Go(n) => *read += n,
                 // Without a board a stop or a lost checkpoint is an error, never a reread.
                 Next::Reread { .. } => {
@@ -656,13 +666,14 @@ impl<S: EventStore + Clone> Projector<S> {
     /// checkpoint fails the whole: the unit is abandoned and the error returned.
     async fn unit(
         &self,
+        conn: &mut AnyConnection,
         slots: &mut [Slot],
         batch: &mut Vec<RecordedEvent>,
         head: Position,
         careful_until: Option<Position>,
         board: Option<&StatusBoard>,
     ) -> Result<Next, ProjectionError> {
-        let mut unit = Unit::begin(&self.db, slots, careful_until).await?;
+        let mut unit = Unit::begin(conn, slots, careful_until).await?;
         let strict = board.is_none();
         let applied = async {
             while let Some(last) = batch.last() {
@@ -788,8 +799,8 @@ enum Next {
 /// a unit that fails is rolled back whole ([`Unit::abandon`]) and every slot goes back to where
 /// it was. Catching up and rebuilding put several batches in one unit, so that a page many
 /// batches touch (an index page, a child's consent state) is written to the WAL once per unit.
-struct Unit {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+struct Unit<'c> {
+    tx: sqlx::Transaction<'c, sqlx::Any>,
     /// A careful unit goes on until it has applied the event at this position (the one that
     /// spoiled an optimistic unit), then commits.
     careful_until: Option<Position>,
@@ -820,18 +831,15 @@ pub const UNIT_EVENTS: usize = 50_000;
 /// rebuild: 27.9–30.9 s against 26.9–35.2 s, within the machine's noise).
 const UNIT_TIME: Duration = Duration::from_millis(500);
 
-impl Unit {
-    /// Begins a unit for `slots`. On SQLite it takes the write lock at once, see [`begin_write`].
+impl<'c> Unit<'c> {
+    /// Begins a unit for `slots` on `conn`. On SQLite it takes the write lock at once, see
+    /// [`begin_write`].
     async fn begin(
-        db: &ReadDb,
+        conn: &'c mut AnyConnection,
         slots: &[Slot],
         careful_until: Option<Position>,
     ) -> Result<Self, ProjectionError> {
-        let tx = if db.backend() == Backend::Sqlite {
-            db.pool().begin_with("BEGIN IMMEDIATE").await?
-        } else {
-            db.pool().begin().await?
-        };
+        let tx = begin_write(conn).await?;
         Ok(Self {
             tx,
             careful_until,

@@ -22,7 +22,7 @@ use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-both_backends!(vec![Arc::new(memberships::MembershipsProjection)];
+both_backends!(vec![Arc::new(memberships::MembershipsProjection::default())];
     group_lists_staff_children_and_guardians_without_email_addresses,
     members_of_a_group_are_its_staff_directors_and_the_guardians_of_its_pupils,
     profile_shows_own_email_roles_children_and_groups,
@@ -42,10 +42,10 @@ both_backends!(vec![Arc::new(memberships::MembershipsProjection)];
 fn side_by_side() -> Vec<Arc<dyn kring_projections::Projection>> {
     use kring_projections::models::{absences, activities, conversations};
     vec![
-        Arc::new(memberships::MembershipsProjection),
+        Arc::new(memberships::MembershipsProjection::default()),
         Arc::new(conversations::ConversationsProjection::default()),
         Arc::new(absences::AbsencesProjection::default()),
-        Arc::new(activities::ActivitiesProjection),
+        Arc::new(activities::ActivitiesProjection::default()),
     ]
 }
 

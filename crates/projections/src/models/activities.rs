@@ -1,6 +1,7 @@
 //! Activities in a group's calendar with their volunteer slots: how many there are, how many are
 //! taken and free, and who volunteers.
 
+use crate::bulk::{Cell, Deferred, Statement};
 use crate::db::{from_micros, micros, to_i64, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Projected, Projection, Tables};
@@ -13,9 +14,11 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::collections::BTreeMap;
 
-/// The projection.
+/// The projection: one statement per event, deferred to the batch's flush.
 #[derive(Debug, Default)]
-pub struct ActivitiesProjection;
+pub struct ActivitiesProjection {
+    deferred: Deferred,
+}
 
 /// Its name.
 pub const NAME: &str = "activities";
@@ -76,53 +79,58 @@ impl Projection for ActivitiesProjection {
 
     async fn apply(
         &self,
-        tx: &mut AnyConnection,
+        _tx: &mut AnyConnection,
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
         let Event::Activity(event) = e.event else {
             return Ok(());
         };
-        match event {
-            ActivityEvent::ActivityScheduled(d) => {
-                sqlx::query(&t.sql(SCHEDULE))
-                    .bind(d.activity_id.to_string())
-                    .bind(d.school_id.to_string())
-                    .bind(d.group_id.to_string())
-                    .bind(d.title.as_str())
-                    .bind(micros(d.starts_at))
-                    .bind(micros(d.ends_at))
-                    .bind(i64::from(d.volunteer_slots))
-                    .bind(d.by.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            ActivityEvent::VolunteerSignedUp(d) => {
-                sqlx::query(&t.sql(SIGN_UP))
-                    .bind(d.activity_id.to_string())
-                    .bind(d.person_id.to_string())
-                    .bind(micros(e.recorded.occurred_at))
-                    .bind(to_i64(e.recorded.position))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            ActivityEvent::VolunteerWithdrew(d) => {
-                sqlx::query(&t.sql(WITHDRAW))
-                    .bind(d.activity_id.to_string())
-                    .bind(d.person_id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            ActivityEvent::ActivityCancelled(d) => {
-                sqlx::query(&t.sql(CANCEL))
-                    .bind(d.by.to_string())
-                    .bind(micros(e.recorded.occurred_at))
-                    .bind(d.activity_id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+        let statement = match event {
+            ActivityEvent::ActivityScheduled(d) => Statement::new(
+                SCHEDULE,
+                vec![
+                    Cell::Text(d.activity_id.to_string()),
+                    Cell::Text(d.school_id.to_string()),
+                    Cell::Text(d.group_id.to_string()),
+                    Cell::from(&d.title),
+                    Cell::Int(micros(d.starts_at)),
+                    Cell::Int(micros(d.ends_at)),
+                    Cell::Int(i64::from(d.volunteer_slots)),
+                    Cell::Text(d.by.to_string()),
+                ],
+            ),
+            ActivityEvent::VolunteerSignedUp(d) => Statement::new(
+                SIGN_UP,
+                vec![
+                    Cell::Text(d.activity_id.to_string()),
+                    Cell::Text(d.person_id.to_string()),
+                    Cell::Int(micros(e.recorded.occurred_at)),
+                    Cell::Int(to_i64(e.recorded.position)),
+                ],
+            ),
+            ActivityEvent::VolunteerWithdrew(d) => Statement::new(
+                WITHDRAW,
+                vec![
+                    Cell::Text(d.activity_id.to_string()),
+                    Cell::Text(d.person_id.to_string()),
+                ],
+            ),
+            ActivityEvent::ActivityCancelled(d) => Statement::new(
+                CANCEL,
+                vec![
+                    Cell::Text(d.by.to_string()),
+                    Cell::Int(micros(e.recorded.occurred_at)),
+                    Cell::Text(d.activity_id.to_string()),
+                ],
+            ),
+        };
+        self.deferred.push(t, e.recorded.position, vec![statement]);
         Ok(())
+    }
+
+    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+        self.deferred.flush(tx, t).await
     }
 }
 

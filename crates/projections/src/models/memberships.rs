@@ -13,7 +13,7 @@
 //! profile), [`invitations_of_invitee`] (the invitee's own export) and [`invitations_of_group`]
 //! (staff managing invitations), never by [`group`].
 
-use crate::bulk::{bind_cells, Cell};
+use crate::bulk::{Cell, Deferred, Statement};
 use crate::db::{from_micros, micros, sealed_text, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Projected, Projection, Tables};
@@ -27,9 +27,13 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::collections::BTreeMap;
 
-/// The projection.
+/// The projection. Its statements depend on each other (an approval reads the child's group,
+/// a departure deletes what a join inserted), so it defers each event's statements, in order,
+/// to the batch's flush.
 #[derive(Debug, Default)]
-pub struct MembershipsProjection;
+pub struct MembershipsProjection {
+    deferred: Deferred,
+}
 
 /// Its name.
 pub const NAME: &str = "memberships";
@@ -174,38 +178,36 @@ impl Projection for MembershipsProjection {
 
     async fn apply(
         &self,
-        tx: &mut AnyConnection,
+        _tx: &mut AnyConnection,
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
+        let mut out = Vec::new();
         match e.event {
-            Event::School(event) => apply_school(tx, t, event, e).await,
-            Event::Invitation(event) => apply_invitation(tx, t, event, e).await,
-            _ => Ok(()),
+            Event::School(event) => apply_school(&mut out, event, e)?,
+            Event::Invitation(event) => apply_invitation(&mut out, event, e)?,
+            _ => {}
         }
+        self.deferred.push(t, e.recorded.position, out);
+        Ok(())
+    }
+
+    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+        self.deferred.flush(tx, t).await
     }
 }
 
-async fn exec(
-    tx: &mut AnyConnection,
-    t: &Tables,
-    template: &'static str,
-    binds: &[Cell],
-) -> Result<(), ProjectionError> {
-    let sql = t.sql(template);
-    bind_cells(sqlx::query(&sql), binds)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+/// Notes a statement of the event being applied.
+fn exec(out: &mut Vec<Statement>, template: &'static str, binds: &[Cell]) {
+    out.push(Statement::new(template, binds.to_vec()));
 }
 
 fn id(value: impl ToString) -> Cell {
     Cell::Text(value.to_string())
 }
 
-async fn apply_school(
-    tx: &mut AnyConnection,
-    t: &Tables,
+fn apply_school(
+    out: &mut Vec<Statement>,
     event: &SchoolEvent,
     e: Projected<'_>,
 ) -> Result<(), ProjectionError> {
@@ -217,7 +219,7 @@ async fn apply_school(
                 Cell::from(&d.brin),
                 id(d.school_group_id),
             ];
-            exec(tx, t, INSERT_SCHOOL, &binds).await?;
+            exec(out, INSERT_SCHOOL, &binds);
             // The whole-school group carries the school's name.
             let binds = [
                 id(d.school_group_id),
@@ -225,49 +227,47 @@ async fn apply_school(
                 Cell::from(&d.name),
                 Cell::from(kind_str(GroupKind::School)),
             ];
-            exec(tx, t, INSERT_GROUP, &binds).await
+            exec(out, INSERT_GROUP, &binds);
+            Ok(())
         }
         SchoolEvent::StaffJoined(d) => {
             exec(
-                tx,
-                t,
+                out,
                 UPSERT_STAFF,
                 &[
                     id(d.school_id),
                     id(d.person_id),
                     Cell::from(role_str(d.role)),
                 ],
-            )
-            .await?;
+            );
             let binds = [
                 id(d.person_id),
                 Cell::Text(sealed_text(&d.display_name, "a personal field")?),
                 Cell::Text(sealed_text(&d.email, "a personal field")?),
             ];
-            exec(tx, t, UPSERT_PERSON, &binds).await
+            exec(out, UPSERT_PERSON, &binds);
+            Ok(())
         }
         SchoolEvent::StaffRoleChanged(d) => {
             exec(
-                tx,
-                t,
+                out,
                 UPDATE_ROLE,
                 &[
                     Cell::from(role_str(d.role)),
                     id(d.school_id),
                     id(d.person_id),
                 ],
-            )
-            .await
+            );
+            Ok(())
         }
         SchoolEvent::StaffLeft(d) => {
-            exec(tx, t, DELETE_STAFF, &[id(d.school_id), id(d.person_id)]).await?;
+            exec(out, DELETE_STAFF, &[id(d.school_id), id(d.person_id)]);
             exec(
-                tx,
-                t,
+                out,
                 UNASSIGN_EVERYWHERE,
                 &[id(d.person_id), id(d.school_id)],
-            )
-            .await
+            );
+            Ok(())
         }
         SchoolEvent::GroupCreated(d) => {
             let binds = [
@@ -276,13 +276,16 @@ async fn apply_school(
                 Cell::from(&d.name),
                 Cell::from(kind_str(GroupKind::Class)),
             ];
-            exec(tx, t, INSERT_GROUP, &binds).await
+            exec(out, INSERT_GROUP, &binds);
+            Ok(())
         }
         SchoolEvent::StaffAssigned(d) => {
-            exec(tx, t, ASSIGN, &[id(d.group_id), id(d.person_id)]).await
+            exec(out, ASSIGN, &[id(d.group_id), id(d.person_id)]);
+            Ok(())
         }
         SchoolEvent::StaffUnassigned(d) => {
-            exec(tx, t, UNASSIGN, &[id(d.group_id), id(d.person_id)]).await
+            exec(out, UNASSIGN, &[id(d.group_id), id(d.person_id)]);
+            Ok(())
         }
         SchoolEvent::ChildEnrolled(d) => {
             let binds = [
@@ -292,7 +295,8 @@ async fn apply_school(
                 Cell::Text(sealed_text(&d.first_name, "a personal field")?),
                 Cell::Text(sealed_text(&d.last_initial, "a personal field")?),
             ];
-            exec(tx, t, ENROL, &binds).await
+            exec(out, ENROL, &binds);
+            Ok(())
         }
         SchoolEvent::ChildDetailsCorrected(d) => {
             let binds = [
@@ -300,23 +304,24 @@ async fn apply_school(
                 Cell::Text(sealed_text(&d.last_initial, "a personal field")?),
                 id(d.child_id),
             ];
-            exec(tx, t, CORRECT_CHILD, &binds).await
+            exec(out, CORRECT_CHILD, &binds);
+            Ok(())
         }
         SchoolEvent::ChildMoved(d) => {
-            exec(tx, t, MOVE_CHILD, &[id(d.to_group_id), id(d.child_id)]).await?;
+            exec(out, MOVE_CHILD, &[id(d.to_group_id), id(d.child_id)]);
             // Open invitations follow the child: the staff of its new group handle them.
             exec(
-                tx,
-                t,
+                out,
                 MOVE_OPEN_INVITATIONS,
                 &[id(d.to_group_id), id(d.child_id)],
-            )
-            .await
+            );
+            Ok(())
         }
         SchoolEvent::ChildUnenrolled(d) => {
             // Their guardians leave with them.
-            exec(tx, t, UNLINK_ALL, &[id(d.child_id)]).await?;
-            exec(tx, t, UNENROL, &[id(d.child_id)]).await
+            exec(out, UNLINK_ALL, &[id(d.child_id)]);
+            exec(out, UNENROL, &[id(d.child_id)]);
+            Ok(())
         }
         SchoolEvent::GuardianLinked(d) => {
             let binds = [
@@ -325,18 +330,19 @@ async fn apply_school(
                 id(d.invitation_id),
                 Cell::Int(micros(e.recorded.occurred_at)),
             ];
-            exec(tx, t, LINK, &binds).await
+            exec(out, LINK, &binds);
+            Ok(())
         }
         SchoolEvent::GuardianUnlinked(d) => {
-            exec(tx, t, UNLINK, &[id(d.child_id), id(d.guardian_id)]).await
+            exec(out, UNLINK, &[id(d.child_id), id(d.guardian_id)]);
+            Ok(())
         }
         SchoolEvent::SchoolSettingsChanged(_) | SchoolEvent::ConsentPolicyPublished(_) => Ok(()),
     }
 }
 
-async fn apply_invitation(
-    tx: &mut AnyConnection,
-    t: &Tables,
+fn apply_invitation(
+    out: &mut Vec<Statement>,
     event: &InvitationEvent,
     e: Projected<'_>,
 ) -> Result<(), ProjectionError> {
@@ -355,60 +361,57 @@ async fn apply_invitation(
                 at,
                 Cell::Int(micros(d.expires_at)),
             ];
-            exec(tx, t, INVITE, &binds).await?;
-            exec(tx, t, UPSERT_EMAIL, &[id(d.invitee_id), Cell::Text(email)]).await
+            exec(out, INVITE, &binds);
+            exec(out, UPSERT_EMAIL, &[id(d.invitee_id), Cell::Text(email)]);
+            Ok(())
         }
         InvitationEvent::InvitationAccepted(d) => {
             exec(
-                tx,
-                t,
+                out,
                 SET_STATUS,
                 &[
                     Cell::from(InvitationState::Accepted.as_str()),
                     at,
                     id(d.invitation_id),
                 ],
-            )
-            .await?;
+            );
             exec(
-                tx,
-                t,
+                out,
                 UPSERT_NAME,
                 &[
                     id(d.person_id),
                     Cell::Text(sealed_text(&d.display_name, "a personal field")?),
                 ],
-            )
-            .await
+            );
+            Ok(())
         }
         InvitationEvent::InvitationApproved(d) => {
-            exec(tx, t, APPROVE, &[id(d.child_id), at, id(d.invitation_id)]).await
+            exec(out, APPROVE, &[id(d.child_id), at, id(d.invitation_id)]);
+            Ok(())
         }
         InvitationEvent::InvitationRevoked(d) => {
             exec(
-                tx,
-                t,
+                out,
                 SET_STATUS,
                 &[
                     Cell::from(InvitationState::Revoked.as_str()),
                     at,
                     id(d.invitation_id),
                 ],
-            )
-            .await
+            );
+            Ok(())
         }
         InvitationEvent::InvitationExpired(d) => {
             exec(
-                tx,
-                t,
+                out,
                 SET_STATUS,
                 &[
                     Cell::from(InvitationState::Expired.as_str()),
                     at,
                     id(d.invitation_id),
                 ],
-            )
-            .await
+            );
+            Ok(())
         }
     }
 }

@@ -17,10 +17,10 @@ use std::sync::Arc;
 pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(consent::ConsentProjection::default()),
-        Arc::new(memberships::MembershipsProjection),
+        Arc::new(memberships::MembershipsProjection::default()),
         Arc::new(conversations::ConversationsProjection::default()),
         Arc::new(absences::AbsencesProjection::default()),
-        Arc::new(activities::ActivitiesProjection),
+        Arc::new(activities::ActivitiesProjection::default()),
         Arc::new(visibility::VisibilityProjection::default()),
         Arc::new(outbox::OutboxProjection::default()),
         Arc::new(access_log::AccessLogProjection),

@@ -226,8 +226,8 @@ impl Work {
                 Needed::Consent(_) => {}
             }
         }
-        // Few rows with large values (rosters, post and consent states): plain loads, where
-        // packing (`select_packed`) would only copy the values once more.
+        // Few rows with large values (rosters, post states): plain loads, where packing
+        // (`select_packed`) would only copy the values once more.
         let schools: Vec<String> = schools.into_iter().collect();
         let rows = select_in(
             tx,
@@ -262,16 +262,22 @@ impl Work {
                 },
             );
         }
+        // Hundreds of children per batch: packed, one hand-off per statement instead of one
+        // per row (1M-event rebuild: 35k rows; `docs/benchmarks.md`, session 8).
         let children: Vec<String> = children.into_iter().collect();
-        let rows = select_in(
+        let rows = select_packed(
             tx,
             &t.render("SELECT child_id, state FROM {visibility_children} WHERE child_id IN ({in})"),
             &[],
             &children,
         )
         .await?;
-        for row in rows {
-            self.consents.insert(id(&row, 0)?, json(&row, 1)?);
+        for row in rows.rows() {
+            let row = row?;
+            let child: String = row.try_get(0)?;
+            let child = crate::db::uuid(&child)?.into();
+            let state: String = row.try_get(1)?;
+            self.consents.insert(child, serde_json::from_str(&state)?);
         }
         Ok(())
     }
