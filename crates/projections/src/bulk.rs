@@ -77,10 +77,16 @@ pub struct Bulk {
     cells: Vec<Cell>,
 }
 
-/// Parameters per statement (SQLite allows 32,766, PostgreSQL 65,535). Every text is a cached
-/// prepared statement whose program grows with its parameters: at 6,000 the 1M-event rebuild
-/// peaked 28–36 MiB higher than at 1,000, and was no faster (`docs/benchmarks.md`, session 5).
+/// Parameters per command of a [`Script`].
 const MAX_PARAMS: usize = 1_000;
+
+/// Parameters per multi-row `INSERT` of a [`Bulk`] (SQLite allows 32,766, PostgreSQL 65,535).
+/// Each statement is a hand-off to SQLite's worker thread: at 4,000 instead of 1,000 the 1M-event
+/// rebuild made ~4,500 statements instead of ~18,000 and took 13.8–15.0 s instead of 18.7 s
+/// (12,000 was no faster; `docs/benchmarks.md`, session 8). Only a table's full-size statement
+/// is kept prepared (one text per table); the smaller last statement of a batch, a different
+/// text each time, is not — in session 5 caching every text at 6,000 parameters cost 28–36 MiB.
+const BULK_PARAMS: usize = 4_000;
 
 /// Appends the `n`th (1-based) bind parameter: `$n` on PostgreSQL, an anonymous `?` on SQLite.
 ///
@@ -141,7 +147,7 @@ impl Bulk {
     /// # Errors
     /// Database failures.
     pub async fn execute(&mut self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
-        let rows_per_statement = (MAX_PARAMS / self.width.max(1)).max(1);
+        let rows_per_statement = (BULK_PARAMS / self.width.max(1)).max(1);
         let cells = std::mem::take(&mut self.cells);
         let sqlite = is_sqlite(tx);
         for chunk in cells.chunks(rows_per_statement * self.width) {
@@ -162,7 +168,9 @@ impl Bulk {
             }
             sql.push_str(") ");
             sql.push_str(self.suffix);
-            bind_cells(sqlx::query(&sql), chunk)
+            // Only the full-size text recurs (see BULK_PARAMS).
+            let full = chunk.len() == rows_per_statement * self.width;
+            bind_cells(sqlx::query(&sql).persistent(full), chunk)
                 .execute(&mut *tx)
                 .await?;
         }
