@@ -789,7 +789,9 @@ enum Next {
 ///   same events again in a careful one.
 /// - **Careful**: each projection applies the batch inside a savepoint together with its
 ///   checkpoint advance. One that fails is rolled back to its savepoint alone, the events before
-///   the failing one are applied again, and it stops there while the others go on.
+///   the failing one are applied again, and it stops there while the others go on. A failure
+///   in `flush` surfaces at the batch's last event; the failing event is then found by
+///   bisecting ([`Unit::first_failure`]).
 ///
 /// Savepoints are not free: SQLite copies every page a savepoint changes into a sub-journal
 /// first. With one savepoint per projection and batch the 1M-event rebuild took 34.2 s, without
@@ -928,6 +930,17 @@ impl<'c> Unit<'c> {
             Err(TxError::Db(Some(_), e)) if is_transient(&e) => return Err(e),
             Err(TxError::Db(Some(at), e)) => (at, e),
         };
+        let (failed_at, error) = match self
+            .first_failure(slot, events, decoded, failed_at, error)
+            .await?
+        {
+            Ok(found) => found,
+            Err(TxError::Lost) => {
+                self.lost.push(index);
+                return Ok(());
+            }
+            Err(TxError::Db(_, e)) => return Err(e),
+        };
         // Keep everything before the failing event, then stop there.
         if failed_at > 0 {
             match self
@@ -954,6 +967,59 @@ impl<'c> Unit<'c> {
         slot.failed = true;
         self.stopped.push((index, stopped));
         Ok(())
+    }
+
+    /// The event that `slot` cannot apply, given that applying `events` failed at index
+    /// `failed_at` with `error`. A read model that writes in its `flush` (most do, in bulk)
+    /// reports a failure there at the batch's last event, whichever event caused it; the first
+    /// failing event is then found by bisecting: the longest prefix of `events` that applies,
+    /// each try rolled back. Deterministic failures make "the prefix applies" monotonic.
+    ///
+    /// The outer error is a failure of a savepoint itself; the inner one a try that lost its
+    /// checkpoint or failed on no event.
+    async fn first_failure(
+        &mut self,
+        slot: &mut Slot,
+        events: &[RecordedEvent],
+        decoded: &[Result<Event, String>],
+        failed_at: usize,
+        error: ProjectionError,
+    ) -> Result<Result<(usize, ProjectionError), TxError>, ProjectionError> {
+        if failed_at + 1 < events.len() {
+            // Not at the last event, so not in `flush`: `apply` named the event itself.
+            return Ok(Ok((failed_at, error)));
+        }
+        // Prefixes of `good` events apply; of `bad` they do not.
+        let (mut good, mut bad, mut error) = (0, failed_at + 1, error);
+        while bad - good > 1 {
+            let mid = good + (bad - good) / 2;
+            match self.try_apply(slot, &events[..mid], decoded).await? {
+                Ok(()) => good = mid,
+                Err(TxError::Db(Some(at), e)) if !is_transient(&e) => {
+                    bad = at + 1;
+                    error = e;
+                }
+                Err(failure) => return Ok(Err(failure)),
+            }
+        }
+        Ok(Ok((good, error)))
+    }
+
+    /// Applies `events` to `slot` in a savepoint and rolls it back whatever happens, forgetting
+    /// what the projection kept of them: only whether they apply.
+    async fn try_apply(
+        &mut self,
+        slot: &mut Slot,
+        events: &[RecordedEvent],
+        decoded: &[Result<Event, String>],
+    ) -> Result<Result<(), TxError>, ProjectionError> {
+        let mut savepoint = self.tx.begin().await?;
+        let result = project(&mut savepoint, slot, events, &decoded[..events.len()])
+            .await
+            .map(|_| ());
+        slot.projection.reset();
+        savepoint.rollback().await?;
+        Ok(result)
     }
 
     /// Applies `events` to `slot` and advances its checkpoint in a savepoint, released on

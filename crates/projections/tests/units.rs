@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use common::Harness;
 use kring_domain::simulation::World;
 use kring_domain::Purpose;
+use kring_projections::bulk::{Cell, Deferred, Statement};
 use kring_projections::runtime::CATCH_UP_BATCH;
 use kring_projections::{Projected, Projection, ProjectionError, Projector, ReadDb, Tables};
 use kring_store::{EventStore, ExpectedVersion, Metadata, Position};
@@ -23,7 +24,8 @@ use std::sync::{Arc, Mutex};
 /// A read model that writes down the position of every event it is given, keyed by position:
 /// an event applied twice is a constraint violation, one lost is a missing row. It refuses the
 /// event at `refuse` (a permanent failure) and fails once, as a dropped connection would, at
-/// `drop_once`.
+/// `drop_once`. With `deferred` it writes in its flush, as the bulk read models do, and the
+/// event at `poison` makes the flush fail (its row written twice) rather than `apply`.
 struct Ledger {
     name: &'static str,
     tables: &'static [&'static str],
@@ -31,6 +33,8 @@ struct Ledger {
     insert: &'static str,
     refuse: Option<Position>,
     drop_once: Mutex<Option<Position>>,
+    deferred: Option<Deferred>,
+    poison: Option<Position>,
 }
 
 impl Ledger {
@@ -42,6 +46,8 @@ impl Ledger {
             insert: "INSERT INTO {ledger_a} (position) VALUES ($1)",
             refuse: None,
             drop_once: Mutex::new(None),
+            deferred: None,
+            poison: None,
         }
     }
 
@@ -51,6 +57,15 @@ impl Ledger {
             tables: &["ledger_b"],
             schema: "CREATE TABLE {ledger_b} (position BIGINT PRIMARY KEY)",
             insert: "INSERT INTO {ledger_b} (position) VALUES ($1)",
+            ..Self::a()
+        }
+    }
+
+    /// Ledger a writing in its flush, which fails on a batch holding the event at `position`.
+    fn a_deferred_poisoned(position: Position) -> Self {
+        Self {
+            deferred: Some(Deferred::default()),
+            poison: Some(position),
             ..Self::a()
         }
     }
@@ -99,12 +114,30 @@ impl Projection for Ledger {
                 std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset"),
             )));
         }
+        let row = || Cell::Int(i64::try_from(position).unwrap());
+        if let Some(deferred) = &self.deferred {
+            let mut statements = vec![Statement::new(self.insert, vec![row()])];
+            if self.poison == Some(position) {
+                statements.push(Statement::new(self.insert, vec![row()]));
+            }
+            deferred.push(t, position, statements);
+            return Ok(());
+        }
         sqlx::query(&t.sql(self.insert))
             .bind(i64::try_from(position).unwrap())
             .execute(tx)
             .await?;
         Ok(())
     }
+
+    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+        match &self.deferred {
+            Some(deferred) => deferred.flush(tx, t).await,
+            None => Ok(()),
+        }
+    }
+
+    fn reset(&self) {}
 }
 
 /// Writes a school and enough consent decisions for the log to span more than two read
@@ -221,6 +254,34 @@ async fn a_projection_that_stops_inside_a_unit_keeps_what_came_before_and_the_ot
         ],
         "what the board says is what was committed"
     );
+}
+
+async fn a_projection_whose_flush_fails_stops_at_the_event_that_broke_it<S: EventStore + Clone>(
+    h: Harness<S>,
+) {
+    let positions = long_log(&h).await;
+    // Mid-batch: the flush fails for the batch as a whole, and reports its last event.
+    let poisoned = positions[CATCH_UP_BATCH + 1_234];
+    let before = positions_before(&positions, poisoned);
+    let head = *positions.last().unwrap();
+    let projector = ledgers(&h, Ledger::a_deferred_poisoned(poisoned), Ledger::b()).await;
+
+    assert_eq!(projector.catch_up().await.unwrap(), positions.len() as u64);
+
+    let board = projector.board().all();
+    let failure = board[0].failure.clone().expect("ledger_a reports its stop");
+    assert!(
+        failure.contains(&format!("at event {poisoned} ")),
+        "names the poisoned event: {failure}"
+    );
+    assert_eq!(board[0].position, *before.last().unwrap());
+    assert_eq!((board[1].position, board[1].failure.clone()), (head, None));
+    assert_eq!(
+        ledger(&h.db, "ledger_a").await,
+        before,
+        "up to the poisoned event, each once"
+    );
+    assert_eq!(ledger(&h.db, "ledger_b").await, positions);
 }
 
 async fn a_passing_failure_inside_a_unit_rolls_it_back_and_the_retry_applies_each_event_once<
@@ -416,6 +477,7 @@ macro_rules! on_both {
 
 on_both!(
     a_projection_that_stops_inside_a_unit_keeps_what_came_before_and_the_others_go_on,
+    a_projection_whose_flush_fails_stops_at_the_event_that_broke_it,
     a_passing_failure_inside_a_unit_rolls_it_back_and_the_retry_applies_each_event_once,
     a_stop_inside_a_rolled_back_unit_is_met_again_on_the_retry,
     a_stop_in_a_live_batch_keeps_the_other_projection_going,
