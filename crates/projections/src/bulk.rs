@@ -215,12 +215,6 @@ impl Script {
         self.statements.is_empty()
     }
 
-    /// Forgets the statements.
-    pub fn clear(&mut self) {
-        self.statements.clear();
-        self.cells.clear();
-    }
-
     /// Runs the statements in order and forgets them.
     ///
     /// # Errors

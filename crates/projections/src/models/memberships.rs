@@ -197,8 +197,8 @@ impl Projection for MembershipsProjection {
     }
 }
 
-/// Notes a statement of the event being applied.
-fn exec(out: &mut Vec<Statement>, template: &'static str, binds: &[Cell]) {
+/// Defers a statement of the event being applied to the batch's flush.
+fn defer(out: &mut Vec<Statement>, template: &'static str, binds: &[Cell]) {
     out.push(Statement::new(template, binds.to_vec()));
 }
 
@@ -219,7 +219,7 @@ fn apply_school(
                 Cell::from(&d.brin),
                 id(d.school_group_id),
             ];
-            exec(out, INSERT_SCHOOL, &binds);
+            defer(out, INSERT_SCHOOL, &binds);
             // The whole-school group carries the school's name.
             let binds = [
                 id(d.school_group_id),
@@ -227,11 +227,11 @@ fn apply_school(
                 Cell::from(&d.name),
                 Cell::from(kind_str(GroupKind::School)),
             ];
-            exec(out, INSERT_GROUP, &binds);
+            defer(out, INSERT_GROUP, &binds);
             Ok(())
         }
         SchoolEvent::StaffJoined(d) => {
-            exec(
+            defer(
                 out,
                 UPSERT_STAFF,
                 &[
@@ -245,11 +245,11 @@ fn apply_school(
                 Cell::Text(sealed_text(&d.display_name, "a personal field")?),
                 Cell::Text(sealed_text(&d.email, "a personal field")?),
             ];
-            exec(out, UPSERT_PERSON, &binds);
+            defer(out, UPSERT_PERSON, &binds);
             Ok(())
         }
         SchoolEvent::StaffRoleChanged(d) => {
-            exec(
+            defer(
                 out,
                 UPDATE_ROLE,
                 &[
@@ -261,8 +261,8 @@ fn apply_school(
             Ok(())
         }
         SchoolEvent::StaffLeft(d) => {
-            exec(out, DELETE_STAFF, &[id(d.school_id), id(d.person_id)]);
-            exec(
+            defer(out, DELETE_STAFF, &[id(d.school_id), id(d.person_id)]);
+            defer(
                 out,
                 UNASSIGN_EVERYWHERE,
                 &[id(d.person_id), id(d.school_id)],
@@ -276,15 +276,15 @@ fn apply_school(
                 Cell::from(&d.name),
                 Cell::from(kind_str(GroupKind::Class)),
             ];
-            exec(out, INSERT_GROUP, &binds);
+            defer(out, INSERT_GROUP, &binds);
             Ok(())
         }
         SchoolEvent::StaffAssigned(d) => {
-            exec(out, ASSIGN, &[id(d.group_id), id(d.person_id)]);
+            defer(out, ASSIGN, &[id(d.group_id), id(d.person_id)]);
             Ok(())
         }
         SchoolEvent::StaffUnassigned(d) => {
-            exec(out, UNASSIGN, &[id(d.group_id), id(d.person_id)]);
+            defer(out, UNASSIGN, &[id(d.group_id), id(d.person_id)]);
             Ok(())
         }
         SchoolEvent::ChildEnrolled(d) => {
@@ -295,7 +295,7 @@ fn apply_school(
                 Cell::Text(sealed_text(&d.first_name, "a personal field")?),
                 Cell::Text(sealed_text(&d.last_initial, "a personal field")?),
             ];
-            exec(out, ENROL, &binds);
+            defer(out, ENROL, &binds);
             Ok(())
         }
         SchoolEvent::ChildDetailsCorrected(d) => {
@@ -304,13 +304,13 @@ fn apply_school(
                 Cell::Text(sealed_text(&d.last_initial, "a personal field")?),
                 id(d.child_id),
             ];
-            exec(out, CORRECT_CHILD, &binds);
+            defer(out, CORRECT_CHILD, &binds);
             Ok(())
         }
         SchoolEvent::ChildMoved(d) => {
-            exec(out, MOVE_CHILD, &[id(d.to_group_id), id(d.child_id)]);
+            defer(out, MOVE_CHILD, &[id(d.to_group_id), id(d.child_id)]);
             // Open invitations follow the child: the staff of its new group handle them.
-            exec(
+            defer(
                 out,
                 MOVE_OPEN_INVITATIONS,
                 &[id(d.to_group_id), id(d.child_id)],
@@ -319,8 +319,8 @@ fn apply_school(
         }
         SchoolEvent::ChildUnenrolled(d) => {
             // Their guardians leave with them.
-            exec(out, UNLINK_ALL, &[id(d.child_id)]);
-            exec(out, UNENROL, &[id(d.child_id)]);
+            defer(out, UNLINK_ALL, &[id(d.child_id)]);
+            defer(out, UNENROL, &[id(d.child_id)]);
             Ok(())
         }
         SchoolEvent::GuardianLinked(d) => {
@@ -330,11 +330,11 @@ fn apply_school(
                 id(d.invitation_id),
                 Cell::Int(micros(e.recorded.occurred_at)),
             ];
-            exec(out, LINK, &binds);
+            defer(out, LINK, &binds);
             Ok(())
         }
         SchoolEvent::GuardianUnlinked(d) => {
-            exec(out, UNLINK, &[id(d.child_id), id(d.guardian_id)]);
+            defer(out, UNLINK, &[id(d.child_id), id(d.guardian_id)]);
             Ok(())
         }
         SchoolEvent::SchoolSettingsChanged(_) | SchoolEvent::ConsentPolicyPublished(_) => Ok(()),
@@ -361,12 +361,12 @@ fn apply_invitation(
                 at,
                 Cell::Int(micros(d.expires_at)),
             ];
-            exec(out, INVITE, &binds);
-            exec(out, UPSERT_EMAIL, &[id(d.invitee_id), Cell::Text(email)]);
+            defer(out, INVITE, &binds);
+            defer(out, UPSERT_EMAIL, &[id(d.invitee_id), Cell::Text(email)]);
             Ok(())
         }
         InvitationEvent::InvitationAccepted(d) => {
-            exec(
+            defer(
                 out,
                 SET_STATUS,
                 &[
@@ -375,7 +375,7 @@ fn apply_invitation(
                     id(d.invitation_id),
                 ],
             );
-            exec(
+            defer(
                 out,
                 UPSERT_NAME,
                 &[
@@ -386,11 +386,11 @@ fn apply_invitation(
             Ok(())
         }
         InvitationEvent::InvitationApproved(d) => {
-            exec(out, APPROVE, &[id(d.child_id), at, id(d.invitation_id)]);
+            defer(out, APPROVE, &[id(d.child_id), at, id(d.invitation_id)]);
             Ok(())
         }
         InvitationEvent::InvitationRevoked(d) => {
-            exec(
+            defer(
                 out,
                 SET_STATUS,
                 &[
@@ -402,7 +402,7 @@ fn apply_invitation(
             Ok(())
         }
         InvitationEvent::InvitationExpired(d) => {
-            exec(
+            defer(
                 out,
                 SET_STATUS,
                 &[
