@@ -267,28 +267,34 @@ fn unpack(packed: &str) -> Result<Vec<RecordedEvent>, StoreError> {
 
 /// One packed event: its 13 fields, in the order `read_all_packed.sql` writes them.
 fn unpack_one(event: &str) -> Result<RecordedEvent, StoreError> {
-    let fields: Vec<&str> = event.split('\u{1f}').collect();
-    let position = fields
-        .first()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_default();
+    // Into an array, not a Vec: this runs once per event read (a million per rebuild).
+    let mut fields = [""; 13];
+    let mut count = 0;
+    for field in event.split('\u{1f}') {
+        if let Some(slot) = fields.get_mut(count) {
+            *slot = field;
+        }
+        count += 1;
+    }
+    let position = fields[0].parse().unwrap_or_default();
     let corrupt = |reason: String| StoreError::Corrupt { position, reason };
-    let [p, event_id, stream, version, event_type, schema, occurred, recorded, actor, correlation, causation, payload, hash] =
-        fields[..]
-    else {
+    if count != fields.len() {
         return Err(corrupt("a packed event does not have 13 fields".into()));
-    };
+    }
+    let [p, event_id, stream, version, event_type, schema, occurred, recorded, actor, correlation, causation, payload, hash] =
+        fields;
     let int = |field: &str, name: &str| -> Result<i64, StoreError> {
         field
             .parse()
             .map_err(|e| corrupt(format!("a packed event's {name} {field:?}: {e}")))
     };
+    // `hex(id)`: 32 hex digits, which the uuid crate parses directly.
     let uuid = |hex_text: &str| -> Result<Uuid, StoreError> {
-        let bytes = hex::decode(hex_text).map_err(|e| corrupt(format!("bad id: {e}")))?;
-        Uuid::from_slice(&bytes).map_err(|e| corrupt(format!("bad id: {e}")))
+        Uuid::try_parse(hex_text).map_err(|e| corrupt(format!("bad id {hex_text:?}: {e}")))
     };
     int(p, "position")?;
-    let hash = hex::decode(hash).map_err(|e| corrupt(format!("bad hash: {e}")))?;
+    let mut hash_bytes = [0_u8; 32];
+    hex::decode_to_slice(hash, &mut hash_bytes).map_err(|e| corrupt(format!("bad hash: {e}")))?;
     Ok(RecordedEvent {
         position,
         event_id: uuid(event_id)?,
@@ -307,7 +313,7 @@ fn unpack_one(event: &str) -> Result<RecordedEvent, StoreError> {
             Some(uuid(causation)?)
         },
         payload: payload.to_owned(),
-        hash: EventHash::from_slice(&hash).ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
+        hash: EventHash(hash_bytes),
     })
 }
 
@@ -619,6 +625,48 @@ mod tests {
         assert_eq!(events[1].position, 8);
         assert!(events[1].causation_id.is_some());
         assert!(unpack("").unwrap().is_empty(), "an empty batch");
+        assert_eq!(
+            events[0].event_id,
+            Uuid::parse_str("0190f5a1-b2c3-7d4e-8f90-a1b2c3d4e5f6").unwrap()
+        );
+        assert_eq!(events[0].hash.0, [0xAB; 32]);
+    }
+
+    #[test]
+    fn a_packed_batch_comes_back_in_position_order_whatever_order_sqlite_gave() {
+        let packed = [
+            packed_event(12, "", "{}"),
+            packed_event(10, "", "{}"),
+            packed_event(11, "", "{}"),
+        ]
+        .join("\u{1e}");
+        let positions: Vec<u64> = unpack(&packed)
+            .unwrap()
+            .iter()
+            .map(|e| e.position)
+            .collect();
+        assert_eq!(positions, vec![10, 11, 12]);
+    }
+
+    #[test]
+    fn a_packed_event_with_a_bad_id_or_hash_is_corrupt() {
+        let whole = packed_event(9, "", "{}");
+        for bad in [
+            whole.replace(
+                "0190F5A1B2C37D4E8F90A1B2C3D4E5F6",
+                "0190F5A1B2C37D4E8F90A1B2C3D4E5",
+            ),
+            whole.replace(
+                "0190F5A1B2C37D4E8F90A1B2C3D4E5F6",
+                "0190F5A1B2C37D4E8F90A1B2C3D4E5GG",
+            ),
+            whole.replace(&"AB".repeat(32), &"AB".repeat(31)),
+        ] {
+            assert!(
+                matches!(unpack(&bad), Err(StoreError::Corrupt { .. })),
+                "{bad:?} is refused"
+            );
+        }
     }
 
     #[test]
