@@ -918,7 +918,7 @@ impl<'c> Unit<'c> {
         events: &[RecordedEvent],
         decoded: &[Result<Event, String>],
     ) -> Result<(), ProjectionError> {
-        let (failed_at, error) = match self.savepoint(slot, events, decoded).await? {
+        let (failed_at, error) = match self.savepoint(slot, events, decoded, false).await? {
             Ok(()) => return Ok(()),
             Err(TxError::Lost) => {
                 self.lost.push(index);
@@ -944,7 +944,7 @@ impl<'c> Unit<'c> {
         // Keep everything before the failing event, then stop there.
         if failed_at > 0 {
             match self
-                .savepoint(slot, &events[..failed_at], &decoded[..failed_at])
+                .savepoint(slot, &events[..failed_at], &decoded[..failed_at], false)
                 .await?
             {
                 Ok(()) => {}
@@ -973,7 +973,7 @@ impl<'c> Unit<'c> {
     /// `failed_at` with `error`. A read model that writes in its `flush` (most do, in bulk)
     /// reports a failure there at the batch's last event, whichever event caused it; the first
     /// failing event is then found by bisecting: the longest prefix of `events` that applies,
-    /// each try rolled back. Deterministic failures make "the prefix applies" monotonic.
+    /// each try a trial savepoint. Deterministic failures make "the prefix applies" monotonic.
     ///
     /// The outer error is a failure of a savepoint itself; the inner one a try that lost its
     /// checkpoint or failed on no event.
@@ -993,7 +993,10 @@ impl<'c> Unit<'c> {
         let (mut good, mut bad, mut error) = (0, failed_at + 1, error);
         while bad - good > 1 {
             let mid = good + (bad - good) / 2;
-            match self.try_apply(slot, &events[..mid], decoded).await? {
+            match self
+                .savepoint(slot, &events[..mid], &decoded[..mid], true)
+                .await?
+            {
                 Ok(()) => good = mid,
                 Err(TxError::Db(Some(at), e)) if !is_transient(&e) => {
                     bad = at + 1;
@@ -1005,43 +1008,28 @@ impl<'c> Unit<'c> {
         Ok(Ok((good, error)))
     }
 
-    /// Applies `events` to `slot` in a savepoint and rolls it back whatever happens, forgetting
-    /// what the projection kept of them: only whether they apply.
-    async fn try_apply(
-        &mut self,
-        slot: &mut Slot,
-        events: &[RecordedEvent],
-        decoded: &[Result<Event, String>],
-    ) -> Result<Result<(), TxError>, ProjectionError> {
-        let mut savepoint = self.tx.begin().await?;
-        let result = project(&mut savepoint, slot, events, &decoded[..events.len()])
-            .await
-            .map(|_| ());
-        slot.projection.reset();
-        savepoint.rollback().await?;
-        Ok(result)
-    }
-
-    /// Applies `events` to `slot` and advances its checkpoint in a savepoint, released on
-    /// success (moving `slot.position`) and rolled back otherwise. The outer error is a failure
-    /// of the savepoint itself: the unit must be abandoned.
+    /// Applies `events` to `slot` and advances its checkpoint in a savepoint. On success it is
+    /// released (moving `slot.position`), unless `trial`; otherwise, and for a trial always, it
+    /// is rolled back and the projection forgets what it kept of the events. The outer error is
+    /// a failure of the savepoint itself: the unit must be abandoned.
     async fn savepoint(
         &mut self,
         slot: &mut Slot,
         events: &[RecordedEvent],
         decoded: &[Result<Event, String>],
+        trial: bool,
     ) -> Result<Result<(), TxError>, ProjectionError> {
         let mut savepoint = self.tx.begin().await?;
         match project(&mut savepoint, slot, events, decoded).await {
-            Ok(last) => {
+            Ok(last) if !trial => {
                 savepoint.commit().await?;
                 slot.position = last;
                 Ok(Ok(()))
             }
-            Err(e) => {
+            result => {
                 slot.projection.reset();
                 savepoint.rollback().await?;
-                Ok(Err(e))
+                Ok(result.map(|_| ()))
             }
         }
     }

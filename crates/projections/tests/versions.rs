@@ -12,7 +12,7 @@ use kring_domain::simulation::World;
 use kring_domain::Purpose;
 use kring_projections::models::{self, access_log, consent::consent_history};
 use kring_projections::{
-    Backend, Projected, Projection, ProjectionError, Projector, ReadDb, Tables,
+    Backend, Projected, Projection, ProjectionError, ProjectionStatus, Projector, ReadDb, Tables,
 };
 use kring_store::EventStore;
 use sqlx::AnyConnection;
@@ -136,6 +136,25 @@ async fn run_until<S: EventStore + Clone>(
 }
 
 /// A world with a consent decision on record, projected by the harness (the current version).
+/// Asserts that every read model of `projector` stands at `generation` and `position`, and
+/// returns their statuses.
+fn all_at<S: EventStore + Clone>(
+    projector: &Projector<S>,
+    generation: i64,
+    position: u64,
+) -> Vec<ProjectionStatus> {
+    let all = projector.board().all();
+    for status in &all {
+        assert_eq!(
+            (status.generation, status.position),
+            (generation, position),
+            "{}",
+            status.name
+        );
+    }
+    all
+}
+
 async fn synced<S: EventStore + Clone>(h: &mut Harness<S>) -> World {
     let mut world = World::with_classes(1, 2, 2);
     grant(&mut world, 0);
@@ -175,13 +194,7 @@ async fn a_new_version_of_a_read_model_rebuilds_it_while_the_old_tables_serve<
     let next = Projector::new(h.store.clone(), h.db.clone(), next_version())
         .await
         .unwrap();
-    for status in next.board().all() {
-        assert_eq!(
-            (status.generation, status.position),
-            (1, head),
-            "{}",
-            status.name
-        );
+    for status in all_at(&next, 1, head) {
         assert!(
             status
                 .failure
@@ -193,14 +206,7 @@ async fn a_new_version_of_a_read_model_rebuilds_it_while_the_old_tables_serve<
     }
     next.catch_up().await.unwrap();
     assert_eq!(rows(&h.db).await, before, "nothing is applied to them");
-    for status in next.board().all() {
-        assert_eq!(
-            (status.generation, status.position),
-            (1, head),
-            "{}",
-            status.name
-        );
-    }
+    all_at(&next, 1, head);
 
     // Its run rebuilds them into generation 2 and switches.
     let next = run_until(next, 2, head).await;

@@ -198,8 +198,8 @@ impl Projection for MembershipsProjection {
 }
 
 /// Defers a statement of the event being applied to the batch's flush.
-fn defer(out: &mut Vec<Statement>, template: &'static str, binds: &[Cell]) {
-    out.push(Statement::new(template, binds.to_vec()));
+fn defer(out: &mut Vec<Statement>, template: &'static str, binds: impl Into<Vec<Cell>>) {
+    out.push(Statement::new(template, binds.into()));
 }
 
 fn id(value: impl ToString) -> Cell {
@@ -219,7 +219,7 @@ fn apply_school(
                 Cell::from(&d.brin),
                 id(d.school_group_id),
             ];
-            defer(out, INSERT_SCHOOL, &binds);
+            defer(out, INSERT_SCHOOL, binds);
             // The whole-school group carries the school's name.
             let binds = [
                 id(d.school_group_id),
@@ -227,14 +227,14 @@ fn apply_school(
                 Cell::from(&d.name),
                 Cell::from(kind_str(GroupKind::School)),
             ];
-            defer(out, INSERT_GROUP, &binds);
+            defer(out, INSERT_GROUP, binds);
             Ok(())
         }
         SchoolEvent::StaffJoined(d) => {
             defer(
                 out,
                 UPSERT_STAFF,
-                &[
+                [
                     id(d.school_id),
                     id(d.person_id),
                     Cell::from(role_str(d.role)),
@@ -245,14 +245,14 @@ fn apply_school(
                 Cell::Text(sealed_text(&d.display_name, "a personal field")?),
                 Cell::Text(sealed_text(&d.email, "a personal field")?),
             ];
-            defer(out, UPSERT_PERSON, &binds);
+            defer(out, UPSERT_PERSON, binds);
             Ok(())
         }
         SchoolEvent::StaffRoleChanged(d) => {
             defer(
                 out,
                 UPDATE_ROLE,
-                &[
+                [
                     Cell::from(role_str(d.role)),
                     id(d.school_id),
                     id(d.person_id),
@@ -261,12 +261,8 @@ fn apply_school(
             Ok(())
         }
         SchoolEvent::StaffLeft(d) => {
-            defer(out, DELETE_STAFF, &[id(d.school_id), id(d.person_id)]);
-            defer(
-                out,
-                UNASSIGN_EVERYWHERE,
-                &[id(d.person_id), id(d.school_id)],
-            );
+            defer(out, DELETE_STAFF, [id(d.school_id), id(d.person_id)]);
+            defer(out, UNASSIGN_EVERYWHERE, [id(d.person_id), id(d.school_id)]);
             Ok(())
         }
         SchoolEvent::GroupCreated(d) => {
@@ -276,15 +272,15 @@ fn apply_school(
                 Cell::from(&d.name),
                 Cell::from(kind_str(GroupKind::Class)),
             ];
-            defer(out, INSERT_GROUP, &binds);
+            defer(out, INSERT_GROUP, binds);
             Ok(())
         }
         SchoolEvent::StaffAssigned(d) => {
-            defer(out, ASSIGN, &[id(d.group_id), id(d.person_id)]);
+            defer(out, ASSIGN, [id(d.group_id), id(d.person_id)]);
             Ok(())
         }
         SchoolEvent::StaffUnassigned(d) => {
-            defer(out, UNASSIGN, &[id(d.group_id), id(d.person_id)]);
+            defer(out, UNASSIGN, [id(d.group_id), id(d.person_id)]);
             Ok(())
         }
         SchoolEvent::ChildEnrolled(d) => {
@@ -295,7 +291,7 @@ fn apply_school(
                 Cell::Text(sealed_text(&d.first_name, "a personal field")?),
                 Cell::Text(sealed_text(&d.last_initial, "a personal field")?),
             ];
-            defer(out, ENROL, &binds);
+            defer(out, ENROL, binds);
             Ok(())
         }
         SchoolEvent::ChildDetailsCorrected(d) => {
@@ -304,23 +300,23 @@ fn apply_school(
                 Cell::Text(sealed_text(&d.last_initial, "a personal field")?),
                 id(d.child_id),
             ];
-            defer(out, CORRECT_CHILD, &binds);
+            defer(out, CORRECT_CHILD, binds);
             Ok(())
         }
         SchoolEvent::ChildMoved(d) => {
-            defer(out, MOVE_CHILD, &[id(d.to_group_id), id(d.child_id)]);
+            defer(out, MOVE_CHILD, [id(d.to_group_id), id(d.child_id)]);
             // Open invitations follow the child: the staff of its new group handle them.
             defer(
                 out,
                 MOVE_OPEN_INVITATIONS,
-                &[id(d.to_group_id), id(d.child_id)],
+                [id(d.to_group_id), id(d.child_id)],
             );
             Ok(())
         }
         SchoolEvent::ChildUnenrolled(d) => {
             // Their guardians leave with them.
-            defer(out, UNLINK_ALL, &[id(d.child_id)]);
-            defer(out, UNENROL, &[id(d.child_id)]);
+            defer(out, UNLINK_ALL, [id(d.child_id)]);
+            defer(out, UNENROL, [id(d.child_id)]);
             Ok(())
         }
         SchoolEvent::GuardianLinked(d) => {
@@ -330,11 +326,11 @@ fn apply_school(
                 id(d.invitation_id),
                 Cell::Int(micros(e.recorded.occurred_at)),
             ];
-            defer(out, LINK, &binds);
+            defer(out, LINK, binds);
             Ok(())
         }
         SchoolEvent::GuardianUnlinked(d) => {
-            defer(out, UNLINK, &[id(d.child_id), id(d.guardian_id)]);
+            defer(out, UNLINK, [id(d.child_id), id(d.guardian_id)]);
             Ok(())
         }
         SchoolEvent::SchoolSettingsChanged(_) | SchoolEvent::ConsentPolicyPublished(_) => Ok(()),
@@ -361,15 +357,15 @@ fn apply_invitation(
                 at,
                 Cell::Int(micros(d.expires_at)),
             ];
-            defer(out, INVITE, &binds);
-            defer(out, UPSERT_EMAIL, &[id(d.invitee_id), Cell::Text(email)]);
+            defer(out, INVITE, binds);
+            defer(out, UPSERT_EMAIL, [id(d.invitee_id), Cell::Text(email)]);
             Ok(())
         }
         InvitationEvent::InvitationAccepted(d) => {
             defer(
                 out,
                 SET_STATUS,
-                &[
+                [
                     Cell::from(InvitationState::Accepted.as_str()),
                     at,
                     id(d.invitation_id),
@@ -378,7 +374,7 @@ fn apply_invitation(
             defer(
                 out,
                 UPSERT_NAME,
-                &[
+                [
                     id(d.person_id),
                     Cell::Text(sealed_text(&d.display_name, "a personal field")?),
                 ],
@@ -386,14 +382,14 @@ fn apply_invitation(
             Ok(())
         }
         InvitationEvent::InvitationApproved(d) => {
-            defer(out, APPROVE, &[id(d.child_id), at, id(d.invitation_id)]);
+            defer(out, APPROVE, [id(d.child_id), at, id(d.invitation_id)]);
             Ok(())
         }
         InvitationEvent::InvitationRevoked(d) => {
             defer(
                 out,
                 SET_STATUS,
-                &[
+                [
                     Cell::from(InvitationState::Revoked.as_str()),
                     at,
                     id(d.invitation_id),
@@ -405,7 +401,7 @@ fn apply_invitation(
             defer(
                 out,
                 SET_STATUS,
-                &[
+                [
                     Cell::from(InvitationState::Expired.as_str()),
                     at,
                     id(d.invitation_id),
