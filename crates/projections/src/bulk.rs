@@ -4,6 +4,9 @@
 
 use crate::error::ProjectionError;
 use crate::projection::{Buffer, Tables};
+use crate::writer::Tx;
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 /// One value of a row.
@@ -102,8 +105,59 @@ fn placeholder(sql: &mut String, sqlite: bool, n: usize) {
     }
 }
 
-fn is_sqlite(conn: &AnyConnection) -> bool {
-    conn.backend_name().eq_ignore_ascii_case("sqlite")
+/// Where queries of [`select_in`] and [`select_packed`] run: a connection of its own (the
+/// queries of the read models) or a projector's [`Tx`] (their loads, after the writes queued
+/// before them).
+#[async_trait]
+pub trait Fetch: Send {
+    /// Whether it is SQLite.
+    fn is_sqlite(&self) -> bool;
+
+    /// Runs `sql` with `cells` bound in order and returns its rows; prepared to be kept
+    /// (`persistent`) or not.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn fetch(
+        &mut self,
+        sql: String,
+        cells: Vec<Cell>,
+        persistent: bool,
+    ) -> Result<Vec<AnyRow>, ProjectionError>;
+}
+
+#[async_trait]
+impl Fetch for AnyConnection {
+    fn is_sqlite(&self) -> bool {
+        self.backend_name().eq_ignore_ascii_case("sqlite")
+    }
+
+    async fn fetch(
+        &mut self,
+        sql: String,
+        cells: Vec<Cell>,
+        persistent: bool,
+    ) -> Result<Vec<AnyRow>, ProjectionError> {
+        Ok(bind_cells(sqlx::query(&sql).persistent(persistent), &cells)
+            .fetch_all(self)
+            .await?)
+    }
+}
+
+#[async_trait]
+impl Fetch for Tx {
+    fn is_sqlite(&self) -> bool {
+        self.backend() == crate::db::Backend::Sqlite
+    }
+
+    async fn fetch(
+        &mut self,
+        sql: String,
+        cells: Vec<Cell>,
+        persistent: bool,
+    ) -> Result<Vec<AnyRow>, ProjectionError> {
+        self.fetch_with(sql, cells, persistent).await
+    }
 }
 
 impl Bulk {
@@ -125,10 +179,14 @@ impl Bulk {
         self.cells.extend(cells);
     }
 
-    /// Adds a row given as a slice; it must have `width` cells.
-    pub fn row_slice(&mut self, cells: &[Cell]) {
-        debug_assert_eq!(cells.len(), self.width);
-        self.cells.extend_from_slice(cells);
+    /// Adds rows given flat, `width` cells each.
+    pub fn rows(&mut self, cells: Vec<Cell>) {
+        debug_assert_eq!(cells.len() % self.width.max(1), 0);
+        if self.cells.is_empty() {
+            self.cells = cells;
+        } else {
+            self.cells.extend(cells);
+        }
     }
 
     /// Whether there is nothing to write.
@@ -142,15 +200,24 @@ impl Bulk {
         self.cells.clear();
     }
 
-    /// Writes the rows (in as few statements as the parameter limit allows) and forgets them.
+    /// Queues the rows on `tx` (in as few statements as the parameter limit allows) and
+    /// forgets them.
     ///
     /// # Errors
-    /// Database failures.
-    pub async fn execute(&mut self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    /// See [`Tx::execute`].
+    pub async fn execute(&mut self, tx: &mut Tx) -> Result<(), ProjectionError> {
         let rows_per_statement = (BULK_PARAMS / self.width.max(1)).max(1);
-        let cells = std::mem::take(&mut self.cells);
-        let sqlite = is_sqlite(tx);
-        for chunk in cells.chunks(rows_per_statement * self.width) {
+        let sqlite = tx.is_sqlite();
+        let mut cells = std::mem::take(&mut self.cells).into_iter();
+        loop {
+            // Each statement's cells moved into a vector of their own, for the queue.
+            let chunk: Vec<Cell> = cells
+                .by_ref()
+                .take(rows_per_statement * self.width)
+                .collect();
+            if chunk.is_empty() {
+                break;
+            }
             let mut sql =
                 String::with_capacity(self.head.len() + chunk.len() * 6 + self.suffix.len() + 16);
             sql.push_str(&self.head);
@@ -170,9 +237,7 @@ impl Bulk {
             sql.push_str(self.suffix);
             // Only the full-size text recurs (see BULK_PARAMS).
             let full = chunk.len() == rows_per_statement * self.width;
-            bind_cells(sqlx::query(&sql).persistent(full), chunk)
-                .execute(&mut *tx)
-                .await?;
+            tx.queue(sql, chunk, full, false).await?;
         }
         Ok(())
     }
@@ -215,18 +280,18 @@ impl Script {
         self.statements.is_empty()
     }
 
-    /// Runs the statements in order and forgets them.
+    /// Queues the statements on `tx`, in order, and forgets them.
     ///
     /// # Errors
-    /// Database failures; statements before the failing one may have run (the caller's
-    /// transaction is then abandoned).
-    pub async fn execute(&mut self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    /// See [`Tx::execute`]; a statement that fails poisons the transaction, and the ones after
+    /// it do not run.
+    pub async fn execute(&mut self, tx: &mut Tx) -> Result<(), ProjectionError> {
         let statements = std::mem::take(&mut self.statements);
-        let cells = std::mem::take(&mut self.cells);
-        if !is_sqlite(conn) {
-            for (sql, range) in &statements {
-                bind_cells(sqlx::query(sql), &cells[range.clone()])
-                    .execute(&mut *conn)
+        // Each command's cells are moved, in order, into a vector of their own, for the queue.
+        let mut cells = std::mem::take(&mut self.cells).into_iter();
+        if !tx.is_sqlite() {
+            for (sql, range) in statements {
+                tx.execute(sql, cells.by_ref().take(range.len()).collect())
                     .await?;
             }
             return Ok(());
@@ -247,8 +312,7 @@ impl Script {
                 text.push_str(";\n");
             }
             let end = chunk.last().map_or(base, |(_, range)| range.end);
-            bind_cells(sqlx::query(&text).persistent(false), &cells[base..end])
-                .execute(&mut *conn)
+            tx.execute_once(text, cells.by_ref().take(end - base).collect())
                 .await?;
             rest = after;
         }
@@ -290,21 +354,16 @@ impl Deferred {
         );
     }
 
-    /// Runs the batch's statements.
+    /// Queues the batch's statements on `tx`.
     ///
     /// # Errors
-    /// Database failures.
-    pub async fn flush(
-        &self,
-        tx: &mut AnyConnection,
-        tables: &Tables,
-    ) -> Result<(), ProjectionError> {
+    /// See [`Script::execute`].
+    pub async fn flush(&self, tx: &mut Tx, tables: &Tables) -> Result<(), ProjectionError> {
         let mut script = Script::default();
         for statement in self.pending.take(tables).into_iter().flatten() {
             script.push(tables.sql(statement.template), statement.binds);
         }
-        script.execute(tx).await?;
-        Ok(())
+        script.execute(tx).await
     }
 }
 
@@ -333,15 +392,15 @@ fn renumber(out: &mut String, sql: &str, offset: usize) {
 ///
 /// # Errors
 /// Database failures.
-pub async fn select_in(
-    conn: &mut AnyConnection,
+pub async fn select_in<C: Fetch + ?Sized>(
+    conn: &mut C,
     sql: &str,
     fixed: &[Cell],
     ids: &[String],
-) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+) -> Result<Vec<AnyRow>, ProjectionError> {
     // Prepared statements are cached per text: keep the number of distinct texts small.
     const PER: usize = 1_000;
-    let sqlite = is_sqlite(conn);
+    let sqlite = conn.is_sqlite();
     let mut sql = sql.to_owned();
     if sqlite {
         for i in (1..=fixed.len()).rev() {
@@ -358,11 +417,10 @@ pub async fn select_in(
             placeholder(&mut list, sqlite, fixed.len() + i + 1);
         }
         let text = sql.replace("{in}", &list);
-        let mut query = bind_cells(sqlx::query(&text).persistent(chunk.len() == PER), fixed);
-        for id in chunk {
-            query = query.bind(id.as_str());
-        }
-        out.extend(query.fetch_all(&mut *conn).await?);
+        let mut cells = Vec::with_capacity(fixed.len() + chunk.len());
+        cells.extend_from_slice(fixed);
+        cells.extend(chunk.iter().map(|id| Cell::Text(id.clone())));
+        out.extend(conn.fetch(text, cells, chunk.len() == PER).await?);
     }
     Ok(out)
 }
@@ -387,8 +445,8 @@ const NULL: &str = "\u{1d}";
 ///
 /// # Errors
 /// Database failures; `sql` not of that form.
-pub async fn select_packed(
-    conn: &mut AnyConnection,
+pub async fn select_packed<C: Fetch + ?Sized>(
+    conn: &mut C,
     sql: &str,
     fixed: &[Cell],
     ids: &[String],
@@ -400,7 +458,7 @@ pub async fn select_packed(
         .or_else(|| rest.find("\nFROM "))
         .ok_or_else(bad)?;
     let (columns, from) = rest.split_at(from);
-    let (join, sep, null, agg) = if is_sqlite(conn) {
+    let (join, sep, null, agg) = if conn.is_sqlite() {
         ("char(31)", "char(30)", "char(29)", "group_concat")
     } else {
         ("chr(31)", "chr(30)", "chr(29)", "string_agg")

@@ -9,9 +9,11 @@ pub mod models;
 pub mod projection;
 pub mod runtime;
 pub mod system;
+pub mod writer;
 
 pub use db::{Backend, ReadDb};
 pub use error::ProjectionError;
 pub use projection::{Projected, Projection, Tables};
 pub use runtime::{Checkpoints, ProjectionStatus, Projector, StatusBoard};
 pub use system::{Config, Mode, System, SystemError};
+pub use writer::Tx;

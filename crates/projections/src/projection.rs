@@ -1,10 +1,10 @@
 //! What a read model implements.
 
 use crate::error::ProjectionError;
+use crate::writer::Tx;
 use async_trait::async_trait;
 use kring_domain::Event;
 use kring_store::RecordedEvent;
-use sqlx::AnyConnection;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -64,14 +64,15 @@ pub trait Projection: Send + Sync + 'static {
     }
 
     /// Applies one event inside the batch's transaction. Events it does not care about are
-    /// ignored (return `Ok`).
+    /// ignored (return `Ok`). Writes on `tx` are queued and run in order while the projector
+    /// goes on; a query on it runs after them (see [`Tx`]).
     ///
     /// # Errors
     /// Anything that keeps the event from being applied; the runtime stops this projection,
     /// naming the event, and keeps the others running.
     async fn apply(
         &self,
-        tx: &mut AnyConnection,
+        tx: &mut Tx,
         tables: &Tables,
         event: Projected<'_>,
     ) -> Result<(), ProjectionError>;
@@ -82,11 +83,7 @@ pub trait Projection: Send + Sync + 'static {
     ///
     /// # Errors
     /// As [`Projection::apply`].
-    async fn flush(
-        &self,
-        _tx: &mut AnyConnection,
-        _tables: &Tables,
-    ) -> Result<(), ProjectionError> {
+    async fn flush(&self, _tx: &mut Tx, _tables: &Tables) -> Result<(), ProjectionError> {
         Ok(())
     }
 

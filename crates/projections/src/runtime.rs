@@ -15,9 +15,11 @@
 //! - On PostgreSQL one process at a time runs the projectors (a session advisory lock); another
 //!   waits and takes over when the first dies.
 
+use crate::bulk::Cell;
 use crate::db::{to_i64, to_u64, Backend, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Projected, Projection, Tables};
+use crate::writer::{Failure, Fault, Tag, Tx};
 use kring_domain::Event;
 use kring_store::{EventStore, EventStoreExt, Position, RecordedEvent};
 use serde::Serialize;
@@ -431,12 +433,12 @@ impl<S: EventStore + Clone> Projector<S> {
         let mut careful_until = None;
         // One connection for every unit: its page cache keeps the pages the next unit writes
         // again (the pool hands out its idle connections in turn).
-        let mut conn = self.db.pool().acquire().await?;
+        let mut tx = Tx::start(self.db.pool().acquire().await?);
         while !batch.is_empty() {
             let mut slots = self.slots.lock().await;
             let next = self
                 .unit(
-                    &mut conn,
+                    &mut tx,
                     &mut slots,
                     &mut batch,
                     head,
@@ -458,6 +460,7 @@ impl<S: EventStore + Clone> Projector<S> {
                 }
             }
         }
+        tx.finish().await?;
         Ok(read)
     }
 
@@ -492,21 +495,28 @@ impl<S: EventStore + Clone> Projector<S> {
             return Ok(false);
         }
         let mut careful_until = None;
-        let mut conn = self.db.pool().acquire().await?;
-        loop {
-            let mut unit = Unit::begin(&mut conn, &slots, careful_until).await?;
-            if let Err(e) = unit.apply(&mut slots, batch).await {
-                unit.abandon(&mut slots);
+        let mut tx = Tx::start(self.db.pool().acquire().await?);
+        let reread = loop {
+            let mut unit = Unit::begin(&mut tx, &slots, careful_until).await?;
+            let applied = async {
+                unit.apply(&mut slots, batch).await?;
+                unit.settle().await
+            }
+            .await;
+            if let Err(e) = applied {
+                unit.abandon(&mut slots).await;
                 return Err(e);
             }
             if unit.spoiled.is_some() {
                 // A projection failed in the optimistic unit: again, each in a savepoint.
-                unit.abandon(&mut slots);
+                unit.abandon(&mut slots).await;
                 careful_until = Some(last.position);
                 continue;
             }
-            return unit.commit(&self.db, &mut slots, Some(&self.board)).await;
-        }
+            break unit.commit(&self.db, &mut slots, Some(&self.board)).await?;
+        };
+        tx.finish().await?;
+        Ok(reread)
     }
 
     /// Rebuilds the named projections (all when `names` is empty) from position 0 into a fresh
@@ -638,10 +648,10 @@ impl<S: EventStore + Clone> Projector<S> {
         let after = fresh.iter().map(|s| s.position).min().unwrap_or(0);
         let mut batch = self.store.read_all(after, CATCH_UP_BATCH).await?;
         // One connection for every unit, as in `catch_up`.
-        let mut conn = self.db.pool().acquire().await?;
+        let mut tx = Tx::start(self.db.pool().acquire().await?);
         while !batch.is_empty() {
             match self
-                .unit(&mut conn, fresh, &mut batch, head, None, None)
+                .unit(&mut tx, fresh, &mut batch, head, None, None)
                 .await?
             {
                 Next::Go(n) => *read += n,
@@ -653,7 +663,7 @@ impl<S: EventStore + Clone> Projector<S> {
                 }
             }
         }
-        Ok(())
+        tx.finish().await
     }
 
     /// Applies the log to `slots` in one [`Unit`], starting with `batch` (already read) and
@@ -666,14 +676,14 @@ impl<S: EventStore + Clone> Projector<S> {
     /// checkpoint fails the whole: the unit is abandoned and the error returned.
     async fn unit(
         &self,
-        conn: &mut AnyConnection,
+        tx: &mut Tx,
         slots: &mut [Slot],
         batch: &mut Vec<RecordedEvent>,
         head: Position,
         careful_until: Option<Position>,
         board: Option<&StatusBoard>,
     ) -> Result<Next, ProjectionError> {
-        let mut unit = Unit::begin(conn, slots, careful_until).await?;
+        let mut unit = Unit::begin(tx, slots, careful_until).await?;
         let strict = board.is_none();
         let applied = async {
             while let Some(last) = batch.last() {
@@ -692,11 +702,17 @@ impl<S: EventStore + Clone> Projector<S> {
                 );
                 applied?;
                 *batch = next?;
+                let done = batch.is_empty() || unit.is_full() || !unit.lost.is_empty();
+                if done || unit.tx.is_poisoned() {
+                    // Before the commit, and as soon as a queued write has failed: wait for
+                    // the queue, charging a failure to the projection that queued it.
+                    unit.settle().await?;
+                }
                 // A rebuild's units are never careful: a stop spoils them, and is its error.
                 if let Some((at, spoiled)) = unit.spoiled.take() {
                     return if strict { Err(spoiled) } else { Ok(Some(at)) };
                 }
-                if unit.is_full() || !unit.lost.is_empty() {
+                if done {
                     break;
                 }
             }
@@ -716,14 +732,14 @@ impl<S: EventStore + Clone> Projector<S> {
                 }
             }
             Ok(Some(at)) => {
-                unit.abandon(slots);
+                unit.abandon(slots).await;
                 Ok(Next::Reread {
                     applied: 0,
                     careful: Some(at),
                 })
             }
             Err(e) => {
-                unit.abandon(slots);
+                unit.abandon(slots).await;
                 Err(e)
             }
         }
@@ -802,7 +818,9 @@ enum Next {
 /// it was. Catching up and rebuilding put several batches in one unit, so that a page many
 /// batches touch (an index page, a child's consent state) is written to the WAL once per unit.
 struct Unit<'c> {
-    tx: sqlx::Transaction<'c, sqlx::Any>,
+    /// The projector's connection, in the unit's transaction; writes are queued on it (see
+    /// [`Tx`]), so a failure may be known only when the unit settles ([`Unit::settle`]).
+    tx: &'c mut Tx,
     /// A careful unit goes on until it has applied the event at this position (the one that
     /// spoiled an optimistic unit), then commits.
     careful_until: Option<Position>,
@@ -834,14 +852,14 @@ pub const UNIT_EVENTS: usize = 50_000;
 const UNIT_TIME: Duration = Duration::from_millis(500);
 
 impl<'c> Unit<'c> {
-    /// Begins a unit for `slots` on `conn`. On SQLite it takes the write lock at once, see
-    /// [`begin_write`].
+    /// Begins a unit for `slots` on `tx`. On SQLite it takes the write lock at once, see
+    /// [`Tx::begin_write`].
     async fn begin(
-        conn: &'c mut AnyConnection,
+        tx: &'c mut Tx,
         slots: &[Slot],
         careful_until: Option<Position>,
     ) -> Result<Self, ProjectionError> {
-        let tx = begin_write(conn).await?;
+        tx.begin_write().await?;
         Ok(Self {
             tx,
             careful_until,
@@ -887,22 +905,28 @@ impl<'c> Unit<'c> {
                 self.apply_carefully(index, slot, events, decoded).await?;
                 continue;
             }
-            match project(&mut self.tx, slot, events, decoded).await {
+            match project(self.tx, index, slot, events, decoded).await {
                 Ok(last) => slot.position = last,
-                Err(TxError::Db(Some(at), e)) if !is_transient(&e) => {
-                    self.spoiled = Some((events[at].position, stopped(slot, &events[at], &e)));
-                    return Ok(());
+                Err(failed) => {
+                    // A write queued before (by this projection or another) may be what
+                    // failed, and is then what this failure follows from.
+                    if let Some(failure) = self.tx.sync().await? {
+                        return self.charge(failure);
+                    }
+                    match failed {
+                        TxError::Db(Some(at), e) if !is_transient(&e) => {
+                            let tag = tag(index, slot, &events[at]);
+                            self.spoiled = Some((tag.position, stopped(&tag, &e)));
+                            return Ok(());
+                        }
+                        TxError::Lost => {
+                            let tag = tag(index, slot, &events[events.len() - 1]);
+                            self.spoiled = Some((tag.position, lost(&tag)));
+                            return Ok(());
+                        }
+                        TxError::Db(_, e) => return Err(e),
+                    }
                 }
-                Err(TxError::Lost) => {
-                    let error = ProjectionError::Invalid(format!(
-                        "another process moved the checkpoint of {} generation {}",
-                        slot.projection.name(),
-                        slot.tables.generation()
-                    ));
-                    self.spoiled = Some((events[events.len() - 1].position, error));
-                    return Ok(());
-                }
-                Err(TxError::Db(_, e)) => return Err(e),
             }
         }
         self.events += batch.len();
@@ -918,7 +942,7 @@ impl<'c> Unit<'c> {
         events: &[RecordedEvent],
         decoded: &[Result<Event, String>],
     ) -> Result<(), ProjectionError> {
-        let (failed_at, error) = match self.savepoint(slot, events, decoded, false).await? {
+        let (failed_at, error) = match self.savepoint(index, slot, events, decoded, false).await? {
             Ok(()) => return Ok(()),
             Err(TxError::Lost) => {
                 self.lost.push(index);
@@ -931,7 +955,7 @@ impl<'c> Unit<'c> {
             Err(TxError::Db(Some(at), e)) => (at, e),
         };
         let (failed_at, error) = match self
-            .first_failure(slot, events, decoded, failed_at, error)
+            .first_failure(index, slot, events, decoded, failed_at, error)
             .await?
         {
             Ok(found) => found,
@@ -944,7 +968,13 @@ impl<'c> Unit<'c> {
         // Keep everything before the failing event, then stop there.
         if failed_at > 0 {
             match self
-                .savepoint(slot, &events[..failed_at], &decoded[..failed_at], false)
+                .savepoint(
+                    index,
+                    slot,
+                    &events[..failed_at],
+                    &decoded[..failed_at],
+                    false,
+                )
                 .await?
             {
                 Ok(()) => {}
@@ -955,15 +985,18 @@ impl<'c> Unit<'c> {
                 Err(TxError::Db(_, e)) => return Err(e),
             }
         }
-        let stopped = stopped(slot, &events[failed_at], &error);
-        sqlx::query(
-            "UPDATE projection_generations SET failure = $1 WHERE name = $2 AND generation = $3",
-        )
-        .bind(stopped.to_string())
-        .bind(slot.projection.name())
-        .bind(slot.tables.generation())
-        .execute(&mut *self.tx)
-        .await?;
+        let stopped = stopped(&tag(index, slot, &events[failed_at]), &error);
+        self.tx.set_tag(None);
+        self.tx
+            .execute(
+                "UPDATE projection_generations SET failure = $1 WHERE name = $2 AND generation = $3",
+                vec![
+                    Cell::Text(stopped.to_string()),
+                    slot.projection.name().into(),
+                    Cell::Int(slot.tables.generation()),
+                ],
+            )
+            .await?;
         slot.failed = true;
         self.stopped.push((index, stopped));
         Ok(())
@@ -979,6 +1012,7 @@ impl<'c> Unit<'c> {
     /// checkpoint or failed on no event.
     async fn first_failure(
         &mut self,
+        index: usize,
         slot: &mut Slot,
         events: &[RecordedEvent],
         decoded: &[Result<Event, String>],
@@ -994,7 +1028,7 @@ impl<'c> Unit<'c> {
         while bad - good > 1 {
             let mid = good + (bad - good) / 2;
             match self
-                .savepoint(slot, &events[..mid], &decoded[..mid], true)
+                .savepoint(index, slot, &events[..mid], &decoded[..mid], true)
                 .await?
             {
                 Ok(()) => good = mid,
@@ -1014,24 +1048,76 @@ impl<'c> Unit<'c> {
     /// a failure of the savepoint itself: the unit must be abandoned.
     async fn savepoint(
         &mut self,
+        index: usize,
         slot: &mut Slot,
         events: &[RecordedEvent],
         decoded: &[Result<Event, String>],
         trial: bool,
     ) -> Result<Result<(), TxError>, ProjectionError> {
-        let mut savepoint = self.tx.begin().await?;
-        match project(&mut savepoint, slot, events, decoded).await {
+        self.tx.savepoint().await?;
+        let mut result = project(self.tx, index, slot, events, decoded).await;
+        // What was queued must have run before the savepoint is kept or judged; a queued
+        // write that failed came first, so it is the failure.
+        if let Some(Failure { tag, fault }) = self.tx.sync().await? {
+            result = Err(match fault {
+                Fault::NotOne => TxError::Lost,
+                Fault::Error(e) => {
+                    let at = tag.and_then(|t| events.iter().position(|e| e.position == t.position));
+                    TxError::Db(at, e)
+                }
+            });
+        }
+        match result {
             Ok(last) if !trial => {
-                savepoint.commit().await?;
+                self.tx.commit().await?;
                 slot.position = last;
                 Ok(Ok(()))
             }
             result => {
                 slot.projection.reset();
-                savepoint.rollback().await?;
+                self.tx.rollback().await?;
                 Ok(result.map(|_| ()))
             }
         }
+    }
+
+    /// Waits for the writes queued so far; a failed one spoils the unit (see
+    /// [`Unit::charge`]). Nothing to do once the unit is spoiled.
+    ///
+    /// # Errors
+    /// A passing failure, or the connection task stopped: the unit must be abandoned.
+    async fn settle(&mut self) -> Result<(), ProjectionError> {
+        if self.spoiled.is_some() {
+            return Ok(());
+        }
+        match self.tx.sync().await? {
+            Some(failure) => self.charge(failure),
+            None => Ok(()),
+        }
+    }
+
+    /// Spoils the unit with a queued write's failure, charged to the projection and batch that
+    /// queued it: careful units then find the event.
+    ///
+    /// # Errors
+    /// A passing failure, or a failure of the runtime's own statements: the unit must be
+    /// abandoned.
+    fn charge(&mut self, Failure { tag, fault }: Failure) -> Result<(), ProjectionError> {
+        let Some(tag) = tag else {
+            return Err(match fault {
+                Fault::Error(e) => e,
+                Fault::NotOne => {
+                    ProjectionError::Invalid("a runtime statement changed no row".into())
+                }
+            });
+        };
+        let error = match fault {
+            Fault::Error(e) if is_transient(&e) => return Err(e),
+            Fault::Error(e) => stopped(&tag, &e),
+            Fault::NotOne => lost(&tag),
+        };
+        self.spoiled = Some((tag.position, error));
+        Ok(())
     }
 
     /// Commits the unit, reloads the slots that lost their checkpoint and tells the `board`
@@ -1053,9 +1139,21 @@ impl<'c> Unit<'c> {
             stopped,
             ..
         } = self;
-        if let Err(e) = tx.commit().await {
+        // The callers settle first; a failure here is not the projections' to be charged.
+        let committing = match tx.sync().await {
+            Ok(None) => tx.commit().await,
+            Ok(Some(failure)) => Err(match failure.fault {
+                Fault::Error(e) => e,
+                Fault::NotOne => ProjectionError::Invalid(
+                    "a checkpoint moved under a unit about to commit".into(),
+                ),
+            }),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = committing {
             restore(slots, &committed);
-            return Err(e.into());
+            let _ = tx.rollback().await;
+            return Err(e);
         }
         let mut replaced = Vec::new();
         if !lost.is_empty() {
@@ -1091,22 +1189,44 @@ impl<'c> Unit<'c> {
         Ok(!lost.is_empty())
     }
 
-    /// Rolls the unit back: every slot goes back to where it was when the unit began.
-    fn abandon(self, slots: &mut [Slot]) {
+    /// Rolls the unit back: every slot goes back to where it was when the unit began. If the
+    /// rollback fails, the next unit's `BEGIN` rolls back what is left open.
+    async fn abandon(self, slots: &mut [Slot]) {
         restore(slots, &self.committed);
-        // Dropping the transaction rolls it back.
+        let _ = self.tx.rollback().await;
     }
 }
 
-/// The error of a projection that cannot handle `event`.
-fn stopped(slot: &Slot, event: &RecordedEvent, error: &ProjectionError) -> ProjectionError {
-    ProjectionError::Stopped {
-        projection: slot.projection.name().to_owned(),
+/// What a statement queued by `slot` (at `index`) while applying a batch ending at `event` is
+/// charged to.
+fn tag(index: usize, slot: &Slot, event: &RecordedEvent) -> Tag {
+    Tag {
+        slot: index,
+        projection: slot.projection.name(),
+        generation: slot.tables.generation(),
         position: event.position,
         stream: event.stream,
         event_type: event.event_type.clone(),
+    }
+}
+
+/// The error of a projection that cannot handle the event of `tag`.
+fn stopped(tag: &Tag, error: &ProjectionError) -> ProjectionError {
+    ProjectionError::Stopped {
+        projection: tag.projection.to_owned(),
+        position: tag.position,
+        stream: tag.stream,
+        event_type: tag.event_type.clone(),
         reason: error.to_string(),
     }
+}
+
+/// The error of a projection whose checkpoint another process moved.
+fn lost(tag: &Tag) -> ProjectionError {
+    ProjectionError::Invalid(format!(
+        "another process moved the checkpoint of {} generation {}",
+        tag.projection, tag.generation
+    ))
 }
 
 fn restore(slots: &mut [Slot], committed: &[(u64, bool)]) {
@@ -1155,19 +1275,25 @@ enum TxError {
     Db(Option<usize>, ProjectionError),
 }
 
-/// Applies `events` to one projection, flushes it and advances its checkpoint, conditionally
-/// on the position it started from.
+/// Applies `events` to one projection (the slot at `index`), flushes it and queues its
+/// checkpoint advance, conditional on the position it started from. Its writes, queued on
+/// `tx`, are charged to it and to the batch's last event if they fail.
 async fn project(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
+    index: usize,
     slot: &Slot,
     events: &[RecordedEvent],
     decoded: &[Result<Event, String>],
 ) -> Result<Position, TxError> {
+    let Some(last) = events.last() else {
+        return Ok(slot.position);
+    };
+    tx.set_tag(Some(tag(index, slot, last)));
     for (i, (recorded, event)) in events.iter().zip(decoded).enumerate() {
         let result = match event {
             Ok(event) => {
                 slot.projection
-                    .apply(conn, &slot.tables, Projected { recorded, event })
+                    .apply(tx, &slot.tables, Projected { recorded, event })
                     .await
             }
             Err(reason) => Err(ProjectionError::Invalid(format!("cannot decode: {reason}"))),
@@ -1176,22 +1302,22 @@ async fn project(
             return Err(TxError::Db(Some(i), e));
         }
     }
-    if let Err(e) = slot.projection.flush(conn, &slot.tables).await {
+    if let Err(e) = slot.projection.flush(tx, &slot.tables).await {
         return Err(TxError::Db(Some(events.len() - 1), e));
     }
-    let last = events.last().map_or(slot.position, |e| e.position);
-    let moved = sqlx::query("UPDATE projection_generations SET position = $1 WHERE name = $2 AND generation = $3 AND position = $4")
-        .bind(to_i64(last))
-        .bind(slot.projection.name())
-        .bind(slot.tables.generation())
-        .bind(to_i64(slot.position))
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| TxError::Db(None, e.into()))?;
-    if moved.rows_affected() != 1 {
-        return Err(TxError::Lost);
-    }
-    Ok(last)
+    // Another projector that moved the checkpoint makes this change no row: `Fault::NotOne`.
+    tx.execute_one(
+        "UPDATE projection_generations SET position = $1 WHERE name = $2 AND generation = $3 AND position = $4",
+        vec![
+            Cell::Int(to_i64(last.position)),
+            slot.projection.name().into(),
+            Cell::Int(slot.tables.generation()),
+            Cell::Int(to_i64(slot.position)),
+        ],
+    )
+    .await
+    .map_err(|e| TxError::Db(None, e))?;
+    Ok(last.position)
 }
 
 /// Begins a transaction that writes read-model tables. On SQLite it takes the write lock at

@@ -42,14 +42,13 @@ use kring_domain::{
 };
 use kring_projections::models::consent::{current_consent, is_effective};
 use kring_projections::models::visibility::{may_see, who_may_see};
-use kring_projections::{models, Projected, Projection, Projector, ReadDb, Tables};
+use kring_projections::{models, Projected, Projection, Projector, ReadDb, Tables, Tx};
 use kring_store::vault::KeyVault;
 use kring_store::{EventStore, ExpectedVersion, Metadata};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use sqlx::Connection;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -842,13 +841,14 @@ async fn run_case<S: EventStore + Clone>(
         .collect();
     // The crash: a batch applied (and perhaps flushed) on a connection that dies before its
     // transaction commits.
-    let mut conn = crash_db
+    let conn = crash_db
         .pool()
         .acquire()
         .await
         .map_err(|e| e.to_string())?
         .detach();
-    let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
+    let mut tx = Tx::start_detached(conn);
+    tx.begin_write().await.map_err(|e| e.to_string())?;
     for projection in &instances {
         let tables = Tables::new(projection.tables(), generations[projection.name()]);
         for recorded in uncommitted {
@@ -872,8 +872,9 @@ async fn run_case<S: EventStore + Clone>(
                 .map_err(|e| e.to_string())?;
         }
     }
+    // Everything queued has run when the connection dies.
+    tx.sync().await.map_err(|e| e.to_string())?;
     drop(tx);
-    drop(conn);
     drop(dying);
     let resumed_instances = if plan.reuse { instances } else { projections() };
     let resumed = Projector::new(h.store.clone(), crash_db.clone(), resumed_instances)

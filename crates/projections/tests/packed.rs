@@ -54,7 +54,7 @@ async fn packed_rows_are_the_rows_of_the_plain_query<S: EventStore + Clone>(h: H
     ids.push("absent".into());
     let mut conn = h.db.pool().acquire().await.unwrap();
     let packed = select_packed(
-        &mut conn,
+        &mut *conn,
         "SELECT id, label, count, note FROM packed_t WHERE id IN ({in})",
         &[],
         &ids,
@@ -78,13 +78,13 @@ async fn packed_rows_are_the_rows_of_the_plain_query<S: EventStore + Clone>(h: H
     // A NULL is not text, and nothing matching is no rows.
     let note_of = |id: &str| [id.to_owned()];
     let sql = "SELECT id, note FROM packed_t WHERE id IN ({in})";
-    let null = select_packed(&mut conn, sql, &[], &note_of("id-00000"))
+    let null = select_packed(&mut *conn, sql, &[], &note_of("id-00000"))
         .await
         .unwrap();
     let row = null.rows().next().unwrap().unwrap();
     assert!(row.try_get::<String>(1).is_err());
     assert_eq!(row.try_get::<Option<String>>(1).unwrap(), None);
-    let none = select_packed(&mut conn, sql, &[], &note_of("absent"))
+    let none = select_packed(&mut *conn, sql, &[], &note_of("absent"))
         .await
         .unwrap();
     assert_eq!(none.rows().count(), 0);
@@ -95,7 +95,7 @@ async fn a_statement_that_is_not_a_select_of_columns_is_refused<S: EventStore + 
 ) {
     let mut conn = h.db.pool().acquire().await.unwrap();
     let refused = select_packed(
-        &mut conn,
+        &mut *conn,
         "DELETE FROM projection_generations WHERE name IN ({in})",
         &[],
         &["consent".to_owned()],

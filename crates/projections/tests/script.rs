@@ -1,5 +1,6 @@
-//! `bulk::Script`: statements that depend on each other run in order, each with its own
-//! parameters, across several multi-statement commands on SQLite and one by one on PostgreSQL.
+//! `bulk::Script` on a projector's `Tx`: statements that depend on each other run in order, each
+//! with its own parameters, across several multi-statement commands on SQLite and one by one on
+//! PostgreSQL; a failing one poisons the transaction.
 
 #![allow(clippy::unwrap_used)]
 
@@ -7,13 +8,15 @@ mod common;
 
 use common::Harness;
 use kring_projections::bulk::{Cell, Script};
+use kring_projections::writer::Fault;
+use kring_projections::{ProjectionError, Tx};
 use kring_store::EventStore;
 use sqlx::Row;
 use std::collections::BTreeMap;
 
 both_backends!(vec![];
     a_script_runs_its_statements_in_order_with_their_own_parameters,
-    a_failing_statement_fails_the_script_and_its_transaction_keeps_nothing,
+    a_failing_statement_poisons_the_transaction_and_nothing_of_it_is_kept,
 );
 
 const CREATE: &str =
@@ -87,15 +90,16 @@ async fn a_script_runs_its_statements_in_order_with_their_own_parameters<S: Even
         );
     }
     assert!(!script.is_empty());
-    let mut conn = h.db.pool().acquire().await.unwrap();
-    script.execute(&mut conn).await.unwrap();
-    assert!(script.is_empty(), "a run script is forgotten");
-    drop(conn);
+    let mut tx = Tx::start(h.db.pool().acquire().await.unwrap());
+    script.execute(&mut tx).await.unwrap();
+    assert!(script.is_empty(), "a queued script is forgotten");
+    assert!(tx.sync().await.unwrap().is_none(), "every statement ran");
+    tx.finish().await.unwrap();
     assert!(!model.is_empty());
     assert_eq!(rows(&h).await, model);
 }
 
-async fn a_failing_statement_fails_the_script_and_its_transaction_keeps_nothing<
+async fn a_failing_statement_poisons_the_transaction_and_nothing_of_it_is_kept<
     S: EventStore + Clone,
 >(
     h: Harness<S>,
@@ -119,14 +123,46 @@ async fn a_failing_statement_fails_the_script_and_its_transaction_keeps_nothing<
             [Cell::Text(format!("k{i}")), Cell::Int(i), Cell::Null],
         );
     }
-    let mut conn = h.db.pool().acquire().await.unwrap();
-    let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
-    let error = script.execute(&mut tx).await.unwrap_err();
+    let mut tx = Tx::start(h.db.pool().acquire().await.unwrap());
+    tx.begin_write().await.unwrap();
+    // Queued: the failure comes later.
+    script.execute(&mut tx).await.unwrap();
+    let failure = tx.sync().await.unwrap().expect("the duplicate key fails");
     assert!(
-        error.as_database_error().is_some(),
-        "a constraint violation, not {error}"
+        matches!(&failure.fault, Fault::Error(ProjectionError::Database(e)) if e.as_database_error().is_some()),
+        "a constraint violation, not {:?}",
+        failure.fault
+    );
+    assert!(
+        tx.sync().await.unwrap().is_none(),
+        "a failure is handed over once"
+    );
+    // Poisoned: no more writes or queries, and no commit, until a rollback.
+    assert!(tx.is_poisoned());
+    assert!(tx
+        .execute(
+            INSERT,
+            vec![Cell::Text("late".into()), Cell::Int(1), Cell::Null]
+        )
+        .await
+        .is_err());
+    assert!(tx
+        .fetch_all("SELECT k FROM script_t", vec![])
+        .await
+        .is_err());
+    assert!(
+        tx.commit().await.is_err(),
+        "a poisoned transaction is never committed"
     );
     tx.rollback().await.unwrap();
-    drop(conn);
+    assert!(!tx.is_poisoned());
+    assert!(
+        tx.fetch_all("SELECT k FROM script_t", vec![])
+            .await
+            .unwrap()
+            .is_empty(),
+        "the rollback kept nothing"
+    );
+    tx.finish().await.unwrap();
     assert!(rows(&h).await.is_empty());
 }

@@ -16,9 +16,8 @@ use kring_domain::simulation::World;
 use kring_domain::Purpose;
 use kring_projections::bulk::{Cell, Deferred, Statement};
 use kring_projections::runtime::CATCH_UP_BATCH;
-use kring_projections::{Projected, Projection, ProjectionError, Projector, ReadDb, Tables};
+use kring_projections::{Projected, Projection, ProjectionError, Projector, ReadDb, Tables, Tx};
 use kring_store::{EventStore, ExpectedVersion, Metadata, Position};
-use sqlx::AnyConnection;
 use std::sync::{Arc, Mutex};
 
 /// A read model that writes down the position of every event it is given, keyed by position:
@@ -95,7 +94,7 @@ impl Projection for Ledger {
 
     async fn apply(
         &self,
-        tx: &mut AnyConnection,
+        tx: &mut Tx,
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
@@ -123,14 +122,10 @@ impl Projection for Ledger {
             deferred.push(t, position, statements);
             return Ok(());
         }
-        sqlx::query(&t.sql(self.insert))
-            .bind(i64::try_from(position).unwrap())
-            .execute(tx)
-            .await?;
-        Ok(())
+        tx.execute(t.sql(self.insert), vec![row()]).await
     }
 
-    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+    async fn flush(&self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
         match &self.deferred {
             Some(deferred) => deferred.flush(tx, t).await,
             None => Ok(()),

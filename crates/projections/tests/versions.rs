@@ -13,9 +13,9 @@ use kring_domain::Purpose;
 use kring_projections::models::{self, access_log, consent::consent_history};
 use kring_projections::{
     Backend, Projected, Projection, ProjectionError, ProjectionStatus, Projector, ReadDb, Tables,
+    Tx,
 };
 use kring_store::EventStore;
-use sqlx::AnyConnection;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,13 +48,13 @@ impl Projection for NextVersion {
     }
     async fn apply(
         &self,
-        tx: &mut AnyConnection,
+        tx: &mut Tx,
         tables: &Tables,
         event: Projected<'_>,
     ) -> Result<(), ProjectionError> {
         self.0.apply(tx, tables, event).await
     }
-    async fn flush(&self, tx: &mut AnyConnection, tables: &Tables) -> Result<(), ProjectionError> {
+    async fn flush(&self, tx: &mut Tx, tables: &Tables) -> Result<(), ProjectionError> {
         self.0.flush(tx, tables).await
     }
     fn reset(&self) {

@@ -10,6 +10,7 @@ use crate::bulk::{Bulk, Cell};
 use crate::db::{from_micros, micros, sealed_text, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Buffer, Projected, Projection, Tables};
+use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use kring_domain::child::{ChildEvent, SCHOOL_TIME_ZONE};
@@ -17,7 +18,7 @@ use kring_domain::school::SchoolEvent;
 use kring_domain::{AbsenceId, ChildId, Event, GroupId, PersonId, SchoolId, Sealed};
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 /// The projection.
 #[derive(Debug, Default)]
@@ -79,7 +80,7 @@ impl Projection for AbsencesProjection {
 
     async fn apply(
         &self,
-        tx: &mut AnyConnection,
+        tx: &mut Tx,
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
@@ -120,46 +121,48 @@ impl Projection for AbsencesProjection {
         self.write_reports(tx, t).await?;
         match e.event {
             Event::Child(ChildEvent::PlannedAbsenceCancelled(d)) => {
-                sqlx::query(&t.sql(CANCEL))
-                    .bind(d.by.to_string())
-                    .bind(micros(e.recorded.occurred_at))
-                    .bind(d.absence_id.to_string())
-                    .bind(d.child_id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                tx.execute(
+                    &t.sql(CANCEL),
+                    vec![
+                        Cell::from(d.by.to_string()),
+                        Cell::from(micros(e.recorded.occurred_at)),
+                        Cell::from(d.absence_id.to_string()),
+                        Cell::from(d.child_id.to_string()),
+                    ],
+                )
+                .await?;
             }
             Event::School(SchoolEvent::ChildMoved(d)) => {
-                sqlx::query(&t.sql(FOLLOW_MOVE))
-                    .bind(d.to_group_id.to_string())
-                    .bind(d.child_id.to_string())
-                    .bind(today())
-                    .execute(&mut *tx)
-                    .await?;
+                tx.execute(
+                    &t.sql(FOLLOW_MOVE),
+                    vec![
+                        Cell::from(d.to_group_id.to_string()),
+                        Cell::from(d.child_id.to_string()),
+                        Cell::from(today()),
+                    ],
+                )
+                .await?;
             }
             Event::School(SchoolEvent::ChildUnenrolled(d)) => {
-                sqlx::query(&t.sql(DROP_UPCOMING))
-                    .bind(d.child_id.to_string())
-                    .bind(today())
-                    .execute(&mut *tx)
-                    .await?;
+                tx.execute(
+                    &t.sql(DROP_UPCOMING),
+                    vec![Cell::from(d.child_id.to_string()), Cell::from(today())],
+                )
+                .await?;
             }
             _ => {}
         }
         Ok(())
     }
 
-    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+    async fn flush(&self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
         self.write_reports(tx, t).await
     }
 }
 
 impl AbsencesProjection {
     /// Writes the buffered reports, in one statement per few hundred.
-    async fn write_reports(
-        &self,
-        tx: &mut AnyConnection,
-        t: &Tables,
-    ) -> Result<(), ProjectionError> {
+    async fn write_reports(&self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
         let rows = self.reports.take(t);
         if rows.is_empty() {
             return Ok(());

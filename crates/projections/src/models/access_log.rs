@@ -2,16 +2,18 @@
 //! (support) or a compliance officer, in log order — what a data-protection officer or auditor
 //! inspects.
 
+use crate::bulk::Cell;
 use crate::db::{from_micros, micros, to_i64, to_u64, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Projected, Projection, Tables};
+use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::access::{AccessEvent, Subject};
 use kring_domain::{Actor, ChildId, Event, MediaId, PersonId, PostId};
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 use uuid::Uuid;
 
 /// The projection.
@@ -74,7 +76,7 @@ impl Projection for AccessLogProjection {
 
     async fn apply(
         &self,
-        tx: &mut AnyConnection,
+        tx: &mut Tx,
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
@@ -82,17 +84,20 @@ impl Projection for AccessLogProjection {
             return Ok(());
         };
         let (accessor_kind, accessor_id) = actor_parts(a.accessor);
-        sqlx::query(&t.sql(INSERT))
-            .bind(to_i64(e.recorded.position))
-            .bind(e.recorded.event_id.to_string())
-            .bind(subject_kind(&a.subject))
-            .bind(a.subject.uuid().to_string())
-            .bind(accessor_kind)
-            .bind(accessor_id)
-            .bind(&a.reason)
-            .bind(micros(a.at))
-            .execute(&mut *tx)
-            .await?;
+        tx.execute(
+            &t.sql(INSERT),
+            vec![
+                Cell::from(to_i64(e.recorded.position)),
+                Cell::from(e.recorded.event_id.to_string()),
+                Cell::from(subject_kind(&a.subject)),
+                Cell::from(a.subject.uuid().to_string()),
+                Cell::from(accessor_kind),
+                Cell::from(accessor_id),
+                Cell::from(&a.reason),
+                Cell::from(micros(a.at)),
+            ],
+        )
+        .await?;
         Ok(())
     }
 }

@@ -5,13 +5,14 @@ use crate::bulk::{Cell, Deferred, Statement};
 use crate::db::{from_micros, micros, to_i64, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Projected, Projection, Tables};
+use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::activity::ActivityEvent;
 use kring_domain::{ActivityId, Event, GroupId, PersonId, SchoolId};
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 use std::collections::BTreeMap;
 
 /// The projection: one statement per event, deferred to the batch's flush.
@@ -79,7 +80,7 @@ impl Projection for ActivitiesProjection {
 
     async fn apply(
         &self,
-        _tx: &mut AnyConnection,
+        _tx: &mut Tx,
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
@@ -129,7 +130,7 @@ impl Projection for ActivitiesProjection {
         Ok(())
     }
 
-    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+    async fn flush(&self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
         self.deferred.flush(tx, t).await
     }
 }

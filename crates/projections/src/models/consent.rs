@@ -5,6 +5,7 @@ use crate::bulk::{select_packed, Bulk, Cell};
 use crate::db::{from_micros, micros, to_i64, to_u64, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Buffer, Projected, Projection, Tables};
+use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::child::ChildEvent;
@@ -12,7 +13,7 @@ use kring_domain::child::ConsentDecided;
 use kring_domain::consent::{self, ConsentMethod};
 use kring_domain::{ChildId, Event, PersonId, Purpose};
 use serde::Serialize;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
@@ -95,7 +96,7 @@ impl Projection for ConsentProjection {
 
     async fn apply(
         &self,
-        _tx: &mut AnyConnection,
+        _tx: &mut Tx,
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
@@ -113,7 +114,7 @@ impl Projection for ConsentProjection {
         Ok(())
     }
 
-    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+    async fn flush(&self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
         let batch = self.buffer.take(t);
         if batch.is_empty() {
             return Ok(());

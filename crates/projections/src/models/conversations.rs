@@ -8,13 +8,14 @@ use crate::bulk::{select_packed, Bulk};
 use crate::db::{from_micros, micros, sealed_text, to_i64, to_u64, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Buffer, Projected, Projection, Tables};
+use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::conversation::ConversationEvent;
 use kring_domain::{ChildId, ConversationId, Event, MessageId, PersonId, SchoolId, Sealed};
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 use std::collections::BTreeMap;
 
 /// The projection. It buffers a batch's events and writes them in a few statements on flush.
@@ -108,7 +109,7 @@ impl Projection for ConversationsProjection {
 
     async fn apply(
         &self,
-        _tx: &mut AnyConnection,
+        _tx: &mut Tx,
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
@@ -120,7 +121,7 @@ impl Projection for ConversationsProjection {
         Ok(())
     }
 
-    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+    async fn flush(&self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
         let batch = self.buffer.take(t);
         if batch.is_empty() {
             return Ok(());

@@ -17,6 +17,7 @@ use crate::bulk::{Cell, Deferred, Statement};
 use crate::db::{from_micros, micros, sealed_text, uuid, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Projected, Projection, Tables};
+use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::invitation::InvitationEvent;
@@ -24,7 +25,7 @@ use kring_domain::school::{GroupKind, SchoolEvent, StaffRole};
 use kring_domain::{ChildId, Event, GroupId, InvitationId, PersonId, SchoolId, Sealed};
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 use std::collections::BTreeMap;
 
 /// The projection. Its statements depend on each other (an approval reads the child's group,
@@ -178,7 +179,7 @@ impl Projection for MembershipsProjection {
 
     async fn apply(
         &self,
-        _tx: &mut AnyConnection,
+        _tx: &mut Tx,
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
@@ -192,7 +193,7 @@ impl Projection for MembershipsProjection {
         Ok(())
     }
 
-    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+    async fn flush(&self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
         self.deferred.flush(tx, t).await
     }
 }

@@ -16,10 +16,12 @@
 //!   the projection's generations ([`ensure_delivery_table`], [`mark_delivered`]): a rebuild keeps
 //!   them, and [`due`] never offers a delivered notification again.
 
+use crate::bulk::Cell;
 use crate::bulk::{select_packed, Bulk, Packed};
 use crate::db::{from_micros, micros, to_i64, to_u64, uuid, Backend, ReadDb};
 use crate::error::ProjectionError;
 use crate::projection::{Buffer, Projected, Projection, Tables};
+use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::conversation::{ConversationEvent, ConversationStarted, MessagePosted};
@@ -28,7 +30,7 @@ use kring_domain::school::SchoolEvent;
 use kring_domain::{ConversationId, Event, MessageId, PersonId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sqlx::any::AnyRow;
-use sqlx::{Acquire, AnyConnection, Executor, Row};
+use sqlx::{Acquire, Executor, Row};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
@@ -198,7 +200,7 @@ impl Projection for OutboxProjection {
 
     async fn apply(
         &self,
-        _tx: &mut AnyConnection,
+        _tx: &mut Tx,
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
@@ -243,7 +245,7 @@ impl Projection for OutboxProjection {
         Ok(())
     }
 
-    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+    async fn flush(&self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
         let batch = self.buffer.take(t);
         if batch.is_empty() {
             return Ok(());
@@ -286,7 +288,7 @@ impl State {
     /// Loads the conversations the batch's messages go to, their participants, and the staff,
     /// guardian and quiet-hours rows of those people and children.
     async fn load(
-        tx: &mut AnyConnection,
+        tx: &mut Tx,
         t: &Tables,
         batch: &[(u64, DateTime<Utc>, Needed)],
     ) -> Result<Self, ProjectionError> {
@@ -452,7 +454,7 @@ impl State {
     }
 
     /// Writes the final state of every key the batch changed.
-    async fn write(self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+    async fn write(self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
         let mut conversations = Bulk::new(t.sql(CONVERSATIONS), 3, DO_NOTHING);
         let mut participants = Bulk::new(t.sql(PARTICIPANTS), 2, DO_NOTHING);
         for id in &self.started {
@@ -472,9 +474,7 @@ impl State {
         // Removals are rare (staff leaving, guardians unlinked, quiet hours cleared): one
         // statement each; additions go in bulk.
         for child in &self.unenrolled {
-            sqlx::query(&t.sql(CHILD_UNENROLLED))
-                .bind(child)
-                .execute(&mut *tx)
+            tx.execute(&t.sql(CHILD_UNENROLLED), vec![Cell::from(child)])
                 .await?;
         }
         let mut staff = Bulk::new(t.sql(STAFF), 2, DO_NOTHING);
@@ -482,11 +482,11 @@ impl State {
             if self.staff.contains(key) {
                 staff.row([key.0.as_str().into(), key.1.as_str().into()]);
             } else {
-                sqlx::query(&t.sql(STAFF_LEFT))
-                    .bind(&key.0)
-                    .bind(&key.1)
-                    .execute(&mut *tx)
-                    .await?;
+                tx.execute(
+                    &t.sql(STAFF_LEFT),
+                    vec![Cell::from(&key.0), Cell::from(&key.1)],
+                )
+                .await?;
             }
         }
         staff.execute(tx).await?;
@@ -495,11 +495,11 @@ impl State {
             if self.guardians.contains(key) {
                 guardians.row([key.0.as_str().into(), key.1.as_str().into()]);
             } else {
-                sqlx::query(&t.sql(GUARDIAN_UNLINKED))
-                    .bind(&key.0)
-                    .bind(&key.1)
-                    .execute(&mut *tx)
-                    .await?;
+                tx.execute(
+                    &t.sql(GUARDIAN_UNLINKED),
+                    vec![Cell::from(&key.0), Cell::from(&key.1)],
+                )
+                .await?;
             }
         }
         guardians.execute(tx).await?;
@@ -514,9 +514,7 @@ impl State {
                     ]);
                 }
                 None => {
-                    sqlx::query(&t.sql(QUIET_HOURS_CLEARED))
-                        .bind(person)
-                        .execute(&mut *tx)
+                    tx.execute(&t.sql(QUIET_HOURS_CLEARED), vec![Cell::from(person)])
                         .await?;
                 }
             }

@@ -44,6 +44,7 @@ use crate::bulk::{select_in, select_packed, Bulk, Cell};
 use crate::db::{from_micros, micros, Backend, ReadDb, RosterCache};
 use crate::error::ProjectionError;
 use crate::projection::{Buffer, Projected, Projection, Tables};
+use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::child::{self, Child, ChildEvent};
@@ -149,7 +150,7 @@ impl Projection for VisibilityProjection {
 
     async fn apply(
         &self,
-        _tx: &mut AnyConnection,
+        _tx: &mut Tx,
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
@@ -163,7 +164,7 @@ impl Projection for VisibilityProjection {
         Ok(())
     }
 
-    async fn flush(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+    async fn flush(&self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
         let events = self.buffer.take(t);
         if events.is_empty() {
             return Ok(());
@@ -205,7 +206,7 @@ struct StoredPost {
 impl Work {
     async fn load(
         &mut self,
-        tx: &mut AnyConnection,
+        tx: &mut Tx,
         t: &Tables,
         events: &[Needed],
     ) -> Result<(), ProjectionError> {
@@ -341,7 +342,7 @@ impl Work {
         Ok(())
     }
 
-    async fn write(&self, tx: &mut AnyConnection, t: &Tables) -> Result<(), ProjectionError> {
+    async fn write(&self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
         let mut rows = Vec::new();
         for school_id in &self.touched_schools {
             if let Some(state) = self.schools.get(school_id) {
@@ -353,7 +354,7 @@ impl Work {
             &t.render("INSERT INTO {visibility_schools} (school_id, state)"),
             2,
             " ON CONFLICT (school_id) DO UPDATE SET state = excluded.state",
-            &rows,
+            rows,
         )
         .await?;
 
@@ -368,7 +369,7 @@ impl Work {
             &t.render("INSERT INTO {visibility_children} (child_id, state)"),
             2,
             " ON CONFLICT (child_id) DO UPDATE SET state = excluded.state",
-            &rows,
+            rows,
         )
         .await?;
 
@@ -418,7 +419,7 @@ impl Work {
             &t.render("INSERT INTO {feed_posts} (post_id, school_id, group_id, author_id, body, posted_at, live, state)"),
             8,
             " ON CONFLICT (post_id) DO UPDATE SET body = excluded.body, live = excluded.live, state = excluded.state",
-            &rows,
+            rows,
         )
         .await?;
         // The order of attachment is set when an item is first written and kept after.
@@ -427,7 +428,7 @@ impl Work {
             &t.render("INSERT INTO {media_items} (media_id, post_id, ordinal, live)"),
             4,
             " ON CONFLICT (media_id) DO UPDATE SET live = excluded.live",
-            &media,
+            media,
         )
         .await?;
 
@@ -444,11 +445,7 @@ impl Work {
 /// group is the domain's `audience_staff` plus the keys of `audience_guardians`. Only the
 /// difference with what is stored is written, so a roster change costs a read of the school's
 /// audience rows and a few writes.
-async fn write_audience(
-    tx: &mut AnyConnection,
-    t: &Tables,
-    school: &School,
-) -> Result<(), ProjectionError> {
+async fn write_audience(tx: &mut Tx, t: &Tables, school: &School) -> Result<(), ProjectionError> {
     let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
     for group_id in school.groups.keys() {
         let staff = school.audience_staff(*group_id);
@@ -488,7 +485,7 @@ async fn write_audience(
         &t.render("INSERT INTO {group_audience} (group_id, person_id)"),
         2,
         "",
-        &rows,
+        rows,
     )
     .await?;
     Ok(())
@@ -1037,15 +1034,13 @@ fn cell(v: impl ToString) -> Cell {
 
 /// `head` + rows of `width` cells (flat) + `suffix`, in as few statements as [`Bulk`] needs.
 async fn bulk_insert(
-    tx: &mut AnyConnection,
+    tx: &mut Tx,
     head: &str,
     width: usize,
     suffix: &'static str,
-    cells: &[Cell],
-) -> Result<(), sqlx::Error> {
+    cells: Vec<Cell>,
+) -> Result<(), ProjectionError> {
     let mut bulk = Bulk::new(head.to_owned(), width, suffix);
-    for row in cells.chunks(width) {
-        bulk.row_slice(row);
-    }
+    bulk.rows(cells);
     bulk.execute(tx).await
 }

@@ -1,0 +1,677 @@
+//! The read-model transaction a projector writes through ([`Tx`]): a task of its own runs the
+//! statements on the connection, in order, while the projector goes on computing the next ones.
+//!
+//! # Why
+//!
+//! A projection's batch is loads, computation and writes. Awaited one statement at a time, the
+//! async side and the database (SQLite's worker thread, or the PostgreSQL server) take turns:
+//! on the 1M-event rebuild into SQLite each was busy about half of the time, and the run used
+//! one of the machine's two cores (`docs/benchmarks.md`, session 9). Here a write is queued and
+//! its caller goes on; a query waits for everything queued before it (one connection, in order),
+//! so a projection always reads its own writes, and the next projection computes its rows while
+//! this one's are written.
+//!
+//! # Failures
+//!
+//! A queued write that fails cannot fail its caller, which has moved on. The first failure is
+//! kept with the [`Tag`] in force when the write was queued (which projection, which batch);
+//! from then on the transaction is *poisoned*: later statements are skipped, later queries and
+//! writes fail at once, and a commit is refused. [`Tx::sync`] waits for the queue and hands the
+//! kept failure over; a rollback (of the transaction or of the savepoint) clears the poison. The
+//! projector runtime syncs before every commit and after every savepoint, so nothing is
+//! committed past a failed write, and every failure is charged to the projection that caused it.
+//!
+//! # Threads
+//!
+//! On a multi-threaded runtime the task runs on a thread of its own (tokio's blocking pool,
+//! driving the futures with `Handle::block_on`): queued on a worker thread, it could sit in that
+//! worker's LIFO slot behind the busy projector, where no other worker can take it. On a
+//! current-thread runtime (tests) it is an ordinary task: the same order, no overlap.
+
+use crate::bulk::{bind_cells, Cell};
+use crate::db::Backend;
+use crate::error::ProjectionError;
+use kring_domain::StreamName;
+use sqlx::any::{AnyRow, AnyTransactionManager};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, TransactionManager};
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Statements and queries queued ahead of the connection. Enough for one projection's batch of
+/// bulk writes (a few dozen statements) to be queued while the next projection computes; each
+/// holds at most a few thousand parameters, so the queue stays within a few MiB.
+const QUEUE: usize = 16;
+
+/// Which projection, at which batch, queued a statement: a failure is charged to it.
+#[derive(Debug, Clone)]
+pub struct Tag {
+    /// The projection's index among the projector's slots.
+    pub slot: usize,
+    /// Its name.
+    pub projection: &'static str,
+    /// The generation of its tables being written.
+    pub generation: i64,
+    /// The position of the last event of the batch being applied.
+    pub position: u64,
+    /// That event's stream.
+    pub stream: StreamName,
+    /// That event's type.
+    pub event_type: String,
+}
+
+/// A queued write that failed.
+#[derive(Debug)]
+pub struct Failure {
+    /// What was in force when it was queued.
+    pub tag: Option<Arc<Tag>>,
+    /// What went wrong.
+    pub fault: Fault,
+}
+
+/// What went wrong with a queued write.
+#[derive(Debug)]
+pub enum Fault {
+    /// A statement queued with [`Tx::execute_one`] changed no row (or several): for a checkpoint
+    /// update conditional on its old position, another process moved it.
+    NotOne,
+    /// The database refused the statement.
+    Error(ProjectionError),
+}
+
+enum Op {
+    Execute {
+        sql: String,
+        cells: Vec<Cell>,
+        persistent: bool,
+        one: bool,
+        tag: Option<Arc<Tag>>,
+    },
+    Fetch {
+        sql: String,
+        cells: Vec<Cell>,
+        persistent: bool,
+        tag: Option<Arc<Tag>>,
+        reply: oneshot::Sender<Result<Vec<AnyRow>, ProjectionError>>,
+    },
+    Begin {
+        /// A transaction (rolling back one left open, if any), not a savepoint.
+        top: bool,
+        statement: Option<&'static str>,
+        reply: oneshot::Sender<Result<(), ProjectionError>>,
+    },
+    Commit(oneshot::Sender<Result<(), ProjectionError>>),
+    Rollback(oneshot::Sender<Result<(), ProjectionError>>),
+    Sync(oneshot::Sender<Option<Failure>>),
+}
+
+/// The connection a projector writes through; see the module's documentation.
+#[derive(Debug)]
+pub struct Tx {
+    ops: Option<mpsc::Sender<Op>>,
+    poisoned: Arc<AtomicBool>,
+    backend: Backend,
+    tag: Option<Arc<Tag>>,
+    driver: Option<JoinHandle<()>>,
+}
+
+/// The connection the task owns.
+enum Owned {
+    Pooled(PoolConnection<Any>),
+    Detached(AnyConnection),
+}
+
+impl Owned {
+    fn conn(&mut self) -> &mut AnyConnection {
+        match self {
+            Self::Pooled(c) => c,
+            Self::Detached(c) => c,
+        }
+    }
+}
+
+/// Rolls back whatever transaction is still open when the task ends, however it ends (a
+/// panic included): a connection must not go back to the pool inside a transaction, where
+/// the next `BEGIN` would only make a savepoint.
+struct Guard(Owned);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let conn = self.0.conn();
+        for _ in 0..AnyTransactionManager::get_transaction_depth(conn) {
+            AnyTransactionManager::start_rollback(conn);
+        }
+    }
+}
+
+fn gone() -> ProjectionError {
+    ProjectionError::Invalid("the projector's connection task has stopped".into())
+}
+
+fn poisoned_error() -> ProjectionError {
+    ProjectionError::Invalid(
+        "an earlier statement of this read-model transaction failed; it must be rolled back".into(),
+    )
+}
+
+impl Tx {
+    /// Starts the task on a connection from the pool (it goes back when the task ends).
+    #[must_use]
+    pub fn start(conn: PoolConnection<Any>) -> Self {
+        Self::spawn(Owned::Pooled(conn))
+    }
+
+    /// Starts the task on a connection of its own (closed when the task ends).
+    #[must_use]
+    pub fn start_detached(conn: AnyConnection) -> Self {
+        Self::spawn(Owned::Detached(conn))
+    }
+
+    fn spawn(mut conn: Owned) -> Self {
+        let backend = if conn.conn().backend_name().eq_ignore_ascii_case("sqlite") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let (ops, queue) = mpsc::channel(QUEUE);
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let task = drive(Guard(conn), queue, Arc::clone(&poisoned));
+        let handle = Handle::current();
+        let driver = match handle.runtime_flavor() {
+            RuntimeFlavor::CurrentThread => tokio::spawn(task),
+            _ => tokio::task::spawn_blocking(move || handle.block_on(task)),
+        };
+        Self {
+            ops: Some(ops),
+            poisoned,
+            backend,
+            tag: None,
+            driver: Some(driver),
+        }
+    }
+
+    /// Which database it writes to.
+    #[must_use]
+    pub const fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether it writes to SQLite.
+    #[must_use]
+    pub fn is_sqlite(&self) -> bool {
+        self.backend == Backend::Sqlite
+    }
+
+    /// Charges the statements queued from now on to `tag`.
+    pub(crate) fn set_tag(&mut self, tag: Option<Tag>) {
+        self.tag = tag.map(Arc::new);
+    }
+
+    async fn send(&mut self, op: Op) -> Result<(), ProjectionError> {
+        let ops = self.ops.as_ref().ok_or_else(gone)?;
+        ops.send(op).await.map_err(|_| gone())
+    }
+
+    async fn ask<T>(
+        &mut self,
+        op: impl FnOnce(oneshot::Sender<T>) -> Op,
+    ) -> Result<T, ProjectionError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(op(reply)).await?;
+        answer.await.map_err(|_| gone())
+    }
+
+    /// Queues a statement (kept prepared, for texts that recur).
+    ///
+    /// # Errors
+    /// The transaction is poisoned by an earlier failure, or the task has stopped. A failure of
+    /// this statement itself comes later, from [`Tx::sync`] (and poisons the transaction).
+    pub async fn execute(
+        &mut self,
+        sql: impl Into<String>,
+        cells: Vec<Cell>,
+    ) -> Result<(), ProjectionError> {
+        self.queue(sql.into(), cells, true, false).await
+    }
+
+    /// Like [`Tx::execute`], for a text that will not recur: not kept prepared.
+    ///
+    /// # Errors
+    /// As [`Tx::execute`].
+    pub async fn execute_once(
+        &mut self,
+        sql: impl Into<String>,
+        cells: Vec<Cell>,
+    ) -> Result<(), ProjectionError> {
+        self.queue(sql.into(), cells, false, false).await
+    }
+
+    /// Like [`Tx::execute`], for a statement that must change exactly one row; otherwise it
+    /// fails with [`Fault::NotOne`].
+    ///
+    /// # Errors
+    /// As [`Tx::execute`].
+    pub(crate) async fn execute_one(
+        &mut self,
+        sql: impl Into<String>,
+        cells: Vec<Cell>,
+    ) -> Result<(), ProjectionError> {
+        self.queue(sql.into(), cells, true, true).await
+    }
+
+    /// Queues `sql`, prepared to be kept (`persistent`) or not.
+    pub(crate) async fn queue(
+        &mut self,
+        sql: String,
+        cells: Vec<Cell>,
+        persistent: bool,
+        one: bool,
+    ) -> Result<(), ProjectionError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(poisoned_error());
+        }
+        let tag = self.tag.clone();
+        self.send(Op::Execute {
+            sql,
+            cells,
+            persistent,
+            one,
+            tag,
+        })
+        .await
+    }
+
+    /// Runs a query after everything queued before it and returns its rows.
+    ///
+    /// # Errors
+    /// The query fails (and poisons the transaction), the transaction is poisoned already, or
+    /// the task has stopped.
+    pub async fn fetch_all(
+        &mut self,
+        sql: impl Into<String>,
+        cells: Vec<Cell>,
+    ) -> Result<Vec<AnyRow>, ProjectionError> {
+        self.fetch_with(sql.into(), cells, true).await
+    }
+
+    /// Like [`Tx::fetch_all`], for at most one row.
+    ///
+    /// # Errors
+    /// As [`Tx::fetch_all`].
+    pub async fn fetch_optional(
+        &mut self,
+        sql: impl Into<String>,
+        cells: Vec<Cell>,
+    ) -> Result<Option<AnyRow>, ProjectionError> {
+        Ok(self.fetch_all(sql, cells).await?.into_iter().next())
+    }
+
+    /// Like [`Tx::fetch_all`], prepared to be kept (`persistent`) or not.
+    pub(crate) async fn fetch_with(
+        &mut self,
+        sql: String,
+        cells: Vec<Cell>,
+        persistent: bool,
+    ) -> Result<Vec<AnyRow>, ProjectionError> {
+        let tag = self.tag.clone();
+        self.ask(|reply| Op::Fetch {
+            sql,
+            cells,
+            persistent,
+            tag,
+            reply,
+        })
+        .await?
+    }
+
+    /// Begins a transaction (rolling back one left open, if any).
+    ///
+    /// # Errors
+    /// The database refuses, or the task has stopped.
+    pub async fn begin(&mut self) -> Result<(), ProjectionError> {
+        self.ask(|reply| Op::Begin {
+            top: true,
+            statement: None,
+            reply,
+        })
+        .await?
+    }
+
+    /// Begins a savepoint inside the transaction.
+    ///
+    /// # Errors
+    /// The transaction is poisoned, the database refuses, or the task has stopped.
+    pub async fn savepoint(&mut self) -> Result<(), ProjectionError> {
+        self.ask(|reply| Op::Begin {
+            top: false,
+            statement: None,
+            reply,
+        })
+        .await?
+    }
+
+    /// Begins a transaction that writes: on SQLite `BEGIN IMMEDIATE`, which takes the write
+    /// lock at once (why: `begin_write` in the runtime).
+    ///
+    /// # Errors
+    /// As [`Tx::begin`].
+    pub async fn begin_write(&mut self) -> Result<(), ProjectionError> {
+        let statement = self.is_sqlite().then_some("BEGIN IMMEDIATE");
+        self.ask(|reply| Op::Begin {
+            top: true,
+            statement,
+            reply,
+        })
+        .await?
+    }
+
+    /// Commits the transaction (or releases the savepoint) once everything queued has run. If
+    /// the database refuses, the transaction stays open: roll it back.
+    ///
+    /// # Errors
+    /// The transaction is poisoned (nothing is committed; roll it back), the database refuses,
+    /// or the task has stopped.
+    pub async fn commit(&mut self) -> Result<(), ProjectionError> {
+        self.ask(Op::Commit).await?
+    }
+
+    /// Rolls the transaction (or the savepoint) back and clears the poison.
+    ///
+    /// # Errors
+    /// The database refuses, or the task has stopped.
+    pub async fn rollback(&mut self) -> Result<(), ProjectionError> {
+        self.ask(Op::Rollback).await?
+    }
+
+    /// Waits until everything queued has run and hands over the first failure since the last
+    /// sync, if any (the transaction stays poisoned until rolled back).
+    ///
+    /// # Errors
+    /// The task has stopped.
+    pub async fn sync(&mut self) -> Result<Option<Failure>, ProjectionError> {
+        self.ask(Op::Sync).await
+    }
+
+    /// Whether a failure has poisoned the transaction (known without waiting for the queue).
+    #[must_use]
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Lets the queue run out and ends the task; a transaction still open is rolled back, and
+    /// the connection goes back to the pool (or is closed, if detached).
+    ///
+    /// # Errors
+    /// The task panicked.
+    pub async fn finish(mut self) -> Result<(), ProjectionError> {
+        self.ops = None;
+        if let Some(driver) = self.driver.take() {
+            driver.await.map_err(|e| {
+                ProjectionError::Invalid(format!("the projector's connection task failed: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The next op to run: the first one, unless a query of a projection none of whose writes is
+/// queued before it can go first (see [`drive`]).
+fn next(pending: &mut VecDeque<Op>) -> Option<Op> {
+    let mut writing: Vec<usize> = Vec::new();
+    let mut jump = None;
+    for (i, op) in pending.iter().enumerate() {
+        match op {
+            Op::Execute { tag: Some(t), .. } => {
+                if !writing.contains(&t.slot) {
+                    writing.push(t.slot);
+                }
+            }
+            Op::Fetch { tag: Some(t), .. } if !writing.contains(&t.slot) => {
+                jump = Some(i);
+                break;
+            }
+            Op::Fetch { tag: Some(_), .. } => {}
+            // Untagged statements and transaction control keep their place, and nothing
+            // passes them.
+            _ => break,
+        }
+    }
+    match jump {
+        Some(i) if i > 0 => pending.remove(i),
+        _ => pending.pop_front(),
+    }
+}
+
+/// The task: runs the queue on the connection until every [`Tx`] handle is gone.
+///
+/// Ops run in the order queued, with one exception: a projection's query goes ahead of the
+/// writes other projections queued before it (not its own, nor anything untagged). A
+/// projection's statements read and write only its own tables, so the query's answer is the
+/// same; and the projection waiting for it computes its rows while the others' are written,
+/// instead of after.
+async fn drive(mut guard: Guard, mut ops: mpsc::Receiver<Op>, flag: Arc<AtomicBool>) {
+    // The first failure not yet handed over by a sync.
+    let mut kept: Option<Failure> = None;
+    let mut poisoned = false;
+    let mut pending = VecDeque::with_capacity(QUEUE);
+    loop {
+        if pending.is_empty() {
+            match ops.recv().await {
+                Some(op) => pending.push_back(op),
+                None => break,
+            }
+        }
+        while pending.len() < QUEUE {
+            match ops.try_recv() {
+                Ok(op) => pending.push_back(op),
+                Err(_) => break,
+            }
+        }
+        let Some(op) = next(&mut pending) else {
+            continue;
+        };
+        let conn = guard.0.conn();
+        match op {
+            Op::Execute {
+                sql,
+                cells,
+                persistent,
+                one,
+                tag,
+            } => {
+                if poisoned {
+                    continue;
+                }
+                let done = bind_cells(sqlx::query(&sql).persistent(persistent), &cells)
+                    .execute(&mut *conn)
+                    .await;
+                let fault = match done {
+                    Ok(done) if one && done.rows_affected() != 1 => Some(Fault::NotOne),
+                    Ok(_) => None,
+                    Err(e) => Some(Fault::Error(e.into())),
+                };
+                if let Some(fault) = fault {
+                    poisoned = true;
+                    flag.store(true, Ordering::Release);
+                    kept = Some(Failure { tag, fault });
+                }
+            }
+            Op::Fetch {
+                sql,
+                cells,
+                persistent,
+                reply,
+                ..
+            } => {
+                let rows = if poisoned {
+                    Err(poisoned_error())
+                } else {
+                    let rows = bind_cells(sqlx::query(&sql).persistent(persistent), &cells)
+                        .fetch_all(&mut *conn)
+                        .await;
+                    // The caller gets the error itself; on PostgreSQL the transaction is
+                    // aborted after it, so nothing more runs until a rollback.
+                    if rows.is_err() {
+                        poisoned = true;
+                        flag.store(true, Ordering::Release);
+                    }
+                    rows.map_err(ProjectionError::from)
+                };
+                let _ = reply.send(rows);
+            }
+            Op::Begin {
+                top,
+                statement,
+                reply,
+            } => {
+                let begun = if top {
+                    // A transaction left open (its rollback failed) is abandoned: a `BEGIN`
+                    // inside it would only make a savepoint.
+                    kept = None;
+                    poisoned = false;
+                    flag.store(false, Ordering::Release);
+                    begin_top(conn, statement).await
+                } else if poisoned {
+                    Err(poisoned_error())
+                } else {
+                    AnyTransactionManager::begin(conn, None)
+                        .await
+                        .map_err(ProjectionError::from)
+                };
+                let _ = reply.send(begun);
+            }
+            Op::Commit(reply) => {
+                let committed = if poisoned {
+                    Err(poisoned_error())
+                } else {
+                    AnyTransactionManager::commit(conn)
+                        .await
+                        .map_err(ProjectionError::from)
+                };
+                let _ = reply.send(committed);
+            }
+            Op::Rollback(reply) => {
+                kept = None;
+                poisoned = false;
+                flag.store(false, Ordering::Release);
+                let _ = reply.send(
+                    AnyTransactionManager::rollback(conn)
+                        .await
+                        .map_err(ProjectionError::from),
+                );
+            }
+            Op::Sync(reply) => {
+                let _ = reply.send(kept.take());
+            }
+        }
+    }
+    // Every handle is gone: leave no transaction open on the connection.
+    let _ = roll_back_all(guard.0.conn()).await;
+}
+
+async fn roll_back_all(conn: &mut AnyConnection) -> Result<(), ProjectionError> {
+    while AnyTransactionManager::get_transaction_depth(conn) > 0 {
+        AnyTransactionManager::rollback(conn).await?;
+    }
+    Ok(())
+}
+
+async fn begin_top(
+    conn: &mut AnyConnection,
+    statement: Option<&'static str>,
+) -> Result<(), ProjectionError> {
+    roll_back_all(conn).await?;
+    AnyTransactionManager::begin(conn, statement.map(Cow::Borrowed)).await?;
+    Ok(())
+}
+
+impl Drop for Tx {
+    /// Dropping the handle ends the task (rolling back what is open) without waiting for it.
+    fn drop(&mut self) {
+        self.ops = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{next, Op, Tag};
+    use kring_domain::StreamName;
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    fn tag(slot: usize) -> Option<Arc<Tag>> {
+        Some(Arc::new(Tag {
+            slot,
+            projection: "p",
+            generation: 1,
+            position: 1,
+            stream: StreamName::access(uuid::Uuid::nil()),
+            event_type: "E".into(),
+        }))
+    }
+
+    fn write(slot: Option<usize>, sql: &str) -> Op {
+        Op::Execute {
+            sql: sql.into(),
+            cells: vec![],
+            persistent: false,
+            one: false,
+            tag: slot.and_then(tag),
+        }
+    }
+
+    fn read(slot: usize, sql: &str) -> Op {
+        Op::Fetch {
+            sql: sql.into(),
+            cells: vec![],
+            persistent: false,
+            tag: tag(slot),
+            reply: tokio::sync::oneshot::channel().0,
+        }
+    }
+
+    fn sql(op: &Op) -> &str {
+        match op {
+            Op::Execute { sql, .. } | Op::Fetch { sql, .. } => sql,
+            _ => "control",
+        }
+    }
+
+    #[test]
+    fn a_query_passes_other_projections_writes_but_never_its_own_or_a_barrier() {
+        let mut pending: VecDeque<Op> = VecDeque::from([
+            write(Some(0), "w0"),
+            write(Some(1), "w1"),
+            read(0, "r0"),
+            read(2, "r2"),
+            write(None, "barrier"),
+            read(3, "r3"),
+            write(Some(2), "w2"),
+        ]);
+        let mut order = Vec::new();
+        while let Some(op) = next(&mut pending) {
+            order.push(sql(&op).to_owned());
+        }
+        // r2 goes first (no write of projection 2 before it); r0 waits for w0 (its own write),
+        // then passes w1; r3 does not pass the untagged statement.
+        assert_eq!(order, ["r2", "w0", "r0", "w1", "barrier", "r3", "w2"]);
+    }
+
+    #[test]
+    fn transaction_control_keeps_its_place() {
+        let mut pending: VecDeque<Op> = VecDeque::from([
+            write(Some(0), "w0"),
+            Op::Commit(tokio::sync::oneshot::channel().0),
+            read(1, "r1"),
+        ]);
+        let order: Vec<String> = std::iter::from_fn(|| next(&mut pending))
+            .map(|op| sql(&op).to_owned())
+            .collect();
+        assert_eq!(order, ["w0", "control", "r1"]);
+    }
+}
