@@ -27,16 +27,18 @@ use std::time::Duration;
 ///   log, and a lost tail of commits is re-projected from the (equally lost) checkpoint.
 /// - `wal_autocheckpoint = 4096` pages (64 MiB): a hot page is copied into the database once
 ///   per checkpoint; the default (1,000 pages) checkpointed at nearly every commit.
-/// - `cache_size = -24576` (24 MiB per connection, the default is 2 MiB): the pages a batch
+/// - `cache_size = -16384` (16 MiB per connection, the default is 2 MiB): the pages a batch
 ///   loads and writes back stay in memory instead of being read again with `pread`. 32 MiB
 ///   was no faster once the query indexes were built after a rebuild's fill, and peaked
-///   ~10 MiB higher (session 6).
+///   ~10 MiB higher (session 6); 24 MiB, used until session 9, peaked up to 263 MiB once the
+///   projector's writes ran on a thread of their own (`crate::writer`), over the 256 MiB
+///   budget, and was at most ~0.3 s faster.
 /// - `temp_store = MEMORY`: statement journals (every multi-row `INSERT … ON CONFLICT` keeps
 ///   one, to undo just that statement) live in memory instead of temporary files that are
 ///   created, written and deleted hundreds of times per rebuild (session 6).
 const SQLITE_PRAGMAS: &str = "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
-     PRAGMA wal_autocheckpoint = 4096; PRAGMA cache_size = -24576; PRAGMA temp_store = MEMORY;";
+     PRAGMA wal_autocheckpoint = 4096; PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;";
 
 /// Which database a [`ReadDb`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
