@@ -22,7 +22,8 @@ pub struct Projected<'a> {
 /// Its tables are declared in [`Projection::schema`] with `{table}` placeholders: each
 /// generation (a rebuild makes a new one) gets its own physical tables `{table}_g<N>`, and a view
 /// named `{table}` points at the active generation. Writes go through [`Tables::sql`]; queries
-/// read the views.
+/// read the views. A read model reads and writes only its own tables while it projects: the
+/// projector's queue lets its queries pass other read models' writes (see [`Tx`]).
 #[async_trait]
 pub trait Projection: Send + Sync + 'static {
     /// Stable name, also the checkpoint's key.
