@@ -299,18 +299,6 @@ impl Tx {
         self.fetch_with(sql.into(), cells, true).await
     }
 
-    /// Like [`Tx::fetch_all`], for at most one row.
-    ///
-    /// # Errors
-    /// As [`Tx::fetch_all`].
-    pub async fn fetch_optional(
-        &mut self,
-        sql: impl Into<String>,
-        cells: Vec<Cell>,
-    ) -> Result<Option<AnyRow>, ProjectionError> {
-        Ok(self.fetch_all(sql, cells).await?.into_iter().next())
-    }
-
     /// Like [`Tx::fetch_all`], prepared to be kept (`persistent`) or not.
     pub(crate) async fn fetch_with(
         &mut self,
@@ -329,17 +317,14 @@ impl Tx {
         .await?
     }
 
-    /// Begins a transaction (rolling back one left open, if any).
+    /// Begins a transaction that writes (rolling back one left open, if any): on SQLite
+    /// `BEGIN IMMEDIATE`, which takes the write lock at once (why: `begin_write` in the runtime).
     ///
     /// # Errors
     /// The database refuses, or the task has stopped.
-    pub async fn begin(&mut self) -> Result<(), ProjectionError> {
-        self.ask(|reply| Op::Begin {
-            top: true,
-            statement: None,
-            reply,
-        })
-        .await?
+    pub async fn begin_write(&mut self) -> Result<(), ProjectionError> {
+        let statement = self.is_sqlite().then_some("BEGIN IMMEDIATE");
+        self.begin_with(true, statement).await
     }
 
     /// Begins a savepoint inside the transaction.
@@ -347,23 +332,16 @@ impl Tx {
     /// # Errors
     /// The transaction is poisoned, the database refuses, or the task has stopped.
     pub async fn savepoint(&mut self) -> Result<(), ProjectionError> {
-        self.ask(|reply| Op::Begin {
-            top: false,
-            statement: None,
-            reply,
-        })
-        .await?
+        self.begin_with(false, None).await
     }
 
-    /// Begins a transaction that writes: on SQLite `BEGIN IMMEDIATE`, which takes the write
-    /// lock at once (why: `begin_write` in the runtime).
-    ///
-    /// # Errors
-    /// As [`Tx::begin`].
-    pub async fn begin_write(&mut self) -> Result<(), ProjectionError> {
-        let statement = self.is_sqlite().then_some("BEGIN IMMEDIATE");
+    async fn begin_with(
+        &mut self,
+        top: bool,
+        statement: Option<&'static str>,
+    ) -> Result<(), ProjectionError> {
         self.ask(|reply| Op::Begin {
-            top: true,
+            top,
             statement,
             reply,
         })
@@ -588,13 +566,6 @@ async fn begin_top(
     roll_back_all(conn).await?;
     AnyTransactionManager::begin(conn, statement.map(Cow::Borrowed)).await?;
     Ok(())
-}
-
-impl Drop for Tx {
-    /// Dropping the handle ends the task (rolling back what is open) without waiting for it.
-    fn drop(&mut self) {
-        self.ops = None;
-    }
 }
 
 #[cfg(test)]
