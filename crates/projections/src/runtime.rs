@@ -893,39 +893,58 @@ impl<'c> Unit<'c> {
         batch: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
         let decoded = decode_all(batch);
-        for (index, slot) in slots.iter_mut().enumerate() {
+        // Each healthy slot that has not seen the whole batch, with the events it has not seen.
+        let mut due = Vec::new();
+        for (index, slot) in slots.iter().enumerate() {
             if slot.failed || self.lost.contains(&index) {
                 continue;
             }
             let from = batch.partition_point(|e| e.position <= slot.position);
-            if from == batch.len() {
-                continue;
+            if from < batch.len() {
+                due.push((index, from));
             }
-            let (events, decoded) = (&batch[from..], &decoded[from..]);
-            if self.careful_until.is_some() {
-                self.apply_carefully(index, slot, events, decoded).await?;
-                continue;
+        }
+        if self.careful_until.is_some() {
+            for (index, from) in due {
+                let (events, decoded) = (&batch[from..], &decoded[from..]);
+                self.apply_carefully(index, &mut slots[index], events, decoded)
+                    .await?;
             }
-            match project(self.tx, index, slot, events, decoded).await {
-                Ok(last) => slot.position = last,
-                Err(failed) => {
-                    // A write queued before (by this projection or another) may be what
-                    // failed, and is then what this failure follows from.
-                    if let Some(failure) = self.tx.sync().await? {
-                        return self.charge(failure);
-                    }
-                    match failed {
-                        TxError::Db(Some(at), e) if !is_transient(&e) => {
-                            let tag = tag(index, slot, &events[at]);
-                            self.spoiled = Some((tag.position, stopped(&tag, &e)));
-                            return Ok(());
+        } else {
+            // Every projection flushes at once, each through a lane of the one transaction:
+            // their queries queue together, so the connection answers one while the projector
+            // computes another's rows (`docs/decisions/0008-concurrent-flushes.md`).
+            let view: &[Slot] = slots;
+            let results = futures::future::join_all(due.iter().map(|&(index, from)| {
+                let mut lane = self.tx.lane();
+                let (events, decoded) = (&batch[from..], &decoded[from..]);
+                async move { project(&mut lane, index, &view[index], events, decoded).await }
+            }))
+            .await;
+            for (&(index, from), result) in due.iter().zip(results) {
+                let events = &batch[from..];
+                let slot = &mut slots[index];
+                match result {
+                    Ok(last) => slot.position = last,
+                    Err(failed) => {
+                        // A write queued before (by this projection or another) may be what
+                        // failed, and is then what this failure follows from.
+                        if let Some(failure) = self.tx.sync().await? {
+                            return self.charge(failure);
                         }
-                        TxError::Lost => {
-                            let tag = tag(index, slot, &events[events.len() - 1]);
-                            self.spoiled = Some((tag.position, lost(&tag)));
-                            return Ok(());
+                        match failed {
+                            TxError::Db(Some(at), e) if !is_transient(&e) => {
+                                let tag = tag(index, slot, &events[at]);
+                                self.spoiled = Some((tag.position, stopped(&tag, &e)));
+                                return Ok(());
+                            }
+                            TxError::Lost => {
+                                let tag = tag(index, slot, &events[events.len() - 1]);
+                                self.spoiled = Some((tag.position, lost(&tag)));
+                                return Ok(());
+                            }
+                            TxError::Db(_, e) => return Err(e),
                         }
-                        TxError::Db(_, e) => return Err(e),
                     }
                 }
             }

@@ -207,6 +207,21 @@ impl Tx {
         self.backend == Backend::Sqlite
     }
 
+    /// Another handle on the same queue and transaction, for one projection to flush through
+    /// while others flush through theirs (the projector runs a batch's flushes concurrently).
+    /// Its statements are queued in the order it sends them, interleaved with the other
+    /// handles' ones; it queues statements and queries only, never transaction control, and
+    /// is dropped before [`Tx::finish`] (which waits for every handle).
+    pub(crate) fn lane(&self) -> Self {
+        Self {
+            ops: self.ops.clone(),
+            poisoned: Arc::clone(&self.poisoned),
+            backend: self.backend,
+            tag: None,
+            driver: None,
+        }
+    }
+
     /// Charges the statements queued from now on to `tag`.
     pub(crate) fn set_tag(&mut self, tag: Option<Tag>) {
         self.tag = tag.map(Arc::new);
@@ -570,8 +585,10 @@ async fn begin_top(
 
 #[cfg(test)]
 mod tests {
-    use super::{next, Op, Tag};
+    use super::{next, Fault, Op, Tag, Tx};
+    use crate::bulk::Cell;
     use kring_domain::StreamName;
+    use sqlx::Row;
     use std::collections::VecDeque;
     use std::sync::Arc;
 
@@ -644,5 +661,64 @@ mod tests {
             .map(|op| sql(&op).to_owned())
             .collect();
         assert_eq!(order, ["w0", "control", "r1"]);
+    }
+
+    #[tokio::test]
+    async fn lanes_share_one_transaction_and_a_failure_is_charged_to_the_lane_that_queued_it() {
+        sqlx::any::install_default_drivers();
+        let conn = <sqlx::AnyConnection as sqlx::Connection>::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let mut tx = Tx::start_detached(conn);
+        tx.begin_write().await.unwrap();
+        for table in ["a", "b"] {
+            tx.execute(
+                format!("CREATE TABLE {table} (k BIGINT PRIMARY KEY)"),
+                vec![],
+            )
+            .await
+            .unwrap();
+        }
+        let lane = |slot: usize| {
+            let mut lane = tx.lane();
+            lane.set_tag(tag(slot).map(|t| (*t).clone()));
+            lane
+        };
+        let (mut a, mut b) = (lane(0), lane(1));
+        // Each lane reads its own writes, while the other's are queued beside them.
+        let count = |table: &'static str| format!("SELECT count(*) FROM {table}");
+        let (in_a, in_b) = tokio::join!(
+            async {
+                for k in 0..3 {
+                    a.execute("INSERT INTO a VALUES ($1)", vec![Cell::Int(k)])
+                        .await
+                        .unwrap();
+                }
+                a.fetch_all(count("a"), vec![]).await.unwrap()[0].get::<i64, _>(0)
+            },
+            async {
+                b.execute("INSERT INTO b VALUES ($1)", vec![Cell::Int(7)])
+                    .await
+                    .unwrap();
+                b.fetch_all(count("b"), vec![]).await.unwrap()[0].get::<i64, _>(0)
+            }
+        );
+        assert_eq!((in_a, in_b), (3, 1));
+        // Lane b writes its row again: the failure is b's, and poisons the one transaction.
+        b.execute("INSERT INTO b VALUES ($1)", vec![Cell::Int(7)])
+            .await
+            .unwrap();
+        drop((a, b));
+        let failure = tx.sync().await.unwrap().expect("the duplicate fails");
+        assert_eq!(failure.tag.map(|t| t.slot), Some(1));
+        assert!(matches!(failure.fault, Fault::Error(_)));
+        assert!(tx.is_poisoned());
+        assert!(
+            tx.commit().await.is_err(),
+            "a poisoned transaction is not committed"
+        );
+        tx.rollback().await.unwrap();
+        assert!(!tx.is_poisoned());
+        tx.finish().await.unwrap();
     }
 }
