@@ -16,6 +16,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The automatic checkpoint setting of [`SQLITE_PRAGMAS`] (a macro, for `concat!`).
+macro_rules! wal_autocheckpoint {
+    () => {
+        "PRAGMA wal_autocheckpoint = 4096"
+    };
+}
+
 /// How every SQLite read-model connection is set up. On the 1M-event rebuild these settings
 /// and smaller bulk statements took 46.3–48.3 s to 35.2–37.5 s, back to back at the same peak
 /// RSS (`docs/benchmarks.md`, session 5):
@@ -26,7 +33,9 @@ use std::time::Duration;
 /// - `journal_mode = WAL`, `synchronous = NORMAL`: read models can always be rebuilt from the
 ///   log, and a lost tail of commits is re-projected from the (equally lost) checkpoint.
 /// - `wal_autocheckpoint = 4096` pages (64 MiB): a hot page is copied into the database once
-///   per checkpoint; the default (1,000 pages) checkpointed at nearly every commit.
+///   per checkpoint; the default (1,000 pages) checkpointed at nearly every commit. A long run
+///   of projector units (catching up, rebuilding) turns it off on its connection and
+///   checkpoints beside it instead (`crate::writer`, `Checkpoints`).
 /// - `cache_size = -16384` (16 MiB per connection, the default is 2 MiB): the pages a batch
 ///   loads and writes back stay in memory instead of being read again with `pread`. 32 MiB
 ///   was no faster once the query indexes were built after a rebuild's fill, and peaked
@@ -36,9 +45,16 @@ use std::time::Duration;
 /// - `temp_store = MEMORY`: statement journals (every multi-row `INSERT … ON CONFLICT` keeps
 ///   one, to undo just that statement) live in memory instead of temporary files that are
 ///   created, written and deleted hundreds of times per rebuild (session 6).
-const SQLITE_PRAGMAS: &str = "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; \
-     PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
-     PRAGMA wal_autocheckpoint = 4096; PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;";
+const SQLITE_PRAGMAS: &str = concat!(
+    "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; ",
+    "PRAGMA busy_timeout = 10000; ",
+    wal_autocheckpoint!(),
+    "; PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;"
+);
+
+/// The automatic checkpoint setting of [`SQLITE_PRAGMAS`], to put back on a connection that
+/// turned it off (`crate::writer`).
+pub(crate) const SQLITE_WAL_AUTOCHECKPOINT: &str = wal_autocheckpoint!();
 
 /// Which database a [`ReadDb`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +104,18 @@ impl RosterCache {
 }
 
 impl ReadDb {
+    /// On SQLite, a connection of its own outside the pool, for checkpointing the WAL beside a
+    /// long run of projector writes ([`crate::writer::Tx::start_with_checkpoints`]); `None` on
+    /// PostgreSQL, or if it cannot be opened (the writer then checkpoints as usual).
+    pub(crate) async fn checkpoint_connection(&self) -> Option<sqlx::AnyConnection> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        sqlx::ConnectOptions::connect(&*self.pool.connect_options())
+            .await
+            .ok()
+    }
+
     /// The read models in the SQLite file at `path` (created if missing).
     ///
     /// # Errors

@@ -434,7 +434,7 @@ impl<S: EventStore + Clone> Projector<S> {
         let mut careful_until = None;
         // One connection for every unit: its page cache keeps the pages the next unit writes
         // again (the pool hands out its idle connections in turn).
-        let mut tx = Tx::start(self.db.pool().acquire().await?);
+        let mut tx = self.long_tx().await?;
         while !batch.is_empty() {
             let mut slots = self.slots.lock().await;
             let next = self
@@ -649,7 +649,7 @@ impl<S: EventStore + Clone> Projector<S> {
         let after = fresh.iter().map(|s| s.position).min().unwrap_or(0);
         let mut batch = self.store.read_all(after, CATCH_UP_BATCH).await?;
         // One connection for every unit, as in `catch_up`.
-        let mut tx = Tx::start(self.db.pool().acquire().await?);
+        let mut tx = self.long_tx().await?;
         while !batch.is_empty() {
             match self
                 .unit(&mut tx, fresh, &mut batch, head, None, None)
@@ -765,6 +765,16 @@ impl<S: EventStore + Clone> Projector<S> {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// The connection for a long run of units (catching up, rebuilding), with the WAL
+    /// checkpointed beside it on SQLite.
+    async fn long_tx(&self) -> Result<Tx, ProjectionError> {
+        let conn = self.db.pool().acquire().await?;
+        Ok(match self.db.checkpoint_connection().await {
+            Some(checkpoints) => Tx::start_with_checkpoints(conn, checkpoints),
+            None => Tx::start(conn),
+        })
     }
 
     /// Which database the read models live in.

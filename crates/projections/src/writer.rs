@@ -21,6 +21,12 @@
 //! projector runtime syncs before every commit and after every savepoint, so nothing is
 //! committed past a failed write, and every failure is charged to the projection that caused it.
 //!
+//! # Checkpoints
+//!
+//! A long run of units on SQLite (catching up, rebuilding; [`Tx::start_with_checkpoints`])
+//! copies the WAL back into the database on a connection of its own, beside the writer, instead
+//! of inside the writer's commits; see `Checkpoints` in the source.
+//!
 //! # Threads
 //!
 //! On a multi-threaded runtime the task runs on a thread of its own (tokio's blocking pool,
@@ -34,13 +40,13 @@ use crate::error::ProjectionError;
 use kring_domain::StreamName;
 use sqlx::any::{AnyRow, AnyTransactionManager};
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, TransactionManager};
+use sqlx::{Any, AnyConnection, Executor, Row, TransactionManager};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::runtime::{Handle, RuntimeFlavor};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// Statements and queries queued ahead of the connection. Enough for one projection's batch of
@@ -137,15 +143,129 @@ impl Owned {
 
 /// Rolls back whatever transaction is still open when the task ends, however it ends (a
 /// panic included): a connection must not go back to the pool inside a transaction, where
-/// the next `BEGIN` would only make a savepoint.
-struct Guard(Owned);
+/// the next `BEGIN` would only make a savepoint. Nor with its automatic checkpoints off
+/// ([`Checkpoints`]): if the task could not turn them back on, the connection is closed.
+struct Guard {
+    owned: Owned,
+    settings_changed: bool,
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let conn = self.0.conn();
+        let conn = self.owned.conn();
         for _ in 0..AnyTransactionManager::get_transaction_depth(conn) {
             AnyTransactionManager::start_rollback(conn);
         }
+        if let (true, Owned::Pooled(conn)) = (self.settings_changed, &mut self.owned) {
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// WAL frames (16 KiB pages) after which the writer lets the checkpoints catch up before its
+/// next transaction, so that SQLite starts the WAL over instead of growing it: 256 MiB. On the
+/// 1M-event rebuild (~1.6 GiB of WAL written) that is a wait every third or fourth unit instead
+/// of a checkpoint inside every commit; at 128 MiB the rebuild was ~0.5 s slower, at 512 MiB
+/// no faster (session 10).
+const WAL_RESTART_FRAMES: i64 = 16_384;
+
+/// Checkpoints of a SQLite WAL on a connection of their own, beside the writer.
+///
+/// With SQLite's automatic checkpoints the writer copies the WAL into the database inside a
+/// commit, `fsync`s included, and everything queued waits: on the 1M-event rebuild the 20
+/// commits took ~2.5 s. Here the writer's automatic checkpoints are off while the run lasts;
+/// after each commit this task checkpoints (`PASSIVE`: it neither waits for nor blocks the
+/// writer, which goes on with its next unit).
+///
+/// SQLite starts the WAL over only when a writer begins a transaction while every frame has
+/// been copied back (and no reader still reads from the WAL). A writer that never waits would
+/// grow the WAL without end, so once it holds [`WAL_RESTART_FRAMES`] the writer waits, before
+/// its next transaction, for the checkpoint of its last commit. If a checkpoint fails, the
+/// writer turns its automatic checkpoints back on and goes on as usual.
+struct Checkpoints {
+    asked: watch::Sender<u64>,
+    /// The last checkpoint done: which commit it followed, and the WAL's frames then (`None`:
+    /// it failed).
+    done: watch::Receiver<(u64, Option<i64>)>,
+    /// How long the WAL may grow before the writer waits.
+    limit: i64,
+    /// WAL frames as of the last checkpoint reported since the WAL last started over.
+    frames: i64,
+    /// Checkpoints asked for (one per commit).
+    commits: u64,
+    /// The first checkpoint whose report counts (those asked before a restart report the
+    /// frames of the WAL as it was).
+    counts_from: u64,
+}
+
+/// What the writer does before its next transaction.
+enum Before {
+    Go,
+    /// A checkpoint failed: checkpoint as usual again.
+    FallBack,
+}
+
+impl Checkpoints {
+    fn start(mut conn: AnyConnection, limit: i64) -> Self {
+        let (asked, mut requests) = watch::channel(0_u64);
+        let (report, done) = watch::channel((0_u64, Some(0_i64)));
+        tokio::spawn(async move {
+            while requests.changed().await.is_ok() {
+                let commit = *requests.borrow_and_update();
+                // (busy, frames in the WAL, frames copied back)
+                let frames = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&mut conn)
+                    .await
+                    .and_then(|row| row.try_get::<i64, _>(1))
+                    .ok();
+                if report.send((commit, frames)).is_err() || frames.is_none() {
+                    break;
+                }
+            }
+            let _ = sqlx::Connection::close(conn).await;
+        });
+        Self {
+            asked,
+            done,
+            limit,
+            frames: 0,
+            commits: 0,
+            counts_from: 1,
+        }
+    }
+
+    /// After a commit: checkpoint it.
+    fn committed(&mut self) {
+        self.commits += 1;
+        let _ = self.asked.send(self.commits);
+    }
+
+    /// Before a transaction: if the WAL is long, wait until the last commit is checkpointed, so
+    /// that SQLite starts it over as this transaction begins.
+    async fn before_begin(&mut self) -> Before {
+        let (checkpoint, frames) = *self.done.borrow();
+        match frames {
+            None => return Before::FallBack,
+            Some(frames) if checkpoint >= self.counts_from => self.frames = frames,
+            Some(_) => {}
+        }
+        if self.frames < self.limit || self.commits == 0 {
+            return Before::Go;
+        }
+        let commits = self.commits;
+        let Ok(done) = self
+            .done
+            .wait_for(|(c, f)| *c >= commits || f.is_none())
+            .await
+        else {
+            return Before::FallBack;
+        };
+        if done.1.is_none() {
+            return Before::FallBack;
+        }
+        self.frames = 0;
+        self.counts_from = commits + 1;
+        Before::Go
     }
 }
 
@@ -172,7 +292,20 @@ impl Tx {
         Self::spawn(Owned::Detached(conn))
     }
 
-    fn spawn(mut conn: Owned) -> Self {
+    /// Starts the task on a connection from the pool, for a long run of units (catching up,
+    /// rebuilding): on SQLite the WAL is checkpointed beside it, on `checkpoints` (a connection
+    /// of its own to the same file), instead of inside its commits (see `Checkpoints` in the
+    /// source). The connection's automatic checkpoints are back on when it returns to the pool.
+    #[must_use]
+    pub fn start_with_checkpoints(conn: PoolConnection<Any>, checkpoints: AnyConnection) -> Self {
+        Self::spawn_with(Owned::Pooled(conn), Some((checkpoints, WAL_RESTART_FRAMES)))
+    }
+
+    fn spawn(conn: Owned) -> Self {
+        Self::spawn_with(conn, None)
+    }
+
+    fn spawn_with(mut conn: Owned, checkpoints: Option<(AnyConnection, i64)>) -> Self {
         let backend = if conn.conn().backend_name().eq_ignore_ascii_case("sqlite") {
             Backend::Sqlite
         } else {
@@ -180,7 +313,16 @@ impl Tx {
         };
         let (ops, queue) = mpsc::channel(QUEUE);
         let poisoned = Arc::new(AtomicBool::new(false));
-        let task = drive(Guard(conn), queue, Arc::clone(&poisoned));
+        let checkpoints = checkpoints.filter(|_| backend == Backend::Sqlite);
+        let task = drive(
+            Guard {
+                owned: conn,
+                settings_changed: false,
+            },
+            queue,
+            Arc::clone(&poisoned),
+            checkpoints,
+        );
         let handle = Handle::current();
         let driver = match handle.runtime_flavor() {
             RuntimeFlavor::CurrentThread => tokio::spawn(task),
@@ -447,10 +589,27 @@ fn next(pending: &mut VecDeque<Op>) -> Option<Op> {
 /// projection's statements read and write only its own tables, so the query's answer is the
 /// same; and the projection waiting for it computes its rows while the others' are written,
 /// instead of after.
-async fn drive(mut guard: Guard, mut ops: mpsc::Receiver<Op>, flag: Arc<AtomicBool>) {
+async fn drive(
+    mut guard: Guard,
+    mut ops: mpsc::Receiver<Op>,
+    flag: Arc<AtomicBool>,
+    checkpoints: Option<(AnyConnection, i64)>,
+) {
     // The first failure not yet handed over by a sync.
     let mut kept: Option<Failure> = None;
     let mut poisoned = false;
+    let mut checkpoints = match checkpoints {
+        Some((other, limit)) => {
+            guard.settings_changed = true;
+            let off = guard
+                .owned
+                .conn()
+                .execute("PRAGMA wal_autocheckpoint = 0")
+                .await;
+            off.is_ok().then(|| Checkpoints::start(other, limit))
+        }
+        None => None,
+    };
     let mut pending = VecDeque::with_capacity(QUEUE);
     loop {
         if pending.is_empty() {
@@ -468,7 +627,7 @@ async fn drive(mut guard: Guard, mut ops: mpsc::Receiver<Op>, flag: Arc<AtomicBo
         let Some(op) = next(&mut pending) else {
             continue;
         };
-        let conn = guard.0.conn();
+        let conn = guard.owned.conn();
         match op {
             Op::Execute {
                 sql,
@@ -528,6 +687,19 @@ async fn drive(mut guard: Guard, mut ops: mpsc::Receiver<Op>, flag: Arc<AtomicBo
                     kept = None;
                     poisoned = false;
                     flag.store(false, Ordering::Release);
+                    if let Some(beside) = &mut checkpoints {
+                        if let Before::FallBack = beside.before_begin().await {
+                            checkpoints = None;
+                            if conn
+                                .execute(crate::db::SQLITE_WAL_AUTOCHECKPOINT)
+                                .await
+                                .is_ok()
+                            {
+                                guard.settings_changed = false;
+                            }
+                        }
+                    }
+                    let conn = guard.owned.conn();
                     begin_top(conn, statement).await
                 } else if poisoned {
                     Err(poisoned_error())
@@ -542,9 +714,12 @@ async fn drive(mut guard: Guard, mut ops: mpsc::Receiver<Op>, flag: Arc<AtomicBo
                 let committed = if poisoned {
                     Err(poisoned_error())
                 } else {
-                    AnyTransactionManager::commit(conn)
-                        .await
-                        .map_err(ProjectionError::from)
+                    let top = AnyTransactionManager::get_transaction_depth(conn) == 1;
+                    let committed = AnyTransactionManager::commit(conn).await;
+                    if let (Ok(()), true, Some(checkpoints)) = (&committed, top, &mut checkpoints) {
+                        checkpoints.committed();
+                    }
+                    committed.map_err(ProjectionError::from)
                 };
                 let _ = reply.send(committed);
             }
@@ -563,8 +738,18 @@ async fn drive(mut guard: Guard, mut ops: mpsc::Receiver<Op>, flag: Arc<AtomicBo
             }
         }
     }
-    // Every handle is gone: leave no transaction open on the connection.
-    let _ = roll_back_all(guard.0.conn()).await;
+    // Every handle is gone: leave no transaction open on the connection, and its automatic
+    // checkpoints on (they also copy back what the last checkpoints here did not reach).
+    let conn = guard.owned.conn();
+    let _ = roll_back_all(conn).await;
+    if guard.settings_changed
+        && conn
+            .execute(crate::db::SQLITE_WAL_AUTOCHECKPOINT)
+            .await
+            .is_ok()
+    {
+        guard.settings_changed = false;
+    }
 }
 
 async fn roll_back_all(conn: &mut AnyConnection) -> Result<(), ProjectionError> {
@@ -720,5 +905,58 @@ mod tests {
         tx.rollback().await.unwrap();
         assert!(!tx.is_poisoned());
         tx.finish().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn checkpoints_beside_the_writer_keep_the_wal_short_and_hand_the_connection_back_as_it_was(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("read.db");
+        let db = crate::db::ReadDb::sqlite(&path).await.unwrap();
+        let other = db.checkpoint_connection().await.expect("a SQLite file");
+        // A limit of 64 frames (1 MiB); each unit below writes ~50 (100 rows of 8 kB).
+        let conn = super::Owned::Pooled(db.pool().acquire().await.unwrap());
+        let mut tx = Tx::spawn_with(conn, Some((other, 64)));
+        tx.begin_write().await.unwrap();
+        tx.execute(
+            "CREATE TABLE t (k BIGINT PRIMARY KEY, v TEXT NOT NULL)",
+            vec![],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let value = "x".repeat(8_000);
+        for unit in 0..40 {
+            tx.begin_write().await.unwrap();
+            for k in 0..100 {
+                let row = vec![Cell::Int(unit * 100 + k), Cell::Text(value.clone())];
+                tx.execute("INSERT INTO t (k, v) VALUES ($1, $2)", row)
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+        tx.finish().await.unwrap();
+
+        // ~32 MB went through the WAL; with the writer's own checkpoints off and nothing
+        // starting it over it would hold all of it.
+        let wal = std::fs::metadata(path.with_extension("db-wal"))
+            .unwrap()
+            .len();
+        assert!(wal < 8 << 20, "the WAL grew to {wal} bytes");
+        let mut conn = db.pool().acquire().await.unwrap();
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(rows, 4_000);
+        let autocheckpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            autocheckpoint, 4_096,
+            "the pooled connection checkpoints again"
+        );
     }
 }
