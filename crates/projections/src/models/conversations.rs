@@ -126,15 +126,22 @@ impl Projection for ConversationsProjection {
         if batch.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> = batch
-            .iter()
-            .filter_map(|(_, e)| match e {
-                ConversationEvent::MessagePosted(d) => Some(d.conversation_id.to_string()),
-                ConversationEvent::ConversationStarted(_) => None,
-            })
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        // The conversations messages go to, but for those started in this batch (nothing of
+        // theirs is stored yet).
+        let mut wanted = std::collections::BTreeSet::new();
+        let mut started = std::collections::BTreeSet::new();
+        for (_, e) in &batch {
+            match e {
+                ConversationEvent::ConversationStarted(d) => {
+                    started.insert(d.conversation_id);
+                }
+                ConversationEvent::MessagePosted(d) if !started.contains(&d.conversation_id) => {
+                    wanted.insert(d.conversation_id.to_string());
+                }
+                ConversationEvent::MessagePosted(_) => {}
+            }
+        }
+        let ids: Vec<String> = wanted.into_iter().collect();
         let mut touched: BTreeMap<String, Summary> = BTreeMap::new();
         for row in select_packed(tx, &t.sql(LOAD), &[], &ids).await?.rows() {
             let row = row?;

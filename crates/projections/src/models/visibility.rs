@@ -212,14 +212,23 @@ impl Work {
     ) -> Result<(), ProjectionError> {
         let mut schools = BTreeSet::new();
         let mut posts = BTreeSet::new();
+        // A post's stream starts with its publication: one published in this batch has nothing
+        // stored yet (on the 1M-event rebuild that is nearly every post loaded, 331k of them).
+        let mut published = BTreeSet::new();
         let mut children = BTreeSet::new();
         for e in events {
             match e {
                 Needed::School(e) => {
                     schools.insert(school_of(e).to_string());
                 }
+                Needed::Post(PostEvent::PostPublished(p)) => {
+                    published.insert(p.post_id);
+                }
                 Needed::Post(e) => {
-                    posts.insert(post_of(e).to_string());
+                    let post_id = post_of(e);
+                    if !published.contains(&post_id) {
+                        posts.insert(post_id.to_string());
+                    }
                 }
                 Needed::Consent(ChildEvent::ConsentDecided(d)) => {
                     children.insert(d.child_id.to_string());
