@@ -1,10 +1,10 @@
 //! Activities in a group's calendar with their volunteer slots: how many there are, how many are
 //! taken and free, and who volunteers.
 
-use crate::bulk::{Cell, Deferred, Statement};
+use crate::bulk::{Bulk, Cell, Deferred, Statement};
 use crate::db::{from_micros, micros, to_i64, uuid, ReadDb};
 use crate::error::ProjectionError;
-use crate::projection::{Projected, Projection, Tables};
+use crate::projection::{Buffer, Projected, Projection, Tables};
 use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -15,9 +15,13 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::collections::BTreeMap;
 
-/// The projection: one statement per event, deferred to the batch's flush.
+/// The projection. A batch's new activities are inserted in bulk first (an activity's stream
+/// starts with its scheduling, so nothing else of the batch comes before it); the rest — sign-ups,
+/// withdrawals, cancellations, which depend on what came before — one statement per event, in
+/// order, deferred to the batch's flush.
 #[derive(Debug, Default)]
 pub struct ActivitiesProjection {
+    scheduled: Buffer<[Cell; 9]>,
     deferred: Deferred,
 }
 
@@ -51,9 +55,8 @@ const QUERY_INDEXES: &str = "
 CREATE INDEX {activities}_by_group ON {activities} (group_id, starts_at);
 CREATE INDEX {activity_volunteers}_by_person ON {activity_volunteers} (person_id)";
 
-const SCHEDULE: &str = "INSERT INTO {activities} (activity_id, school_id, group_id, title, starts_at, ends_at, slots, scheduled_by, cancelled)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)
-ON CONFLICT (activity_id) DO NOTHING";
+const SCHEDULE: &str = "INSERT INTO {activities} (activity_id, school_id, group_id, title, starts_at, ends_at, slots, scheduled_by, cancelled)";
+const SCHEDULE_SUFFIX: &str = "ON CONFLICT (activity_id) DO NOTHING";
 const SIGN_UP: &str = "INSERT INTO {activity_volunteers} (activity_id, person_id, signed_up_at, position) VALUES ($1, $2, $3, $4)
 ON CONFLICT (activity_id, person_id) DO NOTHING";
 const WITHDRAW: &str =
@@ -87,20 +90,27 @@ impl Projection for ActivitiesProjection {
         let Event::Activity(event) = e.event else {
             return Ok(());
         };
+        let position = e.recorded.position;
         let statement = match event {
-            ActivityEvent::ActivityScheduled(d) => Statement::new(
-                SCHEDULE,
-                vec![
-                    Cell::Text(d.activity_id.to_string()),
-                    Cell::Text(d.school_id.to_string()),
-                    Cell::Text(d.group_id.to_string()),
-                    Cell::from(&d.title),
-                    Cell::Int(micros(d.starts_at)),
-                    Cell::Int(micros(d.ends_at)),
-                    Cell::Int(i64::from(d.volunteer_slots)),
-                    Cell::Text(d.by.to_string()),
-                ],
-            ),
+            ActivityEvent::ActivityScheduled(d) => {
+                self.scheduled.push(
+                    t,
+                    position,
+                    Some([
+                        Cell::Text(d.activity_id.to_string()),
+                        Cell::Text(d.school_id.to_string()),
+                        Cell::Text(d.group_id.to_string()),
+                        Cell::from(&d.title),
+                        Cell::Int(micros(d.starts_at)),
+                        Cell::Int(micros(d.ends_at)),
+                        Cell::Int(i64::from(d.volunteer_slots)),
+                        Cell::Text(d.by.to_string()),
+                        Cell::Int(0),
+                    ]),
+                );
+                self.deferred.push(t, position, Vec::new());
+                return Ok(());
+            }
             ActivityEvent::VolunteerSignedUp(d) => Statement::new(
                 SIGN_UP,
                 vec![
@@ -126,11 +136,17 @@ impl Projection for ActivitiesProjection {
                 ],
             ),
         };
-        self.deferred.push(t, e.recorded.position, vec![statement]);
+        self.scheduled.push(t, position, None);
+        self.deferred.push(t, position, vec![statement]);
         Ok(())
     }
 
     async fn flush(&self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
+        let mut scheduled = Bulk::new(t.sql(SCHEDULE), 9, SCHEDULE_SUFFIX);
+        for row in self.scheduled.take(t) {
+            scheduled.row(row);
+        }
+        scheduled.execute(tx).await?;
         self.deferred.flush(tx, t).await
     }
 }
