@@ -85,13 +85,15 @@ pub async fn run(dir: &Path, database_url: Option<&str>) -> Result<Rebuilt, Stri
     if let Some(url) = database_url {
         command.arg("--database-url").arg(url);
     }
-    let output = command
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await
-        .map_err(|e| e.to_string())?;
+    // `output()` captures both streams (tokio's sets them piped, whatever was asked): what the
+    // child said on stderr goes into the error, or the reason it failed is lost.
+    let output = command.output().await.map_err(|e| e.to_string())?;
     if !output.status.success() {
-        return Err(format!("rebuild child failed: {}", output.status));
+        return Err(format!(
+            "rebuild child failed: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout
