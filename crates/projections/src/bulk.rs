@@ -129,7 +129,7 @@ pub trait Fetch: Send {
 #[async_trait]
 impl Fetch for AnyConnection {
     fn is_sqlite(&self) -> bool {
-        self.backend_name().eq_ignore_ascii_case("sqlite")
+        crate::db::Backend::of(self) == crate::db::Backend::Sqlite
     }
 
     async fn fetch(
@@ -147,7 +147,7 @@ impl Fetch for AnyConnection {
 #[async_trait]
 impl Fetch for Tx {
     fn is_sqlite(&self) -> bool {
-        self.backend() == crate::db::Backend::Sqlite
+        Tx::is_sqlite(self)
     }
 
     async fn fetch(

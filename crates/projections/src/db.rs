@@ -65,6 +65,18 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The database `conn` talks to.
+    #[must_use]
+    pub fn of(conn: &sqlx::AnyConnection) -> Self {
+        if conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME {
+            Self::Sqlite
+        } else {
+            Self::Postgres
+        }
+    }
+}
+
 /// The read-model database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ReadDb {

@@ -224,7 +224,7 @@ const STATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS projection_generations (
 /// Adds `fingerprint` to a state table made before it existed (its rows get NULL, which no
 /// projection's fingerprint equals: their generations are replaced).
 async fn add_fingerprint_column(conn: &mut AnyConnection) -> Result<(), ProjectionError> {
-    let sql = if conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME {
+    let sql = if Backend::of(conn) == Backend::Sqlite {
         "SELECT COUNT(*) FROM pragma_table_info('projection_generations') WHERE name = 'fingerprint'"
     } else {
         "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'projection_generations' AND column_name = 'fingerprint'"
@@ -1360,7 +1360,7 @@ async fn project(
 async fn begin_write(
     conn: &mut AnyConnection,
 ) -> Result<sqlx::Transaction<'_, sqlx::Any>, sqlx::Error> {
-    if conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME {
+    if Backend::of(conn) == Backend::Sqlite {
         sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await
     } else {
         conn.begin().await
@@ -1397,7 +1397,7 @@ async fn current_generation(
     projection: &dyn Projection,
 ) -> Result<(i64, u64, Option<String>), ProjectionError> {
     let mut tx = begin_write(conn).await?;
-    if tx.backend_name() != <sqlx::Sqlite as sqlx::Database>::NAME {
+    if Backend::of(&tx) != Backend::Sqlite {
         tx.execute("SELECT pg_advisory_xact_lock(7077345)").await?;
     }
     let name = projection.name();
@@ -1491,7 +1491,7 @@ async fn create_query_indexes(
     projection: &dyn Projection,
     tables: &Tables,
 ) -> Result<(), ProjectionError> {
-    let sqlite = conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME;
+    let sqlite = Backend::of(conn) == Backend::Sqlite;
     if sqlite {
         conn.execute("PRAGMA temp_store = FILE").await?;
     }

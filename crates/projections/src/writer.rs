@@ -306,11 +306,7 @@ impl Tx {
     }
 
     fn spawn_with(mut conn: Owned, checkpoints: Option<(AnyConnection, i64)>) -> Self {
-        let backend = if conn.conn().backend_name().eq_ignore_ascii_case("sqlite") {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        };
+        let backend = Backend::of(conn.conn());
         let (ops, queue) = mpsc::channel(QUEUE);
         let poisoned = Arc::new(AtomicBool::new(false));
         let checkpoints = checkpoints.filter(|_| backend == Backend::Sqlite);
