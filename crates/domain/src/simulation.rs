@@ -100,10 +100,20 @@ impl World {
     /// those of another number's world (the 0-th is [`World::new`]'s).
     #[must_use]
     pub fn numbered(n: u64) -> Self {
-        let now = Utc
-            .with_ymd_and_hms(2026, 9, 1, 8, 0, 0)
+        Self::numbered_from(n, Self::first_day())
+    }
+
+    /// When a simulated school starts unless told otherwise: 2026-09-01 08:00 UTC.
+    #[must_use]
+    pub fn first_day() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0)
             .single()
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// Like [`World::numbered`], with the simulated clock starting at `now`.
+    #[must_use]
+    pub fn numbered_from(n: u64, now: DateTime<Utc>) -> Self {
         let mut world = Self {
             now,
             log: Vec::new(),
@@ -167,7 +177,25 @@ impl World {
         children_per_group: usize,
         guardians_per_child: usize,
     ) -> Self {
-        let mut world = Self::numbered(n);
+        Self::numbered_with_classes_from(
+            n,
+            Self::first_day(),
+            groups,
+            children_per_group,
+            guardians_per_child,
+        )
+    }
+
+    /// Like [`World::numbered_with_classes`], with the simulated clock starting at `now`.
+    #[must_use]
+    pub fn numbered_with_classes_from(
+        n: u64,
+        now: DateTime<Utc>,
+        groups: usize,
+        children_per_group: usize,
+        guardians_per_child: usize,
+    ) -> Self {
+        let mut world = Self::numbered_from(n, now);
         let director = Actor::Person(world.director);
         for g in 0..groups {
             let group = world

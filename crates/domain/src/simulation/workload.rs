@@ -3,10 +3,15 @@
 //! Each school is a [`World`] of class groups with children and their invited, approved
 //! guardians; then a school year of its life goes by: teachers post photos with tagged
 //! children and change tags, parents decide and change consent, media are removed, parents and
-//! teachers talk, parents report planned absences and volunteer for activities. When a school
-//! has produced [`WorkloadConfig::events_per_school`] events, the next school starts (with ids
-//! of its own), so memory holds one school at a time however long the log is. Events come out
-//! in chunks, in the order the deciders produced them.
+//! teachers talk, parents report planned absences and volunteer for activities.
+//!
+//! Schools live side by side, [`WorkloadConfig::schools_at_once`] of them, as in the log of one
+//! deployment: the next step is always the one of the school whose simulated clock is
+//! earliest, so their events interleave and the log is in time order (and so are the UUID v7
+//! ids in it, as the API's own are). When a school has produced
+//! [`WorkloadConfig::events_per_school`] events its year is over and the next school starts
+//! in its place, on its clock, with ids of its own: memory holds the schools running now,
+//! however long the log is. Events come out in chunks, in the order the deciders produced them.
 //!
 //! The same seed gives the same log: every id comes from the simulated clock and a counter.
 
@@ -16,7 +21,7 @@ use crate::child::{self, ChildAction};
 use crate::conversation::ConversationAction;
 use crate::post::PostAction;
 use crate::{AbsenceId, ActivityId, Actor, ConversationId, MessageId, Purpose};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 /// The shape and size of a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +32,8 @@ pub struct WorkloadConfig {
     pub events: u64,
     /// Events per school before the next school starts: one school year of one school.
     pub events_per_school: u64,
+    /// Schools whose years run side by side (at least one).
+    pub schools_at_once: usize,
     /// Class groups per school.
     pub groups: usize,
     /// Children per class group.
@@ -39,13 +46,14 @@ pub struct WorkloadConfig {
 
 impl WorkloadConfig {
     /// `events` events of school years of 16 classes of 25 children with 2 guardians each,
-    /// 100,000 events per school year, in chunks of 5,000.
+    /// 100,000 events per school year, ten schools side by side, in chunks of 5,000.
     #[must_use]
     pub const fn school_years(events: u64) -> Self {
         Self {
             seed: 20_260_901,
             events,
             events_per_school: 100_000,
+            schools_at_once: 10,
             groups: 16,
             children_per_group: 25,
             guardians_per_child: 2,
@@ -74,52 +82,79 @@ impl Lcg {
 pub struct Workload {
     config: WorkloadConfig,
     rng: Lcg,
-    world: World,
-    school: u64,
+    /// The schools running now, in the order they started.
+    running: Vec<School>,
+    /// Schools started so far.
+    started: u64,
     emitted: u64,
-    school_emitted: u64,
-    conversations: Vec<(ConversationId, Actor)>,
     step: Duration,
 }
 
+/// One school in its year.
+#[derive(Debug)]
+struct School {
+    /// Its number among the schools started ([`World::numbered`]).
+    number: u64,
+    world: World,
+    /// Events it produced so far.
+    produced: u64,
+    conversations: Vec<(ConversationId, Actor)>,
+}
+
 impl Workload {
-    /// A workload of `config`'s shape; the first school is set up at once.
+    /// A workload of `config`'s shape; its schools are set up as the first chunks are asked
+    /// for.
     #[must_use]
     pub fn new(config: WorkloadConfig) -> Self {
         // A school year (~300 days) spread over the school's share of steps.
         let minutes = (300 * 24 * 60 / config.events_per_school.max(1)).max(1);
         Self {
             rng: Lcg(config.seed),
-            world: Self::school(&config, 0),
-            school: 0,
+            running: Vec::new(),
+            started: 0,
             emitted: 0,
-            school_emitted: 0,
-            conversations: Vec::new(),
             step: Duration::minutes(i64::try_from(minutes).unwrap_or(1)),
             config,
         }
     }
 
-    fn school(config: &WorkloadConfig, n: u64) -> World {
-        World::numbered_with_classes(
-            n,
-            config.groups,
-            config.children_per_group,
-            config.guardians_per_child,
-        )
+    /// Sets up the next school, its clock at `now`; its set-up events are its first.
+    fn start(&mut self, now: DateTime<Utc>) -> School {
+        let world = World::numbered_with_classes_from(
+            self.started,
+            now,
+            self.config.groups,
+            self.config.children_per_group,
+            self.config.guardians_per_child,
+        );
+        self.started += 1;
+        School {
+            number: self.started - 1,
+            produced: 0,
+            world,
+            conversations: Vec::new(),
+        }
     }
 
-    /// The school being simulated now, or the last one once the workload is done (earlier
-    /// schools are dropped).
+    /// The school started last (one still running, or the last one once the workload is
+    /// done: earlier schools are dropped when their year is over).
+    ///
+    /// # Panics
+    /// Before the first chunk was asked for (no school is set up yet).
     #[must_use]
-    pub const fn world(&self) -> &World {
-        &self.world
+    pub fn world(&self) -> &World {
+        let last = self
+            .running
+            .iter()
+            .max_by_key(|s| s.number)
+            .expect("a school is set up with the first chunk");
+        &last.world
     }
 
     /// How many schools were started so far.
     #[must_use]
     pub const fn schools(&self) -> u64 {
-        self.school + 1
+        self.started
     }
 
     /// How many events were handed out so far.
@@ -130,10 +165,9 @@ impl Workload {
 
     /// One step of a school's life. Refusals are part of a realistic history: a refused
     /// command records nothing.
-    fn step(&mut self) {
-        let world = &mut self.world;
-        let rng = &mut self.rng;
-        world.advance(self.step);
+    fn step(school: &mut School, rng: &mut Lcg, step: Duration) {
+        let world = &mut school.world;
+        world.advance(step);
         let g = rng.below(world.groups.len());
         let group = world.groups[g];
         // `with_classes` adds the director first, then one teacher per group.
@@ -193,7 +227,7 @@ impl Workload {
                 );
             }
             62..=84 => {
-                if self.conversations.is_empty() || rng.below(5) == 0 {
+                if school.conversations.is_empty() || rng.below(5) == 0 {
                     let id = ConversationId::from_uuid(world.next_uuid());
                     let start = ConversationAction::Start {
                         conversation_id: id,
@@ -207,10 +241,10 @@ impl Workload {
                         .is_ok()
                     {
                         world.conversation_ids.push(id);
-                        self.conversations.push((id, Actor::Person(guardian)));
+                        school.conversations.push((id, Actor::Person(guardian)));
                     }
                 } else {
-                    let (id, author) = self.conversations[rng.below(self.conversations.len())];
+                    let (id, author) = school.conversations[rng.below(school.conversations.len())];
                     let message_id = MessageId::from_uuid(world.next_uuid());
                     let _ = world.conversation(
                         author,
@@ -268,26 +302,43 @@ impl Iterator for Workload {
             return None;
         }
         let left = self.config.events - self.emitted;
-        loop {
-            let pending = self.world.log.len() as u64;
-            if self.school_emitted + pending >= self.config.events_per_school && pending < left {
-                // This school's year is over: hand out its last events, start the next school.
-                self.school += 1;
-                let next = Self::school(&self.config, self.school);
-                let done = std::mem::replace(&mut self.world, next);
-                self.conversations.clear();
-                self.school_emitted = 0;
-                let chunk = done.log;
-                self.emitted += chunk.len() as u64;
-                return Some(chunk);
+        let mut chunk = Vec::new();
+        while (chunk.len() as u64) < left && chunk.len() < self.config.chunk {
+            if self.running.len() < self.config.schools_at_once.max(1) {
+                // Schools side by side all open on the first day.
+                let mut school = self.start(World::first_day());
+                school.produced = school.world.log.len() as u64;
+                chunk.append(&mut school.world.log);
+                self.running.push(school);
+                continue;
             }
-            if pending >= left || pending >= self.config.chunk as u64 {
-                self.school_emitted += pending;
-                self.emitted += pending;
-                return Some(std::mem::take(&mut self.world.log));
+            // The school whose next events are earliest (the first of those, on a tie) goes
+            // next: a step moves its clock on, then acts; a school whose year is over hands
+            // over to the next one at its clock.
+            let over = |s: &School| s.produced >= self.config.events_per_school;
+            let next_at = |s: &School| {
+                if over(s) {
+                    s.world.now
+                } else {
+                    s.world.now + self.step
+                }
+            };
+            let i = (0..self.running.len())
+                .min_by_key(|&i| (next_at(&self.running[i]), i))
+                .unwrap_or_default();
+            if over(&self.running[i]) {
+                // Its year is over: the next school starts in its place, on its clock.
+                let now = self.running[i].world.now;
+                self.running[i] = self.start(now);
+            } else {
+                Self::step(&mut self.running[i], &mut self.rng, self.step);
             }
-            self.step();
+            let school = &mut self.running[i];
+            school.produced += school.world.log.len() as u64;
+            chunk.append(&mut school.world.log);
         }
+        self.emitted += chunk.len() as u64;
+        Some(chunk)
     }
 }
 
@@ -299,6 +350,7 @@ mod tests {
         WorkloadConfig {
             events,
             events_per_school: 3_000,
+            schools_at_once: 3,
             groups: 2,
             children_per_group: 5,
             chunk: 500,
@@ -336,7 +388,47 @@ mod tests {
         }
         assert!(total >= 10_000);
         assert_eq!(workload.emitted(), total as u64);
-        assert!(schools.len() >= 3, "only {} schools", schools.len());
+        // Three side by side, and more once their years of 3,000 events are over.
+        assert!(schools.len() >= 4, "only {} schools", schools.len());
+        assert_eq!(workload.schools(), schools.len() as u64);
+    }
+
+    #[test]
+    fn schools_side_by_side_make_one_log_in_time_order() {
+        let log: Vec<Recorded> = Workload::new(small(12_000)).flatten().collect();
+        for pair in log.windows(2) {
+            assert!(
+                pair[0].at <= pair[1].at,
+                "{} at {} before {} at {}",
+                pair[0].event.event_type(),
+                pair[0].at,
+                pair[1].event.event_type(),
+                pair[1].at
+            );
+        }
+        // The first schools' posts interleave rather than come one school after another.
+        let posters: Vec<_> = log
+            .iter()
+            .filter_map(|r| match &r.event {
+                crate::Event::Post(crate::post::PostEvent::PostPublished(p)) => Some(p.school_id),
+                _ => None,
+            })
+            .take(30)
+            .collect();
+        let changes = posters.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(
+            changes >= 10,
+            "posts of one school after another: {posters:?}"
+        );
+        // A school that starts when another's year is over starts on that school's clock.
+        let opened: Vec<_> = log
+            .iter()
+            .filter(|r| r.event.event_type() == "SchoolRegistered")
+            .map(|r| r.at)
+            .collect();
+        assert!(opened.len() >= 4, "only {} schools", opened.len());
+        assert!(opened[..3].iter().all(|at| *at == World::first_day()));
+        assert!(opened[3] > World::first_day());
     }
 
     #[test]
