@@ -93,7 +93,7 @@ pub struct Workload {
 /// One school in its year.
 #[derive(Debug)]
 struct School {
-    /// Its number among the schools started ([`World::numbered`]).
+    /// Its number among the schools started ([`World::numbered`]): the first wins a tie.
     number: u64,
     world: World,
     /// Events it produced so far.
@@ -136,19 +136,19 @@ impl Workload {
         }
     }
 
-    /// The school started last (one still running, or the last one once the workload is
-    /// done: earlier schools are dropped when their year is over).
+    /// The running school that has produced the most events (so the one with the most to
+    /// ask about: posts, media, conversations).
     ///
     /// # Panics
     /// Before the first chunk was asked for (no school is set up yet).
     #[must_use]
     pub fn world(&self) -> &World {
-        let last = self
+        let busiest = self
             .running
             .iter()
-            .max_by_key(|s| s.number)
+            .max_by_key(|s| (s.produced, std::cmp::Reverse(s.number)))
             .expect("a school is set up with the first chunk");
-        &last.world
+        &busiest.world
     }
 
     /// How many schools were started so far.
@@ -432,11 +432,15 @@ mod tests {
     }
 
     #[test]
-    fn the_last_school_is_kept_when_the_log_ends_with_its_year() {
-        let mut workload = Workload::new(small(6_000));
+    fn the_school_to_ask_about_is_the_busiest_one_even_when_another_just_opened() {
+        // Three years of ~3,000 events end near 9,000: a fourth school has just been set up
+        // (its roster only) when the log ends.
+        let mut workload = Workload::new(small(9_050));
         let total: usize = workload.by_ref().map(|c| c.len()).sum();
-        assert!(total >= 6_000);
+        assert!(total >= 9_050);
+        assert_eq!(workload.schools(), 4);
         assert!(!workload.world().media_ids.is_empty());
+        assert!(!workload.world().conversation_ids.is_empty());
         assert!(workload.world().log.is_empty());
     }
 
