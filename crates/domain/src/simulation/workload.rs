@@ -120,18 +120,18 @@ impl Workload {
 
     /// Sets up the next school, its clock at `now`; its set-up events are its first.
     fn start(&mut self, now: DateTime<Utc>) -> School {
-        let world = World::numbered_with_classes_from(
-            self.started,
-            now,
-            self.config.groups,
-            self.config.children_per_group,
-            self.config.guardians_per_child,
-        );
+        let number = self.started;
         self.started += 1;
         School {
-            number: self.started - 1,
+            number,
             produced: 0,
-            world,
+            world: World::numbered_with_classes_from(
+                number,
+                now,
+                self.config.groups,
+                self.config.children_per_group,
+                self.config.guardians_per_child,
+            ),
             conversations: Vec::new(),
         }
     }
@@ -304,35 +304,36 @@ impl Iterator for Workload {
         let left = self.config.events - self.emitted;
         let mut chunk = Vec::new();
         while (chunk.len() as u64) < left && chunk.len() < self.config.chunk {
-            if self.running.len() < self.config.schools_at_once.max(1) {
-                // Schools side by side all open on the first day.
-                let mut school = self.start(World::first_day());
-                school.produced = school.world.log.len() as u64;
-                chunk.append(&mut school.world.log);
-                self.running.push(school);
-                continue;
-            }
-            // The school whose next events are earliest (the first of those, on a tie) goes
-            // next: a step moves its clock on, then acts; a school whose year is over hands
-            // over to the next one at its clock.
             let over = |s: &School| s.produced >= self.config.events_per_school;
-            let next_at = |s: &School| {
-                if over(s) {
-                    s.world.now
-                } else {
-                    s.world.now + self.step
-                }
-            };
-            let i = (0..self.running.len())
-                .min_by_key(|&i| (next_at(&self.running[i]), i))
-                .unwrap_or_default();
-            if over(&self.running[i]) {
-                // Its year is over: the next school starts in its place, on its clock.
-                let now = self.running[i].world.now;
-                self.running[i] = self.start(now);
+            let i = if self.running.len() < self.config.schools_at_once.max(1) {
+                // Schools side by side all open on the first day.
+                let school = self.start(World::first_day());
+                self.running.push(school);
+                self.running.len() - 1
             } else {
-                Self::step(&mut self.running[i], &mut self.rng, self.step);
-            }
+                // The school whose next events are earliest (the first of those, on a tie)
+                // goes next: a step moves its clock on, then acts; a school whose year is
+                // over hands over to the next one at its clock.
+                let next_at = |s: &School| {
+                    if over(s) {
+                        s.world.now
+                    } else {
+                        s.world.now + self.step
+                    }
+                };
+                let i = (0..self.running.len())
+                    .min_by_key(|&i| (next_at(&self.running[i]), i))
+                    .unwrap_or_default();
+                if over(&self.running[i]) {
+                    // Its year is over: the next school starts in its place, on its clock.
+                    let now = self.running[i].world.now;
+                    self.running[i] = self.start(now);
+                } else {
+                    Self::step(&mut self.running[i], &mut self.rng, self.step);
+                }
+                i
+            };
+            // Whatever the school recorded (a step, or a new school's set-up) goes out now.
             let school = &mut self.running[i];
             school.produced += school.world.log.len() as u64;
             chunk.append(&mut school.world.log);
