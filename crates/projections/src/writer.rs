@@ -360,6 +360,16 @@ impl Tx {
         }
     }
 
+    /// Another handle on the same queue, charged to the same projection and batch as this
+    /// one: for a projection to send independent queries at once. A query waits for the
+    /// statements queued before it, so queries sent together wait once, not once each.
+    pub(crate) fn fork(&self) -> Self {
+        Self {
+            tag: self.tag.clone(),
+            ..self.lane()
+        }
+    }
+
     /// Charges the statements queued from now on to `tag`.
     pub(crate) fn set_tag(&mut self, tag: Option<Tag>) {
         self.tag = tag.map(Arc::new);

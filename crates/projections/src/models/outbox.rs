@@ -319,17 +319,24 @@ impl State {
             }
         }
         let wanted: Vec<String> = wanted.into_iter().collect();
-        for row in select_packed(tx, &t.sql(LOAD_CONVERSATIONS), &[], &wanted)
-            .await?
-            .rows()
-        {
+        // Two rounds of queries, each sent at once (see `Tx::fork`): the conversations with
+        // their participants, then the staff, guardian and quiet-hours rows of those.
+        let (conversations, participants) = {
+            let mut fork = tx.fork();
+            let (a, b) = (t.sql(LOAD_CONVERSATIONS), t.sql(LOAD_PARTICIPANTS));
+            tokio::try_join!(
+                select_packed(tx, &a, &[], &wanted),
+                select_packed(&mut fork, &b, &[], &wanted),
+            )?
+        };
+        for row in conversations.rows() {
             let row = row?;
             state.conversations.insert(
                 row.try_get(0)?,
                 (row.try_get(1)?, row.try_get(2)?, Vec::new()),
             );
         }
-        for pair in rows(&select_packed(tx, &t.sql(LOAD_PARTICIPANTS), &[], &wanted).await?) {
+        for pair in rows(&participants) {
             let (conversation, person) = pair?;
             if let Some(c) = state.conversations.get_mut(&conversation) {
                 c.2.push(person);
@@ -346,13 +353,26 @@ impl State {
         let people: Vec<String> = people.into_iter().cloned().collect();
         let children: BTreeSet<&String> = state.conversations.values().map(|c| &c.1).collect();
         let children: Vec<String> = children.into_iter().cloned().collect();
-        for pair in rows(&select_packed(tx, &t.sql(LOAD_STAFF), &[], &people).await?) {
+        let (staff, guardians, quiet) = {
+            let (mut fork, mut another) = (tx.fork(), tx.fork());
+            let (a, b, c) = (
+                t.sql(LOAD_STAFF),
+                t.sql(LOAD_GUARDIANS),
+                t.sql(LOAD_QUIET_HOURS),
+            );
+            tokio::try_join!(
+                select_packed(tx, &a, &[], &people),
+                select_packed(&mut fork, &b, &[], &children),
+                select_packed(&mut another, &c, &[], &people),
+            )?
+        };
+        for pair in rows(&staff) {
             state.staff.insert(pair?);
         }
-        for pair in rows(&select_packed(tx, &t.sql(LOAD_GUARDIANS), &[], &children).await?) {
+        for pair in rows(&guardians) {
             state.guardians.insert(pair?);
         }
-        for pair in rows(&select_packed(tx, &t.sql(LOAD_QUIET_HOURS), &[], &people).await?) {
+        for pair in rows(&quiet) {
             let (person, schedule) = pair?;
             state.quiet.insert(person, Some((schedule, 0)));
         }
