@@ -10,7 +10,10 @@
 //! - `feed_posts`: each post's feed columns (school, group, author, time, liveness and the body
 //!   as the sealed envelope's JSON, never plaintext) and, as JSON, the rest of its state ([`Post`]:
 //!   its media items with their tags, removed, expired), each fact stored once;
-//! - `visibility_children`: each child's consent decisions ([`Consents`], JSON);
+//! - `visibility_consents`: each guardian's latest decision per child and purpose (granted or
+//!   withdrawn), one row each — what [`Consents::record`](consent::Consents::record) keeps for a child, and all that
+//!   [`Consents::is_effective`](consent::Consents::is_effective) reads. A query folds a child's rows with the same rule,
+//!   [`consent::effective`].
 //!
 //! plus two indexes: `media_items` (media item → post, in the order attached, live or not) and
 //! `group_audience` (who is in each group's audience: its audience staff and audience guardians,
@@ -20,7 +23,7 @@
 //! answer — viewers with their reason, the withheld with the (child, purpose) that withholds
 //! them — is by construction what the rule says for the state after the last projected event.
 //! Parsed rosters are cached per (generation, checkpoint); with the roster cached, "who may see
-//! this item" is one statement (post, checkpoint and the consents of the children shown).
+//! this item" is one statement (post, checkpoint and the decisions about the children shown).
 //!
 //! # Why answers are not materialised per (media item, person)
 //!
@@ -31,7 +34,16 @@
 //! alone, and each of the ~67k `group_communication` decisions would rewrite the rows of the
 //! thousands of items showing that child: the rebuild would be quadratic. Kept as state, every
 //! event costs one row write (batched), and a question costs one school roster, one post per
-//! asked item and the consents of the children shown.
+//! asked item and the decisions about the children shown.
+//!
+//! # Why decisions are rows, not a child's state
+//!
+//! Until session 12 a child's whole [`Consents`](consent::Consents) was one JSON value, loaded, parsed, evolved,
+//! serialised and written back by every batch with a decision about the child: on the 1M-event
+//! rebuild (220k decisions, ~1,400 children per 8,000-event batch, ~860 bytes each) that was
+//! about 40 % of this model's CPU on the projector's thread. A decision replaces only its own
+//! guardian's earlier one for the purpose, so it is now an upsert of its own row, never read back
+//! while projecting.
 //!
 //! # Batches
 //!
@@ -47,12 +59,12 @@ use crate::projection::{Buffer, Projected, Projection, Tables};
 use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kring_domain::child::{self, Child, ChildEvent};
-use kring_domain::consent::Consents;
+use kring_domain::child::{ChildEvent, ConsentDecided};
+use kring_domain::consent;
 use kring_domain::post::{self, MediaItem, Post, PostEvent};
 use kring_domain::school::{self, School, SchoolEvent};
 use kring_domain::visibility::{self as rule, MediaVisibility};
-use kring_domain::{ChildId, Event, GroupId, MediaId, PersonId, PostId, SchoolId, Sealed};
+use kring_domain::{ChildId, Event, GroupId, MediaId, PersonId, PostId, Purpose, SchoolId, Sealed};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
@@ -72,7 +84,7 @@ macro_rules! post_columns {
 
 const TABLES: &[&str] = &[
     "visibility_schools",
-    "visibility_children",
+    "visibility_consents",
     "feed_posts",
     "media_items",
     "group_audience",
@@ -83,9 +95,12 @@ CREATE TABLE {visibility_schools} (
     school_id TEXT PRIMARY KEY,
     state TEXT NOT NULL
 );
-CREATE TABLE {visibility_children} (
-    child_id TEXT PRIMARY KEY,
-    state TEXT NOT NULL
+CREATE TABLE {visibility_consents} (
+    child_id TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    guardian_id TEXT NOT NULL,
+    granted BIGINT NOT NULL,
+    PRIMARY KEY (child_id, purpose, guardian_id)
 );
 CREATE TABLE {feed_posts} (
     post_id TEXT PRIMARY KEY,
@@ -127,7 +142,7 @@ enum Needed {
     School(SchoolEvent),
     Post(PostEvent),
     /// Only `ConsentDecided`: the rest of a child's stream does not bear on visibility.
-    Consent(ChildEvent),
+    Consent(ConsentDecided),
 }
 
 #[async_trait]
@@ -157,7 +172,7 @@ impl Projection for VisibilityProjection {
         let needed = match e.event {
             Event::School(s) => Some(Needed::School(s.clone())),
             Event::Post(p) => Some(Needed::Post(p.clone())),
-            Event::Child(c @ ChildEvent::ConsentDecided(_)) => Some(Needed::Consent(c.clone())),
+            Event::Child(ChildEvent::ConsentDecided(d)) => Some(Needed::Consent(d.clone())),
             _ => None,
         };
         self.buffer.push(t, e.recorded.position, needed);
@@ -184,12 +199,12 @@ impl Projection for VisibilityProjection {
 struct Work {
     schools: HashMap<SchoolId, School>,
     posts: HashMap<PostId, StoredPost>,
-    consents: HashMap<ChildId, Consents>,
+    /// Each guardian's latest decision per child and purpose decided in the batch.
+    decisions: BTreeMap<(ChildId, Purpose, PersonId), bool>,
     /// Schools whose roster changed in a way that can change a group's audience.
     audience_changed: BTreeSet<SchoolId>,
     touched_schools: BTreeSet<SchoolId>,
     touched_posts: BTreeSet<PostId>,
-    touched_children: BTreeSet<ChildId>,
     /// Posts whose media items were attached or may have stopped being live.
     media_changed: BTreeSet<PostId>,
     /// Order of attachment of media items published in this batch.
@@ -215,7 +230,6 @@ impl Work {
         // A post's stream starts with its publication: one published in this batch has nothing
         // stored yet (on the 1M-event rebuild that is nearly every post loaded, 331k of them).
         let mut published = BTreeSet::new();
-        let mut children = BTreeSet::new();
         for e in events {
             match e {
                 Needed::School(e) => {
@@ -230,9 +244,7 @@ impl Work {
                         posts.insert(post_id.to_string());
                     }
                 }
-                Needed::Consent(ChildEvent::ConsentDecided(d)) => {
-                    children.insert(d.child_id.to_string());
-                }
+                // A decision replaces its guardian's earlier one: nothing to load.
                 Needed::Consent(_) => {}
             }
         }
@@ -271,23 +283,6 @@ impl Work {
                     body: row.try_get(6)?,
                 },
             );
-        }
-        // Hundreds of children per batch: packed, one hand-off per statement instead of one
-        // per row (1M-event rebuild: 35k rows; `docs/benchmarks.md`, session 8).
-        let children: Vec<String> = children.into_iter().collect();
-        let rows = select_packed(
-            tx,
-            &t.render("SELECT child_id, state FROM {visibility_children} WHERE child_id IN ({in})"),
-            &[],
-            &children,
-        )
-        .await?;
-        for row in rows.rows() {
-            let row = row?;
-            let child: String = row.try_get(0)?;
-            let child = crate::db::uuid(&child)?.into();
-            let state: String = row.try_get(1)?;
-            self.consents.insert(child, serde_json::from_str(&state)?);
         }
         Ok(())
     }
@@ -328,23 +323,12 @@ impl Work {
                     stored.state = post::evolve(std::mem::take(&mut stored.state), &e);
                     self.touched_posts.insert(post_id);
                 }
-                Needed::Consent(e) => {
-                    let ChildEvent::ConsentDecided(d) = &e else {
-                        continue;
-                    };
-                    let child_id = d.child_id;
-                    // The child's other facts (absences, erasure) do not bear on visibility:
-                    // only its consents are kept, evolved by the domain's own `child::evolve`.
-                    let consents = self.consents.remove(&child_id).unwrap_or_default();
-                    let child = child::evolve(
-                        Child {
-                            consents,
-                            ..Child::default()
-                        },
-                        &e,
-                    );
-                    self.consents.insert(child_id, child.consents);
-                    self.touched_children.insert(child_id);
+                // As `child::evolve` records it: the guardian's decision for the purpose
+                // replaces their earlier one. The child's other facts (absences, erasure) do
+                // not bear on visibility.
+                Needed::Consent(d) => {
+                    self.decisions
+                        .insert((d.child_id, d.purpose, d.guardian_id), d.granted);
                 }
             }
         }
@@ -367,17 +351,20 @@ impl Work {
         )
         .await?;
 
-        let mut rows = Vec::new();
-        for child_id in &self.touched_children {
-            if let Some(state) = self.consents.get(child_id) {
-                rows.extend([cell(child_id), Cell::Text(serde_json::to_string(state)?)]);
-            }
+        let mut rows = Vec::with_capacity(self.decisions.len() * 4);
+        for ((child_id, purpose, guardian_id), granted) in &self.decisions {
+            rows.extend([
+                cell(child_id),
+                Cell::from(purpose.as_str()),
+                cell(guardian_id),
+                Cell::from(*granted),
+            ]);
         }
         bulk_insert(
             tx,
-            &t.render("INSERT INTO {visibility_children} (child_id, state)"),
-            2,
-            " ON CONFLICT (child_id) DO UPDATE SET state = excluded.state",
+            &t.render("INSERT INTO {visibility_consents} (child_id, purpose, guardian_id, granted)"),
+            4,
+            " ON CONFLICT (child_id, purpose, guardian_id) DO UPDATE SET granted = excluded.granted",
             rows,
         )
         .await?;
@@ -638,12 +625,43 @@ async fn snapshot(db: &ReadDb) -> Result<sqlx::Transaction<'static, Any>, Projec
     Ok(tx)
 }
 
-/// The states the rule needs for some posts: their schools' rosters and the consents of the
+/// The states the rule needs for some posts: their schools' rosters and the decisions about the
 /// children shown in their media items.
 struct Rules {
     schools: HashMap<SchoolId, Arc<School>>,
-    consents: HashMap<ChildId, Consents>,
+    decisions: Decisions,
     nowhere: School,
+}
+
+/// Each guardian's latest decision (granted or not) per child and purpose: the rows of
+/// `visibility_consents`.
+#[derive(Default)]
+struct Decisions(HashMap<(ChildId, Purpose), Vec<bool>>);
+
+impl Decisions {
+    fn add(&mut self, child: &str, purpose: &str, granted: i64) -> Result<(), ProjectionError> {
+        let purpose = purpose
+            .parse()
+            .map_err(|e| ProjectionError::Invalid(format!("{e}")))?;
+        let child = child.parse().map_err(|e| {
+            ProjectionError::Invalid(format!(
+                "bad child id {child:?} in the visibility read model: {e}"
+            ))
+        })?;
+        self.0
+            .entry((child, purpose))
+            .or_default()
+            .push(granted != 0);
+        Ok(())
+    }
+
+    /// Whether consent for (`child`, `purpose`) holds: the domain's rule on the decisions, as
+    /// [`Consents::is_effective`](consent::Consents::is_effective) applies it.
+    fn is_effective(&self, child: ChildId, purpose: Purpose) -> bool {
+        self.0
+            .get(&(child, purpose))
+            .is_some_and(|granted| consent::effective(granted.iter().copied()))
+    }
 }
 
 impl Rules {
@@ -664,7 +682,7 @@ impl Rules {
             .collect();
         let mut rules = Self {
             schools: HashMap::new(),
-            consents: HashMap::new(),
+            decisions: Decisions::default(),
             nowhere: School::default(),
         };
         // Where the read model stands in this snapshot: rosters parsed at the same point are
@@ -703,13 +721,14 @@ impl Rules {
         let children: Vec<String> = children.into_iter().collect();
         for row in select_in(
             conn,
-            "SELECT child_id, state FROM visibility_children WHERE child_id IN ({in})",
+            "SELECT child_id, purpose, granted FROM visibility_consents WHERE child_id IN ({in})",
             &[],
             &children,
         )
         .await?
         {
-            rules.consents.insert(id(&row, 0)?, json(&row, 1)?);
+            let (child, purpose): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            rules.decisions.add(&child, &purpose, row.try_get(2)?)?;
         }
         Ok(rules)
     }
@@ -720,11 +739,7 @@ impl Rules {
             .school_id
             .and_then(|s| self.schools.get(&s))
             .map_or(&self.nowhere, |s| &**s);
-        let consent = |child: ChildId, purpose| {
-            self.consents
-                .get(&child)
-                .is_some_and(|c| c.is_effective(purpose))
-        };
+        let consent = |child: ChildId, purpose| self.decisions.is_effective(child, purpose);
         rule::who_may_see(school, post, media_id, &consent)
             .map_err(|e| ProjectionError::Invalid(format!("media item {media_id}: {e}")))
     }
@@ -761,7 +776,7 @@ pub async fn who_may_see(
 }
 
 /// [`who_may_see`] in one statement: the post's state, where the read model stands, and the
-/// consents of every child its media show, read together (one statement reads one snapshot).
+/// decisions about every child its media show, read together (one statement reads one snapshot).
 /// The school's roster comes from the parsed-roster cache; when it is not there for this
 /// snapshot, `None`, and [`who_may_see`] goes the long way (a read transaction, four queries).
 ///
@@ -798,10 +813,13 @@ async fn who_may_see_at_once(
             None => return Ok(None),
         }
     }
-    let children: Vec<(ChildId, Consents)> = json(&row, 8)?;
+    let mut decisions = Decisions::default();
+    for (child, purpose, granted) in json::<Vec<(String, String, i64)>>(&row, 8)? {
+        decisions.add(&child, &purpose, granted)?;
+    }
     let rules = Rules {
         schools,
-        consents: children.into_iter().collect(),
+        decisions,
         nowhere: School::default(),
     };
     Ok(Some(Some(rules.answer(&post, media_id)?)))
@@ -812,7 +830,8 @@ const WHO_MAY_SEE_SQLITE: &str = concat!(
     "SELECT ",
     post_columns!(),
     ", g.generation, g.position,
-    (SELECT json_group_array(json_array(c.child_id, json(c.state))) FROM visibility_children c
+    (SELECT json_group_array(json_array(c.child_id, c.purpose, c.granted))
+     FROM visibility_consents c
      WHERE c.child_id IN (SELECT t.value FROM json_each(f.state, '$.media') AS item,
                                               json_each(item.value, '$.tagged') AS t))
 FROM media_items m JOIN feed_posts f ON f.post_id = m.post_id
@@ -825,8 +844,8 @@ const WHO_MAY_SEE_POSTGRES: &str = concat!(
     "SELECT ",
     post_columns!(),
     ", g.generation, g.position,
-    (SELECT COALESCE(json_agg(json_build_array(c.child_id, c.state::json)), '[]'::json)::text
-     FROM visibility_children c
+    (SELECT COALESCE(json_agg(json_build_array(c.child_id, c.purpose, c.granted)), '[]'::json)::text
+     FROM visibility_consents c
      WHERE c.child_id IN (SELECT jsonb_array_elements_text(item.value -> 'tagged')
                           FROM jsonb_each(f.state::jsonb -> 'media') AS item))
 FROM media_items m JOIN feed_posts f ON f.post_id = m.post_id
