@@ -3,6 +3,13 @@
 //!
 //! A message's `position` is the global log position of the event that posted it: unique,
 //! increasing, the same after a rebuild, and usable as a paging cursor.
+//!
+//! A conversation's row holds what its start said, written once. Its last message and message
+//! count are read from its messages when asked (the index on (conversation, position) finds the
+//! last one and counts them), not kept in the row: a kept summary was a read and a rewrite of a
+//! randomly placed row for every conversation with a new message in a batch — on the 1M-event
+//! rebuild, ~1,500 per 8,000-event batch and about a fifth of the writer's time
+//! (`docs/benchmarks.md`, session 12).
 
 use crate::bulk::{select_packed, Bulk};
 use crate::db::{from_micros, micros, sealed_text, to_i64, to_u64, uuid, ReadDb};
@@ -34,10 +41,7 @@ CREATE TABLE {conversations} (
     child_id TEXT NOT NULL,
     started_by TEXT NOT NULL,
     started_at BIGINT NOT NULL,
-    last_message_at BIGINT NOT NULL,
-    last_position BIGINT NOT NULL,
-    last_author_id TEXT,
-    message_count BIGINT NOT NULL
+    started_position BIGINT NOT NULL
 );
 CREATE TABLE {conversation_participants} (
     conversation_id TEXT NOT NULL,
@@ -59,31 +63,13 @@ CREATE INDEX {conversations}_by_child ON {conversations} (child_id);
 CREATE INDEX {conversation_participants}_by_person ON {conversation_participants} (person_id);
 CREATE INDEX {conversation_messages}_by_conversation ON {conversation_messages} (conversation_id, position)";
 
-const LOAD: &str = "SELECT conversation_id, school_id, child_id, started_by, started_at, last_message_at,
-    last_position, last_author_id, message_count FROM {conversations} WHERE conversation_id IN ({in})";
-const UPSERT: &str =
-    "INSERT INTO {conversations} (conversation_id, school_id, child_id, started_by, started_at,
-    last_message_at, last_position, last_author_id, message_count)";
-const UPSERT_SUFFIX: &str =
-    "ON CONFLICT (conversation_id) DO UPDATE SET last_message_at = excluded.last_message_at,
-    last_position = excluded.last_position, last_author_id = excluded.last_author_id,
-    message_count = excluded.message_count";
+const STARTED: &str = "SELECT conversation_id FROM {conversations} WHERE conversation_id IN ({in})";
+const START: &str = "INSERT INTO {conversations} (conversation_id, school_id, child_id, started_by,
+    started_at, started_position)";
 const PARTICIPATE: &str = "INSERT INTO {conversation_participants} (conversation_id, person_id)";
 const PARTICIPATE_SUFFIX: &str = "ON CONFLICT (conversation_id, person_id) DO NOTHING";
 const POST: &str =
     "INSERT INTO {conversation_messages} (position, message_id, conversation_id, author_id, body, at)";
-
-/// A conversation's row, as loaded or started in a batch.
-struct Summary {
-    school_id: String,
-    child_id: String,
-    started_by: String,
-    started_at: i64,
-    last_message_at: i64,
-    last_position: i64,
-    last_author_id: Option<String>,
-    message_count: i64,
-}
 
 #[async_trait]
 impl Projection for ConversationsProjection {
@@ -126,8 +112,8 @@ impl Projection for ConversationsProjection {
         if batch.is_empty() {
             return Ok(());
         }
-        // The conversations messages go to, but for those started in this batch (nothing of
-        // theirs is stored yet).
+        // The conversations messages go to, but for those started in this batch: each must have
+        // started before.
         let mut wanted = std::collections::BTreeSet::new();
         let mut started = std::collections::BTreeSet::new();
         for (_, e) in &batch {
@@ -142,23 +128,13 @@ impl Projection for ConversationsProjection {
             }
         }
         let ids: Vec<String> = wanted.into_iter().collect();
-        let mut touched: BTreeMap<String, Summary> = BTreeMap::new();
-        for row in select_packed(tx, &t.sql(LOAD), &[], &ids).await?.rows() {
-            let row = row?;
-            touched.insert(
-                row.try_get(0)?,
-                Summary {
-                    school_id: row.try_get(1)?,
-                    child_id: row.try_get(2)?,
-                    started_by: row.try_get(3)?,
-                    started_at: row.try_get(4)?,
-                    last_message_at: row.try_get(5)?,
-                    last_position: row.try_get(6)?,
-                    last_author_id: row.try_get(7)?,
-                    message_count: row.try_get(8)?,
-                },
-            );
+        let mut known = std::collections::BTreeSet::new();
+        for row in select_packed(tx, &t.sql(STARTED), &[], &ids).await?.rows() {
+            known.insert(ConversationId::from_uuid(uuid(
+                &row?.try_get::<String>(0)?,
+            )?));
         }
+        let mut conversations = Bulk::new(t.sql(START), 6, "");
         let mut participants = Bulk::new(t.sql(PARTICIPATE), 2, PARTICIPATE_SUFFIX);
         let mut messages = Bulk::new(t.sql(POST), 6, "");
         for (position, event) in batch {
@@ -169,56 +145,35 @@ impl Projection for ConversationsProjection {
                     for person in d.participants.iter().chain(std::iter::once(&d.started_by)) {
                         participants.row([conversation.as_str().into(), person.to_string().into()]);
                     }
-                    touched.entry(conversation).or_insert(Summary {
-                        school_id: d.school_id.to_string(),
-                        child_id: d.child_id.to_string(),
-                        started_by: d.started_by.to_string(),
-                        started_at: micros(d.at),
-                        last_message_at: micros(d.at),
-                        last_position: position,
-                        last_author_id: None,
-                        message_count: 0,
-                    });
+                    conversations.row([
+                        conversation.into(),
+                        d.school_id.to_string().into(),
+                        d.child_id.to_string().into(),
+                        d.started_by.to_string().into(),
+                        micros(d.at).into(),
+                        position.into(),
+                    ]);
+                    known.insert(d.conversation_id);
                 }
                 ConversationEvent::MessagePosted(d) => {
-                    let conversation = d.conversation_id.to_string();
-                    let author = d.author_id.to_string();
+                    if !known.contains(&d.conversation_id) {
+                        return Err(ProjectionError::Invalid(format!(
+                            "message {} posted to conversation {}, which never started",
+                            d.message_id, d.conversation_id
+                        )));
+                    }
                     messages.row([
                         position.into(),
                         d.message_id.to_string().into(),
-                        conversation.as_str().into(),
-                        author.as_str().into(),
+                        d.conversation_id.to_string().into(),
+                        d.author_id.to_string().into(),
                         sealed_text(&d.body, "a message body")?.into(),
                         micros(d.at).into(),
                     ]);
-                    let summary = touched.get_mut(&conversation).ok_or_else(|| {
-                        ProjectionError::Invalid(format!(
-                            "message {} posted to conversation {conversation}, which never started",
-                            d.message_id
-                        ))
-                    })?;
-                    summary.last_message_at = micros(d.at);
-                    summary.last_position = position;
-                    summary.last_author_id = Some(author);
-                    summary.message_count += 1;
                 }
             }
         }
-        let mut summaries = Bulk::new(t.sql(UPSERT), 9, UPSERT_SUFFIX);
-        for (id, s) in touched {
-            summaries.row([
-                id.into(),
-                s.school_id.into(),
-                s.child_id.into(),
-                s.started_by.into(),
-                s.started_at.into(),
-                s.last_message_at.into(),
-                s.last_position.into(),
-                s.last_author_id.into(),
-                s.message_count.into(),
-            ]);
-        }
-        summaries.execute(tx).await?;
+        conversations.execute(tx).await?;
         participants.execute(tx).await?;
         messages.execute(tx).await?;
         Ok(())
@@ -271,18 +226,32 @@ pub struct MessageView {
     pub position: u64,
 }
 
-const INBOX: &str = "SELECT c.conversation_id, c.school_id, c.child_id, c.started_by, c.started_at, c.last_message_at, c.last_position,
-    c.last_author_id, c.message_count
-FROM conversation_participants p JOIN conversations c ON c.conversation_id = p.conversation_id
+/// The columns [`conversation_row`] reads, from `conversations c`: the last message (`l`, none
+/// before the first) and the count come from the conversation's messages.
+macro_rules! summary {
+    ($rest:literal) => {
+        concat!(
+            "SELECT c.conversation_id, c.school_id, c.child_id, c.started_by, c.started_at,
+    COALESCE(l.at, c.started_at), COALESCE(l.position, c.started_position), l.author_id,
+    (SELECT COUNT(*) FROM conversation_messages n WHERE n.conversation_id = c.conversation_id)
+FROM conversations c
+LEFT JOIN conversation_messages l ON l.position = (SELECT MAX(m.position) FROM conversation_messages m
+    WHERE m.conversation_id = c.conversation_id)
+",
+            $rest
+        )
+    };
+}
+const INBOX: &str = summary!(
+    "JOIN conversation_participants p ON p.conversation_id = c.conversation_id
 WHERE p.person_id = $1
-ORDER BY c.last_message_at DESC, c.last_position DESC";
+ORDER BY 6 DESC, 7 DESC"
+);
 const INBOX_PARTICIPANTS: &str = "SELECT q.conversation_id, q.person_id
 FROM conversation_participants p JOIN conversation_participants q ON q.conversation_id = p.conversation_id
 WHERE p.person_id = $1
 ORDER BY q.conversation_id, q.person_id";
-const CONVERSATION: &str = "SELECT c.conversation_id, c.school_id, c.child_id, c.started_by, c.started_at, c.last_message_at, c.last_position,
-    c.last_author_id, c.message_count
-FROM conversations c WHERE c.conversation_id = $1";
+const CONVERSATION: &str = summary!("WHERE c.conversation_id = $1");
 const PARTICIPANTS: &str =
     "SELECT person_id FROM conversation_participants WHERE conversation_id = $1 ORDER BY person_id";
 const MESSAGES: &str = "SELECT position, message_id, conversation_id, author_id, body, at
