@@ -1508,14 +1508,21 @@ async fn create_query_indexes(
     created
 }
 
-/// Runs `ddl` (statements separated by `;`, tables as `{name}`) for `tables`.
+/// Runs `ddl` (statements separated by `;`, tables as `{name}`, `{without_rowid}` after a
+/// table that SQLite should keep in its primary key's order; see [`Projection::schema`]) for
+/// `tables`.
 async fn execute_ddl(
     tx: &mut AnyConnection,
     tables: &Tables,
     ddl: &str,
 ) -> Result<(), ProjectionError> {
+    let clustered = match Backend::of(tx) {
+        Backend::Sqlite => " WITHOUT ROWID",
+        Backend::Postgres => "",
+    };
     for statement in tables
         .render(ddl)
+        .replace("{without_rowid}", clustered)
         .split(';')
         .map(str::trim)
         .filter(|s| !s.is_empty())

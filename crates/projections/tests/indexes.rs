@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 
 both_backends!(models::all();
     a_rebuilt_generation_has_every_index_of_a_fresh_one,
+    tables_marked_without_rowid_are_kept_in_key_order_on_sqlite_only,
 );
 
 /// The indexes on `projection`'s tables of `generation`, named without the generation suffix.
@@ -71,5 +72,53 @@ async fn a_rebuilt_generation_has_every_index_of_a_fresh_one<S: EventStore + Clo
                 p.name()
             );
         }
+    }
+}
+
+/// `{without_rowid}` in a schema makes the table `WITHOUT ROWID` on SQLite, and nothing else;
+/// PostgreSQL gets a plain table.
+async fn tables_marked_without_rowid_are_kept_in_key_order_on_sqlite_only<S: EventStore + Clone>(
+    mut h: Harness<S>,
+) {
+    h.sync(&World::with_classes(1, 1, 1)).await;
+    let mut clustered = BTreeSet::new();
+    for p in models::all() {
+        let tables = Tables::new(p.tables(), 1);
+        for statement in p.schema().split(';') {
+            let statement = statement.trim();
+            let Some(rest) = statement.strip_prefix("CREATE TABLE {") else {
+                continue;
+            };
+            let logical = &rest[..rest.find('}').unwrap()];
+            let physical = tables.physical(logical).unwrap();
+            let marked = statement.ends_with("{without_rowid}");
+            if marked {
+                clustered.insert(logical.to_owned());
+            }
+            match h.db.backend() {
+                Backend::Sqlite => {
+                    let sql: String =
+                        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = $1")
+                            .bind(physical)
+                            .fetch_one(h.db.pool())
+                            .await
+                            .unwrap();
+                    assert_eq!(sql.ends_with("WITHOUT ROWID"), marked, "{sql}");
+                }
+                Backend::Postgres => {
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = $1",
+                    )
+                    .bind(physical)
+                    .fetch_one(h.db.pool())
+                    .await
+                    .unwrap();
+                    assert_eq!(n, 1, "{physical} is a plain table");
+                }
+            }
+        }
+    }
+    for decisions in ["consent_decisions", "visibility_consents"] {
+        assert!(clustered.contains(decisions), "{decisions} is marked");
     }
 }

@@ -47,7 +47,7 @@ CREATE TABLE {consent_decisions} (
     policy_version BIGINT NOT NULL,
     method TEXT NOT NULL,
     PRIMARY KEY (child_id, purpose, guardian_id)
-);
+){without_rowid};
 CREATE TABLE {consent_history} (
     position BIGINT PRIMARY KEY,
     event_id TEXT NOT NULL,

@@ -101,7 +101,7 @@ CREATE TABLE {visibility_consents} (
     guardian_id TEXT NOT NULL,
     granted BIGINT NOT NULL,
     PRIMARY KEY (child_id, purpose, guardian_id)
-);
+){without_rowid};
 CREATE TABLE {feed_posts} (
     post_id TEXT PRIMARY KEY,
     school_id TEXT NOT NULL,
