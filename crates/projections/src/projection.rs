@@ -36,8 +36,8 @@ pub trait Projection: Send + Sync + 'static {
     /// holds the indexes the projection's own statements need. `{without_rowid}` after a
     /// table's closing parenthesis keeps it, on SQLite, in its primary key's order (`WITHOUT
     /// ROWID`; nothing on PostgreSQL): for a table whose rows are upserted and read back by key
-    /// in bulk, where a row's key, its index entry and the row itself would otherwise be on
-    /// three randomly placed pages of two B-trees.
+    /// in bulk, where a row's entry in the key's index and the row itself would otherwise be on
+    /// two randomly placed pages of two B-trees.
     fn schema(&self) -> &'static str;
 
     /// Portable DDL creating the indexes that only queries use, never the projection's own

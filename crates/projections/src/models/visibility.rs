@@ -11,9 +11,12 @@
 //!   as the sealed envelope's JSON, never plaintext) and, as JSON, the rest of its state ([`Post`]:
 //!   its media items with their tags, removed, expired), each fact stored once;
 //! - `visibility_consents`: each guardian's latest decision per child and purpose (granted or
-//!   withdrawn), one row each — what [`Consents::record`](consent::Consents::record) keeps for a child, and all that
-//!   [`Consents::is_effective`](consent::Consents::is_effective) reads. A query folds a child's rows with the same rule,
+//!   withdrawn), one row each — what [`Consents::record`] keeps for a child, and all that
+//!   [`Consents::is_effective`] reads. A query folds a child's rows with the same rule,
 //!   [`consent::effective`].
+//!
+//! [`Consents::record`]: consent::Consents::record
+//! [`Consents::is_effective`]: consent::Consents::is_effective
 //!
 //! plus two indexes: `media_items` (media item → post, in the order attached, live or not) and
 //! `group_audience` (who is in each group's audience: its audience staff and audience guardians,
@@ -38,12 +41,12 @@
 //!
 //! # Why decisions are rows, not a child's state
 //!
-//! Until session 12 a child's whole [`Consents`](consent::Consents) was one JSON value, loaded, parsed, evolved,
-//! serialised and written back by every batch with a decision about the child: on the 1M-event
-//! rebuild (220k decisions, ~1,400 children per 8,000-event batch, ~860 bytes each) that was
-//! about 40 % of this model's CPU on the projector's thread. A decision replaces only its own
-//! guardian's earlier one for the purpose, so it is now an upsert of its own row, never read back
-//! while projecting.
+//! Until session 12 a child's whole [`Consents`](consent::Consents) was one JSON value,
+//! loaded, parsed, evolved, serialised and written back by every batch with a decision about
+//! the child: on the 1M-event rebuild (220k decisions, ~1,400 children per 8,000-event batch,
+//! ~860 bytes each) that was about 40 % of this model's CPU on the projector's thread. A
+//! decision replaces only its own guardian's earlier one for the purpose, so it is now an upsert
+//! of its own row, never read back while projecting (ADR 0010).
 //!
 //! # Batches
 //!
