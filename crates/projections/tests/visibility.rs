@@ -30,6 +30,7 @@ both_backends!(vec![Arc::new(VisibilityProjection::default())];
     media_place_names_the_post_and_follows_removal,
     a_post_is_shown_to_its_audience_only_with_the_media_each_may_see,
     feed_pages_exactly_through_posts_of_the_same_moment,
+    retention_picks_live_posts_whose_retention_ran_out_oldest_first,
 );
 
 /// The read model's answer, checked against the domain rule on the world's own state. Asked
@@ -812,5 +813,52 @@ async fn feed_pages_exactly_through_posts_of_the_same_moment<S: EventStore + Clo
             .map(|p| p.post_id)
             .collect::<Vec<_>>(),
         expected
+    );
+}
+
+/// The retention job's candidates (`due_for_expiry`): live posts of every group whose school's
+/// retention period has run out by the given time, oldest first; a removed post never, an
+/// expired one no longer.
+async fn retention_picks_live_posts_whose_retention_ran_out_oldest_first<S: EventStore + Clone>(
+    mut h: Harness<S>,
+) {
+    let mut world = World::with_classes(2, 1, 1);
+    let retention = chrono::Duration::days(i64::from(world.school.settings.retention_days));
+    let start = world.now;
+    let (old, _) = publish(&mut world, 0, &[vec![]]);
+    world.advance(chrono::Duration::days(10));
+    let (newer, _) = publish(&mut world, 1, &[vec![]]);
+    let (removed, _) = publish(&mut world, 0, &[vec![]]);
+    world
+        .post(
+            teacher(&world, 0),
+            removed,
+            PostAction::Remove {
+                reason: "Verkeerde klas".into(),
+            },
+        )
+        .unwrap();
+    h.sync(&world).await;
+    let db = h.db.clone();
+    let due = |at, limit| visibility::due_for_expiry(&db, at, limit);
+
+    let just_before = start + retention - chrono::Duration::seconds(1);
+    assert_eq!(due(just_before, 100).await.unwrap(), Vec::<PostId>::new());
+    assert_eq!(due(start + retention, 100).await.unwrap(), vec![old]);
+    let later = start + retention + chrono::Duration::days(11);
+    assert_eq!(
+        due(later, 100).await.unwrap(),
+        vec![old, newer],
+        "oldest first, across the school's groups, never the removed post"
+    );
+    assert_eq!(due(later, 1).await.unwrap(), vec![old], "at most the limit");
+
+    world.advance(retention);
+    world.post(Actor::System, old, PostAction::Expire).unwrap();
+    h.sync(&world).await;
+    assert_eq!(
+        due(later, 100).await.unwrap(),
+        vec![newer],
+        "an expired post is no longer due"
     );
 }

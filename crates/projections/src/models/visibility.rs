@@ -1057,6 +1057,47 @@ pub async fn media_place(
     .transpose()
 }
 
+/// Live posts whose school's retention period ([`school::SchoolSettings::retention_days`]) has
+/// run out by `now` — posted at or before `now` minus that many days — oldest first, at most
+/// `limit`: what the retention job expires. Per group through the feed's (group, time) index.
+///
+/// # Errors
+/// Database failures; a stored state this build cannot read.
+pub async fn due_for_expiry(
+    db: &ReadDb,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<PostId>, ProjectionError> {
+    let mut conn = snapshot(db).await?;
+    let schools = sqlx::query("SELECT state FROM visibility_schools")
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut due: Vec<(i64, PostId)> = Vec::new();
+    for row in schools {
+        let school: School = json(&row, 0)?;
+        let cutoff = now - chrono::Duration::days(i64::from(school.settings.retention_days));
+        for group_id in school.groups.keys() {
+            let rows = sqlx::query(
+                "SELECT posted_at, post_id FROM feed_posts
+                 WHERE group_id = $1 AND live = 1 AND posted_at <= $2
+                 ORDER BY posted_at LIMIT $3",
+            )
+            .bind(group_id.to_string())
+            .bind(micros(cutoff))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                due.push((row.try_get(0)?, id(&row, 1)?));
+            }
+        }
+    }
+    conn.rollback().await?;
+    due.sort_unstable();
+    due.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(due.into_iter().map(|(_, post)| post).collect())
+}
+
 fn id_of(s: &str) -> Result<SchoolId, ProjectionError> {
     s.parse()
         .map_err(|e| ProjectionError::Invalid(format!("bad school id {s:?}: {e}")))
