@@ -6,7 +6,8 @@
 //! - [`routes`]: one module per area of API.md, each with its OpenAPI part;
 //! - [`auth`]: JWT bearer tokens (local key or an OpenID Connect issuer's JWKS);
 //! - [`app`]: the router, middleware and the operational endpoints;
-//! - [`server`]: `serve`, `projector` and `token`, as the binary runs them.
+//! - [`server`]: `serve`, `projector` and `token`, as the binary runs them;
+//! - [`retention`]: the job that expires content after its school's retention period.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod exec;
 pub mod media;
 pub mod metrics;
+pub mod retention;
 pub mod routes;
 pub mod server;
 pub mod state;

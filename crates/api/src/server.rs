@@ -24,6 +24,8 @@ pub struct ServeOptions {
     pub oidc_jwks: Option<String>,
     /// Limits.
     pub limits: Limits,
+    /// Whether to run the retention job in this process ([`crate::retention`]; on by default).
+    pub retention: bool,
 }
 
 impl ServeOptions {
@@ -37,6 +39,7 @@ impl ServeOptions {
             oidc_issuer: None,
             oidc_jwks: None,
             limits: Limits::default(),
+            retention: true,
         }
     }
 }
@@ -160,6 +163,10 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
     let state = AppState::new(system, auth, board, options.limits.clone());
     // Complete erasures and approvals a stopped process left half done (idempotent).
     tokio::spawn(crate::routes::rights::sweep_in_background(state.clone()));
+    // Expire content past its school's retention period, now and every hour.
+    if options.retention {
+        tokio::spawn(crate::retention::run_in_background(state.clone()));
+    }
     let listener =
         TcpListener::bind(options.listen)
             .await

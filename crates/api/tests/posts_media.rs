@@ -436,6 +436,7 @@ both_backends!(
     tagging_and_untagging_change_who_may_see_a_photo,
     posting_checks_rights_and_input_and_writes_nothing_when_refused,
     the_feed_pages_through_every_post_once,
+    the_retention_job_expires_posts_past_their_schools_period_and_destroys_their_keys,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -945,6 +946,99 @@ async fn removal_destroys_the_keys_so_bytes_and_text_are_unreadable(env: Env) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The retention job (`kring_api::retention::expire_due`), run as of a given time: nothing
+/// before the school's retention period has run out; then the post is expired for everyone, its
+/// media files are deleted and their keys destroyed, its text reads as erased; a later post
+/// and a second run are left alone.
+async fn the_retention_job_expires_posts_past_their_schools_period_and_destroys_their_keys(
+    env: Env,
+) {
+    use kring_api::retention::expire_due;
+    let s = school(&env).await;
+    let old_photo = upload_photo(&env, s.teacher1, "EXPIRES").await;
+    let v = env
+        .ok(
+            Method::POST,
+            &format!("/v1/groups/{}/posts", s.class1),
+            person(s.teacher1),
+            Some(json!({"body": "Schoolreisje", "media": [{"media_id": old_photo}]})),
+        )
+        .await;
+    let old = v["post_id"].as_str().unwrap().to_owned();
+    let posted = chrono::Utc::now();
+    let state = &env.running.state;
+    state.catch_up().await.unwrap();
+    let file = env.media_dir().join(format!("{old_photo}.kmedia"));
+    let copy = std::fs::read(&file).unwrap();
+
+    // The school's period is 365 days (the default): a day short of it, nothing is due.
+    let report = expire_due(state, posted + chrono::Duration::days(364))
+        .await
+        .unwrap();
+    assert_eq!(report.expired.len(), 0, "{report:?}");
+    assert!(file.exists());
+
+    // A year after the first post was made it is due; one made after it is not yet.
+    let new_photo = upload_photo(&env, s.teacher1, "STAYS").await;
+    let v = env
+        .ok(
+            Method::POST,
+            &format!("/v1/groups/{}/posts", s.class1),
+            person(s.teacher1),
+            Some(json!({"body": "Nieuwe post", "media": [{"media_id": new_photo}]})),
+        )
+        .await;
+    let new = v["post_id"].as_str().unwrap().to_owned();
+    state.catch_up().await.unwrap();
+    let a_year_on = posted + chrono::Duration::days(365);
+    let report = expire_due(state, a_year_on).await.unwrap();
+    assert_eq!(
+        report
+            .expired
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        vec![old.clone()],
+        "{report:?}"
+    );
+    let at = env.running.state.system.store.head().await.unwrap();
+
+    for who in [s.teacher1, s.director, s.a_parents[0]] {
+        assert_eq!(env.media(person(who), &old_photo, at).await, Err(404));
+        assert!(env.media(person(who), &new_photo, at).await.is_ok());
+        assert_eq!(env.feed_media(person(who), &old, at).await, None);
+        assert_eq!(
+            env.feed_media(person(who), &new, at).await.unwrap(),
+            vec![new_photo.clone()]
+        );
+    }
+    assert!(!file.exists(), "the expired photo's file is deleted");
+    let vault = &state.system.vault;
+    let (header, ciphertext) = parse_file(&copy).unwrap();
+    assert_eq!(
+        decrypt_file(vault, &header, ciphertext).await.unwrap(),
+        None,
+        "its key is destroyed: a backup copy opens for nobody"
+    );
+    let events = state
+        .exec
+        .events_of(&StreamName::post(old.parse::<Uuid>().unwrap().into()))
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2, "published, then expired");
+    assert_eq!(events[1].0.event_type, "PostExpired");
+    assert_eq!(events[1].0.actor, Actor::System);
+    let mut payload: Value = serde_json::from_str(&events[0].0.payload).unwrap();
+    vault.open_value(&mut payload).await.unwrap();
+    assert_eq!(payload["body"], "[erased]");
+
+    // Run again as of the same moment: the expired post is no longer live, the later one is
+    // not due yet.
+    state.catch_up().await.unwrap();
+    let again = expire_due(state, a_year_on).await.unwrap();
+    assert_eq!(again, kring_api::retention::RetentionReport::default());
 }
 
 /// Sends only the headers of an upload declaring `length` bytes over a raw socket; the status.

@@ -1,0 +1,114 @@
+//! The retention job: a post and its media expire once their school's retention period
+//! (`retention_days`, a school setting, 365 by default) has run out since they were posted.
+//!
+//! `kring-api serve` runs it in the background ([`run_in_background`]): once at start and then
+//! every [`INTERVAL`]. Each run asks the visibility read model which live posts are due
+//! ([`visibility::due_for_expiry`]), at most [`PER_RUN`] of them, and for each one records
+//! `PostExpired` as the system (the domain's `Expire` checks the period again on the post's own
+//! state, so a read model that lags or a school that lengthened its period since cannot expire
+//! a post early) and then destroys the post's key and each media item's key and file, exactly
+//! as a removal does. An expired post is shown to nobody from then on.
+//!
+//! Several processes may run it at once (a deployment with many API instances): a post is
+//! expired once — the second attempt finds it no longer live, or loses the append's version
+//! check — and destroying keys and files is idempotent.
+
+use crate::error::ApiResult;
+use crate::exec::PostAgg;
+use crate::media::MediaFiles;
+use crate::state::AppState;
+use chrono::{DateTime, Utc};
+use kring_domain::post::{self as domain_post, PostAction, PostContext};
+use kring_domain::{Actor, Command, PostId, StreamName};
+use kring_projections::models::visibility;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Time between two runs of the background job.
+pub const INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// Posts expired at most per run; a run that finds more leaves the rest to the next one.
+pub const PER_RUN: u32 = 1_000;
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// The posts it expired, oldest first.
+    pub expired: Vec<PostId>,
+    /// Candidates it left alone: already gone (removed or expired, the read model not yet
+    /// caught up), or refused by the domain (e.g. the school lengthened its retention period
+    /// after the read model was written).
+    pub skipped: usize,
+}
+
+/// Expires every post due as of `now` (at most [`PER_RUN`]) and destroys its keys and files.
+///
+/// # Errors
+/// The read model, the event store or the key vault failing; what was expired before the
+/// failure stays expired, and the next run goes on.
+pub async fn expire_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<RetentionReport> {
+    let files = MediaFiles::new(state.media_dir(), Arc::clone(&state.system.vault));
+    let mut report = RetentionReport::default();
+    for post_id in visibility::due_for_expiry(&state.system.db, now, PER_RUN).await? {
+        let stream = StreamName::post(post_id);
+        let loaded = state.exec.load::<PostAgg>(&stream).await?;
+        let Some(school_id) = loaded.state.school_id else {
+            report.skipped += 1;
+            continue;
+        };
+        if loaded.state.removed || loaded.state.expired {
+            report.skipped += 1;
+            continue;
+        }
+        let roster = state.exec.school(school_id).await?.state;
+        let expired = state
+            .exec
+            .run::<PostAgg, _>(stream, Actor::System, Uuid::now_v7(), |post, _| {
+                domain_post::decide(
+                    &PostContext {
+                        post,
+                        school: &roster,
+                    },
+                    Command::new(Actor::System, PostAction::Expire),
+                    now,
+                )
+            })
+            .await;
+        match expired {
+            Ok(_) => {
+                files
+                    .shred_post(post_id, loaded.state.media.keys().copied())
+                    .await?;
+                report.expired.push(post_id);
+            }
+            // Refused (not due on the post's own state, already gone) or lost a race with
+            // another process: nothing was written.
+            Err(e) if e.status.is_client_error() => {
+                tracing::debug!(%post_id, code = e.code, detail = %e.detail, "retention: not expired");
+                report.skipped += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}
+
+/// Runs [`expire_due`] now and then every [`INTERVAL`], logging what each run did; a failed run
+/// is logged and the next one tries again.
+pub async fn run_in_background(state: AppState) {
+    let mut ticks = tokio::time::interval(INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match expire_due(&state, Utc::now()).await {
+            Ok(report) if report.expired.is_empty() => {}
+            Ok(report) => tracing::info!(
+                expired = report.expired.len(),
+                skipped = report.skipped,
+                "retention: expired posts past their school's retention period"
+            ),
+            Err(e) => tracing::error!(error = %e.detail, code = e.code, "retention run failed"),
+        }
+    }
+}
