@@ -291,7 +291,7 @@ impl Executor {
 
     /// The school's current roster: the cached one, brought up to date by a read of the events
     /// after its version that began after this call (callers asking together share that read;
-    /// see [`Roster`]). Shared, not copied: a command reads it in place.
+    /// see `Roster`). Shared, not copied: a command reads it in place.
     ///
     /// # Errors
     /// `404` for an unknown school; store failures.

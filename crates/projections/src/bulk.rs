@@ -247,8 +247,8 @@ impl Bulk {
 /// per-event statements (updates, deletes, upserts that depend on each other), written in
 /// [`crate::Projection::flush`].
 ///
-/// On SQLite they go to the connection as multi-statement commands of up to [`MAX_PARAMS`]
-/// parameters (and [`SCRIPT_STATEMENTS`] statements) each: one hand-off to the connection's
+/// On SQLite they go to the connection as multi-statement commands of up to `MAX_PARAMS`
+/// parameters (and `SCRIPT_STATEMENTS` statements) each: one hand-off to the connection's
 /// worker thread per command instead of one per statement. A hand-off that wakes an idle
 /// thread costs tens of microseconds on this machine, more than a small statement itself: the
 /// memberships model, one statement per event, took 2.5 s of a 1M-event rebuild for ~45k

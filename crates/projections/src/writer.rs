@@ -83,7 +83,7 @@ pub struct Failure {
 /// What went wrong with a queued write.
 #[derive(Debug)]
 pub enum Fault {
-    /// A statement queued with [`Tx::execute_one`] changed no row (or several): for a checkpoint
+    /// A statement queued with `Tx::execute_one` changed no row (or several): for a checkpoint
     /// update conditional on its old position, another process moved it.
     NotOne,
     /// The database refused the statement.

@@ -118,7 +118,7 @@ pub enum Command {
 
     /// Everything the log holds about a person or a child, as JSON (GDPR art. 15).
     ///
-    /// The subject's personal fields are opened; erased ones read "[erased]"; fields sealed
+    /// The subject's personal fields are opened; erased ones read `"[erased]"`; fields sealed
     /// for someone else are withheld.
     Export {
         /// Whose data.

@@ -91,7 +91,7 @@
 //! An event id belongs to one stream. EventStoreDB has no index by event id across streams, and
 //! no write spans two streams atomically, so before an append the adapter **claims** each of its
 //! ids: it creates the stream `kring-event-id-<uuid>` with `NoStream`, holding one
-//! [`codec::Claim`] event that names the owning stream (with a fresh event id of its own, so the
+//! `codec::Claim` event that names the owning stream (with a fresh event id of its own, so the
 //! server's deduplication never merges two claims). If the claim stream exists already, its
 //! claim is read: the same stream passes (a retry, or an append that failed after its claims and
 //! is now tried again), another stream fails the append with
