@@ -342,6 +342,30 @@ async fn school(env: &Env) -> School {
     }
 }
 
+/// Posts `body` to `group` as `by`, with `media` (uploaded by `by`, nobody tagged): the post's
+/// id and the position that published it.
+async fn post_untagged(
+    env: &Env,
+    by: PersonId,
+    group: GroupId,
+    body: &str,
+    media: &[&str],
+) -> (String, u64) {
+    let media: Vec<Value> = media.iter().map(|m| json!({ "media_id": m })).collect();
+    let v = env
+        .ok(
+            Method::POST,
+            &format!("/v1/groups/{group}/posts"),
+            person(by),
+            Some(json!({ "body": body, "media": media })),
+        )
+        .await;
+    (
+        v["post_id"].as_str().unwrap().to_owned(),
+        v["position"].as_u64().unwrap(),
+    )
+}
+
 /// A small JPEG-signed photo carrying `marker`, so it can be looked for on disk.
 fn photo(marker: &str) -> Vec<u8> {
     let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
@@ -786,27 +810,9 @@ async fn removal_destroys_the_keys_so_bytes_and_text_are_unreadable(env: Env) {
     let first = upload_photo(&env, s.teacher1, "REMOVED-WITH-POST").await;
     let second = upload_photo(&env, s.teacher1, "REMOVED-ALONE").await;
     let kept = upload_photo(&env, s.teacher1, "KEPT").await;
-    let v = env
-        .ok(
-            Method::POST,
-            &format!("/v1/groups/{}/posts", s.class1),
-            person(s.teacher1),
-            Some(json!({"body": "Eerste post", "media": [{"media_id": first}]})),
-        )
-        .await;
-    let post = v["post_id"].as_str().unwrap().to_owned();
-    let v = env
-        .ok(
-            Method::POST,
-            &format!("/v1/groups/{}/posts", s.class1),
-            person(s.teacher1),
-            Some(
-                json!({"body": "Tweede post", "media": [{"media_id": second}, {"media_id": kept}]}),
-            ),
-        )
-        .await;
-    let other = v["post_id"].as_str().unwrap().to_owned();
-    let at = v["position"].as_u64().unwrap();
+    let (post, _) = post_untagged(&env, s.teacher1, s.class1, "Eerste post", &[&first]).await;
+    let (other, at) =
+        post_untagged(&env, s.teacher1, s.class1, "Tweede post", &[&second, &kept]).await;
     let first_file = env.media_dir().join(format!("{first}.kmedia"));
     let second_file = env.media_dir().join(format!("{second}.kmedia"));
     // Copies, as a backup would hold them.
@@ -958,15 +964,7 @@ async fn the_retention_job_expires_posts_past_their_schools_period_and_destroys_
     use kring_api::retention::expire_due;
     let s = school(&env).await;
     let old_photo = upload_photo(&env, s.teacher1, "EXPIRES").await;
-    let v = env
-        .ok(
-            Method::POST,
-            &format!("/v1/groups/{}/posts", s.class1),
-            person(s.teacher1),
-            Some(json!({"body": "Schoolreisje", "media": [{"media_id": old_photo}]})),
-        )
-        .await;
-    let old = v["post_id"].as_str().unwrap().to_owned();
+    let (old, _) = post_untagged(&env, s.teacher1, s.class1, "Schoolreisje", &[&old_photo]).await;
     let posted = chrono::Utc::now();
     let state = &env.running.state;
     state.catch_up().await.unwrap();
@@ -982,15 +980,7 @@ async fn the_retention_job_expires_posts_past_their_schools_period_and_destroys_
 
     // A year after the first post was made it is due; one made after it is not yet.
     let new_photo = upload_photo(&env, s.teacher1, "STAYS").await;
-    let v = env
-        .ok(
-            Method::POST,
-            &format!("/v1/groups/{}/posts", s.class1),
-            person(s.teacher1),
-            Some(json!({"body": "Nieuwe post", "media": [{"media_id": new_photo}]})),
-        )
-        .await;
-    let new = v["post_id"].as_str().unwrap().to_owned();
+    let (new, _) = post_untagged(&env, s.teacher1, s.class1, "Nieuwe post", &[&new_photo]).await;
     state.catch_up().await.unwrap();
     let a_year_on = posted + chrono::Duration::days(365);
     let report = expire_due(state, a_year_on).await.unwrap();
@@ -1225,15 +1215,7 @@ async fn an_upload_is_seen_and_attached_by_its_uploader_only_and_only_once(env: 
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let v = env
-        .ok(
-            Method::POST,
-            &format!("/v1/groups/{}/posts", s.class1),
-            person(s.teacher1),
-            Some(json!({"body": "Eindelijk", "media": [{"media_id": mine}]})),
-        )
-        .await;
-    let at = v["position"].as_u64().unwrap();
+    let (_, at) = post_untagged(&env, s.teacher1, s.class1, "Eindelijk", &[&mine]).await;
     assert!(
         env.media(person(s.a_parents[0]), &mine, at).await.is_ok(),
         "posted: the audience sees it"
@@ -1272,15 +1254,7 @@ async fn an_upload_is_seen_and_attached_by_its_uploader_only_and_only_once(env: 
 async fn tagging_and_untagging_change_who_may_see_a_photo(env: Env) {
     let s = school(&env).await;
     let photo_id = upload_photo(&env, s.teacher1, "TAGGING").await;
-    let v = env
-        .ok(
-            Method::POST,
-            &format!("/v1/groups/{}/posts", s.class1),
-            person(s.teacher1),
-            Some(json!({"body": "Sportdag", "media": [{"media_id": photo_id}]})),
-        )
-        .await;
-    let at = v["position"].as_u64().unwrap();
+    let (_, at) = post_untagged(&env, s.teacher1, s.class1, "Sportdag", &[&photo_id]).await;
     assert!(
         env.media(person(s.b_parents[0]), &photo_id, at)
             .await
