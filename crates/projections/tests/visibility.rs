@@ -93,6 +93,20 @@ fn publish(world: &mut World, group: usize, tags: &[Vec<ChildId>]) -> (PostId, V
     world.publish(by, group_id, tags).unwrap()
 }
 
+/// Removes `post` as the teacher of class group `group`.
+fn remove(world: &mut World, group: usize, post: PostId) {
+    let by = teacher(world, group);
+    world
+        .post(
+            by,
+            post,
+            PostAction::Remove {
+                reason: "Verkeerde klas".into(),
+            },
+        )
+        .unwrap();
+}
+
 async fn withdrawn_consent_hides_existing_photo_from_other_parents<S: EventStore + Clone>(
     mut h: Harness<S>,
 ) {
@@ -690,15 +704,7 @@ async fn media_place_names_the_post_and_follows_removal<S: EventStore + Clone>(m
         "a removed item keeps its place and is no longer live"
     );
     assert!(media_place(&h.db, media[1]).await.unwrap().unwrap().live);
-    world
-        .post(
-            teacher(&world, 0),
-            post,
-            PostAction::Remove {
-                reason: "Klacht".into(),
-            },
-        )
-        .unwrap();
+    remove(&mut world, 0, post);
     h.sync(&world).await;
     assert!(
         !media_place(&h.db, media[1]).await.unwrap().unwrap().live,
@@ -829,15 +835,7 @@ async fn retention_picks_live_posts_whose_retention_ran_out_oldest_first<S: Even
     world.advance(chrono::Duration::days(10));
     let (newer, _) = publish(&mut world, 1, &[vec![]]);
     let (removed, _) = publish(&mut world, 0, &[vec![]]);
-    world
-        .post(
-            teacher(&world, 0),
-            removed,
-            PostAction::Remove {
-                reason: "Verkeerde klas".into(),
-            },
-        )
-        .unwrap();
+    remove(&mut world, 0, removed);
     h.sync(&world).await;
     let db = h.db.clone();
     let due = |at, limit| visibility::due_for_expiry(&db, at, limit);
