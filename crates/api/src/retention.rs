@@ -3,11 +3,13 @@
 //!
 //! `kring-api serve` runs it in the background ([`run_in_background`]): once at start and then
 //! every [`INTERVAL`]. Each run asks the visibility read model which live posts are due
-//! ([`visibility::due_for_expiry`]), at most [`PER_RUN`] of them, and for each one records
-//! `PostExpired` as the system (the domain's `Expire` checks the period again on the post's own
-//! state, so a read model that lags or a school that lengthened its period since cannot expire
-//! a post early) and then destroys the post's key and each media item's key and file, exactly
-//! as a removal does. An expired post is shown to nobody from then on.
+//! ([`visibility::due_for_expiry`]), at most [`PER_RUN`] of them. For each one the domain's
+//! `Expire` decides on the post's own state (so a read model that lags or a school that
+//! lengthened its period since cannot expire a post early); then the post's key and each media
+//! item's key and file are destroyed, exactly as a removal destroys them, and only then is
+//! `PostExpired` recorded, as the system — the order erasures keep: a process that stops in
+//! between leaves a post that is still due, and the next run finishes it (destroying is
+//! idempotent). An expired post is shown to nobody from then on.
 //!
 //! Several processes may run it at once (a deployment with many API instances): a post is
 //! expired once — the second attempt finds it no longer live, or loses the append's version
@@ -18,7 +20,7 @@ use crate::exec::PostAgg;
 use crate::media::MediaFiles;
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
-use kring_domain::post::{self as domain_post, PostAction, PostContext};
+use kring_domain::post::{self as domain_post, Post, PostAction, PostContext};
 use kring_domain::{Actor, Command, PostId, StreamName};
 use kring_projections::models::visibility;
 use std::sync::Arc;
@@ -52,38 +54,41 @@ pub async fn expire_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<Reten
     let mut report = RetentionReport::default();
     for post_id in visibility::due_for_expiry(&state.system.db, now, PER_RUN).await? {
         let stream = StreamName::post(post_id);
-        let loaded = state.exec.load::<PostAgg>(&stream).await?;
-        let Some(school_id) = loaded.state.school_id else {
+        let post = state.exec.load::<PostAgg>(&stream).await?.state;
+        let Some(school_id) = post.school_id else {
             report.skipped += 1;
             continue;
         };
-        if loaded.state.removed || loaded.state.expired {
+        let roster = state.exec.school(school_id).await?.state;
+        let expire = |post: &Post| {
+            domain_post::decide(
+                &PostContext {
+                    post,
+                    school: &roster,
+                },
+                Command::new(Actor::System, PostAction::Expire),
+                now,
+            )
+        };
+        // Gone already (the read model lags) or not due on its own state: nothing to do.
+        if let Err(refused) = expire(&post) {
+            tracing::debug!(%post_id, %refused, "retention: not expired");
             report.skipped += 1;
             continue;
         }
-        let roster = state.exec.school(school_id).await?.state;
-        let expired = state
+        files
+            .shred_post(post_id, post.media.keys().copied())
+            .await?;
+        match state
             .exec
             .run::<PostAgg, _>(stream, Actor::System, Uuid::now_v7(), |post, _| {
-                domain_post::decide(
-                    &PostContext {
-                        post,
-                        school: &roster,
-                    },
-                    Command::new(Actor::System, PostAction::Expire),
-                    now,
-                )
+                expire(post)
             })
-            .await;
-        match expired {
-            Ok(_) => {
-                files
-                    .shred_post(post_id, loaded.state.media.keys().copied())
-                    .await?;
-                report.expired.push(post_id);
-            }
-            // Refused (not due on the post's own state, already gone) or lost a race with
-            // another process: nothing was written.
+            .await
+        {
+            Ok(_) => report.expired.push(post_id),
+            // Removed or expired by another process meanwhile: nothing was written, and its
+            // keys are gone either way.
             Err(e) if e.status.is_client_error() => {
                 tracing::debug!(%post_id, code = e.code, detail = %e.detail, "retention: not expired");
                 report.skipped += 1;

@@ -551,9 +551,16 @@ fn id<T: FromStr>(row: &AnyRow, i: usize) -> Result<T, ProjectionError>
 where
     T::Err: std::fmt::Display,
 {
-    let s: String = row.try_get(i)?;
+    parsed(&row.try_get::<String, _>(i)?)
+}
+
+/// A stored id or name (a purpose) read back.
+fn parsed<T: FromStr>(s: &str) -> Result<T, ProjectionError>
+where
+    T::Err: std::fmt::Display,
+{
     s.parse().map_err(|e| {
-        ProjectionError::Invalid(format!("bad id {s:?} in the visibility read model: {e}"))
+        ProjectionError::Invalid(format!("bad value {s:?} in the visibility read model: {e}"))
     })
 }
 
@@ -643,16 +650,8 @@ struct Decisions(HashMap<(ChildId, Purpose), Vec<bool>>);
 
 impl Decisions {
     fn add(&mut self, child: &str, purpose: &str, granted: i64) -> Result<(), ProjectionError> {
-        let purpose = purpose
-            .parse()
-            .map_err(|e| ProjectionError::Invalid(format!("{e}")))?;
-        let child = child.parse().map_err(|e| {
-            ProjectionError::Invalid(format!(
-                "bad child id {child:?} in the visibility read model: {e}"
-            ))
-        })?;
         self.0
-            .entry((child, purpose))
+            .entry((parsed(child)?, parsed(purpose)?))
             .or_default()
             .push(granted != 0);
         Ok(())
@@ -701,7 +700,7 @@ impl Rules {
             let cached = at.and_then(|at| cache.get(school.parse().ok()?, at));
             match cached {
                 Some(roster) => {
-                    rules.schools.insert(id_of(&school)?, roster);
+                    rules.schools.insert(parsed(&school)?, roster);
                 }
                 None => missing.push(school),
             }
@@ -1096,11 +1095,6 @@ pub async fn due_for_expiry(
     due.sort_unstable();
     due.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     Ok(due.into_iter().map(|(_, post)| post).collect())
-}
-
-fn id_of(s: &str) -> Result<SchoolId, ProjectionError> {
-    s.parse()
-        .map_err(|e| ProjectionError::Invalid(format!("bad school id {s:?}: {e}")))
 }
 
 fn cell(v: impl ToString) -> Cell {
