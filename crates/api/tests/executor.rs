@@ -21,6 +21,7 @@ fn decided(child: ChildId, guardian: PersonId, granted: bool) -> ChildEvent {
         policy_version: 1,
         method: ConsentMethod::App,
         at: chrono::Utc::now(),
+        recorded_by: None,
     })
 }
 

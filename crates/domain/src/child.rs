@@ -63,6 +63,10 @@ pub struct ConsentDecided {
     pub method: ConsentMethod,
     /// When it was decided.
     pub at: DateTime<Utc>,
+    /// The staff member who entered a guardian's paper form; `None` when the guardian decided
+    /// themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_by: Option<PersonId>,
 }
 
 /// A guardian reported a planned absence.
@@ -152,6 +156,18 @@ pub enum ChildAction {
         /// How it was given.
         method: ConsentMethod,
     },
+    /// Record a guardian's decision given on a paper form (staff of the child's group, on the
+    /// guardian's behalf).
+    RecordPaperConsent {
+        /// The child.
+        child_id: ChildId,
+        /// The purpose.
+        purpose: Purpose,
+        /// Grant (`true`) or withdraw (`false`).
+        granted: bool,
+        /// The guardian whose form it is.
+        guardian_id: PersonId,
+    },
     /// Report a planned absence (a guardian of the child).
     ReportAbsence {
         /// The child.
@@ -214,8 +230,55 @@ fn guardian(
 /// The earliest day a planned absence may start when reported at `now`.
 #[must_use]
 pub fn earliest_absence_day(now: DateTime<Utc>, notice_days: u32) -> NaiveDate {
-    let today = now.with_timezone(&SCHOOL_TIME_ZONE).date_naive();
+    earliest_absence_day_in(SCHOOL_TIME_ZONE, now, notice_days)
+}
+
+/// The earliest day a planned absence may start when reported at `now`, counting days in the
+/// school's time zone `tz`.
+#[must_use]
+pub fn earliest_absence_day_in(
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+    notice_days: u32,
+) -> NaiveDate {
+    let today = now.with_timezone(&tz).date_naive();
     today + Duration::days(i64::from(notice_days))
+}
+
+/// A decision under the school's current policy, which must ask for `purpose`.
+#[allow(clippy::too_many_arguments)]
+fn consent_decided(
+    school: &School,
+    child_id: ChildId,
+    purpose: Purpose,
+    granted: bool,
+    guardian_id: PersonId,
+    method: ConsentMethod,
+    recorded_by: Option<PersonId>,
+    now: DateTime<Utc>,
+) -> Result<ConsentDecided, DomainError> {
+    let school_id = school.id()?;
+    let policy = school
+        .policy
+        .as_ref()
+        .ok_or(DomainError::NoConsentPolicy { school_id })?;
+    if !policy.asks(purpose) {
+        return Err(DomainError::PurposeNotInPolicy {
+            purpose,
+            policy_version: policy.version,
+        });
+    }
+    Ok(ConsentDecided {
+        child_id,
+        school_id,
+        purpose,
+        granted,
+        guardian_id,
+        policy_version: policy.version,
+        method,
+        at: now,
+        recorded_by,
+    })
 }
 
 /// Decides a command about a child.
@@ -238,26 +301,46 @@ pub fn decide(
             method,
         } => {
             let guardian_id = guardian(school, actor, child_id, "change the child's consent")?;
-            let policy = school
-                .policy
-                .as_ref()
-                .ok_or(DomainError::NoConsentPolicy { school_id })?;
-            if !policy.asks(purpose) {
-                return Err(DomainError::PurposeNotInPolicy {
-                    purpose,
-                    policy_version: policy.version,
-                });
-            }
-            ConsentDecided {
+            consent_decided(
+                school,
                 child_id,
-                school_id,
                 purpose,
                 granted,
                 guardian_id,
-                policy_version: policy.version,
                 method,
-                at: now,
+                None,
+                now,
+            )?
+            .into()
+        }
+        ChildAction::RecordPaperConsent {
+            child_id,
+            purpose,
+            granted,
+            guardian_id,
+        } => {
+            let enrolment = school.enrolment(child_id)?;
+            if !school.is_group_staff(actor, enrolment.group_id) {
+                return Err(DomainError::NotStaffOfGroup {
+                    actor,
+                    group_id: enrolment.group_id,
+                    action: "record a guardian's paper consent form",
+                });
             }
+            if !enrolment.guardians.contains(&guardian_id) {
+                return Err(DomainError::not_found("guardianship", guardian_id));
+            }
+            let recorded_by = actor.person();
+            consent_decided(
+                school,
+                child_id,
+                purpose,
+                granted,
+                guardian_id,
+                ConsentMethod::Paper,
+                recorded_by,
+                now,
+            )?
             .into()
         }
         ChildAction::ReportAbsence {
@@ -284,7 +367,7 @@ pub fn decide(
                 ));
             }
             let notice_days = school.settings.absence_notice_days;
-            let earliest = earliest_absence_day(now, notice_days);
+            let earliest = earliest_absence_day_in(school.settings.tz(), now, notice_days);
             if from < earliest {
                 return Err(DomainError::AbsenceNoticeTooShort {
                     child_id,

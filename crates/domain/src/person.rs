@@ -116,7 +116,11 @@ impl QuietHours {
         best
     }
 
-    fn validate(self) -> Result<Self, DomainError> {
+    /// Checks the time zone and the periods.
+    ///
+    /// # Errors
+    /// `Invalid` for an unknown time zone, too many periods or an empty one.
+    pub fn validate(self) -> Result<Self, DomainError> {
         if self.tz().is_none() {
             return Err(DomainError::invalid(
                 "timezone",

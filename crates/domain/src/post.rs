@@ -397,10 +397,11 @@ pub fn decide(
         }
         PostAction::Edit { body } => {
             let live = live(post, None, "edited")?;
-            if actor != Actor::Person(live.author_id) {
+            // The author, while still on the group's staff: one who left edits nothing.
+            if actor != Actor::Person(live.author_id) || !school.may_post_to(actor, live.group_id) {
                 return Err(DomainError::NotAllowed {
                     actor,
-                    action: "edit a post (only its author can)",
+                    action: "edit a post (only its author, while staff of its group, can)",
                 });
             }
             PostEdited {

@@ -11,6 +11,7 @@ use crate::error::DomainError;
 use crate::event::event_enum;
 use crate::ids::{ChildId, GroupId, InvitationId, PersonId, SchoolId};
 use crate::invitation::{Invitation, InvitationStatus};
+use crate::person::QuietHours;
 use crate::purpose::Purpose;
 use crate::sealed::Sealed;
 use crate::validate;
@@ -51,8 +52,16 @@ impl GroupKind {
     }
 }
 
-/// The school's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The time zone a school's calendar is kept in when it has not chosen one.
+pub const DEFAULT_TIME_ZONE: &str = "Europe/Amsterdam";
+
+fn default_time_zone() -> String {
+    DEFAULT_TIME_ZONE.to_owned()
+}
+
+/// The school's settings. Fields added after the first version read their default from older
+/// events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchoolSettings {
     /// Days of notice a planned absence needs (seed 001: at least one day).
     pub absence_notice_days: u32,
@@ -60,6 +69,12 @@ pub struct SchoolSettings {
     pub invitation_ttl_days: u32,
     /// Days content is kept before the retention job expires it.
     pub retention_days: u32,
+    /// The IANA time zone of the school's calendar ("a day ahead" is counted in it).
+    #[serde(default = "default_time_zone")]
+    pub timezone: String,
+    /// Quiet hours for staff who have not set their own.
+    #[serde(default)]
+    pub default_quiet_hours: Option<QuietHours>,
 }
 
 impl Default for SchoolSettings {
@@ -68,12 +83,34 @@ impl Default for SchoolSettings {
             absence_notice_days: 1,
             invitation_ttl_days: 14,
             retention_days: 365,
+            timezone: default_time_zone(),
+            default_quiet_hours: None,
         }
     }
 }
 
 impl SchoolSettings {
-    fn validate(self) -> Result<Self, DomainError> {
+    /// The school's time zone (the default zone for a name no longer known).
+    #[must_use]
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.timezone
+            .parse()
+            .unwrap_or(crate::child::SCHOOL_TIME_ZONE)
+    }
+
+    fn validate(mut self) -> Result<Self, DomainError> {
+        if self.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(DomainError::invalid(
+                "timezone",
+                format!(
+                    "{:?} is not an IANA time zone such as Europe/Amsterdam",
+                    self.timezone
+                ),
+            ));
+        }
+        if let Some(quiet) = self.default_quiet_hours.take() {
+            self.default_quiet_hours = Some(quiet.validate()?);
+        }
         if self.absence_notice_days > 60 {
             return Err(DomainError::invalid(
                 "absence_notice_days",
@@ -180,6 +217,19 @@ impl School {
         actor
             .person()
             .is_some_and(|p| self.role(p) == Some(StaffRole::Director))
+    }
+
+    /// Whether `actor` belongs to the school: the operator, a staff member, or a linked
+    /// guardian of one of its children.
+    #[must_use]
+    pub fn is_member(&self, actor: Actor) -> bool {
+        match actor.person() {
+            Some(p) => {
+                self.staff.contains_key(&p)
+                    || self.children.values().any(|e| e.guardians.contains(&p))
+            }
+            None => actor == Actor::Operator,
+        }
     }
 
     /// Whether `actor` is any staff member of this school.
@@ -590,7 +640,7 @@ pub enum SchoolAction {
         /// Initial of the last name.
         last_initial: String,
     },
-    /// Move a child to another class group (director).
+    /// Move a child to another class group (director, or staff of the child's current group).
     MoveChild {
         /// The child.
         child_id: ChildId,
@@ -608,7 +658,7 @@ pub enum SchoolAction {
         /// The invitation's event-sourced state.
         invitation: Invitation,
     },
-    /// Unlink a guardian (director, operator).
+    /// Unlink a guardian (staff of the child's group, the operator, or the guardian themself).
     UnlinkGuardian {
         /// The child.
         child_id: ChildId,
@@ -891,8 +941,14 @@ pub fn decide(
             child_id,
             to_group_id,
         } => {
-            require(director, actor, "move a child to another group")?;
             let enrolment = state.enrolment(child_id)?;
+            if !state.is_group_staff(actor, enrolment.group_id) {
+                return Err(DomainError::NotStaffOfGroup {
+                    actor,
+                    group_id: enrolment.group_id,
+                    action: "move a child to another group",
+                });
+            }
             class_group(state, to_group_id)?;
             if enrolment.group_id == to_group_id {
                 return Err(DomainError::AlreadyDone {
@@ -923,8 +979,12 @@ pub fn decide(
             child_id,
             guardian_id,
         } => {
-            require(director_or_operator, actor, "unlink a guardian")?;
-            if !state.enrolment(child_id)?.guardians.contains(&guardian_id) {
+            let enrolment = state.enrolment(child_id)?;
+            let allowed = actor == Actor::Operator
+                || actor == Actor::Person(guardian_id)
+                || state.is_group_staff(actor, enrolment.group_id);
+            require(allowed, actor, "unlink a guardian")?;
+            if !enrolment.guardians.contains(&guardian_id) {
                 return Err(DomainError::not_found("guardianship", guardian_id));
             }
             GuardianUnlinked {
@@ -1019,7 +1079,7 @@ pub fn evolve(mut state: School, event: &SchoolEvent) -> School {
         SchoolEvent::SchoolRegistered(e) => {
             state.school_id = Some(e.school_id);
             state.school_group_id = Some(e.school_group_id);
-            state.settings = e.settings;
+            state.settings = e.settings.clone();
             state.groups.insert(
                 e.school_group_id,
                 Group {
@@ -1028,7 +1088,7 @@ pub fn evolve(mut state: School, event: &SchoolEvent) -> School {
                 },
             );
         }
-        SchoolEvent::SchoolSettingsChanged(e) => state.settings = e.settings,
+        SchoolEvent::SchoolSettingsChanged(e) => state.settings = e.settings.clone(),
         SchoolEvent::ConsentPolicyPublished(e) => {
             state.policy = Some(ConsentPolicy {
                 version: e.version,

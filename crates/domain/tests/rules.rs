@@ -465,7 +465,7 @@ fn planned_absence_needs_the_schools_minimum_notice() {
         })
     );
     assert_eq!(report(&mut world, today + Duration::days(1)), Ok(1));
-    let mut settings = world.school.settings;
+    let mut settings = world.school.settings.clone();
     settings.absence_notice_days = 3;
     world
         .school(

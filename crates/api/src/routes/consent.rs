@@ -31,7 +31,10 @@ use uuid::Uuid;
 /// This module's routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/schools/{school_id}/consent-policy", get(policy))
+        .route(
+            "/v1/schools/{school_id}/consent-policy",
+            get(policy).post(crate::routes::administration::publish_policy),
+        )
         .route("/v1/children/{child_id}/consents/{purpose}", put(decide))
         .route("/v1/children/{child_id}/consents", get(consents))
         .route("/v1/children/{child_id}/consents/history", get(history))
@@ -155,14 +158,7 @@ pub async fn policy(
 ) -> ApiResult<Json<PolicyDoc>> {
     min.wait(&state).await?;
     let roster = state.exec.school(school_id).await?.state;
-    let member = match caller {
-        Caller::Operator => true,
-        Caller::Person(p) => {
-            roster.staff.contains_key(&p)
-                || roster.children.values().any(|e| e.guardians.contains(&p))
-        }
-    };
-    if !member {
+    if !roster.is_member(caller.actor()) {
         return Err(ApiError::not_found(format!("school {school_id}")));
     }
     let policy = roster
@@ -217,9 +213,13 @@ impl From<ConsentMethod> for Method {
 pub struct Decision {
     /// Grant (`true`) or withdraw (`false`).
     pub granted: bool,
-    /// How it was given (default `app`).
+    /// How it was given (default `app`; `paper` when staff record a form).
     #[serde(default)]
     pub method: Option<Method>,
+    /// Staff recording a guardian's paper form name the guardian here (with `method: paper`);
+    /// a guardian deciding in the app leaves it out.
+    #[serde(default)]
+    pub guardian_id: Option<Uuid>,
 }
 
 /// A recorded decision.
@@ -237,7 +237,9 @@ fn parse_purpose(s: &str) -> ApiResult<Purpose> {
 }
 
 /// Grants or withdraws consent for one purpose (a guardian of the child). Consent is opt-in and
-/// holds while at least one guardian granted and none withdrew.
+/// holds while at least one guardian granted and none withdrew. Staff of the child's group
+/// record a guardian's paper form with `method: paper` and the guardian's `guardian_id`; the
+/// history names both the guardian and who recorded it.
 #[utoipa::path(put, path = "/v1/children/{child_id}/consents/{purpose}", tag = "consent", request_body = Decision,
     params(("child_id" = Uuid, Path, description = "The child"), ("purpose" = String, Path, description = "The purpose, e.g. group_communication")),
     responses((status = 200, body = Decided), (status = 403, body = crate::error::Problem),
@@ -253,12 +255,24 @@ pub async fn decide(
     let purpose = parse_purpose(&purpose)?;
     let place = child_place(&state, caller, child_id).await?;
     let school = &place.roster.state;
-    let action = ChildAction::DecideConsent {
-        child_id,
-        purpose,
-        granted: req.granted,
-        method: req.method.unwrap_or_default().into(),
-    };
+    let action =
+        match req.guardian_id {
+            None => ChildAction::DecideConsent {
+                child_id,
+                purpose,
+                granted: req.granted,
+                method: req.method.unwrap_or_default().into(),
+            },
+            Some(_) if req.method != Some(Method::Paper) => return Err(ApiError::validation(
+                "guardian_id: only a paper form (method: paper) is recorded on a guardian's behalf",
+            )),
+            Some(guardian) => ChildAction::RecordPaperConsent {
+                child_id,
+                purpose,
+                granted: req.granted,
+                guardian_id: PersonId::from_uuid(guardian),
+            },
+        };
     let stream = StreamName::child(child_id);
     let written = state
         .exec
@@ -446,6 +460,9 @@ pub struct HistoryEntryDoc {
     pub occurred_at: DateTime<Utc>,
     /// Whether consent for the purpose held after it.
     pub effective_after: bool,
+    /// The staff member who entered the guardian's paper form; `null` when the guardian decided
+    /// in the app.
+    pub recorded_by: Option<Uuid>,
 }
 
 /// A child's consent history.
@@ -504,6 +521,7 @@ pub async fn history(
                 method: e.method.into(),
                 occurred_at: e.occurred_at,
                 effective_after: e.effective_after,
+                recorded_by: e.recorded_by.map(Into::into),
             })
             .collect();
     Ok(Json(HistoryDoc {

@@ -610,7 +610,11 @@ fn time_of_day(field: &str, text: &str) -> ApiResult<NaiveTime> {
 }
 
 impl QuietHoursDoc {
-    fn to_domain(&self) -> ApiResult<QuietHours> {
+    /// The schedule as the domain has it.
+    ///
+    /// # Errors
+    /// `422` for a time of day that does not parse.
+    pub fn to_domain(&self) -> ApiResult<QuietHours> {
         let weekly = self
             .weekly
             .iter()
@@ -629,7 +633,9 @@ impl QuietHoursDoc {
         })
     }
 
-    fn from_domain(q: &QuietHours) -> Self {
+    /// The domain's schedule as the API shows it.
+    #[must_use]
+    pub fn from_domain(q: &QuietHours) -> Self {
         Self {
             timezone: q.timezone.clone(),
             weekly: q

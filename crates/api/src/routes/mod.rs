@@ -1,6 +1,7 @@
 //! The routes of API.md, one module per area. Each module has `router()` and an OpenAPI
 //! `Doc`; [`router`] and [`docs`] gather them.
 
+pub mod administration;
 pub mod consent;
 pub mod conversations;
 pub mod invitations;
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .merge(conversations::router())
         .merge(school_life::router())
         .merge(rights::router())
+        .merge(administration::router())
 }
 
 /// Every route module's part of the OpenAPI document.
@@ -39,6 +41,7 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         conversations::Doc::openapi(),
         school_life::Doc::openapi(),
         rights::Doc::openapi(),
+        administration::Doc::openapi(),
     ]
 }
 

@@ -58,7 +58,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/media/{media_id}/tags/{child_id}", delete(untag_child))
         .route("/v1/media/{media_id}/viewers", get(media_viewers))
         .route("/v1/groups/{group_id}/posts", post(publish_post))
-        .route("/v1/posts/{post_id}", get(read_post).delete(remove_post))
+        .route(
+            "/v1/posts/{post_id}",
+            get(read_post).delete(remove_post).patch(edit_post),
+        )
         .route("/v1/feed", get(feed))
 }
 
@@ -75,9 +78,11 @@ pub fn router() -> Router<AppState> {
         media_bytes,
         media_viewers,
         remove_post,
-        remove_media
+        remove_media,
+        edit_post
     ),
     components(schemas(
+        PostEdit,
         MediaCreated,
         NewPost,
         NewAttachment,
@@ -1048,6 +1053,51 @@ pub async fn media_viewers(
             })
             .collect(),
     }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Editing.
+
+/// `PATCH /v1/posts/{post_id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PostEdit {
+    /// The new text (1–10,000 characters). The media stay as they are.
+    pub body: String,
+}
+
+/// Edits a post's text (its author, while staff of its group). The edit is an event of its own:
+/// the earlier text stays in the log.
+#[utoipa::path(patch, path = "/v1/posts/{post_id}", tag = "posts", request_body = PostEdit,
+    params(("post_id" = Uuid, Path, description = "The post")),
+    responses((status = 200, body = Position), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn edit_post(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(rid): RequestId,
+    Path(post_id): Path<PostId>,
+    Body(req): Body<PostEdit>,
+) -> ApiResult<Json<Position>> {
+    let loaded = state
+        .exec
+        .load::<PostAgg>(&StreamName::post(post_id))
+        .await?;
+    let (Some(school_id), Some(group_id)) = (loaded.state.school_id, loaded.state.group_id) else {
+        return Err(hidden_post(post_id));
+    };
+    if loaded.state.removed || loaded.state.expired {
+        return Err(hidden_post(post_id));
+    }
+    let roster = state.exec.school(school_id).await?.state;
+    if Standing::of(&roster, caller, group_id) == Standing::Stranger {
+        return Err(hidden_post(post_id));
+    }
+    let position = run_on_post(&state, caller, rid, post_id, &roster, || PostAction::Edit {
+        body: req.body.clone(),
+    })
+    .await?;
+    Ok(Json(Position { position }))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use kring_domain::activity::{self, ActivityAction, ActivityContext};
-use kring_domain::child::{self, ChildAction, ChildContext, SCHOOL_TIME_ZONE};
+use kring_domain::child::{self, ChildAction, ChildContext};
 use kring_domain::school::School;
 use kring_domain::{AbsenceId, ActivityId, ChildId, Command, GroupId, PersonId, StreamName};
 use kring_projections::models::{absences, activities, memberships};
@@ -25,7 +25,10 @@ use uuid::Uuid;
 /// This module's routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/children/{child_id}/absences", post(report_absence))
+        .route(
+            "/v1/children/{child_id}/absences",
+            post(report_absence).get(absences_of_child),
+        )
         .route(
             "/v1/children/{child_id}/absences/{absence_id}",
             delete(cancel_absence),
@@ -50,6 +53,7 @@ pub fn router() -> Router<AppState> {
         report_absence,
         cancel_absence,
         absences_on,
+        absences_of_child,
         schedule_activity,
         cancel_activity,
         volunteer,
@@ -57,6 +61,8 @@ pub fn router() -> Router<AppState> {
         activities_of_group
     ),
     components(schemas(
+        ChildAbsencesDoc,
+        ChildAbsenceDoc,
         NewAbsence,
         AbsenceCreated,
         AbsenceDoc,
@@ -267,9 +273,11 @@ pub async fn absences_on(
             "only the staff of group {group_id} see its absences"
         )));
     }
-    let date = on
-        .date
-        .unwrap_or_else(|| Utc::now().with_timezone(&SCHOOL_TIME_ZONE).date_naive());
+    let date = on.date.unwrap_or_else(|| {
+        Utc::now()
+            .with_timezone(&roster.state.settings.tz())
+            .date_naive()
+    });
     // A child's name, opened once per request.
     let mut names: HashMap<ChildId, (Option<String>, Option<String>)> = HashMap::new();
     let mut docs = Vec::new();
@@ -302,6 +310,77 @@ pub async fn absences_on(
     Ok(Json(AbsencesDoc {
         group_id: group_id.into(),
         date,
+        absences: docs,
+    }))
+}
+
+/// One planned absence of a child.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChildAbsenceDoc {
+    /// The absence.
+    pub absence_id: Uuid,
+    /// First day absent.
+    pub from: NaiveDate,
+    /// Last day absent.
+    pub to: NaiveDate,
+    /// Why (`[erased]` after the child's erasure).
+    pub reason: String,
+    /// The guardian who reported it.
+    pub reported_by: Uuid,
+    /// When it was reported.
+    pub reported_at: DateTime<Utc>,
+    /// Whether it was cancelled.
+    pub cancelled: bool,
+}
+
+/// A child's planned absences.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChildAbsencesDoc {
+    /// The child.
+    pub child_id: Uuid,
+    /// Every reported absence, cancelled ones included, by first day.
+    pub absences: Vec<ChildAbsenceDoc>,
+}
+
+/// The planned absences reported for a child (its guardians, staff of its group); `404` for
+/// anyone who may not know of the child, `403` for other staff.
+#[utoipa::path(get, path = "/v1/children/{child_id}/absences", tag = "school life",
+    params(("child_id" = Uuid, Path, description = "The child"), MinPosition),
+    responses((status = 200, body = ChildAbsencesDoc), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn absences_of_child(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(child_id): Path<ChildId>,
+    Q(min): Q<MinPosition>,
+) -> ApiResult<Json<ChildAbsencesDoc>> {
+    min.wait(&state).await?;
+    let place = crate::routes::consent::child_place(&state, caller, child_id).await?;
+    let roster = &place.roster.state;
+    let allowed = caller
+        .person()
+        .is_some_and(|p| roster.is_guardian(p, child_id))
+        || roster.is_group_staff(caller.actor(), place.group_id);
+    if !allowed {
+        return Err(ApiError::forbidden(format!(
+            "only guardians of child {child_id} and staff of its group see its absences"
+        )));
+    }
+    let mut docs = Vec::new();
+    for a in absences::absences_of_child(&state.system.db, child_id).await? {
+        docs.push(ChildAbsenceDoc {
+            absence_id: a.absence_id.into(),
+            from: a.from,
+            to: a.to,
+            reason: state.open(&a.reason).await?,
+            reported_by: a.reported_by.into(),
+            reported_at: a.reported_at,
+            cancelled: a.cancelled,
+        });
+    }
+    Ok(Json(ChildAbsencesDoc {
+        child_id: child_id.into(),
         absences: docs,
     }))
 }

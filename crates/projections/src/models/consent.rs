@@ -60,7 +60,8 @@ CREATE TABLE {consent_history} (
     method TEXT NOT NULL,
     occurred_at BIGINT NOT NULL,
     recorded_at BIGINT NOT NULL,
-    effective_after BIGINT NOT NULL
+    effective_after BIGINT NOT NULL,
+    recorded_by TEXT
 )";
 
 /// Indexes only queries use (see [`Projection::query_indexes`]).
@@ -74,7 +75,7 @@ const UPSERT_SUFFIX: &str =
 const LATEST: &str =
     "SELECT child_id, purpose, guardian_id, granted FROM {consent_decisions} WHERE child_id IN ({in})";
 const HISTORY: &str = "INSERT INTO {consent_history} (position, event_id, child_id, school_id, purpose, granted, guardian_id,
-    policy_version, method, occurred_at, recorded_at, effective_after)";
+    policy_version, method, occurred_at, recorded_at, effective_after, recorded_by)";
 
 #[async_trait]
 impl Projection for ConsentProjection {
@@ -141,7 +142,7 @@ impl Projection for ConsentProjection {
                 .insert(row.try_get(2)?, row.try_get::<i64>(3)? != 0);
         }
         let mut decisions: BTreeMap<(String, Purpose, String), [Cell; 7]> = BTreeMap::new();
-        let mut history = Bulk::new(t.sql(HISTORY), 12, "");
+        let mut history = Bulk::new(t.sql(HISTORY), 13, "");
         for Decision {
             position,
             event_id,
@@ -180,6 +181,7 @@ impl Projection for ConsentProjection {
                 micros(occurred_at).into(),
                 micros(recorded_at).into(),
                 effective.into(),
+                d.recorded_by.map(|p| p.to_string()).into(),
             ]);
         }
         let mut upserts = Bulk::new(t.sql(UPSERT), 7, UPSERT_SUFFIX);
@@ -322,6 +324,8 @@ pub struct HistoryEntry {
     pub recorded_at: DateTime<Utc>,
     /// Whether consent for the purpose held after it.
     pub effective_after: bool,
+    /// The staff member who entered the guardian's paper form, if one did.
+    pub recorded_by: Option<PersonId>,
 }
 
 /// The consent history of `child`, in order, optionally for one purpose and a period
@@ -337,7 +341,7 @@ pub async fn consent_history(
     to: Option<DateTime<Utc>>,
 ) -> Result<Vec<HistoryEntry>, ProjectionError> {
     let rows = sqlx::query(
-        "SELECT event_id, position, purpose, granted, guardian_id, policy_version, method, occurred_at, recorded_at, effective_after
+        "SELECT event_id, position, purpose, granted, guardian_id, policy_version, method, occurred_at, recorded_at, effective_after, recorded_by
          FROM consent_history
          WHERE child_id = $1 AND ($2 = '' OR purpose = $2) AND occurred_at >= $3 AND occurred_at < $4
          ORDER BY position",
@@ -362,6 +366,10 @@ pub async fn consent_history(
                 occurred_at: from_micros(row.get(7)),
                 recorded_at: from_micros(row.get(8)),
                 effective_after: row.get::<i64, _>(9) != 0,
+                recorded_by: row
+                    .get::<Option<String>, _>(10)
+                    .map(|p| uuid(&p).map(PersonId::from_uuid))
+                    .transpose()?,
             })
         })
         .collect()
