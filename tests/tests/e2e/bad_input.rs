@@ -93,6 +93,29 @@ pub const JSON_WRITES: &[(&str, &[&str], &[WrongValue])] = &[
         ("volunteer_slots", "100000", 422, "validation_failed"),
         ("ends_at", r#""2000-01-01T00:00:00Z""#, 422, "validation_failed"),
     ]),
+    ("PUT /v1/schools/{school_id}/staff/{person_id}/role", &["role"], &[
+        ("role", r#""janitor""#, 422, "validation_failed"),
+    ]),
+    ("POST /v1/children/{child_id}/move", &["group_id"], &[
+        ("group_id", r#""not-a-uuid""#, 422, "validation_failed"),
+        ("group_id", UNKNOWN, 404, "not_found"),
+    ]),
+    ("PATCH /v1/children/{child_id}", &[], &[
+        ("last_initial", r#""Kwast""#, 422, "validation_failed"),
+        ("first_name", r#""""#, 422, "validation_failed"),
+    ]),
+    ("PATCH /v1/posts/{post_id}", &["body"], &[
+        ("body", r#""   ""#, 422, "validation_failed"),
+    ]),
+    ("PATCH /v1/schools/{school_id}/settings", &[], &[
+        ("retention_days", "0", 422, "validation_failed"),
+        ("absence_notice_days", "-1", 422, "validation_failed"),
+        ("timezone", r#""Mars/Olympus""#, 422, "validation_failed"),
+    ]),
+    ("POST /v1/schools/{school_id}/consent-policy", &["purposes"], &[
+        ("purposes", "[]", 422, "validation_failed"),
+        ("purposes", r#"[{"purpose": "photos", "description": "Foto's"}]"#, 422, "validation_failed"),
+    ]),
     ("POST /v1/me/notifications/delivered", &["notification_ids"], &[
         ("notification_ids", r#"["nonsense"]"#, 422, "validation_failed"),
         ("notification_ids", "[]", 422, "validation_failed"),

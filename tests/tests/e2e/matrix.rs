@@ -145,6 +145,21 @@ pub const MATRIX: &[(&str, [u16; 10])] = &[
     ("POST /v1/me/notifications/delivered",              [200, 404, 404, 404, 404, 404, 403, 401, 401, 401]),
     ("DELETE /v1/children/{child_id}/absences/{absence_id}", [200, 404, 403, 403, 403, 403, 403, 401, 401, 401]),
     ("DELETE /v1/activities/{activity_id}",              [403, 403, 200, 403, 200, 403, 403, 401, 401, 401]),
+    // Administration and the access lifecycle. Cells that would succeed get a fresh target;
+    // refused ones aim at the shared child, guardian and post.
+    ("DELETE /v1/schools/{school_id}/staff/{person_id}", [403, 403, 403, 403, 200, 403, 200, 401, 401, 401]),
+    ("PUT /v1/schools/{school_id}/staff/{person_id}/role", [403, 403, 403, 403, 200, 403, 200, 401, 401, 401]),
+    ("DELETE /v1/groups/{group_id}/staff/{person_id}",   [403, 403, 403, 403, 200, 403, 403, 401, 401, 401]),
+    ("POST /v1/children/{child_id}/move",                [403, 404, 200, 403, 200, 403, 403, 401, 401, 401]),
+    ("DELETE /v1/groups/{group_id}/children/{child_id}", [403, 404, 403, 403, 200, 403, 403, 401, 401, 401]),
+    ("PATCH /v1/children/{child_id}",                    [403, 404, 200, 403, 200, 403, 403, 401, 401, 401]),
+    // The guardian's cell aims at another family's link: a guardian leaves only their own.
+    ("DELETE /v1/children/{child_id}/guardians/{person_id}", [404, 404, 200, 403, 200, 403, 200, 401, 401, 401]),
+    ("GET /v1/children/{child_id}/absences",             [200, 404, 200, 403, 200, 403, 403, 401, 401, 401]),
+    ("PATCH /v1/posts/{post_id}",                        [403, 404, 200, 404, 403, 403, 403, 401, 401, 401]),
+    ("GET /v1/schools/{school_id}/settings",             [200, 200, 200, 200, 200, 200, 200, 401, 401, 401]),
+    ("PATCH /v1/schools/{school_id}/settings",           [403, 403, 403, 403, 200, 403, 200, 401, 401, 401]),
+    ("POST /v1/schools/{school_id}/consent-policy",      [403, 403, 403, 403, 201, 403, 403, 401, 401, 401]),
     // Operations: no token needed.
     ("GET /healthz",                                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("GET /readyz",                                      [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
@@ -398,6 +413,122 @@ pub async fn request(api: &Server, s: &School, route: &str, role: Role) -> Reque
                 Method::DELETE,
                 format!("/v1/activities/{activity}"),
                 Body::Empty,
+            )
+        }
+        "DELETE /v1/schools/{school_id}/staff/{person_id}" => {
+            let teacher = s.new_teacher(api).await;
+            req(
+                Method::DELETE,
+                format!("/v1/schools/{}/staff/{teacher}", s.id),
+                Body::Empty,
+            )
+        }
+        "PUT /v1/schools/{school_id}/staff/{person_id}/role" => {
+            let teacher = s.new_teacher(api).await;
+            req(
+                Method::PUT,
+                format!("/v1/schools/{}/staff/{teacher}/role", s.id),
+                Body::Json(json!({"role": "compliance_officer"})),
+            )
+        }
+        "DELETE /v1/groups/{group_id}/staff/{person_id}" => {
+            let teacher = s.new_teacher(api).await;
+            api.post(
+                &format!("/v1/groups/{}/staff", s.class_a),
+                Who::Person(s.director),
+                json!({"person_id": teacher}),
+            )
+            .await
+            .expect(200);
+            req(
+                Method::DELETE,
+                format!("/v1/groups/{}/staff/{teacher}", s.class_a),
+                Body::Empty,
+            )
+        }
+        "POST /v1/children/{child_id}/move" => {
+            let child = if matches!(role, Teacher | Director) {
+                s.new_child(api).await
+            } else {
+                s.child
+            };
+            post(
+                format!("/v1/children/{child}/move"),
+                json!({"group_id": s.class_b}),
+            )
+        }
+        "DELETE /v1/groups/{group_id}/children/{child_id}" => {
+            let child = if role == Director {
+                s.new_child(api).await
+            } else {
+                s.child
+            };
+            req(
+                Method::DELETE,
+                format!("/v1/groups/{}/children/{child}", s.class_a),
+                Body::Empty,
+            )
+        }
+        "PATCH /v1/children/{child_id}" => {
+            let child = if matches!(role, Teacher | Director) {
+                s.new_child(api).await
+            } else {
+                s.child
+            };
+            req(
+                Method::PATCH,
+                format!("/v1/children/{child}"),
+                Body::Json(json!({"first_name": "Verbeterd"})),
+            )
+        }
+        "DELETE /v1/children/{child_id}/guardians/{person_id}" => {
+            let (child, guardian) = match role {
+                Teacher | Director | Operator => {
+                    let child = s.new_child(api).await;
+                    (
+                        child,
+                        s.link(api, s.teacher, child, "Ouder Die Vertrekt").await,
+                    )
+                }
+                Guardian => (s.other_child, s.other_parent),
+                _ => (s.child, s.guardian),
+            };
+            req(
+                Method::DELETE,
+                format!("/v1/children/{child}/guardians/{guardian}"),
+                Body::Empty,
+            )
+        }
+        "GET /v1/children/{child_id}/absences" => get(format!("/v1/children/{}/absences", s.child)),
+        "PATCH /v1/posts/{post_id}" => {
+            let post = if role == Teacher {
+                s.post_photo(api, &[]).await.0
+            } else {
+                s.post
+            };
+            req(
+                Method::PATCH,
+                format!("/v1/posts/{post}"),
+                Body::Json(json!({"body": "Aangepaste tekst."})),
+            )
+        }
+        "GET /v1/schools/{school_id}/settings" => get(format!("/v1/schools/{}/settings", s.id)),
+        "PATCH /v1/schools/{school_id}/settings" => req(
+            Method::PATCH,
+            format!("/v1/schools/{}/settings", s.id),
+            Body::Json(json!({"retention_days": 365})),
+        ),
+        "POST /v1/schools/{school_id}/consent-policy" => {
+            // The current policy again: what later rows may decide stays asked for.
+            let current = api
+                .get(
+                    &format!("/v1/schools/{}/consent-policy", s.id),
+                    Who::Person(s.director),
+                )
+                .await;
+            post(
+                format!("/v1/schools/{}/consent-policy", s.id),
+                json!({"purposes": current.expect(200)["purposes"]}),
             )
         }
         "GET /healthz" | "GET /metrics" | "GET /openapi.json" => get(routes::split(route).1),

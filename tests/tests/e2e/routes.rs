@@ -53,6 +53,19 @@ pub const CONTRACT: &[&str] = &[
     "POST /v1/children/{child_id}/erasure",
     "GET /v1/audit/access-log",
     "GET /v1/audit/verify",
+    // Second part: administration and the access lifecycle
+    "DELETE /v1/schools/{school_id}/staff/{person_id}",
+    "DELETE /v1/groups/{group_id}/staff/{person_id}",
+    "PUT /v1/schools/{school_id}/staff/{person_id}/role",
+    "POST /v1/children/{child_id}/move",
+    "DELETE /v1/groups/{group_id}/children/{child_id}",
+    "PATCH /v1/children/{child_id}",
+    "DELETE /v1/children/{child_id}/guardians/{person_id}",
+    "GET /v1/children/{child_id}/absences",
+    "PATCH /v1/posts/{post_id}",
+    "GET /v1/schools/{school_id}/settings",
+    "PATCH /v1/schools/{school_id}/settings",
+    "POST /v1/schools/{school_id}/consent-policy",
 ];
 
 /// Routes the implementation adds to the contract.
