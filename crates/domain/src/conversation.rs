@@ -109,6 +109,15 @@ enum Side {
     Guardian,
 }
 
+/// Rule: a person takes part in a conversation about `child_id` — reads it, writes in it, is
+/// notified of it — only while they are staff of the child's group or a linked guardian of the
+/// child. A relation that ends (staff leaving, unassigned or no longer director, a guardian
+/// unlinked, the child moved or unenrolled) ends it, for the conversations started before too.
+#[must_use]
+pub fn takes_part(school: &School, person: PersonId, child_id: ChildId) -> bool {
+    side(school, person, child_id).is_some()
+}
+
 fn side(school: &School, person: PersonId, child_id: ChildId) -> Option<Side> {
     let group_id = school.children.get(&child_id)?.group_id;
     if school.is_group_staff(Actor::Person(person), group_id) {

@@ -274,8 +274,12 @@ fn live(post: &Post, media_id: Option<MediaId>, action: &'static str) -> Result<
     })
 }
 
+/// The author, a director, the operator, or the system (removing what shows an erased child).
 fn may_remove(school: &School, actor: Actor, author_id: PersonId) -> bool {
-    actor == Actor::Operator || actor == Actor::Person(author_id) || school.is_director(actor)
+    actor == Actor::Operator
+        || actor == Actor::System
+        || actor == Actor::Person(author_id)
+        || school.is_director(actor)
 }
 
 fn staff_person(

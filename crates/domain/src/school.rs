@@ -658,6 +658,13 @@ pub enum SchoolAction {
         /// The invitation's event-sourced state.
         invitation: Invitation,
     },
+    /// End every relation of an erased person with the school: each guardianship and their place
+    /// on the staff (the system, completing an erasure). Nothing when none is left, so the step
+    /// can be repeated.
+    EndRelationsOf {
+        /// The erased person.
+        person_id: PersonId,
+    },
     /// Unlink a guardian (staff of the child's group, the operator, or the guardian themself).
     UnlinkGuardian {
         /// The child.
@@ -975,6 +982,14 @@ pub fn decide(
         SchoolAction::LinkGuardian { invitation } => {
             return link_guardian(state, actor, &invitation)
         }
+        SchoolAction::EndRelationsOf { person_id } => {
+            require(
+                actor == Actor::System,
+                actor,
+                "end an erased person's relations (the system does, completing the erasure)",
+            )?;
+            return Ok(end_relations_of(state, school_id, person_id));
+        }
         SchoolAction::UnlinkGuardian {
             child_id,
             guardian_id,
@@ -1070,6 +1085,34 @@ fn link_guardian(
         approved_by,
     }
     .into()])
+}
+
+/// Every guardianship of `person_id` ends, then their place on the staff.
+fn end_relations_of(state: &School, school_id: SchoolId, person_id: PersonId) -> Vec<SchoolEvent> {
+    let mut events: Vec<SchoolEvent> = state
+        .children
+        .iter()
+        .filter(|(_, e)| e.guardians.contains(&person_id))
+        .map(|(child_id, _)| {
+            GuardianUnlinked {
+                school_id,
+                child_id: *child_id,
+                guardian_id: person_id,
+                by: Actor::System,
+            }
+            .into()
+        })
+        .collect();
+    if state.staff.contains_key(&person_id) {
+        events.push(
+            StaffLeft {
+                school_id,
+                person_id,
+            }
+            .into(),
+        );
+    }
+    events
 }
 
 /// Applies a roster event to the state.

@@ -2,6 +2,7 @@
 //! on PostgreSQL, driven only through its public HTTP API.
 //!
 //! - `life`: the full life of a class, on SQLite and on PostgreSQL;
+//! - `lifecycle`: access ends the moment a relation ends, on every route it opened;
 //! - `matrix`: every route × every kind of caller → the expected status, no personal data of
 //!   others in any answer;
 //! - `openapi`: `/openapi.json` is OpenAPI 3.1 and lists every route of API.md;
@@ -12,6 +13,7 @@
 mod bad_input;
 mod harness;
 mod life;
+mod lifecycle;
 mod matrix;
 mod openapi;
 mod routes;

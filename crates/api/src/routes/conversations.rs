@@ -18,11 +18,13 @@ use axum::{Json, Router};
 use chrono::{DateTime, NaiveTime, Utc};
 use kring_domain::conversation::{self, ConversationAction, ConversationContext};
 use kring_domain::person::{self, Day, PersonAction, PersonContext, QuietHours, QuietPeriod};
+use kring_domain::school::School;
 use kring_domain::{ChildId, Command, ConversationId, MessageId, PersonId, SchoolId, StreamName};
 use kring_projections::models::outbox::{self, Notification, NotificationId};
 use kring_projections::models::{conversations, memberships};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
@@ -229,10 +231,38 @@ async fn conversation_of(
         })
         .await?
         .ok_or_else(missing)?;
-    if view.participants.contains(&person) {
+    let roster = state.exec.school(view.school_id).await?;
+    if view.participants.contains(&person)
+        && conversation::takes_part(&roster.state, person, view.child_id)
+    {
         Ok((person, view))
     } else {
         Err(missing())
+    }
+}
+
+/// Schools' current rosters, each loaded once per request, to apply the domain's rule of who
+/// takes part ([`conversation::takes_part`]) to a list of conversations.
+#[derive(Default)]
+struct Rosters(HashMap<SchoolId, Arc<School>>);
+
+impl Rosters {
+    async fn takes_part(
+        &mut self,
+        state: &AppState,
+        school: SchoolId,
+        person: PersonId,
+        child: ChildId,
+    ) -> ApiResult<bool> {
+        let roster = match self.0.get(&school) {
+            Some(roster) => Arc::clone(roster),
+            None => {
+                let roster = state.exec.school(school).await?.state;
+                self.0.insert(school, Arc::clone(&roster));
+                roster
+            }
+        };
+        Ok(conversation::takes_part(&roster, person, child))
     }
 }
 
@@ -419,7 +449,16 @@ pub async fn inbox(
             next_before: None,
         }));
     };
-    let mut all = conversations::inbox(&state.system.db, person).await?;
+    let mut rosters = Rosters::default();
+    let mut all = Vec::new();
+    for c in conversations::inbox(&state.system.db, person).await? {
+        if rosters
+            .takes_part(&state, c.school_id, person, c.child_id)
+            .await?
+        {
+            all.push(c);
+        }
+    }
     // Log positions are a total order: the cursor pages exactly.
     all.sort_by_key(|c| std::cmp::Reverse(c.last_position));
     let mut rest: Vec<_> = all
@@ -433,6 +472,12 @@ pub async fn inbox(
     for c in &rest {
         let mut participants = Vec::with_capacity(c.participants.len());
         for p in &c.participants {
+            if !rosters
+                .takes_part(&state, c.school_id, *p, c.child_id)
+                .await?
+            {
+                continue;
+            }
             participants.push(ParticipantDoc {
                 person_id: (*p).into(),
                 display_name: names.of(&state, *p).await?,
@@ -879,7 +924,27 @@ pub async fn notifications(
     let Some(person) = caller.person() else {
         return Ok(Json(doc));
     };
+    let mut rosters = Rosters::default();
+    let mut about: HashMap<ConversationId, Option<(SchoolId, ChildId)>> = HashMap::new();
     for n in outbox::undelivered_of(&state.system.db, person, MAX_NOTIFICATIONS).await? {
+        let place = match about.get(&n.conversation_id) {
+            Some(place) => *place,
+            None => {
+                let place = conversations::conversation(&state.system.db, n.conversation_id)
+                    .await?
+                    .map(|c| (c.school_id, c.child_id));
+                about.insert(n.conversation_id, place);
+                place
+            }
+        };
+        // A notification of a conversation the caller no longer takes part in is not theirs
+        // to read any more.
+        let Some((school, child)) = place else {
+            continue;
+        };
+        if !rosters.takes_part(&state, school, person, child).await? {
+            continue;
+        }
         if n.release_at <= as_of {
             doc.due.push((&n).into());
         } else {

@@ -23,6 +23,7 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::exec::{ChildAgg, InvitationAgg, PersonAgg, PostAgg};
+use crate::media::MediaFiles;
 use crate::routes::consent::child_place;
 use crate::routes::schools::{self, MeDoc};
 use crate::state::{AppState, MinPosition, RequestId, Q};
@@ -35,7 +36,8 @@ use kring_domain::access::{self, LogAccess, Subject};
 use kring_domain::child::{self, ChildAction, ChildContext, ChildEvent};
 use kring_domain::invitation::{InvitationEvent, InvitationStatus};
 use kring_domain::person::{self, PersonAction, PersonContext, PersonEvent};
-use kring_domain::school::{School, SchoolEvent, StaffRole};
+use kring_domain::post::{self as domain_post, PostAction, PostContext};
+use kring_domain::school::{School, SchoolAction, SchoolEvent, StaffRole};
 use kring_domain::{
     Actor, ChildId, Command, DomainError, Event, InvitationId, MediaId, PersonId, PostId, SchoolId,
     StreamName,
@@ -337,6 +339,9 @@ async fn open_payload(
 pub struct ErasureAccepted {
     /// The global position of the erasure's record (`PersonErased` / `ChildErased`).
     pub position: u64,
+    /// The media items removed because they showed the erased child (their keys and files
+    /// destroyed, as a removal destroys them); empty for a person.
+    pub removed_media: Vec<Uuid>,
 }
 
 /// A decision that counts "already so" as done: erasure steps are repeatable.
@@ -413,10 +418,40 @@ pub async fn erase_person(
         )
         .await?;
     let position = complete_person_erasure(&state, person_id, &roster, rid).await?;
-    Ok((StatusCode::ACCEPTED, Json(ErasureAccepted { position })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ErasureAccepted {
+            position,
+            removed_media: Vec::new(),
+        }),
+    ))
 }
 
-/// Destroys the person's key and records it (by the system). Idempotent.
+/// Ends every relation of an erased person (by the system): each guardianship and staff place in
+/// every school they belong to, so that nothing is granted to their token any more. Idempotent.
+async fn end_relations(state: &AppState, person_id: PersonId, rid: Uuid) -> ApiResult<()> {
+    state.catch_up().await?;
+    let schools = memberships::person(&state.system.db, person_id)
+        .await?
+        .map(|p| p.schools)
+        .unwrap_or_default();
+    for school in schools {
+        state
+            .exec
+            .run_school(school.school_id, Actor::System, rid, |roster, now| {
+                kring_domain::school::decide(
+                    roster,
+                    Command::new(Actor::System, SchoolAction::EndRelationsOf { person_id }),
+                    now,
+                )
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Destroys the person's key, ends their relations and records the erasure (by the system).
+/// Idempotent.
 async fn complete_person_erasure(
     state: &AppState,
     person_id: PersonId,
@@ -424,6 +459,7 @@ async fn complete_person_erasure(
     rid: Uuid,
 ) -> ApiResult<u64> {
     state.system.vault.erase(Subject::Person(person_id)).await?;
+    end_relations(state, person_id, rid).await?;
     Ok(state
         .exec
         .run::<PersonAgg, _>(
@@ -477,19 +513,27 @@ pub async fn erase_child(
             },
         )
         .await?;
-    let position = complete_child_erasure(&state, child_id, school, rid).await?;
-    Ok((StatusCode::ACCEPTED, Json(ErasureAccepted { position })))
+    let (position, removed) = complete_child_erasure(&state, child_id, school, rid).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ErasureAccepted {
+            position,
+            removed_media: removed.into_iter().map(Into::into).collect(),
+        }),
+    ))
 }
 
-/// Destroys the child's key and records it (by the system). Idempotent.
+/// Destroys the child's key, removes every media item that shows the child, and records the
+/// erasure (by the system). Idempotent. Answers the erasure's position and the items removed.
 async fn complete_child_erasure(
     state: &AppState,
     child_id: ChildId,
     school: &School,
     rid: Uuid,
-) -> ApiResult<u64> {
+) -> ApiResult<(u64, Vec<MediaId>)> {
     state.system.vault.erase(Subject::Child(child_id)).await?;
-    Ok(state
+    let removed = remove_media_showing(state, child_id, school, rid).await?;
+    let position = state
         .exec
         .run::<ChildAgg, _>(StreamName::child(child_id), Actor::System, rid, |s, now| {
             repeatable(child::decide(
@@ -499,7 +543,59 @@ async fn complete_child_erasure(
             ))
         })
         .await?
-        .position)
+        .position;
+    Ok((position, removed))
+}
+
+/// Why the system removes a media item at a child's erasure (kept in the log).
+const SHOWS_AN_ERASED_CHILD: &str = "it shows a child whose personal data was erased";
+
+/// Removes every live media item of the child's school that shows the child: each item's key
+/// and file are destroyed first, then its removal is recorded (as the system), the order every
+/// destruction keeps. Idempotent.
+async fn remove_media_showing(
+    state: &AppState,
+    child_id: ChildId,
+    school: &School,
+    rid: Uuid,
+) -> ApiResult<Vec<MediaId>> {
+    let school_id = school.id()?;
+    // A photo posted a moment ago counts too.
+    state.catch_up().await?;
+    let files = MediaFiles::new(state.media_dir(), Arc::clone(&state.system.vault));
+    let mut removed = Vec::new();
+    for (post_id, media_id) in
+        visibility::live_media_showing(&state.system.db, school_id, child_id).await?
+    {
+        files.shred(media_id).await?;
+        state
+            .exec
+            .run::<PostAgg, _>(
+                StreamName::post(post_id),
+                Actor::System,
+                rid,
+                |post, now| {
+                    match domain_post::decide(
+                        &PostContext { post, school },
+                        Command::new(
+                            Actor::System,
+                            PostAction::RemoveMedia {
+                                media_id,
+                                reason: SHOWS_AN_ERASED_CHILD.to_owned(),
+                            },
+                        ),
+                        now,
+                    ) {
+                        // Removed meanwhile: its key is gone either way.
+                        Err(DomainError::ContentRemoved { .. }) => Ok(Vec::new()),
+                        other => other,
+                    }
+                },
+            )
+            .await?;
+        removed.push(media_id);
+    }
+    Ok(removed)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,7 +686,9 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
     }
     for (child_id, school_id) in children {
         let done = match state.exec.school(school_id).await {
-            Ok(school) => complete_child_erasure(state, child_id, &school.state, rid).await,
+            Ok(school) => complete_child_erasure(state, child_id, &school.state, rid)
+                .await
+                .map(|_| ()),
             Err(e) => Err(e),
         };
         match done {

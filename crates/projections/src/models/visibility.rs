@@ -1056,6 +1056,41 @@ pub async fn media_place(
     .transpose()
 }
 
+/// The live media items of `school` that show `child`, with their posts: what the child's
+/// erasure removes. The child's id in a post's stored state picks the candidates; each is then
+/// read as a post state and kept only if a live item of it tags the child.
+///
+/// # Errors
+/// Database failures; a stored state this build cannot read.
+pub async fn live_media_showing(
+    db: &ReadDb,
+    school: SchoolId,
+    child: ChildId,
+) -> Result<Vec<(PostId, MediaId)>, ProjectionError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        post_columns!(),
+        " FROM feed_posts f WHERE f.school_id = $1 AND f.live = 1 AND f.state LIKE $2"
+    ))
+    .bind(school.to_string())
+    .bind(format!("%{child}%"))
+    .fetch_all(db.pool())
+    .await?;
+    let mut found = Vec::new();
+    for row in &rows {
+        let post = post_state(row)?;
+        let Some(post_id) = post.post_id else {
+            continue;
+        };
+        for (media_id, item) in &post.media {
+            if item.tagged.contains(&child) && post.media_is_live(*media_id) {
+                found.push((post_id, *media_id));
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Live posts whose school's retention period ([`school::SchoolSettings::retention_days`]) has
 /// run out by `now` — posted at or before `now` minus that many days — oldest first, at most
 /// `limit`: what the retention job expires. Per group through the feed's (group, time) index.
