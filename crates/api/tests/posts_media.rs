@@ -461,6 +461,8 @@ both_backends!(
     posting_checks_rights_and_input_and_writes_nothing_when_refused,
     the_feed_pages_through_every_post_once,
     the_retention_job_expires_posts_past_their_schools_period_and_destroys_their_keys,
+    erasing_a_child_removes_every_photo_that_shows_the_child_and_lists_them,
+    only_the_author_edits_a_post_and_its_earlier_text_stays_in_the_log,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1622,4 +1624,153 @@ async fn the_openapi_document_describes_every_posts_and_media_route() {
             "{schema} is missing"
         );
     }
+}
+
+async fn erasing_a_child_removes_every_photo_that_shows_the_child_and_lists_them(env: Env) {
+    let s = school(&env).await;
+    let t1 = person(s.teacher1);
+    // Two photos show Sanne (one with Daan), one shows only Daan.
+    let sanne = upload_photo(&env, s.teacher1, "SANNE-ALONE").await;
+    let both = upload_photo(&env, s.teacher1, "SANNE-AND-DAAN").await;
+    let daan = upload_photo(&env, s.teacher1, "DAAN-ALONE").await;
+    let posted = env
+        .ok(
+            Method::POST,
+            &format!("/v1/groups/{}/posts", s.class1),
+            t1,
+            Some(json!({"body": "Het schoolreisje", "media": [
+                {"media_id": sanne, "tagged_children": [s.a]},
+                {"media_id": both, "tagged_children": [s.a, s.b]},
+                {"media_id": daan, "tagged_children": [s.b]},
+            ]})),
+        )
+        .await;
+    let post: String = posted["post_id"].as_str().unwrap().to_owned();
+    let erased = env
+        .ok(
+            Method::POST,
+            &format!("/v1/children/{}/erasure", s.a),
+            person(s.director),
+            Some(json!({})),
+        )
+        .await;
+    let mut removed: Vec<&str> = erased["removed_media"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    removed.sort_unstable();
+    let mut expected = vec![sanne.as_str(), both.as_str()];
+    expected.sort_unstable();
+    assert_eq!(removed, expected);
+    let at = erased["position"].as_u64().unwrap();
+    // Gone for everyone, its bytes unreadable; the photo of Daan alone stays.
+    for media in [&sanne, &both] {
+        assert_eq!(env.media(t1, media, at).await, Err(404), "{media}");
+    }
+    assert!(env.media(t1, &daan, at).await.is_ok());
+    for marker in ["SANNE-ALONE", "SANNE-AND-DAAN"] {
+        assert!(found_on_disk(env.dir.path(), marker.as_bytes()).is_empty());
+    }
+    let read = env
+        .ok(
+            Method::GET,
+            &format!("/v1/posts/{post}?min_position={at}"),
+            t1,
+            None,
+        )
+        .await;
+    let shown: Vec<&str> = read["media"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["media_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, [daan.as_str()]);
+    // Repeating removes nothing more.
+    let again = env
+        .ok(
+            Method::POST,
+            &format!("/v1/children/{}/erasure", s.a),
+            Caller::Operator,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(again["removed_media"], json!([]));
+}
+
+async fn only_the_author_edits_a_post_and_its_earlier_text_stays_in_the_log(env: Env) {
+    let s = school(&env).await;
+    let (post, _) = post_untagged(&env, s.teacher1, s.class1, "Morgen gym", &[]).await;
+    let path = format!("/v1/posts/{post}");
+    for who in [s.director, s.teacher2, s.a_parents[0], s.officer] {
+        let (status, v) = env
+            .call(
+                Method::PATCH,
+                &path,
+                person(who),
+                Some(json!({"body": "Niet van mij"})),
+            )
+            .await;
+        assert!(
+            status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND,
+            "{who}: {status} {v}"
+        );
+    }
+    let (status, _) = env
+        .call(
+            Method::PATCH,
+            &path,
+            person(s.teacher1),
+            Some(json!({"body": "  "})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let edited = env
+        .ok(
+            Method::PATCH,
+            &path,
+            person(s.teacher1),
+            Some(json!({"body": "Morgen gym, neem je gymschoenen mee"})),
+        )
+        .await;
+    let at = edited["position"].as_u64().unwrap();
+    let read = env
+        .ok(
+            Method::GET,
+            &format!("{path}?min_position={at}"),
+            person(s.a_parents[0]),
+            None,
+        )
+        .await;
+    assert_eq!(read["body"], "Morgen gym, neem je gymschoenen mee");
+    let types: Vec<String> = env
+        .running
+        .state
+        .exec
+        .events_of(&StreamName::post(post.parse::<Uuid>().unwrap().into()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e.event_type().to_owned())
+        .collect();
+    assert_eq!(types, ["PostPublished", "PostEdited"]);
+    // A teacher no longer on the group's staff edits nothing, not even their own post.
+    env.ok(
+        Method::DELETE,
+        &format!("/v1/groups/{}/staff/{}", s.class1, s.teacher1),
+        person(s.director),
+        None,
+    )
+    .await;
+    let (status, _) = env
+        .call(
+            Method::PATCH,
+            &path,
+            person(s.teacher1),
+            Some(json!({"body": "Toch nog"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

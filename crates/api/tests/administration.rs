@@ -1,0 +1,382 @@
+//! School administration over real HTTP, on SQLite and on PostgreSQL: roles, corrections, moves,
+//! the school's settings (time zone included), a new consent-policy version, paper consent
+//! recorded by staff, and a child's absence list.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod rights_fixture;
+
+use chrono::{Duration, Utc};
+use reqwest::Method;
+use rights_fixture::{Api, School};
+use serde_json::{json, Value};
+
+on_both_backends!(
+    staff_record_a_guardians_paper_form_and_the_history_names_who_recorded_it,
+    the_director_changes_settings_and_absence_notice_counts_days_in_the_schools_time_zone,
+    a_new_policy_version_is_published_by_the_director_only,
+    roles_corrections_and_moves_change_the_roster,
+    a_childs_absences_are_listed_to_its_guardians_and_the_staff_of_its_group,
+);
+
+async fn staff_record_a_guardians_paper_form_and_the_history_names_who_recorded_it(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let path = format!("/v1/children/{}/consents/public_communication", s.child_a);
+    let teacher = api.person(s.teacher);
+    let head = api.head().await;
+    // Refused, writing nothing: no paper method, another group's teacher, the parent naming
+    // herself, and someone who is no guardian of the child.
+    let refusals = [
+        (
+            api.person(s.teacher),
+            json!({"granted": true, "guardian_id": mum}),
+            422,
+        ),
+        (
+            api.person(s.teacher2),
+            json!({"granted": true, "method": "paper", "guardian_id": mum}),
+            403,
+        ),
+        (
+            api.person(mum),
+            json!({"granted": true, "method": "paper", "guardian_id": mum}),
+            403,
+        ),
+        (
+            api.person(s.teacher),
+            json!({"granted": true, "method": "paper", "guardian_id": s.officer}),
+            404,
+        ),
+    ];
+    for (token, body, status) in refusals {
+        api.put(&path, &token, body).await.expect(status);
+    }
+    assert_eq!(api.head().await, head);
+
+    let recorded = api
+        .put(
+            &path,
+            &teacher,
+            json!({"granted": true, "method": "paper", "guardian_id": mum}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(recorded.body["effective"], true);
+    api.put(&path, &api.person(mum), json!({"granted": false}))
+        .await
+        .expect(200);
+    let history = api
+        .get_fresh(
+            &format!(
+                "/v1/children/{}/consents/history?purpose=public_communication",
+                s.child_a
+            ),
+            &api.person(s.officer),
+        )
+        .await
+        .expect(200);
+    let entries = history.body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["guardian_id"], json!(mum));
+    assert_eq!(entries[0]["method"], "paper");
+    assert_eq!(entries[0]["recorded_by"], json!(s.teacher));
+    assert_eq!(entries[1]["method"], "app");
+    assert_eq!(entries[1]["recorded_by"], Value::Null);
+}
+
+async fn the_director_changes_settings_and_absence_notice_counts_days_in_the_schools_time_zone(
+    api: Api,
+) {
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let settings = format!("/v1/schools/{}/settings", s.school_id);
+    let director = api.person(s.director);
+    let shown = api.get(&settings, &api.person(mum)).await.expect(200);
+    assert_eq!(
+        shown.body,
+        json!({"retention_days": 365, "absence_notice_days": 1, "invitation_valid_days": 14,
+               "timezone": "Europe/Amsterdam", "default_quiet_hours": null})
+    );
+    let head = api.head().await;
+    for (token, body, status) in [
+        (api.person(s.teacher), json!({"retention_days": 30}), 403),
+        (director.clone(), json!({"timezone": "Mars/Olympus"}), 422),
+        (director.clone(), json!({"retention_days": 0}), 422),
+        (
+            director.clone(),
+            json!({"default_quiet_hours": {"timezone": "Europe/Amsterdam", "weekly": [{"day": "monday", "start": "25:00", "end": "07:00"}]}}),
+            422,
+        ),
+    ] {
+        api.call(Method::PATCH, &settings, Some(&token), Some(body))
+            .await
+            .expect(status);
+    }
+    assert_eq!(api.head().await, head, "a refused change writes nothing");
+
+    // 25 hours apart: "today" in Kiritimati is always after today in Pago Pago, so the first
+    // day a one-day notice allows in Pago Pago is too soon in Kiritimati.
+    let day = Utc::now()
+        .with_timezone(&chrono_tz::Pacific::Pago_Pago)
+        .date_naive()
+        + Duration::days(1);
+    let absence = format!("/v1/children/{}/absences", s.child_a);
+    let report = json!({"from": day, "to": day, "reason": "Tandarts"});
+    api.call(
+        Method::PATCH,
+        &settings,
+        Some(&director),
+        Some(json!({"timezone": "Pacific/Kiritimati", "retention_days": 200})),
+    )
+    .await
+    .expect(200);
+    let refused = api
+        .post(&absence, Some(&api.person(mum)), report.clone())
+        .await
+        .expect(422);
+    assert_eq!(refused.code(), "rule_violated");
+    let changed = api
+        .call(
+            Method::PATCH,
+            &settings,
+            Some(&director),
+            Some(json!({"timezone": "Pacific/Pago_Pago",
+                        "default_quiet_hours": {"timezone": "Europe/Amsterdam", "weekly": [{"day": "friday", "start": "18:00", "end": "07:00"}]}})),
+        )
+        .await
+        .expect(200);
+    api.post(&absence, Some(&api.person(mum)), report)
+        .await
+        .expect(201);
+    let shown = api
+        .get(
+            &format!("{settings}?min_position={}", changed.position()),
+            &api.person(s.teacher),
+        )
+        .await
+        .expect(200);
+    assert_eq!(shown.body["timezone"], "Pacific/Pago_Pago");
+    assert_eq!(shown.body["retention_days"], 200, "an earlier change stays");
+    assert_eq!(
+        shown.body["default_quiet_hours"]["weekly"][0],
+        json!({"day": "friday", "start": "18:00", "end": "07:00"})
+    );
+    // The operator may change settings; someone outside the school does not learn they exist.
+    api.call(
+        Method::PATCH,
+        &settings,
+        Some(&api.operator()),
+        Some(json!({"absence_notice_days": 2})),
+    )
+    .await
+    .expect(200);
+    let stranger = School::build(&api, "Het Anker").await;
+    api.get(&settings, &api.person(stranger.teacher))
+        .await
+        .expect(404);
+}
+
+async fn a_new_policy_version_is_published_by_the_director_only(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let path = format!("/v1/schools/{}/consent-policy", s.school_id);
+    let head = api.head().await;
+    let purposes = json!([
+        {"purpose": "group_communication", "description": "Foto's in de klassengroep."},
+        {"purpose": "school_communication", "description": "Foto's voor de hele school."},
+    ]);
+    api.post(
+        &path,
+        Some(&api.person(s.teacher)),
+        json!({"purposes": purposes}),
+    )
+    .await
+    .expect(403);
+    api.post(&path, Some(&api.operator()), json!({"purposes": purposes}))
+        .await
+        .expect(403);
+    for bad in [
+        json!([]),
+        json!([{"purpose": "group_communication", "description": "a"}, {"purpose": "group_communication", "description": "b"}]),
+        json!([{"purpose": "photos", "description": "a"}]),
+    ] {
+        api.post(
+            &path,
+            Some(&api.person(s.director)),
+            json!({"purposes": bad}),
+        )
+        .await
+        .expect(422);
+    }
+    assert_eq!(api.head().await, head);
+    let published = api
+        .post(
+            &path,
+            Some(&api.person(s.director)),
+            json!({"purposes": purposes}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(published.body["version"], 2);
+    let shown = api
+        .get_fresh(&path, &api.person(s.teacher))
+        .await
+        .expect(200);
+    assert_eq!(shown.body["version"], 2);
+    assert_eq!(
+        shown.body["purposes"][0]["description"],
+        "Foto's in de klassengroep."
+    );
+    // A purpose the new version no longer asks for cannot be decided.
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let refused = api
+        .put(
+            &format!("/v1/children/{}/consents/internal_research", s.child_a),
+            &api.person(mum),
+            json!({"granted": true}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(refused.code(), "rule_violated");
+}
+
+async fn roles_corrections_and_moves_change_the_roster(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let director = api.person(s.director);
+    let role = format!("/v1/schools/{}/staff/{}/role", s.school_id, s.teacher2);
+    // A teacher made director creates groups; the same role twice is a conflict.
+    api.put(&role, &director, json!({"role": "director"}))
+        .await
+        .expect(200);
+    api.put(&role, &director, json!({"role": "director"}))
+        .await
+        .expect(409);
+    api.post(
+        &format!("/v1/schools/{}/groups", s.school_id),
+        Some(&api.person(s.teacher2)),
+        json!({"name": "Groep 8"}),
+    )
+    .await
+    .expect(201);
+
+    // A correction of the first name keeps the initial.
+    let corrected = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/children/{}", s.child_b),
+            Some(&api.person(s.teacher)),
+            Some(json!({"first_name": "Daniël"})),
+        )
+        .await
+        .expect(200);
+    let group = api
+        .get(
+            &format!(
+                "/v1/groups/{}?min_position={}",
+                s.group,
+                corrected.position()
+            ),
+            &api.person(s.teacher),
+        )
+        .await
+        .expect(200);
+    let child = group.body["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["child_id"] == json!(s.child_b))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (child["first_name"].as_str(), child["last_initial"].as_str()),
+        (Some("Daniël"), Some("J"))
+    );
+    api.call(
+        Method::PATCH,
+        &format!("/v1/children/{}", s.child_b),
+        Some(&api.person(s.teacher)),
+        Some(json!({})),
+    )
+    .await
+    .expect(422);
+
+    // The teacher of the child's group moves the child; a move to the school group is refused.
+    let moved = api
+        .post(
+            &format!("/v1/children/{}/move", s.child_b),
+            Some(&api.person(s.teacher)),
+            json!({"group_id": s.group2}),
+        )
+        .await
+        .expect(200);
+    let group2 = api
+        .get(
+            &format!("/v1/groups/{}?min_position={}", s.group2, moved.position()),
+            &api.person(s.teacher2),
+        )
+        .await
+        .expect(200);
+    assert!(group2.text.contains(&s.child_b.to_string()));
+    api.post(
+        &format!("/v1/children/{}/move", s.child_a),
+        Some(&api.person(s.teacher)),
+        json!({"group_id": s.school_group}),
+    )
+    .await
+    .expect(422);
+    // Unenrolment names the child's group: another group's path does not find it.
+    api.call(
+        Method::DELETE,
+        &format!("/v1/groups/{}/children/{}", s.group, s.child_b),
+        Some(&director),
+        None,
+    )
+    .await
+    .expect(404);
+    api.call(
+        Method::DELETE,
+        &format!("/v1/groups/{}/children/{}", s.group2, s.child_b),
+        Some(&director),
+        None,
+    )
+    .await
+    .expect(200);
+    // Staff removed from the school: a second removal finds nobody.
+    let remove = format!("/v1/schools/{}/staff/{}", s.school_id, s.teacher);
+    api.call(Method::DELETE, &remove, Some(&director), None)
+        .await
+        .expect(200);
+    api.call(Method::DELETE, &remove, Some(&director), None)
+        .await
+        .expect(404);
+}
+
+async fn a_childs_absences_are_listed_to_its_guardians_and_the_staff_of_its_group(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let other_parent = s.guardian(&api, s.child_c, "Papa").await;
+    let path = format!("/v1/children/{}/absences", s.child_a);
+    let day = Utc::now().date_naive() + Duration::days(5);
+    let reported = api
+        .post(
+            &path,
+            Some(&api.person(mum)),
+            json!({"from": day, "to": day + Duration::days(1), "reason": "Bruiloft"}),
+        )
+        .await
+        .expect(201);
+    for who in [mum, s.teacher, s.director] {
+        let listed = api.get_fresh(&path, &api.person(who)).await.expect(200);
+        let absences = listed.body["absences"].as_array().unwrap();
+        assert_eq!(absences.len(), 1, "{who}");
+        assert_eq!(absences[0]["absence_id"], reported.body["absence_id"]);
+        assert_eq!(absences[0]["reason"], "Bruiloft");
+        assert_eq!(absences[0]["cancelled"], false);
+    }
+    api.get_fresh(&path, &api.person(s.teacher2))
+        .await
+        .expect(403);
+    api.get_fresh(&path, &api.person(other_parent))
+        .await
+        .expect(404);
+}
