@@ -51,6 +51,7 @@ fn find<'a>(list: &'a Value, key: &str, id: impl ToString) -> &'a Value {
 async fn erasure_shows_erased_everywhere_and_keeps_the_consent_history(api: Api) {
     let s = School::build(&api, "De Regenboog").await;
     let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let dad = s.guardian(&api, s.child_a, "Papa").await;
     let consent = format!("/v1/children/{}/consents/group_communication", s.child_a);
     api.put(&consent, &api.person(mum), json!({"granted": true}))
         .await
@@ -72,6 +73,14 @@ async fn erasure_shows_erased_everywhere_and_keeps_the_consent_history(api: Api)
         event_types(&api, StreamName::person(mum)).await,
         vec!["PersonErasureRequested", "PersonErased"]
     );
+    assert_eq!(
+        event_types(&api, StreamName::school(s.school_id))
+            .await
+            .last()
+            .map(String::as_str),
+        Some("GuardianUnlinked"),
+        "the erasure ended her guardianship"
+    );
     let me = api
         .get(
             &format!("/v1/me?min_position={erased_at}"),
@@ -86,10 +95,8 @@ async fn erasure_shows_erased_everywhere_and_keeps_the_consent_history(api: Api)
         .get_fresh(&format!("/v1/groups/{}", s.group), &api.person(s.teacher))
         .await
         .expect(200);
-    assert_eq!(
-        find(&group.body["guardians"], "person_id", mum)["display_name"],
-        "[erased]"
-    );
+    // The erasure ended every link of hers: she is no longer among the group's guardians.
+    assert!(!group.text.contains(&mum.to_string()));
     assert!(!group.text.contains("Mama"));
 
     // Repeating is harmless: nothing more is written.
@@ -137,7 +144,7 @@ async fn erasure_shows_erased_everywhere_and_keeps_the_consent_history(api: Api)
         "Daan",
         "only the erased child"
     );
-    let me = api.get_fresh("/v1/me", &api.person(mum)).await.expect(200);
+    let me = api.get_fresh("/v1/me", &api.person(dad)).await.expect(200);
     assert_eq!(me.body["children"][0]["first_name"], "[erased]");
 
     // The school can still demonstrate who decided what, when.
@@ -367,6 +374,14 @@ async fn an_interrupted_erasure_or_approval_is_completed_by_repeating_or_by_the_
         event_types(&api, StreamName::person(mum)).await,
         vec!["PersonErasureRequested", "PersonErased"]
     );
+    assert_eq!(
+        event_types(&api, StreamName::school(s.school_id))
+            .await
+            .last()
+            .map(String::as_str),
+        Some("GuardianUnlinked"),
+        "the erasure ended her guardianship"
+    );
     // …and the start-up sweep completes the rest.
     let report = sweep(state).await.unwrap();
     assert_eq!(
@@ -496,7 +511,9 @@ async fn export_holds_the_callers_data_opened_and_nothing_of_other_parents(api: 
         events_of_type(&export.body, "Invited")[0]["payload"]["email"],
         "[erased]"
     );
-    assert_eq!(events_of_type(&export.body, "ConsentDecided").len(), 1);
+    // Her links ended with the erasure: the child's stream is no longer hers to read (the
+    // school keeps her decisions in the consent history).
+    assert_eq!(events_of_type(&export.body, "ConsentDecided").len(), 0);
     assert_eq!(events_of_type(&export.body, "PersonErased").len(), 1);
 }
 

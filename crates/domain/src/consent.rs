@@ -58,12 +58,31 @@ impl Consents {
             .insert(guardian, decision);
     }
 
-    /// Whether consent for `purpose` holds now.
+    /// Whether consent for `purpose` holds over the latest decisions made under policy version
+    /// `counting_from` or later (see [`crate::school::ConsentPolicy::holds`], which knows the
+    /// version).
     #[must_use]
-    pub fn is_effective(&self, purpose: Purpose) -> bool {
-        self.latest
-            .get(&purpose)
-            .is_some_and(|by_guardian| effective(by_guardian.values().map(|d| d.granted)))
+    pub fn is_effective(&self, purpose: Purpose, counting_from: u32) -> bool {
+        self.latest.get(&purpose).is_some_and(|by_guardian| {
+            effective(
+                by_guardian
+                    .values()
+                    .filter(|d| d.policy_version >= counting_from)
+                    .map(|d| d.granted),
+            )
+        })
+    }
+
+    /// Whether some guardian decided on `purpose` but none under version `counting_from` or
+    /// later: the purpose changed meaning since, and needs a decision again.
+    #[must_use]
+    pub fn needs_decision(&self, purpose: Purpose, counting_from: u32) -> bool {
+        self.latest.get(&purpose).is_some_and(|by_guardian| {
+            !by_guardian.is_empty()
+                && by_guardian
+                    .values()
+                    .all(|d| d.policy_version < counting_from)
+        })
     }
 
     /// Each guardian's latest decision for `purpose`.

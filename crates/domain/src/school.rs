@@ -7,6 +7,7 @@
 
 use crate::access::Subject;
 use crate::actor::{Actor, Command};
+use crate::consent::Consents;
 use crate::error::DomainError;
 use crate::event::event_enum;
 use crate::ids::{ChildId, GroupId, InvitationId, PersonId, SchoolId};
@@ -146,6 +147,11 @@ pub struct ConsentPolicy {
     pub version: u32,
     /// The purposes asked for.
     pub purposes: Vec<PolicyPurpose>,
+    /// Per purpose asked, the version since which it has meant what it means now: decisions
+    /// under an earlier version do not count for it (Dutch DPA: consent is asked again when
+    /// what it covers changes).
+    #[serde(default)]
+    pub since: BTreeMap<Purpose, u32>,
 }
 
 impl ConsentPolicy {
@@ -153,6 +159,58 @@ impl ConsentPolicy {
     #[must_use]
     pub fn asks(&self, purpose: Purpose) -> bool {
         self.purposes.iter().any(|p| p.purpose == purpose)
+    }
+
+    /// The version `version` with `purposes`, following `earlier` (the version before it, if
+    /// any): a purpose keeps the `since` of the earlier version when its description did not
+    /// change; a new or reworded purpose counts from `version`.
+    #[must_use]
+    pub fn following(earlier: Option<&Self>, version: u32, purposes: Vec<PolicyPurpose>) -> Self {
+        let since = purposes
+            .iter()
+            .map(|p| {
+                let kept = earlier.and_then(|e| {
+                    e.purposes
+                        .iter()
+                        .any(|q| q.purpose == p.purpose && q.description == p.description)
+                        .then(|| e.counts_from(p.purpose))
+                        .flatten()
+                });
+                (p.purpose, kept.unwrap_or(version))
+            })
+            .collect();
+        Self {
+            version,
+            purposes,
+            since,
+        }
+    }
+
+    /// The oldest policy version whose decisions count for `purpose`; `None` when the policy
+    /// does not ask for it (then no decision counts).
+    #[must_use]
+    pub fn counts_from(&self, purpose: Purpose) -> Option<u32> {
+        if !self.asks(purpose) {
+            return None;
+        }
+        // A state stored before `since` was kept counts every decision of an asked purpose.
+        Some(self.since.get(&purpose).copied().unwrap_or(1))
+    }
+
+    /// Rule: whether consent for `purpose` holds over `consents`, counting only decisions made
+    /// under a version that gave the purpose its current meaning.
+    #[must_use]
+    pub fn holds(&self, consents: &Consents, purpose: Purpose) -> bool {
+        self.counts_from(purpose)
+            .is_some_and(|from| consents.is_effective(purpose, from))
+    }
+
+    /// Whether guardians must decide again on `purpose`: it is asked, some guardian decided,
+    /// and no decision counts under its current meaning.
+    #[must_use]
+    pub fn needs_decision(&self, consents: &Consents, purpose: Purpose) -> bool {
+        self.counts_from(purpose)
+            .is_some_and(|from| consents.needs_decision(purpose, from))
     }
 }
 
@@ -217,6 +275,15 @@ impl School {
         actor
             .person()
             .is_some_and(|p| self.role(p) == Some(StaffRole::Director))
+    }
+
+    /// Rule: whether consent for `purpose` holds over `consents` under the school's current
+    /// policy ([`ConsentPolicy::holds`]); never without a policy.
+    #[must_use]
+    pub fn consent_holds(&self, consents: &Consents, purpose: Purpose) -> bool {
+        self.policy
+            .as_ref()
+            .is_some_and(|p| p.holds(consents, purpose))
     }
 
     /// Whether `actor` belongs to the school: the operator, a staff member, or a linked
@@ -1133,10 +1200,11 @@ pub fn evolve(mut state: School, event: &SchoolEvent) -> School {
         }
         SchoolEvent::SchoolSettingsChanged(e) => state.settings = e.settings.clone(),
         SchoolEvent::ConsentPolicyPublished(e) => {
-            state.policy = Some(ConsentPolicy {
-                version: e.version,
-                purposes: e.purposes.clone(),
-            });
+            state.policy = Some(ConsentPolicy::following(
+                state.policy.as_ref(),
+                e.version,
+                e.purposes.clone(),
+            ));
         }
         SchoolEvent::StaffJoined(e) => {
             state.staff.insert(e.person_id, e.role);

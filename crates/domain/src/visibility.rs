@@ -3,7 +3,8 @@
 //!
 //! Staff of the audience always see it. A parent in the audience sees it iff every tagged child
 //! is their own child or has effective consent for the audience's purpose
-//! (`group_communication` for a class group, `school_communication` for the school group).
+//! (`group_communication` for a class group, `school_communication` for the school group),
+//! counting only decisions made since the school's policy gave the purpose its current meaning.
 //! Removed or expired content is visible to nobody.
 
 use crate::child::Child;
@@ -15,23 +16,24 @@ use crate::school::School;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Whether consent holds for (child, purpose) — answered from event-sourced child state or a
-/// read model built from it.
+/// Whether consent holds for (child, purpose), counting the decisions made under policy version
+/// `counting_from` or later — answered from event-sourced child state or a read model built
+/// from it.
 pub trait ConsentLookup {
     /// Whether consent for `purpose` is effective for `child`.
-    fn is_effective(&self, child: ChildId, purpose: Purpose) -> bool;
+    fn is_effective(&self, child: ChildId, purpose: Purpose, counting_from: u32) -> bool;
 }
 
 impl ConsentLookup for BTreeMap<ChildId, Child> {
-    fn is_effective(&self, child: ChildId, purpose: Purpose) -> bool {
+    fn is_effective(&self, child: ChildId, purpose: Purpose, counting_from: u32) -> bool {
         self.get(&child)
-            .is_some_and(|c| c.consents.is_effective(purpose))
+            .is_some_and(|c| c.consents.is_effective(purpose, counting_from))
     }
 }
 
-impl<F: Fn(ChildId, Purpose) -> bool> ConsentLookup for F {
-    fn is_effective(&self, child: ChildId, purpose: Purpose) -> bool {
-        self(child, purpose)
+impl<F: Fn(ChildId, Purpose, u32) -> bool> ConsentLookup for F {
+    fn is_effective(&self, child: ChildId, purpose: Purpose, counting_from: u32) -> bool {
+        self(child, purpose, counting_from)
     }
 }
 
@@ -119,6 +121,9 @@ pub fn who_may_see(
         return Ok(answer);
     }
     let purpose = school.purpose_of(group_id)?;
+    // Decisions count from the version that gave the purpose its meaning; none when the
+    // school's policy does not ask for it.
+    let counting_from = school.policy.as_ref().and_then(|p| p.counts_from(purpose));
     let staff = school.audience_staff(group_id);
     let mut viewers: BTreeMap<PersonId, ViewReason> =
         staff.iter().map(|p| (*p, ViewReason::Staff)).collect();
@@ -131,7 +136,8 @@ pub fn who_may_see(
         for child in &item.tagged {
             if school.is_guardian(guardian, *child) {
                 own = true;
-            } else if !consent.is_effective(*child, purpose) {
+            } else if !counting_from.is_some_and(|from| consent.is_effective(*child, purpose, from))
+            {
                 because.push(WithheldBecause {
                     child_id: *child,
                     purpose,

@@ -177,9 +177,10 @@ fn effective_consent_holds_iff_a_guardian_granted_and_no_guardians_latest_decisi
     let child = world.child_ids[0];
     let [mum, dad] = [world.guardians_of(child)[0], world.guardians_of(child)[1]];
     let effective = |w: &World| {
-        w.children
-            .get(&child)
-            .is_some_and(|c| c.consents.is_effective(Purpose::GroupCommunication))
+        w.children.get(&child).is_some_and(|c| {
+            w.school
+                .consent_holds(&c.consents, Purpose::GroupCommunication)
+        })
     };
     assert!(!effective(&world), "opt-in: nothing decided, no consent");
     world
@@ -202,9 +203,10 @@ fn effective_consent_holds_iff_a_guardian_granted_and_no_guardians_latest_decisi
         .unwrap();
     assert!(!effective(&world));
     assert!(
-        !world.children[&child]
-            .consents
-            .is_effective(Purpose::PublicCommunication),
+        !world.school.consent_holds(
+            &world.children[&child].consents,
+            Purpose::PublicCommunication
+        ),
         "purposes are separate"
     );
 }
@@ -915,4 +917,138 @@ fn quiet_hours_are_for_staff_only() {
             ..
         })
     ));
+}
+
+/// The default policy's purposes, with `purpose`'s description replaced by `reworded` (when
+/// given) and `dropped` left out.
+fn policy_with(
+    reworded: Option<(Purpose, &str)>,
+    dropped: Option<Purpose>,
+) -> Vec<kring_domain::school::PolicyPurpose> {
+    Purpose::ALL
+        .into_iter()
+        .filter(|p| Some(*p) != dropped)
+        .map(|purpose| kring_domain::school::PolicyPurpose {
+            purpose,
+            description: match reworded {
+                Some((p, text)) if p == purpose => text.to_owned(),
+                _ => purpose.default_description().to_owned(),
+            },
+        })
+        .collect()
+}
+
+#[test]
+fn a_reworded_purpose_needs_a_new_decision_and_an_unchanged_one_keeps_its_decisions() {
+    let (mut world, teacher) = class();
+    let child = world.child_ids[0];
+    let other = world.child_ids[1];
+    let mum = world.guardians_of(child)[0];
+    for purpose in [Purpose::GroupCommunication, Purpose::SchoolCommunication] {
+        world.decide_consent(mum, child, purpose, true).unwrap();
+    }
+    // A photo of the child, seen by another family thanks to the consent.
+    let (post, media) = world
+        .publish(teacher, world.groups[0], &[vec![child]])
+        .unwrap();
+    let other_parent = world.guardians_of(other)[0];
+    let sees = |w: &World| {
+        who_may_see(&w.school, &w.posts[&post], media[0], &w.children)
+            .unwrap()
+            .may_see(other_parent)
+    };
+    assert!(sees(&world));
+    let director = Actor::Person(world.director);
+    world
+        .school(
+            director,
+            SchoolAction::PublishConsentPolicy {
+                purposes: policy_with(
+                    Some((
+                        Purpose::GroupCommunication,
+                        "Foto's én video's in de klas-app.",
+                    )),
+                    None,
+                ),
+            },
+        )
+        .unwrap();
+    let policy = world.school.policy.clone().unwrap();
+    assert_eq!(policy.version, 2);
+    let consents = &world.children[&child].consents;
+    assert!(!policy.holds(consents, Purpose::GroupCommunication));
+    assert!(policy.needs_decision(consents, Purpose::GroupCommunication));
+    assert!(
+        policy.holds(consents, Purpose::SchoolCommunication),
+        "unchanged text"
+    );
+    assert!(!policy.needs_decision(consents, Purpose::SchoolCommunication));
+    assert!(
+        !sees(&world),
+        "withheld until a guardian decides under version 2"
+    );
+    let answer = who_may_see(
+        &world.school,
+        &world.posts[&post],
+        media[0],
+        &world.children,
+    )
+    .unwrap();
+    assert!(answer.withheld.iter().any(|w| w.person_id == other_parent
+        && w.because
+            == vec![WithheldBecause {
+                child_id: child,
+                purpose: Purpose::GroupCommunication
+            }]));
+    world
+        .decide_consent(mum, child, Purpose::GroupCommunication, true)
+        .unwrap();
+    assert!(sees(&world), "decided again under the new meaning");
+    // A third version that keeps the reworded text keeps the new decision.
+    world
+        .school(
+            director,
+            SchoolAction::PublishConsentPolicy {
+                purposes: policy_with(
+                    Some((
+                        Purpose::GroupCommunication,
+                        "Foto's én video's in de klas-app.",
+                    )),
+                    Some(Purpose::ExternalResearch),
+                ),
+            },
+        )
+        .unwrap();
+    assert!(sees(&world));
+}
+
+#[test]
+fn a_purpose_the_policy_no_longer_asks_for_has_no_consent() {
+    let (mut world, _) = class();
+    let child = world.child_ids[0];
+    let mum = world.guardians_of(child)[0];
+    world
+        .decide_consent(mum, child, Purpose::InternalResearch, true)
+        .unwrap();
+    assert!(world
+        .school
+        .consent_holds(&world.children[&child].consents, Purpose::InternalResearch));
+    world
+        .school(
+            Actor::Person(world.director),
+            SchoolAction::PublishConsentPolicy {
+                purposes: policy_with(None, Some(Purpose::InternalResearch)),
+            },
+        )
+        .unwrap();
+    assert!(!world
+        .school
+        .consent_holds(&world.children[&child].consents, Purpose::InternalResearch));
+    assert_eq!(
+        world.decide_consent(mum, child, Purpose::InternalResearch, true),
+        Err(DomainError::PurposeNotInPolicy {
+            purpose: Purpose::InternalResearch,
+            policy_version: 2
+        })
+    );
 }

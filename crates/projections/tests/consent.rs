@@ -211,7 +211,7 @@ async fn rebuild_from_zero_gives_the_same_read_model_and_switches_atomically<
                 .count(),
             world.children.get(c).map_or(0, |s| Purpose::ALL
                 .iter()
-                .filter(|p| s.consents.is_effective(**p))
+                .filter(|p| world.school.consent_holds(&s.consents, **p))
                 .count())
         );
     }

@@ -4,9 +4,9 @@
 //! with steps aimed at everything visibility depends on: tagged photos in class and school
 //! posts, grants and withdrawals by several guardians, guardians linked and unlinked, children
 //! moving groups or leaving, staff leaving, changing role or group, tags added and taken off,
-//! media and posts removed or expired). A naive model, written below straight from the list of
+//! media and posts removed or expired, consent-policy versions that reword or drop purposes). A naive model, written below straight from the list of
 //! domain events and sharing no code with the domain's rule (`visibility::who_may_see`,
-//! `Consents::is_effective`) or the read models, says for every media item who may see it and
+//! `Consents::is_effective`, `ConsentPolicy::holds`) or the read models, says for every media item who may see it and
 //! why and who is withheld because of which child and purpose, and for every child and purpose
 //! whether consent holds and each guardian's latest decision. The read models, asked through
 //! their query functions, must say exactly the same:
@@ -86,8 +86,9 @@ enum Step {
     ChangeRole { staff: u8, role: u8 },
     /// A child leaves the school, and their guardians with them.
     Unenroll { child: u8 },
-    /// The director publishes a new version of the consent policy.
-    NewPolicy,
+    /// The director publishes a new version of the consent policy: the purposes whose bit is
+    /// set in `reword` get a new description, and one purpose may be left out.
+    NewPolicy { reword: u8, drop: u8 },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -114,7 +115,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Sim(Op::CreateGroup)),
         1 => (i(), i()).prop_map(|(by, group)| Step::Sim(Op::Enroll { by, group })),
         1 => i().prop_map(|child| Step::Unenroll { child }),
-        1 => Just(Step::NewPolicy),
+        2 => (i(), i()).prop_map(|(reword, drop)| Step::NewPolicy { reword, drop }),
     ]
 }
 
@@ -267,12 +268,28 @@ fn take(world: &mut World, step: &Step) -> Option<Result<(), kring_domain::Domai
                 .school(director, SchoolAction::UnenrollChild { child_id })
                 .map(|_| ())
         }
-        Step::NewPolicy => {
+        Step::NewPolicy { reword, drop } => {
+            let current = world.school.policy.clone()?;
+            let dropped = (drop % 4 == 0).then(|| Purpose::ALL[usize::from(drop) % 7]);
+            let version = current.version + 1;
             let purposes = Purpose::ALL
                 .iter()
-                .map(|p| PolicyPurpose {
-                    purpose: *p,
-                    description: p.default_description().into(),
+                .enumerate()
+                .filter(|(_, p)| Some(**p) != dropped)
+                .map(|(i, p)| {
+                    let kept = current
+                        .purposes
+                        .iter()
+                        .find(|q| q.purpose == *p)
+                        .map(|q| q.description.clone());
+                    let description = match kept {
+                        Some(text) if reword & (1 << i) == 0 => text,
+                        _ => format!("{} (versie {version})", p.default_description()),
+                    };
+                    PolicyPurpose {
+                        purpose: *p,
+                        description,
+                    }
                 })
                 .collect();
             world
@@ -332,6 +349,8 @@ struct Naive {
     /// (child, guardian) links.
     guardians: BTreeSet<(ChildId, PersonId)>,
     decisions: BTreeMap<(ChildId, Purpose), BTreeMap<PersonId, Decision>>,
+    /// The consent-policy versions in order: each purpose asked, with its description.
+    policies: Vec<(u32, BTreeMap<Purpose, String>)>,
     media: BTreeMap<MediaId, NaiveMedia>,
     gone_posts: BTreeSet<PostId>,
 }
@@ -382,8 +401,16 @@ impl Naive {
                 SchoolEvent::GuardianUnlinked(e) => {
                     self.guardians.remove(&(e.child_id, e.guardian_id));
                 }
+                SchoolEvent::ConsentPolicyPublished(e) => {
+                    self.policies.push((
+                        e.version,
+                        e.purposes
+                            .iter()
+                            .map(|p| (p.purpose, p.description.clone()))
+                            .collect(),
+                    ));
+                }
                 SchoolEvent::SchoolSettingsChanged(_)
-                | SchoolEvent::ConsentPolicyPublished(_)
                 | SchoolEvent::GroupCreated(_)
                 | SchoolEvent::ChildDetailsCorrected(_) => {}
             },
@@ -442,13 +469,53 @@ impl Naive {
         }
     }
 
-    /// Consent holds: some guardian granted, and no guardian's latest decision withdraws.
+    /// The first version of the unbroken run of latest versions that ask for `purpose` with its
+    /// current description; `None` when the latest version does not ask for it.
+    fn counts_from(&self, purpose: Purpose) -> Option<u32> {
+        let (mut from, latest) = self.policies.last()?;
+        let text = latest.get(&purpose)?;
+        for (version, purposes) in self.policies.iter().rev().skip(1) {
+            if purposes.get(&purpose) != Some(text) {
+                break;
+            }
+            from = *version;
+        }
+        Some(from)
+    }
+
+    /// The latest decisions that count: made under a version since `counts_from`.
+    fn counting(&self, child: ChildId, purpose: Purpose) -> Option<Vec<bool>> {
+        let from = self.counts_from(purpose)?;
+        Some(
+            self.decisions
+                .get(&(child, purpose))
+                .map(|by_guardian| {
+                    by_guardian
+                        .values()
+                        .filter(|d| d.policy_version >= from)
+                        .map(|d| d.granted)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Consent holds: some counting decision grants, and no counting decision withdraws.
     fn consent_holds(&self, child: ChildId, purpose: Purpose) -> bool {
-        self.decisions
+        self.counting(child, purpose)
+            .is_some_and(|granted| !granted.is_empty() && granted.iter().all(|g| *g))
+    }
+
+    /// Guardians decided, but none under the purpose's current meaning.
+    fn needs_decision(&self, child: ChildId, purpose: Purpose) -> bool {
+        let decided = self
+            .decisions
             .get(&(child, purpose))
-            .is_some_and(|by_guardian| {
-                !by_guardian.is_empty() && by_guardian.values().all(|d| d.granted)
-            })
+            .is_some_and(|d| !d.is_empty());
+        decided
+            && self
+                .counting(child, purpose)
+                .is_some_and(|granted| granted.is_empty())
     }
 
     fn is_guardian(&self, person: PersonId, child: ChildId) -> bool {
@@ -641,6 +708,16 @@ async fn compare(db: &ReadDb, naive: &Naive, when: &str) -> Result<(), String> {
                     "latest decisions for {child} {}:\n  read model: {decided:?}\n  naive:      {expected:?}",
                     c.purpose
                 ));
+            }
+            let needs = naive.needs_decision(*child, c.purpose);
+            if c.needs_decision != needs {
+                return fail(
+                    when,
+                    format!(
+                        "{child} {} needs a decision: {}, naive says {needs}",
+                        c.purpose, c.needs_decision
+                    ),
+                );
             }
             let holds = naive.consent_holds(*child, c.purpose);
             if c.effective != holds {
@@ -917,6 +994,8 @@ struct Coverage {
     expired: usize,
     staff_changed: usize,
     unenrolled: usize,
+    /// A purpose reworded by a new policy version, with decisions that no longer count.
+    needs_decision: usize,
 }
 
 impl Coverage {
@@ -951,6 +1030,12 @@ impl Coverage {
             )
         });
         c.several_guardians = usize::from(naive.decisions.values().any(|d| d.len() > 1));
+        c.needs_decision = usize::from(
+            naive
+                .decisions
+                .keys()
+                .any(|(child, purpose)| naive.needs_decision(*child, *purpose)),
+        );
         c.school_group_media = usize::from(
             naive
                 .media
@@ -1021,6 +1106,7 @@ impl Coverage {
         self.expired += o.expired;
         self.staff_changed += o.staff_changed;
         self.unenrolled += o.unenrolled;
+        self.needs_decision += o.needs_decision;
     }
 
     /// Every kind of case happened at least once.
@@ -1052,6 +1138,10 @@ impl Coverage {
             ("a post expired", self.expired),
             ("staff leaving, changing role or group", self.staff_changed),
             ("a child unenrolled", self.unenrolled),
+            (
+                "a reworded purpose whose decisions no longer count",
+                self.needs_decision,
+            ),
         ];
         for (what, count) in kinds {
             assert!(count > 0, "no generated history had {what}: {self:?}");

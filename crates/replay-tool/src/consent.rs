@@ -64,16 +64,25 @@ pub async fn history(
     })
 }
 
-/// The child's stream; an error when the child is unknown to the log.
+/// The child's stream and its school's (whose consent policy decides which decisions count),
+/// in log order; an error when the child is unknown to the log.
 async fn known_child_stream(
     system: &System,
     child_id: ChildId,
 ) -> Result<Vec<replay::Decoded>, ToolError> {
-    let events = replay::load(&system.store, &StreamName::child(child_id)).await?;
-    if events.is_empty() && locate::school_of_child(system, child_id).await?.is_none() {
-        return Err(ToolError::NotFound(format!(
-            "no child {child_id} in this log (no stream child-{child_id} and no enrolment)"
-        )));
+    let mut events = replay::load(&system.store, &StreamName::child(child_id)).await?;
+    let school = locate::school_of_child(system, child_id).await?;
+    match school {
+        Some(school) => {
+            events.extend(replay::load(&system.store, &StreamName::school(school)).await?);
+            events.sort_by_key(|d| d.recorded.position);
+        }
+        None if events.is_empty() => {
+            return Err(ToolError::NotFound(format!(
+                "no child {child_id} in this log (no stream child-{child_id} and no enrolment)"
+            )))
+        }
+        None => {}
     }
     Ok(events)
 }

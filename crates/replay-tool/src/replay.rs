@@ -122,14 +122,23 @@ pub struct HistoryEntry {
     pub effective_after: bool,
 }
 
-/// Every consent decision of `child_id`'s stream, in order, with the effective consent for its
-/// purpose right after it (computed over the whole history, whatever is shown afterwards).
+/// Every consent decision of `child_id`, in order, with the effective consent for its purpose
+/// right after it under the school's policy of that moment (computed over the whole history,
+/// whatever is shown afterwards). `events`: the child's stream and its school's, in log order.
 #[must_use]
 pub fn consent_trail(child_id: ChildId, events: &[Decoded]) -> Vec<HistoryEntry> {
     let mut state = Child::default();
+    let mut roster = School::default();
     let mut trail = Vec::new();
     for d in events {
-        let Event::Child(e) = &d.event else { continue };
+        let e = match &d.event {
+            Event::School(e) => {
+                roster = school::evolve(roster, e);
+                continue;
+            }
+            Event::Child(e) => e,
+            _ => continue,
+        };
         state = child::evolve(state, e);
         if let ChildEvent::ConsentDecided(c) = e {
             if c.child_id != child_id {
@@ -145,7 +154,7 @@ pub fn consent_trail(child_id: ChildId, events: &[Decoded]) -> Vec<HistoryEntry>
                 method: c.method,
                 occurred_at: d.recorded.occurred_at,
                 recorded_at: d.recorded.recorded_at,
-                effective_after: state.consents.is_effective(c.purpose),
+                effective_after: roster.consent_holds(&state.consents, c.purpose),
             });
         }
     }
@@ -178,16 +187,20 @@ pub struct PurposeAsOf {
     pub purpose: Purpose,
     /// Whether consent held.
     pub effective: bool,
+    /// Whether the guardians had to decide again (the purpose's meaning had changed since).
+    pub needs_decision: bool,
     /// Each guardian's latest decision by then, by guardian id.
     pub decisions: Vec<DecisionInForce>,
 }
 
 /// Effective consent per purpose at `at`: every purpose, decided or not (opt-in: undecided is
 /// not effective), with each guardian's latest decision by then. The verdict is the domain's
-/// own ([`child::evolve`] and `Consents::is_effective`).
+/// own ([`child::evolve`] and `School::consent_holds` under the policy of that moment).
+/// `events`: the child's stream and its school's.
 #[must_use]
 pub fn consent_as_of(child_id: ChildId, events: &[Decoded], at: DateTime<Utc>) -> Vec<PurposeAsOf> {
     let state = child_as_of(events, Some(at));
+    let roster = school_as_of(events, Some(at));
     let mut latest: BTreeMap<Purpose, BTreeMap<PersonId, DecisionInForce>> = BTreeMap::new();
     for d in events.iter().filter(|d| happened_by(&d.recorded, Some(at))) {
         if let Event::Child(ChildEvent::ConsentDecided(c)) = &d.event {
@@ -212,7 +225,11 @@ pub fn consent_as_of(child_id: ChildId, events: &[Decoded], at: DateTime<Utc>) -
         .into_iter()
         .map(|purpose| PurposeAsOf {
             purpose,
-            effective: state.consents.is_effective(purpose),
+            effective: roster.consent_holds(&state.consents, purpose),
+            needs_decision: roster
+                .policy
+                .as_ref()
+                .is_some_and(|p| p.needs_decision(&state.consents, purpose)),
             decisions: latest
                 .remove(&purpose)
                 .map(|by_guardian| by_guardian.into_values().collect())
@@ -287,7 +304,10 @@ mod tests {
         let log = recorded(&world);
         let of_child: Vec<Decoded> = log
             .into_iter()
-            .filter(|d| d.recorded.stream == StreamName::child(child))
+            .filter(|d| {
+                d.recorded.stream == StreamName::child(child)
+                    || d.recorded.stream == StreamName::school(world.school_id)
+            })
             .collect();
 
         let trail = consent_trail(child, &of_child);

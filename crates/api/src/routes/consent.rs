@@ -18,12 +18,11 @@ use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
 use kring_domain::access::Subject;
 use kring_domain::child::{self, ChildAction, ChildContext};
-use kring_domain::consent::{self, ConsentMethod};
+use kring_domain::consent::{ConsentMethod, Consents, LatestDecision};
 use kring_domain::school::{School, StaffRole};
 use kring_domain::{ChildId, Command, GroupId, PersonId, Purpose, SchoolId, StreamName};
 use kring_projections::models::consent as consent_model;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
@@ -286,7 +285,7 @@ pub async fn decide(
         .await?;
     let after = state.exec.load::<ChildAgg>(&stream).await?;
     Ok(Json(Decided {
-        effective: after.state.consents.is_effective(purpose),
+        effective: school.consent_holds(&after.state.consents, purpose),
         position: written.position,
     }))
 }
@@ -314,8 +313,12 @@ pub struct DecisionDoc {
 pub struct PurposeDoc {
     /// The purpose.
     pub purpose: String,
-    /// Whether consent held.
+    /// Whether consent held: some guardian granted and none withdrew, counting only decisions
+    /// made since the school's policy gave the purpose its current meaning.
     pub effective: bool,
+    /// Whether the guardians must decide again: a new policy version changed what the purpose
+    /// means, and nobody has decided since.
+    pub needs_decision: bool,
     /// Each guardian's latest decision.
     pub decisions: Vec<DecisionDoc>,
 }
@@ -370,6 +373,7 @@ pub async fn consents(
             .map(|c| PurposeDoc {
                 purpose: c.purpose.as_str().to_owned(),
                 effective: c.effective,
+                needs_decision: c.needs_decision,
                 decisions: c
                     .decisions
                     .into_iter()
@@ -381,7 +385,7 @@ pub async fn consents(
                     .collect(),
             })
             .collect(),
-        Some(t) => consent_as_of(&state, child_id, t).await?,
+        Some(t) => consent_as_of(&state, child_id, place.school_id, t).await?,
     };
     Ok(Json(ConsentsDoc {
         child_id: child_id.into(),
@@ -391,39 +395,49 @@ pub async fn consents(
 }
 
 /// Folds the consent history up to and including `t`: each guardian's latest decision per
-/// purpose then, and the effective-consent rule over them.
+/// purpose then, and the consent rule over them under the school's policy as it was then.
 async fn consent_as_of(
     state: &AppState,
     child_id: ChildId,
+    school_id: SchoolId,
     t: DateTime<Utc>,
 ) -> ApiResult<Vec<PurposeDoc>> {
     // The history's `to` is exclusive; decision times are kept to the microsecond.
     let until = t.checked_add_signed(Duration::microseconds(1)).unwrap_or(t);
     let entries =
         consent_model::consent_history(&state.system.db, child_id, None, None, Some(until)).await?;
-    let mut latest: BTreeMap<Purpose, BTreeMap<PersonId, (bool, DateTime<Utc>)>> = BTreeMap::new();
-    for e in entries {
-        latest
-            .entry(e.purpose)
-            .or_default()
-            .insert(e.guardian_id, (e.granted, e.occurred_at));
+    let policy = consent_model::policy(&state.system.db, school_id, Some(t)).await?;
+    let mut consents = Consents::default();
+    for e in &entries {
+        consents.record(
+            e.purpose,
+            e.guardian_id,
+            LatestDecision {
+                granted: e.granted,
+                at: e.occurred_at,
+                policy_version: e.policy_version,
+                method: e.method,
+            },
+        );
     }
     Ok(Purpose::ALL
         .into_iter()
-        .map(|purpose| {
-            let decided = latest.remove(&purpose).unwrap_or_default();
-            PurposeDoc {
-                purpose: purpose.as_str().to_owned(),
-                effective: consent::effective(decided.values().map(|(g, _)| *g)),
-                decisions: decided
-                    .into_iter()
-                    .map(|(guardian, (granted, at))| DecisionDoc {
-                        guardian_id: guardian.into(),
-                        granted,
-                        at,
-                    })
-                    .collect(),
-            }
+        .map(|purpose| PurposeDoc {
+            purpose: purpose.as_str().to_owned(),
+            effective: policy.as_ref().is_some_and(|p| p.holds(&consents, purpose)),
+            needs_decision: policy
+                .as_ref()
+                .is_some_and(|p| p.needs_decision(&consents, purpose)),
+            decisions: consents
+                .decisions(purpose)
+                .into_iter()
+                .flatten()
+                .map(|(guardian, d)| DecisionDoc {
+                    guardian_id: (*guardian).into(),
+                    granted: d.granted,
+                    at: d.at,
+                })
+                .collect(),
         })
         .collect())
 }

@@ -1,5 +1,7 @@
 //! Current consent per child and purpose, and the consent history: the audit trail of every
-//! decision with the effective value after it.
+//! decision with the effective value after it. Each school's consent-policy versions are kept
+//! too: a decision counts only under the version that gave its purpose its current meaning
+//! ([`ConsentPolicy::holds`]), now and as of any moment.
 
 use crate::bulk::{select_packed, Bulk, Cell};
 use crate::db::{from_micros, micros, to_i64, to_u64, uuid, ReadDb};
@@ -10,18 +12,27 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::child::ChildEvent;
 use kring_domain::child::ConsentDecided;
-use kring_domain::consent::{self, ConsentMethod};
-use kring_domain::{ChildId, Event, PersonId, Purpose};
+use kring_domain::consent::{ConsentMethod, Consents, LatestDecision};
+use kring_domain::school::{ConsentPolicy, ConsentPolicyPublished, PolicyPurpose, SchoolEvent};
+use kring_domain::{ChildId, Event, PersonId, Purpose, SchoolId};
 use serde::Serialize;
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
-/// The projection. It buffers a batch's decisions, loads the guardians' latest decisions of
-/// the children concerned with one query, and writes the batch in a few statements on flush.
+/// The projection. It buffers a batch's decisions and policy versions, loads the guardians'
+/// latest decisions of the children concerned and the policies of their schools with a query
+/// each, and writes the batch in a few statements on flush.
 #[derive(Debug, Default)]
 pub struct ConsentProjection {
-    buffer: Buffer<Decision>,
+    buffer: Buffer<Needed>,
+}
+
+/// What the projection needs of an event, in log order.
+#[derive(Debug)]
+enum Needed {
+    Decision(Decision),
+    Policy(ConsentPolicyPublished, DateTime<Utc>),
 }
 
 /// One decision as the batch saw it.
@@ -42,6 +53,7 @@ CREATE TABLE {consent_decisions} (
     child_id TEXT NOT NULL,
     purpose TEXT NOT NULL,
     guardian_id TEXT NOT NULL,
+    school_id TEXT NOT NULL,
     granted BIGINT NOT NULL,
     at BIGINT NOT NULL,
     policy_version BIGINT NOT NULL,
@@ -62,18 +74,27 @@ CREATE TABLE {consent_history} (
     recorded_at BIGINT NOT NULL,
     effective_after BIGINT NOT NULL,
     recorded_by TEXT
+);
+CREATE TABLE {consent_policies} (
+    school_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    published_at BIGINT NOT NULL,
+    purposes TEXT NOT NULL,
+    PRIMARY KEY (school_id, version)
 )";
 
 /// Indexes only queries use (see [`Projection::query_indexes`]).
 const QUERY_INDEXES: &str = "
 CREATE INDEX {consent_history}_by_child ON {consent_history} (child_id, purpose, occurred_at)";
 
-const UPSERT: &str = "INSERT INTO {consent_decisions} (child_id, purpose, guardian_id, granted, at, policy_version, method)";
+const UPSERT: &str = "INSERT INTO {consent_decisions} (child_id, purpose, guardian_id, school_id, granted, at, policy_version, method)";
 const UPSERT_SUFFIX: &str =
     "ON CONFLICT (child_id, purpose, guardian_id) DO UPDATE SET granted = excluded.granted,
     at = excluded.at, policy_version = excluded.policy_version, method = excluded.method";
-const LATEST: &str =
-    "SELECT child_id, purpose, guardian_id, granted FROM {consent_decisions} WHERE child_id IN ({in})";
+const LATEST: &str = "SELECT child_id, purpose, guardian_id, granted, policy_version FROM {consent_decisions} WHERE child_id IN ({in})";
+const POLICIES: &str =
+    "SELECT school_id, version, purposes FROM {consent_policies} WHERE school_id IN ({in})";
+const POLICY: &str = "INSERT INTO {consent_policies} (school_id, version, published_at, purposes)";
 const HISTORY: &str = "INSERT INTO {consent_history} (position, event_id, child_id, school_id, purpose, granted, guardian_id,
     policy_version, method, occurred_at, recorded_at, effective_after, recorded_by)";
 
@@ -84,7 +105,7 @@ impl Projection for ConsentProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["consent_decisions", "consent_history"]
+        &["consent_decisions", "consent_history", "consent_policies"]
     }
 
     fn schema(&self) -> &'static str {
@@ -102,13 +123,16 @@ impl Projection for ConsentProjection {
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
         let needed = match e.event {
-            Event::Child(ChildEvent::ConsentDecided(d)) => Some(Decision {
+            Event::Child(ChildEvent::ConsentDecided(d)) => Some(Needed::Decision(Decision {
                 position: e.recorded.position,
                 event_id: e.recorded.event_id,
                 occurred_at: e.recorded.occurred_at,
                 recorded_at: e.recorded.recorded_at,
                 decided: d.clone(),
-            }),
+            })),
+            Event::School(SchoolEvent::ConsentPolicyPublished(p)) => {
+                Some(Needed::Policy(p.clone(), e.recorded.occurred_at))
+            }
             _ => None,
         };
         self.buffer.push(t, e.recorded.position, needed);
@@ -120,48 +144,108 @@ impl Projection for ConsentProjection {
         if batch.is_empty() {
             return Ok(());
         }
-        // Every guardian's latest decision per (child, purpose) of the children concerned.
-        let children: BTreeSet<String> = batch
-            .iter()
-            .map(|d| d.decided.child_id.to_string())
-            .collect();
+        // Every guardian's latest decision per (child, purpose) of the children concerned, and
+        // the policy versions of their schools.
+        let mut children = BTreeSet::new();
+        let mut schools = BTreeSet::new();
+        for needed in &batch {
+            match needed {
+                Needed::Decision(d) => {
+                    children.insert(d.decided.child_id.to_string());
+                    schools.insert(d.decided.school_id.to_string());
+                }
+                Needed::Policy(p, _) => {
+                    schools.insert(p.school_id.to_string());
+                }
+            }
+        }
         let children: Vec<String> = children.into_iter().collect();
-        let mut latest: HashMap<(String, Purpose), BTreeMap<String, bool>> = HashMap::new();
+        let schools: Vec<String> = schools.into_iter().collect();
+        // Only what the rule reads is loaded: when and how each decision was given is not.
+        let mut latest: HashMap<String, Consents> = HashMap::new();
         for row in select_packed(tx, &t.sql(LATEST), &[], &children)
             .await?
             .rows()
         {
             let row = row?;
-            let key = (
-                row.try_get::<String>(0)?,
+            latest.entry(row.try_get(0)?).or_default().record(
                 purpose(&row.try_get::<String>(1)?)?,
+                PersonId::from_uuid(uuid(&row.try_get::<String>(2)?)?),
+                LatestDecision {
+                    granted: row.try_get::<i64>(3)? != 0,
+                    at: DateTime::<Utc>::default(),
+                    policy_version: version(row.try_get(4)?)?,
+                    method: ConsentMethod::default(),
+                },
             );
-            latest
-                .entry(key)
-                .or_default()
-                .insert(row.try_get(2)?, row.try_get::<i64>(3)? != 0);
         }
-        let mut decisions: BTreeMap<(String, Purpose, String), [Cell; 7]> = BTreeMap::new();
-        let mut history = Bulk::new(t.sql(HISTORY), 13, "");
-        for Decision {
-            position,
-            event_id,
-            occurred_at,
-            recorded_at,
-            decided: d,
-        } in batch
+        // Each school's versions, folded in order.
+        let mut versions: BTreeMap<(String, u32), Vec<PolicyPurpose>> = BTreeMap::new();
+        for row in select_packed(tx, &t.sql(POLICIES), &[], &schools)
+            .await?
+            .rows()
         {
+            let row = row?;
+            versions.insert(
+                (row.try_get(0)?, version(row.try_get(1)?)?),
+                serde_json::from_str(&row.try_get::<String>(2)?)?,
+            );
+        }
+        let mut policies: HashMap<String, ConsentPolicy> = HashMap::new();
+        for ((school, version), purposes) in versions {
+            let next = ConsentPolicy::following(policies.get(&school), version, purposes);
+            policies.insert(school, next);
+        }
+        let mut decisions: BTreeMap<(String, Purpose, String), [Cell; 8]> = BTreeMap::new();
+        let mut history = Bulk::new(t.sql(HISTORY), 13, "");
+        let mut published = Bulk::new(t.sql(POLICY), 4, "");
+        for needed in batch {
+            let Decision {
+                position,
+                event_id,
+                occurred_at,
+                recorded_at,
+                decided: d,
+            } = match needed {
+                Needed::Decision(d) => d,
+                Needed::Policy(p, at) => {
+                    let school = p.school_id.to_string();
+                    published.row([
+                        school.as_str().into(),
+                        i64::from(p.version).into(),
+                        micros(at).into(),
+                        serde_json::to_string(&p.purposes)?.into(),
+                    ]);
+                    let next =
+                        ConsentPolicy::following(policies.get(&school), p.version, p.purposes);
+                    policies.insert(school, next);
+                    continue;
+                }
+            };
             let child = d.child_id.to_string();
             let guardian = d.guardian_id.to_string();
-            let of_purpose = latest.entry((child.clone(), d.purpose)).or_default();
-            of_purpose.insert(guardian.clone(), d.granted);
-            let effective = consent::effective(of_purpose.values().copied());
+            let school = d.school_id.to_string();
+            let consents = latest.entry(child.clone()).or_default();
+            consents.record(
+                d.purpose,
+                d.guardian_id,
+                LatestDecision {
+                    granted: d.granted,
+                    at: d.at,
+                    policy_version: d.policy_version,
+                    method: d.method,
+                },
+            );
+            let effective = policies
+                .get(&school)
+                .is_some_and(|p| p.holds(consents, d.purpose));
             decisions.insert(
                 (child.clone(), d.purpose, guardian.clone()),
                 [
                     child.as_str().into(),
                     d.purpose.as_str().into(),
                     guardian.as_str().into(),
+                    school.as_str().into(),
                     d.granted.into(),
                     micros(d.at).into(),
                     i64::from(d.policy_version).into(),
@@ -172,7 +256,7 @@ impl Projection for ConsentProjection {
                 to_i64(position).into(),
                 event_id.to_string().into(),
                 child.into(),
-                d.school_id.to_string().into(),
+                school.into(),
                 d.purpose.as_str().into(),
                 d.granted.into(),
                 guardian.into(),
@@ -184,14 +268,21 @@ impl Projection for ConsentProjection {
                 d.recorded_by.map(|p| p.to_string()).into(),
             ]);
         }
-        let mut upserts = Bulk::new(t.sql(UPSERT), 7, UPSERT_SUFFIX);
+        let mut upserts = Bulk::new(t.sql(UPSERT), 8, UPSERT_SUFFIX);
         for row in decisions.into_values() {
             upserts.row(row);
         }
+        published.execute(tx).await?;
         upserts.execute(tx).await?;
         history.execute(tx).await?;
         Ok(())
     }
+}
+
+fn version(v: i64) -> Result<u32, ProjectionError> {
+    u32::try_from(v).map_err(|_| {
+        ProjectionError::Invalid(format!("policy version {v} in the consent read model"))
+    })
 }
 
 const fn method_str(m: ConsentMethod) -> &'static str {
@@ -234,10 +325,44 @@ pub struct GuardianDecision {
 pub struct PurposeConsent {
     /// The purpose.
     pub purpose: Purpose,
-    /// Whether consent holds.
+    /// Whether consent holds, counting the decisions made since the school's policy gave the
+    /// purpose its current meaning.
     pub effective: bool,
-    /// Each guardian's latest decision.
+    /// Whether guardians must decide again: they decided, but none since the purpose changed
+    /// meaning.
+    pub needs_decision: bool,
+    /// Each guardian's latest decision (those under an earlier meaning included).
     pub decisions: Vec<GuardianDecision>,
+}
+
+/// The school's consent policy as of `at` (now when `None`): every version published by then,
+/// folded with [`ConsentPolicy::following`]. `None` before its first version.
+///
+/// # Errors
+/// Database failures; a stored version this build cannot read.
+pub async fn policy(
+    db: &ReadDb,
+    school: SchoolId,
+    at: Option<DateTime<Utc>>,
+) -> Result<Option<ConsentPolicy>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT version, purposes FROM consent_policies
+         WHERE school_id = $1 AND published_at <= $2 ORDER BY version",
+    )
+    .bind(school.to_string())
+    .bind(at.map_or(i64::MAX, micros))
+    .fetch_all(db.pool())
+    .await?;
+    let mut folded: Option<ConsentPolicy> = None;
+    for row in rows {
+        let purposes: Vec<PolicyPurpose> = serde_json::from_str(&row.try_get::<String, _>(1)?)?;
+        folded = Some(ConsentPolicy::following(
+            folded.as_ref(),
+            version(row.try_get(0)?)?,
+            purposes,
+        ));
+    }
+    Ok(folded)
 }
 
 /// The current consent of `child` for every purpose.
@@ -249,7 +374,7 @@ pub async fn current_consent(
     child: ChildId,
 ) -> Result<Vec<PurposeConsent>, ProjectionError> {
     let rows = sqlx::query(
-        "SELECT purpose, guardian_id, granted, at, policy_version, method FROM consent_decisions WHERE child_id = $1 ORDER BY purpose, guardian_id",
+        "SELECT purpose, guardian_id, granted, at, policy_version, method, school_id FROM consent_decisions WHERE child_id = $1 ORDER BY purpose, guardian_id",
     )
     .bind(child.to_string())
     .fetch_all(db.pool())
@@ -259,23 +384,48 @@ pub async fn current_consent(
         .map(|purpose| PurposeConsent {
             purpose,
             effective: false,
+            needs_decision: false,
             decisions: Vec::new(),
         })
         .collect();
-    for row in rows {
-        let p = purpose(&row.get::<String, _>(0))?;
+    let mut school = None;
+    for row in &rows {
+        let p = purpose(&row.try_get::<String, _>(0)?)?;
+        school = Some(row.try_get::<String, _>(6)?);
         if let Some(slot) = out.iter_mut().find(|c| c.purpose == p) {
             slot.decisions.push(GuardianDecision {
-                guardian_id: PersonId::from_uuid(uuid(&row.get::<String, _>(1))?),
-                granted: row.get::<i64, _>(2) != 0,
-                at: from_micros(row.get(3)),
-                policy_version: u32::try_from(row.get::<i64, _>(4)).unwrap_or_default(),
-                method: method_from(&row.get::<String, _>(5)),
+                guardian_id: PersonId::from_uuid(uuid(&row.try_get::<String, _>(1)?)?),
+                granted: row.try_get::<i64, _>(2)? != 0,
+                at: from_micros(row.try_get(3)?),
+                policy_version: version(row.try_get(4)?)?,
+                method: method_from(&row.try_get::<String, _>(5)?),
             });
         }
     }
+    let Some(school) = school else {
+        return Ok(out);
+    };
+    let Some(policy) = policy(db, SchoolId::from_uuid(uuid(&school)?), None).await? else {
+        return Ok(out);
+    };
+    let mut consents = Consents::default();
+    for c in &out {
+        for d in &c.decisions {
+            consents.record(
+                c.purpose,
+                d.guardian_id,
+                LatestDecision {
+                    granted: d.granted,
+                    at: d.at,
+                    policy_version: d.policy_version,
+                    method: d.method,
+                },
+            );
+        }
+    }
     for c in &mut out {
-        c.effective = consent::effective(c.decisions.iter().map(|d| d.granted));
+        c.effective = policy.holds(&consents, c.purpose);
+        c.needs_decision = policy.needs_decision(&consents, c.purpose);
     }
     Ok(out)
 }
@@ -289,14 +439,10 @@ pub async fn is_effective(
     child: ChildId,
     purpose: Purpose,
 ) -> Result<bool, ProjectionError> {
-    let latest: Vec<i64> = sqlx::query_scalar(
-        "SELECT granted FROM consent_decisions WHERE child_id = $1 AND purpose = $2",
-    )
-    .bind(child.to_string())
-    .bind(purpose.as_str())
-    .fetch_all(db.pool())
-    .await?;
-    Ok(consent::effective(latest.iter().map(|g| *g != 0)))
+    Ok(current_consent(db, child)
+        .await?
+        .into_iter()
+        .any(|c| c.purpose == purpose && c.effective))
 }
 
 /// One decision of the audit trail.

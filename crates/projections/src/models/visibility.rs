@@ -11,9 +11,10 @@
 //!   as the sealed envelope's JSON, never plaintext) and, as JSON, the rest of its state ([`Post`]:
 //!   its media items with their tags, removed, expired), each fact stored once;
 //! - `visibility_consents`: each guardian's latest decision per child and purpose (granted or
-//!   withdrawn), one row each — what [`Consents::record`] keeps for a child, and all that
-//!   [`Consents::is_effective`] reads. A query folds a child's rows with the same rule,
-//!   [`consent::effective`].
+//!   withdrawn, and the policy version it answered), one row each — what [`Consents::record`]
+//!   keeps for a child, and all that [`Consents::is_effective`] reads. A query folds a child's
+//!   rows with the same rule, [`consent::effective`], over the decisions that count under the
+//!   roster's current policy.
 //!
 //! [`Consents::record`]: consent::Consents::record
 //! [`Consents::is_effective`]: consent::Consents::is_effective
@@ -103,6 +104,7 @@ CREATE TABLE {visibility_consents} (
     purpose TEXT NOT NULL,
     guardian_id TEXT NOT NULL,
     granted BIGINT NOT NULL,
+    policy_version BIGINT NOT NULL,
     PRIMARY KEY (child_id, purpose, guardian_id)
 ){without_rowid};
 CREATE TABLE {feed_posts} (
@@ -203,7 +205,7 @@ struct Work {
     schools: HashMap<SchoolId, School>,
     posts: HashMap<PostId, StoredPost>,
     /// Each guardian's latest decision per child and purpose decided in the batch.
-    decisions: BTreeMap<(ChildId, Purpose, PersonId), bool>,
+    decisions: BTreeMap<(ChildId, Purpose, PersonId), (bool, u32)>,
     /// Schools whose roster changed in a way that can change a group's audience.
     audience_changed: BTreeSet<SchoolId>,
     touched_schools: BTreeSet<SchoolId>,
@@ -330,8 +332,10 @@ impl Work {
                 // replaces their earlier one. The child's other facts (absences, erasure) do
                 // not bear on visibility.
                 Needed::Consent(d) => {
-                    self.decisions
-                        .insert((d.child_id, d.purpose, d.guardian_id), d.granted);
+                    self.decisions.insert(
+                        (d.child_id, d.purpose, d.guardian_id),
+                        (d.granted, d.policy_version),
+                    );
                 }
             }
         }
@@ -354,20 +358,24 @@ impl Work {
         )
         .await?;
 
-        let mut rows = Vec::with_capacity(self.decisions.len() * 4);
-        for ((child_id, purpose, guardian_id), granted) in &self.decisions {
+        let mut rows = Vec::with_capacity(self.decisions.len() * 5);
+        for ((child_id, purpose, guardian_id), (granted, version)) in &self.decisions {
             rows.extend([
                 cell(child_id),
                 Cell::from(purpose.as_str()),
                 cell(guardian_id),
                 Cell::from(*granted),
+                Cell::Int(i64::from(*version)),
             ]);
         }
         bulk_insert(
             tx,
-            &t.render("INSERT INTO {visibility_consents} (child_id, purpose, guardian_id, granted)"),
-            4,
-            " ON CONFLICT (child_id, purpose, guardian_id) DO UPDATE SET granted = excluded.granted",
+            &t.render(
+                "INSERT INTO {visibility_consents} (child_id, purpose, guardian_id, granted, policy_version)",
+            ),
+            5,
+            " ON CONFLICT (child_id, purpose, guardian_id) DO UPDATE SET granted = excluded.granted,
+              policy_version = excluded.policy_version",
             rows,
         )
         .await?;
@@ -643,26 +651,43 @@ struct Rules {
     nowhere: School,
 }
 
-/// Each guardian's latest decision (granted or not) per child and purpose: the rows of
-/// `visibility_consents`.
+/// Each guardian's latest decision (granted or not, and the policy version it answered) per
+/// child and purpose: the rows of `visibility_consents`.
 #[derive(Default)]
-struct Decisions(HashMap<(ChildId, Purpose), Vec<bool>>);
+struct Decisions(HashMap<(ChildId, Purpose), Vec<(bool, u32)>>);
 
 impl Decisions {
-    fn add(&mut self, child: &str, purpose: &str, granted: i64) -> Result<(), ProjectionError> {
+    fn add(
+        &mut self,
+        child: &str,
+        purpose: &str,
+        granted: i64,
+        version: i64,
+    ) -> Result<(), ProjectionError> {
+        let version = u32::try_from(version).map_err(|_| {
+            ProjectionError::Invalid(format!(
+                "policy version {version} in the visibility read model"
+            ))
+        })?;
         self.0
             .entry((parsed(child)?, parsed(purpose)?))
             .or_default()
-            .push(granted != 0);
+            .push((granted != 0, version));
         Ok(())
     }
 
-    /// Whether consent for (`child`, `purpose`) holds: the domain's rule on the decisions, as
+    /// Whether consent for (`child`, `purpose`) holds over the decisions made under version
+    /// `counting_from` or later: the domain's rule, as
     /// [`Consents::is_effective`](consent::Consents::is_effective) applies it.
-    fn is_effective(&self, child: ChildId, purpose: Purpose) -> bool {
-        self.0
-            .get(&(child, purpose))
-            .is_some_and(|granted| consent::effective(granted.iter().copied()))
+    fn is_effective(&self, child: ChildId, purpose: Purpose, counting_from: u32) -> bool {
+        self.0.get(&(child, purpose)).is_some_and(|decided| {
+            consent::effective(
+                decided
+                    .iter()
+                    .filter(|(_, version)| *version >= counting_from)
+                    .map(|(granted, _)| *granted),
+            )
+        })
     }
 }
 
@@ -723,14 +748,16 @@ impl Rules {
         let children: Vec<String> = children.into_iter().collect();
         for row in select_in(
             conn,
-            "SELECT child_id, purpose, granted FROM visibility_consents WHERE child_id IN ({in})",
+            "SELECT child_id, purpose, granted, policy_version FROM visibility_consents WHERE child_id IN ({in})",
             &[],
             &children,
         )
         .await?
         {
             let (child, purpose): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-            rules.decisions.add(&child, &purpose, row.try_get(2)?)?;
+            rules
+                .decisions
+                .add(&child, &purpose, row.try_get(2)?, row.try_get(3)?)?;
         }
         Ok(rules)
     }
@@ -741,7 +768,9 @@ impl Rules {
             .school_id
             .and_then(|s| self.schools.get(&s))
             .map_or(&self.nowhere, |s| &**s);
-        let consent = |child: ChildId, purpose| self.decisions.is_effective(child, purpose);
+        let consent = |child: ChildId, purpose, counting_from| {
+            self.decisions.is_effective(child, purpose, counting_from)
+        };
         rule::who_may_see(school, post, media_id, &consent)
             .map_err(|e| ProjectionError::Invalid(format!("media item {media_id}: {e}")))
     }
@@ -816,8 +845,8 @@ async fn who_may_see_at_once(
         }
     }
     let mut decisions = Decisions::default();
-    for (child, purpose, granted) in json::<Vec<(String, String, i64)>>(&row, 8)? {
-        decisions.add(&child, &purpose, granted)?;
+    for (child, purpose, granted, version) in json::<Vec<(String, String, i64, i64)>>(&row, 8)? {
+        decisions.add(&child, &purpose, granted, version)?;
     }
     let rules = Rules {
         schools,
@@ -832,7 +861,7 @@ const WHO_MAY_SEE_SQLITE: &str = concat!(
     "SELECT ",
     post_columns!(),
     ", g.generation, g.position,
-    (SELECT json_group_array(json_array(c.child_id, c.purpose, c.granted))
+    (SELECT json_group_array(json_array(c.child_id, c.purpose, c.granted, c.policy_version))
      FROM visibility_consents c
      WHERE c.child_id IN (SELECT t.value FROM json_each(f.state, '$.media') AS item,
                                               json_each(item.value, '$.tagged') AS t))
@@ -849,7 +878,7 @@ const WHO_MAY_SEE_POSTGRES: &str = concat!(
     "SELECT ",
     post_columns!(),
     ", g.generation, g.position,
-    (SELECT COALESCE(json_agg(json_build_array(c.child_id, c.purpose, c.granted)), '[]'::json)::text
+    (SELECT COALESCE(json_agg(json_build_array(c.child_id, c.purpose, c.granted, c.policy_version)), '[]'::json)::text
      FROM visibility_consents c
      WHERE c.child_id = ANY(ARRAY(SELECT jsonb_array_elements_text(item.value -> 'tagged')
                                   FROM jsonb_each(f.state::jsonb -> 'media') AS item)))
