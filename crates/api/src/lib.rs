@@ -7,7 +7,8 @@
 //! - [`auth`]: JWT bearer tokens (local key or an OpenID Connect issuer's JWKS);
 //! - [`app`]: the router, middleware and the operational endpoints;
 //! - [`server`]: `serve`, `projector` and `token`, as the binary runs them;
-//! - [`retention`]: the job that expires content after its school's retention period.
+//! - [`retention`]: the job that expires content after its school's retention period;
+//! - [`invitation_expiry`]: the job that records invitations past their date as expired.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod demo;
 pub mod error;
 pub mod exec;
+pub mod invitation_expiry;
 pub mod media;
 pub mod metrics;
 pub mod retention;

@@ -24,7 +24,8 @@ pub struct ServeOptions {
     pub oidc_jwks: Option<String>,
     /// Limits.
     pub limits: Limits,
-    /// Whether to run the retention job in this process ([`crate::retention`]; on by default).
+    /// Whether to run the background jobs in this process: retention ([`crate::retention`]) and
+    /// invitation expiry ([`crate::invitation_expiry`]); on by default.
     pub retention: bool,
 }
 
@@ -163,9 +164,11 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
     let state = AppState::new(system, auth, board, options.limits.clone());
     // Complete erasures and approvals a stopped process left half done (idempotent).
     tokio::spawn(crate::routes::rights::sweep_in_background(state.clone()));
-    // Expire content past its school's retention period, now and every hour.
+    // Expire content past its school's retention period and invitations past their date, now
+    // and every hour.
     if options.retention {
         tokio::spawn(crate::retention::run_in_background(state.clone()));
+        tokio::spawn(crate::invitation_expiry::run_in_background(state.clone()));
     }
     let listener =
         TcpListener::bind(options.listen)

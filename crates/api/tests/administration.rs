@@ -17,6 +17,7 @@ on_both_backends!(
     a_new_policy_version_is_published_by_the_director_only,
     roles_corrections_and_moves_change_the_roster,
     a_childs_absences_are_listed_to_its_guardians_and_the_staff_of_its_group,
+    invitations_past_their_date_are_recorded_expired_and_sent_again_with_a_new_code,
 );
 
 async fn staff_record_a_guardians_paper_form_and_the_history_names_who_recorded_it(api: Api) {
@@ -379,4 +380,94 @@ async fn a_childs_absences_are_listed_to_its_guardians_and_the_staff_of_its_grou
     api.get_fresh(&path, &api.person(other_parent))
         .await
         .expect(404);
+}
+
+async fn invitations_past_their_date_are_recorded_expired_and_sent_again_with_a_new_code(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let (invitation, code) = s.invite(&api, s.child_a, "laat@home.example").await;
+    let resend = format!("/v1/invitations/{invitation}/resend");
+    // Still open: nothing to send again.
+    api.post(&resend, Some(&api.person(s.teacher)), json!({}))
+        .await
+        .expect(409);
+    let state = &api.running.state;
+    let later = Utc::now() + Duration::days(15);
+    api.caught_up().await;
+    let expired = kring_api::invitation_expiry::expire_due(state, later)
+        .await
+        .unwrap();
+    assert_eq!(expired, [kring_domain::InvitationId::from_uuid(invitation)]);
+    api.caught_up().await;
+    assert!(
+        kring_api::invitation_expiry::expire_due(state, later)
+            .await
+            .unwrap()
+            .is_empty(),
+        "expired once"
+    );
+    let listed = api
+        .get_fresh(
+            &format!("/v1/groups/{}/invitations", s.group),
+            &api.person(s.teacher),
+        )
+        .await
+        .expect(200);
+    assert_eq!(listed.body["invitations"][0]["status"], "expired");
+    // The code's holder is told it expired, and to ask for a new one.
+    let late = api
+        .post(
+            "/v1/invitations/accept",
+            None,
+            json!({"code": code, "display_name": "Te Laat"}),
+        )
+        .await
+        .expect(422);
+    assert!(late.body["detail"].as_str().unwrap().contains("expired"));
+
+    // Staff of another group, and parents, send nothing.
+    let head = api.head().await;
+    api.post(&resend, Some(&api.person(s.teacher2)), json!({}))
+        .await
+        .expect(403);
+    assert_eq!(api.head().await, head);
+    let again = api
+        .post(&resend, Some(&api.person(s.teacher)), json!({}))
+        .await
+        .expect(201);
+    let new_code = again.body["code"].as_str().unwrap().to_owned();
+    assert_ne!(new_code, code);
+    assert_ne!(again.body["invitation_id"], json!(invitation));
+    let accepted = api
+        .post(
+            "/v1/invitations/accept",
+            None,
+            json!({"code": new_code, "display_name": "Op Tijd"}),
+        )
+        .await
+        .expect(200);
+    api.post(
+        &format!(
+            "/v1/invitations/{}/approve",
+            again.body["invitation_id"].as_str().unwrap()
+        ),
+        Some(&api.person(s.teacher)),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    let me = api
+        .get_fresh(
+            "/v1/me",
+            &api.person(kring_domain::PersonId::from_uuid(
+                accepted.body["person_id"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+            )),
+        )
+        .await
+        .expect(200);
+    assert_eq!(me.body["email"], "laat@home.example", "the same address");
+    assert_eq!(me.body["children"][0]["child_id"], json!(s.child_a));
 }

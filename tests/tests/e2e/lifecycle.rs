@@ -361,6 +361,10 @@ async fn linked_guardian(api: &Server, s: &School, name: &str) -> Reach {
     }
 }
 
+/// How a relation ends: the request that ends it (method, path, sender, status), made from the
+/// school and what the person reached.
+type Ending = fn(&School, &Reach) -> (Method, String, Who, u16);
+
 /// Runs `end` and reads on with its position.
 async fn end(api: &Server, method: Method, path: &str, by: Who, status: u16) {
     let body = if method == Method::POST {
@@ -408,7 +412,7 @@ async fn access_ends_when_the_relation_ends(backend: Backend) {
     failures.extend(none_granted(&api, r.who, &kept, "unassigned teacher").await);
 
     // A guardian unlinked by staff, one who leaves, one erased, one whose child leaves school.
-    let endings: [(&str, fn(&School, &Reach) -> (Method, String, Who, u16)); 4] = [
+    let endings: [(&str, Ending); 4] = [
         ("guardian unlinked by the teacher", |s, r| {
             (
                 Method::DELETE,

@@ -145,6 +145,7 @@ pub const MATRIX: &[(&str, [u16; 10])] = &[
     ("POST /v1/me/notifications/delivered",              [200, 404, 404, 404, 404, 404, 403, 401, 401, 401]),
     ("DELETE /v1/children/{child_id}/absences/{absence_id}", [200, 404, 403, 403, 403, 403, 403, 401, 401, 401]),
     ("DELETE /v1/activities/{activity_id}",              [403, 403, 200, 403, 200, 403, 403, 401, 401, 401]),
+    ("POST /v1/invitations/{invitation_id}/resend",      [403, 403, 201, 403, 201, 403, 403, 401, 401, 401]),
     // Administration and the access lifecycle. Cells that would succeed get a fresh target;
     // refused ones aim at the shared child, guardian and post.
     ("DELETE /v1/schools/{school_id}/staff/{person_id}", [403, 403, 403, 403, 200, 403, 200, 401, 401, 401]),
@@ -529,6 +530,22 @@ pub async fn request(api: &Server, s: &School, route: &str, role: Role) -> Reque
             post(
                 format!("/v1/schools/{}/consent-policy", s.id),
                 json!({"purposes": current.expect(200)["purposes"]}),
+            )
+        }
+        "POST /v1/invitations/{invitation_id}/resend" => {
+            let (invitation, _) = s.invite(api, s.teacher, s.spare_child).await;
+            api.send(
+                Method::POST,
+                &format!("/v1/invitations/{invitation}/revoke"),
+                Who::Person(s.teacher),
+                Body::Empty,
+            )
+            .await
+            .expect(200);
+            req(
+                Method::POST,
+                format!("/v1/invitations/{invitation}/resend"),
+                Body::Empty,
             )
         }
         "GET /healthz" | "GET /metrics" | "GET /openapi.json" => get(routes::split(route).1),

@@ -76,6 +76,7 @@ pub const ADDED: &[&str] = &[
     "POST /v1/me/notifications/delivered",
     "DELETE /v1/children/{child_id}/absences/{absence_id}",
     "DELETE /v1/activities/{activity_id}",
+    "POST /v1/invitations/{invitation_id}/resend",
 ];
 
 /// The operational endpoints (no token).

@@ -56,6 +56,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/invitations/accept", post(accept))
         .route("/v1/invitations/{invitation_id}/approve", post(approve))
         .route("/v1/invitations/{invitation_id}/revoke", post(revoke))
+        .route("/v1/invitations/{invitation_id}/resend", post(resend))
         .route(
             "/v1/groups/{group_id}/invitations",
             get(invitations_of_group),
@@ -65,7 +66,7 @@ pub fn router() -> Router<AppState> {
 /// This module's part of the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(invite, accept, approve, revoke, invitations_of_group),
+    paths(invite, accept, approve, revoke, resend, invitations_of_group),
     components(schemas(
         NewInvitation,
         InvitationSent,
@@ -157,6 +158,19 @@ pub async fn invite(
     let child_id = ChildId::from_uuid(req.child_id);
     // `404` for a caller who may not know of the child; the domain refuses non-staff.
     let roster = child_place(&state, caller, child_id).await?.roster;
+    let sent = send(&state, caller, rid, &roster.state, child_id, &req.email).await?;
+    Ok((StatusCode::CREATED, Json(sent)))
+}
+
+/// Sends a new invitation with a new code for `child_id` to `email`, as `caller` decides it.
+async fn send(
+    state: &AppState,
+    caller: Caller,
+    rid: Uuid,
+    roster: &School,
+    child_id: ChildId,
+    email: &str,
+) -> ApiResult<InvitationSent> {
     let invitation_id = InvitationId::generate();
     let invitee_id = PersonId::generate();
     let code = new_code(invitation_id)?;
@@ -171,14 +185,14 @@ pub async fn invite(
                 invitation::decide(
                     &InvitationContext {
                         invitation: s,
-                        school: &roster.state,
+                        school: roster,
                     },
                     Command::new(
                         caller.actor(),
                         InvitationAction::Invite {
                             invitation_id,
                             child_id,
-                            email: req.email.clone(),
+                            email: email.to_owned(),
                             invitee_id,
                             code_digest: digest.clone(),
                         },
@@ -196,15 +210,70 @@ pub async fn invite(
             _ => None,
         })
         .ok_or_else(|| ApiError::internal("inviting wrote no Invited event"))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(InvitationSent {
-            invitation_id: invitation_id.into(),
-            code,
-            expires_at,
-            position: written.position,
-        }),
-    ))
+    Ok(InvitationSent {
+        invitation_id: invitation_id.into(),
+        code,
+        expires_at,
+        position: written.position,
+    })
+}
+
+/// Sends an expired or revoked invitation again: a new invitation with a new code, for the same
+/// child and e-mail address (staff of the child's group). The old one stays closed. `409` while
+/// it is still open.
+#[utoipa::path(post, path = "/v1/invitations/{invitation_id}/resend", tag = "invitations",
+    params(("invitation_id" = Uuid, Path, description = "The expired or revoked invitation")),
+    responses((status = 201, body = InvitationSent), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn resend(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(rid): RequestId,
+    Path(invitation_id): Path<InvitationId>,
+) -> ApiResult<(StatusCode, Json<InvitationSent>)> {
+    let (loaded, school) = invitation_and_school(&state, invitation_id).await?;
+    require_school_staff(&school.state, caller, "send an invitation again")?;
+    let old = &loaded.state;
+    let child_id = old
+        .child_id
+        .ok_or_else(|| ApiError::not_found(format!("invitation {invitation_id}")))?;
+    let closed = match old.status {
+        InvitationStatus::Expired | InvitationStatus::Revoked => true,
+        InvitationStatus::Pending => old.expires_at.is_some_and(|at| Utc::now() >= at),
+        _ => false,
+    };
+    if !closed {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "invitation {invitation_id} is {}: only an expired or revoked invitation is sent again",
+                old.status.name()
+            ),
+        ));
+    }
+    let email = state
+        .exec
+        .events_of(&StreamName::invitation(invitation_id))
+        .await?
+        .into_iter()
+        .find_map(|(_, e)| match e {
+            kring_domain::Event::Invitation(InvitationEvent::Invited(i)) => Some(i.email),
+            _ => None,
+        })
+        .ok_or_else(|| ApiError::not_found(format!("invitation {invitation_id}")))?;
+    let email = state.open(&email).await?;
+    if email == crate::state::ERASED {
+        return Err(DomainError::invalid(
+            "invitation_id",
+            "the invitee's e-mail address was erased: invite them anew",
+        )
+        .into());
+    }
+    let sent = send(&state, caller, rid, &school.state, child_id, &email).await?;
+    Ok((StatusCode::CREATED, Json(sent)))
 }
 
 /// `POST /v1/invitations/accept`.

@@ -971,6 +971,33 @@ FROM membership_invitations WHERE group_id = $1
 ORDER BY invited_at, invitation_id
 LIMIT $3";
 
+/// Invitations still pending whose validity ran out by `now`, soonest expired first, at most
+/// `limit`: what the invitation-expiry job records as expired.
+///
+/// # Errors
+/// Database failures; a stored id this build cannot read.
+pub async fn pending_past(
+    db: &ReadDb,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<InvitationId>, ProjectionError> {
+    sqlx::query(
+        "SELECT invitation_id FROM membership_invitations
+         WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+    )
+    .bind(micros(now))
+    .bind(i64::from(limit))
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(InvitationId::from_uuid(uuid(
+            &row.try_get::<String, _>(0)?,
+        )?))
+    })
+    .collect()
+}
+
 /// The invitations listed in a group, oldest first, with sealed e-mail addresses (for the
 /// group's staff).
 ///
