@@ -18,6 +18,7 @@ on_both_backends!(
     roles_corrections_and_moves_change_the_roster,
     a_childs_absences_are_listed_to_its_guardians_and_the_staff_of_its_group,
     invitations_past_their_date_are_recorded_expired_and_sent_again_with_a_new_code,
+    a_year_transition_of_sixteen_groups_of_twenty_five_is_previewed_then_applied_once,
 );
 
 async fn staff_record_a_guardians_paper_form_and_the_history_names_who_recorded_it(api: Api) {
@@ -470,4 +471,130 @@ async fn invitations_past_their_date_are_recorded_expired_and_sent_again_with_a_
         .expect(200);
     assert_eq!(me.body["email"], "laat@home.example", "the same address");
     assert_eq!(me.body["children"][0]["child_id"], json!(s.child_a));
+}
+
+/// Seals and appends a simulated school's log into the server's store, as if it had been
+/// written through the API.
+async fn seed(api: &Api, world: &kring_domain::simulation::World) {
+    use kring_store::{EventStore, ExpectedVersion, Metadata};
+    let system = &api.running.state.system;
+    for r in &world.log {
+        let sealed = system
+            .vault
+            .seal(&r.event, Metadata::new(r.at, r.actor))
+            .await
+            .unwrap();
+        system
+            .store
+            .append(&r.stream, ExpectedVersion::Any, vec![sealed])
+            .await
+            .unwrap();
+    }
+    api.caught_up().await;
+}
+
+async fn a_year_transition_of_sixteen_groups_of_twenty_five_is_previewed_then_applied_once(
+    api: Api,
+) {
+    let world = kring_domain::simulation::World::with_classes(16, 25, 2);
+    seed(&api, &world).await;
+    let director = api.person(world.director);
+    let path = format!("/v1/schools/{}/year-transition", world.school_id);
+    let last = world.groups.len() - 1;
+    let groups: Vec<Value> = world
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            if i == last {
+                let leavers: Vec<_> = world.school.audience_children(*g).collect();
+                json!({"group_id": g, "leavers": leavers, "archive": true})
+            } else {
+                json!({"group_id": g, "children_to_new": format!("Groep {} (2027)", i + 2), "archive": true})
+            }
+        })
+        .collect();
+    let new_groups: Vec<Value> = (0..last)
+        .map(|i| json!({"name": format!("Groep {} (2027)", i + 2)}))
+        .collect();
+    let body = |dry_run: bool| json!({"dry_run": dry_run, "effective_on": "2027-08-30", "groups": groups, "new_groups": new_groups});
+    api.post(&path, Some(&api.person(world.staff[1])), body(true))
+        .await
+        .expect(403);
+    let head = api.head().await;
+    let preview = api
+        .post(&path, Some(&director), body(true))
+        .await
+        .expect(200);
+    assert_eq!(api.head().await, head, "a dry run writes nothing");
+    assert_eq!(preview.body["position"], Value::Null);
+    let changes = preview.body["changes"].as_array().unwrap();
+    let count = |kind: &str| changes.iter().filter(|c| c["kind"] == kind).count();
+    assert_eq!(
+        (
+            count("group_created"),
+            count("child_moved"),
+            count("child_left"),
+            count("group_archived")
+        ),
+        (15, 375, 25, 16)
+    );
+    let leaver = changes.iter().find(|c| c["kind"] == "child_left").unwrap();
+    assert_eq!(
+        leaver["guardians_losing_access"].as_array().unwrap().len(),
+        2
+    );
+
+    let applied = api
+        .post(&path, Some(&director), body(false))
+        .await
+        .expect(200);
+    assert_eq!(applied.body["changes"], preview.body["changes"]);
+    let at = applied.position();
+    assert_eq!(at, head + 431, "one event per change");
+
+    // The new groups hold the moved classes; the old ones are archived and take no posts.
+    let created = changes
+        .iter()
+        .find(|c| c["kind"] == "group_created")
+        .unwrap();
+    let group = api
+        .get(
+            &format!(
+                "/v1/groups/{}?min_position={at}",
+                created["group_id"].as_str().unwrap()
+            ),
+            &director,
+        )
+        .await
+        .expect(200);
+    assert_eq!(group.body["children"].as_array().unwrap().len(), 25);
+    let old = api
+        .get(&format!("/v1/groups/{}", world.groups[0]), &director)
+        .await
+        .expect(200);
+    assert_eq!(old.body["archived"], true);
+    assert!(old.body["children"].as_array().unwrap().is_empty());
+    let teacher = *world.school.groups[&world.groups[0]]
+        .staff
+        .iter()
+        .next()
+        .unwrap();
+    let refused = api
+        .post(
+            &format!("/v1/groups/{}/posts", world.groups[0]),
+            Some(&api.person(teacher)),
+            json!({"body": "Nog een bericht"}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(refused.code(), "rule_violated");
+
+    // Applying the same request again changes nothing.
+    let again = api
+        .post(&path, Some(&director), body(false))
+        .await
+        .expect(200);
+    assert_eq!(again.body["changes"], json!([]));
+    assert_eq!(api.head().await, at);
 }

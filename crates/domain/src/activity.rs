@@ -165,6 +165,7 @@ pub fn decide(
                 })
             }
         };
+        school.open_group(group_id)?;
         if ends_at <= starts_at {
             return Err(DomainError::invalid("ends_at", "must be after starts_at"));
         }

@@ -212,6 +212,13 @@ pub enum DomainError {
         /// When its retention period ends.
         until: DateTime<Utc>,
     },
+    /// Rule: a group archived at a year transition is read-only (no new posts, children,
+    /// conversations or activities).
+    #[error("group {group_id} was archived at a year transition and takes nothing new")]
+    GroupArchived {
+        /// The group.
+        group_id: GroupId,
+    },
     /// A consent decision for a purpose the current policy does not ask for.
     #[error("the consent policy version {policy_version} does not ask consent for {purpose}")]
     PurposeNotInPolicy {

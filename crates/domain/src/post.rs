@@ -349,6 +349,7 @@ pub fn decide(
                     })
                 }
             };
+            school.open_group(group_id)?;
             if body.trim().is_empty() && media.is_empty() {
                 return Err(DomainError::invalid("body", "a post needs text or media"));
             }

@@ -16,9 +16,14 @@ use crate::person::QuietHours;
 use crate::purpose::Purpose;
 use crate::sealed::Sealed;
 use crate::validate;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+
+mod transition;
+pub use transition::{
+    plan_transition, transition, Destination, GroupPlan, TransitionChange, YearTransition,
+};
 
 /// A staff member's role at a school.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -221,6 +226,12 @@ pub struct Group {
     pub kind: GroupKind,
     /// Staff assigned to it.
     pub staff: BTreeSet<PersonId>,
+    /// Its name (not personal data): a year transition finds a new group by it.
+    #[serde(default)]
+    pub name: String,
+    /// Whether it ended at a year transition: read-only from then on.
+    #[serde(default)]
+    pub archived: bool,
 }
 
 /// A child's place in the school.
@@ -412,6 +423,20 @@ impl School {
             .any(|c| self.is_guardian(person, c))
     }
 
+    /// The group, which must still be open: an archived group takes no new posts, children,
+    /// conversations or activities.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown group; `GroupArchived` for an archived one.
+    pub fn open_group(&self, group_id: GroupId) -> Result<&Group, DomainError> {
+        let group = self.group(group_id)?;
+        if group.archived {
+            Err(DomainError::GroupArchived { group_id })
+        } else {
+            Ok(group)
+        }
+    }
+
     /// The consent purpose for showing images to the group's parents.
     ///
     /// # Errors
@@ -498,6 +523,16 @@ school_event!(
         group_id: GroupId,
         /// Its name, e.g. "Groep 5b".
         name: String,
+    }
+);
+school_event!(
+    /// A class group ended at a year transition: read-only from then on, its content kept for
+    /// the retention period.
+    GroupArchived {
+        /// The group.
+        group_id: GroupId,
+        /// The first day of the school year it did not continue into.
+        effective_on: NaiveDate,
     }
 );
 school_event!(
@@ -602,6 +637,8 @@ event_enum! {
         StaffLeft,
         /// See [`GroupCreated`].
         GroupCreated,
+        /// See [`GroupArchived`].
+        GroupArchived,
         /// See [`StaffAssigned`].
         StaffAssigned,
         /// See [`StaffUnassigned`].
@@ -732,6 +769,9 @@ pub enum SchoolAction {
         /// The erased person.
         person_id: PersonId,
     },
+    /// Plan the new school year in one step (director): per group, its children move to another
+    /// group or leave the school, and groups that end are archived. See [`plan_transition`].
+    YearTransition(YearTransition),
     /// Unlink a guardian (staff of the child's group, the operator, or the guardian themself).
     UnlinkGuardian {
         /// The child.
@@ -761,8 +801,9 @@ fn require(allowed: bool, actor: Actor, action: &'static str) -> Result<(), Doma
     }
 }
 
+/// An open class group: where children are placed.
 fn class_group(state: &School, group_id: GroupId) -> Result<&Group, DomainError> {
-    let group = state.group(group_id)?;
+    let group = state.open_group(group_id)?;
     if group.kind == GroupKind::Class {
         Ok(group)
     } else {
@@ -1049,6 +1090,10 @@ pub fn decide(
         SchoolAction::LinkGuardian { invitation } => {
             return link_guardian(state, actor, &invitation)
         }
+        SchoolAction::YearTransition(plan) => {
+            let (_, events) = transition(state, actor, &plan)?;
+            return Ok(events);
+        }
         SchoolAction::EndRelationsOf { person_id } => {
             require(
                 actor == Actor::System,
@@ -1195,6 +1240,8 @@ pub fn evolve(mut state: School, event: &SchoolEvent) -> School {
                 Group {
                     kind: GroupKind::School,
                     staff: BTreeSet::new(),
+                    name: e.name.clone(),
+                    archived: false,
                 },
             );
         }
@@ -1224,8 +1271,15 @@ pub fn evolve(mut state: School, event: &SchoolEvent) -> School {
                 Group {
                     kind: GroupKind::Class,
                     staff: BTreeSet::new(),
+                    name: e.name.clone(),
+                    archived: false,
                 },
             );
+        }
+        SchoolEvent::GroupArchived(e) => {
+            if let Some(group) = state.groups.get_mut(&e.group_id) {
+                group.archived = true;
+            }
         }
         SchoolEvent::StaffAssigned(e) => {
             if let Some(group) = state.groups.get_mut(&e.group_id) {

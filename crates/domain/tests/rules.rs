@@ -1052,3 +1052,162 @@ fn a_purpose_the_policy_no_longer_asks_for_has_no_consent() {
         })
     );
 }
+
+/// Two classes of three children: class 0 goes up into a new group, class 1 leaves.
+fn year_plan(world: &World) -> kring_domain::school::YearTransition {
+    use kring_domain::school::{Destination, GroupPlan, YearTransition};
+    let leaving = world.groups[1];
+    YearTransition {
+        effective_on: chrono::NaiveDate::from_ymd_opt(2027, 8, 30).unwrap(),
+        new_groups: vec![(kring_domain::GroupId::generate(), "Groep 4 (2027)".into())],
+        groups: vec![
+            GroupPlan {
+                group_id: world.groups[0],
+                children_to: Some(Destination::NewGroup("Groep 4 (2027)".into())),
+                leavers: vec![],
+                archive: true,
+            },
+            GroupPlan {
+                group_id: leaving,
+                children_to: None,
+                leavers: world.school.audience_children(leaving).collect(),
+                archive: true,
+            },
+        ],
+    }
+}
+
+#[test]
+fn a_year_transition_writes_exactly_what_its_preview_says_and_only_once() {
+    use kring_domain::school::{plan_transition, TransitionChange};
+    let mut world = World::with_classes(2, 3, 2);
+    let director = Actor::Person(world.director);
+    let plan = year_plan(&world);
+    assert!(matches!(
+        plan_transition(&world.school, Actor::Person(world.staff[1]), &plan),
+        Err(DomainError::NotAllowed { .. })
+    ));
+    let preview = plan_transition(&world.school, director, &plan).unwrap();
+    let kinds = |changes: &[TransitionChange]| {
+        changes
+            .iter()
+            .map(|c| match c {
+                TransitionChange::GroupCreated { .. } => "created",
+                TransitionChange::ChildMoved { .. } => "moved",
+                TransitionChange::ChildLeft { .. } => "left",
+                TransitionChange::GroupArchived { .. } => "archived",
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        kinds(&preview),
+        ["created", "moved", "moved", "moved", "left", "left", "left", "archived", "archived"]
+    );
+    let leaver = world
+        .school
+        .audience_children(world.groups[1])
+        .next()
+        .unwrap();
+    let leaver_guardians = world.guardians_of(leaver);
+    assert!(preview.iter().any(|c| matches!(c,
+        TransitionChange::ChildLeft { child_id, guardians_unlinked, guardians_leaving_school, .. }
+            if *child_id == leaver && *guardians_unlinked == leaver_guardians
+                && *guardians_leaving_school == leaver_guardians)));
+    let written = world
+        .school(director, SchoolAction::YearTransition(plan.clone()))
+        .unwrap();
+    assert_eq!(written, preview.len(), "one event per change");
+    let new_group = match &preview[0] {
+        TransitionChange::GroupCreated { group_id, .. } => *group_id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(world.school.audience_children(new_group).count(), 3);
+    assert!(!world.school.children.contains_key(&leaver));
+    assert!(world.school.groups[&world.groups[0]].archived);
+    // Applying it again: the new group is found by its name, nothing is left to change.
+    assert_eq!(plan_transition(&world.school, director, &plan).unwrap(), []);
+    assert_eq!(
+        world.school(director, SchoolAction::YearTransition(plan)),
+        Ok(0)
+    );
+    // An archived group takes no posts, children or activities.
+    let teacher = Actor::Person(world.staff[1]);
+    assert_eq!(
+        world
+            .publish(teacher, world.groups[0], &[vec![]])
+            .map(|_| ()),
+        Err(DomainError::GroupArchived {
+            group_id: world.groups[0]
+        })
+    );
+    assert!(matches!(
+        world.school(
+            director,
+            SchoolAction::EnrollChild {
+                child_id: ChildId::generate(),
+                group_id: world.groups[0],
+                first_name: "Nieuw".into(),
+                last_initial: "N".into(),
+            },
+        ),
+        Err(DomainError::GroupArchived { .. })
+    ));
+}
+
+#[test]
+fn a_year_transition_refuses_to_archive_a_group_that_keeps_children() {
+    use kring_domain::school::{plan_transition, GroupPlan, YearTransition};
+    let world = World::with_classes(2, 3, 2);
+    let director = Actor::Person(world.director);
+    let keeps = YearTransition {
+        effective_on: chrono::NaiveDate::from_ymd_opt(2027, 8, 30).unwrap(),
+        new_groups: vec![],
+        groups: vec![GroupPlan {
+            group_id: world.groups[0],
+            children_to: None,
+            leavers: vec![],
+            archive: true,
+        }],
+    };
+    assert!(matches!(
+        plan_transition(&world.school, director, &keeps),
+        Err(DomainError::Invalid {
+            field: "groups.archive",
+            ..
+        })
+    ));
+    let into_itself = YearTransition {
+        groups: vec![GroupPlan {
+            group_id: world.groups[0],
+            children_to: Some(kring_domain::school::Destination::Group(world.groups[0])),
+            leavers: vec![],
+            archive: false,
+        }],
+        ..keeps.clone()
+    };
+    assert!(plan_transition(&world.school, director, &into_itself).is_err());
+    let into_archived = YearTransition {
+        groups: vec![
+            GroupPlan {
+                group_id: world.groups[0],
+                children_to: Some(kring_domain::school::Destination::Group(world.groups[1])),
+                leavers: vec![],
+                archive: false,
+            },
+            GroupPlan {
+                group_id: world.groups[1],
+                children_to: None,
+                leavers: world.school.audience_children(world.groups[1]).collect(),
+                archive: true,
+            },
+        ],
+        ..keeps
+    };
+    assert!(matches!(
+        plan_transition(&world.school, director, &into_archived),
+        Err(DomainError::Invalid {
+            field: "groups.children_to",
+            ..
+        })
+    ));
+}

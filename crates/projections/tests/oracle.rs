@@ -412,6 +412,7 @@ impl Naive {
                 }
                 SchoolEvent::SchoolSettingsChanged(_)
                 | SchoolEvent::GroupCreated(_)
+                | SchoolEvent::GroupArchived(_)
                 | SchoolEvent::ChildDetailsCorrected(_) => {}
             },
             Event::Child(ChildEvent::ConsentDecided(d)) => {

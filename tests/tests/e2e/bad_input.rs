@@ -116,6 +116,11 @@ pub const JSON_WRITES: &[(&str, &[&str], &[WrongValue])] = &[
         ("purposes", "[]", 422, "validation_failed"),
         ("purposes", r#"[{"purpose": "photos", "description": "Foto's"}]"#, 422, "validation_failed"),
     ]),
+    ("POST /v1/schools/{school_id}/year-transition", &["dry_run", "effective_on", "groups"], &[
+        ("effective_on", r#""30-08-2027""#, 422, "validation_failed"),
+        ("groups", r#"[{"group_id": "00000000-0000-7000-8000-000000000000"}]"#, 404, "not_found"),
+        ("groups", r#"[{"group_id": "00000000-0000-7000-8000-000000000000", "children_to_new": "X", "children_to": "00000000-0000-7000-8000-000000000000"}]"#, 422, "validation_failed"),
+    ]),
     ("POST /v1/me/notifications/delivered", &["notification_ids"], &[
         ("notification_ids", r#"["nonsense"]"#, 422, "validation_failed"),
         ("notification_ids", "[]", 422, "validation_failed"),

@@ -161,6 +161,8 @@ pub const MATRIX: &[(&str, [u16; 10])] = &[
     ("GET /v1/schools/{school_id}/settings",             [200, 200, 200, 200, 200, 200, 200, 401, 401, 401]),
     ("PATCH /v1/schools/{school_id}/settings",           [403, 403, 403, 403, 200, 403, 200, 401, 401, 401]),
     ("POST /v1/schools/{school_id}/consent-policy",      [403, 403, 403, 403, 201, 403, 403, 401, 401, 401]),
+    // A dry run: the director's cell answers the plan and writes nothing either.
+    ("POST /v1/schools/{school_id}/year-transition",     [403, 403, 403, 403, 200, 403, 403, 401, 401, 401]),
     // Operations: no token needed.
     ("GET /healthz",                                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("GET /readyz",                                      [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
@@ -548,6 +550,11 @@ pub async fn request(api: &Server, s: &School, route: &str, role: Role) -> Reque
                 Body::Empty,
             )
         }
+        "POST /v1/schools/{school_id}/year-transition" => post(
+            format!("/v1/schools/{}/year-transition", s.id),
+            json!({"dry_run": true, "effective_on": "2027-08-30",
+                   "groups": [{"group_id": s.class_b, "children_to": s.class_a}]}),
+        ),
         "GET /healthz" | "GET /metrics" | "GET /openapi.json" => get(routes::split(route).1),
         "GET /readyz" => {
             api.ready().await;

@@ -66,6 +66,7 @@ pub const CONTRACT: &[&str] = &[
     "GET /v1/schools/{school_id}/settings",
     "PATCH /v1/schools/{school_id}/settings",
     "POST /v1/schools/{school_id}/consent-policy",
+    "POST /v1/schools/{school_id}/year-transition",
 ];
 
 /// Routes the implementation adds to the contract.

@@ -16,7 +16,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use kring_domain::school::{PolicyPurpose, SchoolAction, SchoolEvent, SchoolSettings};
+use chrono::NaiveDate;
+use kring_domain::school::{
+    self, Destination, GroupPlan, PolicyPurpose, SchoolAction, SchoolEvent, SchoolSettings,
+    TransitionChange, YearTransition,
+};
 use kring_domain::{ChildId, Command, GroupId, PersonId, Purpose, SchoolId};
 use kring_projections::models::memberships;
 use serde::{Deserialize, Serialize};
@@ -55,6 +59,10 @@ pub fn router() -> Router<AppState> {
             "/v1/schools/{school_id}/settings",
             get(settings).patch(change_settings),
         )
+        .route(
+            "/v1/schools/{school_id}/year-transition",
+            post(year_transition),
+        )
 }
 
 /// This module's part of the OpenAPI document.
@@ -70,7 +78,8 @@ pub fn router() -> Router<AppState> {
         unlink_guardian,
         settings,
         change_settings,
-        publish_policy
+        publish_policy,
+        year_transition
     ),
     components(schemas(
         NewRole,
@@ -80,7 +89,12 @@ pub fn router() -> Router<AppState> {
         SettingsChange,
         NewPolicy,
         NewPolicyPurpose,
-        PolicyPublished
+        PolicyPublished,
+        TransitionRequest,
+        TransitionGroup,
+        NewGroupName,
+        TransitionDoc,
+        ChangeDoc
     ))
 )]
 pub struct Doc;
@@ -491,4 +505,218 @@ pub async fn publish_policy(
             position: written.position,
         }),
     ))
+}
+
+/// `POST /v1/schools/{school_id}/year-transition`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TransitionRequest {
+    /// `true`: answer what would change and write nothing; `false`: apply it.
+    pub dry_run: bool,
+    /// The first day of the new school year (`YYYY-MM-DD`): recorded on the groups that end,
+    /// and part of the ids of the groups it makes.
+    pub effective_on: NaiveDate,
+    /// What happens to each class group (groups left out stay as they are).
+    pub groups: Vec<TransitionGroup>,
+    /// Class groups to make, by name (an open class group of that name is that group).
+    #[serde(default)]
+    pub new_groups: Vec<NewGroupName>,
+}
+
+/// What happens to one class group at the transition.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TransitionGroup {
+    /// The class group.
+    pub group_id: Uuid,
+    /// An existing class group its children move to.
+    pub children_to: Option<Uuid>,
+    /// The name of one of `new_groups` its children move to.
+    pub children_to_new: Option<String>,
+    /// Its children who leave the school.
+    #[serde(default)]
+    pub leavers: Vec<Uuid>,
+    /// Whether the group ends (archived: read-only). It must be empty afterwards.
+    #[serde(default)]
+    pub archive: bool,
+}
+
+/// A class group to make.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewGroupName {
+    /// Its name, e.g. `Groep 6a`.
+    pub name: String,
+}
+
+/// One change of a transition. `kind` says which fields are set.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChangeDoc {
+    /// `group_created`, `child_moved`, `child_left` or `group_archived`.
+    pub kind: String,
+    /// The group made or archived.
+    pub group_id: Option<Uuid>,
+    /// The name of the group made.
+    pub name: Option<String>,
+    /// The child moved or leaving.
+    pub child_id: Option<Uuid>,
+    /// The child's group before.
+    pub from_group_id: Option<Uuid>,
+    /// The moved child's new group.
+    pub to_group_id: Option<Uuid>,
+    /// Guardians who lose access to the old group (a move) or to the child (a leaver).
+    pub guardians_losing_access: Vec<Uuid>,
+    /// Of a leaver's guardians, those with no other child at the school: they lose the school.
+    pub guardians_leaving_school: Vec<Uuid>,
+}
+
+impl From<TransitionChange> for ChangeDoc {
+    fn from(c: TransitionChange) -> Self {
+        let ids = |people: Vec<PersonId>| people.into_iter().map(Into::into).collect();
+        let blank = |kind: &str| Self {
+            kind: kind.to_owned(),
+            group_id: None,
+            name: None,
+            child_id: None,
+            from_group_id: None,
+            to_group_id: None,
+            guardians_losing_access: Vec::new(),
+            guardians_leaving_school: Vec::new(),
+        };
+        match c {
+            TransitionChange::GroupCreated { group_id, name } => Self {
+                group_id: Some(group_id.into()),
+                name: Some(name),
+                ..blank("group_created")
+            },
+            TransitionChange::ChildMoved {
+                child_id,
+                from_group_id,
+                to_group_id,
+                guardians_leaving_group,
+            } => Self {
+                child_id: Some(child_id.into()),
+                from_group_id: Some(from_group_id.into()),
+                to_group_id: Some(to_group_id.into()),
+                guardians_losing_access: ids(guardians_leaving_group),
+                ..blank("child_moved")
+            },
+            TransitionChange::ChildLeft {
+                child_id,
+                from_group_id,
+                guardians_unlinked,
+                guardians_leaving_school,
+            } => Self {
+                child_id: Some(child_id.into()),
+                from_group_id: Some(from_group_id.into()),
+                guardians_losing_access: ids(guardians_unlinked),
+                guardians_leaving_school: ids(guardians_leaving_school),
+                ..blank("child_left")
+            },
+            TransitionChange::GroupArchived { group_id } => Self {
+                group_id: Some(group_id.into()),
+                ..blank("group_archived")
+            },
+        }
+    }
+}
+
+/// What a transition changes (or, in a dry run, would change).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TransitionDoc {
+    /// Whether this was a dry run (nothing written).
+    pub dry_run: bool,
+    /// The changes, in the order they are written: new groups, moves, leavers, archived groups.
+    pub changes: Vec<ChangeDoc>,
+    /// The global position after applying (`null` in a dry run).
+    pub position: Option<u64>,
+}
+
+/// The id of a group a transition makes: the same for the same school, year and name, so that a
+/// preview names the ids its application makes.
+fn new_group_id(school_id: SchoolId, effective_on: NaiveDate, name: &str) -> GroupId {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{school_id}/{effective_on}/{}", name.trim()));
+    let mut bytes = [0_u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    GroupId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+}
+
+/// Plans the new school year in one request (director): per class group, its children move to
+/// another group (an existing one, or one of `new_groups`) or leave the school, and groups that
+/// end are archived (read-only; their content kept for the retention period). With `dry_run`
+/// the answer says exactly what would change — who moves, who leaves, which guardians lose
+/// access to what — and nothing is written; the same body with `dry_run: false` writes those
+/// changes as events, in one append. Applying it again changes nothing.
+#[utoipa::path(post, path = "/v1/schools/{school_id}/year-transition", tag = "administration",
+    request_body = TransitionRequest,
+    params(("school_id" = Uuid, Path, description = "The school")),
+    responses((status = 200, body = TransitionDoc), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn year_transition(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(rid): RequestId,
+    Path(school_id): Path<SchoolId>,
+    Body(req): Body<TransitionRequest>,
+) -> ApiResult<Json<TransitionDoc>> {
+    let mut groups = Vec::with_capacity(req.groups.len());
+    for g in &req.groups {
+        let children_to = match (g.children_to, &g.children_to_new) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::validation(
+                    "groups: children_to and children_to_new name one destination; give one",
+                ))
+            }
+            (Some(id), None) => Some(Destination::Group(GroupId::from_uuid(id))),
+            (None, Some(name)) => Some(Destination::NewGroup(name.clone())),
+            (None, None) => None,
+        };
+        groups.push(GroupPlan {
+            group_id: GroupId::from_uuid(g.group_id),
+            children_to,
+            leavers: g.leavers.iter().map(|c| ChildId::from_uuid(*c)).collect(),
+            archive: g.archive,
+        });
+    }
+    let plan = YearTransition {
+        effective_on: req.effective_on,
+        new_groups: req
+            .new_groups
+            .iter()
+            .map(|g| {
+                (
+                    new_group_id(school_id, req.effective_on, &g.name),
+                    g.name.clone(),
+                )
+            })
+            .collect(),
+        groups,
+    };
+    let roster = state.exec.school(school_id).await?;
+    if req.dry_run {
+        let changes = school::plan_transition(&roster.state, caller.actor(), &plan)?;
+        return Ok(Json(TransitionDoc {
+            dry_run: true,
+            changes: changes.into_iter().map(ChangeDoc::from).collect(),
+            position: None,
+        }));
+    }
+    // The changes are those of the roster the decision is made on (a retry after a concurrent
+    // write plans again).
+    let planned = std::sync::Mutex::new(Vec::new());
+    let written = state
+        .exec
+        .run_school(school_id, caller.actor(), rid, |roster, _| {
+            let (changes, events) = school::transition(roster, caller.actor(), &plan)?;
+            if let Ok(mut slot) = planned.lock() {
+                *slot = changes;
+            }
+            Ok(events)
+        })
+        .await?;
+    let changes = planned.into_inner().map_err(ApiError::internal)?;
+    Ok(Json(TransitionDoc {
+        dry_run: false,
+        changes: changes.into_iter().map(ChangeDoc::from).collect(),
+        position: Some(written.position),
+    }))
 }

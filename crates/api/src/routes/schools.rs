@@ -379,6 +379,9 @@ pub struct GroupDoc {
     pub name: String,
     /// `class` or `school`.
     pub kind: String,
+    /// Whether it ended at a year transition: read-only, its content kept for the retention
+    /// period.
+    pub archived: bool,
     /// Staff who see the group.
     pub staff: Vec<StaffDoc>,
     /// Its pupils.
@@ -463,6 +466,7 @@ pub async fn group(
         school_id: view.school_id.into(),
         name: view.name,
         kind: kind_name(view.kind).to_owned(),
+        archived: view.archived,
         staff,
         children,
         guardians,

@@ -50,7 +50,8 @@ CREATE TABLE {membership_groups} (
     group_id TEXT PRIMARY KEY,
     school_id TEXT NOT NULL,
     name TEXT NOT NULL,
-    kind TEXT NOT NULL
+    kind TEXT NOT NULL,
+    archived BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX {membership_groups}_by_school ON {membership_groups} (school_id);
 CREATE TABLE {membership_staff} (
@@ -108,6 +109,7 @@ const INSERT_SCHOOL: &str = "INSERT INTO {membership_schools} (school_id, name, 
 ON CONFLICT (school_id) DO UPDATE SET name = excluded.name, brin = excluded.brin, school_group_id = excluded.school_group_id";
 const INSERT_GROUP: &str = "INSERT INTO {membership_groups} (group_id, school_id, name, kind) VALUES ($1, $2, $3, $4)
 ON CONFLICT (group_id) DO UPDATE SET school_id = excluded.school_id, name = excluded.name, kind = excluded.kind";
+const ARCHIVE_GROUP: &str = "UPDATE {membership_groups} SET archived = 1 WHERE group_id = $1";
 const UPSERT_STAFF: &str =
     "INSERT INTO {membership_staff} (school_id, person_id, role) VALUES ($1, $2, $3)
 ON CONFLICT (school_id, person_id) DO UPDATE SET role = excluded.role";
@@ -278,6 +280,10 @@ fn apply_school(
         }
         SchoolEvent::StaffAssigned(d) => {
             defer(out, ASSIGN, [id(d.group_id), id(d.person_id)]);
+            Ok(())
+        }
+        SchoolEvent::GroupArchived(d) => {
+            defer(out, ARCHIVE_GROUP, [id(d.group_id)]);
             Ok(())
         }
         SchoolEvent::StaffUnassigned(d) => {
@@ -564,6 +570,8 @@ pub struct GroupView {
     pub name: String,
     /// Class or whole school.
     pub kind: GroupKind,
+    /// Whether it ended at a year transition (read-only).
+    pub archived: bool,
     /// Staff who see the group: assigned staff and directors (every staff member for the school
     /// group), by person id.
     pub staff: Vec<GroupStaff>,
@@ -587,7 +595,7 @@ pub struct GroupSummary {
 }
 
 const GROUP: &str =
-    "SELECT group_id, school_id, name, kind FROM membership_groups WHERE group_id = $1";
+    "SELECT group_id, school_id, name, kind, archived FROM membership_groups WHERE group_id = $1";
 // The audience rules, in SQL: a class group's own staff and the directors, or every staff
 // member for the school group; its own pupils, or every pupil for the school group.
 const GROUP_STAFF: &str = "SELECT s.person_id, s.role, p.display_name
@@ -692,6 +700,7 @@ pub async fn group(db: &ReadDb, group: GroupId) -> Result<Option<GroupView>, Pro
         school_id: school_id(&row, 1)?,
         name: row.get(2),
         kind: kind_from(&row.get::<String, _>(3))?,
+        archived: row.try_get::<i64, _>(4)? != 0,
         staff,
         children,
         guardians,

@@ -516,6 +516,7 @@ const fn changes_audience(e: &SchoolEvent) -> bool {
         | SchoolEvent::GuardianUnlinked(_) => true,
         SchoolEvent::SchoolSettingsChanged(_)
         | SchoolEvent::ConsentPolicyPublished(_)
+        | SchoolEvent::GroupArchived(_)
         | SchoolEvent::ChildDetailsCorrected(_) => false,
     }
 }
@@ -529,6 +530,7 @@ const fn school_of(e: &SchoolEvent) -> SchoolId {
         SchoolEvent::StaffRoleChanged(e) => e.school_id,
         SchoolEvent::StaffLeft(e) => e.school_id,
         SchoolEvent::GroupCreated(e) => e.school_id,
+        SchoolEvent::GroupArchived(e) => e.school_id,
         SchoolEvent::StaffAssigned(e) => e.school_id,
         SchoolEvent::StaffUnassigned(e) => e.school_id,
         SchoolEvent::ChildEnrolled(e) => e.school_id,
