@@ -4,7 +4,8 @@
 //! with steps aimed at everything visibility depends on: tagged photos in class and school
 //! posts, grants and withdrawals by several guardians, guardians linked and unlinked, children
 //! moving groups or leaving, staff leaving, changing role or group, tags added and taken off,
-//! media and posts removed or expired, consent-policy versions that reword or drop purposes). A naive model, written below straight from the list of
+//! media and posts removed or expired, consent-policy versions that reword or drop purposes,
+//! year transitions that move a class on, let a child leave and archive the class). A naive model, written below straight from the list of
 //! domain events and sharing no code with the domain's rule (`visibility::who_may_see`,
 //! `Consents::is_effective`, `ConsentPolicy::holds`) or the read models, says for every media item who may see it and
 //! why and who is withheld because of which child and purpose, and for every child and purpose
@@ -34,7 +35,9 @@ use kring_domain::child::ChildEvent;
 use kring_domain::consent::ConsentMethod;
 use kring_domain::invitation::InvitationAction;
 use kring_domain::post::{PostAction, PostEvent};
-use kring_domain::school::{PolicyPurpose, SchoolAction, SchoolEvent, StaffRole};
+use kring_domain::school::{
+    Destination, GroupPlan, PolicyPurpose, SchoolAction, SchoolEvent, StaffRole, YearTransition,
+};
 use kring_domain::simulation::{op, Op, Recorded, World, GOOD_CODE};
 use kring_domain::visibility::ViewReason;
 use kring_domain::{
@@ -86,6 +89,9 @@ enum Step {
     ChangeRole { staff: u8, role: u8 },
     /// A child leaves the school, and their guardians with them.
     Unenroll { child: u8 },
+    /// A year transition: a class's children move to another class, one of them leaves the
+    /// school, and the class is archived.
+    YearTransition { from: u8, to: u8, leaver: u8 },
     /// The director publishes a new version of the consent policy: the purposes whose bit is
     /// set in `reword` get a new description, and one purpose may be left out.
     NewPolicy { reword: u8, drop: u8 },
@@ -115,7 +121,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Sim(Op::CreateGroup)),
         1 => (i(), i()).prop_map(|(by, group)| Step::Sim(Op::Enroll { by, group })),
         1 => i().prop_map(|child| Step::Unenroll { child }),
-        2 => (i(), i()).prop_map(|(reword, drop)| Step::NewPolicy { reword, drop }),
+        1 => (i(), i()).prop_map(|(reword, drop)| Step::NewPolicy { reword, drop }),
+        1 => (i(), i(), i()).prop_map(|(from, to, leaver)| Step::YearTransition { from, to, leaver }),
     ]
 }
 
@@ -268,6 +275,30 @@ fn take(world: &mut World, step: &Step) -> Option<Result<(), kring_domain::Domai
                 .school(director, SchoolAction::UnenrollChild { child_id })
                 .map(|_| ())
         }
+        Step::YearTransition { from, to, leaver } => {
+            let open: Vec<GroupId> = world
+                .groups
+                .iter()
+                .copied()
+                .filter(|g| !world.school.groups[g].archived)
+                .collect();
+            let from = pick(&open, from)?;
+            let to = pick(&open, to)?;
+            let children: Vec<ChildId> = world.school.audience_children(from).collect();
+            let plan = YearTransition {
+                effective_on: world.now.date_naive(),
+                new_groups: Vec::new(),
+                groups: vec![GroupPlan {
+                    group_id: from,
+                    children_to: Some(Destination::Group(to)),
+                    leavers: pick(&children, leaver).into_iter().collect(),
+                    archive: true,
+                }],
+            };
+            world
+                .school(director, SchoolAction::YearTransition(plan))
+                .map(|_| ())
+        }
         Step::NewPolicy { reword, drop } => {
             let current = world.school.policy.clone()?;
             let dropped = (drop % 4 == 0).then(|| Purpose::ALL[usize::from(drop) % 7]);
@@ -282,8 +313,10 @@ fn take(world: &mut World, step: &Step) -> Option<Result<(), kring_domain::Domai
                         .iter()
                         .find(|q| q.purpose == *p)
                         .map(|q| q.description.clone());
+                    // One version in four rewords: the purposes whose bit is set.
+                    let reworded = reword < 64 && reword & (1 << i) != 0;
                     let description = match kept {
-                        Some(text) if reword & (1 << i) == 0 => text,
+                        Some(text) if !reworded => text,
                         _ => format!("{} (versie {version})", p.default_description()),
                     };
                     PolicyPurpose {
@@ -997,6 +1030,8 @@ struct Coverage {
     unenrolled: usize,
     /// A purpose reworded by a new policy version, with decisions that no longer count.
     needs_decision: usize,
+    /// A class archived at a year transition.
+    archived: usize,
 }
 
 impl Coverage {
@@ -1012,6 +1047,7 @@ impl Coverage {
         c.moved = has(&|e| matches!(e, Event::School(SchoolEvent::ChildMoved(_))));
         c.unlinked = has(&|e| matches!(e, Event::School(SchoolEvent::GuardianUnlinked(_))));
         c.unenrolled = has(&|e| matches!(e, Event::School(SchoolEvent::ChildUnenrolled(_))));
+        c.archived = has(&|e| matches!(e, Event::School(SchoolEvent::GroupArchived(_))));
         c.untagged = has(&|e| matches!(e, Event::Post(PostEvent::ChildUntagged(_))));
         c.removed = has(&|e| {
             matches!(
@@ -1108,6 +1144,7 @@ impl Coverage {
         self.staff_changed += o.staff_changed;
         self.unenrolled += o.unenrolled;
         self.needs_decision += o.needs_decision;
+        self.archived += o.archived;
     }
 
     /// Every kind of case happened at least once.
@@ -1143,6 +1180,7 @@ impl Coverage {
                 "a reworded purpose whose decisions no longer count",
                 self.needs_decision,
             ),
+            ("a class archived at a year transition", self.archived),
         ];
         for (what, count) in kinds {
             assert!(count > 0, "no generated history had {what}: {self:?}");

@@ -3,7 +3,9 @@
 //! erased, a child unenrolled or moved — the person it concerns first uses every route the
 //! relation opened (each must grant), then the relation ends, and the same requests, read with
 //! the ending's position, are refused (`403` or `404` as problem+json) or no longer show what
-//! they showed. On the real binary, on SQLite and on PostgreSQL.
+//! they showed. Consent ends the same way: a new policy version that rewords a purpose withholds
+//! what another family saw through it until a guardian decides again. On the real binary, on
+//! SQLite and on PostgreSQL.
 
 use crate::harness::{Backend, Body, Server, Who};
 use crate::school::{school_today, School};
@@ -508,6 +510,79 @@ async fn access_ends_when_the_relation_ends(backend: Backend) {
     if !feed.text().contains(&posted.id("post_id").to_string()) {
         failures.push("the moved child's guardian does not see the new class's post".into());
     }
+
+    // A new policy version rewords group_communication: a photo another family saw thanks to
+    // a child's consent is withheld until a guardian decides again under the new meaning.
+    let r = linked_guardian(&api, &s, "Toestemmende Ouder").await;
+    api.put(
+        &format!("/v1/children/{}/consents/group_communication", r.child),
+        Who::Person(r.who),
+        json!({"granted": true}),
+    )
+    .await
+    .expect(200);
+    let other_family = Who::Person(s.guardian);
+    api.get(&format!("/v1/media/{}", r.media), other_family)
+        .await
+        .expect(200);
+    let current = api
+        .get(
+            &format!("/v1/schools/{}/consent-policy", s.id),
+            Who::Person(s.director),
+        )
+        .await;
+    let mut purposes = current.expect(200)["purposes"].clone();
+    for p in purposes.as_array_mut().expect("purposes") {
+        if p["purpose"] == "group_communication" {
+            p["description"] = json!("Foto's en video's in de klas-app, ook voor de jaarboeken.");
+        }
+    }
+    api.post(
+        &format!("/v1/schools/{}/consent-policy", s.id),
+        Who::Person(s.director),
+        json!({"purposes": purposes}),
+    )
+    .await
+    .expect(201);
+    let withheld = api
+        .get(&format!("/v1/media/{}", r.media), other_family)
+        .await;
+    if withheld.status != 404 {
+        failures.push(format!(
+            "after a new policy version, the other family still gets the photo: {}",
+            withheld.status
+        ));
+    }
+    let consents = api
+        .get(
+            &format!("/v1/children/{}/consents", r.child),
+            Who::Person(r.who),
+        )
+        .await;
+    let group_communication = consents.expect(200)["purposes"]
+        .as_array()
+        .expect("purposes")
+        .iter()
+        .find(|p| p["purpose"] == "group_communication")
+        .cloned()
+        .expect("group_communication");
+    assert_eq!(
+        (
+            &group_communication["effective"],
+            &group_communication["needs_decision"]
+        ),
+        (&json!(false), &json!(true))
+    );
+    api.put(
+        &format!("/v1/children/{}/consents/group_communication", r.child),
+        Who::Person(r.who),
+        json!({"granted": true}),
+    )
+    .await
+    .expect(200);
+    api.get(&format!("/v1/media/{}", r.media), other_family)
+        .await
+        .expect(200);
 
     assert!(
         failures.is_empty(),
