@@ -4,9 +4,12 @@
 //! school app would do: a director, two teachers and a compliance officer; two class groups
 //! and the school group; six children; parents invited, accepted and approved; mixed consents
 //! (one parent withdrew `group_communication`, so a photo of that child is withheld from the
-//! other parents); posts with photos. Then writes `DIR/demo.json` with every id and a token per
-//! demo person. When `DIR/demo.json` exists the seed is skipped, so restarting with `--demo`
-//! keeps the same school.
+//! other parents); posts with photos. Then the director sets the school's settings (default
+//! quiet hours for staff, two years' retention), publishes consent-policy version 2 (it rewords
+//! `school_communication`, so every family is asked to decide on it again), opens Groep 6 and
+//! moves Liam there from Groep 5. Writes `DIR/demo.json` with every id and a token per demo
+//! person. When `DIR/demo.json` exists the seed is skipped, so restarting with `--demo` keeps
+//! the same school.
 
 use crate::auth::Caller;
 use crate::state::AppState;
@@ -76,6 +79,16 @@ impl Client {
 
     async fn put(&self, caller: Caller, path: &str, body: Value) -> Result<Value, String> {
         self.send(Some(caller), reqwest::Method::PUT, path, Some(body))
+            .await
+    }
+
+    async fn patch(&self, caller: Caller, path: &str, body: Value) -> Result<Value, String> {
+        self.send(Some(caller), reqwest::Method::PATCH, path, Some(body))
+            .await
+    }
+
+    async fn get(&self, caller: Caller, path: &str) -> Result<Value, String> {
+        self.send(Some(caller), reqwest::Method::GET, path, None)
             .await
     }
 
@@ -263,7 +276,7 @@ pub async fn seed(state: &AppState, base: &str) -> Result<PathBuf, String> {
             .await?;
         }
     }
-    let (_, group3, _) = &groups[0];
+    let group3 = groups[0].1.clone();
     let anna = person(&juf_anna)?;
     let photo1 = c.upload(anna).await?;
     let photo2 = c.upload(anna).await?;
@@ -286,6 +299,69 @@ pub async fn seed(state: &AppState, base: &str) -> Result<PathBuf, String> {
                 "media": [{"media_id": director_photo, "tagged_children": []}]}),
         )
         .await?;
+    // The director's year: settings, a reworded policy, a new group and a moved child.
+    let director_caller = person(&director)?;
+    let weekday_evenings: Vec<Value> = ["monday", "tuesday", "wednesday", "thursday", "friday"]
+        .iter()
+        .map(|day| json!({"day": day, "start": "18:00", "end": "07:30"}))
+        .collect();
+    c.patch(
+        director_caller,
+        &format!("/v1/schools/{school_id}/settings"),
+        json!({"retention_days": 730, "default_quiet_hours":
+            {"timezone": "Europe/Amsterdam", "weekly": weekday_evenings}}),
+    )
+    .await?;
+    let mut policy = c
+        .get(
+            director_caller,
+            &format!("/v1/schools/{school_id}/consent-policy"),
+        )
+        .await?;
+    if let Some(purposes) = policy["purposes"].as_array_mut() {
+        for p in purposes {
+            if p["purpose"] == "school_communication" {
+                p["description"] = json!(
+                    "Foto's en video's voor de hele school, ook in de nieuwsbrief en op de schermen in de hal."
+                );
+            }
+        }
+    }
+    let published = c
+        .post(
+            dir,
+            &format!("/v1/schools/{school_id}/consent-policy"),
+            json!({"purposes": policy["purposes"]}),
+        )
+        .await?;
+    let group6 = c
+        .post(
+            dir,
+            &format!("/v1/schools/{school_id}/groups"),
+            json!({"name": "Groep 6"}),
+        )
+        .await?;
+    let group6_id = id(&group6, "group_id")?;
+    c.post(
+        dir,
+        &format!("/v1/groups/{group6_id}/staff"),
+        json!({"person_id": meester_tim}),
+    )
+    .await?;
+    let liam = guardians[3].0.clone();
+    c.post(
+        dir,
+        &format!("/v1/children/{liam}/move"),
+        json!({"group_id": group6_id}),
+    )
+    .await?;
+    if let Some(record) = children.get_mut(3) {
+        record["moved_from"] = record["group_id"].clone();
+        record["group"] = json!("Groep 6");
+        record["group_id"] = json!(group6_id);
+    }
+    groups.push(("Groep 6", group6_id.clone(), meester_tim.clone()));
+
     let mut tokens = serde_json::Map::new();
     tokens.insert("operator".into(), c.token(Caller::Operator)?.into());
     for (label, p) in [
@@ -315,6 +391,8 @@ pub async fn seed(state: &AppState, base: &str) -> Result<PathBuf, String> {
         "children": children,
         "people": people,
         "operator_token": tokens["operator"],
+        "consent_policy_version": published["version"],
+        "moved": {"child_id": liam, "from_group_id": groups[1].1, "to_group_id": group6_id},
         "posts": [
             {"post_id": id(&post, "post_id")?, "group_id": group3, "media": [photo1, photo2], "warnings": post["warnings"]},
             {"post_id": id(&school_post, "post_id")?, "group_id": school_group_id, "media": [director_photo]},

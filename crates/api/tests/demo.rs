@@ -78,8 +78,110 @@ async fn seeded(database_url: Option<String>) {
     assert_eq!(
         posts.len(),
         1,
-        "a Groep 5 parent sees only the school post: {posts:?}"
+        "a Groep 6 parent (Liam moved there) sees only the school post: {posts:?}"
     );
+
+    // The director's year: settings, policy version 2, a moved child.
+    let school = demo["school_id"].as_str().unwrap();
+    let (_, settings) = get(
+        &base,
+        &token("teacher_groep_3"),
+        &format!("/v1/schools/{school}/settings"),
+    )
+    .await;
+    assert_eq!(settings["retention_days"], 730);
+    assert_eq!(
+        settings["default_quiet_hours"]["weekly"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    assert_eq!(demo["consent_policy_version"], 2);
+    let (_, consents) = get(
+        &base,
+        &token("parent_sanne_1"),
+        &format!(
+            "/v1/children/{}/consents",
+            demo["children"][0]["child_id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    let school_communication = consents["purposes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["purpose"] == "school_communication")
+        .unwrap();
+    assert_eq!(school_communication["needs_decision"], true, "{consents}");
+    assert_eq!(school_communication["effective"], false);
+    let liam = &demo["children"][3];
+    assert_eq!(liam["first_name"], "Liam");
+    assert_eq!(demo["moved"]["child_id"], liam["child_id"]);
+    let (_, group6) = get(
+        &base,
+        &token("director"),
+        &format!("/v1/groups/{}", liam["group_id"].as_str().unwrap()),
+    )
+    .await;
+    assert!(group6
+        .to_string()
+        .contains(liam["child_id"].as_str().unwrap()));
+
+    // The year transition on the demo school: Groep 3 goes up into a new Groep 4, Groep 5
+    // joins Groep 6, both old groups end. The preview is what applying writes, once.
+    let groups = demo["groups"].as_array().unwrap();
+    let (g3, g5, g6) = (
+        &groups[0]["group_id"],
+        &groups[1]["group_id"],
+        &groups[2]["group_id"],
+    );
+    let body = |dry_run: bool| {
+        serde_json::json!({"dry_run": dry_run, "effective_on": "2027-08-30",
+            "new_groups": [{"name": "Groep 4"}],
+            "groups": [
+                {"group_id": g3, "children_to_new": "Groep 4", "archive": true},
+                {"group_id": g5, "children_to": g6, "archive": true}]})
+    };
+    let transition = |dry_run: bool| {
+        let base = base.clone();
+        let token = token("director");
+        let body = body(dry_run);
+        async move {
+            let res = reqwest::Client::new()
+                .post(format!("{base}/v1/schools/{school}/year-transition"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status().as_u16(), 200);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let preview = transition(true).await;
+    let kinds: Vec<&str> = preview["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "group_created",
+            "child_moved",
+            "child_moved",
+            "child_moved",
+            "child_moved",
+            "child_moved",
+            "group_archived",
+            "group_archived"
+        ]
+    );
+    let applied = transition(false).await;
+    assert_eq!(applied["changes"], preview["changes"]);
+    assert_eq!(transition(false).await["changes"], serde_json::json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
