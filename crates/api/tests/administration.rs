@@ -19,6 +19,7 @@ on_both_backends!(
     a_childs_absences_are_listed_to_its_guardians_and_the_staff_of_its_group,
     invitations_past_their_date_are_recorded_expired_and_sent_again_with_a_new_code,
     a_year_transition_of_sixteen_groups_of_twenty_five_is_previewed_then_applied_once,
+    the_schools_default_quiet_hours_hold_staff_notifications_unless_they_set_their_own,
 );
 
 async fn staff_record_a_guardians_paper_form_and_the_history_names_who_recorded_it(api: Api) {
@@ -597,4 +598,94 @@ async fn a_year_transition_of_sixteen_groups_of_twenty_five_is_previewed_then_ap
         .expect(200);
     assert_eq!(again.body["changes"], json!([]));
     assert_eq!(api.head().await, at);
+}
+
+async fn the_schools_default_quiet_hours_hold_staff_notifications_unless_they_set_their_own(
+    api: Api,
+) {
+    use chrono::Datelike;
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    // Quiet all week, in two halves a day.
+    let days = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    let weekly: Vec<Value> = days
+        .iter()
+        .flat_map(|d| {
+            [
+                json!({"day": d, "start": "00:00", "end": "12:00"}),
+                json!({"day": d, "start": "12:00", "end": "24:00"}),
+            ]
+        })
+        .collect();
+    api.call(
+        Method::PATCH,
+        &format!("/v1/schools/{}/settings", s.school_id),
+        Some(&api.person(s.director)),
+        Some(json!({"default_quiet_hours": {"timezone": "Europe/Amsterdam", "weekly": weekly}})),
+    )
+    .await
+    .expect(200);
+    let availability = format!("/v1/people/{}/availability", s.teacher);
+    let shown = api
+        .get_fresh(&availability, &api.person(mum))
+        .await
+        .expect(200);
+    assert_eq!(shown.body["in_quiet_hours"], true, "{}", shown.text);
+    let started = api
+        .post(
+            "/v1/conversations",
+            Some(&api.person(mum)),
+            json!({"child_id": s.child_a, "body": "Een vraag."}),
+        )
+        .await
+        .expect(201);
+    let held = api
+        .get_fresh("/v1/me/notifications", &api.person(s.teacher))
+        .await
+        .expect(200);
+    assert_eq!(held.body["due"], json!([]));
+    assert_eq!(
+        held.body["held"][0]["conversation_id"],
+        started.body["conversation_id"]
+    );
+    // Her own schedule (an hour on another day) replaces the default.
+    let today = Utc::now()
+        .with_timezone(&chrono_tz::Europe::Amsterdam)
+        .weekday();
+    let other_day = days[(today.num_days_from_monday() as usize + 3) % 7];
+    api.put(
+        "/v1/me/quiet-hours",
+        &api.person(s.teacher),
+        json!({"timezone": "Europe/Amsterdam", "weekly": [{"day": other_day, "start": "10:00", "end": "11:00"}]}),
+    )
+    .await
+    .expect(200);
+    let shown = api
+        .get_fresh(&availability, &api.person(mum))
+        .await
+        .expect(200);
+    assert_eq!(shown.body["in_quiet_hours"], false);
+    api.post(
+        &format!(
+            "/v1/conversations/{}/messages",
+            started.body["conversation_id"].as_str().unwrap()
+        ),
+        Some(&api.person(mum)),
+        json!({"body": "Nog een vraag."}),
+    )
+    .await
+    .expect(201);
+    let due = api
+        .get_fresh("/v1/me/notifications", &api.person(s.teacher))
+        .await
+        .expect(200);
+    assert_eq!(due.body["due"].as_array().unwrap().len(), 1);
 }

@@ -6,7 +6,8 @@
 //!   side of it: staff still on the conversation's school's staff, guardians still linked to the
 //!   conversation's child. The author is never notified.
 //! - A notification to a staff member who is in quiet hours at the message's time — by their
-//!   schedule as of that event in the log — is held until that quiet period ends
+//!   own schedule as of that event in the log, or else their school's default quiet hours
+//!   (a school setting) — is held until that quiet period ends
 //!   ([`QuietHours::quiet_until`], chained periods counting as one); any other notification is
 //!   due at once. Guardians have no quiet hours.
 //! - A notification carries ids only, never the message's text.
@@ -52,6 +53,8 @@ enum Needed {
     ChildUnenrolled(String),
     QuietHoursSet(String, String),
     QuietHoursCleared(String),
+    /// A school's default quiet hours for staff (JSON), or none.
+    SchoolQuietHours(String, Option<String>),
     Started(ConversationStarted),
     Posted(MessagePosted),
 }
@@ -95,6 +98,10 @@ CREATE TABLE {outbox_quiet_hours} (
     person_id TEXT PRIMARY KEY,
     schedule TEXT NOT NULL,
     set_at BIGINT NOT NULL
+);
+CREATE TABLE {outbox_school_quiet_hours} (
+    school_id TEXT PRIMARY KEY,
+    schedule TEXT NOT NULL
 )";
 
 /// Indexes only queries use (see [`Projection::query_indexes`]).
@@ -112,6 +119,13 @@ const QUIET_HOURS: &str = "INSERT INTO {outbox_quiet_hours} (person_id, schedule
 const QUIET_HOURS_SUFFIX: &str =
     "ON CONFLICT (person_id) DO UPDATE SET schedule = excluded.schedule, set_at = excluded.set_at";
 const QUIET_HOURS_CLEARED: &str = "DELETE FROM {outbox_quiet_hours} WHERE person_id = $1";
+const SCHOOL_QUIET_HOURS: &str = "INSERT INTO {outbox_school_quiet_hours} (school_id, schedule)";
+const SCHOOL_QUIET_HOURS_SUFFIX: &str =
+    "ON CONFLICT (school_id) DO UPDATE SET schedule = excluded.schedule";
+const SCHOOL_QUIET_HOURS_CLEARED: &str =
+    "DELETE FROM {outbox_school_quiet_hours} WHERE school_id = $1";
+const LOAD_SCHOOL_QUIET_HOURS: &str =
+    "SELECT school_id, schedule FROM {outbox_school_quiet_hours} WHERE school_id IN ({in})";
 const CONVERSATIONS: &str =
     "INSERT INTO {outbox_conversations} (conversation_id, school_id, child_id)";
 const PARTICIPANTS: &str = "INSERT INTO {outbox_participants} (conversation_id, person_id)";
@@ -172,6 +186,9 @@ LIMIT $2"
 const ONE: &str = select_notifications!("WHERE n.notification_id = $1");
 const SCHEDULE_OF_STAFF: &str = "SELECT q.schedule FROM outbox_quiet_hours q
 WHERE q.person_id = $1 AND EXISTS (SELECT 1 FROM outbox_staff s WHERE s.person_id = q.person_id)";
+const SCHOOL_SCHEDULE_OF_STAFF: &str = "SELECT q.schedule FROM outbox_staff s
+JOIN outbox_school_quiet_hours q ON q.school_id = s.school_id
+WHERE s.person_id = $1 ORDER BY s.school_id LIMIT 1";
 
 #[async_trait]
 impl Projection for OutboxProjection {
@@ -187,6 +204,7 @@ impl Projection for OutboxProjection {
             "outbox_staff",
             "outbox_guardians",
             "outbox_quiet_hours",
+            "outbox_school_quiet_hours",
         ]
     }
 
@@ -232,6 +250,14 @@ impl Projection for OutboxProjection {
             Event::Person(PersonEvent::QuietHoursCleared(q)) => {
                 Some(Needed::QuietHoursCleared(q.person_id.to_string()))
             }
+            Event::School(SchoolEvent::SchoolSettingsChanged(c)) => Some(Needed::SchoolQuietHours(
+                c.school_id.to_string(),
+                c.settings
+                    .default_quiet_hours
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()?,
+            )),
             Event::Conversation(ConversationEvent::ConversationStarted(c)) => {
                 Some(Needed::Started(c.clone()))
             }
@@ -270,10 +296,13 @@ struct State {
     staff: HashSet<(String, String)>,
     guardians: HashSet<(String, String)>,
     quiet: HashMap<String, Option<(String, i64)>>,
+    /// Each school's default quiet hours for staff without their own.
+    school_quiet: HashMap<String, Option<String>>,
     /// Keys whose final state must be written.
     staff_dirty: BTreeSet<(String, String)>,
     guardians_dirty: BTreeSet<(String, String)>,
     quiet_dirty: BTreeSet<String>,
+    school_quiet_dirty: BTreeSet<String>,
     unenrolled: BTreeSet<String>,
 }
 
@@ -353,19 +382,27 @@ impl State {
         let people: Vec<String> = people.into_iter().cloned().collect();
         let children: BTreeSet<&String> = state.conversations.values().map(|c| &c.1).collect();
         let children: Vec<String> = children.into_iter().cloned().collect();
-        let (staff, guardians, quiet) = {
-            let (mut fork, mut another) = (tx.fork(), tx.fork());
-            let (a, b, c) = (
+        let schools: BTreeSet<&String> = state.conversations.values().map(|c| &c.0).collect();
+        let schools: Vec<String> = schools.into_iter().cloned().collect();
+        let (staff, guardians, quiet, school_quiet) = {
+            let (mut fork, mut another, mut third) = (tx.fork(), tx.fork(), tx.fork());
+            let (a, b, c, d) = (
                 t.sql(LOAD_STAFF),
                 t.sql(LOAD_GUARDIANS),
                 t.sql(LOAD_QUIET_HOURS),
+                t.sql(LOAD_SCHOOL_QUIET_HOURS),
             );
             tokio::try_join!(
                 select_packed(tx, &a, &[], &people),
                 select_packed(&mut fork, &b, &[], &children),
                 select_packed(&mut another, &c, &[], &people),
+                select_packed(&mut third, &d, &[], &schools),
             )?
         };
+        for pair in rows(&school_quiet) {
+            let (school, schedule) = pair?;
+            state.school_quiet.insert(school, Some(schedule));
+        }
         for pair in rows(&staff) {
             state.staff.insert(pair?);
         }
@@ -417,6 +454,10 @@ impl State {
                 self.quiet.insert(person.clone(), None);
                 self.quiet_dirty.insert(person);
             }
+            Needed::SchoolQuietHours(school, schedule) => {
+                self.school_quiet.insert(school.clone(), schedule);
+                self.school_quiet_dirty.insert(school);
+            }
             // Loaded (with its participants) in `load`.
             Needed::Started(_) => {}
             Needed::Posted(m) => self.notify(&m, position, notifications)?,
@@ -450,8 +491,12 @@ impl State {
                 continue;
             }
             let quiet_until = if is_staff {
-                let schedule = self.quiet.get(recipient).and_then(|q| q.as_ref());
-                quiet_until(schedule.map(|(s, _)| s.as_str()), m.at)?
+                // Their own schedule, or else the school's default.
+                let own = self.quiet.get(recipient).and_then(|q| q.as_ref());
+                let schedule = own
+                    .map(|(s, _)| s.as_str())
+                    .or_else(|| self.school_quiet.get(school).and_then(|q| q.as_deref()));
+                quiet_until(schedule, m.at)?
             } else {
                 None
             };
@@ -540,6 +585,19 @@ impl State {
             }
         }
         quiet.execute(tx).await?;
+        let mut school_quiet = Bulk::new(t.sql(SCHOOL_QUIET_HOURS), 2, SCHOOL_QUIET_HOURS_SUFFIX);
+        for school in &self.school_quiet_dirty {
+            match self.school_quiet.get(school).and_then(Option::as_ref) {
+                Some(schedule) => {
+                    school_quiet.row([school.as_str().into(), schedule.as_str().into()])
+                }
+                None => {
+                    tx.execute(&t.sql(SCHOOL_QUIET_HOURS_CLEARED), vec![Cell::from(school)])
+                        .await?;
+                }
+            }
+        }
+        school_quiet.execute(tx).await?;
         Ok(())
     }
 }
@@ -808,10 +866,16 @@ pub async fn availability(
     person: PersonId,
     now: DateTime<Utc>,
 ) -> Result<Availability, ProjectionError> {
-    let schedule: Option<String> = sqlx::query_scalar(SCHEDULE_OF_STAFF)
+    let mut schedule: Option<String> = sqlx::query_scalar(SCHEDULE_OF_STAFF)
         .bind(person.to_string())
         .fetch_optional(db.pool())
         .await?;
+    if schedule.is_none() {
+        schedule = sqlx::query_scalar(SCHOOL_SCHEDULE_OF_STAFF)
+            .bind(person.to_string())
+            .fetch_optional(db.pool())
+            .await?;
+    }
     let until = quiet_until(schedule.as_deref(), now)?;
     Ok(Availability {
         in_quiet_hours: until.is_some(),
