@@ -20,6 +20,7 @@ on_both_backends!(
     invitations_past_their_date_are_recorded_expired_and_sent_again_with_a_new_code,
     a_year_transition_of_sixteen_groups_of_twenty_five_is_previewed_then_applied_once,
     the_schools_default_quiet_hours_hold_staff_notifications_unless_they_set_their_own,
+    guardians_are_told_when_a_new_policy_version_asks_them_to_decide_again,
 );
 
 async fn staff_record_a_guardians_paper_form_and_the_history_names_who_recorded_it(api: Api) {
@@ -688,4 +689,56 @@ async fn the_schools_default_quiet_hours_hold_staff_notifications_unless_they_se
         .await
         .expect(200);
     assert_eq!(due.body["due"].as_array().unwrap().len(), 1);
+}
+
+async fn guardians_are_told_when_a_new_policy_version_asks_them_to_decide_again(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let path = format!("/v1/schools/{}/consent-policy", s.school_id);
+    let current = api.get(&path, &api.person(s.director)).await.expect(200);
+    let mut purposes = current.body["purposes"].clone();
+    for p in purposes.as_array_mut().unwrap() {
+        if p["purpose"] == "group_communication" {
+            p["description"] = json!("Foto's en video's in de klas-app.");
+        }
+    }
+    api.post(
+        &path,
+        Some(&api.person(s.director)),
+        json!({"purposes": purposes}),
+    )
+    .await
+    .expect(201);
+    let told = api
+        .get_fresh("/v1/me/notifications", &api.person(mum))
+        .await
+        .expect(200);
+    let asked: Vec<&Value> = told.body["due"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "consent_needed")
+        .collect();
+    assert_eq!(asked.len(), 1, "{}", told.text);
+    assert_eq!(asked[0]["policy_version"], 2);
+    assert_eq!(asked[0]["school_id"], json!(s.school_id));
+    let teacher = api
+        .get_fresh("/v1/me/notifications", &api.person(s.teacher))
+        .await
+        .expect(200);
+    assert!(!teacher.text.contains("consent_needed"));
+    // Once she is no guardian at the school any more, it is not hers to read.
+    api.call(
+        Method::DELETE,
+        &format!("/v1/children/{}/guardians/{mum}", s.child_a),
+        Some(&api.person(s.teacher)),
+        None,
+    )
+    .await
+    .expect(200);
+    let after = api
+        .get_fresh("/v1/me/notifications", &api.person(mum))
+        .await
+        .expect(200);
+    assert!(!after.text.contains("consent_needed"), "{}", after.text);
 }

@@ -16,8 +16,10 @@ pub enum Cell {
     Int(i64),
     /// Text (ids, names of things, sealed envelopes).
     Text(String),
-    /// SQL NULL.
+    /// SQL NULL in a text column.
     Null,
+    /// SQL NULL in an integer column (PostgreSQL types a parameter by how it is bound).
+    NullInt,
 }
 
 impl From<i64> for Cell {
@@ -66,6 +68,7 @@ pub fn bind_cells<'q>(
             Cell::Int(v) => query.bind(*v),
             Cell::Text(v) => query.bind(v.as_str()),
             Cell::Null => query.bind(Option::<String>::None),
+            Cell::NullInt => query.bind(Option::<i64>::None),
         };
     }
     query

@@ -9,9 +9,9 @@ use chrono::{DateTime, NaiveTime, Utc};
 use common::Harness;
 use kring_domain::conversation::ConversationAction;
 use kring_domain::person::{Day, PersonAction, QuietHours, QuietPeriod};
-use kring_domain::school::SchoolAction;
+use kring_domain::school::{PolicyPurpose, SchoolAction};
 use kring_domain::simulation::World;
-use kring_domain::{Actor, ChildId, ConversationId, MessageId, PersonId};
+use kring_domain::{Actor, ChildId, ConversationId, MessageId, PersonId, Purpose};
 use kring_projections::models::outbox::{
     self, availability, due, ensure_delivery_table, held, mark_delivered, undelivered_of,
     Availability, Notification, NotificationId, NotificationKind,
@@ -32,6 +32,7 @@ both_backends!(vec![Arc::new(outbox::OutboxProjection::default())];
     delivered_notifications_are_not_due_again_even_after_a_rebuild,
     availability_shows_quiet_hours_and_until_when,
     a_recipients_undelivered_notifications_are_theirs_alone_due_ones_first,
+    a_policy_version_that_changes_a_meaning_asks_every_guardian_once,
 );
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -176,7 +177,7 @@ async fn pending<S: EventStore + Clone>(h: &Harness<S>, now: DateTime<Utc>) -> V
 fn recipients(notifications: &[Notification], message: MessageId) -> Vec<PersonId> {
     let mut r: Vec<PersonId> = notifications
         .iter()
-        .filter(|n| n.message_id == message)
+        .filter(|n| n.message_id == Some(message))
         .map(|n| n.recipient_id)
         .collect();
     r.sort();
@@ -200,12 +201,12 @@ async fn message_to_teacher_in_quiet_hours_is_held_until_they_end<S: EventStore 
     assert_eq!(
         n.id,
         NotificationId {
-            message_id: message,
+            about: message.as_uuid(),
             recipient_id: s.teacher
         }
     );
     assert_eq!(n.kind, NotificationKind::Message);
-    assert_eq!(n.conversation_id, conversation);
+    assert_eq!(n.conversation_id, Some(conversation));
     assert_eq!(n.created_at, now);
     assert_eq!(
         n.release_at,
@@ -258,9 +259,9 @@ async fn quiet_hours_follow_amsterdam_time_after_the_clocks_change<S: EventStore
     let (_, later) = s.start(s.mum);
     ready(&mut h, &s.world).await;
     let all = pending(&h, s.world.now).await;
-    let night = all.iter().find(|n| n.message_id == message).unwrap();
+    let night = all.iter().find(|n| n.message_id == Some(message)).unwrap();
     assert_eq!(night.release_at, t("2026-11-24T06:30:00Z"));
-    let morning = all.iter().find(|n| n.message_id == later).unwrap();
+    let morning = all.iter().find(|n| n.message_id == Some(later)).unwrap();
     assert_eq!(morning.release_at, morning.created_at);
 }
 
@@ -292,7 +293,12 @@ async fn the_schedule_as_of_the_message_decides<S: EventStore + Clone>(mut h: Ha
     ready(&mut h, &s.world).await;
 
     let all = pending(&h, s.world.now).await;
-    let release = |m: MessageId| all.iter().find(|n| n.message_id == m).unwrap().release_at;
+    let release = |m: MessageId| {
+        all.iter()
+            .find(|n| n.message_id == Some(m))
+            .unwrap()
+            .release_at
+    };
     assert_eq!(release(before_set), t("2026-09-01T19:00:00Z"));
     assert_eq!(
         release(while_set),
@@ -382,9 +388,11 @@ async fn notifications_carry_ids_never_the_text<S: EventStore + Clone>(mut h: Ha
             "id",
             "kind",
             "message_id",
+            "policy_version",
             "position",
             "recipient_id",
-            "release_at"
+            "release_at",
+            "school_id"
         ]
     );
 }
@@ -569,7 +577,7 @@ async fn a_recipients_undelivered_notifications_are_theirs_alone_due_ones_first<
     ready(&mut h, &s.world).await;
 
     let teachers = undelivered_of(&h.db, s.teacher, 100).await.unwrap();
-    let messages: Vec<MessageId> = teachers.iter().map(|n| n.message_id).collect();
+    let messages: Vec<MessageId> = teachers.iter().filter_map(|n| n.message_id).collect();
     assert_eq!(messages, vec![daytime, evening], "soonest released first");
     assert!(teachers.iter().all(|n| n.recipient_id == s.teacher));
     assert!(!teachers[0].was_held() && teachers[1].was_held());
@@ -579,7 +587,7 @@ async fn a_recipients_undelivered_notifications_are_theirs_alone_due_ones_first<
         .await
         .unwrap()
         .iter()
-        .map(|n| n.message_id)
+        .filter_map(|n| n.message_id)
         .collect();
     assert_eq!(mums, vec![opening, evening]);
     assert_eq!(undelivered_of(&h.db, s.teacher, 1).await.unwrap().len(), 1);
@@ -589,4 +597,84 @@ async fn a_recipients_undelivered_notifications_are_theirs_alone_due_ones_first<
         .unwrap();
     let left = undelivered_of(&h.db, s.teacher, 100).await.unwrap();
     assert_eq!(left, vec![teachers[1].clone()], "delivered ones are gone");
+}
+
+/// The default policy's purposes, `purpose` reworded with `text` when given.
+fn policy(reworded: Option<(Purpose, &str)>) -> Vec<PolicyPurpose> {
+    Purpose::ALL
+        .into_iter()
+        .map(|purpose| PolicyPurpose {
+            purpose,
+            description: match reworded {
+                Some((p, text)) if p == purpose => text.to_owned(),
+                _ => purpose.default_description().to_owned(),
+            },
+        })
+        .collect()
+}
+
+async fn a_policy_version_that_changes_a_meaning_asks_every_guardian_once<S: EventStore + Clone>(
+    mut h: Harness<S>,
+) {
+    let mut s = school();
+    let director = Actor::Person(s.world.director);
+    let consent_needed = |all: &[Notification]| {
+        let mut r: Vec<(PersonId, Option<u32>)> = all
+            .iter()
+            .filter(|n| n.kind == NotificationKind::ConsentNeeded)
+            .map(|n| (n.recipient_id, n.policy_version))
+            .collect();
+        r.sort();
+        r
+    };
+    // The same texts again: nothing to decide anew, nobody told.
+    s.world
+        .school(
+            director,
+            SchoolAction::PublishConsentPolicy {
+                purposes: policy(None),
+            },
+        )
+        .unwrap();
+    ready(&mut h, &s.world).await;
+    assert!(consent_needed(&pending(&h, s.world.now).await).is_empty());
+    // Reworded: both guardians are asked, at once; staff are not.
+    s.world
+        .school(
+            director,
+            SchoolAction::PublishConsentPolicy {
+                purposes: policy(Some((
+                    Purpose::SchoolCommunication,
+                    "Ook op de schermen in de hal.",
+                ))),
+            },
+        )
+        .unwrap();
+    // A guardian linked afterwards was never asked under an older text.
+    let late = s.world.invite_and_link(director, s.child).unwrap();
+    ready(&mut h, &s.world).await;
+    let all = pending(&h, s.world.now).await;
+    let mut expected = vec![(s.mum, Some(3)), (s.dad, Some(3))];
+    expected.sort();
+    assert_eq!(consent_needed(&all), expected);
+    assert!(all
+        .iter()
+        .all(|n| n.recipient_id != late || n.kind != NotificationKind::ConsentNeeded));
+    let mums = undelivered_of(&h.db, s.mum, 10).await.unwrap();
+    let asked = mums
+        .iter()
+        .find(|n| n.kind == NotificationKind::ConsentNeeded)
+        .unwrap();
+    assert_eq!(asked.school_id, Some(s.world.school_id));
+    assert_eq!((asked.conversation_id, asked.message_id), (None, None));
+    assert!(!asked.was_held());
+    // A rebuild makes the same notifications, with the same ids.
+    let before: Vec<NotificationId> = all.iter().map(|n| n.id).collect();
+    h.projector.rebuild(&[]).await.unwrap();
+    let after: Vec<NotificationId> = pending(&h, s.world.now)
+        .await
+        .iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(before, after);
 }

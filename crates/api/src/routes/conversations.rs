@@ -247,6 +247,15 @@ async fn conversation_of(
 struct Rosters(HashMap<SchoolId, Arc<School>>);
 
 impl Rosters {
+    async fn roster(&mut self, state: &AppState, school: SchoolId) -> ApiResult<Arc<School>> {
+        if let Some(roster) = self.0.get(&school) {
+            return Ok(Arc::clone(roster));
+        }
+        let roster = state.exec.school(school).await?.state;
+        self.0.insert(school, Arc::clone(&roster));
+        Ok(roster)
+    }
+
     async fn takes_part(
         &mut self,
         state: &AppState,
@@ -254,14 +263,7 @@ impl Rosters {
         person: PersonId,
         child: ChildId,
     ) -> ApiResult<bool> {
-        let roster = match self.0.get(&school) {
-            Some(roster) => Arc::clone(roster),
-            None => {
-                let roster = state.exec.school(school).await?.state;
-                self.0.insert(school, Arc::clone(&roster));
-                roster
-            }
-        };
+        let roster = self.roster(state, school).await?;
         Ok(conversation::takes_part(&roster, person, child))
     }
 }
@@ -859,18 +861,24 @@ pub struct AsOf {
     pub as_of: Option<DateTime<Utc>>,
 }
 
-/// A notification: ids and times only, never the message's text.
+/// A notification: ids and times only, never a message's text.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NotificationDoc {
-    /// Its id (`<message id>:<recipient id>`), to acknowledge it with.
+    /// Its id (`<what it is about>:<recipient id>`), to acknowledge it with.
     pub notification_id: String,
-    /// What it is about: `message`.
+    /// What it is about: `message` (a message in a conversation) or `consent_needed` (a new
+    /// consent-policy version asks the caller, a guardian, to decide again: which purposes, says
+    /// `GET /v1/children/{child_id}/consents`).
     pub kind: String,
-    /// The conversation.
-    pub conversation_id: Uuid,
-    /// The message.
-    pub message_id: Uuid,
-    /// When the message was posted.
+    /// The conversation (`message`).
+    pub conversation_id: Option<Uuid>,
+    /// The message (`message`).
+    pub message_id: Option<Uuid>,
+    /// The school (`consent_needed`).
+    pub school_id: Option<Uuid>,
+    /// The policy version that asks (`consent_needed`).
+    pub policy_version: Option<u32>,
+    /// When what it is about happened.
     pub created_at: DateTime<Utc>,
     /// When it may be delivered: `created_at`, or the end of the caller's quiet period.
     pub release_at: DateTime<Utc>,
@@ -883,8 +891,10 @@ impl From<&Notification> for NotificationDoc {
         Self {
             notification_id: n.id.to_string(),
             kind: n.kind.as_str().to_owned(),
-            conversation_id: n.conversation_id.into(),
-            message_id: n.message_id.into(),
+            conversation_id: n.conversation_id.map(Into::into),
+            message_id: n.message_id.map(Into::into),
+            school_id: n.school_id.map(Into::into),
+            policy_version: n.policy_version,
             created_at: n.created_at,
             release_at: n.release_at,
             held_for_quiet_hours: n.was_held(),
@@ -927,22 +937,36 @@ pub async fn notifications(
     let mut rosters = Rosters::default();
     let mut about: HashMap<ConversationId, Option<(SchoolId, ChildId)>> = HashMap::new();
     for n in outbox::undelivered_of(&state.system.db, person, MAX_NOTIFICATIONS).await? {
-        let place = match about.get(&n.conversation_id) {
-            Some(place) => *place,
-            None => {
-                let place = conversations::conversation(&state.system.db, n.conversation_id)
-                    .await?
-                    .map(|c| (c.school_id, c.child_id));
-                about.insert(n.conversation_id, place);
-                place
+        // A notification is the caller's to read while the relation it came through lasts:
+        // taking part in the conversation, or guardianship of a child of the school.
+        let still_theirs = match (n.conversation_id, n.school_id) {
+            (Some(conversation), _) => {
+                let place = match about.get(&conversation) {
+                    Some(place) => *place,
+                    None => {
+                        let place = conversations::conversation(&state.system.db, conversation)
+                            .await?
+                            .map(|c| (c.school_id, c.child_id));
+                        about.insert(conversation, place);
+                        place
+                    }
+                };
+                match place {
+                    Some((school, child)) => {
+                        rosters.takes_part(&state, school, person, child).await?
+                    }
+                    None => false,
+                }
             }
+            (None, Some(school)) => rosters
+                .roster(&state, school)
+                .await?
+                .children
+                .values()
+                .any(|e| e.guardians.contains(&person)),
+            (None, None) => false,
         };
-        // A notification of a conversation the caller no longer takes part in is not theirs
-        // to read any more.
-        let Some((school, child)) = place else {
-            continue;
-        };
-        if !rosters.takes_part(&state, school, person, child).await? {
+        if !still_theirs {
             continue;
         }
         if n.release_at <= as_of {

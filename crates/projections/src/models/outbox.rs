@@ -1,7 +1,12 @@
-//! The notification outbox: who is to be told that a message was posted, and when — respecting
-//! staff quiet hours ("stiltemodus") — plus the availability parents see.
+//! The notification outbox: who is to be told that a message was posted, or that a new
+//! consent-policy version asks them to decide again, and when — respecting staff quiet hours
+//! ("stiltemodus") — plus the availability parents see.
 //!
 //! Rules:
+//! - A consent-policy version that gives a purpose a new meaning (a reworded or a newly asked
+//!   purpose; never the first version) notifies every guardian of a child of the school, once,
+//!   at once (kind `consent_needed`); which purposes need a decision is the consent read
+//!   model's answer.
 //! - A message posted in a conversation notifies each *other* participant who is still on their
 //!   side of it: staff still on the conversation's school's staff, guardians still linked to the
 //!   conversation's child. The author is never notified.
@@ -11,8 +16,8 @@
 //!   ([`QuietHours::quiet_until`], chained periods counting as one); any other notification is
 //!   due at once. Guardians have no quiet hours.
 //! - A notification carries ids only, never the message's text.
-//! - Its id is derived from the message and the recipient ([`NotificationId`]), so a rebuild of
-//!   the read model yields the same ids.
+//! - Its id is derived from what it is about (the message, or the policy version's event) and the
+//!   recipient ([`NotificationId`]), so a rebuild of the read model yields the same ids.
 //! - Deliveries are recorded by the delivery worker in `notification_deliveries`, a table outside
 //!   the projection's generations ([`ensure_delivery_table`], [`mark_delivered`]): a rebuild keeps
 //!   them, and [`due`] never offers a delivered notification again.
@@ -27,14 +32,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::conversation::{ConversationEvent, ConversationStarted, MessagePosted};
 use kring_domain::person::{PersonEvent, QuietHours};
-use kring_domain::school::SchoolEvent;
-use kring_domain::{ConversationId, Event, MessageId, PersonId};
+use kring_domain::school::{ConsentPolicy, ConsentPolicyPublished, SchoolEvent};
+use kring_domain::{ConversationId, Event, MessageId, PersonId, SchoolId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sqlx::any::AnyRow;
 use sqlx::{Acquire, Executor, Row};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
+use uuid::Uuid;
 
 /// The projection. It buffers a batch's events, loads the state their messages need with a few
 /// IN queries, evolves it in log order in memory and writes the outcome in bulk.
@@ -51,6 +57,10 @@ enum Needed {
     GuardianLinked(String, String),
     GuardianUnlinked(String, String),
     ChildUnenrolled(String),
+    /// A child placed in a school (child, school).
+    ChildEnrolled(String, String),
+    /// A consent-policy version, and the id of the event that published it.
+    PolicyPublished(ConsentPolicyPublished, Uuid),
     QuietHoursSet(String, String),
     QuietHoursCleared(String),
     /// A school's default quiet hours for staff (JSON), or none.
@@ -68,8 +78,10 @@ CREATE TABLE {outbox_notifications} (
     position BIGINT NOT NULL,
     recipient_id TEXT NOT NULL,
     kind TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    message_id TEXT NOT NULL,
+    conversation_id TEXT,
+    message_id TEXT,
+    school_id TEXT,
+    policy_version BIGINT,
     created_at BIGINT NOT NULL,
     release_at BIGINT NOT NULL
 );
@@ -102,6 +114,15 @@ CREATE TABLE {outbox_quiet_hours} (
 CREATE TABLE {outbox_school_quiet_hours} (
     school_id TEXT PRIMARY KEY,
     schedule TEXT NOT NULL
+);
+CREATE TABLE {outbox_children} (
+    child_id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL
+);
+CREATE INDEX {outbox_children}_by_school ON {outbox_children} (school_id);
+CREATE TABLE {outbox_policies} (
+    school_id TEXT PRIMARY KEY,
+    policy TEXT NOT NULL
 )";
 
 /// Indexes only queries use (see [`Projection::query_indexes`]).
@@ -130,7 +151,15 @@ const CONVERSATIONS: &str =
     "INSERT INTO {outbox_conversations} (conversation_id, school_id, child_id)";
 const PARTICIPANTS: &str = "INSERT INTO {outbox_participants} (conversation_id, person_id)";
 const NOTIFY: &str = "INSERT INTO {outbox_notifications} (notification_id, position, recipient_id, kind, conversation_id,
-    message_id, created_at, release_at)";
+    message_id, school_id, policy_version, created_at, release_at)";
+const CHILDREN: &str = "INSERT INTO {outbox_children} (child_id, school_id)";
+const CHILD_LEFT: &str = "DELETE FROM {outbox_children} WHERE child_id = $1";
+const POLICIES: &str = "INSERT INTO {outbox_policies} (school_id, policy)";
+const POLICIES_SUFFIX: &str = "ON CONFLICT (school_id) DO UPDATE SET policy = excluded.policy";
+const LOAD_POLICIES: &str =
+    "SELECT school_id, policy FROM {outbox_policies} WHERE school_id IN ({in})";
+const LOAD_CHILDREN_OF_SCHOOLS: &str =
+    "SELECT child_id, school_id FROM {outbox_children} WHERE school_id IN ({in})";
 const DO_NOTHING: &str = "ON CONFLICT DO NOTHING";
 const LOAD_CONVERSATIONS: &str =
     "SELECT conversation_id, school_id, child_id FROM {outbox_conversations}
@@ -161,7 +190,7 @@ macro_rules! select_notifications {
     ($rest:literal) => {
         concat!(
             "SELECT n.notification_id, n.position, n.recipient_id, n.kind, n.conversation_id, n.message_id,
-    n.created_at, n.release_at, d.notification_id
+    n.created_at, n.release_at, d.notification_id, n.school_id, n.policy_version
 FROM outbox_notifications n
 LEFT JOIN notification_deliveries d ON d.notification_id = n.notification_id
 ",
@@ -205,6 +234,8 @@ impl Projection for OutboxProjection {
             "outbox_guardians",
             "outbox_quiet_hours",
             "outbox_school_quiet_hours",
+            "outbox_children",
+            "outbox_policies",
         ]
     }
 
@@ -243,6 +274,13 @@ impl Projection for OutboxProjection {
             Event::School(SchoolEvent::ChildUnenrolled(c)) => {
                 Some(Needed::ChildUnenrolled(c.child_id.to_string()))
             }
+            Event::School(SchoolEvent::ChildEnrolled(c)) => Some(Needed::ChildEnrolled(
+                c.child_id.to_string(),
+                c.school_id.to_string(),
+            )),
+            Event::School(SchoolEvent::ConsentPolicyPublished(p)) => {
+                Some(Needed::PolicyPublished(p.clone(), e.recorded.event_id))
+            }
             Event::Person(PersonEvent::QuietHoursSet(q)) => Some(Needed::QuietHoursSet(
                 q.person_id.to_string(),
                 serde_json::to_string(&q.schedule)?,
@@ -277,7 +315,7 @@ impl Projection for OutboxProjection {
             return Ok(());
         }
         let mut state = State::load(tx, t, &batch).await?;
-        let mut notifications = Bulk::new(t.sql(NOTIFY), 8, DO_NOTHING);
+        let mut notifications = Bulk::new(t.sql(NOTIFY), 10, DO_NOTHING);
         for (position, at, needed) in batch {
             state.evolve(position, at, needed, &mut notifications)?;
         }
@@ -298,6 +336,13 @@ struct State {
     quiet: HashMap<String, Option<(String, i64)>>,
     /// Each school's default quiet hours for staff without their own.
     school_quiet: HashMap<String, Option<String>>,
+    /// The school of each child, for the schools whose policy changes in the batch (and the
+    /// children the batch enrols).
+    child_school: HashMap<String, String>,
+    /// Each of those schools' consent policy, folded so far.
+    policies: HashMap<String, ConsentPolicy>,
+    children_dirty: BTreeSet<String>,
+    policies_dirty: BTreeSet<String>,
     /// Keys whose final state must be written.
     staff_dirty: BTreeSet<(String, String)>,
     guardians_dirty: BTreeSet<(String, String)>,
@@ -348,6 +393,37 @@ impl State {
             }
         }
         let wanted: Vec<String> = wanted.into_iter().collect();
+        // Schools whose policy changes: their policy so far, their children and those children's
+        // guardians (loaded with the conversations' ones below).
+        let policy_schools: Vec<String> = batch
+            .iter()
+            .filter_map(|(_, _, n)| match n {
+                Needed::PolicyPublished(p, _) => Some(p.school_id.to_string()),
+                _ => None,
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !policy_schools.is_empty() {
+            let (policies, children) = {
+                let mut fork = tx.fork();
+                let (a, b) = (t.sql(LOAD_POLICIES), t.sql(LOAD_CHILDREN_OF_SCHOOLS));
+                tokio::try_join!(
+                    select_packed(tx, &a, &[], &policy_schools),
+                    select_packed(&mut fork, &b, &[], &policy_schools),
+                )?
+            };
+            for pair in rows(&policies) {
+                let (school, policy) = pair?;
+                state
+                    .policies
+                    .insert(school, serde_json::from_str(&policy)?);
+            }
+            for pair in rows(&children) {
+                let (child, school) = pair?;
+                state.child_school.insert(child, school);
+            }
+        }
         // Two rounds of queries, each sent at once (see `Tx::fork`): the conversations with
         // their participants, then the staff, guardian and quiet-hours rows of those.
         let (conversations, participants) = {
@@ -380,7 +456,12 @@ impl State {
         }
         let people: BTreeSet<&String> = state.conversations.values().flat_map(|c| &c.2).collect();
         let people: Vec<String> = people.into_iter().cloned().collect();
-        let children: BTreeSet<&String> = state.conversations.values().map(|c| &c.1).collect();
+        let children: BTreeSet<&String> = state
+            .conversations
+            .values()
+            .map(|c| &c.1)
+            .chain(state.child_school.keys())
+            .collect();
         let children: Vec<String> = children.into_iter().cloned().collect();
         let schools: BTreeSet<&String> = state.conversations.values().map(|c| &c.0).collect();
         let schools: Vec<String> = schools.into_iter().cloned().collect();
@@ -443,6 +524,8 @@ impl State {
             Needed::ChildUnenrolled(child) => {
                 self.guardians.retain(|(c, _)| *c != child);
                 self.guardians_dirty.retain(|(c, _)| *c != child);
+                self.child_school.remove(&child);
+                self.children_dirty.remove(&child);
                 self.unenrolled.insert(child);
             }
             Needed::QuietHoursSet(person, schedule) => {
@@ -453,6 +536,13 @@ impl State {
             Needed::QuietHoursCleared(person) => {
                 self.quiet.insert(person.clone(), None);
                 self.quiet_dirty.insert(person);
+            }
+            Needed::ChildEnrolled(child, school) => {
+                self.child_school.insert(child.clone(), school);
+                self.children_dirty.insert(child);
+            }
+            Needed::PolicyPublished(p, event_id) => {
+                self.consent_needed(&p, event_id, position, occurred_at, notifications)?;
             }
             Needed::SchoolQuietHours(school, schedule) => {
                 self.school_quiet.insert(school.clone(), schedule);
@@ -501,7 +591,7 @@ impl State {
                 None
             };
             let id = NotificationId {
-                message_id: m.message_id,
+                about: m.message_id.as_uuid(),
                 recipient_id: PersonId::from_uuid(uuid(recipient)?),
             };
             notifications.row([
@@ -511,8 +601,57 @@ impl State {
                 NotificationKind::Message.as_str().into(),
                 conversation.as_str().into(),
                 m.message_id.to_string().into(),
+                Cell::Null,
+                Cell::NullInt,
                 micros(m.at).into(),
                 micros(quiet_until.unwrap_or(m.at)).into(),
+            ]);
+        }
+        Ok(())
+    }
+
+    /// The notifications of a policy version: when it gives some purpose a new meaning, one to
+    /// every guardian of a child of the school as of its event.
+    fn consent_needed(
+        &mut self,
+        p: &ConsentPolicyPublished,
+        event_id: Uuid,
+        position: u64,
+        at: DateTime<Utc>,
+        notifications: &mut Bulk,
+    ) -> Result<(), ProjectionError> {
+        let school = p.school_id.to_string();
+        let earlier = self.policies.get(&school);
+        let next = ConsentPolicy::following(earlier, p.version, p.purposes.clone());
+        // The first version asks for the first time: the school's own start, nobody to re-ask.
+        let new_meaning = earlier.is_some() && next.since.values().any(|since| *since == p.version);
+        self.policies.insert(school.clone(), next);
+        self.policies_dirty.insert(school.clone());
+        if !new_meaning {
+            return Ok(());
+        }
+        let mut recipients: BTreeSet<&String> = BTreeSet::new();
+        for (child, guardian) in &self.guardians {
+            if self.child_school.get(child) == Some(&school) {
+                recipients.insert(guardian);
+            }
+        }
+        for recipient in recipients {
+            let id = NotificationId {
+                about: event_id,
+                recipient_id: PersonId::from_uuid(uuid(recipient)?),
+            };
+            notifications.row([
+                id.to_string().into(),
+                to_i64(position).into(),
+                recipient.as_str().into(),
+                NotificationKind::ConsentNeeded.as_str().into(),
+                Cell::Null,
+                Cell::Null,
+                school.as_str().into(),
+                i64::from(p.version).into(),
+                micros(at).into(),
+                micros(at).into(),
             ]);
         }
         Ok(())
@@ -598,6 +737,27 @@ impl State {
             }
         }
         school_quiet.execute(tx).await?;
+        let mut children = Bulk::new(t.sql(CHILDREN), 2, DO_NOTHING);
+        for child in &self.children_dirty {
+            if let Some(school) = self.child_school.get(child) {
+                children.row([child.as_str().into(), school.as_str().into()]);
+            }
+        }
+        children.execute(tx).await?;
+        for child in &self.unenrolled {
+            tx.execute(&t.sql(CHILD_LEFT), vec![Cell::from(child)])
+                .await?;
+        }
+        let mut policies = Bulk::new(t.sql(POLICIES), 2, POLICIES_SUFFIX);
+        for school in &self.policies_dirty {
+            if let Some(policy) = self.policies.get(school) {
+                policies.row([
+                    school.as_str().into(),
+                    serde_json::to_string(policy)?.into(),
+                ]);
+            }
+        }
+        policies.execute(tx).await?;
         Ok(())
     }
 }
@@ -614,20 +774,20 @@ fn quiet_until(
     Ok(schedule.quiet_until(at))
 }
 
-/// A notification's id: the message it is about and its recipient. Derived, never minted, so a
-/// rebuild of the outbox yields the same ids and recorded deliveries still match. Written as
-/// `<message id>:<recipient id>`.
+/// A notification's id: what it is about (the message, or the event that published a policy
+/// version) and its recipient. Derived, never minted, so a rebuild of the outbox yields the same
+/// ids and recorded deliveries still match. Written as `<about>:<recipient id>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NotificationId {
-    /// The message.
-    pub message_id: MessageId,
+    /// The message, or the policy version's event.
+    pub about: Uuid,
     /// The person told about it.
     pub recipient_id: PersonId,
 }
 
 impl fmt::Display for NotificationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.message_id, self.recipient_id)
+        write!(f, "{}:{}", self.about, self.recipient_id)
     }
 }
 
@@ -636,9 +796,9 @@ impl FromStr for NotificationId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ProjectionError::Invalid(format!("{s:?} is not a notification id"));
-        let (message, recipient) = s.split_once(':').ok_or_else(bad)?;
+        let (about, recipient) = s.split_once(':').ok_or_else(bad)?;
         Ok(Self {
-            message_id: message.parse().map_err(|_| bad())?,
+            about: about.parse().map_err(|_| bad())?,
             recipient_id: recipient.parse().map_err(|_| bad())?,
         })
     }
@@ -663,6 +823,8 @@ impl<'de> Deserialize<'de> for NotificationId {
 pub enum NotificationKind {
     /// A message was posted in a conversation the recipient takes part in.
     Message,
+    /// A new consent-policy version asks the recipient, a guardian, to decide again.
+    ConsentNeeded,
 }
 
 impl NotificationKind {
@@ -671,6 +833,7 @@ impl NotificationKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Message => "message",
+            Self::ConsentNeeded => "consent_needed",
         }
     }
 }
@@ -681,6 +844,7 @@ impl FromStr for NotificationKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "message" => Ok(Self::Message),
+            "consent_needed" => Ok(Self::ConsentNeeded),
             other => Err(ProjectionError::Invalid(format!(
                 "unknown notification kind {other:?}"
             ))),
@@ -688,7 +852,7 @@ impl FromStr for NotificationKind {
     }
 }
 
-/// One notification: ids and times only, never the message's text.
+/// One notification: ids and times only, never a message's text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Notification {
     /// Its id.
@@ -699,11 +863,15 @@ pub struct Notification {
     pub recipient_id: PersonId,
     /// What about.
     pub kind: NotificationKind,
-    /// The conversation.
-    pub conversation_id: ConversationId,
-    /// The message.
-    pub message_id: MessageId,
-    /// When the message was posted.
+    /// The conversation (a message).
+    pub conversation_id: Option<ConversationId>,
+    /// The message (a message).
+    pub message_id: Option<MessageId>,
+    /// The school (a consent decision needed).
+    pub school_id: Option<SchoolId>,
+    /// The policy version that asks for it (a consent decision needed).
+    pub policy_version: Option<u32>,
+    /// When what it is about happened.
     pub created_at: DateTime<Utc>,
     /// When it may be delivered: `created_at`, or the end of the recipient's quiet period.
     pub release_at: DateTime<Utc>,
@@ -725,12 +893,27 @@ fn notification_from(row: &AnyRow) -> Result<Notification, ProjectionError> {
         position: to_u64(row.get(1)),
         recipient_id: PersonId::from_uuid(uuid(&row.get::<String, _>(2))?),
         kind: row.get::<String, _>(3).parse()?,
-        conversation_id: ConversationId::from_uuid(uuid(&row.get::<String, _>(4))?),
-        message_id: MessageId::from_uuid(uuid(&row.get::<String, _>(5))?),
+        conversation_id: optional_id(row, 4)?.map(ConversationId::from_uuid),
+        message_id: optional_id(row, 5)?.map(MessageId::from_uuid),
         created_at: from_micros(row.get(6)),
         release_at: from_micros(row.get(7)),
         delivered: row.get::<Option<String>, _>(8).is_some(),
+        school_id: optional_id(row, 9)?.map(SchoolId::from_uuid),
+        policy_version: row
+            .try_get::<Option<i64>, _>(10)?
+            .map(|v| {
+                u32::try_from(v).map_err(|_| {
+                    ProjectionError::Invalid(format!("policy version {v} in the outbox"))
+                })
+            })
+            .transpose()?,
     })
+}
+
+fn optional_id(row: &AnyRow, i: usize) -> Result<Option<Uuid>, ProjectionError> {
+    row.try_get::<Option<String>, _>(i)?
+        .map(|s| uuid(&s))
+        .transpose()
 }
 
 /// Creates the table of deliveries if it does not exist yet. It lives outside the projection's
@@ -890,7 +1073,7 @@ mod tests {
     #[test]
     fn a_notification_id_reads_back_as_written() {
         let id = NotificationId {
-            message_id: MessageId::from_uuid(uuid::Uuid::now_v7()),
+            about: uuid::Uuid::now_v7(),
             recipient_id: PersonId::from_uuid(uuid::Uuid::now_v7()),
         };
         assert_eq!(id.to_string().parse::<NotificationId>().ok(), Some(id));
