@@ -73,17 +73,15 @@ pub async fn expire_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<Vec<I
 
 /// Runs [`expire_due`] now and then every [`INTERVAL`], logging what each run did.
 pub async fn run_in_background(state: AppState) {
-    let mut ticks = tokio::time::interval(INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        match expire_due(&state, Utc::now()).await {
-            Ok(expired) if expired.is_empty() => {}
-            Ok(expired) => tracing::info!(
+    crate::retention::every(INTERVAL, "invitation expiry", || async {
+        let expired = expire_due(&state, Utc::now()).await?;
+        if !expired.is_empty() {
+            tracing::info!(
                 expired = expired.len(),
                 "invitations past their date recorded as expired"
-            ),
-            Err(e) => tracing::error!(error = %e.detail, code = e.code, "invitation expiry failed"),
+            );
         }
-    }
+        Ok(())
+    })
+    .await;
 }

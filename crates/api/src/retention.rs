@@ -102,18 +102,33 @@ pub async fn expire_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<Reten
 /// Runs [`expire_due`] now and then every [`INTERVAL`], logging what each run did; a failed run
 /// is logged and the next one tries again.
 pub async fn run_in_background(state: AppState) {
-    let mut ticks = tokio::time::interval(INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        match expire_due(&state, Utc::now()).await {
-            Ok(report) if report.expired.is_empty() => {}
-            Ok(report) => tracing::info!(
+    every(INTERVAL, "retention", || async {
+        let report = expire_due(&state, Utc::now()).await?;
+        if !report.expired.is_empty() {
+            tracing::info!(
                 expired = report.expired.len(),
                 skipped = report.skipped,
                 "retention: expired posts past their school's retention period"
-            ),
-            Err(e) => tracing::error!(error = %e.detail, code = e.code, "retention run failed"),
+            );
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// Runs `job` now and then every `interval`, for ever; a failed run is logged (as `what`) and the
+/// next one tries again. The background jobs of `serve` run on it.
+pub async fn every<F, Fut>(interval: Duration, what: &'static str, mut job: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ApiResult<()>>,
+{
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = job().await {
+            tracing::error!(error = %e.detail, code = e.code, "{what} run failed");
         }
     }
 }

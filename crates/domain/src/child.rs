@@ -69,6 +69,17 @@ pub struct ConsentDecided {
     pub recorded_by: Option<PersonId>,
 }
 
+impl From<&ConsentDecided> for LatestDecision {
+    fn from(e: &ConsentDecided) -> Self {
+        Self {
+            granted: e.granted,
+            at: e.at,
+            policy_version: e.policy_version,
+            method: e.method,
+        }
+    }
+}
+
 /// A guardian reported a planned absence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedAbsenceReported {
@@ -466,16 +477,7 @@ pub fn decide(
 #[must_use]
 pub fn evolve(mut state: Child, event: &ChildEvent) -> Child {
     match event {
-        ChildEvent::ConsentDecided(e) => state.consents.record(
-            e.purpose,
-            e.guardian_id,
-            LatestDecision {
-                granted: e.granted,
-                at: e.at,
-                policy_version: e.policy_version,
-                method: e.method,
-            },
-        ),
+        ChildEvent::ConsentDecided(e) => state.consents.record(e.purpose, e.guardian_id, e.into()),
         ChildEvent::PlannedAbsenceReported(e) => {
             state.absences.insert(
                 e.absence_id,

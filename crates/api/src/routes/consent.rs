@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
 use kring_domain::access::Subject;
 use kring_domain::child::{self, ChildAction, ChildContext};
-use kring_domain::consent::{ConsentMethod, Consents, LatestDecision};
+use kring_domain::consent::{ConsentMethod, Consents};
 use kring_domain::school::{School, StaffRole};
 use kring_domain::{ChildId, Command, GroupId, PersonId, Purpose, SchoolId, StreamName};
 use kring_projections::models::consent as consent_model;
@@ -409,16 +409,7 @@ async fn consent_as_of(
     let policy = consent_model::policy(&state.system.db, school_id, Some(t)).await?;
     let mut consents = Consents::default();
     for e in &entries {
-        consents.record(
-            e.purpose,
-            e.guardian_id,
-            LatestDecision {
-                granted: e.granted,
-                at: e.occurred_at,
-                policy_version: e.policy_version,
-                method: e.method,
-            },
-        );
+        consents.record(e.purpose, e.guardian_id, e.into());
     }
     Ok(Purpose::ALL
         .into_iter()

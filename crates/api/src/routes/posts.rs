@@ -30,7 +30,9 @@ use kring_domain::access::Subject;
 use kring_domain::post::{self as domain_post, MediaAttachment, Post, PostAction, PostContext};
 use kring_domain::school::{School, StaffRole};
 use kring_domain::visibility::{self as rule, ViewReason};
-use kring_domain::{ChildId, Command, DomainError, GroupId, MediaId, PersonId, PostId, StreamName};
+use kring_domain::{
+    ChildId, Command, DomainError, GroupId, MediaId, PersonId, PostId, SchoolId, StreamName,
+};
 use kring_projections::models::{memberships, visibility};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -1058,6 +1060,38 @@ pub async fn media_viewers(
 // ---------------------------------------------------------------------------------------------
 // Editing.
 
+/// A post as its stream has it, with its school and group; `404` for one never published.
+async fn published_post(
+    state: &AppState,
+    post_id: PostId,
+) -> ApiResult<(domain_post::Post, SchoolId, GroupId)> {
+    let post = state
+        .exec
+        .load::<PostAgg>(&StreamName::post(post_id))
+        .await?
+        .state;
+    match (post.school_id, post.group_id) {
+        (Some(school_id), Some(group_id)) => Ok((post, school_id, group_id)),
+        _ => Err(hidden_post(post_id)),
+    }
+}
+
+/// The school's roster, once the caller stands in the post's audience (staff, a guardian,
+/// an auditor); `404` otherwise, as the post's existence is private.
+async fn audience_roster(
+    state: &AppState,
+    caller: Caller,
+    post_id: PostId,
+    school_id: SchoolId,
+    group_id: GroupId,
+) -> ApiResult<Arc<School>> {
+    let roster = state.exec.school(school_id).await?.state;
+    if Standing::of(&roster, caller, group_id) == Standing::Stranger {
+        return Err(hidden_post(post_id));
+    }
+    Ok(roster)
+}
+
 /// `PATCH /v1/posts/{post_id}`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PostEdit {
@@ -1079,20 +1113,11 @@ pub async fn edit_post(
     Path(post_id): Path<PostId>,
     Body(req): Body<PostEdit>,
 ) -> ApiResult<Json<Position>> {
-    let loaded = state
-        .exec
-        .load::<PostAgg>(&StreamName::post(post_id))
-        .await?;
-    let (Some(school_id), Some(group_id)) = (loaded.state.school_id, loaded.state.group_id) else {
-        return Err(hidden_post(post_id));
-    };
-    if loaded.state.removed || loaded.state.expired {
+    let (post, school_id, group_id) = published_post(&state, post_id).await?;
+    if post.removed || post.expired {
         return Err(hidden_post(post_id));
     }
-    let roster = state.exec.school(school_id).await?.state;
-    if Standing::of(&roster, caller, group_id) == Standing::Stranger {
-        return Err(hidden_post(post_id));
-    }
+    let roster = audience_roster(&state, caller, post_id, school_id, group_id).await?;
     let position = run_on_post(&state, caller, rid, post_id, &roster, || PostAction::Edit {
         body: req.body.clone(),
     })
@@ -1124,25 +1149,16 @@ pub async fn remove_post(
     Path(post_id): Path<PostId>,
     Body(req): Body<Removal>,
 ) -> ApiResult<Json<Position>> {
-    let loaded = state
-        .exec
-        .load::<PostAgg>(&StreamName::post(post_id))
-        .await?;
-    let (Some(school_id), Some(group_id)) = (loaded.state.school_id, loaded.state.group_id) else {
-        return Err(hidden_post(post_id));
-    };
-    if loaded.state.removed || loaded.state.expired {
+    let (post, school_id, group_id) = published_post(&state, post_id).await?;
+    if post.removed || post.expired {
         // Gone for everyone; make sure its keys are too (a previous removal may have stopped
         // between writing the event and destroying them).
         files(&state)
-            .shred_post(post_id, loaded.state.media.keys().copied())
+            .shred_post(post_id, post.media.keys().copied())
             .await?;
         return Err(hidden_post(post_id));
     }
-    let roster = state.exec.school(school_id).await?.state;
-    if Standing::of(&roster, caller, group_id) == Standing::Stranger {
-        return Err(hidden_post(post_id));
-    }
+    let roster = audience_roster(&state, caller, post_id, school_id, group_id).await?;
     let position = run_on_post(&state, caller, rid, post_id, &roster, || {
         PostAction::Remove {
             reason: req.reason.clone(),
@@ -1150,7 +1166,7 @@ pub async fn remove_post(
     })
     .await?;
     files(&state)
-        .shred_post(post_id, loaded.state.media.keys().copied())
+        .shred_post(post_id, post.media.keys().copied())
         .await?;
     Ok(Json(Position { position }))
 }

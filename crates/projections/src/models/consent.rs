@@ -226,16 +226,7 @@ impl Projection for ConsentProjection {
             let guardian = d.guardian_id.to_string();
             let school = d.school_id.to_string();
             let consents = latest.entry(child.clone()).or_default();
-            consents.record(
-                d.purpose,
-                d.guardian_id,
-                LatestDecision {
-                    granted: d.granted,
-                    at: d.at,
-                    policy_version: d.policy_version,
-                    method: d.method,
-                },
-            );
+            consents.record(d.purpose, d.guardian_id, (&d).into());
             let effective = policies
                 .get(&school)
                 .is_some_and(|p| p.holds(consents, d.purpose));
@@ -318,6 +309,17 @@ pub struct GuardianDecision {
     pub policy_version: u32,
     /// How it was given.
     pub method: ConsentMethod,
+}
+
+impl From<&GuardianDecision> for LatestDecision {
+    fn from(d: &GuardianDecision) -> Self {
+        Self {
+            granted: d.granted,
+            at: d.at,
+            policy_version: d.policy_version,
+            method: d.method,
+        }
+    }
 }
 
 /// Current consent for one purpose.
@@ -411,16 +413,7 @@ pub async fn current_consent(
     let mut consents = Consents::default();
     for c in &out {
         for d in &c.decisions {
-            consents.record(
-                c.purpose,
-                d.guardian_id,
-                LatestDecision {
-                    granted: d.granted,
-                    at: d.at,
-                    policy_version: d.policy_version,
-                    method: d.method,
-                },
-            );
+            consents.record(c.purpose, d.guardian_id, d.into());
         }
     }
     for c in &mut out {
@@ -472,6 +465,17 @@ pub struct HistoryEntry {
     pub effective_after: bool,
     /// The staff member who entered the guardian's paper form, if one did.
     pub recorded_by: Option<PersonId>,
+}
+
+impl From<&HistoryEntry> for LatestDecision {
+    fn from(e: &HistoryEntry) -> Self {
+        Self {
+            granted: e.granted,
+            at: e.occurred_at,
+            policy_version: e.policy_version,
+            method: e.method,
+        }
+    }
 }
 
 /// The consent history of `child`, in order, optionally for one purpose and a period
