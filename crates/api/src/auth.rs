@@ -6,8 +6,9 @@
 //! - A deployment can instead (or as well) trust an OpenID Connect issuer: its public keys come
 //!   from a JWKS file or URL (`--oidc-jwks`), and tokens must name `--oidc-issuer` as `iss`.
 //!
-//! A token's `sub` is a Kring person id, or `operator`. Rights never come from claims: they are
-//! decided from event-sourced state by each route.
+//! A token's `sub` is a Kring person id, or `operator` — the platform operator only in a locally
+//! signed token: no external issuer can make anyone the operator. Rights never come from
+//! claims: they are decided from event-sourced state by each route.
 
 use crate::error::ApiError;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -197,7 +198,8 @@ impl Auth {
             })
         };
         let header = jsonwebtoken::decode_header(token).map_err(bad)?;
-        let claims = if header.alg == Algorithm::HS256 {
+        let local = header.alg == Algorithm::HS256;
+        let claims = if local {
             let mut validation = Validation::new(Algorithm::HS256);
             validation.set_issuer(&[LOCAL_ISSUER]);
             validation.leeway = 5;
@@ -228,7 +230,9 @@ impl Auth {
                 .map_err(bad)?
                 .claims
         };
-        if claims.sub == "operator" {
+        // Only the local key makes the platform operator: an external issuer's `operator` is
+        // a subject like any other, and no Kring person.
+        if local && claims.sub == "operator" {
             return Ok(Caller::Operator);
         }
         claims

@@ -28,7 +28,7 @@ impl Metrics {
         let secs = took.as_secs_f64();
         if let Ok(mut routes) = self.routes.lock() {
             let r = routes
-                .entry((method.to_owned(), route.to_owned(), status))
+                .entry((method_label(method).to_owned(), route.to_owned(), status))
                 .or_default();
             r.count += 1;
             r.sum += secs;
@@ -92,4 +92,17 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The method label of a request: a standard method by its name, any other as `other`, so that
+/// no client can grow the set of series (the route label is the matched route's template, or
+/// `unmatched`).
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("other")
 }

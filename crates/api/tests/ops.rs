@@ -68,28 +68,66 @@ async fn health_readiness_metrics_and_an_openid_connect_issuer() {
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["projections"].as_array().unwrap().len(), 8);
 
-    // The operator, by the issuer's token, registers a school; a local token works as well.
-    let operator = issuer_token("operator", ISSUER, "board-1");
-    let res = reqwest::Client::new()
-        .post(format!("{base}/v1/schools"))
-        .bearer_auth(&operator)
-        .json(&json!({"name": "De Linde", "brin": "11AA"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201);
+    // The operator registers a school with a local token, and adds a director.
     let local = running
         .state
         .auth
         .mint(Caller::Operator, chrono::Duration::minutes(5))
         .unwrap();
+    let post = |token: String, path: String, body: Value| {
+        let url = format!("{base}{path}");
+        async move {
+            let res = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, school) = post(
+        local.clone(),
+        "/v1/schools".into(),
+        json!({"name": "De Linde", "brin": "11AA"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, director) = post(
+        local.clone(),
+        format!(
+            "/v1/schools/{}/staff",
+            school["school_id"].as_str().unwrap()
+        ),
+        json!({"display_name": "Directeur", "email": "d@linde.example", "role": "director"}),
+    )
+    .await;
+    assert_eq!(status, 201);
     assert_eq!(get(&format!("{base}/v1/me"), Some(&local)).await.0, 200);
-    assert_eq!(get(&format!("{base}/v1/me"), Some(&operator)).await.0, 200);
+    // The issuer's token for that person is that person.
+    let staff = issuer_token(director["person_id"].as_str().unwrap(), ISSUER, "board-1");
+    let (status, me) = get(&format!("{base}/v1/me"), Some(&staff)).await;
+    assert_eq!(status, 200, "{me}");
+    assert!(me.contains("d@linde.example"));
+    // The issuer can never make anyone the platform operator.
+    let head = running.state.system.store.head().await.unwrap();
+    let operator = issuer_token("operator", ISSUER, "board-1");
+    let (status, _) = post(
+        operator.clone(),
+        "/v1/schools".into(),
+        json!({"name": "Het Anker", "brin": "22BB"}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(running.state.system.store.head().await.unwrap(), head);
     // Another issuer, an unknown key id, or a token the issuer did not sign: 401.
     for token in [
+        operator.clone(),
         issuer_token("operator", "https://elsewhere.example", "board-1"),
         issuer_token("operator", ISSUER, "board-2"),
-        format!("{}x", &operator[..operator.len() - 1]),
+        format!("{}x", &staff[..staff.len() - 1]),
     ] {
         let (status, body) = get(&format!("{base}/v1/me"), Some(&token)).await;
         assert_eq!(status, 401, "{body}");
@@ -106,7 +144,7 @@ async fn health_readiness_metrics_and_an_openid_connect_issuer() {
         "{metrics}"
     );
     assert!(metrics
-        .contains("kring_http_requests_total{method=\"GET\",route=\"/v1/me\",status=\"401\"} 3"));
+        .contains("kring_http_requests_total{method=\"GET\",route=\"/v1/me\",status=\"401\"} 4"));
     assert!(metrics.contains("kring_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/me\",status=\"200\",le=\"+Inf\"} 2"));
     assert!(metrics.contains("kring_events_appended_total "));
     assert!(metrics.contains("kring_projection_lag_events{projection=\"visibility\"}"));
@@ -122,4 +160,55 @@ async fn half_an_issuer_configuration_is_refused_at_start() {
     let mut options = ServeOptions::new(Config::from_env(dir.path()));
     options.oidc_issuer = Some(ISSUER.to_owned());
     assert!(start(options).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_keep_a_bounded_set_of_series_whatever_clients_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(ServeOptions::new(Config {
+        data_dir: dir.path().to_path_buf(),
+        database_url: None,
+        eventstore_url: None,
+    }))
+    .await
+    .unwrap();
+    let base = running.url();
+    let client = reqwest::Client::new();
+    let odd = |i: usize| {
+        (
+            reqwest::Method::from_bytes(format!("M{i}X").as_bytes()).unwrap(),
+            format!("{base}/nowhere/{i}"),
+        )
+    };
+    let series = |metrics: &str| metrics.lines().filter(|l| !l.starts_with('#')).count();
+    // One of each shape first: an unknown method on an unknown route and on a known one.
+    for (method, url) in [odd(0), (odd(0).0, format!("{base}/healthz"))] {
+        client.request(method, url).send().await.unwrap();
+    }
+    // Reading /metrics is a series of its own from the second read on.
+    get(&format!("{base}/metrics"), None).await;
+    let (_, before) = get(&format!("{base}/metrics"), None).await;
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let (client, sent) = (client.clone(), std::sync::Arc::clone(&sent));
+        let urls: Vec<_> = (1..=10_000).filter(|i| i % 8 == w).map(odd).collect();
+        workers.push(tokio::spawn(async move {
+            for (method, url) in urls {
+                let status = client.request(method, url).send().await.unwrap().status();
+                assert_eq!(status.as_u16(), 404);
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert_eq!(sent.load(std::sync::atomic::Ordering::Relaxed), 10_000);
+    let (_, after) = get(&format!("{base}/metrics"), None).await;
+    assert_eq!(series(&after), series(&before), "{after}");
+    assert!(
+        after.contains("method=\"other\",route=\"unmatched\",status=\"404\"} 10001"),
+        "{after}"
+    );
 }
