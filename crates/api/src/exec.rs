@@ -167,6 +167,9 @@ struct Roster {
 /// A folded aggregate state and the version it was folded up to, of any aggregate type.
 type Cached = (Option<u64>, Arc<dyn Any + Send + Sync>);
 
+/// Schools' rosters kept between requests; beyond this many schools the cache starts over.
+pub const MAX_CACHED_SCHOOLS: usize = 10_000;
+
 /// Folded states kept between commands; beyond this many streams the cache starts over.
 const MAX_CACHED_STATES: usize = 20_000;
 
@@ -296,13 +299,13 @@ impl Executor {
     /// # Errors
     /// `404` for an unknown school; store failures.
     pub async fn school(&self, school_id: SchoolId) -> ApiResult<Loaded<Arc<School>>> {
-        let roster = Arc::clone(
-            self.schools
-                .lock()
-                .map_err(ApiError::internal)?
-                .entry(school_id)
-                .or_default(),
-        );
+        let roster = {
+            let mut schools = self.schools.lock().map_err(ApiError::internal)?;
+            if schools.len() >= MAX_CACHED_SCHOOLS && !schools.contains_key(&school_id) {
+                schools.clear();
+            }
+            Arc::clone(schools.entry(school_id).or_default())
+        };
         let asked = roster.begun.load(Ordering::SeqCst);
         let mut current = roster.current.lock().await;
         let loaded = if current.0 > asked {
@@ -317,9 +320,25 @@ impl Executor {
         };
         drop(current);
         if !loaded.exists() {
+            // An unknown school (a caller's made-up id, say) leaves nothing behind.
+            if let Ok(mut schools) = self.schools.lock() {
+                if schools
+                    .get(&school_id)
+                    .is_some_and(|cached| Arc::ptr_eq(cached, &roster))
+                {
+                    schools.remove(&school_id);
+                }
+            }
             return Err(ApiError::not_found(format!("school {school_id}")));
         }
         Ok(loaded)
+    }
+
+    /// How many schools' rosters this executor keeps (at most [`MAX_CACHED_SCHOOLS`], and
+    /// only of schools that exist).
+    #[must_use]
+    pub fn cached_schools(&self) -> usize {
+        self.schools.lock().map_or(0, |s| s.len())
     }
 
     /// Brings a roster up to date by reading the school's events after its version.

@@ -212,3 +212,53 @@ async fn metrics_keep_a_bounded_set_of_series_whatever_clients_send() {
         "{after}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_school_ids_leave_nothing_in_the_roster_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(ServeOptions::new(Config {
+        data_dir: dir.path().to_path_buf(),
+        database_url: None,
+        eventstore_url: None,
+    }))
+    .await
+    .unwrap();
+    let base = running.url();
+    let operator = running
+        .state
+        .auth
+        .mint(Caller::Operator, chrono::Duration::minutes(5))
+        .unwrap();
+    let res = reqwest::Client::new()
+        .post(format!("{base}/v1/schools"))
+        .bearer_auth(&operator)
+        .json(&json!({"name": "De Linde", "brin": "11AA"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let school = res.json::<Value>().await.unwrap()["school_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = get(
+        &format!("{base}/v1/schools/{school}/settings"),
+        Some(&operator),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for _ in 0..500 {
+        let made_up = uuid::Uuid::now_v7();
+        let (status, _) = get(
+            &format!("{base}/v1/schools/{made_up}/settings"),
+            Some(&operator),
+        )
+        .await;
+        assert_eq!(status, 404);
+    }
+    assert_eq!(
+        running.state.exec.cached_schools(),
+        1,
+        "only the real school"
+    );
+}
