@@ -4,7 +4,8 @@
 //!   permissions, generated on first use; `KRING_JWT_SECRET` overrides it); `kring-api token`
 //!   mints them.
 //! - A deployment can instead (or as well) trust an OpenID Connect issuer: its public keys come
-//!   from a JWKS file or URL (`--oidc-jwks`), and tokens must name `--oidc-issuer` as `iss`.
+//!   from a JWKS file or URL (`--oidc-jwks`), and tokens must name `--oidc-issuer` as `iss` and
+//!   `--oidc-audience` in `aud`.
 //!
 //! A token's `sub` is a Kring person id, or `operator` — the platform operator only in a locally
 //! signed token: no external issuer can make anyone the operator. Rights never come from
@@ -93,6 +94,7 @@ pub enum AuthSetupError {
 #[derive(Clone)]
 struct Oidc {
     issuer: String,
+    audience: String,
     keys: JwkSet,
 }
 
@@ -130,11 +132,17 @@ impl Auth {
         Ok(Self { secret, oidc: None })
     }
 
-    /// Also trusts tokens of `issuer` signed by a key of `jwks` (a file path or an http(s) URL).
+    /// Also trusts tokens of `issuer` for `audience` signed by a key of `jwks` (a file path or
+    /// an http(s) URL).
     ///
     /// # Errors
     /// The JWKS cannot be read or parsed.
-    pub async fn with_oidc(mut self, issuer: &str, jwks: &str) -> Result<Self, AuthSetupError> {
+    pub async fn with_oidc(
+        mut self,
+        issuer: &str,
+        jwks: &str,
+        audience: &str,
+    ) -> Result<Self, AuthSetupError> {
         let fail = |reason: String| AuthSetupError::Jwks {
             source_name: jwks.to_owned(),
             reason,
@@ -153,6 +161,7 @@ impl Auth {
         let keys: JwkSet = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
         self.oidc = Some(Oidc {
             issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
             keys,
         });
         Ok(self)
@@ -224,7 +233,8 @@ impl Auth {
             let key = DecodingKey::from_jwk(jwk).map_err(bad)?;
             let mut validation = Validation::new(header.alg);
             validation.set_issuer(&[oidc.issuer.as_str()]);
-            validation.validate_aud = false;
+            // A token the issuer made for another application is not for Kring.
+            validation.set_audience(&[oidc.audience.as_str()]);
             validation.leeway = 5;
             jsonwebtoken::decode::<Claims>(token, &key, &validation)
                 .map_err(bad)?

@@ -59,11 +59,14 @@ enum Cmd {
         #[arg(long)]
         no_projectors: bool,
         /// Also trust tokens of this OpenID Connect issuer (`iss`).
-        #[arg(long, env = "KRING_OIDC_ISSUER", requires = "oidc_jwks")]
+        #[arg(long, env = "KRING_OIDC_ISSUER", requires_all = ["oidc_jwks", "oidc_audience"])]
         oidc_issuer: Option<String>,
         /// The issuer's public keys: a JWKS file or an http(s) URL.
         #[arg(long, env = "KRING_OIDC_JWKS", requires = "oidc_issuer")]
         oidc_jwks: Option<String>,
+        /// The audience (`aud`) the issuer's tokens must name: Kring's client id there.
+        #[arg(long, env = "KRING_OIDC_AUDIENCE", requires = "oidc_issuer")]
+        oidc_audience: Option<String>,
     },
     /// Run only the projectors (one active per projection; others wait and take over).
     Projector {
@@ -116,6 +119,7 @@ async fn main() -> ExitCode {
             no_projectors,
             oidc_issuer,
             oidc_jwks,
+            oidc_audience,
         } => {
             logs();
             let mut options = ServeOptions::new(Config::from_env(data.data_dir));
@@ -123,6 +127,7 @@ async fn main() -> ExitCode {
             options.projectors = !no_projectors;
             options.oidc_issuer = oidc_issuer;
             options.oidc_jwks = oidc_jwks;
+            options.oidc_audience = oidc_audience;
             let running = match server::start(options).await {
                 Ok(r) => r,
                 Err(e) => return fail(3, e),

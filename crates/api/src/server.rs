@@ -20,8 +20,10 @@ pub struct ServeOptions {
     pub projectors: bool,
     /// Trust this OpenID Connect issuer (`iss`) too…
     pub oidc_issuer: Option<String>,
-    /// …with the keys of this JWKS file or URL.
+    /// …with the keys of this JWKS file or URL…
     pub oidc_jwks: Option<String>,
+    /// …for tokens naming this audience (`aud`).
+    pub oidc_audience: Option<String>,
     /// Limits.
     pub limits: Limits,
     /// Whether to run the background jobs in this process: retention ([`crate::retention`]) and
@@ -39,6 +41,7 @@ impl ServeOptions {
             projectors: true,
             oidc_issuer: None,
             oidc_jwks: None,
+            oidc_audience: None,
             limits: Limits::default(),
             retention: true,
         }
@@ -62,8 +65,8 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
-    /// `--oidc-issuer` and `--oidc-jwks` go together.
-    #[error("--oidc-issuer and --oidc-jwks must be given together")]
+    /// `--oidc-issuer`, `--oidc-jwks` and `--oidc-audience` go together.
+    #[error("--oidc-issuer, --oidc-jwks and --oidc-audience must be given together")]
     OidcHalfConfigured,
 }
 
@@ -126,9 +129,15 @@ impl Drop for Running {
 /// As [`Auth::local`] and [`Auth::with_oidc`].
 pub async fn auth(options: &ServeOptions) -> Result<Auth, StartError> {
     let auth = Auth::local(&options.config.data_dir)?;
-    match (&options.oidc_issuer, &options.oidc_jwks) {
-        (Some(issuer), Some(jwks)) => Ok(auth.with_oidc(issuer, jwks).await?),
-        (None, None) => Ok(auth),
+    match (
+        &options.oidc_issuer,
+        &options.oidc_jwks,
+        &options.oidc_audience,
+    ) {
+        (Some(issuer), Some(jwks), Some(audience)) => {
+            Ok(auth.with_oidc(issuer, jwks, audience).await?)
+        }
+        (None, None, None) => Ok(auth),
         _ => Err(StartError::OidcHalfConfigured),
     }
 }

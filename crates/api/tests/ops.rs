@@ -26,12 +26,16 @@ fn jwks() -> Value {
 }
 
 fn issuer_token(sub: &str, iss: &str, kid: &str) -> String {
+    token_for(sub, iss, kid, "kring")
+}
+
+fn token_for(sub: &str, iss: &str, kid: &str, aud: &str) -> String {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(kid.to_owned());
     let now = chrono::Utc::now().timestamp();
     jsonwebtoken::encode(
         &header,
-        &json!({"sub": sub, "iss": iss, "iat": now, "exp": now + 600, "aud": "kring"}),
+        &json!({"sub": sub, "iss": iss, "iat": now, "exp": now + 600, "aud": aud}),
         &EncodingKey::from_ec_pem(ISSUER_KEY.as_bytes()).unwrap(),
     )
     .unwrap()
@@ -58,6 +62,7 @@ async fn health_readiness_metrics_and_an_openid_connect_issuer() {
     });
     options.oidc_issuer = Some(ISSUER.to_owned());
     options.oidc_jwks = Some(jwks_file.display().to_string());
+    options.oidc_audience = Some("kring".to_owned());
     let running = start(options).await.unwrap();
     let base = running.url();
 
@@ -122,9 +127,16 @@ async fn health_readiness_metrics_and_an_openid_connect_issuer() {
     .await;
     assert_eq!(status, 401);
     assert_eq!(running.state.system.store.head().await.unwrap(), head);
-    // Another issuer, an unknown key id, or a token the issuer did not sign: 401.
+    // Another issuer, another audience, an unknown key id, or a token the issuer did not sign:
+    // 401.
     for token in [
         operator.clone(),
+        token_for(
+            director["person_id"].as_str().unwrap(),
+            ISSUER,
+            "board-1",
+            "another-app",
+        ),
         issuer_token("operator", "https://elsewhere.example", "board-1"),
         issuer_token("operator", ISSUER, "board-2"),
         format!("{}x", &staff[..staff.len() - 1]),
@@ -144,7 +156,7 @@ async fn health_readiness_metrics_and_an_openid_connect_issuer() {
         "{metrics}"
     );
     assert!(metrics
-        .contains("kring_http_requests_total{method=\"GET\",route=\"/v1/me\",status=\"401\"} 4"));
+        .contains("kring_http_requests_total{method=\"GET\",route=\"/v1/me\",status=\"401\"} 5"));
     assert!(metrics.contains("kring_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/me\",status=\"200\",le=\"+Inf\"} 2"));
     assert!(metrics.contains("kring_events_appended_total "));
     assert!(metrics.contains("kring_projection_lag_events{projection=\"visibility\"}"));
@@ -159,6 +171,13 @@ async fn half_an_issuer_configuration_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = ServeOptions::new(Config::from_env(dir.path()));
     options.oidc_issuer = Some(ISSUER.to_owned());
+    assert!(start(options).await.is_err());
+    // An issuer and its keys, but no audience: tokens for any application would pass.
+    let jwks_file = dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, jwks().to_string()).unwrap();
+    let mut options = ServeOptions::new(Config::from_env(dir.path()));
+    options.oidc_issuer = Some(ISSUER.to_owned());
+    options.oidc_jwks = Some(jwks_file.display().to_string());
     assert!(start(options).await.is_err());
 }
 

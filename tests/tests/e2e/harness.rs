@@ -60,6 +60,7 @@ const KRING_ENV: &[&str] = &[
     "KRING_LISTEN",
     "KRING_OIDC_ISSUER",
     "KRING_OIDC_JWKS",
+    "KRING_OIDC_AUDIENCE",
 ];
 
 /// Where the server keeps its event log, vault and read models.
