@@ -24,6 +24,11 @@ use std::path::Path;
 pub const JWT_SECRET_ENV: &str = "KRING_JWT_SECRET";
 /// The issuer named by locally minted tokens.
 pub const LOCAL_ISSUER: &str = "kring-local";
+/// The longest a local token may be valid: minted for longer, or presented with a later expiry,
+/// it is refused.
+pub const MAX_TOKEN_DAYS: i64 = 90;
+/// The shortest local signing secret accepted (HS256 wants at least its 256 bits).
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Who is calling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,18 +122,39 @@ impl Auth {
     /// The local signing key of `data_dir` (created on first use), or `KRING_JWT_SECRET`.
     ///
     /// # Errors
-    /// The key file cannot be read or created; a malformed secret.
+    /// The key file cannot be read or created; a malformed or short secret.
     pub fn local(data_dir: &Path) -> Result<Self, AuthSetupError> {
-        let secret = match std::env::var(JWT_SECRET_ENV) {
-            Ok(text) if !text.is_empty() => {
+        let (source, secret) = match std::env::var(JWT_SECRET_ENV) {
+            Ok(text) if !text.is_empty() => (
+                JWT_SECRET_ENV.to_owned(),
                 B64.decode(text.trim())
                     .map_err(|e| AuthSetupError::KeyFile {
                         path: JWT_SECRET_ENV.to_owned(),
                         reason: format!("not base64: {e}"),
-                    })?
+                    })?,
+            ),
+            _ => {
+                let path = data_dir.join("jwt.key");
+                (path.display().to_string(), key_file(&path)?)
             }
-            _ => key_file(&data_dir.join("jwt.key"))?,
         };
+        Self::with_secret(&source, secret)
+    }
+
+    /// Local tokens signed with `secret` (from `source`, for the error).
+    ///
+    /// # Errors
+    /// A secret shorter than [`MIN_SECRET_BYTES`].
+    pub fn with_secret(source: &str, secret: Vec<u8>) -> Result<Self, AuthSetupError> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(AuthSetupError::KeyFile {
+                path: source.to_owned(),
+                reason: format!(
+                    "the secret has {} bytes; at least {MIN_SECRET_BYTES} are needed",
+                    secret.len()
+                ),
+            });
+        }
         Ok(Self { secret, oidc: None })
     }
 
@@ -167,11 +193,17 @@ impl Auth {
         Ok(self)
     }
 
-    /// A locally signed token for `caller`, valid for `ttl`.
+    /// A locally signed token for `caller`, valid for `ttl` (at most [`MAX_TOKEN_DAYS`]).
     ///
     /// # Errors
-    /// Signing failed (it does not with an HMAC key).
+    /// `422` for a lifetime over the maximum or not positive; signing failed (it does not with
+    /// an HMAC key).
     pub fn mint(&self, caller: Caller, ttl: chrono::Duration) -> Result<String, ApiError> {
+        if ttl <= chrono::Duration::zero() || ttl > chrono::Duration::days(MAX_TOKEN_DAYS) {
+            return Err(ApiError::validation(format!(
+                "a token is valid for more than nothing and at most {MAX_TOKEN_DAYS} days"
+            )));
+        }
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: match caller {
@@ -212,13 +244,21 @@ impl Auth {
             let mut validation = Validation::new(Algorithm::HS256);
             validation.set_issuer(&[LOCAL_ISSUER]);
             validation.leeway = 5;
-            jsonwebtoken::decode::<Claims>(
+            let claims = jsonwebtoken::decode::<Claims>(
                 token,
                 &DecodingKey::from_secret(&self.secret),
                 &validation,
             )
             .map_err(bad)?
-            .claims
+            .claims;
+            // A leaked key must not mint tokens that outlive the bound.
+            let latest = chrono::Utc::now().timestamp() + MAX_TOKEN_DAYS * 24 * 3600 + 60;
+            if claims.exp > latest {
+                return Err(ApiError::unauthenticated(format!(
+                    "the token is valid for more than {MAX_TOKEN_DAYS} days"
+                )));
+            }
+            claims
         } else {
             let oidc = self.oidc.as_ref().ok_or_else(|| {
                 ApiError::unauthenticated("the token is not signed by a key this server trusts")
@@ -277,5 +317,55 @@ fn key_file(path: &Path) -> Result<Vec<u8>, AuthSetupError> {
             }
         }
         Err(e) => Err(fail(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Auth {
+        Auth::with_secret("test", vec![7; MIN_SECRET_BYTES]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        assert!(Auth::with_secret("test", vec![7; MIN_SECRET_BYTES - 1]).is_err());
+    }
+
+    #[test]
+    fn local_tokens_live_at_most_ninety_days() {
+        let auth = auth();
+        assert!(auth
+            .mint(Caller::Operator, chrono::Duration::days(MAX_TOKEN_DAYS))
+            .is_ok());
+        for ttl in [
+            chrono::Duration::days(MAX_TOKEN_DAYS + 1),
+            chrono::Duration::zero(),
+        ] {
+            assert!(auth.mint(Caller::Operator, ttl).is_err(), "{ttl}");
+        }
+        // Signed with the key, but for a year: refused.
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: "operator".into(),
+            exp: now + 365 * 24 * 3600,
+            iat: now,
+            iss: LOCAL_ISSUER.into(),
+        };
+        let long = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&auth.secret),
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            auth.verify(&long).err().map(|e| e.code),
+            Some("unauthenticated")
+        );
+        let fine = auth
+            .mint(Caller::Operator, chrono::Duration::hours(1))
+            .unwrap_or_default();
+        assert_eq!(auth.verify(&fine).ok(), Some(Caller::Operator));
     }
 }

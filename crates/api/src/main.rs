@@ -87,7 +87,7 @@ enum Cmd {
         /// A token for the platform operator.
         #[arg(long)]
         operator: bool,
-        /// How long the token is valid.
+        /// How long the token is valid (at most 90 days).
         #[arg(long, default_value_t = 24 * 30)]
         ttl_hours: i64,
     },
