@@ -89,9 +89,9 @@ const MAX_PARAMS: usize = 1_000;
 /// Parameters per multi-row `INSERT` of a [`Bulk`] (SQLite allows 32,766, PostgreSQL 65,535).
 /// Each statement is a hand-off to SQLite's worker thread: at 4,000 instead of 1,000 the 1M-event
 /// rebuild made ~4,500 statements instead of ~18,000 and took 13.8–15.0 s instead of 18.7 s
-/// (12,000 was no faster; `docs/benchmarks.md`, session 8). Only a table's full-size statement
+/// (12,000 was no faster; `docs/benchmarks.md`). Only a table's full-size statement
 /// is kept prepared (one text per table); the smaller last statement of a batch, a different
-/// text each time, is not — in session 5 caching every text at 6,000 parameters cost 28–36 MiB.
+/// text each time, is not: caching every text at 6,000 parameters cost 28–36 MiB.
 const BULK_PARAMS: usize = 4_000;
 
 /// Appends the `n`th (1-based) bind parameter: `$n` on PostgreSQL, an anonymous `?` on SQLite.
@@ -255,7 +255,7 @@ impl Bulk {
 /// worker thread per command instead of one per statement. A hand-off that wakes an idle
 /// thread costs tens of microseconds on this machine, more than a small statement itself: the
 /// memberships model, one statement per event, took 2.5 s of a 1M-event rebuild for ~45k
-/// events (`docs/benchmarks.md`, session 8). The commands are not kept as prepared statements
+/// events (`docs/benchmarks.md`). The commands are not kept as prepared statements
 /// (their texts rarely repeat). PostgreSQL's extended protocol takes one statement per command,
 /// so there they run one by one.
 #[derive(Debug, Default)]
@@ -443,7 +443,7 @@ const NULL: &str = "\u{1d}";
 /// async side through a channel of 50, so a load of thousands of rows hands off once per row,
 /// and each hand-off wakes a thread. The 1M-event rebuild loads ~730k rows that way; packed,
 /// the consent model's load of the guardians' latest decisions took 0.4 s instead of 1.3 s
-/// (`docs/benchmarks.md`, session 7). The values must not contain those three characters:
+/// (`docs/benchmarks.md`). The values must not contain those three characters:
 /// ids, numbers, enum names and JSON (whose strings escape control characters) do not.
 ///
 /// # Errors

@@ -25,7 +25,7 @@ macro_rules! wal_autocheckpoint {
 
 /// How every SQLite read-model connection is set up. On the 1M-event rebuild these settings
 /// and smaller bulk statements took 46.3–48.3 s to 35.2–37.5 s, back to back at the same peak
-/// RSS (`docs/benchmarks.md`, session 5):
+/// RSS (`docs/benchmarks.md`):
 ///
 /// - `page_size = 16384` (new files only; an existing file keeps its pages): a quarter of the
 ///   pages, B-trees a level shallower, and a quarter of the WAL frames — each frame is two
@@ -39,12 +39,12 @@ macro_rules! wal_autocheckpoint {
 /// - `cache_size = -16384` (16 MiB per connection, the default is 2 MiB): the pages a batch
 ///   loads and writes back stay in memory instead of being read again with `pread`. 32 MiB
 ///   was no faster once the query indexes were built after a rebuild's fill, and peaked
-///   ~10 MiB higher (session 6); 24 MiB, used until session 9, peaked up to 263 MiB once the
+///   ~10 MiB higher; 24 MiB, used before, peaked up to 263 MiB once the
 ///   projector's writes ran on a thread of their own (`crate::writer`), over the 256 MiB
 ///   budget, and was at most ~0.3 s faster.
 /// - `temp_store = MEMORY`: statement journals (every multi-row `INSERT … ON CONFLICT` keeps
 ///   one, to undo just that statement) live in memory instead of temporary files that are
-///   created, written and deleted hundreds of times per rebuild (session 6).
+///   created, written and deleted hundreds of times per rebuild.
 const SQLITE_PRAGMAS: &str = concat!(
     "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; ",
     "PRAGMA busy_timeout = 10000; ",

@@ -35,10 +35,10 @@ pub const BATCH: usize = 2000;
 /// Events read from the log per batch when catching up and rebuilding. Larger batches mean
 /// fewer statements and fewer rewrites of the same rows (a school's roster state, a child's
 /// consents), but every event of a batch is held decoded, and buffered by the projections that
-/// need it. On the 1M-event rebuild (`docs/benchmarks.md`, session 5): 5,000 took 30–33 s at
+/// need it. On the 1M-event rebuild (`docs/benchmarks.md`): 5,000 took 30–33 s at
 /// 205–223 MiB peak RSS; 10,000 took 25–28 s at 224–234 MiB (with SQLite on mimalloc too; on
 /// glibc's malloc 263–267 MiB); 20,000 was no faster than 10,000 and peaked at 330 MiB, over
-/// the 256 MiB budget. With the pipelined writer (session 9) 10,000 peaked at 252–272 MiB and
+/// the 256 MiB budget. With the pipelined writer (`crate::writer`) 10,000 peaked at 252–272 MiB and
 /// 8,000 was as fast. Several batches share a transaction ([`UNIT_EVENTS`]).
 pub const CATCH_UP_BATCH: usize = 8_000;
 /// The first and the longest wait before following the log again after a passing failure.

@@ -6,7 +6,7 @@
 //! A projection's batch is loads, computation and writes. Awaited one statement at a time, the
 //! async side and the database (SQLite's worker thread, or the PostgreSQL server) take turns:
 //! on the 1M-event rebuild into SQLite each was busy about half of the time, and the run used
-//! one of the machine's two cores (`docs/benchmarks.md`, session 9). Here a write is queued and
+//! one of the machine's two cores (`docs/benchmarks.md`). Here a write is queued and
 //! its caller goes on; a query waits for everything queued before it (one connection, in order),
 //! so a projection always reads its own writes, and the next projection computes its rows while
 //! this one's are written.
@@ -166,7 +166,7 @@ impl Drop for Guard {
 /// next transaction, so that SQLite starts the WAL over instead of growing it: 256 MiB. On the
 /// 1M-event rebuild (~1.6 GiB of WAL written) that is a wait every third or fourth unit instead
 /// of a checkpoint inside every commit; at 128 MiB the rebuild was ~0.5 s slower, at 512 MiB
-/// no faster (session 10).
+/// no faster.
 const WAL_RESTART_FRAMES: i64 = 16_384;
 
 /// Checkpoints of a SQLite WAL on a connection of their own, beside the writer.

@@ -42,7 +42,7 @@
 //!
 //! # Why decisions are rows, not a child's state
 //!
-//! Until session 12 a child's whole [`Consents`](consent::Consents) was one JSON value,
+//! Before decision 0010 a child's whole [`Consents`](consent::Consents) was one JSON value,
 //! loaded, parsed, evolved, serialised and written back by every batch with a decision about
 //! the child: on the 1M-event rebuild (220k decisions, ~1,400 children per 8,000-event batch,
 //! ~860 bytes each) that was about 40 % of this model's CPU on the projector's thread. A
