@@ -41,6 +41,17 @@ fn token_for(sub: &str, iss: &str, kid: &str, aud: &str) -> String {
     .unwrap()
 }
 
+/// A server with its defaults, on SQLite files in `dir`.
+async fn on_sqlite(dir: &std::path::Path) -> kring_api::server::Running {
+    start(ServeOptions::new(Config {
+        data_dir: dir.to_path_buf(),
+        database_url: None,
+        eventstore_url: None,
+    }))
+    .await
+    .unwrap()
+}
+
 async fn get(url: &str, token: Option<&str>) -> (u16, String) {
     let mut req = reqwest::Client::new().get(url);
     if let Some(token) = token {
@@ -184,13 +195,7 @@ async fn half_an_issuer_configuration_is_refused_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_keep_a_bounded_set_of_series_whatever_clients_send() {
     let dir = tempfile::tempdir().unwrap();
-    let running = start(ServeOptions::new(Config {
-        data_dir: dir.path().to_path_buf(),
-        database_url: None,
-        eventstore_url: None,
-    }))
-    .await
-    .unwrap();
+    let running = on_sqlite(dir.path()).await;
     let base = running.url();
     let client = reqwest::Client::new();
     let odd = |i: usize| {
@@ -235,13 +240,7 @@ async fn metrics_keep_a_bounded_set_of_series_whatever_clients_send() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn made_up_school_ids_leave_nothing_in_the_roster_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let running = start(ServeOptions::new(Config {
-        data_dir: dir.path().to_path_buf(),
-        database_url: None,
-        eventstore_url: None,
-    }))
-    .await
-    .unwrap();
+    let running = on_sqlite(dir.path()).await;
     let base = running.url();
     let operator = running
         .state
