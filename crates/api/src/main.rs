@@ -4,6 +4,7 @@
 //! kring-api serve     [--data-dir DIR] [--listen ADDR] [--demo] [--no-projectors]
 //! kring-api projector [--data-dir DIR]
 //! kring-api token     [--data-dir DIR] (--person ID | --operator) [--ttl-hours H]
+//! kring-api token     [--data-dir DIR] --revoke TOKEN_ID
 //! ```
 //!
 //! Exit codes: 0 ok, 1 the server or projector failed while running, 2 bad usage,
@@ -11,10 +12,12 @@
 #![forbid(unsafe_code)]
 
 use clap::{Args, Parser, Subcommand};
+use kring_api::exec::Executor;
+use kring_api::routes::sign_in::record_revocation;
 use kring_api::server::{self, ServeOptions};
 use kring_api::{Auth, Caller};
 use kring_domain::PersonId;
-use kring_projections::Config;
+use kring_projections::{Config, Mode, System};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,17 +76,21 @@ enum Cmd {
         #[command(flatten)]
         data: Data,
     },
-    /// Print a bearer token signed with the data directory's key.
+    /// Print a bearer token signed with the data directory's key (its id goes to stderr), or
+    /// revoke one by its id.
     Token {
         #[command(flatten)]
         data: Data,
         /// The person the token is for.
         #[arg(
             long,
-            conflicts_with = "operator",
-            required_unless_present = "operator"
+            conflicts_with_all = ["operator", "revoke"],
+            required_unless_present_any = ["operator", "revoke"]
         )]
         person: Option<PersonId>,
+        /// Revoke the token with this id (its `jti`): every server refuses it from then on.
+        #[arg(long, conflicts_with = "operator")]
+        revoke: Option<uuid::Uuid>,
         /// A token for the platform operator.
         #[arg(long)]
         operator: bool,
@@ -91,6 +98,22 @@ enum Cmd {
         #[arg(long, default_value_t = 24 * 30)]
         ttl_hours: i64,
     },
+}
+
+/// Records the revocation of token `jti` in the installation's log.
+async fn revoke(data: Data, jti: uuid::Uuid) -> ExitCode {
+    let system = match System::open(Config::from_env(data.data_dir), Mode::MustExist).await {
+        Ok(s) => s,
+        Err(e) => return fail(3, e),
+    };
+    let exec = Executor::new(system.store.clone(), std::sync::Arc::clone(&system.vault));
+    match record_revocation(&exec, Caller::Operator, uuid::Uuid::now_v7(), jti).await {
+        Ok(position) => {
+            eprintln!("kring-api: token {jti} revoked (position {position})");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, e.detail),
+    }
 }
 
 fn logs() {
@@ -159,8 +182,14 @@ async fn main() -> ExitCode {
         }
         Cmd::Token {
             data,
+            revoke: Some(jti),
+            ..
+        } => revoke(data, jti).await,
+        Cmd::Token {
+            data,
             person,
             operator: _,
+            revoke: None,
             ttl_hours,
         } => {
             let auth = match Auth::local(&data.data_dir) {
@@ -168,9 +197,12 @@ async fn main() -> ExitCode {
                 Err(e) => return fail(3, e),
             };
             let caller = person.map_or(Caller::Operator, Caller::Person);
-            match auth.mint(caller, chrono::Duration::hours(ttl_hours)) {
-                Ok(token) => {
+            match auth.mint_with_id(caller, chrono::Duration::hours(ttl_hours)) {
+                Ok((token, jti)) => {
                     println!("{token}");
+                    eprintln!(
+                        "kring-api: token id {jti} (revoke with `kring-api token --revoke {jti}`)"
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(1, e.detail),

@@ -1,14 +1,14 @@
 //! What every handler shares: the installation, the command executor, authentication,
 //! read-your-writes, metrics.
 
-use crate::auth::{Auth, Caller};
+use crate::auth::{Auth, Caller, Verified};
 use crate::error::{ApiError, ApiResult};
 use crate::exec::Executor;
 use crate::metrics::Metrics;
 use axum::extract::{FromRef, FromRequestParts, Query};
 use axum::http::request::Parts;
 use kring_domain::{ChildId, GroupId, SchoolId, Sealed};
-use kring_projections::models::memberships;
+use kring_projections::models::{access_log, memberships};
 use kring_projections::{Checkpoints, StatusBoard, System};
 use kring_store::EventStore;
 use serde::Deserialize;
@@ -86,6 +86,38 @@ impl AppState {
             limits,
             projections: Arc::new(projections),
             system,
+        }
+    }
+
+    /// The caller a bearer token names: a local token not revoked, or an issuer's token whose
+    /// identity belongs to a person.
+    ///
+    /// # Errors
+    /// `401 unauthenticated` for a token that does not verify, was revoked, or names an
+    /// identity no person has.
+    pub async fn authenticate(&self, token: &str) -> ApiResult<Caller> {
+        match self.auth.verify(token).await? {
+            Verified::Local { caller, jti } => {
+                if access_log::token_revoked(&self.system.db, jti).await? {
+                    return Err(ApiError::unauthenticated("the token was revoked"));
+                }
+                Ok(caller)
+            }
+            Verified::External { digest, .. } => {
+                let mut person = memberships::person_of_identity(&self.system.db, &digest).await?;
+                if person.is_none() {
+                    // Given a moment ago, perhaps: the issuer signed this token, so a wait for
+                    // the read models is worth it before saying no.
+                    self.catch_up().await?;
+                    person = memberships::person_of_identity(&self.system.db, &digest).await?;
+                }
+                person.map(Caller::Person).ok_or_else(|| {
+                    ApiError::unauthenticated(
+                        "this sign-in is not linked to anyone at Kring: ask the school to add \
+                             you with your single sign-on identity, or link it from your account",
+                    )
+                })
+            }
         }
     }
 
@@ -248,7 +280,7 @@ where
             .ok_or_else(|| {
                 ApiError::unauthenticated("the Authorization header must be `Bearer <token>`")
             })?;
-        state.auth.verify(token.trim())
+        state.authenticate(token.trim()).await
     }
 }
 

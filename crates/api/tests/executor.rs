@@ -278,6 +278,7 @@ async fn every_roster_answer_includes_what_was_written_before_it_was_asked_for()
                         role: StaffRole::Teacher,
                         display_name: Sealed::new(Subject::Person(person_id), "Juf".into()),
                         email: Sealed::new(Subject::Person(person_id), "juf@example.org".into()),
+                        identity: None,
                     });
                     // Sixteen writers on one stream conflict: retry as a client would (a
                     // roster that never catches up would conflict for ever: give up then).

@@ -1,45 +1,13 @@
-//! Operations and authentication over a real socket: `/healthz`, `/readyz`, `/metrics`, and
-//! tokens of a trusted OpenID Connect issuer (a JWKS file) beside the local key.
+//! Operations over a real socket: `/healthz`, `/readyz`, `/metrics`, bounded caches, and the
+//! configuration of a trusted OpenID Connect issuer (sign-in itself: `sign_in.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use kring_api::server::{start, ServeOptions};
 use kring_api::Caller;
 use kring_projections::Config;
 use serde_json::{json, Value};
 
-/// A P-256 key pair made for this test only (the issuer's signing key and its JWK).
-const ISSUER_KEY: &str = "-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg2zo7xnsCNEN7oKgd
-fkoKkKDVT1/FzTWhaRb6dGDGwv+hRANCAATTKOM5MIDf7IwbwDbDTpLI/WGYqAO9
-1mH+7ltHdxSFPwkzQNWceGMjUsuyKDsPr4+YN/7byRinZGl4tUNHSb8g
------END PRIVATE KEY-----
-";
 const ISSUER: &str = "https://login.school-board.example";
-
-fn jwks() -> Value {
-    json!({"keys": [{
-        "kty": "EC", "crv": "P-256", "kid": "board-1", "use": "sig", "alg": "ES256",
-        "x": "0yjjOTCA3-yMG8A2w06SyP1hmKgDvdZh_u5bR3cUhT8",
-        "y": "CTNA1Zx4YyNSy7IoOw-vj5g3_tvJGKdkaXi1Q0dJvyA",
-    }]})
-}
-
-fn issuer_token(sub: &str, iss: &str, kid: &str) -> String {
-    token_for(sub, iss, kid, "kring")
-}
-
-fn token_for(sub: &str, iss: &str, kid: &str, aud: &str) -> String {
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some(kid.to_owned());
-    let now = chrono::Utc::now().timestamp();
-    jsonwebtoken::encode(
-        &header,
-        &json!({"sub": sub, "iss": iss, "iat": now, "exp": now + 600, "aud": aud}),
-        &EncodingKey::from_ec_pem(ISSUER_KEY.as_bytes()).unwrap(),
-    )
-    .unwrap()
-}
 
 /// A server with its defaults, on SQLite files in `dir`.
 async fn on_sqlite(dir: &std::path::Path) -> kring_api::server::Running {
@@ -62,19 +30,9 @@ async fn get(url: &str, token: Option<&str>) -> (u16, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_readiness_metrics_and_an_openid_connect_issuer() {
+async fn health_readiness_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let jwks_file = dir.path().join("jwks.json");
-    std::fs::write(&jwks_file, jwks().to_string()).unwrap();
-    let mut options = ServeOptions::new(Config {
-        data_dir: dir.path().join("data"),
-        database_url: None,
-        eventstore_url: None,
-    });
-    options.oidc_issuer = Some(ISSUER.to_owned());
-    options.oidc_jwks = Some(jwks_file.display().to_string());
-    options.oidc_audience = Some("kring".to_owned());
-    let running = start(options).await.unwrap();
+    let running = on_sqlite(dir.path()).await;
     let base = running.url();
 
     assert_eq!(get(&format!("{base}/healthz"), None).await.0, 200);
@@ -84,73 +42,29 @@ async fn health_readiness_metrics_and_an_openid_connect_issuer() {
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["projections"].as_array().unwrap().len(), 8);
 
-    // The operator registers a school with a local token, and adds a director.
     let local = running
         .state
         .auth
         .mint(Caller::Operator, chrono::Duration::minutes(5))
         .unwrap();
-    let post = |token: String, path: String, body: Value| {
-        let url = format!("{base}{path}");
-        async move {
-            let res = reqwest::Client::new()
-                .post(url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = res.status().as_u16();
-            (status, res.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
-    let (status, school) = post(
-        local.clone(),
-        "/v1/schools".into(),
-        json!({"name": "De Linde", "brin": "11AA"}),
-    )
-    .await;
-    assert_eq!(status, 201);
-    let (status, director) = post(
-        local.clone(),
-        format!(
-            "/v1/schools/{}/staff",
-            school["school_id"].as_str().unwrap()
-        ),
-        json!({"display_name": "Directeur", "email": "d@linde.example", "role": "director"}),
-    )
-    .await;
-    assert_eq!(status, 201);
-    assert_eq!(get(&format!("{base}/v1/me"), Some(&local)).await.0, 200);
-    // The issuer's token for that person is that person.
-    let staff = issuer_token(director["person_id"].as_str().unwrap(), ISSUER, "board-1");
-    let (status, me) = get(&format!("{base}/v1/me"), Some(&staff)).await;
-    assert_eq!(status, 200, "{me}");
-    assert!(me.contains("d@linde.example"));
-    // The issuer can never make anyone the platform operator.
-    let head = running.state.system.store.head().await.unwrap();
-    let operator = issuer_token("operator", ISSUER, "board-1");
-    let (status, _) = post(
-        operator.clone(),
-        "/v1/schools".into(),
-        json!({"name": "Het Anker", "brin": "22BB"}),
-    )
-    .await;
-    assert_eq!(status, 401);
-    assert_eq!(running.state.system.store.head().await.unwrap(), head);
-    // Another issuer, another audience, an unknown key id, or a token the issuer did not sign:
-    // 401.
+    let res = reqwest::Client::new()
+        .post(format!("{base}/v1/schools"))
+        .bearer_auth(&local)
+        .json(&json!({"name": "De Linde", "brin": "11AA"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    for _ in 0..2 {
+        assert_eq!(get(&format!("{base}/v1/me"), Some(&local)).await.0, 200);
+    }
+    // A token signed by nobody this server trusts, a tampered one, and garbage: 401.
     for token in [
-        operator.clone(),
-        token_for(
-            director["person_id"].as_str().unwrap(),
-            ISSUER,
-            "board-1",
-            "another-app",
-        ),
-        issuer_token("operator", "https://elsewhere.example", "board-1"),
-        issuer_token("operator", ISSUER, "board-2"),
-        format!("{}x", &staff[..staff.len() - 1]),
+        format!("{}x", &local[..local.len() - 1]),
+        "not.a.token".to_owned(),
+        "e30.e30.e30".to_owned(),
+        String::new(),
+        "x".repeat(100),
     ] {
         let (status, body) = get(&format!("{base}/v1/me"), Some(&token)).await;
         assert_eq!(status, 401, "{body}");
@@ -185,7 +99,7 @@ async fn half_an_issuer_configuration_is_refused_at_start() {
     assert!(start(options).await.is_err());
     // An issuer and its keys, but no audience: tokens for any application would pass.
     let jwks_file = dir.path().join("jwks.json");
-    std::fs::write(&jwks_file, jwks().to_string()).unwrap();
+    std::fs::write(&jwks_file, r#"{"keys": []}"#).unwrap();
     let mut options = ServeOptions::new(Config::from_env(dir.path()));
     options.oidc_issuer = Some(ISSUER.to_owned());
     options.oidc_jwks = Some(jwks_file.display().to_string());

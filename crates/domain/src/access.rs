@@ -50,11 +50,25 @@ pub struct AccessLogged {
     pub at: DateTime<Utc>,
 }
 
+/// A locally signed bearer token was revoked before its expiry: from then on every request
+/// carrying it is refused. Recorded in the stream `access-<token id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRevoked {
+    /// The token's id (its `jti` claim).
+    pub jti: Uuid,
+    /// Who revoked it.
+    pub by: Actor,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 event_enum! {
     /// Events of an access-log stream.
     pub enum AccessEvent {
         /// See [`AccessLogged`].
         AccessLogged,
+        /// See [`TokenRevoked`].
+        TokenRevoked,
     }
 }
 
@@ -67,11 +81,14 @@ pub struct LogAccess {
     pub reason: String,
 }
 
-/// An access log's state: how many reads it holds.
+/// An access log's state: how many reads it holds; for a token's stream, whether it was
+/// revoked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AccessLog {
     /// Reads recorded.
     pub entries: u64,
+    /// Whether the token this stream is about was revoked.
+    pub revoked: bool,
 }
 
 /// Decides an access-log entry. Any actor's reads can be recorded; the system's are not,
@@ -100,11 +117,41 @@ pub fn decide(
     .into()])
 }
 
+/// Decides the revocation of the local token `jti` (the platform operator only).
+///
+/// # Errors
+/// `NotAllowed` for anyone else, `AlreadyDone` for a token revoked before.
+pub fn revoke_token(
+    state: &AccessLog,
+    actor: Actor,
+    jti: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Vec<AccessEvent>, DomainError> {
+    if actor != Actor::Operator {
+        return Err(DomainError::NotAllowed {
+            actor,
+            action: "revoke a token",
+        });
+    }
+    if state.revoked {
+        return Err(DomainError::AlreadyDone {
+            what: format!("token {jti} revoked"),
+        });
+    }
+    Ok(vec![TokenRevoked {
+        jti,
+        by: actor,
+        at: now,
+    }
+    .into()])
+}
+
 /// Applies an access event to the state.
 #[must_use]
 pub fn evolve(mut state: AccessLog, event: &AccessEvent) -> AccessLog {
     match event {
         AccessEvent::AccessLogged(_) => state.entries += 1,
+        AccessEvent::TokenRevoked(_) => state.revoked = true,
     }
     state
 }

@@ -1,10 +1,13 @@
 //! A person's own facts: staff quiet hours ("stiltemodus") and erasure requests.
 
+use crate::access::Subject;
 use crate::actor::{Actor, Command};
 use crate::error::DomainError;
 use crate::event::event_enum;
 use crate::ids::PersonId;
 use crate::school::School;
+use crate::sealed::Sealed;
+use crate::validate;
 use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveTime, TimeZone, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -154,6 +157,53 @@ fn resolve(tz: chrono_tz::Tz, local: chrono::NaiveDateTime) -> Option<DateTime<U
     }
 }
 
+/// A person's identity at a single sign-on issuer: a token of `issuer` whose `sub` is the
+/// subject is this person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsoIdentity {
+    /// The issuer (`iss`), e.g. the school board's sign-in service.
+    pub issuer: String,
+    /// The person's subject (`sub`) there (personal, sealed for the person).
+    pub subject: Sealed<String>,
+    /// A digest of issuer and subject that finds the person from a token without opening the
+    /// subject (hex SHA-256, computed where tokens are verified).
+    pub digest: String,
+}
+
+impl SsoIdentity {
+    /// An identity of `person` at `issuer`, checked: the subject is 1 to 255 characters.
+    ///
+    /// # Errors
+    /// `Invalid` for an empty or overlong subject or issuer, or a digest that is not 64 hex
+    /// digits.
+    pub fn new(
+        person: PersonId,
+        issuer: &str,
+        subject: &str,
+        digest: String,
+    ) -> Result<Self, DomainError> {
+        let subject = validate::text("sso_subject", subject, 255)?;
+        let issuer = validate::text("issuer", issuer, 500)?;
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(DomainError::invalid("digest", "not a hex SHA-256 digest"));
+        }
+        Ok(Self {
+            issuer,
+            subject: Sealed::new(Subject::Person(person), subject),
+            digest,
+        })
+    }
+}
+
+/// A person linked their identity at a single sign-on issuer (once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityLinked {
+    /// The person.
+    pub person_id: PersonId,
+    /// The identity.
+    pub identity: SsoIdentity,
+}
+
 /// A person's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Person {
@@ -163,6 +213,8 @@ pub struct Person {
     pub erasure_requested: bool,
     /// Whether the person's key was destroyed.
     pub erased: bool,
+    /// Whether the person linked a single sign-on identity.
+    pub identity_linked: bool,
 }
 
 /// A staff member set their quiet hours.
@@ -214,6 +266,8 @@ event_enum! {
         PersonErasureRequested,
         /// See [`PersonErased`].
         PersonErased,
+        /// See [`IdentityLinked`].
+        IdentityLinked,
     }
 }
 
@@ -233,6 +287,13 @@ pub enum PersonAction {
     RecordErasure {
         /// The person.
         person_id: PersonId,
+    },
+    /// Link one's own single sign-on identity (the person themself, once).
+    LinkIdentity {
+        /// The person.
+        person_id: PersonId,
+        /// Their identity.
+        identity: SsoIdentity,
     },
 }
 
@@ -323,6 +384,33 @@ pub fn decide(
             }
             .into()
         }
+        PersonAction::LinkIdentity {
+            person_id,
+            identity,
+        } => {
+            if actor != Actor::Person(person_id) {
+                return Err(DomainError::NotAllowed {
+                    actor,
+                    action: "link a single sign-on identity",
+                });
+            }
+            if person.erased {
+                return Err(DomainError::invalid(
+                    "person_id",
+                    format!("person {person_id} was erased"),
+                ));
+            }
+            if person.identity_linked {
+                return Err(DomainError::AlreadyDone {
+                    what: format!("person {person_id} linked a single sign-on identity"),
+                });
+            }
+            IdentityLinked {
+                person_id,
+                identity,
+            }
+            .into()
+        }
     };
     Ok(vec![event])
 }
@@ -345,6 +433,7 @@ pub fn evolve(mut state: Person, event: &PersonEvent) -> Person {
         PersonEvent::QuietHoursCleared(_) => state.quiet_hours = None,
         PersonEvent::PersonErasureRequested(_) => state.erasure_requested = true,
         PersonEvent::PersonErased(_) => state.erased = true,
+        PersonEvent::IdentityLinked(_) => state.identity_linked = true,
     }
     state
 }

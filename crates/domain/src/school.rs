@@ -12,7 +12,7 @@ use crate::error::DomainError;
 use crate::event::event_enum;
 use crate::ids::{ChildId, GroupId, InvitationId, PersonId, SchoolId};
 use crate::invitation::{Invitation, InvitationStatus};
-use crate::person::QuietHours;
+use crate::person::{QuietHours, SsoIdentity};
 use crate::purpose::Purpose;
 use crate::sealed::Sealed;
 use crate::validate;
@@ -498,6 +498,9 @@ school_event!(
         display_name: Sealed<String>,
         /// Their e-mail address (personal, sealed for the person; shown only to them).
         email: Sealed<String>,
+        /// Their identity at the school's single sign-on issuer, when given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity: Option<SsoIdentity>,
     }
 );
 school_event!(
@@ -690,6 +693,8 @@ pub enum SchoolAction {
         email: String,
         /// Their role.
         role: StaffRole,
+        /// Their identity at the school's single sign-on issuer, when known.
+        identity: Option<SsoIdentity>,
     },
     /// Change a staff member's role (director, operator).
     ChangeStaffRole {
@@ -888,6 +893,7 @@ pub fn decide(
             display_name,
             email,
             role,
+            identity,
         } => {
             require(director_or_operator, actor, "add staff")?;
             if state.staff.contains_key(&person_id) {
@@ -908,6 +914,7 @@ pub fn decide(
                     Subject::Person(person_id),
                     validate::email("email", &email)?,
                 ),
+                identity,
             }
             .into()
         }

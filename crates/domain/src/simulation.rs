@@ -465,6 +465,7 @@ impl World {
                 display_name: format!("Juf Staff {n}"),
                 email: format!("staff{n}@school.example"),
                 role,
+                identity: None,
             },
         )?;
         self.staff.push(person_id);

@@ -919,6 +919,69 @@ fn quiet_hours_are_for_staff_only() {
     ));
 }
 
+#[test]
+fn a_person_links_one_identity_of_their_own() {
+    let (mut world, teacher) = class();
+    let Actor::Person(t) = teacher else {
+        unreachable!()
+    };
+    let digest = "ab".repeat(32);
+    let identity = |subject: &str| {
+        kring_domain::person::SsoIdentity::new(t, "https://idp.example", subject, digest.clone())
+    };
+    let link = |identity| kring_domain::person::PersonAction::LinkIdentity {
+        person_id: t,
+        identity,
+    };
+    // Someone else, or the operator, cannot link it for them.
+    let parent = world.guardians_of(world.child_ids[0])[0];
+    for actor in [Actor::Person(parent), Actor::Operator] {
+        let refused = world.person(actor, t, link(identity("juf").unwrap()));
+        assert!(
+            matches!(refused, Err(DomainError::NotAllowed { .. })),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        world.person(teacher, t, link(identity("juf").unwrap())),
+        Ok(1)
+    );
+    assert!(matches!(
+        world.person(teacher, t, link(identity("juf-2").unwrap())),
+        Err(DomainError::AlreadyDone { .. })
+    ));
+    // The subject is checked, and so is the digest.
+    assert!(identity("").is_err());
+    assert!(identity(&"x".repeat(256)).is_err());
+    assert!(
+        kring_domain::person::SsoIdentity::new(t, "https://idp.example", "juf", "xyz".into())
+            .is_err()
+    );
+}
+
+#[test]
+fn only_the_operator_revokes_a_token_and_only_once() {
+    let jti = uuid::Uuid::now_v7();
+    let now = chrono::Utc::now();
+    let fresh = kring_domain::access::AccessLog::default();
+    for actor in [
+        Actor::Person(kring_domain::PersonId::generate()),
+        Actor::System,
+    ] {
+        assert!(matches!(
+            kring_domain::access::revoke_token(&fresh, actor, jti, now),
+            Err(DomainError::NotAllowed { .. })
+        ));
+    }
+    let events = kring_domain::access::revoke_token(&fresh, Actor::Operator, jti, now).unwrap();
+    let revoked = events.iter().fold(fresh, kring_domain::access::evolve);
+    assert!(revoked.revoked);
+    assert!(matches!(
+        kring_domain::access::revoke_token(&revoked, Actor::Operator, jti, now),
+        Err(DomainError::AlreadyDone { .. })
+    ));
+}
+
 /// The default policy's purposes, with `purpose`'s description replaced by `reworded` (when
 /// given) and `dropped` left out.
 fn policy_with(

@@ -121,6 +121,12 @@ pub const JSON_WRITES: &[(&str, &[&str], &[WrongValue])] = &[
         ("groups", r#"[{"group_id": "00000000-0000-7000-8000-000000000000"}]"#, 404, "not_found"),
         ("groups", r#"[{"group_id": "00000000-0000-7000-8000-000000000000", "children_to_new": "X", "children_to": "00000000-0000-7000-8000-000000000000"}]"#, 422, "validation_failed"),
     ]),
+    ("POST /v1/me/sso-identity", &["token"], &[
+        ("token", r#""not a token""#, 422, "validation_failed"),
+    ]),
+    ("POST /v1/tokens/revocations", &["jti"], &[
+        ("jti", r#""not-a-uuid""#, 422, "validation_failed"),
+    ]),
     ("POST /v1/me/notifications/delivered", &["notification_ids"], &[
         ("notification_ids", r#"["nonsense"]"#, 422, "validation_failed"),
         ("notification_ids", "[]", 422, "validation_failed"),

@@ -2,8 +2,10 @@
 //! (and, for PostgreSQL, its own database), and a client that speaks to it only over HTTP.
 //!
 //! Tokens are minted the way `kring-api token` does (HS256, `iss` `kring-local`, the person id
-//! as `sub`), with the secret the server keeps in `DIR/jwt.key`; expired tokens and tokens
-//! signed with another key are minted the same way, for the 401 cases.
+//! as `sub`, a fresh `jti`), with the secret the server keeps in `DIR/jwt.key`; expired tokens
+//! and tokens signed with another key are minted the same way, for the 401 cases. The server
+//! also trusts a single sign-on issuer whose keys are a JWKS file the harness writes:
+//! [`Server::issuer_token`] signs as that issuer.
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -202,6 +204,8 @@ impl Server {
                     .to_owned(),
             ),
         };
+        let jwks = dir.path().join("issuer-jwks.json");
+        std::fs::write(&jwks, ISSUER_JWKS).expect("the issuer's JWKS written");
         let mut command = Self::command(dir.path(), database_url.as_deref());
         command
             .arg("serve")
@@ -209,6 +213,12 @@ impl Server {
             .arg(dir.path())
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .arg("--oidc-issuer")
+            .arg(ISSUER)
+            .arg("--oidc-jwks")
+            .arg(&jwks)
+            .arg("--oidc-audience")
+            .arg(AUDIENCE)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -285,6 +295,14 @@ impl Server {
         command
     }
 
+    /// `kring-api ARGS --data-dir DIR` against this server's installation, as an operator runs
+    /// it beside the server.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut command = Self::command(self.dir.path(), self.database_url.as_deref());
+        command.args(args).arg("--data-dir").arg(self.dir.path());
+        command.output().expect("kring-api runs")
+    }
+
     /// `kring-api token --data-dir DIR (--person ID | --operator)`, as a developer runs it.
     pub fn cli_token(&self, who: Who) -> String {
         let mut command = Self::command(self.dir.path(), self.database_url.as_deref());
@@ -332,6 +350,27 @@ impl Server {
             Who::Expired(p) => Some(jwt(&self.secret, &p.to_string(), -3600)),
             Who::Foreign(p) => Some(jwt(OTHER_KEY, &p.to_string(), 3600)),
         }
+    }
+
+    /// A token of the trusted single sign-on issuer for its subject `sub`.
+    pub fn issuer_token(&self, sub: &str) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub,
+            exp: now + 600,
+            iat: now - 60,
+            iss: ISSUER,
+            jti: None,
+            aud: Some(AUDIENCE),
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("e2e-1".to_owned());
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_ec_pem(ISSUER_KEY.as_bytes()).expect("the issuer's key"),
+        )
+        .expect("ES256 signing")
     }
 
     /// The highest position answered so far.
@@ -485,7 +524,24 @@ struct Claims<'a> {
     exp: i64,
     iat: i64,
     iss: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
 }
+
+/// The single sign-on issuer the server trusts, and Kring's audience there.
+pub const ISSUER: &str = "https://login.e2e-board.example";
+const AUDIENCE: &str = "kring-e2e";
+/// The issuer's signing key (P-256, made for these tests only) and its public JWKS.
+const ISSUER_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgojomAhR3gLLLrsFI
+2MJ0RTACfoaT3Y86CJkQh+rEcRKhRANCAASIQ5Rw/0xs9YO5nRpLJWJp+ZvuzxK3
+KAZJMBhICKMpbskhjCkONVc6PNR87QjZUrEPfuXYG3Dw4eGzV2PKzyt5
+-----END PRIVATE KEY-----
+";
+const ISSUER_JWKS: &str = r#"{"keys": [{"kty": "EC", "crv": "P-256", "kid": "e2e-1", "use": "sig", "alg": "ES256",
+    "x": "iEOUcP9MbPWDuZ0aSyViafmb7s8StygGSTAYSAijKW4", "y": "ySGMKQ41Vzo81HztCNlSsQ9-5dgbcPDh4bNXY8rPK3k"}]}"#;
 
 /// An HS256 token for `sub`, expiring `valid_for` seconds from now (negative: in the past).
 fn jwt(secret: &[u8], sub: &str, valid_for: i64) -> String {
@@ -495,6 +551,8 @@ fn jwt(secret: &[u8], sub: &str, valid_for: i64) -> String {
         exp: now + valid_for,
         iat: now.min(now + valid_for) - 60,
         iss: "kring-local",
+        jti: Some(Uuid::now_v7()),
+        aud: None,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

@@ -6,6 +6,8 @@
 //! - `matrix`: every route × every kind of caller → the expected status, no personal data of
 //!   others in any answer;
 //! - `openapi`: `/openapi.json` is OpenAPI 3.1 and lists every route of API.md;
+//! - `sign_in`: single sign-on identities and revoked tokens, with the command line beside
+//!   the server;
 //! - `bad_input`: malformed, mistyped, missing and huge input on every write → a 4xx
 //!   problem+json with a code, and nothing written.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,3 +20,4 @@ mod matrix;
 mod openapi;
 mod routes;
 mod school;
+mod sign_in;

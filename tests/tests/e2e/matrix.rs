@@ -163,6 +163,9 @@ pub const MATRIX: &[(&str, [u16; 10])] = &[
     ("POST /v1/schools/{school_id}/consent-policy",      [403, 403, 403, 403, 201, 403, 403, 401, 401, 401]),
     // A dry run: the director's cell answers the plan and writes nothing either.
     ("POST /v1/schools/{school_id}/year-transition",     [403, 403, 403, 403, 200, 403, 403, 401, 401, 401]),
+    // Sign-in: everyone links their own identity (a fresh one per cell); the operator has none.
+    ("POST /v1/me/sso-identity",                         [201, 201, 201, 201, 201, 201, 403, 401, 401, 401]),
+    ("POST /v1/tokens/revocations",                      [403, 403, 403, 403, 403, 403, 201, 401, 401, 401]),
     // Operations: no token needed.
     ("GET /healthz",                                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("GET /readyz",                                      [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
@@ -212,6 +215,13 @@ pub async fn request(api: &Server, s: &School, route: &str, role: Role) -> Reque
             "/v1/schools",
             json!({"name": "De Andere School", "brin": "34CD"}),
         ),
+        "POST /v1/me/sso-identity" => post(
+            "/v1/me/sso-identity",
+            json!({"token": api.issuer_token(&format!("e2e-{}", Uuid::now_v7().simple()))}),
+        ),
+        "POST /v1/tokens/revocations" => {
+            post("/v1/tokens/revocations", json!({"jti": Uuid::now_v7()}))
+        }
         "POST /v1/schools/{school_id}/staff" => {
             let email = fresh_email();
             s.remember(None, email.clone());

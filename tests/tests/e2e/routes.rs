@@ -78,6 +78,8 @@ pub const ADDED: &[&str] = &[
     "DELETE /v1/children/{child_id}/absences/{absence_id}",
     "DELETE /v1/activities/{activity_id}",
     "POST /v1/invitations/{invitation_id}/resend",
+    "POST /v1/me/sso-identity",
+    "POST /v1/tokens/revocations",
 ];
 
 /// The operational endpoints (no token).

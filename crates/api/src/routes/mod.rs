@@ -9,6 +9,7 @@ pub mod posts;
 pub mod rights;
 pub mod school_life;
 pub mod schools;
+pub mod sign_in;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .merge(school_life::router())
         .merge(rights::router())
         .merge(administration::router())
+        .merge(sign_in::router())
 }
 
 /// Every route module's part of the OpenAPI document.
@@ -42,6 +44,7 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         school_life::Doc::openapi(),
         rights::Doc::openapi(),
         administration::Doc::openapi(),
+        sign_in::Doc::openapi(),
     ]
 }
 

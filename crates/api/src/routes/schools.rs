@@ -1,6 +1,6 @@
 //! Schools, staff, groups, children, and the caller's own profile.
 
-use crate::auth::Caller;
+use crate::auth::{identity_digest, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{Body, Position, Role};
 use crate::state::{AppState, MinPosition, RequestId, Q};
@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use kring_domain::person::SsoIdentity;
 use kring_domain::school::{SchoolAction, StaffRole};
 use kring_domain::{ChildId, Command, GroupId, PersonId, SchoolId};
 use kring_projections::models::memberships;
@@ -131,6 +132,10 @@ pub struct NewStaff {
     pub email: String,
     /// Their role.
     pub role: Role,
+    /// Their subject (`sub`) at the configured single sign-on issuer: a token of that issuer
+    /// with this subject (and Kring's audience) signs them in.
+    #[serde(default)]
+    pub sso_subject: Option<String>,
 }
 
 /// A new person.
@@ -145,7 +150,8 @@ pub struct PersonCreated {
 /// Adds a staff member (operator, director).
 #[utoipa::path(post, path = "/v1/schools/{school_id}/staff", tag = "schools", request_body = NewStaff,
     params(("school_id" = Uuid, Path, description = "The school")),
-    responses((status = 201, body = PersonCreated), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = PersonCreated), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 409, description = "The single sign-on identity belongs to someone else", body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn add_staff(
     State(state): State<AppState>,
@@ -155,6 +161,10 @@ pub async fn add_staff(
     Body(req): Body<NewStaff>,
 ) -> ApiResult<(StatusCode, Json<PersonCreated>)> {
     let person_id = PersonId::generate();
+    let identity = match &req.sso_subject {
+        Some(subject) => Some(sso_identity(&state, person_id, subject).await?),
+        None => None,
+    };
     let written = state
         .exec
         .run_school(school_id, caller.actor(), rid, |roster, now| {
@@ -170,6 +180,7 @@ pub async fn add_staff(
                         display_name: req.display_name.clone(),
                         email: req.email.clone(),
                         role: req.role.into(),
+                        identity: identity.clone(),
                     },
                 ),
                 now,
@@ -183,6 +194,34 @@ pub async fn add_staff(
             position: written.position,
         }),
     ))
+}
+
+/// `person`'s identity `subject` at the configured issuer, unless it is someone else's.
+///
+/// # Errors
+/// `422` without a configured issuer or for an invalid subject; `409` for an identity that
+/// belongs to another person.
+pub async fn sso_identity(
+    state: &AppState,
+    person: PersonId,
+    subject: &str,
+) -> ApiResult<SsoIdentity> {
+    let issuer = state.auth.issuer().ok_or_else(|| {
+        ApiError::validation("sso_subject: this installation trusts no single sign-on issuer")
+    })?;
+    let digest = identity_digest(issuer, subject);
+    // Read models are caught up first: an identity given a moment ago is someone's already.
+    state.catch_up().await?;
+    if let Some(owner) = memberships::person_of_identity(&state.system.db, &digest).await? {
+        if owner != person {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "this single sign-on identity already belongs to someone at Kring",
+            ));
+        }
+    }
+    Ok(SsoIdentity::new(person, issuer, subject, digest)?)
 }
 
 /// `POST /v1/schools/{school_id}/groups`.

@@ -62,6 +62,23 @@ impl Api {
         Self::on(config, dir).await
     }
 
+    /// On SQLite files in a fresh temporary data directory, with `configure` applied to the
+    /// server's options.
+    pub async fn sqlite_with(configure: impl FnOnce(&mut ServeOptions)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = ServeOptions::new(Config {
+            data_dir: dir.path().to_owned(),
+            database_url: None,
+            eventstore_url: None,
+        });
+        configure(&mut options);
+        Self {
+            running: start(options).await.unwrap(),
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
     /// On a fresh PostgreSQL database (event log, vault and read models).
     pub async fn postgres(label: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();

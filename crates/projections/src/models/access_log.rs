@@ -33,6 +33,11 @@ CREATE TABLE {access_log} (
     accessor_id TEXT NOT NULL,
     reason TEXT NOT NULL,
     at BIGINT NOT NULL
+);
+CREATE TABLE {access_revoked_tokens} (
+    jti TEXT PRIMARY KEY,
+    position BIGINT NOT NULL,
+    at BIGINT NOT NULL
 )";
 
 /// Indexes only queries use (see [`Projection::query_indexes`]).
@@ -42,6 +47,9 @@ CREATE INDEX {access_log}_by_subject ON {access_log} (subject_kind, subject_id, 
 const INSERT: &str = "INSERT INTO {access_log} (position, event_id, subject_kind, subject_id, accessor_kind, accessor_id,
     reason, at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+const REVOKE: &str = "INSERT INTO {access_revoked_tokens} (jti, position, at) VALUES ($1, $2, $3)
+ON CONFLICT (jti) DO NOTHING";
 
 const ALL: &str =
     "SELECT position, event_id, subject_kind, subject_id, accessor_kind, accessor_id, reason, at
@@ -63,7 +71,7 @@ impl Projection for AccessLogProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["access_log"]
+        &["access_log", "access_revoked_tokens"]
     }
 
     fn schema(&self) -> &'static str {
@@ -80,8 +88,21 @@ impl Projection for AccessLogProjection {
         t: &Tables,
         e: Projected<'_>,
     ) -> Result<(), ProjectionError> {
-        let Event::Access(AccessEvent::AccessLogged(a)) = e.event else {
-            return Ok(());
+        let a = match e.event {
+            Event::Access(AccessEvent::AccessLogged(a)) => a,
+            Event::Access(AccessEvent::TokenRevoked(r)) => {
+                tx.execute(
+                    &t.sql(REVOKE),
+                    vec![
+                        Cell::from(r.jti.to_string()),
+                        Cell::from(to_i64(e.recorded.position)),
+                        Cell::from(micros(r.at)),
+                    ],
+                )
+                .await?;
+                return Ok(());
+            }
+            _ => return Ok(()),
         };
         let (accessor_kind, accessor_id) = actor_parts(a.accessor);
         tx.execute(
@@ -100,6 +121,20 @@ impl Projection for AccessLogProjection {
         .await?;
         Ok(())
     }
+}
+
+/// Whether the local token `jti` was revoked.
+///
+/// # Errors
+/// Database failures.
+pub async fn token_revoked(db: &ReadDb, jti: Uuid) -> Result<bool, ProjectionError> {
+    Ok(
+        sqlx::query("SELECT 1 FROM access_revoked_tokens WHERE jti = $1")
+            .bind(jti.to_string())
+            .fetch_optional(db.pool())
+            .await?
+            .is_some(),
+    )
 }
 
 /// The stored kind of a subject (as it is written in events).

@@ -21,6 +21,7 @@ use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::invitation::InvitationEvent;
+use kring_domain::person::{PersonEvent, SsoIdentity};
 use kring_domain::school::{GroupKind, SchoolEvent, StaffRole};
 use kring_domain::{ChildId, Event, GroupId, InvitationId, PersonId, SchoolId, Sealed};
 use serde::Serialize;
@@ -103,7 +104,13 @@ CREATE TABLE {membership_invitations} (
     updated_at BIGINT NOT NULL,
     corrected_from TEXT
 );
-CREATE INDEX {membership_invitations}_by_group ON {membership_invitations} (group_id, invited_at)";
+CREATE INDEX {membership_invitations}_by_group ON {membership_invitations} (group_id, invited_at);
+CREATE TABLE {membership_identities} (
+    digest TEXT PRIMARY KEY,
+    person_id TEXT NOT NULL,
+    issuer TEXT NOT NULL
+);
+CREATE INDEX {membership_identities}_by_person ON {membership_identities} (person_id)";
 
 const INSERT_SCHOOL: &str = "INSERT INTO {membership_schools} (school_id, name, brin, school_group_id) VALUES ($1, $2, $3, $4)
 ON CONFLICT (school_id) DO UPDATE SET name = excluded.name, brin = excluded.brin, school_group_id = excluded.school_group_id";
@@ -124,6 +131,12 @@ const UNASSIGN: &str =
 const UPSERT_PERSON: &str =
     "INSERT INTO {membership_people} (person_id, display_name, email) VALUES ($1, $2, $3)
 ON CONFLICT (person_id) DO UPDATE SET display_name = excluded.display_name, email = excluded.email";
+// The first person to claim an identity keeps it: a later claim (a race the API's check did
+// not see) is no sign-in for anyone else.
+const LINK_IDENTITY: &str =
+    "INSERT INTO {membership_identities} (digest, person_id, issuer) VALUES ($1, $2, $3)
+ON CONFLICT (digest) DO NOTHING";
+const FORGET_IDENTITIES: &str = "DELETE FROM {membership_identities} WHERE person_id = $1";
 const UPSERT_NAME: &str =
     "INSERT INTO {membership_people} (person_id, display_name) VALUES ($1, $2)
 ON CONFLICT (person_id) DO UPDATE SET display_name = excluded.display_name";
@@ -172,6 +185,7 @@ impl Projection for MembershipsProjection {
             "membership_guardians",
             "membership_people",
             "membership_invitations",
+            "membership_identities",
         ]
     }
 
@@ -189,6 +203,13 @@ impl Projection for MembershipsProjection {
         match e.event {
             Event::School(event) => apply_school(&mut out, event, e)?,
             Event::Invitation(event) => apply_invitation(&mut out, event, e)?,
+            Event::Person(PersonEvent::IdentityLinked(d)) => {
+                link_identity(&mut out, d.person_id, &d.identity);
+            }
+            // An erased person signs in as nobody.
+            Event::Person(PersonEvent::PersonErased(d)) => {
+                defer(&mut out, FORGET_IDENTITIES, [id(d.person_id)]);
+            }
             _ => {}
         }
         self.deferred.push(t, e.recorded.position, out);
@@ -198,6 +219,18 @@ impl Projection for MembershipsProjection {
     async fn flush(&self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
         self.deferred.flush(tx, t).await
     }
+}
+
+fn link_identity(out: &mut Vec<Statement>, person: PersonId, identity: &SsoIdentity) {
+    defer(
+        out,
+        LINK_IDENTITY,
+        [
+            Cell::from(&identity.digest),
+            id(person),
+            Cell::from(&identity.issuer),
+        ],
+    );
 }
 
 /// Defers a statement of the event being applied to the batch's flush.
@@ -249,6 +282,9 @@ fn apply_school(
                 Cell::Text(sealed_text(&d.email, "a personal field")?),
             ];
             defer(out, UPSERT_PERSON, binds);
+            if let Some(identity) = &d.identity {
+                link_identity(out, d.person_id, identity);
+            }
             Ok(())
         }
         SchoolEvent::StaffRoleChanged(d) => {
@@ -803,6 +839,43 @@ WHERE EXISTS (SELECT 1 FROM membership_staff s WHERE s.school_id = g.school_id A
    OR EXISTS (SELECT 1 FROM membership_guardians gu JOIN membership_children c ON c.child_id = gu.child_id
         WHERE gu.guardian_id = $1 AND c.school_id = g.school_id AND (g.kind = 'school' OR c.group_id = g.group_id))
 ORDER BY g.school_id, g.group_id";
+
+/// The person a single sign-on identity (its digest) belongs to, if any.
+///
+/// # Errors
+/// Database failures; a stored row this build cannot read.
+pub async fn person_of_identity(
+    db: &ReadDb,
+    digest: &str,
+) -> Result<Option<PersonId>, ProjectionError> {
+    sqlx::query("SELECT person_id FROM membership_identities WHERE digest = $1")
+        .bind(digest)
+        .fetch_optional(db.pool())
+        .await?
+        .map(|r| person_id(&r, 0))
+        .transpose()
+}
+
+/// The issuers at which `person` has a single sign-on identity.
+///
+/// # Errors
+/// Database failures.
+pub async fn identity_issuers(
+    db: &ReadDb,
+    person: PersonId,
+) -> Result<Vec<String>, ProjectionError> {
+    Ok(
+        sqlx::query(
+            "SELECT issuer FROM membership_identities WHERE person_id = $1 ORDER BY issuer",
+        )
+        .bind(person.to_string())
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect(),
+    )
+}
 
 /// A person's own profile: sealed name and e-mail address, schools with roles, children with
 /// their groups, and the groups they are a member of. `None` when the read model knows nothing
