@@ -59,19 +59,21 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The application: every route with its middleware.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits.clone();
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .merge(routes::router())
-        .fallback(|| async { ApiError::not_found("route") })
+        .fallback(|| async { ApiError::not_found("route") });
+    // Inside `observe`: a timed-out request is answered as problem+json and counted.
+    let routes = routes.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::GATEWAY_TIMEOUT,
+        limits.request_timeout,
+    ));
+    crate::throttle::limit(routes, limits.rate_per_address, limits.rate_per_token)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::max(limits.json_body))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
-            limits.request_timeout,
-        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {

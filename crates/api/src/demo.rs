@@ -48,24 +48,38 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, String> {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some(caller) = caller {
-            req = req.bearer_auth(self.token(caller)?);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let res = req
-            .send()
-            .await
-            .map_err(|e| format!("{method} {path}: {e}"))?;
-        let status = res.status();
-        let text = res
-            .text()
-            .await
-            .map_err(|e| format!("{method} {path}: {e}"))?;
+        // A rate-limited request is sent again when the server says it may be.
+        let (status, text) = loop {
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base));
+            if let Some(caller) = caller {
+                req = req.bearer_auth(self.token(caller)?);
+            }
+            if let Some(body) = &body {
+                req = req.json(body);
+            }
+            let res = req
+                .send()
+                .await
+                .map_err(|e| format!("{method} {path}: {e}"))?;
+            let status = res.status();
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                let wait = res
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1_u64);
+                tokio::time::sleep(std::time::Duration::from_secs(wait.min(10))).await;
+                continue;
+            }
+            let text = res
+                .text()
+                .await
+                .map_err(|e| format!("{method} {path}: {e}"))?;
+            break (status, text);
+        };
         if !status.is_success() {
             return Err(format!("{method} {path}: {status}: {text}"));
         }

@@ -17,12 +17,14 @@ pub mod demo;
 pub mod error;
 pub mod exec;
 pub mod invitation_expiry;
+pub mod listener;
 pub mod media;
 pub mod metrics;
 pub mod retention;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod throttle;
 
 pub use app::{openapi, router};
 pub use auth::{Auth, Caller};

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! kring-api serve     [--data-dir DIR] [--listen ADDR] [--demo] [--no-projectors]
+//!                     [--rate-per-address N] [--rate-per-token N] [--max-connections N]
 //! kring-api projector [--data-dir DIR]
 //! kring-api token     [--data-dir DIR] (--person ID | --operator) [--ttl-hours H]
 //! kring-api token     [--data-dir DIR] --revoke TOKEN_ID
@@ -15,6 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use kring_api::exec::Executor;
 use kring_api::routes::sign_in::record_revocation;
 use kring_api::server::{self, ServeOptions};
+use kring_api::throttle::Rate;
 use kring_api::{Auth, Caller};
 use kring_domain::PersonId;
 use kring_projections::{Config, Mode, System};
@@ -70,6 +72,16 @@ enum Cmd {
         /// The audience (`aud`) the issuer's tokens must name: Kring's client id there.
         #[arg(long, env = "KRING_OIDC_AUDIENCE", requires = "oidc_issuer")]
         oidc_audience: Option<String>,
+        /// Requests per second per client address (bursts of five seconds' worth; 0: no limit).
+        /// Behind a reverse proxy every client has the proxy's address: limit there instead.
+        #[arg(long, env = "KRING_RATE_PER_ADDRESS", default_value_t = kring_api::state::DEFAULT_RATE_PER_ADDRESS)]
+        rate_per_address: u32,
+        /// Requests per second per bearer token (bursts of five seconds' worth; 0: no limit).
+        #[arg(long, env = "KRING_RATE_PER_TOKEN", default_value_t = kring_api::state::DEFAULT_RATE_PER_TOKEN)]
+        rate_per_token: u32,
+        /// Connections served at once; more wait to be accepted.
+        #[arg(long, env = "KRING_MAX_CONNECTIONS", default_value_t = kring_api::state::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
     },
     /// Run only the projectors (one active per projection; others wait and take over).
     Projector {
@@ -143,9 +155,15 @@ async fn main() -> ExitCode {
             oidc_issuer,
             oidc_jwks,
             oidc_audience,
+            rate_per_address,
+            rate_per_token,
+            max_connections,
         } => {
             logs();
             let mut options = ServeOptions::new(Config::from_env(data.data_dir));
+            options.limits.rate_per_address = Rate::per_second(rate_per_address);
+            options.limits.rate_per_token = Rate::per_second(rate_per_token);
+            options.limits.max_connections = max_connections;
             options.listen = listen;
             options.projectors = !no_projectors;
             options.oidc_issuer = oidc_issuer;

@@ -46,6 +46,14 @@ impl ServeOptions {
             retention: true,
         }
     }
+
+    /// The same options without rate limits (tests and benchmarks that drive one server hard
+    /// from one address).
+    #[must_use]
+    pub fn without_rate_limits(mut self) -> Self {
+        self.limits = self.limits.without_rate_limits();
+        self
+    }
 }
 
 /// Why the server could not start.
@@ -191,7 +199,11 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
         source,
     })?;
     let app = crate::app::router(state.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let limits = options.limits.clone();
+    let server = tokio::spawn(async move {
+        crate::listener::serve(listener, app, &limits).await;
+        Ok::<(), std::io::Error>(())
+    });
     tracing::info!(%addr, projectors = options.projectors, "kring-api listening");
     Ok(Running {
         addr,

@@ -5,6 +5,7 @@ use crate::auth::{Auth, Caller, Verified};
 use crate::error::{ApiError, ApiResult};
 use crate::exec::Executor;
 use crate::metrics::Metrics;
+use crate::throttle::Rate;
 use axum::extract::{FromRef, FromRequestParts, Query};
 use axum::http::request::Parts;
 use kring_domain::{ChildId, GroupId, SchoolId, Sealed};
@@ -28,7 +29,22 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Longest a GET waits for `min_position`.
     pub min_position_wait: Duration,
+    /// Longest a connection may take to send a complete request head.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Requests per client address (`None`: unlimited).
+    pub rate_per_address: Option<Rate>,
+    /// Requests per bearer token (`None`: unlimited).
+    pub rate_per_token: Option<Rate>,
 }
+
+/// Requests per second per client address, by default (a whole school can sit behind one).
+pub const DEFAULT_RATE_PER_ADDRESS: u32 = 100;
+/// Requests per second per bearer token, by default.
+pub const DEFAULT_RATE_PER_TOKEN: u32 = 20;
+/// Connections served at once, by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -37,6 +53,23 @@ impl Default for Limits {
             media_body: 20 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             min_position_wait: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            rate_per_address: Rate::per_second(DEFAULT_RATE_PER_ADDRESS),
+            rate_per_token: Rate::per_second(DEFAULT_RATE_PER_TOKEN),
+        }
+    }
+}
+
+impl Limits {
+    /// These limits without rate limits (tests and benchmarks that drive one server hard from
+    /// one address).
+    #[must_use]
+    pub fn without_rate_limits(self) -> Self {
+        Self {
+            rate_per_address: None,
+            rate_per_token: None,
+            ..self
         }
     }
 }

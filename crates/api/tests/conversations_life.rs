@@ -76,7 +76,9 @@ impl Api {
     }
 
     async fn on(config: Config, dir: tempfile::TempDir) -> Self {
-        let running = start(ServeOptions::new(config)).await.unwrap();
+        let running = start(ServeOptions::new(config).without_rate_limits())
+            .await
+            .unwrap();
         Self {
             running,
             http: reqwest::Client::new(),

@@ -24,7 +24,9 @@ async fn seeded(database_url: Option<String>) {
         database_url,
         eventstore_url: None,
     };
-    let running = start(ServeOptions::new(config)).await.unwrap();
+    let running = start(ServeOptions::new(config).without_rate_limits())
+        .await
+        .unwrap();
     let path = kring_api::demo::seed(&running.state, &running.url())
         .await
         .unwrap();

@@ -40,7 +40,7 @@ impl Env {
             database_url,
             eventstore_url: None,
         };
-        let mut options = ServeOptions::new(config);
+        let mut options = ServeOptions::new(config).without_rate_limits();
         options.limits = Limits {
             media_body: MEDIA_LIMIT,
             ..Limits::default()

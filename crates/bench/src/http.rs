@@ -64,7 +64,7 @@ async fn load(
     clients: usize,
 ) -> Result<Row, String> {
     let name = install.backend.name();
-    let mut options = ServeOptions::new(install.system.config.clone());
+    let mut options = ServeOptions::new(install.system.config.clone()).without_rate_limits();
     // The generated school years run from 2026-09-01: once their posts are older than the
     // retention period, the job would expire them while the clients measure.
     options.retention = false;

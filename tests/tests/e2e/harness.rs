@@ -63,6 +63,9 @@ const KRING_ENV: &[&str] = &[
     "KRING_OIDC_ISSUER",
     "KRING_OIDC_JWKS",
     "KRING_OIDC_AUDIENCE",
+    "KRING_RATE_PER_ADDRESS",
+    "KRING_RATE_PER_TOKEN",
+    "KRING_MAX_CONNECTIONS",
 ];
 
 /// Where the server keeps its event log, vault and read models.
@@ -219,6 +222,12 @@ impl Server {
             .arg(&jwks)
             .arg("--oidc-audience")
             .arg(AUDIENCE)
+            // The scenarios drive one server hard from one address; the limits have tests of
+            // their own.
+            .arg("--rate-per-address")
+            .arg("0")
+            .arg("--rate-per-token")
+            .arg("0")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -70,7 +70,8 @@ impl Api {
             data_dir: dir.path().to_owned(),
             database_url: None,
             eventstore_url: None,
-        });
+        })
+        .without_rate_limits();
         configure(&mut options);
         Self {
             running: start(options).await.unwrap(),
@@ -92,7 +93,9 @@ impl Api {
     }
 
     async fn on(config: Config, dir: tempfile::TempDir) -> Self {
-        let running = start(ServeOptions::new(config)).await.unwrap();
+        let running = start(ServeOptions::new(config).without_rate_limits())
+            .await
+            .unwrap();
         Self {
             running,
             http: reqwest::Client::new(),
