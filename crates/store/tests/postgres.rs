@@ -87,6 +87,10 @@ mod two_processes {
         fn watch_head(&self) -> watch::Receiver<Position> {
             self.stores[0].watch_head()
         }
+
+        fn keeps_global_chain(&self) -> bool {
+            self.stores[0].keeps_global_chain()
+        }
     }
 
     async fn make() -> (TwoProcesses, PgTestDatabase) {
