@@ -128,7 +128,12 @@ pub enum Command {
     /// contents are compared by checksum. Exits 1 naming the first finding.
     Verify {
         /// The anchors file to hold the log against (one signed JSON anchor per line).
-        #[arg(long, env = "KRING_ANCHORS", value_name = "FILE", requires = "anchor_public_key")]
+        #[arg(
+            long,
+            env = "KRING_ANCHORS",
+            value_name = "FILE",
+            requires = "anchor_public_key"
+        )]
         anchors: Option<PathBuf>,
         /// The public key the anchors are signed with (64 hex digits, as `anchor-key` prints).
         #[arg(long, env = "KRING_ANCHOR_PUBLIC_KEY", value_name = "HEX", value_parser = parse_public_key)]

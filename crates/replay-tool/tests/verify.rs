@@ -248,14 +248,31 @@ async fn verify_holds_the_log_against_its_signed_anchors(backend: Backend) {
     assert_eq!(again.code, 4, "an existing key is never overwritten");
 
     let anchored = inst
-        .run(&["anchor", "--anchor-key", key, "--anchors", anchors, "--format", "json"])
+        .run(&[
+            "anchor",
+            "--anchor-key",
+            key,
+            "--anchors",
+            anchors,
+            "--format",
+            "json",
+        ])
         .ok()
         .json();
     let head = inst.system.store.head().await.unwrap();
     assert_eq!(anchored["anchor"]["position"], head);
     assert_eq!(anchored["anchor"]["key_id"], made["key_id"]);
-    let verify = ["verify", "--anchors", anchors, "--anchor-public-key", &public];
-    let ok = inst.run(&[&verify[..], &["--format", "json"]].concat()).ok().json();
+    let verify = [
+        "verify",
+        "--anchors",
+        anchors,
+        "--anchor-public-key",
+        &public,
+    ];
+    let ok = inst
+        .run(&[&verify[..], &["--format", "json"]].concat())
+        .ok()
+        .json();
     assert_eq!(ok["chain"]["anchors_checked"], 1);
     assert_eq!(ok["chain"]["global_chain"], "checked");
     assert_eq!(ok["chain"]["head"], head);
@@ -279,7 +296,10 @@ async fn verify_holds_the_log_against_its_signed_anchors(backend: Backend) {
     );
     let report = bad.json();
     assert_eq!(report["chain"]["failures"].as_array().unwrap().len(), 0);
-    assert_eq!(report["chain"]["findings"][0]["kind"], "log_ends_before_anchor");
+    assert_eq!(
+        report["chain"]["findings"][0]["kind"],
+        "log_ends_before_anchor"
+    );
     let refused = inst.run(&["anchor", "--anchor-key", key, "--anchors", anchors]);
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(

@@ -360,16 +360,14 @@ async fn mismatch<S: EventStore + ?Sized>(
         .into_iter()
         .next();
     Ok(match found {
-        None => Some(format!(
-            "the log ends at position {}",
-            store.head().await?
-        )),
+        None => Some(format!("the log ends at position {}", store.head().await?)),
         Some(e) if e.position != anchor.position => {
             Some(format!("no event at position {}", anchor.position))
         }
         Some(e) if e.log_hash != Some(anchor.log_hash) => Some(format!(
             "its global hash is {}, the anchor signed {}",
-            e.log_hash.map_or_else(|| "missing".to_owned(), |h| h.to_string()),
+            e.log_hash
+                .map_or_else(|| "missing".to_owned(), |h| h.to_string()),
             anchor.log_hash
         )),
         Some(_) => None,
@@ -402,7 +400,10 @@ mod tests {
     fn a_public_key_round_trips_through_hex_and_garbage_is_refused() {
         let key = AnchorKey::generate().unwrap_or_else(|e| panic!("{e}"));
         let public = key.public_key();
-        assert_eq!(public.to_string().parse::<AnchorPublicKey>().ok(), Some(public));
+        assert_eq!(
+            public.to_string().parse::<AnchorPublicKey>().ok(),
+            Some(public)
+        );
         assert!("abc".parse::<AnchorPublicKey>().is_err());
     }
 }

@@ -28,7 +28,9 @@ async fn tamperable() -> (SqliteStore, tamper::Db, tempfile::TempDir) {
 }
 
 async fn reopen(dir: &tempfile::TempDir) -> SqliteStore {
-    SqliteStore::open(dir.path().join("events.db")).await.unwrap()
+    SqliteStore::open(dir.path().join("events.db"))
+        .await
+        .unwrap()
 }
 
 tamper::tamper_suite!(tamperable, reopen);

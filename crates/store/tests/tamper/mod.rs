@@ -225,7 +225,10 @@ async fn cover_up<S: EventStore>(store: &S, db: &Db) {
 
 async fn delete_position(db: &Db, position: Position) {
     let n = db
-        .run("DELETE FROM events WHERE position = $1", vec![pos(position)])
+        .run(
+            "DELETE FROM events WHERE position = $1",
+            vec![pos(position)],
+        )
         .await;
     assert_eq!(n, 1);
 }
@@ -442,10 +445,7 @@ pub async fn a_tail_cut_after_an_anchor_is_named<S: EventStore + Clone>(store: S
     );
 }
 
-pub async fn a_forged_anchor_is_named_as_a_bad_signature<S: EventStore + Clone>(
-    store: S,
-    db: &Db,
-) {
+pub async fn a_forged_anchor_is_named_as_a_bad_signature<S: EventStore + Clone>(store: S, db: &Db) {
     let anchoring = Anchoring::new();
     let story = story(&store).await;
     let genuine = anchoring.anchor(&store).await;
