@@ -235,6 +235,10 @@ impl EventStore for Counting {
     fn watch_head(&self) -> tokio::sync::watch::Receiver<kring_store::Position> {
         self.inner.watch_head()
     }
+
+    fn keeps_global_chain(&self) -> bool {
+        self.inner.keeps_global_chain()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -533,6 +533,9 @@ async fn verify_walks_every_chain_for_compliance_officers_and_the_operator(api: 
         let r = api.get("/v1/audit/verify", &token).await.expect(200);
         assert_eq!(r.body["ok"], true);
         assert_eq!(r.body["failures"], json!([]));
+        assert_eq!(r.body["findings"], json!([]));
+        assert_eq!(r.body["global_chain"], "checked");
+        assert_eq!(r.body["head"], json!(all.last().unwrap().position));
         assert_eq!(r.body["events_checked"], json!(all.len()));
         // The school's roster and the guardian's invitation.
         assert_eq!(r.body["streams_checked"], json!(streams.len()));

@@ -5,6 +5,7 @@ use crate::time::parse_time;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use kring_domain::{ChildId, MediaId, PersonId, Purpose, StreamName};
+use kring_store::anchor::AnchorPublicKey;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -12,13 +13,19 @@ use std::str::FromStr;
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  verify found a finding: a broken hash chain, or a read model that differs from a fresh replay
-  2  bad usage: unknown option, malformed id, time, purpose, stream or position, unknown projection
-  3  not found: no such child, person or media item in the log, or no event in the stream asked for
+  1  verify found a finding: a broken stream or global hash chain, a missing position, an anchor the
+     log no longer holds or with a bad signature, or a read model that differs from a fresh replay;
+     anchor refused because the log no longer holds the last anchor
+  2  bad usage: unknown option, malformed id, time, purpose, stream, position or public key,
+     unknown projection
+  3  not found: no such child, person or media item in the log, no event in the stream asked for,
+     an empty log to anchor
   4  the installation could not be opened or read: no data directory or event log, no or a wrong
-     master key, an unreachable database, an unreadable event, a failed rebuild
+     master key, an unreachable database, an unreadable event, a failed rebuild, an unreadable
+     anchor key or anchors file, a backend without a global chain to anchor
 
-Times are RFC 3339, e.g. 2026-09-01T08:00:00Z. Everything but `rebuild` is read-only.";
+Times are RFC 3339, e.g. 2026-09-01T08:00:00Z. Everything but `rebuild` leaves the databases as
+they are; `anchor` appends to the anchors file, `anchor-key` writes a new key file.";
 
 /// Work with Kring's event log directly: rebuild read models, replay consent history as of any
 /// moment, check who could see a photo when, verify the log and the read models, export
@@ -109,12 +116,53 @@ pub enum Command {
         at: Option<DateTime<Utc>>,
     },
 
-    /// Check every stream's hash chain and that each read model equals a fresh replay.
+    /// Check every stream's hash chain, the global chain over the log, the signed anchors, and
+    /// that each read model equals a fresh replay.
     ///
-    /// The fresh replay goes into a temporary SQLite database, each read model up to the
-    /// position its serving copy reached; contents are compared by checksum. Exits 1 naming
-    /// the first mismatch.
-    Verify,
+    /// The global chain links every event to the event at the previous position, and positions
+    /// must be dense: a deleted event or stream is named (EventStoreDB keeps no global chain;
+    /// the report says so). With --anchors and --anchor-public-key, every anchor's signature is
+    /// checked and the log must still hold each anchored hash at its position: a rewritten and
+    /// rehashed log, or a tail cut off after an anchor, is named. The fresh replay goes into a
+    /// temporary SQLite database, each read model up to the position its serving copy reached;
+    /// contents are compared by checksum. Exits 1 naming the first finding.
+    Verify {
+        /// The anchors file to hold the log against (one signed JSON anchor per line).
+        #[arg(
+            long,
+            env = "KRING_ANCHORS",
+            value_name = "FILE",
+            requires = "anchor_public_key"
+        )]
+        anchors: Option<PathBuf>,
+        /// The public key the anchors are signed with (64 hex digits, as `anchor-key` prints).
+        #[arg(long, env = "KRING_ANCHOR_PUBLIC_KEY", value_name = "HEX", value_parser = parse_public_key)]
+        anchor_public_key: Option<AnchorPublicKey>,
+    },
+
+    /// Sign the log's head (its last position and global hash) and append the anchor to the
+    /// anchors file.
+    ///
+    /// Run it regularly (e.g. hourly from cron) and keep the key and the anchors file outside
+    /// the database and its backups. Refuses (exit 1, nothing appended) when the log no longer
+    /// holds the file's last anchor. Not available on EventStoreDB. JSON: the anchor as written.
+    Anchor {
+        /// The Ed25519 key file (as `anchor-key` writes it).
+        #[arg(long, env = "KRING_ANCHOR_KEY", value_name = "FILE")]
+        anchor_key: PathBuf,
+        /// The anchors file to append to (created if missing).
+        #[arg(long, env = "KRING_ANCHORS", value_name = "FILE")]
+        anchors: PathBuf,
+    },
+
+    /// Generate an anchor key: write the Ed25519 key to a new file (never over an existing one,
+    /// readable by its owner only) and print its public key, which `verify --anchor-public-key`
+    /// takes. Needs no installation.
+    AnchorKey {
+        /// The key file to create.
+        #[arg(long, env = "KRING_ANCHOR_KEY", value_name = "FILE")]
+        anchor_key: PathBuf,
+    },
 
     /// Everything the log holds about a person or a child, as JSON (GDPR art. 15).
     ///
@@ -184,6 +232,11 @@ fn parse_purpose(text: &str) -> Result<Purpose, String> {
 fn parse_stream(text: &str) -> Result<StreamName, String> {
     text.parse()
         .map_err(|e: kring_domain::stream::MalformedStreamName| e.to_string())
+}
+
+fn parse_public_key(text: &str) -> Result<AnchorPublicKey, String> {
+    text.parse()
+        .map_err(|e: kring_store::anchor::AnchorError| e.to_string())
 }
 
 fn parse_position(text: &str) -> Result<u64, String> {

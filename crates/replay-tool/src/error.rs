@@ -1,6 +1,7 @@
 //! What can go wrong, and the exit code each failure gives.
 
 use kring_projections::{ProjectionError, SystemError};
+use kring_store::anchor::AnchorError;
 use kring_store::vault::VaultError;
 use kring_store::StoreError;
 
@@ -8,16 +9,20 @@ use kring_store::StoreError;
 pub mod exit {
     /// Success.
     pub const OK: u8 = 0;
-    /// A finding: `verify` found a broken hash chain or a read model that differs from a fresh
-    /// replay of the log.
+    /// A finding: `verify` found a broken stream or global hash chain, a missing position, an
+    /// anchor the log no longer holds or with a bad signature, or a read model that differs from
+    /// a fresh replay of the log; or `anchor` refused because the log no longer holds the last
+    /// anchor.
     pub const FINDING: u8 = 1;
     /// Bad usage: an unknown option or subcommand, a malformed id, time, purpose, stream name
     /// or position, an unknown projection name.
     pub const USAGE: u8 = 2;
-    /// Not found: no such child, person, media item, or no event in the stream asked for.
+    /// Not found: no such child, person, media item, no event in the stream asked for, an
+    /// empty log to anchor.
     pub const NOT_FOUND: u8 = 3;
     /// The installation could not be opened or read: no data directory, no event log, no or a
-    /// wrong master key, an unreachable database, an unreadable event, a failed rebuild.
+    /// wrong master key, an unreachable database, an unreadable event, a failed rebuild, an
+    /// unreadable anchor key or anchors file, a backend without a global chain to anchor.
     pub const STORE: u8 = 4;
 }
 
@@ -54,6 +59,18 @@ pub enum ToolError {
     /// Local files (the temporary replay database, say).
     #[error("{0}")]
     Io(String),
+    /// An anchor key, an anchors file, or an anchor refused.
+    #[error("anchor: {0}")]
+    Anchor(AnchorError),
+}
+
+impl From<AnchorError> for ToolError {
+    fn from(e: AnchorError) -> Self {
+        match e {
+            AnchorError::Store(e) => Self::Store(e),
+            other => Self::Anchor(other),
+        }
+    }
 }
 
 impl From<ProjectionError> for ToolError {
@@ -92,6 +109,12 @@ impl ToolError {
             | Self::Database(_)
             | Self::Corrupt(_)
             | Self::Io(_) => exit::STORE,
+            Self::Anchor(e) => match e {
+                AnchorError::PreviousAnchorBroken { .. } => exit::FINDING,
+                AnchorError::EmptyLog => exit::NOT_FOUND,
+                AnchorError::MalformedPublicKey(_) => exit::USAGE,
+                _ => exit::STORE,
+            },
         }
     }
 

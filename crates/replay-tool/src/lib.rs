@@ -6,6 +6,7 @@
 //! Exit codes: [`error::exit`].
 #![forbid(unsafe_code)]
 
+pub mod anchor;
 pub mod checksum;
 pub mod cli;
 pub mod consent;
@@ -72,6 +73,9 @@ fn usage(e: &clap::Error) -> u8 {
 /// The failure to report, with its exit code.
 pub async fn run(cli: Cli) -> Result<u8, ToolError> {
     let format = Format::resolve(cli.format);
+    if let Command::AnchorKey { anchor_key } = &cli.command {
+        return show(&anchor::new_key(anchor_key)?, format);
+    }
     let system = open::open(&cli.data_dir).await?;
     match cli.command {
         Command::Rebuild { projections } => {
@@ -92,8 +96,23 @@ pub async fn run(cli: Cli) -> Result<u8, ToolError> {
         Command::WhoMaySee { media, at } => {
             show(&visibility::who_may_see(&system, media, at).await?, format)
         }
-        Command::Verify => {
-            let report = verify::verify(&system).await?;
+        Command::AnchorKey { anchor_key } => show(&anchor::new_key(&anchor_key)?, format),
+        Command::Anchor {
+            anchor_key,
+            anchors,
+        } => show(
+            &anchor::anchor(&system.store, &anchor_key, &anchors).await?,
+            format,
+        ),
+        Command::Verify {
+            anchors,
+            anchor_public_key,
+        } => {
+            let anchors = match (anchors, anchor_public_key) {
+                (Some(file), Some(key)) => Some(kring_store::anchor::Anchors::read(&file, key)?),
+                _ => None,
+            };
+            let report = verify::verify(&system, anchors.as_ref()).await?;
             show(&report, format)?;
             match report.findings.first() {
                 None => Ok(exit::OK),

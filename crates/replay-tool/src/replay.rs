@@ -278,6 +278,7 @@ mod tests {
                     causation_id: None,
                     payload: String::new(),
                     hash: EventHash::GENESIS,
+                    log_hash: None,
                 };
                 Decoded {
                     recorded,

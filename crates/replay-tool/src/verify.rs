@@ -1,4 +1,5 @@
-//! `verify`: the log's hash chains, and every read model against a fresh replay of the log.
+//! `verify`: the log's hash chains (every stream's, and the global chain), the signed anchors,
+//! and every read model against a fresh replay of the log.
 //!
 //! The fresh replay runs the projector runtime over the log into a temporary SQLite read
 //! database, each read model up to exactly the position its serving copy has reached, then
@@ -10,7 +11,8 @@ use crate::error::ToolError;
 use crate::output::{yes_no, Report, Rows};
 use crate::progress;
 use kring_projections::{models, Projection, Projector, ReadDb, System};
-use kring_store::{DynStore, EventStore, EventStoreExt, VerifyReport};
+use kring_store::anchor::Anchors;
+use kring_store::{DynStore, EventStore, EventStoreExt, Finding, GlobalChain, VerifyReport};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -35,9 +37,10 @@ pub struct ReadModelCheck {
 /// The outcome of `verify`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
-    /// Whether every chain is intact and every read model equals its replay.
+    /// Whether every chain is intact, every anchor signed and held, and every read model equals
+    /// its replay.
     pub ok: bool,
-    /// The hash chains, as the store's verify reports them.
+    /// The hash chains and anchors, as the store's verify reports them.
     pub chain: VerifyReport,
     /// Each read model.
     pub read_models: Vec<ReadModelCheck>,
@@ -45,24 +48,19 @@ pub struct Verification {
     pub findings: Vec<String>,
 }
 
-/// Checks every stream's hash chain and that each read model equals a fresh replay.
+/// Checks every stream's hash chain, the global chain, the `anchors` if given, and that each
+/// read model equals a fresh replay.
 ///
 /// # Errors
 /// Store and database failures (a mismatch is a finding in the answer, not an error).
-pub async fn verify(system: &System) -> Result<Verification, ToolError> {
-    let spinner = progress::spinner("checking the hash chain of every stream");
-    let chain = system.store.verify().await?;
+pub async fn verify(system: &System, anchors: Option<&Anchors>) -> Result<Verification, ToolError> {
+    let spinner = progress::spinner("checking the hash chains");
+    let chain = match anchors {
+        Some(anchors) => system.store.verify_anchored(anchors).await?,
+        None => system.store.verify().await?,
+    };
     spinner.finish_and_clear();
-    let mut findings: Vec<String> = chain
-        .failures
-        .iter()
-        .map(|f| {
-            format!(
-                "hash chain broken at event {} (position {}, {} version {}): {}",
-                f.event_id, f.position, f.stream, f.version, f.problem
-            )
-        })
-        .collect();
+    let mut findings: Vec<String> = chain.findings.iter().map(ToString::to_string).collect();
 
     let projections = models::all();
     let serving = checksum::snapshot(&system.db, &projections, true).await?;
@@ -255,12 +253,29 @@ impl Report for Verification {
             "Hash chains: {} streams, {} events checked, {}",
             self.chain.streams_checked,
             self.chain.events_checked,
-            if self.chain.ok {
+            if self.chain.failures.is_empty() {
                 "intact".to_owned()
             } else {
                 format!("{} broken", self.chain.failures.len())
             }
         )];
+        lines.push(match self.chain.global_chain {
+            GlobalChain::Checked => format!(
+                "Global chain: checked to position {}{}",
+                self.chain.head,
+                self.chain
+                    .head_hash
+                    .map(|h| format!(" (hash {h})"))
+                    .unwrap_or_default()
+            ),
+            GlobalChain::NotAvailable => {
+                "Global chain: not available for this backend (EventStoreDB keeps none)".into()
+            }
+        });
+        lines.push(format!(
+            "Anchors: {} with a good signature held against the log",
+            self.chain.anchors_checked
+        ));
         lines.push(format!(
             "Read models: {} of {} equal a fresh replay",
             self.read_models.iter().filter(|c| c.ok).count(),
@@ -282,13 +297,22 @@ impl Report for Verification {
                 self.chain.streams_checked, self.chain.events_checked
             ),
         ]);
-        for f in &self.chain.failures {
+        for f in &self.chain.findings {
+            let (check, position) = match f {
+                Finding::StreamChainBroken(f) => (f.stream.to_string(), f.position),
+                Finding::GlobalChainBroken { position, .. } => ("global chain".into(), *position),
+                Finding::MissingPositions { first, .. } => ("positions".into(), *first),
+                Finding::AnchorMismatch { position, .. }
+                | Finding::LogEndsBeforeAnchor { position, .. }
+                | Finding::AnchorBadSignature { position, .. } => ("anchor".into(), *position),
+                Finding::AnchorUnreadable { .. } => ("anchor".into(), 0),
+            };
             rows.push(vec![
-                f.stream.to_string(),
+                check,
                 "no".into(),
-                f.position.to_string(),
+                position.to_string(),
                 String::new(),
-                format!("event {}: {}", f.event_id, f.problem),
+                f.to_string(),
             ]);
         }
         for c in &self.read_models {

@@ -48,7 +48,12 @@ fn states(inst: &Installation) -> BTreeMap<String, (i64, u64, String)> {
 
 async fn tamper(inst: &Installation, position: u64) {
     let sql = "UPDATE events SET payload = REPLACE(payload, '\"granted\":false', '\"granted\":true') WHERE position = $1";
-    let changed = match &inst.database_url {
+    assert_eq!(execute(inst, sql, position).await, 1);
+}
+
+/// Runs `sql` with `position` as `$1` on the installation's event log; the rows it changed.
+async fn execute(inst: &Installation, sql: &str, position: u64) -> u64 {
+    match &inst.database_url {
         Some(url) => {
             let pool = sqlx::PgPool::connect(url).await.unwrap();
             let n = sqlx::query(sql)
@@ -70,8 +75,7 @@ async fn tamper(inst: &Installation, position: u64) {
             pool.close().await;
             n.rows_affected()
         }
-    };
-    assert_eq!(changed, 1);
+    }
 }
 
 async fn verify_passes_then_names_the_tampered_event(backend: Backend) {
@@ -229,7 +233,89 @@ async fn verify_finds_a_read_model_edited_behind_the_projectors_back(backend: Ba
     assert_eq!(bad, vec!["consent"]);
 }
 
+async fn verify_holds_the_log_against_its_signed_anchors(backend: Backend) {
+    let (inst, _story) = installation(backend).await;
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("anchor.key");
+    let anchors = keys.path().join("anchors");
+    let (key, anchors) = (key.to_str().unwrap(), anchors.to_str().unwrap());
+    let made = inst
+        .run(&["anchor-key", "--anchor-key", key, "--format", "json"])
+        .ok()
+        .json();
+    let public = made["public_key"].as_str().unwrap().to_owned();
+    let again = inst.run(&["anchor-key", "--anchor-key", key]);
+    assert_eq!(again.code, 4, "an existing key is never overwritten");
+
+    let anchored = inst
+        .run(&[
+            "anchor",
+            "--anchor-key",
+            key,
+            "--anchors",
+            anchors,
+            "--format",
+            "json",
+        ])
+        .ok()
+        .json();
+    let head = inst.system.store.head().await.unwrap();
+    assert_eq!(anchored["anchor"]["position"], head);
+    assert_eq!(anchored["anchor"]["key_id"], made["key_id"]);
+    let verify = [
+        "verify",
+        "--anchors",
+        anchors,
+        "--anchor-public-key",
+        &public,
+    ];
+    let ok = inst
+        .run(&[&verify[..], &["--format", "json"]].concat())
+        .ok()
+        .json();
+    assert_eq!(ok["chain"]["anchors_checked"], 1);
+    assert_eq!(ok["chain"]["global_chain"], "checked");
+    assert_eq!(ok["chain"]["head"], head);
+    let missing_key = inst.run(&["verify", "--anchors", anchors]);
+    assert_eq!(missing_key.code, 2, "{}", missing_key.stderr);
+
+    // Cut off the anchored head: the log is consistent in itself, the anchor names it.
+    assert_eq!(
+        execute(&inst, "DELETE FROM events WHERE position = $1", head).await,
+        1
+    );
+    let bad = inst.run(&verify);
+    assert_eq!(bad.code, 1, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains(&format!(
+            "verify failed: anchor at line 1: the log ends at position {}, before the anchored position {head}",
+            head - 1
+        )),
+        "{}",
+        bad.stderr
+    );
+    let report = bad.json();
+    assert_eq!(report["chain"]["failures"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        report["chain"]["findings"][0]["kind"],
+        "log_ends_before_anchor"
+    );
+    let refused = inst.run(&["anchor", "--anchor-key", key, "--anchors", anchors]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("no longer matches the log"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(anchors).unwrap().lines().count(),
+        1,
+        "nothing appended"
+    );
+}
+
 both_backends!(
+    verify_holds_the_log_against_its_signed_anchors,
     verify_passes_then_names_the_tampered_event,
     rebuild_leaves_every_read_model_as_it_was,
     verify_finds_a_read_model_edited_behind_the_projectors_back,

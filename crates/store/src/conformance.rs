@@ -498,8 +498,17 @@ pub async fn verify_passes_on_an_intact_log<S: EventStore + Clone>(store: S) {
             .await
             .unwrap();
     }
+    let head = store.head().await.unwrap();
     let report = store.verify().await.unwrap();
-    assert!(report.ok, "{:?}", report.failures);
+    assert!(report.ok, "{:?}", report.findings);
     assert!(report.streams_checked >= 3);
     assert!(report.events_checked >= 9);
+    assert!(report.head >= head, "verify read the log to its head");
+    let expected = if store.keeps_global_chain() {
+        crate::GlobalChain::Checked
+    } else {
+        crate::GlobalChain::NotAvailable
+    };
+    assert_eq!(report.global_chain, expected);
+    assert_eq!(report.head_hash.is_some(), store.keeps_global_chain());
 }

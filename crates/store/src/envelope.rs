@@ -1,5 +1,5 @@
-//! The recorded envelope of every event, and the hash that chains each event to the previous
-//! event of its stream.
+//! The recorded envelope of every event, the hash that chains each event to the previous
+//! event of its stream, and the global hash that chains it to the event at the previous position.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use kring_domain::{Actor, StreamName};
@@ -36,7 +36,8 @@ impl fmt::Display for ExpectedVersion {
     }
 }
 
-/// A SHA-256 digest chaining an event to its stream's previous event.
+/// A SHA-256 digest: an event's chain hash (to its stream's previous event) or its global hash
+/// (to the event at the previous position of the log).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct EventHash(pub [u8; 32]);
 
@@ -60,6 +61,22 @@ impl fmt::Debug for EventHash {
 impl fmt::Display for EventHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl serde::Serialize for EventHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let mut bytes = [0_u8; 32];
+        hex::decode_to_slice(text.as_ref(), &mut bytes)
+            .map_err(|_| serde::de::Error::custom("a hash is 64 hex digits"))?;
+        Ok(Self(bytes))
     }
 }
 
@@ -191,6 +208,9 @@ pub struct RecordedEvent {
     pub payload: String,
     /// Chains it to the previous event of its stream.
     pub hash: EventHash,
+    /// Chains it to the event at the previous position of the log ([`log_hash`]); `None` where
+    /// the backend keeps no global chain (EventStoreDB), or on a row that lost it.
+    pub log_hash: Option<EventHash>,
 }
 
 impl RecordedEvent {
@@ -210,6 +230,13 @@ impl RecordedEvent {
             causation_id: self.causation_id,
             payload: &self.payload,
         })
+    }
+
+    /// Recomputes this event's global hash from its position, its stored chain hash and the
+    /// global hash of the event at the previous position.
+    #[must_use]
+    pub fn expected_log_hash(&self, previous: &EventHash) -> EventHash {
+        log_hash(previous, self.position, &self.hash)
     }
 
     /// The payload as a domain event (upcast to the current schema).
@@ -262,6 +289,22 @@ fn chain_hash(input: &HashInput<'_>) -> EventHash {
         None => h.update([0]),
     }
     text(&mut h, input.payload);
+    EventHash(h.finalize().into())
+}
+
+/// The global hash of the event at `position` whose chain hash is `event_hash`, after the event
+/// at the previous position had global hash `previous` ([`EventHash::GENESIS`] for position 1).
+///
+/// The chain hash already covers every field the writer decides, so the global hash needs only
+/// that and the position: deleting, inserting or renumbering an event anywhere breaks the link
+/// at the next position.
+#[must_use]
+pub fn log_hash(previous: &EventHash, position: Position, event_hash: &EventHash) -> EventHash {
+    let mut h = Sha256::new();
+    h.update(b"kring-log-hash-v1");
+    h.update(previous.0);
+    h.update(position.to_be_bytes());
+    h.update(event_hash.0);
     EventHash(h.finalize().into())
 }
 

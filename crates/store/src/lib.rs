@@ -4,12 +4,13 @@
 //!   global log in batches, and a watch on the log's head that wakes subscribers.
 //! - [`EventStoreExt`] builds on it, the same for every adapter: [`Subscription`] (catch up,
 //!   then follow live, in position order) and [`verify`](EventStoreExt::verify) (walk every
-//!   stream's hash chain).
+//!   stream's hash chain and the global chain, and hold the log against signed [`anchor`]s).
 //! - Adapters: [`sqlite::SqliteStore`] (the embedded default, group commit),
 //!   [`postgres::PostgresStore`] and [`esdb::EsdbStore`] (EventStoreDB / KurrentDB).
 //! - [`conformance`] is the one suite every adapter passes.
 #![forbid(unsafe_code)]
 
+pub mod anchor;
 pub mod conformance;
 mod envelope;
 mod error;
@@ -23,13 +24,13 @@ pub mod vault;
 mod verify;
 
 pub use envelope::{
-    actor_from_str, actor_to_string, canonical_json, EventHash, ExpectedVersion, Metadata,
-    NewEvent, Position, RecordedEvent, MAX_EVENT_BYTES,
+    actor_from_str, actor_to_string, canonical_json, log_hash, EventHash, ExpectedVersion,
+    Metadata, NewEvent, Position, RecordedEvent, MAX_EVENT_BYTES,
 };
 pub use error::StoreError;
 pub use plan::AppendOutcome;
 pub use subscription::Subscription;
-pub use verify::{VerifyFailure, VerifyReport};
+pub use verify::{Finding, GlobalChain, VerifyFailure, VerifyReport};
 
 use async_trait::async_trait;
 use kring_domain::StreamName;
@@ -83,6 +84,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// A watch that changes whenever new events may have been committed, by this process or
     /// (where the backend can tell) another.
     fn watch_head(&self) -> watch::Receiver<Position>;
+
+    /// Whether every event carries a global hash ([`RecordedEvent::log_hash`]) chaining it to
+    /// the event at the previous position, and positions are dense (the SQL adapters); `false`
+    /// where the backend cannot store one (EventStoreDB).
+    fn keeps_global_chain(&self) -> bool;
 }
 
 /// What every store can do on top of the port.
@@ -114,12 +120,23 @@ pub trait EventStoreExt: EventStore + Clone {
         }
     }
 
-    /// Walks every stream's hash chain over the whole log, in batches.
+    /// Walks every stream's hash chain and the global chain over the whole log, in batches,
+    /// and checks that positions are dense.
     ///
     /// # Errors
     /// Backend failures (a broken chain is a finding in the report, not an error).
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
-        verify::verify(self).await
+        verify::verify(self, None).await
+    }
+
+    /// [`verify`](Self::verify), and holds the log against signed anchors: every anchor's
+    /// signature must check out with the anchors' key, and the log must still hold each
+    /// anchored global hash at its anchored position.
+    ///
+    /// # Errors
+    /// Backend failures (a mismatch is a finding in the report, not an error).
+    async fn verify_anchored(&self, anchors: &anchor::Anchors) -> Result<VerifyReport, StoreError> {
+        verify::verify(self, Some(anchors)).await
     }
 }
 
@@ -162,5 +179,9 @@ impl<T: EventStore + ?Sized> EventStore for std::sync::Arc<T> {
 
     fn watch_head(&self) -> watch::Receiver<Position> {
         (**self).watch_head()
+    }
+
+    fn keeps_global_chain(&self) -> bool {
+        (**self).keeps_global_chain()
     }
 }

@@ -2,7 +2,7 @@
 //! concurrency check and its own outcome. Shared by the SQL adapters; pure, so it is tested
 //! without a database.
 
-use crate::envelope::{EventHash, ExpectedVersion, NewEvent, Position, MAX_EVENT_BYTES};
+use crate::envelope::{log_hash, EventHash, ExpectedVersion, NewEvent, Position, MAX_EVENT_BYTES};
 use crate::error::StoreError;
 use kring_domain::StreamName;
 use std::collections::{HashMap, HashSet};
@@ -37,6 +37,16 @@ pub struct StreamHead {
     pub hash: EventHash,
 }
 
+/// The last event of the log: its position and global hash (position 0 and
+/// [`EventHash::GENESIS`] for an empty log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogHead {
+    /// The log's last position.
+    pub position: Position,
+    /// The global hash of the event there.
+    pub log_hash: EventHash,
+}
+
 /// Where an already stored event is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredId {
@@ -61,6 +71,8 @@ pub struct PlannedRow<'a> {
     pub position: Position,
     /// Its chain hash.
     pub hash: EventHash,
+    /// Its global hash.
+    pub log_hash: EventHash,
 }
 
 /// Checks that do not need the database — empty appends, sizes, unsealed personal data,
@@ -109,23 +121,24 @@ pub struct Plan<'a> {
     pub outcomes: Vec<Result<AppendOutcome, StoreError>>,
     /// The stream heads after the batch, for the writer's cache.
     pub heads: HashMap<StreamName, StreamHead>,
-    /// The last position after the batch.
-    pub last_position: Position,
+    /// The log's last event after the batch.
+    pub last: LogHead,
 }
 
 /// Plans a batch. `heads` holds the current head of every stream the batch touches (absent:
 /// the stream is empty); `stored` holds the requests' event ids that are already in the log;
-/// `last_position` is the log's last position.
+/// `last` is the log's last event, which the batch's global hashes chain from.
 #[must_use]
 pub fn plan<'a>(
     requests: &'a [AppendRequest],
     mut heads: HashMap<StreamName, StreamHead>,
     stored: &HashMap<Uuid, StoredId>,
-    last_position: Position,
+    last: LogHead,
 ) -> Plan<'a> {
     let mut rows = Vec::new();
     let mut outcomes = Vec::with_capacity(requests.len());
-    let mut position = last_position;
+    let mut position = last.position;
+    let mut global = last.log_hash;
     let mut claimed: HashSet<Uuid> = HashSet::new();
     for request in requests {
         let outcome = (|| {
@@ -162,12 +175,14 @@ pub fn plan<'a>(
             for event in &request.events {
                 position += 1;
                 let hash = event.chain_hash(&request.stream, version, &previous);
+                global = log_hash(&global, position, &hash);
                 rows.push(PlannedRow {
                     event,
                     stream: &request.stream,
                     version,
                     position,
                     hash,
+                    log_hash: global,
                 });
                 claimed.insert(event.event_id);
                 previous = hash;
@@ -189,7 +204,10 @@ pub fn plan<'a>(
         rows,
         outcomes,
         heads,
-        last_position: position,
+        last: LogHead {
+            position,
+            log_hash: global,
+        },
     }
 }
 
@@ -287,7 +305,11 @@ mod tests {
                 events: vec![event(), event()],
             },
         ];
-        let plan = plan(&requests, HashMap::new(), &HashMap::new(), 41);
+        let last = LogHead {
+            position: 41,
+            log_hash: EventHash([7; 32]),
+        };
+        let plan = plan(&requests, HashMap::new(), &HashMap::new(), last);
         assert_eq!(
             plan.outcomes[0].as_ref().ok(),
             Some(&AppendOutcome {
@@ -313,6 +335,35 @@ mod tests {
         assert_eq!(
             plan.rows[1].hash,
             requests[2].events[0].chain_hash(&stream, 1, &plan.rows[0].hash)
+        );
+    }
+
+    #[test]
+    fn the_global_hashes_of_a_batch_chain_from_the_log_head_across_appends() {
+        let requests: Vec<AppendRequest> = (0..2)
+            .map(|_| AppendRequest {
+                stream: StreamName::child(ChildId::generate()),
+                expected: ExpectedVersion::NoStream,
+                events: vec![event(), event()],
+            })
+            .collect();
+        let last = LogHead {
+            position: 9,
+            log_hash: EventHash([7; 32]),
+        };
+        let plan = plan(&requests, HashMap::new(), &HashMap::new(), last);
+        let mut previous = last.log_hash;
+        for (i, row) in plan.rows.iter().enumerate() {
+            assert_eq!(row.position, 10 + i as u64);
+            previous = log_hash(&previous, row.position, &row.hash);
+            assert_eq!(row.log_hash, previous);
+        }
+        assert_eq!(
+            plan.last,
+            LogHead {
+                position: 13,
+                log_hash: previous
+            }
         );
     }
 }

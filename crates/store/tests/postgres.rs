@@ -1,10 +1,13 @@
 //! The PostgreSQL adapter: the conformance suite (with one writer, and again with appends
-//! spread over two writer processes), tamper evidence, a gap-free global order while several
+//! spread over two writer processes), tamper evidence (the shared tamper scenarios of
+//! `tamper/mod.rs`), a gap-free global order while several
 //! processes append, and live wake-ups across processes through LISTEN/NOTIFY.
 //!
 //! Each `PostgresStore` below stands for one API process: its own pools, writer and listener.
 
 #![allow(clippy::unwrap_used)]
+
+mod tamper;
 
 use kring_store::conformance::{event, stream};
 use kring_store::postgres::PostgresStore;
@@ -29,6 +32,18 @@ async fn processes(label: &str, n: usize) -> (Vec<PostgresStore>, PgTestDatabase
 }
 
 kring_store::conformance_suite!(make);
+
+async fn tamperable() -> (PostgresStore, tamper::Db, PgTestDatabase) {
+    let (store, db) = make().await;
+    let attacker = tamper::Db::postgres(db.url()).await;
+    (store, attacker, db)
+}
+
+async fn reopen(db: &PgTestDatabase) -> PostgresStore {
+    PostgresStore::connect(db.url()).await.unwrap()
+}
+
+tamper::tamper_suite!(tamperable, reopen);
 
 /// The conformance suite with every append going to the other of two processes in turn, and
 /// reads and wake-ups coming from the first: the checks must hold across processes too.
@@ -86,6 +101,10 @@ mod two_processes {
 
         fn watch_head(&self) -> watch::Receiver<Position> {
             self.stores[0].watch_head()
+        }
+
+        fn keeps_global_chain(&self) -> bool {
+            self.stores[0].keeps_global_chain()
         }
     }
 

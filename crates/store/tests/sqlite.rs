@@ -1,6 +1,9 @@
-//! The SQLite adapter: the conformance suite, durability across a crash, tamper evidence.
+//! The SQLite adapter: the conformance suite, durability across a crash, tamper evidence (the
+//! shared tamper scenarios of `tamper/mod.rs`, on the real file).
 
 #![allow(clippy::unwrap_used)]
+
+mod tamper;
 
 use kring_store::conformance::{event, stream};
 use kring_store::sqlite::SqliteStore;
@@ -17,6 +20,20 @@ async fn make() -> (SqliteStore, tempfile::TempDir) {
 }
 
 kring_store::conformance_suite!(make);
+
+async fn tamperable() -> (SqliteStore, tamper::Db, tempfile::TempDir) {
+    let (store, dir) = make().await;
+    let db = tamper::Db::sqlite(store.path()).await;
+    (store, db, dir)
+}
+
+async fn reopen(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(dir.path().join("events.db"))
+        .await
+        .unwrap()
+}
+
+tamper::tamper_suite!(tamperable, reopen);
 
 #[tokio::test]
 async fn tampering_with_a_stored_payload_is_named_by_verify() {

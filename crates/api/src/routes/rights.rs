@@ -967,17 +967,24 @@ pub struct VerifyFailureDoc {
     pub problem: String,
 }
 
-/// The outcome of walking every stream's hash chain.
+/// The outcome of walking every stream's hash chain and the global chain over the log.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VerifyDoc {
     /// Streams seen.
     pub streams_checked: u64,
     /// Events seen.
     pub events_checked: u64,
-    /// Whether every chain is intact.
+    /// Whether every chain is intact and no position is missing.
     pub ok: bool,
     /// The first broken event of each broken stream, in log order.
     pub failures: Vec<VerifyFailureDoc>,
+    /// `checked`, or `not_available` where the backend keeps no global chain (EventStoreDB).
+    pub global_chain: String,
+    /// The log's last position read.
+    pub head: u64,
+    /// Every finding, one line each, in log order: broken stream chains, global chain breaks
+    /// at a position, missing positions.
+    pub findings: Vec<String>,
 }
 
 /// Walks the hash chain of every stream in the event log: tamper evidence (compliance officers,
@@ -1001,6 +1008,13 @@ pub async fn verify(
         streams_checked: report.streams_checked,
         events_checked: report.events_checked,
         ok: report.ok,
+        global_chain: match report.global_chain {
+            kring_store::GlobalChain::Checked => "checked",
+            kring_store::GlobalChain::NotAvailable => "not_available",
+        }
+        .to_owned(),
+        head: report.head,
+        findings: report.findings.iter().map(ToString::to_string).collect(),
         failures: report
             .failures
             .into_iter()

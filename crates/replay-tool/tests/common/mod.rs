@@ -130,6 +130,9 @@ impl Installation {
             "KRING_DATABASE_URL",
             "KRING_EVENTSTORE_URL",
             "KRING_MASTER_KEY",
+            "KRING_ANCHOR_KEY",
+            "KRING_ANCHORS",
+            "KRING_ANCHOR_PUBLIC_KEY",
         ] {
             cmd.env_remove(var);
         }

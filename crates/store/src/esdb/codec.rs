@@ -329,6 +329,8 @@ pub fn recorded_event(
         causation_id: meta.causation_id,
         payload,
         hash: meta.event_hash().map_err(corrupt)?,
+        // Positions are assigned by the server after the write: no global chain here.
+        log_hash: None,
     })
 }
 

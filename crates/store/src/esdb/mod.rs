@@ -549,6 +549,12 @@ impl EventStore for EsdbStore {
     fn watch_head(&self) -> watch::Receiver<Position> {
         self.inner.head.clone()
     }
+
+    /// EventStoreDB assigns `$all` positions after the write, so no event can carry a hash of
+    /// its predecessor in the global order, and positions are not dense.
+    fn keeps_global_chain(&self) -> bool {
+        false
+    }
 }
 
 impl EsdbStore {

@@ -11,6 +11,10 @@
 //! reads past its checkpoint. Why this and not a snapshot filter or a high-water mark:
 //! `docs/decisions/0002-postgres-global-order.md`.
 //!
+//! The batch's global hashes (`log_hash`, see [`crate::log_hash`]) chain from the last event's,
+//! which the writer reads in the same query as the last position, under the lock: other
+//! processes append too, so it cannot be kept in memory.
+//!
 //! Each commit sends a notification on [`CHANNEL`]; a listener task in every process turns
 //! them into [`EventStore::watch_head`] wake-ups, so live subscribers in one process follow
 //! appends made by another.
@@ -86,6 +90,7 @@ impl PostgresStore {
             .await?;
         // sqlx serialises concurrent migrations with an advisory lock of its own.
         sqlx::migrate!("migrations/postgres").run(&readers).await?;
+        writer::backfill_log_hashes(&readers).await?;
         // Listen before reading the head, so no commit falls between the two unnoticed.
         let listening = listener::Listening::start(&options).await?;
         let conn = writer::connect(&options).await?;
@@ -157,6 +162,10 @@ impl EventStore for PostgresStore {
     fn watch_head(&self) -> watch::Receiver<Position> {
         self.inner.head.clone()
     }
+
+    fn keeps_global_chain(&self) -> bool {
+        true
+    }
 }
 
 /// The log's last position (0 when empty).
@@ -189,6 +198,7 @@ fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     let stream: String = row.try_get(2)?;
     let actor: String = row.try_get(8)?;
     let hash: Vec<u8> = row.try_get(12)?;
+    let log_hash: Option<Vec<u8>> = row.try_get(13)?;
     Ok(RecordedEvent {
         position,
         event_id: row.try_get(1)?,
@@ -204,5 +214,11 @@ fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         causation_id: row.try_get(10)?,
         payload: row.try_get(11)?,
         hash: EventHash::from_slice(&hash).ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
+        log_hash: log_hash
+            .map(|h| {
+                EventHash::from_slice(&h)
+                    .ok_or_else(|| corrupt("global hash is not 32 bytes".into()))
+            })
+            .transpose()?,
     })
 }

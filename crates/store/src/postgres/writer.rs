@@ -1,13 +1,13 @@
 //! The writer task: group commit under the global-order lock.
 
 use super::{advance, CHANNEL, GLOBAL_ORDER_LOCK, MAX_GROUP};
-use crate::plan::{self, AppendRequest, Plan, PlannedRow, StoredId, StreamHead};
+use crate::plan::{self, AppendRequest, LogHead, Plan, PlannedRow, StoredId, StreamHead};
 use crate::queue::{self, Job};
 use crate::{actor_to_string, AppendOutcome, EventHash, Position, StoreError};
 use chrono::{DateTime, SubsecRound, Utc};
 use kring_domain::StreamName;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection, PgExecutor, Row};
+use sqlx::{Connection, PgConnection, PgExecutor, PgPool, Row};
 use std::collections::{HashMap, HashSet};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -25,6 +25,12 @@ const LOCK_GLOBAL_ORDER: &str = include_str!("sql/lock_global_order.sql");
 const STREAM_HEADS: &str = include_str!("sql/stream_heads.sql");
 const BATCH_STATE: &str = include_str!("sql/batch_state.sql");
 const INSERT: &str = include_str!("sql/insert.sql");
+const FIRST_WITHOUT_LOG_HASH: &str = include_str!("sql/first_without_log_hash.sql");
+const LOG_HASH_BEFORE: &str = include_str!("sql/log_hash_before.sql");
+const CHAIN_HASHES: &str = include_str!("sql/chain_hashes.sql");
+const SET_LOG_HASHES: &str = include_str!("sql/set_log_hashes.sql");
+/// Rows the backfill of the global chain reads and updates at a time.
+const BACKFILL_BATCH: i64 = 10_000;
 /// `BEGIN` and taking the global-order lock in one round trip: two statements in one
 /// simple-protocol message. The lock is a statement of its own, so every statement after it
 /// (in READ COMMITTED, each with a fresh snapshot) sees everything committed before it was
@@ -128,6 +134,14 @@ impl Writer {
         let mut tx = conn.begin_with(BEGIN_LOCKED.as_str()).await?;
         // From here on nobody else commits: what these reads see stays true until COMMIT.
         let (last, stored, heads) = batch_state(&mut *tx, requests).await?;
+        let last = match last {
+            Ok(last) => last,
+            // Written by a process that keeps no global chain: fill it in first, under the lock.
+            Err(position) => fill_log_hashes(&mut tx).await?.unwrap_or(LogHead {
+                position,
+                log_hash: EventHash::GENESIS,
+            }),
+        };
         let plan = plan::plan(requests, heads, &stored, last);
         if plan.rows.is_empty() {
             tx.rollback().await?;
@@ -142,7 +156,7 @@ impl Writer {
             return Err(Failure::VersionTaken(refuse(requests, plan, &heads)));
         }
         tx.commit().await?;
-        advance(&self.head, plan.last_position);
+        advance(&self.head, plan.last.position);
         Ok(plan.outcomes)
     }
 }
@@ -232,6 +246,7 @@ async fn insert_chunk<'e>(
     let mut causations = Vec::with_capacity(n);
     let mut payloads = Vec::with_capacity(n);
     let mut hashes = Vec::with_capacity(n);
+    let mut log_hashes = Vec::with_capacity(n);
     for row in rows {
         let e = row.event;
         positions.push(i64::try_from(row.position).unwrap_or(i64::MAX));
@@ -246,6 +261,7 @@ async fn insert_chunk<'e>(
         causations.push(e.causation_id);
         payloads.push(e.payload.as_str());
         hashes.push(&row.hash.0[..]);
+        log_hashes.push(&row.log_hash.0[..]);
     }
     sqlx::query(INSERT)
         .bind(positions)
@@ -260,6 +276,7 @@ async fn insert_chunk<'e>(
         .bind(causations)
         .bind(payloads)
         .bind(hashes)
+        .bind(log_hashes)
         .bind(CHANNEL)
         .execute(conn)
         .await?;
@@ -303,14 +320,15 @@ async fn stream_heads<'e>(
     Ok(heads)
 }
 
-/// The log's last position, the heads of the streams the batch touches, and where its event
-/// ids are already stored: one query (see `sql/batch_state.sql`).
+/// The log's last event (`Err(position)` when it has no global hash), the heads of the streams
+/// the batch touches, and where its event ids are already stored: one query (see
+/// `sql/batch_state.sql`).
 async fn batch_state<'e>(
     conn: impl PgExecutor<'e>,
     requests: &[AppendRequest],
 ) -> Result<
     (
-        Position,
+        Result<LogHead, Position>,
         HashMap<Uuid, StoredId>,
         HashMap<StreamName, StreamHead>,
     ),
@@ -328,7 +346,7 @@ async fn batch_state<'e>(
         .bind(ids)
         .fetch_all(conn)
         .await?;
-    let mut last = 0;
+    let mut last = Ok(LogHead::default());
     let mut stored = HashMap::new();
     let mut heads = HashMap::new();
     for row in rows {
@@ -339,7 +357,18 @@ async fn batch_state<'e>(
             .unwrap_or_default();
         let corrupt = |reason: String| StoreError::Corrupt { position, reason };
         match kind {
-            0 => last = position,
+            0 => {
+                let hash: Option<Vec<u8>> = row.try_get(3)?;
+                last = match hash {
+                    Some(hash) => Ok(LogHead {
+                        position,
+                        log_hash: EventHash::from_slice(&hash)
+                            .ok_or_else(|| corrupt("global hash is not 32 bytes".into()))?,
+                    }),
+                    None if position == 0 => Ok(LogHead::default()),
+                    None => Err(position),
+                };
+            }
             1 => {
                 let stream: String = row.try_get(1)?;
                 let version: i64 = row.try_get(2)?;
@@ -368,4 +397,77 @@ async fn batch_state<'e>(
         }
     }
     Ok((last, stored, heads))
+}
+
+/// Fills in the global hash of every row stored without one (written before the global chain
+/// existed), under the global-order lock, in one transaction. Run by every process as it
+/// connects; a no-op (one index probe) once done.
+pub(super) async fn backfill_log_hashes(pool: &PgPool) -> Result<(), StoreError> {
+    let missing: Option<i64> = sqlx::query_scalar(FIRST_WITHOUT_LOG_HASH)
+        .fetch_one(pool)
+        .await?;
+    if missing.is_none() {
+        return Ok(());
+    }
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin_with(BEGIN_LOCKED.as_str()).await?;
+    fill_log_hashes(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Computes the global hashes from the first row without one to the end of the log, in position
+/// order; the caller holds the global-order lock. Returns the log's last event, if it changed
+/// any row.
+async fn fill_log_hashes(conn: &mut PgConnection) -> Result<Option<LogHead>, StoreError> {
+    let first: Option<i64> = sqlx::query_scalar(FIRST_WITHOUT_LOG_HASH)
+        .fetch_one(&mut *conn)
+        .await?;
+    let Some(first) = first else { return Ok(None) };
+    let before: Option<Vec<u8>> = sqlx::query_scalar(LOG_HASH_BEFORE)
+        .bind(first)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let mut head = LogHead {
+        position: 0,
+        log_hash: before
+            .as_deref()
+            .and_then(EventHash::from_slice)
+            .unwrap_or(EventHash::GENESIS),
+    };
+    let mut from = first;
+    loop {
+        let rows = sqlx::query(CHAIN_HASHES)
+            .bind(from)
+            .bind(BACKFILL_BATCH)
+            .fetch_all(&mut *conn)
+            .await?;
+        if rows.is_empty() {
+            break;
+        }
+        let mut positions = Vec::with_capacity(rows.len());
+        let mut hashes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let raw: i64 = row.try_get(0)?;
+            let position = u64::try_from(raw).unwrap_or_default();
+            let hash: Vec<u8> = row.try_get(1)?;
+            let hash = EventHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
+                position,
+                reason: "hash is not 32 bytes".into(),
+            })?;
+            head = LogHead {
+                position,
+                log_hash: crate::log_hash(&head.log_hash, position, &hash),
+            };
+            positions.push(raw);
+            hashes.push(head.log_hash.0.to_vec());
+            from = raw + 1;
+        }
+        sqlx::query(SET_LOG_HASHES)
+            .bind(positions)
+            .bind(hashes)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(Some(head))
 }

@@ -13,8 +13,11 @@
 //! path, in an explicit transaction that reads stored ids and heads from the file first. The
 //! same constraints make a second process appending to the file safe: a stale cache only
 //! costs a trip down the slow path.
+//!
+//! The writer also keeps the log's last position and global hash in memory, and chains each
+//! batch's global hashes from it (`log_hash`, see [`crate::log_hash`]): no extra read per batch.
 
-use crate::plan::{self, AppendRequest, StoredId, StreamHead};
+use crate::plan::{self, AppendRequest, LogHead, StoredId, StreamHead};
 use crate::queue::{self, Appender, Job};
 use crate::{
     actor_from_str, actor_to_string, AppendOutcome, EventHash, EventStore, ExpectedVersion,
@@ -36,7 +39,7 @@ use uuid::Uuid;
 
 /// The most appends one group commit takes.
 pub const MAX_GROUP: usize = 512;
-/// Rows per multi-row INSERT (13 parameters each, well under SQLite's limit of 32766).
+/// Rows per multi-row INSERT (14 parameters each, well under SQLite's limit of 32766).
 const ROWS_PER_INSERT: usize = 500;
 /// Stream heads the writer remembers before it starts over.
 const HEAD_CACHE_LIMIT: usize = 200_000;
@@ -47,6 +50,13 @@ const READ_ALL_ROWS: &str = include_str!("sql/read_all.sql");
 const READ_STREAM_ROWS: &str = include_str!("sql/read_stream.sql");
 const STREAM_HEADS: &str = include_str!("sql/stream_heads.sql");
 const INSERT_PREFIX: &str = include_str!("sql/insert_prefix.sql");
+const LOG_HEAD: &str = include_str!("sql/log_head.sql");
+const FIRST_WITHOUT_LOG_HASH: &str = include_str!("sql/first_without_log_hash.sql");
+const LOG_HASH_BEFORE: &str = include_str!("sql/log_hash_before.sql");
+const CHAIN_HASHES: &str = include_str!("sql/chain_hashes.sql");
+const SET_LOG_HASH: &str = include_str!("sql/set_log_hash.sql");
+/// Rows the backfill of the global chain reads at a time.
+const BACKFILL_BATCH: i64 = 10_000;
 
 struct Inner {
     readers: SqlitePool,
@@ -79,16 +89,14 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let mut writer = SqliteConnection::connect_with(&options(&path)).await?;
         sqlx::migrate!("migrations/sqlite").run(&mut writer).await?;
-        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&mut writer)
-            .await?;
-        let last = u64::try_from(last).unwrap_or_default();
+        backfill_log_hashes(&mut writer).await?;
+        let last = log_head(&mut writer).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options(&path).read_only(true))
             .await?;
         let (jobs, queue) = queue::channel(4 * MAX_GROUP);
-        let (head_tx, head) = watch::channel(last);
+        let (head_tx, head) = watch::channel(last.position);
         tokio::spawn(
             Writer {
                 conn: writer,
@@ -204,6 +212,80 @@ impl EventStore for SqliteStore {
     fn watch_head(&self) -> watch::Receiver<Position> {
         self.inner.head.clone()
     }
+
+    fn keeps_global_chain(&self) -> bool {
+        true
+    }
+}
+
+/// The log's last event (position 0 and the genesis hash when empty).
+async fn log_head(conn: &mut SqliteConnection) -> Result<LogHead, StoreError> {
+    let Some(row) = sqlx::query(LOG_HEAD).fetch_optional(&mut *conn).await? else {
+        return Ok(LogHead::default());
+    };
+    let position = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or_default();
+    let hash: Option<Vec<u8>> = row.try_get(1)?;
+    // A head without a global hash cannot be: the backfill on open fills every one.
+    let log_hash = hash
+        .as_deref()
+        .and_then(EventHash::from_slice)
+        .ok_or_else(|| StoreError::Corrupt {
+            position,
+            reason: "the log's last event has no global hash".into(),
+        })?;
+    Ok(LogHead { position, log_hash })
+}
+
+/// Fills in the global hash of every row stored without one (written before the global chain
+/// existed), in position order, from the first such row to the end, in one transaction.
+async fn backfill_log_hashes(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    let first: Option<i64> = sqlx::query_scalar(FIRST_WITHOUT_LOG_HASH)
+        .fetch_one(&mut *conn)
+        .await?;
+    if first.is_none() {
+        return Ok(());
+    }
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    // Again under the write lock: another process may have filled them in meanwhile.
+    let first: Option<i64> = sqlx::query_scalar(FIRST_WITHOUT_LOG_HASH)
+        .fetch_one(&mut *tx)
+        .await?;
+    let Some(first) = first else { return Ok(()) };
+    let before: Option<Vec<u8>> = sqlx::query_scalar(LOG_HASH_BEFORE)
+        .bind(first)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let mut previous = before
+        .as_deref()
+        .and_then(EventHash::from_slice)
+        .unwrap_or(EventHash::GENESIS);
+    let mut from = first;
+    loop {
+        let rows = sqlx::query(CHAIN_HASHES)
+            .bind(from)
+            .bind(BACKFILL_BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        from = last.try_get::<i64, _>(0)? + 1;
+        for row in &rows {
+            let raw: i64 = row.try_get(0)?;
+            let position = u64::try_from(raw).unwrap_or_default();
+            let hash: Vec<u8> = row.try_get(1)?;
+            let hash = EventHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
+                position,
+                reason: "hash is not 32 bytes".into(),
+            })?;
+            previous = crate::log_hash(&previous, position, &hash);
+            sqlx::query(SET_LOG_HASH)
+                .bind(&previous.0[..])
+                .bind(raw)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -231,6 +313,7 @@ fn decode_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
     let stream: String = row.try_get(2)?;
     let actor: String = row.try_get(8)?;
     let hash: Vec<u8> = row.try_get(12)?;
+    let log_hash: Option<Vec<u8>> = row.try_get(13)?;
     Ok(RecordedEvent {
         position,
         event_id: row.try_get(1)?,
@@ -246,6 +329,12 @@ fn decode_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
         causation_id: row.try_get(10)?,
         payload: row.try_get(11)?,
         hash: EventHash::from_slice(&hash).ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
+        log_hash: log_hash
+            .map(|h| {
+                EventHash::from_slice(&h)
+                    .ok_or_else(|| corrupt("global hash is not 32 bytes".into()))
+            })
+            .transpose()?,
     })
 }
 
@@ -265,10 +354,10 @@ fn unpack(packed: &str) -> Result<Vec<RecordedEvent>, StoreError> {
     Ok(events)
 }
 
-/// One packed event: its 13 fields, in the order `read_all_packed.sql` writes them.
+/// One packed event: its 14 fields, in the order `read_all_packed.sql` writes them.
 fn unpack_one(event: &str) -> Result<RecordedEvent, StoreError> {
     // Into an array, not a Vec: this runs once per event read (a million per rebuild).
-    let mut fields = [""; 13];
+    let mut fields = [""; 14];
     let mut count = 0;
     for field in event.split('\u{1f}') {
         if let Some(slot) = fields.get_mut(count) {
@@ -279,9 +368,9 @@ fn unpack_one(event: &str) -> Result<RecordedEvent, StoreError> {
     let position = fields[0].parse().unwrap_or_default();
     let corrupt = |reason: String| StoreError::Corrupt { position, reason };
     if count != fields.len() {
-        return Err(corrupt("a packed event does not have 13 fields".into()));
+        return Err(corrupt("a packed event does not have 14 fields".into()));
     }
-    let [p, event_id, stream, version, event_type, schema, occurred, recorded, actor, correlation, causation, payload, hash] =
+    let [p, event_id, stream, version, event_type, schema, occurred, recorded, actor, correlation, causation, payload, hash, log_hash] =
         fields;
     let int = |field: &str, name: &str| -> Result<i64, StoreError> {
         field
@@ -295,6 +384,14 @@ fn unpack_one(event: &str) -> Result<RecordedEvent, StoreError> {
     int(p, "position")?;
     let mut hash_bytes = [0_u8; 32];
     hex::decode_to_slice(hash, &mut hash_bytes).map_err(|e| corrupt(format!("bad hash: {e}")))?;
+    let log_hash = if log_hash.is_empty() {
+        None
+    } else {
+        let mut bytes = [0_u8; 32];
+        hex::decode_to_slice(log_hash, &mut bytes)
+            .map_err(|e| corrupt(format!("bad global hash: {e}")))?;
+        Some(EventHash(bytes))
+    };
     Ok(RecordedEvent {
         position,
         event_id: uuid(event_id)?,
@@ -314,6 +411,7 @@ fn unpack_one(event: &str) -> Result<RecordedEvent, StoreError> {
         },
         payload: payload.to_owned(),
         hash: EventHash(hash_bytes),
+        log_hash,
     })
 }
 
@@ -340,9 +438,9 @@ async fn insert(
         sql.push_str(INSERT_PREFIX);
         for i in 0..chunk.len() {
             sql.push_str(if i == 0 {
-                "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             } else {
-                ",(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                ",(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             });
         }
         let mut query = sqlx::query(&sql);
@@ -361,7 +459,8 @@ async fn insert(
                 .bind(e.correlation_id)
                 .bind(e.causation_id)
                 .bind(e.payload.as_str())
-                .bind(&row.hash.0[..]);
+                .bind(&row.hash.0[..])
+                .bind(&row.log_hash.0[..]);
         }
         if let Err(e) = query.execute(&mut *conn).await {
             result = Err(match &e {
@@ -429,7 +528,7 @@ impl From<sqlx::Error> for InsertError {
 struct Writer {
     conn: SqliteConnection,
     heads: HashMap<StreamName, StreamHead>,
-    last: Position,
+    last: LogHead,
     head: watch::Sender<Position>,
 }
 
@@ -445,13 +544,8 @@ impl Writer {
                 Err(e) => {
                     // Nothing of the batch is acknowledged; start over from the file.
                     self.heads.clear();
-                    if let Ok(last) = sqlx::query_scalar::<_, i64>(
-                        "SELECT COALESCE(MAX(position), 0) FROM events",
-                    )
-                    .fetch_one(&mut self.conn)
-                    .await
-                    {
-                        self.last = u64::try_from(last).unwrap_or_default();
+                    if let Ok(last) = log_head(&mut self.conn).await {
+                        self.last = last;
                     }
                     let message = e.to_string();
                     for reply in replies {
@@ -516,10 +610,7 @@ impl Writer {
             .execute(&mut self.conn)
             .await?;
         let result = async {
-            let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-                .fetch_one(&mut self.conn)
-                .await?;
-            self.last = u64::try_from(last).unwrap_or_default();
+            self.last = log_head(&mut self.conn).await?;
             let ids: Vec<Uuid> = requests
                 .iter()
                 .flat_map(|r| r.events.iter().map(|e| e.event_id))
@@ -551,8 +642,8 @@ impl Writer {
 
     fn applied(&mut self, plan: plan::Plan<'_>) -> Vec<Result<AppendOutcome, StoreError>> {
         self.heads.extend(plan.heads);
-        self.last = plan.last_position;
-        self.head.send_replace(self.last);
+        self.last = plan.last;
+        self.head.send_replace(self.last.position);
         plan.outcomes
     }
 
@@ -604,6 +695,7 @@ mod tests {
             causation.into(),
             payload.into(),
             "AB".repeat(32),
+            "CD".repeat(32),
         ]
         .join("\u{1f}")
     }
@@ -630,6 +722,7 @@ mod tests {
             Uuid::parse_str("0190f5a1-b2c3-7d4e-8f90-a1b2c3d4e5f6").unwrap()
         );
         assert_eq!(events[0].hash.0, [0xAB; 32]);
+        assert_eq!(events[0].log_hash, Some(EventHash([0xCD; 32])));
     }
 
     #[test]
@@ -670,7 +763,7 @@ mod tests {
     }
 
     #[test]
-    fn a_packed_event_without_thirteen_fields_is_corrupt() {
+    fn a_packed_event_without_fourteen_fields_is_corrupt() {
         let whole = packed_event(9, "", "{}");
         let short = whole.rsplit_once('\u{1f}').unwrap().0.to_owned();
         let long = format!("{whole}\u{1f}extra");

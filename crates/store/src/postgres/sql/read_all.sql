@@ -1,7 +1,7 @@
 -- Positions become visible in order (see the global-order lock), so reading past `after` can
 -- never skip an event that commits later.
 SELECT position, event_id, stream, version, event_type, schema_version, occurred_at,
-       recorded_at, actor, correlation_id, causation_id, payload, hash
+       recorded_at, actor, correlation_id, causation_id, payload, hash, log_hash
 FROM events
 WHERE position > $1
 ORDER BY position

@@ -1,3 +1,4 @@
 INSERT INTO events (position, event_id, stream, version, event_type, schema_version, occurred_at,
-                    recorded_at, actor, correlation_id, causation_id, payload, hash)
+                    recorded_at, actor, correlation_id, causation_id, payload, hash,
+                    log_hash)
 VALUES

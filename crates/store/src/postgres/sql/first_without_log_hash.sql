@@ -1,0 +1,2 @@
+-- Where the global chain has to be filled in from (rows stored before it existed), if anywhere.
+SELECT min(position) FROM events WHERE log_hash IS NULL

@@ -1,0 +1,1 @@
+UPDATE events SET log_hash = ?1 WHERE position = ?2
