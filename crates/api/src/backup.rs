@@ -168,6 +168,8 @@ pub async fn backup(config: &Config, to: &Path) -> Result<Manifest, BackupError>
     if !config.vault_file().is_file() {
         return Err(BackupError::VaultNotMoved(dir.clone()));
     }
+    // Not while a restore replaces the files.
+    let _lock = DataDirLock::shared(dir)?;
     if to.exists() {
         let mut entries = fs::read_dir(to).map_err(io(to))?;
         if entries.next().is_some() {
@@ -397,8 +399,8 @@ impl DataDirLock {
 }
 
 /// Brings the backup in `from` back into the (stopped) embedded installation `config`
-/// describes, then destroys again the key of every subject in the data directory's erasure
-/// ledger and deletes their media files. Nothing is changed when the backup is incomplete or
+/// describes, with the key of every subject in the data directory's erasure ledger destroyed
+/// again and their media files deleted before the files are put in place. Nothing is changed when the backup is incomplete or
 /// damaged, the ledger is missing (unless `without_ledger`) or unreadable, or a server runs.
 ///
 /// # Errors
@@ -418,14 +420,16 @@ pub async fn restore(
     let entries = ledger.entries()?;
     let _lock = DataDirLock::exclusive(dir)?;
 
-    // Assemble everything beside the data first, then swap it in.
+    // Assemble everything beside the data and apply the ledger there; only then swap it in.
     let staging = dir.join(STAGING);
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(io(&staging))?;
     }
-    fs::create_dir_all(staging.join(MEDIA)).map_err(io(&staging))?;
-    for file in &manifest.files {
-        copy_synced(&from.join(&file.path), &staging.join(&file.path))?;
+    let subjects: Vec<Subject> = entries.iter().map(|e| e.subject).collect();
+    if let Err(e) = stage(&manifest, from, &staging, &subjects).await {
+        // Nothing in the data directory was touched yet.
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
     }
     for db in DATABASES {
         for suffix in ["", "-wal", "-shm", "-journal"] {
@@ -445,30 +449,53 @@ pub async fn restore(
     }
     fs::remove_dir_all(&staging).map_err(io(&staging))?;
     sync_dir(dir)?;
-
-    // Every erasure the ledger knows, whether before or after the backup: destroying a key
-    // twice is harmless, missing one is not.
-    let subjects: Vec<Subject> = entries.iter().map(|e| e.subject).collect();
-    let master = MasterKey::from_env_or_data_dir(dir)?;
-    let vault = KeyVault::open_sqlite(&config.vault_file(), &master).await?;
-    let erased = vault.erase_again(&subjects).await;
-    vault.close().await;
-    erased?;
-    for subject in &subjects {
-        if let Subject::Media(id) = subject {
-            for path in [
-                media.join(format!("{id}.kmedia")),
-                media.join(format!("{id}.post")),
-            ] {
-                remove_if_present(&path)?;
-            }
-        }
-    }
     Ok(RestoreReport {
         backup_taken_at: manifest.created_at,
         files: manifest.files.len(),
         erasures_reapplied: subjects.len(),
     })
+}
+
+/// Copies the backup into `staging`, then destroys the key of every `erased` subject in the
+/// copied vault (with the master key of `KRING_MASTER_KEY`, else the backup's `master.key`) and
+/// deletes the copied media files of erased media items. Every erasure the ledger knows, whether
+/// before or after the backup: destroying a key twice is harmless, missing one is not.
+async fn stage(
+    manifest: &Manifest,
+    from: &Path,
+    staging: &Path,
+    erased: &[Subject],
+) -> Result<(), BackupError> {
+    fs::create_dir_all(staging.join(MEDIA)).map_err(io(staging))?;
+    for file in &manifest.files {
+        copy_synced(&from.join(&file.path), &staging.join(&file.path))?;
+    }
+    let master = if std::env::var_os(kring_store::vault::MASTER_KEY_ENV).is_some()
+        || staging.join("master.key").is_file()
+    {
+        MasterKey::from_env_or_data_dir(staging)?
+    } else {
+        return Err(VaultError::MasterKey(format!(
+            "the backup holds no master.key: set {} to the key of the backed-up installation",
+            kring_store::vault::MASTER_KEY_ENV
+        ))
+        .into());
+    };
+    let vault = KeyVault::open_sqlite(&staging.join("vault.db"), &master).await?;
+    let outcome = vault.erase_again(erased).await;
+    vault.close().await;
+    outcome?;
+    for subject in erased {
+        if let Subject::Media(id) = subject {
+            for path in [
+                staging.join(MEDIA).join(format!("{id}.kmedia")),
+                staging.join(MEDIA).join(format!("{id}.post")),
+            ] {
+                remove_if_present(&path)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn remove_if_present(path: &Path) -> Result<(), BackupError> {

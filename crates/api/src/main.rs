@@ -131,7 +131,9 @@ fn backup_failure(e: &kring_api::backup::BackupError) -> ExitCode {
         | E::InUse(_)
         | E::NoLedger(_)
         | E::Ledger(_)
-        | E::Manifest { .. } => 2,
+        | E::Manifest { .. }
+        // The restored vault is opened and erased before anything is put in place.
+        | E::Vault(_) => 2,
         _ => 1,
     };
     fail(code, e)

@@ -371,6 +371,17 @@ async fn backup_and_restore_refuse_bad_targets_and_change_nothing() {
     let out = kring_api(&["restore", "--data-dir", arg(&dir), "--from", arg(&damaged)]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("checksum"), "{}", text(&out));
+    // Another master key than the backup's: the staged vault does not open.
+    let out = Command::new(env!("CARGO_BIN_EXE_kring-api"))
+        .args(["restore", "--data-dir", arg(&dir), "--from", arg(&backup)])
+        .env(
+            "KRING_MASTER_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("master key"), "{}", text(&out));
     std::fs::rename(dir.join("erasures.ledger"), work.path().join("ledger")).unwrap();
     let out = kring_api(&["restore", "--data-dir", arg(&dir), "--from", arg(&backup)]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
