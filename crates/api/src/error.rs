@@ -200,6 +200,12 @@ impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         match e {
             VaultError::SubjectErased(_) => Self::new(StatusCode::GONE, "erased", e.to_string()),
+            // The key is gone; wiping its old copy from disk waits for a reader: say to repeat.
+            VaultError::SecureDeletion { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "erasure_incomplete",
+                e.to_string(),
+            ),
             other => Self::internal(other),
         }
     }

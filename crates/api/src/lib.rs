@@ -7,12 +7,14 @@
 //! - [`auth`]: JWT bearer tokens (local key or an OpenID Connect issuer's JWKS);
 //! - [`app`]: the router, middleware and the operational endpoints;
 //! - [`server`]: `serve`, `projector` and `token`, as the binary runs them;
+//! - [`backup`]: `backup` and `restore` of the embedded installation, with the erasure ledger;
 //! - [`retention`]: the job that expires content after its school's retention period;
 //! - [`invitation_expiry`]: the job that records invitations past their date as expired.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod demo;
 pub mod error;
 pub mod exec;

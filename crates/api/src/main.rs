@@ -6,9 +6,12 @@
 //! kring-api projector [--data-dir DIR]
 //! kring-api token     [--data-dir DIR] (--person ID | --operator) [--ttl-hours H]
 //! kring-api token     [--data-dir DIR] --revoke TOKEN_ID
+//! kring-api backup    [--data-dir DIR] --to BACKUP
+//! kring-api restore   [--data-dir DIR] --from BACKUP [--without-erasure-ledger]
 //! ```
 //!
-//! Exit codes: 0 ok, 1 the server or projector failed while running, 2 bad usage,
+//! Exit codes: 0 ok, 1 the server or projector failed while running (or a backup or restore
+//! failed midway), 2 bad usage (and a backup or restore refused before changing anything),
 //! 3 start-up failed (data directory, database, master key, listen address).
 #![forbid(unsafe_code)]
 
@@ -110,6 +113,49 @@ enum Cmd {
         #[arg(long, default_value_t = 24 * 30)]
         ttl_hours: i64,
     },
+    /// Copy the embedded installation (event log, key vault, read models, media, keys) into a
+    /// new or empty directory, online. The erasure ledger is not copied.
+    Backup {
+        #[command(flatten)]
+        data: Data,
+        /// Where the backup goes (must not exist, or be empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Bring a backup back into a stopped installation's data directory (same configuration),
+    /// then erase again every subject in the data directory's erasure ledger.
+    Restore {
+        #[command(flatten)]
+        data: Data,
+        /// The backup to restore (a directory written by `backup`).
+        #[arg(long)]
+        from: PathBuf,
+        /// Restore although the data directory has no erasure ledger (an installation that
+        /// never erased anything).
+        #[arg(long)]
+        without_erasure_ledger: bool,
+    },
+}
+
+/// 2 for a backup or restore refused before anything changed, 1 for one that failed midway.
+fn backup_failure(e: &kring_api::backup::BackupError) -> ExitCode {
+    use kring_api::backup::BackupError as E;
+    let code = match e {
+        E::UnsupportedBackend(_)
+        | E::TargetNotEmpty(_)
+        | E::NoInstallation(_)
+        | E::VaultNotMoved(_)
+        | E::NotABackup(_)
+        | E::Damaged { .. }
+        | E::InUse(_)
+        | E::NoLedger(_)
+        | E::Ledger(_)
+        | E::Manifest { .. }
+        // The restored vault is opened and erased before anything is put in place.
+        | E::Vault(_) => 2,
+        _ => 1,
+    };
+    fail(code, e)
 }
 
 /// Records the revocation of token `jti` in the installation's log.
@@ -224,6 +270,39 @@ async fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(1, e.detail),
+            }
+        }
+        Cmd::Backup { data, to } => {
+            match kring_api::backup::backup(&Config::from_env(data.data_dir), &to).await {
+                Ok(manifest) => {
+                    println!(
+                        "kring-api: backup of {} files written to {}",
+                        manifest.files.len(),
+                        to.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => backup_failure(&e),
+            }
+        }
+        Cmd::Restore {
+            data,
+            from,
+            without_erasure_ledger,
+        } => {
+            let config = Config::from_env(data.data_dir);
+            match kring_api::backup::restore(&config, &from, without_erasure_ledger).await {
+                Ok(report) => {
+                    println!(
+                        "kring-api: restored {} files of the backup taken at {} into {}; erased again {} subjects of the erasure ledger",
+                        report.files,
+                        report.backup_taken_at.to_rfc3339(),
+                        config.data_dir.display(),
+                        report.erasures_reapplied
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => backup_failure(&e),
             }
         }
     }

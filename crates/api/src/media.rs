@@ -11,8 +11,8 @@
 //! The header holds no personal data (a pseudonymous person id, a content type, a size); the
 //! bytes are only ever on disk encrypted. A file is written to a temporary name, synced and
 //! renamed, so a reader never sees half a file. Removing content destroys the item's key in the
-//! vault (crypto-shredding: every copy of the file, backups included, is unreadable from then on)
-//! and then deletes the file too.
+//! vault (crypto-shredding: every copy of the file is unreadable from then on; a restore destroys
+//! the key again from the erasure ledger) and then deletes the file too.
 //!
 //! Attaching an upload to a post is claimed with `<media id>.post` (created exclusively, holding
 //! the post id), so one upload cannot end up in two posts even when two requests race.

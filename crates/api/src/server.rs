@@ -2,6 +2,7 @@
 //! an in-process server on a real socket for tests and benchmarks.
 
 use crate::auth::{Auth, AuthSetupError};
+use crate::backup::{BackupError, DataDirLock};
 use crate::state::{AppState, Limits};
 use kring_projections::{Config, Mode, ProjectionError, System, SystemError};
 use std::net::SocketAddr;
@@ -73,6 +74,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The data directory is being restored (or its lock cannot be taken).
+    #[error(transparent)]
+    DataDir(#[from] BackupError),
     /// `--oidc-issuer`, `--oidc-jwks` and `--oidc-audience` go together.
     #[error("--oidc-issuer, --oidc-jwks and --oidc-audience must be given together")]
     OidcHalfConfigured,
@@ -86,6 +90,7 @@ pub struct Running {
     pub state: AppState,
     server: JoinHandle<std::io::Result<()>>,
     projector: Option<JoinHandle<Result<(), ProjectionError>>>,
+    lock: std::sync::Mutex<Option<DataDirLock>>,
 }
 
 impl Running {
@@ -116,11 +121,14 @@ impl Running {
         }
     }
 
-    /// Stops serving and projecting.
+    /// Stops serving and projecting, and releases the data directory (a restore may run then).
     pub fn stop(&self) {
         self.server.abort();
         if let Some(p) = &self.projector {
             p.abort();
+        }
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
         }
     }
 }
@@ -156,6 +164,8 @@ pub async fn auth(options: &ServeOptions) -> Result<Auth, StartError> {
 /// # Errors
 /// [`StartError`].
 pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
+    // Not while a restore replaces the files about to be opened.
+    let _opening = lock_data_dir(&options.config)?;
     let system = System::open(options.config.clone(), Mode::CreateIfMissing).await?;
     start_on(system, options).await
 }
@@ -165,6 +175,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
 /// # Errors
 /// [`StartError`].
 pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, StartError> {
+    let lock = lock_data_dir(&system.config)?;
     let auth = auth(&options).await?;
     // Deliveries live outside the projections' generations (a rebuild keeps them).
     kring_projections::models::outbox::ensure_delivery_table(&system.db)
@@ -210,7 +221,17 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
         state,
         server,
         projector,
+        lock: std::sync::Mutex::new(lock),
     })
+}
+
+/// Holds the data directory's lock shared while its databases are in use, so that `restore`
+/// cannot replace them underneath (only when the databases are files there).
+fn lock_data_dir(config: &Config) -> Result<Option<DataDirLock>, StartError> {
+    if config.database_url.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(DataDirLock::shared(&config.data_dir)?))
 }
 
 /// Runs only the projectors (the `projector` mode of a deployment with many API instances).
@@ -218,6 +239,7 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
 /// # Errors
 /// The installation cannot be opened; the projector fails for good.
 pub async fn run_projectors(config: Config) -> Result<(), StartError> {
+    let _lock = lock_data_dir(&config)?;
     let system = System::open(config, Mode::CreateIfMissing).await?;
     let projector = system.projector().await?;
     projector

@@ -390,6 +390,7 @@ async fn an_interrupted_erasure_or_approval_is_completed_by_repeating_or_by_the_
             people_erased: 1,
             children_erased: 0,
             guardians_linked: 1,
+            erasures_from_the_ledger: 0,
             failed: 1
         }
     );
@@ -725,4 +726,35 @@ async fn openapi_documents_the_invitation_consent_and_rights_routes() {
             "{schema}"
         );
     }
+}
+
+/// A reader holding the vault's WAL back makes the erasure answer 503 `erasure_incomplete`
+/// (never a silent 202); repeating it once the reader is gone completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_whose_secure_deletion_is_held_back_says_so_and_a_repeat_completes_it() {
+    use sqlx::Connection;
+    let api = Api::sqlite().await;
+    let s = School::build(&api, "De Regenboog").await;
+    let vault_file = api.running.state.system.config.vault_file();
+    let mut reader = sqlx::SqliteConnection::connect(&format!("sqlite://{}", vault_file.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+    let _: i64 = sqlx::query_scalar("SELECT count(*) FROM subject_keys")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    let path = format!("/v1/children/{}/erasure", s.child_a);
+    let r = api.post(&path, Some(&api.operator()), json!({})).await;
+    assert_eq!(r.status.as_u16(), 503, "{}", r.text);
+    assert_eq!(r.code(), "erasure_incomplete");
+    sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+    reader.close().await.unwrap();
+    api.post(&path, Some(&api.operator()), json!({}))
+        .await
+        .expect(202);
+    assert_eq!(
+        event_types(&api, StreamName::child(s.child_a)).await,
+        vec!["ChildErasureRequested", "ChildErased"]
+    );
 }

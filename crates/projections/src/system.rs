@@ -3,19 +3,22 @@
 //!
 //! | configuration                         | event log            | key vault        | read models      |
 //! |---------------------------------------|----------------------|------------------|------------------|
-//! | nothing (the embedded default)        | `DIR/events.db`      | `DIR/events.db`  | `DIR/read.db`    |
+//! | nothing (the embedded default)        | `DIR/events.db`      | `DIR/vault.db`   | `DIR/read.db`    |
 //! | `KRING_DATABASE_URL=postgres://…`     | that database        | that database    | that database    |
-//! | `KRING_EVENTSTORE_URL=esdb://…` alone | EventStoreDB         | `DIR/read.db`    | `DIR/read.db`    |
+//! | `KRING_EVENTSTORE_URL=esdb://…` alone | EventStoreDB         | `DIR/vault.db`   | `DIR/read.db`    |
 //! | both                                  | EventStoreDB         | the database     | the database     |
 //!
 //! The master key comes from `KRING_MASTER_KEY`, else from `DIR/master.key` (generated with
 //! owner-only permissions on first use). `DIR` is the data directory (`./kring-data` by default).
+//! Every erasure is recorded in `DIR/erasures.ledger` before the key is destroyed (see
+//! `docs/decisions/0013-backups-and-the-erasure-ledger.md`). Older installations kept the vault
+//! inside `events.db` (or `read.db`): opening one moves its keys into `vault.db`.
 
 use crate::{models, Projector, ReadDb};
 use kring_store::esdb::EsdbStore;
 use kring_store::postgres::PostgresStore;
 use kring_store::sqlite::SqliteStore;
-use kring_store::vault::{KeyVault, MasterKey, VaultError};
+use kring_store::vault::{ErasureLedger, KeyVault, MasterKey, VaultError};
 use kring_store::{DynStore, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,6 +64,24 @@ impl Config {
     #[must_use]
     pub fn events_file(&self) -> PathBuf {
         self.data_dir.join("events.db")
+    }
+
+    /// The key vault's file (when the vault is not in PostgreSQL).
+    #[must_use]
+    pub fn vault_file(&self) -> PathBuf {
+        self.data_dir.join("vault.db")
+    }
+
+    /// The read models' file (when they are not in PostgreSQL).
+    #[must_use]
+    pub fn read_file(&self) -> PathBuf {
+        read_file(&self.data_dir)
+    }
+
+    /// The erasure ledger (in the data directory whatever the backends).
+    #[must_use]
+    pub fn ledger(&self) -> ErasureLedger {
+        ErasureLedger::in_data_dir(&self.data_dir)
     }
 
     /// Whether everything lives in SQLite files under the data directory.
@@ -159,18 +180,28 @@ impl System {
                 ReadDb::connect(url).await?,
             ),
             (None, None) => (
-                KeyVault::open_sqlite(&config.events_file(), &master).await?,
+                KeyVault::open_sqlite_moving_from(
+                    &config.vault_file(),
+                    &config.events_file(),
+                    &master,
+                )
+                .await?,
                 ReadDb::sqlite(&read_file(dir)).await?,
             ),
             (None, Some(_)) => (
-                KeyVault::open_sqlite(&read_file(dir), &master).await?,
+                KeyVault::open_sqlite_moving_from(&config.vault_file(), &read_file(dir), &master)
+                    .await?,
                 ReadDb::sqlite(&read_file(dir)).await?,
             ),
         };
+        let ledger = config.ledger();
+        if mode == Mode::CreateIfMissing {
+            ledger.create().map_err(VaultError::from)?;
+        }
         Ok(Self {
             config,
             store,
-            vault: Arc::new(vault),
+            vault: Arc::new(vault.with_ledger(ledger)),
             db,
         })
     }

@@ -7,7 +7,7 @@
 //!
 //! Writes about EVENTS events (default 50,000) of one school — 20 classes of 25 children with
 //! two guardians each, consent decisions and tagged photos day after day — sealed through the
-//! key vault into `DIR/events.db`, projects the read models into `DIR/read.db`, and prints a
+//! key vault into `DIR/events.db` and `DIR/vault.db`, projects the read models into `DIR/read.db`, and prints a
 //! child id and a media id to ask about.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

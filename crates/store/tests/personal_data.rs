@@ -123,7 +123,10 @@ fn assert_dir_holds_no_plaintext(dir: &Path) {
     let mut control_seen = false;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
+        // A closing pool may remove its WAL and shared memory as we look.
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
         assert_no_plaintext(&bytes, &path.display().to_string());
         control_seen |= bytes
             .windows(CONTROL.len())
@@ -140,13 +143,33 @@ fn assert_dir_holds_no_plaintext(dir: &Path) {
     );
 }
 
+/// The embedded layout: the event log in `events.db`, the vault in `vault.db`.
 async fn sqlite_dir() -> (tempfile::TempDir, SqliteStore, KeyVault) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("events.db");
-    let store = SqliteStore::open(&db).await.unwrap();
+    let store = SqliteStore::open(dir.path().join("events.db"))
+        .await
+        .unwrap();
     let master = MasterKey::from_env_or_data_dir(dir.path()).unwrap();
-    let vault = KeyVault::open_sqlite(&db, &master).await.unwrap();
+    let vault = KeyVault::open_sqlite(&dir.path().join("vault.db"), &master)
+        .await
+        .unwrap();
     (dir, store, vault)
+}
+
+/// The stored (wrapped) key of `subject`, read from `vault.db` by a connection of its own.
+async fn wrapped_key(dir: &Path, subject: &str) -> Vec<u8> {
+    use sqlx::Connection;
+    let mut conn =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", dir.join("vault.db").display()))
+            .await
+            .unwrap();
+    let wrapped = sqlx::query_scalar("SELECT wrapped_key FROM subject_keys WHERE subject = ?")
+        .bind(subject)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    wrapped
 }
 
 #[tokio::test]
@@ -163,7 +186,8 @@ async fn no_plaintext_personal_data_rests_in_any_file_of_the_data_directory() {
             "{needle:?} was written and opens again"
         );
     }
-    drop((store, vault));
+    vault.close().await;
+    store.pool().close().await;
     assert_dir_holds_no_plaintext(dir.path());
 }
 
@@ -268,7 +292,8 @@ async fn erasing_a_person_and_a_child_erases_every_read_but_keeps_consent_histor
     assert!(matches!(err, VaultError::SubjectErased(_)));
     let report = store.verify().await.unwrap();
     assert!(report.ok, "{:?}", report.failures);
-    drop((store, vault));
+    vault.close().await;
+    store.pool().close().await;
     assert_dir_holds_no_plaintext(dir.path());
 }
 
@@ -319,7 +344,9 @@ async fn removed_post_body_and_media_can_no_longer_be_decrypted_by_anyone() {
     assert!(vault.open(&published.body).await.unwrap().is_erased());
     // A second vault on the same file (a restart, another reader) cannot open it either.
     let master = MasterKey::from_env_or_data_dir(_dir.path()).unwrap();
-    let again = KeyVault::open_sqlite(store.path(), &master).await.unwrap();
+    let again = KeyVault::open_sqlite(&_dir.path().join("vault.db"), &master)
+        .await
+        .unwrap();
     assert!(again.open(&published.body).await.unwrap().is_erased());
 }
 
@@ -330,7 +357,7 @@ async fn a_wrong_master_key_fails_at_start_up() {
         .encrypt(Subject::Child(kring_domain::ChildId::generate()), b"x")
         .await
         .unwrap();
-    let db = dir.path().join("events.db");
+    let db = dir.path().join("vault.db");
     let wrong = MasterKey::generate();
     let err = KeyVault::open_sqlite(&db, &wrong)
         .await
@@ -351,27 +378,34 @@ async fn a_wrong_master_key_fails_at_start_up() {
 }
 
 #[tokio::test]
-async fn an_erased_key_leaves_no_copy_in_the_file_or_its_wal() {
+async fn an_erased_key_leaves_no_copy_in_the_vault_file_its_wal_or_the_event_log() {
     let (dir, store, vault) = sqlite_dir().await;
-    let child = kring_domain::ChildId::generate();
-    vault.encrypt(Subject::Child(child), b"x").await.unwrap();
-    let wrapped: Vec<u8> =
-        sqlx::query_scalar("SELECT wrapped_key FROM subject_keys WHERE subject = ?")
-            .bind(format!("child:{child}"))
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+    let world = school();
+    write(&store, &vault, &world, 0).await;
+    let (child, other) = (world.child_ids[0], world.child_ids[1]);
+    let wrapped = wrapped_key(dir.path(), &format!("child:{child}")).await;
+    let kept = wrapped_key(dir.path(), &format!("child:{other}")).await;
     vault.erase(Subject::Child(child)).await.unwrap();
-    drop((store, vault));
+    vault.close().await;
+    store.pool().close().await;
+    let mut files = Vec::new();
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
+        // A closing connection may remove its WAL and shared memory as we look.
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
         assert!(
             !bytes.windows(wrapped.len()).any(|w| w == wrapped),
             "wrapped key still in {}",
             path.display()
         );
+        if bytes.windows(kept.len()).any(|w| w == kept) {
+            files.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
     }
+    // The search finds a key that was not erased, and only in the vault's own file.
+    assert_eq!(files, vec!["vault.db".to_owned()]);
 }
 
 #[tokio::test]

@@ -611,6 +611,9 @@ pub struct SweepReport {
     pub children_erased: usize,
     /// Approved invitations whose guardian link was still missing.
     pub guardians_linked: usize,
+    /// People and children in the erasure ledger whose erasure the log did not show (a restored
+    /// backup taken before it): erased again, as the operator.
+    pub erasures_from_the_ledger: usize,
     /// Completions that failed (logged; tried again at the next start).
     pub failed: usize,
 }
@@ -626,7 +629,8 @@ const SWEPT_TYPES: &[&str] = &[
 
 /// Completes what a process that stopped between two writes left half done: erasures requested
 /// but not recorded (the key is destroyed, then the erasure recorded) and approved invitations
-/// without their guardian link. Reads the whole log once (decoding only those event types);
+/// without their guardian link. People and children in the erasure ledger whose erasure the
+/// log does not show (a backup taken before it was restored) are erased again, as the operator. Reads the whole log once (decoding only those event types);
 /// every completion is idempotent, so running it beside live requests or on several instances
 /// is safe.
 ///
@@ -636,6 +640,8 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
     let mut people: BTreeSet<PersonId> = BTreeSet::new();
     let mut children: BTreeMap<ChildId, SchoolId> = BTreeMap::new();
     let mut approved: BTreeSet<InvitationId> = BTreeSet::new();
+    let mut erased_people: BTreeSet<PersonId> = BTreeSet::new();
+    let mut erased_children: BTreeSet<ChildId> = BTreeSet::new();
     let mut after = 0;
     loop {
         let batch = state.system.store.read_all(after, DEFAULT_BATCH).await?;
@@ -652,12 +658,14 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
                 }
                 Event::Person(PersonEvent::PersonErased(e)) => {
                     people.remove(&e.person_id);
+                    erased_people.insert(e.person_id);
                 }
                 Event::Child(ChildEvent::ChildErasureRequested(e)) => {
                     children.insert(e.child_id, e.school_id);
                 }
                 Event::Child(ChildEvent::ChildErased(e)) => {
                     children.remove(&e.child_id);
+                    erased_children.insert(e.child_id);
                 }
                 Event::Invitation(InvitationEvent::InvitationApproved(e)) => {
                     approved.insert(e.invitation_id);
@@ -675,6 +683,9 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
     let log_failure = |what: String, e: &ApiError| {
         tracing::error!(error = %e.detail, code = e.code, "start-up sweep: {what} failed");
     };
+    // Completed below: not again from the ledger.
+    erased_people.extend(people.iter().copied());
+    erased_children.extend(children.keys().copied());
     for person_id in people {
         match complete_person_erasure(state, person_id, &School::default(), rid).await {
             Ok(_) => report.people_erased += 1,
@@ -695,6 +706,53 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
             Ok(_) => report.children_erased += 1,
             Err(e) => {
                 log_failure(format!("erasure of child {child_id}"), &e);
+                report.failed += 1;
+            }
+        }
+    }
+    // The ledger outlives a restore; the restored log may not show its latest erasures. Their
+    // keys are destroyed already (by the restore): end the relations and record the erasure too.
+    let ledger = match state.system.vault.ledger() {
+        Some(ledger) => ledger
+            .entries()
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+        None => Vec::new(),
+    };
+    for entry in ledger {
+        let erased = match entry.subject {
+            Subject::Person(id) if !erased_people.contains(&id) => {
+                erased_people.insert(id);
+                erase_person(
+                    State(state.clone()),
+                    Caller::Operator,
+                    RequestId(rid),
+                    Path(id),
+                )
+                .await
+                .map(drop)
+            }
+            Subject::Child(id) if !erased_children.contains(&id) => {
+                erased_children.insert(id);
+                erase_child(
+                    State(state.clone()),
+                    Caller::Operator,
+                    RequestId(rid),
+                    Path(id),
+                )
+                .await
+                .map(drop)
+            }
+            _ => continue,
+        };
+        match erased {
+            Ok(()) => report.erasures_from_the_ledger += 1,
+            // Not in the restored log at all: nothing of theirs to end or record.
+            Err(e) if e.status == StatusCode::NOT_FOUND => {}
+            Err(e) => {
+                log_failure(
+                    format!("erasure of {:?} from the ledger", entry.subject),
+                    &e,
+                );
                 report.failed += 1;
             }
         }

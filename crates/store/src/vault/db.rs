@@ -1,8 +1,12 @@
-//! Where the vault keeps its keys: a table beside the event log (SQLite or PostgreSQL).
+//! Where the vault keeps its keys: a SQLite file of its own (`vault.db` in the data directory)
+//! or tables in the PostgreSQL database.
 
+use super::VaultError;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Row, SqlitePool};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, PgPool, Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
@@ -17,6 +21,9 @@ pub(super) enum VaultDb {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
+
+/// How long a vault statement waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const SQLITE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS subject_keys (
@@ -45,7 +52,7 @@ impl VaultDb {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             // Deleted content is overwritten with zeros, so an erased key leaves no trace in
             // free pages.
             .pragma("secure_delete", "ON");
@@ -61,6 +68,13 @@ impl VaultDb {
         Ok(Self::Postgres(
             PgPoolOptions::new().max_connections(4).connect(url).await?,
         ))
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::Error> {
@@ -176,52 +190,162 @@ impl VaultDb {
         }
     }
 
-    /// Destroys the key (or records a never-keyed subject as erased), then makes sure no copy
-    /// survives on disk.
-    pub async fn erase(&self, subject: &str) -> Result<(), sqlx::Error> {
+    /// Destroys the keys (or records never-keyed subjects as erased), then makes sure no copy
+    /// survives on disk: on SQLite the vault's WAL is checkpointed into the file (where
+    /// `secure_delete` zeroed the old rows) and truncated; on PostgreSQL the table is vacuumed.
+    /// The vault has a database of its own, so none of this holds up appends to the event log.
+    pub async fn erase(&self, subjects: &[String]) -> Result<(), VaultError> {
         let now = chrono::Utc::now();
         match self {
             Self::Sqlite(pool) => {
-                sqlx::query(
-                    "INSERT INTO subject_keys (subject, key_id, wrapped_key, created_at, erased_at) VALUES (?, ?, NULL, ?, ?)
-                     ON CONFLICT (subject) DO UPDATE SET wrapped_key = NULL, erased_at = COALESCE(erased_at, excluded.erased_at)",
-                )
-                .bind(subject)
-                .bind(Uuid::nil())
-                .bind(now.timestamp_micros())
-                .bind(now.timestamp_micros())
-                .execute(pool)
-                .await?;
-                // Copy the WAL back into the file (secure_delete zeroes the old row there) and
-                // truncate it, so the old page image does not linger in the WAL. A busy reader
-                // can hold the checkpoint back; try a few times.
-                for _ in 0..20 {
-                    let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                        .fetch_one(pool)
-                        .await?;
-                    let busy: i64 = row.try_get(0)?;
-                    if busy == 0 {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                let mut conn = pool.acquire().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                for subject in subjects {
+                    sqlx::query(
+                        "INSERT INTO subject_keys (subject, key_id, wrapped_key, created_at, erased_at) VALUES (?, ?, NULL, ?, ?)
+                         ON CONFLICT (subject) DO UPDATE SET wrapped_key = NULL, erased_at = COALESCE(erased_at, excluded.erased_at)",
+                    )
+                    .bind(subject)
+                    .bind(Uuid::nil())
+                    .bind(now.timestamp_micros())
+                    .bind(now.timestamp_micros())
+                    .execute(&mut *tx)
+                    .await?;
                 }
-                Ok(())
+                tx.commit().await?;
+                truncate_wal(&mut conn, subjects).await
             }
             Self::Postgres(pool) => {
-                sqlx::query(
-                    "INSERT INTO subject_keys (subject, key_id, wrapped_key, erased_at) VALUES ($1, $2, NULL, now())
-                     ON CONFLICT (subject) DO UPDATE SET wrapped_key = NULL, erased_at = COALESCE(subject_keys.erased_at, now())",
-                )
-                .bind(subject)
-                .bind(Uuid::nil())
-                .execute(pool)
-                .await?;
-                // The old row version stays in the heap until vacuumed: vacuum now.
-                sqlx::query("VACUUM subject_keys")
-                    .execute(pool)
-                    .await
-                    .map(drop)
+                let mut tx = pool.begin().await?;
+                for subject in subjects {
+                    sqlx::query(
+                        "INSERT INTO subject_keys (subject, key_id, wrapped_key, erased_at) VALUES ($1, $2, NULL, now())
+                         ON CONFLICT (subject) DO UPDATE SET wrapped_key = NULL, erased_at = COALESCE(subject_keys.erased_at, now())",
+                    )
+                    .bind(subject)
+                    .bind(Uuid::nil())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                // The old row version stays in the heap until vacuumed: vacuum now. Appends do
+                // not wait for it: they write other tables.
+                sqlx::query("VACUUM subject_keys").execute(pool).await?;
+                Ok(())
             }
         }
     }
+}
+
+/// How long one checkpoint attempt waits for the vault's readers, and how many attempts.
+const CHECKPOINT_WAIT: Duration = Duration::from_millis(1500);
+const CHECKPOINT_ATTEMPTS: usize = 3;
+
+/// Copies the WAL back into the file and truncates it, so the erased rows' old page images do
+/// not linger in the WAL. A reader with an older snapshot holds the checkpoint back: it is tried
+/// a few times, then reported as [`VaultError::SecureDeletion`]; never taken as done.
+async fn truncate_wal(conn: &mut SqliteConnection, subjects: &[String]) -> Result<(), VaultError> {
+    let wait = format!("PRAGMA busy_timeout = {}", CHECKPOINT_WAIT.as_millis());
+    sqlx::query(&wait).execute(&mut *conn).await?;
+    let mut outcome = Ok(());
+    for attempt in 0..CHECKPOINT_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        outcome = match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await
+        {
+            Ok(row) => {
+                let busy: i64 = row.try_get(0)?;
+                if busy == 0 {
+                    Ok(())
+                } else {
+                    Err("a reader of the vault held the checkpoint back".to_owned())
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if outcome.is_ok() {
+            break;
+        }
+    }
+    let normal = format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis());
+    sqlx::query(&normal).execute(&mut *conn).await?;
+    outcome.map_err(|reason| VaultError::SecureDeletion {
+        subjects: subjects.join(", "),
+        reason,
+    })
+}
+
+/// Moves the vault's tables out of the SQLite file `legacy` (where older installations kept
+/// them, beside the event log) into `path`: rows are copied (an erasure in either place wins),
+/// then the tables are dropped from `legacy` with `secure_delete` on and its WAL truncated.
+/// Idempotent, and safe to repeat after a crash at any step. Answers how many keys were moved.
+pub async fn move_sqlite_tables(legacy: &Path, path: &Path) -> Result<u64, VaultError> {
+    if !legacy.is_file() || legacy == path {
+        return Ok(0);
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(legacy)
+        .busy_timeout(BUSY_TIMEOUT)
+        .pragma("secure_delete", "ON");
+    let mut conn = SqliteConnection::connect_with(&options).await?;
+    let has_vault: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'subject_keys'",
+    )
+    .fetch_optional(&mut conn)
+    .await?;
+    if has_vault.is_none() {
+        conn.close().await?;
+        return Ok(0);
+    }
+    // Create the new file with its own settings first, so it is a WAL database like every
+    // vault opened by [`VaultDb::sqlite`].
+    let vault = VaultDb::sqlite(path).await?;
+    vault.migrate().await?;
+    vault.close().await;
+    sqlx::query("ATTACH DATABASE ? AS vault")
+        .bind(path.to_string_lossy().into_owned())
+        .execute(&mut conn)
+        .await?;
+    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    let moved = sqlx::query(
+        "INSERT INTO vault.subject_keys (subject, key_id, wrapped_key, created_at, erased_at)
+         SELECT subject, key_id, wrapped_key, created_at, erased_at FROM main.subject_keys WHERE true
+         ON CONFLICT (subject) DO UPDATE SET wrapped_key = NULL,
+             erased_at = COALESCE(vault.subject_keys.erased_at, excluded.erased_at)
+         WHERE excluded.wrapped_key IS NULL",
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let has_meta: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'vault_meta'",
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if has_meta.is_some() {
+        sqlx::query(
+            "INSERT INTO vault.vault_meta (name, value) SELECT name, value FROM main.vault_meta WHERE true
+             ON CONFLICT DO NOTHING",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    // The new file must hold the keys durably before the old copies are destroyed.
+    sqlx::query("PRAGMA vault.wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("DETACH DATABASE vault")
+        .execute(&mut conn)
+        .await?;
+    sqlx::raw_sql("DROP TABLE IF EXISTS subject_keys; DROP TABLE IF EXISTS vault_meta;")
+        .execute(&mut conn)
+        .await?;
+    let legacy_name = [format!("the old vault in {}", legacy.display())];
+    truncate_wal(&mut conn, &legacy_name).await?;
+    conn.close().await?;
+    Ok(moved)
 }

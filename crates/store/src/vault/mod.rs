@@ -1,5 +1,6 @@
 //! The key vault: one data key per subject (a person, a child, one content item), stored
-//! wrapped by a master key beside the event log, cached for replay speed.
+//! wrapped by a master key in a database of its own (`vault.db` in the embedded default; tables
+//! of their own on PostgreSQL), cached for replay speed.
 //!
 //! - [`KeyVault::seal`] turns a decided domain event into a [`NewEvent`] whose personal fields
 //!   are encrypted (XChaCha20-Poly1305, RustCrypto) with their subject's key. The store refuses
@@ -7,15 +8,21 @@
 //! - [`KeyVault::open`] opens a [`Sealed`] field, or says it was erased.
 //! - [`KeyVault::erase`] destroys a subject's key: from then on every reader sees its fields as
 //!   erased. On SQLite the row is overwritten with `secure_delete` on and the WAL is truncated,
-//!   so no copy of the wrapped key lingers in free pages or the WAL.
+//!   so no copy of the wrapped key lingers in free pages or the WAL; a truncation a reader held
+//!   back is an error, never a silent success. The subject is first written to the
+//!   [`ErasureLedger`] (when the vault has one), so a restored backup can be erased again.
 //!
 //! The master key comes from `KRING_MASTER_KEY` (32 bytes, base64 or hex) or, in the embedded
 //! default, from `<data dir>/master.key`, generated on first use with owner-only permissions.
 //! A check value sealed with it at creation makes a wrong master key fail at start-up.
 
 mod db;
+mod ledger;
 mod master;
 
+pub use ledger::{
+    parse_subject_name, subject_name, ErasureLedger, LedgerEntry, LedgerError, LEDGER_FILE,
+};
 pub use master::{create_private, MasterKey, MASTER_KEY_ENV};
 
 use crate::{Metadata, NewEvent, StoreError};
@@ -61,6 +68,18 @@ pub enum VaultError {
     /// The vault's database failed.
     #[error("key vault database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The keys were destroyed, but their old copies could not yet be wiped from the vault's
+    /// write-ahead log. Repeat the erasure (it is idempotent) once the reader is gone.
+    #[error("the keys of {subjects} were destroyed, but the key vault's write-ahead log could not be truncated ({reason}); an old copy may remain on disk until the erasure is repeated")]
+    SecureDeletion {
+        /// Whose keys.
+        subjects: String,
+        /// Why the truncation did not complete.
+        reason: String,
+    },
+    /// The erasure ledger could not be written or read.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     /// A payload is not the JSON the domain wrote.
     #[error("payload: {0}")]
     Json(#[from] serde_json::Error),
@@ -89,6 +108,7 @@ pub struct KeyVault {
     db: VaultDb,
     master: XChaCha20Poly1305,
     cache: Mutex<HashMap<Subject, Cached>>,
+    ledger: Option<ErasureLedger>,
 }
 
 /// How a sealed field of another subject reads in an opened payload.
@@ -104,7 +124,7 @@ pub struct Opening {
 }
 
 impl KeyVault {
-    /// The vault in the SQLite file at `path` (the event log's file in the embedded default).
+    /// The vault in the SQLite file at `path` (`vault.db` in the embedded default).
     ///
     /// # Errors
     /// [`VaultError::WrongMasterKey`] when the vault was created with another master key.
@@ -113,6 +133,21 @@ impl KeyVault {
         master: &MasterKey,
     ) -> Result<Self, VaultError> {
         Self::start(VaultDb::sqlite(path).await?, master).await
+    }
+
+    /// The vault in the SQLite file at `path`, after moving the keys an older installation kept
+    /// in the SQLite file `legacy` (the event log's or the read models' file) into it; the old
+    /// copies are then securely deleted from `legacy`.
+    ///
+    /// # Errors
+    /// As [`KeyVault::open_sqlite`]; the move failed (it is repeated at the next start).
+    pub async fn open_sqlite_moving_from(
+        path: &std::path::Path,
+        legacy: &std::path::Path,
+        master: &MasterKey,
+    ) -> Result<Self, VaultError> {
+        db::move_sqlite_tables(legacy, path).await?;
+        Self::open_sqlite(path, master).await
     }
 
     /// The vault in a PostgreSQL database.
@@ -162,6 +197,7 @@ impl KeyVault {
             db,
             master: cipher,
             cache: Mutex::new(HashMap::new()),
+            ledger: None,
         })
     }
 
@@ -338,15 +374,60 @@ impl KeyVault {
             .map_err(|_| VaultError::Undecryptable { subject })
     }
 
+    /// Records every erasure in `ledger` from now on, before the key is destroyed.
+    #[must_use]
+    pub fn with_ledger(mut self, ledger: ErasureLedger) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// The erasure ledger this vault writes, if any.
+    #[must_use]
+    pub fn ledger(&self) -> Option<&ErasureLedger> {
+        self.ledger.as_ref()
+    }
+
     /// Destroys `subject`'s key. Idempotent; afterwards nothing sealed for it can be opened
-    /// and nothing new can be sealed for it.
+    /// and nothing new can be sealed for it. The erasure is written to the ledger first, so an
+    /// acknowledged erasure is never missing from it.
     ///
     /// # Errors
-    /// Database failures.
+    /// The ledger cannot be written (then nothing was destroyed); database failures;
+    /// [`VaultError::SecureDeletion`] when the old copy could not yet be wiped from disk.
     pub async fn erase(&self, subject: Subject) -> Result<(), VaultError> {
-        self.db.erase(&subject_key(subject)).await?;
+        if let Some(ledger) = self.ledger.clone() {
+            let at = chrono::Utc::now();
+            let path = ledger.path().to_owned();
+            tokio::task::spawn_blocking(move || ledger.record(subject, at))
+                .await
+                .map_err(|e| LedgerError::Io {
+                    path,
+                    source: std::io::Error::other(e),
+                })??;
+        }
+        let outcome = self.db.erase(&[subject_key(subject)]).await;
+        // Even when the wipe failed, the key row is gone: do not serve it from the cache.
         self.cache_put(subject, None);
-        Ok(())
+        outcome
+    }
+
+    /// Destroys the keys of every `subjects` again, without writing the ledger (they come from
+    /// it): used after a restore. One transaction and one secure deletion for all of them.
+    ///
+    /// # Errors
+    /// As [`KeyVault::erase`].
+    pub async fn erase_again(&self, subjects: &[Subject]) -> Result<(), VaultError> {
+        let names: Vec<String> = subjects.iter().map(|s| subject_key(*s)).collect();
+        let outcome = self.db.erase(&names).await;
+        for subject in subjects {
+            self.cache_put(*subject, None);
+        }
+        outcome
+    }
+
+    /// Closes the vault's database connections.
+    pub async fn close(&self) {
+        self.db.close().await;
     }
 
     /// Whether `subject`'s key was destroyed.
@@ -450,13 +531,7 @@ impl KeyVault {
 
 /// The vault's name for a subject: `child:<uuid>` etc.
 fn subject_key(subject: Subject) -> String {
-    let kind = match subject {
-        Subject::Person(_) => "person",
-        Subject::Child(_) => "child",
-        Subject::Post(_) => "post",
-        Subject::Media(_) => "media",
-    };
-    format!("{kind}:{}", subject.uuid())
+    subject_name(subject)
 }
 
 /// Binds a ciphertext to its subject and key, so an envelope cannot be moved to another.
