@@ -65,7 +65,11 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .merge(routes::router())
-        .fallback(|| async { ApiError::not_found("route") });
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::idempotency::middleware,
+        ));
     // Inside `observe`: a timed-out request is answered as problem+json and counted.
     let routes = routes.layer(tower_http::timeout::TimeoutLayer::with_status_code(
         StatusCode::GATEWAY_TIMEOUT,

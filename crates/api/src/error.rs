@@ -191,6 +191,12 @@ impl From<StoreError> for ApiError {
                 "payload_too_large",
                 e.to_string(),
             ),
+            // Two requests with one Idempotency-Key at once: the first is being written.
+            StoreError::IdempotencyMismatch { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "concurrency_conflict",
+                "a request with this Idempotency-Key is being handled: retry it in a moment",
+            ),
             other => Self::internal(other),
         }
     }

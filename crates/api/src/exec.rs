@@ -19,6 +19,7 @@
 //! asked.
 
 use crate::error::{ApiError, ApiResult};
+use crate::idempotency::{self, CommandIds};
 use chrono::{DateTime, Utc};
 use kring_domain::school::School;
 use kring_domain::{
@@ -386,8 +387,12 @@ impl Executor {
         A: Aggregate,
         F: Fn(&A::State, DateTime<Utc>) -> Result<Vec<A::Event>, DomainError> + Send + Sync,
     {
+        let ids = idempotency::next_command();
+        if let Some(done) = self.replay::<A>(ids).await? {
+            return Ok(done);
+        }
         let (loaded, outcome, events) = match self
-            .on_cached::<A, F>(stream, actor, correlation_id, &decide)
+            .on_cached::<A, F>(stream, actor, correlation_id, ids, &decide)
             .await?
         {
             Some(done) => done,
@@ -396,6 +401,7 @@ impl Executor {
                     stream,
                     actor,
                     correlation_id,
+                    ids,
                     || self.load::<A>(&stream),
                     decide,
                 )
@@ -430,6 +436,7 @@ impl Executor {
         stream: StreamName,
         actor: Actor,
         correlation_id: Uuid,
+        ids: Option<CommandIds>,
         decide: &F,
     ) -> ApiResult<Option<(Loaded<A::State>, AppendOutcome, Vec<A::Event>)>>
     where
@@ -448,8 +455,7 @@ impl Executor {
             .append(
                 stream,
                 cached.expected(),
-                actor,
-                correlation_id,
+                (actor, correlation_id, ids),
                 now,
                 &events,
             )
@@ -485,8 +491,12 @@ impl Executor {
             }
         };
         let stream = StreamName::school(school_id);
+        let ids = idempotency::next_command();
+        if let Some(done) = self.replay::<SchoolAgg>(ids).await? {
+            return Ok(done);
+        }
         let (_, outcome, events) = self
-            .decide_and_append(stream, actor, correlation_id, load, decide)
+            .decide_and_append(stream, actor, correlation_id, ids, load, decide)
             .await?;
         Ok(Written {
             position: outcome.position,
@@ -500,6 +510,7 @@ impl Executor {
         stream: StreamName,
         actor: Actor,
         correlation_id: Uuid,
+        ids: Option<CommandIds>,
         load: L,
         decide: F,
     ) -> ApiResult<(Loaded<S>, AppendOutcome, Vec<E>)>
@@ -519,7 +530,7 @@ impl Executor {
             let events = decide(loaded.state.borrow(), now)?;
             let expected = loaded.expected();
             match self
-                .append(stream, expected, actor, correlation_id, now, &events)
+                .append(stream, expected, (actor, correlation_id, ids), now, &events)
                 .await
             {
                 Ok(outcome) => return Ok((loaded, outcome, events)),
@@ -529,16 +540,51 @@ impl Executor {
         }
     }
 
-    /// Seals and appends `events` (nothing for none: the head is answered).
+    /// What a request with an `Idempotency-Key` wrote with the command `ids`, if it ran before:
+    /// its events as stored and the position of the last.
+    async fn replay<A: Aggregate>(
+        &self,
+        ids: Option<CommandIds>,
+    ) -> ApiResult<Option<Written<A::Event>>> {
+        let Some(ids) = ids else { return Ok(None) };
+        let Some(first) = self.store.locate(ids.event_id(0)).await? else {
+            return Ok(None);
+        };
+        let recorded = self
+            .store
+            .read_stream(&first.stream, first.version, DEFAULT_BATCH)
+            .await?;
+        let mut written = Written {
+            position: first.position,
+            events: Vec::new(),
+        };
+        for (i, r) in recorded.iter().enumerate() {
+            if r.event_id != ids.event_id(i) {
+                break;
+            }
+            let event = A::pick(decode(r)?).ok_or_else(|| {
+                ApiError::internal(format!(
+                    "event {} of an earlier request with this Idempotency-Key is of another aggregate",
+                    r.event_id
+                ))
+            })?;
+            written.events.push(event);
+            written.position = r.position;
+        }
+        Ok(Some(written))
+    }
+
+    /// Seals and appends `events` (nothing for none: the head is answered), with the ids of
+    /// `origin`'s command when the request has an `Idempotency-Key`.
     async fn append<E: Into<Event> + Clone>(
         &self,
         stream: StreamName,
         expected: ExpectedVersion,
-        actor: Actor,
-        correlation_id: Uuid,
+        origin: (Actor, Uuid, Option<CommandIds>),
         now: DateTime<Utc>,
         events: &[E],
     ) -> ApiResult<AppendOutcome> {
+        let (actor, correlation_id, ids) = origin;
         if events.is_empty() {
             return Ok(AppendOutcome {
                 stream_version: expected_version(expected),
@@ -554,7 +600,11 @@ impl Executor {
                 causation_id: None,
             };
             let event: Event = event.clone().into();
-            sealed.push(self.vault.seal(&event, meta).await?);
+            let mut new = self.vault.seal(&event, meta).await?;
+            if let Some(ids) = ids {
+                new.event_id = ids.event_id(sealed.len());
+            }
+            sealed.push(new);
         }
         let n = sealed.len() as u64;
         let outcome = self.store.append(&stream, expected, sealed).await?;

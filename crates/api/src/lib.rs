@@ -18,6 +18,7 @@ pub mod backup;
 pub mod demo;
 pub mod error;
 pub mod exec;
+pub mod idempotency;
 pub mod invitation_expiry;
 pub mod listener;
 pub mod media;

@@ -15,7 +15,7 @@
 //! expired once — the second attempt finds it no longer live, or loses the append's version
 //! check — and destroying keys and files is idempotent.
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::exec::PostAgg;
 use crate::media::MediaFiles;
 use crate::state::AppState;
@@ -104,6 +104,10 @@ pub async fn expire_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<Reten
 pub async fn run_in_background(state: AppState) {
     every(INTERVAL, "retention", || async {
         let report = expire_due(&state, Utc::now()).await?;
+        // Idempotency keys are bound to their bodies for a day.
+        crate::idempotency::forget_old(&state.system.db)
+            .await
+            .map_err(ApiError::internal)?;
         if !report.expired.is_empty() {
             tracing::info!(
                 expired = report.expired.len(),

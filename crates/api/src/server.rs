@@ -181,6 +181,9 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
     kring_projections::models::outbox::ensure_delivery_table(&system.db)
         .await
         .map_err(|e| StartError::System(SystemError::Projection(e)))?;
+    crate::idempotency::ensure_table(&system.db)
+        .await
+        .map_err(|e| StartError::System(SystemError::Projection(e.into())))?;
     let (board, projector) = if options.projectors {
         let projector = Arc::new(system.projector().await?);
         let board = projector.board();

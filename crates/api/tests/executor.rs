@@ -239,6 +239,13 @@ impl EventStore for Counting {
     fn keeps_global_chain(&self) -> bool {
         self.inner.keeps_global_chain()
     }
+
+    async fn locate(
+        &self,
+        event_id: uuid::Uuid,
+    ) -> Result<Option<kring_store::StoredId>, kring_store::StoreError> {
+        self.inner.locate(event_id).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,7 @@ pub use envelope::{
     Metadata, NewEvent, Position, RecordedEvent, MAX_EVENT_BYTES,
 };
 pub use error::StoreError;
-pub use plan::AppendOutcome;
+pub use plan::{AppendOutcome, StoredId};
 pub use subscription::Subscription;
 pub use verify::{Finding, GlobalChain, VerifyFailure, VerifyReport};
 
@@ -80,6 +80,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// # Errors
     /// Backend failures.
     async fn head(&self) -> Result<Position, StoreError>;
+
+    /// Where the event `event_id` is stored: its stream, version and position (`None`: not
+    /// stored, or a backend that cannot look events up by id — EventStoreDB).
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn locate(&self, event_id: uuid::Uuid) -> Result<Option<StoredId>, StoreError>;
 
     /// A watch that changes whenever new events may have been committed, by this process or
     /// (where the backend can tell) another.
@@ -175,6 +182,10 @@ impl<T: EventStore + ?Sized> EventStore for std::sync::Arc<T> {
 
     async fn head(&self) -> Result<Position, StoreError> {
         (**self).head().await
+    }
+
+    async fn locate(&self, event_id: uuid::Uuid) -> Result<Option<StoredId>, StoreError> {
+        (**self).locate(event_id).await
     }
 
     fn watch_head(&self) -> watch::Receiver<Position> {

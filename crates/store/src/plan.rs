@@ -58,6 +58,22 @@ pub struct StoredId {
     pub position: Position,
 }
 
+impl StoredId {
+    /// From a row's stream, version and position columns.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a stream name or number this build cannot read.
+    pub(crate) fn from_row(stream: &str, version: i64, position: i64) -> Result<Self, StoreError> {
+        let position = u64::try_from(position).unwrap_or_default();
+        let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+        Ok(Self {
+            stream: stream.parse().map_err(|e| corrupt(format!("{e}")))?,
+            version: u64::try_from(version).map_err(|e| corrupt(e.to_string()))?,
+            position,
+        })
+    }
+}
+
 /// A row to insert.
 #[derive(Debug)]
 pub struct PlannedRow<'a> {

@@ -54,6 +54,7 @@ mod two_processes {
     use kring_store::postgres::PostgresStore;
     use kring_store::{
         AppendOutcome, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError,
+        StoredId,
     };
     use kring_testkit::PgTestDatabase;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -105,6 +106,10 @@ mod two_processes {
 
         fn keeps_global_chain(&self) -> bool {
             self.stores[0].keeps_global_chain()
+        }
+
+        async fn locate(&self, event_id: uuid::Uuid) -> Result<Option<StoredId>, StoreError> {
+            self.stores[0].locate(event_id).await
         }
     }
 

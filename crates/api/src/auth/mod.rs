@@ -240,6 +240,17 @@ impl Auth {
         Ok(self)
     }
 
+    /// A secret derived from the local signing secret for `purpose` (HMAC-SHA256): stable
+    /// across restarts, unknown without the signing secret.
+    #[must_use]
+    pub fn derived_secret(&self, purpose: &[u8]) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(purpose);
+        mac.finalize().into_bytes().into()
+    }
+
     /// The trusted issuer, if one is configured.
     #[must_use]
     pub fn issuer(&self) -> Option<&str> {

@@ -177,8 +177,8 @@ pub async fn start(
         .iter()
         .map(|p| PersonId::from_uuid(*p))
         .collect();
-    let conversation_id = ConversationId::generate();
-    let message_id = MessageId::generate();
+    let conversation_id = ConversationId::from_uuid(crate::idempotency::fresh_uuid());
+    let message_id = MessageId::from_uuid(crate::idempotency::fresh_uuid());
     let written = state
         .exec
         .run::<ConversationAgg, _>(
@@ -302,7 +302,7 @@ pub async fn post_message(
     let (_, view) = conversation_of(&state, caller, conversation_id).await?;
     let roster = state.exec.school(view.school_id).await?;
     let actor = caller.actor();
-    let message_id = MessageId::generate();
+    let message_id = MessageId::from_uuid(crate::idempotency::fresh_uuid());
     let written = state
         .exec
         .run::<ConversationAgg, _>(

@@ -89,8 +89,7 @@ const DIGEST_PREFIX: &str = "sha256:";
 /// # Errors
 /// The operating system's random source failed.
 pub fn new_code(invitation_id: InvitationId) -> ApiResult<String> {
-    let mut secret = [0_u8; SECRET_BYTES];
-    getrandom::getrandom(&mut secret).map_err(ApiError::internal)?;
+    let secret = crate::idempotency::fresh_secret::<SECRET_BYTES>()?;
     Ok(format!("{invitation_id}.{}", B64URL.encode(secret)))
 }
 
@@ -171,8 +170,8 @@ async fn send(
     child_id: ChildId,
     email: &str,
 ) -> ApiResult<InvitationSent> {
-    let invitation_id = InvitationId::generate();
-    let invitee_id = PersonId::generate();
+    let invitation_id = InvitationId::from_uuid(crate::idempotency::fresh_uuid());
+    let invitee_id = PersonId::from_uuid(crate::idempotency::fresh_uuid());
     let code = new_code(invitation_id)?;
     let digest = code_digest(&code);
     let written = state

@@ -277,7 +277,7 @@ pub async fn upload_media(
             m,
         )
     })?;
-    let media_id = MediaId::generate();
+    let media_id = MediaId::from_uuid(crate::idempotency::fresh_uuid());
     let header = files(&state)
         .store(media_id, person, &content_type, &bytes)
         .await?;
@@ -506,7 +506,7 @@ pub async fn publish_post(
             "media: a media item is attached twice",
         ));
     }
-    let post_id = PostId::generate();
+    let post_id = PostId::from_uuid(crate::idempotency::fresh_uuid());
     claim_all(&state, post_id, &order).await?;
     let written = state
         .exec

@@ -159,7 +159,7 @@ pub async fn report_absence(
     Path(child_id): Path<ChildId>,
     Body(req): Body<NewAbsence>,
 ) -> ApiResult<(StatusCode, Json<AbsenceCreated>)> {
-    let absence_id = AbsenceId::generate();
+    let absence_id = AbsenceId::from_uuid(crate::idempotency::fresh_uuid());
     let position = child_command(
         &state,
         caller,
@@ -424,7 +424,7 @@ pub async fn schedule_activity(
     let school_id = state.school_of_group(group_id).await?;
     let roster = state.exec.school(school_id).await?;
     let actor = caller.actor();
-    let activity_id = ActivityId::generate();
+    let activity_id = ActivityId::from_uuid(crate::idempotency::fresh_uuid());
     let written = state
         .exec
         .run::<ActivityAgg, _>(StreamName::activity(activity_id), actor, rid, |s, now| {

@@ -93,8 +93,8 @@ pub async fn register_school(
     RequestId(rid): RequestId,
     Body(req): Body<NewSchool>,
 ) -> ApiResult<(StatusCode, Json<SchoolCreated>)> {
-    let school_id = SchoolId::generate();
-    let school_group_id = GroupId::generate();
+    let school_id = SchoolId::from_uuid(crate::idempotency::fresh_uuid());
+    let school_group_id = GroupId::from_uuid(crate::idempotency::fresh_uuid());
     let written = state
         .exec
         .run_school(school_id, caller.actor(), rid, |roster, now| {
@@ -160,7 +160,7 @@ pub async fn add_staff(
     Path(school_id): Path<SchoolId>,
     Body(req): Body<NewStaff>,
 ) -> ApiResult<(StatusCode, Json<PersonCreated>)> {
-    let person_id = PersonId::generate();
+    let person_id = PersonId::from_uuid(crate::idempotency::fresh_uuid());
     let identity = match &req.sso_subject {
         Some(subject) => Some(sso_identity(&state, person_id, subject).await?),
         None => None,
@@ -252,7 +252,7 @@ pub async fn create_group(
     Path(school_id): Path<SchoolId>,
     Body(req): Body<NewGroup>,
 ) -> ApiResult<(StatusCode, Json<GroupCreated>)> {
-    let group_id = GroupId::generate();
+    let group_id = GroupId::from_uuid(crate::idempotency::fresh_uuid());
     let written = roster_command(&state, school_id, caller, rid, || {
         SchoolAction::CreateGroup {
             group_id,
@@ -330,7 +330,7 @@ pub async fn enroll_child(
     Body(req): Body<NewChild>,
 ) -> ApiResult<(StatusCode, Json<ChildCreated>)> {
     let school_id = state.school_of_group(group_id).await?;
-    let child_id = ChildId::generate();
+    let child_id = ChildId::from_uuid(crate::idempotency::fresh_uuid());
     let position = roster_command(&state, school_id, caller, rid, || {
         SchoolAction::EnrollChild {
             child_id,

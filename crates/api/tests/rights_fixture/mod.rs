@@ -103,6 +103,16 @@ impl Api {
         }
     }
 
+    /// Stops the server and starts another on the same installation (a crash and a restart:
+    /// nothing the first process held in memory survives).
+    pub async fn restart(&mut self) {
+        let config = self.running.state.system.config.clone();
+        self.running.stop();
+        self.running = start(ServeOptions::new(config).without_rate_limits())
+            .await
+            .unwrap();
+    }
+
     /// A token for `caller`, valid for an hour.
     pub fn token(&self, caller: Caller) -> String {
         self.running
@@ -130,9 +140,24 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Answer {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    /// Calls the API with extra request headers.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.running.url()));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -550,6 +550,12 @@ impl EventStore for EsdbStore {
         self.inner.head.clone()
     }
 
+    /// EventStoreDB finds events by stream, not by id: always `None`. A retried append with
+    /// the same event ids is still recognised by EventStoreDB's own idempotent writes.
+    async fn locate(&self, _event_id: uuid::Uuid) -> Result<Option<crate::StoredId>, StoreError> {
+        Ok(None)
+    }
+
     /// EventStoreDB assigns `$all` positions after the write, so no event can carry a hash of
     /// its predecessor in the global order, and positions are not dense.
     fn keeps_global_chain(&self) -> bool {

@@ -163,6 +163,17 @@ impl EventStore for PostgresStore {
         self.inner.head.clone()
     }
 
+    async fn locate(&self, event_id: uuid::Uuid) -> Result<Option<crate::StoredId>, StoreError> {
+        let row = sqlx::query("SELECT stream, version, position FROM events WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_optional(&self.inner.readers)
+            .await?;
+        row.map(|r| {
+            crate::StoredId::from_row(r.try_get::<&str, _>(0)?, r.try_get(1)?, r.try_get(2)?)
+        })
+        .transpose()
+    }
+
     fn keeps_global_chain(&self) -> bool {
         true
     }

@@ -213,6 +213,15 @@ impl EventStore for SqliteStore {
         self.inner.head.clone()
     }
 
+    async fn locate(&self, event_id: Uuid) -> Result<Option<StoredId>, StoreError> {
+        let row = sqlx::query("SELECT stream, version, position FROM events WHERE event_id = ?1")
+            .bind(event_id)
+            .fetch_optional(&self.inner.readers)
+            .await?;
+        row.map(|r| StoredId::from_row(r.try_get::<&str, _>(0)?, r.try_get(1)?, r.try_get(2)?))
+            .transpose()
+    }
+
     fn keeps_global_chain(&self) -> bool {
         true
     }
@@ -657,18 +666,13 @@ impl Writer {
                 query = query.bind(*id);
             }
             for row in query.fetch_all(&mut self.conn).await? {
-                let stream: String = row.try_get(1)?;
-                let position = u64::try_from(row.try_get::<i64, _>(3)?).unwrap_or_default();
                 stored.insert(
                     row.try_get::<Uuid, _>(0)?,
-                    StoredId {
-                        stream: stream.parse().map_err(|e| StoreError::Corrupt {
-                            position,
-                            reason: format!("{e}"),
-                        })?,
-                        version: u64::try_from(row.try_get::<i64, _>(2)?).unwrap_or_default(),
-                        position,
-                    },
+                    StoredId::from_row(
+                        row.try_get::<&str, _>(1)?,
+                        row.try_get(2)?,
+                        row.try_get(3)?,
+                    )?,
                 );
             }
         }
