@@ -463,6 +463,7 @@ both_backends!(
     the_retention_job_expires_posts_past_their_schools_period_and_destroys_their_keys,
     erasing_a_child_removes_every_photo_that_shows_the_child_and_lists_them,
     only_the_author_edits_a_post_and_its_earlier_text_stays_in_the_log,
+    a_removal_stopped_after_destroying_the_keys_is_recorded_by_the_sweep,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -944,16 +945,74 @@ async fn removal_destroys_the_keys_so_bytes_and_text_are_unreadable(env: Env) {
     assert_eq!(vault.open_value(&mut payload).await.unwrap(), 1);
     assert_eq!(payload["body"], "[erased]");
 
-    // Removing again: gone, for the author too.
-    let (status, _) = env
-        .call(
-            Method::DELETE,
-            &format!("/v1/posts/{post}"),
-            person(s.teacher1),
-            reason,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Removing again: gone, for the author too, and nobody's request does any work: no key is
+    // destroyed again (the erasure ledger gains nothing).
+    let ledger = vault.ledger().expect("the embedded ledger");
+    let entries = ledger.entries().unwrap().len();
+    for who in [s.teacher1, s.c_parent] {
+        for path in [format!("/v1/posts/{post}"), format!("/v1/media/{second}")] {
+            let (status, _) = env
+                .call(Method::DELETE, &path, person(who), reason.clone())
+                .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        }
+    }
+    assert_eq!(ledger.entries().unwrap().len(), entries);
+}
+
+/// A removal destroys the keys first (naming them in the erasure ledger) and records itself
+/// after; a process that stopped between the two leaves live posts with destroyed keys, and the
+/// start-up sweep records their removal, once.
+async fn a_removal_stopped_after_destroying_the_keys_is_recorded_by_the_sweep(env: Env) {
+    use kring_api::routes::rights::{sweep, INTERRUPTED_REMOVAL};
+    use kring_domain::post::PostEvent;
+    let s = school(&env).await;
+    let whole = upload_photo(&env, s.teacher1, "WHOLE-POST").await;
+    let alone = upload_photo(&env, s.teacher1, "ALONE").await;
+    let kept = upload_photo(&env, s.teacher1, "KEPT").await;
+    let (post, _) = post_untagged(&env, s.teacher1, s.class1, "Weg", &[&whole]).await;
+    let (other, _) = post_untagged(&env, s.teacher1, s.class1, "Blijft", &[&alone, &kept]).await;
+    let post_id = kring_domain::PostId::from_uuid(post.parse().unwrap());
+    let other_id = kring_domain::PostId::from_uuid(other.parse().unwrap());
+    let media_id = |m: &str| kring_domain::MediaId::from_uuid(m.parse().unwrap());
+    // The keys are destroyed, and the process stops before recording either removal.
+    let state = &env.running.state;
+    let files = kring_api::media::MediaFiles::new(
+        env.media_dir(),
+        std::sync::Arc::clone(&state.system.vault),
+    );
+    files.shred_post(post_id, [media_id(&whole)]).await.unwrap();
+    files.shred(media_id(&alone)).await.unwrap();
+
+    let report = sweep(state).await.unwrap();
+    assert_eq!(report.removals_recorded, 2, "{report:?}");
+    assert_eq!(report.failed, 0);
+    let removed = state
+        .exec
+        .events_of(&StreamName::post(post_id))
+        .await
+        .unwrap();
+    assert!(matches!(
+        removed.last().map(|(r, e)| (r.actor, e)),
+        Some((Actor::System, Event::Post(PostEvent::PostRemoved(r)))) if r.reason == INTERRUPTED_REMOVAL
+    ));
+    let other_events = state
+        .exec
+        .events_of(&StreamName::post(other_id))
+        .await
+        .unwrap();
+    assert!(matches!(
+        other_events.last().map(|(_, e)| e),
+        Some(Event::Post(PostEvent::MediaRemoved(m))) if m.media_id == media_id(&alone)
+    ));
+    let at = env.running.state.system.store.head().await.unwrap();
+    let parent = person(s.a_parents[0]);
+    assert_eq!(env.media(parent, &whole, at).await, Err(404));
+    assert_eq!(env.media(parent, &alone, at).await, Err(404));
+    assert!(env.media(parent, &kept, at).await.is_ok(), "the rest stays");
+    // Once: a second sweep finds nothing to record.
+    assert_eq!(sweep(state).await.unwrap().removals_recorded, 0);
+    assert_eq!(state.system.store.head().await.unwrap(), at);
 }
 
 /// The retention job (`kring_api::retention::expire_due`), run as of a given time: nothing

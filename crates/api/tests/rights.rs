@@ -391,6 +391,7 @@ async fn an_interrupted_erasure_or_approval_is_completed_by_repeating_or_by_the_
             children_erased: 0,
             guardians_linked: 1,
             erasures_from_the_ledger: 0,
+            removals_recorded: 0,
             failed: 1
         }
     );

@@ -1150,25 +1150,50 @@ pub async fn remove_post(
     Body(req): Body<Removal>,
 ) -> ApiResult<Json<Position>> {
     let (post, school_id, group_id) = published_post(&state, post_id).await?;
+    // Strangers learn nothing, and cause nothing: authorised before any work.
+    let roster = audience_roster(&state, caller, post_id, school_id, group_id).await?;
     if post.removed || post.expired {
-        // Gone for everyone; make sure its keys are too (a previous removal may have stopped
-        // between writing the event and destroying them).
-        files(&state)
-            .shred_post(post_id, post.media.keys().copied())
-            .await?;
+        // Removed (or expired) is gone for everyone, its keys with it: nothing to do.
         return Err(hidden_post(post_id));
     }
-    let roster = audience_roster(&state, caller, post_id, school_id, group_id).await?;
-    let position = run_on_post(&state, caller, rid, post_id, &roster, || {
-        PostAction::Remove {
-            reason: req.reason.clone(),
-        }
+    let action = || PostAction::Remove {
+        reason: req.reason.clone(),
+    };
+    let media = post.media.keys().copied().collect::<Vec<_>>();
+    let position = destroy_then_record(&state, caller, rid, &post, &roster, action, async {
+        files(&state).shred_post(post_id, media).await
     })
     .await?;
-    files(&state)
-        .shred_post(post_id, post.media.keys().copied())
-        .await?;
     Ok(Json(Position { position }))
+}
+
+/// A removal: decided on `post` first, so nothing is destroyed for a caller who may not remove
+/// it or for a removal the domain refuses; then `destroy` destroys the keys (each recorded in
+/// the erasure ledger first); then the removal is recorded. A process that stops between the
+/// two leaves the keys destroyed and named in the ledger: the start-up sweep records the
+/// removal ([`crate::routes::rights::sweep`]), as the retention job's and erasures' are.
+async fn destroy_then_record(
+    state: &AppState,
+    caller: Caller,
+    rid: Uuid,
+    post: &domain_post::Post,
+    roster: &School,
+    action: impl Fn() -> PostAction + Send + Sync,
+    destroy: impl std::future::Future<Output = ApiResult<()>>,
+) -> ApiResult<u64> {
+    let post_id = post
+        .post_id
+        .ok_or_else(|| ApiError::internal("a published post without its id"))?;
+    domain_post::decide(
+        &PostContext {
+            post,
+            school: roster,
+        },
+        Command::new(caller.actor(), action()),
+        chrono::Utc::now(),
+    )?;
+    destroy.await?;
+    run_on_post(state, caller, rid, post_id, roster, action).await
 }
 
 /// Removes one media item (the author of its post, a director, the operator), or discards an
@@ -1205,17 +1230,23 @@ pub async fn remove_media(
         .load::<PostAgg>(&StreamName::post(place.post_id))
         .await?;
     if !post.state.media_is_live(media_id) {
-        files.shred(media_id).await?;
+        // Removed with its post or alone: gone for everyone, its key with it.
         return Err(hidden_media(media_id));
     }
     let p = published(&state, caller, media_id).await?;
-    let position = run_on_post(&state, caller, rid, place.post_id, &p.roster, || {
-        PostAction::RemoveMedia {
-            media_id,
-            reason: req.reason.clone(),
-        }
-    })
+    let action = || PostAction::RemoveMedia {
+        media_id,
+        reason: req.reason.clone(),
+    };
+    let position = destroy_then_record(
+        &state,
+        caller,
+        rid,
+        &post.state,
+        &p.roster,
+        action,
+        files.shred(media_id),
+    )
     .await?;
-    files.shred(media_id).await?;
     Ok(Json(Position { position }))
 }

@@ -36,7 +36,7 @@ use kring_domain::access::{self, LogAccess, Subject};
 use kring_domain::child::{self, ChildAction, ChildContext, ChildEvent};
 use kring_domain::invitation::{InvitationEvent, InvitationStatus};
 use kring_domain::person::{self, PersonAction, PersonContext, PersonEvent};
-use kring_domain::post::{self as domain_post, PostAction, PostContext};
+use kring_domain::post::{self as domain_post, PostAction, PostContext, PostEvent};
 use kring_domain::school::{School, SchoolAction, SchoolEvent, StaffRole};
 use kring_domain::{
     Actor, ChildId, Command, DomainError, Event, InvitationId, MediaId, PersonId, PostId, SchoolId,
@@ -614,6 +614,9 @@ pub struct SweepReport {
     /// People and children in the erasure ledger whose erasure the log did not show (a restored
     /// backup taken before it): erased again, as the operator.
     pub erasures_from_the_ledger: usize,
+    /// Posts and media items whose keys a removal destroyed without recording the removal
+    /// (the process stopped between the two): recorded now, by the system.
+    pub removals_recorded: usize,
     /// Completions that failed (logged; tried again at the next start).
     pub failed: usize,
 }
@@ -625,6 +628,10 @@ const SWEPT_TYPES: &[&str] = &[
     "ChildErased",
     "InvitationApproved",
     "GuardianLinked",
+    "PostPublished",
+    "PostRemoved",
+    "PostExpired",
+    "MediaRemoved",
 ];
 
 /// Completes what a process that stopped between two writes left half done: erasures requested
@@ -642,6 +649,8 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
     let mut approved: BTreeSet<InvitationId> = BTreeSet::new();
     let mut erased_people: BTreeSet<PersonId> = BTreeSet::new();
     let mut erased_children: BTreeSet<ChildId> = BTreeSet::new();
+    // Live posts and their live media items.
+    let mut live: BTreeMap<PostId, BTreeSet<MediaId>> = BTreeMap::new();
     let mut after = 0;
     loop {
         let batch = state.system.store.read_all(after, DEFAULT_BATCH).await?;
@@ -672,6 +681,20 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
                 }
                 Event::School(SchoolEvent::GuardianLinked(e)) => {
                     approved.remove(&e.invitation_id);
+                }
+                Event::Post(PostEvent::PostPublished(e)) => {
+                    live.insert(e.post_id, e.media.iter().map(|m| m.media_id).collect());
+                }
+                Event::Post(PostEvent::PostRemoved(e)) => {
+                    live.remove(&e.post_id);
+                }
+                Event::Post(PostEvent::PostExpired(e)) => {
+                    live.remove(&e.post_id);
+                }
+                Event::Post(PostEvent::MediaRemoved(e)) => {
+                    if let Some(media) = live.get_mut(&e.post_id) {
+                        media.remove(&e.media_id);
+                    }
                 }
                 _ => {}
             }
@@ -712,13 +735,13 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
     }
     // The ledger outlives a restore; the restored log may not show its latest erasures. Their
     // keys are destroyed already (by the restore): end the relations and record the erasure too.
-    let ledger = match state.system.vault.ledger() {
+    let ledger_entries = match state.system.vault.ledger() {
         Some(ledger) => ledger
             .entries()
             .map_err(|e| ApiError::internal(e.to_string()))?,
         None => Vec::new(),
     };
-    for entry in ledger {
+    for entry in &ledger_entries {
         let erased = match entry.subject {
             Subject::Person(id) if !erased_people.contains(&id) => {
                 erased_people.insert(id);
@@ -757,6 +780,40 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
             }
         }
     }
+    // A removal destroys the keys first (naming them in the ledger), then records itself.
+    for entry in ledger_entries {
+        let (post_id, action) = match entry.subject {
+            // The retention job expires; the sweep records what fits (see `record_removal`).
+            Subject::Post(id) if live.contains_key(&id) => (id, PostAction::Expire),
+            Subject::Media(media_id) => {
+                let Some((post_id, _)) = live.iter().find(|(_, m)| m.contains(&media_id)) else {
+                    continue;
+                };
+                (
+                    *post_id,
+                    PostAction::RemoveMedia {
+                        media_id,
+                        reason: INTERRUPTED_REMOVAL.to_owned(),
+                    },
+                )
+            }
+            _ => continue,
+        };
+        if let PostAction::RemoveMedia { media_id, .. } = &action {
+            if let Some(media) = live.get_mut(&post_id) {
+                media.remove(media_id);
+            }
+        } else {
+            live.remove(&post_id);
+        }
+        match record_removal(state, post_id, action, rid).await {
+            Ok(()) => report.removals_recorded += 1,
+            Err(e) => {
+                log_failure(format!("the removal of {:?}", entry.subject), &e);
+                report.failed += 1;
+            }
+        }
+    }
     for invitation_id in approved {
         let invitation = state
             .exec
@@ -779,6 +836,51 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
         }
     }
     Ok(report)
+}
+
+/// The reason recorded for a removal the sweep completes (the request's reason was not kept).
+pub const INTERRUPTED_REMOVAL: &str =
+    "removal completed at start-up: its keys were destroyed before the process stopped";
+
+/// Records a removal whose keys are destroyed already, by the system. A whole post
+/// ([`PostAction::Expire`] asked) is recorded as expired when its retention period has run out
+/// (the retention job stopped halfway), and as removed otherwise.
+async fn record_removal(
+    state: &AppState,
+    post_id: PostId,
+    action: PostAction,
+    rid: Uuid,
+) -> ApiResult<()> {
+    let post = state
+        .exec
+        .load::<PostAgg>(&StreamName::post(post_id))
+        .await?
+        .state;
+    let school_id = post
+        .school_id
+        .ok_or_else(|| ApiError::internal(format!("post {post_id} without its school")))?;
+    let roster = state.exec.school(school_id).await?.state;
+    state
+        .exec
+        .run::<PostAgg, _>(StreamName::post(post_id), Actor::System, rid, |p, now| {
+            let context = PostContext {
+                post: p,
+                school: &roster,
+            };
+            let decide = |action: PostAction| {
+                domain_post::decide(&context, Command::new(Actor::System, action), now)
+            };
+            match &action {
+                PostAction::Expire => decide(PostAction::Expire).or_else(|_| {
+                    decide(PostAction::Remove {
+                        reason: INTERRUPTED_REMOVAL.to_owned(),
+                    })
+                }),
+                other => decide(other.clone()),
+            }
+        })
+        .await?;
+    Ok(())
 }
 
 /// Runs [`sweep`] and logs what it did (for a background task at start-up).
