@@ -369,3 +369,95 @@ async fn a_version_taken_past_the_lock_is_a_conflict_not_a_failure() {
         "{fresh:?}"
     );
 }
+
+/// The guards of `kring_store::postgres::link` with their default values, as `SHOW` reports them.
+const DEFAULT_GUARDS: [(&str, &str); 6] = [
+    ("statement_timeout", "30s"),
+    ("lock_timeout", "15s"),
+    ("idle_in_transaction_session_timeout", "1min"),
+    ("tcp_keepalives_idle", "30"),
+    ("tcp_keepalives_interval", "10"),
+    ("tcp_keepalives_count", "3"),
+];
+
+/// Every reader connection reports the default guards; a URL that sets one keeps its own value,
+/// and a statement that outlasts the statement timeout is cancelled with PostgreSQL's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_connections_carry_the_guards_and_a_runaway_statement_is_cancelled() {
+    let (store, db) = make().await;
+    for (name, expected) in DEFAULT_GUARDS {
+        let value: String = sqlx::query_scalar(&format!("SHOW {name}"))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(value, expected, "{name}");
+    }
+    let impatient =
+        PostgresStore::connect(&format!("{}?options[statement_timeout]=200ms", db.url()))
+            .await
+            .unwrap();
+    let value: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(impatient.pool())
+        .await
+        .unwrap();
+    assert_eq!(value, "200ms");
+    let lock: String = sqlx::query_scalar("SHOW lock_timeout")
+        .fetch_one(impatient.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        lock, "15s",
+        "the guards the URL does not set keep their defaults"
+    );
+    let slept = tokio::time::timeout(
+        Duration::from_secs(60),
+        sqlx::query("SELECT pg_sleep(30)").execute(impatient.pool()),
+    )
+    .await
+    .expect("the statement timeout did not cancel the statement");
+    let error = slept.unwrap_err();
+    let database = error.as_database_error().expect("a database error");
+    assert_eq!(database.code().as_deref(), Some("57014"), "{error}");
+    assert!(error.to_string().contains("statement timeout"), "{error}");
+}
+
+/// The writer's connection has a lock timeout: while another session holds the global-order
+/// lock the append fails with an error naming the lock timeout instead of waiting without end,
+/// and once the lock is free the writer appends again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_kept_from_the_global_order_lock_fails_clearly_and_then_appends_again() {
+    let db = fresh_postgres_database("lock_timeout").await;
+    let store = PostgresStore::connect(&format!("{}?options[lock_timeout]=300ms", db.url()))
+        .await
+        .unwrap();
+    let mut holder = <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(kring_store::postgres::GLOBAL_ORDER_LOCK)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let s = stream();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(60),
+        store.append(&s, ExpectedVersion::NoStream, vec![event(1)]),
+    )
+    .await
+    .expect("the writer waited for the lock without end")
+    .unwrap_err();
+    assert!(
+        matches!(&refused, kring_store::StoreError::Backend(m) if m.contains("lock timeout")),
+        "{refused:?}"
+    );
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    let outcome = store
+        .append(&s, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.stream_version, 0,
+        "the refused append wrote nothing"
+    );
+}

@@ -19,6 +19,7 @@
 //! them into [`EventStore::watch_head`] wake-ups, so live subscribers in one process follow
 //! appends made by another.
 
+pub mod link;
 mod listener;
 mod writer;
 
@@ -30,7 +31,7 @@ use crate::{
 use async_trait::async_trait;
 use kring_domain::StreamName;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgExecutor, Row};
+use sqlx::{Connection, PgConnection, PgExecutor, Row};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -74,10 +75,12 @@ impl PostgresStore {
     /// Connects to the database at `url` (`postgres://…`), brings its schema up to date, and
     /// starts this process's writer and notification listener.
     ///
+    /// Every connection gets the guards of [`link`] (statement and lock timeouts, keepalives).
+    ///
     /// # Errors
     /// The URL is invalid, the server cannot be reached, or the migration fails.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = url.parse::<PgConnectOptions>()?.options([
+        let options = link::connect_options(url)?.options([
             // Plan every execution with its parameters and the table as it is now. A generic
             // plan cached while `events` was small keeps scanning the whole table after it has
             // grown, until autovacuum happens to analyse it: stored-id look-ups went from
@@ -88,9 +91,7 @@ impl PostgresStore {
             .max_connections(READERS)
             .connect_with(options.clone().application_name("kring-store reader"))
             .await?;
-        // sqlx serialises concurrent migrations with an advisory lock of its own.
-        sqlx::migrate!("migrations/postgres").run(&readers).await?;
-        writer::backfill_log_hashes(&readers).await?;
+        migrate(&options).await?;
         // Listen before reading the head, so no commit falls between the two unnoticed.
         let listening = listener::Listening::start(&options).await?;
         let conn = writer::connect(&options).await?;
@@ -166,6 +167,21 @@ impl EventStore for PostgresStore {
     fn keeps_global_chain(&self) -> bool {
         true
     }
+}
+
+/// Brings the schema up to date and fills in the global chain where it is missing, on a
+/// connection of its own without statement or lock timeouts: a migration over a large log may
+/// take minutes, and waits for another process's migration (sqlx serialises them with an
+/// advisory lock of its own).
+async fn migrate(options: &PgConnectOptions) -> Result<(), StoreError> {
+    let mut conn = PgConnection::connect_with(
+        &link::unbounded(options.clone()).application_name("kring-store migrations"),
+    )
+    .await?;
+    sqlx::migrate!("migrations/postgres").run(&mut conn).await?;
+    writer::backfill_log_hashes(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
 }
 
 /// The log's last position (0 when empty).
