@@ -15,6 +15,13 @@
 //! which the writer reads in the same query as the last position, under the lock: other
 //! processes append too, so it cannot be kept in memory.
 //!
+//! The lock is transaction-level, so a writer whose backend is terminated, or whose client
+//! vanished (noticed by the server's TCP keepalives, see [`link`]), gives it up with its
+//! transaction. A batch whose connection was lost is tried again on a fresh connection: under the
+//! lock, which the lost transaction held until it committed or rolled back, planning finds by
+//! event id whatever of the batch had committed and answers those appends with their original
+//! outcome rather than writing them twice. Why: `docs/decisions/0014-the-database-link.md`.
+//!
 //! Each commit sends a notification on [`CHANNEL`]; a listener task in every process turns
 //! them into [`EventStore::watch_head`] wake-ups, so live subscribers in one process follow
 //! appends made by another.
