@@ -136,16 +136,20 @@ impl ReadDb {
         Self::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
     }
 
-    /// The read models at `url`: `sqlite://…` or `postgres://…`.
+    /// The read models at `url`: `sqlite://…` or `postgres://…`. PostgreSQL connections get
+    /// the guards of [`kring_store::postgres::link`] (statement and lock timeouts, keepalives).
     ///
     /// # Errors
     /// The database cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
         install_default_drivers();
-        let backend = if url.starts_with("postgres") {
-            Backend::Postgres
+        let (backend, url) = if url.starts_with("postgres") {
+            (
+                Backend::Postgres,
+                kring_store::postgres::link::guarded_url(url)?,
+            )
         } else {
-            Backend::Sqlite
+            (Backend::Sqlite, url.to_owned())
         };
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
@@ -158,7 +162,7 @@ impl ReadDb {
                     Ok(())
                 })
             })
-            .connect(url)
+            .connect(&url)
             .await?;
         Ok(Self {
             pool,

@@ -1497,6 +1497,11 @@ async fn create_query_indexes(
     }
     let created = async {
         let mut tx = begin_write(conn).await?;
+        if !sqlite {
+            // Indexing a whole generation takes as long as it takes; the connection's statement
+            // timeout (`kring_store::postgres::link`) applies again after this transaction.
+            tx.execute("SET LOCAL statement_timeout = 0").await?;
+        }
         execute_ddl(&mut tx, tables, projection.query_indexes()).await?;
         tx.commit().await?;
         Ok::<_, ProjectionError>(())

@@ -227,3 +227,25 @@ async fn busy_is_transient_and_a_constraint_violation_is_not() {
     assert!(!is_transient(&ProjectionError::Database(duplicate)));
     assert!(!is_transient(&ProjectionError::Invalid("bad row".into())));
 }
+
+/// The read models' connections carry the guards of `kring_store::postgres::link`, as the event
+/// log's do: `SHOW` reports each default on a pooled connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_model_connections_carry_the_statement_lock_and_keepalive_guards() {
+    let pg = kring_testkit::fresh_postgres_database("guards").await;
+    let db = kring_projections::ReadDb::connect(pg.url()).await.unwrap();
+    for (name, expected) in [
+        ("statement_timeout", "30s"),
+        ("lock_timeout", "15s"),
+        ("idle_in_transaction_session_timeout", "1min"),
+        ("tcp_keepalives_idle", "30"),
+        ("tcp_keepalives_interval", "10"),
+        ("tcp_keepalives_count", "3"),
+    ] {
+        let value: String = sqlx::query_scalar(&format!("SHOW {name}"))
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(value, expected, "{name}");
+    }
+}

@@ -15,10 +15,18 @@
 //! which the writer reads in the same query as the last position, under the lock: other
 //! processes append too, so it cannot be kept in memory.
 //!
+//! The lock is transaction-level, so a writer whose backend is terminated, or whose client
+//! vanished (noticed by the server's TCP keepalives, see [`link`]), gives it up with its
+//! transaction. A batch whose connection was lost is tried again on a fresh connection: under the
+//! lock, which the lost transaction held until it committed or rolled back, planning finds by
+//! event id whatever of the batch had committed and answers those appends with their original
+//! outcome rather than writing them twice. Why: `docs/decisions/0014-the-database-link.md`.
+//!
 //! Each commit sends a notification on [`CHANNEL`]; a listener task in every process turns
 //! them into [`EventStore::watch_head`] wake-ups, so live subscribers in one process follow
 //! appends made by another.
 
+pub mod link;
 mod listener;
 mod writer;
 
@@ -30,7 +38,7 @@ use crate::{
 use async_trait::async_trait;
 use kring_domain::StreamName;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgExecutor, Row};
+use sqlx::{Connection, PgConnection, PgExecutor, Row};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -74,10 +82,12 @@ impl PostgresStore {
     /// Connects to the database at `url` (`postgres://…`), brings its schema up to date, and
     /// starts this process's writer and notification listener.
     ///
+    /// Every connection gets the guards of [`link`] (statement and lock timeouts, keepalives).
+    ///
     /// # Errors
     /// The URL is invalid, the server cannot be reached, or the migration fails.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = url.parse::<PgConnectOptions>()?.options([
+        let options = link::connect_options(url)?.options([
             // Plan every execution with its parameters and the table as it is now. A generic
             // plan cached while `events` was small keeps scanning the whole table after it has
             // grown, until autovacuum happens to analyse it: stored-id look-ups went from
@@ -88,9 +98,7 @@ impl PostgresStore {
             .max_connections(READERS)
             .connect_with(options.clone().application_name("kring-store reader"))
             .await?;
-        // sqlx serialises concurrent migrations with an advisory lock of its own.
-        sqlx::migrate!("migrations/postgres").run(&readers).await?;
-        writer::backfill_log_hashes(&readers).await?;
+        migrate(&options).await?;
         // Listen before reading the head, so no commit falls between the two unnoticed.
         let listening = listener::Listening::start(&options).await?;
         let conn = writer::connect(&options).await?;
@@ -177,6 +185,21 @@ impl EventStore for PostgresStore {
     fn keeps_global_chain(&self) -> bool {
         true
     }
+}
+
+/// Brings the schema up to date and fills in the global chain where it is missing, on a
+/// connection of its own without statement or lock timeouts: a migration over a large log may
+/// take minutes, and waits for another process's migration (sqlx serialises them with an
+/// advisory lock of its own).
+async fn migrate(options: &PgConnectOptions) -> Result<(), StoreError> {
+    let mut conn = PgConnection::connect_with(
+        &link::unbounded(options.clone()).application_name("kring-store migrations"),
+    )
+    .await?;
+    sqlx::migrate!("migrations/postgres").run(&mut conn).await?;
+    writer::backfill_log_hashes(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
 }
 
 /// The log's last position (0 when empty).

@@ -7,7 +7,7 @@ use crate::{actor_to_string, AppendOutcome, EventHash, Position, StoreError};
 use chrono::{DateTime, SubsecRound, Utc};
 use kring_domain::StreamName;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection, PgExecutor, PgPool, Row};
+use sqlx::{Connection, PgConnection, PgExecutor, Row};
 use std::collections::{HashMap, HashSet};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -19,6 +19,8 @@ const APPLICATION: &str = "kring-store writer";
 const BYTES_PER_INSERT: usize = 32 * 1024 * 1024;
 /// How often a batch is planned again when a row written past the lock took a version it chose.
 const ATTEMPTS: usize = 3;
+/// How often a batch is tried again on a fresh connection after its connection was lost.
+const RECONNECTS: usize = 3;
 
 const BEGIN: &str = include_str!("sql/begin.sql");
 const LOCK_GLOBAL_ORDER: &str = include_str!("sql/lock_global_order.sql");
@@ -29,6 +31,7 @@ const FIRST_WITHOUT_LOG_HASH: &str = include_str!("sql/first_without_log_hash.sq
 const LOG_HASH_BEFORE: &str = include_str!("sql/log_hash_before.sql");
 const CHAIN_HASHES: &str = include_str!("sql/chain_hashes.sql");
 const SET_LOG_HASHES: &str = include_str!("sql/set_log_hashes.sql");
+const UNBOUNDED_STATEMENTS: &str = include_str!("sql/unbounded_statements.sql");
 /// Rows the backfill of the global chain reads and updates at a time.
 const BACKFILL_BATCH: i64 = 10_000;
 /// `BEGIN` and taking the global-order lock in one round trip: two statements in one
@@ -42,24 +45,46 @@ static BEGIN_LOCKED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
-/// Why a batch did not commit.
+/// Why a batch did not commit (or may not have).
 enum Failure {
     /// A row written outside this writer's lock holds a (stream, version) the plan chose.
     /// Carries the outcomes to give if planning again does not help.
     VersionTaken(Vec<Result<AppendOutcome, StoreError>>),
-    /// Anything else: nothing of the batch is acknowledged.
+    /// The connection is gone — its backend was terminated, the server restarted, the network
+    /// dropped. The batch may have committed if this came from COMMIT.
+    ConnectionLost(sqlx::Error),
+    /// Anything else (a statement refused, timed out or failed to decode): nothing of the batch
+    /// is acknowledged.
     Backend(StoreError),
 }
 
 impl From<sqlx::Error> for Failure {
     fn from(e: sqlx::Error) -> Self {
-        Self::Backend(e.into())
+        if is_connection_lost(&e) {
+            Self::ConnectionLost(e)
+        } else {
+            Self::Backend(e.into())
+        }
     }
 }
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Self::Backend(e)
+    }
+}
+
+/// Whether `e` means the connection is gone rather than that a statement was refused: I/O,
+/// protocol and TLS failures, and the server ending the session (SQLSTATE class 08, connection
+/// exception; 57P01–57P03, administrator shutdown or termination, crash, not accepting
+/// connections yet).
+fn is_connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }
 
@@ -97,28 +122,47 @@ impl Writer {
     }
 
     /// Commits a batch; one outcome per request, in order.
+    ///
+    /// A batch whose connection was lost is tried again, on a fresh connection, up to
+    /// [`RECONNECTS`] times — even when the loss came from COMMIT and the batch may have
+    /// committed. That retry cannot write it twice: it takes the global-order lock first, which
+    /// the lost transaction holds until PostgreSQL has committed or rolled it back, and then
+    /// plans the batch from what is stored, where an append whose event ids are all in the log
+    /// gets its original outcome ([`plan::plan`]) instead of being written again. (The unique
+    /// event id would refuse a second copy in any case.)
     async fn commit(
         &mut self,
         requests: &[AppendRequest],
     ) -> Vec<Result<AppendOutcome, StoreError>> {
         let mut attempt = 1;
+        let mut reconnects = 0;
         loop {
-            match self.try_commit(requests).await {
+            let message = match self.try_commit(requests).await {
                 Ok(outcomes) => return outcomes,
                 // Planning again under the lock reads the heads that row moved.
-                Err(Failure::VersionTaken(_)) if attempt < ATTEMPTS => attempt += 1,
-                Err(Failure::VersionTaken(refused)) => return refused,
-                Err(Failure::Backend(e)) => {
-                    // The connection may be broken or mid-transaction: the next batch starts on
-                    // a fresh one.
-                    self.conn = None;
-                    let message = e.to_string();
-                    return requests
-                        .iter()
-                        .map(|_| Err(StoreError::Backend(message.clone())))
-                        .collect();
+                Err(Failure::VersionTaken(_)) if attempt < ATTEMPTS => {
+                    attempt += 1;
+                    continue;
                 }
-            }
+                Err(Failure::VersionTaken(refused)) => return refused,
+                Err(Failure::ConnectionLost(_)) if reconnects < RECONNECTS => {
+                    self.conn = None;
+                    reconnects += 1;
+                    continue;
+                }
+                Err(Failure::ConnectionLost(e)) => format!(
+                    "the connection to PostgreSQL was lost ({e}); the append may have been \
+                     committed: read the stream, or retry it with the same event ids"
+                ),
+                Err(Failure::Backend(e)) => e.to_string(),
+            };
+            // The connection may be broken or mid-transaction: the next batch starts on a
+            // fresh one.
+            self.conn = None;
+            return requests
+                .iter()
+                .map(|_| Err(StoreError::Backend(message.clone())))
+                .collect();
         }
     }
 
@@ -145,6 +189,8 @@ impl Writer {
         let plan = plan::plan(requests, heads, &stored, last);
         if plan.rows.is_empty() {
             tx.rollback().await?;
+            // A retry of a batch that did commit ends here: its commit is the log's head.
+            advance(&self.head, plan.last.position);
             return Ok(plan.outcomes);
         }
         if let Err(e) = insert(&mut tx, &plan.rows).await {
@@ -293,7 +339,7 @@ fn stored_time(t: DateTime<Utc>) -> DateTime<Utc> {
 async fn stream_heads<'e>(
     conn: impl PgExecutor<'e>,
     requests: &[AppendRequest],
-) -> Result<HashMap<StreamName, StreamHead>, StoreError> {
+) -> Result<HashMap<StreamName, StreamHead>, Failure> {
     let mut streams: Vec<String> = requests.iter().map(|r| r.stream.to_string()).collect();
     streams.sort_unstable();
     streams.dedup();
@@ -332,7 +378,7 @@ async fn batch_state<'e>(
         HashMap<Uuid, StoredId>,
         HashMap<StreamName, StreamHead>,
     ),
-    StoreError,
+    Failure,
 > {
     let mut streams: Vec<String> = requests.iter().map(|r| r.stream.to_string()).collect();
     streams.sort_unstable();
@@ -402,14 +448,13 @@ async fn batch_state<'e>(
 /// Fills in the global hash of every row stored without one (written before the global chain
 /// existed), under the global-order lock, in one transaction. Run by every process as it
 /// connects; a no-op (one index probe) once done.
-pub(super) async fn backfill_log_hashes(pool: &PgPool) -> Result<(), StoreError> {
+pub(super) async fn backfill_log_hashes(conn: &mut PgConnection) -> Result<(), StoreError> {
     let missing: Option<i64> = sqlx::query_scalar(FIRST_WITHOUT_LOG_HASH)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
     if missing.is_none() {
         return Ok(());
     }
-    let mut conn = pool.acquire().await?;
     let mut tx = conn.begin_with(BEGIN_LOCKED.as_str()).await?;
     fill_log_hashes(&mut tx).await?;
     tx.commit().await?;
@@ -417,13 +462,17 @@ pub(super) async fn backfill_log_hashes(pool: &PgPool) -> Result<(), StoreError>
 }
 
 /// Computes the global hashes from the first row without one to the end of the log, in position
-/// order; the caller holds the global-order lock. Returns the log's last event, if it changed
-/// any row.
+/// order; the caller holds the global-order lock, in a transaction. Returns the log's last
+/// event, if it changed any row.
 async fn fill_log_hashes(conn: &mut PgConnection) -> Result<Option<LogHead>, StoreError> {
     let first: Option<i64> = sqlx::query_scalar(FIRST_WITHOUT_LOG_HASH)
         .fetch_one(&mut *conn)
         .await?;
     let Some(first) = first else { return Ok(None) };
+    // Filling in a long log takes as long as it takes; the lift ends with the transaction.
+    sqlx::query(UNBOUNDED_STATEMENTS)
+        .execute(&mut *conn)
+        .await?;
     let before: Option<Vec<u8>> = sqlx::query_scalar(LOG_HASH_BEFORE)
         .bind(first)
         .fetch_optional(&mut *conn)

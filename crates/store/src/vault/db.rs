@@ -66,7 +66,12 @@ impl VaultDb {
 
     pub async fn postgres(url: &str) -> Result<Self, sqlx::Error> {
         Ok(Self::Postgres(
-            PgPoolOptions::new().max_connections(4).connect(url).await?,
+            PgPoolOptions::new()
+                .max_connections(4)
+                .connect_with(
+                    crate::postgres::link::connect_options(url)?.application_name("kring-vault"),
+                )
+                .await?,
         ))
     }
 
