@@ -22,6 +22,7 @@ on_both_backends!(
     only_the_operator_and_the_schools_director_erase,
     an_interrupted_erasure_or_approval_is_completed_by_repeating_or_by_the_sweep,
     export_holds_the_callers_data_opened_and_nothing_of_other_parents,
+    an_export_reads_old_events_as_every_reader_does,
     verify_walks_every_chain_for_compliance_officers_and_the_operator,
     reads_by_compliance_officers_and_the_operator_are_in_the_access_log,
 );
@@ -433,6 +434,46 @@ fn events_of_type<'a>(export: &'a Value, event_type: &str) -> Vec<&'a Value> {
         .iter()
         .filter(|e| e["event_type"] == event_type)
         .collect()
+}
+
+/// An event written in an older schema version is exported as every reader reads it: upcast to
+/// the current shape (`ChildEnrolled` v1 kept the full last name in the clear; the export shows
+/// the initial only, and `[erased]` once the child is erased), never the stored text.
+async fn an_export_reads_old_events_as_every_reader_does(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    api.caught_up().await;
+    // As a build of schema version 1 wrote it, for the same child.
+    let v1 = json!({
+        "school_id": s.school_id, "child_id": s.child_a, "group_id": s.group,
+        "first_name": "Sanne", "last_name": "Oudeboom"
+    });
+    let store = &api.running.state.system.store;
+    store
+        .append(
+            &kring_domain::StreamName::school(s.school_id),
+            kring_store::ExpectedVersion::Any,
+            vec![kring_store::NewEvent::new(
+                "ChildEnrolled",
+                1,
+                &v1,
+                kring_store::Metadata::new(chrono::Utc::now(), kring_domain::Actor::Operator),
+            )],
+        )
+        .await
+        .unwrap();
+    // The export reads the log itself (the read models refuse an upcast plain field: they
+    // never store plaintext).
+    let export = api.get("/v1/me/export", &api.person(mum)).await.expect(200);
+    let enrolled = events_of_type(&export.body, "ChildEnrolled");
+    assert_eq!(enrolled.len(), 2, "{}", export.text);
+    let old = &enrolled[1];
+    assert_eq!(old["schema_version"], 2);
+    assert_eq!(old["payload"]["first_name"], "Sanne");
+    assert_eq!(old["payload"]["last_initial"], "O");
+    assert!(old["payload"].get("last_name").is_none());
+    assert!(!export.text.contains("Oudeboom"), "{}", export.text);
+    assert!(!export.text.contains("$plain"), "{}", export.text);
 }
 
 async fn export_holds_the_callers_data_opened_and_nothing_of_other_parents(api: Api) {

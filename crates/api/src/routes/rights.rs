@@ -303,31 +303,24 @@ async fn exported(
     r: RecordedEvent,
     allow: &(dyn Fn(&Subject) -> bool + Sync),
 ) -> ApiResult<ExportedEvent> {
-    let payload = open_payload(vault, &r.payload, allow).await?;
+    // Read as every reader reads: an older schema version upcast to the current shape (a
+    // field that was plain then is shown as the sealed field it is now).
+    let event = Event::decode_str(&r.event_type, r.schema_version, &r.payload)
+        .map_err(ApiError::internal)?;
+    let mut payload = event.to_payload().map_err(ApiError::internal)?;
+    vault.open_value_for(&mut payload, allow).await?;
     Ok(ExportedEvent {
         stream: r.stream.to_string(),
         version: r.version,
         position: r.position,
         event_id: r.event_id,
+        schema_version: kring_domain::event::current_schema_version(&r.event_type),
         event_type: r.event_type,
-        schema_version: r.schema_version,
         occurred_at: r.occurred_at,
         recorded_at: r.recorded_at,
         actor: actor_to_string(&r.actor),
         payload,
     })
-}
-
-/// The stored payload with every sealed field whose subject `allow`s opened (or `[erased]`),
-/// and every other sealed field `[withheld]`.
-async fn open_payload(
-    vault: &KeyVault,
-    payload: &str,
-    allow: &(dyn Fn(&Subject) -> bool + Sync),
-) -> ApiResult<Value> {
-    let mut value: Value = serde_json::from_str(payload).map_err(ApiError::internal)?;
-    vault.open_value_for(&mut value, allow).await?;
-    Ok(value)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -263,9 +263,29 @@ impl KeyVault {
         value: &mut Value,
         allow: impl Fn(&Subject) -> bool + Send,
     ) -> Result<Opening, VaultError> {
+        let mut opening = Opening::default();
+        // A plain marker comes from an upcast of a payload written before the field was
+        // sealed: it is shown as a sealed field of its subject would be.
+        let mut plains = Vec::new();
+        collect_marked(value, PLAIN_KEY, &mut plains);
+        for path in plains {
+            let Some(slot) = pointer_mut(value, &path) else {
+                continue;
+            };
+            let marker = slot[PLAIN_KEY].take();
+            let subject: Subject = serde_json::from_value(marker["subject"].clone())?;
+            *slot = if !allow(&subject) {
+                opening.withheld += 1;
+                Value::String(WITHHELD.to_owned())
+            } else if self.is_erased(subject).await? {
+                opening.erased += 1;
+                Value::String(kring_domain::sealed::ERASED.to_owned())
+            } else {
+                marker["value"].clone()
+            };
+        }
         let mut paths = Vec::new();
         collect_marked(value, SEALED_KEY, &mut paths);
-        let mut opening = Opening::default();
         for path in paths {
             let Some(slot) = pointer_mut(value, &path) else {
                 continue;
