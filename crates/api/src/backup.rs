@@ -1,12 +1,15 @@
-//! `kring-api backup --to DIR` and `kring-api restore --from DIR` for the embedded installation
-//! (SQLite files, media and keys in the data directory), and the data-directory lock that keeps
-//! a restore away from a running server.
+//! `kring-api backup --to DIR` and `kring-api restore --from DIR`, for the embedded installation
+//! (SQLite files, media and keys in the data directory) and for PostgreSQL (one database for
+//! log, vault and read models; media and keys in the data directory), and the data-directory
+//! lock that keeps a restore away from a running server.
 //!
-//! A backup is an online, consistent copy: each database is copied with `VACUUM INTO` (one
-//! read transaction each, no free pages carried over), the read models first and the vault
-//! last, so the copied read models are never ahead of the copied log and every key the copied
-//! log or media need is in the copied vault. `kring-backup.json`, written last, lists every file
-//! with its SHA-256; a directory without it is not a backup.
+//! A backup is an online, consistent copy. On SQLite each database is copied with `VACUUM
+//! INTO` (one read transaction each, no free pages carried over), the read models first and the
+//! vault last, so the copied read models are never ahead of the copied log and every key the
+//! copied log or media need is in the copied vault. On PostgreSQL `pg_dump` copies the whole
+//! database from one snapshot (`database.pgdump`, custom format). Media files and the key files
+//! follow. `kring-backup.json`, written last, lists every file with its SHA-256; a directory
+//! without it is not a backup.
 //!
 //! A backup never holds the erasure ledger (`erasures.ledger`). A restore keeps the data
 //! directory's ledger, refuses to run without one (unless told the installation never had one),
@@ -38,13 +41,42 @@ const KEY_FILES: [&str; 2] = ["master.key", "jwt.key"];
 const MEDIA: &str = "media";
 /// Where a restore assembles the backup's files before it replaces anything.
 const STAGING: &str = ".restore-staging";
+/// The PostgreSQL database of a backup (`pg_dump --format=custom`).
+const PG_DUMP: &str = "database.pgdump";
+
+/// Where an installation keeps its log, vault and read models.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// SQLite files in the data directory (the embedded default).
+    #[default]
+    Sqlite,
+    /// One PostgreSQL database (`KRING_DATABASE_URL`).
+    Postgres,
+}
 
 /// Why a backup or a restore did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    /// The installation keeps its data outside the data directory.
-    #[error("backup and restore are not supported yet on {0}: only the embedded SQLite installation (no KRING_DATABASE_URL, no KRING_EVENTSTORE_URL) is backed up by kring-api; use the database's own tools and keep the data directory's {LEDGER_FILE} out of them")]
+    /// The installation keeps its log where kring-api cannot copy it.
+    #[error("backup and restore are not supported on {0}: kring-api backs up the embedded SQLite installation and PostgreSQL (KRING_DATABASE_URL without KRING_EVENTSTORE_URL); use the database's own tools and keep the data directory's {LEDGER_FILE} out of them")]
     UnsupportedBackend(&'static str),
+    /// The backup was taken of another kind of installation.
+    #[error("the backup is of a {backup:?} installation, this one is {installation:?}")]
+    OtherBackend {
+        /// The backup's.
+        backup: Backend,
+        /// The installation's.
+        installation: Backend,
+    },
+    /// `pg_dump` or `pg_restore` failed (or is not installed).
+    #[error("{tool}: {detail}")]
+    PgTool {
+        /// The program.
+        tool: &'static str,
+        /// Its error output, or why it did not run.
+        detail: String,
+    },
     /// `--to` names a directory that already holds files.
     #[error("{0} exists and is not empty: a backup goes into a new or empty directory")]
     TargetNotEmpty(PathBuf),
@@ -128,6 +160,9 @@ pub struct BackedUpFile {
 pub struct Manifest {
     /// The manifest's format.
     pub format: u32,
+    /// What kind of installation it is a backup of.
+    #[serde(default)]
+    pub backend: Backend,
     /// When the copy was taken.
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Every file, with its checksum.
@@ -145,11 +180,58 @@ pub struct RestoreReport {
     pub erasures_reapplied: usize,
 }
 
-fn embedded(config: &Config) -> Result<(), BackupError> {
+fn backend(config: &Config) -> Result<(Backend, Option<&str>), BackupError> {
     match (&config.database_url, &config.eventstore_url) {
-        (None, None) => Ok(()),
-        (Some(_), _) => Err(BackupError::UnsupportedBackend("PostgreSQL")),
-        (None, Some(_)) => Err(BackupError::UnsupportedBackend("EventStoreDB")),
+        (None, None) => Ok((Backend::Sqlite, None)),
+        (Some(url), None) => Ok((Backend::Postgres, Some(url.as_str()))),
+        (_, Some(_)) => Err(BackupError::UnsupportedBackend("EventStoreDB")),
+    }
+}
+
+/// The connection URL as libpq (`pg_dump`, `pg_restore`) reads it: without the
+/// `options[…]` parameters sqlx takes and libpq does not.
+fn libpq_url(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("options%5B") && !p.starts_with("options["))
+        .collect();
+    if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+/// Runs a PostgreSQL client program; its error output becomes the error.
+async fn pg_tool(tool: &'static str, args: Vec<std::ffi::OsString>) -> Result<(), BackupError> {
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(tool)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+    });
+    let out = run
+        .await
+        .map_err(|e| BackupError::PgTool {
+            tool,
+            detail: e.to_string(),
+        })?
+        .map_err(|e| BackupError::PgTool {
+            tool,
+            detail: format!(
+                "{e} (install PostgreSQL's client programs, e.g. Debian's postgresql-client)"
+            ),
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(BackupError::PgTool {
+            tool,
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
     }
 }
 
@@ -160,13 +242,15 @@ fn embedded(config: &Config) -> Result<(), BackupError> {
 /// [`BackupError`]; a failed backup may leave a partial directory without a manifest, which
 /// `restore` refuses.
 pub async fn backup(config: &Config, to: &Path) -> Result<Manifest, BackupError> {
-    embedded(config)?;
+    let (backend, url) = backend(config)?;
     let dir = &config.data_dir;
-    if !config.events_file().is_file() {
-        return Err(BackupError::NoInstallation(dir.clone()));
-    }
-    if !config.vault_file().is_file() {
-        return Err(BackupError::VaultNotMoved(dir.clone()));
+    if backend == Backend::Sqlite {
+        if !config.events_file().is_file() {
+            return Err(BackupError::NoInstallation(dir.clone()));
+        }
+        if !config.vault_file().is_file() {
+            return Err(BackupError::VaultNotMoved(dir.clone()));
+        }
     }
     // Not while a restore replaces the files.
     let _lock = DataDirLock::shared(dir)?;
@@ -178,11 +262,29 @@ pub async fn backup(config: &Config, to: &Path) -> Result<Manifest, BackupError>
     }
     fs::create_dir_all(to).map_err(io(to))?;
     let mut names = Vec::new();
+    if let Some(url) = url {
+        // One snapshot of log, vault and read models together.
+        pg_tool(
+            "pg_dump",
+            vec![
+                "--format=custom".into(),
+                "--no-owner".into(),
+                "--no-privileges".into(),
+                format!("--file={}", to.join(PG_DUMP).display()).into(),
+                format!("--dbname={}", libpq_url(url)).into(),
+            ],
+        )
+        .await?;
+        File::open(to.join(PG_DUMP))
+            .and_then(|f| f.sync_all())
+            .map_err(io(&to.join(PG_DUMP)))?;
+        names.push(PG_DUMP.to_owned());
+    }
     // The read models before the log: the copied read models are never ahead of the copied log.
     for db in ["read.db", "events.db"] {
         let source = dir.join(db);
         // Read models may be missing (never started); the log is checked above.
-        if source.is_file() {
+        if backend == Backend::Sqlite && source.is_file() {
             vacuum_into(&source, &to.join(db)).await?;
             names.push(db.to_owned());
         }
@@ -210,8 +312,10 @@ pub async fn backup(config: &Config, to: &Path) -> Result<Manifest, BackupError>
             }
         }
     }
-    vacuum_into(&config.vault_file(), &to.join("vault.db")).await?;
-    names.push("vault.db".to_owned());
+    if backend == Backend::Sqlite {
+        vacuum_into(&config.vault_file(), &to.join("vault.db")).await?;
+        names.push("vault.db".to_owned());
+    }
     for key in KEY_FILES {
         let source = dir.join(key);
         if source.is_file() {
@@ -225,6 +329,7 @@ pub async fn backup(config: &Config, to: &Path) -> Result<Manifest, BackupError>
     }
     let manifest = Manifest {
         format: FORMAT,
+        backend,
         created_at: chrono::Utc::now(),
         files,
     };
@@ -328,13 +433,18 @@ pub fn verify(from: &Path) -> Result<Manifest, BackupError> {
     if manifest.format != FORMAT {
         return Err(damaged(MANIFEST, "has a format this version does not know"));
     }
-    for name in ["events.db", "vault.db"] {
-        if !manifest.files.iter().any(|f| f.path == name) {
+    let needed: &[&str] = match manifest.backend {
+        Backend::Sqlite => &["events.db", "vault.db"],
+        Backend::Postgres => &[PG_DUMP],
+    };
+    for name in needed {
+        if !manifest.files.iter().any(|f| f.path == *name) {
             return Err(damaged(name, "is missing from the manifest"));
         }
     }
     for file in &manifest.files {
         let allowed = DATABASES.contains(&file.path.as_str())
+            || (manifest.backend == Backend::Postgres && file.path == PG_DUMP)
             || KEY_FILES.contains(&file.path.as_str())
             || file.path.strip_prefix("media/").is_some_and(|name| {
                 !name.is_empty() && !name.contains('/') && !name.starts_with('.')
@@ -410,9 +520,15 @@ pub async fn restore(
     from: &Path,
     without_ledger: bool,
 ) -> Result<RestoreReport, BackupError> {
-    embedded(config)?;
+    let (backend, url) = backend(config)?;
     let dir = &config.data_dir;
     let manifest = verify(from)?;
+    if manifest.backend != backend {
+        return Err(BackupError::OtherBackend {
+            backup: manifest.backend,
+            installation: backend,
+        });
+    }
     let ledger = config.ledger();
     if !ledger.exists() && !without_ledger {
         return Err(BackupError::NoLedger(dir.clone()));
@@ -430,6 +546,14 @@ pub async fn restore(
         // Nothing in the data directory was touched yet.
         let _ = fs::remove_dir_all(&staging);
         return Err(e);
+    }
+    if let Some(url) = url {
+        // The database in one transaction (all of it or none), then the ledger's erasures
+        // again before anything can read it.
+        if let Err(e) = restore_postgres(url, &staging, &subjects).await {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
     }
     for db in DATABASES {
         for suffix in ["", "-wal", "-shm", "-journal"] {
@@ -470,21 +594,13 @@ async fn stage(
     for file in &manifest.files {
         copy_synced(&from.join(&file.path), &staging.join(&file.path))?;
     }
-    let master = if std::env::var_os(kring_store::vault::MASTER_KEY_ENV).is_some()
-        || staging.join("master.key").is_file()
-    {
-        MasterKey::from_env_or_data_dir(staging)?
-    } else {
-        return Err(VaultError::MasterKey(format!(
-            "the backup holds no master.key: set {} to the key of the backed-up installation",
-            kring_store::vault::MASTER_KEY_ENV
-        ))
-        .into());
-    };
-    let vault = KeyVault::open_sqlite(&staging.join("vault.db"), &master).await?;
-    let outcome = vault.erase_again(erased).await;
-    vault.close().await;
-    outcome?;
+    let master = master_key(staging)?;
+    if manifest.backend == Backend::Sqlite {
+        let vault = KeyVault::open_sqlite(&staging.join("vault.db"), &master).await?;
+        let outcome = vault.erase_again(erased).await;
+        vault.close().await;
+        outcome?;
+    }
     for subject in erased {
         if let Subject::Media(id) = subject {
             for path in [
@@ -496,6 +612,51 @@ async fn stage(
         }
     }
     Ok(())
+}
+
+/// The master key of the backed-up installation: `KRING_MASTER_KEY`, else the backup's
+/// `master.key`.
+fn master_key(staging: &Path) -> Result<MasterKey, BackupError> {
+    if std::env::var_os(kring_store::vault::MASTER_KEY_ENV).is_some()
+        || staging.join("master.key").is_file()
+    {
+        Ok(MasterKey::from_env_or_data_dir(staging)?)
+    } else {
+        Err(VaultError::MasterKey(format!(
+            "the backup holds no master.key: set {} to the key of the backed-up installation",
+            kring_store::vault::MASTER_KEY_ENV
+        ))
+        .into())
+    }
+}
+
+/// Replaces the database at `url` by the staged dump (`pg_restore --clean --single-transaction`:
+/// the whole database or nothing), then destroys the key of every `erased` subject in it again.
+async fn restore_postgres(
+    url: &str,
+    staging: &Path,
+    erased: &[Subject],
+) -> Result<(), BackupError> {
+    let master = master_key(staging)?;
+    pg_tool(
+        "pg_restore",
+        vec![
+            "--clean".into(),
+            "--if-exists".into(),
+            "--no-owner".into(),
+            "--no-privileges".into(),
+            "--single-transaction".into(),
+            "--exit-on-error".into(),
+            format!("--dbname={}", libpq_url(url)).into(),
+            staging.join(PG_DUMP).into_os_string(),
+        ],
+    )
+    .await?;
+    let vault = KeyVault::open_postgres(url, &master).await?;
+    let outcome = vault.erase_again(erased).await;
+    vault.close().await;
+    outcome?;
+    remove_if_present(&staging.join(PG_DUMP))
 }
 
 fn remove_if_present(path: &Path) -> Result<(), BackupError> {

@@ -149,6 +149,7 @@ fn backup_failure(e: &kring_api::backup::BackupError) -> ExitCode {
         | E::Damaged { .. }
         | E::InUse(_)
         | E::NoLedger(_)
+        | E::OtherBackend { .. }
         | E::Ledger(_)
         | E::Manifest { .. }
         // The restored vault is opened and erased before anything is put in place.

@@ -20,12 +20,18 @@ use uuid::Uuid;
 
 /// Runs the `kring-api` binary with `args`, with none of the caller's `KRING_*` settings.
 fn kring_api(args: &[&str]) -> Output {
+    kring_api_with(args, &[])
+}
+
+/// Runs the `kring-api` binary with `args` and these `KRING_*` settings only.
+fn kring_api_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kring-api"));
     for (name, _) in std::env::vars() {
         if name.starts_with("KRING_") {
             cmd.env_remove(name);
         }
     }
+    cmd.envs(env.iter().copied());
     cmd.args(args).output().unwrap()
 }
 
@@ -345,6 +351,93 @@ async fn a_restore_never_brings_back_what_was_erased_after_the_backup() {
     );
 }
 
+/// The same on PostgreSQL: `pg_dump` takes log, vault and read models from one snapshot;
+/// `pg_restore` puts them back in one transaction and the ledger's erasures are applied again
+/// before anything reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restore_never_brings_back_what_was_erased_after_the_backup() {
+    let mut api = Api::postgres("backup").await;
+    let config = api.running.state.system.config.clone();
+    let dir = config.data_dir.clone();
+    let url = config.database_url.clone().unwrap();
+    let env = [("KRING_DATABASE_URL", url.as_str())];
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let media_id = post_photo(&api, &s).await;
+    api.caught_up().await;
+    let subjects = [
+        Subject::Person(mum),
+        Subject::Child(s.child_a),
+        Subject::Media(MediaId::from_uuid(media_id)),
+    ];
+
+    let backup_dir = tempfile::tempdir().unwrap();
+    let backup = backup_dir.path().join("monday");
+    let out = kring_api_with(
+        &["backup", "--data-dir", arg(&dir), "--to", arg(&backup)],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(backup.join("kring-backup.json")).unwrap()).unwrap();
+    assert_eq!(manifest["backend"], "postgres");
+    assert!(backup.join("database.pgdump").is_file());
+    assert!(!backup.join("vault.db").exists() && !backup.join("erasures.ledger").exists());
+    let head_at_backup = api.head().await;
+
+    for path in [
+        format!("/v1/people/{mum}/erasure"),
+        format!("/v1/children/{}/erasure", s.child_a),
+    ] {
+        api.post(&path, Some(&api.operator()), json!({}))
+            .await
+            .expect(202);
+    }
+    // A backup of PostgreSQL does not restore into the embedded installation.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = kring_api(&[
+        "restore",
+        "--data-dir",
+        arg(elsewhere.path()),
+        "--from",
+        arg(&backup),
+        "--without-erasure-ledger",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    api.running.stop();
+    let out = kring_api_with(
+        &["restore", "--data-dir", arg(&dir), "--from", arg(&backup)],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("erased again 3 subjects"),
+        "{}",
+        text(&out)
+    );
+    api.running = start(ServeOptions::new(config).without_rate_limits())
+        .await
+        .unwrap();
+    assert!(api.head().await >= head_at_backup);
+    let vault = &api.running.state.system.vault;
+    for subject in subjects {
+        assert!(vault.is_erased(subject).await.unwrap(), "{subject:?}");
+    }
+    assert!(!dir
+        .join("media")
+        .join(format!("{media_id}.kmedia"))
+        .exists());
+    let me = api.get_fresh("/v1/me", &api.person(mum)).await.expect(200);
+    assert_eq!(me.body["display_name"], "[erased]");
+    let group = api
+        .get_fresh(&format!("/v1/groups/{}", s.group), &api.person(s.teacher))
+        .await
+        .expect(200);
+    assert!(!group.text.contains("Sanne"), "{}", group.text);
+    assert!(group.text.contains("Daan"), "{}", group.text);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_and_restore_refuse_bad_targets_and_change_nothing() {
     let api = Api::sqlite().await;
@@ -361,16 +454,26 @@ async fn backup_and_restore_refuse_bad_targets_and_change_nothing() {
     assert!(text(&out).contains("not empty"), "{}", text(&out));
     assert_eq!(files_under(&busy), vec![busy.join("notes.txt")]);
 
-    // PostgreSQL and EventStoreDB installations are not backed up by kring-api (yet).
+    // A PostgreSQL server that cannot be reached: pg_dump's error, and no backup.
     let out = Command::new(env!("CARGO_BIN_EXE_kring-api"))
         .args(["backup", "--data-dir", arg(&dir), "--to"])
         .arg(work.path().join("pg"))
         .env("KRING_DATABASE_URL", "postgres://nowhere.invalid/kring")
         .output()
         .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("pg_dump"), "{}", text(&out));
+    assert!(!work.path().join("pg").join("kring-backup.json").exists());
+    // EventStoreDB installations are not backed up by kring-api.
+    let out = Command::new(env!("CARGO_BIN_EXE_kring-api"))
+        .args(["backup", "--data-dir", arg(&dir), "--to"])
+        .arg(work.path().join("esdb"))
+        .env("KRING_EVENTSTORE_URL", "esdb://nowhere.invalid:2113")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("not supported yet"), "{}", text(&out));
-    assert!(!work.path().join("pg").exists());
+    assert!(text(&out).contains("not supported"), "{}", text(&out));
+    assert!(!work.path().join("esdb").exists());
 
     let backup = work.path().join("b");
     let out = kring_api(&["backup", "--data-dir", arg(&dir), "--to", arg(&backup)]);
