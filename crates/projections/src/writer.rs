@@ -169,6 +169,10 @@ impl Drop for Guard {
 /// no faster.
 const WAL_RESTART_FRAMES: i64 = 16_384;
 
+/// Commits the checkpoints may fall behind before the writer waits for them: what they report
+/// of the WAL is never older than this.
+const MAX_CHECKPOINT_LAG: u64 = 4;
+
 /// Checkpoints of a SQLite WAL on a connection of their own, beside the writer.
 ///
 /// With SQLite's automatic checkpoints the writer copies the WAL into the database inside a
@@ -243,6 +247,18 @@ impl Checkpoints {
     /// Before a transaction: if the WAL is long, wait until the last commit is checkpointed, so
     /// that SQLite starts it over as this transaction begins.
     async fn before_begin(&mut self) -> Before {
+        // The frames known are those of the last checkpoint done; one that lags far behind
+        // (a busy machine) would let the WAL grow unseen: keep it within a few commits.
+        let behind = self.commits.saturating_sub(MAX_CHECKPOINT_LAG);
+        if self.done.borrow().0 < behind
+            && self
+                .done
+                .wait_for(|(c, f)| *c >= behind || f.is_none())
+                .await
+                .is_err()
+        {
+            return Before::FallBack;
+        }
         let (checkpoint, frames) = *self.done.borrow();
         match frames {
             None => return Before::FallBack,
