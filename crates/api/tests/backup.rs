@@ -10,7 +10,6 @@ use kring_api::server::{start, ServeOptions};
 use kring_domain::access::Subject;
 use kring_domain::{MediaId, StreamName};
 use kring_projections::Config;
-use kring_store::EventStoreExt;
 use rights_fixture::{Api, School};
 use serde_json::{json, Value};
 use sqlx::{Connection, SqliteConnection};
@@ -102,19 +101,6 @@ async fn tables(path: &Path) -> Vec<String> {
         .unwrap();
     conn.close().await.unwrap();
     names
-}
-
-async fn event_types(api: &Api, stream: StreamName) -> Vec<String> {
-    api.running
-        .state
-        .system
-        .store
-        .read_stream_to_end(&stream)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect()
 }
 
 fn jpeg(marker: &str) -> Vec<u8> {
@@ -318,8 +304,8 @@ async fn a_restore_never_brings_back_what_was_erased_after_the_backup() {
         .unwrap();
     let mut recorded = false;
     for _ in 0..100 {
-        let person = event_types(&api, StreamName::person(mum)).await;
-        let child = event_types(&api, StreamName::child(s.child_a)).await;
+        let person = api.event_types(StreamName::person(mum)).await;
+        let child = api.event_types(StreamName::child(s.child_a)).await;
         if person.last().map(String::as_str) == Some("PersonErased")
             && child.last().map(String::as_str) == Some("ChildErased")
         {

@@ -12,7 +12,7 @@ use kring_domain::invitation::{self, InvitationAction, InvitationContext};
 use kring_domain::person::{self, PersonAction, PersonContext};
 use kring_domain::school::SchoolAction;
 use kring_domain::{Actor, Command, InvitationId, PersonId, StreamName};
-use kring_store::{EventStore, EventStoreExt};
+use kring_store::EventStore;
 use rights_fixture::{Api, School};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -26,19 +26,6 @@ on_both_backends!(
     verify_walks_every_chain_for_compliance_officers_and_the_operator,
     reads_by_compliance_officers_and_the_operator_are_in_the_access_log,
 );
-
-async fn event_types(api: &Api, stream: StreamName) -> Vec<String> {
-    api.running
-        .state
-        .system
-        .store
-        .read_stream_to_end(&stream)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect()
-}
 
 fn find<'a>(list: &'a Value, key: &str, id: impl ToString) -> &'a Value {
     let id = id.to_string();
@@ -71,11 +58,11 @@ async fn erasure_shows_erased_everywhere_and_keeps_the_consent_history(api: Api)
         .expect(202);
     let erased_at = r.position();
     assert_eq!(
-        event_types(&api, StreamName::person(mum)).await,
+        api.event_types(StreamName::person(mum)).await,
         vec!["PersonErasureRequested", "PersonErased"]
     );
     assert_eq!(
-        event_types(&api, StreamName::school(s.school_id))
+        api.event_types(StreamName::school(s.school_id))
             .await
             .last()
             .map(String::as_str),
@@ -120,7 +107,7 @@ async fn erasure_shows_erased_everywhere_and_keeps_the_consent_history(api: Api)
         .await
         .expect(202);
     assert_eq!(
-        event_types(&api, StreamName::child(s.child_a)).await,
+        api.event_types(StreamName::child(s.child_a)).await,
         vec![
             "ConsentDecided",
             "ConsentDecided",
@@ -372,11 +359,11 @@ async fn an_interrupted_erasure_or_approval_is_completed_by_repeating_or_by_the_
     .await
     .expect(202);
     assert_eq!(
-        event_types(&api, StreamName::person(mum)).await,
+        api.event_types(StreamName::person(mum)).await,
         vec!["PersonErasureRequested", "PersonErased"]
     );
     assert_eq!(
-        event_types(&api, StreamName::school(s.school_id))
+        api.event_types(StreamName::school(s.school_id))
             .await
             .last()
             .map(String::as_str),
@@ -403,7 +390,7 @@ async fn an_interrupted_erasure_or_approval_is_completed_by_repeating_or_by_the_
         .await
         .unwrap());
     assert_eq!(
-        event_types(&api, StreamName::person(dad)).await,
+        api.event_types(StreamName::person(dad)).await,
         vec!["PersonErasureRequested", "PersonErased"]
     );
     let me = api.get_fresh("/v1/me", &api.person(dad)).await.expect(200);
@@ -666,7 +653,7 @@ async fn reads_by_compliance_officers_and_the_operator_are_in_the_access_log(api
         .all(|e| e["subject"] == json!({"kind": "child", "id": s.child_a})));
     assert_eq!(after.body["next_after"], Value::Null);
     assert_eq!(
-        event_types(&api, StreamName::access(s.child_a.as_uuid()))
+        api.event_types(StreamName::access(s.child_a.as_uuid()))
             .await
             .len(),
         3,
@@ -717,7 +704,7 @@ async fn reads_by_compliance_officers_and_the_operator_are_in_the_access_log(api
     }
     // Reading the log itself is not logged.
     assert_eq!(
-        event_types(&api, StreamName::access(s.child_a.as_uuid()))
+        api.event_types(StreamName::access(s.child_a.as_uuid()))
             .await
             .len(),
         3
@@ -796,7 +783,7 @@ async fn an_erasure_whose_secure_deletion_is_held_back_says_so_and_a_repeat_comp
         .await
         .expect(202);
     assert_eq!(
-        event_types(&api, StreamName::child(s.child_a)).await,
+        api.event_types(StreamName::child(s.child_a)).await,
         vec!["ChildErasureRequested", "ChildErased"]
     );
 }

@@ -58,6 +58,22 @@ pub struct StoredId {
     pub position: Position,
 }
 
+/// A row's position and chain hash, as the global chain is computed from them.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] for a hash that is not 32 bytes.
+pub(crate) fn position_and_hash(
+    position: i64,
+    hash: &[u8],
+) -> Result<(Position, EventHash), StoreError> {
+    let position = u64::try_from(position).unwrap_or_default();
+    let hash = EventHash::from_slice(hash).ok_or_else(|| StoreError::Corrupt {
+        position,
+        reason: "hash is not 32 bytes".into(),
+    })?;
+    Ok((position, hash))
+}
+
 impl StoredId {
     /// From a row's stream, version and position columns.
     ///

@@ -113,6 +113,21 @@ impl Api {
             .unwrap();
     }
 
+    /// The event types of `stream`, in order.
+    pub async fn event_types(&self, stream: kring_domain::StreamName) -> Vec<String> {
+        use kring_store::EventStoreExt;
+        self.running
+            .state
+            .system
+            .store
+            .read_stream_to_end(&stream)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    }
+
     /// A token for `caller`, valid for an hour.
     pub fn token(&self, caller: Caller) -> String {
         self.running

@@ -498,12 +498,8 @@ async fn fill_log_hashes(conn: &mut PgConnection) -> Result<Option<LogHead>, Sto
         let mut hashes = Vec::with_capacity(rows.len());
         for row in &rows {
             let raw: i64 = row.try_get(0)?;
-            let position = u64::try_from(raw).unwrap_or_default();
-            let hash: Vec<u8> = row.try_get(1)?;
-            let hash = EventHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
-                position,
-                reason: "hash is not 32 bytes".into(),
-            })?;
+            let (position, hash) =
+                crate::plan::position_and_hash(raw, row.try_get::<&[u8], _>(1)?)?;
             head = LogHead {
                 position,
                 log_hash: crate::log_hash(&head.log_hash, position, &hash),

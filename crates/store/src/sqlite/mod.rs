@@ -279,12 +279,8 @@ async fn backfill_log_hashes(conn: &mut SqliteConnection) -> Result<(), StoreErr
         from = last.try_get::<i64, _>(0)? + 1;
         for row in &rows {
             let raw: i64 = row.try_get(0)?;
-            let position = u64::try_from(raw).unwrap_or_default();
-            let hash: Vec<u8> = row.try_get(1)?;
-            let hash = EventHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
-                position,
-                reason: "hash is not 32 bytes".into(),
-            })?;
+            let (position, hash) =
+                crate::plan::position_and_hash(raw, row.try_get::<&[u8], _>(1)?)?;
             previous = crate::log_hash(&previous, position, &hash);
             sqlx::query(SET_LOG_HASH)
                 .bind(&previous.0[..])
