@@ -4,9 +4,11 @@
 //
 // A teacher reads who may see the demo's class photo (Sanne's parents are withheld: Daan's second
 // parent withdrew group_communication); Sanne's parent reads the feed without it; Daan's parent
-// grants consent and Sanne's parent, reading with `min_position`, sees the photo at once; the
-// parent withdraws again and the photo is gone; the compliance officer reads both decisions in
+// grants consent (retried with the same Idempotency-Key, it writes nothing again) and Sanne's
+// parent, reading with `min_position`, sees the photo at once; the parent withdraws again and the
+// photo is gone; the compliance officer reads both decisions in
 // the consent history. Any unexpected status throws (exit code 1).
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { expectProblem, expectStatus, kring, type Schemas } from "./client.js";
 
@@ -77,22 +79,25 @@ async function photoInFeed(position: number): Promise<boolean> {
 
 check(!(await photoInFeed(0)), "the photo is not in Sanne's parent's feed");
 
-/** Daan's second parent decides on group_communication; answers the decision's position. */
-async function decide(granted: boolean): Promise<Schemas["Decided"]> {
+/** Daan's second parent decides on group_communication, with `key` as its Idempotency-Key. */
+async function decide(granted: boolean, key: string): Promise<Schemas["Decided"]> {
   return expectStatus(
     `PUT consent ${granted ? "granted" : "withdrawn"}`,
     await daanParent.PUT("/v1/children/{child_id}/consents/{purpose}", {
-      params: { path: { child_id: daan, purpose } },
+      params: { path: { child_id: daan, purpose }, header: { "Idempotency-Key": key } },
       body: { granted, method: "app" },
     }),
   );
 }
 
-const granted = await decide(true);
+const grantKey = randomUUID();
+const granted = await decide(true, grantKey);
 check(granted.effective, "Daan's parent grants group_communication: consent holds", granted);
+const retried = await decide(true, grantKey);
+check(retried.position === granted.position, "the grant retried with its Idempotency-Key writes nothing again", retried);
 check(await photoInFeed(granted.position), "read at the grant's position, the photo is in the feed");
 
-const withdrawn = await decide(false);
+const withdrawn = await decide(false, randomUUID());
 check(!withdrawn.effective, "Daan's parent withdraws it again: consent no longer holds", withdrawn);
 check(withdrawn.position > granted.position, "the withdrawal comes after the grant in the log");
 check(!(await photoInFeed(withdrawn.position)), "read at the withdrawal's position, the photo is gone");

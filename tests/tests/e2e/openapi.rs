@@ -184,12 +184,25 @@ async fn the_openapi_document_is_3_1_and_lists_every_route_of_the_contract() {
     // this): query parameters such as `min_position` in the query, never in the path.
     let problems = parameter_problems(&doc);
     assert!(problems.is_empty(), "parameters: {problems:#?}");
+    // Every write declares the optional Idempotency-Key header that every write accepts.
+    for (method, path, op) in &listed {
+        if method == "GET" {
+            continue;
+        }
+        let key = op["parameters"].as_array().and_then(|ps| {
+            ps.iter()
+                .find(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
+        });
+        assert!(
+            key.is_some_and(|k| k["required"] != Value::Bool(true)),
+            "{method} {path} declares an optional Idempotency-Key header: {op}"
+        );
+    }
     let feed = &doc["paths"]["/v1/feed"]["get"]["parameters"];
     for query in ["min_position", "limit", "before", "group_id"] {
         assert!(
-            feed.as_array().is_some_and(|ps| ps
-                .iter()
-                .any(|p| p["name"] == query && p["in"] == "query")),
+            feed.as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == query && p["in"] == "query")),
             "GET /v1/feed takes {query} in the query: {feed}"
         );
     }
