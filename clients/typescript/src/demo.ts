@@ -1,13 +1,13 @@
 // End to end through the generated client, against `kring-api serve --demo`:
 //
-//   KRING_URL=http://127.0.0.1:8080 KRING_DEMO=kring-data/demo.json npm run demo
+//   KRING_URL=http://127.0.0.1:8080 KRING_DEMO=../../kring-data/demo.json npm run demo
 //
 // A teacher reads who may see the demo's class photo (Sanne's parents are withheld: Daan's second
 // parent withdrew group_communication); Sanne's parent reads the feed without it; Daan's parent
 // grants consent (retried with the same Idempotency-Key, it writes nothing again) and Sanne's
 // parent, reading with `min_position`, sees the photo at once; the parent withdraws again and the
-// photo is gone; the compliance officer reads both decisions in
-// the consent history. Any unexpected status throws (exit code 1).
+// photo is gone; the compliance officer reads both decisions in the consent history. Any type
+// error fails `tsc --noEmit`; any unexpected status throws here (exit code 1).
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { expectProblem, expectStatus, kring, type Schemas } from "./client.js";
