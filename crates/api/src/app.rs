@@ -53,7 +53,45 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     for part in routes::docs() {
         doc.merge(part);
     }
+    declare_idempotency_key(&mut doc);
     doc
+}
+
+/// Every write accepts an `Idempotency-Key` header ([`crate::idempotency`] runs around every
+/// route), so every write operation declares it.
+fn declare_idempotency_key(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ObjectBuilder, Required, Type};
+    let key = ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Makes a retry of this write safe: the same key (with the same token, method, path \
+             and body) writes nothing twice and answers what the first request answered. 1 to \
+             255 visible ASCII characters; a UUID is a good key.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(crate::idempotency::MAX_KEY_LEN))
+                .pattern(Some("^[!-~]+$")),
+        ))
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            op.parameters.get_or_insert_with(Vec::new).push(key.clone());
+        }
+    }
 }
 
 /// The application: every route with its middleware.

@@ -254,6 +254,7 @@ pub const ERASED: &str = kring_domain::sealed::ERASED;
 
 /// `?min_position=N`: every GET takes it and waits (bounded) for the read models.
 #[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MinPosition {
     /// Wait until the read models have applied the log up to this position.
     pub min_position: Option<u64>,

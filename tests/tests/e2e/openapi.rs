@@ -24,6 +24,59 @@ fn operations(doc: &Value) -> Vec<(String, String, Value)> {
     out
 }
 
+/// The names in a path template: `{child_id}` and `{purpose}` of
+/// `/v1/children/{child_id}/consents/{purpose}`.
+fn template_names(path: &str) -> BTreeSet<String> {
+    path.split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_owned()))
+        .collect()
+}
+
+/// Every parameter of every operation is declared where a client sends it: a path parameter
+/// only when its name is in the path template, every name of the template as a path parameter,
+/// everything else in the query or a header, and no parameter twice.
+fn parameter_problems(doc: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let template = template_names(path);
+        for method in METHODS {
+            let Some(op) = item.get(method) else { continue };
+            let name = format!("{} {path}", method.to_uppercase());
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let mut seen = BTreeSet::new();
+            let mut in_path = BTreeSet::new();
+            for p in &params {
+                let (Some(pname), Some(place)) = (p["name"].as_str(), p["in"].as_str()) else {
+                    problems.push(format!("{name}: a parameter without name or in: {p}"));
+                    continue;
+                };
+                if !["path", "query", "header", "cookie"].contains(&place) {
+                    problems.push(format!("{name}: {pname} is in: {place}"));
+                }
+                if !seen.insert((pname.to_owned(), place.to_owned())) {
+                    problems.push(format!("{name}: {pname} (in: {place}) is declared twice"));
+                }
+                if place == "path" {
+                    in_path.insert(pname.to_owned());
+                    if !template.contains(pname) {
+                        problems.push(format!(
+                            "{name}: {pname} is declared in: path but is not in the path"
+                        ));
+                    }
+                    if p["required"] != Value::Bool(true) {
+                        problems.push(format!("{name}: path parameter {pname} is not required"));
+                    }
+                }
+            }
+            for missing in template.difference(&in_path) {
+                problems.push(format!("{name}: {{{missing}}} is not declared in: path"));
+            }
+        }
+    }
+    problems
+}
+
 /// Resolves `#/components/schemas/Name`.
 fn resolves(doc: &Value, reference: &str) -> bool {
     reference
@@ -127,6 +180,33 @@ async fn the_openapi_document_is_3_1_and_lists_every_route_of_the_contract() {
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 
+    // Parameters are where a client sends them (a generated client builds its calls from
+    // this): query parameters such as `min_position` in the query, never in the path.
+    let problems = parameter_problems(&doc);
+    assert!(problems.is_empty(), "parameters: {problems:#?}");
+    // Every write declares the optional Idempotency-Key header that every write accepts.
+    for (method, path, op) in &listed {
+        if method == "GET" {
+            continue;
+        }
+        let key = op["parameters"].as_array().and_then(|ps| {
+            ps.iter()
+                .find(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
+        });
+        assert!(
+            key.is_some_and(|k| k["required"] != Value::Bool(true)),
+            "{method} {path} declares an optional Idempotency-Key header: {op}"
+        );
+    }
+    let feed = &doc["paths"]["/v1/feed"]["get"]["parameters"];
+    for query in ["min_position", "limit", "before", "group_id"] {
+        assert!(
+            feed.as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == query && p["in"] == "query")),
+            "GET /v1/feed takes {query} in the query: {feed}"
+        );
+    }
+
     // Every documented route is served: called without a token, none answers the router's
     // "route not found" or 405.
     for (method, path, _) in &listed {
@@ -142,4 +222,24 @@ async fn the_openapi_document_is_3_1_and_lists_every_route_of_the_contract() {
             answer.text()
         );
     }
+}
+
+#[test]
+fn a_query_parameter_declared_in_the_path_is_a_problem() {
+    let doc = serde_json::json!({"paths": {
+        "/v1/children/{child_id}/consents": {"get": {"parameters": [
+            {"name": "child_id", "in": "path", "required": true},
+            {"name": "min_position", "in": "path", "required": true},
+        ]}},
+        "/v1/media/{media_id}": {"get": {"parameters": [
+            {"name": "min_position", "in": "query", "required": false},
+        ]}},
+        "/v1/feed": {"get": {"parameters": [
+            {"name": "min_position", "in": "query", "required": false},
+        ]}},
+    }});
+    let problems = parameter_problems(&doc);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(problems[0].contains("min_position is declared in: path"));
+    assert!(problems[1].contains("{media_id} is not declared in: path"));
 }

@@ -292,6 +292,7 @@ pub async fn decide(
 
 /// `?as_of=` on a child's consents.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AsOf {
     /// The moment to answer for (RFC 3339); now when absent.
     pub as_of: Option<DateTime<Utc>>,
@@ -435,6 +436,7 @@ async fn consent_as_of(
 
 /// `?purpose=&from=&to=` on the consent history.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryFilter {
     /// Only this purpose.
     pub purpose: Option<String>,

@@ -338,6 +338,7 @@ pub async fn post_message(
 
 /// `?limit=&before=` on a list paged by log position.
 #[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
     /// How many to answer (1–200, default 50).
     pub limit: Option<u32>,
@@ -856,6 +857,7 @@ pub async fn availability(
 
 /// `?as_of=` on the caller's notifications.
 #[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AsOf {
     /// The moment to answer for (RFC 3339); now when absent.
     pub as_of: Option<DateTime<Utc>>,

@@ -596,6 +596,7 @@ pub struct InvitationList {
 
 /// Paging of `GET /v1/groups/{group_id}/invitations`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InvitationPage {
     /// At most this many (default 100, at most 500).
     pub limit: Option<u32>,

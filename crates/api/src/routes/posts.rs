@@ -704,6 +704,7 @@ pub struct FeedDoc {
 
 /// `GET /v1/feed` parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
     /// Only posts to this group.
     pub group_id: Option<Uuid>,

@@ -917,6 +917,7 @@ async fn officer_schools(state: &AppState, caller: Caller) -> ApiResult<Vec<Arc<
 
 /// `?subject=&limit=&after=` on the access log.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AccessLogQuery {
     /// Only reads of this subject: `person:<id>`, `child:<id>`, `post:<id>` or `media:<id>`.
     pub subject: Option<String>,

@@ -212,6 +212,7 @@ pub async fn cancel_absence(
 
 /// `?date=` on a group's absences.
 #[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OnDate {
     /// The school day (`YYYY-MM-DD`); today in the school's time zone when absent.
     pub date: Option<NaiveDate>,
