@@ -21,7 +21,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The OpenAPI document of the operational endpoints; [`openapi`] merges every route module's.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Kring API", version = "1", description = "Privacy-first communication between primary schools and parents. See API.md."),
+    info(title = "Kring API", version = "1", description = "Privacy-first communication between primary schools and parents. How the server behaves: docs/api.md in the repository."),
     paths(healthz, readyz, metrics),
     components(schemas(crate::error::Problem, Health, Readiness, ProjectionReadiness)),
     modifiers(&Bearer)

@@ -1,9 +1,9 @@
-//! Kring's HTTP API (axum): the contract of API.md over the domain deciders, the event store
+//! Kring's HTTP API (axum): the contract (`docs/api.md`, the served OpenAPI document) over the domain deciders, the event store
 //! and the read models.
 //!
 //! - [`exec`]: commands — load event-sourced state, decide, seal, append (retrying once on a
 //!   concurrency conflict);
-//! - [`routes`]: one module per area of API.md, each with its OpenAPI part;
+//! - [`routes`]: one module per area of the contract, each with its OpenAPI part;
 //! - [`auth`]: JWT bearer tokens (local key or an OpenID Connect issuer's JWKS);
 //! - [`app`]: the router, middleware and the operational endpoints;
 //! - [`server`]: `serve`, `projector` and `token`, as the binary runs them;

@@ -400,7 +400,7 @@ async fn only_staff_of_the_childs_group_invite_approve_revoke_and_list(api: Api)
         .expect(200);
     let r = api.get_fresh(&list, &api.person(parent)).await.expect(403);
     assert_eq!(r.code(), "forbidden");
-    // A group's existence is not private (API.md): 403 for anyone not its staff.
+    // A group's existence is not private: 403 for anyone not its staff.
     api.get_fresh(&list, &api.person(s.teacher2))
         .await
         .expect(403);

@@ -1,4 +1,4 @@
-//! The purposes a guardian gives or withdraws consent for (seed 002).
+//! The purposes a guardian gives or withdraws consent for: the purposes of the schools' consent form.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -69,7 +69,7 @@ fn default_time_zone() -> String {
 /// events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchoolSettings {
-    /// Days of notice a planned absence needs (seed 001: at least one day).
+    /// Days of notice a planned absence needs (the schools' absence rule: at least one day ahead).
     pub absence_notice_days: u32,
     /// Days an invitation stays valid.
     pub invitation_ttl_days: u32,

@@ -5,7 +5,7 @@
 //! - `lifecycle`: access ends the moment a relation ends, on every route it opened;
 //! - `matrix`: every route × every kind of caller → the expected status, no personal data of
 //!   others in any answer;
-//! - `openapi`: `/openapi.json` is OpenAPI 3.1 and lists every route of API.md;
+//! - `openapi`: `/openapi.json` is OpenAPI 3.1 and lists every route of the contract;
 //! - `sign_in`: single sign-on identities and revoked tokens, with the command line beside
 //!   the server;
 //! - `bad_input`: malformed, mistyped, missing and huge input on every write → a 4xx

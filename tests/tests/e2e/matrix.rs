@@ -3,7 +3,7 @@
 //! writes nothing; no answer carries personal data the caller may not see (e-mail addresses
 //! only in their owner's `/v1/me` and export).
 //!
-//! API.md: `404` where the existence of the resource is itself private (media, posts, children,
+//! The contract: `404` where the existence of the resource is itself private (media, posts, children,
 //! conversations), `403` otherwise; `401` for a missing, expired or foreign token.
 
 use crate::harness::{Backend, Body, Server, Who};
@@ -136,7 +136,7 @@ pub const MATRIX: &[(&str, [u16; 10])] = &[
     ("GET /v1/groups/{group_id}/activities",             [200, 403, 200, 403, 200, 403, 200, 401, 401, 401]),
     ("GET /v1/me/export",                                [200, 200, 200, 200, 200, 200, 403, 401, 401, 401]),
     ("GET /v1/audit/access-log",                         [403, 403, 403, 403, 403, 200, 403, 401, 401, 401]),
-    // API.md names the compliance officer; the operator may verify the hash chains too.
+    // The contract names the compliance officer; the operator may verify the hash chains too.
     ("GET /v1/audit/verify",                             [403, 403, 403, 403, 403, 200, 200, 401, 401, 401]),
     // Routes the implementation adds.
     ("GET /v1/me/quiet-hours",                           [200, 200, 200, 200, 200, 200, 200, 401, 401, 401]),

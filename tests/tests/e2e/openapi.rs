@@ -1,4 +1,4 @@
-//! `GET /openapi.json` is an OpenAPI 3.1 document that lists every route of API.md (and the
+//! `GET /openapi.json` is an OpenAPI 3.1 document that lists every route of the contract (and the
 //! ones the implementation adds), and every route it lists is one the server serves.
 
 use crate::bad_input::JSON_WRITES;
@@ -136,7 +136,7 @@ async fn the_openapi_document_is_3_1_and_lists_every_route_of_the_contract() {
     assert!(missing.is_empty(), "not in /openapi.json: {missing:?}");
 
     // Each operation documents its answers; every schema it names exists; the token-free
-    // routes are the ones API.md names.
+    // routes are the ones the contract names.
     let public: BTreeSet<String> = routes::OPERATIONS
         .iter()
         .chain(&["POST /v1/invitations/accept"])

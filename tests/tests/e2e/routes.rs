@@ -1,8 +1,8 @@
-//! The routes under test: every route of API.md (the contract, `../shared/API.md`), the routes
+//! The routes under test: every route of the contract (`docs/api.md`), the routes
 //! the implementation adds, and the operational endpoints. Path parameters carry the names the
-//! implementation gives them (API.md writes `{id}` for conversations and activities).
+//! implementation gives them (the contract writes `{id}` for conversations and activities).
 
-/// Every route of API.md, as `METHOD /path`.
+/// Every route of the contract, as `METHOD /path`.
 pub const CONTRACT: &[&str] = &[
     // Schools, staff, groups, children
     "POST /v1/schools",

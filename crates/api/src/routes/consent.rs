@@ -96,7 +96,7 @@ impl ChildPlace {
     }
 }
 
-/// Finds the child and what the caller is to it. A child's existence is private (API.md): `404`
+/// Finds the child and what the caller is to it. A child's existence is private: `404`
 /// for a caller who is neither its guardian nor staff of its school (nor the operator) — the
 /// parents of other children included.
 ///

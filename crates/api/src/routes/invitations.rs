@@ -631,7 +631,7 @@ pub async fn invitations_of_group(
     let school_id = state.school_of_group(group_id).await?;
     let roster = state.exec.school(school_id).await?.state;
     let actor = caller.actor();
-    // A group's existence is not private (API.md): whoever is not its staff gets `403`.
+    // A group's existence is not private: whoever is not its staff gets `403`.
     if !roster.is_group_staff(actor, group_id) {
         return Err(ApiError::forbidden(format!(
             "only staff of group {group_id} see its invitations"

@@ -1,4 +1,4 @@
-//! The routes of API.md, one module per area. Each module has `router()` and an OpenAPI
+//! The routes of the contract, one module per area. Each module has `router()` and an OpenAPI
 //! `Doc`; [`router`] and [`docs`] gather them.
 
 pub mod administration;
