@@ -6,6 +6,8 @@
 //!   are encrypted (XChaCha20-Poly1305, RustCrypto) with their subject's key. The store refuses
 //!   payloads that still hold a plain value.
 //! - [`KeyVault::open`] opens a [`Sealed`] field, or says it was erased.
+//! - [`KeyVault::stream_sealer`] and [`KeyVault::stream_opener`] seal and open long data (media
+//!   bytes) chunk by chunk with a subject's key (the STREAM construction).
 //! - [`KeyVault::erase`] destroys a subject's key: from then on every reader sees its fields as
 //!   erased. On SQLite the row is overwritten with `secure_delete` on and the WAL is truncated,
 //!   so no copy of the wrapped key lingers in free pages or the WAL; a truncation a reader held
@@ -19,11 +21,13 @@
 mod db;
 mod ledger;
 mod master;
+mod stream;
 
 pub use ledger::{
     parse_subject_name, subject_name, ErasureLedger, LedgerEntry, LedgerError, LEDGER_FILE,
 };
 pub use master::{create_private, MasterKey, MASTER_KEY_ENV};
+pub use stream::{StreamOpener, StreamSealer, STREAM_NONCE_PREFIX, STREAM_TAG};
 
 use crate::{Metadata, NewEvent, StoreError};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -63,6 +67,12 @@ pub enum VaultError {
     #[error("sealed field of {subject:?} does not decrypt: tampered with or corrupt")]
     Undecryptable {
         /// Whose field.
+        subject: Subject,
+    },
+    /// A stream of chunks is longer than its nonce counter allows (2³² − 1 chunks).
+    #[error("data of {subject:?} is too long to seal as one stream")]
+    StreamTooLong {
+        /// Whose data.
         subject: Subject,
     },
     /// The vault's database failed.
