@@ -10,8 +10,8 @@
 //! a chunk boundary is refused too.
 
 use super::{aad, KeyVault, VaultError};
-use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
 use chacha20poly1305::aead::rand_core::RngCore;
+use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
 use chacha20poly1305::aead::OsRng;
 use chacha20poly1305::XChaCha20Poly1305;
 use kring_domain::access::Subject;
@@ -242,12 +242,12 @@ mod tests {
         let subject = Subject::Media(MediaId::generate());
         let (key_id, nonce, sealed) = seal(&vault, subject, &[b"one.", b"two.", b"three"]).await;
         assert_eq!(sealed[0].len(), 4 + STREAM_TAG);
-        let opened = open(&vault, subject, key_id, &nonce, &sealed).await.unwrap();
+        let opened = open(&vault, subject, key_id, &nonce, &sealed)
+            .await
+            .unwrap();
         assert_eq!(opened.as_deref(), Some(&b"one.two.three"[..]));
 
-        let undecryptable = |r: Result<Option<Vec<u8>>, VaultError>| {
-            matches!(r, Err(VaultError::Undecryptable { subject: s }) if s == subject)
-        };
+        let undecryptable = |r: Result<Option<Vec<u8>>, VaultError>| matches!(r, Err(VaultError::Undecryptable { subject: s }) if s == subject);
         // Cut short at a chunk boundary: the new last chunk was not sealed as the last.
         let cut = open(&vault, subject, key_id, &nonce, &sealed[..2]).await;
         assert!(undecryptable(cut));
@@ -280,7 +280,9 @@ mod tests {
         // Erased: nothing opens, and nothing new is sealed.
         vault.erase(subject).await.unwrap();
         assert_eq!(
-            open(&vault, subject, key_id, &nonce, &sealed).await.unwrap(),
+            open(&vault, subject, key_id, &nonce, &sealed)
+                .await
+                .unwrap(),
             None
         );
         assert!(matches!(
