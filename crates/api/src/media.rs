@@ -281,7 +281,7 @@ impl MediaFiles {
                 rest = &rest[n..];
             }
         }
-        sealer.seal_last(&mut chunk)?;
+        let end = sealer.seal_last(&mut chunk)?;
         file.write_all(&chunk).await.map_err(write_err)?;
 
         header.size = size;
@@ -295,6 +295,9 @@ impl MediaFiles {
         file.flush().await.map_err(write_err)?;
         file.sync_all().await.map_err(write_err)?;
         drop(file);
+        // The item's key is stored only now, and before its file appears: a refused or broken
+        // upload leaves no key behind, and no file is ever without its key.
+        self.vault.end_stream(end).await?;
         blocking(move || {
             std::fs::rename(&tmp, &path).map_err(|e| io("write", &path, e))?;
             unfinished.done();

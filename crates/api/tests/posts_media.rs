@@ -1809,6 +1809,19 @@ fn media_dir_entries(env: &Env) -> Vec<String> {
     names
 }
 
+/// How many data keys the installation's key vault holds (`vault.db`).
+async fn vault_keys(env: &Env) -> i64 {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", env.dir.path().join("vault.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let n = sqlx::query_scalar("SELECT count(*) FROM subject_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    n
+}
+
 /// The school's director, through the routes (enough to upload).
 async fn director(env: &Env) -> PersonId {
     let v = env
@@ -1933,6 +1946,7 @@ async fn an_upload_refused_midway_or_cut_off_leaves_no_file_and_nothing_in_the_l
     let env = Env::start_with(None, FULL_LIMIT).await;
     let teacher = director(&env).await;
     let head = env.running.state.system.store.head().await.unwrap();
+    let keys = vault_keys(&env).await;
 
     // No length declared: refused once the bytes pass the limit, after many chunks were written.
     let token = env.token(person(teacher));
@@ -1961,12 +1975,14 @@ async fn an_upload_refused_midway_or_cut_off_leaves_no_file_and_nothing_in_the_l
     }
     assert_eq!(left, Vec::<String>::new());
     assert_eq!(env.running.state.system.store.head().await.unwrap(), head);
+    assert_eq!(vault_keys(&env).await, keys, "no key was stored for them");
 
     // The same server still takes an upload.
     let (status, v) = env
         .upload(person(teacher), "image/jpeg", big_photo(100_000))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(vault_keys(&env).await, keys + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,8 +8,12 @@
 //! moved to another position, a chunk from another file, a dropped final chunk or a flipped bit
 //! fails to open; the last chunk is the only one sealed with the flag, so a stream cut short at
 //! a chunk boundary is refused too.
+//!
+//! A subject without a key yet (a new media item) gets one that is stored only when its stream
+//! is complete ([`KeyVault::end_stream`]): a stream that is abandoned (an upload refused or cut
+//! off) leaves nothing in the vault.
 
-use super::{aad, KeyVault, VaultError};
+use super::{aad, db, subject_key, KeyVault, VaultError};
 use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
 use chacha20poly1305::aead::OsRng;
@@ -30,6 +34,16 @@ pub struct StreamSealer {
     nonce: [u8; STREAM_NONCE_PREFIX],
     aad: Vec<u8>,
     inner: EncryptorBE32<XChaCha20Poly1305>,
+    /// The wrapped key, when the subject had none and it is not stored yet.
+    unstored: Option<Vec<u8>>,
+}
+
+/// A stream whose last chunk is sealed; [`KeyVault::end_stream`] stores its key if it is new.
+#[must_use = "the stream's key may not be stored yet: pass this to KeyVault::end_stream"]
+pub struct StreamEnd {
+    subject: Subject,
+    key_id: Uuid,
+    unstored: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for StreamSealer {
@@ -71,15 +85,21 @@ impl StreamSealer {
             .map_err(|_| VaultError::StreamTooLong { subject })
     }
 
-    /// Seals the last chunk in place (it may be empty) and ends the stream.
+    /// Seals the last chunk in place (it may be empty) and ends the stream; its key is stored by
+    /// [`KeyVault::end_stream`].
     ///
     /// # Errors
     /// [`VaultError::StreamTooLong`] when the chunk cannot be sealed.
-    pub fn seal_last(self, chunk: &mut Vec<u8>) -> Result<(), VaultError> {
+    pub fn seal_last(self, chunk: &mut Vec<u8>) -> Result<StreamEnd, VaultError> {
         let subject = self.subject;
         self.inner
             .encrypt_last_in_place(&self.aad, chunk)
-            .map_err(|_| VaultError::StreamTooLong { subject })
+            .map_err(|_| VaultError::StreamTooLong { subject })?;
+        Ok(StreamEnd {
+            subject,
+            key_id: self.key_id,
+            unstored: self.unstored,
+        })
     }
 }
 
@@ -125,16 +145,23 @@ impl StreamOpener {
 }
 
 impl KeyVault {
-    /// A sealer for a new stream of `subject`'s data (media bytes), under the subject's key
-    /// (created on first use) and a fresh random nonce prefix.
+    /// A sealer for a new stream of `subject`'s data (media bytes), under the subject's key and a
+    /// fresh random nonce prefix. A subject without a key gets a new one, stored only by
+    /// [`KeyVault::end_stream`].
     ///
     /// # Errors
     /// [`VaultError::SubjectErased`] for an erased subject; database failures.
     pub async fn stream_sealer(&self, subject: Subject) -> Result<StreamSealer, VaultError> {
-        let key = self
-            .key(subject, true)
-            .await?
-            .ok_or(VaultError::SubjectErased(subject))?;
+        let (key, unstored) = match self.key(subject, false).await? {
+            Some(key) => (key, None),
+            None if self.is_erased(subject).await? => {
+                return Err(VaultError::SubjectErased(subject))
+            }
+            None => {
+                let (key_id, wrapped) = self.new_wrapped_key(subject)?;
+                (self.unwrap_key(subject, key_id, &wrapped)?, Some(wrapped))
+            }
+        };
         let mut nonce = [0_u8; STREAM_NONCE_PREFIX];
         OsRng.fill_bytes(&mut nonce);
         let aad = aad(subject, key.key_id);
@@ -144,7 +171,43 @@ impl KeyVault {
             nonce,
             aad,
             inner: EncryptorBE32::from_aead(key.cipher, (&nonce).into()),
+            unstored,
         })
+    }
+
+    /// Stores the key of a completed stream when the stream made it. Call it before the sealed
+    /// data is kept anywhere, so that no kept data lacks its key.
+    ///
+    /// # Errors
+    /// [`VaultError::SubjectErased`] when the subject was erased meanwhile;
+    /// [`VaultError::KeyReplaced`] when another key was stored for the subject meanwhile (the
+    /// stream cannot be opened: seal it again); database failures.
+    pub async fn end_stream(&self, end: StreamEnd) -> Result<(), VaultError> {
+        let StreamEnd {
+            subject,
+            key_id,
+            unstored,
+        } = end;
+        let Some(wrapped) = unstored else {
+            return Ok(());
+        };
+        let name = subject_key(subject);
+        self.db
+            .insert_key_if_absent(&name, key_id, &wrapped)
+            .await?;
+        match self.db.key(&name).await? {
+            Some(db::KeyRow {
+                key_id: stored,
+                wrapped: Some(wrapped),
+            }) if stored == key_id => {
+                let key = self.unwrap_key(subject, key_id, &wrapped)?;
+                // The subject may be cached as keyless from when the stream began.
+                self.cache_put(subject, Some(key));
+                Ok(())
+            }
+            Some(db::KeyRow { wrapped: None, .. }) => Err(VaultError::SubjectErased(subject)),
+            _ => Err(VaultError::KeyReplaced { subject }),
+        }
     }
 
     /// An opener for a stream sealed for `subject` with key `key_id` and `nonce_prefix`; `None`
@@ -206,7 +269,10 @@ mod tests {
             sealed.push(c);
         }
         let mut c = last.to_vec();
-        sealer.seal_last(&mut c).unwrap();
+        vault
+            .end_stream(sealer.seal_last(&mut c).unwrap())
+            .await
+            .unwrap();
         sealed.push(c);
         (key_id, nonce, sealed)
     }
@@ -233,6 +299,43 @@ mod tests {
         opener.open_last(&mut c)?;
         out.extend(c);
         Ok(Some(out))
+    }
+
+    #[tokio::test]
+    async fn a_new_subjects_key_is_stored_only_when_its_stream_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = vault(dir.path()).await;
+        let subject = Subject::Media(MediaId::generate());
+        let mut abandoned = vault.stream_sealer(subject).await.unwrap();
+        let mut chunk = b"first".to_vec();
+        abandoned.seal_next(&mut chunk).unwrap();
+        drop(abandoned);
+        assert!(vault.db.key(&subject_key(subject)).await.unwrap().is_none());
+
+        let (key_id, nonce, sealed) = seal(&vault, subject, &[b"whole"]).await;
+        let row = vault.db.key(&subject_key(subject)).await.unwrap().unwrap();
+        assert_eq!(row.key_id, key_id);
+        let opened = open(&vault, subject, key_id, &nonce, &sealed)
+            .await
+            .unwrap();
+        assert_eq!(opened.as_deref(), Some(&b"whole"[..]));
+
+        // A second stream of the same subject uses the stored key.
+        let (again, _, _) = seal(&vault, subject, &[b"more"]).await;
+        assert_eq!(again, key_id);
+
+        // Two streams begun before either ended: the second to end finds the key replaced.
+        let racing = Subject::Media(MediaId::generate());
+        let one = vault.stream_sealer(racing).await.unwrap();
+        let two = vault.stream_sealer(racing).await.unwrap();
+        vault
+            .end_stream(one.seal_last(&mut Vec::new()).unwrap())
+            .await
+            .unwrap();
+        assert!(matches!(
+            vault.end_stream(two.seal_last(&mut Vec::new()).unwrap()).await,
+            Err(VaultError::KeyReplaced { subject: s }) if s == racing
+        ));
     }
 
     #[tokio::test]
