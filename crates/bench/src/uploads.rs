@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What one run measured.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct UploadMemory {
     /// Concurrent uploads.
     pub uploads: usize,
@@ -30,6 +30,9 @@ pub struct UploadMemory {
     pub hwm_kib: u64,
     /// Uploads answered `201`.
     pub stored: usize,
+    /// The first answer other than `201` (a status or an error), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_refusal: Option<String>,
     /// Seconds from the first request to the last answer.
     pub seconds: f64,
 }
@@ -68,8 +71,10 @@ impl UploadMemory {
         );
         if self.stored != self.uploads {
             note.push_str(&format!(
-                "; only {} of {} stored",
-                self.stored, self.uploads
+                "; only {} of {} stored (first refusal: {})",
+                self.stored,
+                self.uploads,
+                self.first_refusal.as_deref().unwrap_or("?")
             ));
         }
         row.note(note)
@@ -213,6 +218,11 @@ async fn run(
                 .is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED)
         })
         .count();
+    let first_refusal = answers.iter().find_map(|a| match a {
+        Ok(r) if r.status() == reqwest::StatusCode::CREATED => None,
+        Ok(r) => Some(r.status().to_string()),
+        Err(e) => Some(e.to_string()),
+    });
     Ok(UploadMemory {
         uploads,
         size,
@@ -220,6 +230,7 @@ async fn run(
         peak_kib: peak.load(Ordering::Relaxed),
         hwm_kib,
         stored,
+        first_refusal,
         seconds,
     })
 }
