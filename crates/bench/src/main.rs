@@ -11,6 +11,9 @@
 //! and, with the feature `compare-cqrs-es`, the same consent workload on cqrs-es 0.5 +
 //! postgres-es on the same PostgreSQL server, as Kring/cqrs-es ratios.
 //!
+//! `kring-bench upload-rss` measures, on its own, 5. the memory of a `kring-api serve` child
+//! process while it takes 20 uploads of 20 MiB at once (idle, peak, and the difference).
+//!
 //! `scripts/bench` runs it on a durable throwaway PostgreSQL; see docs/benchmarks.md.
 
 use clap::{Parser, Subcommand, ValueEnum};
