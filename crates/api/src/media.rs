@@ -3,38 +3,68 @@
 //! An upload becomes one file `<media dir>/<media id>.kmedia`:
 //!
 //! ```text
-//! KRINGMEDIA1\n
-//! {"uploaded_by": …, "content_type": …, "size": …, "uploaded_at": …, "subject": …, "key_id": …, "nonce": …}\n
-//! <XChaCha20-Poly1305 ciphertext of the bytes, sealed with the key of Subject::Media(id)>
+//! KRINGMEDIA2\n
+//! {"uploaded_by": …, "content_type": …, "size": …, "uploaded_at": …, "subject": …, "key_id": …, "nonce": …, "chunk_size": 65536}   \n
+//! <chunk 0: 65,536 bytes of ciphertext + 16-byte tag> <chunk 1> … <last chunk: 0–65,536 bytes + tag>
 //! ```
+//!
+//! The bytes are sealed chunk by chunk with the key of `Subject::Media(id)` (the STREAM
+//! construction over XChaCha20-Poly1305, [`KeyVault::stream_sealer`]; `nonce` is the stream's
+//! 19-byte nonce prefix), so an upload is encrypted as it arrives and a download decrypted as it
+//! is sent, and neither is ever held whole in memory. A chunk that was altered, moved, or taken
+//! from another file fails to open, and so does a file cut short: only the last chunk is sealed
+//! as the last. The plaintext size fixes the number of chunks (`⌈size / chunk_size⌉`, at least
+//! one), so the file's length is checked before anything is sent.
+//!
+//! Files of the first format (`KRINGMEDIA1`, the bytes sealed whole under one 24-byte nonce) are
+//! still read, whole, up to the upload limit.
 //!
 //! The header holds no personal data (a pseudonymous person id, a content type, a size); the
 //! bytes are only ever on disk encrypted. A file is written to a temporary name, synced and
-//! renamed, so a reader never sees half a file. Removing content destroys the item's key in the
-//! vault (crypto-shredding: every copy of the file is unreadable from then on; a restore destroys
-//! the key again from the erasure ledger) and then deletes the file too.
+//! renamed, so a reader never sees half a file, and an upload that is refused or cut off leaves
+//! nothing behind. Removing content destroys the item's key in the vault (crypto-shredding: every
+//! copy of the file is unreadable from then on; a restore destroys the key again from the erasure
+//! ledger) and then deletes the file too.
 //!
 //! Attaching an upload to a post is claimed with `<media id>.post` (created exclusively, holding
 //! the post id), so one upload cannot end up in two posts even when two requests race.
 
 use crate::error::{ApiError, ApiResult};
+use axum::body::Bytes;
+use axum::http::StatusCode;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
 use kring_domain::access::Subject;
 use kring_domain::sealed::Envelope;
 use kring_domain::{MediaId, PersonId, PostId};
-use kring_store::vault::KeyVault;
+use kring_store::vault::{KeyVault, StreamOpener, STREAM_TAG};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use uuid::Uuid;
 
-const MAGIC: &[u8] = b"KRINGMEDIA1\n";
+/// The first line of a file sealed whole (the first format).
+const MAGIC_WHOLE: &[u8] = b"KRINGMEDIA1\n";
+/// The first line of a file sealed in chunks.
+const MAGIC_CHUNKED: &[u8] = b"KRINGMEDIA2\n";
+/// Both magic lines have this length.
+const MAGIC_LEN: usize = 12;
 /// The header line is small; anything longer is not one of our files.
 const MAX_HEADER: usize = 4096;
+/// Plaintext bytes per sealed chunk of new files.
+pub const CHUNK_SIZE: usize = 64 * 1024;
+/// The largest chunk size a file may declare.
+const MAX_CHUNK_SIZE: u32 = 1024 * 1024;
+/// Bytes of an upload's start that are enough to check its signature ([`sniff`]).
+pub const SNIFF_BYTES: usize = 16;
+/// The upload limit when none is set ([`crate::state::Limits::media_body`]'s default).
+const DEFAULT_LIMIT: u64 = 20 * 1024 * 1024;
 
 /// What is known about an upload without decrypting it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +80,30 @@ pub struct MediaHeader {
     subject: Subject,
     key_id: Uuid,
     nonce: String,
+    /// Plaintext bytes per chunk; absent in files sealed whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chunk_size: Option<u32>,
 }
+
+impl MediaHeader {
+    /// How many chunks a file of this header holds (`None`: sealed whole).
+    fn chunks(&self) -> Option<u64> {
+        let chunk = u64::from(self.chunk_size?);
+        Some(self.size.div_ceil(chunk).max(1))
+    }
+
+    /// The length of the ciphertext after the header line.
+    fn body_len(&self) -> u64 {
+        let tag = STREAM_TAG as u64;
+        // Saturating: the header of a damaged file may claim any size.
+        self.size
+            .saturating_add(tag.saturating_mul(self.chunks().unwrap_or(1)))
+    }
+}
+
+/// The decrypted bytes of a media item, chunk by chunk. A chunk that does not open ends the
+/// stream with an error: nothing unauthenticated is ever yielded.
+pub type MediaBytes = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
 /// Who holds the claim on attaching an upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +124,7 @@ pub enum Claim {
 pub struct MediaFiles {
     dir: PathBuf,
     vault: Arc<KeyVault>,
+    limit: u64,
 }
 
 fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> ApiError {
@@ -85,11 +139,55 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::internal)?
 }
 
+/// `413 payload_too_large` for an upload over `limit` bytes.
+#[must_use]
+pub fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("a media upload may be at most {limit} bytes"),
+    )
+}
+
+/// A file being written: removed when dropped before [`Unfinished::done`], so an upload that
+/// fails, is refused, or whose request is dropped leaves nothing behind.
+struct Unfinished(Option<PathBuf>);
+
+impl Unfinished {
+    fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e,
+                        "an unfinished media upload could not be removed");
+                }
+            }
+        }
+    }
+}
+
 impl MediaFiles {
-    /// The files in `dir`, encrypted with keys of `vault`.
+    /// The files in `dir`, encrypted with keys of `vault`, with the default upload limit.
     #[must_use]
     pub fn new(dir: PathBuf, vault: Arc<KeyVault>) -> Self {
-        Self { dir, vault }
+        Self {
+            dir,
+            vault,
+            limit: DEFAULT_LIMIT,
+        }
+    }
+
+    /// These files with uploads (and files of the first format, read whole) limited to `limit`
+    /// bytes.
+    #[must_use]
+    pub fn with_limit(self, limit: u64) -> Self {
+        Self { limit, ..self }
     }
 
     /// Where the file of `media_id` is kept.
@@ -102,56 +200,111 @@ impl MediaFiles {
         self.dir.join(format!("{media_id}.post"))
     }
 
-    /// Encrypts `bytes` with the key of `media_id` and stores them durably.
+    /// Encrypts the bytes of `body` chunk by chunk with the key of `media_id` as they arrive and
+    /// stores them durably; the file appears only once it is complete.
     ///
     /// # Errors
-    /// Vault or file-system failures (nothing is left behind then).
-    pub async fn store(
+    /// `413 payload_too_large` past the limit; `400` when the body cannot be read (cut off);
+    /// vault or file-system failures. Nothing is left behind then.
+    pub async fn store<S, E>(
         &self,
         media_id: MediaId,
         uploaded_by: PersonId,
         content_type: &str,
-        bytes: &[u8],
-    ) -> ApiResult<MediaHeader> {
-        let envelope = self.vault.encrypt(Subject::Media(media_id), bytes).await?;
-        let ciphertext = B64
-            .decode(&envelope.ciphertext)
-            .map_err(ApiError::internal)?;
-        let header = MediaHeader {
+        body: S,
+    ) -> ApiResult<MediaHeader>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let mut sealer = self.vault.stream_sealer(Subject::Media(media_id)).await?;
+        let mut header = MediaHeader {
             uploaded_by,
             content_type: content_type.to_owned(),
-            size: bytes.len() as u64,
+            size: u64::MAX,
             uploaded_at: Utc::now(),
-            subject: envelope.subject,
-            key_id: envelope.key_id,
-            nonce: envelope.nonce,
+            subject: sealer.subject(),
+            key_id: sealer.key_id(),
+            nonce: B64.encode(sealer.nonce_prefix()),
+            chunk_size: Some(CHUNK_SIZE as u32),
         };
-        let line = serde_json::to_vec(&header).map_err(ApiError::internal)?;
+        // The size is known only at the end: the line is written with the widest size first and
+        // rewritten in place, padded with spaces (JSON allows them) to the same length.
+        let reserved = serde_json::to_vec(&header)
+            .map_err(ApiError::internal)?
+            .len();
+        if MAGIC_LEN + reserved + 1 > MAX_HEADER {
+            return Err(ApiError::validation("the content type is too long"));
+        }
+
         let dir = self.dir.clone();
+        blocking({
+            let dir = dir.clone();
+            move || std::fs::create_dir_all(&dir).map_err(|e| io("directory", &dir, e))
+        })
+        .await?;
         let path = self.path(media_id);
-        blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|e| io("directory", &dir, e))?;
-            let tmp = dir.join(format!(".{media_id}.{}.tmp", Uuid::now_v7().simple()));
-            let written = (|| {
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(&tmp)?;
-                file.write_all(MAGIC)?;
-                file.write_all(&line)?;
-                file.write_all(b"\n")?;
-                file.write_all(&ciphertext)?;
-                file.sync_all()?;
-                std::fs::rename(&tmp, &path)?;
-                // The rename is durable once the directory is.
-                std::fs::File::open(&dir)?.sync_all()
-            })();
-            if let Err(e) = written {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(io("write", &path, e));
+        let tmp = dir.join(format!(".{media_id}.{}.tmp", Uuid::now_v7().simple()));
+        let unfinished = Unfinished(Some(tmp.clone()));
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let mut file = options.open(&tmp).await.map_err(|e| io("write", &tmp, e))?;
+        let write_err = |e: std::io::Error| io("write", &tmp, e);
+        file.write_all(MAGIC_CHUNKED).await.map_err(write_err)?;
+        file.write_all(&header_line(&header, reserved)?)
+            .await
+            .map_err(write_err)?;
+
+        let mut body = std::pin::pin!(body);
+        let mut chunk = Vec::with_capacity(CHUNK_SIZE + STREAM_TAG);
+        let mut size: u64 = 0;
+        while let Some(data) = body.next().await {
+            let data = data
+                .map_err(|e| ApiError::bad_request(format!("the upload could not be read: {e}")))?;
+            size += data.len() as u64;
+            if size > self.limit {
+                return Err(too_large(self.limit));
             }
-            Ok(())
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                // A full chunk is sealed only once more bytes follow: the last one is sealed
+                // as the last.
+                if chunk.len() == CHUNK_SIZE {
+                    sealer.seal_next(&mut chunk)?;
+                    file.write_all(&chunk).await.map_err(write_err)?;
+                    chunk.clear();
+                }
+                let n = rest.len().min(CHUNK_SIZE - chunk.len());
+                chunk.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+            }
+        }
+        let end = sealer.seal_last(&mut chunk)?;
+        file.write_all(&chunk).await.map_err(write_err)?;
+
+        header.size = size;
+        header.uploaded_at = Utc::now();
+        file.seek(std::io::SeekFrom::Start(MAGIC_LEN as u64))
+            .await
+            .map_err(write_err)?;
+        file.write_all(&header_line(&header, reserved)?)
+            .await
+            .map_err(write_err)?;
+        file.flush().await.map_err(write_err)?;
+        file.sync_all().await.map_err(write_err)?;
+        drop(file);
+        // The item's key is stored only now, and before its file appears: a refused or broken
+        // upload leaves no key behind, and no file is ever without its key.
+        self.vault.end_stream(end).await?;
+        blocking(move || {
+            std::fs::rename(&tmp, &path).map_err(|e| io("write", &path, e))?;
+            unfinished.done();
+            // The rename is durable once the directory is.
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io("write", &dir, e))
         })
         .await?;
         Ok(header)
@@ -170,34 +323,50 @@ impl MediaFiles {
                 Err(e) => return Err(io("open", &path, e)),
             };
             let mut reader = std::io::BufReader::new(file);
-            read_header(&mut reader, &path).map(Some)
+            read_header(&mut reader, &path).map(|(h, _)| Some(h))
         })
         .await
     }
 
-    /// The decrypted bytes and header of `media_id`; `None` when there is no file or its key was
-    /// destroyed (removed or erased content).
+    /// The header of `media_id` and its bytes, decrypted as they are read; `None` when there is
+    /// no file or its key was destroyed (removed or erased content). The first chunk is opened
+    /// before this answers, so a file that is cut short, of the wrong length, or whose first
+    /// chunk was altered fails here; a later chunk that does not open ends the stream with an
+    /// error (and is logged).
     ///
     /// # Errors
     /// File-system failures; a file that does not decrypt (tampered with).
-    pub async fn open(&self, media_id: MediaId) -> ApiResult<Option<(MediaHeader, Vec<u8>)>> {
+    pub async fn open(&self, media_id: MediaId) -> ApiResult<Option<(MediaHeader, MediaBytes)>> {
         let path = self.path(media_id);
-        let read = blocking(move || {
-            let file = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(io("open", &path, e)),
-            };
-            let mut reader = std::io::BufReader::new(file);
-            let header = read_header(&mut reader, &path)?;
-            let mut ciphertext = Vec::new();
-            reader
-                .read_to_end(&mut ciphertext)
-                .map_err(|e| io("read", &path, e))?;
-            Ok(Some((header, ciphertext)))
+        let read = blocking({
+            let path = path.clone();
+            move || {
+                let file = match std::fs::File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(io("open", &path, e)),
+                };
+                let len = file.metadata().map_err(|e| io("read", &path, e))?.len();
+                let mut reader = std::io::BufReader::new(file);
+                let (header, at) = read_header(&mut reader, &path)?;
+                if len != at + header.body_len() {
+                    return Err(io(
+                        "read",
+                        &path,
+                        format!(
+                            "its length {len} is not that of {} bytes: cut short or altered",
+                            header.size
+                        ),
+                    ));
+                }
+                let mut file = reader.into_inner();
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(at))
+                    .map_err(|e| io("read", &path, e))?;
+                Ok(Some((header, file)))
+            }
         })
         .await?;
-        let Some((header, ciphertext)) = read else {
+        let Some((header, file)) = read else {
             return Ok(None);
         };
         if header.subject != Subject::Media(media_id) {
@@ -206,8 +375,57 @@ impl MediaFiles {
                 header.subject
             )));
         }
-        let bytes = decrypt_file(&self.vault, &header, &ciphertext).await?;
-        Ok(bytes.map(|b| (header, b)))
+        let mut file = tokio::fs::File::from_std(file);
+        let Some(chunks) = header.chunks() else {
+            if header.size > self.limit {
+                return Err(io(
+                    "read",
+                    &path,
+                    "a file sealed whole is larger than the upload limit",
+                ));
+            }
+            let mut ciphertext = Vec::new();
+            file.read_to_end(&mut ciphertext)
+                .await
+                .map_err(|e| io("read", &path, e))?;
+            let bytes = decrypt_whole(&self.vault, &header, &ciphertext).await?;
+            return Ok(bytes.map(|b| {
+                let once = futures::stream::iter([Ok(Bytes::from(b))]);
+                (header, Box::pin(once) as MediaBytes)
+            }));
+        };
+        let nonce = B64
+            .decode(&header.nonce)
+            .map_err(|e| io("read", &path, e))?;
+        let Some(opener) = self
+            .vault
+            .stream_opener(header.subject, header.key_id, &nonce)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut reading = Reading {
+            media_id,
+            file,
+            opener: Some(opener),
+            chunk_size: u64::from(header.chunk_size.unwrap_or_default()),
+            size: header.size,
+            chunks,
+            next: 0,
+        };
+        let first = reading
+            .next_chunk()
+            .await
+            .map_err(|e| io("read", &path, e))?;
+        let rest = futures::stream::try_unfold(reading, |mut reading| async move {
+            if reading.next == reading.chunks {
+                return Ok(None);
+            }
+            let chunk = reading.next_chunk().await?;
+            Ok(Some((chunk, reading)))
+        });
+        let bytes = futures::stream::iter([Ok(first)]).chain(rest);
+        Ok(Some((header, Box::pin(bytes))))
     }
 
     /// Destroys the key of `media_id` (every copy of its file is unreadable from then on) and
@@ -324,14 +542,73 @@ impl MediaFiles {
     }
 }
 
-fn read_header(reader: &mut impl BufRead, path: &Path) -> ApiResult<MediaHeader> {
-    let mut magic = [0_u8; MAGIC.len()];
+/// A chunked file being decrypted, chunk by chunk.
+struct Reading {
+    media_id: MediaId,
+    file: tokio::fs::File,
+    /// Taken when the last chunk is opened.
+    opener: Option<StreamOpener>,
+    chunk_size: u64,
+    size: u64,
+    chunks: u64,
+    next: u64,
+}
+
+impl Reading {
+    /// Reads and opens the next chunk; an error (logged) when it does not open.
+    async fn next_chunk(&mut self) -> std::io::Result<Bytes> {
+        let last = self.next + 1 == self.chunks;
+        let plain = if last {
+            self.size - self.next * self.chunk_size
+        } else {
+            self.chunk_size
+        };
+        let mut chunk =
+            vec![0_u8; usize::try_from(plain).map_err(std::io::Error::other)? + STREAM_TAG];
+        self.file.read_exact(&mut chunk).await?;
+        let opened = match self.opener.take() {
+            Some(opener) if last => opener.open_last(&mut chunk),
+            Some(mut opener) => {
+                let opened = opener.open_next(&mut chunk);
+                self.opener = Some(opener);
+                opened
+            }
+            None => return Err(std::io::Error::other("the media stream has ended")),
+        };
+        if let Err(e) = opened {
+            tracing::error!(media_id = %self.media_id, chunk = self.next, error = %e,
+                "a media file's chunk does not open: tampered with or corrupt; its download is cut off here");
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        }
+        self.next += 1;
+        Ok(Bytes::from(chunk))
+    }
+}
+
+/// The header line of `header`, padded with spaces to `width` bytes before its newline.
+fn header_line(header: &MediaHeader, width: usize) -> ApiResult<Vec<u8>> {
+    let mut line = serde_json::to_vec(header).map_err(ApiError::internal)?;
+    if line.len() > width {
+        return Err(ApiError::internal(
+            "a media header outgrew its reserved space",
+        ));
+    }
+    line.resize(width, b' ');
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Reads a file's magic and header line: the header, and where the ciphertext starts.
+fn read_header(reader: &mut impl BufRead, path: &Path) -> ApiResult<(MediaHeader, u64)> {
+    let mut magic = [0_u8; MAGIC_LEN];
     reader
         .read_exact(&mut magic)
         .map_err(|e| io("read", path, e))?;
-    if magic != MAGIC {
-        return Err(io("read", path, "not a Kring media file"));
-    }
+    let chunked = match &magic[..] {
+        m if m == MAGIC_CHUNKED => true,
+        m if m == MAGIC_WHOLE => false,
+        _ => return Err(io("read", path, "not a Kring media file")),
+    };
     let mut line = Vec::new();
     reader
         .take(MAX_HEADER as u64)
@@ -340,14 +617,19 @@ fn read_header(reader: &mut impl BufRead, path: &Path) -> ApiResult<MediaHeader>
     if line.last() != Some(&b'\n') {
         return Err(io("read", path, "header line missing or too long"));
     }
-    serde_json::from_slice(&line).map_err(|e| io("read", path, e))
+    let header: MediaHeader = serde_json::from_slice(&line).map_err(|e| io("read", path, e))?;
+    let well_formed = match header.chunk_size {
+        Some(c) => chunked && (1..=MAX_CHUNK_SIZE).contains(&c),
+        None => !chunked,
+    };
+    if !well_formed {
+        return Err(io("read", path, "its header does not fit its format"));
+    }
+    Ok((header, (MAGIC_LEN + line.len()) as u64))
 }
 
-/// Decrypts a media file's ciphertext: `None` when the item's key was destroyed.
-///
-/// # Errors
-/// A ciphertext that does not open with the existing key (tampered with); vault failures.
-pub async fn decrypt_file(
+/// Decrypts the ciphertext of a file sealed whole: `None` when the item's key was destroyed.
+async fn decrypt_whole(
     vault: &KeyVault,
     header: &MediaHeader,
     ciphertext: &[u8],
@@ -361,13 +643,51 @@ pub async fn decrypt_file(
     Ok(vault.decrypt(&envelope).await?)
 }
 
+/// Decrypts a whole media file of either format held in memory (for audits and tests): `None`
+/// when the item's key was destroyed.
+///
+/// # Errors
+/// Not a media file; a file that does not open with the existing key (tampered with, cut short);
+/// vault failures.
+pub async fn decrypt_file(vault: &KeyVault, file: &[u8]) -> ApiResult<Option<Vec<u8>>> {
+    let (header, mut ciphertext) = parse_file(file)?;
+    let Some(chunks) = header.chunks() else {
+        return decrypt_whole(vault, &header, ciphertext).await;
+    };
+    let bad = || ApiError::internal("a media file does not decrypt: tampered with or cut short");
+    if ciphertext.len() as u64 != header.body_len() {
+        return Err(bad());
+    }
+    let nonce = B64.decode(&header.nonce).map_err(|_| bad())?;
+    let Some(mut opener) = vault
+        .stream_opener(header.subject, header.key_id, &nonce)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let sealed =
+        usize::try_from(header.chunk_size.unwrap_or_default()).map_err(|_| bad())? + STREAM_TAG;
+    let mut bytes = Vec::new();
+    for _ in 1..chunks {
+        let (this, rest) = ciphertext.split_at(sealed);
+        let mut chunk = this.to_vec();
+        opener.open_next(&mut chunk)?;
+        bytes.extend(chunk);
+        ciphertext = rest;
+    }
+    let mut chunk = ciphertext.to_vec();
+    opener.open_last(&mut chunk)?;
+    bytes.extend(chunk);
+    Ok(Some(bytes))
+}
+
 /// Splits a raw media file into its header and ciphertext (for audits and tests).
 ///
 /// # Errors
 /// Not a media file.
 pub fn parse_file(file: &[u8]) -> ApiResult<(MediaHeader, &[u8])> {
     let mut reader = file;
-    let header = read_header(&mut reader, Path::new("<bytes>"))?;
+    let (header, _) = read_header(&mut reader, Path::new("<bytes>"))?;
     Ok((header, reader))
 }
 

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kring_api::auth::Caller;
-use kring_api::media::{decrypt_file, parse_file};
+use kring_api::media::{decrypt_file, parse_file, CHUNK_SIZE};
 use kring_api::server::{start, Running, ServeOptions};
 use kring_api::state::Limits;
 use kring_domain::access::AccessEvent;
@@ -34,6 +34,10 @@ struct Env {
 
 impl Env {
     async fn start(database_url: Option<String>) -> Self {
+        Self::start_with(database_url, MEDIA_LIMIT).await
+    }
+
+    async fn start_with(database_url: Option<String>, media_limit: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             data_dir: dir.path().to_path_buf(),
@@ -42,7 +46,7 @@ impl Env {
         };
         let mut options = ServeOptions::new(config).without_rate_limits();
         options.limits = Limits {
-            media_body: MEDIA_LIMIT,
+            media_body: media_limit,
             ..Limits::default()
         };
         let running = start(options).await.unwrap();
@@ -558,7 +562,7 @@ async fn posting_tagged_photos_warns_of_each_child_without_consent_and_from_how_
         );
     }
     assert!(
-        !found_on_disk(env.dir.path(), b"KRINGMEDIA1").is_empty(),
+        !found_on_disk(env.dir.path(), b"KRINGMEDIA2").is_empty(),
         "the check looks at the files that hold the photos"
     );
 }
@@ -918,17 +922,15 @@ async fn removal_destroys_the_keys_so_bytes_and_text_are_unreadable(env: Env) {
         (&second_copy, "REMOVED-ALONE"),
     ] {
         assert!(!copy.windows(marker.len()).any(|w| w == marker.as_bytes()));
-        let (header, ciphertext) = parse_file(copy).unwrap();
         assert_eq!(
-            decrypt_file(vault, &header, ciphertext).await.unwrap(),
+            decrypt_file(vault, copy).await.unwrap(),
             None,
             "the key is destroyed: the ciphertext opens for nobody"
         );
     }
     let kept_copy = std::fs::read(env.media_dir().join(format!("{kept}.kmedia"))).unwrap();
-    let (header, ciphertext) = parse_file(&kept_copy).unwrap();
     assert_eq!(
-        decrypt_file(vault, &header, ciphertext).await.unwrap(),
+        decrypt_file(vault, &kept_copy).await.unwrap(),
         Some(photo("KEPT")),
         "the same check opens a photo that was not removed"
     );
@@ -1067,9 +1069,8 @@ async fn the_retention_job_expires_posts_past_their_schools_period_and_destroys_
     }
     assert!(!file.exists(), "the expired photo's file is deleted");
     let vault = &state.system.vault;
-    let (header, ciphertext) = parse_file(&copy).unwrap();
     assert_eq!(
-        decrypt_file(vault, &header, ciphertext).await.unwrap(),
+        decrypt_file(vault, &copy).await.unwrap(),
         None,
         "its key is destroyed: a backup copy opens for nobody"
     );
@@ -1118,7 +1119,9 @@ fn chunked_upload(addr: std::net::SocketAddr, token: &str, total: usize) -> u16 
          Content-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     );
     let send = std::thread::spawn(move || {
-        let chunk = vec![0xFF_u8; 8192];
+        let mut chunk = vec![0xFF_u8; 8192];
+        // A JPEG signature, so that only the size is wrong.
+        chunk[1] = 0xD8;
         let _ = writer.write_all(head.as_bytes());
         let mut sent = 0;
         while sent < total {
@@ -1832,4 +1835,364 @@ async fn only_the_author_edits_a_post_and_its_earlier_text_stays_in_the_log(env:
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming: uploads and downloads in sealed chunks, on disk as they arrive.
+
+/// The upload limit of the servers that take full-size uploads.
+const FULL_LIMIT: usize = 20 * 1024 * 1024;
+/// Ciphertext bytes per full chunk in a media file.
+const SEALED_CHUNK: usize = CHUNK_SIZE + 16;
+
+/// `len` bytes with a JPEG signature that do not repeat (so any slice can be looked for).
+fn big_photo(len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len + 32);
+    bytes.extend_from_slice(&[0xFF, 0xD8, 0xFF, 0xE0]);
+    let mut i: u64 = 0;
+    while bytes.len() < len {
+        bytes.extend_from_slice(&(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i).to_le_bytes());
+        i += 1;
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// Every entry of the media directory (files being written included).
+fn media_dir_entries(env: &Env) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(env.media_dir()).map_or(Vec::new(), |d| {
+        d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    });
+    names.sort();
+    names
+}
+
+/// How many data keys the installation's key vault holds (`vault.db`).
+async fn vault_keys(env: &Env) -> i64 {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", env.dir.path().join("vault.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let n = sqlx::query_scalar("SELECT count(*) FROM subject_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    n
+}
+
+/// The school's director, through the routes (enough to upload).
+async fn director(env: &Env) -> PersonId {
+    let v = env
+        .ok(
+            Method::POST,
+            "/v1/schools",
+            Caller::Operator,
+            Some(json!({"name": "De Regenboog", "brin": "12AB"})),
+        )
+        .await;
+    add_staff(env, id(&v, "school_id"), Caller::Operator, "director").await
+}
+
+/// What a download gave: the status (`None`: the connection ended before a response head), the
+/// bytes received, and whether the body ended cleanly.
+async fn download(env: &Env, who: Caller, media: &str) -> (Option<StatusCode>, Vec<u8>, bool) {
+    let sent = env
+        .http
+        .get(format!("{}/v1/media/{media}", env.running.url()))
+        .bearer_auth(env.token(who))
+        .send()
+        .await;
+    let Ok(mut res) = sent else {
+        return (None, Vec::new(), false);
+    };
+    let status = res.status();
+    let mut bytes = Vec::new();
+    loop {
+        match res.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) => return (Some(status), bytes, true),
+            Err(_) => return (Some(status), bytes, false),
+        }
+    }
+}
+
+/// Sends an upload declaring `declared` bytes, sends `sent` of them and hangs up; the answer (may
+/// be empty).
+fn cut_off_upload(addr: std::net::SocketAddr, token: &str, declared: usize, sent: usize) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /v1/media HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: image/jpeg\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&big_photo(sent)).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_20_mib_upload_is_encrypted_in_chunks_and_downloads_byte_for_byte() {
+    let env = Env::start_with(None, FULL_LIMIT).await;
+    let teacher = director(&env).await;
+    let bytes = big_photo(FULL_LIMIT);
+    let (status, v) = env
+        .upload(person(teacher), "image/jpeg", bytes.clone())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["size"], FULL_LIMIT);
+    let media = v["media_id"].as_str().unwrap().to_owned();
+
+    // On disk: the chunked format, one sealed chunk per 64 KiB, no plaintext, nothing else left.
+    assert_eq!(media_dir_entries(&env), vec![format!("{media}.kmedia")]);
+    let file = std::fs::read(env.media_dir().join(format!("{media}.kmedia"))).unwrap();
+    assert!(file.starts_with(b"KRINGMEDIA2\n"));
+    let (header, ciphertext) = parse_file(&file).unwrap();
+    assert_eq!(header.size, FULL_LIMIT as u64);
+    assert_eq!(
+        ciphertext.len(),
+        FULL_LIMIT + 16 * FULL_LIMIT.div_ceil(CHUNK_SIZE)
+    );
+    for at in [0, CHUNK_SIZE - 8, FULL_LIMIT / 2, FULL_LIMIT - 64] {
+        let needle = &bytes[at..at + 64];
+        assert!(!file.windows(64).any(|w| w == needle), "plaintext at {at}");
+    }
+
+    let res = env
+        .http
+        .get(format!("{}/v1/media/{media}", env.running.url()))
+        .bearer_auth(env.token(person(teacher)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "image/jpeg");
+    assert_eq!(
+        res.headers()["content-length"],
+        FULL_LIMIT.to_string().as_str()
+    );
+    let got = res.bytes().await.unwrap();
+    assert!(got[..] == bytes[..], "the bytes come back as uploaded");
+    assert_eq!(
+        decrypt_file(&env.running.state.system.vault, &file)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&bytes[..])
+    );
+
+    // Discarded: the key is gone, so the copy opens for nobody.
+    env.ok(
+        Method::DELETE,
+        &format!("/v1/media/{media}"),
+        person(teacher),
+        Some(json!({"reason": "wrong photo"})),
+    )
+    .await;
+    assert_eq!(env.media(person(teacher), &media, 0).await, Err(404));
+    assert_eq!(
+        decrypt_file(&env.running.state.system.vault, &file)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_refused_midway_or_cut_off_leaves_no_file_and_nothing_in_the_log() {
+    let env = Env::start_with(None, FULL_LIMIT).await;
+    let teacher = director(&env).await;
+    let head = env.running.state.system.store.head().await.unwrap();
+    let keys = vault_keys(&env).await;
+
+    // No length declared: refused once the bytes pass the limit, after many chunks were written.
+    let token = env.token(person(teacher));
+    let addr = env.running.addr;
+    let status = tokio::task::spawn_blocking(move || chunked_upload(addr, &token, FULL_LIMIT + 1))
+        .await
+        .unwrap();
+    assert_eq!(status, 413);
+    assert_eq!(media_dir_entries(&env), Vec::<String>::new());
+
+    // Cut off after 1 MiB of a declared 2 MiB: nothing stays once the server has let go.
+    let token = env.token(person(teacher));
+    let answer = tokio::task::spawn_blocking(move || {
+        cut_off_upload(addr, &token, 2 * 1024 * 1024, 1024 * 1024)
+    })
+    .await
+    .unwrap();
+    assert!(!answer.contains(" 201 "), "{answer}");
+    let mut left = media_dir_entries(&env);
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        left = media_dir_entries(&env);
+    }
+    assert_eq!(left, Vec::<String>::new());
+    assert_eq!(env.running.state.system.store.head().await.unwrap(), head);
+    assert_eq!(vault_keys(&env).await, keys, "no key was stored for them");
+
+    // The same server still takes an upload.
+    let (status, v) = env
+        .upload(person(teacher), "image/jpeg", big_photo(100_000))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(vault_keys(&env).await, keys + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_file_cut_short_altered_or_reordered_is_never_served_whole() {
+    let env = Env::start_with(None, FULL_LIMIT).await;
+    let teacher = director(&env).await;
+    let who = person(teacher);
+    // Exactly five chunks.
+    let bytes = big_photo(5 * CHUNK_SIZE);
+    let (status, v) = env.upload(who, "image/jpeg", bytes.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let media = v["media_id"].as_str().unwrap().to_owned();
+    let path = env.media_dir().join(format!("{media}.kmedia"));
+    let original = std::fs::read(&path).unwrap();
+    let at = original.len() - 5 * SEALED_CHUNK;
+    let chunk = |i: usize| at + i * SEALED_CHUNK..at + (i + 1) * SEALED_CHUNK;
+    assert_eq!(
+        download(&env, who, &media).await,
+        (Some(StatusCode::OK), bytes.clone(), true)
+    );
+
+    // The last chunk dropped and the size in the header made to match: chunk 3 was not sealed
+    // as the last one.
+    let mut cut = original[..chunk(4).start].to_vec();
+    let claimed = format!("\"size\":{}", 5 * CHUNK_SIZE);
+    let header_end = at;
+    let text = String::from_utf8(cut[..header_end].to_vec()).unwrap();
+    assert!(text.contains(&claimed));
+    // Both sizes have six digits: the header keeps its length.
+    let shorter = text.replace(&claimed, &format!("\"size\":{}", 4 * CHUNK_SIZE));
+    assert_eq!(shorter.len(), text.len());
+    cut.splice(..header_end, shorter.into_bytes());
+    let mut flipped = original.clone();
+    flipped[chunk(2).start + 100] ^= 0x01;
+    let mut swapped = original.clone();
+    swapped.copy_within(chunk(1), chunk(2).start);
+    swapped[chunk(1)].copy_from_slice(&original[chunk(2)]);
+    let one_chunk_short = original[..chunk(4).start].to_vec();
+
+    // Each case, and how many good chunks may be sent before the bad one stops the download.
+    for (case, file, good) in [
+        ("last chunk dropped, header adjusted", cut, 3),
+        ("last chunk dropped", one_chunk_short, 0),
+        ("a bit flipped in chunk 2", flipped, 2),
+        ("chunks 1 and 2 swapped", swapped, 1),
+    ] {
+        std::fs::write(&path, &file).unwrap();
+        let (status, got, complete) = download(&env, who, &media).await;
+        assert!(
+            status != Some(StatusCode::OK) || !complete,
+            "{case}: served as if whole ({} bytes)",
+            got.len()
+        );
+        // Whatever was sent before the bad chunk is the true start, and nothing after it.
+        match status {
+            Some(StatusCode::OK) | None => {
+                assert!(bytes.starts_with(&got), "{case}: wrong bytes sent");
+                assert!(
+                    got.len() <= good * CHUNK_SIZE,
+                    "{case}: {} bytes sent",
+                    got.len()
+                );
+            }
+            Some(other) => assert_eq!(other, StatusCode::INTERNAL_SERVER_ERROR, "{case}"),
+        }
+        assert!(
+            decrypt_file(&env.running.state.system.vault, &file)
+                .await
+                .is_err(),
+            "{case}"
+        );
+    }
+
+    // The file put back reads again: the key and the server were never the problem.
+    std::fs::write(&path, &original).unwrap();
+    assert_eq!(
+        download(&env, who, &media).await,
+        (Some(StatusCode::OK), bytes, true)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_the_first_format_sealed_whole_still_downloads_until_discarded() {
+    let env = Env::start_with(None, FULL_LIMIT).await;
+    let teacher = director(&env).await;
+    let vault = &env.running.state.system.vault;
+    let media = kring_domain::MediaId::generate();
+    let bytes = big_photo(300_000);
+    let envelope = vault
+        .encrypt(kring_domain::access::Subject::Media(media), &bytes)
+        .await
+        .unwrap();
+    let header = json!({
+        "uploaded_by": teacher,
+        "content_type": "image/jpeg",
+        "size": bytes.len(),
+        "uploaded_at": "2026-09-01T08:00:00Z",
+        "subject": envelope.subject,
+        "key_id": envelope.key_id,
+        "nonce": envelope.nonce,
+    });
+    let mut file = b"KRINGMEDIA1\n".to_vec();
+    file.extend(serde_json::to_vec(&header).unwrap());
+    file.push(b'\n');
+    {
+        use base64::Engine;
+        file.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(&envelope.ciphertext)
+                .unwrap(),
+        );
+    }
+    std::fs::create_dir_all(env.media_dir()).unwrap();
+    std::fs::write(env.media_dir().join(format!("{media}.kmedia")), &file).unwrap();
+
+    let media = media.to_string();
+    let res = env
+        .http
+        .get(format!("{}/v1/media/{media}", env.running.url()))
+        .bearer_auth(env.token(person(teacher)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()["content-length"],
+        bytes.len().to_string().as_str()
+    );
+    assert!(res.bytes().await.unwrap()[..] == bytes[..]);
+    assert_eq!(
+        decrypt_file(vault, &file).await.unwrap().as_deref(),
+        Some(&bytes[..])
+    );
+
+    // Altered, it is refused rather than served.
+    let mut altered = file.clone();
+    let last = altered.len() - 1;
+    altered[last] ^= 0x01;
+    std::fs::write(env.media_dir().join(format!("{media}.kmedia")), &altered).unwrap();
+    let (status, got, _) = download(&env, person(teacher), &media).await;
+    assert_eq!(status, Some(StatusCode::INTERNAL_SERVER_ERROR));
+    assert!(got.len() < bytes.len());
+    std::fs::write(env.media_dir().join(format!("{media}.kmedia")), &file).unwrap();
+
+    env.ok(
+        Method::DELETE,
+        &format!("/v1/media/{media}"),
+        person(teacher),
+        Some(json!({"reason": "duplicate"})),
+    )
+    .await;
+    assert_eq!(env.media(person(teacher), &media, 0).await, Err(404));
+    assert_eq!(decrypt_file(vault, &file).await.unwrap(), None);
 }

@@ -12,3 +12,4 @@ pub mod lag;
 pub mod rebuild;
 pub mod report;
 pub mod stats;
+pub mod uploads;

@@ -11,6 +11,9 @@
 //! and, with the feature `compare-cqrs-es`, the same consent workload on cqrs-es 0.5 +
 //! postgres-es on the same PostgreSQL server, as Kring/cqrs-es ratios.
 //!
+//! `kring-bench upload-rss` measures, on its own, 5. the memory of a `kring-api serve` child
+//! process while it takes 20 uploads of 20 MiB at once (idle, peak, and the difference).
+//!
 //! `scripts/bench` runs it on a durable throwaway PostgreSQL; see docs/benchmarks.md.
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -21,7 +24,7 @@ use kring_bench::install::{Backend, Installation, PgServer};
 use kring_bench::report::{self, Report, Row};
 #[cfg(feature = "compare-cqrs-es")]
 use kring_bench::stats;
-use kring_bench::{commands, http, import, lag, rebuild};
+use kring_bench::{commands, http, import, lag, rebuild, uploads};
 use kring_domain::simulation::workload::{Workload, WorkloadConfig};
 use kring_domain::simulation::World;
 use std::path::PathBuf;
@@ -78,9 +81,22 @@ enum Part {
     Log,
 }
 
-/// The child processes the harness starts itself.
+/// Stand-alone measurements, and the child processes the harness starts itself.
 #[derive(Debug, Subcommand)]
 enum Child {
+    /// Starts `kring-api serve` on a fresh data directory and measures its memory (idle, peak,
+    /// and the difference) while it takes many large media uploads at once.
+    UploadRss {
+        /// The `kring-api` binary to measure (default: the one next to this binary).
+        #[arg(long)]
+        server: Option<PathBuf>,
+        /// Uploads sent at the same time.
+        #[arg(long, default_value_t = 20)]
+        uploads: usize,
+        /// MiB per upload (at most the server's upload limit, 20 MiB by default).
+        #[arg(long, default_value_t = 20)]
+        mib: usize,
+    },
     /// Rebuilds every read model of an installation and prints the result as JSON.
     #[command(hide = true)]
     RebuildChild {
@@ -492,6 +508,29 @@ async fn run(cli: Cli) -> Result<Report, String> {
     })
 }
 
+/// The server's memory during concurrent large uploads, as a report of one row.
+async fn upload_rss(server: Option<PathBuf>, uploads: usize, mib: usize) -> Result<Report, String> {
+    let start = Instant::now();
+    let load_before = report::load_average();
+    let server = match server {
+        Some(path) => path,
+        None => uploads::sibling_server()?,
+    };
+    eprintln!(
+        "upload-rss: {} × {mib} MiB at once to {}",
+        uploads,
+        server.display()
+    );
+    let measured = uploads::measure(&server, uploads, mib * 1024 * 1024).await?;
+    Ok(Report {
+        mode: "upload-rss",
+        cpus: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        seconds: start.elapsed().as_secs_f64(),
+        load: [load_before, report::load_average()],
+        rows: vec![measured.row()],
+    })
+}
+
 /// Commands and lag on `backend`, then (on PostgreSQL, with the feature) cqrs-es beside them.
 async fn commands_part(
     backend: Backend,
@@ -546,7 +585,15 @@ fn main() -> ExitCode {
         };
     }
     let format = cli.format;
-    match runtime.block_on(run(cli)) {
+    let measured = match cli.child {
+        Some(Child::UploadRss {
+            server,
+            uploads,
+            mib,
+        }) => runtime.block_on(upload_rss(server, uploads, mib)),
+        _ => runtime.block_on(run(cli)),
+    };
+    match measured {
         Ok(report) => {
             match format {
                 Format::Table => print!("{}", report.table()),

@@ -125,7 +125,7 @@ pub fn load_average() -> f64 {
 /// A whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `quick` or `full`.
+    /// `quick` or `full` (or `upload-rss` for that measurement alone).
     pub mode: &'static str,
     /// Logical CPUs of the machine.
     pub cpus: usize,

@@ -19,13 +19,14 @@ use crate::media::{self, Claim, MediaFiles, MediaHeader};
 use crate::routes::rights::log_access;
 use crate::routes::{Body, Position};
 use crate::state::{AppState, MinPosition, RequestId, Q};
-use axum::body::{Body as RawBody, HttpBody};
+use axum::body::{Body as RawBody, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::StreamExt;
 use kring_domain::access::Subject;
 use kring_domain::post::{self as domain_post, MediaAttachment, Post, PostAction, PostContext};
 use kring_domain::school::{School, StaffRole};
@@ -36,7 +37,6 @@ use kring_domain::{
 use kring_projections::models::{memberships, visibility};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::pin::Pin;
 use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
@@ -168,6 +168,7 @@ fn files(state: &AppState) -> MediaFiles {
         state.media_dir(),
         std::sync::Arc::clone(&state.system.vault),
     )
+    .with_limit(state.limits.media_body as u64)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -198,30 +199,6 @@ async fn is_staff_somewhere(state: &AppState, person: PersonId) -> ApiResult<boo
     Ok(found.is_some())
 }
 
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("a media upload may be at most {limit} bytes"),
-    )
-}
-
-/// Reads a raw body, refusing it as soon as it grows past `limit`.
-async fn read_limited(mut body: RawBody, limit: usize) -> ApiResult<Vec<u8>> {
-    let mut bytes = Vec::new();
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let frame = frame
-            .map_err(|e| ApiError::bad_request(format!("the upload could not be read: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > limit {
-                return Err(too_large(limit));
-            }
-            bytes.extend_from_slice(&data);
-        }
-    }
-    Ok(bytes)
-}
-
 /// Uploads a photo or video (staff): the raw bytes with their `Content-Type` (`image/*` or
 /// `video/*`; the bytes must match the type for the common formats). They are stored encrypted
 /// with the new media item's own key. Until attached to a post, only the uploader sees it, and
@@ -250,13 +227,13 @@ pub async fn upload_media(
             m,
         )
     })?;
-    let limit = state.limits.media_body;
+    let limit = state.limits.media_body as u64;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large(limit));
+    if declared.is_some_and(|n| n > limit) {
+        return Err(media::too_large(limit));
     }
     let Caller::Person(person) = caller else {
         return Err(ApiError::forbidden(
@@ -266,20 +243,37 @@ pub async fn upload_media(
     if !is_staff_somewhere(&state, person).await? {
         return Err(ApiError::forbidden("only school staff upload media"));
     }
-    let bytes = read_limited(body, limit).await?;
-    if bytes.is_empty() {
+    // Only the first bytes are held to check the signature; the rest is encrypted to disk as
+    // it arrives.
+    let unreadable =
+        |e: axum::Error| ApiError::bad_request(format!("the upload could not be read: {e}"));
+    let mut body = body.into_data_stream();
+    let mut first = Vec::new();
+    while first.len() < media::SNIFF_BYTES {
+        match body.next().await {
+            Some(data) => first.extend_from_slice(&data.map_err(unreadable)?),
+            None => break,
+        }
+    }
+    if first.is_empty() {
         return Err(ApiError::validation("the upload is empty"));
     }
-    media::sniff(&content_type, &bytes).map_err(|m| {
+    if first.len() as u64 > limit {
+        return Err(media::too_large(limit));
+    }
+    media::sniff(&content_type, &first).map_err(|m| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             m,
         )
     })?;
-    let media_id = MediaId::from_uuid(crate::idempotency::fresh_uuid());
+    // An upload writes no event: a retried one, with or without an Idempotency-Key, is another
+    // upload (the one not posted is discarded by its uploader or never seen).
+    let media_id = MediaId::generate();
+    let body = futures::stream::iter([Ok(Bytes::from(first))]).chain(body);
     let header = files(&state)
-        .store(media_id, person, &content_type, &bytes)
+        .store(media_id, person, &content_type, body)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -915,6 +909,7 @@ pub async fn media_bytes(
     Ok((
         [
             (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_LENGTH, HeaderValue::from(header.size)),
             (
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("private, no-store"),
@@ -928,7 +923,7 @@ pub async fn media_bytes(
                 HeaderValue::from_static("inline"),
             ),
         ],
-        bytes,
+        RawBody::from_stream(bytes),
     )
         .into_response())
 }

@@ -6,6 +6,8 @@
 //!   are encrypted (XChaCha20-Poly1305, RustCrypto) with their subject's key. The store refuses
 //!   payloads that still hold a plain value.
 //! - [`KeyVault::open`] opens a [`Sealed`] field, or says it was erased.
+//! - [`KeyVault::stream_sealer`] and [`KeyVault::stream_opener`] seal and open long data (media
+//!   bytes) chunk by chunk with a subject's key (the STREAM construction).
 //! - [`KeyVault::erase`] destroys a subject's key: from then on every reader sees its fields as
 //!   erased. On SQLite the row is overwritten with `secure_delete` on and the WAL is truncated,
 //!   so no copy of the wrapped key lingers in free pages or the WAL; a truncation a reader held
@@ -19,11 +21,13 @@
 mod db;
 mod ledger;
 mod master;
+mod stream;
 
 pub use ledger::{
     parse_subject_name, subject_name, ErasureLedger, LedgerEntry, LedgerError, LEDGER_FILE,
 };
 pub use master::{create_private, MasterKey, MASTER_KEY_ENV};
+pub use stream::{StreamEnd, StreamOpener, StreamSealer, STREAM_NONCE_PREFIX, STREAM_TAG};
 
 use crate::{Metadata, NewEvent, StoreError};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -63,6 +67,21 @@ pub enum VaultError {
     #[error("sealed field of {subject:?} does not decrypt: tampered with or corrupt")]
     Undecryptable {
         /// Whose field.
+        subject: Subject,
+    },
+    /// A stream of chunks is longer than its nonce counter allows (2³² − 1 chunks).
+    #[error("data of {subject:?} is too long to seal as one stream")]
+    StreamTooLong {
+        /// Whose data.
+        subject: Subject,
+    },
+    /// Another key was stored for a subject while a stream was sealed with a new one: the stream
+    /// cannot be opened and must be sealed again.
+    #[error(
+        "another key of {subject:?} was stored while its data was being sealed; seal it again"
+    )]
+    KeyReplaced {
+        /// Whose key.
         subject: Subject,
     },
     /// The vault's database failed.
@@ -471,24 +490,12 @@ impl KeyVault {
         let row = match self.db.key(&name).await? {
             Some(row) => Some(row),
             None if create => {
-                let key = XChaCha20Poly1305::generate_key(&mut OsRng);
-                let key_id = Uuid::now_v7();
-                let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-                let wrapped = self
-                    .master
-                    .encrypt(
-                        &nonce,
-                        Payload {
-                            msg: key.as_slice(),
-                            aad: &aad(subject, key_id),
-                        },
-                    )
-                    .map_err(|_| VaultError::MasterKey("cannot wrap a data key".into()))?;
-                let mut stored = nonce.to_vec();
-                stored.extend(wrapped);
+                let (key_id, wrapped) = self.new_wrapped_key(subject)?;
                 // Committed before any event that uses it: a crash can orphan a key, never
                 // lose one. A racing process may have created one first: read the winner.
-                self.db.insert_key_if_absent(&name, key_id, &stored).await?;
+                self.db
+                    .insert_key_if_absent(&name, key_id, &wrapped)
+                    .await?;
                 self.db.key(&name).await?
             }
             None => None,
@@ -497,22 +504,7 @@ impl KeyVault {
             Some(db::KeyRow {
                 key_id,
                 wrapped: Some(wrapped),
-            }) => {
-                let (nonce, ciphertext) = wrapped.split_at(24.min(wrapped.len()));
-                let raw = self
-                    .master
-                    .decrypt(
-                        XNonce::from_slice(nonce),
-                        Payload {
-                            msg: ciphertext,
-                            aad: &aad(subject, key_id),
-                        },
-                    )
-                    .map_err(|_| VaultError::WrongMasterKey)?;
-                let cipher = XChaCha20Poly1305::new_from_slice(&raw)
-                    .map_err(|_| VaultError::WrongMasterKey)?;
-                Some(DataKey { key_id, cipher })
-            }
+            }) => Some(self.unwrap_key(subject, key_id, &wrapped)?),
             Some(db::KeyRow { wrapped: None, .. }) => {
                 if create {
                     return Err(VaultError::SubjectErased(subject));
@@ -523,6 +515,49 @@ impl KeyVault {
         };
         self.cache_put(subject, key.clone());
         Ok(key)
+    }
+
+    /// A new random data key for `subject`: its id and the key wrapped by the master key.
+    fn new_wrapped_key(&self, subject: Subject) -> Result<(Uuid, Vec<u8>), VaultError> {
+        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+        let key_id = Uuid::now_v7();
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let wrapped = self
+            .master
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: key.as_slice(),
+                    aad: &aad(subject, key_id),
+                },
+            )
+            .map_err(|_| VaultError::MasterKey("cannot wrap a data key".into()))?;
+        let mut stored = nonce.to_vec();
+        stored.extend(wrapped);
+        Ok((key_id, stored))
+    }
+
+    /// Unwraps a stored data key with the master key.
+    fn unwrap_key(
+        &self,
+        subject: Subject,
+        key_id: Uuid,
+        wrapped: &[u8],
+    ) -> Result<DataKey, VaultError> {
+        let (nonce, ciphertext) = wrapped.split_at(24.min(wrapped.len()));
+        let raw = self
+            .master
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad(subject, key_id),
+                },
+            )
+            .map_err(|_| VaultError::WrongMasterKey)?;
+        let cipher =
+            XChaCha20Poly1305::new_from_slice(&raw).map_err(|_| VaultError::WrongMasterKey)?;
+        Ok(DataKey { key_id, cipher })
     }
 
     fn cache_get(&self, subject: Subject) -> Option<Option<DataKey>> {
