@@ -18,6 +18,31 @@ pub enum ConsentMethod {
     Paper,
 }
 
+impl ConsentMethod {
+    /// The stored name: `app` or `paper`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::App => "app",
+            Self::Paper => "paper",
+        }
+    }
+}
+
+impl std::str::FromStr for ConsentMethod {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "app" => Ok(Self::App),
+            "paper" => Ok(Self::Paper),
+            other => Err(format!(
+                "{other:?} is no way of giving consent (app, paper)"
+            )),
+        }
+    }
+}
+
 /// One guardian's latest decision for one purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LatestDecision {
@@ -103,5 +128,15 @@ mod tests {
         assert!(effective([true, true]));
         assert!(!effective([true, false]), "one guardian withdrew");
         assert!(!effective([false]));
+    }
+
+    #[test]
+    fn a_method_reads_back_what_it_writes_and_nothing_else() {
+        for m in [ConsentMethod::App, ConsentMethod::Paper] {
+            assert_eq!(m.as_str().parse::<ConsentMethod>(), Ok(m));
+        }
+        for other in ["", "Paper", "fax", "apps"] {
+            assert!(other.parse::<ConsentMethod>().is_err(), "{other:?}");
+        }
     }
 }

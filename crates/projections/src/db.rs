@@ -197,9 +197,12 @@ pub fn micros(t: DateTime<Utc>) -> i64 {
 }
 
 /// A stored time.
-#[must_use]
-pub fn from_micros(m: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(m).unwrap_or_default()
+///
+/// # Errors
+/// [`crate::ProjectionError::Invalid`] for microseconds no time has.
+pub fn from_micros(m: i64) -> Result<DateTime<Utc>, crate::ProjectionError> {
+    DateTime::from_timestamp_micros(m)
+        .ok_or_else(|| crate::ProjectionError::Invalid(format!("{m} is not a stored time")))
 }
 
 /// A stored position or count (non-negative `BIGINT`).
@@ -209,9 +212,13 @@ pub fn to_i64(n: u64) -> i64 {
 }
 
 /// A stored non-negative `BIGINT`.
-#[must_use]
-pub fn to_u64(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or_default()
+///
+/// # Errors
+/// [`crate::ProjectionError::Invalid`] for a negative value.
+pub fn to_u64(n: i64) -> Result<u64, crate::ProjectionError> {
+    u64::try_from(n).map_err(|_| {
+        crate::ProjectionError::Invalid(format!("{n} where a position or count is stored"))
+    })
 }
 
 /// An id stored as text in a read model.

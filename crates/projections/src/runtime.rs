@@ -1378,13 +1378,14 @@ async fn active(
     .bind(name)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.map(|r| {
-        (
-            r.get::<i64, _>(0),
-            to_u64(r.get::<i64, _>(1)),
-            r.get::<Option<String>, _>(2),
-        )
-    }))
+    row.map(|r| {
+        Ok((
+            r.try_get::<i64, _>(0)?,
+            to_u64(r.try_get(1)?)?,
+            r.try_get::<Option<String>, _>(2)?,
+        ))
+    })
+    .transpose()
 }
 
 /// The active generation of `projection`, its position and the fingerprint of the code that
@@ -1572,9 +1573,7 @@ impl Checkpoints {
         .bind(name)
         .fetch_optional(self.db.pool())
         .await?;
-        position
-            .map(to_u64)
-            .ok_or_else(|| ProjectionError::UnknownProjection(name.to_owned()))
+        to_u64(position.ok_or_else(|| ProjectionError::UnknownProjection(name.to_owned()))?)
     }
 
     /// Whether projection `name` has applied everything up to `position`.

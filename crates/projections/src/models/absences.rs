@@ -228,21 +228,24 @@ ORDER BY from_date, absence_id";
 
 fn absence(r: &AnyRow) -> Result<AbsenceView, ProjectionError> {
     Ok(AbsenceView {
-        absence_id: AbsenceId::from_uuid(uuid(&r.get::<String, _>(0))?),
-        child_id: ChildId::from_uuid(uuid(&r.get::<String, _>(1))?),
-        school_id: SchoolId::from_uuid(uuid(&r.get::<String, _>(2))?),
-        group_id: GroupId::from_uuid(uuid(&r.get::<String, _>(3))?),
-        from: date(&r.get::<String, _>(4))?,
-        to: date(&r.get::<String, _>(5))?,
-        reason: serde_json::from_str(&r.get::<String, _>(6))?,
-        reported_by: PersonId::from_uuid(uuid(&r.get::<String, _>(7))?),
-        reported_at: from_micros(r.get(8)),
-        cancelled: r.get::<i64, _>(9) != 0,
+        absence_id: AbsenceId::from_uuid(uuid(&r.try_get::<String, _>(0)?)?),
+        child_id: ChildId::from_uuid(uuid(&r.try_get::<String, _>(1)?)?),
+        school_id: SchoolId::from_uuid(uuid(&r.try_get::<String, _>(2)?)?),
+        group_id: GroupId::from_uuid(uuid(&r.try_get::<String, _>(3)?)?),
+        from: date(&r.try_get::<String, _>(4)?)?,
+        to: date(&r.try_get::<String, _>(5)?)?,
+        reason: serde_json::from_str(&r.try_get::<String, _>(6)?)?,
+        reported_by: PersonId::from_uuid(uuid(&r.try_get::<String, _>(7)?)?),
+        reported_at: from_micros(r.try_get(8)?)?,
+        cancelled: r.try_get::<i64, _>(9)? != 0,
         cancelled_by: r
             .get::<Option<String>, _>(10)
             .map(|s| Ok::<_, ProjectionError>(PersonId::from_uuid(uuid(&s)?)))
             .transpose()?,
-        cancelled_at: r.get::<Option<i64>, _>(11).map(from_micros),
+        cancelled_at: r
+            .try_get::<Option<i64>, _>(11)?
+            .map(from_micros)
+            .transpose()?,
     })
 }
 

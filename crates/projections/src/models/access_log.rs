@@ -202,12 +202,12 @@ pub struct AccessEntry {
 
 fn entry_from(row: &AnyRow) -> Result<AccessEntry, ProjectionError> {
     Ok(AccessEntry {
-        position: to_u64(row.get(0)),
-        event_id: uuid(&row.get::<String, _>(1))?,
-        subject: subject_from(&row.get::<String, _>(2), &row.get::<String, _>(3))?,
-        accessor: actor_from(&row.get::<String, _>(4), &row.get::<String, _>(5))?,
-        reason: row.get(6),
-        at: from_micros(row.get(7)),
+        position: to_u64(row.try_get(0)?)?,
+        event_id: uuid(&row.try_get::<String, _>(1)?)?,
+        subject: subject_from(&row.try_get::<String, _>(2)?, &row.try_get::<String, _>(3)?)?,
+        accessor: actor_from(&row.try_get::<String, _>(4)?, &row.try_get::<String, _>(5)?)?,
+        reason: row.try_get(6)?,
+        at: from_micros(row.try_get(7)?)?,
     })
 }
 

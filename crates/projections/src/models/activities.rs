@@ -193,22 +193,28 @@ FROM activities WHERE activity_id = $1";
 const VOLUNTEERS: &str = "SELECT activity_id, person_id FROM activity_volunteers WHERE activity_id = $1 ORDER BY position";
 
 fn activity_row(r: &AnyRow, volunteers: Vec<PersonId>) -> Result<ActivityView, ProjectionError> {
-    let slots = u32::try_from(r.get::<i64, _>(6)).unwrap_or_default();
+    let slots = r.try_get::<i64, _>(6)?;
+    let slots = u32::try_from(slots).map_err(|_| {
+        ProjectionError::Invalid(format!("{slots} slots in the activities read model"))
+    })?;
     let taken = u32::try_from(volunteers.len()).unwrap_or(u32::MAX);
     Ok(ActivityView {
-        activity_id: ActivityId::from_uuid(uuid(&r.get::<String, _>(0))?),
-        school_id: SchoolId::from_uuid(uuid(&r.get::<String, _>(1))?),
-        group_id: GroupId::from_uuid(uuid(&r.get::<String, _>(2))?),
-        title: r.get(3),
-        starts_at: from_micros(r.get(4)),
-        ends_at: from_micros(r.get(5)),
+        activity_id: ActivityId::from_uuid(uuid(&r.try_get::<String, _>(0)?)?),
+        school_id: SchoolId::from_uuid(uuid(&r.try_get::<String, _>(1)?)?),
+        group_id: GroupId::from_uuid(uuid(&r.try_get::<String, _>(2)?)?),
+        title: r.try_get(3)?,
+        starts_at: from_micros(r.try_get(4)?)?,
+        ends_at: from_micros(r.try_get(5)?)?,
         slots,
         taken,
         free: slots.saturating_sub(taken),
         volunteers,
-        scheduled_by: PersonId::from_uuid(uuid(&r.get::<String, _>(7))?),
-        cancelled: r.get::<i64, _>(8) != 0,
-        cancelled_at: r.get::<Option<i64>, _>(9).map(from_micros),
+        scheduled_by: PersonId::from_uuid(uuid(&r.try_get::<String, _>(7)?)?),
+        cancelled: r.try_get::<i64, _>(8)? != 0,
+        cancelled_at: r
+            .try_get::<Option<i64>, _>(9)?
+            .map(from_micros)
+            .transpose()?,
     })
 }
 
@@ -219,9 +225,9 @@ async fn volunteers(
 ) -> Result<BTreeMap<String, Vec<PersonId>>, ProjectionError> {
     let mut map: BTreeMap<String, Vec<PersonId>> = BTreeMap::new();
     for r in sqlx::query(query).bind(key).fetch_all(db.pool()).await? {
-        map.entry(r.get(0))
+        map.entry(r.try_get(0)?)
             .or_default()
-            .push(PersonId::from_uuid(uuid(&r.get::<String, _>(1))?));
+            .push(PersonId::from_uuid(uuid(&r.try_get::<String, _>(1)?)?));
     }
     Ok(map)
 }
@@ -246,7 +252,7 @@ pub async fn activities_of_group(
             activity_row(
                 r,
                 by_activity
-                    .remove(&r.get::<String, _>(0))
+                    .remove(&r.try_get::<String, _>(0)?)
                     .unwrap_or_default(),
             )
         })

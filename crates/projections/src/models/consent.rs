@@ -240,7 +240,7 @@ impl Projection for ConsentProjection {
                     d.granted.into(),
                     micros(d.at).into(),
                     i64::from(d.policy_version).into(),
-                    method_str(d.method).into(),
+                    d.method.as_str().into(),
                 ],
             );
             history.row([
@@ -252,7 +252,7 @@ impl Projection for ConsentProjection {
                 d.granted.into(),
                 guardian.into(),
                 i64::from(d.policy_version).into(),
-                method_str(d.method).into(),
+                d.method.as_str().into(),
                 micros(occurred_at).into(),
                 micros(recorded_at).into(),
                 effective.into(),
@@ -276,19 +276,8 @@ fn version(v: i64) -> Result<u32, ProjectionError> {
     })
 }
 
-const fn method_str(m: ConsentMethod) -> &'static str {
-    match m {
-        ConsentMethod::App => "app",
-        ConsentMethod::Paper => "paper",
-    }
-}
-
-fn method_from(s: &str) -> ConsentMethod {
-    if s == "paper" {
-        ConsentMethod::Paper
-    } else {
-        ConsentMethod::App
-    }
+fn method_from(s: &str) -> Result<ConsentMethod, ProjectionError> {
+    s.parse().map_err(ProjectionError::Invalid)
 }
 
 fn purpose(s: &str) -> Result<Purpose, ProjectionError> {
@@ -398,9 +387,9 @@ pub async fn current_consent(
             slot.decisions.push(GuardianDecision {
                 guardian_id: PersonId::from_uuid(uuid(&row.try_get::<String, _>(1)?)?),
                 granted: row.try_get::<i64, _>(2)? != 0,
-                at: from_micros(row.try_get(3)?),
+                at: from_micros(row.try_get(3)?)?,
                 policy_version: version(row.try_get(4)?)?,
-                method: method_from(&row.try_get::<String, _>(5)?),
+                method: method_from(&row.try_get::<String, _>(5)?)?,
             });
         }
     }
@@ -505,17 +494,17 @@ pub async fn consent_history(
     rows.iter()
         .map(|row| {
             Ok(HistoryEntry {
-                event_id: uuid(&row.get::<String, _>(0))?,
-                position: to_u64(row.get(1)),
+                event_id: uuid(&row.try_get::<String, _>(0)?)?,
+                position: to_u64(row.try_get(1)?)?,
                 child_id: child,
-                purpose: purpose(&row.get::<String, _>(2))?,
-                granted: row.get::<i64, _>(3) != 0,
-                guardian_id: PersonId::from_uuid(uuid(&row.get::<String, _>(4))?),
-                policy_version: u32::try_from(row.get::<i64, _>(5)).unwrap_or_default(),
-                method: method_from(&row.get::<String, _>(6)),
-                occurred_at: from_micros(row.get(7)),
-                recorded_at: from_micros(row.get(8)),
-                effective_after: row.get::<i64, _>(9) != 0,
+                purpose: purpose(&row.try_get::<String, _>(2)?)?,
+                granted: row.try_get::<i64, _>(3)? != 0,
+                guardian_id: PersonId::from_uuid(uuid(&row.try_get::<String, _>(4)?)?),
+                policy_version: version(row.try_get(5)?)?,
+                method: method_from(&row.try_get::<String, _>(6)?)?,
+                occurred_at: from_micros(row.try_get(7)?)?,
+                recorded_at: from_micros(row.try_get(8)?)?,
+                effective_after: row.try_get::<i64, _>(9)? != 0,
                 recorded_by: row
                     .get::<Option<String>, _>(10)
                     .map(|p| uuid(&p).map(PersonId::from_uuid))
@@ -523,4 +512,27 @@ pub async fn consent_history(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_row_that_does_not_parse_is_an_error_not_a_default() {
+        assert_eq!(method_from("paper").ok(), Some(ConsentMethod::Paper));
+        assert!(matches!(
+            method_from("fax"),
+            Err(ProjectionError::Invalid(_))
+        ));
+        assert!(matches!(version(-1), Err(ProjectionError::Invalid(_))));
+        assert!(matches!(
+            crate::db::to_u64(-1),
+            Err(ProjectionError::Invalid(_))
+        ));
+        assert!(matches!(
+            crate::db::from_micros(i64::MAX),
+            Err(ProjectionError::Invalid(_))
+        ));
+    }
 }

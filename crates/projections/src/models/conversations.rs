@@ -263,20 +263,20 @@ fn conversation_row(
     participants: Vec<PersonId>,
 ) -> Result<ConversationView, ProjectionError> {
     Ok(ConversationView {
-        conversation_id: ConversationId::from_uuid(uuid(&r.get::<String, _>(0))?),
-        school_id: SchoolId::from_uuid(uuid(&r.get::<String, _>(1))?),
-        child_id: ChildId::from_uuid(uuid(&r.get::<String, _>(2))?),
+        conversation_id: ConversationId::from_uuid(uuid(&r.try_get::<String, _>(0)?)?),
+        school_id: SchoolId::from_uuid(uuid(&r.try_get::<String, _>(1)?)?),
+        child_id: ChildId::from_uuid(uuid(&r.try_get::<String, _>(2)?)?),
         participants,
-        started_by: person_id(&r.get::<String, _>(3))?,
-        started_at: from_micros(r.get(4)),
-        last_message_at: from_micros(r.get(5)),
-        last_position: to_u64(r.get(6)),
+        started_by: person_id(&r.try_get::<String, _>(3)?)?,
+        started_at: from_micros(r.try_get(4)?)?,
+        last_message_at: from_micros(r.try_get(5)?)?,
+        last_position: to_u64(r.try_get(6)?)?,
         last_author_id: r
             .get::<Option<String>, _>(7)
             .as_deref()
             .map(person_id)
             .transpose()?,
-        message_count: to_u64(r.get(8)),
+        message_count: to_u64(r.try_get(8)?)?,
     })
 }
 
@@ -297,9 +297,9 @@ pub async fn inbox(
         .await?
     {
         participants
-            .entry(r.get(0))
+            .entry(r.try_get(0)?)
             .or_default()
-            .push(person_id(&r.get::<String, _>(1))?);
+            .push(person_id(&r.try_get::<String, _>(1)?)?);
     }
     sqlx::query(INBOX)
         .bind(&key)
@@ -310,7 +310,7 @@ pub async fn inbox(
             conversation_row(
                 r,
                 participants
-                    .remove(&r.get::<String, _>(0))
+                    .remove(&r.try_get::<String, _>(0)?)
                     .unwrap_or_default(),
             )
         })
@@ -373,12 +373,12 @@ pub async fn messages(
         .iter()
         .map(|r| {
             Ok(MessageView {
-                position: to_u64(r.get(0)),
-                message_id: MessageId::from_uuid(uuid(&r.get::<String, _>(1))?),
-                conversation_id: ConversationId::from_uuid(uuid(&r.get::<String, _>(2))?),
-                author_id: person_id(&r.get::<String, _>(3))?,
-                body: serde_json::from_str(&r.get::<String, _>(4))?,
-                at: from_micros(r.get(5)),
+                position: to_u64(r.try_get(0)?)?,
+                message_id: MessageId::from_uuid(uuid(&r.try_get::<String, _>(1)?)?),
+                conversation_id: ConversationId::from_uuid(uuid(&r.try_get::<String, _>(2)?)?),
+                author_id: person_id(&r.try_get::<String, _>(3)?)?,
+                body: serde_json::from_str(&r.try_get::<String, _>(4)?)?,
+                at: from_micros(r.try_get(5)?)?,
             })
         })
         .collect::<Result<Vec<_>, ProjectionError>>()?;

@@ -691,12 +691,12 @@ pub async fn group(db: &ReadDb, group: GroupId) -> Result<Option<GroupView>, Pro
         .await?
         .iter()
         .map(|r| {
-            let id: String = r.get(0);
+            let id: String = r.try_get(0)?;
             Ok(GroupStaff {
                 person_id: PersonId::from_uuid(uuid(&id)?),
-                role: role_from(&r.get::<String, _>(1))?,
+                role: role_from(&r.try_get::<String, _>(1)?)?,
                 assigned: assigned.contains(&id),
-                display_name: sealed_opt(r.get(2))?,
+                display_name: sealed_opt(r.try_get(2)?)?,
             })
         })
         .collect::<Result<Vec<_>, ProjectionError>>()?;
@@ -709,8 +709,8 @@ pub async fn group(db: &ReadDb, group: GroupId) -> Result<Option<GroupView>, Pro
             Ok(GroupChild {
                 child_id: child_id(r, 0)?,
                 group_id: group_id(r, 1)?,
-                first_name: sealed(&r.get::<String, _>(2))?,
-                last_initial: sealed(&r.get::<String, _>(3))?,
+                first_name: sealed(&r.try_get::<String, _>(2)?)?,
+                last_initial: sealed(&r.try_get::<String, _>(3)?)?,
             })
         })
         .collect::<Result<Vec<_>, ProjectionError>>()?;
@@ -726,7 +726,7 @@ pub async fn group(db: &ReadDb, group: GroupId) -> Result<Option<GroupView>, Pro
             Some(last) if last.person_id == person => last.child_ids.push(child),
             _ => guardians.push(GroupGuardian {
                 person_id: person,
-                display_name: sealed_opt(r.get(2))?,
+                display_name: sealed_opt(r.try_get(2)?)?,
                 child_ids: vec![child],
             }),
         }
@@ -734,8 +734,8 @@ pub async fn group(db: &ReadDb, group: GroupId) -> Result<Option<GroupView>, Pro
     Ok(Some(GroupView {
         group_id: group_id(&row, 0)?,
         school_id: school_id(&row, 1)?,
-        name: row.get(2),
-        kind: kind_from(&row.get::<String, _>(3))?,
+        name: row.try_get(2)?,
+        kind: kind_from(&row.try_get::<String, _>(3)?)?,
         archived: row.try_get::<i64, _>(4)? != 0,
         staff,
         children,
@@ -856,27 +856,6 @@ pub async fn person_of_identity(
         .transpose()
 }
 
-/// The issuers at which `person` has a single sign-on identity.
-///
-/// # Errors
-/// Database failures.
-pub async fn identity_issuers(
-    db: &ReadDb,
-    person: PersonId,
-) -> Result<Vec<String>, ProjectionError> {
-    Ok(
-        sqlx::query(
-            "SELECT issuer FROM membership_identities WHERE person_id = $1 ORDER BY issuer",
-        )
-        .bind(person.to_string())
-        .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect(),
-    )
-}
-
 /// A person's own profile: sealed name and e-mail address, schools with roles, children with
 /// their groups, and the groups they are a member of. `None` when the read model knows nothing
 /// of them.
@@ -897,15 +876,15 @@ pub async fn person(db: &ReadDb, person: PersonId) -> Result<Option<Profile>, Pr
         .map(|r| {
             Ok(ProfileSchool {
                 school_id: school_id(r, 0)?,
-                name: r.get(1),
-                brin: r.get(2),
+                name: r.try_get(1)?,
+                brin: r.try_get(2)?,
                 school_group_id: group_id(r, 3)?,
                 role: r
                     .get::<Option<String>, _>(4)
                     .as_deref()
                     .map(role_from)
                     .transpose()?,
-                guardian: r.get::<i64, _>(5) > 0,
+                guardian: r.try_get::<i64, _>(5)? > 0,
             })
         })
         .collect::<Result<Vec<_>, ProjectionError>>()?;
@@ -928,7 +907,7 @@ pub async fn person(db: &ReadDb, person: PersonId) -> Result<Option<Profile>, Pr
         return Ok(None);
     }
     let (display_name, email) = match row {
-        Some(r) => (sealed_opt(r.get(0))?, sealed_opt(r.get(1))?),
+        Some(r) => (sealed_opt(r.try_get(0)?)?, sealed_opt(r.try_get(1)?)?),
         None => (None, None),
     };
     Ok(Some(Profile {
@@ -958,7 +937,7 @@ pub async fn child(db: &ReadDb, child: ChildId) -> Result<Option<ChildView>, Pro
 }
 
 async fn child_view(db: &ReadDb, r: &AnyRow) -> Result<ChildView, ProjectionError> {
-    let id: String = r.get(0);
+    let id: String = r.try_get(0)?;
     let guardians: Vec<String> = sqlx::query_scalar(GUARDIANS_OF)
         .bind(&id)
         .fetch_all(db.pool())
@@ -967,8 +946,8 @@ async fn child_view(db: &ReadDb, r: &AnyRow) -> Result<ChildView, ProjectionErro
         child_id: ChildId::from_uuid(uuid(&id)?),
         school_id: school_id(r, 1)?,
         group_id: group_id(r, 2)?,
-        first_name: sealed(&r.get::<String, _>(3))?,
-        last_initial: sealed(&r.get::<String, _>(4))?,
+        first_name: sealed(&r.try_get::<String, _>(3)?)?,
+        last_initial: sealed(&r.try_get::<String, _>(4)?)?,
         guardian_ids: guardians
             .iter()
             .map(|g| Ok(PersonId::from_uuid(uuid(g)?)))
@@ -997,8 +976,8 @@ fn group_summary(r: &AnyRow) -> Result<GroupSummary, ProjectionError> {
     Ok(GroupSummary {
         group_id: group_id(r, 0)?,
         school_id: school_id(r, 1)?,
-        name: r.get(2),
-        kind: kind_from(&r.get::<String, _>(3))?,
+        name: r.try_get(2)?,
+        kind: kind_from(&r.try_get::<String, _>(3)?)?,
     })
 }
 
@@ -1116,7 +1095,7 @@ pub async fn invitations_of_group_page(
 
 fn invitation_view(r: &AnyRow) -> Result<InvitationView, ProjectionError> {
     Ok(InvitationView {
-        invitation_id: InvitationId::from_uuid(uuid(&r.get::<String, _>(0))?),
+        invitation_id: InvitationId::from_uuid(uuid(&r.try_get::<String, _>(0)?)?),
         school_id: school_id(r, 1)?,
         group_id: group_id(r, 2)?,
         child_id: child_id(r, 3)?,
@@ -1125,12 +1104,12 @@ fn invitation_view(r: &AnyRow) -> Result<InvitationView, ProjectionError> {
             .map(|s| Ok::<_, ProjectionError>(ChildId::from_uuid(uuid(&s)?)))
             .transpose()?,
         invitee_id: person_id(r, 5)?,
-        email: sealed(&r.get::<String, _>(6))?,
-        status: InvitationState::parse(&r.get::<String, _>(7))?,
+        email: sealed(&r.try_get::<String, _>(6)?)?,
+        status: InvitationState::parse(&r.try_get::<String, _>(7)?)?,
         invited_by: person_id(r, 8)?,
-        invited_at: from_micros(r.get(9)),
-        expires_at: from_micros(r.get(10)),
-        updated_at: from_micros(r.get(11)),
+        invited_at: from_micros(r.try_get(9)?)?,
+        expires_at: from_micros(r.try_get(10)?)?,
+        updated_at: from_micros(r.try_get(11)?)?,
     })
 }
 
@@ -1169,6 +1148,6 @@ pub async fn staff_of_school(
         .fetch_all(db.pool())
         .await?
         .iter()
-        .map(|r| Ok((person_id(r, 0)?, role_from(&r.get::<String, _>(1))?)))
+        .map(|r| Ok((person_id(r, 0)?, role_from(&r.try_get::<String, _>(1)?)?)))
         .collect()
 }

@@ -889,15 +889,15 @@ impl Notification {
 
 fn notification_from(row: &AnyRow) -> Result<Notification, ProjectionError> {
     Ok(Notification {
-        id: row.get::<String, _>(0).parse()?,
-        position: to_u64(row.get(1)),
-        recipient_id: PersonId::from_uuid(uuid(&row.get::<String, _>(2))?),
-        kind: row.get::<String, _>(3).parse()?,
+        id: row.try_get::<String, _>(0)?.parse()?,
+        position: to_u64(row.try_get(1)?)?,
+        recipient_id: PersonId::from_uuid(uuid(&row.try_get::<String, _>(2)?)?),
+        kind: row.try_get::<String, _>(3)?.parse()?,
         conversation_id: optional_id(row, 4)?.map(ConversationId::from_uuid),
         message_id: optional_id(row, 5)?.map(MessageId::from_uuid),
-        created_at: from_micros(row.get(6)),
-        release_at: from_micros(row.get(7)),
-        delivered: row.get::<Option<String>, _>(8).is_some(),
+        created_at: from_micros(row.try_get(6)?)?,
+        release_at: from_micros(row.try_get(7)?)?,
+        delivered: row.try_get::<Option<String>, _>(8)?.is_some(),
         school_id: optional_id(row, 9)?.map(SchoolId::from_uuid),
         policy_version: row
             .try_get::<Option<i64>, _>(10)?

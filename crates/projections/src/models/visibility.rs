@@ -601,7 +601,7 @@ fn post_state(row: &AnyRow) -> Result<Post, ProjectionError> {
         school_id: Some(id(row, 1)?),
         group_id: Some(id(row, 2)?),
         author_id: Some(id(row, 3)?),
-        posted_at: Some(from_micros(row.try_get(4)?)),
+        posted_at: Some(from_micros(row.try_get(4)?)?),
         media: rest.media,
         removed: rest.removed,
         expired: rest.expired,
@@ -985,7 +985,7 @@ async fn with_media(
             post_id: id(row, 0)?,
             group_id: id(row, 2)?,
             author_id: id(row, 3)?,
-            posted_at: from_micros(row.try_get(4)?),
+            posted_at: from_micros(row.try_get(4)?)?,
             body: serde_json::from_str(&body)?,
             media: Vec::new(),
         };
