@@ -19,6 +19,7 @@
 mod db;
 mod ledger;
 mod master;
+mod watch;
 
 pub use ledger::{
     parse_subject_name, subject_name, ErasureLedger, LedgerEntry, LedgerError, LEDGER_FILE,
@@ -35,16 +36,10 @@ use kring_domain::access::Subject;
 use kring_domain::sealed::{Envelope, Opened, Sealed, PLAIN_KEY, SEALED_KEY};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 use uuid::Uuid;
+use watch::{KeyCache, Watch};
 
-/// How long a cached key is trusted before the vault looks again (another process may have
-/// erased it).
-const CACHE_TTL: Duration = Duration::from_secs(30);
-/// Cached keys before the cache starts over.
-const CACHE_LIMIT: usize = 100_000;
 const CHECK_PLAINTEXT: &[u8] = b"kring master key check v1";
 
 /// What can go wrong with the vault.
@@ -97,17 +92,13 @@ struct DataKey {
     cipher: XChaCha20Poly1305,
 }
 
-#[derive(Clone)]
-struct Cached {
-    key: Option<DataKey>,
-    at: Instant,
-}
-
 /// The key vault. Cheap to share behind an `Arc`.
 pub struct KeyVault {
     db: VaultDb,
     master: XChaCha20Poly1305,
-    cache: Mutex<HashMap<Subject, Cached>>,
+    cache: Arc<KeyCache>,
+    /// Keeps the cache in step with erasures committed by other processes.
+    watch: Watch,
     ledger: Option<ErasureLedger>,
 }
 
@@ -193,10 +184,13 @@ impl KeyVault {
                 return Box::pin(Self::start(db, master)).await;
             }
         }
+        let cache = Arc::new(KeyCache::default());
+        let watch = Watch::start(&db, Arc::clone(&cache)).await?;
         Ok(Self {
             db,
             master: cipher,
-            cache: Mutex::new(HashMap::new()),
+            cache,
+            watch,
             ledger: None,
         })
     }
@@ -406,8 +400,9 @@ impl KeyVault {
                 })??;
         }
         let outcome = self.db.erase(&[subject_key(subject)]).await;
-        // Even when the wipe failed, the key row is gone: do not serve it from the cache.
-        self.cache_put(subject, None);
+        // Even when the wipe failed, the key row is gone: do not serve it from the cache. A key
+        // being read for it concurrently is not cached either (the eviction moves the epoch).
+        self.cache.evict([subject]);
         outcome
     }
 
@@ -419,15 +414,22 @@ impl KeyVault {
     pub async fn erase_again(&self, subjects: &[Subject]) -> Result<(), VaultError> {
         let names: Vec<String> = subjects.iter().map(|s| subject_key(*s)).collect();
         let outcome = self.db.erase(&names).await;
-        for subject in subjects {
-            self.cache_put(*subject, None);
-        }
+        self.cache.evict(subjects.iter().copied());
         outcome
     }
 
     /// Closes the vault's database connections.
     pub async fn close(&self) {
+        self.watch.close().await;
         self.db.close().await;
+    }
+
+    /// Whether this vault currently learns of other processes' erasures as they commit: always
+    /// on SQLite; on PostgreSQL while its listener is connected and caught up (until then every
+    /// cached key is checked against the erasures table before it is used).
+    #[must_use]
+    pub fn is_listening(&self) -> bool {
+        self.watch.is_listening()
     }
 
     /// Whether `subject`'s key was destroyed.
@@ -442,12 +444,26 @@ impl KeyVault {
     }
 
     async fn key(&self, subject: Subject, create: bool) -> Result<Option<DataKey>, VaultError> {
-        if let Some(cached) = self.cache_get(subject) {
-            if cached.is_some() || !create {
-                return Ok(cached);
-            }
-        }
+        // Erasures committed by other processes first: a cached key is used only if its subject
+        // was not erased since it was cached.
+        self.watch.validate(&self.cache).await?;
         let name = subject_key(subject);
+        match self.cache.get(subject) {
+            Some(None) if create => return Err(VaultError::SubjectErased(subject)),
+            // On PostgreSQL another process's erasure reaches this cache asynchronously: a seal
+            // (rare next to opens) asks the database whether the key still exists, so new data
+            // is never sealed for a subject whose erasure was acknowledged anywhere.
+            Some(Some(key)) if create && self.watch.is_asynchronous() => {
+                if let Some(db::KeyRow { wrapped: None, .. }) = self.db.key(&name).await? {
+                    self.cache.evict([subject]);
+                    return Err(VaultError::SubjectErased(subject));
+                }
+                return Ok(Some(key));
+            }
+            Some(cached) => return Ok(cached),
+            None => {}
+        }
+        let epoch = self.cache.epoch();
         let row = match self.db.key(&name).await? {
             Some(row) => Some(row),
             None if create => {
@@ -467,11 +483,14 @@ impl KeyVault {
                 let mut stored = nonce.to_vec();
                 stored.extend(wrapped);
                 // Committed before any event that uses it: a crash can orphan a key, never
-                // lose one. A racing process may have created one first: read the winner.
+                // lose one. A racing process may have created one first, or erased the subject
+                // (its row stays, without a key): the insert never replaces a row, and the
+                // winner is read back.
                 self.db.insert_key_if_absent(&name, key_id, &stored).await?;
                 self.db.key(&name).await?
             }
-            None => None,
+            // No key yet: nothing to cache (a key created later must not read as erased).
+            None => return Ok(None),
         };
         let key = match row {
             Some(db::KeyRow {
@@ -493,39 +512,14 @@ impl KeyVault {
                     .map_err(|_| VaultError::WrongMasterKey)?;
                 Some(DataKey { key_id, cipher })
             }
-            Some(db::KeyRow { wrapped: None, .. }) => {
-                if create {
-                    return Err(VaultError::SubjectErased(subject));
-                }
-                None
-            }
-            None => None,
+            Some(db::KeyRow { wrapped: None, .. }) => None,
+            None => return Ok(None),
         };
-        self.cache_put(subject, key.clone());
-        Ok(key)
-    }
-
-    fn cache_get(&self, subject: Subject) -> Option<Option<DataKey>> {
-        let cache = self.cache.lock().ok()?;
-        cache
-            .get(&subject)
-            .filter(|c| c.at.elapsed() < CACHE_TTL)
-            .map(|c| c.key.clone())
-    }
-
-    fn cache_put(&self, subject: Subject, key: Option<DataKey>) {
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(
-                subject,
-                Cached {
-                    key,
-                    at: Instant::now(),
-                },
-            );
+        self.cache.put(subject, key.clone(), epoch);
+        if key.is_none() && create {
+            return Err(VaultError::SubjectErased(subject));
         }
+        Ok(key)
     }
 }
 
