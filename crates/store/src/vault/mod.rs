@@ -222,6 +222,11 @@ impl KeyVault {
     pub async fn seal_value(&self, value: &mut Value) -> Result<(), VaultError> {
         let mut plains = Vec::new();
         collect_marked(value, PLAIN_KEY, &mut plains);
+        if plains.is_empty() {
+            return Ok(());
+        }
+        // One check for erasures by other processes for the whole payload.
+        self.watch.validate(&self.cache).await?;
         for path in plains {
             let Some(slot) = pointer_mut(value, &path) else {
                 continue;
@@ -231,7 +236,7 @@ impl KeyVault {
             };
             let subject: Subject = serde_json::from_value(marker["subject"].clone())?;
             let plaintext = serde_json::to_vec(&marker["value"])?;
-            let envelope = self.encrypt(subject, &plaintext).await?;
+            let envelope = self.encrypt_validated(subject, &plaintext).await?;
             *slot = serde_json::json!({ SEALED_KEY: envelope });
         }
         Ok(())
@@ -260,6 +265,11 @@ impl KeyVault {
         let mut paths = Vec::new();
         collect_marked(value, SEALED_KEY, &mut paths);
         let mut opening = Opening::default();
+        if paths.is_empty() {
+            return Ok(opening);
+        }
+        // One check for erasures by other processes for the whole payload.
+        self.watch.validate(&self.cache).await?;
         for path in paths {
             let Some(slot) = pointer_mut(value, &path) else {
                 continue;
@@ -269,7 +279,7 @@ impl KeyVault {
                 opening.withheld += 1;
                 Value::String(WITHHELD.to_owned())
             } else {
-                match self.decrypt(&envelope).await? {
+                match self.decrypt_validated(&envelope).await? {
                     Some(bytes) => serde_json::from_slice(&bytes)?,
                     None => {
                         opening.erased += 1;
@@ -313,6 +323,16 @@ impl KeyVault {
         subject: Subject,
         plaintext: &[u8],
     ) -> Result<Envelope, VaultError> {
+        self.watch.validate(&self.cache).await?;
+        self.encrypt_validated(subject, plaintext).await
+    }
+
+    /// [`KeyVault::encrypt`] after the cache was brought up to date with erasures.
+    async fn encrypt_validated(
+        &self,
+        subject: Subject,
+        plaintext: &[u8],
+    ) -> Result<Envelope, VaultError> {
         let key = self
             .key(subject, true)
             .await?
@@ -342,6 +362,12 @@ impl KeyVault {
     /// # Errors
     /// [`VaultError::Undecryptable`] when the key exists but the envelope does not open.
     pub async fn decrypt(&self, envelope: &Envelope) -> Result<Option<Vec<u8>>, VaultError> {
+        self.watch.validate(&self.cache).await?;
+        self.decrypt_validated(envelope).await
+    }
+
+    /// [`KeyVault::decrypt`] after the cache was brought up to date with erasures.
+    async fn decrypt_validated(&self, envelope: &Envelope) -> Result<Option<Vec<u8>>, VaultError> {
         let subject = envelope.subject;
         let Some(key) = self.key(subject, false).await? else {
             return Ok(None);
@@ -443,10 +469,10 @@ impl KeyVault {
         ))
     }
 
+    /// `subject`'s key, created when `create`s. The caller has just brought the cache up to
+    /// date with erasures committed by other processes ([`Watch::validate`]): a cached key is
+    /// used only if its subject was not erased before the operation began.
     async fn key(&self, subject: Subject, create: bool) -> Result<Option<DataKey>, VaultError> {
-        // Erasures committed by other processes first: a cached key is used only if its subject
-        // was not erased since it was cached.
-        self.watch.validate(&self.cache).await?;
         let name = subject_key(subject);
         match self.cache.get(subject) {
             Some(None) if create => return Err(VaultError::SubjectErased(subject)),
