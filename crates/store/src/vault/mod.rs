@@ -1,6 +1,7 @@
 //! The key vault: one data key per subject (a person, a child, one content item), stored
 //! wrapped by a master key in a database of its own (`vault.db` in the embedded default; tables
-//! of their own on PostgreSQL), cached for replay speed.
+//! of their own on PostgreSQL), cached for replay speed. Erasures made by any process reach the
+//! cache (`watch.rs`; ADR 0015): at once on SQLite, by notification on PostgreSQL.
 //!
 //! - [`KeyVault::seal`] turns a decided domain event into a [`NewEvent`] whose personal fields
 //!   are encrypted (XChaCha20-Poly1305, RustCrypto) with their subject's key. The store refuses
