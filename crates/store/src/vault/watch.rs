@@ -1,5 +1,5 @@
 //! The key cache, and how it learns of erasures made by any process with the same vault open
-//! ([0015](../../../../docs/decisions/0015-erasure-reaches-every-process.md)).
+//! (`docs/decisions/0015-erasure-reaches-every-process.md`).
 //!
 //! Every erasure appends a row to `vault_erasures` (an increasing id and the subject) in the
 //! transaction that destroys the key. A cache hit is served only after the cache has evicted
