@@ -8,8 +8,11 @@
 //! - **SQLite**: a connection of the vault's own asks `PRAGMA data_version`, which changes
 //!   exactly when another connection (of this process or another) committed to the file. Only
 //!   then are the erasures above the last one seen read and their subjects evicted. In WAL mode
-//!   the pragma reads the shared-memory index: no disk I/O. Strict: an open that starts after an
-//!   erasure committed anywhere never uses the erased key.
+//!   the pragma reads the shared-memory index: no disk I/O. A query is a round trip to the
+//!   connection's worker thread, so the check first compares the WAL-index header in the `-shm`
+//!   file (rewritten by every commit) with its value at the last check, and asks only when it
+//!   changed. Strict: an open that starts after an erasure committed anywhere never uses the
+//!   erased key.
 //! - **PostgreSQL**: the erasing transaction `NOTIFY`s (delivered at commit, in commit order)
 //!   and a task per vault `LISTEN`s and evicts. While that listener is not connected (at start,
 //!   after a lost connection, until it listens again and has read the erasures it may have
@@ -127,6 +130,32 @@ pub(super) struct SqliteWatch {
     conn: Option<SqliteConnection>,
     data_version: i64,
     last_id: i64,
+    /// The vault's WAL index (`vault.db-shm`), whose header every commit rewrites.
+    shm: Option<std::fs::File>,
+    /// Both copies of the WAL-index header as read before the last full check.
+    shm_header: Option<[u8; SHM_HEADER]>,
+}
+
+/// The WAL-index header: two copies of 48 bytes at the start of the `-shm` file, rewritten (a
+/// change counter, the last frame, checksums) by every commit to the database
+/// (<https://www.sqlite.org/walformat.html>, "The WAL-Index Header").
+const SHM_HEADER: usize = 96;
+
+impl SqliteWatch {
+    /// The WAL-index header now, if it can be read (WAL mode on a unix file system).
+    fn shm_header(&self) -> Option<[u8; SHM_HEADER]> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            let mut header = [0_u8; SHM_HEADER];
+            self.shm.as_ref()?.read_exact_at(&mut header, 0).ok()?;
+            Some(header)
+        }
+        #[cfg(not(unix))]
+        {
+            None
+        }
+    }
 }
 
 pub(super) struct PgWatch {
@@ -154,10 +183,14 @@ impl Watch {
                 let last_id = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM vault_erasures")
                     .fetch_one(&mut conn)
                     .await?;
+                let mut shm_path = pool.connect_options().get_filename().as_os_str().to_owned();
+                shm_path.push("-shm");
                 Ok(Self::Sqlite(tokio::sync::Mutex::new(SqliteWatch {
                     conn: Some(conn),
                     data_version,
                     last_id,
+                    shm: std::fs::File::open(shm_path).ok(),
+                    shm_header: None,
                 })))
             }
             VaultDb::Postgres(pool) => {
@@ -181,9 +214,20 @@ impl Watch {
             Self::Sqlite(watch) => {
                 let mut watch = watch.lock().await;
                 let watch = &mut *watch;
+                if watch.conn.is_none() {
+                    return Err(sqlx::Error::PoolClosed.into());
+                }
+                // The fast path: a WAL-index header unchanged since the last full check means
+                // nothing was committed since (a read from shared memory, no lock, no query).
+                // Read before the check, so a commit after this read is seen next time.
+                let header = watch.shm_header();
+                if header.is_some() && header == watch.shm_header {
+                    return Ok(());
+                }
                 let conn = watch.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
                 let version = data_version(conn).await?;
                 if version == watch.data_version {
+                    watch.shm_header = header;
                     return Ok(());
                 }
                 let erased: Vec<(i64, String)> = sqlx::query_as(
@@ -197,6 +241,7 @@ impl Watch {
                     watch.last_id = *id;
                 }
                 watch.data_version = version;
+                watch.shm_header = header;
                 Ok(())
             }
             Self::Postgres(watch) => {
