@@ -33,7 +33,14 @@ CREATE TABLE IF NOT EXISTS subject_keys (
     created_at  INTEGER NOT NULL,
     erased_at   INTEGER
 );
-CREATE TABLE IF NOT EXISTS vault_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);";
+CREATE TABLE IF NOT EXISTS vault_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+-- Append-only: one row per erasure, written in the transaction that destroys the key, so that
+-- every process with the vault open can evict exactly the erased subjects from its key cache.
+CREATE TABLE IF NOT EXISTS vault_erasures (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject   TEXT NOT NULL,
+    erased_at INTEGER NOT NULL
+);";
 
 const POSTGRES_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS subject_keys (
@@ -43,7 +50,20 @@ CREATE TABLE IF NOT EXISTS subject_keys (
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     erased_at   TIMESTAMPTZ
 );
-CREATE TABLE IF NOT EXISTS vault_meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL);";
+CREATE TABLE IF NOT EXISTS vault_meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS vault_erasures (
+    id        BIGSERIAL PRIMARY KEY,
+    subject   TEXT NOT NULL,
+    erased_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);";
+
+/// The channel on which an erasure is announced to every vault on the database (payload
+/// `<erasure id> <subject>`); PostgreSQL delivers it when the erasing transaction commits.
+pub(super) const ERASURE_CHANNEL: &str = "kring_vault_erasures";
+
+/// Held by every erasing transaction on PostgreSQL, so that erasure ids become visible in the
+/// order they were drawn: a reader that has seen erasure `n` has seen every erasure below it.
+const ERASURE_LOCK: i64 = 74_726_106;
 
 impl VaultDb {
     pub async fn sqlite(path: &Path) -> Result<Self, sqlx::Error> {
@@ -216,12 +236,21 @@ impl VaultDb {
                     .bind(now.timestamp_micros())
                     .execute(&mut *tx)
                     .await?;
+                    sqlx::query("INSERT INTO vault_erasures (subject, erased_at) VALUES (?, ?)")
+                        .bind(subject)
+                        .bind(now.timestamp_micros())
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 truncate_wal(&mut conn, subjects).await
             }
             Self::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(ERASURE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
                 for subject in subjects {
                     sqlx::query(
                         "INSERT INTO subject_keys (subject, key_id, wrapped_key, erased_at) VALUES ($1, $2, NULL, now())
@@ -229,6 +258,15 @@ impl VaultDb {
                     )
                     .bind(subject)
                     .bind(Uuid::nil())
+                    .execute(&mut *tx)
+                    .await?;
+                    // Announced at commit, to every listening vault, in commit order.
+                    sqlx::query(
+                        "WITH e AS (INSERT INTO vault_erasures (subject) VALUES ($1) RETURNING id, subject)
+                         SELECT pg_notify($2, e.id::text || ' ' || e.subject) FROM e",
+                    )
+                    .bind(subject)
+                    .bind(ERASURE_CHANNEL)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -346,11 +384,31 @@ pub async fn move_sqlite_tables(legacy: &Path, path: &Path) -> Result<u64, Vault
     sqlx::query("DETACH DATABASE vault")
         .execute(&mut conn)
         .await?;
-    sqlx::raw_sql("DROP TABLE IF EXISTS subject_keys; DROP TABLE IF EXISTS vault_meta;")
+    sqlx::raw_sql(
+        "DROP TABLE IF EXISTS subject_keys; DROP TABLE IF EXISTS vault_meta; DROP TABLE IF EXISTS vault_erasures;",
+    )
         .execute(&mut conn)
         .await?;
     let legacy_name = [format!("the old vault in {}", legacy.display())];
     truncate_wal(&mut conn, &legacy_name).await?;
     conn.close().await?;
     Ok(moved)
+}
+
+impl VaultDb {
+    /// The newest erasure id (0 when there is none).
+    pub async fn last_erasure(&self) -> Result<i64, sqlx::Error> {
+        match self {
+            Self::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM vault_erasures")
+                    .fetch_one(pool)
+                    .await
+            }
+            Self::Postgres(pool) => {
+                sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::BIGINT FROM vault_erasures")
+                    .fetch_one(pool)
+                    .await
+            }
+        }
+    }
 }

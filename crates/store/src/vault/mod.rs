@@ -1,6 +1,7 @@
 //! The key vault: one data key per subject (a person, a child, one content item), stored
 //! wrapped by a master key in a database of its own (`vault.db` in the embedded default; tables
-//! of their own on PostgreSQL), cached for replay speed.
+//! of their own on PostgreSQL), cached for replay speed. Erasures made by any process reach the
+//! cache (`watch.rs`; ADR 0015): at once on SQLite, by notification on PostgreSQL.
 //!
 //! - [`KeyVault::seal`] turns a decided domain event into a [`NewEvent`] whose personal fields
 //!   are encrypted (XChaCha20-Poly1305, RustCrypto) with their subject's key. The store refuses
@@ -22,6 +23,7 @@ mod db;
 mod ledger;
 mod master;
 mod stream;
+mod watch;
 
 pub use ledger::{
     parse_subject_name, subject_name, ErasureLedger, LedgerEntry, LedgerError, LEDGER_FILE,
@@ -39,16 +41,10 @@ use kring_domain::access::Subject;
 use kring_domain::sealed::{Envelope, Opened, Sealed, PLAIN_KEY, SEALED_KEY};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 use uuid::Uuid;
+use watch::{KeyCache, Watch};
 
-/// How long a cached key is trusted before the vault looks again (another process may have
-/// erased it).
-const CACHE_TTL: Duration = Duration::from_secs(30);
-/// Cached keys before the cache starts over.
-const CACHE_LIMIT: usize = 100_000;
 const CHECK_PLAINTEXT: &[u8] = b"kring master key check v1";
 
 /// What can go wrong with the vault.
@@ -116,17 +112,13 @@ struct DataKey {
     cipher: XChaCha20Poly1305,
 }
 
-#[derive(Clone)]
-struct Cached {
-    key: Option<DataKey>,
-    at: Instant,
-}
-
 /// The key vault. Cheap to share behind an `Arc`.
 pub struct KeyVault {
     db: VaultDb,
     master: XChaCha20Poly1305,
-    cache: Mutex<HashMap<Subject, Cached>>,
+    cache: Arc<KeyCache>,
+    /// Keeps the cache in step with erasures committed by other processes.
+    watch: Watch,
     ledger: Option<ErasureLedger>,
 }
 
@@ -212,10 +204,13 @@ impl KeyVault {
                 return Box::pin(Self::start(db, master)).await;
             }
         }
+        let cache = Arc::new(KeyCache::default());
+        let watch = Watch::start(&db, Arc::clone(&cache)).await?;
         Ok(Self {
             db,
             master: cipher,
-            cache: Mutex::new(HashMap::new()),
+            cache,
+            watch,
             ledger: None,
         })
     }
@@ -247,6 +242,11 @@ impl KeyVault {
     pub async fn seal_value(&self, value: &mut Value) -> Result<(), VaultError> {
         let mut plains = Vec::new();
         collect_marked(value, PLAIN_KEY, &mut plains);
+        if plains.is_empty() {
+            return Ok(());
+        }
+        // One check for erasures by other processes for the whole payload.
+        self.watch.validate(&self.cache).await?;
         for path in plains {
             let Some(slot) = pointer_mut(value, &path) else {
                 continue;
@@ -256,7 +256,7 @@ impl KeyVault {
             };
             let subject: Subject = serde_json::from_value(marker["subject"].clone())?;
             let plaintext = serde_json::to_vec(&marker["value"])?;
-            let envelope = self.encrypt(subject, &plaintext).await?;
+            let envelope = self.encrypt_validated(subject, &plaintext).await?;
             *slot = serde_json::json!({ SEALED_KEY: envelope });
         }
         Ok(())
@@ -305,6 +305,11 @@ impl KeyVault {
         }
         let mut paths = Vec::new();
         collect_marked(value, SEALED_KEY, &mut paths);
+        if paths.is_empty() {
+            return Ok(opening);
+        }
+        // One check for erasures by other processes for the whole payload.
+        self.watch.validate(&self.cache).await?;
         for path in paths {
             let Some(slot) = pointer_mut(value, &path) else {
                 continue;
@@ -314,7 +319,7 @@ impl KeyVault {
                 opening.withheld += 1;
                 Value::String(WITHHELD.to_owned())
             } else {
-                match self.decrypt(&envelope).await? {
+                match self.decrypt_validated(&envelope).await? {
                     Some(bytes) => serde_json::from_slice(&bytes)?,
                     None => {
                         opening.erased += 1;
@@ -358,6 +363,16 @@ impl KeyVault {
         subject: Subject,
         plaintext: &[u8],
     ) -> Result<Envelope, VaultError> {
+        self.watch.validate(&self.cache).await?;
+        self.encrypt_validated(subject, plaintext).await
+    }
+
+    /// [`KeyVault::encrypt`] after the cache was brought up to date with erasures.
+    async fn encrypt_validated(
+        &self,
+        subject: Subject,
+        plaintext: &[u8],
+    ) -> Result<Envelope, VaultError> {
         let key = self
             .key(subject, true)
             .await?
@@ -387,6 +402,12 @@ impl KeyVault {
     /// # Errors
     /// [`VaultError::Undecryptable`] when the key exists but the envelope does not open.
     pub async fn decrypt(&self, envelope: &Envelope) -> Result<Option<Vec<u8>>, VaultError> {
+        self.watch.validate(&self.cache).await?;
+        self.decrypt_validated(envelope).await
+    }
+
+    /// [`KeyVault::decrypt`] after the cache was brought up to date with erasures.
+    async fn decrypt_validated(&self, envelope: &Envelope) -> Result<Option<Vec<u8>>, VaultError> {
         let subject = envelope.subject;
         let Some(key) = self.key(subject, false).await? else {
             return Ok(None);
@@ -445,8 +466,9 @@ impl KeyVault {
                 })??;
         }
         let outcome = self.db.erase(&[subject_key(subject)]).await;
-        // Even when the wipe failed, the key row is gone: do not serve it from the cache.
-        self.cache_put(subject, None);
+        // Even when the wipe failed, the key row is gone: do not serve it from the cache. A key
+        // being read for it concurrently is not cached either (the eviction moves the epoch).
+        self.cache.evict([subject]);
         outcome
     }
 
@@ -458,15 +480,22 @@ impl KeyVault {
     pub async fn erase_again(&self, subjects: &[Subject]) -> Result<(), VaultError> {
         let names: Vec<String> = subjects.iter().map(|s| subject_key(*s)).collect();
         let outcome = self.db.erase(&names).await;
-        for subject in subjects {
-            self.cache_put(*subject, None);
-        }
+        self.cache.evict(subjects.iter().copied());
         outcome
     }
 
     /// Closes the vault's database connections.
     pub async fn close(&self) {
+        self.watch.close().await;
         self.db.close().await;
+    }
+
+    /// Whether this vault currently learns of other processes' erasures as they commit: always
+    /// on SQLite; on PostgreSQL while its listener is connected and caught up (until then every
+    /// cached key is checked against the erasures table before it is used).
+    #[must_use]
+    pub fn is_listening(&self) -> bool {
+        self.watch.is_listening()
     }
 
     /// Whether `subject`'s key was destroyed.
@@ -480,40 +509,53 @@ impl KeyVault {
         ))
     }
 
+    /// `subject`'s key, created when `create`s. The caller has just brought the cache up to
+    /// date with erasures committed by other processes ([`Watch::validate`]): a cached key is
+    /// used only if its subject was not erased before the operation began.
     async fn key(&self, subject: Subject, create: bool) -> Result<Option<DataKey>, VaultError> {
-        if let Some(cached) = self.cache_get(subject) {
-            if cached.is_some() || !create {
-                return Ok(cached);
-            }
-        }
         let name = subject_key(subject);
+        match self.cache.get(subject) {
+            Some(None) if create => return Err(VaultError::SubjectErased(subject)),
+            // On PostgreSQL another process's erasure reaches this cache asynchronously: a seal
+            // (rare next to opens) asks the database whether the key still exists, so new data
+            // is never sealed for a subject whose erasure was acknowledged anywhere.
+            Some(Some(key)) if create && self.watch.is_asynchronous() => {
+                if let Some(db::KeyRow { wrapped: None, .. }) = self.db.key(&name).await? {
+                    self.cache.evict([subject]);
+                    return Err(VaultError::SubjectErased(subject));
+                }
+                return Ok(Some(key));
+            }
+            Some(cached) => return Ok(cached),
+            None => {}
+        }
+        let epoch = self.cache.epoch();
         let row = match self.db.key(&name).await? {
             Some(row) => Some(row),
             None if create => {
-                let (key_id, wrapped) = self.new_wrapped_key(subject)?;
+                let (key_id, stored) = self.new_wrapped_key(subject)?;
                 // Committed before any event that uses it: a crash can orphan a key, never
-                // lose one. A racing process may have created one first: read the winner.
-                self.db
-                    .insert_key_if_absent(&name, key_id, &wrapped)
-                    .await?;
+                // lose one. A racing process may have created one first, or erased the subject
+                // (its row stays, without a key): the insert never replaces a row, and the
+                // winner is read back.
+                self.db.insert_key_if_absent(&name, key_id, &stored).await?;
                 self.db.key(&name).await?
             }
-            None => None,
+            // No key yet: nothing to cache (a key created later must not read as erased).
+            None => return Ok(None),
         };
         let key = match row {
             Some(db::KeyRow {
                 key_id,
                 wrapped: Some(wrapped),
             }) => Some(self.unwrap_key(subject, key_id, &wrapped)?),
-            Some(db::KeyRow { wrapped: None, .. }) => {
-                if create {
-                    return Err(VaultError::SubjectErased(subject));
-                }
-                None
-            }
-            None => None,
+            Some(db::KeyRow { wrapped: None, .. }) => None,
+            None => return Ok(None),
         };
-        self.cache_put(subject, key.clone());
+        self.cache.put(subject, key.clone(), epoch);
+        if key.is_none() && create {
+            return Err(VaultError::SubjectErased(subject));
+        }
         Ok(key)
     }
 
@@ -558,29 +600,6 @@ impl KeyVault {
         let cipher =
             XChaCha20Poly1305::new_from_slice(&raw).map_err(|_| VaultError::WrongMasterKey)?;
         Ok(DataKey { key_id, cipher })
-    }
-
-    fn cache_get(&self, subject: Subject) -> Option<Option<DataKey>> {
-        let cache = self.cache.lock().ok()?;
-        cache
-            .get(&subject)
-            .filter(|c| c.at.elapsed() < CACHE_TTL)
-            .map(|c| c.key.clone())
-    }
-
-    fn cache_put(&self, subject: Subject, key: Option<DataKey>) {
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(
-                subject,
-                Cached {
-                    key,
-                    at: Instant::now(),
-                },
-            );
-        }
     }
 }
 

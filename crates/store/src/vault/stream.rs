@@ -152,6 +152,7 @@ impl KeyVault {
     /// # Errors
     /// [`VaultError::SubjectErased`] for an erased subject; database failures.
     pub async fn stream_sealer(&self, subject: Subject) -> Result<StreamSealer, VaultError> {
+        self.watch.validate(&self.cache).await?;
         let (key, unstored) = match self.key(subject, false).await? {
             Some(key) => (key, None),
             None if self.is_erased(subject).await? => {
@@ -202,7 +203,8 @@ impl KeyVault {
             }) if stored == key_id => {
                 let key = self.unwrap_key(subject, key_id, &wrapped)?;
                 // The subject may be cached as keyless from when the stream began.
-                self.cache_put(subject, Some(key));
+                let epoch = self.cache.epoch();
+                self.cache.put(subject, Some(key), epoch);
                 Ok(())
             }
             Some(db::KeyRow { wrapped: None, .. }) => Err(VaultError::SubjectErased(subject)),
@@ -222,6 +224,7 @@ impl KeyVault {
         key_id: Uuid,
         nonce_prefix: &[u8],
     ) -> Result<Option<StreamOpener>, VaultError> {
+        self.watch.validate(&self.cache).await?;
         let Some(key) = self.key(subject, false).await? else {
             return Ok(None);
         };
