@@ -27,8 +27,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// mimalloc: rebuilds and reads allocate per event; glibc's malloc spent a fifth of a rebuild
-/// in its own bookkeeping (measured with perf), mimalloc a fraction of that.
+/// mimalloc: rebuilds and reads allocate per event, and glibc's malloc spends much of that time
+/// in its own bookkeeping; mimalloc far less.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -87,18 +87,17 @@ pub struct Bulk {
 const MAX_PARAMS: usize = 1_000;
 
 /// Parameters per multi-row `INSERT` of a [`Bulk`] (SQLite allows 32,766, PostgreSQL 65,535).
-/// Each statement is a hand-off to SQLite's worker thread: at 4,000 instead of 1,000 the 1M-event
-/// rebuild made ~4,500 statements instead of ~18,000 and took 13.8–15.0 s instead of 18.7 s
-/// (12,000 was no faster; `docs/benchmarks.md`). Only a table's full-size statement
-/// is kept prepared (one text per table); the smaller last statement of a batch, a different
-/// text each time, is not: caching every text at 6,000 parameters cost 28–36 MiB.
+/// Each statement is a hand-off to SQLite's worker thread, so fewer, larger statements make a
+/// rebuild faster; beyond 4,000 they were no faster (`docs/benchmarks-history-2026.md`). Only a
+/// table's full-size statement is kept prepared (one text per table); the smaller last
+/// statement of a batch, a different text each time, is not: caching every text costs memory.
 const BULK_PARAMS: usize = 4_000;
 
 /// Appends the `n`th (1-based) bind parameter: `$n` on PostgreSQL, an anonymous `?` on SQLite.
 ///
 /// Numbered parameters cost SQLite quadratically: sqlx binds each by looking up its name, and
-/// SQLite finds a name by scanning the list of all of them (measured: with `$n`, two thirds of a
-/// rebuild went to `sqlite3_bind_parameter_name`). Anonymous parameters have no name to look up.
+/// SQLite finds a name by scanning the list of all of them (with `$n`, most of a rebuild went to
+/// `sqlite3_bind_parameter_name`). Anonymous parameters have no name to look up.
 fn placeholder(sql: &mut String, sqlite: bool, n: usize) {
     if sqlite {
         sql.push('?');
@@ -253,11 +252,9 @@ impl Bulk {
 /// On SQLite they go to the connection as multi-statement commands of up to `MAX_PARAMS`
 /// parameters (and `SCRIPT_STATEMENTS` statements) each: one hand-off to the connection's
 /// worker thread per command instead of one per statement. A hand-off that wakes an idle
-/// thread costs tens of microseconds on this machine, more than a small statement itself: the
-/// memberships model, one statement per event, took 2.5 s of a 1M-event rebuild for ~45k
-/// events (`docs/benchmarks.md`). The commands are not kept as prepared statements
-/// (their texts rarely repeat). PostgreSQL's extended protocol takes one statement per command,
-/// so there they run one by one.
+/// thread costs more than a small statement itself. The commands are not kept as prepared
+/// statements (their texts rarely repeat). PostgreSQL's extended protocol takes one statement
+/// per command, so there they run one by one.
 #[derive(Debug, Default)]
 pub struct Script {
     /// Each statement's text (parameters `$1`, `$2`, … of its own) and its cells.
@@ -441,9 +438,8 @@ const NULL: &str = "\u{1d}";
 ///
 /// Why: on SQLite every row of a result crosses from the connection's worker thread to the
 /// async side through a channel of 50, so a load of thousands of rows hands off once per row,
-/// and each hand-off wakes a thread. The 1M-event rebuild loads ~730k rows that way; packed,
-/// the consent model's load of the guardians' latest decisions took 0.4 s instead of 1.3 s
-/// (`docs/benchmarks.md`). The values must not contain those three characters:
+/// and each hand-off wakes a thread; packed, a load is one hand-off per statement. The values
+/// must not contain those three characters:
 /// ids, numbers, enum names and JSON (whose strings escape control characters) do not.
 ///
 /// # Errors

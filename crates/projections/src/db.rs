@@ -23,9 +23,8 @@ macro_rules! wal_autocheckpoint {
     };
 }
 
-/// How every SQLite read-model connection is set up. On the 1M-event rebuild these settings
-/// and smaller bulk statements took 46.3–48.3 s to 35.2–37.5 s, back to back at the same peak
-/// RSS (`docs/benchmarks.md`):
+/// How every SQLite read-model connection is set up: for a fast rebuild within its 256 MiB
+/// memory budget (the measurements: `docs/benchmarks-history-2026.md`).
 ///
 /// - `page_size = 16384` (new files only; an existing file keeps its pages): a quarter of the
 ///   pages, B-trees a level shallower, and a quarter of the WAL frames — each frame is two
@@ -37,11 +36,9 @@ macro_rules! wal_autocheckpoint {
 ///   of projector units (catching up, rebuilding) turns it off on its connection and
 ///   checkpoints beside it instead (`crate::writer`, `Checkpoints`).
 /// - `cache_size = -16384` (16 MiB per connection, the default is 2 MiB): the pages a batch
-///   loads and writes back stay in memory instead of being read again with `pread`. 32 MiB
-///   was no faster once the query indexes were built after a rebuild's fill, and peaked
-///   ~10 MiB higher; 24 MiB, used before, peaked up to 263 MiB once the
-///   projector's writes ran on a thread of their own (`crate::writer`), over the 256 MiB
-///   budget, and was at most ~0.3 s faster.
+///   loads and writes back stay in memory instead of being read again with `pread`. A larger
+///   cache is barely faster and, with the projector's writes on a thread of their own
+///   (`crate::writer`), takes a rebuild over the memory budget.
 /// - `temp_store = MEMORY`: statement journals (every multi-row `INSERT … ON CONFLICT` keeps
 ///   one, to undo just that statement) live in memory instead of temporary files that are
 ///   created, written and deleted hundreds of times per rebuild.

@@ -43,8 +43,8 @@ pub trait Projection: Send + Sync + 'static {
     /// Portable DDL creating the indexes that only queries use, never the projection's own
     /// statements; written like [`Projection::schema`]. A generation made by a rebuild gets
     /// them after its fill and before it serves: sorting the rows once is far cheaper than
-    /// keeping such an index in order through every insert (on the 1M-event rebuild into
-    /// SQLite, their random inserts were most of the pages written; `docs/benchmarks.md`).
+    /// keeping such an index in order through every insert (in a rebuild into SQLite, their
+    /// random inserts would be most of the pages written).
     fn query_indexes(&self) -> &'static str {
         ""
     }

@@ -35,11 +35,9 @@ pub const BATCH: usize = 2000;
 /// Events read from the log per batch when catching up and rebuilding. Larger batches mean
 /// fewer statements and fewer rewrites of the same rows (a school's roster state, a child's
 /// consents), but every event of a batch is held decoded, and buffered by the projections that
-/// need it. On the 1M-event rebuild (`docs/benchmarks.md`): 5,000 took 30–33 s at
-/// 205–223 MiB peak RSS; 10,000 took 25–28 s at 224–234 MiB (with SQLite on mimalloc too; on
-/// glibc's malloc 263–267 MiB); 20,000 was no faster than 10,000 and peaked at 330 MiB, over
-/// the 256 MiB budget. With the pipelined writer (`crate::writer`) 10,000 peaked at 252–272 MiB and
-/// 8,000 was as fast. Several batches share a transaction ([`UNIT_EVENTS`]).
+/// need it. 8,000 is as fast as larger batches and keeps a rebuild under its 256 MiB budget
+/// with the pipelined writer (`docs/decisions/0007-pipelined-projector-writes.md`). Several
+/// batches share a transaction ([`UNIT_EVENTS`]).
 pub const CATCH_UP_BATCH: usize = 8_000;
 /// The first and the longest wait before following the log again after a passing failure.
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -304,8 +302,7 @@ impl<S: EventStore + Clone> Projector<S> {
         let mut backoff = RETRY_MIN;
         self.rebuild_foreign(&mut backoff).await?;
         // Catch up in large units first: following the subscription batch by batch, one
-        // transaction each, caught up at half the speed (1M events into SQLite: 40.7 s against
-        // ~20 s, `docs/benchmarks.md`).
+        // transaction each, catches up at about half the speed.
         loop {
             match self.catch_up().await {
                 Ok(_) => break,
@@ -821,8 +818,8 @@ enum Next {
 ///   bisecting ([`Unit::first_failure`]).
 ///
 /// Savepoints are not free: SQLite copies every page a savepoint changes into a sub-journal
-/// first. With one savepoint per projection and batch the 1M-event rebuild took 34.2 s, without
-/// 31.4–33.0 s; hence optimism, with the careful path for the rare failure.
+/// first, which slows a rebuild measurably; hence optimism, with the careful path for the rare
+/// failure.
 ///
 /// Nothing is durable, and no slot's position is anyone else's to see, until the unit commits;
 /// a unit that fails is rolled back whole ([`Unit::abandon`]) and every slot goes back to where
@@ -858,8 +855,7 @@ pub const UNIT_EVENTS: usize = 50_000;
 /// progress, and how long SQLite's write lock is held at a stretch. Other writers of the
 /// read-model file (the notification delivery worker, a second projector) wait for it with
 /// SQLite's busy handler, which polls: a commit every half second gives them a chance far more
-/// often than their 10 s `busy_timeout`. Units of 2 s were not measurably faster (1M-event
-/// rebuild: 27.9–30.9 s against 26.9–35.2 s, within the machine's noise).
+/// often than their 10 s `busy_timeout`. Longer units were not measurably faster.
 const UNIT_TIME: Duration = Duration::from_millis(500);
 
 impl<'c> Unit<'c> {
@@ -1485,8 +1481,8 @@ async fn create_generation(
 /// Creates the query indexes of a filled generation, in one transaction.
 ///
 /// On SQLite the sort spills to temporary files while it runs: with the connection's
-/// `temp_store = MEMORY` the runs of sorted keys stayed in memory, and sorting `media_items`
-/// (1M rows) lifted the 1M-event rebuild's peak by ~20 MiB, to the 256 MiB budget.
+/// `temp_store = MEMORY` the runs of sorted keys stay in memory, and sorting a large table
+/// takes a rebuild's peak memory up to its 256 MiB budget.
 async fn create_query_indexes(
     conn: &mut AnyConnection,
     projection: &dyn Projection,

@@ -4,9 +4,9 @@
 //! # Why
 //!
 //! A projection's batch is loads, computation and writes. Awaited one statement at a time, the
-//! async side and the database (SQLite's worker thread, or the PostgreSQL server) take turns:
-//! on the 1M-event rebuild into SQLite each was busy about half of the time, and the run used
-//! one of the machine's two cores (`docs/benchmarks.md`). Here a write is queued and
+//! async side and the database (SQLite's worker thread, or the PostgreSQL server) take turns,
+//! and a rebuild uses one core where it could use two
+//! (`docs/decisions/0007-pipelined-projector-writes.md`). Here a write is queued and
 //! its caller goes on; a query waits for everything queued before it (one connection, in order),
 //! so a projection always reads its own writes, and the next projection computes its rows while
 //! this one's are written.
@@ -163,10 +163,9 @@ impl Drop for Guard {
 }
 
 /// WAL frames (16 KiB pages) after which the writer lets the checkpoints catch up before its
-/// next transaction, so that SQLite starts the WAL over instead of growing it: 256 MiB. On the
-/// 1M-event rebuild (~1.6 GiB of WAL written) that is a wait every third or fourth unit instead
-/// of a checkpoint inside every commit; at 128 MiB the rebuild was ~0.5 s slower, at 512 MiB
-/// no faster.
+/// next transaction, so that SQLite starts the WAL over instead of growing it: 256 MiB, a wait
+/// every few units of a rebuild instead of a checkpoint inside every commit; less was slower,
+/// more no faster (`docs/decisions/0009-checkpoints-beside-the-writer.md`).
 const WAL_RESTART_FRAMES: i64 = 16_384;
 
 /// Commits the checkpoints may fall behind before the writer waits for them: what they report
@@ -176,10 +175,10 @@ const MAX_CHECKPOINT_LAG: u64 = 4;
 /// Checkpoints of a SQLite WAL on a connection of their own, beside the writer.
 ///
 /// With SQLite's automatic checkpoints the writer copies the WAL into the database inside a
-/// commit, `fsync`s included, and everything queued waits: on the 1M-event rebuild the 20
-/// commits took ~2.5 s. Here the writer's automatic checkpoints are off while the run lasts;
-/// after each commit this task checkpoints (`PASSIVE`: it neither waits for nor blocks the
-/// writer, which goes on with its next unit).
+/// commit, `fsync`s included, and everything queued waits
+/// (`docs/decisions/0009-checkpoints-beside-the-writer.md`). Here the writer's automatic
+/// checkpoints are off while the run lasts; after each commit this task checkpoints
+/// (`PASSIVE`: it neither waits for nor blocks the writer, which goes on with its next unit).
 ///
 /// SQLite starts the WAL over only when a writer begins a transaction while every frame has
 /// been copied back (and no reader still reads from the WAL). A writer that never waits would

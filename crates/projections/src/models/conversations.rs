@@ -6,10 +6,9 @@
 //!
 //! A conversation's row holds what its start said, written once. Its last message and message
 //! count are read from its messages when asked (the index on (conversation, position) finds the
-//! last one and counts them), not kept in the row: a kept summary was a read and a rewrite of a
-//! randomly placed row for every conversation with a new message in a batch — on the 1M-event
-//! rebuild, ~1,500 per 8,000-event batch and about a fifth of the writer's time
-//! (`docs/benchmarks.md`; decision 0010).
+//! last one and counts them), not kept in the row: a kept summary is a read and a rewrite of a
+//! randomly placed row for every conversation with a new message in a batch (decision 0010,
+//! `docs/decisions/0010-facts-as-rows-summaries-when-asked.md`).
 
 use crate::bulk::{select_packed, Bulk};
 use crate::db::{from_micros, micros, sealed_text, to_i64, to_u64, uuid, ReadDb};

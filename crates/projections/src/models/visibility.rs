@@ -42,12 +42,11 @@
 //!
 //! # Why decisions are rows, not a child's state
 //!
-//! Before decision 0010 a child's whole [`Consents`](consent::Consents) was one JSON value,
-//! loaded, parsed, evolved, serialised and written back by every batch with a decision about
-//! the child: on the 1M-event rebuild (220k decisions, ~1,400 children per 8,000-event batch,
-//! ~860 bytes each) that was about 40 % of this model's CPU on the projector's thread. A
-//! decision replaces only its own guardian's earlier one for the purpose, so it is now an upsert
-//! of its own row, never read back while projecting (ADR 0010).
+//! A child's whole [`Consents`](consent::Consents) as one value would be loaded, parsed,
+//! evolved, serialised and written back by every batch with a decision about the child. A
+//! decision replaces only its own guardian's earlier one for the purpose, so it is an upsert of
+//! its own row, never read back while projecting
+//! (`docs/decisions/0010-facts-as-rows-summaries-when-asked.md`).
 //!
 //! # Batches
 //!
@@ -233,7 +232,7 @@ impl Work {
         let mut schools = BTreeSet::new();
         let mut posts = BTreeSet::new();
         // A post's stream starts with its publication: one published in this batch has nothing
-        // stored yet (on the 1M-event rebuild that is nearly every post loaded, 331k of them).
+        // stored yet, so it is not loaded (in a rebuild, that is most posts a batch touches).
         let mut published = BTreeSet::new();
         for e in events {
             match e {
@@ -576,8 +575,8 @@ where
 
 /// What a post's state holds beyond its row's columns, stored as `feed_posts.state` (JSON, so
 /// that the one-statement who-may-see reads the tagged children with SQL): its media items with
-/// their tags, and whether it was removed or expired. Each fact is stored once; the whole state
-/// as JSON made `feed_posts` twice the size (the 1M-event rebuild wrote 370 MiB of it).
+/// their tags, and whether it was removed or expired. Each fact is stored once: repeating the
+/// columns in the state would make `feed_posts`, the largest table, far larger.
 #[derive(Serialize)]
 struct RestRef<'a> {
     media: &'a BTreeMap<MediaId, MediaItem>,
@@ -873,9 +872,9 @@ WHERE m.media_id = $1"
 );
 
 /// [`WHO_MAY_SEE_SQLITE`] in PostgreSQL's JSON dialect. `= ANY(ARRAY(…))`, not `IN (…)`: the
-/// planner guesses 10,000 tagged children from the JSON functions and answered `IN` with a
-/// scan of every decision (3.9 ms on 44k rows, against 0.07 ms through the key; the harness's
-/// who-may-see fell from 4.5k to 0.9k requests/s).
+/// planner guesses 10,000 tagged children from the JSON functions and answers `IN` with a
+/// scan of every decision instead of going through the key
+/// (`docs/decisions/0010-facts-as-rows-summaries-when-asked.md`).
 const WHO_MAY_SEE_POSTGRES: &str = concat!(
     "SELECT ",
     post_columns!(),
