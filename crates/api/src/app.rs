@@ -1,7 +1,7 @@
 //! The router: every route module, the operational endpoints, and the middleware (request ids,
 //! structured request logs, metrics, body limits, timeouts, problem+json for rejections).
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::routes;
 use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
@@ -167,13 +167,13 @@ async fn problem_for_rejection(response: Response) -> Response {
         return response;
     }
     let (code, limit) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", 4096),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", 4096),
-        StatusCode::UNPROCESSABLE_ENTITY => ("validation_failed", 4096),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", 4096),
-        StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => ("timeout", 4096),
-        s if s.is_client_error() => ("bad_request", 4096),
-        _ => ("internal_error", 0),
+        StatusCode::PAYLOAD_TOO_LARGE => (Code::PayloadTooLarge, 4096),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (Code::UnsupportedMediaType, 4096),
+        StatusCode::UNPROCESSABLE_ENTITY => (Code::ValidationFailed, 4096),
+        StatusCode::METHOD_NOT_ALLOWED => (Code::MethodNotAllowed, 4096),
+        StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => (Code::Timeout, 4096),
+        s if s.is_client_error() => (Code::BadRequest, 4096),
+        _ => (Code::InternalError, 0),
     };
     let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
         .await
@@ -234,7 +234,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Err(e) => {
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "store_unreachable",
+                Code::StoreUnreachable,
                 format!("event store: {e}"),
             )
             .into_response()

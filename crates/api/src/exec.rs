@@ -18,7 +18,7 @@
 //! for the same roster at the same moment share one such read, as long as it began after they
 //! asked.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::idempotency::{self, CommandIds};
 use chrono::{DateTime, Utc};
 use kring_domain::school::School;
@@ -29,13 +29,35 @@ use kring_domain::{
 use kring_store::vault::KeyVault;
 use kring_store::{
     AppendOutcome, DynStore, EventStore, EventStoreExt, ExpectedVersion, Metadata, Position,
-    RecordedEvent, DEFAULT_BATCH,
+    RecordedEvent, StoreError, DEFAULT_BATCH,
 };
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
+
+/// Why an append failed: the stream moved on (decide again), or anything else.
+#[derive(Debug)]
+enum Failed {
+    Conflict(StoreError),
+    Other(ApiError),
+}
+
+impl From<ApiError> for Failed {
+    fn from(e: ApiError) -> Self {
+        Self::Other(e)
+    }
+}
+
+impl From<Failed> for ApiError {
+    fn from(f: Failed) -> Self {
+        match f {
+            Failed::Conflict(e) => e.into(),
+            Failed::Other(e) => e,
+        }
+    }
+}
 
 /// One aggregate type of the domain: which events are its own and how they fold.
 pub trait Aggregate: Send + Sync + 'static {
@@ -462,8 +484,8 @@ impl Executor {
             .await
         {
             Ok(outcome) => Ok(Some((cached, outcome, events))),
-            Err(e) if e.code == "concurrency_conflict" => Ok(None),
-            Err(e) => Err(e),
+            Err(Failed::Conflict(_)) => Ok(None),
+            Err(Failed::Other(e)) => Err(e),
         }
     }
 
@@ -486,7 +508,7 @@ impl Executor {
         let load = || async {
             match self.school(school_id).await {
                 // Registering: the stream does not exist yet.
-                Err(e) if e.code == "not_found" => Ok(Loaded::default()),
+                Err(e) if e.code == Code::NotFound => Ok(Loaded::default()),
                 other => other,
             }
         };
@@ -534,8 +556,8 @@ impl Executor {
                 .await
             {
                 Ok(outcome) => return Ok((loaded, outcome, events)),
-                Err(e) if e.code == "concurrency_conflict" && attempt < 2 => {}
-                Err(e) => return Err(e),
+                Err(Failed::Conflict(_)) if attempt < 2 => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -583,12 +605,12 @@ impl Executor {
         origin: (Actor, Uuid, Option<CommandIds>),
         now: DateTime<Utc>,
         events: &[E],
-    ) -> ApiResult<AppendOutcome> {
+    ) -> Result<AppendOutcome, Failed> {
         let (actor, correlation_id, ids) = origin;
         if events.is_empty() {
             return Ok(AppendOutcome {
                 stream_version: expected_version(expected),
-                position: self.store.head().await?,
+                position: self.store.head().await.map_err(ApiError::from)?,
             });
         }
         let mut sealed = Vec::with_capacity(events.len());
@@ -600,14 +622,23 @@ impl Executor {
                 causation_id: None,
             };
             let event: Event = event.clone().into();
-            let mut new = self.vault.seal(&event, meta).await?;
+            let mut new = self
+                .vault
+                .seal(&event, meta)
+                .await
+                .map_err(ApiError::from)?;
             if let Some(ids) = ids {
                 new.event_id = ids.event_id(sealed.len());
             }
             sealed.push(new);
         }
         let n = sealed.len() as u64;
-        let outcome = self.store.append(&stream, expected, sealed).await?;
+        let outcome = match self.store.append(&stream, expected, sealed).await {
+            Ok(outcome) => outcome,
+            // Matched before it becomes an answer: the callers decide again on fresh state.
+            Err(e @ StoreError::Concurrency { .. }) => return Err(Failed::Conflict(e)),
+            Err(e) => return Err(Failed::Other(e.into())),
+        };
         self.appended.fetch_add(n, Ordering::Relaxed);
         Ok(outcome)
     }

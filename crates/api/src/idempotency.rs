@@ -14,7 +14,7 @@
 //! A key is bound to the body it was first used with (a SHA-256 of a JSON body): the same key
 //! with another body is `422 idempotency_key_reused`. Keys are kept for [`KEEP_KEYS`].
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method};
@@ -188,7 +188,7 @@ async fn scoped(
             .map_err(|_| {
                 ApiError::new(
                     axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                    Code::PayloadTooLarge,
                     format!("a JSON body has at most {} bytes", state.limits.json_body),
                 )
                 .into_response()
@@ -237,7 +237,7 @@ async fn bind(state: &AppState, scope: &str, fingerprint: &str) -> ApiResult<()>
     if bound != fingerprint {
         return Err(ApiError::new(
             axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
+            Code::IdempotencyKeyReused,
             "this Idempotency-Key was used with another body: a new request needs a new key",
         ));
     }

@@ -31,5 +31,5 @@ pub mod throttle;
 
 pub use app::{openapi, router};
 pub use auth::{Auth, Caller};
-pub use error::{ApiError, ApiResult, Problem};
+pub use error::{ApiError, ApiResult, Code, Problem};
 pub use state::{AppState, Limits};

@@ -29,7 +29,7 @@
 //! Attaching an upload to a post is claimed with `<media id>.post` (created exclusively, holding
 //! the post id), so one upload cannot end up in two posts even when two requests race.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -144,7 +144,7 @@ async fn blocking<T: Send + 'static>(
 pub fn too_large(limit: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        Code::PayloadTooLarge,
         format!("a media upload may be at most {limit} bytes"),
     )
 }

@@ -6,7 +6,7 @@
 //! state is keyed by caller input, so a background task drops every key whose bucket is full
 //! again ([`forget_idle_keys`]): what they hold is bounded by the rate times that interval.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use axum::extract::ConnectInfo;
 use axum::http::{header, Request};
 use axum::response::{IntoResponse, Response};
@@ -105,7 +105,7 @@ fn too_many(error: GovernorError) -> Response {
             let wait = wait_time.max(1);
             let mut response = ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                Code::RateLimited,
                 format!("too many requests; try again in {wait} s"),
             )
             .into_response();

@@ -302,7 +302,7 @@ async fn every_roster_answer_includes_what_was_written_before_it_was_asked_for()
                             .await;
                         match written {
                             Ok(_) => break,
-                            Err(e) if e.code == "concurrency_conflict" => {}
+                            Err(e) if e.code == kring_api::Code::ConcurrencyConflict => {}
                             Err(e) => panic!("{e:?}"),
                         }
                     }

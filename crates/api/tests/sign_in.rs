@@ -276,7 +276,7 @@ async fn a_key_is_used_only_for_what_it_says_it_is_for() {
         let refused = auth.verify(&token(1, kid, "anna", AUDIENCE)).await;
         assert_eq!(
             refused.err().map(|e| e.code),
-            Some("unauthenticated"),
+            Some(kring_api::Code::Unauthenticated),
             "{kid}"
         );
     }

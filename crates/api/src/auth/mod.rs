@@ -473,7 +473,7 @@ mod tests {
         .unwrap_or_default();
         assert_eq!(
             auth.verify(&long).await.err().map(|e| e.code),
-            Some("unauthenticated")
+            Some(crate::Code::Unauthenticated)
         );
         let (fine, jti) = auth
             .mint_with_id(Caller::Operator, chrono::Duration::hours(1))
@@ -505,7 +505,10 @@ mod tests {
         )
         .unwrap_or_default();
         let refused = auth.verify(&token).await.err();
-        assert_eq!(refused.as_ref().map(|e| e.code), Some("unauthenticated"));
+        assert_eq!(
+            refused.as_ref().map(|e| e.code),
+            Some(crate::Code::Unauthenticated)
+        );
         assert!(refused.is_some_and(|e| e.detail.contains("jti")));
     }
 

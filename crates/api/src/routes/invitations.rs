@@ -22,7 +22,7 @@
 //! (linking is idempotent), and [`crate::routes::rights::sweep`] completes it at start-up.
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::exec::{InvitationAgg, Loaded};
 use crate::routes::consent::child_place;
 use crate::routes::Position;
@@ -246,7 +246,7 @@ pub async fn resend(
     if !closed {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "conflict",
+            Code::Conflict,
             format!(
                 "invitation {invitation_id} is {}: only an expired or revoked invitation is sent again",
                 old.status.name()

@@ -11,7 +11,7 @@ pub mod school_life;
 pub mod schools;
 pub mod sign_in;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::state::AppState;
 use axum::extract::{FromRequest, Request};
 use axum::Router;
@@ -86,7 +86,7 @@ where
         if !json_content_type(req.headers()) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                Code::UnsupportedMediaType,
                 "Expected request with `Content-Type: application/json`",
             ));
         }
@@ -94,7 +94,7 @@ where
             .await
             .map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(e.status(), "payload_too_large", e.body_text())
+                    ApiError::new(e.status(), Code::PayloadTooLarge, e.body_text())
                 } else {
                     ApiError::bad_request(e.body_text())
                 }

@@ -13,7 +13,7 @@
 //! ([`crate::routes::rights::log_access`]).
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::exec::{ChildAgg, PostAgg};
 use crate::media::{self, Claim, MediaFiles, MediaHeader};
 use crate::routes::rights::log_access;
@@ -223,7 +223,7 @@ pub async fn upload_media(
     .map_err(|m| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            Code::UnsupportedMediaType,
             m,
         )
     })?;
@@ -264,7 +264,7 @@ pub async fn upload_media(
     media::sniff(&content_type, &first).map_err(|m| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            Code::UnsupportedMediaType,
             m,
         )
     })?;
@@ -375,7 +375,7 @@ async fn claim_one(
     media_id: MediaId,
     post_id: PostId,
 ) -> ApiResult<()> {
-    let conflict = |detail: String| ApiError::new(StatusCode::CONFLICT, "conflict", detail);
+    let conflict = |detail: String| ApiError::new(StatusCode::CONFLICT, Code::Conflict, detail);
     for _ in 0..2 {
         match files.claim(media_id, post_id).await? {
             Claim::Taken => return Ok(()),

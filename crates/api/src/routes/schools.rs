@@ -1,7 +1,7 @@
 //! Schools, staff, groups, children, and the caller's own profile.
 
 use crate::auth::{identity_digest, Caller};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::routes::{Body, Position, Role};
 use crate::state::{AppState, MinPosition, RequestId, Q};
 use axum::extract::{Path, State};
@@ -216,7 +216,7 @@ pub async fn sso_identity(
         if owner != person {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "conflict",
+                Code::Conflict,
                 "this single sign-on identity already belongs to someone at Kring",
             ));
         }
