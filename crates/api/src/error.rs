@@ -218,6 +218,13 @@ impl ApiError {
         self.cause.as_deref()
     }
 
+    /// What to log of an error that is not answered (a background job's): the cause of an
+    /// internal error, else the detail.
+    #[must_use]
+    pub fn explain(&self) -> &str {
+        self.cause.as_deref().unwrap_or(&self.detail)
+    }
+
     /// `503 not_ready`: a read model did not catch up in time.
     #[must_use]
     pub fn not_ready(detail: impl Into<String>) -> Self {

@@ -63,7 +63,7 @@ pub async fn expire_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<Vec<I
             Ok(_) => expired.push(invitation_id),
             // Accepted, revoked or expired meanwhile (the read model lags): nothing to do.
             Err(e) if e.status.is_client_error() => {
-                tracing::debug!(%invitation_id, code = e.code.as_str(), detail = %e.detail, "invitation not expired");
+                tracing::debug!(%invitation_id, code = e.code.as_str(), detail = %e.explain(), "invitation not expired");
             }
             Err(e) => return Err(e),
         }

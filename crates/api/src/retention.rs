@@ -90,7 +90,7 @@ pub async fn expire_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<Reten
             // Removed or expired by another process meanwhile: nothing was written, and its
             // keys are gone either way.
             Err(e) if e.status.is_client_error() => {
-                tracing::debug!(%post_id, code = e.code.as_str(), detail = %e.detail, "retention: not expired");
+                tracing::debug!(%post_id, code = e.code.as_str(), detail = %e.explain(), "retention: not expired");
                 report.skipped += 1;
             }
             Err(e) => return Err(e),
@@ -132,7 +132,7 @@ where
     loop {
         ticks.tick().await;
         if let Err(e) = job().await {
-            tracing::error!(error = %e.detail, code = e.code.as_str(), "{what} run failed");
+            tracing::error!(error = %e.explain(), code = e.code.as_str(), "{what} run failed");
         }
     }
 }

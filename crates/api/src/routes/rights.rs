@@ -697,7 +697,7 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
     let mut report = SweepReport::default();
     // One failure (say, a child unenrolled since) must not keep the others undone.
     let log_failure = |what: String, e: &ApiError| {
-        tracing::error!(error = %e.detail, code = e.code.as_str(), "start-up sweep: {what} failed");
+        tracing::error!(error = %e.explain(), code = e.code.as_str(), "start-up sweep: {what} failed");
     };
     // Completed below: not again from the ledger.
     erased_people.extend(people.iter().copied());
@@ -882,7 +882,7 @@ pub async fn sweep_in_background(state: AppState) {
         Ok(report) if report == SweepReport::default() => {}
         Ok(report) => tracing::warn!(?report, "completed interrupted erasures and approvals"),
         Err(e) => {
-            tracing::error!(error = %e.detail, code = e.code.as_str(), "start-up sweep failed")
+            tracing::error!(error = %e.explain(), code = e.code.as_str(), "start-up sweep failed")
         }
     }
 }
