@@ -171,7 +171,7 @@ async fn revoke(data: Data, jti: uuid::Uuid) -> ExitCode {
             eprintln!("kring-api: token {jti} revoked (position {position})");
             ExitCode::SUCCESS
         }
-        Err(e) => fail(1, e.detail),
+        Err(e) => fail(1, e.explain()),
     }
 }
 
@@ -270,7 +270,7 @@ async fn main() -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(1, e.detail),
+                Err(e) => fail(1, e.explain()),
             }
         }
         Cmd::Backup { data, to } => {
