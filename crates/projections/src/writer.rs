@@ -21,11 +21,11 @@
 //! projector runtime syncs before every commit and after every savepoint, so nothing is
 //! committed past a failed write, and every failure is charged to the projection that caused it.
 //!
-//! # Checkpoints
+//! # WAL checkpoints
 //!
 //! A long run of units on SQLite (catching up, rebuilding; [`Tx::start_with_checkpoints`])
 //! copies the WAL back into the database on a connection of its own, beside the writer, instead
-//! of inside the writer's commits; see `Checkpoints` in the source.
+//! of inside the writer's commits; see `WalCheckpoints` in the source.
 //!
 //! # Threads
 //!
@@ -144,7 +144,7 @@ impl Owned {
 /// Rolls back whatever transaction is still open when the task ends, however it ends (a
 /// panic included): a connection must not go back to the pool inside a transaction, where
 /// the next `BEGIN` would only make a savepoint. Nor with its automatic checkpoints off
-/// ([`Checkpoints`]): if the task could not turn them back on, the connection is closed.
+/// ([`WalCheckpoints`]): if the task could not turn them back on, the connection is closed.
 struct Guard {
     owned: Owned,
     settings_changed: bool,
@@ -185,7 +185,7 @@ const MAX_CHECKPOINT_LAG: u64 = 4;
 /// grow the WAL without end, so once it holds [`WAL_RESTART_FRAMES`] the writer waits, before
 /// its next transaction, for the checkpoint of its last commit. If a checkpoint fails, the
 /// writer turns its automatic checkpoints back on and goes on as usual.
-struct Checkpoints {
+struct WalCheckpoints {
     asked: watch::Sender<u64>,
     /// The last checkpoint done: which commit it followed, and the WAL's frames then (`None`:
     /// it failed).
@@ -208,7 +208,7 @@ enum Before {
     FallBack,
 }
 
-impl Checkpoints {
+impl WalCheckpoints {
     fn start(mut conn: AnyConnection, limit: i64) -> Self {
         let (asked, mut requests) = watch::channel(0_u64);
         let (report, done) = watch::channel((0_u64, Some(0_i64)));
@@ -309,7 +309,7 @@ impl Tx {
 
     /// Starts the task on a connection from the pool, for a long run of units (catching up,
     /// rebuilding): on SQLite the WAL is checkpointed beside it, on `checkpoints` (a connection
-    /// of its own to the same file), instead of inside its commits (see `Checkpoints` in the
+    /// of its own to the same file), instead of inside its commits (see `WalCheckpoints` in the
     /// source). The connection's automatic checkpoints are back on when it returns to the pool.
     #[must_use]
     pub fn start_with_checkpoints(conn: PoolConnection<Any>, checkpoints: AnyConnection) -> Self {
@@ -627,7 +627,7 @@ async fn drive(
                 .conn()
                 .execute("PRAGMA wal_autocheckpoint = 0")
                 .await;
-            off.is_ok().then(|| Checkpoints::start(other, limit))
+            off.is_ok().then(|| WalCheckpoints::start(other, limit))
         }
         None => None,
     };

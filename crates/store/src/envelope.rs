@@ -332,7 +332,9 @@ pub fn actor_from_str(s: &str) -> Option<Actor> {
 }
 
 /// JSON with object keys sorted at every level and no insignificant white space, so that the
-/// same value always has the same bytes (and the same hash).
+/// same value always has the same bytes (and the same hash). It stays hand-written because the
+/// hash chains are computed over these exact bytes: a serializer's output may change between
+/// versions, and a stored hash must not.
 #[must_use]
 pub fn canonical_json(value: &Value) -> String {
     fn write(value: &Value, out: &mut String) {
