@@ -200,10 +200,10 @@ impl World {
         for g in 0..groups {
             let group = world
                 .create_group(director, &format!("Groep {}", g + 1))
-                .unwrap_or_else(|e| panic!("{e}"));
+                .expect("the generated school follows every rule");
             let teacher = world
                 .add_staff(director, StaffRole::Teacher)
-                .unwrap_or_else(|e| panic!("{e}"));
+                .expect("the generated school follows every rule");
             world
                 .school(
                     director,
@@ -212,15 +212,15 @@ impl World {
                         person_id: teacher,
                     },
                 )
-                .unwrap_or_else(|e| panic!("{e}"));
+                .expect("the generated school follows every rule");
             for _ in 0..children_per_group {
                 let child = world
                     .enroll(director, group)
-                    .unwrap_or_else(|e| panic!("{e}"));
+                    .expect("the generated school follows every rule");
                 for _ in 0..guardians_per_child {
                     world
                         .invite_and_link(Actor::Person(teacher), child)
-                        .unwrap_or_else(|e| panic!("{e}"));
+                        .expect("the generated school follows every rule");
                 }
             }
         }

@@ -380,11 +380,11 @@ mod tests {
 
     #[test]
     fn an_anchor_verifies_with_its_key_and_not_when_changed_or_checked_with_another() {
-        let key = AnchorKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let key = AnchorKey::generate().expect("in this test");
         let anchor = key.sign(42, EventHash([3; 32]));
         assert_eq!(anchor.check_signature(&key.public_key()), Ok(()));
         let line = serde_json::to_string(&anchor).unwrap_or_default();
-        let read: Anchor = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}"));
+        let read: Anchor = serde_json::from_str(&line).expect("in this test");
         assert_eq!(read, anchor, "an anchor survives its JSON line");
         let mut moved = anchor.clone();
         moved.position = 41;
@@ -392,13 +392,13 @@ mod tests {
         let mut rehashed = anchor.clone();
         rehashed.log_hash = EventHash([4; 32]);
         assert!(rehashed.check_signature(&key.public_key()).is_err());
-        let other = AnchorKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let other = AnchorKey::generate().expect("in this test");
         assert!(anchor.check_signature(&other.public_key()).is_err());
     }
 
     #[test]
     fn a_public_key_round_trips_through_hex_and_garbage_is_refused() {
-        let key = AnchorKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let key = AnchorKey::generate().expect("in this test");
         let public = key.public_key();
         assert_eq!(
             public.to_string().parse::<AnchorPublicKey>().ok(),

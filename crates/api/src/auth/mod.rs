@@ -436,7 +436,7 @@ mod tests {
     use super::*;
 
     fn auth() -> Auth {
-        Auth::with_secret("test", vec![7; MIN_SECRET_BYTES]).unwrap_or_else(|e| panic!("{e}"))
+        Auth::with_secret("test", vec![7; MIN_SECRET_BYTES]).expect("a long enough secret")
     }
 
     #[test]

@@ -160,7 +160,7 @@ mod tests {
     #[test]
     fn a_setting_the_url_names_is_left_as_the_url_says() {
         let url = "postgres://u@h/db?options[statement_timeout]=2min";
-        let options = connect_options(url).unwrap_or_else(|e| panic!("{e}"));
+        let options = connect_options(url).expect("a valid URL");
         let given = options.get_options().unwrap_or_default();
         assert_eq!(given.matches("statement_timeout").count(), 1, "{given}");
         assert!(given.contains("statement_timeout=2min"), "{given}");
@@ -170,11 +170,9 @@ mod tests {
 
     #[test]
     fn the_url_form_carries_every_guard_the_url_does_not_set() {
-        let url = guarded_url("postgres://u@h/db?options=-c%20lock_timeout%3D1s")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let options = url
-            .parse::<PgConnectOptions>()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let url =
+            guarded_url("postgres://u@h/db?options=-c%20lock_timeout%3D1s").expect("a valid URL");
+        let options = url.parse::<PgConnectOptions>().expect("a valid URL");
         let given = options.get_options().unwrap_or_default();
         assert!(given.contains("lock_timeout=1s"), "{given}");
         assert_eq!(given.matches("lock_timeout").count(), 1, "{given}");
