@@ -189,6 +189,28 @@ async fn rate_limits_per_token_and_per_address_answer_429_with_retry_after() {
     assert!(metrics.contains("status=\"429\""), "{metrics}");
 }
 
+/// The operator registers a school through the API: the operator's token and the school's id.
+async fn register_school(running: &kring_api::server::Running) -> (String, String) {
+    let operator = running
+        .state
+        .auth
+        .mint(Caller::Operator, chrono::Duration::minutes(5))
+        .unwrap();
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/schools", running.url()))
+        .bearer_auth(&operator)
+        .json(&json!({"name": "De Linde", "brin": "11AA"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let school = res.json::<Value>().await.unwrap()["school_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (operator, school)
+}
+
 async fn get(url: &str, token: Option<&str>) -> (u16, String) {
     let mut req = reqwest::Client::new().get(url);
     if let Some(token) = token {
@@ -211,19 +233,7 @@ async fn health_readiness_and_metrics() {
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["projections"].as_array().unwrap().len(), 8);
 
-    let local = running
-        .state
-        .auth
-        .mint(Caller::Operator, chrono::Duration::minutes(5))
-        .unwrap();
-    let res = reqwest::Client::new()
-        .post(format!("{base}/v1/schools"))
-        .bearer_auth(&local)
-        .json(&json!({"name": "De Linde", "brin": "11AA"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201);
+    let (local, _) = register_school(&running).await;
     for _ in 0..2 {
         assert_eq!(get(&format!("{base}/v1/me"), Some(&local)).await.0, 200);
     }
@@ -325,23 +335,7 @@ async fn made_up_school_ids_leave_nothing_in_the_roster_cache() {
     let dir = tempfile::tempdir().unwrap();
     let running = on_sqlite(dir.path()).await;
     let base = running.url();
-    let operator = running
-        .state
-        .auth
-        .mint(Caller::Operator, chrono::Duration::minutes(5))
-        .unwrap();
-    let res = reqwest::Client::new()
-        .post(format!("{base}/v1/schools"))
-        .bearer_auth(&operator)
-        .json(&json!({"name": "De Linde", "brin": "11AA"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201);
-    let school = res.json::<Value>().await.unwrap()["school_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (operator, school) = register_school(&running).await;
     let (status, _) = get(
         &format!("{base}/v1/schools/{school}/settings"),
         Some(&operator),

@@ -282,16 +282,7 @@ async fn decide_consent(
 }
 
 async fn school(env: &Env) -> School {
-    let v = env
-        .ok(
-            Method::POST,
-            "/v1/schools",
-            Caller::Operator,
-            Some(json!({"name": "De Regenboog", "brin": "12AB"})),
-        )
-        .await;
-    let school: SchoolId = id(&v, "school_id");
-    let school_group: GroupId = id(&v, "school_group_id");
+    let (school, school_group) = register(env).await;
     let director = add_staff(env, school, Caller::Operator, "director").await;
     let d = person(director);
     let teacher1 = add_staff(env, school, d, "teacher").await;
@@ -1883,6 +1874,12 @@ async fn vault_keys(env: &Env) -> i64 {
 
 /// The school's director, through the routes (enough to upload).
 async fn director(env: &Env) -> PersonId {
+    let (school, _) = register(env).await;
+    add_staff(env, school, Caller::Operator, "director").await
+}
+
+/// The operator registers "De Regenboog": its id and its whole-school group.
+async fn register(env: &Env) -> (SchoolId, GroupId) {
     let v = env
         .ok(
             Method::POST,
@@ -1891,7 +1888,7 @@ async fn director(env: &Env) -> PersonId {
             Some(json!({"name": "De Regenboog", "brin": "12AB"})),
         )
         .await;
-    add_staff(env, id(&v, "school_id"), Caller::Operator, "director").await
+    (id(&v, "school_id"), id(&v, "school_group_id"))
 }
 
 /// What a download gave: the status (`None`: the connection ended before a response head), the
