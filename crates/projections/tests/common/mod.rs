@@ -118,3 +118,31 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// Asserts that a stored text column holds a sealed envelope and nothing of `plains`.
+///
+/// The nonce and ciphertext are random base64, so a short plaintext such as "Juf" can
+/// appear in them by chance; they are left out of the search. What remains (the envelope's
+/// shape and its subject) must be free of every plaintext.
+#[allow(dead_code)]
+pub fn assert_sealed_at_rest(stored: &str, plains: &[&str]) {
+    let mut value: serde_json::Value =
+        serde_json::from_str(stored).unwrap_or_else(|e| panic!("not JSON ({e}): {stored}"));
+    let envelope = value
+        .get_mut("$sealed")
+        .and_then(serde_json::Value::as_object_mut)
+        .unwrap_or_else(|| panic!("not a sealed envelope: {stored}"));
+    let mut fields: Vec<&str> = envelope.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["ciphertext", "key_id", "nonce", "subject"],
+        "{stored}"
+    );
+    envelope.remove("nonce");
+    envelope.remove("ciphertext");
+    let rest = value.to_string();
+    for plain in plains {
+        assert!(!rest.contains(plain), "plaintext at rest: {stored}");
+    }
+}
