@@ -21,11 +21,8 @@
 use crate::error::{ApiError, ApiResult, Code};
 use crate::idempotency::{self, CommandIds};
 use chrono::{DateTime, Utc};
-use kring_domain::school::School;
-use kring_domain::{
-    access, activity, child, conversation, invitation, person, post, school, Actor, DomainError,
-    Event, SchoolId, StreamName,
-};
+use kring_domain::school::{School, SchoolEvent};
+use kring_domain::{Actor, Aggregate, DomainError, Event, SchoolId, StreamName};
 use kring_store::vault::KeyVault;
 use kring_store::{
     AppendOutcome, DynStore, EventStore, EventStoreExt, ExpectedVersion, Metadata, Position,
@@ -58,77 +55,6 @@ impl From<Failed> for ApiError {
         }
     }
 }
-
-/// One aggregate type of the domain: which events are its own and how they fold.
-pub trait Aggregate: Send + Sync + 'static {
-    /// Its state.
-    type State: Default + Clone + Send + Sync + 'static;
-    /// Its events.
-    type Event: Into<Event> + Clone + Send + Sync + 'static;
-    /// The event, if it is one of this aggregate's.
-    fn pick(event: Event) -> Option<Self::Event>;
-    /// The domain's `evolve`.
-    fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
-}
-
-macro_rules! aggregate {
-    ($name:ident, $module:ident, $state:ty, $event:ty, $variant:ident) => {
-        #[doc = concat!("The `", stringify!($module), "` aggregate.")]
-        pub struct $name;
-        impl Aggregate for $name {
-            type State = $state;
-            type Event = $event;
-            fn pick(event: Event) -> Option<Self::Event> {
-                match event {
-                    Event::$variant(e) => Some(e),
-                    _ => None,
-                }
-            }
-            fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
-                $module::evolve(state, event)
-            }
-        }
-    };
-}
-
-aggregate!(SchoolAgg, school, School, school::SchoolEvent, School);
-aggregate!(ChildAgg, child, child::Child, child::ChildEvent, Child);
-aggregate!(
-    PersonAgg,
-    person,
-    person::Person,
-    person::PersonEvent,
-    Person
-);
-aggregate!(
-    InvitationAgg,
-    invitation,
-    invitation::Invitation,
-    invitation::InvitationEvent,
-    Invitation
-);
-aggregate!(PostAgg, post, post::Post, post::PostEvent, Post);
-aggregate!(
-    ConversationAgg,
-    conversation,
-    conversation::Conversation,
-    conversation::ConversationEvent,
-    Conversation
-);
-aggregate!(
-    ActivityAgg,
-    activity,
-    activity::Activity,
-    activity::ActivityEvent,
-    Activity
-);
-aggregate!(
-    AccessAgg,
-    access,
-    access::AccessLog,
-    access::AccessEvent,
-    Access
-);
 
 /// An aggregate's state and the version it was folded up to (`None`: no stream yet).
 #[derive(Debug, Clone, Default)]
@@ -244,19 +170,24 @@ impl Executor {
         &self.vault
     }
 
-    /// Folds `stream` from version `from` on into `loaded`.
+    /// Folds `stream` into `loaded` from the version after it on, up to and including version
+    /// `through` (to the end when `None`).
     async fn fold<A: Aggregate>(
         &self,
         stream: &StreamName,
-        mut loaded: Loaded<A::State>,
-    ) -> ApiResult<Loaded<A::State>> {
+        mut loaded: Loaded<A>,
+        through: Option<u64>,
+    ) -> ApiResult<Loaded<A>> {
         loop {
             let from = loaded.version.map_or(0, |v| v + 1);
             let batch = self.store.read_stream(stream, from, DEFAULT_BATCH).await?;
             let done = batch.len() < DEFAULT_BATCH;
             for r in &batch {
+                if through.is_some_and(|t| r.version > t) {
+                    return Ok(loaded);
+                }
                 if let Some(e) = A::pick(decode(r)?) {
-                    loaded.state = A::evolve(loaded.state, &e);
+                    loaded.state = loaded.state.evolve(&e);
                 }
                 loaded.version = Some(r.version);
             }
@@ -271,10 +202,10 @@ impl Executor {
     ///
     /// # Errors
     /// Store failures; an event this build cannot decode.
-    pub async fn load<A: Aggregate>(&self, stream: &StreamName) -> ApiResult<Loaded<A::State>> {
+    pub async fn load<A: Aggregate>(&self, stream: &StreamName) -> ApiResult<Loaded<A>> {
         let cached = self.cached::<A>(stream)?.unwrap_or_default();
         let before = cached.version;
-        let loaded = self.fold::<A>(stream, cached).await?;
+        let loaded = self.fold::<A>(stream, cached, None).await?;
         if loaded.version != before {
             self.remember::<A>(*stream, &loaded)?;
         }
@@ -283,14 +214,14 @@ impl Executor {
 
     /// The state of `stream` as this process last saw it, without reading the log: possibly
     /// behind it.
-    fn cached<A: Aggregate>(&self, stream: &StreamName) -> ApiResult<Option<Loaded<A::State>>> {
+    fn cached<A: Aggregate>(&self, stream: &StreamName) -> ApiResult<Option<Loaded<A>>> {
         Ok(self
             .states
             .lock()
             .map_err(ApiError::internal)?
             .get(stream)
             .and_then(|(version, state)| {
-                let state = Arc::clone(state).downcast::<A::State>().ok()?;
+                let state = Arc::clone(state).downcast::<A>().ok()?;
                 Some(Loaded {
                     state: (*state).clone(),
                     version: *version,
@@ -299,11 +230,7 @@ impl Executor {
     }
 
     /// Keeps a folded state for the next command on the stream.
-    fn remember<A: Aggregate>(
-        &self,
-        stream: StreamName,
-        loaded: &Loaded<A::State>,
-    ) -> ApiResult<()> {
+    fn remember<A: Aggregate>(&self, stream: StreamName, loaded: &Loaded<A>) -> ApiResult<()> {
         let mut states = self.states.lock().map_err(ApiError::internal)?;
         if states.len() >= MAX_CACHED_STATES && !states.contains_key(&stream) {
             states.clear();
@@ -379,8 +306,8 @@ impl Executor {
                 // Copied only when it changed, and then once per refresh.
                 let roster = Arc::make_mut(&mut loaded.state);
                 for r in &batch {
-                    if let Some(e) = SchoolAgg::pick(decode(r)?) {
-                        *roster = school::evolve(std::mem::take(roster), &e);
+                    if let Some(e) = School::pick(decode(r)?) {
+                        *roster = std::mem::take(roster).evolve(&e);
                     }
                     loaded.version = Some(r.version);
                 }
@@ -407,11 +334,37 @@ impl Executor {
     ) -> ApiResult<Written<A::Event>>
     where
         A: Aggregate,
-        F: Fn(&A::State, DateTime<Utc>) -> Result<Vec<A::Event>, DomainError> + Send + Sync,
+        F: Fn(&A, DateTime<Utc>) -> Result<Vec<A::Event>, DomainError> + Send + Sync,
+    {
+        let (written, _) = self
+            .run_folded::<A, F>(stream, actor, correlation_id, decide)
+            .await?;
+        Ok(written)
+    }
+
+    /// Like [`Executor::run`], and also the aggregate's state right after the command (for an
+    /// `Idempotency-Key` answered again: right after the earlier request's events), folded
+    /// from what was decided rather than read back.
+    ///
+    /// # Errors
+    /// As [`Executor::run`].
+    pub async fn run_folded<A, F>(
+        &self,
+        stream: StreamName,
+        actor: Actor,
+        correlation_id: Uuid,
+        decide: F,
+    ) -> ApiResult<(Written<A::Event>, A)>
+    where
+        A: Aggregate,
+        F: Fn(&A, DateTime<Utc>) -> Result<Vec<A::Event>, DomainError> + Send + Sync,
     {
         let ids = idempotency::next_command();
-        if let Some(done) = self.replay::<A>(ids).await? {
-            return Ok(done);
+        if let Some((done, through)) = self.replay::<A>(ids).await? {
+            let then = self
+                .fold::<A>(&stream, Loaded::default(), Some(through))
+                .await?;
+            return Ok((done, then.state));
         }
         let (loaded, outcome, events) = match self
             .on_cached::<A, F>(stream, actor, correlation_id, ids, &decide)
@@ -430,18 +383,24 @@ impl Executor {
                 .await?
             }
         };
+        let after = events.iter().fold(loaded.state, A::evolve);
         if !events.is_empty() {
             // What was just written is the stream's state now: no read next time.
-            let written = Loaded {
-                state: events.iter().fold(loaded.state, A::evolve),
-                version: Some(outcome.stream_version),
-            };
-            self.remember::<A>(stream, &written)?;
+            self.remember::<A>(
+                stream,
+                &Loaded {
+                    state: after.clone(),
+                    version: Some(outcome.stream_version),
+                },
+            )?;
         }
-        Ok(Written {
-            position: outcome.position,
-            events,
-        })
+        Ok((
+            Written {
+                position: outcome.position,
+                events,
+            },
+            after,
+        ))
     }
 
     /// Decides on the state this process last saw of `stream` without reading the log, and
@@ -460,10 +419,10 @@ impl Executor {
         correlation_id: Uuid,
         ids: Option<CommandIds>,
         decide: &F,
-    ) -> ApiResult<Option<(Loaded<A::State>, AppendOutcome, Vec<A::Event>)>>
+    ) -> ApiResult<Option<(Loaded<A>, AppendOutcome, Vec<A::Event>)>>
     where
         A: Aggregate,
-        F: Fn(&A::State, DateTime<Utc>) -> Result<Vec<A::Event>, DomainError> + Send + Sync,
+        F: Fn(&A, DateTime<Utc>) -> Result<Vec<A::Event>, DomainError> + Send + Sync,
     {
         let Some(cached) = self.cached::<A>(&stream)? else {
             return Ok(None);
@@ -499,11 +458,9 @@ impl Executor {
         actor: Actor,
         correlation_id: Uuid,
         decide: F,
-    ) -> ApiResult<Written<school::SchoolEvent>>
+    ) -> ApiResult<Written<SchoolEvent>>
     where
-        F: Fn(&School, DateTime<Utc>) -> Result<Vec<school::SchoolEvent>, DomainError>
-            + Send
-            + Sync,
+        F: Fn(&School, DateTime<Utc>) -> Result<Vec<SchoolEvent>, DomainError> + Send + Sync,
     {
         let load = || async {
             match self.school(school_id).await {
@@ -514,7 +471,7 @@ impl Executor {
         };
         let stream = StreamName::school(school_id);
         let ids = idempotency::next_command();
-        if let Some(done) = self.replay::<SchoolAgg>(ids).await? {
+        if let Some((done, _)) = self.replay::<School>(ids).await? {
             return Ok(done);
         }
         let (_, outcome, events) = self
@@ -563,11 +520,11 @@ impl Executor {
     }
 
     /// What a request with an `Idempotency-Key` wrote with the command `ids`, if it ran before:
-    /// its events as stored and the position of the last.
+    /// its events as stored, the position of the last, and that event's stream version.
     async fn replay<A: Aggregate>(
         &self,
         ids: Option<CommandIds>,
-    ) -> ApiResult<Option<Written<A::Event>>> {
+    ) -> ApiResult<Option<(Written<A::Event>, u64)>> {
         let Some(ids) = ids else { return Ok(None) };
         let Some(first) = self.store.locate(ids.event_id(0)).await? else {
             return Ok(None);
@@ -580,6 +537,7 @@ impl Executor {
             position: first.position,
             events: Vec::new(),
         };
+        let mut through = first.version;
         for (i, r) in recorded.iter().enumerate() {
             if r.event_id != ids.event_id(i) {
                 break;
@@ -592,8 +550,9 @@ impl Executor {
             })?;
             written.events.push(event);
             written.position = r.position;
+            through = r.version;
         }
-        Ok(Some(written))
+        Ok(Some((written, through)))
     }
 
     /// Seals and appends `events` (nothing for none: the head is answered), with the ids of

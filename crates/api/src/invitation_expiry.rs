@@ -12,7 +12,6 @@
 //! finds it no longer pending, or loses the append's version check.
 
 use crate::error::ApiResult;
-use crate::exec::InvitationAgg;
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
 use kring_domain::invitation::{self, InvitationAction, InvitationContext};
@@ -38,7 +37,7 @@ pub async fn expire_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<Vec<I
         let stream = StreamName::invitation(invitation_id);
         let Some(school_id) = state
             .exec
-            .load::<InvitationAgg>(&stream)
+            .load::<invitation::Invitation>(&stream)
             .await?
             .state
             .school_id
@@ -48,7 +47,7 @@ pub async fn expire_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<Vec<I
         let roster = state.exec.school(school_id).await?.state;
         let outcome = state
             .exec
-            .run::<InvitationAgg, _>(stream, Actor::System, Uuid::now_v7(), |s, _| {
+            .run::<invitation::Invitation, _>(stream, Actor::System, Uuid::now_v7(), |s, _| {
                 invitation::decide(
                     &InvitationContext {
                         invitation: s,

@@ -16,10 +16,10 @@
 //! check — and destroying keys and files is idempotent.
 
 use crate::error::{ApiError, ApiResult};
-use crate::exec::PostAgg;
 use crate::media::MediaFiles;
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
+use kring_domain::post;
 use kring_domain::post::{self as domain_post, Post, PostAction, PostContext};
 use kring_domain::{Actor, Command, PostId, StreamName};
 use kring_projections::models::visibility;
@@ -54,7 +54,7 @@ pub async fn expire_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<Reten
     let mut report = RetentionReport::default();
     for post_id in visibility::due_for_expiry(&state.system.db, now, PER_RUN).await? {
         let stream = StreamName::post(post_id);
-        let post = state.exec.load::<PostAgg>(&stream).await?.state;
+        let post = state.exec.load::<post::Post>(&stream).await?.state;
         let Some(school_id) = post.school_id else {
             report.skipped += 1;
             continue;
@@ -81,7 +81,7 @@ pub async fn expire_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<Reten
             .await?;
         match state
             .exec
-            .run::<PostAgg, _>(stream, Actor::System, Uuid::now_v7(), |post, _| {
+            .run::<post::Post, _>(stream, Actor::System, Uuid::now_v7(), |post, _| {
                 expire(post)
             })
             .await

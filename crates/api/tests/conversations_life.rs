@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
-use kring_api::exec::{InvitationAgg, Loaded};
+use kring_api::exec::Loaded;
 use kring_api::server::{start, Running, ServeOptions};
 use kring_api::Caller;
 use kring_domain::child::SCHOOL_TIME_ZONE;
@@ -208,7 +208,7 @@ async fn link_guardian(api: &Api, staff: Caller, school_id: SchoolId, child: Uui
     let run = |actor: Actor, action: InvitationAction| {
         let roster: Loaded<std::sync::Arc<school::School>> = roster.clone();
         async move {
-            exec.run::<InvitationAgg, _>(stream, actor, Uuid::now_v7(), |s, now| {
+            exec.run::<invitation::Invitation, _>(stream, actor, Uuid::now_v7(), |s, now| {
                 invitation::decide(
                     &InvitationContext {
                         invitation: s,
@@ -242,7 +242,11 @@ async fn link_guardian(api: &Api, staff: Caller, school_id: SchoolId, child: Uui
     )
     .await;
     run(staff.actor(), InvitationAction::Approve { child_id: None }).await;
-    let approved = exec.load::<InvitationAgg>(&stream).await.unwrap().state;
+    let approved = exec
+        .load::<invitation::Invitation>(&stream)
+        .await
+        .unwrap()
+        .state;
     exec.run_school(school_id, staff.actor(), Uuid::now_v7(), |roster, now| {
         school::decide(
             roster,

@@ -2,7 +2,8 @@
 //! see what the other wrote, and decide on it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kring_api::exec::{ChildAgg, Executor};
+use kring_api::exec::Executor;
+use kring_domain::child;
 use kring_domain::child::{ChildEvent, ConsentDecided};
 use kring_domain::consent::ConsentMethod;
 use kring_domain::{Actor, ChildId, PersonId, Purpose, SchoolId, StreamName};
@@ -42,27 +43,27 @@ async fn two_executors_on_one_store_see_each_others_writes() {
     let actor = Actor::System;
     let id = uuid::Uuid::now_v7();
 
-    a.run::<ChildAgg, _>(stream, actor, id, |_, _| {
+    a.run::<child::Child, _>(stream, actor, id, |_, _| {
         Ok(vec![decided(child, mum, true)])
     })
     .await
     .unwrap();
     // A caches the state it wrote; B has never seen the stream and reads it.
-    let seen_by_b = b.load::<ChildAgg>(&stream).await.unwrap();
+    let seen_by_b = b.load::<child::Child>(&stream).await.unwrap();
     assert_eq!(seen_by_b.version, Some(0));
     assert_eq!(latest(&seen_by_b.state, mum), Some(true));
-    b.run::<ChildAgg, _>(stream, actor, id, |_, _| {
+    b.run::<child::Child, _>(stream, actor, id, |_, _| {
         Ok(vec![decided(child, dad, false)])
     })
     .await
     .unwrap();
     // A's cache is behind: it reads only the tail, and sees B's decision.
-    let seen_by_a = a.load::<ChildAgg>(&stream).await.unwrap();
+    let seen_by_a = a.load::<child::Child>(&stream).await.unwrap();
     assert_eq!(seen_by_a.version, Some(1));
     assert_eq!(latest(&seen_by_a.state, mum), Some(true));
     assert_eq!(latest(&seen_by_a.state, dad), Some(false));
     // A's next command decides on that refreshed state.
-    a.run::<ChildAgg, _>(stream, actor, id, |state, _| {
+    a.run::<child::Child, _>(stream, actor, id, |state, _| {
         assert_eq!(
             latest(state, dad),
             Some(false),
@@ -111,13 +112,13 @@ async fn a_command_on_a_stale_cached_state_is_refused_by_the_store_and_decided_a
     let stream = StreamName::child(child);
     let (mum, dad) = (PersonId::generate(), PersonId::generate());
     let id = uuid::Uuid::now_v7();
-    a.run::<ChildAgg, _>(stream, Actor::System, id, |_, _| {
+    a.run::<child::Child, _>(stream, Actor::System, id, |_, _| {
         Ok(vec![decided(child, mum, true)])
     })
     .await
     .unwrap();
     // B writes behind A's back: A's cached state (version 0) is now stale.
-    b.run::<ChildAgg, _>(stream, Actor::System, id, |_, _| {
+    b.run::<child::Child, _>(stream, Actor::System, id, |_, _| {
         Ok(vec![decided(child, dad, false)])
     })
     .await
@@ -126,7 +127,7 @@ async fn a_command_on_a_stale_cached_state_is_refused_by_the_store_and_decided_a
     // and A decides again on the state read from the log.
     let seen = std::sync::Mutex::new(Vec::new());
     let written = a
-        .run::<ChildAgg, _>(stream, Actor::System, id, |state, _| {
+        .run::<child::Child, _>(stream, Actor::System, id, |state, _| {
             seen.lock().unwrap().push(latest(state, dad));
             Ok(vec![decided(child, mum, false)])
         })
@@ -143,7 +144,7 @@ async fn a_command_on_a_stale_cached_state_is_refused_by_the_store_and_decided_a
     // And A's cache now holds the state after its own write: the next command needs no read
     // and sees all three decisions.
     let states = std::sync::Mutex::new(Vec::new());
-    a.run::<ChildAgg, _>(stream, Actor::System, id, |state, _| {
+    a.run::<child::Child, _>(stream, Actor::System, id, |state, _| {
         states
             .lock()
             .unwrap()
@@ -171,10 +172,10 @@ async fn nothing_to_do_on_a_stale_cached_state_is_decided_again_on_the_log() {
             vec![decided(child, mum, true)]
         })
     };
-    a.run::<ChildAgg, _>(stream, Actor::System, id, grant)
+    a.run::<child::Child, _>(stream, Actor::System, id, grant)
         .await
         .unwrap();
-    b.run::<ChildAgg, _>(stream, Actor::System, id, |_, _| {
+    b.run::<child::Child, _>(stream, Actor::System, id, |_, _| {
         Ok(vec![decided(child, mum, false)])
     })
     .await
@@ -182,13 +183,13 @@ async fn nothing_to_do_on_a_stale_cached_state_is_decided_again_on_the_log() {
     // On A's stale cache the consent is still granted, so "nothing to do" — which would be
     // wrong: the log says withdrawn. A must grant again.
     let written = a
-        .run::<ChildAgg, _>(stream, Actor::System, id, grant)
+        .run::<child::Child, _>(stream, Actor::System, id, grant)
         .await
         .unwrap();
     assert_eq!(written.events.len(), 1, "granted again, on the fresh state");
     let events = store.read_stream(&stream, 0, 100).await.unwrap();
     assert_eq!(events.len(), 3);
-    let state = b.load::<ChildAgg>(&stream).await.unwrap();
+    let state = b.load::<child::Child>(&stream).await.unwrap();
     assert_eq!(latest(&state.state, mum), Some(true));
 }
 

@@ -7,7 +7,6 @@
 mod rights_fixture;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use kring_api::exec::InvitationAgg;
 use kring_api::routes::invitations::{code_digest, new_code};
 use kring_domain::invitation::{self, InvitationAction, InvitationContext};
 use kring_domain::{Actor, Command, InvitationId, PersonId, StreamName};
@@ -231,7 +230,7 @@ async fn wrong_expired_revoked_or_used_codes_link_nobody(api: Api) {
     let teacher_actor = Actor::Person(s.teacher);
     state
         .exec
-        .run::<InvitationAgg, _>(
+        .run::<invitation::Invitation, _>(
             StreamName::invitation(old),
             teacher_actor,
             Uuid::now_v7(),

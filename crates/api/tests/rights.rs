@@ -5,7 +5,6 @@
 
 mod rights_fixture;
 
-use kring_api::exec::{InvitationAgg, PersonAgg};
 use kring_api::routes::rights::{sweep, SweepReport};
 use kring_domain::access::Subject;
 use kring_domain::invitation::{self, InvitationAction, InvitationContext};
@@ -231,7 +230,7 @@ async fn an_interrupted_erasure_or_approval_is_completed_by_repeating_or_by_the_
     for p in [mum, dad] {
         state
             .exec
-            .run::<PersonAgg, _>(
+            .run::<person::Person, _>(
                 StreamName::person(p),
                 Actor::Operator,
                 Uuid::now_v7(),
@@ -271,7 +270,7 @@ async fn an_interrupted_erasure_or_approval_is_completed_by_repeating_or_by_the_
     let roster = state.exec.school(s.school_id).await.unwrap().state;
     state
         .exec
-        .run::<InvitationAgg, _>(
+        .run::<invitation::Invitation, _>(
             StreamName::invitation(InvitationId::from_uuid(invitation)),
             teacher2,
             Uuid::now_v7(),
@@ -301,7 +300,7 @@ async fn an_interrupted_erasure_or_approval_is_completed_by_repeating_or_by_the_
     let teacher = Actor::Person(s.teacher);
     state
         .exec
-        .run::<InvitationAgg, _>(
+        .run::<invitation::Invitation, _>(
             StreamName::invitation(InvitationId::from_uuid(stranded)),
             teacher,
             Uuid::now_v7(),

@@ -6,7 +6,7 @@
 //! a conflict).
 
 use crate::stats::{Latencies, Lcg};
-use kring_api::exec::{ChildAgg, Executor};
+use kring_api::exec::Executor;
 use kring_domain::child::{self, ChildAction, ChildContext};
 use kring_domain::consent::ConsentMethod;
 use kring_domain::simulation::World;
@@ -112,7 +112,7 @@ pub async fn run_one(
     let roster = exec.school(school_id).await.map_err(show)?;
     let actor = Actor::Person(decision.guardian);
     let written = exec
-        .run::<ChildAgg, _>(
+        .run::<child::Child, _>(
             StreamName::child(decision.child),
             actor,
             uuid::Uuid::now_v7(),

@@ -305,7 +305,7 @@ async fn cqrs_es_side_by_side(
     kring: KringPg,
     rows: &mut Vec<Row>,
 ) -> Result<(), String> {
-    use kring_api::exec::ChildAgg;
+    use kring_domain::child;
     use kring_domain::StreamName;
     use kring_store::{EventStore, ExpectedVersion, Metadata};
     eprintln!("[cqrs-es] command throughput: {} writers", sizes.writers);
@@ -401,7 +401,7 @@ async fn cqrs_es_side_by_side(
         let exec = fresh();
         let t = Instant::now();
         let loaded = exec
-            .load::<ChildAgg>(&stream)
+            .load::<child::Child>(&stream)
             .await
             .map_err(commands::show)?;
         ours.push(t.elapsed());
@@ -413,13 +413,13 @@ async fn cqrs_es_side_by_side(
             ));
         }
     }
-    exec.load::<ChildAgg>(&stream)
+    exec.load::<child::Child>(&stream)
         .await
         .map_err(commands::show)?;
     let mut warm = Vec::new();
     for _ in 0..sizes.loads {
         let t = Instant::now();
-        exec.load::<ChildAgg>(&stream)
+        exec.load::<child::Child>(&stream)
             .await
             .map_err(commands::show)?;
         warm.push(t.elapsed());

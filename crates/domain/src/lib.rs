@@ -22,6 +22,7 @@
 pub mod access;
 pub mod activity;
 pub mod actor;
+pub mod aggregate;
 pub mod child;
 pub mod consent;
 pub mod conversation;
@@ -41,6 +42,7 @@ mod validate;
 pub mod visibility;
 
 pub use actor::{Actor, Command};
+pub use aggregate::Aggregate;
 pub use error::DomainError;
 pub use event::{DecodeError, Event};
 pub use ids::*;

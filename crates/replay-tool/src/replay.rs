@@ -7,11 +7,11 @@
 
 use crate::error::ToolError;
 use chrono::{DateTime, Utc};
-use kring_domain::child::{self, Child, ChildEvent};
+use kring_domain::child::{Child, ChildEvent};
 use kring_domain::consent::ConsentMethod;
-use kring_domain::post::{self, Post};
-use kring_domain::school::{self, School};
-use kring_domain::{ChildId, Event, PersonId, Purpose, StreamName};
+use kring_domain::post::Post;
+use kring_domain::school::School;
+use kring_domain::{Aggregate, ChildId, Event, PersonId, Purpose, StreamName};
 use kring_store::{EventStore, EventStoreExt, Position, RecordedEvent};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -60,40 +60,34 @@ pub fn happened_by(recorded: &RecordedEvent, at: Option<DateTime<Utc>>) -> bool 
     at.is_none_or(|at| recorded.occurred_at <= at)
 }
 
-/// The school roster as of `at`, folded from its stream's events with [`school::evolve`].
+/// An aggregate's state as of `at`: the events that had happened by then, folded with the
+/// domain's [`Aggregate::fold`] (other aggregates' events in `events` are passed over).
 #[must_use]
-pub fn school_as_of(events: &[Decoded], at: Option<DateTime<Utc>>) -> School {
-    events
-        .iter()
-        .filter(|d| happened_by(&d.recorded, at))
-        .fold(School::default(), |state, d| match &d.event {
-            Event::School(e) => school::evolve(state, e),
-            _ => state,
-        })
-}
-
-/// A post as of `at`, folded from its stream's events with [`post::evolve`].
-#[must_use]
-pub fn post_as_of(events: &[Decoded], at: Option<DateTime<Utc>>) -> Post {
-    events.iter().filter(|d| happened_by(&d.recorded, at)).fold(
-        Post::default(),
-        |state, d| match &d.event {
-            Event::Post(e) => post::evolve(state, e),
-            _ => state,
-        },
+pub fn as_of<A: Aggregate>(events: &[Decoded], at: Option<DateTime<Utc>>) -> A {
+    A::fold(
+        events
+            .iter()
+            .filter(|d| happened_by(&d.recorded, at))
+            .map(|d| &d.event),
     )
 }
 
-/// A child's state (consents above all) as of `at`, folded with [`child::evolve`].
+/// The school roster as of `at`.
+#[must_use]
+pub fn school_as_of(events: &[Decoded], at: Option<DateTime<Utc>>) -> School {
+    as_of(events, at)
+}
+
+/// A post as of `at`.
+#[must_use]
+pub fn post_as_of(events: &[Decoded], at: Option<DateTime<Utc>>) -> Post {
+    as_of(events, at)
+}
+
+/// A child's state (consents above all) as of `at`.
 #[must_use]
 pub fn child_as_of(events: &[Decoded], at: Option<DateTime<Utc>>) -> Child {
-    events
-        .iter()
-        .filter(|d| happened_by(&d.recorded, at))
-        .fold(Child::default(), |state, d| match &d.event {
-            Event::Child(e) => child::evolve(state, e),
-            _ => state,
-        })
+    as_of(events, at)
 }
 
 /// One decision of a child's consent audit trail (the API's history entry, plus when the
@@ -131,15 +125,14 @@ pub fn consent_trail(child_id: ChildId, events: &[Decoded]) -> Vec<HistoryEntry>
     let mut roster = School::default();
     let mut trail = Vec::new();
     for d in events {
-        let e = match &d.event {
-            Event::School(e) => {
-                roster = school::evolve(roster, e);
-                continue;
-            }
-            Event::Child(e) => e,
-            _ => continue,
+        if let Some(e) = School::pick_ref(&d.event) {
+            roster = roster.evolve(e);
+            continue;
+        }
+        let Some(e) = Child::pick_ref(&d.event) else {
+            continue;
         };
-        state = child::evolve(state, e);
+        state = state.evolve(e);
         if let ChildEvent::ConsentDecided(c) = e {
             if c.child_id != child_id {
                 continue;
@@ -195,7 +188,7 @@ pub struct PurposeAsOf {
 
 /// Effective consent per purpose at `at`: every purpose, decided or not (opt-in: undecided is
 /// not effective), with each guardian's latest decision by then. The verdict is the domain's
-/// own ([`child::evolve`] and `School::consent_holds` under the policy of that moment).
+/// own ([`Aggregate::evolve`] of the child and `School::consent_holds` under the policy of that moment).
 /// `events`: the child's stream and its school's.
 #[must_use]
 pub fn consent_as_of(child_id: ChildId, events: &[Decoded], at: DateTime<Utc>) -> Vec<PurposeAsOf> {

@@ -8,7 +8,6 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::exec::{ConversationAgg, PersonAgg};
 use crate::routes::{Body, Position};
 use crate::state::{AppState, MinPosition, RequestId, Q};
 use axum::extract::{Path, State};
@@ -181,7 +180,7 @@ pub async fn start(
     let message_id = MessageId::from_uuid(crate::idempotency::fresh_uuid());
     let written = state
         .exec
-        .run::<ConversationAgg, _>(
+        .run::<conversation::Conversation, _>(
             StreamName::conversation(conversation_id),
             actor,
             rid,
@@ -305,7 +304,7 @@ pub async fn post_message(
     let message_id = MessageId::from_uuid(crate::idempotency::fresh_uuid());
     let written = state
         .exec
-        .run::<ConversationAgg, _>(
+        .run::<conversation::Conversation, _>(
             StreamName::conversation(conversation_id),
             actor,
             rid,
@@ -730,7 +729,7 @@ async fn own_person_command(
     let actor = caller.actor();
     Ok(state
         .exec
-        .run::<PersonAgg, _>(StreamName::person(person), actor, rid, |s, now| {
+        .run::<person::Person, _>(StreamName::person(person), actor, rid, |s, now| {
             person::decide(
                 &PersonContext {
                     person: s,
@@ -789,7 +788,7 @@ pub async fn quiet_hours(
     let quiet_hours = match caller.person() {
         Some(person) => state
             .exec
-            .load::<PersonAgg>(&StreamName::person(person))
+            .load::<person::Person>(&StreamName::person(person))
             .await?
             .state
             .quiet_hours

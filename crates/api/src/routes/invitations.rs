@@ -23,7 +23,7 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Code};
-use crate::exec::{InvitationAgg, Loaded};
+use crate::exec::Loaded;
 use crate::routes::consent::child_place;
 use crate::routes::Position;
 use crate::state::{AppState, MinPosition, RequestId, Q};
@@ -176,7 +176,7 @@ async fn send(
     let digest = code_digest(&code);
     let written = state
         .exec
-        .run::<InvitationAgg, _>(
+        .run::<invitation::Invitation, _>(
             StreamName::invitation(invitation_id),
             caller.actor(),
             rid,
@@ -309,7 +309,7 @@ pub async fn accept(
     let invitation_id = invitation_of_code(&req.code).ok_or_else(no_such)?;
     let loaded = state
         .exec
-        .load::<InvitationAgg>(&StreamName::invitation(invitation_id))
+        .load::<invitation::Invitation>(&StreamName::invitation(invitation_id))
         .await?;
     let digest = code_digest(req.code.trim());
     if !loaded.exists() || !digests_match(&digest, &loaded.state.code_digest) {
@@ -322,7 +322,7 @@ pub async fn accept(
     let actor = Actor::Person(invitee);
     let written = state
         .exec
-        .run::<InvitationAgg, _>(
+        .run::<invitation::Invitation, _>(
             StreamName::invitation(invitation_id),
             actor,
             rid,
@@ -378,7 +378,7 @@ async fn invitation_and_school(
 ) -> ApiResult<(Loaded<Invitation>, Loaded<Arc<School>>)> {
     let loaded = state
         .exec
-        .load::<InvitationAgg>(&StreamName::invitation(invitation_id))
+        .load::<invitation::Invitation>(&StreamName::invitation(invitation_id))
         .await?;
     let Some(school_id) = loaded.state.school_id.filter(|_| loaded.exists()) else {
         return Err(ApiError::not_found(format!("invitation {invitation_id}")));
@@ -446,7 +446,7 @@ pub async fn approve(
         _ => {
             state
                 .exec
-                .run::<InvitationAgg, _>(
+                .run::<invitation::Invitation, _>(
                     StreamName::invitation(invitation_id),
                     caller.actor(),
                     rid,
@@ -469,7 +469,7 @@ pub async fn approve(
                 .await?;
             state
                 .exec
-                .load::<InvitationAgg>(&StreamName::invitation(invitation_id))
+                .load::<invitation::Invitation>(&StreamName::invitation(invitation_id))
                 .await?
                 .state
         }
@@ -535,7 +535,7 @@ pub async fn revoke(
     }
     let written = state
         .exec
-        .run::<InvitationAgg, _>(
+        .run::<invitation::Invitation, _>(
             StreamName::invitation(invitation_id),
             caller.actor(),
             rid,

@@ -14,7 +14,6 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Code};
-use crate::exec::{ChildAgg, PostAgg};
 use crate::media::{self, Claim, MediaFiles, MediaHeader};
 use crate::routes::rights::log_access;
 use crate::routes::{Body, Position};
@@ -31,6 +30,7 @@ use kring_domain::access::Subject;
 use kring_domain::post::{self as domain_post, MediaAttachment, Post, PostAction, PostContext};
 use kring_domain::school::{School, StaffRole};
 use kring_domain::visibility::{self as rule, ViewReason};
+use kring_domain::{child, post};
 use kring_domain::{
     ChildId, Command, DomainError, GroupId, MediaId, PersonId, PostId, SchoolId, StreamName,
 };
@@ -380,7 +380,10 @@ async fn claim_one(
         match files.claim(media_id, post_id).await? {
             Claim::Taken => return Ok(()),
             Claim::Held { post, age } => {
-                let holder = state.exec.load::<PostAgg>(&StreamName::post(post)).await?;
+                let holder = state
+                    .exec
+                    .load::<post::Post>(&StreamName::post(post))
+                    .await?;
                 if holder.state.media.contains_key(&media_id) {
                     return Err(conflict(format!(
                         "media item {media_id} is already attached to post {post}"
@@ -415,7 +418,7 @@ async fn consent_warnings(
     for child_id in tagged {
         let child = state
             .exec
-            .load::<ChildAgg>(&StreamName::child(child_id))
+            .load::<child::Child>(&StreamName::child(child_id))
             .await?;
         children.insert(child_id, child.state);
     }
@@ -504,7 +507,7 @@ pub async fn publish_post(
     claim_all(&state, post_id, &order).await?;
     let written = state
         .exec
-        .run::<PostAgg, _>(StreamName::post(post_id), actor, rid, |post, now| {
+        .run::<post::Post, _>(StreamName::post(post_id), actor, rid, |post, now| {
             domain_post::decide(
                 &PostContext {
                     post,
@@ -598,7 +601,7 @@ async fn run_on_post(
     let actor = caller.actor();
     Ok(state
         .exec
-        .run::<PostAgg, _>(StreamName::post(post_id), actor, rid, |post, now| {
+        .run::<post::Post, _>(StreamName::post(post_id), actor, rid, |post, now| {
             domain_post::decide(
                 &PostContext {
                     post,
@@ -1063,7 +1066,7 @@ async fn published_post(
 ) -> ApiResult<(domain_post::Post, SchoolId, GroupId)> {
     let post = state
         .exec
-        .load::<PostAgg>(&StreamName::post(post_id))
+        .load::<post::Post>(&StreamName::post(post_id))
         .await?
         .state;
     match (post.school_id, post.group_id) {
@@ -1223,7 +1226,7 @@ pub async fn remove_media(
     };
     let post = state
         .exec
-        .load::<PostAgg>(&StreamName::post(place.post_id))
+        .load::<post::Post>(&StreamName::post(place.post_id))
         .await?;
     if !post.state.media_is_live(media_id) {
         // Removed with its post or alone: gone for everyone, its key with it.

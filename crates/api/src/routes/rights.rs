@@ -22,7 +22,6 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::exec::{ChildAgg, InvitationAgg, PersonAgg, PostAgg};
 use crate::media::MediaFiles;
 use crate::routes::consent::child_place;
 use crate::routes::schools::{self, MeDoc};
@@ -38,6 +37,7 @@ use kring_domain::invitation::{InvitationEvent, InvitationStatus};
 use kring_domain::person::{self, PersonAction, PersonContext, PersonEvent};
 use kring_domain::post::{self as domain_post, PostAction, PostContext, PostEvent};
 use kring_domain::school::{School, SchoolAction, SchoolEvent, StaffRole};
+use kring_domain::{invitation, post};
 use kring_domain::{
     Actor, ChildId, Command, DomainError, Event, InvitationId, MediaId, PersonId, PostId, SchoolId,
     StreamName,
@@ -394,7 +394,7 @@ pub async fn erase_person(
     let roster = roster.unwrap_or_default();
     state
         .exec
-        .run::<PersonAgg, _>(
+        .run::<person::Person, _>(
             StreamName::person(person_id),
             caller.actor(),
             rid,
@@ -455,7 +455,7 @@ async fn complete_person_erasure(
     end_relations(state, person_id, rid).await?;
     Ok(state
         .exec
-        .run::<PersonAgg, _>(
+        .run::<person::Person, _>(
             StreamName::person(person_id),
             Actor::System,
             rid,
@@ -493,7 +493,7 @@ pub async fn erase_child(
     let school = &place.roster.state;
     state
         .exec
-        .run::<ChildAgg, _>(
+        .run::<child::Child, _>(
             StreamName::child(child_id),
             caller.actor(),
             rid,
@@ -528,7 +528,7 @@ async fn complete_child_erasure(
     let removed = remove_media_showing(state, child_id, school, rid).await?;
     let position = state
         .exec
-        .run::<ChildAgg, _>(StreamName::child(child_id), Actor::System, rid, |s, now| {
+        .run::<child::Child, _>(StreamName::child(child_id), Actor::System, rid, |s, now| {
             repeatable(child::decide(
                 &ChildContext { child: s, school },
                 Command::new(Actor::System, ChildAction::RecordErasure { child_id }),
@@ -563,7 +563,7 @@ async fn remove_media_showing(
         files.shred(media_id).await?;
         state
             .exec
-            .run::<PostAgg, _>(
+            .run::<post::Post, _>(
                 StreamName::post(post_id),
                 Actor::System,
                 rid,
@@ -810,7 +810,7 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
     for invitation_id in approved {
         let invitation = state
             .exec
-            .load::<InvitationAgg>(&StreamName::invitation(invitation_id))
+            .load::<invitation::Invitation>(&StreamName::invitation(invitation_id))
             .await?
             .state;
         if !matches!(invitation.status, InvitationStatus::Approved { .. }) {
@@ -846,7 +846,7 @@ async fn record_removal(
 ) -> ApiResult<()> {
     let post = state
         .exec
-        .load::<PostAgg>(&StreamName::post(post_id))
+        .load::<post::Post>(&StreamName::post(post_id))
         .await?
         .state;
     let school_id = post
@@ -855,7 +855,7 @@ async fn record_removal(
     let roster = state.exec.school(school_id).await?.state;
     state
         .exec
-        .run::<PostAgg, _>(StreamName::post(post_id), Actor::System, rid, |p, now| {
+        .run::<post::Post, _>(StreamName::post(post_id), Actor::System, rid, |p, now| {
             let context = PostContext {
                 post: p,
                 school: &roster,
@@ -1009,7 +1009,7 @@ async fn in_scope(state: &AppState, schools: &[Arc<School>], subject: Subject) -
         Subject::Child(c) => schools.iter().any(|s| s.children.contains_key(&c)),
         Subject::Post(id) => state
             .exec
-            .load::<PostAgg>(&StreamName::post(id))
+            .load::<post::Post>(&StreamName::post(id))
             .await?
             .state
             .school_id

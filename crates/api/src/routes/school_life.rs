@@ -3,7 +3,7 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::exec::{ActivityAgg, ChildAgg, Loaded};
+use crate::exec::Loaded;
 use crate::routes::{Body, Position};
 use crate::state::{AppState, MinPosition, RequestId, Q};
 use axum::extract::{Path, State};
@@ -129,7 +129,7 @@ async fn child_command(
     let actor = caller.actor();
     Ok(state
         .exec
-        .run::<ChildAgg, _>(StreamName::child(child_id), actor, rid, |s, now| {
+        .run::<child::Child, _>(StreamName::child(child_id), actor, rid, |s, now| {
             child::decide(
                 &ChildContext {
                     child: s,
@@ -428,7 +428,7 @@ pub async fn schedule_activity(
     let activity_id = ActivityId::from_uuid(crate::idempotency::fresh_uuid());
     let written = state
         .exec
-        .run::<ActivityAgg, _>(StreamName::activity(activity_id), actor, rid, |s, now| {
+        .run::<activity::Activity, _>(StreamName::activity(activity_id), actor, rid, |s, now| {
             activity::decide(
                 &ActivityContext {
                     activity: s,
@@ -467,7 +467,7 @@ async fn activity_command(
     action: ActivityAction,
 ) -> ApiResult<u64> {
     let stream = StreamName::activity(activity_id);
-    let loaded = state.exec.load::<ActivityAgg>(&stream).await?;
+    let loaded = state.exec.load::<activity::Activity>(&stream).await?;
     let Some(group_id) = loaded.state.group_id else {
         return Err(ApiError::not_found(format!("activity {activity_id}")));
     };
@@ -476,7 +476,7 @@ async fn activity_command(
     let actor = caller.actor();
     Ok(state
         .exec
-        .run::<ActivityAgg, _>(stream, actor, rid, |s, now| {
+        .run::<activity::Activity, _>(stream, actor, rid, |s, now| {
             activity::decide(
                 &ActivityContext {
                     activity: s,

@@ -3,7 +3,7 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::exec::{AccessAgg, Executor, PersonAgg};
+use crate::exec::Executor;
 use crate::routes::schools::sso_identity;
 use crate::routes::{Body, Position};
 use crate::state::{AppState, RequestId};
@@ -70,7 +70,7 @@ pub async fn link_identity(
     let nowhere = School::default();
     let written = state
         .exec
-        .run::<PersonAgg, _>(StreamName::person(person_id), actor, rid, |s, now| {
+        .run::<person::Person, _>(StreamName::person(person_id), actor, rid, |s, now| {
             person::decide(
                 &PersonContext {
                     person: s,
@@ -144,7 +144,7 @@ pub async fn record_revocation(
 ) -> ApiResult<u64> {
     let actor = caller.actor();
     Ok(exec
-        .run::<AccessAgg, _>(
+        .run::<access::AccessLog, _>(
             StreamName::new(Category::Access, jti),
             actor,
             rid,
