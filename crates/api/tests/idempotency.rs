@@ -140,8 +140,38 @@ async fn concurrent_requests_with_one_key_write_once(api: Api) {
     assert_eq!(api.head().await, head + 1);
 }
 
+/// A consent decision answers whether consent holds right after it; a retry answers that same
+/// moment, not whatever later decisions made of it.
+async fn a_retried_consent_decision_answers_the_consent_of_its_own_moment(api: Api) {
+    let s = School::build(&api, "De Linde").await;
+    let mum = api.person(s.guardian(&api, s.child_a, "Mama").await);
+    let path = format!("/v1/children/{}/consents/public_communication", s.child_a);
+    let decide = |granted: bool, key: &'static str| {
+        let (api, path, mum) = (&api, path.clone(), mum.clone());
+        async move {
+            api.call_with(
+                Method::PUT,
+                &path,
+                Some(&mum),
+                Some(json!({ "granted": granted })),
+                &[("Idempotency-Key", key)],
+            )
+            .await
+        }
+    };
+    let granted = decide(true, "grant-1").await.expect(200);
+    assert_eq!(granted.body["effective"], true, "{}", granted.text);
+    let withdrawn = decide(false, "withdraw-1").await.expect(200);
+    assert_eq!(withdrawn.body["effective"], false, "{}", withdrawn.text);
+    let head = api.head().await;
+    let again = decide(true, "grant-1").await.expect(200);
+    assert_eq!(again.body, granted.body);
+    assert_eq!(api.head().await, head, "nothing written twice");
+}
+
 on_both_backends!(
     a_retried_write_answers_the_first_answer_and_writes_nothing,
+    a_retried_consent_decision_answers_the_consent_of_its_own_moment,
     a_retried_invitation_hands_out_the_same_code,
     concurrent_requests_with_one_key_write_once,
 );

@@ -8,7 +8,7 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::exec::{ChildAgg, Loaded};
+use crate::exec::Loaded;
 use crate::routes::rights::log_if_audited;
 use crate::routes::Body;
 use crate::state::{AppState, MinPosition, RequestId, Q};
@@ -273,9 +273,9 @@ pub async fn decide(
             },
         };
     let stream = StreamName::child(child_id);
-    let written = state
+    let (written, after) = state
         .exec
-        .run::<ChildAgg, _>(stream, caller.actor(), rid, |s, now| {
+        .run_folded::<child::Child, _>(stream, caller.actor(), rid, |s, now| {
             child::decide(
                 &ChildContext { child: s, school },
                 Command::new(caller.actor(), action.clone()),
@@ -283,9 +283,8 @@ pub async fn decide(
             )
         })
         .await?;
-    let after = state.exec.load::<ChildAgg>(&stream).await?;
     Ok(Json(Decided {
-        effective: school.consent_holds(&after.state.consents, purpose),
+        effective: school.consent_holds(&after.consents, purpose),
         position: written.position,
     }))
 }
