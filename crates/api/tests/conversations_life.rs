@@ -586,8 +586,16 @@ async fn a_parent_cannot_message_another_parent_and_nothing_is_written(api: Api)
 async fn conversation_bad_input_is_refused_and_changes_nothing(api: Api) {
     let s = school(&api).await;
     let head = api.head().await;
-    let bad: [(Value, u16, &str); 5] = [
+    let crowd: Vec<Uuid> = (0..=kring_domain::conversation::MAX_PARTICIPANTS)
+        .map(|_| Uuid::now_v7())
+        .collect();
+    let bad: [(Value, u16, &str); 6] = [
         (json!({"child_id": s.sem}), 422, "validation_failed"),
+        (
+            json!({"child_id": s.sem, "body": "Hoi", "participants": crowd}),
+            422,
+            "validation_failed",
+        ),
         (json!({"body": "Hoi"}), 422, "validation_failed"),
         (
             json!({"child_id": "not-a-uuid", "body": "Hoi"}),

@@ -1504,6 +1504,31 @@ async fn posting_checks_rights_and_input_and_writes_nothing_when_refused(env: En
         assert_eq!(got, status, "{body}: {problem}");
         assert!(problem["code"].is_string(), "problem+json: {problem}");
     }
+    // The list rules are the domain's, checked before any file is looked at (51 unknown items
+    // are refused for their number, not looked up), with the domain's words.
+    let too_many: Vec<Value> = (0..=kring_domain::post::MAX_MEDIA_PER_POST)
+        .map(|_| json!({"media_id": Uuid::now_v7()}))
+        .collect();
+    let twice = json!([{"media_id": photo_id}, {"media_id": photo_id}]);
+    for (media, words) in [
+        (json!(too_many), "at most 50 items per post"),
+        (twice, "is attached twice"),
+    ] {
+        let (got, problem) = env
+            .call(
+                Method::POST,
+                &post_to(s.class1),
+                person(s.teacher1),
+                Some(json!({"body": "x", "media": media})),
+            )
+            .await;
+        assert_eq!(got, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("invalid media: ") && detail.contains(words),
+            "{detail}"
+        );
+    }
     assert_eq!(
         env.running.state.system.store.head().await.unwrap(),
         head,

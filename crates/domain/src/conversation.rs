@@ -10,6 +10,9 @@ use crate::sealed::Sealed;
 use crate::validate;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+/// The most people a new conversation names besides its starter.
+pub const MAX_PARTICIPANTS: usize = 20;
 use std::collections::BTreeSet;
 
 /// A conversation's state.
@@ -156,6 +159,12 @@ pub fn decide(
                     kind: "conversation",
                     id: conversation_id.into(),
                 });
+            }
+            if participants.len() > MAX_PARTICIPANTS {
+                return Err(DomainError::invalid(
+                    "participants",
+                    format!("at most {MAX_PARTICIPANTS}"),
+                ));
             }
             let school_id = school.id()?;
             let enrolment = school.enrolment(child_id)?;

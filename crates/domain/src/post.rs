@@ -16,6 +16,30 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The most media items one post carries.
 pub const MAX_MEDIA_PER_POST: usize = 50;
 
+/// The rule on a post's list of media: at most [`MAX_MEDIA_PER_POST`], none twice. Callers may
+/// check it before any I/O on the items; [`decide`] checks it again.
+///
+/// # Errors
+/// [`DomainError::Invalid`] on `media`.
+pub fn check_media_list(media: impl ExactSizeIterator<Item = MediaId>) -> Result<(), DomainError> {
+    if media.len() > MAX_MEDIA_PER_POST {
+        return Err(DomainError::invalid(
+            "media",
+            format!("at most {MAX_MEDIA_PER_POST} items per post"),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for media_id in media {
+        if !seen.insert(media_id) {
+            return Err(DomainError::invalid(
+                "media",
+                format!("media item {media_id} is attached twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A photo or video as attached to a post.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaAttachment {
@@ -353,21 +377,9 @@ pub fn decide(
             if body.trim().is_empty() && media.is_empty() {
                 return Err(DomainError::invalid("body", "a post needs text or media"));
             }
-            if media.len() > MAX_MEDIA_PER_POST {
-                return Err(DomainError::invalid(
-                    "media",
-                    format!("at most {MAX_MEDIA_PER_POST} items per post"),
-                ));
-            }
-            let mut seen = BTreeSet::new();
+            check_media_list(media.iter().map(|m| m.media_id))?;
             let mut checked = Vec::with_capacity(media.len());
             for item in media {
-                if !seen.insert(item.media_id) {
-                    return Err(DomainError::invalid(
-                        "media",
-                        format!("media item {} is attached twice", item.media_id),
-                    ));
-                }
                 let mut tagged = BTreeSet::new();
                 for child_id in &item.tagged_children {
                     if !school.in_audience(group_id, *child_id) {

@@ -84,8 +84,6 @@ pub fn router() -> Router<AppState> {
 )]
 pub struct Doc;
 
-/// The most people one conversation names besides its starter.
-const MAX_PARTICIPANTS: usize = 20;
 /// The page size of lists when `?limit=` is not given.
 const DEFAULT_LIMIT: u32 = 50;
 /// The largest `?limit=`.
@@ -149,11 +147,6 @@ pub async fn start(
     Body(req): Body<NewConversation>,
 ) -> ApiResult<(StatusCode, Json<ConversationCreated>)> {
     let person = person_of(caller, "take part in conversations")?;
-    if req.participants.len() > MAX_PARTICIPANTS {
-        return Err(ApiError::validation(format!(
-            "participants: at most {MAX_PARTICIPANTS}"
-        )));
-    }
     let child_id = ChildId::from_uuid(req.child_id);
     let (school_id, _) = state.place_of_child(child_id).await?;
     let roster = state.exec.school(school_id).await?;

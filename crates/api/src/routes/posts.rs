@@ -475,12 +475,8 @@ pub async fn publish_post(
         }
         .into());
     };
-    if req.media.len() > domain_post::MAX_MEDIA_PER_POST {
-        return Err(ApiError::validation(format!(
-            "media: at most {} items per post",
-            domain_post::MAX_MEDIA_PER_POST
-        )));
-    }
+    // Before any file is opened: the domain's own rule on the list, with its message.
+    domain_post::check_media_list(req.media.iter().map(|m| MediaId::from_uuid(m.media_id)))?;
     let headers = own_uploads(&state, person, &req.media).await?;
     let attachments: Vec<MediaAttachment> = req
         .media
@@ -497,12 +493,6 @@ pub async fn publish_post(
         })
         .collect();
     let order: Vec<MediaId> = attachments.iter().map(|m| m.media_id).collect();
-    let distinct: BTreeSet<MediaId> = order.iter().copied().collect();
-    if distinct.len() != order.len() {
-        return Err(ApiError::validation(
-            "media: a media item is attached twice",
-        ));
-    }
     let post_id = PostId::from_uuid(crate::idempotency::fresh_uuid());
     claim_all(&state, post_id, &order).await?;
     let written = state
