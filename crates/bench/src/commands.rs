@@ -5,7 +5,7 @@
 //! `decide`, seal, append with the stream's version as the expectation (deciding once more on
 //! a conflict).
 
-use crate::stats::{Latencies, Lcg};
+use crate::stats::Latencies;
 use kring_api::exec::Executor;
 use kring_domain::child::{self, ChildAction, ChildContext};
 use kring_domain::consent::ConsentMethod;
@@ -51,19 +51,20 @@ pub fn decisions(world: &World, seed: u64, writers: usize, each: usize) -> Vec<V
         .collect();
     (0..writers)
         .map(|w| {
-            let mut rng = Lcg::new(seed ^ (w as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng =
+                fastrand::Rng::with_seed(seed ^ (w as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             (0..each)
                 .map(|_| {
-                    let (child, guardians) = &children[rng.below(children.len())];
+                    let (child, guardians) = &children[rng.usize(..children.len())];
                     Decision {
                         child: *child,
-                        guardian: guardians[rng.below(guardians.len())],
+                        guardian: guardians[rng.usize(..guardians.len())],
                         purpose: [
                             Purpose::GroupCommunication,
                             Purpose::SchoolCommunication,
                             Purpose::PublicCommunication,
-                        ][rng.below(3)],
-                        granted: rng.below(10) > 2,
+                        ][rng.usize(..3)],
+                        granted: rng.usize(..10) > 2,
                     }
                 })
                 .collect()

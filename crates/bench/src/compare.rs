@@ -10,7 +10,7 @@
 //! where Kring refreshes it from the log on every command.
 
 use crate::commands::Decision;
-use crate::stats::{Latencies, Lcg};
+use crate::stats::Latencies;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent, EventStore};
@@ -282,14 +282,14 @@ pub fn history(world: &mut kring_domain::simulation::World, n: usize) -> Vec<Chi
         return Vec::new();
     };
     let guardians = world.guardians_of(child_id);
-    let mut rng = Lcg::new(7);
+    let mut rng = fastrand::Rng::with_seed(7);
     let start = world.log.len();
     for _ in 0..n {
-        let Some(&guardian) = guardians.get(rng.below(guardians.len())) else {
+        let Some(&guardian) = rng.choice(guardians.iter()) else {
             break;
         };
-        let purpose = kring_domain::Purpose::ALL[rng.below(kring_domain::Purpose::ALL.len())];
-        let _ = world.decide_consent(guardian, child_id, purpose, rng.below(2) == 0);
+        let purpose = kring_domain::Purpose::ALL[rng.usize(..kring_domain::Purpose::ALL.len())];
+        let _ = world.decide_consent(guardian, child_id, purpose, rng.usize(..2) == 0);
     }
     world.log[start..]
         .iter()

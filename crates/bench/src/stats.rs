@@ -38,27 +38,6 @@ impl Latencies {
     }
 }
 
-/// A tiny deterministic generator: benchmark inputs are seeded, not random per run.
-#[derive(Debug, Clone)]
-pub struct Lcg(u64);
-
-impl Lcg {
-    /// A generator from `seed`.
-    #[must_use]
-    pub const fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// A number in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        usize::try_from(self.0 >> 33).unwrap_or_default() % n.max(1)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,26 +62,16 @@ impl WorkloadConfig {
     }
 }
 
-/// A tiny deterministic generator: the workload is seeded, not random per run.
-#[derive(Debug, Clone)]
-struct Lcg(u64);
-
-impl Lcg {
-    /// A number in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        usize::try_from(self.0 >> 33).unwrap_or_default() % n.max(1)
-    }
+/// A number in `0..n` (0 when `n` is 0, so an empty choice finds nothing rather than panics).
+fn below(rng: &mut fastrand::Rng, n: usize) -> usize {
+    rng.usize(..n.max(1))
 }
 
 /// The workload: an iterator over chunks of recorded events.
 #[derive(Debug)]
 pub struct Workload {
     config: WorkloadConfig,
-    rng: Lcg,
+    rng: fastrand::Rng,
     /// The schools running now, in the order they started.
     running: Vec<School>,
     /// Schools started so far.
@@ -109,7 +99,7 @@ impl Workload {
         // A school year (~300 days) spread over the school's share of steps.
         let minutes = (300 * 24 * 60 / config.events_per_school.max(1)).max(1);
         Self {
-            rng: Lcg(config.seed),
+            rng: fastrand::Rng::with_seed(config.seed),
             running: Vec::new(),
             started: 0,
             emitted: 0,
@@ -165,26 +155,26 @@ impl Workload {
 
     /// One step of a school's life. Refusals are part of a realistic history: a refused
     /// command records nothing.
-    fn step(school: &mut School, rng: &mut Lcg, step: Duration) {
+    fn step(school: &mut School, rng: &mut fastrand::Rng, step: Duration) {
         let world = &mut school.world;
         world.advance(step);
-        let g = rng.below(world.groups.len());
+        let g = below(rng, world.groups.len());
         let group = world.groups[g];
         // `with_classes` adds the director first, then one teacher per group.
         let teacher = Actor::Person(world.staff[1 + g]);
         let children: Vec<_> = world.school.audience_children(group).collect();
-        let child = children[rng.below(children.len())];
+        let child = children[below(rng, children.len())];
         let guardians = world.guardians_of(child);
-        let Some(&guardian) = guardians.get(rng.below(guardians.len())) else {
+        let Some(&guardian) = guardians.get(below(rng, guardians.len())) else {
             return;
         };
-        match rng.below(100) {
+        match below(rng, 100) {
             0..=29 => {
                 let tags: Vec<Vec<_>> = (0..3)
                     .map(|_| {
                         vec![
-                            children[rng.below(children.len())],
-                            children[rng.below(children.len())],
+                            children[below(rng, children.len())],
+                            children[below(rng, children.len())],
                         ]
                     })
                     .collect();
@@ -195,14 +185,14 @@ impl Workload {
                     Purpose::GroupCommunication,
                     Purpose::SchoolCommunication,
                     Purpose::PublicCommunication,
-                ][rng.below(3)];
-                let _ = world.decide_consent(guardian, child, purpose, rng.below(10) > 2);
+                ][below(rng, 3)];
+                let _ = world.decide_consent(guardian, child, purpose, below(rng, 10) > 2);
             }
             50..=59 if !world.media_ids.is_empty() => {
                 let recent = world.media_ids.len().min(50);
-                let (post, media) = world.media_ids[world.media_ids.len() - 1 - rng.below(recent)];
-                let tagged = children[rng.below(children.len())];
-                let action = if rng.below(2) == 0 {
+                let (post, media) = world.media_ids[world.media_ids.len() - 1 - below(rng, recent)];
+                let tagged = children[below(rng, children.len())];
+                let action = if below(rng, 2) == 0 {
                     PostAction::Tag {
                         media_id: media,
                         child_id: tagged,
@@ -216,7 +206,7 @@ impl Workload {
                 let _ = world.post(teacher, post, action);
             }
             60..=61 if !world.media_ids.is_empty() => {
-                let (post, media) = world.media_ids[rng.below(world.media_ids.len())];
+                let (post, media) = world.media_ids[below(rng, world.media_ids.len())];
                 let _ = world.post(
                     teacher,
                     post,
@@ -227,7 +217,7 @@ impl Workload {
                 );
             }
             62..=84 => {
-                if school.conversations.is_empty() || rng.below(5) == 0 {
+                if school.conversations.is_empty() || below(rng, 5) == 0 {
                     let id = ConversationId::from_uuid(world.next_uuid());
                     let start = ConversationAction::Start {
                         conversation_id: id,
@@ -244,7 +234,7 @@ impl Workload {
                         school.conversations.push((id, Actor::Person(guardian)));
                     }
                 } else {
-                    let (id, author) = school.conversations[rng.below(school.conversations.len())];
+                    let (id, author) = school.conversations[below(rng, school.conversations.len())];
                     let message_id = MessageId::from_uuid(world.next_uuid());
                     let _ = world.conversation(
                         author,
@@ -257,7 +247,7 @@ impl Workload {
                 }
             }
             85..=91 => {
-                let notice = 1 + u32::try_from(rng.below(10)).unwrap_or_default();
+                let notice = 1 + u32::try_from(below(rng, 10)).unwrap_or_default();
                 let from = child::earliest_absence_day(world.now, notice);
                 let action = ChildAction::ReportAbsence {
                     child_id: child,
@@ -269,7 +259,7 @@ impl Workload {
                 let _ = world.child(Actor::Person(guardian), child, action);
             }
             _ => {
-                if world.activity_ids.is_empty() || rng.below(4) == 0 {
+                if world.activity_ids.is_empty() || below(rng, 4) == 0 {
                     let id = ActivityId::from_uuid(world.next_uuid());
                     let starts_at = world.now + Duration::days(20);
                     let action = ActivityAction::Schedule {
@@ -285,7 +275,7 @@ impl Workload {
                     }
                 } else {
                     let recent = world.activity_ids.len().min(10);
-                    let id = world.activity_ids[world.activity_ids.len() - 1 - rng.below(recent)];
+                    let id = world.activity_ids[world.activity_ids.len() - 1 - below(rng, recent)];
                     let _ = world.activity(Actor::Person(guardian), id, ActivityAction::SignUp);
                 }
             }
