@@ -277,7 +277,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "OpenMetrics text format (read by Prometheus)", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let head = state.system.store.head().await.unwrap_or(0);
     let mut positions = Vec::new();
@@ -288,7 +288,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         ));
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state
             .metrics
             .render(head, state.exec.appended(), &positions),

@@ -261,7 +261,7 @@ async fn health_readiness_and_metrics() {
     );
     assert!(metrics
         .contains("kring_http_requests_total{method=\"GET\",route=\"/v1/me\",status=\"401\"} 5"));
-    assert!(metrics.contains("kring_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/me\",status=\"200\",le=\"+Inf\"} 2"));
+    assert!(metrics.contains("kring_http_request_duration_seconds_bucket{le=\"+Inf\",method=\"GET\",route=\"/v1/me\",status=\"200\"} 2"));
     assert!(metrics.contains("kring_events_appended_total "));
     assert!(metrics.contains("kring_projection_lag_events{projection=\"visibility\"}"));
     assert!(metrics.contains("kring_log_head_position "));
