@@ -162,6 +162,8 @@ impl Printer {
     }
 }
 
+/// One line of the streamed events table. Columns have fixed widths ([`COLUMNS`]) because the
+/// log is printed as it is read: a table crate would hold every row to measure them first.
 fn table_line(cells: impl Iterator<Item = String>) -> String {
     let mut out = String::new();
     for (cell, (_, width)) in cells.zip(COLUMNS) {

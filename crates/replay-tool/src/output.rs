@@ -1,5 +1,6 @@
 //! Output: aligned tables for people, JSON and CSV for scripts.
 
+use comfy_table::{ContentArrangement, LineStyle, Table, TableStyle};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 
@@ -94,45 +95,30 @@ pub fn render(report: &impl Report, format: Format) -> Result<String, serde_json
     })
 }
 
-/// Aligned columns with an upper-case header and a rule under it.
+/// Aligned columns with an upper-case header and a rule under it (comfy-table, no borders).
 #[must_use]
 pub fn table(rows: &Rows) -> String {
-    let width = |s: &str| s.chars().count();
-    let mut widths: Vec<usize> = rows.headers.iter().map(|h| width(h)).collect();
+    let style = TableStyle::new().header_separator(LineStyle::none().fill('-').junction(' '));
+    let mut table = Table::new();
+    table
+        .load_style(style)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(rows.headers.iter().map(|h| h.to_uppercase()));
     for row in &rows.rows {
-        for (i, cell) in row.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(width(cell));
-            }
-        }
+        table.add_row(row);
     }
-    let line = |cells: &mut dyn Iterator<Item = String>| {
-        let mut out = String::new();
-        for (i, cell) in cells.enumerate() {
-            if i > 0 {
-                out.push_str("  ");
-            }
-            out.push_str(&cell);
-            let pad = widths
-                .get(i)
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(width(&cell));
-            out.extend(std::iter::repeat_n(' ', pad));
-        }
-        out.truncate(out.trim_end().len());
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 1));
+    }
+    let mut out = String::new();
+    for line in table.lines() {
+        out.push_str(line.trim_end());
         out.push('\n');
-        out
-    };
-    let mut out = line(&mut rows.headers.iter().map(|h| h.to_uppercase()));
-    out.push_str(&line(&mut widths.iter().map(|w| "-".repeat(*w))));
-    for row in &rows.rows {
-        out.push_str(&line(&mut row.iter().cloned()));
     }
     out
 }
 
-/// RFC 4180 CSV: a header row, then the rows; fields quoted when they need it.
+/// RFC 4180 CSV (the `csv` crate): a header row, then the rows.
 #[must_use]
 pub fn csv(rows: &Rows) -> String {
     let mut out = csv_line(rows.headers.iter().copied());
@@ -142,24 +128,21 @@ pub fn csv(rows: &Rows) -> String {
     out
 }
 
-/// One CSV line, ending in CRLF as RFC 4180 says.
+/// One CSV record, quoted where it needs to be, ending in CRLF as RFC 4180 says.
 #[must_use]
 pub fn csv_line<'a>(fields: impl Iterator<Item = &'a str>) -> String {
-    let mut out = String::new();
-    for (i, field) in fields.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        if field.contains([',', '"', '\n', '\r']) {
-            out.push('"');
-            out.push_str(&field.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(field);
-        }
-    }
-    out.push_str("\r\n");
-    out
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    // Writing to memory fails only on a record of another length than the first, and each
+    // writer here holds one record.
+    let written = writer
+        .write_record(fields)
+        .and_then(|()| writer.into_inner().map_err(|e| e.into_error().into()));
+    written.map_or_else(
+        |_| String::new(),
+        |bytes| String::from_utf8_lossy(&bytes).into_owned(),
+    )
 }
 
 /// Writes `text` to stdout. A closed pipe (`replay-tool events | head`) is not an error.
@@ -192,8 +175,9 @@ mod tests {
         let t = table(&rows);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "A          LONG HEADER");
-        assert_eq!(lines[1], "---------  -----------------");
+        assert_eq!(lines[1], "---------- ------------------");
         assert_eq!(lines[2], "wide cell  x");
+        assert_eq!(lines[3], "b          say \"hi\", then go");
         assert_eq!(
             csv(&rows),
             "a,long header\r\nwide cell,x\r\nb,\"say \"\"hi\"\", then go\"\r\n"
