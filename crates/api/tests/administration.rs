@@ -4,14 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod rights_fixture;
+mod school_server;
 
 use chrono::{Duration, Utc};
 use reqwest::Method;
-use rights_fixture::{Api, School};
+use school_server::{Api, School};
 use serde_json::{json, Value};
 
-on_both_backends!(
+kring_testkit::on_both_backends!(sqlite: |_| Api::sqlite(), postgres: Api::postgres;
     staff_record_a_guardians_paper_form_and_the_history_names_who_recorded_it,
     the_director_changes_settings_and_absence_notice_counts_days_in_the_schools_time_zone,
     a_new_policy_version_is_published_by_the_director_only,

@@ -4,13 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod rights_fixture;
+mod school_server;
 
 use kring_api::server::{start, ServeOptions};
 use kring_domain::access::Subject;
 use kring_domain::{MediaId, StreamName};
 use kring_projections::Config;
-use rights_fixture::{Api, School};
+use school_server::{Api, School};
 use serde_json::{json, Value};
 use sqlx::{Connection, SqliteConnection};
 use std::path::{Path, PathBuf};

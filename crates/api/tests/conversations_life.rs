@@ -1330,28 +1330,7 @@ async fn the_openapi_document_covers_these_routes(api: Api) {
     }
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Api::sqlite().await).await;
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Api::postgres().await).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+kring_testkit::on_both_backends!(sqlite: |_| Api::sqlite(), postgres: |_| Api::postgres();
     a_teacher_and_a_guardian_converse_and_nobody_else_reads_along,
     a_parent_cannot_message_another_parent_and_nothing_is_written,
     conversation_bad_input_is_refused_and_changes_nothing,

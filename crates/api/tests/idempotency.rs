@@ -3,10 +3,10 @@
 //! refused. On SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod rights_fixture;
+mod school_server;
 
 use reqwest::Method;
-use rights_fixture::{Answer, Api, School};
+use school_server::{Answer, Api, School};
 use serde_json::{json, Value};
 
 async fn with_key(api: &Api, path: &str, token: &str, body: Value, key: &str) -> Answer {
@@ -169,7 +169,7 @@ async fn a_retried_consent_decision_answers_the_consent_of_its_own_moment(api: A
     assert_eq!(api.head().await, head, "nothing written twice");
 }
 
-on_both_backends!(
+kring_testkit::on_both_backends!(sqlite: |_| Api::sqlite(), postgres: Api::postgres;
     a_retried_write_answers_the_first_answer_and_writes_nothing,
     a_retried_consent_decision_answers_the_consent_of_its_own_moment,
     a_retried_invitation_hands_out_the_same_code,

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod rights_fixture;
+mod school_server;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use kring_api::routes::invitations::{code_digest, new_code};
@@ -12,11 +12,11 @@ use kring_domain::invitation::{self, InvitationAction, InvitationContext};
 use kring_domain::{Actor, Command, InvitationId, PersonId, StreamName};
 use kring_projections::models::memberships;
 use kring_store::EventStoreExt;
-use rights_fixture::{Api, School};
+use school_server::{Api, School};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-on_both_backends!(
+kring_testkit::on_both_backends!(sqlite: |_| Api::sqlite(), postgres: Api::postgres;
     invited_parent_is_linked_only_after_staff_approve,
     wrong_expired_revoked_or_used_codes_link_nobody,
     only_staff_of_the_childs_group_invite_approve_revoke_and_list,
@@ -177,7 +177,7 @@ async fn invited_parent_is_linked_only_after_staff_approve(api: Api) {
     assert_eq!(guardians_of(&api, s.child_a).await, vec![parent]);
 }
 
-async fn accept(api: &Api, code: &str) -> rights_fixture::Answer {
+async fn accept(api: &Api, code: &str) -> school_server::Answer {
     api.post(
         "/v1/invitations/accept",
         None,

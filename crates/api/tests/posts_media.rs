@@ -424,28 +424,7 @@ async fn access_events(env: &Env, subject: &str) -> Vec<(Actor, String)> {
         .collect()
 }
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Env::sqlite().await).await;
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Env::postgres().await).await;
-                }
-            )*
-        }
-    };
-}
-
-both_backends!(
+kring_testkit::on_both_backends!(sqlite: |_| Env::sqlite(), postgres: |_| Env::postgres();
     posting_tagged_photos_warns_of_each_child_without_consent_and_from_how_many_parents,
     viewers_are_answered_to_audience_staff_and_compliance_officers_only,
     withdrawn_consent_hides_a_photo_from_exactly_the_right_parents,

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod rights_fixture;
+mod school_server;
 
 use kring_api::routes::rights::{sweep, SweepReport};
 use kring_domain::access::Subject;
@@ -12,11 +12,11 @@ use kring_domain::person::{self, PersonAction, PersonContext};
 use kring_domain::school::SchoolAction;
 use kring_domain::{Actor, Command, InvitationId, PersonId, StreamName};
 use kring_store::EventStore;
-use rights_fixture::{Api, School};
+use school_server::{Api, School};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-on_both_backends!(
+kring_testkit::on_both_backends!(sqlite: |_| Api::sqlite(), postgres: Api::postgres;
     erasure_shows_erased_everywhere_and_keeps_the_consent_history,
     only_the_operator_and_the_schools_director_erase,
     an_interrupted_erasure_or_approval_is_completed_by_repeating_or_by_the_sweep,

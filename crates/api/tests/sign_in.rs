@@ -3,7 +3,7 @@
 //! (given with the staff member, or linked once), and local tokens revoked by their id.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod rights_fixture;
+mod school_server;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use kring_api::auth::{Auth, Verified, MIN_SECRET_BYTES};
 use kring_api::Caller;
 use reqwest::Method;
-use rights_fixture::{Api, School};
+use school_server::{Api, School};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -124,7 +124,7 @@ async fn api_trusting(url: &str) -> Api {
     .await
 }
 
-async fn me(api: &Api, token: &str) -> rights_fixture::Answer {
+async fn me(api: &Api, token: &str) -> school_server::Answer {
     api.call(Method::GET, "/v1/me", Some(token), None).await
 }
 

@@ -16,7 +16,7 @@ use kring_store::EventStore;
 use sqlx::Row;
 use std::sync::Arc;
 
-both_backends!(vec![Arc::new(absences::AbsencesProjection::default())];
+kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![Arc::new(absences::AbsencesProjection::default())]), postgres: |_| common::postgres(vec![Arc::new(absences::AbsencesProjection::default())]);
     absences_on_a_day_exclude_cancelled_and_other_days,
     absences_of_a_child_include_cancelled_ones_by_first_day,
     absence_reasons_rest_sealed_and_are_erased_with_the_child,

@@ -12,7 +12,7 @@ use kring_projections::models::access_log::{self, access_log, AccessEntry};
 use kring_store::EventStore;
 use std::sync::Arc;
 
-both_backends!(vec![Arc::new(access_log::AccessLogProjection)];
+kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![Arc::new(access_log::AccessLogProjection)]), postgres: |_| common::postgres(vec![Arc::new(access_log::AccessLogProjection)]);
     access_log_lists_reads_per_subject_in_order,
     access_log_pages_after_a_position,
     access_log_is_rebuilt_identically,

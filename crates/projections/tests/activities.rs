@@ -15,7 +15,7 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use std::sync::Arc;
 
-both_backends!(vec![Arc::new(activities::ActivitiesProjection::default())];
+kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![Arc::new(activities::ActivitiesProjection::default())]), postgres: |_| common::postgres(vec![Arc::new(activities::ActivitiesProjection::default())]);
     activity_shows_slots_taken_and_free,
     activities_of_a_group_are_listed_by_start_with_cancelled_ones_flagged,
     activities_match_the_domain_over_a_random_history,

@@ -11,7 +11,7 @@ use kring_projections::models::consent::{self, consent_history, current_consent}
 use kring_store::EventStore;
 use std::sync::Arc;
 
-both_backends!(vec![Arc::new(consent::ConsentProjection::default())];
+kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![Arc::new(consent::ConsentProjection::default())]), postgres: |_| common::postgres(vec![Arc::new(consent::ConsentProjection::default())]);
     consent_history_lists_every_decision_in_order_with_the_effective_value_after_it,
     current_consent_shows_each_guardians_latest_decision,
     a_projection_that_cannot_handle_an_event_stops_there_and_names_it,

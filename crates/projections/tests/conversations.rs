@@ -14,7 +14,7 @@ use kring_store::EventStore;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-both_backends!(vec![Arc::new(conversations::ConversationsProjection::default())];
+kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![Arc::new(conversations::ConversationsProjection::default())]), postgres: |_| common::postgres(vec![Arc::new(conversations::ConversationsProjection::default())]);
     inbox_lists_only_conversations_the_person_takes_part_in,
     inbox_puts_the_newest_activity_first_with_message_counts,
     messages_page_back_from_the_newest_with_sealed_bodies,

@@ -12,7 +12,7 @@ use kring_store::EventStore;
 use sqlx::Row;
 use std::collections::BTreeSet;
 
-both_backends!(models::all();
+kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(models::all()), postgres: |_| common::postgres(models::all());
     a_rebuilt_generation_has_every_index_of_a_fresh_one,
     tables_marked_without_rowid_are_kept_in_key_order_on_sqlite_only,
 );

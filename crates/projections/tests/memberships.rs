@@ -22,7 +22,7 @@ use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-both_backends!(vec![Arc::new(memberships::MembershipsProjection::default())];
+kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![Arc::new(memberships::MembershipsProjection::default())]), postgres: |_| common::postgres(vec![Arc::new(memberships::MembershipsProjection::default())]);
     group_lists_staff_children_and_guardians_without_email_addresses,
     members_of_a_group_are_its_staff_directors_and_the_guardians_of_its_pupils,
     profile_shows_own_email_roles_children_and_groups,
@@ -51,7 +51,7 @@ fn side_by_side() -> Vec<Arc<dyn kring_projections::Projection>> {
 
 mod together {
     use super::*;
-    both_backends!(side_by_side(); memberships_conversations_absences_and_activities_project_side_by_side);
+    kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(side_by_side()), postgres: |_| common::postgres(side_by_side()); memberships_conversations_absences_and_activities_project_side_by_side);
 }
 
 async fn open<S>(h: &Harness<S>, sealed: &Sealed<String>) -> String {

@@ -19,7 +19,7 @@ use kring_projections::models::outbox::{
 use kring_store::EventStore;
 use std::sync::Arc;
 
-both_backends!(vec![Arc::new(outbox::OutboxProjection::default())];
+kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![Arc::new(outbox::OutboxProjection::default())]), postgres: |_| common::postgres(vec![Arc::new(outbox::OutboxProjection::default())]);
     message_to_teacher_in_quiet_hours_is_held_until_they_end,
     back_to_back_quiet_periods_hold_until_the_last_one_ends,
     quiet_hours_follow_amsterdam_time_after_the_clocks_change,

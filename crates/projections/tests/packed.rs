@@ -11,7 +11,7 @@ use kring_projections::ProjectionError;
 use kring_store::EventStore;
 use std::collections::BTreeSet;
 
-both_backends!(vec![];
+kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![]), postgres: |_| common::postgres(vec![]);
     packed_rows_are_the_rows_of_the_plain_query,
     a_statement_that_is_not_a_select_of_columns_is_refused,
 );

@@ -14,7 +14,7 @@ use kring_store::EventStore;
 use sqlx::Row;
 use std::collections::BTreeMap;
 
-both_backends!(vec![];
+kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![]), postgres: |_| common::postgres(vec![]);
     a_script_runs_its_statements_in_order_with_their_own_parameters,
     a_failing_statement_poisons_the_transaction_and_nothing_of_it_is_kept,
 );

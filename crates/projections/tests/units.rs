@@ -455,30 +455,8 @@ async fn a_rebuild_that_fails_leaves_no_generation_behind<S: EventStore + Clone>
     );
 }
 
-/// Runs a test on SQLite and on PostgreSQL with no projection in the harness's own projector:
-/// each test brings its ledgers.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::common::sqlite(vec![]).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::common::postgres(vec![]).await).await;
-                }
-            )*
-        }
-    };
-}
+kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![]), postgres: |_| common::postgres(vec![]);
 
-on_both!(
     a_projection_that_stops_inside_a_unit_keeps_what_came_before_and_the_others_go_on,
     a_projection_whose_flush_fails_stops_at_the_event_that_broke_it,
     a_passing_failure_inside_a_unit_rolls_it_back_and_the_retry_applies_each_event_once,

@@ -19,7 +19,7 @@ use kring_store::EventStore;
 use std::sync::Arc;
 use std::time::Duration;
 
-both_backends!(models::all();
+kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(models::all()), postgres: |_| common::postgres(models::all());
     a_new_version_of_a_read_model_rebuilds_it_while_the_old_tables_serve,
     a_process_of_the_old_version_stops_instead_of_writing_to_the_new_tables,
     read_models_made_before_fingerprints_are_rebuilt,

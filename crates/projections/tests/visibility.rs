@@ -17,7 +17,7 @@ use kring_projections::models::visibility::{
 use kring_store::EventStore;
 use std::sync::Arc;
 
-both_backends!(vec![Arc::new(VisibilityProjection::default())];
+kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![Arc::new(VisibilityProjection::default())]), postgres: |_| common::postgres(vec![Arc::new(VisibilityProjection::default())]);
     withdrawn_consent_hides_existing_photo_from_other_parents,
     guardian_still_sees_own_child_without_consent,
     removed_media_is_visible_to_nobody,

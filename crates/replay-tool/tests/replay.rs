@@ -568,7 +568,7 @@ async fn bad_arguments_give_one_line_on_stderr_and_the_documented_exit_code(back
     );
 }
 
-both_backends!(
+kring_testkit::on_both_backends!(sqlite: |_| async { common::Backend::Sqlite }, postgres: |_| async { common::Backend::Postgres };
     consent_history_lists_every_decision_in_log_order,
     consent_as_of_three_moments_gives_three_answers,
     who_may_see_changes_exactly_for_classmates_parents_after_a_withdrawal,

@@ -314,7 +314,7 @@ async fn verify_holds_the_log_against_its_signed_anchors(backend: Backend) {
     );
 }
 
-both_backends!(
+kring_testkit::on_both_backends!(sqlite: |_| async { common::Backend::Sqlite }, postgres: |_| async { common::Backend::Postgres };
     verify_holds_the_log_against_its_signed_anchors,
     verify_passes_then_names_the_tampered_event,
     rebuild_leaves_every_read_model_as_it_was,

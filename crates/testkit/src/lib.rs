@@ -114,3 +114,45 @@ mod tests {
         );
     }
 }
+
+/// Runs each named `async fn(fixture)` as two tests, `on_sqlite::<name>` and
+/// `on_postgres::<name>`, on the multi-threaded runtime.
+///
+/// `sqlite` and `postgres` are called with the test's name (a label for its database) and
+/// return a future of the fixture. They are written as seen from inside the generated modules,
+/// which import everything of the calling module.
+///
+/// ```ignore
+/// kring_testkit::on_both_backends!(
+///     sqlite: |_| Api::sqlite(),
+///     postgres: Api::postgres;
+///     a_test, another_test,
+/// );
+/// ```
+#[macro_export]
+macro_rules! on_both_backends {
+    (sqlite: $sqlite:expr, postgres: $postgres:expr; $($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let fixture = ($sqlite)(stringify!($name)).await;
+                    super::$name(fixture).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let fixture = ($postgres)(stringify!($name)).await;
+                    super::$name(fixture).await;
+                }
+            )*
+        }
+    };
+}

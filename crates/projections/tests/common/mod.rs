@@ -94,31 +94,6 @@ impl<S: EventStore + Clone> Harness<S> {
     }
 }
 
-/// Runs `$body` (an async fn taking a harness) on SQLite and on PostgreSQL, as two tests.
-#[macro_export]
-macro_rules! both_backends {
-    ($projections:expr; $($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(common::sqlite($projections).await).await;
-                }
-            )*
-        }
-        mod on_postgres {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(common::postgres($projections).await).await;
-                }
-            )*
-        }
-    };
-}
-
 /// Asserts that a stored text column holds a sealed envelope and nothing of `plains`.
 ///
 /// The nonce and ciphertext are random base64, so a short plaintext such as "Juf" can

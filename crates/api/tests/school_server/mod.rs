@@ -1,6 +1,6 @@
 //! A real server on a real socket (SQLite files in a temporary directory, or a fresh PostgreSQL
-//! database) and a small school built through the API, for the invitation, consent and rights
-//! tests.
+//! database) and a small school built through the API: the fixture of the API's tests that
+//! call it over HTTP.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -384,27 +384,4 @@ impl School {
         .expect(200);
         person
     }
-}
-
-/// Runs each named `async fn(Api)` on SQLite and on PostgreSQL, as two tests.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::rights_fixture::Api::sqlite().await).await;
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::rights_fixture::Api::postgres(stringify!($name)).await).await;
-                }
-            )*
-        }
-    };
 }
