@@ -40,6 +40,24 @@ fn require(allowed: bool, actor: Actor, action: &'static str) -> Result<(), Doma
     }
 }
 
+/// A child's first name and last initial, checked and sealed for the child.
+fn child_name(
+    child_id: ChildId,
+    first_name: &str,
+    last_initial: &str,
+) -> Result<(Sealed<String>, Sealed<String>), DomainError> {
+    Ok((
+        Sealed::new(
+            Subject::Child(child_id),
+            validate::text("first_name", first_name, 50)?,
+        ),
+        Sealed::new(
+            Subject::Child(child_id),
+            validate::initial("last_initial", last_initial)?,
+        ),
+    ))
+}
+
 /// An open class group: where children are placed.
 fn class_group(state: &School, group_id: GroupId) -> Result<&Group, DomainError> {
     let group = state.open_group(group_id)?;
@@ -360,18 +378,13 @@ impl Roster<'_> {
                 id: child_id.into(),
             });
         }
+        let (first_name, last_initial) = child_name(child_id, first_name, last_initial)?;
         Ok(ChildEnrolled {
             school_id: self.school_id,
             child_id,
             group_id,
-            first_name: Sealed::new(
-                Subject::Child(child_id),
-                validate::text("first_name", first_name, 50)?,
-            ),
-            last_initial: Sealed::new(
-                Subject::Child(child_id),
-                validate::initial("last_initial", last_initial)?,
-            ),
+            first_name,
+            last_initial,
         }
         .into())
     }
@@ -384,17 +397,12 @@ impl Roster<'_> {
     ) -> Result<SchoolEvent, DomainError> {
         let enrolment = self.state.enrolment(child_id)?;
         self.group_staff(enrolment.group_id, "correct a child's details")?;
+        let (first_name, last_initial) = child_name(child_id, first_name, last_initial)?;
         Ok(ChildDetailsCorrected {
             school_id: self.school_id,
             child_id,
-            first_name: Sealed::new(
-                Subject::Child(child_id),
-                validate::text("first_name", first_name, 50)?,
-            ),
-            last_initial: Sealed::new(
-                Subject::Child(child_id),
-                validate::initial("last_initial", last_initial)?,
-            ),
+            first_name,
+            last_initial,
         }
         .into())
     }
