@@ -20,6 +20,10 @@ use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
+const POLICY: &str = include_str!("consent/sql/policy.sql");
+const CURRENT_CONSENT: &str = include_str!("consent/sql/current_consent.sql");
+const CONSENT_HISTORY: &str = include_str!("consent/sql/consent_history.sql");
+
 /// The projection. It buffers a batch's decisions and policy versions, loads the guardians'
 /// latest decisions of the children concerned and the policies of their schools with a query
 /// each, and writes the batch in a few statements on flush.
@@ -48,55 +52,17 @@ struct Decision {
 /// Its name.
 pub const NAME: &str = "consent";
 
-const SCHEMA: &str = "
-CREATE TABLE {consent_decisions} (
-    child_id TEXT NOT NULL,
-    purpose TEXT NOT NULL,
-    guardian_id TEXT NOT NULL,
-    school_id TEXT NOT NULL,
-    granted BIGINT NOT NULL,
-    at BIGINT NOT NULL,
-    policy_version BIGINT NOT NULL,
-    method TEXT NOT NULL,
-    PRIMARY KEY (child_id, purpose, guardian_id)
-){without_rowid};
-CREATE TABLE {consent_history} (
-    position BIGINT PRIMARY KEY,
-    event_id TEXT NOT NULL,
-    child_id TEXT NOT NULL,
-    school_id TEXT NOT NULL,
-    purpose TEXT NOT NULL,
-    granted BIGINT NOT NULL,
-    guardian_id TEXT NOT NULL,
-    policy_version BIGINT NOT NULL,
-    method TEXT NOT NULL,
-    occurred_at BIGINT NOT NULL,
-    recorded_at BIGINT NOT NULL,
-    effective_after BIGINT NOT NULL,
-    recorded_by TEXT
-);
-CREATE TABLE {consent_policies} (
-    school_id TEXT NOT NULL,
-    version BIGINT NOT NULL,
-    published_at BIGINT NOT NULL,
-    purposes TEXT NOT NULL,
-    PRIMARY KEY (school_id, version)
-)";
+const SCHEMA: &str = include_str!("consent/sql/schema.sql");
 
 /// Indexes only queries use (see [`Projection::query_indexes`]).
-const QUERY_INDEXES: &str = "
-CREATE INDEX {consent_history}_by_child ON {consent_history} (child_id, purpose, occurred_at)";
+const QUERY_INDEXES: &str = include_str!("consent/sql/query_indexes.sql");
 
-const UPSERT: &str = "INSERT INTO {consent_decisions} (child_id, purpose, guardian_id, school_id, granted, at, policy_version, method)";
-const UPSERT_SUFFIX: &str =
-    "ON CONFLICT (child_id, purpose, guardian_id) DO UPDATE SET granted = excluded.granted,
-    at = excluded.at, policy_version = excluded.policy_version, method = excluded.method";
-const LATEST: &str = "SELECT child_id, purpose, guardian_id, granted, policy_version FROM {consent_decisions} WHERE child_id IN ({in})";
-const POLICIES: &str =
-    "SELECT school_id, version, purposes FROM {consent_policies} WHERE school_id IN ({in})";
-const POLICY: &str = "INSERT INTO {consent_policies} (school_id, version, published_at, purposes)";
-const HISTORY: &str = "INSERT INTO {consent_history} (position, event_id, child_id, school_id, purpose, granted, guardian_id,
-    policy_version, method, occurred_at, recorded_at, effective_after, recorded_by)";
+const UPSERT: &str = include_str!("consent/sql/upsert.sql");
+const UPSERT_SUFFIX: &str = include_str!("consent/sql/upsert_suffix.sql");
+const LATEST: &str = include_str!("consent/sql/latest.sql");
+const POLICIES: &str = include_str!("consent/sql/policies.sql");
+const INSERT_POLICY: &str = include_str!("consent/sql/insert_policy.sql");
+const INSERT_HISTORY: &str = include_str!("consent/sql/insert_history.sql");
 
 #[async_trait]
 impl Projection for ConsentProjection {
@@ -197,8 +163,8 @@ impl Projection for ConsentProjection {
             policies.insert(school, next);
         }
         let mut decisions: BTreeMap<(String, Purpose, String), [Cell; 8]> = BTreeMap::new();
-        let mut history = Bulk::new(t.sql(HISTORY), 13, "");
-        let mut published = Bulk::new(t.sql(POLICY), 4, "");
+        let mut history = Bulk::new(t.sql(INSERT_HISTORY), 13, "");
+        let mut published = Bulk::new(t.sql(INSERT_POLICY), 4, "");
         for needed in batch {
             let Decision {
                 position,
@@ -336,14 +302,11 @@ pub async fn policy(
     school: SchoolId,
     at: Option<DateTime<Utc>>,
 ) -> Result<Option<ConsentPolicy>, ProjectionError> {
-    let rows = sqlx::query(
-        "SELECT version, purposes FROM consent_policies
-         WHERE school_id = $1 AND published_at <= $2 ORDER BY version",
-    )
-    .bind(school.to_string())
-    .bind(at.map_or(i64::MAX, micros))
-    .fetch_all(db.pool())
-    .await?;
+    let rows = sqlx::query(POLICY)
+        .bind(school.to_string())
+        .bind(at.map_or(i64::MAX, micros))
+        .fetch_all(db.pool())
+        .await?;
     let mut folded: Option<ConsentPolicy> = None;
     for row in rows {
         let purposes: Vec<PolicyPurpose> = serde_json::from_str(&row.try_get::<String, _>(1)?)?;
@@ -364,12 +327,10 @@ pub async fn current_consent(
     db: &ReadDb,
     child: ChildId,
 ) -> Result<Vec<PurposeConsent>, ProjectionError> {
-    let rows = sqlx::query(
-        "SELECT purpose, guardian_id, granted, at, policy_version, method, school_id FROM consent_decisions WHERE child_id = $1 ORDER BY purpose, guardian_id",
-    )
-    .bind(child.to_string())
-    .fetch_all(db.pool())
-    .await?;
+    let rows = sqlx::query(CURRENT_CONSENT)
+        .bind(child.to_string())
+        .fetch_all(db.pool())
+        .await?;
     let mut out: Vec<PurposeConsent> = Purpose::ALL
         .into_iter()
         .map(|purpose| PurposeConsent {
@@ -479,18 +440,13 @@ pub async fn consent_history(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> Result<Vec<HistoryEntry>, ProjectionError> {
-    let rows = sqlx::query(
-        "SELECT event_id, position, purpose, granted, guardian_id, policy_version, method, occurred_at, recorded_at, effective_after, recorded_by
-         FROM consent_history
-         WHERE child_id = $1 AND ($2 = '' OR purpose = $2) AND occurred_at >= $3 AND occurred_at < $4
-         ORDER BY position",
-    )
-    .bind(child.to_string())
-    .bind(purpose_filter.map_or("", |p| p.as_str()))
-    .bind(from.map_or(i64::MIN, micros))
-    .bind(to.map_or(i64::MAX, micros))
-    .fetch_all(db.pool())
-    .await?;
+    let rows = sqlx::query(CONSENT_HISTORY)
+        .bind(child.to_string())
+        .bind(purpose_filter.map_or("", |p| p.as_str()))
+        .bind(from.map_or(i64::MIN, micros))
+        .bind(to.map_or(i64::MAX, micros))
+        .fetch_all(db.pool())
+        .await?;
     rows.iter()
         .map(|row| {
             Ok(HistoryEntry {

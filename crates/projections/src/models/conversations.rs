@@ -33,42 +33,16 @@ pub struct ConversationsProjection {
 /// Its name.
 pub const NAME: &str = "conversations";
 
-const SCHEMA: &str = "
-CREATE TABLE {conversations} (
-    conversation_id TEXT PRIMARY KEY,
-    school_id TEXT NOT NULL,
-    child_id TEXT NOT NULL,
-    started_by TEXT NOT NULL,
-    started_at BIGINT NOT NULL,
-    started_position BIGINT NOT NULL
-);
-CREATE TABLE {conversation_participants} (
-    conversation_id TEXT NOT NULL,
-    person_id TEXT NOT NULL,
-    PRIMARY KEY (conversation_id, person_id)
-);
-CREATE TABLE {conversation_messages} (
-    position BIGINT PRIMARY KEY,
-    message_id TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    author_id TEXT NOT NULL,
-    body TEXT NOT NULL,
-    at BIGINT NOT NULL
-)";
+const SCHEMA: &str = include_str!("conversations/sql/schema.sql");
 
 /// Indexes only queries use (see [`Projection::query_indexes`]).
-const QUERY_INDEXES: &str = "
-CREATE INDEX {conversations}_by_child ON {conversations} (child_id);
-CREATE INDEX {conversation_participants}_by_person ON {conversation_participants} (person_id);
-CREATE INDEX {conversation_messages}_by_conversation ON {conversation_messages} (conversation_id, position)";
+const QUERY_INDEXES: &str = include_str!("conversations/sql/query_indexes.sql");
 
-const STARTED: &str = "SELECT conversation_id FROM {conversations} WHERE conversation_id IN ({in})";
-const START: &str = "INSERT INTO {conversations} (conversation_id, school_id, child_id, started_by,
-    started_at, started_position)";
-const PARTICIPATE: &str = "INSERT INTO {conversation_participants} (conversation_id, person_id)";
-const PARTICIPATE_SUFFIX: &str = "ON CONFLICT (conversation_id, person_id) DO NOTHING";
-const POST: &str =
-    "INSERT INTO {conversation_messages} (position, message_id, conversation_id, author_id, body, at)";
+const STARTED: &str = include_str!("conversations/sql/started.sql");
+const START: &str = include_str!("conversations/sql/start.sql");
+const PARTICIPATE: &str = include_str!("conversations/sql/participate.sql");
+const PARTICIPATE_SUFFIX: &str = include_str!("conversations/sql/participate_suffix.sql");
+const POST: &str = include_str!("conversations/sql/post.sql");
 
 #[async_trait]
 impl Projection for ConversationsProjection {
@@ -225,37 +199,11 @@ pub struct MessageView {
     pub position: u64,
 }
 
-/// The columns [`conversation_row`] reads, from `conversations c`: the last message (`l`, none
-/// before the first) and the count come from the conversation's messages.
-macro_rules! summary {
-    ($rest:literal) => {
-        concat!(
-            "SELECT c.conversation_id, c.school_id, c.child_id, c.started_by, c.started_at,
-    COALESCE(l.at, c.started_at), COALESCE(l.position, c.started_position), l.author_id,
-    (SELECT COUNT(*) FROM conversation_messages n WHERE n.conversation_id = c.conversation_id)
-FROM conversations c
-LEFT JOIN conversation_messages l ON l.position = (SELECT MAX(m.position) FROM conversation_messages m
-    WHERE m.conversation_id = c.conversation_id)
-",
-            $rest
-        )
-    };
-}
-const INBOX: &str = summary!(
-    "JOIN conversation_participants p ON p.conversation_id = c.conversation_id
-WHERE p.person_id = $1
-ORDER BY 6 DESC, 7 DESC"
-);
-const INBOX_PARTICIPANTS: &str = "SELECT q.conversation_id, q.person_id
-FROM conversation_participants p JOIN conversation_participants q ON q.conversation_id = p.conversation_id
-WHERE p.person_id = $1
-ORDER BY q.conversation_id, q.person_id";
-const CONVERSATION: &str = summary!("WHERE c.conversation_id = $1");
-const PARTICIPANTS: &str =
-    "SELECT person_id FROM conversation_participants WHERE conversation_id = $1 ORDER BY person_id";
-const MESSAGES: &str = "SELECT position, message_id, conversation_id, author_id, body, at
-FROM conversation_messages WHERE conversation_id = $1 AND position < $2
-ORDER BY position DESC LIMIT $3";
+const INBOX: &str = include_str!("conversations/sql/inbox.sql");
+const INBOX_PARTICIPANTS: &str = include_str!("conversations/sql/inbox_participants.sql");
+const CONVERSATION: &str = include_str!("conversations/sql/conversation.sql");
+const PARTICIPANTS: &str = include_str!("conversations/sql/participants.sql");
+const MESSAGES: &str = include_str!("conversations/sql/messages.sql");
 
 fn conversation_row(
     r: &AnyRow,
@@ -383,4 +331,24 @@ pub async fn messages(
         .collect::<Result<Vec<_>, ProjectionError>>()?;
     page.reverse();
     Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    /// What [`super::conversation_row`] reads, from `conversations c`: the last message (`l`,
+    /// none before the first) and the count come from the conversation's messages.
+    const HEAD: &str = "SELECT c.conversation_id, c.school_id, c.child_id, c.started_by, c.started_at,
+    COALESCE(l.at, c.started_at), COALESCE(l.position, c.started_position), l.author_id,
+    (SELECT COUNT(*) FROM conversation_messages n WHERE n.conversation_id = c.conversation_id)
+FROM conversations c
+LEFT JOIN conversation_messages l ON l.position = (SELECT MAX(m.position) FROM conversation_messages m
+    WHERE m.conversation_id = c.conversation_id)
+";
+
+    #[test]
+    fn every_summary_query_begins_with_its_columns() {
+        for sql in [super::INBOX, super::CONVERSATION] {
+            assert!(sql.starts_with(HEAD), "{sql}");
+        }
+    }
 }

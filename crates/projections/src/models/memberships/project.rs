@@ -20,134 +20,36 @@ pub struct MembershipsProjection {
     deferred: Deferred,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE {membership_schools} (
-    school_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    brin TEXT NOT NULL,
-    school_group_id TEXT NOT NULL
-);
-CREATE TABLE {membership_groups} (
-    group_id TEXT PRIMARY KEY,
-    school_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    archived BIGINT NOT NULL DEFAULT 0
-);
-CREATE INDEX {membership_groups}_by_school ON {membership_groups} (school_id);
-CREATE TABLE {membership_staff} (
-    school_id TEXT NOT NULL,
-    person_id TEXT NOT NULL,
-    role TEXT NOT NULL,
-    PRIMARY KEY (school_id, person_id)
-);
-CREATE INDEX {membership_staff}_by_person ON {membership_staff} (person_id);
-CREATE TABLE {membership_group_staff} (
-    group_id TEXT NOT NULL,
-    person_id TEXT NOT NULL,
-    PRIMARY KEY (group_id, person_id)
-);
-CREATE INDEX {membership_group_staff}_by_person ON {membership_group_staff} (person_id);
-CREATE TABLE {membership_children} (
-    child_id TEXT PRIMARY KEY,
-    school_id TEXT NOT NULL,
-    group_id TEXT NOT NULL,
-    first_name TEXT NOT NULL,
-    last_initial TEXT NOT NULL
-);
-CREATE INDEX {membership_children}_by_group ON {membership_children} (group_id);
-CREATE INDEX {membership_children}_by_school ON {membership_children} (school_id);
-CREATE TABLE {membership_guardians} (
-    child_id TEXT NOT NULL,
-    guardian_id TEXT NOT NULL,
-    invitation_id TEXT NOT NULL,
-    linked_at BIGINT NOT NULL,
-    PRIMARY KEY (child_id, guardian_id)
-);
-CREATE INDEX {membership_guardians}_by_guardian ON {membership_guardians} (guardian_id);
-CREATE TABLE {membership_people} (
-    person_id TEXT PRIMARY KEY,
-    display_name TEXT,
-    email TEXT
-);
-CREATE TABLE {membership_invitations} (
-    invitation_id TEXT PRIMARY KEY,
-    school_id TEXT NOT NULL,
-    group_id TEXT NOT NULL,
-    child_id TEXT NOT NULL,
-    invitee_id TEXT NOT NULL,
-    email TEXT NOT NULL,
-    status TEXT NOT NULL,
-    invited_by TEXT NOT NULL,
-    invited_at BIGINT NOT NULL,
-    expires_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL,
-    corrected_from TEXT
-);
-CREATE INDEX {membership_invitations}_by_group ON {membership_invitations} (group_id, invited_at);
-CREATE TABLE {membership_identities} (
-    digest TEXT PRIMARY KEY,
-    person_id TEXT NOT NULL,
-    issuer TEXT NOT NULL
-);
-CREATE INDEX {membership_identities}_by_person ON {membership_identities} (person_id)";
+const SCHEMA: &str = include_str!("sql/schema.sql");
 
-const INSERT_SCHOOL: &str = "INSERT INTO {membership_schools} (school_id, name, brin, school_group_id) VALUES ($1, $2, $3, $4)
-ON CONFLICT (school_id) DO UPDATE SET name = excluded.name, brin = excluded.brin, school_group_id = excluded.school_group_id";
-const INSERT_GROUP: &str = "INSERT INTO {membership_groups} (group_id, school_id, name, kind) VALUES ($1, $2, $3, $4)
-ON CONFLICT (group_id) DO UPDATE SET school_id = excluded.school_id, name = excluded.name, kind = excluded.kind";
-const ARCHIVE_GROUP: &str = "UPDATE {membership_groups} SET archived = 1 WHERE group_id = $1";
-const UPSERT_STAFF: &str =
-    "INSERT INTO {membership_staff} (school_id, person_id, role) VALUES ($1, $2, $3)
-ON CONFLICT (school_id, person_id) DO UPDATE SET role = excluded.role";
-const UPDATE_ROLE: &str =
-    "UPDATE {membership_staff} SET role = $1 WHERE school_id = $2 AND person_id = $3";
-const DELETE_STAFF: &str = "DELETE FROM {membership_staff} WHERE school_id = $1 AND person_id = $2";
-const UNASSIGN_EVERYWHERE: &str = "DELETE FROM {membership_group_staff}
-WHERE person_id = $1 AND group_id IN (SELECT group_id FROM {membership_groups} WHERE school_id = $2)";
-const ASSIGN: &str = "INSERT INTO {membership_group_staff} (group_id, person_id) VALUES ($1, $2) ON CONFLICT (group_id, person_id) DO NOTHING";
-const UNASSIGN: &str =
-    "DELETE FROM {membership_group_staff} WHERE group_id = $1 AND person_id = $2";
-const UPSERT_PERSON: &str =
-    "INSERT INTO {membership_people} (person_id, display_name, email) VALUES ($1, $2, $3)
-ON CONFLICT (person_id) DO UPDATE SET display_name = excluded.display_name, email = excluded.email";
+const INSERT_SCHOOL: &str = include_str!("sql/insert_school.sql");
+const INSERT_GROUP: &str = include_str!("sql/insert_group.sql");
+const ARCHIVE_GROUP: &str = include_str!("sql/archive_group.sql");
+const UPSERT_STAFF: &str = include_str!("sql/upsert_staff.sql");
+const UPDATE_ROLE: &str = include_str!("sql/update_role.sql");
+const DELETE_STAFF: &str = include_str!("sql/delete_staff.sql");
+const UNASSIGN_EVERYWHERE: &str = include_str!("sql/unassign_everywhere.sql");
+const ASSIGN: &str = include_str!("sql/assign.sql");
+const UNASSIGN: &str = include_str!("sql/unassign.sql");
+const UPSERT_PERSON: &str = include_str!("sql/upsert_person.sql");
 // The first person to claim an identity keeps it: a later claim (a race the API's check did
 // not see) is no sign-in for anyone else.
-const LINK_IDENTITY: &str =
-    "INSERT INTO {membership_identities} (digest, person_id, issuer) VALUES ($1, $2, $3)
-ON CONFLICT (digest) DO NOTHING";
-const FORGET_IDENTITIES: &str = "DELETE FROM {membership_identities} WHERE person_id = $1";
-const UPSERT_NAME: &str =
-    "INSERT INTO {membership_people} (person_id, display_name) VALUES ($1, $2)
-ON CONFLICT (person_id) DO UPDATE SET display_name = excluded.display_name";
-const UPSERT_EMAIL: &str = "INSERT INTO {membership_people} (person_id, email) VALUES ($1, $2)
-ON CONFLICT (person_id) DO UPDATE SET email = excluded.email";
-const ENROL: &str = "INSERT INTO {membership_children} (child_id, school_id, group_id, first_name, last_initial) VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (child_id) DO UPDATE SET school_id = excluded.school_id, group_id = excluded.group_id,
-    first_name = excluded.first_name, last_initial = excluded.last_initial";
-const CORRECT_CHILD: &str =
-    "UPDATE {membership_children} SET first_name = $1, last_initial = $2 WHERE child_id = $3";
-const MOVE_CHILD: &str = "UPDATE {membership_children} SET group_id = $1 WHERE child_id = $2";
-const MOVE_OPEN_INVITATIONS: &str =
-    "UPDATE {membership_invitations} SET group_id = $1 WHERE child_id = $2 AND status IN ('pending', 'accepted')";
-const UNENROL: &str = "DELETE FROM {membership_children} WHERE child_id = $1";
-const UNLINK_ALL: &str = "DELETE FROM {membership_guardians} WHERE child_id = $1";
-const LINK: &str = "INSERT INTO {membership_guardians} (child_id, guardian_id, invitation_id, linked_at) VALUES ($1, $2, $3, $4)
-ON CONFLICT (child_id, guardian_id) DO NOTHING";
-const UNLINK: &str = "DELETE FROM {membership_guardians} WHERE child_id = $1 AND guardian_id = $2";
-const INVITE: &str = "INSERT INTO {membership_invitations} (invitation_id, school_id, group_id, child_id, invitee_id, email, status,
-    invited_by, invited_at, expires_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $8)
-ON CONFLICT (invitation_id) DO NOTHING";
-const SET_STATUS: &str =
-    "UPDATE {membership_invitations} SET status = $1, updated_at = $2 WHERE invitation_id = $3";
+const LINK_IDENTITY: &str = include_str!("sql/link_identity.sql");
+const FORGET_IDENTITIES: &str = include_str!("sql/forget_identities.sql");
+const UPSERT_NAME: &str = include_str!("sql/upsert_name.sql");
+const UPSERT_EMAIL: &str = include_str!("sql/upsert_email.sql");
+const ENROL: &str = include_str!("sql/enrol.sql");
+const CORRECT_CHILD: &str = include_str!("sql/correct_child.sql");
+const MOVE_CHILD: &str = include_str!("sql/move_child.sql");
+const MOVE_OPEN_INVITATIONS: &str = include_str!("sql/move_open_invitations.sql");
+const UNENROL: &str = include_str!("sql/unenrol.sql");
+const UNLINK_ALL: &str = include_str!("sql/unlink_all.sql");
+const LINK: &str = include_str!("sql/link.sql");
+const UNLINK: &str = include_str!("sql/unlink.sql");
+const INVITE: &str = include_str!("sql/invite.sql");
+const SET_STATUS: &str = include_str!("sql/set_status.sql");
 // Every SET expression sees the row as it was, so `corrected_from` keeps the child named before.
-const APPROVE: &str = "UPDATE {membership_invitations} SET status = 'approved',
-    corrected_from = CASE WHEN child_id <> $1 THEN child_id ELSE corrected_from END,
-    child_id = $1,
-    group_id = COALESCE((SELECT c.group_id FROM {membership_children} c WHERE c.child_id = $1), group_id),
-    updated_at = $2
-WHERE invitation_id = $3";
+const APPROVE: &str = include_str!("sql/approve.sql");
 
 #[async_trait]
 impl Projection for MembershipsProjection {

@@ -11,6 +11,10 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::collections::BTreeMap;
 
+const PERSON_OF_IDENTITY: &str = include_str!("sql/person_of_identity.sql");
+const PENDING_PAST: &str = include_str!("sql/pending_past.sql");
+const STAFF_OF_SCHOOL: &str = include_str!("sql/staff_of_school.sql");
+
 fn sealed(text: &str) -> Result<Sealed<String>, ProjectionError> {
     Ok(serde_json::from_str(text)?)
 }
@@ -107,42 +111,14 @@ pub struct GroupSummary {
     pub kind: GroupKind,
 }
 
-const GROUP: &str =
-    "SELECT group_id, school_id, name, kind, archived FROM membership_groups WHERE group_id = $1";
+const GROUP: &str = include_str!("sql/group.sql");
 // The audience rules, in SQL: a class group's own staff and the directors, or every staff
 // member for the school group; its own pupils, or every pupil for the school group.
-const GROUP_STAFF: &str = "SELECT s.person_id, s.role, p.display_name
-FROM membership_groups g
-JOIN membership_staff s ON s.school_id = g.school_id
-LEFT JOIN membership_people p ON p.person_id = s.person_id
-WHERE g.group_id = $1 AND (g.kind = 'school' OR s.role = 'director'
-    OR EXISTS (SELECT 1 FROM membership_group_staff a WHERE a.group_id = g.group_id AND a.person_id = s.person_id))
-ORDER BY s.person_id";
-const ASSIGNED: &str = "SELECT person_id FROM membership_group_staff WHERE group_id = $1";
-const GROUP_CHILDREN: &str = "SELECT c.child_id, c.group_id, c.first_name, c.last_initial
-FROM membership_groups g
-JOIN membership_children c ON c.school_id = g.school_id
-WHERE g.group_id = $1 AND (g.kind = 'school' OR c.group_id = g.group_id)
-ORDER BY c.child_id";
-const GROUP_GUARDIANS: &str = "SELECT gu.guardian_id, gu.child_id, p.display_name
-FROM membership_groups g
-JOIN membership_children c ON c.school_id = g.school_id
-JOIN membership_guardians gu ON gu.child_id = c.child_id
-LEFT JOIN membership_people p ON p.person_id = gu.guardian_id
-WHERE g.group_id = $1 AND (g.kind = 'school' OR c.group_id = g.group_id)
-ORDER BY gu.guardian_id, gu.child_id";
-const MEMBERS: &str = "SELECT s.person_id
-FROM membership_groups g
-JOIN membership_staff s ON s.school_id = g.school_id
-WHERE g.group_id = $1 AND (g.kind = 'school' OR s.role = 'director'
-    OR EXISTS (SELECT 1 FROM membership_group_staff a WHERE a.group_id = g.group_id AND a.person_id = s.person_id))
-UNION
-SELECT gu.guardian_id
-FROM membership_groups g
-JOIN membership_children c ON c.school_id = g.school_id
-JOIN membership_guardians gu ON gu.child_id = c.child_id
-WHERE g.group_id = $1 AND (g.kind = 'school' OR c.group_id = g.group_id)
-ORDER BY 1";
+const GROUP_STAFF: &str = include_str!("sql/group_staff.sql");
+const ASSIGNED: &str = include_str!("sql/assigned.sql");
+const GROUP_CHILDREN: &str = include_str!("sql/group_children.sql");
+const GROUP_GUARDIANS: &str = include_str!("sql/group_guardians.sql");
+const MEMBERS: &str = include_str!("sql/members.sql");
 
 /// A group with its staff, pupils and guardians, by sealed display name; never e-mail
 /// addresses. `None` for an unknown group.
@@ -290,32 +266,12 @@ pub struct Profile {
     pub groups: Vec<GroupSummary>,
 }
 
-const PERSON: &str = "SELECT display_name, email FROM membership_people WHERE person_id = $1";
-const PERSON_SCHOOLS: &str = "SELECT sc.school_id, sc.name, sc.brin, sc.school_group_id,
-    (SELECT s.role FROM membership_staff s WHERE s.school_id = sc.school_id AND s.person_id = $1) AS role,
-    (SELECT COUNT(*) FROM membership_guardians gu JOIN membership_children c ON c.child_id = gu.child_id
-        WHERE gu.guardian_id = $1 AND c.school_id = sc.school_id) AS guarded
-FROM membership_schools sc
-WHERE EXISTS (SELECT 1 FROM membership_staff s WHERE s.school_id = sc.school_id AND s.person_id = $1)
-   OR EXISTS (SELECT 1 FROM membership_guardians gu JOIN membership_children c ON c.child_id = gu.child_id
-        WHERE gu.guardian_id = $1 AND c.school_id = sc.school_id)
-ORDER BY sc.school_id";
-const PERSON_CHILDREN: &str =
-    "SELECT c.child_id, c.school_id, c.group_id, c.first_name, c.last_initial
-FROM membership_guardians gu JOIN membership_children c ON c.child_id = gu.child_id
-WHERE gu.guardian_id = $1
-ORDER BY c.child_id";
-const CHILD: &str = "SELECT child_id, school_id, group_id, first_name, last_initial FROM membership_children WHERE child_id = $1";
-const GUARDIANS_OF: &str =
-    "SELECT guardian_id FROM membership_guardians WHERE child_id = $1 ORDER BY guardian_id";
-const PERSON_GROUPS: &str = "SELECT g.group_id, g.school_id, g.name, g.kind
-FROM membership_groups g
-WHERE EXISTS (SELECT 1 FROM membership_staff s WHERE s.school_id = g.school_id AND s.person_id = $1
-        AND (g.kind = 'school' OR s.role = 'director'
-            OR EXISTS (SELECT 1 FROM membership_group_staff a WHERE a.group_id = g.group_id AND a.person_id = s.person_id)))
-   OR EXISTS (SELECT 1 FROM membership_guardians gu JOIN membership_children c ON c.child_id = gu.child_id
-        WHERE gu.guardian_id = $1 AND c.school_id = g.school_id AND (g.kind = 'school' OR c.group_id = g.group_id))
-ORDER BY g.school_id, g.group_id";
+const PERSON: &str = include_str!("sql/person.sql");
+const PERSON_SCHOOLS: &str = include_str!("sql/person_schools.sql");
+const PERSON_CHILDREN: &str = include_str!("sql/person_children.sql");
+const CHILD: &str = include_str!("sql/child.sql");
+const GUARDIANS_OF: &str = include_str!("sql/guardians_of.sql");
+const PERSON_GROUPS: &str = include_str!("sql/person_groups.sql");
 
 /// The person a single sign-on identity (its digest) belongs to, if any.
 ///
@@ -325,7 +281,7 @@ pub async fn person_of_identity(
     db: &ReadDb,
     digest: &str,
 ) -> Result<Option<PersonId>, ProjectionError> {
-    sqlx::query("SELECT person_id FROM membership_identities WHERE digest = $1")
+    sqlx::query(PERSON_OF_IDENTITY)
         .bind(digest)
         .fetch_optional(db.pool())
         .await?
@@ -501,13 +457,7 @@ impl InvitationView {
     }
 }
 
-const INVITATIONS: &str = "SELECT invitation_id, school_id, group_id, child_id, corrected_from, invitee_id, email, status,
-    invited_by, invited_at, expires_at, updated_at
-FROM membership_invitations WHERE group_id = $1
-    AND ($2 = '' OR (invited_at, invitation_id) >
-        (SELECT a.invited_at, a.invitation_id FROM membership_invitations a WHERE a.invitation_id = $2))
-ORDER BY invited_at, invitation_id
-LIMIT $3";
+const INVITATIONS: &str = include_str!("sql/invitations.sql");
 
 /// Invitations still pending whose validity ran out by `now`, soonest expired first, at most
 /// `limit`: what the invitation-expiry job records as expired.
@@ -519,21 +469,18 @@ pub async fn pending_past(
     now: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<InvitationId>, ProjectionError> {
-    sqlx::query(
-        "SELECT invitation_id FROM membership_invitations
-         WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
-    )
-    .bind(micros(now))
-    .bind(i64::from(limit))
-    .fetch_all(db.pool())
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(InvitationId::from_uuid(uuid(
-            &row.try_get::<String, _>(0)?,
-        )?))
-    })
-    .collect()
+    sqlx::query(PENDING_PAST)
+        .bind(micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(InvitationId::from_uuid(uuid(
+                &row.try_get::<String, _>(0)?,
+            )?))
+        })
+        .collect()
 }
 
 /// The invitations listed in a group, oldest first, with sealed e-mail addresses (for the
@@ -590,9 +537,7 @@ fn invitation_view(r: &AnyRow) -> Result<InvitationView, ProjectionError> {
     })
 }
 
-const INVITATIONS_OF_INVITEE: &str = "SELECT invitation_id, school_id, group_id, child_id, corrected_from, invitee_id, email, status,
-    invited_by, invited_at, expires_at, updated_at
-FROM membership_invitations WHERE invitee_id = $1 ORDER BY invited_at, invitation_id";
+const INVITATIONS_OF_INVITEE: &str = include_str!("sql/invitations_of_invitee.sql");
 
 /// The invitations sent to `person` (as invitee), oldest first, with sealed e-mail addresses
 /// (for the person's own export).
@@ -620,7 +565,7 @@ pub async fn staff_of_school(
     db: &ReadDb,
     school: SchoolId,
 ) -> Result<BTreeMap<PersonId, StaffRole>, ProjectionError> {
-    sqlx::query("SELECT person_id, role FROM membership_staff WHERE school_id = $1")
+    sqlx::query(STAFF_OF_SCHOOL)
         .bind(school.to_string())
         .fetch_all(db.pool())
         .await?

@@ -8,14 +8,9 @@ use sqlx::{Acquire, Executor};
 
 /// Where the delivery worker records deliveries: outside the projection's generation tables, so
 /// that a rebuild keeps them.
-const DELIVERY_TABLE: &str = "CREATE TABLE IF NOT EXISTS notification_deliveries (
-    notification_id TEXT PRIMARY KEY,
-    delivered_at BIGINT NOT NULL
-)";
-const DELIVERY_LOCK: &str = "SELECT pg_advisory_xact_lock(7077346)";
-const MARK_DELIVERED: &str =
-    "INSERT INTO notification_deliveries (notification_id, delivered_at) VALUES ($1, $2)
-ON CONFLICT (notification_id) DO NOTHING";
+const DELIVERY_TABLE: &str = include_str!("sql/delivery_table.sql");
+const DELIVERY_LOCK: &str = include_str!("sql/delivery_lock.sql");
+const MARK_DELIVERED: &str = include_str!("sql/mark_delivered.sql");
 
 /// Creates the table of deliveries if it does not exist yet. It lives outside the projection's
 /// generations, so a rebuild keeps it. Call once at start-up wherever [`due`], [`held`],

@@ -43,106 +43,38 @@ enum Needed {
     Posted(MessagePosted),
 }
 
-const SCHEMA: &str = "
-CREATE TABLE {outbox_notifications} (
-    notification_id TEXT PRIMARY KEY,
-    position BIGINT NOT NULL,
-    recipient_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    conversation_id TEXT,
-    message_id TEXT,
-    school_id TEXT,
-    policy_version BIGINT,
-    created_at BIGINT NOT NULL,
-    release_at BIGINT NOT NULL
-);
-CREATE TABLE {outbox_conversations} (
-    conversation_id TEXT PRIMARY KEY,
-    school_id TEXT NOT NULL,
-    child_id TEXT NOT NULL
-);
-CREATE TABLE {outbox_participants} (
-    conversation_id TEXT NOT NULL,
-    person_id TEXT NOT NULL,
-    PRIMARY KEY (conversation_id, person_id)
-);
-CREATE TABLE {outbox_staff} (
-    school_id TEXT NOT NULL,
-    person_id TEXT NOT NULL,
-    PRIMARY KEY (school_id, person_id)
-);
-CREATE INDEX {outbox_staff}_by_person ON {outbox_staff} (person_id);
-CREATE TABLE {outbox_guardians} (
-    child_id TEXT NOT NULL,
-    guardian_id TEXT NOT NULL,
-    PRIMARY KEY (child_id, guardian_id)
-);
-CREATE TABLE {outbox_quiet_hours} (
-    person_id TEXT PRIMARY KEY,
-    schedule TEXT NOT NULL,
-    set_at BIGINT NOT NULL
-);
-CREATE TABLE {outbox_school_quiet_hours} (
-    school_id TEXT PRIMARY KEY,
-    schedule TEXT NOT NULL
-);
-CREATE TABLE {outbox_children} (
-    child_id TEXT PRIMARY KEY,
-    school_id TEXT NOT NULL
-);
-CREATE INDEX {outbox_children}_by_school ON {outbox_children} (school_id);
-CREATE TABLE {outbox_policies} (
-    school_id TEXT PRIMARY KEY,
-    policy TEXT NOT NULL
-)";
+const SCHEMA: &str = include_str!("sql/schema.sql");
 
 /// Indexes only queries use (see [`Projection::query_indexes`]).
-const QUERY_INDEXES: &str = "
-CREATE INDEX {outbox_notifications}_by_release ON {outbox_notifications} (release_at);
-CREATE INDEX {outbox_notifications}_by_recipient ON {outbox_notifications} (recipient_id, release_at)";
+const QUERY_INDEXES: &str = include_str!("sql/query_indexes.sql");
 
-const STAFF: &str = "INSERT INTO {outbox_staff} (school_id, person_id)";
-const STAFF_LEFT: &str = "DELETE FROM {outbox_staff} WHERE school_id = $1 AND person_id = $2";
-const GUARDIANS: &str = "INSERT INTO {outbox_guardians} (child_id, guardian_id)";
-const GUARDIAN_UNLINKED: &str =
-    "DELETE FROM {outbox_guardians} WHERE child_id = $1 AND guardian_id = $2";
-const CHILD_UNENROLLED: &str = "DELETE FROM {outbox_guardians} WHERE child_id = $1";
-const QUIET_HOURS: &str = "INSERT INTO {outbox_quiet_hours} (person_id, schedule, set_at)";
-const QUIET_HOURS_SUFFIX: &str =
-    "ON CONFLICT (person_id) DO UPDATE SET schedule = excluded.schedule, set_at = excluded.set_at";
-const QUIET_HOURS_CLEARED: &str = "DELETE FROM {outbox_quiet_hours} WHERE person_id = $1";
-const SCHOOL_QUIET_HOURS: &str = "INSERT INTO {outbox_school_quiet_hours} (school_id, schedule)";
-const SCHOOL_QUIET_HOURS_SUFFIX: &str =
-    "ON CONFLICT (school_id) DO UPDATE SET schedule = excluded.schedule";
-const SCHOOL_QUIET_HOURS_CLEARED: &str =
-    "DELETE FROM {outbox_school_quiet_hours} WHERE school_id = $1";
-const LOAD_SCHOOL_QUIET_HOURS: &str =
-    "SELECT school_id, schedule FROM {outbox_school_quiet_hours} WHERE school_id IN ({in})";
-const CONVERSATIONS: &str =
-    "INSERT INTO {outbox_conversations} (conversation_id, school_id, child_id)";
-const PARTICIPANTS: &str = "INSERT INTO {outbox_participants} (conversation_id, person_id)";
-const NOTIFY: &str = "INSERT INTO {outbox_notifications} (notification_id, position, recipient_id, kind, conversation_id,
-    message_id, school_id, policy_version, created_at, release_at)";
-const CHILDREN: &str = "INSERT INTO {outbox_children} (child_id, school_id)";
-const CHILD_LEFT: &str = "DELETE FROM {outbox_children} WHERE child_id = $1";
-const POLICIES: &str = "INSERT INTO {outbox_policies} (school_id, policy)";
-const POLICIES_SUFFIX: &str = "ON CONFLICT (school_id) DO UPDATE SET policy = excluded.policy";
-const LOAD_POLICIES: &str =
-    "SELECT school_id, policy FROM {outbox_policies} WHERE school_id IN ({in})";
-const LOAD_CHILDREN_OF_SCHOOLS: &str =
-    "SELECT child_id, school_id FROM {outbox_children} WHERE school_id IN ({in})";
-const DO_NOTHING: &str = "ON CONFLICT DO NOTHING";
-const LOAD_CONVERSATIONS: &str =
-    "SELECT conversation_id, school_id, child_id FROM {outbox_conversations}
-WHERE conversation_id IN ({in})";
-const LOAD_PARTICIPANTS: &str = "SELECT conversation_id, person_id FROM {outbox_participants}
-WHERE conversation_id IN ({in})";
-const LOAD_STAFF: &str =
-    "SELECT school_id, person_id FROM {outbox_staff} WHERE person_id IN ({in})";
-const LOAD_GUARDIANS: &str =
-    "SELECT child_id, guardian_id FROM {outbox_guardians} WHERE child_id IN ({in})";
-const LOAD_QUIET_HOURS: &str =
-    "SELECT person_id, schedule FROM {outbox_quiet_hours} WHERE person_id IN ({in})";
+const STAFF: &str = include_str!("sql/staff.sql");
+const STAFF_LEFT: &str = include_str!("sql/staff_left.sql");
+const GUARDIANS: &str = include_str!("sql/guardians.sql");
+const GUARDIAN_UNLINKED: &str = include_str!("sql/guardian_unlinked.sql");
+const CHILD_UNENROLLED: &str = include_str!("sql/child_unenrolled.sql");
+const QUIET_HOURS: &str = include_str!("sql/quiet_hours.sql");
+const QUIET_HOURS_SUFFIX: &str = include_str!("sql/quiet_hours_suffix.sql");
+const QUIET_HOURS_CLEARED: &str = include_str!("sql/quiet_hours_cleared.sql");
+const SCHOOL_QUIET_HOURS: &str = include_str!("sql/school_quiet_hours.sql");
+const SCHOOL_QUIET_HOURS_SUFFIX: &str = include_str!("sql/school_quiet_hours_suffix.sql");
+const SCHOOL_QUIET_HOURS_CLEARED: &str = include_str!("sql/school_quiet_hours_cleared.sql");
+const LOAD_SCHOOL_QUIET_HOURS: &str = include_str!("sql/load_school_quiet_hours.sql");
+const CONVERSATIONS: &str = include_str!("sql/conversations.sql");
+const PARTICIPANTS: &str = include_str!("sql/participants.sql");
+const NOTIFY: &str = include_str!("sql/notify.sql");
+const CHILDREN: &str = include_str!("sql/children.sql");
+const CHILD_LEFT: &str = include_str!("sql/child_left.sql");
+const POLICIES: &str = include_str!("sql/policies.sql");
+const POLICIES_SUFFIX: &str = include_str!("sql/policies_suffix.sql");
+const LOAD_POLICIES: &str = include_str!("sql/load_policies.sql");
+const LOAD_CHILDREN_OF_SCHOOLS: &str = include_str!("sql/load_children_of_schools.sql");
+const DO_NOTHING: &str = include_str!("sql/do_nothing.sql");
+const LOAD_CONVERSATIONS: &str = include_str!("sql/load_conversations.sql");
+const LOAD_PARTICIPANTS: &str = include_str!("sql/load_participants.sql");
+const LOAD_STAFF: &str = include_str!("sql/load_staff.sql");
+const LOAD_GUARDIANS: &str = include_str!("sql/load_guardians.sql");
+const LOAD_QUIET_HOURS: &str = include_str!("sql/load_quiet_hours.sql");
 
 #[async_trait]
 impl Projection for OutboxProjection {

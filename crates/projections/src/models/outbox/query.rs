@@ -10,40 +10,12 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-/// The head of every notification query: its columns in [`notification_from`]'s order, with the
-/// delivery, if any.
-macro_rules! select_notifications {
-    ($rest:literal) => {
-        concat!(
-            "SELECT n.notification_id, n.position, n.recipient_id, n.kind, n.conversation_id, n.message_id,
-    n.created_at, n.release_at, d.notification_id, n.school_id, n.policy_version
-FROM outbox_notifications n
-LEFT JOIN notification_deliveries d ON d.notification_id = n.notification_id
-",
-            $rest
-        )
-    };
-}
-const DUE: &str = select_notifications!(
-    "WHERE n.release_at <= $1 AND d.notification_id IS NULL
-ORDER BY n.created_at, n.position, n.recipient_id
-LIMIT $2"
-);
-const HELD: &str = select_notifications!(
-    "WHERE n.recipient_id = $1 AND n.release_at > $2 AND d.notification_id IS NULL
-ORDER BY n.release_at, n.created_at, n.position"
-);
-const UNDELIVERED_OF: &str = select_notifications!(
-    "WHERE n.recipient_id = $1 AND d.notification_id IS NULL
-ORDER BY n.release_at, n.created_at, n.position
-LIMIT $2"
-);
-const ONE: &str = select_notifications!("WHERE n.notification_id = $1");
-const SCHEDULE_OF_STAFF: &str = "SELECT q.schedule FROM outbox_quiet_hours q
-WHERE q.person_id = $1 AND EXISTS (SELECT 1 FROM outbox_staff s WHERE s.person_id = q.person_id)";
-const SCHOOL_SCHEDULE_OF_STAFF: &str = "SELECT q.schedule FROM outbox_staff s
-JOIN outbox_school_quiet_hours q ON q.school_id = s.school_id
-WHERE s.person_id = $1 ORDER BY s.school_id LIMIT 1";
+const DUE: &str = include_str!("sql/due.sql");
+const HELD: &str = include_str!("sql/held.sql");
+const UNDELIVERED_OF: &str = include_str!("sql/undelivered_of.sql");
+const NOTIFICATION: &str = include_str!("sql/notification.sql");
+const SCHEDULE_OF_STAFF: &str = include_str!("sql/schedule_of_staff.sql");
+const SCHOOL_SCHEDULE_OF_STAFF: &str = include_str!("sql/school_schedule_of_staff.sql");
 
 fn notification_from(row: &AnyRow) -> Result<Notification, ProjectionError> {
     Ok(Notification {
@@ -140,7 +112,7 @@ pub async fn notification(
     db: &ReadDb,
     id: NotificationId,
 ) -> Result<Option<Notification>, ProjectionError> {
-    let row = sqlx::query(ONE)
+    let row = sqlx::query(NOTIFICATION)
         .bind(id.to_string())
         .fetch_optional(db.pool())
         .await?;
@@ -181,4 +153,26 @@ pub async fn availability(
         in_quiet_hours: until.is_some(),
         until,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// What [`super::notification_from`] reads, in its order, with the delivery if any.
+    const HEAD: &str = "SELECT n.notification_id, n.position, n.recipient_id, n.kind, n.conversation_id, n.message_id,
+    n.created_at, n.release_at, d.notification_id, n.school_id, n.policy_version
+FROM outbox_notifications n
+LEFT JOIN notification_deliveries d ON d.notification_id = n.notification_id
+";
+
+    #[test]
+    fn every_notification_query_begins_with_its_columns() {
+        for sql in [
+            super::DUE,
+            super::HELD,
+            super::UNDELIVERED_OF,
+            super::NOTIFICATION,
+        ] {
+            assert!(sql.starts_with(HEAD), "{sql}");
+        }
+    }
 }

@@ -73,13 +73,6 @@ use std::str::FromStr;
 /// Its name.
 pub const NAME: &str = "visibility";
 
-/// The columns of `feed_posts f` that [`post_state`] reads, in its order.
-macro_rules! post_columns {
-    () => {
-        "f.post_id, f.school_id, f.group_id, f.author_id, f.posted_at, f.state"
-    };
-}
-
 mod project;
 mod query;
 
@@ -127,7 +120,8 @@ struct Rest {
     expired: bool,
 }
 
-/// A post's state from the [`post_columns!`] at the start of `row`.
+/// A post's state from the columns `f.post_id, f.school_id, f.group_id, f.author_id,
+/// f.posted_at, f.state` at the start of `row`: every query it reads begins with them.
 fn post_state(row: &AnyRow) -> Result<Post, ProjectionError> {
     let rest: Rest = json(row, 5)?;
     Ok(Post {
@@ -145,4 +139,26 @@ fn post_state(row: &AnyRow) -> Result<Post, ProjectionError> {
 fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, i: usize) -> Result<T, ProjectionError> {
     let s: String = row.try_get(i)?;
     Ok(serde_json::from_str(&s)?)
+}
+
+#[cfg(test)]
+mod tests {
+    /// What [`super::post_state`] reads, in its order.
+    const POST_COLUMNS: &str =
+        "SELECT f.post_id, f.school_id, f.group_id, f.author_id, f.posted_at, f.state";
+
+    #[test]
+    fn every_query_of_a_post_state_begins_with_its_columns() {
+        for sql in [
+            include_str!("sql/load_posts.sql"),
+            include_str!("sql/post_of_media.sql"),
+            include_str!("sql/sqlite/who_may_see.sql"),
+            include_str!("sql/postgres/who_may_see.sql"),
+            include_str!("sql/feed.sql"),
+            include_str!("sql/post.sql"),
+            include_str!("sql/live_media_showing.sql"),
+        ] {
+            assert!(sql.starts_with(POST_COLUMNS), "{sql}");
+        }
+    }
 }

@@ -14,6 +14,20 @@ use kring_domain::{ChildId, Event, MediaId, PersonId, PostId, Purpose, SchoolId}
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+const LOAD_SCHOOLS: &str = include_str!("sql/load_schools.sql");
+const LOAD_POSTS: &str = include_str!("sql/load_posts.sql");
+const UPSERT_SCHOOLS: &str = include_str!("sql/upsert_schools.sql");
+const UPSERT_SCHOOLS_SUFFIX: &str = include_str!("sql/upsert_schools_suffix.sql");
+const UPSERT_CONSENTS: &str = include_str!("sql/upsert_consents.sql");
+const UPSERT_CONSENTS_SUFFIX: &str = include_str!("sql/upsert_consents_suffix.sql");
+const UPSERT_POSTS: &str = include_str!("sql/upsert_posts.sql");
+const UPSERT_POSTS_SUFFIX: &str = include_str!("sql/upsert_posts_suffix.sql");
+const UPSERT_MEDIA_ITEMS: &str = include_str!("sql/upsert_media_items.sql");
+const UPSERT_MEDIA_ITEMS_SUFFIX: &str = include_str!("sql/upsert_media_items_suffix.sql");
+const LOAD_AUDIENCE: &str = include_str!("sql/load_audience.sql");
+const DELETE_AUDIENCE: &str = include_str!("sql/delete_audience.sql");
+const INSERT_AUDIENCE: &str = include_str!("sql/insert_audience.sql");
+
 const TABLES: &[&str] = &[
     "visibility_schools",
     "visibility_consents",
@@ -22,46 +36,10 @@ const TABLES: &[&str] = &[
     "group_audience",
 ];
 
-const SCHEMA: &str = "
-CREATE TABLE {visibility_schools} (
-    school_id TEXT PRIMARY KEY,
-    state TEXT NOT NULL
-);
-CREATE TABLE {visibility_consents} (
-    child_id TEXT NOT NULL,
-    purpose TEXT NOT NULL,
-    guardian_id TEXT NOT NULL,
-    granted BIGINT NOT NULL,
-    policy_version BIGINT NOT NULL,
-    PRIMARY KEY (child_id, purpose, guardian_id)
-){without_rowid};
-CREATE TABLE {feed_posts} (
-    post_id TEXT PRIMARY KEY,
-    school_id TEXT NOT NULL,
-    group_id TEXT NOT NULL,
-    author_id TEXT NOT NULL,
-    body TEXT NOT NULL,
-    posted_at BIGINT NOT NULL,
-    live BIGINT NOT NULL,
-    state TEXT NOT NULL
-);
-CREATE TABLE {media_items} (
-    media_id TEXT PRIMARY KEY,
-    post_id TEXT NOT NULL,
-    ordinal BIGINT NOT NULL,
-    live BIGINT NOT NULL
-);
-CREATE TABLE {group_audience} (
-    group_id TEXT NOT NULL,
-    person_id TEXT NOT NULL,
-    PRIMARY KEY (group_id, person_id)
-);
-CREATE INDEX {group_audience}_by_person ON {group_audience} (person_id, group_id)";
+const SCHEMA: &str = include_str!("sql/schema.sql");
 
 /// Indexes only queries use (see [`Projection::query_indexes`]).
-const QUERY_INDEXES: &str = "
-CREATE INDEX {feed_posts}_by_group ON {feed_posts} (group_id, posted_at);
-CREATE INDEX {media_items}_by_post ON {media_items} (post_id, ordinal)";
+const QUERY_INDEXES: &str = include_str!("sql/query_indexes.sql");
 
 /// The projection: media visibility and the feed.
 #[derive(Debug, Default)]
@@ -184,30 +162,12 @@ impl Work {
         // Few rows with large values (rosters, post states): plain loads, where packing
         // (`select_packed`) would only copy the values once more.
         let schools: Vec<String> = schools.into_iter().collect();
-        let rows = select_in(
-            tx,
-            &t.render(
-                "SELECT school_id, state FROM {visibility_schools} WHERE school_id IN ({in})",
-            ),
-            &[],
-            &schools,
-        )
-        .await?;
+        let rows = select_in(tx, &t.render(LOAD_SCHOOLS), &[], &schools).await?;
         for row in rows {
             self.schools.insert(id(&row, 0)?, json(&row, 1)?);
         }
         let posts: Vec<String> = posts.into_iter().collect();
-        let rows = select_in(
-            tx,
-            &t.render(concat!(
-                "SELECT ",
-                post_columns!(),
-                ", f.body FROM {feed_posts} f WHERE f.post_id IN ({in})"
-            )),
-            &[],
-            &posts,
-        )
-        .await?;
+        let rows = select_in(tx, &t.render(LOAD_POSTS), &[], &posts).await?;
         for row in rows {
             self.posts.insert(
                 id(&row, 0)?,
@@ -279,9 +239,9 @@ impl Work {
         }
         bulk_insert(
             tx,
-            &t.render("INSERT INTO {visibility_schools} (school_id, state)"),
+            &t.render(UPSERT_SCHOOLS),
             2,
-            " ON CONFLICT (school_id) DO UPDATE SET state = excluded.state",
+            UPSERT_SCHOOLS_SUFFIX,
             rows,
         )
         .await?;
@@ -298,12 +258,9 @@ impl Work {
         }
         bulk_insert(
             tx,
-            &t.render(
-                "INSERT INTO {visibility_consents} (child_id, purpose, guardian_id, granted, policy_version)",
-            ),
+            &t.render(UPSERT_CONSENTS),
             5,
-            " ON CONFLICT (child_id, purpose, guardian_id) DO UPDATE SET granted = excluded.granted,
-              policy_version = excluded.policy_version",
+            UPSERT_CONSENTS_SUFFIX,
             rows,
         )
         .await?;
@@ -349,20 +306,13 @@ impl Work {
                 }
             }
         }
-        bulk_insert(
-            tx,
-            &t.render("INSERT INTO {feed_posts} (post_id, school_id, group_id, author_id, body, posted_at, live, state)"),
-            8,
-            " ON CONFLICT (post_id) DO UPDATE SET body = excluded.body, live = excluded.live, state = excluded.state",
-            rows,
-        )
-        .await?;
+        bulk_insert(tx, &t.render(UPSERT_POSTS), 8, UPSERT_POSTS_SUFFIX, rows).await?;
         // The order of attachment is set when an item is first written and kept after.
         bulk_insert(
             tx,
-            &t.render("INSERT INTO {media_items} (media_id, post_id, ordinal, live)"),
+            &t.render(UPSERT_MEDIA_ITEMS),
             4,
-            " ON CONFLICT (media_id) DO UPDATE SET live = excluded.live",
+            UPSERT_MEDIA_ITEMS_SUFFIX,
             media,
         )
         .await?;
@@ -390,13 +340,7 @@ async fn write_audience(tx: &mut Tx, t: &Tables, school: &School) -> Result<(), 
         }
     }
     let groups: Vec<String> = school.groups.keys().map(ToString::to_string).collect();
-    let rows = select_packed(
-        tx,
-        &t.render("SELECT group_id, person_id FROM {group_audience} WHERE group_id IN ({in})"),
-        &[],
-        &groups,
-    )
-    .await?;
+    let rows = select_packed(tx, &t.render(LOAD_AUDIENCE), &[], &groups).await?;
     let mut stored = BTreeSet::new();
     for row in rows.rows() {
         let row = row?;
@@ -406,8 +350,7 @@ async fn write_audience(tx: &mut Tx, t: &Tables, school: &School) -> Result<(), 
     for (group, person) in stored.difference(&wanted) {
         gone.entry(group.as_str()).or_default().push(person.clone());
     }
-    let delete =
-        t.render("DELETE FROM {group_audience} WHERE group_id = $1 AND person_id IN ({in})");
+    let delete = t.render(DELETE_AUDIENCE);
     for (group, people) in gone {
         select_in(tx, &delete, &[cell(group)], &people).await?;
     }
@@ -415,14 +358,7 @@ async fn write_audience(tx: &mut Tx, t: &Tables, school: &School) -> Result<(), 
     for (group, person) in wanted.difference(&stored) {
         rows.extend([Cell::Text(group.clone()), Cell::Text(person.clone())]);
     }
-    bulk_insert(
-        tx,
-        &t.render("INSERT INTO {group_audience} (group_id, person_id)"),
-        2,
-        "",
-        rows,
-    )
-    .await?;
+    bulk_insert(tx, &t.render(INSERT_AUDIENCE), 2, "", rows).await?;
     Ok(())
 }
 

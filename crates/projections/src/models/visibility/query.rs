@@ -16,6 +16,19 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+const READ_ONLY_SNAPSHOT: &str = include_str!("sql/postgres/read_only_snapshot.sql");
+const ACTIVE_GENERATION: &str = include_str!("sql/active_generation.sql");
+const ROSTERS: &str = include_str!("sql/rosters.sql");
+const DECISIONS: &str = include_str!("sql/decisions.sql");
+const POST_OF_MEDIA: &str = include_str!("sql/post_of_media.sql");
+const FEED: &str = include_str!("sql/feed.sql");
+const MEDIA_OF_POSTS: &str = include_str!("sql/media_of_posts.sql");
+const POST: &str = include_str!("sql/post.sql");
+const MEDIA_PLACE: &str = include_str!("sql/media_place.sql");
+const LIVE_MEDIA_SHOWING: &str = include_str!("sql/live_media_showing.sql");
+const ALL_ROSTERS: &str = include_str!("sql/all_rosters.sql");
+const DUE_FOR_EXPIRY: &str = include_str!("sql/due_for_expiry.sql");
+
 /// One post of a person's feed, with only the media items that person may see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FeedPost {
@@ -38,9 +51,7 @@ pub struct FeedPost {
 async fn snapshot(db: &ReadDb) -> Result<sqlx::Transaction<'static, Any>, ProjectionError> {
     let mut tx = db.pool().begin().await?;
     if db.backend() == Backend::Postgres {
-        (&mut *tx)
-            .execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await?;
+        (&mut *tx).execute(READ_ONLY_SNAPSHOT).await?;
     }
     Ok(tx)
 }
@@ -116,12 +127,10 @@ impl Rules {
         };
         // Where the read model stands in this snapshot: rosters parsed at the same point are
         // still right.
-        let at: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT generation, position FROM projection_generations WHERE name = $1 AND active = 1",
-        )
-        .bind(NAME)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let at: Option<(i64, i64)> = sqlx::query_as(ACTIVE_GENERATION)
+            .bind(NAME)
+            .fetch_optional(&mut *conn)
+            .await?;
         let mut missing = Vec::new();
         for school in schools {
             let cached = at.and_then(|at| cache.get(school.parse().ok()?, at));
@@ -132,14 +141,7 @@ impl Rules {
                 None => missing.push(school),
             }
         }
-        for row in select_in(
-            conn,
-            "SELECT school_id, state FROM visibility_schools WHERE school_id IN ({in})",
-            &[],
-            &missing,
-        )
-        .await?
-        {
+        for row in select_in(conn, ROSTERS, &[], &missing).await? {
             let school: SchoolId = id(&row, 0)?;
             let roster: Arc<School> = Arc::new(json(&row, 1)?);
             if let Some(at) = at {
@@ -148,14 +150,7 @@ impl Rules {
             rules.schools.insert(school, roster);
         }
         let children: Vec<String> = children.into_iter().collect();
-        for row in select_in(
-            conn,
-            "SELECT child_id, purpose, granted, policy_version FROM visibility_consents WHERE child_id IN ({in})",
-            &[],
-            &children,
-        )
-        .await?
-        {
+        for row in select_in(conn, DECISIONS, &[], &children).await? {
             let (child, purpose): (String, String) = (row.try_get(0)?, row.try_get(1)?);
             rules
                 .decisions
@@ -192,14 +187,10 @@ pub async fn who_may_see(
         return Ok(answer);
     }
     let mut tx = snapshot(db).await?;
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        post_columns!(),
-        " FROM media_items m JOIN feed_posts f ON f.post_id = m.post_id WHERE m.media_id = $1"
-    ))
-    .bind(media_id.to_string())
-    .fetch_optional(&mut *tx)
-    .await?;
+    let row = sqlx::query(POST_OF_MEDIA)
+        .bind(media_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some(row) = row else { return Ok(None) };
     let post = post_state(&row)?;
     let rules = Rules::load(&mut tx, db.rosters(), std::iter::once(&post)).await?;
@@ -259,35 +250,13 @@ async fn who_may_see_at_once(
 }
 
 /// See [`who_may_see_at_once`]: `$1` the media item, `$2` this projection's name.
-const WHO_MAY_SEE_SQLITE: &str = concat!(
-    "SELECT ",
-    post_columns!(),
-    ", g.generation, g.position,
-    (SELECT json_group_array(json_array(c.child_id, c.purpose, c.granted, c.policy_version))
-     FROM visibility_consents c
-     WHERE c.child_id IN (SELECT t.value FROM json_each(f.state, '$.media') AS item,
-                                              json_each(item.value, '$.tagged') AS t))
-FROM media_items m JOIN feed_posts f ON f.post_id = m.post_id
-LEFT JOIN projection_generations g ON g.name = $2 AND g.active = 1
-WHERE m.media_id = $1"
-);
+const WHO_MAY_SEE_SQLITE: &str = include_str!("sql/sqlite/who_may_see.sql");
 
 /// [`WHO_MAY_SEE_SQLITE`] in PostgreSQL's JSON dialect. `= ANY(ARRAY(…))`, not `IN (…)`: the
 /// planner guesses 10,000 tagged children from the JSON functions and answers `IN` with a
 /// scan of every decision instead of going through the key
 /// (`docs/decisions/0010-facts-as-rows-summaries-when-asked.md`).
-const WHO_MAY_SEE_POSTGRES: &str = concat!(
-    "SELECT ",
-    post_columns!(),
-    ", g.generation, g.position,
-    (SELECT COALESCE(json_agg(json_build_array(c.child_id, c.purpose, c.granted, c.policy_version)), '[]'::json)::text
-     FROM visibility_consents c
-     WHERE c.child_id = ANY(ARRAY(SELECT jsonb_array_elements_text(item.value -> 'tagged')
-                                  FROM jsonb_each(f.state::jsonb -> 'media') AS item)))
-FROM media_items m JOIN feed_posts f ON f.post_id = m.post_id
-LEFT JOIN projection_generations g ON g.name = $2 AND g.active = 1
-WHERE m.media_id = $1"
-);
+const WHO_MAY_SEE_POSTGRES: &str = include_str!("sql/postgres/who_may_see.sql");
 
 /// Whether `person` may see `media_id` now (`false` for an unknown item).
 ///
@@ -348,29 +317,20 @@ async fn feed_rows(
 ) -> Result<Vec<FeedPost>, ProjectionError> {
     let mut tx = snapshot(db).await?;
     let (before, before_id) = cursor.unwrap_or((i64::MAX, String::new()));
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        post_columns!(),
-        ", f.body
-         FROM feed_posts f JOIN group_audience a ON a.group_id = f.group_id
-         WHERE a.person_id = $1 AND f.live = 1 AND ($2 = '' OR f.group_id = $2)
-           AND (f.posted_at < $3 OR (f.posted_at = $3 AND f.post_id < $4))
-         ORDER BY f.posted_at DESC, f.post_id DESC
-         LIMIT $5"
-    ))
-    .bind(person.to_string())
-    .bind(group.map(|g| g.to_string()).unwrap_or_default())
-    .bind(before)
-    .bind(before_id)
-    .bind(i64::from(limit))
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows = sqlx::query(FEED)
+        .bind(person.to_string())
+        .bind(group.map(|g| g.to_string()).unwrap_or_default())
+        .bind(before)
+        .bind(before_id)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
     let posts = with_media(&mut tx, db.rosters(), &rows, Some(person)).await?;
     tx.rollback().await?;
     Ok(posts)
 }
 
-/// Rows of [`post_columns!`] and `body` as feed posts, each with the media items `reader` may
+/// Rows of a post's columns ([`post_state`]) and `body` as feed posts, each with the media items `reader` may
 /// see (`None`: every live item), in the order attached.
 async fn with_media(
     tx: &mut AnyConnection,
@@ -393,7 +353,7 @@ async fn with_media(
     }
     let ids: Vec<String> = posts.iter().map(|(p, _)| p.post_id.to_string()).collect();
     let mut order: HashMap<PostId, Vec<MediaId>> = HashMap::new();
-    for row in select_in(tx, "SELECT post_id, media_id FROM media_items WHERE post_id IN ({in}) ORDER BY ordinal, media_id", &[], &ids).await? {
+    for row in select_in(tx, MEDIA_OF_POSTS, &[], &ids).await? {
         order.entry(id(&row, 0)?).or_default().push(id(&row, 1)?);
     }
     let rules = Rules::load(tx, cache, posts.iter().map(|(_, s)| s)).await?;
@@ -426,19 +386,11 @@ pub async fn post(
     reader: Option<PersonId>,
 ) -> Result<Option<FeedPost>, ProjectionError> {
     let mut tx = snapshot(db).await?;
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        post_columns!(),
-        ", f.body
-         FROM feed_posts f
-         WHERE f.post_id = $1 AND f.live = 1
-           AND ($2 = '' OR EXISTS (SELECT 1 FROM group_audience a
-                                   WHERE a.group_id = f.group_id AND a.person_id = $2))"
-    ))
-    .bind(post_id.to_string())
-    .bind(reader.map(|p| p.to_string()).unwrap_or_default())
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows = sqlx::query(POST)
+        .bind(post_id.to_string())
+        .bind(reader.map(|p| p.to_string()).unwrap_or_default())
+        .fetch_all(&mut *tx)
+        .await?;
     let mut posts = with_media(&mut tx, db.rosters(), &rows, reader).await?;
     tx.rollback().await?;
     Ok(posts.pop())
@@ -468,13 +420,10 @@ pub async fn media_place(
     db: &ReadDb,
     media_id: MediaId,
 ) -> Result<Option<MediaPlace>, ProjectionError> {
-    let row = sqlx::query(
-        "SELECT m.post_id, f.group_id, f.school_id, m.live
-         FROM media_items m JOIN feed_posts f ON f.post_id = m.post_id WHERE m.media_id = $1",
-    )
-    .bind(media_id.to_string())
-    .fetch_optional(db.pool())
-    .await?;
+    let row = sqlx::query(MEDIA_PLACE)
+        .bind(media_id.to_string())
+        .fetch_optional(db.pool())
+        .await?;
     row.map(|row| {
         Ok(MediaPlace {
             media_id,
@@ -498,15 +447,11 @@ pub async fn live_media_showing(
     school: SchoolId,
     child: ChildId,
 ) -> Result<Vec<(PostId, MediaId)>, ProjectionError> {
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        post_columns!(),
-        " FROM feed_posts f WHERE f.school_id = $1 AND f.live = 1 AND f.state LIKE $2"
-    ))
-    .bind(school.to_string())
-    .bind(format!("%{child}%"))
-    .fetch_all(db.pool())
-    .await?;
+    let rows = sqlx::query(LIVE_MEDIA_SHOWING)
+        .bind(school.to_string())
+        .bind(format!("%{child}%"))
+        .fetch_all(db.pool())
+        .await?;
     let mut found = Vec::new();
     for row in &rows {
         let post = post_state(row)?;
@@ -534,24 +479,18 @@ pub async fn due_for_expiry(
     limit: u32,
 ) -> Result<Vec<PostId>, ProjectionError> {
     let mut conn = snapshot(db).await?;
-    let schools = sqlx::query("SELECT state FROM visibility_schools")
-        .fetch_all(&mut *conn)
-        .await?;
+    let schools = sqlx::query(ALL_ROSTERS).fetch_all(&mut *conn).await?;
     let mut due: Vec<(i64, PostId)> = Vec::new();
     for row in schools {
         let school: School = json(&row, 0)?;
         let cutoff = now - chrono::Duration::days(i64::from(school.settings.retention_days));
         for group_id in school.groups.keys() {
-            let rows = sqlx::query(
-                "SELECT posted_at, post_id FROM feed_posts
-                 WHERE group_id = $1 AND live = 1 AND posted_at <= $2
-                 ORDER BY posted_at LIMIT $3",
-            )
-            .bind(group_id.to_string())
-            .bind(micros(cutoff))
-            .bind(i64::from(limit))
-            .fetch_all(&mut *conn)
-            .await?;
+            let rows = sqlx::query(DUE_FOR_EXPIRY)
+                .bind(group_id.to_string())
+                .bind(micros(cutoff))
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await?;
             for row in rows {
                 due.push((row.try_get(0)?, id(&row, 1)?));
             }
