@@ -7,6 +7,8 @@ use kring_store::Position;
 use std::sync::Arc;
 use std::time::Duration;
 
+const POSITION: &str = include_str!("sql/position.sql");
+
 /// Read-your-writes: the position a projection has reached, and a bounded wait for one.
 #[derive(Clone)]
 pub struct Checkpoints {
@@ -26,12 +28,10 @@ impl Checkpoints {
     /// # Errors
     /// An unknown projection; database failures.
     pub async fn position(&self, name: &str) -> Result<Position, ProjectionError> {
-        let position: Option<i64> = sqlx::query_scalar(
-            "SELECT position FROM projection_generations WHERE name = $1 AND active = 1",
-        )
-        .bind(name)
-        .fetch_optional(self.db.pool())
-        .await?;
+        let position: Option<i64> = sqlx::query_scalar(POSITION)
+            .bind(name)
+            .fetch_optional(self.db.pool())
+            .await?;
         to_u64(position.ok_or_else(|| ProjectionError::UnknownProjection(name.to_owned()))?)
     }
 

@@ -1,20 +1,26 @@
 //! Generations of a projection's tables: the state table, creating, indexing, switching the
 //! views to, and dropping a generation.
 
-use crate::db::{to_u64, Backend};
+use crate::db::{to_u64, Backend, BEGIN_IMMEDIATE};
 use crate::error::ProjectionError;
 use crate::projection::{Projection, Tables};
 use sqlx::{Acquire, AnyConnection, Executor, Row};
 
-pub(super) const STATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS projection_generations (
-    name TEXT NOT NULL,
-    generation BIGINT NOT NULL,
-    position BIGINT NOT NULL,
-    active BIGINT NOT NULL,
-    failure TEXT,
-    fingerprint TEXT,
-    PRIMARY KEY (name, generation)
-)";
+const HAS_FINGERPRINT_SQLITE: &str = include_str!("sql/sqlite/has_fingerprint.sql");
+const HAS_FINGERPRINT_POSTGRES: &str = include_str!("sql/postgres/has_fingerprint.sql");
+const ADD_FINGERPRINT: &str = include_str!("sql/add_fingerprint.sql");
+const ACTIVE: &str = include_str!("sql/active.sql");
+/// On PostgreSQL, serialises preparing and creating generations across processes.
+pub(super) const LOCK_GENERATIONS: &str = include_str!("sql/postgres/lock_generations.sql");
+pub(super) const ACTIVATE: &str = include_str!("sql/activate.sql");
+const LATEST_GENERATION: &str = include_str!("sql/latest_generation.sql");
+const INSERT_GENERATION: &str = include_str!("sql/insert_generation.sql");
+const TEMP_STORE_FILE: &str = include_str!("sql/sqlite/temp_store_file.sql");
+const NO_STATEMENT_TIMEOUT: &str = include_str!("sql/postgres/no_statement_timeout.sql");
+const TEMP_STORE_MEMORY: &str = include_str!("sql/sqlite/temp_store_memory.sql");
+const DELETE_GENERATION: &str = include_str!("sql/delete_generation.sql");
+
+pub(super) const STATE_TABLE: &str = include_str!("sql/state_table.sql");
 
 /// Adds `fingerprint` to a state table made before it existed (its rows get NULL, which no
 /// projection's fingerprint equals: their generations are replaced).
@@ -22,14 +28,13 @@ pub(super) async fn add_fingerprint_column(
     conn: &mut AnyConnection,
 ) -> Result<(), ProjectionError> {
     let sql = if Backend::of(conn) == Backend::Sqlite {
-        "SELECT COUNT(*) FROM pragma_table_info('projection_generations') WHERE name = 'fingerprint'"
+        HAS_FINGERPRINT_SQLITE
     } else {
-        "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'projection_generations' AND column_name = 'fingerprint'"
+        HAS_FINGERPRINT_POSTGRES
     };
     let present: i64 = sqlx::query_scalar(sql).fetch_one(&mut *conn).await?;
     if present == 0 {
-        conn.execute("ALTER TABLE projection_generations ADD COLUMN fingerprint TEXT")
-            .await?;
+        conn.execute(ADD_FINGERPRINT).await?;
     }
     Ok(())
 }
@@ -45,7 +50,7 @@ pub(super) async fn begin_write(
     conn: &mut AnyConnection,
 ) -> Result<sqlx::Transaction<'_, sqlx::Any>, sqlx::Error> {
     if Backend::of(conn) == Backend::Sqlite {
-        sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await
+        sqlx::Connection::begin_with(conn, BEGIN_IMMEDIATE).await
     } else {
         conn.begin().await
     }
@@ -56,12 +61,10 @@ pub(super) async fn active(
     conn: &mut AnyConnection,
     name: &str,
 ) -> Result<Option<(i64, u64, Option<String>)>, ProjectionError> {
-    let row = sqlx::query(
-        "SELECT generation, position, fingerprint FROM projection_generations WHERE name = $1 AND active = 1",
-    )
-    .bind(name)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row = sqlx::query(ACTIVE)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
     row.map(|r| {
         Ok((
             r.try_get::<i64, _>(0)?,
@@ -83,7 +86,7 @@ pub(super) async fn current_generation(
 ) -> Result<(i64, u64, Option<String>), ProjectionError> {
     let mut tx = begin_write(conn).await?;
     if Backend::of(&tx) != Backend::Sqlite {
-        tx.execute("SELECT pg_advisory_xact_lock(7077345)").await?;
+        tx.execute(LOCK_GENERATIONS).await?;
     }
     let name = projection.name();
     if let Some((generation, position, fingerprint)) = active(&mut tx, name).await? {
@@ -94,7 +97,7 @@ pub(super) async fn current_generation(
     let tables = Tables::new(projection.tables(), generation);
     create_generation(&mut tx, projection, &tables, generation, true).await?;
     switch_views(&mut tx, &tables).await?;
-    sqlx::query("UPDATE projection_generations SET active = 1 WHERE name = $1 AND generation = $2")
+    sqlx::query(ACTIVATE)
         .bind(name)
         .bind(generation)
         .execute(&mut *tx)
@@ -111,11 +114,10 @@ pub(super) async fn next_generation(
     tx: &mut AnyConnection,
     name: &str,
 ) -> Result<i64, ProjectionError> {
-    let latest: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(generation) FROM projection_generations WHERE name = $1")
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
+    let latest: Option<i64> = sqlx::query_scalar(LATEST_GENERATION)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
     Ok(latest.unwrap_or(0) + 1)
 }
 
@@ -126,10 +128,11 @@ pub(super) async fn drop_generation(
     generation: i64,
 ) -> Result<(), ProjectionError> {
     for (_, physical) in Tables::new(projection.tables(), generation).pairs() {
+        // Built here: a generation's table names are known only at run time.
         conn.execute(format!("DROP TABLE IF EXISTS {physical}").as_str())
             .await?;
     }
-    sqlx::query("DELETE FROM projection_generations WHERE name = $1 AND generation = $2")
+    sqlx::query(DELETE_GENERATION)
         .bind(projection.name())
         .bind(generation)
         .execute(&mut *conn)
@@ -148,6 +151,7 @@ pub(super) async fn create_generation(
     query_indexes: bool,
 ) -> Result<(), ProjectionError> {
     for (_, physical) in tables.pairs() {
+        // Built here: a generation's table names are known only at run time.
         tx.execute(format!("DROP TABLE IF EXISTS {physical}").as_str())
             .await?;
     }
@@ -155,12 +159,12 @@ pub(super) async fn create_generation(
     if query_indexes {
         execute_ddl(tx, tables, projection.query_indexes()).await?;
     }
-    sqlx::query("DELETE FROM projection_generations WHERE name = $1 AND generation = $2")
+    sqlx::query(DELETE_GENERATION)
         .bind(projection.name())
         .bind(generation)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO projection_generations (name, generation, position, active, fingerprint) VALUES ($1, $2, 0, 0, $3)")
+    sqlx::query(INSERT_GENERATION)
         .bind(projection.name())
         .bind(generation)
         .bind(projection.fingerprint())
@@ -181,14 +185,14 @@ pub(super) async fn create_query_indexes(
 ) -> Result<(), ProjectionError> {
     let sqlite = Backend::of(conn) == Backend::Sqlite;
     if sqlite {
-        conn.execute("PRAGMA temp_store = FILE").await?;
+        conn.execute(TEMP_STORE_FILE).await?;
     }
     let created = async {
         let mut tx = begin_write(conn).await?;
         if !sqlite {
             // Indexing a whole generation takes as long as it takes; the connection's statement
             // timeout (`kring_store::postgres::link`) applies again after this transaction.
-            tx.execute("SET LOCAL statement_timeout = 0").await?;
+            tx.execute(NO_STATEMENT_TIMEOUT).await?;
         }
         execute_ddl(&mut tx, tables, projection.query_indexes()).await?;
         tx.commit().await?;
@@ -196,7 +200,7 @@ pub(super) async fn create_query_indexes(
     }
     .await;
     if sqlite {
-        conn.execute("PRAGMA temp_store = MEMORY").await?;
+        conn.execute(TEMP_STORE_MEMORY).await?;
     }
     created
 }
@@ -230,6 +234,7 @@ pub(super) async fn switch_views(
     tables: &Tables,
 ) -> Result<(), ProjectionError> {
     for (logical, physical) in tables.pairs() {
+        // Built here: the view and table names are known only at run time.
         tx.execute(format!("DROP VIEW IF EXISTS {logical}").as_str())
             .await?;
         tx.execute(format!("CREATE VIEW {logical} AS SELECT * FROM {physical}").as_str())

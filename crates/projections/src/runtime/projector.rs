@@ -2,7 +2,8 @@
 
 use super::generations::{
     add_fingerprint_column, begin_write, create_generation, create_query_indexes,
-    current_generation, drop_generation, next_generation, switch_views, STATE_TABLE,
+    current_generation, drop_generation, next_generation, switch_views, ACTIVATE, LOCK_GENERATIONS,
+    STATE_TABLE,
 };
 use super::slot::Slot;
 use super::status::{ProjectionStatus, StatusBoard};
@@ -17,6 +18,10 @@ use sqlx::{AnyConnection, Executor};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
+
+const ACTIVE_GENERATION: &str = include_str!("sql/active_generation.sql");
+const DEACTIVATE: &str = include_str!("sql/deactivate.sql");
+const TRY_LEAD: &str = include_str!("sql/postgres/try_lead.sql");
 
 /// The first and the longest wait before following the log again after a passing failure.
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -51,7 +56,7 @@ impl<S: EventStore + Clone> Projector<S> {
             // Several processes may start at once: on PostgreSQL, prepare under a lock.
             let mut tx = begin_write(&mut conn).await?;
             if db.backend() == Backend::Postgres {
-                tx.execute("SELECT pg_advisory_xact_lock(7077345)").await?;
+                tx.execute(LOCK_GENERATIONS).await?;
             }
             tx.execute(STATE_TABLE).await?;
             add_fingerprint_column(&mut tx).await?;
@@ -338,7 +343,7 @@ impl<S: EventStore + Clone> Projector<S> {
         for projection in &projections {
             let mut tx = begin_write(&mut conn).await?;
             if self.db.backend() == Backend::Postgres {
-                tx.execute("SELECT pg_advisory_xact_lock(7077345)").await?;
+                tx.execute(LOCK_GENERATIONS).await?;
             }
             let generation = next_generation(&mut tx, projection.name()).await?;
             let tables = Tables::new(projection.tables(), generation);
@@ -378,24 +383,17 @@ impl<S: EventStore + Clone> Projector<S> {
         let mut conn = self.db.pool().acquire().await?;
         for slot in fresh {
             let name = slot.projection.name();
-            let old: Option<i64> = sqlx::query_scalar(
-                "SELECT generation FROM projection_generations WHERE name = $1 AND active = 1",
-            )
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let mut tx = begin_write(&mut conn).await?;
-            sqlx::query("UPDATE projection_generations SET active = 0 WHERE name = $1")
+            let old: Option<i64> = sqlx::query_scalar(ACTIVE_GENERATION)
                 .bind(name)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let mut tx = begin_write(&mut conn).await?;
+            sqlx::query(DEACTIVATE).bind(name).execute(&mut *tx).await?;
+            sqlx::query(ACTIVATE)
+                .bind(name)
+                .bind(slot.tables.generation())
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
-                "UPDATE projection_generations SET active = 1 WHERE name = $1 AND generation = $2",
-            )
-            .bind(name)
-            .bind(slot.tables.generation())
-            .execute(&mut *tx)
-            .await?;
             switch_views(&mut tx, &slot.tables).await?;
             tx.commit().await?;
             if let Some(old) = old {
@@ -549,7 +547,7 @@ impl<S: EventStore + Clone> Projector<S> {
         }
         let mut conn = self.db.pool().acquire().await?.detach();
         loop {
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            let got: bool = sqlx::query_scalar(TRY_LEAD)
                 .bind(LEADER_LOCK_KEY)
                 .fetch_one(&mut conn)
                 .await?;

@@ -13,6 +13,9 @@ use kring_domain::Event;
 use kring_store::{Position, RecordedEvent};
 use std::time::{Duration, Instant};
 
+const SET_FAILURE: &str = include_str!("sql/set_failure.sql");
+const ADVANCE: &str = include_str!("sql/advance.sql");
+
 /// Decodes a batch once for every projection; an undecodable event fails each projection on it.
 fn decode_all(batch: &[RecordedEvent]) -> Vec<Result<Event, String>> {
     batch
@@ -247,7 +250,7 @@ impl<'c> Unit<'c> {
         self.tx.set_tag(None);
         self.tx
             .execute(
-                "UPDATE projection_generations SET failure = $1 WHERE name = $2 AND generation = $3",
+                SET_FAILURE,
                 vec![
                     Cell::Text(stopped.to_string()),
                     slot.projection.name().into(),
@@ -534,7 +537,7 @@ async fn project(
     }
     // Another projector that moved the checkpoint makes this change no row: `Fault::NotOne`.
     tx.execute_one(
-        "UPDATE projection_generations SET position = $1 WHERE name = $2 AND generation = $3 AND position = $4",
+        ADVANCE,
         vec![
             Cell::Int(to_i64(last.position)),
             slot.projection.name().into(),
