@@ -1,157 +1,13 @@
-//! Conversations and the inbox: who takes part in which conversation about which child, and
-//! the messages, with their bodies sealed for their authors.
-//!
-//! A message's `position` is the global log position of the event that posted it: unique,
-//! increasing, the same after a rebuild, and usable as a paging cursor.
-//!
-//! A conversation's row holds what its start said, written once. Its last message and message
-//! count are read from its messages when asked (the index on (conversation, position) finds the
-//! last one and counts them), not kept in the row: a kept summary is a read and a rewrite of a
-//! randomly placed row for every conversation with a new message in a batch (decision 0010,
-//! `docs/decisions/0010-facts-as-rows-summaries-when-asked.md`).
+//! The read side: the inbox, a conversation, its participants and messages.
 
-use crate::bulk::{select_packed, Bulk};
-use crate::db::{from_micros, micros, sealed_text, to_i64, to_u64, uuid, ReadDb};
+use crate::db::{from_micros, to_i64, to_u64, uuid, ReadDb};
 use crate::error::ProjectionError;
-use crate::projection::{Buffer, Projected, Projection, Tables};
-use crate::writer::Tx;
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kring_domain::conversation::ConversationEvent;
-use kring_domain::{ChildId, ConversationId, Event, MessageId, PersonId, SchoolId, Sealed};
+use kring_domain::{ChildId, ConversationId, MessageId, PersonId, SchoolId, Sealed};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::collections::BTreeMap;
-
-/// The projection. It buffers a batch's events and writes them in a few statements on flush.
-#[derive(Debug, Default)]
-pub struct ConversationsProjection {
-    buffer: Buffer<(u64, ConversationEvent)>,
-}
-
-/// Its name.
-pub const NAME: &str = "conversations";
-
-const SCHEMA: &str = include_str!("conversations/sql/schema.sql");
-
-/// Indexes only queries use (see [`Projection::query_indexes`]).
-const QUERY_INDEXES: &str = include_str!("conversations/sql/query_indexes.sql");
-
-const STARTED: &str = include_str!("conversations/sql/started.sql");
-const START: &str = include_str!("conversations/sql/start.sql");
-const PARTICIPATE: &str = include_str!("conversations/sql/participate.sql");
-const PARTICIPATE_SUFFIX: &str = include_str!("conversations/sql/participate_suffix.sql");
-const POST: &str = include_str!("conversations/sql/post.sql");
-
-#[async_trait]
-impl Projection for ConversationsProjection {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &[
-            "conversations",
-            "conversation_participants",
-            "conversation_messages",
-        ]
-    }
-
-    fn schema(&self) -> &'static str {
-        SCHEMA
-    }
-
-    fn query_indexes(&self) -> &'static str {
-        QUERY_INDEXES
-    }
-
-    async fn apply(
-        &self,
-        _tx: &mut Tx,
-        t: &Tables,
-        e: Projected<'_>,
-    ) -> Result<(), ProjectionError> {
-        let needed = match e.event {
-            Event::Conversation(event) => Some((e.recorded.position, event.clone())),
-            _ => None,
-        };
-        self.buffer.push(t, e.recorded.position, needed);
-        Ok(())
-    }
-
-    async fn flush(&self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
-        let batch = self.buffer.take(t);
-        if batch.is_empty() {
-            return Ok(());
-        }
-        // The conversations messages go to, but for those started in this batch: each must have
-        // started before.
-        let mut wanted = std::collections::BTreeSet::new();
-        let mut started = std::collections::BTreeSet::new();
-        for (_, e) in &batch {
-            match e {
-                ConversationEvent::ConversationStarted(d) => {
-                    started.insert(d.conversation_id);
-                }
-                ConversationEvent::MessagePosted(d) if !started.contains(&d.conversation_id) => {
-                    wanted.insert(d.conversation_id.to_string());
-                }
-                ConversationEvent::MessagePosted(_) => {}
-            }
-        }
-        let ids: Vec<String> = wanted.into_iter().collect();
-        let mut known = std::collections::BTreeSet::new();
-        for row in select_packed(tx, &t.sql(STARTED), &[], &ids).await?.rows() {
-            known.insert(ConversationId::from_uuid(uuid(
-                &row?.try_get::<String>(0)?,
-            )?));
-        }
-        let mut conversations = Bulk::new(t.sql(START), 6, "");
-        let mut participants = Bulk::new(t.sql(PARTICIPATE), 2, PARTICIPATE_SUFFIX);
-        let mut messages = Bulk::new(t.sql(POST), 6, "");
-        for (position, event) in batch {
-            let position = to_i64(position);
-            match event {
-                ConversationEvent::ConversationStarted(d) => {
-                    let conversation = d.conversation_id.to_string();
-                    for person in d.participants.iter().chain(std::iter::once(&d.started_by)) {
-                        participants.row([conversation.as_str().into(), person.to_string().into()]);
-                    }
-                    conversations.row([
-                        conversation.into(),
-                        d.school_id.to_string().into(),
-                        d.child_id.to_string().into(),
-                        d.started_by.to_string().into(),
-                        micros(d.at).into(),
-                        position.into(),
-                    ]);
-                    known.insert(d.conversation_id);
-                }
-                ConversationEvent::MessagePosted(d) => {
-                    if !known.contains(&d.conversation_id) {
-                        return Err(ProjectionError::Invalid(format!(
-                            "message {} posted to conversation {}, which never started",
-                            d.message_id, d.conversation_id
-                        )));
-                    }
-                    messages.row([
-                        position.into(),
-                        d.message_id.to_string().into(),
-                        d.conversation_id.to_string().into(),
-                        d.author_id.to_string().into(),
-                        sealed_text(&d.body, "a message body")?.into(),
-                        micros(d.at).into(),
-                    ]);
-                }
-            }
-        }
-        conversations.execute(tx).await?;
-        participants.execute(tx).await?;
-        messages.execute(tx).await?;
-        Ok(())
-    }
-}
 
 fn person_id(s: &str) -> Result<PersonId, ProjectionError> {
     Ok(PersonId::from_uuid(uuid(s)?))
@@ -199,11 +55,11 @@ pub struct MessageView {
     pub position: u64,
 }
 
-const INBOX: &str = include_str!("conversations/sql/inbox.sql");
-const INBOX_PARTICIPANTS: &str = include_str!("conversations/sql/inbox_participants.sql");
-const CONVERSATION: &str = include_str!("conversations/sql/conversation.sql");
-const PARTICIPANTS: &str = include_str!("conversations/sql/participants.sql");
-const MESSAGES: &str = include_str!("conversations/sql/messages.sql");
+const INBOX: &str = include_str!("sql/inbox.sql");
+const INBOX_PARTICIPANTS: &str = include_str!("sql/inbox_participants.sql");
+const CONVERSATION: &str = include_str!("sql/conversation.sql");
+const PARTICIPANTS: &str = include_str!("sql/participants.sql");
+const MESSAGES: &str = include_str!("sql/messages.sql");
 
 fn conversation_row(
     r: &AnyRow,
