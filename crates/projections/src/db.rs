@@ -27,7 +27,7 @@ use std::time::Duration;
 /// - `wal_autocheckpoint = 4096` pages (64 MiB): a hot page is copied into the database once
 ///   per checkpoint; the default (1,000 pages) checkpointed at nearly every commit. A long run
 ///   of projector units (catching up, rebuilding) turns it off on its connection and
-///   checkpoints beside it instead (`crate::writer`, `Checkpoints`).
+///   checkpoints beside it instead (`crate::writer`, `WalCheckpoints`).
 /// - `cache_size = -16384` (16 MiB per connection, the default is 2 MiB): the pages a batch
 ///   loads and writes back stay in memory instead of being read again with `pread`. A larger
 ///   cache is barely faster and, with the projector's writes on a thread of their own
