@@ -466,6 +466,7 @@ pub async fn select_packed<C: Fetch + ?Sized>(
         .split(',')
         .map(|c| format!("coalesce(CAST({} AS TEXT), {null})", c.trim()))
         .collect();
+    // Built here: it wraps whatever columns and FROM clause the caller's query has.
     let packed = format!(
         "SELECT {agg}({}, {sep}){from}",
         fields.join(&format!(" || {join} || "))

@@ -16,13 +16,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The automatic checkpoint setting of [`SQLITE_PRAGMAS`] (a macro, for `concat!`).
-macro_rules! wal_autocheckpoint {
-    () => {
-        "PRAGMA wal_autocheckpoint = 4096"
-    };
-}
-
 /// How every SQLite read-model connection is set up: for a fast rebuild within its 256 MiB
 /// memory budget (the measurements: `docs/benchmarks-history-2026.md`).
 ///
@@ -34,7 +27,7 @@ macro_rules! wal_autocheckpoint {
 /// - `wal_autocheckpoint = 4096` pages (64 MiB): a hot page is copied into the database once
 ///   per checkpoint; the default (1,000 pages) checkpointed at nearly every commit. A long run
 ///   of projector units (catching up, rebuilding) turns it off on its connection and
-///   checkpoints beside it instead (`crate::writer`, `Checkpoints`).
+///   checkpoints beside it instead (`crate::writer`, `WalCheckpoints`).
 /// - `cache_size = -16384` (16 MiB per connection, the default is 2 MiB): the pages a batch
 ///   loads and writes back stay in memory instead of being read again with `pread`. A larger
 ///   cache is barely faster and, with the projector's writes on a thread of their own
@@ -42,16 +35,15 @@ macro_rules! wal_autocheckpoint {
 /// - `temp_store = MEMORY`: statement journals (every multi-row `INSERT … ON CONFLICT` keeps
 ///   one, to undo just that statement) live in memory instead of temporary files that are
 ///   created, written and deleted hundreds of times per rebuild.
-const SQLITE_PRAGMAS: &str = concat!(
-    "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; ",
-    "PRAGMA busy_timeout = 10000; ",
-    wal_autocheckpoint!(),
-    "; PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;"
-);
+const SQLITE_PRAGMAS: &str = include_str!("sql/sqlite/pragmas.sql");
 
 /// The automatic checkpoint setting of [`SQLITE_PRAGMAS`], to put back on a connection that
 /// turned it off (`crate::writer`).
-pub(crate) const SQLITE_WAL_AUTOCHECKPOINT: &str = wal_autocheckpoint!();
+pub(crate) const SQLITE_WAL_AUTOCHECKPOINT: &str =
+    include_str!("sql/sqlite/wal_autocheckpoint.sql");
+
+/// Begins a write transaction on SQLite, taking the write lock at once.
+pub(crate) const BEGIN_IMMEDIATE: &str = include_str!("sql/sqlite/begin_immediate.sql");
 
 /// Which database a [`ReadDb`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,4 +235,13 @@ pub fn sealed_text(
         )));
     }
     Ok(serde_json::to_string(field)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_autocheckpoint_put_back_is_the_one_every_connection_starts_with() {
+        let setting = super::SQLITE_WAL_AUTOCHECKPOINT.trim();
+        assert!(super::SQLITE_PRAGMAS.contains(&format!("{setting};")));
+    }
 }

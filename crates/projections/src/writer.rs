@@ -35,7 +35,7 @@
 //! current-thread runtime (tests) it is an ordinary task: the same order, no overlap.
 
 use crate::bulk::{bind_cells, Cell};
-use crate::db::Backend;
+use crate::db::{Backend, BEGIN_IMMEDIATE};
 use crate::error::ProjectionError;
 use kring_domain::StreamName;
 use sqlx::any::{AnyRow, AnyTransactionManager};
@@ -48,6 +48,9 @@ use std::sync::Arc;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+
+const WAL_CHECKPOINT_PASSIVE: &str = include_str!("sql/sqlite/wal_checkpoint_passive.sql");
+const WAL_AUTOCHECKPOINT_OFF: &str = include_str!("sql/sqlite/wal_autocheckpoint_off.sql");
 
 /// Statements and queries queued ahead of the connection. Enough for one projection's batch of
 /// bulk writes (a few dozen statements) to be queued while the next projection computes; each
@@ -216,7 +219,7 @@ impl WalCheckpoints {
             while requests.changed().await.is_ok() {
                 let commit = *requests.borrow_and_update();
                 // (busy, frames in the WAL, frames copied back)
-                let frames = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                let frames = sqlx::query(WAL_CHECKPOINT_PASSIVE)
                     .fetch_one(&mut conn)
                     .await
                     .and_then(|row| row.try_get::<i64, _>(1))
@@ -501,7 +504,7 @@ impl Tx {
     /// # Errors
     /// The database refuses, or the task has stopped.
     pub async fn begin_write(&mut self) -> Result<(), ProjectionError> {
-        let statement = self.is_sqlite().then_some("BEGIN IMMEDIATE");
+        let statement = self.is_sqlite().then_some(BEGIN_IMMEDIATE);
         self.begin_with(true, statement).await
     }
 
@@ -622,11 +625,7 @@ async fn drive(
     let mut checkpoints = match checkpoints {
         Some((other, limit)) => {
             guard.settings_changed = true;
-            let off = guard
-                .owned
-                .conn()
-                .execute("PRAGMA wal_autocheckpoint = 0")
-                .await;
+            let off = guard.owned.conn().execute(WAL_AUTOCHECKPOINT_OFF).await;
             off.is_ok().then(|| WalCheckpoints::start(other, limit))
         }
         None => None,

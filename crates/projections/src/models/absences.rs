@@ -20,6 +20,8 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+const REPORT_SUFFIX: &str = include_str!("absences/sql/report_suffix.sql");
+
 /// The projection.
 #[derive(Debug, Default)]
 pub struct AbsencesProjection {
@@ -32,33 +34,15 @@ pub struct AbsencesProjection {
 /// Its name.
 pub const NAME: &str = "absences";
 
-const SCHEMA: &str = "
-CREATE TABLE {absences} (
-    absence_id TEXT PRIMARY KEY,
-    child_id TEXT NOT NULL,
-    school_id TEXT NOT NULL,
-    group_id TEXT NOT NULL,
-    from_date TEXT NOT NULL,
-    to_date TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    reported_by TEXT NOT NULL,
-    reported_at BIGINT NOT NULL,
-    cancelled BIGINT NOT NULL,
-    cancelled_by TEXT,
-    cancelled_at BIGINT
-);
-CREATE INDEX {absences}_by_child ON {absences} (child_id, from_date)";
+const SCHEMA: &str = include_str!("absences/sql/schema.sql");
 
 /// Indexes only queries use (see [`Projection::query_indexes`]).
-const QUERY_INDEXES: &str = "
-CREATE INDEX {absences}_by_group ON {absences} (group_id, from_date)";
+const QUERY_INDEXES: &str = include_str!("absences/sql/query_indexes.sql");
 
-const REPORT: &str = "INSERT INTO {absences} (absence_id, child_id, school_id, group_id, from_date, to_date, reason, reported_by,
-    reported_at, cancelled)";
-const CANCEL: &str = "UPDATE {absences} SET cancelled = 1, cancelled_by = $1, cancelled_at = $2 WHERE absence_id = $3 AND child_id = $4";
-const FOLLOW_MOVE: &str =
-    "UPDATE {absences} SET group_id = $1 WHERE child_id = $2 AND to_date >= $3";
-const DROP_UPCOMING: &str = "DELETE FROM {absences} WHERE child_id = $1 AND to_date >= $2";
+const REPORT: &str = include_str!("absences/sql/report.sql");
+const CANCEL: &str = include_str!("absences/sql/cancel.sql");
+const FOLLOW_MOVE: &str = include_str!("absences/sql/follow_move.sql");
+const DROP_UPCOMING: &str = include_str!("absences/sql/drop_upcoming.sql");
 
 #[async_trait]
 impl Projection for AbsencesProjection {
@@ -167,7 +151,7 @@ impl AbsencesProjection {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut bulk = Bulk::new(t.sql(REPORT), 10, " ON CONFLICT (absence_id) DO NOTHING");
+        let mut bulk = Bulk::new(t.sql(REPORT), 10, REPORT_SUFFIX);
         for row in rows {
             bulk.row(row);
         }
@@ -215,16 +199,8 @@ pub struct AbsenceView {
     pub cancelled_at: Option<DateTime<Utc>>,
 }
 
-const ON_DAY: &str = "SELECT absence_id, child_id, school_id, group_id, from_date, to_date, reason, reported_by, reported_at,
-    cancelled, cancelled_by, cancelled_at
-FROM absences
-WHERE group_id = $1 AND from_date <= $2 AND to_date >= $2 AND cancelled = 0
-ORDER BY child_id, from_date, absence_id";
-const OF_CHILD: &str = "SELECT absence_id, child_id, school_id, group_id, from_date, to_date, reason, reported_by, reported_at,
-    cancelled, cancelled_by, cancelled_at
-FROM absences
-WHERE child_id = $1
-ORDER BY from_date, absence_id";
+const ABSENCES_ON: &str = include_str!("absences/sql/absences_on.sql");
+const ABSENCES_OF_CHILD: &str = include_str!("absences/sql/absences_of_child.sql");
 
 fn absence(r: &AnyRow) -> Result<AbsenceView, ProjectionError> {
     Ok(AbsenceView {
@@ -259,7 +235,7 @@ pub async fn absences_on(
     group: GroupId,
     day: NaiveDate,
 ) -> Result<Vec<AbsenceView>, ProjectionError> {
-    sqlx::query(ON_DAY)
+    sqlx::query(ABSENCES_ON)
         .bind(group.to_string())
         .bind(date_text(day))
         .fetch_all(db.pool())
@@ -277,7 +253,7 @@ pub async fn absences_of_child(
     db: &ReadDb,
     child: ChildId,
 ) -> Result<Vec<AbsenceView>, ProjectionError> {
-    sqlx::query(OF_CHILD)
+    sqlx::query(ABSENCES_OF_CHILD)
         .bind(child.to_string())
         .fetch_all(db.pool())
         .await?

@@ -16,6 +16,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;
 
+const TOKEN_REVOKED: &str = include_str!("access_log/sql/token_revoked.sql");
+
 /// The projection.
 #[derive(Debug, Default)]
 pub struct AccessLogProjection;
@@ -23,46 +25,17 @@ pub struct AccessLogProjection;
 /// Its name.
 pub const NAME: &str = "access_log";
 
-const SCHEMA: &str = "
-CREATE TABLE {access_log} (
-    position BIGINT PRIMARY KEY,
-    event_id TEXT NOT NULL,
-    subject_kind TEXT NOT NULL,
-    subject_id TEXT NOT NULL,
-    accessor_kind TEXT NOT NULL,
-    accessor_id TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    at BIGINT NOT NULL
-);
-CREATE TABLE {access_revoked_tokens} (
-    jti TEXT PRIMARY KEY,
-    position BIGINT NOT NULL,
-    at BIGINT NOT NULL
-)";
+const SCHEMA: &str = include_str!("access_log/sql/schema.sql");
 
 /// Indexes only queries use (see [`Projection::query_indexes`]).
-const QUERY_INDEXES: &str = "
-CREATE INDEX {access_log}_by_subject ON {access_log} (subject_kind, subject_id, position)";
+const QUERY_INDEXES: &str = include_str!("access_log/sql/query_indexes.sql");
 
-const INSERT: &str = "INSERT INTO {access_log} (position, event_id, subject_kind, subject_id, accessor_kind, accessor_id,
-    reason, at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const INSERT: &str = include_str!("access_log/sql/insert.sql");
 
-const REVOKE: &str = "INSERT INTO {access_revoked_tokens} (jti, position, at) VALUES ($1, $2, $3)
-ON CONFLICT (jti) DO NOTHING";
+const REVOKE: &str = include_str!("access_log/sql/revoke.sql");
 
-const ALL: &str =
-    "SELECT position, event_id, subject_kind, subject_id, accessor_kind, accessor_id, reason, at
-FROM access_log
-WHERE position > $1
-ORDER BY position
-LIMIT $2";
-const OF_SUBJECT: &str =
-    "SELECT position, event_id, subject_kind, subject_id, accessor_kind, accessor_id, reason, at
-FROM access_log
-WHERE subject_kind = $1 AND subject_id = $2 AND position > $3
-ORDER BY position
-LIMIT $4";
+const ACCESS_LOG: &str = include_str!("access_log/sql/access_log.sql");
+const ACCESS_LOG_OF_SUBJECT: &str = include_str!("access_log/sql/access_log_of_subject.sql");
 
 #[async_trait]
 impl Projection for AccessLogProjection {
@@ -128,13 +101,11 @@ impl Projection for AccessLogProjection {
 /// # Errors
 /// Database failures.
 pub async fn token_revoked(db: &ReadDb, jti: Uuid) -> Result<bool, ProjectionError> {
-    Ok(
-        sqlx::query("SELECT 1 FROM access_revoked_tokens WHERE jti = $1")
-            .bind(jti.to_string())
-            .fetch_optional(db.pool())
-            .await?
-            .is_some(),
-    )
+    Ok(sqlx::query(TOKEN_REVOKED)
+        .bind(jti.to_string())
+        .fetch_optional(db.pool())
+        .await?
+        .is_some())
 }
 
 /// The stored kind of a subject (as it is written in events).
@@ -224,7 +195,7 @@ pub async fn access_log(
 ) -> Result<Vec<AccessEntry>, ProjectionError> {
     let rows = match subject {
         Some(subject) => {
-            sqlx::query(OF_SUBJECT)
+            sqlx::query(ACCESS_LOG_OF_SUBJECT)
                 .bind(subject_kind(&subject))
                 .bind(subject.uuid().to_string())
                 .bind(to_i64(after_position))
@@ -233,7 +204,7 @@ pub async fn access_log(
                 .await?
         }
         None => {
-            sqlx::query(ALL)
+            sqlx::query(ACCESS_LOG)
                 .bind(to_i64(after_position))
                 .bind(i64::from(limit))
                 .fetch_all(db.pool())

@@ -28,40 +28,16 @@ pub struct ActivitiesProjection {
 /// Its name.
 pub const NAME: &str = "activities";
 
-const SCHEMA: &str = "
-CREATE TABLE {activities} (
-    activity_id TEXT PRIMARY KEY,
-    school_id TEXT NOT NULL,
-    group_id TEXT NOT NULL,
-    title TEXT NOT NULL,
-    starts_at BIGINT NOT NULL,
-    ends_at BIGINT NOT NULL,
-    slots BIGINT NOT NULL,
-    scheduled_by TEXT NOT NULL,
-    cancelled BIGINT NOT NULL,
-    cancelled_by TEXT,
-    cancelled_at BIGINT
-);
-CREATE TABLE {activity_volunteers} (
-    activity_id TEXT NOT NULL,
-    person_id TEXT NOT NULL,
-    signed_up_at BIGINT NOT NULL,
-    position BIGINT NOT NULL,
-    PRIMARY KEY (activity_id, person_id)
-)";
+const SCHEMA: &str = include_str!("activities/sql/schema.sql");
 
 /// Indexes only queries use (see [`Projection::query_indexes`]).
-const QUERY_INDEXES: &str = "
-CREATE INDEX {activities}_by_group ON {activities} (group_id, starts_at);
-CREATE INDEX {activity_volunteers}_by_person ON {activity_volunteers} (person_id)";
+const QUERY_INDEXES: &str = include_str!("activities/sql/query_indexes.sql");
 
-const SCHEDULE: &str = "INSERT INTO {activities} (activity_id, school_id, group_id, title, starts_at, ends_at, slots, scheduled_by, cancelled)";
-const SCHEDULE_SUFFIX: &str = "ON CONFLICT (activity_id) DO NOTHING";
-const SIGN_UP: &str = "INSERT INTO {activity_volunteers} (activity_id, person_id, signed_up_at, position) VALUES ($1, $2, $3, $4)
-ON CONFLICT (activity_id, person_id) DO NOTHING";
-const WITHDRAW: &str =
-    "DELETE FROM {activity_volunteers} WHERE activity_id = $1 AND person_id = $2";
-const CANCEL: &str = "UPDATE {activities} SET cancelled = 1, cancelled_by = $1, cancelled_at = $2 WHERE activity_id = $3";
+const SCHEDULE: &str = include_str!("activities/sql/schedule.sql");
+const SCHEDULE_SUFFIX: &str = include_str!("activities/sql/schedule_suffix.sql");
+const SIGN_UP: &str = include_str!("activities/sql/sign_up.sql");
+const WITHDRAW: &str = include_str!("activities/sql/withdraw.sql");
+const CANCEL: &str = include_str!("activities/sql/cancel.sql");
 
 #[async_trait]
 impl Projection for ActivitiesProjection {
@@ -182,15 +158,10 @@ pub struct ActivityView {
     pub cancelled_at: Option<DateTime<Utc>>,
 }
 
-const OF_GROUP: &str = "SELECT activity_id, school_id, group_id, title, starts_at, ends_at, slots, scheduled_by, cancelled, cancelled_at
-FROM activities WHERE group_id = $1 ORDER BY starts_at, activity_id";
-const VOLUNTEERS_OF_GROUP: &str = "SELECT v.activity_id, v.person_id
-FROM activity_volunteers v JOIN activities a ON a.activity_id = v.activity_id
-WHERE a.group_id = $1
-ORDER BY v.activity_id, v.position";
-const ONE: &str = "SELECT activity_id, school_id, group_id, title, starts_at, ends_at, slots, scheduled_by, cancelled, cancelled_at
-FROM activities WHERE activity_id = $1";
-const VOLUNTEERS: &str = "SELECT activity_id, person_id FROM activity_volunteers WHERE activity_id = $1 ORDER BY position";
+const ACTIVITIES_OF_GROUP: &str = include_str!("activities/sql/activities_of_group.sql");
+const VOLUNTEERS_OF_GROUP: &str = include_str!("activities/sql/volunteers_of_group.sql");
+const ACTIVITY: &str = include_str!("activities/sql/activity.sql");
+const VOLUNTEERS: &str = include_str!("activities/sql/volunteers.sql");
 
 fn activity_row(r: &AnyRow, volunteers: Vec<PersonId>) -> Result<ActivityView, ProjectionError> {
     let slots = r.try_get::<i64, _>(6)?;
@@ -243,7 +214,7 @@ pub async fn activities_of_group(
 ) -> Result<Vec<ActivityView>, ProjectionError> {
     let key = group.to_string();
     let mut by_activity = volunteers(db, VOLUNTEERS_OF_GROUP, &key).await?;
-    sqlx::query(OF_GROUP)
+    sqlx::query(ACTIVITIES_OF_GROUP)
         .bind(&key)
         .fetch_all(db.pool())
         .await?
@@ -268,7 +239,7 @@ pub async fn activity(
     activity: ActivityId,
 ) -> Result<Option<ActivityView>, ProjectionError> {
     let key = activity.to_string();
-    let Some(row) = sqlx::query(ONE)
+    let Some(row) = sqlx::query(ACTIVITY)
         .bind(&key)
         .fetch_optional(db.pool())
         .await?

@@ -1,0 +1,1 @@
+ON CONFLICT (absence_id) DO NOTHING

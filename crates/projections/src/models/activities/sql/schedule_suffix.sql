@@ -1,0 +1,1 @@
+ON CONFLICT (activity_id) DO NOTHING

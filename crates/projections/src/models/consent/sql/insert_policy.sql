@@ -1,0 +1,1 @@
+INSERT INTO {consent_policies} (school_id, version, published_at, purposes)

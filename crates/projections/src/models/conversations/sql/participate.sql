@@ -1,0 +1,1 @@
+INSERT INTO {conversation_participants} (conversation_id, person_id)

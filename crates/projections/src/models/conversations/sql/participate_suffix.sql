@@ -1,0 +1,1 @@
+ON CONFLICT (conversation_id, person_id) DO NOTHING

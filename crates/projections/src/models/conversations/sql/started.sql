@@ -1,0 +1,1 @@
+SELECT conversation_id FROM {conversations} WHERE conversation_id IN ({in})

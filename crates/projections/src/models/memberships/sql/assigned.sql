@@ -1,0 +1,1 @@
+SELECT person_id FROM membership_group_staff WHERE group_id = $1

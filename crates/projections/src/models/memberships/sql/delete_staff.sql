@@ -1,0 +1,1 @@
+DELETE FROM {membership_staff} WHERE school_id = $1 AND person_id = $2

@@ -1,0 +1,1 @@
+DELETE FROM {membership_identities} WHERE person_id = $1

@@ -1,0 +1,1 @@
+SELECT display_name, email FROM membership_people WHERE person_id = $1

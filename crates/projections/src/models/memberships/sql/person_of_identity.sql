@@ -1,0 +1,1 @@
+SELECT person_id FROM membership_identities WHERE digest = $1

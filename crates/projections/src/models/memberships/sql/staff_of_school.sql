@@ -1,0 +1,1 @@
+SELECT person_id, role FROM membership_staff WHERE school_id = $1

@@ -1,0 +1,1 @@
+DELETE FROM {membership_children} WHERE child_id = $1

@@ -1,0 +1,1 @@
+DELETE FROM {membership_guardians} WHERE child_id = $1

@@ -1,0 +1,186 @@
+//! The notification outbox: who is to be told that a message was posted, or that a new
+//! consent-policy version asks them to decide again, and when — respecting staff quiet hours
+//! ("stiltemodus") — plus the availability parents see.
+//!
+//! Rules:
+//! - A consent-policy version that gives a purpose a new meaning (a reworded or a newly asked
+//!   purpose; never the first version) notifies every guardian of a child of the school, once,
+//!   at once (kind `consent_needed`); which purposes need a decision is the consent read
+//!   model's answer.
+//! - A message posted in a conversation notifies each *other* participant who is still on their
+//!   side of it: staff still on the conversation's school's staff, guardians still linked to the
+//!   conversation's child. The author is never notified.
+//! - A notification to a staff member who is in quiet hours at the message's time — by their
+//!   own schedule as of that event in the log, or else their school's default quiet hours
+//!   (a school setting) — is held until that quiet period ends
+//!   ([`QuietHours::quiet_until`], chained periods counting as one); any other notification is
+//!   due at once. Guardians have no quiet hours.
+//! - A notification carries ids only, never the message's text.
+//! - Its id is derived from what it is about (the message, or the policy version's event) and the
+//!   recipient ([`NotificationId`]), so a rebuild of the read model yields the same ids.
+//! - Deliveries are recorded by the delivery worker in `notification_deliveries`, a table outside
+//!   the projection's generations ([`ensure_delivery_table`], [`mark_delivered`]): a rebuild keeps
+//!   them, and [`due`] never offers a delivered notification again.
+
+use crate::error::ProjectionError;
+use chrono::{DateTime, Utc};
+use kring_domain::person::QuietHours;
+use kring_domain::{ConversationId, MessageId, PersonId, SchoolId};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+mod deliveries;
+mod project;
+mod query;
+
+pub use deliveries::{ensure_delivery_table, mark_delivered};
+pub use project::OutboxProjection;
+pub use query::{availability, due, held, notification, undelivered_of, Availability};
+
+/// Its name.
+pub const NAME: &str = "outbox";
+
+/// When the quiet period covering `at` ends under the stored `schedule`, if one does.
+fn quiet_until(
+    schedule: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, ProjectionError> {
+    let Some(schedule) = schedule else {
+        return Ok(None);
+    };
+    let schedule: QuietHours = serde_json::from_str(schedule)?;
+    Ok(schedule.quiet_until(at))
+}
+
+/// A notification's id: what it is about (the message, or the event that published a policy
+/// version) and its recipient. Derived, never minted, so a rebuild of the outbox yields the same
+/// ids and recorded deliveries still match. Written as `<about>:<recipient id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NotificationId {
+    /// The message, or the policy version's event.
+    pub about: Uuid,
+    /// The person told about it.
+    pub recipient_id: PersonId,
+}
+
+impl fmt::Display for NotificationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.about, self.recipient_id)
+    }
+}
+
+impl FromStr for NotificationId {
+    type Err = ProjectionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ProjectionError::Invalid(format!("{s:?} is not a notification id"));
+        let (about, recipient) = s.split_once(':').ok_or_else(bad)?;
+        Ok(Self {
+            about: about.parse().map_err(|_| bad())?,
+            recipient_id: recipient.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl Serialize for NotificationId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for NotificationId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A message was posted in a conversation the recipient takes part in.
+    Message,
+    /// A new consent-policy version asks the recipient, a guardian, to decide again.
+    ConsentNeeded,
+}
+
+impl NotificationKind {
+    /// The stored name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::ConsentNeeded => "consent_needed",
+        }
+    }
+}
+
+impl FromStr for NotificationKind {
+    type Err = ProjectionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "message" => Ok(Self::Message),
+            "consent_needed" => Ok(Self::ConsentNeeded),
+            other => Err(ProjectionError::Invalid(format!(
+                "unknown notification kind {other:?}"
+            ))),
+        }
+    }
+}
+
+/// One notification: ids and times only, never a message's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notification {
+    /// Its id.
+    pub id: NotificationId,
+    /// The global position of the event that caused it.
+    pub position: u64,
+    /// Who is told.
+    pub recipient_id: PersonId,
+    /// What about.
+    pub kind: NotificationKind,
+    /// The conversation (a message).
+    pub conversation_id: Option<ConversationId>,
+    /// The message (a message).
+    pub message_id: Option<MessageId>,
+    /// The school (a consent decision needed).
+    pub school_id: Option<SchoolId>,
+    /// The policy version that asks for it (a consent decision needed).
+    pub policy_version: Option<u32>,
+    /// When what it is about happened.
+    pub created_at: DateTime<Utc>,
+    /// When it may be delivered: `created_at`, or the end of the recipient's quiet period.
+    pub release_at: DateTime<Utc>,
+    /// Whether the delivery worker has delivered it.
+    pub delivered: bool,
+}
+
+impl Notification {
+    /// Whether it was held for the recipient's quiet hours.
+    #[must_use]
+    pub fn was_held(&self) -> bool {
+        self.release_at > self.created_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_id_reads_back_as_written() {
+        let id = NotificationId {
+            about: uuid::Uuid::now_v7(),
+            recipient_id: PersonId::from_uuid(uuid::Uuid::now_v7()),
+        };
+        assert_eq!(id.to_string().parse::<NotificationId>().ok(), Some(id));
+        assert!("nonsense".parse::<NotificationId>().is_err());
+        let json = serde_json::to_string(&id).unwrap_or_default();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<NotificationId>(&json).ok(), Some(id));
+    }
+}

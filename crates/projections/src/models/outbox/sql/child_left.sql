@@ -1,0 +1,1 @@
+DELETE FROM {outbox_children} WHERE child_id = $1

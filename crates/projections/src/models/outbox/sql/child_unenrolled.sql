@@ -1,0 +1,1 @@
+DELETE FROM {outbox_guardians} WHERE child_id = $1

@@ -1,0 +1,1 @@
+INSERT INTO {outbox_children} (child_id, school_id)

@@ -1,0 +1,1 @@
+INSERT INTO {outbox_guardians} (child_id, guardian_id)

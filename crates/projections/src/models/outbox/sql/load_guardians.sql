@@ -1,0 +1,1 @@
+SELECT child_id, guardian_id FROM {outbox_guardians} WHERE child_id IN ({in})

@@ -1,0 +1,2 @@
+SELECT conversation_id, person_id FROM {outbox_participants}
+WHERE conversation_id IN ({in})

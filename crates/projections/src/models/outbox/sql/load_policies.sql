@@ -1,0 +1,1 @@
+SELECT school_id, policy FROM {outbox_policies} WHERE school_id IN ({in})

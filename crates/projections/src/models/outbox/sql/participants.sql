@@ -1,0 +1,1 @@
+INSERT INTO {outbox_participants} (conversation_id, person_id)

@@ -1,0 +1,1 @@
+INSERT INTO {outbox_policies} (school_id, policy)

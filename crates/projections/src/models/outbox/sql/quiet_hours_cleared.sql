@@ -1,0 +1,1 @@
+DELETE FROM {outbox_quiet_hours} WHERE person_id = $1

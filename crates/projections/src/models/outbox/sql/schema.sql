@@ -1,0 +1,51 @@
+CREATE TABLE {outbox_notifications} (
+    notification_id TEXT PRIMARY KEY,
+    position BIGINT NOT NULL,
+    recipient_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    conversation_id TEXT,
+    message_id TEXT,
+    school_id TEXT,
+    policy_version BIGINT,
+    created_at BIGINT NOT NULL,
+    release_at BIGINT NOT NULL
+);
+CREATE TABLE {outbox_conversations} (
+    conversation_id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL,
+    child_id TEXT NOT NULL
+);
+CREATE TABLE {outbox_participants} (
+    conversation_id TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, person_id)
+);
+CREATE TABLE {outbox_staff} (
+    school_id TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    PRIMARY KEY (school_id, person_id)
+);
+CREATE INDEX {outbox_staff}_by_person ON {outbox_staff} (person_id);
+CREATE TABLE {outbox_guardians} (
+    child_id TEXT NOT NULL,
+    guardian_id TEXT NOT NULL,
+    PRIMARY KEY (child_id, guardian_id)
+);
+CREATE TABLE {outbox_quiet_hours} (
+    person_id TEXT PRIMARY KEY,
+    schedule TEXT NOT NULL,
+    set_at BIGINT NOT NULL
+);
+CREATE TABLE {outbox_school_quiet_hours} (
+    school_id TEXT PRIMARY KEY,
+    schedule TEXT NOT NULL
+);
+CREATE TABLE {outbox_children} (
+    child_id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL
+);
+CREATE INDEX {outbox_children}_by_school ON {outbox_children} (school_id);
+CREATE TABLE {outbox_policies} (
+    school_id TEXT PRIMARY KEY,
+    policy TEXT NOT NULL
+)

@@ -1,0 +1,1 @@
+INSERT INTO {outbox_school_quiet_hours} (school_id, schedule)

@@ -1,0 +1,1 @@
+INSERT INTO {outbox_staff} (school_id, person_id)

@@ -1,0 +1,1 @@
+DELETE FROM {group_audience} WHERE group_id = $1 AND person_id IN ({in})

@@ -1,0 +1,1 @@
+INSERT INTO {group_audience} (group_id, person_id)

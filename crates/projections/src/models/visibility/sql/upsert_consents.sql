@@ -1,0 +1,1 @@
+INSERT INTO {visibility_consents} (child_id, purpose, guardian_id, granted, policy_version)

@@ -1,0 +1,1 @@
+INSERT INTO {visibility_schools} (school_id, state)

@@ -1,0 +1,1 @@
+SELECT generation FROM projection_generations WHERE name = $1 AND active = 1

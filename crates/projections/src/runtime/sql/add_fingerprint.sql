@@ -1,0 +1,1 @@
+ALTER TABLE projection_generations ADD COLUMN fingerprint TEXT

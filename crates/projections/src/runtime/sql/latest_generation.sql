@@ -1,0 +1,1 @@
+SELECT MAX(generation) FROM projection_generations WHERE name = $1

@@ -1,0 +1,1 @@
+SELECT position FROM projection_generations WHERE name = $1 AND active = 1

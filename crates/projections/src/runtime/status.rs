@@ -1,0 +1,82 @@
+//! The projectors' status board: where each projection stands, for health checks and waits.
+
+use kring_store::Position;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::RwLock;
+use tokio::sync::watch;
+
+/// Where a projection stands, for health checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectionStatus {
+    /// The projection.
+    pub name: String,
+    /// The active generation of its tables.
+    pub generation: i64,
+    /// The last position applied.
+    pub position: u64,
+    /// Why it stopped, if it did.
+    pub failure: Option<String>,
+}
+
+/// The projectors' shared status: positions to wait for, failures for health.
+#[derive(Debug)]
+pub struct StatusBoard {
+    statuses: RwLock<HashMap<String, ProjectionStatus>>,
+    positions: HashMap<String, watch::Sender<Position>>,
+    /// The last passing failure of the projector (store or database), until a batch succeeds.
+    error: RwLock<Option<String>>,
+}
+
+impl StatusBoard {
+    pub(super) fn new(names: &[&'static str]) -> Self {
+        Self {
+            statuses: RwLock::new(HashMap::new()),
+            positions: names
+                .iter()
+                .map(|n| ((*n).to_owned(), watch::channel(0).0))
+                .collect(),
+            error: RwLock::new(None),
+        }
+    }
+
+    pub(super) fn set_error(&self, error: Option<String>) {
+        if let Ok(mut e) = self.error.write() {
+            *e = error;
+        }
+    }
+
+    /// The projector's last passing failure (the store or the database did not answer), while
+    /// it waits to try again; `None` once a batch went through.
+    #[must_use]
+    pub fn error(&self) -> Option<String> {
+        self.error.read().ok().and_then(|e| e.clone())
+    }
+
+    pub(super) fn set(&self, status: ProjectionStatus) {
+        if let Some(tx) = self.positions.get(&status.name) {
+            tx.send_replace(status.position);
+        }
+        if let Ok(mut map) = self.statuses.write() {
+            map.insert(status.name.clone(), status);
+        }
+    }
+
+    /// Every projection's status, by name.
+    #[must_use]
+    pub fn all(&self) -> Vec<ProjectionStatus> {
+        let mut all: Vec<ProjectionStatus> = self
+            .statuses
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// A watch on a projection's position.
+    #[must_use]
+    pub fn watch(&self, name: &str) -> Option<watch::Receiver<Position>> {
+        self.positions.get(name).map(watch::Sender::subscribe)
+    }
+}
