@@ -1,6 +1,8 @@
 //! The access log: every recorded read of a subject's personal data or content by the operator
 //! (support) or a compliance officer, in log order — what a data-protection officer or auditor
-//! inspects.
+//! inspects. Beside it, the content removals each person made: their reasons are that person's
+//! personal data (sealed for them), so their export finds the removals here. The table holds
+//! ids only; the reasons stay in the log, sealed.
 
 use crate::bulk::Cell;
 use crate::db::{from_micros, micros, to_i64, to_u64, uuid, ReadDb};
@@ -10,6 +12,7 @@ use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::access::{AccessEvent, Subject};
+use kring_domain::post::{MediaRemoved, PostEvent, PostRemoved};
 use kring_domain::{Actor, ChildId, Event, MediaId, PersonId, PostId};
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -38,11 +41,17 @@ CREATE TABLE {access_revoked_tokens} (
     jti TEXT PRIMARY KEY,
     position BIGINT NOT NULL,
     at BIGINT NOT NULL
+);
+CREATE TABLE {content_removals} (
+    position BIGINT PRIMARY KEY,
+    remover_id TEXT NOT NULL,
+    post_id TEXT NOT NULL
 )";
 
 /// Indexes only queries use (see [`Projection::query_indexes`]).
 const QUERY_INDEXES: &str = "
-CREATE INDEX {access_log}_by_subject ON {access_log} (subject_kind, subject_id, position)";
+CREATE INDEX {access_log}_by_subject ON {access_log} (subject_kind, subject_id, position);
+CREATE INDEX {content_removals}_by_remover ON {content_removals} (remover_id, position)";
 
 const INSERT: &str = "INSERT INTO {access_log} (position, event_id, subject_kind, subject_id, accessor_kind, accessor_id,
     reason, at)
@@ -50,6 +59,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 const REVOKE: &str = "INSERT INTO {access_revoked_tokens} (jti, position, at) VALUES ($1, $2, $3)
 ON CONFLICT (jti) DO NOTHING";
+
+const REMOVED: &str = "INSERT INTO {content_removals} (position, remover_id, post_id) VALUES ($1, $2, $3)";
 
 const ALL: &str =
     "SELECT position, event_id, subject_kind, subject_id, accessor_kind, accessor_id, reason, at
@@ -71,7 +82,7 @@ impl Projection for AccessLogProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["access_log", "access_revoked_tokens"]
+        &["access_log", "access_revoked_tokens", "content_removals"]
     }
 
     fn schema(&self) -> &'static str {
@@ -102,6 +113,21 @@ impl Projection for AccessLogProjection {
                 .await?;
                 return Ok(());
             }
+            Event::Post(PostEvent::PostRemoved(PostRemoved { post_id, by, .. })
+            | PostEvent::MediaRemoved(MediaRemoved { post_id, by, .. })) => {
+                if let Actor::Person(remover) = by {
+                    tx.execute(
+                        &t.sql(REMOVED),
+                        vec![
+                            Cell::from(to_i64(e.recorded.position)),
+                            Cell::from(remover.to_string()),
+                            Cell::from(post_id.to_string()),
+                        ],
+                    )
+                    .await?;
+                }
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         let (accessor_kind, accessor_id) = actor_parts(a.accessor);
@@ -114,7 +140,7 @@ impl Projection for AccessLogProjection {
                 Cell::from(a.subject.uuid().to_string()),
                 Cell::from(accessor_kind),
                 Cell::from(accessor_id),
-                Cell::from(&a.reason),
+                Cell::from(a.reason.describe(&a.subject)),
                 Cell::from(micros(a.at)),
             ],
         )
@@ -194,7 +220,7 @@ pub struct AccessEntry {
     pub subject: Subject,
     /// Who read it: a person (a compliance officer) or the operator (support).
     pub accessor: Actor,
-    /// Why, e.g. the request or the support ticket.
+    /// Why: the route that read it, as text (see [`kring_domain::access::AccessReason::describe`]).
     pub reason: String,
     /// When.
     pub at: DateTime<Utc>,
@@ -241,4 +267,29 @@ pub async fn access_log(
         }
     };
     rows.iter().map(entry_from).collect()
+}
+
+/// The posts in which `person` removed the post or a media item, each once, in the order of
+/// their first removal by them.
+///
+/// # Errors
+/// Database failures; a stored id that is not one.
+pub async fn posts_with_removals_by(
+    db: &ReadDb,
+    person: PersonId,
+) -> Result<Vec<PostId>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT post_id FROM content_removals WHERE remover_id = $1 ORDER BY position",
+    )
+    .bind(person.to_string())
+    .fetch_all(db.pool())
+    .await?;
+    let mut posts = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let post = PostId::from_uuid(uuid(&row.try_get::<String, _>(0)?)?);
+        if !posts.contains(&post) {
+            posts.push(post);
+        }
+    }
+    Ok(posts)
 }
