@@ -418,7 +418,9 @@ async fn access_events(env: &Env, subject: &str) -> Vec<(Actor, String)> {
         .unwrap()
         .into_iter()
         .map(|(_, e)| match e {
-            Event::Access(AccessEvent::AccessLogged(l)) => (l.accessor, l.reason.describe(&l.subject)),
+            Event::Access(AccessEvent::AccessLogged(l)) => {
+                (l.accessor, l.reason.describe(&l.subject))
+            }
             other => panic!("not an access event: {other:?}"),
         })
         .collect()

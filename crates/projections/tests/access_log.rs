@@ -33,11 +33,7 @@ fn reads() -> (World, PersonId, Subject, Subject) {
         .unwrap();
     world.advance(chrono::Duration::minutes(10));
     world
-        .log_access(
-            Actor::Person(officer),
-            guardian,
-            AccessReason::NotKept,
-        )
+        .log_access(Actor::Person(officer), guardian, AccessReason::NotKept)
         .unwrap();
     world.advance(chrono::Duration::minutes(10));
     world
@@ -161,8 +157,12 @@ async fn removals_are_listed_by_their_remover<S: EventStore + Clone>(mut h: Harn
     let (first, media) = world
         .publish(Actor::Person(teacher), group, &[vec![], vec![]])
         .unwrap();
-    let (second, _) = world.publish(Actor::Person(teacher), group, &[vec![]]).unwrap();
-    let (third, _) = world.publish(Actor::Person(teacher), group, &[vec![]]).unwrap();
+    let (second, _) = world
+        .publish(Actor::Person(teacher), group, &[vec![]])
+        .unwrap();
+    let (third, _) = world
+        .publish(Actor::Person(teacher), group, &[vec![]])
+        .unwrap();
     for (actor, post, action) in [
         (
             Actor::Person(teacher),
@@ -199,7 +199,9 @@ async fn removals_are_listed_by_their_remover<S: EventStore + Clone>(mut h: Harn
     h.sync(&world).await;
     let db = &h.db;
     assert_eq!(
-        access_log::posts_with_removals_by(db, teacher).await.unwrap(),
+        access_log::posts_with_removals_by(db, teacher)
+            .await
+            .unwrap(),
         vec![first]
     );
     assert_eq!(

@@ -118,10 +118,7 @@ pub async fn log_access(
     let actor = caller.actor();
     let decided = access::decide(
         &access::AccessLog::default(),
-        Command::new(
-            actor,
-            LogAccess { subject, reason },
-        ),
+        Command::new(actor, LogAccess { subject, reason }),
         now,
     )?;
     let mut sealed = Vec::with_capacity(decided.len());

@@ -60,7 +60,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const REVOKE: &str = "INSERT INTO {access_revoked_tokens} (jti, position, at) VALUES ($1, $2, $3)
 ON CONFLICT (jti) DO NOTHING";
 
-const REMOVED: &str = "INSERT INTO {content_removals} (position, remover_id, post_id) VALUES ($1, $2, $3)";
+const REMOVED: &str =
+    "INSERT INTO {content_removals} (position, remover_id, post_id) VALUES ($1, $2, $3)";
 
 const ALL: &str =
     "SELECT position, event_id, subject_kind, subject_id, accessor_kind, accessor_id, reason, at
@@ -113,8 +114,10 @@ impl Projection for AccessLogProjection {
                 .await?;
                 return Ok(());
             }
-            Event::Post(PostEvent::PostRemoved(PostRemoved { post_id, by, .. })
-            | PostEvent::MediaRemoved(MediaRemoved { post_id, by, .. })) => {
+            Event::Post(
+                PostEvent::PostRemoved(PostRemoved { post_id, by, .. })
+                | PostEvent::MediaRemoved(MediaRemoved { post_id, by, .. }),
+            ) => {
                 if let Actor::Person(remover) = by {
                     tx.execute(
                         &t.sql(REMOVED),
@@ -278,12 +281,11 @@ pub async fn posts_with_removals_by(
     db: &ReadDb,
     person: PersonId,
 ) -> Result<Vec<PostId>, ProjectionError> {
-    let rows = sqlx::query(
-        "SELECT post_id FROM content_removals WHERE remover_id = $1 ORDER BY position",
-    )
-    .bind(person.to_string())
-    .fetch_all(db.pool())
-    .await?;
+    let rows =
+        sqlx::query("SELECT post_id FROM content_removals WHERE remover_id = $1 ORDER BY position")
+            .bind(person.to_string())
+            .fetch_all(db.pool())
+            .await?;
     let mut posts = Vec::with_capacity(rows.len());
     for row in &rows {
         let post = PostId::from_uuid(uuid(&row.try_get::<String, _>(0)?)?);
