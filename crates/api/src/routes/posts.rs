@@ -1189,7 +1189,8 @@ pub async fn remove_post(
 }
 
 /// A removal: decided on `post` first, so nothing is destroyed for a caller who may not remove
-/// it or for a removal the domain refuses; then `destroy` destroys the keys (each recorded in
+/// it, for a removal the domain refuses, or for a remover erased meanwhile (their reason could
+/// not be sealed); then `destroy` destroys the keys (each recorded in
 /// the erasure ledger first); then the removal is recorded. A process that stops between the
 /// two leaves the keys destroyed and named in the ledger: the start-up sweep records the
 /// removal ([`crate::routes::rights::sweep`]), as the retention job's and erasures' are.
@@ -1213,6 +1214,13 @@ async fn destroy_then_record(
         Command::new(caller.actor(), action()),
         chrono::Utc::now(),
     )?;
+    // A person's reason is sealed for them: nothing is destroyed for a removal that could not
+    // be recorded because they were erased meanwhile (`410 erased`).
+    if let Caller::Person(p) = caller {
+        if state.system.vault.is_erased(Subject::Person(p)).await? {
+            return Err(kring_store::vault::VaultError::SubjectErased(Subject::Person(p)).into());
+        }
+    }
     destroy.await?;
     run_on_post(state, caller, rid, post_id, roster, action).await
 }
