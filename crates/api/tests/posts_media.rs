@@ -418,7 +418,9 @@ async fn access_events(env: &Env, subject: &str) -> Vec<(Actor, String)> {
         .unwrap()
         .into_iter()
         .map(|(_, e)| match e {
-            Event::Access(AccessEvent::AccessLogged(l)) => (l.accessor, l.reason),
+            Event::Access(AccessEvent::AccessLogged(l)) => {
+                (l.accessor, l.reason.describe(&l.subject))
+            }
             other => panic!("not an access event: {other:?}"),
         })
         .collect()
@@ -936,8 +938,8 @@ async fn removal_destroys_the_keys_so_bytes_and_text_are_unreadable(env: Env) {
 /// after; a process that stopped between the two leaves live posts with destroyed keys, and the
 /// start-up sweep records their removal, once.
 async fn a_removal_stopped_after_destroying_the_keys_is_recorded_by_the_sweep(env: Env) {
-    use kring_api::routes::rights::{sweep, INTERRUPTED_REMOVAL};
-    use kring_domain::post::PostEvent;
+    use kring_api::routes::rights::sweep;
+    use kring_domain::post::{PostEvent, RemovalReason};
     let s = school(&env).await;
     let whole = upload_photo(&env, s.teacher1, "WHOLE-POST").await;
     let alone = upload_photo(&env, s.teacher1, "ALONE").await;
@@ -966,7 +968,7 @@ async fn a_removal_stopped_after_destroying_the_keys_is_recorded_by_the_sweep(en
         .unwrap();
     assert!(matches!(
         removed.last().map(|(r, e)| (r.actor, e)),
-        Some((Actor::System, Event::Post(PostEvent::PostRemoved(r)))) if r.reason == INTERRUPTED_REMOVAL
+        Some((Actor::System, Event::Post(PostEvent::PostRemoved(r)))) if r.reason == RemovalReason::InterruptedRemoval
     ));
     let other_events = state
         .exec

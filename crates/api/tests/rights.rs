@@ -22,6 +22,8 @@ kring_testkit::on_both_backends!(sqlite: |_| Api::sqlite(), postgres: Api::postg
     an_interrupted_erasure_or_approval_is_completed_by_repeating_or_by_the_sweep,
     export_holds_the_callers_data_opened_and_nothing_of_other_parents,
     an_export_reads_old_events_as_every_reader_does,
+    a_removal_reason_is_sealed_for_its_remover_shown_in_their_export_and_erased_with_them,
+    an_old_plain_removal_reason_is_read_as_sealed_for_its_remover,
     verify_walks_every_chain_for_compliance_officers_and_the_operator,
     reads_by_compliance_officers_and_the_operator_are_in_the_access_log,
 );
@@ -410,6 +412,214 @@ async fn an_interrupted_erasure_or_approval_is_completed_by_repeating_or_by_the_
             ..SweepReport::default()
         },
         "only the stranded link is left, tried again at every start"
+    );
+}
+
+/// Publishes a text-only post to the teacher's group: its id.
+async fn publish(api: &Api, s: &School, body: &str) -> Uuid {
+    let r = api
+        .post(
+            &format!("/v1/groups/{}/posts", s.group),
+            Some(&api.person(s.teacher)),
+            json!({"body": body, "media": []}),
+        )
+        .await
+        .expect(201);
+    r.body["post_id"].as_str().unwrap().parse().unwrap()
+}
+
+/// The stored payload of the last event of `event_type` in `stream`: (schema version, text).
+async fn stored(api: &Api, stream: StreamName, event_type: &str) -> (u16, String) {
+    use kring_store::EventStoreExt;
+    let events = api
+        .running
+        .state
+        .system
+        .store
+        .read_stream_to_end(&stream)
+        .await
+        .unwrap();
+    let e = events
+        .into_iter()
+        .rev()
+        .find(|e| e.event_type == event_type)
+        .unwrap_or_else(|| panic!("no {event_type} in {stream}"));
+    (e.schema_version, e.payload)
+}
+
+/// The payload of the last event of `event_type` in `stream` as every reader reads it: decoded
+/// (an older schema version upcast), every sealed field opened through the vault.
+async fn as_read(api: &Api, stream: StreamName, event_type: &str) -> Value {
+    let (version, text) = stored(api, stream, event_type).await;
+    let event = kring_domain::Event::decode_str(event_type, version, &text).unwrap();
+    let mut payload = event.to_payload().unwrap();
+    api.running
+        .state
+        .system
+        .vault
+        .open_value(&mut payload)
+        .await
+        .unwrap();
+    payload
+}
+
+/// Free text typed when removing a post can name a child: it rests sealed for the person who
+/// typed it, is theirs to read in their export, and is erased with them. The operator, no data
+/// subject, gives no free text.
+async fn a_removal_reason_is_sealed_for_its_remover_shown_in_their_export_and_erased_with_them(
+    api: Api,
+) {
+    let s = School::build(&api, "De Regenboog").await;
+    let first = publish(&api, &s, "Uitje naar het bos").await;
+    let second = publish(&api, &s, "Schoolreis").await;
+    let reason = "Sam's ouders vroegen het";
+    let delete = |post: Uuid, token: String, body: Value| {
+        let api = &api;
+        async move {
+            api.call(
+                reqwest::Method::DELETE,
+                &format!("/v1/posts/{post}"),
+                Some(&token),
+                Some(body),
+            )
+            .await
+        }
+    };
+    // Refused, changing nothing: a person without a reason, the operator with free text.
+    let refused = delete(first, api.person(s.teacher), json!({}))
+        .await
+        .expect(422);
+    assert_eq!(refused.code(), "validation_failed");
+    let refused = delete(
+        second,
+        api.operator(),
+        json!({"reason": "Juridisch verzoek over Sam"}),
+    )
+    .await
+    .expect(422);
+    assert_eq!(refused.code(), "validation_failed", "{}", refused.text);
+    assert!(refused.text.contains("operator"), "{}", refused.text);
+    assert_eq!(
+        api.event_types(StreamName::post(first.into())).await,
+        vec!["PostPublished"]
+    );
+
+    delete(first, api.person(s.teacher), json!({"reason": reason}))
+        .await
+        .expect(200);
+    delete(second, api.operator(), json!({})).await.expect(200);
+
+    // At rest: sealed for the teacher, never the text.
+    let (version, text) = stored(&api, StreamName::post(first.into()), "PostRemoved").await;
+    assert_eq!(version, 2);
+    assert!(!text.contains(reason), "{text}");
+    let payload: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(payload["reason"]["kind"], "given");
+    assert_eq!(
+        payload["reason"]["text"]["$sealed"]["subject"],
+        json!({"kind": "person", "id": s.teacher})
+    );
+    assert_eq!(
+        as_read(&api, StreamName::post(second.into()), "PostRemoved").await["reason"],
+        json!({"kind": "by_the_operator"})
+    );
+
+    // Readable by the teacher, in their export; in no one else's.
+    let export = api
+        .get_fresh("/v1/me/export", &api.person(s.teacher))
+        .await
+        .expect(200);
+    let removed = events_of_type(&export.body, "PostRemoved");
+    assert_eq!(removed.len(), 1, "{}", export.text);
+    assert_eq!(removed[0]["stream"], format!("post-{first}"));
+    assert_eq!(
+        removed[0]["payload"]["reason"],
+        json!({"kind": "given", "text": reason})
+    );
+    assert_eq!(
+        removed[0]["payload"]["by"],
+        json!({"kind": "person", "person_id": s.teacher})
+    );
+    for other in [s.director, s.teacher2] {
+        let export = api
+            .get_fresh("/v1/me/export", &api.person(other))
+            .await
+            .expect(200);
+        assert!(events_of_type(&export.body, "PostRemoved").is_empty());
+        assert!(!export.text.contains(reason));
+    }
+
+    // The teacher is erased: the reason is gone for every reader; the removal stays.
+    api.post(
+        &format!("/v1/people/{}/erasure", s.teacher),
+        Some(&api.person(s.director)),
+        json!({}),
+    )
+    .await
+    .expect(202);
+    let read = as_read(&api, StreamName::post(first.into()), "PostRemoved").await;
+    assert_eq!(read["reason"], json!({"kind": "given", "text": "[erased]"}));
+    assert_eq!(read["post_id"], json!(first));
+}
+
+/// A removal written before reasons were sealed kept its reason in plain text. It is read as
+/// the sealed text of its remover: in their export while they exist, `[erased]` after.
+async fn an_old_plain_removal_reason_is_read_as_sealed_for_its_remover(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let post = publish(&api, &s, "Uitje naar het bos").await;
+    let reason = "Sam's ouders vroegen het";
+    let v1 = json!({
+        "post_id": post, "reason": reason,
+        "by": {"kind": "person", "person_id": s.teacher}
+    });
+    api.running
+        .state
+        .system
+        .store
+        .append(
+            &StreamName::post(post.into()),
+            kring_store::ExpectedVersion::Any,
+            vec![kring_store::NewEvent::new(
+                "PostRemoved",
+                1,
+                &v1,
+                kring_store::Metadata::new(
+                    chrono::Utc::now(),
+                    kring_domain::Actor::Person(s.teacher),
+                ),
+            )],
+        )
+        .await
+        .unwrap();
+    api.caught_up().await;
+    let gone = api
+        .get_fresh(&format!("/v1/posts/{post}"), &api.person(s.teacher))
+        .await;
+    assert_eq!(gone.status.as_u16(), 404, "the old removal counts");
+
+    let export = api
+        .get_fresh("/v1/me/export", &api.person(s.teacher))
+        .await
+        .expect(200);
+    let removed = events_of_type(&export.body, "PostRemoved");
+    assert_eq!(removed.len(), 1, "{}", export.text);
+    assert_eq!(removed[0]["schema_version"], 2);
+    assert_eq!(
+        removed[0]["payload"]["reason"],
+        json!({"kind": "given", "text": reason})
+    );
+    assert!(!export.text.contains("$plain"), "{}", export.text);
+
+    api.post(
+        &format!("/v1/people/{}/erasure", s.teacher),
+        Some(&api.person(s.director)),
+        json!({}),
+    )
+    .await
+    .expect(202);
+    assert_eq!(
+        as_read(&api, StreamName::post(post.into()), "PostRemoved").await["reason"],
+        json!({"kind": "given", "text": "[erased]"})
     );
 }
 

@@ -286,6 +286,9 @@ pub fn current_schema_version(event_type: &str) -> u16 {
     match event_type {
         // v2: data minimisation — a child is known by first name and last initial only.
         "ChildEnrolled" => 2,
+        // v2: free text is sealed at rest — a removal's reason is a person's text sealed for
+        // them or a fixed value; an access's reason is the route, never text.
+        "PostRemoved" | "MediaRemoved" | "AccessLogged" => 2,
         _ => 1,
     }
 }
@@ -295,6 +298,8 @@ pub fn current_schema_version(event_type: &str) -> u16 {
 fn upcast(event_type: &str, from_version: u16, payload: Value) -> Value {
     match (event_type, from_version) {
         ("ChildEnrolled", 1) => child_enrolled_v1_to_v2(payload),
+        ("PostRemoved" | "MediaRemoved", 1) => removal_v1_to_v2(payload),
+        ("AccessLogged", 1) => access_logged_v1_to_v2(payload),
         _ => payload,
     }
 }
@@ -315,6 +320,60 @@ fn child_enrolled_v1_to_v2(mut payload: Value) -> Value {
         if let Some(first) = fields.remove("first_name") {
             fields.insert("first_name".to_owned(), plain(first));
         }
+    }
+    payload
+}
+
+/// `PostRemoved` and `MediaRemoved` v1 kept the reason as plain text. v2 keeps a person's text
+/// sealed for that person and everything else as a fixed value. An old text is read as what it
+/// would be now: the system's two texts as their fixed values; a person's text as their sealed
+/// text (a plain value, shown while they exist and `[erased]` once they are erased); the
+/// operator's free text as `not_kept`, since no erasure could ever reach it.
+fn removal_v1_to_v2(mut payload: Value) -> Value {
+    use crate::post::{INTERRUPTED_REMOVAL, SHOWS_AN_ERASED_CHILD};
+    if let Value::Object(fields) = &mut payload {
+        let text = fields.remove("reason").unwrap_or(Value::Null);
+        let by = fields.get("by").cloned().unwrap_or(Value::Null);
+        let reason = match (text.as_str(), by["kind"].as_str()) {
+            (Some(SHOWS_AN_ERASED_CHILD), Some("system")) => {
+                serde_json::json!({ "kind": "shows_an_erased_child" })
+            }
+            (Some(INTERRUPTED_REMOVAL), Some("system")) => {
+                serde_json::json!({ "kind": "interrupted_removal" })
+            }
+            (Some(_), Some("person")) => serde_json::json!({
+                "kind": "given",
+                "text": { crate::sealed::PLAIN_KEY: {
+                    "subject": { "kind": "person", "id": by["person_id"] },
+                    "value": text,
+                } },
+            }),
+            _ => serde_json::json!({ "kind": "not_kept" }),
+        };
+        fields.insert("reason".to_owned(), reason);
+    }
+    payload
+}
+
+/// `AccessLogged` v1 kept the reason as text; every text Kring wrote was a route. v2 keeps the
+/// route as a typed value; any other text is read as `not_kept`.
+fn access_logged_v1_to_v2(mut payload: Value) -> Value {
+    if let Value::Object(fields) = &mut payload {
+        let subject = fields
+            .get("subject")
+            .cloned()
+            .and_then(|s| serde_json::from_value::<crate::access::Subject>(s).ok());
+        let text = fields.remove("reason").unwrap_or(Value::Null);
+        let reason = match (text.as_str(), subject) {
+            (Some(text), Some(subject)) => {
+                crate::access::AccessReason::from_recorded_text(text, &subject)
+            }
+            _ => crate::access::AccessReason::NotKept,
+        };
+        fields.insert(
+            "reason".to_owned(),
+            serde_json::to_value(reason).unwrap_or(Value::Null),
+        );
     }
     payload
 }

@@ -145,6 +145,112 @@ pub struct ChildUntagged {
     pub by: PersonId,
 }
 
+/// Why content was removed, as the log keeps it (`{"kind": …}`). Free text typed by a person
+/// can name a child, so it is personal data: it rests sealed for the person who typed it and is
+/// erased with them. Everything else is a fixed value, not free text
+/// (`docs/decisions/0016-sealed-free-text.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RemovalReason {
+    /// Typed by the person who removed it; sealed for that person (the remover).
+    Given {
+        /// The text (personal, sealed for the remover).
+        text: Sealed<String>,
+    },
+    /// The system removed a media item showing a child whose personal data was erased.
+    ShowsAnErasedChild,
+    /// The start-up sweep recorded a removal whose keys were destroyed before the process
+    /// stopped (the request's own reason was not kept).
+    InterruptedRemoval,
+    /// The platform operator removed it. The operator is no data subject, so it gives no free
+    /// text: nothing could erase it.
+    ByTheOperator,
+    /// A free-text reason recorded before reasons were sealed by an actor who is no data subject
+    /// (the operator, the system): not shown, since no erasure could ever reach it.
+    NotKept,
+}
+
+impl RemovalReason {
+    /// What a fixed reason says; `None` for a person's own text.
+    #[must_use]
+    pub const fn fixed_text(&self) -> Option<&'static str> {
+        match self {
+            Self::Given { .. } => None,
+            Self::ShowsAnErasedChild => Some(SHOWS_AN_ERASED_CHILD),
+            Self::InterruptedRemoval => Some(INTERRUPTED_REMOVAL),
+            Self::ByTheOperator => Some("removed by the platform operator"),
+            Self::NotKept => Some("a reason given before reasons were sealed; not kept"),
+        }
+    }
+}
+
+/// What [`RemovalReason::ShowsAnErasedChild`] says (and the text such removals kept before
+/// reasons were typed).
+pub const SHOWS_AN_ERASED_CHILD: &str = "it shows a child whose personal data was erased";
+
+/// What [`RemovalReason::InterruptedRemoval`] says (and the text such removals kept before
+/// reasons were typed).
+pub const INTERRUPTED_REMOVAL: &str =
+    "removal completed at start-up: its keys were destroyed before the process stopped";
+
+/// Why a removal is asked for: free text from a person, or one of the fixed reasons of the
+/// actors that are no data subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemovalGrounds {
+    /// Free text typed by a person (at most 500 characters); sealed for them.
+    Text(String),
+    /// The system: the item shows a child whose personal data was erased.
+    ShowsAnErasedChild,
+    /// The system: completing a removal whose keys were destroyed already.
+    InterruptedRemoval,
+    /// The operator, who gives no free text.
+    ByTheOperator,
+}
+
+impl From<&str> for RemovalGrounds {
+    fn from(text: &str) -> Self {
+        Self::Text(text.to_owned())
+    }
+}
+
+impl From<String> for RemovalGrounds {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
+}
+
+/// Rule: free text only from a person (sealed for them); a fixed reason only from the actor it
+/// belongs to.
+fn removal_reason(actor: Actor, grounds: RemovalGrounds) -> Result<RemovalReason, DomainError> {
+    match (grounds, actor) {
+        (RemovalGrounds::Text(text), Actor::Person(p)) => Ok(RemovalReason::Given {
+            text: Sealed::new(Subject::Person(p), validate::text("reason", &text, 500)?),
+        }),
+        (RemovalGrounds::Text(_), _) => Err(DomainError::invalid(
+            "reason",
+            format!(
+                "{actor} gives no free-text reason: it would rest with no data subject to erase it with"
+            ),
+        )),
+        (RemovalGrounds::ShowsAnErasedChild, Actor::System) => {
+            Ok(RemovalReason::ShowsAnErasedChild)
+        }
+        (RemovalGrounds::InterruptedRemoval, Actor::System) => {
+            Ok(RemovalReason::InterruptedRemoval)
+        }
+        (RemovalGrounds::ByTheOperator, Actor::Operator) => Ok(RemovalReason::ByTheOperator),
+        (RemovalGrounds::ByTheOperator, Actor::Person(_)) => Err(DomainError::invalid(
+            "reason",
+            "must not be empty",
+        )),
+        (RemovalGrounds::ShowsAnErasedChild | RemovalGrounds::InterruptedRemoval, _)
+        | (RemovalGrounds::ByTheOperator, Actor::System) => Err(DomainError::NotAllowed {
+            actor,
+            action: "give a reason that belongs to another actor",
+        }),
+    }
+}
+
 /// One media item was removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaRemoved {
@@ -152,8 +258,8 @@ pub struct MediaRemoved {
     pub post_id: PostId,
     /// The media item.
     pub media_id: MediaId,
-    /// Why.
-    pub reason: String,
+    /// Why (a person's text sealed for them, or a fixed reason).
+    pub reason: RemovalReason,
     /// Who removed it.
     pub by: Actor,
 }
@@ -163,8 +269,8 @@ pub struct MediaRemoved {
 pub struct PostRemoved {
     /// The post.
     pub post_id: PostId,
-    /// Why.
-    pub reason: String,
+    /// Why (a person's text sealed for them, or a fixed reason).
+    pub reason: RemovalReason,
     /// Who removed it.
     pub by: Actor,
 }
@@ -236,12 +342,12 @@ pub enum PostAction {
         /// The media item.
         media_id: MediaId,
         /// Why.
-        reason: String,
+        reason: RemovalGrounds,
     },
     /// Remove the whole post (the author, a director, the operator).
     Remove {
         /// Why.
-        reason: String,
+        reason: RemovalGrounds,
     },
     /// Expire the post after the school's retention period (the system).
     Expire,
@@ -478,7 +584,7 @@ pub fn decide(
             MediaRemoved {
                 post_id: live.post_id,
                 media_id,
-                reason: validate::text("reason", &reason, 500)?,
+                reason: removal_reason(actor, reason)?,
                 by: actor,
             }
             .into()
@@ -493,7 +599,7 @@ pub fn decide(
             }
             PostRemoved {
                 post_id: live.post_id,
-                reason: validate::text("reason", &reason, 500)?,
+                reason: removal_reason(actor, reason)?,
                 by: actor,
             }
             .into()

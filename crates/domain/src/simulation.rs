@@ -5,7 +5,7 @@
 //! the application does, and records each produced event in [`World::log`] in order. Ids are
 //! UUID v7 made from the simulated clock and a counter, so a history is reproducible.
 
-use crate::access::{self, AccessLog, LogAccess, Subject};
+use crate::access::{self, AccessLog, AccessReason, LogAccess, Subject};
 use crate::activity::{self, Activity, ActivityAction, ActivityContext};
 use crate::child::{self, Child, ChildAction, ChildContext};
 use crate::consent::ConsentMethod;
@@ -433,14 +433,11 @@ impl World {
         &mut self,
         actor: Actor,
         subject: Subject,
-        reason: &str,
+        reason: AccessReason,
     ) -> Result<usize, DomainError> {
         let key = subject.uuid();
         let state = self.access_logs.get(&key).copied().unwrap_or_default();
-        let action = LogAccess {
-            subject,
-            reason: reason.into(),
-        };
+        let action = LogAccess { subject, reason };
         let events = access::decide(&state, Command::new(actor, action), self.now)?;
         let state = events.iter().fold(state, access::evolve);
         self.access_logs.insert(key, state);

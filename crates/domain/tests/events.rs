@@ -115,3 +115,92 @@ fn decoding_from_text_matches_decoding_from_values() {
     };
     assert_eq!(e.last_initial.plain().map(String::as_str), Some("D"));
 }
+
+/// Removals of schema version 1 kept the reason as plain text. Read now, a person's text is
+/// their sealed text (plain until a vault seals it: shown while they exist, `[erased]` after),
+/// the system's texts are their fixed values, and the operator's free text is not kept.
+#[test]
+fn removal_reasons_of_v1_upcast_to_a_sealed_text_or_a_fixed_value() {
+    use kring_domain::access::Subject;
+    use kring_domain::post::{
+        PostEvent, RemovalReason, INTERRUPTED_REMOVAL, SHOWS_AN_ERASED_CHILD,
+    };
+    let post_id = uuid::Uuid::now_v7();
+    let media_id = uuid::Uuid::now_v7();
+    let person = uuid::Uuid::now_v7();
+    let reason_of = |event_type: &str, reason: &str, by: serde_json::Value| {
+        let v1 = json!({ "post_id": post_id, "media_id": media_id, "reason": reason, "by": by });
+        match Event::decode(event_type, 1, v1).expect("v1 decodes") {
+            Event::Post(PostEvent::PostRemoved(e)) => e.reason,
+            Event::Post(PostEvent::MediaRemoved(e)) => e.reason,
+            other => panic!("decoded to {other:?}"),
+        }
+    };
+    let by_person = json!({"kind": "person", "person_id": person});
+    for event_type in ["PostRemoved", "MediaRemoved"] {
+        let RemovalReason::Given { text } =
+            reason_of(event_type, "Sam's ouders", by_person.clone())
+        else {
+            panic!("a person's text stays theirs");
+        };
+        assert_eq!(
+            text.subject(),
+            Subject::Person(kring_domain::PersonId::from_uuid(person))
+        );
+        assert_eq!(text.plain().map(String::as_str), Some("Sam's ouders"));
+        let system = json!({"kind": "system"});
+        assert_eq!(
+            reason_of(event_type, SHOWS_AN_ERASED_CHILD, system.clone()),
+            RemovalReason::ShowsAnErasedChild
+        );
+        assert_eq!(
+            reason_of(event_type, INTERRUPTED_REMOVAL, system.clone()),
+            RemovalReason::InterruptedRemoval
+        );
+        assert_eq!(
+            reason_of(event_type, "iets anders", system),
+            RemovalReason::NotKept
+        );
+        assert_eq!(
+            reason_of(
+                event_type,
+                "Juridische grond: Sam",
+                json!({"kind": "operator"})
+            ),
+            RemovalReason::NotKept
+        );
+        assert_eq!(current_schema_version(event_type), 2);
+    }
+}
+
+/// Access-log entries of schema version 1 kept the reason as text; read now, the route is a typed
+/// value that shows as the same text, and any other text is not kept.
+#[test]
+fn access_reasons_of_v1_upcast_to_the_route_or_not_kept() {
+    use kring_domain::access::{AccessEvent, AccessReason};
+    let post_id = uuid::Uuid::now_v7();
+    let decode = |subject: serde_json::Value, reason: &str| {
+        let v1 = json!({ "subject": subject, "accessor": {"kind": "operator"}, "reason": reason,
+            "at": "2026-01-05T10:00:00Z" });
+        match Event::decode("AccessLogged", 1, v1).expect("v1 decodes") {
+            Event::Access(AccessEvent::AccessLogged(e)) => {
+                (e.reason, e.reason.describe(&e.subject))
+            }
+            other => panic!("decoded to {other:?}"),
+        }
+    };
+    let post = json!({"kind": "post", "id": post_id});
+    let child = json!({"kind": "child", "id": post_id});
+    let route = format!("GET /v1/posts/{post_id}");
+    assert_eq!(
+        decode(post.clone(), &route),
+        (AccessReason::ReadPost, route.clone())
+    );
+    let history = "GET /v1/children/{child_id}/consents/history";
+    assert_eq!(
+        decode(child, history),
+        (AccessReason::ReadConsentHistory, history.to_owned())
+    );
+    assert_eq!(decode(post, "support ticket: Sam").0, AccessReason::NotKept);
+    assert_eq!(current_schema_version("AccessLogged"), 2);
+}

@@ -3,16 +3,17 @@
 #![allow(clippy::unwrap_used)]
 
 use chrono::Duration;
+use kring_domain::access::Subject;
 use kring_domain::activity::ActivityAction;
 use kring_domain::child::ChildAction;
 use kring_domain::conversation::ConversationAction;
 use kring_domain::invitation::InvitationAction;
-use kring_domain::post::PostAction;
+use kring_domain::post::{PostAction, PostEvent, RemovalGrounds, RemovalReason};
 use kring_domain::school::{SchoolAction, StaffRole};
 use kring_domain::simulation::{World, GOOD_CODE};
 use kring_domain::visibility::{who_may_see, ViewReason, WithheldBecause};
 use kring_domain::{
-    ActivityId, Actor, ChildId, ConversationId, DomainError, MessageId, PersonId, Purpose,
+    ActivityId, Actor, ChildId, ConversationId, DomainError, Event, MessageId, PersonId, Purpose,
 };
 
 /// One class with a teacher and three children, each with two linked guardians.
@@ -412,15 +413,106 @@ fn only_author_director_or_operator_remove_content() {
         PostAction::Remove { reason: "x".into() },
     );
     assert!(matches!(refused, Err(DomainError::NotAllowed { .. })));
-    assert!(world
-        .post(
+    // The operator is no data subject: no free text, only its fixed reason.
+    assert!(matches!(
+        world.post(
             Actor::Operator,
             post,
             PostAction::Remove {
                 reason: "Juridische grond".into()
             }
+        ),
+        Err(DomainError::Invalid {
+            field: "reason",
+            ..
+        })
+    ));
+    assert!(world
+        .post(
+            Actor::Operator,
+            post,
+            PostAction::Remove {
+                reason: RemovalGrounds::ByTheOperator
+            }
         )
         .is_ok());
+}
+
+#[test]
+fn a_removal_reason_typed_by_a_person_is_sealed_for_them_and_fixed_reasons_are_no_text() {
+    let (mut world, teacher) = class();
+    let (post, media) = world
+        .publish(teacher, world.groups[0], &[vec![], vec![]])
+        .unwrap();
+    let removed = |world: &World| match world.log.last().map(|r| &r.event) {
+        Some(Event::Post(PostEvent::MediaRemoved(e))) => e.reason.clone(),
+        Some(Event::Post(PostEvent::PostRemoved(e))) => e.reason.clone(),
+        other => panic!("no removal recorded: {other:?}"),
+    };
+    world
+        .post(
+            teacher,
+            post,
+            PostAction::RemoveMedia {
+                media_id: media[0],
+                reason: "Sam's ouders vroegen het".into(),
+            },
+        )
+        .unwrap();
+    let RemovalReason::Given { text } = removed(&world) else {
+        panic!("a person's reason is their text");
+    };
+    assert_eq!(text.subject(), Subject::Person(teacher.person().unwrap()));
+    assert_eq!(
+        text.plain().map(String::as_str),
+        Some("Sam's ouders vroegen het")
+    );
+    // Fixed reasons belong to their actor only.
+    for (actor, grounds) in [
+        (teacher, RemovalGrounds::ShowsAnErasedChild),
+        (teacher, RemovalGrounds::InterruptedRemoval),
+        (Actor::Operator, RemovalGrounds::InterruptedRemoval),
+        (Actor::System, RemovalGrounds::ByTheOperator),
+    ] {
+        let refused = world.post(
+            actor,
+            post,
+            PostAction::RemoveMedia {
+                media_id: media[1],
+                reason: grounds.clone(),
+            },
+        );
+        assert!(
+            matches!(refused, Err(DomainError::NotAllowed { .. })),
+            "{actor} with {grounds:?}: {refused:?}"
+        );
+    }
+    for actor in [Actor::System, Actor::Operator] {
+        assert!(matches!(
+            world.post(
+                actor,
+                post,
+                PostAction::RemoveMedia {
+                    media_id: media[1],
+                    reason: "vrije tekst".into(),
+                },
+            ),
+            Err(DomainError::Invalid {
+                field: "reason",
+                ..
+            })
+        ));
+    }
+    world
+        .post(
+            Actor::System,
+            post,
+            PostAction::Remove {
+                reason: RemovalGrounds::InterruptedRemoval,
+            },
+        )
+        .unwrap();
+    assert_eq!(removed(&world), RemovalReason::InterruptedRemoval);
 }
 
 #[test]

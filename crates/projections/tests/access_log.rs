@@ -5,7 +5,8 @@
 mod common;
 
 use common::Harness;
-use kring_domain::access::Subject;
+use kring_domain::access::{AccessReason, Subject};
+use kring_domain::post::{PostAction, RemovalGrounds};
 use kring_domain::simulation::World;
 use kring_domain::{Actor, PersonId, PostId};
 use kring_projections::models::access_log::{self, access_log, AccessEntry};
@@ -16,6 +17,7 @@ kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![Arc::new(access
     access_log_lists_reads_per_subject_in_order,
     access_log_pages_after_a_position,
     access_log_is_rebuilt_identically,
+    removals_are_listed_by_their_remover,
 );
 
 /// A class with reads by support (the operator) and a compliance officer (the director, here):
@@ -27,27 +29,23 @@ fn reads() -> (World, PersonId, Subject, Subject) {
     let guardian = Subject::Person(world.guardians_of(world.child_ids[0])[0]);
     world.advance(chrono::Duration::minutes(10));
     world
-        .log_access(Actor::Operator, child, "support ticket #4711")
+        .log_access(Actor::Operator, child, AccessReason::ReadConsents)
         .unwrap();
     world.advance(chrono::Duration::minutes(10));
     world
-        .log_access(
-            Actor::Person(officer),
-            guardian,
-            "GET /v1/people/{id}/export",
-        )
+        .log_access(Actor::Person(officer), guardian, AccessReason::NotKept)
         .unwrap();
     world.advance(chrono::Duration::minutes(10));
     world
         .log_access(
             Actor::Person(officer),
             child,
-            "GET /v1/children/{id}/consents/history",
+            AccessReason::ReadConsentHistory,
         )
         .unwrap();
     // The system reading its own data is not an access by a person: never recorded.
     assert!(world
-        .log_access(Actor::System, child, "retention job")
+        .log_access(Actor::System, child, AccessReason::ReadConsents)
         .is_err());
     (world, officer, child, guardian)
 }
@@ -67,16 +65,16 @@ async fn access_log_lists_reads_per_subject_in_order<S: EventStore + Clone>(mut 
     assert_eq!(
         summary(&all),
         vec![
-            (child, Actor::Operator, "support ticket #4711"),
             (
-                guardian,
-                Actor::Person(officer),
-                "GET /v1/people/{id}/export"
+                child,
+                Actor::Operator,
+                "GET /v1/children/{child_id}/consents"
             ),
+            (guardian, Actor::Person(officer), "[not kept]"),
             (
                 child,
                 Actor::Person(officer),
-                "GET /v1/children/{id}/consents/history"
+                "GET /v1/children/{child_id}/consents/history"
             ),
         ]
     );
@@ -139,10 +137,81 @@ async fn access_log_is_rebuilt_identically<S: EventStore + Clone>(mut h: Harness
     h.projector.rebuild(&[]).await.unwrap();
     assert_eq!(access_log(&h.db, None, 100, 0).await.unwrap(), before);
     world
-        .log_access(Actor::Operator, child, "support ticket #4712")
+        .log_access(Actor::Operator, child, AccessReason::ReadConsentHistory)
         .unwrap();
     h.sync(&world).await;
     let after = access_log(&h.db, Some(child), 100, 0).await.unwrap();
     assert_eq!(after.len(), 3);
-    assert_eq!(after[2].reason, "support ticket #4712");
+    assert_eq!(
+        after[2].reason,
+        "GET /v1/children/{child_id}/consents/history"
+    );
+}
+
+/// The removals a person made are found by remover (for their export); the operator's and the
+/// system's, which carry no personal text, are not listed.
+async fn removals_are_listed_by_their_remover<S: EventStore + Clone>(mut h: Harness<S>) {
+    let mut world = World::with_classes(1, 1, 1);
+    let teacher = world.staff[1];
+    let group = world.groups[0];
+    let (first, media) = world
+        .publish(Actor::Person(teacher), group, &[vec![], vec![]])
+        .unwrap();
+    let (second, _) = world
+        .publish(Actor::Person(teacher), group, &[vec![]])
+        .unwrap();
+    let (third, _) = world
+        .publish(Actor::Person(teacher), group, &[vec![]])
+        .unwrap();
+    for (actor, post, action) in [
+        (
+            Actor::Person(teacher),
+            first,
+            PostAction::RemoveMedia {
+                media_id: media[0],
+                reason: "Onscherp".into(),
+            },
+        ),
+        (
+            Actor::Person(world.director),
+            second,
+            PostAction::Remove {
+                reason: "Verkeerde groep".into(),
+            },
+        ),
+        (
+            Actor::Person(teacher),
+            first,
+            PostAction::Remove {
+                reason: "Dubbel".into(),
+            },
+        ),
+        (
+            Actor::Operator,
+            third,
+            PostAction::Remove {
+                reason: RemovalGrounds::ByTheOperator,
+            },
+        ),
+    ] {
+        world.post(actor, post, action).unwrap();
+    }
+    h.sync(&world).await;
+    let db = &h.db;
+    assert_eq!(
+        access_log::posts_with_removals_by(db, teacher)
+            .await
+            .unwrap(),
+        vec![first]
+    );
+    assert_eq!(
+        access_log::posts_with_removals_by(db, world.director)
+            .await
+            .unwrap(),
+        vec![second]
+    );
+    assert!(access_log::posts_with_removals_by(db, PersonId::generate())
+        .await
+        .unwrap()
+        .is_empty());
 }

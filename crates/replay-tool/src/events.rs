@@ -38,7 +38,8 @@ pub struct EventLine {
     pub version: u64,
     /// Its type.
     pub event_type: String,
-    /// Its schema version.
+    /// Its payload's schema version: the current one once upcast, the stored one with
+    /// `--sealed`.
     pub schema_version: u16,
     /// When it was decided.
     pub occurred_at: String,
@@ -50,7 +51,8 @@ pub struct EventLine {
     pub correlation_id: Uuid,
     /// What caused it.
     pub causation_id: Option<Uuid>,
-    /// The payload, personal fields opened (or `[erased]`) unless `--sealed`.
+    /// The payload, read as every reader reads it (upcast) with personal fields opened (or
+    /// `[erased]`); with `--sealed`, as stored.
     pub payload: Value,
 }
 
@@ -99,12 +101,14 @@ impl Printer {
     }
 
     async fn event(&mut self, system: &System, r: &RecordedEvent) -> Result<(), ToolError> {
-        let mut payload: Value = serde_json::from_str(&r.payload)?;
+        let (mut schema_version, mut payload): (u16, Value) =
+            (r.schema_version, serde_json::from_str(&r.payload)?);
         if !self.sealed {
-            // A field that does not decrypt (tampered with) stays as stored.
-            let mut opened = payload.clone();
+            // Read as every reader reads it (an older schema version upcast), then opened. A
+            // field that does not decrypt (tampered with) stays as stored.
+            let (version, mut opened) = crate::export::as_read(r)?;
             if system.vault.open_value(&mut opened).await.is_ok() {
-                payload = opened;
+                (schema_version, payload) = (version, opened);
             }
         }
         let line = EventLine {
@@ -113,7 +117,7 @@ impl Printer {
             stream: r.stream.to_string(),
             version: r.version,
             event_type: r.event_type.clone(),
-            schema_version: r.schema_version,
+            schema_version,
             occurred_at: format_time(r.occurred_at),
             recorded_at: format_time(r.recorded_at),
             actor: actor_to_string(&r.actor),

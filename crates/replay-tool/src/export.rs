@@ -113,7 +113,7 @@ pub async fn export(system: &System, subject: Subject) -> Result<Export, ToolErr
         events: Vec::with_capacity(found.len()),
     };
     for r in found {
-        let mut payload: Value = serde_json::from_str(&r.payload)?;
+        let (schema_version, mut payload) = as_read(&r)?;
         let (erased, withheld) = open_for(&system.vault, subject, &mut payload).await?;
         export.erased_fields += erased;
         export.withheld_fields += withheld;
@@ -123,7 +123,7 @@ pub async fn export(system: &System, subject: Subject) -> Result<Export, ToolErr
             stream: r.stream.to_string(),
             version: r.version,
             event_type: r.event_type,
-            schema_version: r.schema_version,
+            schema_version,
             occurred_at: r.occurred_at,
             recorded_at: r.recorded_at,
             actor: actor_to_string(&r.actor),
@@ -131,6 +131,20 @@ pub async fn export(system: &System, subject: Subject) -> Result<Export, ToolErr
         });
     }
     Ok(export)
+}
+
+/// A stored event's payload as every reader reads it, with its schema version: an older schema
+/// version upcast to the current shape (a field that was plain then, such as a removal's reason,
+/// is the sealed field of its subject it is now, so an erasure reaches it too). An event this
+/// build cannot decode (a newer build's) is shown as stored.
+///
+/// # Errors
+/// A payload that is not JSON.
+pub fn as_read(r: &RecordedEvent) -> Result<(u16, Value), ToolError> {
+    match kring_domain::Event::decode_str(&r.event_type, r.schema_version, &r.payload) {
+        Ok(event) => Ok((event.schema_version(), event.to_payload()?)),
+        Err(_) => Ok((r.schema_version, serde_json::from_str(&r.payload)?)),
+    }
 }
 
 /// Opens the fields of `value` sealed for `subject` (or marks them erased) and withholds the

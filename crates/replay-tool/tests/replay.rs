@@ -321,6 +321,111 @@ async fn export_opens_the_subjects_own_fields_and_shows_erased_ones(backend: Bac
     assert!(!erased.to_string().contains("Kind1"));
 }
 
+/// A removal's reason is the remover's personal data: `export` opens it for them (also one
+/// written in plain text before reasons were sealed, upcast), `events` opens it, a `rebuild`
+/// reads both, and once the remover is erased every output shows `[erased]`.
+async fn removal_reasons_old_and_new_are_shown_to_their_remover_and_erased_with_them(
+    backend: Backend,
+) {
+    use kring_domain::post::PostAction;
+    use kring_domain::Actor;
+    const NEW: &str = "Sam's ouders vroegen het";
+    const OLD: &str = "Op verzoek van Sams moeder";
+    let (mut inst, mut story) = installation(backend).await;
+    let teacher = Actor::Person(story.teacher);
+    let (post, _) = story.world.media_ids[0];
+    story
+        .world
+        .post(
+            teacher,
+            post,
+            PostAction::RemoveMedia {
+                media_id: story.media,
+                reason: NEW.into(),
+            },
+        )
+        .unwrap();
+    let (old_post, _) = story
+        .world
+        .publish(teacher, story.group, &[vec![]])
+        .unwrap();
+    inst.sync(&story.world).await;
+    // As a build of schema version 1 wrote it.
+    let v1 = json!({"post_id": old_post, "reason": OLD,
+        "by": {"kind": "person", "person_id": story.teacher}});
+    inst.system
+        .store
+        .append(
+            &StreamName::post(old_post),
+            kring_store::ExpectedVersion::Any,
+            vec![kring_store::NewEvent::new(
+                "PostRemoved",
+                1,
+                &v1,
+                kring_store::Metadata::new(story.world.now, teacher),
+            )],
+        )
+        .await
+        .unwrap();
+    inst.run(&["rebuild"]).ok();
+
+    let teacher_id = story.teacher.to_string();
+    let reasons = |export: &Value| -> Vec<(Value, Value)> {
+        export["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e["event_type"].as_str(),
+                    Some("PostRemoved" | "MediaRemoved")
+                )
+            })
+            .map(|e| (e["schema_version"].clone(), e["payload"]["reason"].clone()))
+            .collect()
+    };
+    let export = inst.run(&["export", "--person", &teacher_id]).ok().json();
+    assert_eq!(
+        reasons(&export),
+        vec![
+            (json!(2), json!({"kind": "given", "text": NEW})),
+            (json!(2), json!({"kind": "given", "text": OLD})),
+        ]
+    );
+    let old_stream = StreamName::post(old_post).to_string();
+    let events = inst
+        .run(&["events", "--stream", &old_stream, "--format", "json"])
+        .ok();
+    assert!(events.stdout.contains(OLD), "{}", events.stdout);
+    // A guardian's export holds no one's removal reason.
+    let g1 = story.guardians[0].to_string();
+    let guardian = inst.run(&["export", "--person", &g1]).ok();
+    assert!(!guardian.stdout.contains(NEW) && !guardian.stdout.contains(OLD));
+
+    inst.system
+        .vault
+        .erase(Subject::Person(story.teacher))
+        .await
+        .unwrap();
+    let erased = json!({"kind": "given", "text": "[erased]"});
+    let export = inst.run(&["export", "--person", &teacher_id]).ok().json();
+    assert_eq!(
+        reasons(&export),
+        vec![(json!(2), erased.clone()), (json!(2), erased)]
+    );
+    for stream in [StreamName::post(post).to_string(), old_stream] {
+        let out = inst
+            .run(&["events", "--stream", &stream, "--format", "json"])
+            .ok();
+        assert!(
+            !out.stdout.contains(NEW) && !out.stdout.contains(OLD),
+            "{}",
+            out.stdout
+        );
+        assert!(out.stdout.contains("[erased]"));
+    }
+}
+
 async fn events_prints_a_stream_and_follows_new_events(backend: Backend) {
     let (mut inst, mut story) = installation(backend).await;
     let stream = StreamName::child(story.child).to_string();
@@ -574,6 +679,7 @@ kring_testkit::on_both_backends!(sqlite: |_| async { common::Backend::Sqlite }, 
     who_may_see_changes_exactly_for_classmates_parents_after_a_withdrawal,
     export_opens_the_subjects_own_fields_and_shows_erased_ones,
     events_prints_a_stream_and_follows_new_events,
+    removal_reasons_old_and_new_are_shown_to_their_remover_and_erased_with_them,
     bad_arguments_give_one_line_on_stderr_and_the_documented_exit_code,
 );
 

@@ -23,7 +23,11 @@ const PERSONAL: &[&str] = &[
     "Uitje naar het bos",
     "Hoe gaat het?",
     "Bruiloft",
+    REMOVAL_REASON,
 ];
+
+/// Free text a teacher typed when removing a photo: it names a child.
+const REMOVAL_REASON: &str = "Sam's ouders vroegen het";
 
 /// A school with a post, a conversation and an absence, each personal value written once.
 fn school() -> World {
@@ -38,6 +42,17 @@ fn school() -> World {
         .decide_consent(guardian, child, Purpose::GroupCommunication, false)
         .unwrap();
     world.publish(teacher, group, &[vec![child]]).unwrap();
+    let (second, media) = world.publish(teacher, group, &[vec![]]).unwrap();
+    world
+        .post(
+            teacher,
+            second,
+            PostAction::RemoveMedia {
+                media_id: media[0],
+                reason: REMOVAL_REASON.into(),
+            },
+        )
+        .unwrap();
     let conversation_id = kring_domain::ConversationId::generate();
     world
         .conversation(
@@ -292,6 +307,48 @@ async fn erasing_a_person_and_a_child_erases_every_read_but_keeps_consent_histor
     assert!(matches!(err, VaultError::SubjectErased(_)));
     let report = store.verify().await.unwrap();
     assert!(report.ok, "{:?}", report.failures);
+    vault.close().await;
+    store.pool().close().await;
+    assert_dir_holds_no_plaintext(dir.path());
+}
+
+/// A removal's reason rests sealed for the person who removed: readable while they exist, and
+/// erased with them (the removal itself, its ids and its time, stay).
+#[tokio::test]
+async fn a_removal_reason_is_sealed_for_its_remover_and_erased_with_them() {
+    let (dir, store, vault) = sqlite_dir().await;
+    let world = school();
+    write(&store, &vault, &world, 0).await;
+    let teacher = world.staff[1];
+    let reason_of = |opened: &[(StreamName, serde_json::Value, usize)]| {
+        opened
+            .iter()
+            .find(|(_, p, _)| p.get("media_id").is_some() && p.get("reason").is_some())
+            .map(|(_, p, _)| p["reason"].clone())
+            .expect("the removal is in the log")
+    };
+    let stored = store.read_all(0, 10_000).await.unwrap();
+    let removal = stored
+        .iter()
+        .find(|r| r.event_type == "MediaRemoved")
+        .unwrap();
+    assert_eq!(removal.schema_version, 2);
+    let payload: serde_json::Value = serde_json::from_str(&removal.payload).unwrap();
+    assert_eq!(payload["reason"]["kind"], "given");
+    assert_eq!(
+        payload["reason"]["text"]["$sealed"]["subject"],
+        serde_json::json!({"kind": "person", "id": teacher})
+    );
+    assert_eq!(
+        reason_of(&open_all(&store, &vault).await),
+        serde_json::json!({"kind": "given", "text": REMOVAL_REASON})
+    );
+    vault.erase(Subject::Person(teacher)).await.unwrap();
+    assert_eq!(
+        reason_of(&open_all(&store, &vault).await),
+        serde_json::json!({"kind": "given", "text": "[erased]"})
+    );
+    assert!(store.verify().await.unwrap().ok);
     vault.close().await;
     store.pool().close().await;
     assert_dir_holds_no_plaintext(dir.path());

@@ -202,8 +202,13 @@ fn post(path: impl Into<String>, body: serde_json::Value) -> Request {
     req(Method::POST, path, Body::Json(body))
 }
 
-fn removal() -> Body {
-    Body::Json(json!({"reason": "op verzoek van de ouders"}))
+/// A removal's body: a person's reason; the operator, no data subject, gives no free text.
+fn removal(role: Role) -> Body {
+    if role == Role::Operator {
+        Body::Json(json!({}))
+    } else {
+        Body::Json(json!({"reason": "op verzoek van de ouders"}))
+    }
 }
 
 /// The request of the cell `route` × `role`, with whatever it needs made first (by the school's
@@ -319,11 +324,11 @@ pub async fn request(api: &Server, s: &School, route: &str, role: Role) -> Reque
         "GET /v1/media/{media_id}/viewers" => get(format!("/v1/media/{}/viewers", s.media)),
         "DELETE /v1/posts/{post_id}" => {
             let (post, _) = s.post_photo(api, &[]).await;
-            req(Method::DELETE, format!("/v1/posts/{post}"), removal())
+            req(Method::DELETE, format!("/v1/posts/{post}"), removal(role))
         }
         "DELETE /v1/media/{media_id}" => {
             let (_, media) = s.post_photo(api, &[]).await;
-            req(Method::DELETE, format!("/v1/media/{media}"), removal())
+            req(Method::DELETE, format!("/v1/media/{media}"), removal(role))
         }
         "POST /v1/conversations" => post(
             "/v1/conversations",

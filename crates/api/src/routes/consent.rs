@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
-use kring_domain::access::Subject;
+use kring_domain::access::{AccessReason, Subject};
 use kring_domain::child::{self, ChildAction, ChildContext};
 use kring_domain::consent::{ConsentMethod, Consents};
 use kring_domain::school::{School, StaffRole};
@@ -362,7 +362,7 @@ pub async fn consents(
         rid,
         &place.roster.state,
         Subject::Child(child_id),
-        "GET /v1/children/{child_id}/consents",
+        AccessReason::ReadConsents,
     )
     .await?;
     let now = Utc::now();
@@ -510,7 +510,7 @@ pub async fn history(
         rid,
         &place.roster.state,
         Subject::Child(child_id),
-        "GET /v1/children/{child_id}/consents/history",
+        AccessReason::ReadConsentHistory,
     )
     .await?;
     let entries =

@@ -26,8 +26,10 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
-use kring_domain::access::Subject;
-use kring_domain::post::{self as domain_post, MediaAttachment, Post, PostAction, PostContext};
+use kring_domain::access::{AccessReason, Subject};
+use kring_domain::post::{
+    self as domain_post, MediaAttachment, Post, PostAction, PostContext, RemovalGrounds,
+};
 use kring_domain::school::{School, StaffRole};
 use kring_domain::visibility::{self as rule, ViewReason};
 use kring_domain::{child, post};
@@ -834,7 +836,7 @@ pub async fn read_post(
                 caller,
                 rid,
                 Subject::Post(post_id),
-                &format!("GET /v1/posts/{post_id}"),
+                AccessReason::ReadPost,
             )
             .await?;
             whole
@@ -888,7 +890,7 @@ pub async fn media_bytes(
                     caller,
                     rid,
                     Subject::Media(media_id),
-                    &format!("GET /v1/media/{media_id}"),
+                    AccessReason::ReadMedia,
                 )
                 .await?;
             }
@@ -1005,7 +1007,7 @@ pub async fn media_viewers(
                 caller,
                 rid,
                 Subject::Media(media_id),
-                &format!("GET /v1/media/{media_id}/viewers"),
+                AccessReason::ReadMediaViewers,
             )
             .await?;
         }
@@ -1120,8 +1122,30 @@ pub async fn edit_post(
 /// `DELETE /v1/posts/{post_id}` and `DELETE /v1/media/{media_id}`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Removal {
-    /// Why (kept in the log; not personal data).
-    pub reason: String,
+    /// Why, at most 500 characters: required from a person, and kept in the log sealed for
+    /// them (their personal data: shown in their export, erased with them). The operator, no
+    /// data subject, gives none (`null` or left out): its removals record a fixed reason.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl Removal {
+    /// The grounds `caller` gives: a person's text, or the operator's fixed reason.
+    ///
+    /// # Errors
+    /// `422` for a person without a reason, and for the operator with one.
+    fn grounds(&self, caller: Caller) -> ApiResult<RemovalGrounds> {
+        let text = self.reason.as_deref().filter(|r| !r.trim().is_empty());
+        match (caller, text) {
+            (Caller::Person(_), Some(text)) => Ok(RemovalGrounds::Text(text.to_owned())),
+            (Caller::Person(_), None) => Err(ApiError::validation("reason: must not be empty")),
+            (Caller::Operator, None) => Ok(RemovalGrounds::ByTheOperator),
+            (Caller::Operator, Some(_)) => Err(ApiError::validation(
+                "reason: the operator gives none (it is no data subject, so nothing could erase \
+                 its free text); leave it out",
+            )),
+        }
+    }
 }
 
 /// Removes a post with all its media (the author, a director, the operator). Its text and every
@@ -1145,8 +1169,9 @@ pub async fn remove_post(
         // Removed (or expired) is gone for everyone, its keys with it: nothing to do.
         return Err(hidden_post(post_id));
     }
+    let grounds = req.grounds(caller)?;
     let action = || PostAction::Remove {
-        reason: req.reason.clone(),
+        reason: grounds.clone(),
     };
     let media = post.media.keys().copied().collect::<Vec<_>>();
     let position = destroy_then_record(&state, caller, rid, &post, &roster, action, async {
@@ -1157,7 +1182,8 @@ pub async fn remove_post(
 }
 
 /// A removal: decided on `post` first, so nothing is destroyed for a caller who may not remove
-/// it or for a removal the domain refuses; then `destroy` destroys the keys (each recorded in
+/// it, for a removal the domain refuses, or for a remover erased meanwhile (their reason could
+/// not be sealed); then `destroy` destroys the keys (each recorded in
 /// the erasure ledger first); then the removal is recorded. A process that stops between the
 /// two leaves the keys destroyed and named in the ledger: the start-up sweep records the
 /// removal ([`crate::routes::rights::sweep`]), as the retention job's and erasures' are.
@@ -1181,6 +1207,13 @@ async fn destroy_then_record(
         Command::new(caller.actor(), action()),
         chrono::Utc::now(),
     )?;
+    // A person's reason is sealed for them: nothing is destroyed for a removal that could not
+    // be recorded because they were erased meanwhile (`410 erased`).
+    if let Caller::Person(p) = caller {
+        if state.system.vault.is_erased(Subject::Person(p)).await? {
+            return Err(kring_store::vault::VaultError::SubjectErased(Subject::Person(p)).into());
+        }
+    }
     destroy.await?;
     run_on_post(state, caller, rid, post_id, roster, action).await
 }
@@ -1206,9 +1239,7 @@ pub async fn remove_media(
         if header.is_none_or(|h| caller.person() != Some(h.uploaded_by)) {
             return Err(hidden_media(media_id));
         }
-        if req.reason.trim().is_empty() {
-            return Err(ApiError::validation("reason: must not be empty"));
-        }
+        req.grounds(caller)?;
         files.shred(media_id).await?;
         return Ok(Json(Position {
             position: state.system.store.head().await?,
@@ -1223,9 +1254,10 @@ pub async fn remove_media(
         return Err(hidden_media(media_id));
     }
     let p = published(&state, caller, media_id).await?;
+    let grounds = req.grounds(caller)?;
     let action = || PostAction::RemoveMedia {
         media_id,
-        reason: req.reason.clone(),
+        reason: grounds.clone(),
     };
     let position = destroy_then_record(
         &state,

@@ -31,11 +31,11 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use kring_domain::access::{self, LogAccess, Subject};
+use kring_domain::access::{self, AccessReason, LogAccess, Subject};
 use kring_domain::child::{self, ChildAction, ChildContext, ChildEvent};
 use kring_domain::invitation::{InvitationEvent, InvitationStatus};
 use kring_domain::person::{self, PersonAction, PersonContext, PersonEvent};
-use kring_domain::post::{self as domain_post, PostAction, PostContext, PostEvent};
+use kring_domain::post::{self as domain_post, PostAction, PostContext, PostEvent, RemovalGrounds};
 use kring_domain::school::{School, SchoolAction, SchoolEvent, StaffRole};
 use kring_domain::{invitation, post};
 use kring_domain::{
@@ -98,33 +98,27 @@ pub fn is_audited(roster: &School, caller: Caller) -> bool {
     }
 }
 
-/// Records that `caller` read `subject`'s personal data or content, for `reason` (e.g. the
-/// route), as an `AccessLogged` event in the stream `access-<subject id>`; answers its global
+/// Records that `caller` read `subject`'s personal data or content, for `reason` (the route,
+/// a typed value: no text from a request enters the access log), as an `AccessLogged` event in the stream `access-<subject id>`; answers its global
 /// position. Call it before answering, so that no audited read goes unrecorded.
 ///
 /// The entry does not depend on earlier ones, so it is appended without a version expectation:
 /// concurrent reads of one subject never conflict.
 ///
 /// # Errors
-/// `422` for an empty reason; store and vault failures.
+/// Store and vault failures.
 pub async fn log_access(
     state: &AppState,
     caller: Caller,
     request_id: Uuid,
     subject: Subject,
-    reason: &str,
+    reason: AccessReason,
 ) -> ApiResult<u64> {
     let now = Utc::now();
     let actor = caller.actor();
     let decided = access::decide(
         &access::AccessLog::default(),
-        Command::new(
-            actor,
-            LogAccess {
-                subject,
-                reason: reason.to_owned(),
-            },
-        ),
+        Command::new(actor, LogAccess { subject, reason }),
         now,
     )?;
     let mut sealed = Vec::with_capacity(decided.len());
@@ -160,7 +154,7 @@ pub async fn log_if_audited(
     request_id: Uuid,
     roster: &School,
     subject: Subject,
-    reason: &str,
+    reason: AccessReason,
 ) -> ApiResult<Option<u64>> {
     if is_audited(roster, caller) {
         log_access(state, caller, request_id, subject, reason)
@@ -213,7 +207,8 @@ pub struct ExportDoc {
     pub profile: MeDoc,
     /// Every event about them, in log order: their own stream, their children's streams, the
     /// roster facts naming them or their children, their invitations, their conversations,
-    /// and the access log of them and their children (who read their data, and why).
+    /// the access log of them and their children (who read their data, and why), and the
+    /// removals of posts and media items they made (with the reason they gave).
     pub events: Vec<ExportedEvent>,
 }
 
@@ -271,6 +266,17 @@ pub async fn export(
         let stream = StreamName::conversation(c.conversation_id);
         for r in state.system.store.read_stream_to_end(&stream).await? {
             events.push(exported(&state.system.vault, r, &everything).await?);
+        }
+    }
+    // The removals they made: the reason they typed is their personal data, sealed for them.
+    for post_id in access_model::posts_with_removals_by(&state.system.db, me).await? {
+        let stream = StreamName::post(post_id);
+        for r in state.system.store.read_stream_to_end(&stream).await? {
+            if r.actor == Actor::Person(me)
+                && matches!(r.event_type.as_str(), "PostRemoved" | "MediaRemoved")
+            {
+                events.push(exported(&state.system.vault, r, &own_only).await?);
+            }
         }
     }
     // Roster facts naming them or their children.
@@ -540,9 +546,6 @@ async fn complete_child_erasure(
     Ok((position, removed))
 }
 
-/// Why the system removes a media item at a child's erasure (kept in the log).
-const SHOWS_AN_ERASED_CHILD: &str = "it shows a child whose personal data was erased";
-
 /// Removes every live media item of the child's school that shows the child: each item's key
 /// and file are destroyed first, then its removal is recorded (as the system), the order every
 /// destruction keeps. Idempotent.
@@ -574,7 +577,7 @@ async fn remove_media_showing(
                             Actor::System,
                             PostAction::RemoveMedia {
                                 media_id,
-                                reason: SHOWS_AN_ERASED_CHILD.to_owned(),
+                                reason: RemovalGrounds::ShowsAnErasedChild,
                             },
                         ),
                         now,
@@ -786,7 +789,7 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
                     *post_id,
                     PostAction::RemoveMedia {
                         media_id,
-                        reason: INTERRUPTED_REMOVAL.to_owned(),
+                        reason: RemovalGrounds::InterruptedRemoval,
                     },
                 )
             }
@@ -831,10 +834,6 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
     Ok(report)
 }
 
-/// The reason recorded for a removal the sweep completes (the request's reason was not kept).
-pub const INTERRUPTED_REMOVAL: &str =
-    "removal completed at start-up: its keys were destroyed before the process stopped";
-
 /// Records a removal whose keys are destroyed already, by the system. A whole post
 /// ([`PostAction::Expire`] asked) is recorded as expired when its retention period has run out
 /// (the retention job stopped halfway), and as removed otherwise.
@@ -866,7 +865,7 @@ async fn record_removal(
             match &action {
                 PostAction::Expire => decide(PostAction::Expire).or_else(|_| {
                     decide(PostAction::Remove {
-                        reason: INTERRUPTED_REMOVAL.to_owned(),
+                        reason: RemovalGrounds::InterruptedRemoval,
                     })
                 }),
                 other => decide(other.clone()),

@@ -1,6 +1,8 @@
 //! The access log: every recorded read of a subject's personal data or content by the operator
 //! (support) or a compliance officer, in log order — what a data-protection officer or auditor
-//! inspects.
+//! inspects. Beside it, the content removals each person made: their reasons are that person's
+//! personal data (sealed for them), so their export finds the removals here. The table holds
+//! ids only; the reasons stay in the log, sealed.
 
 use crate::bulk::Cell;
 use crate::db::{from_micros, micros, to_i64, to_u64, uuid, ReadDb};
@@ -10,6 +12,7 @@ use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::access::{AccessEvent, Subject};
+use kring_domain::post::{MediaRemoved, PostEvent, PostRemoved};
 use kring_domain::{Actor, ChildId, Event, MediaId, PersonId, PostId};
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -34,8 +37,11 @@ const INSERT: &str = include_str!("access_log/sql/insert.sql");
 
 const REVOKE: &str = include_str!("access_log/sql/revoke.sql");
 
+const REMOVED: &str = include_str!("access_log/sql/removed.sql");
+
 const ACCESS_LOG: &str = include_str!("access_log/sql/access_log.sql");
 const ACCESS_LOG_OF_SUBJECT: &str = include_str!("access_log/sql/access_log_of_subject.sql");
+const POSTS_WITH_REMOVALS_BY: &str = include_str!("access_log/sql/posts_with_removals_by.sql");
 
 #[async_trait]
 impl Projection for AccessLogProjection {
@@ -44,7 +50,7 @@ impl Projection for AccessLogProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["access_log", "access_revoked_tokens"]
+        &["access_log", "access_revoked_tokens", "content_removals"]
     }
 
     fn schema(&self) -> &'static str {
@@ -75,6 +81,23 @@ impl Projection for AccessLogProjection {
                 .await?;
                 return Ok(());
             }
+            Event::Post(
+                PostEvent::PostRemoved(PostRemoved { post_id, by, .. })
+                | PostEvent::MediaRemoved(MediaRemoved { post_id, by, .. }),
+            ) => {
+                if let Actor::Person(remover) = by {
+                    tx.execute(
+                        &t.sql(REMOVED),
+                        vec![
+                            Cell::from(to_i64(e.recorded.position)),
+                            Cell::from(remover.to_string()),
+                            Cell::from(post_id.to_string()),
+                        ],
+                    )
+                    .await?;
+                }
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         let (accessor_kind, accessor_id) = actor_parts(a.accessor);
@@ -87,7 +110,7 @@ impl Projection for AccessLogProjection {
                 Cell::from(a.subject.uuid().to_string()),
                 Cell::from(accessor_kind),
                 Cell::from(accessor_id),
-                Cell::from(&a.reason),
+                Cell::from(a.reason.describe(&a.subject)),
                 Cell::from(micros(a.at)),
             ],
         )
@@ -165,7 +188,7 @@ pub struct AccessEntry {
     pub subject: Subject,
     /// Who read it: a person (a compliance officer) or the operator (support).
     pub accessor: Actor,
-    /// Why, e.g. the request or the support ticket.
+    /// Why: the route that read it, as text (see [`kring_domain::access::AccessReason::describe`]).
     pub reason: String,
     /// When.
     pub at: DateTime<Utc>,
@@ -212,4 +235,27 @@ pub async fn access_log(
         }
     };
     rows.iter().map(entry_from).collect()
+}
+
+/// The posts in which `person` removed the post or a media item, each once, in the order of
+/// their first removal by them.
+///
+/// # Errors
+/// Database failures; a stored id that is not one.
+pub async fn posts_with_removals_by(
+    db: &ReadDb,
+    person: PersonId,
+) -> Result<Vec<PostId>, ProjectionError> {
+    let rows = sqlx::query(POSTS_WITH_REMOVALS_BY)
+        .bind(person.to_string())
+        .fetch_all(db.pool())
+        .await?;
+    let mut posts = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let post = PostId::from_uuid(uuid(&row.try_get::<String, _>(0)?)?);
+        if !posts.contains(&post) {
+            posts.push(post);
+        }
+    }
+    Ok(posts)
 }

@@ -12,4 +12,9 @@ CREATE TABLE {access_revoked_tokens} (
     jti TEXT PRIMARY KEY,
     position BIGINT NOT NULL,
     at BIGINT NOT NULL
+);
+CREATE TABLE {content_removals} (
+    position BIGINT PRIMARY KEY,
+    remover_id TEXT NOT NULL,
+    post_id TEXT NOT NULL
 )

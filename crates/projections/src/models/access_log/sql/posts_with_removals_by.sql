@@ -1,0 +1,1 @@
+SELECT post_id FROM content_removals WHERE remover_id = $1 ORDER BY position
