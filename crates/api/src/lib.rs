@@ -13,9 +13,11 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod demo;
+pub mod erasure;
 pub mod error;
 pub mod exec;
 pub mod idempotency;

@@ -194,7 +194,7 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
     };
     let state = AppState::new(system, auth, board, options.limits.clone());
     // Complete erasures and approvals a stopped process left half done (idempotent).
-    tokio::spawn(crate::routes::rights::sweep_in_background(state.clone()));
+    tokio::spawn(crate::erasure::sweep_in_background(state.clone()));
     // Expire content past its school's retention period and invitations past their date, now
     // and every hour.
     if options.retention {

@@ -299,9 +299,7 @@ async fn a_restore_never_brings_back_what_was_erased_after_the_backup() {
     );
     // At start-up the erasures the restored log does not show are recorded again from the
     // ledger, ending the parent's relations.
-    kring_api::routes::rights::sweep(&api.running.state)
-        .await
-        .unwrap();
+    kring_api::erasure::sweep(&api.running.state).await.unwrap();
     let mut recorded = false;
     for _ in 0..100 {
         let person = api.event_types(StreamName::person(mum)).await;

@@ -938,7 +938,7 @@ async fn removal_destroys_the_keys_so_bytes_and_text_are_unreadable(env: Env) {
 /// after; a process that stopped between the two leaves live posts with destroyed keys, and the
 /// start-up sweep records their removal, once.
 async fn a_removal_stopped_after_destroying_the_keys_is_recorded_by_the_sweep(env: Env) {
-    use kring_api::routes::rights::sweep;
+    use kring_api::erasure::sweep;
     use kring_domain::post::{PostEvent, RemovalReason};
     let s = school(&env).await;
     let whole = upload_photo(&env, s.teacher1, "WHOLE-POST").await;

@@ -5,7 +5,7 @@
 
 mod school_server;
 
-use kring_api::routes::rights::{sweep, SweepReport};
+use kring_api::erasure::{sweep, SweepReport};
 use kring_domain::access::Subject;
 use kring_domain::invitation::{self, InvitationAction, InvitationContext};
 use kring_domain::person::{self, PersonAction, PersonContext};

@@ -4,12 +4,12 @@
 //! Who may read a child's consent: its guardians, the school's staff and the operator; the
 //! history (who decided what, when): its guardians, the directors, the compliance officers and
 //! the operator. Reads by the operator or a compliance officer are themselves recorded in the
-//! access log ([`crate::routes::rights::log_if_audited`]).
+//! access log ([`crate::audit::log_if_audited`]).
 
+use crate::audit::log_if_audited;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::exec::Loaded;
-use crate::routes::rights::log_if_audited;
 use crate::routes::Body;
 use crate::state::{AppState, MinPosition, RequestId, Q};
 use axum::extract::{Path, State};

@@ -19,7 +19,7 @@
 //! Approving writes `InvitationApproved` to the invitation's stream and then `GuardianLinked` to
 //! the school roster, from the approved invitation state (the roster refuses a link without
 //! it). Should the process stop between the two writes, approving again completes the link
-//! (linking is idempotent), and [`crate::routes::rights::sweep`] completes it at start-up.
+//! (linking is idempotent), and [`crate::erasure::sweep`] completes it at start-up.
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Code};

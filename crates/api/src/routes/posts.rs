@@ -10,12 +10,12 @@
 //!
 //! Reads of content by the platform operator or a compliance officer (a post, media bytes, the
 //! viewers of a media item) are recorded in the access log before they are answered
-//! ([`crate::routes::rights::log_access`]).
+//! ([`crate::audit::log_access`]).
 
+use crate::audit::log_access;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Code};
 use crate::media::{self, Claim, MediaFiles, MediaHeader};
-use crate::routes::rights::log_access;
 use crate::routes::{Body, Position};
 use crate::state::{AppState, MinPosition, RequestId, Q};
 use axum::body::{Body as RawBody, Bytes};
@@ -1186,7 +1186,7 @@ pub async fn remove_post(
 /// not be sealed); then `destroy` destroys the keys (each recorded in
 /// the erasure ledger first); then the removal is recorded. A process that stops between the
 /// two leaves the keys destroyed and named in the ledger: the start-up sweep records the
-/// removal ([`crate::routes::rights::sweep`]), as the retention job's and erasures' are.
+/// removal ([`crate::erasure::sweep`]), as the retention job's and erasures' are.
 async fn destroy_then_record(
     state: &AppState,
     caller: Caller,
