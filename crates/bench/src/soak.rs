@@ -166,12 +166,15 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
-    if values.len() % 2 == 0 {
+    if values.len().is_multiple_of(2) {
         (values[mid - 1] + values[mid]) / 2.0
     } else {
         values[mid]
     }
 }
+
+/// A figure's name and how to read it from a sample.
+type Figure = (&'static str, fn(&Sample) -> f64);
 
 /// The verdict on each figure of `samples` (taken every [`SAMPLE_EVERY`] from the start of the
 /// load): the median of the last minute's samples against the median of the second minute's.
@@ -192,7 +195,7 @@ pub fn verdicts(samples: &[Sample]) -> Vec<Verdict> {
         .iter()
         .filter(|s| s.at_secs + 60 > end_secs)
         .collect();
-    let figures: [(&'static str, fn(&Sample) -> f64); 4] = [
+    let figures: [Figure; 4] = [
         ("RSS (MiB)", |s| s.rss_kib as f64 / 1024.0),
         ("open fds", |s| s.fds as f64),
         ("WAL (MiB)", |s| s.wal_bytes as f64 / (1024.0 * 1024.0)),
@@ -325,7 +328,7 @@ impl Plan {
                 ][pass % 3];
                 Request::Decide {
                     path: format!("/v1/children/{child}/consents/{}", purpose.as_str()),
-                    granted: (pass / 3) % 2 == 0,
+                    granted: (pass / 3).is_multiple_of(2),
                     token: token.clone(),
                 }
             }
