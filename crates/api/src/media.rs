@@ -349,7 +349,8 @@ impl MediaFiles {
                 let len = file.metadata().map_err(|e| io("read", &path, e))?.len();
                 let mut reader = std::io::BufReader::new(file);
                 let (header, at) = read_header(&mut reader, &path)?;
-                if len != at + header.body_len() {
+                // Checked: a damaged header may claim a size near `u64::MAX`.
+                if at.checked_add(header.body_len()) != Some(len) {
                     return Err(io(
                         "read",
                         &path,

@@ -264,12 +264,23 @@ impl MinPosition {
     /// Waits for the position, if one was asked.
     ///
     /// # Errors
-    /// `503 not_caught_up`.
+    /// `422 validation_failed` for a position beyond the log's head (no write answered it: it
+    /// would only be waited for in vain); `503 not_caught_up`.
     pub async fn wait(self, state: &AppState) -> ApiResult<()> {
-        match self.min_position {
-            Some(p) => state.wait_for(p).await,
-            None => Ok(()),
+        let Some(p) = self.min_position else {
+            return Ok(());
+        };
+        // The head this process has seen first; the log's own only for a position beyond it
+        // (written by another process, or never).
+        if p > *state.system.store.watch_head().borrow() {
+            let head = state.system.store.head().await?;
+            if p > head {
+                return Err(ApiError::validation(format!(
+                    "min_position {p} is beyond the log's last position {head}: no write answered it"
+                )));
+            }
         }
+        state.wait_for(p).await
     }
 }
 

@@ -16,8 +16,12 @@ use std::time::{Duration, Instant};
 
 const SCENARIO: &str = "3. who-may-see over HTTP";
 
-/// Media of `world` that still exist, each with a token of its class's teacher.
-fn targets(world: &World, auth: &Auth) -> Result<Vec<(String, String)>, String> {
+/// Media of `world` that still exist (at most 256, newest first), each with a token of its
+/// class's teacher.
+///
+/// # Errors
+/// Minting a token failed, as text.
+pub fn targets(world: &World, auth: &Auth) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for (post_id, media_id) in world.media_ids.iter().rev() {
         let Some(post) = world.posts.get(post_id) else {

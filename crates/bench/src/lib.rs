@@ -11,5 +11,6 @@ pub mod install;
 pub mod lag;
 pub mod rebuild;
 pub mod report;
+pub mod soak;
 pub mod stats;
 pub mod uploads;

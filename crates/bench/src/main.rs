@@ -11,6 +11,10 @@
 //! and, with the feature `compare-cqrs-es`, the same consent workload on cqrs-es 0.5 +
 //! postgres-es on the same PostgreSQL server, as Kring/cqrs-es ratios.
 //!
+//! `kring-bench --soak MINUTES` runs `kring-api serve` on a school-year log under a steady HTTP
+//! load for that long and samples its memory, file descriptors, WAL size and p99 latency every
+//! 10 s; it exits non-zero when one of them grew (see `kring_bench::soak`).
+//!
 //! `kring-bench upload-rss` measures, on its own, 5. the memory of a `kring-api serve` child
 //! process while it takes 20 uploads of 20 MiB at once (idle, peak, and the difference).
 //!
@@ -24,7 +28,7 @@ use kring_bench::install::{Backend, Installation, PgServer};
 use kring_bench::report::{self, Report, Row};
 #[cfg(feature = "compare-cqrs-es")]
 use kring_bench::stats;
-use kring_bench::{commands, http, import, lag, rebuild, uploads};
+use kring_bench::{commands, http, import, lag, rebuild, soak, uploads};
 use kring_domain::simulation::workload::{Workload, WorkloadConfig};
 use kring_domain::simulation::World;
 use std::path::PathBuf;
@@ -68,6 +72,15 @@ struct Cli {
     /// The scenarios to run (to iterate on one part; the report covers only what ran).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Part::Commands, Part::Log])]
     parts: Vec<Part>,
+    /// Instead of the scenarios: a soak of this many minutes. `kring-api serve` (next to this
+    /// binary) on an imported school-year log (SQLite; --events, default 50,000) under a steady
+    /// HTTP load; its RSS, open fds, WAL size and p99 latency sampled every 10 s. Exits non-zero
+    /// when one of them grew over 10 % after the first minute.
+    #[arg(long, value_name = "MINUTES")]
+    soak: Option<u64>,
+    /// Requests per second of the soak.
+    #[arg(long, default_value_t = 200, requires = "soak")]
+    soak_rate: u32,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -559,6 +572,51 @@ async fn commands_part(
     }
 }
 
+/// The soak, printed; a failure when it could not run or a figure was not flat.
+fn run_soak(
+    runtime: tokio::runtime::Runtime,
+    format: Format,
+    minutes: u64,
+    rate: u32,
+    events: Option<u64>,
+) -> ExitCode {
+    let server = match uploads::sibling_server() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kring-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = soak::SoakOptions {
+        minutes,
+        rate,
+        events: events.unwrap_or(50_000),
+        server,
+    };
+    let measured = runtime.block_on(soak::run(&options));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match measured {
+        Ok(soak) => {
+            match format {
+                Format::Table => print!("{}", soak.table()),
+                Format::Json => match serde_json::to_string_pretty(&soak) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => eprintln!("kring-bench: {e}"),
+                },
+            }
+            if soak.flat() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("kring-bench soak: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -585,6 +643,9 @@ fn main() -> ExitCode {
         };
     }
     let format = cli.format;
+    if let Some(minutes) = cli.soak {
+        return run_soak(runtime, format, minutes, cli.soak_rate, cli.events);
+    }
     let measured = match cli.child {
         Some(Child::UploadRss {
             server,

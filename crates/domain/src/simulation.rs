@@ -23,6 +23,7 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+pub mod hostile;
 pub mod workload;
 
 /// One recorded event of the simulated log.

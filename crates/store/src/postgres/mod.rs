@@ -36,6 +36,7 @@ use crate::{
     RecordedEvent, StoreError,
 };
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use kring_domain::StreamName;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgExecutor, Row};
@@ -222,6 +223,23 @@ fn advance(head: &watch::Sender<Position>, position: Position) {
     });
 }
 
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// A stored `timestamptz`, decoded by hand: sqlx's chrono decoding panics on a value beyond
+/// chrono's range (`infinity`, a year after 262143), which only a changed row can hold. In the
+/// binary format a `timestamptz` is microseconds since 2000-01-01 UTC.
+fn stored_time(row: &PgRow, index: usize, position: Position) -> Result<DateTime<Utc>, StoreError> {
+    let micros: i64 = row.try_get_unchecked(index)?;
+    micros
+        .checked_add(PG_EPOCH_MICROS)
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| StoreError::Corrupt {
+            position,
+            reason: format!("bad time: {micros} µs after 2000-01-01"),
+        })
+}
+
 fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     let raw_position: i64 = row.try_get(0)?;
     let position = u64::try_from(raw_position).unwrap_or_default();
@@ -241,8 +259,8 @@ fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         event_type: row.try_get(4)?,
         schema_version: u16::try_from(row.try_get::<i32, _>(5)?)
             .map_err(|e| corrupt(e.to_string()))?,
-        occurred_at: row.try_get(6)?,
-        recorded_at: row.try_get(7)?,
+        occurred_at: stored_time(row, 6, position)?,
+        recorded_at: stored_time(row, 7, position)?,
         actor: actor_from_str(&actor).ok_or_else(|| corrupt(format!("bad actor {actor:?}")))?,
         correlation_id: row.try_get(9)?,
         causation_id: row.try_get(10)?,

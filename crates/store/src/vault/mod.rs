@@ -174,15 +174,19 @@ impl KeyVault {
         let cipher = XChaCha20Poly1305::new(master.bytes().into());
         match db.meta("master_check").await? {
             Some(stored) => {
-                let (nonce, ciphertext) = stored.split_at(24.min(stored.len()));
-                let opened = cipher.decrypt(
-                    XNonce::from_slice(nonce),
-                    Payload {
-                        msg: ciphertext,
-                        aad: b"check",
-                    },
-                );
-                if opened.as_deref() != Ok(CHECK_PLAINTEXT) {
+                // A stored value shorter than a nonce is damaged: it opens with no key.
+                let opened = split_nonce(&stored).and_then(|(nonce, ciphertext)| {
+                    cipher
+                        .decrypt(
+                            nonce,
+                            Payload {
+                                msg: ciphertext,
+                                aad: b"check",
+                            },
+                        )
+                        .ok()
+                });
+                if opened.as_deref() != Some(CHECK_PLAINTEXT) {
                     return Err(VaultError::WrongMasterKey);
                 }
             }
@@ -586,11 +590,11 @@ impl KeyVault {
         key_id: Uuid,
         wrapped: &[u8],
     ) -> Result<DataKey, VaultError> {
-        let (nonce, ciphertext) = wrapped.split_at(24.min(wrapped.len()));
+        let (nonce, ciphertext) = split_nonce(wrapped).ok_or(VaultError::WrongMasterKey)?;
         let raw = self
             .master
             .decrypt(
-                XNonce::from_slice(nonce),
+                nonce,
                 Payload {
                     msg: ciphertext,
                     aad: &aad(subject, key_id),
@@ -601,6 +605,15 @@ impl KeyVault {
             XChaCha20Poly1305::new_from_slice(&raw).map_err(|_| VaultError::WrongMasterKey)?;
         Ok(DataKey { key_id, cipher })
     }
+}
+
+/// Splits a stored `nonce ‖ ciphertext` into its 24-byte nonce and the rest; `None` when it is
+/// shorter than a nonce (damaged: `XNonce::from_slice` would panic on it).
+fn split_nonce(stored: &[u8]) -> Option<(&XNonce, &[u8])> {
+    (stored.len() >= 24).then(|| {
+        let (nonce, rest) = stored.split_at(24);
+        (XNonce::from_slice(nonce), rest)
+    })
 }
 
 /// The vault's name for a subject: `child:<uuid>` etc.
