@@ -119,8 +119,15 @@ impl Load {
         self.acks.lock().expect("acks").clone()
     }
 
-    fn unexpected(&self) -> Vec<String> {
-        self.unexpected.lock().expect("unexpected").clone()
+    /// Asserts that every answer was one the scenario allows.
+    #[track_caller]
+    fn assert_clean(&self, api: &Server) {
+        let unexpected = self.unexpected.lock().expect("unexpected").clone();
+        assert!(
+            unexpected.is_empty(),
+            "{unexpected:#?}\nthe server's log:\n{}",
+            api.log_tail()
+        );
     }
 
     /// Waits (polling the counters) until `done` holds or every client has stopped.
@@ -494,7 +501,7 @@ async fn kill_9_rounds(mut api: Server, backend: &str) {
             load.stop.store(true, Ordering::SeqCst);
         })
         .await;
-        assert!(load.unexpected().is_empty(), "{:?}", load.unexpected());
+        load.assert_clean(&api);
         let round_acks = load.acks();
         assert!(
             round_acks.len() as u64 >= ACKS_PER_ROUND,
@@ -534,4 +541,269 @@ async fn kill_9_under_concurrent_writes_loses_nothing_acknowledged_on_postgres()
         .unwrap_or_else(|why| panic!("a durable PostgreSQL cluster of its own: {why}"));
     let url = cluster.fresh_database("kill9").await;
     kill_9_rounds(Server::start_with(Some(url), &[]).await, "postgres").await;
+}
+
+/// PostgreSQL stopped (`pg_ctl stop -m fast`) and started again under a serving `kring-api`
+/// with twelve clients writing: while it is down every request is answered `503` or `504`
+/// problem+json (never a 500, never a dropped connection), the process stays up and answers
+/// `/healthz`, and once the database is back it serves again with every acknowledged write
+/// there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_while_serving_refuses_with_503_and_loses_nothing() {
+    let cluster = PgCluster::start(true)
+        .await
+        .unwrap_or_else(|why| panic!("a PostgreSQL cluster of its own: {why}"));
+    let url = cluster.fresh_database("restart").await;
+    let api = Server::start_with(Some(url), &[]).await;
+    let class = class(&api).await;
+    let family = &class.families[0];
+    let load = Load::new(false);
+    let outage = Mutex::new(Vec::new());
+    burst(&api, &class, "pg", &load, async {
+        load.until(|l| l.answered.load(Ordering::SeqCst) >= 30)
+            .await;
+        load.faulted.store(true, Ordering::SeqCst);
+        cluster.stop().await;
+        // Every client has had requests refused (in flight when the database went, or sent
+        // while it was down).
+        let refused = load.refused.load(Ordering::SeqCst);
+        load.until(|l| l.refused.load(Ordering::SeqCst) >= refused + 24)
+            .await;
+        // A read while the database is down.
+        let read = api
+            .try_send(
+                Method::GET,
+                &format!("/v1/children/{}/consents/history", family.child),
+                Who::Person(family.guardian),
+                Body::Empty,
+            )
+            .await;
+        outage.lock().expect("outage").push(read);
+        let health = api
+            .try_send(Method::GET, "/healthz", Who::Anonymous, Body::Empty)
+            .await;
+        outage.lock().expect("outage").push(health);
+        assert!(
+            api.is_running(),
+            "kring-api exited while PostgreSQL was down"
+        );
+        cluster.start_again().await;
+        let answered = load.answered.load(Ordering::SeqCst);
+        load.until(|l| l.answered.load(Ordering::SeqCst) >= answered + 30)
+            .await;
+        load.stop.store(true, Ordering::SeqCst);
+    })
+    .await;
+    load.assert_clean(&api);
+    let outage = outage.into_inner().expect("outage");
+    let read = outage[0].as_ref().expect("the read is answered");
+    assert!(
+        matches!(read.status, 503 | 504) && read.is_problem(),
+        "a read while PostgreSQL is down: {} {}",
+        read.status,
+        read.text()
+    );
+    let health = outage[1].as_ref().expect("/healthz is answered");
+    assert_eq!(health.status, 200, "{}", health.text());
+    assert!(api.is_running(), "kring-api exited");
+    let acks = load.acks();
+    eprintln!(
+        "faults: postgres restart: {} writes acknowledged, {} refused with 503/504 while the database was down",
+        acks.len(),
+        load.refused.load(Ordering::SeqCst)
+    );
+    api.ready().await;
+    check_acknowledged(&api, &class, &acks).await;
+    api.kill();
+    check_log(&api, &acks);
+}
+
+/// A file system of a fixed size for the SQLite files, unmounted when dropped: a tmpfs, or
+/// else an ext4 loop file; `Err` says why neither could be mounted.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size_mib: u32) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mountpoint = dir.path().join("fs");
+        std::fs::create_dir(&mountpoint).map_err(|e| e.to_string())?;
+        let tmpfs = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            .arg(&mountpoint)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if tmpfs.status.success() {
+            return Ok(Self { dir });
+        }
+        let image = dir.path().join("fs.img");
+        let file = std::fs::File::create(&image).map_err(|e| e.to_string())?;
+        file.set_len(u64::from(size_mib) << 20)
+            .map_err(|e| e.to_string())?;
+        let mkfs = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&image)
+            .output()
+            .map_err(|e| format!("mkfs.ext4: {e}"))?;
+        let looped = std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mountpoint)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if mkfs.status.success() && looped.status.success() {
+            return Ok(Self { dir });
+        }
+        Err(format!(
+            "mount -t tmpfs: {}; mount -o loop: {}",
+            String::from_utf8_lossy(&tmpfs.stderr).trim(),
+            String::from_utf8_lossy(&looped.stderr).trim()
+        ))
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("fs")
+    }
+
+    /// Fills the file system to the last byte, then frees `leave` bytes of it; answers the
+    /// filler file.
+    fn fill(&self, leave: u64) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path().join("filler");
+        let mut file = std::fs::File::create(&filler).expect("the filler");
+        for chunk in [1 << 20, 4096, 1] {
+            let bytes = vec![0x5a_u8; chunk];
+            while file.write_all(&bytes).is_ok() {}
+        }
+        let len = file.metadata().expect("the filler's size").len();
+        file.set_len(len.saturating_sub(leave))
+            .expect("the filler cut");
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.path())
+            .output();
+    }
+}
+
+/// The SQLite files on a small file system that is then filled to the last byte, while twelve
+/// clients write: every write is either acknowledged (and then kept) or refused with `507`
+/// (or `503`) problem+json, a refused one is nowhere in the log, the server stays up, and once
+/// the space is freed writes succeed again and the read models catch up with the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_with_507_and_all_goes_on_once_space_is_freed_on_sqlite() {
+    let disk = match SmallDisk::mount(48) {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!(
+                "faults: a_full_disk_…: IGNORED: no small file system can be mounted here ({why})"
+            );
+            return;
+        }
+    };
+    let dir = tempfile::tempdir_in(disk.path()).expect("a data dir on the small disk");
+    let api = Server::start_in_dir(dir, None, &[]).await;
+    let class = class(&api).await;
+
+    let before = Load::new(false);
+    burst(&api, &class, "before", &before, async {
+        before
+            .until(|l| l.answered.load(Ordering::SeqCst) >= 24)
+            .await;
+        before.stop.store(true, Ordering::SeqCst);
+    })
+    .await;
+    before.assert_clean(&api);
+    let mut acks = before.acks();
+    api.ready().await;
+
+    // A little room is left: writes are acknowledged until the event log or the read models
+    // run out of it, whichever comes first.
+    let filler = disk.fill(256 << 10);
+    let full = Load::new(false);
+    full.faulted.store(true, Ordering::SeqCst);
+    let projector_failures = Mutex::new(BTreeSet::new());
+    burst(&api, &class, "full", &full, async {
+        full.until(|l| l.refused.load(Ordering::SeqCst) >= 36).await;
+        full.stop.store(true, Ordering::SeqCst);
+        let ready = api
+            .try_send(Method::GET, "/readyz", Who::Anonymous, Body::Empty)
+            .await
+            .unwrap_or_else(|e| panic!("/readyz: {e}\n{}", api.log_tail()));
+        let mut failures = projector_failures.lock().expect("failures");
+        if let Some(e) = ready.body["projector_error"].as_str() {
+            failures.insert(format!("projector: {e}"));
+        }
+        for p in ready.body["projections"].as_array().into_iter().flatten() {
+            if let Some(f) = p["failure"].as_str() {
+                failures.insert(format!("{}: {f}", p["name"]));
+            }
+        }
+    })
+    .await;
+    full.assert_clean(&api);
+    assert!(
+        full.refused.load(Ordering::SeqCst) >= 36,
+        "writes were refused on a full disk"
+    );
+    // The answer a client gets, once more, for the record.
+    let refused = api
+        .try_send(
+            Method::POST,
+            &format!(
+                "/v1/conversations/{}/messages",
+                class.families[0].conversation
+            ),
+            Who::Person(class.families[0].guardian),
+            Body::Json(json!({"body": "full-probe"})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", api.log_tail()));
+    assert!(
+        matches!(refused.status, 507 | 503) && refused.is_problem(),
+        "a write on a full disk: {} {}",
+        refused.status,
+        refused.text()
+    );
+    assert!(api.is_running(), "kring-api exited on a full disk");
+    let full_acks = full.acks();
+    eprintln!(
+        "faults: disk full: {} writes acknowledged and {} refused ({} {}) on the full disk; the projector on the full disk: {:?}",
+        full_acks.len(),
+        full.refused.load(Ordering::SeqCst),
+        refused.status,
+        refused.body["code"],
+        projector_failures.lock().expect("failures")
+    );
+    acks.extend(full_acks);
+
+    std::fs::remove_file(&filler).expect("space freed");
+    let after = Load::new(false);
+    burst(&api, &class, "after", &after, async {
+        after
+            .until(|l| l.answered.load(Ordering::SeqCst) >= 24)
+            .await;
+        after.stop.store(true, Ordering::SeqCst);
+    })
+    .await;
+    after.assert_clean(&api);
+    acks.extend(after.acks());
+    api.ready().await;
+    check_acknowledged(&api, &class, &acks).await;
+    api.kill();
+    check_log(&api, &acks);
+    // Nothing of a refused write is in the log: the probe's text is nowhere.
+    let out = api.replay_tool(&["events"]);
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("full-probe"),
+        "a refused write was stored"
+    );
 }

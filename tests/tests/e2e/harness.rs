@@ -468,19 +468,28 @@ impl Server {
         self.dir.path()
     }
 
-    /// The last lines the server logged.
+    /// The last lines the server logged, and how it ended if it did.
     pub fn log_tail(&self) -> String {
         let log = self
             .log
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        log.iter()
+        let mut tail = log
+            .iter()
             .rev()
             .take(30)
             .rev()
             .cloned()
             .collect::<Vec<_>>()
-            .join("\n")
+            .join("\n");
+        let mut child = self
+            .child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Ok(Some(status)) = child.try_wait() {
+            tail.push_str(&format!("\nkring-api ended: {status}"));
+        }
+        tail
     }
 
     /// The bearer token `who` sends, if any.
