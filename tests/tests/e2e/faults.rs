@@ -812,3 +812,125 @@ async fn a_full_disk_refuses_writes_with_507_and_all_goes_on_once_space_is_freed
         "a refused write was stored"
     );
 }
+
+/// One message written through `writer` and read back through `reader` with the position the
+/// write answered (`?min_position=`): read-your-writes across API instances.
+async fn message_read_on_the_other(
+    writer: &Server,
+    reader: &Server,
+    family: &Family,
+    text: String,
+) -> Ack {
+    let sent = writer
+        .post(
+            &format!("/v1/conversations/{}/messages", family.conversation),
+            Who::Person(family.guardian),
+            json!({"body": text}),
+        )
+        .await;
+    sent.expect(201);
+    let position = sent.body["position"].as_u64().expect("a position");
+    let message = sent.id("message_id");
+    let read = reader
+        .send(
+            Method::GET,
+            &format!(
+                "/v1/conversations/{}/messages?limit=1&min_position={position}",
+                family.conversation
+            ),
+            Who::Person(family.guardian),
+            Body::Empty,
+        )
+        .await;
+    let latest = &read.expect(200)["messages"][0];
+    assert_eq!(
+        (latest["message_id"].as_str(), latest["body"].as_str()),
+        (Some(message.to_string().as_str()), Some(text.as_str())),
+        "a message written on one instance is read on the other at its position"
+    );
+    Ack::Message {
+        conversation: family.conversation,
+        message,
+        body: text,
+        position,
+    }
+}
+
+/// Two `kring-api projector` workers and two `serve --no-projectors` instances on one
+/// PostgreSQL database. Writes alternate between the instances, each read back on the other
+/// with `min_position`; the active projector is killed with SIGKILL, the waiting one takes over
+/// (reads with positions keep being answered), and in the end every read model has reached the
+/// log's head with contents equal to a fresh replay (`replay-tool verify` and `status
+/// --checksums` agree).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waiting_projector_takes_over_from_a_killed_one_and_reads_follow_writes_across_instances(
+) {
+    let url = kring_testkit::fresh_postgres_database("takeover")
+        .await
+        .url()
+        .to_owned();
+    let a = Server::start_with(Some(url), &["--no-projectors"]).await;
+    let mut active = a.projector();
+    // The read models' tables are the projector's to create: wait until they exist.
+    let mut built = false;
+    for _ in 0..600 {
+        let status = a.replay_tool(&["status"]);
+        let status: Value = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
+        if status["built"] == true {
+            built = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(built, "the projector never built the read models");
+    let class = class(&a).await;
+    // The first worker leads (it holds the projector lock) once the read models caught up.
+    a.ready().await;
+    let mut waiting = a.projector();
+    let b = a.start_beside(&["--no-projectors"]).await;
+    let mut acks = Vec::new();
+    for n in 0..8 {
+        let (writer, reader) = if n % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let family = &class.families[n % FAMILIES];
+        acks.push(message_read_on_the_other(writer, reader, family, format!("voor-{n}")).await);
+    }
+    active.kill();
+    for n in 0..16 {
+        let (writer, reader) = if n % 2 == 0 { (&b, &a) } else { (&a, &b) };
+        let family = &class.families[n % FAMILIES];
+        acks.push(message_read_on_the_other(writer, reader, family, format!("na-{n}")).await);
+    }
+    assert!(waiting.is_running(), "the worker that took over still runs");
+    a.ready().await;
+    b.ready().await;
+    check_acknowledged(&b, &class, &acks).await;
+    let status = a.replay_tool(&["status", "--checksums"]);
+    assert!(status.status.success(), "{status:?}");
+    let status: Value = serde_json::from_slice(&status.stdout).expect("status as JSON");
+    let head = status["head"].as_u64().expect("the head");
+    let report = check_log(&a, &acks);
+    let checks = report["read_models"].as_array().expect("read models");
+    assert!(!checks.is_empty());
+    for check in checks {
+        let name = &check["name"];
+        assert_eq!(check["position"], head, "{name} reached the head: {check}");
+        assert!(
+            check["checksum"].is_string() && check["checksum"] == check["replay_checksum"],
+            "{name} equals a fresh replay: {check}"
+        );
+        let serving = status["projections"]
+            .as_array()
+            .expect("projections")
+            .iter()
+            .find(|p| p["name"] == *name)
+            .unwrap_or_else(|| panic!("{name} in the status"));
+        assert_eq!(serving["checksum"], check["checksum"], "{name}");
+        assert_eq!(serving["lag"], 0, "{name}");
+    }
+    eprintln!(
+        "faults: projector takeover: {} writes read across instances; {} read models at head {head} equal a fresh replay",
+        acks.len(),
+        checks.len()
+    );
+    waiting.kill();
+}
