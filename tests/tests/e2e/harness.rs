@@ -387,11 +387,6 @@ impl Server {
         self.url = url;
     }
 
-    /// The PostgreSQL database of the installation, if it has one.
-    pub fn database_url(&self) -> Option<&str> {
-        self.database_url.as_deref()
-    }
-
     /// Starts `kring-api projector` on this server's installation.
     pub fn projector(&self) -> Worker {
         let mut command = Self::command(self.dir.path(), self.database_url.as_deref());
@@ -746,7 +741,8 @@ impl Drop for Worker {
 /// `synchronous_commit` and full-page writes on, PostgreSQL's defaults) unless asked otherwise.
 /// Stopped (`-m immediate`) and deleted when dropped.
 pub struct PgCluster {
-    dir: tempfile::TempDir,
+    /// The data directory and logs, deleted when the cluster is dropped.
+    _dir: tempfile::TempDir,
     pg: PgCtl,
     port: u16,
 }
@@ -884,7 +880,11 @@ impl PgCluster {
         }
         std::fs::write(dir.path().join("settings"), settings).expect("the settings written");
         pg.start();
-        Ok(Self { dir, pg, port })
+        Ok(Self {
+            _dir: dir,
+            pg,
+            port,
+        })
     }
 
     /// Starts the stopped cluster again, on the same port.
@@ -916,11 +916,6 @@ impl PgCluster {
             .await
             .url()
             .to_owned()
-    }
-
-    /// The cluster's directory (kept until the cluster is dropped).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
