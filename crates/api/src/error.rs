@@ -259,6 +259,13 @@ impl ApiError {
     /// ([`kring_store::outage`]), else an internal error.
     #[must_use]
     pub fn from_database(what: &str, e: sqlx::Error) -> Self {
+        if is_missing_table(&e) {
+            // An API instance started on a fresh database before any projector made the
+            // read models' tables.
+            return Self::not_ready(format!(
+                "{what} are not built yet (no projector has created them): {e}"
+            ));
+        }
         match kring_store::outage(&e) {
             Some(kring_store::Outage::Unreachable) => {
                 Self::unavailable(format!("{what} cannot be reached: {e}"))
@@ -281,6 +288,17 @@ impl ApiError {
             code: self.code.as_str().to_owned(),
         }
     }
+}
+
+/// Whether a statement failed because its table does not exist (PostgreSQL `42P01`, SQLite's
+/// "no such table").
+fn is_missing_table(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| match d.code().as_deref() {
+            Some("42P01") => true,
+            Some("1") => d.message().starts_with("no such table"),
+            _ => false,
+        })
 }
 
 impl IntoResponse for ApiError {
