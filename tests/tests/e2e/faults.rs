@@ -871,12 +871,30 @@ async fn the_waiting_projector_takes_over_from_a_killed_one_and_reads_follow_wri
         .to_owned();
     let a = Server::start_with(Some(url), &["--no-projectors"]).await;
     let mut active = a.projector();
-    // The read models' tables are the projector's to create: wait until they exist.
+    // The read models' tables are the projector's to create. Until they exist an instance
+    // answers 503 not_caught_up (never a 500); wait until every read model `/readyz` names is
+    // there.
     let mut built = false;
     for _ in 0..600 {
+        let me = a
+            .try_send(Method::GET, "/v1/me", Who::Operator, Body::Empty)
+            .await
+            .expect("an answer");
+        assert!(
+            me.status == 200 || (me.status == 503 && me.body["code"] == "not_caught_up"),
+            "before the read models exist: {} {}",
+            me.status,
+            me.text()
+        );
+        let ready = a
+            .try_send(Method::GET, "/readyz", Who::Anonymous, Body::Empty)
+            .await
+            .expect("an answer");
         let status = a.replay_tool(&["status"]);
         let status: Value = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
-        if status["built"] == true {
+        let made = status["projections"].as_array().map_or(0, Vec::len);
+        let named = ready.body["projections"].as_array().map_or(0, Vec::len);
+        if named > 0 && made == named {
             built = true;
             break;
         }
