@@ -55,8 +55,10 @@ pub enum Code {
     MethodNotAllowed,
     /// A read model did not catch up in time (`503`).
     NotCaughtUp,
-    /// The event store cannot be reached (`503`, readiness).
+    /// The event store or another database cannot be reached now (`503`): retry later.
     StoreUnreachable,
+    /// The disk is full: nothing was written (`507`); retry once space is freed.
+    InsufficientStorage,
     /// The data was erased (`410`).
     Erased,
     /// An erasure's key is gone but its old copy is not wiped yet (`503`): repeat it.
@@ -89,6 +91,7 @@ impl Code {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotCaughtUp => "not_caught_up",
             Self::StoreUnreachable => "store_unreachable",
+            Self::InsufficientStorage => "insufficient_storage",
             Self::Erased => "erased",
             Self::ErasureIncomplete => "erasure_incomplete",
             Self::Timeout => "timeout",
@@ -115,6 +118,7 @@ impl Code {
             Self::MethodNotAllowed => "Method not allowed",
             Self::NotCaughtUp => "Read model not caught up",
             Self::StoreUnreachable => "The event store cannot be reached",
+            Self::InsufficientStorage => "Not enough storage; nothing was written",
             Self::Erased => "Erased",
             Self::ErasureIncomplete => "Erasure not finished; repeat it",
             Self::Timeout => "The request took too long",
@@ -231,6 +235,48 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotCaughtUp, detail)
     }
 
+    /// `503 store_unreachable`: a database cannot be reached now; nothing was acknowledged.
+    #[must_use]
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::StoreUnreachable,
+            detail,
+        )
+    }
+
+    /// `507 insufficient_storage`: the disk is full; nothing was written.
+    #[must_use]
+    pub fn storage_full(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            Code::InsufficientStorage,
+            detail,
+        )
+    }
+
+    /// A failure of the database `what`: `503` or `507` for an outage
+    /// ([`kring_store::outage`]), else an internal error.
+    #[must_use]
+    pub fn from_database(what: &str, e: sqlx::Error) -> Self {
+        if is_missing_table(&e) {
+            // An API instance started on a fresh database before any projector made the
+            // read models' tables.
+            return Self::not_ready(format!(
+                "{what} are not built yet (no projector has created them): {e}"
+            ));
+        }
+        match kring_store::outage(&e) {
+            Some(kring_store::Outage::Unreachable) => {
+                Self::unavailable(format!("{what} cannot be reached: {e}"))
+            }
+            Some(kring_store::Outage::StorageFull) => {
+                Self::storage_full(format!("{what}: no space left: {e}"))
+            }
+            None => Self::internal(format!("{what}: {e}")),
+        }
+    }
+
     /// The problem document.
     #[must_use]
     pub fn problem(&self) -> Problem {
@@ -242,6 +288,17 @@ impl ApiError {
             code: self.code.as_str().to_owned(),
         }
     }
+}
+
+/// Whether a statement failed because its table does not exist (PostgreSQL `42P01`, SQLite's
+/// "no such table").
+fn is_missing_table(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| match d.code().as_deref() {
+            Some("42P01") => true,
+            Some("1") => d.message().starts_with("no such table"),
+            _ => false,
+        })
 }
 
 impl IntoResponse for ApiError {
@@ -300,6 +357,8 @@ impl From<StoreError> for ApiError {
                 Code::PayloadTooLarge,
                 e.to_string(),
             ),
+            StoreError::Unavailable(_) => Self::unavailable(e.to_string()),
+            StoreError::StorageFull(_) => Self::storage_full(e.to_string()),
             // Two requests with one Idempotency-Key at once: the first is being written.
             StoreError::IdempotencyMismatch { .. } => Self::new(
                 StatusCode::CONFLICT,
@@ -323,6 +382,7 @@ impl From<VaultError> for ApiError {
                 Code::ErasureIncomplete,
                 e.to_string(),
             ),
+            VaultError::Database(db) => Self::from_database("key vault", db),
             other => Self::internal(other),
         }
     }
@@ -332,6 +392,9 @@ impl From<ProjectionError> for ApiError {
     fn from(e: ProjectionError) -> Self {
         match e {
             ProjectionError::NotCaughtUp { .. } => Self::not_ready(e.to_string()),
+            ProjectionError::Database(db) => Self::from_database("read models", db),
+            ProjectionError::Store(e) => e.into(),
+            ProjectionError::Vault(e) => e.into(),
             other => Self::internal(other),
         }
     }

@@ -131,6 +131,17 @@ fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("media file {what} {}: {e}", path.display()))
 }
 
+/// A failed write of a media file: `507` when the disk is full (the upload is refused, its
+/// temporary file removed), else an internal error.
+fn write_failed(what: &str, path: &Path, e: std::io::Error) -> ApiError {
+    /// `ENOSPC` on Linux and the BSDs.
+    const ENOSPC: i32 = 28;
+    if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(ENOSPC) {
+        return ApiError::storage_full(format!("no space left to store the media file: {e}"));
+    }
+    io(what, path, e)
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
@@ -240,7 +251,7 @@ impl MediaFiles {
         let dir = self.dir.clone();
         blocking({
             let dir = dir.clone();
-            move || std::fs::create_dir_all(&dir).map_err(|e| io("directory", &dir, e))
+            move || std::fs::create_dir_all(&dir).map_err(|e| write_failed("directory", &dir, e))
         })
         .await?;
         let path = self.path(media_id);
@@ -250,8 +261,11 @@ impl MediaFiles {
         options.write(true).create_new(true);
         #[cfg(unix)]
         options.mode(0o600);
-        let mut file = options.open(&tmp).await.map_err(|e| io("write", &tmp, e))?;
-        let write_err = |e: std::io::Error| io("write", &tmp, e);
+        let mut file = options
+            .open(&tmp)
+            .await
+            .map_err(|e| write_failed("write", &tmp, e))?;
+        let write_err = |e: std::io::Error| write_failed("write", &tmp, e);
         file.write_all(MAGIC_CHUNKED).await.map_err(write_err)?;
         file.write_all(&header_line(&header, reserved)?)
             .await
@@ -299,12 +313,12 @@ impl MediaFiles {
         // upload leaves no key behind, and no file is ever without its key.
         self.vault.end_stream(end).await?;
         blocking(move || {
-            std::fs::rename(&tmp, &path).map_err(|e| io("write", &path, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| write_failed("write", &path, e))?;
             unfinished.done();
             // The rename is durable once the directory is.
             std::fs::File::open(&dir)
                 .and_then(|d| d.sync_all())
-                .map_err(|e| io("write", &dir, e))
+                .map_err(|e| write_failed("write", &dir, e))
         })
         .await?;
         Ok(header)
@@ -477,7 +491,7 @@ impl MediaFiles {
         let path = self.claim_path(media_id);
         let dir = self.dir.clone();
         blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|e| io("directory", &dir, e))?;
+            std::fs::create_dir_all(&dir).map_err(|e| write_failed("directory", &dir, e))?;
             for _ in 0..3 {
                 let mut options = std::fs::OpenOptions::new();
                 options.write(true).create_new(true);

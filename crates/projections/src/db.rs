@@ -142,7 +142,11 @@ impl ReadDb {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(if backend == Backend::Sqlite {
+                Duration::from_secs(30)
+            } else {
+                kring_store::postgres::link::ACQUIRE_TIMEOUT
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -43,6 +43,10 @@ pub enum ProjectionError {
         /// Where it is.
         reached: u64,
     },
+    /// The database rolled the read models' transaction back by itself (SQLite does on a full
+    /// disk); nothing of it stands. Passing: the same events are applied again.
+    #[error("read-model database rolled the transaction back: {0}")]
+    RolledBack(String),
     /// A sealed field could not be opened.
     #[error("key vault: {0}")]
     Vault(#[from] kring_store::vault::VaultError),

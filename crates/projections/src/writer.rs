@@ -747,11 +747,7 @@ async fn drive(
                 kept = None;
                 poisoned = false;
                 flag.store(false, Ordering::Release);
-                let _ = reply.send(
-                    AnyTransactionManager::rollback(conn)
-                        .await
-                        .map_err(ProjectionError::from),
-                );
+                let _ = reply.send(rollback_one(conn).await);
             }
             Op::Sync(reply) => {
                 let _ = reply.send(kept.take());
@@ -774,9 +770,51 @@ async fn drive(
 
 async fn roll_back_all(conn: &mut AnyConnection) -> Result<(), ProjectionError> {
     while AnyTransactionManager::get_transaction_depth(conn) > 0 {
-        AnyTransactionManager::rollback(conn).await?;
+        match rollback_one(conn).await {
+            // Nothing is open any more.
+            Ok(()) | Err(ProjectionError::RolledBack(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
+}
+
+/// Rolls back one level: the transaction, or its innermost savepoint.
+///
+/// SQLite rolls a whole transaction back by itself when a statement fails for want of space
+/// (`SQLITE_FULL`) or on some I/O errors, while sqlx still counts it open; its `ROLLBACK` then
+/// fails ("no transaction is active", or "no such savepoint" for a savepoint), and so would
+/// every later one — the projector used to stop on that error, and `serve` with it. Here the
+/// levels sqlx counts are opened again and rolled back, so the connection is clean, and
+/// [`ProjectionError::RolledBack`] says that nothing of the transaction stands (a passing
+/// failure: the unit is applied again later).
+async fn rollback_one(conn: &mut AnyConnection) -> Result<(), ProjectionError> {
+    let e = match AnyTransactionManager::rollback(conn).await {
+        Ok(()) => return Ok(()),
+        Err(e) if rolled_back_by_sqlite(&e) => e,
+        Err(e) => return Err(e.into()),
+    };
+    let depth = AnyTransactionManager::get_transaction_depth(conn);
+    if depth > 0 {
+        conn.execute("BEGIN").await?;
+        for level in 1..depth {
+            conn.execute(format!("SAVEPOINT _sqlx_savepoint_{level}").as_str())
+                .await?;
+        }
+        while AnyTransactionManager::get_transaction_depth(conn) > 0 {
+            AnyTransactionManager::rollback(conn).await?;
+        }
+    }
+    Err(ProjectionError::RolledBack(e.to_string()))
+}
+
+/// Whether a failed rollback says SQLite has no transaction (or savepoint) open any more.
+fn rolled_back_by_sqlite(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| {
+        d.code().as_deref() == Some("1")
+            && (d.message().contains("no transaction is active")
+                || d.message().contains("no such savepoint"))
+    })
 }
 
 async fn begin_top(

@@ -66,15 +66,102 @@ pub enum StoreError {
     /// The store is shutting down or its writer stopped; nothing was acknowledged.
     #[error("the event store is closed")]
     Closed,
+    /// The database cannot be reached now: the connection was refused or lost, the server is
+    /// shutting down or starting up, or no connection came free in time. Passing: retry later.
+    /// Nothing was acknowledged; an append whose connection was lost at its commit may have
+    /// committed, so it is retried with the same event ids (a committed retry is recognised).
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    /// The disk (or the database server's storage) is full. Nothing of the append was
+    /// written; retry once space is freed.
+    #[error("event store storage is full: {0}")]
+    StorageFull(String),
     /// The database or server failed (I/O, connection, …). The append may be retried with the
     /// same event ids: a retry of an append that did commit is recognised and not written twice.
     #[error("event store backend error: {0}")]
     Backend(String),
 }
 
+impl StoreError {
+    /// The same failure again, for each append of a group commit that failed as a whole: the
+    /// kind is kept (a caller branches on it), the details as text.
+    #[must_use]
+    pub fn for_each_append(&self) -> Self {
+        match self {
+            Self::Unavailable(m) => Self::Unavailable(m.clone()),
+            Self::StorageFull(m) => Self::StorageFull(m.clone()),
+            Self::Backend(m) => Self::Backend(m.clone()),
+            Self::Closed => Self::Closed,
+            other => Self::Backend(other.to_string()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Backend(e.to_string())
+        match outage(&e) {
+            Some(Outage::Unreachable) => Self::Unavailable(e.to_string()),
+            Some(Outage::StorageFull) => Self::StorageFull(e.to_string()),
+            None => Self::Backend(e.to_string()),
+        }
+    }
+}
+
+/// A database failure that says nothing about the request: the database is out of reach for
+/// now, or out of space. Both pass; the same request may succeed later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// The connection was refused or lost, the server is shutting down, starting up or out of
+    /// connections, a lock or a free pooled connection did not come in time.
+    Unreachable,
+    /// No space left: SQLite's `SQLITE_FULL`, PostgreSQL's `disk_full` (53100), `ENOSPC`.
+    StorageFull,
+}
+
+/// Which [`Outage`] a database error is, if any (else it is about the statement or the data).
+#[must_use]
+pub fn outage(e: &sqlx::Error) -> Option<Outage> {
+    /// `ENOSPC` on Linux and the BSDs.
+    const ENOSPC: i32 = 28;
+    match e {
+        sqlx::Error::Io(io)
+            if io.raw_os_error() == Some(ENOSPC)
+                || io.kind() == std::io::ErrorKind::StorageFull =>
+        {
+            Some(Outage::StorageFull)
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => Some(Outage::Unreachable),
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            if code.len() == 5 {
+                // PostgreSQL: 53100 disk_full; class 08 connection exception, 53 insufficient
+                // resources, 57P01–57P03 shutdown, crash, not yet accepting connections,
+                // 55P03 lock not available (a lock_timeout).
+                match &*code {
+                    "53100" => Some(Outage::StorageFull),
+                    c if c.starts_with("08")
+                        || c.starts_with("53")
+                        || matches!(c, "57P01" | "57P02" | "57P03" | "55P03") =>
+                    {
+                        Some(Outage::Unreachable)
+                    }
+                    _ => None,
+                }
+            } else {
+                // SQLite: FULL (13); BUSY (5) and LOCKED (6), with their extended codes.
+                match code.parse::<i32>().map(|n| n & 0xff) {
+                    Ok(13) => Some(Outage::StorageFull),
+                    Ok(5 | 6) => Some(Outage::Unreachable),
+                    _ => None,
+                }
+            }
+        }
+        _ => None,
     }
 }
 

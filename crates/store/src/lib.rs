@@ -27,7 +27,7 @@ pub use envelope::{
     actor_from_str, actor_to_string, canonical_json, log_hash, EventHash, ExpectedVersion,
     Metadata, NewEvent, Position, RecordedEvent, MAX_EVENT_BYTES,
 };
-pub use error::StoreError;
+pub use error::{outage, Outage, StoreError};
 pub use plan::{AppendOutcome, StoredId};
 pub use subscription::Subscription;
 pub use verify::{Finding, GlobalChain, VerifyFailure, VerifyReport};

@@ -453,7 +453,7 @@ async fn a_writer_kept_from_the_global_order_lock_fails_clearly_and_then_appends
     .expect("the writer waited for the lock without end")
     .unwrap_err();
     assert!(
-        matches!(&refused, kring_store::StoreError::Backend(m) if m.contains("lock timeout")),
+        matches!(&refused, kring_store::StoreError::Unavailable(m) if m.contains("lock timeout")),
         "{refused:?}"
     );
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();

@@ -48,7 +48,16 @@ pub fn server_url() -> String {
 /// # Panics
 /// When `DATABASE_URL` is unset or the server refuses: a test cannot go on without it.
 pub async fn fresh_postgres_database(label: &str) -> PgTestDatabase {
-    let server = server_url();
+    fresh_postgres_database_on(&server_url(), label).await
+}
+
+/// Creates a fresh, empty database named after `label` on the PostgreSQL server at `server`
+/// (a cluster a test started itself, say).
+///
+/// # Panics
+/// When the server refuses: a test cannot go on without it.
+pub async fn fresh_postgres_database_on(server: &str, label: &str) -> PgTestDatabase {
+    let server = server.to_owned();
     let clean: String = label
         .chars()
         .map(|c| {

@@ -27,10 +27,21 @@ use uuid::Uuid;
 /// did) and takes its path from cargo's own report. Cargo releases its lock while tests run.
 fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
+    BINARY.get_or_init(|| build("kring-api", "kring-api"))
+}
+
+/// The `replay-tool` binary of this workspace, freshly built the same way.
+fn replay_tool_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build("kring-replay-tool", "replay-tool"))
+}
+
+/// Builds binary `bin` of `package` and answers its path, from cargo's own report.
+fn build(package: &str, bin: &str) -> PathBuf {
+    {
         let mut cargo = Command::new(env!("CARGO"));
         cargo
-            .args(["build", "--package", "kring-api", "--bin", "kring-api"])
+            .args(["build", "--package", package, "--bin", bin])
             .arg("--message-format=json-render-diagnostics")
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         if !cfg!(debug_assertions) {
@@ -41,15 +52,15 @@ fn binary() -> &'static Path {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            panic!("cargo build -p kring-api failed:\n{}", tail.join("\n"));
+            panic!("cargo build -p {package} failed:\n{}", tail.join("\n"));
         }
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "kring-api")
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
             .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo names the kring-api executable")
-    })
+            .unwrap_or_else(|| panic!("cargo names the {bin} executable"))
+    }
 }
 
 /// The environment variables `kring-api` reads; cleared so the run depends on nothing outside.
@@ -178,11 +189,14 @@ pub fn uuid_at(value: &Value, field: &str) -> Uuid {
 
 /// A running `kring-api serve`.
 pub struct Server {
-    child: Child,
+    child: Mutex<Child>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
-    dir: tempfile::TempDir,
+    /// Shared by the servers and workers started beside this one (one installation).
+    dir: Arc<tempfile::TempDir>,
     database_url: Option<String>,
+    /// What `serve` was given beyond the data directory and the listen address.
+    extra: Vec<String>,
     secret: Vec<u8>,
     http: reqwest::Client,
     log: Arc<Mutex<Vec<String>>>,
@@ -194,10 +208,6 @@ impl Server {
     /// Starts `kring-api serve` on a free port with a fresh data directory (and a fresh
     /// PostgreSQL database for [`Backend::Postgres`]), and waits until it listens.
     pub async fn start(backend: Backend) -> Self {
-        tokio::task::spawn_blocking(binary)
-            .await
-            .expect("building kring-api");
-        let dir = tempfile::tempdir().expect("a temp dir");
         let database_url = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(
@@ -207,13 +217,79 @@ impl Server {
                     .to_owned(),
             ),
         };
-        let jwks = dir.path().join("issuer-jwks.json");
+        Self::start_with(database_url, &[]).await
+    }
+
+    /// Starts `kring-api serve ARGS` with a fresh data directory on the PostgreSQL database
+    /// `database_url` (SQLite files in the data directory when `None`).
+    pub async fn start_with(database_url: Option<String>, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        Self::start_in(Arc::new(dir), database_url, extra).await
+    }
+
+    /// Starts `kring-api serve ARGS` in the data directory `dir` (a size-limited file system
+    /// mounted there, say), SQLite files there unless `database_url` names PostgreSQL.
+    pub async fn start_in_dir(
+        dir: tempfile::TempDir,
+        database_url: Option<String>,
+        extra: &[&str],
+    ) -> Self {
+        Self::start_in(Arc::new(dir), database_url, extra).await
+    }
+
+    /// Another `kring-api serve ARGS` on this server's installation (its data directory and
+    /// database): a second API instance.
+    pub async fn start_beside(&self, extra: &[&str]) -> Self {
+        Self::start_in(Arc::clone(&self.dir), self.database_url.clone(), extra).await
+    }
+
+    async fn start_in(
+        dir: Arc<tempfile::TempDir>,
+        database_url: Option<String>,
+        extra: &[&str],
+    ) -> Self {
+        tokio::task::spawn_blocking(binary)
+            .await
+            .expect("building kring-api");
+        let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (child, url) = Self::spawn(dir.path(), database_url.as_deref(), &extra, &log).await;
+        let key = std::fs::read_to_string(dir.path().join("jwt.key")).expect("DIR/jwt.key");
+        let secret = base64::engine::general_purpose::STANDARD
+            .decode(key.trim())
+            .expect("a base64 key");
+        Self {
+            child: Mutex::new(child),
+            url,
+            dir,
+            database_url,
+            extra,
+            secret,
+            // A fresh connection per request: the server closes a connection after refusing a
+            // body it did not read, and a pooled one could be picked up just as it closes.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("an HTTP client"),
+            log,
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    /// Spawns `serve` and waits until it says where it listens.
+    async fn spawn(
+        dir: &Path,
+        database_url: Option<&str>,
+        extra: &[String],
+        log: &Arc<Mutex<Vec<String>>>,
+    ) -> (Child, String) {
+        let jwks = dir.join("issuer-jwks.json");
         std::fs::write(&jwks, ISSUER_JWKS).expect("the issuer's JWKS written");
-        let mut command = Self::command(dir.path(), database_url.as_deref());
+        let mut command = Self::command(dir, database_url);
         command
             .arg("serve")
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(dir)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--oidc-issuer")
@@ -228,15 +304,15 @@ impl Server {
             .arg("0")
             .arg("--rate-per-token")
             .arg("0")
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("kring-api starts");
         let stderr = child.stderr.take().expect("its stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        let kept = Arc::clone(&log);
+        let kept = Arc::clone(log);
         // Read stderr to its end (a full pipe would stall the server), keeping the lines for
         // failure messages and passing on the address it listens on.
         std::thread::spawn(move || {
@@ -260,8 +336,8 @@ impl Server {
             tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(120)))
                 .await
                 .expect("waiting for the server");
-        let url = match listening {
-            Ok(url) => url,
+        match listening {
+            Ok(url) => (child, url),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -270,26 +346,79 @@ impl Server {
                     log.lock().unwrap().join("\n")
                 );
             }
-        };
-        let key = std::fs::read_to_string(dir.path().join("jwt.key")).expect("DIR/jwt.key");
-        let secret = base64::engine::general_purpose::STANDARD
-            .decode(key.trim())
-            .expect("a base64 key");
-        Self {
-            child,
-            url,
-            dir,
-            database_url,
-            secret,
-            // A fresh connection per request: the server closes a connection after refusing a
-            // body it did not read, and a pooled one could be picked up just as it closes.
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .expect("an HTTP client"),
-            log,
-            seen: AtomicU64::new(0),
         }
+    }
+
+    /// `kill -9` of the server process, as a crash or a power cut would end it.
+    pub fn kill(&self) {
+        let mut child = self
+            .child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // `Child::kill` is SIGKILL on Unix: no shutdown code runs.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Whether the server process still runs.
+    pub fn is_running(&self) -> bool {
+        let mut child = self
+            .child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        matches!(child.try_wait(), Ok(None))
+    }
+
+    /// Starts `serve` again on the same installation (after [`Server::kill`], or killing it
+    /// first), with the same arguments; it listens on a new port.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let (child, url) = Self::spawn(
+            self.dir.path(),
+            self.database_url.as_deref(),
+            &self.extra,
+            &self.log,
+        )
+        .await;
+        *self
+            .child
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = child;
+        self.url = url;
+    }
+
+    /// Starts `kring-api projector` on this server's installation.
+    pub fn projector(&self) -> Worker {
+        let mut command = Self::command(self.dir.path(), self.database_url.as_deref());
+        command
+            .arg("projector")
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Worker {
+            child: command.spawn().expect("kring-api projector starts"),
+        }
+    }
+
+    /// `replay-tool --format json ARGS --data-dir DIR` against this server's installation.
+    pub fn replay_tool(&self, args: &[&str]) -> std::process::Output {
+        let mut command = Command::new(replay_tool_binary());
+        for var in KRING_ENV {
+            command.env_remove(var);
+        }
+        command.env("KRING_DATA_DIR", self.dir.path());
+        if let Some(url) = &self.database_url {
+            command.env("KRING_DATABASE_URL", url);
+        }
+        command
+            .args(["--format", "json"])
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.dir.path());
+        command.output().expect("replay-tool runs")
     }
 
     fn command(dir: &std::path::Path, database_url: Option<&str>) -> Command {
@@ -334,19 +463,28 @@ impl Server {
         self.dir.path()
     }
 
-    /// The last lines the server logged.
+    /// The last lines the server logged, and how it ended if it did.
     pub fn log_tail(&self) -> String {
         let log = self
             .log
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        log.iter()
+        let mut tail = log
+            .iter()
             .rev()
             .take(30)
             .rev()
             .cloned()
             .collect::<Vec<_>>()
-            .join("\n")
+            .join("\n");
+        let mut child = self
+            .child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Ok(Some(status)) = child.try_wait() {
+            tail.push_str(&format!("\nkring-api ended: {status}"));
+        }
+        tail
     }
 
     /// The bearer token `who` sends, if any.
@@ -385,6 +523,53 @@ impl Server {
     /// The highest position answered so far.
     pub fn seen(&self) -> u64 {
         self.seen.load(Ordering::SeqCst)
+    }
+
+    /// Sends a request as `who` and answers whatever came back, a 5xx included; `Err` when no
+    /// answer came (the server is down or closed the connection). For the fault scenarios.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        who: Who,
+        body: Body,
+    ) -> Result<Answer, String> {
+        let request = format!("{method} {path} as {who:?}");
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = self.token(who) {
+            req = req.bearer_auth(token);
+        }
+        req = match body {
+            Body::Empty => req,
+            Body::Json(v) => req.json(&v),
+            Body::Raw(content_type, bytes) => req.header("content-type", content_type).body(bytes),
+        };
+        let res = req.send().await.map_err(|e| format!("{request}: {e}"))?;
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| format!("{request}: {e}"))?
+            .to_vec();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if let Some(p) = body.get("position").and_then(Value::as_u64) {
+            if status < 300 {
+                self.seen.fetch_max(p, Ordering::SeqCst);
+            }
+        }
+        Ok(Answer {
+            request,
+            status,
+            content_type,
+            bytes,
+            body,
+        })
     }
 
     /// Sends a request as `who`. Asserts it is never answered with a 5xx (but for `/readyz`
@@ -522,8 +707,221 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `kring-api projector` process; killed (`kill -9`) when dropped.
+pub struct Worker {
+    child: Child,
+}
+
+impl Worker {
+    /// `kill -9` of the worker.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Whether it still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A PostgreSQL cluster the test itself starts, stops and starts again, from the machine's
+/// server binaries (as `scripts/lib/pg-cluster.sh` does: `initdb` and `pg_ctl` run as the
+/// `postgres` user when we are root, in a temp dir owned by that user). Durable (`fsync`,
+/// `synchronous_commit` and full-page writes on, PostgreSQL's defaults) unless asked otherwise.
+/// Stopped (`-m immediate`) and deleted when dropped.
+pub struct PgCluster {
+    /// The data directory and logs, deleted when the cluster is dropped.
+    _dir: tempfile::TempDir,
+    pg: PgCtl,
+    port: u16,
+}
+
+/// How to run the cluster's tools (as the `postgres` user when we are root).
+#[derive(Clone)]
+struct PgCtl {
+    data: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+impl PgCtl {
+    fn tool(&self, name: &str) -> Command {
+        if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command
+                .args(["-u", "postgres", "--"])
+                .arg(self.bin.join(name));
+            command
+        } else {
+            Command::new(self.bin.join(name))
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.data.parent().expect("the cluster's dir")
+    }
+
+    fn start(&self) {
+        let settings = std::fs::read_to_string(self.dir().join("settings")).expect("the settings");
+        let out = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(self.dir().join("server.log"))
+            .args(["-w", "-t", "60", "start", "-o"])
+            .arg(settings)
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {out:?}\n{}",
+            std::fs::read_to_string(self.dir().join("server.log")).unwrap_or_default()
+        );
+    }
+
+    fn stop(&self, mode: &str) -> std::process::Output {
+        self.tool("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", mode, "-w", "stop"])
+            .output()
+            .expect("pg_ctl runs")
+    }
+}
+
+impl PgCluster {
+    /// The machine's PostgreSQL server binaries, or why there are none.
+    fn server_binaries() -> Result<PathBuf, String> {
+        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            if dir.join("initdb").is_file() {
+                return Ok(dir);
+            }
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|e| format!("no PostgreSQL server binaries (/usr/lib/postgresql: {e})"))?
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").is_file())
+            .collect();
+        found.sort_by_key(|p| {
+            p.parent()
+                .and_then(|v| v.file_name())
+                .and_then(|v| v.to_str())
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        found
+            .pop()
+            .ok_or_else(|| "no PostgreSQL server binaries (no initdb found)".to_owned())
+    }
+
+    /// Starts a fresh cluster on a free port; `Err` says why it cannot (no server binaries),
+    /// for the test to report itself as not run.
+    pub async fn start(durable: bool) -> Result<Self, String> {
+        tokio::task::spawn_blocking(move || Self::start_blocking(durable))
+            .await
+            .expect("starting PostgreSQL")
+    }
+
+    fn start_blocking(durable: bool) -> Result<Self, String> {
+        let bin = Self::server_binaries()?;
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let dir = tempfile::Builder::new()
+            .prefix("kring-e2e-pg")
+            .tempdir()
+            .expect("a temp dir");
+        if root {
+            let chown = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(dir.path())
+                .status()
+                .expect("chown runs");
+            assert!(chown.success(), "chown postgres {}", dir.path().display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let pg = PgCtl {
+            data: dir.path().join("data"),
+            bin,
+            as_postgres: root,
+        };
+        let out = pg
+            .tool("initdb")
+            .arg("-D")
+            .arg(&pg.data)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+            .output()
+            .expect("initdb runs");
+        assert!(out.status.success(), "initdb: {out:?}");
+        let mut settings = format!(
+            "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} -c max_connections=200",
+            dir.path().display()
+        );
+        if !durable {
+            settings.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        std::fs::write(dir.path().join("settings"), settings).expect("the settings written");
+        pg.start();
+        Ok(Self {
+            _dir: dir,
+            pg,
+            port,
+        })
+    }
+
+    /// Starts the stopped cluster again, on the same port.
+    pub async fn start_again(&self) {
+        let pg = self.pg.clone();
+        tokio::task::spawn_blocking(move || pg.start())
+            .await
+            .expect("starting PostgreSQL again");
+    }
+
+    /// Stops the cluster (`pg_ctl stop -m fast`: sessions are ended, transactions in flight
+    /// rolled back, and what committed is on disk).
+    pub async fn stop(&self) {
+        let pg = self.pg.clone();
+        let out = tokio::task::spawn_blocking(move || pg.stop("fast"))
+            .await
+            .expect("stopping PostgreSQL");
+        assert!(out.status.success(), "pg_ctl stop: {out:?}");
+    }
+
+    /// The server's URL (its `postgres` database).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A fresh database on this cluster: its URL.
+    pub async fn fresh_database(&self, label: &str) -> String {
+        kring_testkit::fresh_postgres_database_on(&self.url(), label)
+            .await
+            .url()
+            .to_owned()
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = self.pg.stop("immediate");
     }
 }
 

@@ -8,11 +8,14 @@
 //! - `openapi`: `/openapi.json` is OpenAPI 3.1 and lists every route of the contract;
 //! - `sign_in`: single sign-on identities and revoked tokens, with the command line beside
 //!   the server;
+//! - `faults`: `kill -9` of the server and of the active projector, PostgreSQL restarted and
+//!   the SQLite file system full under concurrent writes: nothing acknowledged is lost;
 //! - `bad_input`: malformed, mistyped, missing and huge input on every write → a 4xx
 //!   problem+json with a code, and nothing written.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bad_input;
+mod faults;
 mod harness;
 mod life;
 mod lifecycle;

@@ -42,13 +42,23 @@ pub const CATCH_UP_BATCH: usize = 8_000;
 
 /// Whether a failure is passing (retrying the same batch later may succeed) rather than
 /// something about the event: lost connections, timeouts, lock contention, serialization
-/// failures, a database shutting down or out of resources.
+/// failures, a database shutting down or out of resources, a full disk.
 pub fn is_transient(e: &ProjectionError) -> bool {
+    use kring_store::StoreError as S;
     let sql = match e {
         ProjectionError::Database(e) => e,
-        ProjectionError::Store(kring_store::StoreError::Backend(_)) => return true,
+        ProjectionError::Store(S::Backend(_) | S::Unavailable(_) | S::StorageFull(_)) => {
+            return true
+        }
+        ProjectionError::Vault(kring_store::vault::VaultError::Database(e)) => e,
+        ProjectionError::RolledBack(_) => return true,
         _ => return false,
     };
+    // Out of reach or out of space (a full disk under SQLite's files included): the same
+    // events apply once it passes.
+    if kring_store::outage(sql).is_some() {
+        return true;
+    }
     match sql {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut

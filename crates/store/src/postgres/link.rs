@@ -27,6 +27,12 @@
 use sqlx::postgres::PgConnectOptions;
 use std::time::Duration;
 
+/// How long a caller waits for a connection of a PostgreSQL pool (sqlx's default: 30 s). While
+/// the server is down sqlx keeps trying to connect until this runs out, so it is also how long
+/// a request takes to be refused with `503` then, instead of the whole request timeout; a pool
+/// that has no connection free for this long under load is overloaded anyway.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The guards every Kring connection to PostgreSQL gets unless its URL says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkSettings {

@@ -97,6 +97,7 @@ impl PostgresStore {
         ]);
         let readers = PgPoolOptions::new()
             .max_connections(READERS)
+            .acquire_timeout(link::ACQUIRE_TIMEOUT)
             .connect_with(options.clone().application_name("kring-store reader"))
             .await?;
         migrate(&options).await?;

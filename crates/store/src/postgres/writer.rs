@@ -137,7 +137,7 @@ impl Writer {
         let mut attempt = 1;
         let mut reconnects = 0;
         loop {
-            let message = match self.try_commit(requests).await {
+            let failure = match self.try_commit(requests).await {
                 Ok(outcomes) => return outcomes,
                 // Planning again under the lock reads the heads that row moved.
                 Err(Failure::VersionTaken(_)) if attempt < ATTEMPTS => {
@@ -150,18 +150,18 @@ impl Writer {
                     reconnects += 1;
                     continue;
                 }
-                Err(Failure::ConnectionLost(e)) => format!(
+                Err(Failure::ConnectionLost(e)) => StoreError::Unavailable(format!(
                     "the connection to PostgreSQL was lost ({e}); the append may have been \
                      committed: read the stream, or retry it with the same event ids"
-                ),
-                Err(Failure::Backend(e)) => e.to_string(),
+                )),
+                Err(Failure::Backend(e)) => e,
             };
             // The connection may be broken or mid-transaction: the next batch starts on a
             // fresh one.
             self.conn = None;
             return requests
                 .iter()
-                .map(|_| Err(StoreError::Backend(message.clone())))
+                .map(|_| Err(failure.for_each_append()))
                 .collect();
         }
     }

@@ -552,9 +552,8 @@ impl Writer {
                     if let Ok(last) = log_head(&mut self.conn).await {
                         self.last = last;
                     }
-                    let message = e.to_string();
                     for reply in replies {
-                        let _ = reply.send(Err(StoreError::Backend(message.clone())));
+                        let _ = reply.send(Err(e.for_each_append()));
                     }
                 }
             }

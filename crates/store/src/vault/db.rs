@@ -88,6 +88,7 @@ impl VaultDb {
         Ok(Self::Postgres(
             PgPoolOptions::new()
                 .max_connections(4)
+                .acquire_timeout(crate::postgres::link::ACQUIRE_TIMEOUT)
                 .connect_with(
                     crate::postgres::link::connect_options(url)?.application_name("kring-vault"),
                 )

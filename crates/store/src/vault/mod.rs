@@ -102,7 +102,10 @@ pub enum VaultError {
 
 impl From<VaultError> for StoreError {
     fn from(e: VaultError) -> Self {
-        Self::Backend(e.to_string())
+        match e {
+            VaultError::Database(e) => e.into(),
+            other => Self::Backend(other.to_string()),
+        }
     }
 }
 
