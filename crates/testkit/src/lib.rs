@@ -103,27 +103,6 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn database_urls_keep_host_and_parameters() {
-        assert_eq!(
-            with_database("postgres://u@127.0.0.1:5433/postgres", "t1"),
-            "postgres://u@127.0.0.1:5433/t1"
-        );
-        assert_eq!(
-            with_database("postgres://u@h:1", "t2"),
-            "postgres://u@h:1/t2"
-        );
-        assert_eq!(
-            with_database("postgres://u@h/db?sslmode=disable", "t3"),
-            "postgres://u@h/t3?sslmode=disable"
-        );
-    }
-}
-
 /// Runs each named `async fn(fixture)` as two tests, `on_sqlite::<name>` and
 /// `on_postgres::<name>`, on the multi-threaded runtime.
 ///
@@ -164,4 +143,25 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_urls_keep_host_and_parameters() {
+        assert_eq!(
+            with_database("postgres://u@127.0.0.1:5433/postgres", "t1"),
+            "postgres://u@127.0.0.1:5433/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:1", "t2"),
+            "postgres://u@h:1/t2"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/db?sslmode=disable", "t3"),
+            "postgres://u@h/t3?sslmode=disable"
+        );
+    }
 }
