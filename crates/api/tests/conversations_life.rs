@@ -4,25 +4,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
+mod school_server;
+
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
 use kring_api::exec::Loaded;
-use kring_api::server::{start, Running, ServeOptions};
 use kring_api::Caller;
 use kring_domain::child::SCHOOL_TIME_ZONE;
 use kring_domain::invitation::{self, InvitationAction, InvitationContext};
 use kring_domain::school::{self, SchoolAction};
 use kring_domain::{Actor, ChildId, Command, InvitationId, PersonId, SchoolId, StreamName};
-use kring_projections::Config;
-use kring_store::EventStore;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-/// A running server on real storage, and a client.
+/// The shared HTTP fixture, with this suite's calls (by caller, checked for problem+json).
 struct Api {
-    running: Running,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    server: school_server::Api,
+}
+
+impl std::ops::Deref for Api {
+    type Target = school_server::Api;
+    fn deref(&self) -> &Self::Target {
+        &self.server
+    }
 }
 
 /// An answer: status, content type, JSON body (`Null` when empty or not JSON).
@@ -55,43 +59,15 @@ impl Answer {
 
 impl Api {
     async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_path_buf(),
-            database_url: None,
-            eventstore_url: None,
-        };
-        Self::on(config, dir).await
-    }
-
-    async fn postgres() -> Self {
-        let pg = kring_testkit::fresh_postgres_database("api_conversations").await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_path_buf(),
-            database_url: Some(pg.url().to_owned()),
-            eventstore_url: None,
-        };
-        Self::on(config, dir).await
-    }
-
-    async fn on(config: Config, dir: tempfile::TempDir) -> Self {
-        let running = start(ServeOptions::new(config).without_rate_limits())
-            .await
-            .unwrap();
         Self {
-            running,
-            http: reqwest::Client::new(),
-            _dir: dir,
+            server: school_server::Api::sqlite().await,
         }
     }
 
-    fn token(&self, caller: Caller) -> String {
-        self.running
-            .state
-            .auth
-            .mint(caller, chrono::Duration::hours(1))
-            .unwrap()
+    async fn postgres() -> Self {
+        Self {
+            server: school_server::Api::postgres("api_conversations").await,
+        }
     }
 
     /// A request as `who` (no token for `None`), with a JSON body or a raw text body.
@@ -102,9 +78,7 @@ impl Api {
         who: Option<Caller>,
         body: Option<Body>,
     ) -> Answer {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.running.url()));
+        let mut req = self.request(method, path);
         if let Some(who) = who {
             req = req.bearer_auth(self.token(who));
         }
@@ -115,23 +89,17 @@ impl Api {
                 .body(text.to_owned()),
             None => req,
         };
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let content_type = res
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let text = res.text().await.unwrap();
+        let answer = self.server.send(req).await;
         assert!(
-            !status.is_server_error(),
-            "never a 5xx: {status} for {path}: {text}"
+            !answer.status.is_server_error(),
+            "never a 5xx: {} for {path}: {}",
+            answer.status,
+            answer.text
         );
         Answer {
-            status,
-            content_type,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            status: answer.status,
+            content_type: answer.content_type,
+            body: answer.body,
         }
     }
 
@@ -151,11 +119,6 @@ impl Api {
 
     async fn delete(&self, path: &str, who: Caller) -> Answer {
         self.send(Method::DELETE, path, Some(who), None).await
-    }
-
-    /// The log's head: what "nothing written" is checked against.
-    async fn head(&self) -> u64 {
-        self.running.state.system.store.head().await.unwrap()
     }
 }
 

@@ -7,13 +7,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod school_server;
+
 use kring_api::auth::Caller;
 use kring_api::media::{decrypt_file, parse_file, CHUNK_SIZE};
-use kring_api::server::{start, Running, ServeOptions};
+use kring_api::server::ServeOptions;
 use kring_api::state::Limits;
 use kring_domain::access::AccessEvent;
 use kring_domain::{Actor, ChildId, Event, GroupId, PersonId, Purpose, SchoolId, StreamName};
-use kring_projections::Config;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -26,54 +27,47 @@ const MEDIA_LIMIT: usize = 64 * 1024;
 // ---------------------------------------------------------------------------------------------
 // A server on a real socket, and a school in it.
 
+/// The shared HTTP fixture, with this suite's media limit and its calls.
 struct Env {
-    running: Running,
-    http: reqwest::Client,
-    dir: tempfile::TempDir,
+    api: school_server::Api,
+}
+
+impl std::ops::Deref for Env {
+    type Target = school_server::Api;
+    fn deref(&self) -> &Self::Target {
+        &self.api
+    }
+}
+
+/// The test servers' options: a small media limit.
+fn media_limit(limit: usize) -> impl FnOnce(&mut ServeOptions) {
+    move |options| {
+        options.limits = Limits {
+            media_body: limit,
+            ..Limits::default()
+        };
+    }
 }
 
 impl Env {
-    async fn start(database_url: Option<String>) -> Self {
-        Self::start_with(database_url, MEDIA_LIMIT).await
-    }
-
-    async fn start_with(database_url: Option<String>, media_limit: usize) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_path_buf(),
-            database_url,
-            eventstore_url: None,
-        };
-        let mut options = ServeOptions::new(config).without_rate_limits();
-        options.limits = Limits {
-            media_body: media_limit,
-            ..Limits::default()
-        };
-        let running = start(options).await.unwrap();
+    async fn sqlite_with_media_limit(limit: usize) -> Self {
         Self {
-            running,
-            http: reqwest::Client::new(),
-            dir,
+            api: school_server::Api::sqlite_with(media_limit(limit)).await,
         }
     }
 
     async fn sqlite() -> Self {
-        Self::start(None).await
+        Self::sqlite_with_media_limit(MEDIA_LIMIT).await
     }
 
     async fn postgres() -> Self {
-        let pg = kring_testkit::fresh_postgres_database("api_posts_media").await;
-        Self::start(Some(pg.url().to_owned())).await
+        Self {
+            api: school_server::Api::postgres_with("api_posts_media", media_limit(MEDIA_LIMIT))
+                .await,
+        }
     }
 
-    fn token(&self, caller: Caller) -> String {
-        self.running
-            .state
-            .auth
-            .mint(caller, chrono::Duration::hours(1))
-            .unwrap()
-    }
-
+    /// `method path` as `who`: the status and the body (JSON, or its text when not JSON).
     async fn call(
         &self,
         method: Method,
@@ -81,22 +75,17 @@ impl Env {
         who: Caller,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.running.url()))
-            .bearer_auth(self.token(who));
+        let mut req = self.request(method, path).bearer_auth(self.token(who));
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
+        let answer = self.send(req).await;
+        let value = if answer.text.is_empty() || !answer.body.is_null() {
+            answer.body
         } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
+            Value::String(answer.text)
         };
-        (status, value)
+        (answer.status, value)
     }
 
     async fn ok(&self, method: Method, path: &str, who: Caller, body: Option<Value>) -> Value {
@@ -107,8 +96,7 @@ impl Env {
 
     async fn upload(&self, who: Caller, content_type: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
         let res = self
-            .http
-            .post(format!("{}/v1/media", self.running.url()))
+            .request(Method::POST, "/v1/media")
             .bearer_auth(self.token(who))
             .header("content-type", content_type)
             .body(bytes)
@@ -122,11 +110,10 @@ impl Env {
     /// The bytes of a media item as `who` gets them (`Err(status)` when refused).
     async fn media(&self, who: Caller, media: &str, min: u64) -> Result<(String, Vec<u8>), u16> {
         let res = self
-            .http
-            .get(format!(
-                "{}/v1/media/{media}?min_position={min}",
-                self.running.url()
-            ))
+            .request(
+                Method::GET,
+                &format!("/v1/media/{media}?min_position={min}"),
+            )
             .bearer_auth(self.token(who))
             .send()
             .await
@@ -165,7 +152,7 @@ impl Env {
     }
 
     fn media_dir(&self) -> std::path::PathBuf {
-        self.dir.path().join("media")
+        self.data_dir().join("media")
     }
 }
 
@@ -241,8 +228,7 @@ async fn link_guardian(env: &Env, staff: PersonId, child: ChildId) -> PersonId {
         )
         .await;
     let res = env
-        .http
-        .post(format!("{}/v1/invitations/accept", env.running.url()))
+        .request(Method::POST, "/v1/invitations/accept")
         .json(&json!({"code": sent["code"], "display_name": "Ouder"}))
         .send()
         .await
@@ -528,13 +514,13 @@ async fn posting_tagged_photos_warns_of_each_child_without_consent_and_from_how_
         "Sanne",
     ] {
         assert_eq!(
-            found_on_disk(env.dir.path(), needle.as_bytes()),
+            found_on_disk(env.data_dir(), needle.as_bytes()),
             Vec::<String>::new(),
             "{needle} is on disk in plaintext"
         );
     }
     assert!(
-        !found_on_disk(env.dir.path(), b"KRINGMEDIA2").is_empty(),
+        !found_on_disk(env.data_dir(), b"KRINGMEDIA2").is_empty(),
         "the check looks at the files that hold the photos"
     );
 }
@@ -1186,8 +1172,7 @@ async fn uploads_over_the_limit_or_of_the_wrong_type_are_refused_and_nothing_is_
         assert_eq!(got, StatusCode::FORBIDDEN);
     }
     let res = env
-        .http
-        .post(format!("{}/v1/media", env.running.url()))
+        .request(Method::POST, "/v1/media")
         .header("content-type", "image/jpeg")
         .body(photo("ANON"))
         .send()
@@ -1214,7 +1199,7 @@ async fn uploads_over_the_limit_or_of_the_wrong_type_are_refused_and_nothing_is_
         .unwrap();
     assert_eq!((content_type.as_str(), bytes), ("video/mp4", mp4));
     assert_eq!(media_files(&env), 2);
-    assert!(found_on_disk(env.dir.path(), b"VIDEO").is_empty());
+    assert!(found_on_disk(env.data_dir(), b"VIDEO").is_empty());
 }
 
 async fn an_upload_is_seen_and_attached_by_its_uploader_only_and_only_once(env: Env) {
@@ -1645,8 +1630,7 @@ async fn the_feed_pages_through_every_post_once(env: Env) {
 async fn the_openapi_document_describes_every_posts_and_media_route() {
     let env = Env::sqlite().await;
     let doc: Value = env
-        .http
-        .get(format!("{}/openapi.json", env.running.url()))
+        .request(Method::GET, "/openapi.json")
         .send()
         .await
         .unwrap()
@@ -1730,7 +1714,7 @@ async fn erasing_a_child_removes_every_photo_that_shows_the_child_and_lists_them
     }
     assert!(env.media(t1, &daan, at).await.is_ok());
     for marker in ["SANNE-ALONE", "SANNE-AND-DAAN"] {
-        assert!(found_on_disk(env.dir.path(), marker.as_bytes()).is_empty());
+        assert!(found_on_disk(env.data_dir(), marker.as_bytes()).is_empty());
     }
     let read = env
         .ok(
@@ -1868,7 +1852,7 @@ fn media_dir_entries(env: &Env) -> Vec<String> {
 /// How many data keys the installation's key vault holds (`vault.db`).
 async fn vault_keys(env: &Env) -> i64 {
     use sqlx::Connection;
-    let url = format!("sqlite://{}", env.dir.path().join("vault.db").display());
+    let url = format!("sqlite://{}", env.data_dir().join("vault.db").display());
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let n = sqlx::query_scalar("SELECT count(*) FROM subject_keys")
         .fetch_one(&mut conn)
@@ -1901,8 +1885,7 @@ async fn register(env: &Env) -> (SchoolId, GroupId) {
 /// bytes received, and whether the body ended cleanly.
 async fn download(env: &Env, who: Caller, media: &str) -> (Option<StatusCode>, Vec<u8>, bool) {
     let sent = env
-        .http
-        .get(format!("{}/v1/media/{media}", env.running.url()))
+        .request(Method::GET, &format!("/v1/media/{media}"))
         .bearer_auth(env.token(who))
         .send()
         .await;
@@ -1938,7 +1921,7 @@ fn cut_off_upload(addr: std::net::SocketAddr, token: &str, declared: usize, sent
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_20_mib_upload_is_encrypted_in_chunks_and_downloads_byte_for_byte() {
-    let env = Env::start_with(None, FULL_LIMIT).await;
+    let env = Env::sqlite_with_media_limit(FULL_LIMIT).await;
     let teacher = director(&env).await;
     let bytes = big_photo(FULL_LIMIT);
     let (status, v) = env
@@ -1964,8 +1947,7 @@ async fn a_20_mib_upload_is_encrypted_in_chunks_and_downloads_byte_for_byte() {
     }
 
     let res = env
-        .http
-        .get(format!("{}/v1/media/{media}", env.running.url()))
+        .request(Method::GET, &format!("/v1/media/{media}"))
         .bearer_auth(env.token(person(teacher)))
         .send()
         .await
@@ -2005,7 +1987,7 @@ async fn a_20_mib_upload_is_encrypted_in_chunks_and_downloads_byte_for_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_refused_midway_or_cut_off_leaves_no_file_and_nothing_in_the_log() {
-    let env = Env::start_with(None, FULL_LIMIT).await;
+    let env = Env::sqlite_with_media_limit(FULL_LIMIT).await;
     let teacher = director(&env).await;
     let head = env.running.state.system.store.head().await.unwrap();
     let keys = vault_keys(&env).await;
@@ -2049,7 +2031,7 @@ async fn an_upload_refused_midway_or_cut_off_leaves_no_file_and_nothing_in_the_l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_media_file_cut_short_altered_or_reordered_is_never_served_whole() {
-    let env = Env::start_with(None, FULL_LIMIT).await;
+    let env = Env::sqlite_with_media_limit(FULL_LIMIT).await;
     let teacher = director(&env).await;
     let who = person(teacher);
     // Exactly five chunks.
@@ -2128,7 +2110,7 @@ async fn a_media_file_cut_short_altered_or_reordered_is_never_served_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_of_the_first_format_sealed_whole_still_downloads_until_discarded() {
-    let env = Env::start_with(None, FULL_LIMIT).await;
+    let env = Env::sqlite_with_media_limit(FULL_LIMIT).await;
     let teacher = director(&env).await;
     let vault = &env.running.state.system.vault;
     let media = kring_domain::MediaId::generate();
@@ -2162,8 +2144,7 @@ async fn a_file_of_the_first_format_sealed_whole_still_downloads_until_discarded
 
     let media = media.to_string();
     let res = env
-        .http
-        .get(format!("{}/v1/media/{media}", env.running.url()))
+        .request(Method::GET, &format!("/v1/media/{media}"))
         .bearer_auth(env.token(person(teacher)))
         .send()
         .await

@@ -17,7 +17,7 @@ pub struct Api {
     /// The server.
     pub running: Running,
     http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// An answer: status and JSON body (`Null` when empty).
@@ -29,6 +29,8 @@ pub struct Answer {
     pub body: Value,
     /// The raw body text.
     pub text: String,
+    /// The `Content-Type` (empty when none).
+    pub content_type: String,
 }
 
 impl Answer {
@@ -53,22 +55,33 @@ impl Answer {
 impl Api {
     /// On SQLite files in a fresh temporary data directory.
     pub async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            database_url: None,
-            eventstore_url: None,
-        };
-        Self::on(config, dir).await
+        Self::sqlite_with(|_| {}).await
     }
 
     /// On SQLite files in a fresh temporary data directory, with `configure` applied to the
     /// server's options.
     pub async fn sqlite_with(configure: impl FnOnce(&mut ServeOptions)) -> Self {
+        Self::on(None, configure).await
+    }
+
+    /// On a fresh PostgreSQL database (event log, vault and read models).
+    pub async fn postgres(label: &str) -> Self {
+        Self::postgres_with(label, |_| {}).await
+    }
+
+    /// On a fresh PostgreSQL database, with `configure` applied to the server's options.
+    pub async fn postgres_with(label: &str, configure: impl FnOnce(&mut ServeOptions)) -> Self {
+        let db = kring_testkit::fresh_postgres_database(label).await;
+        Self::on(Some(db.url().to_owned()), configure).await
+    }
+
+    /// A server (without rate limits) on `database_url`, or on SQLite files without one; its
+    /// data directory is a fresh temporary one.
+    async fn on(database_url: Option<String>, configure: impl FnOnce(&mut ServeOptions)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut options = ServeOptions::new(Config {
             data_dir: dir.path().to_owned(),
-            database_url: None,
+            database_url,
             eventstore_url: None,
         })
         .without_rate_limits();
@@ -76,30 +89,38 @@ impl Api {
         Self {
             running: start(options).await.unwrap(),
             http: reqwest::Client::new(),
-            _dir: dir,
+            dir,
         }
     }
 
-    /// On a fresh PostgreSQL database (event log, vault and read models).
-    pub async fn postgres(label: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let db = kring_testkit::fresh_postgres_database(label).await;
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            database_url: Some(db.url().to_owned()),
-            eventstore_url: None,
-        };
-        Self::on(config, dir).await
+    /// The installation's data directory (SQLite files, vault, media).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
-    async fn on(config: Config, dir: tempfile::TempDir) -> Self {
-        let running = start(ServeOptions::new(config).without_rate_limits())
-            .await
-            .unwrap();
-        Self {
-            running,
-            http: reqwest::Client::new(),
-            _dir: dir,
+    /// A request to `path` on this server, to add headers and a body to and [`Api::send`].
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.running.url()))
+    }
+
+    /// Sends `req` and reads the answer (a body that is not JSON is `Null`, its text kept).
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = res.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            body,
+            text,
+            content_type,
         }
     }
 
@@ -167,9 +188,7 @@ impl Api {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> Answer {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.running.url()));
+        let mut req = self.request(method, path);
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
@@ -179,11 +198,7 @@ impl Api {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer { status, body, text }
+        self.send(req).await
     }
 
     /// `GET path` as `token`.
