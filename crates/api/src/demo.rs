@@ -146,7 +146,7 @@ fn person(id: &str) -> Result<Caller, String> {
 ///
 /// # Errors
 /// A request of the seed failed (the message names it).
-#[allow(clippy::too_many_lines)]
+#[expect(clippy::too_many_lines)]
 pub async fn seed(state: &AppState, base: &str) -> Result<PathBuf, String> {
     let path = state.system.config.data_dir.join("demo.json");
     if path.exists() {

@@ -257,7 +257,7 @@ pub fn earliest_absence_day_in(
 }
 
 /// A decision under the school's current policy, which must ask for `purpose`.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 fn consent_decided(
     school: &School,
     child_id: ChildId,

@@ -1,6 +1,6 @@
 //! The consent read models: current consent and the audit trail.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! with its own parameters, across several multi-statement commands on SQLite and one by one on
 //! PostgreSQL; a failing one poisons the transaction.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -6,7 +6,7 @@
 //! applies every event exactly once. On SQLite and on PostgreSQL, with a log longer than two
 //! read batches.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

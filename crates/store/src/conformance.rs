@@ -4,7 +4,7 @@
 //! factory returning `(store, guard)`; the guard keeps the store's backing resources (a temp
 //! dir, a database) alive for the test. Each check below becomes one `#[tokio::test]`.
 
-#![allow(clippy::missing_panics_doc, clippy::unwrap_used)]
+#![allow(clippy::missing_panics_doc, clippy::unwrap_used, clippy::expect_used)]
 
 use crate::{
     EventStore, EventStoreExt, ExpectedVersion, Metadata, NewEvent, Position, StoreError,

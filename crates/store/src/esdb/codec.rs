@@ -439,7 +439,6 @@ pub fn match_stored(ids: &[Uuid], scanned: &[Scanned]) -> Result<Option<StoredAp
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
 
     use super::*;
     use crate::conformance;

@@ -186,7 +186,6 @@ pub fn parse_subject_name(name: &str) -> Result<Subject, String> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

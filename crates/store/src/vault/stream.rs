@@ -244,7 +244,6 @@ impl KeyVault {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
 
     use super::*;
     use crate::vault::MasterKey;
