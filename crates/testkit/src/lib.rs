@@ -110,7 +110,7 @@ fn with_database(url: &str, name: &str) -> String {
 /// return a future of the fixture. They are written as seen from inside the generated modules,
 /// which import everything of the calling module.
 ///
-/// ```ignore
+/// ```text
 /// kring_testkit::on_both_backends!(
 ///     sqlite: |_| Api::sqlite(),
 ///     postgres: Api::postgres;
