@@ -188,7 +188,10 @@ impl World {
     }
 
     /// Like [`World::numbered_with_classes`], with the simulated clock starting at `now`.
-    #[allow(clippy::expect_used, reason = "a generated school that breaks a rule is a bug in the generator, not an outcome")]
+    #[allow(
+        clippy::expect_used,
+        reason = "a generated school that breaks a rule is a bug in the generator, not an outcome"
+    )]
     #[must_use]
     pub fn numbered_with_classes_from(
         n: u64,

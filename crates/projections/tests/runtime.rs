@@ -96,6 +96,76 @@ async fn only_one_projector_runs_and_a_waiting_one_takes_over_when_it_dies() {
     waiting.abort();
 }
 
+/// Waits until `check` holds (up to 10 s).
+async fn eventually(check: impl Fn() -> bool) -> bool {
+    for _ in 0..200 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lock_session_ends_stops_applying_and_waits_while_the_other_leads() {
+    let mut h = common::postgres(vec![Arc::new(consent::ConsentProjection::default())]).await;
+    let mut world = World::with_classes(1, 1, 1);
+    let child = world.child_ids[0];
+    let guardian = world.guardians_of(child)[0];
+    world
+        .decide_consent(guardian, child, Purpose::GroupCommunication, true)
+        .unwrap();
+    h.write(&world).await;
+    let first = consent_projector(&h).await;
+    let second = consent_projector(&h).await;
+    let first_run = spawn_run(&first);
+    assert!(
+        eventually(|| first.board().leading()).await,
+        "the first leads"
+    );
+    let second_run = spawn_run(&second);
+    let head = h.store.head().await.unwrap();
+    assert!(reach(&first, head).await);
+    assert!(!second.board().leading(), "the second waits");
+
+    // The session holding the leader's lock ends (as in a database restart): the lock is free.
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+    )
+    .fetch_all(h.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(ended, vec![true], "one session held the lock");
+    assert!(
+        eventually(|| second.board().leading() && !first.board().leading()).await,
+        "the second leads and the first stepped down"
+    );
+
+    world
+        .decide_consent(guardian, child, Purpose::GroupCommunication, false)
+        .unwrap();
+    h.write(&world).await;
+    let head = h.store.head().await.unwrap();
+    assert!(reach(&second, head).await, "the new leader follows live");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        first.board().all()[0].position < head,
+        "the former leader applies nothing while it waits"
+    );
+    assert!(!first.board().leading());
+    let history = consent_history(&h.db, child, None, None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.granted).collect::<Vec<_>>(),
+        vec![true, false],
+        "each decision exactly once"
+    );
+    first_run.abort();
+    second_run.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_can_wait_for_its_own_write() {
     let mut h = common::sqlite(vec![Arc::new(consent::ConsentProjection::default())]).await;

@@ -131,7 +131,10 @@ impl Workload {
     ///
     /// # Panics
     /// Before the first chunk was asked for (no school is set up yet).
-    #[allow(clippy::expect_used, reason = "documented under Panics: asked before the first chunk")]
+    #[allow(
+        clippy::expect_used,
+        reason = "documented under Panics: asked before the first chunk"
+    )]
     #[must_use]
     pub fn world(&self) -> &World {
         let busiest = self

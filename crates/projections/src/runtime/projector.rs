@@ -92,12 +92,24 @@ impl<S: EventStore + Clone> Projector<S> {
     }
 
     /// Runs forever: waits to be the leader (PostgreSQL), rebuilds the read models another
-    /// version made, catches up, then follows live.
+    /// version made, catches up, then follows live. A leader whose lock's connection is lost
+    /// (the database restarted, the session was ended) stops applying and waits to lead again:
+    /// another process may hold the lock by then.
     ///
     /// # Errors
     /// Store or database failures that persist; a failing projection is not an error here.
     pub async fn run(&self) -> Result<(), ProjectionError> {
-        let _leader = self.lead().await?;
+        loop {
+            let watch = LeaderWatch::start(self.lead().await?);
+            self.board.set_leading(true);
+            let led = self.lead_while(&watch).await;
+            self.board.set_leading(false);
+            led?;
+        }
+    }
+
+    /// Applies events while `watch` says the lock is held; `Ok` once it is lost.
+    async fn lead_while(&self, watch: &LeaderWatch) -> Result<(), ProjectionError> {
         // A process that waited for the lock holds positions from when it started.
         self.refresh().await?;
         let mut backoff = RETRY_MIN;
@@ -110,6 +122,9 @@ impl<S: EventStore + Clone> Projector<S> {
                 Err(e) if is_transient(&e) => self.back_off(&e, &mut backoff).await,
                 Err(e) => return Err(e),
             }
+            if watch.lost() {
+                return Ok(());
+            }
         }
         if backoff != RETRY_MIN {
             self.board.set_error(None);
@@ -121,7 +136,14 @@ impl<S: EventStore + Clone> Projector<S> {
                 .subscribe(self.low_water().await)
                 .with_batch_size(BATCH);
             loop {
-                let step = match subscription.next_batch().await {
+                // The checkpoints refuse a batch applied twice; this keeps a former leader from
+                // even trying, and from waiting for events it will not apply.
+                let next = tokio::select! {
+                    next = subscription.next_batch() => next,
+                    () = watch.until_lost() => return Ok(()),
+                };
+                let step = match next {
+                    Ok(_) if watch.lost() => return Ok(()),
                     Ok(batch) => self.apply_batch(&batch).await,
                     Err(e) => Err(e.into()),
                 };
@@ -138,6 +160,9 @@ impl<S: EventStore + Clone> Projector<S> {
                     // and follow the log again from the checkpoints, which are still right.
                     Err(e) if is_transient(&e) => {
                         self.back_off(&e, &mut backoff).await;
+                        if watch.lost() {
+                            return Ok(());
+                        }
                         break;
                     }
                     Err(e) => return Err(e),
@@ -545,16 +570,32 @@ impl<S: EventStore + Clone> Projector<S> {
         if self.db.backend() != Backend::Postgres {
             return Ok(None);
         }
-        let mut conn = self.db.pool().acquire().await?.detach();
+        let mut backoff = RETRY_MIN;
+        let mut held: Option<AnyConnection> = None;
         loop {
-            let got: bool = sqlx::query_scalar(TRY_LEAD)
-                .bind(LEADER_LOCK_KEY)
-                .fetch_one(&mut conn)
-                .await?;
-            if got {
-                return Ok(Some(conn));
+            // The database may be away (a restart that took the last leader's lock with it):
+            // wait for it as for any passing failure, on a fresh connection.
+            let tried = async {
+                let mut conn = match held.take() {
+                    Some(conn) => conn,
+                    None => self.db.pool().acquire().await?.detach(),
+                };
+                let got: bool = sqlx::query_scalar(TRY_LEAD)
+                    .bind(LEADER_LOCK_KEY)
+                    .fetch_one(&mut conn)
+                    .await?;
+                Ok::<_, ProjectionError>((got, conn))
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            .await;
+            match tried {
+                Ok((true, conn)) => return Ok(Some(conn)),
+                Ok((false, conn)) => {
+                    held = Some(conn);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) if is_transient(&e) => self.back_off(&e, &mut backoff).await,
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -572,5 +613,57 @@ impl<S: EventStore + Clone> Projector<S> {
     #[must_use]
     pub fn backend(&self) -> Backend {
         self.db.backend()
+    }
+}
+
+/// How often a leader checks that its lock's connection is alive.
+const LEADER_CHECK: Duration = Duration::from_secs(1);
+
+/// The leader's lock connection, held and checked by a task of its own. Dropping the watch
+/// closes the connection, which releases the lock.
+struct LeaderWatch {
+    lost: tokio::sync::watch::Receiver<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LeaderWatch {
+    /// Watches `lock` (`None`: no lock to lose, on SQLite).
+    fn start(lock: Option<AnyConnection>) -> Self {
+        let (tell, lost) = tokio::sync::watch::channel(false);
+        let task = lock.map(|mut conn| {
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LEADER_CHECK).await;
+                    // A session lock lives as long as its session: an answering connection
+                    // still holds it.
+                    if conn.execute("SELECT 1").await.is_err() {
+                        tell.send_replace(true);
+                        return;
+                    }
+                }
+            })
+        });
+        Self { lost, task }
+    }
+
+    fn lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// Resolves once the lock is lost (never, without a lock).
+    async fn until_lost(&self) {
+        let mut lost = self.lost.clone();
+        // An error means the watching task ended without losing the lock: it never will.
+        if lost.wait_for(|l| *l).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for LeaderWatch {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }

@@ -3,6 +3,7 @@
 use kring_store::Position;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 use tokio::sync::watch;
 
@@ -26,6 +27,8 @@ pub struct StatusBoard {
     positions: HashMap<String, watch::Sender<Position>>,
     /// The last passing failure of the projector (store or database), until a batch succeeds.
     error: RwLock<Option<String>>,
+    /// Whether this process's projector is the one that applies events now.
+    leading: AtomicBool,
 }
 
 impl StatusBoard {
@@ -37,7 +40,19 @@ impl StatusBoard {
                 .map(|n| ((*n).to_owned(), watch::channel(0).0))
                 .collect(),
             error: RwLock::new(None),
+            leading: AtomicBool::new(false),
         }
+    }
+
+    pub(super) fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::Relaxed);
+    }
+
+    /// Whether this process's projector applies events now (on PostgreSQL, it holds the
+    /// leader's lock; on SQLite, it runs).
+    #[must_use]
+    pub fn leading(&self) -> bool {
+        self.leading.load(Ordering::Relaxed)
     }
 
     pub(super) fn set_error(&self, error: Option<String>) {
