@@ -101,6 +101,8 @@ impl<S: EventStore + Clone> Projector<S> {
     pub async fn run(&self) -> Result<(), ProjectionError> {
         loop {
             let watch = LeaderWatch::start(self.lead().await?);
+            // The database answered: a failure shown while waiting for it is over.
+            self.board.set_error(None);
             self.board.set_leading(true);
             let led = self.lead_while(&watch).await;
             self.board.set_leading(false);
