@@ -13,7 +13,8 @@
 //! - A rebuild fills a fresh generation of tables from position 0 while the current one keeps
 //!   serving, then switches the views to it in one transaction.
 //! - On PostgreSQL one process at a time runs the projectors (a session advisory lock); another
-//!   waits and takes over when the first dies.
+//!   waits and takes over when the first dies. A leader whose lock's session ends (a database
+//!   restart) notices within a second, stops applying and waits to lead again.
 
 mod checkpoints;
 mod generations;
