@@ -54,8 +54,114 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         doc.merge(part);
     }
     declare_idempotency_key(&mut doc);
+    declare_problems(&mut doc);
     doc
 }
+
+/// The problems every operation can answer whatever its handler does, added to each
+/// operation's own: the middleware's (`429` rate limit, `504` timeout), the extractors' (`401`
+/// without a valid token, `400`/`413`/`415`/`422` for a body or query that cannot be read or
+/// does not fit its schema), the store's (`503` unreachable or not caught up, `507` disk full,
+/// `409` a concurrent write), and the idempotency layer's (`422` a reused key). Every problem
+/// answer is `application/problem+json` with the [`crate::error::Problem`] schema.
+fn declare_problems(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{HttpMethod, Operation};
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    let add = |op: &mut Operation, status: u16, description: &str| {
+        let responses = &mut op.responses.responses;
+        let key = status.to_string();
+        if !responses.contains_key(&key) {
+            responses.insert(key, utoipa::openapi::RefOr::T(problem(description)));
+        }
+    };
+    for (path, item) in &mut doc.paths.paths {
+        let ops: Vec<(HttpMethod, &mut Operation)> = [
+            (HttpMethod::Get, item.get.as_mut()),
+            (HttpMethod::Post, item.post.as_mut()),
+            (HttpMethod::Put, item.put.as_mut()),
+            (HttpMethod::Patch, item.patch.as_mut()),
+            (HttpMethod::Delete, item.delete.as_mut()),
+        ]
+        .into_iter()
+        .filter_map(|(m, op)| op.map(|op| (m, op)))
+        .collect();
+        for (method, op) in ops {
+            // A handler's own problem answers: problem+json, not plain JSON.
+            for (status, response) in &mut op.responses.responses {
+                if let utoipa::openapi::RefOr::T(response) = response {
+                    if status.starts_with(['4', '5']) {
+                        if let Some(content) = response.content.shift_remove("application/json") {
+                            response.content.insert(PROBLEM_JSON.to_owned(), content);
+                        }
+                    }
+                }
+            }
+            add(op, 429, "Too many requests (`rate_limited`, with `Retry-After`)");
+            add(op, 504, "The request took too long (`timeout`)");
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            if secured {
+                add(op, 401, "No valid bearer token (`unauthenticated`)");
+            }
+            let has_params = op.parameters.as_ref().is_some_and(|p| {
+                p.iter().any(|p| {
+                    !matches!(
+                        p.parameter_in,
+                        utoipa::openapi::path::ParameterIn::Header
+                    )
+                })
+            });
+            let has_body = op.request_body.is_some();
+            if has_params || has_body {
+                add(op, 400, "The request cannot be read (`bad_request`)");
+                add(op, 422, "A value is not valid (`validation_failed`)");
+            }
+            if path.contains('{') {
+                add(op, 404, "Not found, or its existence is private (`not_found`)");
+            }
+            if has_body {
+                add(op, 413, "The request body is too large (`payload_too_large`)");
+                add(op, 415, "Not `Content-Type: application/json` (`unsupported_media_type`)");
+            }
+            add(
+                op,
+                503,
+                "The event store cannot be reached (`store_unreachable`), or a read model did \
+                 not catch up in time (`not_caught_up`): retry later",
+            );
+            if method != HttpMethod::Get {
+                add(
+                    op,
+                    409,
+                    "Changed concurrently (`concurrency_conflict`): retry",
+                );
+                add(
+                    op,
+                    422,
+                    "A value is not valid (`validation_failed`), or the `Idempotency-Key` was \
+                     used with another body (`idempotency_key_reused`)",
+                );
+                add(op, 507, "The disk is full; nothing was written (`insufficient_storage`)");
+            }
+        }
+    }
+}
+
+/// The content type of every problem answer.
+const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Every write accepts an `Idempotency-Key` header ([`crate::idempotency`] runs around every
 /// route), so every write operation declares it.
