@@ -23,7 +23,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[openapi(
     info(title = "Kring API", version = "1", description = "Privacy-first communication between primary schools and parents. How the server behaves: docs/api.md in the repository."),
     paths(healthz, readyz, metrics),
-    components(schemas(crate::error::Problem, Health, Readiness, ProjectionReadiness)),
+    components(schemas(crate::error::Problem, Health, Readiness, ProjectionReadiness, routes::PurposeName, routes::TimeZoneName)),
     modifiers(&Bearer)
 )]
 struct OpsDoc;
@@ -55,7 +55,36 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     }
     declare_idempotency_key(&mut doc);
     declare_problems(&mut doc);
-    doc
+    pattern_uuids(doc)
+}
+
+/// A UUID in hyphenated form, the form the server writes (it reads the other forms too).
+const UUID_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+/// JSON Schema 2020-12 treats `format` as an annotation only: a validator (and a generator)
+/// takes `""` for a `format: uuid` string. Every such string gets the pattern of a UUID, so that
+/// what the document calls valid is what the server reads.
+fn pattern_uuids(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map.get("format").and_then(serde_json::Value::as_str) == Some("uuid")
+                    && !map.contains_key("pattern")
+                {
+                    map.insert("pattern".into(), UUID_PATTERN.into());
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&doc) else {
+        return doc;
+    };
+    walk(&mut value);
+    serde_json::from_value(value).unwrap_or(doc)
 }
 
 /// The problems every operation can answer whatever its handler does, added to each
@@ -400,4 +429,86 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .render(head, state.exec.appended(), &positions),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openapi;
+
+    fn doc() -> serde_json::Value {
+        serde_json::to_value(openapi()).unwrap()
+    }
+
+    #[test]
+    fn the_writes_open_without_a_token_are_the_idempotency_layers_list() {
+        let doc = doc();
+        let mut open = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let write = ["post", "put", "patch", "delete"].contains(&method.as_str());
+                let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+                if write && !secured {
+                    open.push(path.clone());
+                }
+            }
+        }
+        assert_eq!(open, crate::idempotency::OPEN_WRITES.to_vec());
+    }
+
+    #[test]
+    fn every_problem_answer_is_problem_json_and_every_route_documents_its_middlewares_answers() {
+        let doc = doc();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                for status in ["429", "504"] {
+                    assert!(responses.contains_key(status), "{method} {path}: no {status}");
+                }
+                if path.starts_with("/v1/") {
+                    assert!(responses.contains_key("503"), "{method} {path}: no 503");
+                }
+                if op["requestBody"].is_object() {
+                    for status in ["400", "413", "415", "422"] {
+                        assert!(responses.contains_key(status), "{method} {path}: no {status}");
+                    }
+                }
+                for (status, response) in responses {
+                    if path == "/readyz" || !status.starts_with(['4', '5']) {
+                        continue;
+                    }
+                    let content = response["content"].as_object().unwrap();
+                    assert_eq!(
+                        content.keys().collect::<Vec<_>>(),
+                        ["application/problem+json"],
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_documented_purposes_are_the_domains() {
+        let doc = doc();
+        let documented: Vec<String> = doc["components"]["schemas"]["PurposeName"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        let domain: Vec<String> = kring_domain::Purpose::ALL
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect();
+        assert_eq!(documented, domain);
+    }
+
+    #[test]
+    fn a_uuid_in_the_document_has_the_uuid_pattern() {
+        let doc = doc();
+        let params = &doc["paths"]["/v1/children/{child_id}/consents/{purpose}"]["put"]
+            ["parameters"];
+        assert_eq!(params[0]["schema"]["pattern"], super::UUID_PATTERN);
+        assert_eq!(params[1]["schema"]["$ref"], "#/components/schemas/PurposeName");
+    }
 }

@@ -599,6 +599,7 @@ pub struct InvitationList {
 #[into_params(parameter_in = Query)]
 pub struct InvitationPage {
     /// At most this many (default 100, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// After this invitation (the `next_after` of the previous page).
     pub after: Option<Uuid>,

@@ -698,8 +698,10 @@ pub struct FeedQuery {
     /// Only posts to this group.
     pub group_id: Option<Uuid>,
     /// Posts per page (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Only posts older than this: a `next_before` cursor, or an RFC 3339 time.
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])(~[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub before: Option<String>,
 }
 

@@ -66,9 +66,11 @@ pub struct Doc;
 /// `POST /v1/schools`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewSchool {
-    /// The school's name.
+    /// The school's name: 1 to 200 characters, not blank, no control characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: String,
     /// Its BRIN code (four letters or digits).
+    #[schema(pattern = r"^\s*[A-Za-z0-9]{4}\s*$", example = "12AB")]
     pub brin: String,
 }
 
@@ -227,7 +229,9 @@ pub async fn sso_identity(
 /// `POST /v1/schools/{school_id}/groups`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewGroup {
-    /// The group's name, e.g. `Groep 5a`.
+    /// The group's name, e.g. `Groep 5a`: 1 to 100 characters, not blank, no control
+    /// characters.
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: String,
 }
 
