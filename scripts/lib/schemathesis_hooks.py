@@ -36,7 +36,12 @@ REFUSALS = [
     # A position no write answered: the log's head is state, not schema.
     ("validation_failed", "is beyond the log's last position"),
     # Uploaded bytes must be the image or video their content type names (sniffed signature).
+    ("unsupported_media_type", "their signature does not match"),
     ("validation_failed", "their signature does not match"),
+    # A quiet period must not start and end at the same time: a relation of two values.
+    ("validation_failed", "must not start and end at the same time"),
+    # A policy names each purpose once: unique by a member of its items.
+    ("validation_failed", "is listed twice"),
     # A token to revoke must be a token this server issued.
     ("validation_failed", "the token is not valid"),
     # Single sign-on is configured per installation; the demo trusts no issuer.

@@ -129,7 +129,8 @@ pub struct NewConversation {
     /// and staff reach the child's guardians.
     #[serde(default)]
     pub participants: Vec<Uuid>,
-    /// The first message.
+    /// The first message (1–5,000 characters, not blank).
+    #[schema(min_length = 1, max_length = 5000, pattern = r"\S")]
     pub body: String,
 }
 
@@ -274,7 +275,8 @@ impl Rosters {
 /// `POST /v1/conversations/{conversation_id}/messages`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewMessage {
-    /// The text.
+    /// The text (1–5,000 characters, not blank).
+    #[schema(min_length = 1, max_length = 5000, pattern = r"\S")]
     pub body: String,
 }
 

@@ -1088,7 +1088,8 @@ async fn audience_roster(
 /// `PATCH /v1/posts/{post_id}`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PostEdit {
-    /// The new text (1–10,000 characters). The media stay as they are.
+    /// The new text (1–10,000 characters, not blank). The media stay as they are.
+    #[schema(min_length = 1, max_length = 10000, pattern = r"\S")]
     pub body: String,
 }
 
@@ -1128,6 +1129,7 @@ pub struct Removal {
     /// them (their personal data: shown in their export, erased with them). The operator, no
     /// data subject, gives none (`null` or left out): its removals record a fixed reason.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 500, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
     pub reason: Option<String>,
 }
 

@@ -305,6 +305,7 @@ pub struct AccessLogQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Only entries after this position (the previous page's `next_after`).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub after: Option<u64>,
 }
 
@@ -436,6 +437,12 @@ pub async fn access_log(
     let mut scope: HashMap<Subject, bool> = HashMap::new();
     let mut entries = Vec::new();
     let mut cursor = query.after.unwrap_or(0);
+    if i64::try_from(cursor).is_err() {
+        return Err(ApiError::validation(format!(
+            "after: {cursor} is not a log position (at most {})",
+            i64::MAX
+        )));
+    }
     let next_after = loop {
         let page = access_model::access_log(&state.system.db, subject, limit, cursor).await?;
         let full = page.len() == limit as usize;

@@ -128,7 +128,8 @@ pub async fn register_school(
 /// `POST /v1/schools/{school_id}/staff`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewStaff {
-    /// The name shown to others.
+    /// The name shown to others (1–100 characters, not blank, no control characters).
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
     pub display_name: String,
     /// Their e-mail address (shown to nobody but themselves).
     pub email: String,
