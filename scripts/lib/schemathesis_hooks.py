@@ -40,6 +40,8 @@ REFUSALS = [
     ("validation_failed", "their signature does not match"),
     # A quiet period must not start and end at the same time: a relation of two values.
     ("validation_failed", "must not start and end at the same time"),
+    # Staff give a reason for removing a post; the operator gives none: one schema, two roles.
+    ("validation_failed", "reason: must not be empty"),
     # A policy names each purpose once: unique by a member of its items.
     ("validation_failed", "is listed twice"),
     # A token to revoke must be a token this server issued.

@@ -84,7 +84,36 @@ fn pattern_uuids(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         return doc;
     };
     walk(&mut value);
+    relate(&mut value);
     serde_json::from_value(value).unwrap_or(doc)
+}
+
+/// Rules between the fields of a body that the derive cannot say: a child's correction names
+/// at least one field (not `null`), and a class group at the year's transition has at most one
+/// destination (`children_to` or `children_to_new`).
+fn relate(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    // As `allOf` around the derived schema: the document's model keeps `allOf` and `anyOf`.
+    let mut constrain = |name: &str, rule: serde_json::Value| {
+        if let Some(schema) = doc["components"]["schemas"].get_mut(name) {
+            let derived = schema.take();
+            *schema = json!({"allOf": [derived, rule]});
+        }
+    };
+    constrain(
+        "ChildCorrection",
+        json!({"anyOf": [
+            {"type": "object", "required": ["first_name"], "properties": {"first_name": {"type": "string"}}},
+            {"type": "object", "required": ["last_initial"], "properties": {"last_initial": {"type": "string"}}}
+        ]}),
+    );
+    constrain(
+        "TransitionGroup",
+        json!({"anyOf": [
+            {"type": "object", "properties": {"children_to": {"type": "null"}}},
+            {"type": "object", "properties": {"children_to_new": {"type": "null"}}}
+        ]}),
+    );
 }
 
 /// The problems every operation can answer whatever its handler does, added to each
