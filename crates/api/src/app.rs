@@ -165,7 +165,11 @@ fn declare_problems(doc: &mut utoipa::openapi::OpenApi) {
                     }
                 }
             }
-            add(op, 429, "Too many requests (`rate_limited`, with `Retry-After`)");
+            add(
+                op,
+                429,
+                "Too many requests (`rate_limited`, with `Retry-After`)",
+            );
             add(op, 504, "The request took too long (`timeout`)");
             if !path.starts_with("/v1/") {
                 continue;
@@ -175,12 +179,8 @@ fn declare_problems(doc: &mut utoipa::openapi::OpenApi) {
                 add(op, 401, "No valid bearer token (`unauthenticated`)");
             }
             let has_params = op.parameters.as_ref().is_some_and(|p| {
-                p.iter().any(|p| {
-                    !matches!(
-                        p.parameter_in,
-                        utoipa::openapi::path::ParameterIn::Header
-                    )
-                })
+                p.iter()
+                    .any(|p| !matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Header))
             });
             let has_body = op.request_body.is_some();
             if has_params || has_body {
@@ -188,11 +188,23 @@ fn declare_problems(doc: &mut utoipa::openapi::OpenApi) {
                 add(op, 422, "A value is not valid (`validation_failed`)");
             }
             if path.contains('{') {
-                add(op, 404, "Not found, or its existence is private (`not_found`)");
+                add(
+                    op,
+                    404,
+                    "Not found, or its existence is private (`not_found`)",
+                );
             }
             if has_body {
-                add(op, 413, "The request body is too large (`payload_too_large`)");
-                add(op, 415, "Not `Content-Type: application/json` (`unsupported_media_type`)");
+                add(
+                    op,
+                    413,
+                    "The request body is too large (`payload_too_large`)",
+                );
+                add(
+                    op,
+                    415,
+                    "Not `Content-Type: application/json` (`unsupported_media_type`)",
+                );
             }
             add(
                 op,
@@ -212,7 +224,11 @@ fn declare_problems(doc: &mut utoipa::openapi::OpenApi) {
                     "A value is not valid (`validation_failed`), or the `Idempotency-Key` was \
                      used with another body (`idempotency_key_reused`)",
                 );
-                add(op, 507, "The disk is full; nothing was written (`insufficient_storage`)");
+                add(
+                    op,
+                    507,
+                    "The disk is full; nothing was written (`insufficient_storage`)",
+                );
             }
         }
     }
@@ -491,14 +507,20 @@ mod tests {
             for (method, op) in item.as_object().unwrap() {
                 let responses = op["responses"].as_object().unwrap();
                 for status in ["429", "504"] {
-                    assert!(responses.contains_key(status), "{method} {path}: no {status}");
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path}: no {status}"
+                    );
                 }
                 if path.starts_with("/v1/") {
                     assert!(responses.contains_key("503"), "{method} {path}: no 503");
                 }
                 if op["requestBody"].is_object() {
                     for status in ["400", "413", "415", "422"] {
-                        assert!(responses.contains_key(status), "{method} {path}: no {status}");
+                        assert!(
+                            responses.contains_key(status),
+                            "{method} {path}: no {status}"
+                        );
                     }
                 }
                 for (status, response) in responses {
@@ -535,9 +557,12 @@ mod tests {
     #[test]
     fn a_uuid_in_the_document_has_the_uuid_pattern() {
         let doc = doc();
-        let params = &doc["paths"]["/v1/children/{child_id}/consents/{purpose}"]["put"]
-            ["parameters"];
+        let params =
+            &doc["paths"]["/v1/children/{child_id}/consents/{purpose}"]["put"]["parameters"];
         assert_eq!(params[0]["schema"]["pattern"], super::UUID_PATTERN);
-        assert_eq!(params[1]["schema"]["$ref"], "#/components/schemas/PurposeName");
+        assert_eq!(
+            params[1]["schema"]["$ref"],
+            "#/components/schemas/PurposeName"
+        );
     }
 }

@@ -439,7 +439,11 @@ pub struct NewPolicyPurpose {
     #[schema(value_type = super::PurposeName)]
     pub purpose: String,
     /// What it means, in the school's words (1–1000 characters).
-    #[schema(min_length = 1, max_length = 1000, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 1000,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub description: String,
 }
 
@@ -549,7 +553,12 @@ pub struct TransitionGroup {
 /// A class group to make.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewGroupName {
-    /// Its name, e.g. `Groep 6a`.
+    /// Its name, e.g. `Groep 6a`: 1 to 100 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
 }
 

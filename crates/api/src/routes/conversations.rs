@@ -628,11 +628,17 @@ pub struct QuietPeriodDoc {
     /// The day it starts on.
     pub day: Weekday,
     /// Local start time, `HH:MM`.
-    #[schema(example = "18:00", pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?|24:00)$")]
+    #[schema(
+        example = "18:00",
+        pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?|24:00)$"
+    )]
     pub start: String,
     /// Local end time, `HH:MM`; at or before `start` it ends the next day (`24:00` means
     /// midnight).
-    #[schema(example = "07:30", pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?|24:00)$")]
+    #[schema(
+        example = "07:30",
+        pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?|24:00)$"
+    )]
     pub end: String,
 }
 

@@ -299,7 +299,9 @@ async fn officer_schools(state: &AppState, caller: Caller) -> ApiResult<Vec<Arc<
 #[into_params(parameter_in = Query)]
 pub struct AccessLogQuery {
     /// Only reads of this subject: `person:<id>`, `child:<id>`, `post:<id>` or `media:<id>`.
-    #[param(pattern = r"^(person|child|post|media):[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+    #[param(
+        pattern = r"^(person|child|post|media):[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub subject: Option<String>,
     /// At most this many entries (default 100, at most 1000).
     #[param(minimum = 1, maximum = 1000)]

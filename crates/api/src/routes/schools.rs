@@ -67,7 +67,11 @@ pub struct Doc;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewSchool {
     /// The school's name: 1 to 200 characters, not blank, no control characters.
-    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
     /// Its BRIN code (four letters or digits).
     #[schema(pattern = r"^\s*[A-Za-z0-9]{4}\s*$", example = "12AB")]
@@ -129,7 +133,11 @@ pub async fn register_school(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewStaff {
     /// The name shown to others (1–100 characters, not blank, no control characters).
-    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub display_name: String,
     /// Their e-mail address (shown to nobody but themselves).
     pub email: String,
@@ -232,7 +240,11 @@ pub async fn sso_identity(
 pub struct NewGroup {
     /// The group's name, e.g. `Groep 5a`: 1 to 100 characters, not blank, no control
     /// characters.
-    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
 }
 
