@@ -137,11 +137,10 @@ fn declare_problems(doc: &mut utoipa::openapi::OpenApi) {
             .build()
     };
     let add = |op: &mut Operation, status: u16, description: &str| {
-        let responses = &mut op.responses.responses;
-        let key = status.to_string();
-        if !responses.contains_key(&key) {
-            responses.insert(key, utoipa::openapi::RefOr::T(problem(description)));
-        }
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| utoipa::openapi::RefOr::T(problem(description)));
     };
     for (path, item) in &mut doc.paths.paths {
         let ops: Vec<(HttpMethod, &mut Operation)> = [
