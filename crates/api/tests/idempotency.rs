@@ -169,7 +169,31 @@ async fn a_retried_consent_decision_answers_the_consent_of_its_own_moment(api: A
     assert_eq!(api.head().await, head, "nothing written twice");
 }
 
+/// A write without credentials answers `401` whatever its key: a key reused with another body
+/// is not `422` before the missing token is.
+async fn a_write_without_a_token_answers_401_before_its_key_is_checked(api: Api) {
+    let school = School::build(&api, "De Wilg").await;
+    let staff = format!("/v1/schools/{}/staff", school.school_id);
+    let head = api.head().await;
+    for name in ["Juf Eva", "Juf Ida"] {
+        let body = json!({"display_name": name, "email": "x@wilg.example", "role": "teacher"});
+        let answer = api
+            .call_with(
+                Method::POST,
+                &staff,
+                None,
+                Some(body),
+                &[("Idempotency-Key", "no-token-1")],
+            )
+            .await
+            .expect(401);
+        assert_eq!(answer.code(), "unauthenticated");
+    }
+    assert_eq!(api.head().await, head);
+}
+
 kring_testkit::on_both_backends!(sqlite: |_| Api::sqlite(), postgres: Api::postgres;
+    a_write_without_a_token_answers_401_before_its_key_is_checked,
     a_retried_write_answers_the_first_answer_and_writes_nothing,
     a_retried_consent_decision_answers_the_consent_of_its_own_moment,
     a_retried_invitation_hands_out_the_same_code,

@@ -367,12 +367,16 @@ pub async fn settings(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SettingsChange {
     /// Days content is kept before it expires (1–3650).
+    #[schema(minimum = 1, maximum = 3650)]
     pub retention_days: Option<u32>,
     /// Days of notice a planned absence needs (0–60).
+    #[schema(minimum = 0, maximum = 60)]
     pub absence_notice_days: Option<u32>,
     /// Days an invitation stays valid (1–90).
+    #[schema(minimum = 1, maximum = 90)]
     pub invitation_valid_days: Option<u32>,
     /// The IANA time zone of the school's calendar, e.g. `Europe/Amsterdam`.
+    #[schema(value_type = Option<super::TimeZoneName>)]
     pub timezone: Option<String>,
     /// Quiet hours for staff who have not set their own.
     pub default_quiet_hours: Option<QuietHoursDoc>,
@@ -431,16 +435,23 @@ pub async fn change_settings(
 /// One purpose of a new policy version.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewPolicyPurpose {
-    /// The purpose, e.g. `group_communication`.
+    /// The purpose.
+    #[schema(value_type = super::PurposeName)]
     pub purpose: String,
     /// What it means, in the school's words (1–1000 characters).
+    #[schema(
+        min_length = 1,
+        max_length = 1000,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub description: String,
 }
 
 /// `POST /v1/schools/{school_id}/consent-policy`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewPolicy {
-    /// The purposes the new version asks consent for.
+    /// The purposes the new version asks consent for (at least one).
+    #[schema(min_items = 1)]
     pub purposes: Vec<NewPolicyPurpose>,
 }
 
@@ -542,7 +553,12 @@ pub struct TransitionGroup {
 /// A class group to make.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewGroupName {
-    /// Its name, e.g. `Groep 6a`.
+    /// Its name, e.g. `Groep 6a`: 1 to 100 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
 }
 

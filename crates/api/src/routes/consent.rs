@@ -240,7 +240,7 @@ fn parse_purpose(s: &str) -> ApiResult<Purpose> {
 /// record a guardian's paper form with `method: paper` and the guardian's `guardian_id`; the
 /// history names both the guardian and who recorded it.
 #[utoipa::path(put, path = "/v1/children/{child_id}/consents/{purpose}", tag = "consent", request_body = Decision,
-    params(("child_id" = Uuid, Path, description = "The child"), ("purpose" = String, Path, description = "The purpose, e.g. group_communication")),
+    params(("child_id" = Uuid, Path, description = "The child"), ("purpose" = super::PurposeName, Path, description = "The purpose")),
     responses((status = 200, body = Decided), (status = 403, body = crate::error::Problem),
         (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
     security(("bearer" = [])))]
@@ -438,6 +438,7 @@ async fn consent_as_of(
 #[into_params(parameter_in = Query)]
 pub struct HistoryFilter {
     /// Only this purpose.
+    #[param(value_type = Option<super::PurposeName>)]
     pub purpose: Option<String>,
     /// Only decisions at or after this moment.
     pub from: Option<DateTime<Utc>>,

@@ -109,6 +109,17 @@ fn page_size(limit: Option<u32>) -> ApiResult<u32> {
     }
 }
 
+/// `?before=` checked: a log position, which is at most `i64::MAX` (the document says `int64`).
+fn page_before(before: Option<u64>) -> ApiResult<()> {
+    match before {
+        Some(b) if i64::try_from(b).is_err() => Err(ApiError::validation(format!(
+            "before: {b} is not a log position (at most {})",
+            i64::MAX
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// `POST /v1/conversations`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewConversation {
@@ -118,7 +129,8 @@ pub struct NewConversation {
     /// and staff reach the child's guardians.
     #[serde(default)]
     pub participants: Vec<Uuid>,
-    /// The first message.
+    /// The first message (1–5,000 characters, not blank).
+    #[schema(min_length = 1, max_length = 5000, pattern = r"\S")]
     pub body: String,
 }
 
@@ -263,7 +275,8 @@ impl Rosters {
 /// `POST /v1/conversations/{conversation_id}/messages`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewMessage {
-    /// The text.
+    /// The text (1–5,000 characters, not blank).
+    #[schema(min_length = 1, max_length = 5000, pattern = r"\S")]
     pub body: String,
 }
 
@@ -333,8 +346,10 @@ pub async fn post_message(
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// How many to answer (1–200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Only entries at log positions before this one: pass the previous page's `next_before`.
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub before: Option<u64>,
 }
 
@@ -437,6 +452,7 @@ pub async fn inbox(
     Q(min): Q<MinPosition>,
 ) -> ApiResult<Json<InboxDoc>> {
     let limit = page_size(page.limit)?;
+    page_before(page.before)?;
     min.wait(&state).await?;
     let Some(person) = caller.person() else {
         return Ok(Json(InboxDoc {
@@ -533,6 +549,7 @@ pub async fn messages(
     Q(min): Q<MinPosition>,
 ) -> ApiResult<Json<MessagesDoc>> {
     let limit = page_size(page.limit)?;
+    page_before(page.before)?;
     min.wait(&state).await?;
     conversation_of(&state, caller, conversation_id).await?;
     // One more than asked tells whether an older page exists.
@@ -611,11 +628,17 @@ pub struct QuietPeriodDoc {
     /// The day it starts on.
     pub day: Weekday,
     /// Local start time, `HH:MM`.
-    #[schema(example = "18:00")]
+    #[schema(
+        example = "18:00",
+        pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?|24:00)$"
+    )]
     pub start: String,
     /// Local end time, `HH:MM`; at or before `start` it ends the next day (`24:00` means
     /// midnight).
-    #[schema(example = "07:30")]
+    #[schema(
+        example = "07:30",
+        pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?|24:00)$"
+    )]
     pub end: String,
 }
 
@@ -623,6 +646,7 @@ pub struct QuietPeriodDoc {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QuietHoursDoc {
     /// IANA time zone the times are in, e.g. `Europe/Amsterdam`.
+    #[schema(value_type = super::TimeZoneName)]
     pub timezone: String,
     /// The weekly periods.
     pub weekly: Vec<QuietPeriodDoc>,
@@ -975,9 +999,15 @@ pub async fn notifications(
 /// `POST /v1/me/notifications/delivered`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Delivered {
-    /// The caller's notifications that were shown to them.
+    /// The caller's notifications that were shown to them (1 to 500 ids).
+    #[schema(min_items = 1, max_items = 500, inline, value_type = Vec<NotificationIdText>)]
     pub notification_ids: Vec<String>,
 }
+
+/// A notification id as listed: `<about>:<recipient>`, two UUIDs.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+pub struct NotificationIdText(#[allow(dead_code)] String);
 
 /// How many notifications were newly acknowledged.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -990,7 +1020,8 @@ pub struct DeliveredDoc {
 /// for an id that is not one of the caller's notifications (nothing is recorded then).
 #[utoipa::path(post, path = "/v1/me/notifications/delivered", tag = "conversations",
     request_body = Delivered,
-    responses((status = 200, body = DeliveredDoc), (status = 404, body = crate::error::Problem),
+    responses((status = 200, body = DeliveredDoc), (status = 403, description = "The platform operator has no notifications", body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem),
         (status = 422, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn delivered(

@@ -280,7 +280,13 @@ pub async fn resend(
 pub struct Acceptance {
     /// The code the school handed out.
     pub code: String,
-    /// The name the parent wants to be shown by.
+    /// The name the parent wants to be shown by (1–100 characters, not blank, no control
+    /// characters).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub display_name: String,
 }
 
@@ -599,6 +605,7 @@ pub struct InvitationList {
 #[into_params(parameter_in = Query)]
 pub struct InvitationPage {
     /// At most this many (default 100, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// After this invitation (the `next_after` of the previous page).
     pub after: Option<Uuid>,

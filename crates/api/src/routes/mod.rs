@@ -67,6 +67,43 @@ pub enum Role {
     ComplianceOfficer,
 }
 
+/// A consent purpose, by its `snake_case` name (the domain's [`kring_domain::Purpose`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PurposeName {
+    /// Reporting on the child's education (portfolio, reports).
+    EducationReporting,
+    /// The closed class-group environment.
+    GroupCommunication,
+    /// The closed whole-school environment.
+    SchoolCommunication,
+    /// Public communication: website, brochure, social media.
+    PublicCommunication,
+    /// Research within the school.
+    InternalResearch,
+    /// Training of staff (e.g. recorded lessons).
+    InternalTraining,
+    /// Broad, anonymised research with outside parties.
+    ExternalResearch,
+}
+
+/// An IANA time zone name, e.g. `Europe/Amsterdam`: one of the names the server knows.
+pub struct TimeZoneName;
+
+impl utoipa::PartialSchema for TimeZoneName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("An IANA time zone name, e.g. `Europe/Amsterdam`"))
+            .enum_values(Some(chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())))
+            .examples(["Europe/Amsterdam"])
+            .into()
+    }
+}
+
+impl ToSchema for TimeZoneName {}
+
 /// A JSON request body whose rejections are problem+json: `400 bad_request` for malformed
 /// JSON, `422 validation_failed` for a missing or mistyped field, `415` for a wrong content
 /// type, `413` over the body limit.

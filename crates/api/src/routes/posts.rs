@@ -698,8 +698,12 @@ pub struct FeedQuery {
     /// Only posts to this group.
     pub group_id: Option<Uuid>,
     /// Posts per page (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Only posts older than this: a `next_before` cursor, or an RFC 3339 time.
+    #[param(
+        pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])(~[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
+    )]
     pub before: Option<String>,
 }
 
@@ -1086,7 +1090,8 @@ async fn audience_roster(
 /// `PATCH /v1/posts/{post_id}`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PostEdit {
-    /// The new text (1–10,000 characters). The media stay as they are.
+    /// The new text (1–10,000 characters, not blank). The media stay as they are.
+    #[schema(min_length = 1, max_length = 10000, pattern = r"\S")]
     pub body: String,
 }
 
@@ -1126,6 +1131,11 @@ pub struct Removal {
     /// them (their personal data: shown in their export, erased with them). The operator, no
     /// data subject, gives none (`null` or left out): its removals record a fixed reason.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub reason: Option<String>,
 }
 

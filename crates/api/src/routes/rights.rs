@@ -299,10 +299,15 @@ async fn officer_schools(state: &AppState, caller: Caller) -> ApiResult<Vec<Arc<
 #[into_params(parameter_in = Query)]
 pub struct AccessLogQuery {
     /// Only reads of this subject: `person:<id>`, `child:<id>`, `post:<id>` or `media:<id>`.
+    #[param(
+        pattern = r"^(person|child|post|media):[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub subject: Option<String>,
     /// At most this many entries (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Only entries after this position (the previous page's `next_after`).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub after: Option<u64>,
 }
 
@@ -434,6 +439,12 @@ pub async fn access_log(
     let mut scope: HashMap<Subject, bool> = HashMap::new();
     let mut entries = Vec::new();
     let mut cursor = query.after.unwrap_or(0);
+    if i64::try_from(cursor).is_err() {
+        return Err(ApiError::validation(format!(
+            "after: {cursor} is not a log position (at most {})",
+            i64::MAX
+        )));
+    }
     let next_after = loop {
         let page = access_model::access_log(&state.system.db, subject, limit, cursor).await?;
         let full = page.len() == limit as usize;

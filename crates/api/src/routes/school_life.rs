@@ -82,7 +82,12 @@ pub struct NewAbsence {
     pub from: NaiveDate,
     /// Last day absent (`YYYY-MM-DD`).
     pub to: NaiveDate,
-    /// Why (shown to the staff of the child's group only).
+    /// Why (shown to the staff of the child's group only; 1–500 characters).
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub reason: String,
 }
 

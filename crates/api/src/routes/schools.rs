@@ -66,9 +66,15 @@ pub struct Doc;
 /// `POST /v1/schools`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewSchool {
-    /// The school's name.
+    /// The school's name: 1 to 200 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
     /// Its BRIN code (four letters or digits).
+    #[schema(pattern = r"^\s*[A-Za-z0-9]{4}\s*$", example = "12AB")]
     pub brin: String,
 }
 
@@ -126,7 +132,12 @@ pub async fn register_school(
 /// `POST /v1/schools/{school_id}/staff`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewStaff {
-    /// The name shown to others.
+    /// The name shown to others (1–100 characters, not blank, no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub display_name: String,
     /// Their e-mail address (shown to nobody but themselves).
     pub email: String,
@@ -227,7 +238,13 @@ pub async fn sso_identity(
 /// `POST /v1/schools/{school_id}/groups`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewGroup {
-    /// The group's name, e.g. `Groep 5a`.
+    /// The group's name, e.g. `Groep 5a`: 1 to 100 characters, not blank, no control
+    /// characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
 }
 
