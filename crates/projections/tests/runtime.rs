@@ -49,10 +49,20 @@ fn spawn_run<S: EventStore + Clone + 'static>(
     tokio::spawn(async move { projector.run().await })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_one_projector_runs_and_a_waiting_one_takes_over_when_it_dies() {
+/// Two projectors of the consent read model on one PostgreSQL database, over a log with one
+/// consent decision of `guardian` for `child`; neither runs yet.
+struct Race {
+    h: common::Harness<kring_store::postgres::PostgresStore>,
+    world: World,
+    child: kring_domain::ChildId,
+    guardian: kring_domain::PersonId,
+    first: Arc<Projector<kring_store::postgres::PostgresStore>>,
+    second: Arc<Projector<kring_store::postgres::PostgresStore>>,
+}
+
+async fn race() -> Race {
     let mut h = common::postgres(vec![Arc::new(consent::ConsentProjection::default())]).await;
-    let mut world = World::with_classes(1, 2, 2);
+    let mut world = World::with_classes(1, 1, 1);
     let child = world.child_ids[0];
     let guardian = world.guardians_of(child)[0];
     world
@@ -61,6 +71,26 @@ async fn only_one_projector_runs_and_a_waiting_one_takes_over_when_it_dies() {
     h.write(&world).await;
     let first = consent_projector(&h).await;
     let second = consent_projector(&h).await;
+    Race {
+        h,
+        world,
+        child,
+        guardian,
+        first,
+        second,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_projector_runs_and_a_waiting_one_takes_over_when_it_dies() {
+    let Race {
+        mut h,
+        mut world,
+        child,
+        guardian,
+        first,
+        second,
+    } = race().await;
     let running = spawn_run(&first);
     let head = h.store.head().await.unwrap();
     assert!(reach(&first, head).await, "the first projector catches up");
@@ -109,16 +139,14 @@ async fn eventually(check: impl Fn() -> bool) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_lock_session_ends_stops_applying_and_waits_while_the_other_leads() {
-    let mut h = common::postgres(vec![Arc::new(consent::ConsentProjection::default())]).await;
-    let mut world = World::with_classes(1, 1, 1);
-    let child = world.child_ids[0];
-    let guardian = world.guardians_of(child)[0];
-    world
-        .decide_consent(guardian, child, Purpose::GroupCommunication, true)
-        .unwrap();
-    h.write(&world).await;
-    let first = consent_projector(&h).await;
-    let second = consent_projector(&h).await;
+    let Race {
+        mut h,
+        mut world,
+        child,
+        guardian,
+        first,
+        second,
+    } = race().await;
     let first_run = spawn_run(&first);
     assert!(
         eventually(|| first.board().leading()).await,
