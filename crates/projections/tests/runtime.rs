@@ -49,6 +49,23 @@ fn spawn_run<S: EventStore + Clone + 'static>(
     tokio::spawn(async move { projector.run().await })
 }
 
+/// Writes `world`'s new events; `leader` applies them and `waiting`, given time, does not.
+async fn only_the_leader_follows(
+    h: &mut common::Harness<kring_store::postgres::PostgresStore>,
+    world: &World,
+    leader: &Projector<kring_store::postgres::PostgresStore>,
+    waiting: &Projector<kring_store::postgres::PostgresStore>,
+) {
+    h.write(world).await;
+    let head = h.store.head().await.unwrap();
+    assert!(reach(leader, head).await, "the leader follows live");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        waiting.board().all()[0].position < head,
+        "the waiting projector applies nothing while the other leads"
+    );
+}
+
 /// Two projectors of the consent read model on one PostgreSQL database, over a log with one
 /// consent decision of `guardian` for `child`; neither runs yet.
 struct Race {
@@ -98,14 +115,7 @@ async fn only_one_projector_runs_and_a_waiting_one_takes_over_when_it_dies() {
     world
         .decide_consent(guardian, child, Purpose::GroupCommunication, false)
         .unwrap();
-    h.write(&world).await;
-    let head = h.store.head().await.unwrap();
-    assert!(reach(&first, head).await, "the leader follows live");
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(
-        second.board().all()[0].position < head,
-        "the second waits while the first leads"
-    );
+    only_the_leader_follows(&mut h, &world, &first, &second).await;
 
     running.abort(); // the leader dies without a goodbye
     let _ = running.await;
@@ -173,14 +183,7 @@ async fn a_leader_whose_lock_session_ends_stops_applying_and_waits_while_the_oth
     world
         .decide_consent(guardian, child, Purpose::GroupCommunication, false)
         .unwrap();
-    h.write(&world).await;
-    let head = h.store.head().await.unwrap();
-    assert!(reach(&second, head).await, "the new leader follows live");
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(
-        first.board().all()[0].position < head,
-        "the former leader applies nothing while it waits"
-    );
+    only_the_leader_follows(&mut h, &world, &second, &first).await;
     assert!(!first.board().leading());
     let history = consent_history(&h.db, child, None, None, None)
         .await
