@@ -97,8 +97,8 @@ pub struct Digest {
 
 /// The digests due at `now`, one per recipient with `digest` notifications released at or
 /// before `now` and not delivered yet (at most `limit` notifications in all; a recipient cut
-/// off by the limit comes complete in the next call once the earlier ones are delivered), by
-/// recipient id. Send each as one message, then [`mark_delivered`](super::mark_delivered) all
+/// off by the limit comes complete in the next call once the earlier ones are delivered, unless
+/// they alone have more than `limit`: then in parts), by recipient id. Send each as one message, then [`mark_delivered`](super::mark_delivered) all
 /// of its notifications.
 ///
 /// # Errors
