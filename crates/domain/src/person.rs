@@ -11,6 +11,7 @@ use crate::sealed::Sealed;
 use crate::validate;
 use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveTime, TimeZone, Utc, Weekday};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::str::FromStr;
 
 /// A day of the week, as written in a quiet-hours schedule.
@@ -155,6 +156,131 @@ fn resolve(tz: chrono_tz::Tz, local: chrono::NaiveDateTime) -> Option<DateTime<U
             .from_local_datetime(&(local + Duration::hours(1)))
             .earliest()
             .map(|t| t.with_timezone(&Utc)),
+    }
+}
+
+/// How a person is told of a notification of some kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// A push message to the person's devices, as soon as it is released.
+    Push,
+    /// An e-mail, as soon as it is released.
+    Email,
+    /// Gathered into one daily message at the person's digest time.
+    Digest,
+    /// Never sent by any channel (still listed in the person's own app).
+    Off,
+}
+
+impl Channel {
+    /// Every channel, in order.
+    pub const ALL: [Self; 4] = [Self::Push, Self::Email, Self::Digest, Self::Off];
+
+    /// The stored (and API) name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::Email => "email",
+            Self::Digest => "digest",
+            Self::Off => "off",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A channel name that Kring does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown notification channel {0:?}; known channels: push, email, digest, off")]
+pub struct UnknownChannel(pub String);
+
+impl FromStr for Channel {
+    type Err = UnknownChannel;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| UnknownChannel(s.to_owned()))
+    }
+}
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A new post in a group (or the whole school) the recipient may see something of.
+    Post,
+    /// A message was posted in a conversation the recipient takes part in.
+    Message,
+    /// An activity was scheduled in a group of the recipient's child.
+    ActivityCreated,
+    /// Tomorrow is an activity the recipient volunteers for.
+    ActivityReminder,
+    /// The recipient's invitation was approved: they are now a guardian of the child.
+    InvitationApproved,
+    /// A new consent-policy version asks the recipient, a guardian, to decide again.
+    ConsentNeeded,
+    /// The school acknowledged a planned absence the recipient reported.
+    AbsenceAcknowledged,
+    /// A guardian reported a planned absence of a child of the recipient's group (staff).
+    AbsenceReported,
+}
+
+impl NotificationKind {
+    /// Every kind, in order.
+    pub const ALL: [Self; 8] = [
+        Self::Post,
+        Self::Message,
+        Self::ActivityCreated,
+        Self::ActivityReminder,
+        Self::InvitationApproved,
+        Self::ConsentNeeded,
+        Self::AbsenceAcknowledged,
+        Self::AbsenceReported,
+    ];
+
+    /// The stored (and API) name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "post",
+            Self::Message => "message",
+            Self::ActivityCreated => "activity_created",
+            Self::ActivityReminder => "activity_reminder",
+            Self::InvitationApproved => "invitation_approved",
+            Self::ConsentNeeded => "consent_needed",
+            Self::AbsenceAcknowledged => "absence_acknowledged",
+            Self::AbsenceReported => "absence_reported",
+        }
+    }
+}
+
+impl fmt::Display for NotificationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A notification kind that Kring does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown notification kind {0:?}; known kinds: post, message, activity_created, activity_reminder, invitation_approved, consent_needed, absence_acknowledged, absence_reported")]
+pub struct UnknownNotificationKind(pub String);
+
+impl FromStr for NotificationKind {
+    type Err = UnknownNotificationKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownNotificationKind(s.to_owned()))
     }
 }
 

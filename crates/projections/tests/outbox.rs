@@ -382,6 +382,7 @@ async fn notifications_carry_ids_never_the_text<S: EventStore + Clone>(mut h: Ha
     assert_eq!(
         fields,
         [
+            "channel",
             "conversation_id",
             "created_at",
             "delivered",

@@ -902,6 +902,10 @@ pub struct NotificationDoc {
     pub release_at: DateTime<Utc>,
     /// Whether it was held for the caller's quiet hours.
     pub held_for_quiet_hours: bool,
+    /// How it reaches the caller: `push`, `email`, `digest` (released at the caller's digest
+    /// time) or `off` (listed here only).
+    #[schema(example = "push")]
+    pub channel: String,
 }
 
 impl From<&Notification> for NotificationDoc {
@@ -916,6 +920,7 @@ impl From<&Notification> for NotificationDoc {
             created_at: n.created_at,
             release_at: n.release_at,
             held_for_quiet_hours: n.was_held(),
+            channel: n.channel.as_str().to_owned(),
         }
     }
 }

@@ -25,6 +25,7 @@
 use crate::error::ProjectionError;
 use chrono::{DateTime, Utc};
 use kring_domain::person::QuietHours;
+pub use kring_domain::person::{Channel, NotificationKind};
 use kring_domain::{ConversationId, MessageId, PersonId, SchoolId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -97,41 +98,6 @@ impl<'de> Deserialize<'de> for NotificationId {
     }
 }
 
-/// What a notification is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NotificationKind {
-    /// A message was posted in a conversation the recipient takes part in.
-    Message,
-    /// A new consent-policy version asks the recipient, a guardian, to decide again.
-    ConsentNeeded,
-}
-
-impl NotificationKind {
-    /// The stored name.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Message => "message",
-            Self::ConsentNeeded => "consent_needed",
-        }
-    }
-}
-
-impl FromStr for NotificationKind {
-    type Err = ProjectionError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "message" => Ok(Self::Message),
-            "consent_needed" => Ok(Self::ConsentNeeded),
-            other => Err(ProjectionError::Invalid(format!(
-                "unknown notification kind {other:?}"
-            ))),
-        }
-    }
-}
-
 /// One notification: ids and times only, never a message's text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Notification {
@@ -155,6 +121,8 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
     /// When it may be delivered: `created_at`, or the end of the recipient's quiet period.
     pub release_at: DateTime<Utc>,
+    /// How it reaches the recipient, by their preferences as of its event.
+    pub channel: Channel,
     /// Whether the delivery worker has delivered it.
     pub delivered: bool,
 }

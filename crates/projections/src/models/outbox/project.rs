@@ -1,6 +1,6 @@
 //! The write side: applying events to the outbox.
 
-use super::{quiet_until, NotificationId, NotificationKind, NAME};
+use super::{quiet_until, Channel, NotificationId, NotificationKind, NAME};
 use crate::bulk::Cell;
 use crate::bulk::{select_packed, Bulk, Packed};
 use crate::db::{micros, to_i64, uuid};
@@ -172,7 +172,7 @@ impl Projection for OutboxProjection {
             return Ok(());
         }
         let mut state = State::load(tx, t, &batch).await?;
-        let mut notifications = Bulk::new(t.sql(NOTIFY), 10, DO_NOTHING);
+        let mut notifications = Bulk::new(t.sql(NOTIFY), 11, DO_NOTHING);
         for (position, at, needed) in batch {
             state.evolve(position, at, needed, &mut notifications)?;
         }
@@ -462,6 +462,7 @@ impl State {
                 Cell::NullInt,
                 micros(m.at).into(),
                 micros(quiet_until.unwrap_or(m.at)).into(),
+                Channel::Push.as_str().into(),
             ]);
         }
         Ok(())
@@ -509,6 +510,7 @@ impl State {
                 i64::from(p.version).into(),
                 micros(at).into(),
                 micros(at).into(),
+                Channel::Push.as_str().into(),
             ]);
         }
         Ok(())

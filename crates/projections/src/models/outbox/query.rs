@@ -22,7 +22,11 @@ fn notification_from(row: &AnyRow) -> Result<Notification, ProjectionError> {
         id: row.try_get::<String, _>(0)?.parse()?,
         position: to_u64(row.try_get(1)?)?,
         recipient_id: PersonId::from_uuid(uuid(&row.try_get::<String, _>(2)?)?),
-        kind: row.try_get::<String, _>(3)?.parse()?,
+        kind: row.try_get::<String, _>(3)?.parse().map_err(
+            |e: kring_domain::person::UnknownNotificationKind| {
+                ProjectionError::Invalid(e.to_string())
+            },
+        )?,
         conversation_id: optional_id(row, 4)?.map(ConversationId::from_uuid),
         message_id: optional_id(row, 5)?.map(MessageId::from_uuid),
         created_at: from_micros(row.try_get(6)?)?,
@@ -37,6 +41,9 @@ fn notification_from(row: &AnyRow) -> Result<Notification, ProjectionError> {
                 })
             })
             .transpose()?,
+        channel: row.try_get::<String, _>(11)?.parse().map_err(
+            |e: kring_domain::person::UnknownChannel| ProjectionError::Invalid(e.to_string()),
+        )?,
     })
 }
 
@@ -159,7 +166,8 @@ pub async fn availability(
 mod tests {
     /// What [`super::notification_from`] reads, in its order, with the delivery if any.
     const HEAD: &str = "SELECT n.notification_id, n.position, n.recipient_id, n.kind, n.conversation_id, n.message_id,
-    n.created_at, n.release_at, d.notification_id, n.school_id, n.policy_version
+    n.created_at, n.release_at, d.notification_id, n.school_id, n.policy_version,
+    n.channel
 FROM outbox_notifications n
 LEFT JOIN notification_deliveries d ON d.notification_id = n.notification_id
 ";

@@ -1,2 +1,2 @@
 INSERT INTO {outbox_notifications} (notification_id, position, recipient_id, kind, conversation_id,
-    message_id, school_id, policy_version, created_at, release_at)
+    message_id, school_id, policy_version, created_at, release_at, channel)

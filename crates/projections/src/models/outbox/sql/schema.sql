@@ -8,7 +8,8 @@ CREATE TABLE {outbox_notifications} (
     school_id TEXT,
     policy_version BIGINT,
     created_at BIGINT NOT NULL,
-    release_at BIGINT NOT NULL
+    release_at BIGINT NOT NULL,
+    channel TEXT NOT NULL
 );
 CREATE TABLE {outbox_conversations} (
     conversation_id TEXT PRIMARY KEY,
