@@ -31,31 +31,8 @@ use async_trait::async_trait;
 use std::path::Path;
 use std::time::Duration;
 
-/// How a notification is to reach its recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Channel {
-    /// Web Push.
-    Push,
-    /// E-mail.
-    Email,
-    /// One e-mail for all that is released together.
-    Digest,
-    /// Not sent.
-    Off,
-}
-
-impl Channel {
-    /// The stored name.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Push => "push",
-            Self::Email => "email",
-            Self::Digest => "digest",
-            Self::Off => "off",
-        }
-    }
-}
+/// How a notification is to reach its recipient (the recipient's preference for its kind).
+pub use kring_domain::person::Channel;
 
 /// Delivery's configuration (`serve` flags and `KRING_…` variables).
 #[derive(Debug, Clone)]

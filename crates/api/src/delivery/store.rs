@@ -467,7 +467,7 @@ pub async fn released(
     limit: u32,
 ) -> ApiResult<Vec<Released>> {
     let rows = sqlx::query(
-        "SELECT n.notification_id, n.release_at, 'email' FROM outbox_notifications n \
+        "SELECT n.notification_id, n.release_at, n.channel FROM outbox_notifications n \
          WHERE n.release_at <= $1 AND n.release_at >= $2 \
          AND NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.notification_id = n.notification_id) \
          AND NOT EXISTS (SELECT 1 FROM delivery_items i WHERE i.notification_id = n.notification_id) \
