@@ -9,8 +9,11 @@ use crate::push::{PushEndpoint, PushSubscribed, PushSubscriptionExpired, PushUns
 use crate::school::School;
 use crate::sealed::Sealed;
 use crate::validate;
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveTime, TimeZone, Timelike, Utc, Weekday,
+};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -284,6 +287,218 @@ impl FromStr for NotificationKind {
     }
 }
 
+/// The digest time when neither the person nor their school chose one: 18:00.
+pub const DEFAULT_DIGEST_AT: NaiveTime = match NaiveTime::from_hms_opt(18, 0, 0) {
+    Some(t) => t,
+    None => NaiveTime::MIN,
+};
+
+/// The time zone of a person who did not choose one and whose school is unknown.
+pub const DEFAULT_TIME_ZONE: &str = "Europe/Amsterdam";
+
+/// The local time, the day before an activity, at which its volunteers are reminded: 18:00.
+pub const REMINDER_AT: NaiveTime = DEFAULT_DIGEST_AT;
+
+/// A person's own notification preferences, as they set them (every field optional: what is
+/// not chosen comes from the school's defaults, else the built-in ones).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationPreferences {
+    /// Their weekly quiet hours: notifications are held while quiet (staff and guardians).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<QuietHours>,
+    /// The local time of their daily digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_at: Option<NaiveTime>,
+    /// Their IANA time zone (for the digest time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// The channel of each kind they chose.
+    #[serde(default)]
+    pub kinds: BTreeMap<NotificationKind, Channel>,
+}
+
+impl NotificationPreferences {
+    /// Checks the time zone and the quiet hours.
+    ///
+    /// # Errors
+    /// `Invalid` (field `timezone`) for a name that is no IANA time zone; the errors of
+    /// [`QuietHours::validate`].
+    pub fn validate(mut self) -> Result<Self, DomainError> {
+        if let Some(tz) = &self.timezone {
+            if chrono_tz::Tz::from_str(tz).is_err() {
+                return Err(DomainError::invalid(
+                    "timezone",
+                    format!("{tz:?} is not an IANA time zone such as Europe/Amsterdam"),
+                ));
+            }
+        }
+        if let Some(quiet) = self.quiet_hours.take() {
+            self.quiet_hours = Some(quiet.validate()?);
+        }
+        Ok(self)
+    }
+}
+
+/// A school's defaults for its members' notifications (see [`SchoolSettings`]).
+///
+/// [`SchoolSettings`]: crate::school::SchoolSettings
+#[derive(Debug, Clone, Copy)]
+pub struct SchoolNotificationDefaults<'a> {
+    /// The school's time zone.
+    pub timezone: &'a str,
+    /// The school's default channel per kind.
+    pub kinds: &'a BTreeMap<NotificationKind, Channel>,
+    /// The school's default digest time.
+    pub digest_at: Option<NaiveTime>,
+    /// The school's default quiet hours, which hold only its staff's notifications.
+    pub staff_quiet_hours: Option<&'a QuietHours>,
+}
+
+impl<'a> SchoolNotificationDefaults<'a> {
+    /// The defaults in a school's settings.
+    #[must_use]
+    pub fn of(settings: &'a crate::school::SchoolSettings) -> Self {
+        Self {
+            timezone: &settings.timezone,
+            kinds: &settings.default_channels,
+            digest_at: settings.default_digest_at,
+            staff_quiet_hours: settings.default_quiet_hours.as_ref(),
+        }
+    }
+}
+
+/// What decides a person's notifications: their own choice, else their school's default, else
+/// the built-in default (push for every kind, `Europe/Amsterdam`, digest at 18:00, no quiet
+/// hours). Staff without quiet hours of their own follow the school's default quiet hours;
+/// guardians only their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectivePreferences {
+    /// The quiet hours that hold their notifications, if any.
+    pub quiet_hours: Option<QuietHours>,
+    /// The local time of their daily digest.
+    pub digest_at: NaiveTime,
+    /// Their time zone.
+    pub timezone: chrono_tz::Tz,
+    /// The channel of every kind.
+    pub kinds: BTreeMap<NotificationKind, Channel>,
+}
+
+impl EffectivePreferences {
+    /// The preferences of a person with `own` choices (and quiet hours `own_quiet`, which the
+    /// quiet-hours events also set), in a school with `school` defaults, as staff or not.
+    #[must_use]
+    pub fn resolve(
+        own: Option<&NotificationPreferences>,
+        own_quiet: Option<&QuietHours>,
+        school: Option<SchoolNotificationDefaults<'_>>,
+        staff: bool,
+    ) -> Self {
+        let timezone = own
+            .and_then(|o| o.timezone.as_deref())
+            .or(school.map(|s| s.timezone))
+            .and_then(|tz| chrono_tz::Tz::from_str(tz).ok())
+            .unwrap_or(chrono_tz::Europe::Amsterdam);
+        let digest_at = own
+            .and_then(|o| o.digest_at)
+            .or(school.and_then(|s| s.digest_at))
+            .unwrap_or(DEFAULT_DIGEST_AT);
+        let kinds = NotificationKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let channel = own
+                    .and_then(|o| o.kinds.get(&kind))
+                    .or(school.and_then(|s| s.kinds.get(&kind)))
+                    .copied()
+                    .unwrap_or(Channel::Push);
+                (kind, channel)
+            })
+            .collect();
+        let quiet_hours = own_quiet
+            .or(if staff {
+                school.and_then(|s| s.staff_quiet_hours)
+            } else {
+                None
+            })
+            .cloned();
+        Self {
+            quiet_hours,
+            digest_at,
+            timezone,
+            kinds,
+        }
+    }
+
+    /// The channel of `kind`.
+    #[must_use]
+    pub fn channel(&self, kind: NotificationKind) -> Channel {
+        self.kinds.get(&kind).copied().unwrap_or(Channel::Push)
+    }
+
+    /// When a notification of `kind` that happened at `at` (or is wanted at `at`, for a
+    /// reminder) is released: a digest one at the next digest time; any other at `at`, or when
+    /// the quiet period covering `at` ends. `off` ones are released at `at`: no channel ever
+    /// sends them.
+    #[must_use]
+    pub fn release_at(&self, kind: NotificationKind, at: DateTime<Utc>) -> DateTime<Utc> {
+        match self.channel(kind) {
+            Channel::Digest => next_digest(at, self.digest_at, self.timezone),
+            Channel::Off => at,
+            Channel::Push | Channel::Email => self
+                .quiet_hours
+                .as_ref()
+                .and_then(|q| q.quiet_until(at))
+                .unwrap_or(at),
+        }
+    }
+}
+
+/// The first digest time strictly after `after`: `digest_at` local time in `tz` on the day of
+/// `after`, or else on the next day. A local time that does not exist that day (the clocks
+/// spring forward over it) moves to the first instant after the gap; one that occurs twice (the
+/// clocks fall back) is the first of the two.
+#[must_use]
+pub fn next_digest(after: DateTime<Utc>, digest_at: NaiveTime, tz: chrono_tz::Tz) -> DateTime<Utc> {
+    let day = after.with_timezone(&tz).date_naive();
+    let today = first_instant_at(tz, day.and_time(digest_at));
+    if today > after {
+        today
+    } else {
+        first_instant_at(tz, (day + Duration::days(1)).and_time(digest_at))
+    }
+}
+
+/// `local` in `tz` as UTC: the earlier of two; in a gap, the first instant after the gap.
+#[must_use]
+pub fn first_instant_at(tz: chrono_tz::Tz, local: chrono::NaiveDateTime) -> DateTime<Utc> {
+    if let Some(t) = tz.from_local_datetime(&local).earliest() {
+        return t.with_timezone(&Utc);
+    }
+    // In a gap: the first whole minute after `local` that exists. Gaps are at most a few hours
+    // and begin and end on whole minutes.
+    let mut probe = local
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(local);
+    for _ in 0..(48 * 60) {
+        probe += Duration::minutes(1);
+        if let Some(t) = tz.from_local_datetime(&probe).earliest() {
+            return t.with_timezone(&Utc);
+        }
+    }
+    // Unreachable for a real time zone; reading the local time as UTC keeps this total.
+    local.and_utc()
+}
+
+/// A person set their notification preferences (quiet hours included, which replace any set
+/// with [`QuietHoursSet`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationPreferencesSet {
+    /// The person.
+    pub person_id: PersonId,
+    /// What they chose.
+    pub preferences: NotificationPreferences,
+}
+
 /// A person's identity at a single sign-on issuer: a token of `issuer` whose `sub` is the
 /// subject is this person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -342,6 +557,9 @@ pub struct Person {
     pub erased: bool,
     /// Whether the person linked a single sign-on identity.
     pub identity_linked: bool,
+    /// Their notification preferences, when set (`quiet_hours` there is unused: see
+    /// [`Person::quiet_hours`]).
+    pub notification_preferences: Option<NotificationPreferences>,
     /// The person's push subscriptions still in force.
     pub push_subscriptions: std::collections::BTreeSet<uuid::Uuid>,
 }
@@ -397,6 +615,8 @@ event_enum! {
         PersonErased,
         /// See [`IdentityLinked`].
         IdentityLinked,
+        /// See [`NotificationPreferencesSet`].
+        NotificationPreferencesSet,
         /// See [`PushSubscribed`].
         PushSubscribed,
         /// See [`PushUnsubscribed`].
@@ -413,6 +633,8 @@ pub enum PersonAction {
     SetQuietHours(QuietHours),
     /// Clear one's own quiet hours (staff).
     ClearQuietHours,
+    /// Set one's own notification preferences, quiet hours included (anyone signed in).
+    SetNotificationPreferences(NotificationPreferences),
     /// Ask for erasure of the person's data (a director of a school they belong to, operator).
     RequestErasure {
         /// The person.
@@ -487,6 +709,25 @@ pub fn decide(
             QuietHoursSet {
                 person_id,
                 schedule: schedule.validate()?,
+            }
+            .into()
+        }
+        PersonAction::SetNotificationPreferences(preferences) => {
+            let Some(person_id) = actor.person() else {
+                return Err(DomainError::NotAllowed {
+                    actor,
+                    action: "set notification preferences (people only)",
+                });
+            };
+            if person.erased {
+                return Err(DomainError::invalid(
+                    "person_id",
+                    format!("person {person_id} was erased"),
+                ));
+            }
+            NotificationPreferencesSet {
+                person_id,
+                preferences: preferences.validate()?,
             }
             .into()
         }
@@ -670,6 +911,12 @@ pub fn evolve(mut state: Person, event: &PersonEvent) -> Person {
         PersonEvent::PersonErasureRequested(_) => state.erasure_requested = true,
         PersonEvent::PersonErased(_) => state.erased = true,
         PersonEvent::IdentityLinked(_) => state.identity_linked = true,
+        PersonEvent::NotificationPreferencesSet(e) => {
+            state.quiet_hours.clone_from(&e.preferences.quiet_hours);
+            let mut own = e.preferences.clone();
+            own.quiet_hours = None;
+            state.notification_preferences = Some(own);
+        }
         PersonEvent::PushSubscribed(e) => {
             state.push_subscriptions.insert(e.subscription_id);
         }
@@ -722,5 +969,199 @@ mod tests {
             "Monday evening runs on into Tuesday morning"
         );
         assert_eq!(schedule.quiet_until(t("2026-11-24T06:30:00Z")), None);
+    }
+
+    const AMS: chrono_tz::Tz = chrono_tz::Europe::Amsterdam;
+
+    #[test]
+    fn the_digest_is_the_next_digest_time_in_the_recipients_zone() {
+        // Saturday 2027-03-27 is still winter time (UTC+1).
+        assert_eq!(
+            next_digest(t("2027-03-27T09:00:00Z"), time(18, 0), AMS),
+            t("2027-03-27T17:00:00Z")
+        );
+        // Past today's digest: tomorrow's, which is summer time (UTC+2).
+        assert_eq!(
+            next_digest(t("2027-03-27T17:00:00Z"), time(18, 0), AMS),
+            t("2027-03-28T16:00:00Z"),
+            "exactly at the digest time: the next one"
+        );
+        // Sunday 2027-10-31 is winter time again.
+        assert_eq!(
+            next_digest(t("2027-10-30T20:00:00Z"), time(18, 0), AMS),
+            t("2027-10-31T17:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_digest_time_in_the_spring_gap_moves_to_the_end_of_the_gap() {
+        // 2027-03-28 02:00 CET the clocks jump to 03:00 CEST: 02:30 does not exist.
+        assert_eq!(
+            next_digest(t("2027-03-27T12:00:00Z"), time(2, 30), AMS),
+            t("2027-03-28T01:00:00Z"),
+            "03:00 CEST, the first instant after the gap"
+        );
+        // The day after, 02:30 exists again (CEST).
+        assert_eq!(
+            next_digest(t("2027-03-28T01:00:00Z"), time(2, 30), AMS),
+            t("2027-03-29T00:30:00Z")
+        );
+    }
+
+    #[test]
+    fn a_digest_time_that_occurs_twice_in_autumn_is_the_first() {
+        // 2027-10-31 03:00 CEST the clocks go back to 02:00 CET: 02:30 happens twice.
+        assert_eq!(
+            next_digest(t("2027-10-30T12:00:00Z"), time(2, 30), AMS),
+            t("2027-10-31T00:30:00Z"),
+            "02:30 CEST, not 02:30 CET"
+        );
+        // After the first 02:30, the next digest is the next day's, not the second 02:30.
+        assert_eq!(
+            next_digest(t("2027-10-31T00:30:00Z"), time(2, 30), AMS),
+            t("2027-11-01T01:30:00Z")
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_next_digest_is_after_and_within_a_day_and_a_bit(
+            secs in 1_700_000_000i64..1_900_000_000i64,
+            h in 0u32..24,
+            m in 0u32..60,
+        ) {
+            let after = DateTime::from_timestamp(secs, 0).unwrap_or_default();
+            let next = next_digest(after, time(h, m), AMS);
+            proptest::prop_assert!(next > after);
+            // A day, plus an hour for a day that is 25 hours long.
+            proptest::prop_assert!(next - after <= Duration::hours(25));
+            // It is the digest time locally, unless that time fell in a gap.
+            let local = next.with_timezone(&AMS).time();
+            proptest::prop_assert!(local == time(h, m) || local == time(3, 0));
+        }
+    }
+
+    #[test]
+    fn preferences_resolve_own_then_school_then_built_in() {
+        let mut school_kinds = BTreeMap::new();
+        school_kinds.insert(NotificationKind::Post, Channel::Digest);
+        school_kinds.insert(NotificationKind::Message, Channel::Email);
+        let settings = crate::school::SchoolSettings {
+            timezone: "Europe/London".into(),
+            default_channels: school_kinds,
+            default_digest_at: Some(time(7, 0)),
+            ..Default::default()
+        };
+        let mut own = NotificationPreferences::default();
+        own.kinds.insert(NotificationKind::Post, Channel::Off);
+        let e = EffectivePreferences::resolve(
+            Some(&own),
+            None,
+            Some(SchoolNotificationDefaults::of(&settings)),
+            false,
+        );
+        assert_eq!(
+            e.channel(NotificationKind::Post),
+            Channel::Off,
+            "own choice"
+        );
+        assert_eq!(
+            e.channel(NotificationKind::Message),
+            Channel::Email,
+            "school's"
+        );
+        assert_eq!(
+            e.channel(NotificationKind::ActivityCreated),
+            Channel::Push,
+            "built in"
+        );
+        assert_eq!(e.digest_at, time(7, 0));
+        assert_eq!(e.timezone, chrono_tz::Europe::London);
+        let built_in = EffectivePreferences::resolve(None, None, None, false);
+        assert_eq!(built_in.digest_at, time(18, 0));
+        assert_eq!(built_in.timezone, AMS);
+        assert!(built_in.kinds.values().all(|c| *c == Channel::Push));
+        assert_eq!(built_in.kinds.len(), NotificationKind::ALL.len());
+    }
+
+    #[test]
+    fn the_school_default_quiet_hours_hold_staff_only() {
+        let quiet = QuietHours {
+            timezone: "Europe/Amsterdam".into(),
+            weekly: vec![QuietPeriod {
+                day: Day::Monday,
+                start: time(18, 0),
+                end: time(7, 0),
+            }],
+        };
+        let settings = crate::school::SchoolSettings {
+            default_quiet_hours: Some(quiet.clone()),
+            ..Default::default()
+        };
+        let school = Some(SchoolNotificationDefaults::of(&settings));
+        let monday_evening = t("2026-11-23T20:00:00Z");
+        let staff = EffectivePreferences::resolve(None, None, school, true);
+        assert_eq!(
+            staff.release_at(NotificationKind::Message, monday_evening),
+            t("2026-11-24T06:00:00Z")
+        );
+        let guardian = EffectivePreferences::resolve(None, None, school, false);
+        assert_eq!(
+            guardian.release_at(NotificationKind::Message, monday_evening),
+            monday_evening
+        );
+        let quiet_guardian = EffectivePreferences::resolve(None, Some(&quiet), school, false);
+        assert_eq!(
+            quiet_guardian.release_at(NotificationKind::Message, monday_evening),
+            t("2026-11-24T06:00:00Z"),
+            "a guardian's own quiet hours hold theirs"
+        );
+    }
+
+    #[test]
+    fn names_read_back_and_unknown_ones_are_typed_errors() {
+        for c in Channel::ALL {
+            assert_eq!(c.as_str().parse::<Channel>(), Ok(c));
+            assert_eq!(
+                serde_json::to_value(c).ok(),
+                Some(serde_json::json!(c.as_str()))
+            );
+        }
+        for k in NotificationKind::ALL {
+            assert_eq!(k.as_str().parse::<NotificationKind>(), Ok(k));
+            assert_eq!(
+                serde_json::to_value(k).ok(),
+                Some(serde_json::json!(k.as_str()))
+            );
+        }
+        assert_eq!("sms".parse::<Channel>(), Err(UnknownChannel("sms".into())));
+        assert!("meeting".parse::<NotificationKind>().is_err());
+    }
+
+    #[test]
+    fn preferences_with_an_unknown_zone_or_bad_quiet_hours_are_refused() {
+        let bad_zone = NotificationPreferences {
+            timezone: Some("Mars/Olympus".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad_zone.validate(),
+            Err(DomainError::Invalid {
+                field: "timezone",
+                ..
+            })
+        ));
+        let bad_quiet = NotificationPreferences {
+            quiet_hours: Some(QuietHours {
+                timezone: "Europe/Amsterdam".into(),
+                weekly: vec![QuietPeriod {
+                    day: Day::Monday,
+                    start: time(8, 0),
+                    end: time(8, 0),
+                }],
+            }),
+            ..Default::default()
+        };
+        assert!(bad_quiet.validate().is_err());
     }
 }

@@ -106,6 +106,11 @@ pub struct PostPublished {
     pub media: Vec<MediaAttachment>,
     /// When.
     pub at: DateTime<Utc>,
+    /// Whether the text is not empty (a post needs text or media), known without opening it:
+    /// who is notified of a post with no text is who may see one of its media items. `None`
+    /// in posts published before it was recorded: read as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_body: Option<bool>,
 }
 
 /// The author edited a post's text.
@@ -512,6 +517,7 @@ pub fn decide(
                 school_id,
                 group_id,
                 author_id,
+                has_body: Some(!body.is_empty()),
                 body: Sealed::new(Subject::Post(post_id), body),
                 media: checked,
                 at: now,

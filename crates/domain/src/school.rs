@@ -11,10 +11,10 @@ use crate::error::DomainError;
 use crate::event::event_enum;
 use crate::ids::{ChildId, GroupId, InvitationId, PersonId, SchoolId};
 use crate::invitation::Invitation;
-use crate::person::{QuietHours, SsoIdentity};
+use crate::person::{Channel, NotificationKind, QuietHours, SsoIdentity};
 use crate::purpose::Purpose;
 use crate::sealed::Sealed;
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveTime};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -81,6 +81,12 @@ pub struct SchoolSettings {
     /// Quiet hours for staff who have not set their own.
     #[serde(default)]
     pub default_quiet_hours: Option<QuietHours>,
+    /// The channel of each notification kind for members who did not choose one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub default_channels: BTreeMap<NotificationKind, Channel>,
+    /// The local time of the daily digest for members who did not choose one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_digest_at: Option<NaiveTime>,
 }
 
 impl Default for SchoolSettings {
@@ -91,6 +97,8 @@ impl Default for SchoolSettings {
             retention_days: 365,
             timezone: default_time_zone(),
             default_quiet_hours: None,
+            default_channels: BTreeMap::new(),
+            default_digest_at: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::consent::child_place;
 use crate::routes::conversations::QuietHoursDoc;
+use crate::routes::notification_preferences::{digest_time, KindChannels};
 use crate::routes::schools::roster_command;
 use crate::routes::{Body, Position, Role};
 use crate::state::{AppState, MinPosition, RequestId, Q};
@@ -327,6 +328,12 @@ pub struct SettingsDoc {
     pub timezone: String,
     /// Quiet hours for staff who have not set their own; `null` for none.
     pub default_quiet_hours: Option<QuietHoursDoc>,
+    /// The channel of each notification kind for members who did not choose one (kinds left
+    /// out: push).
+    pub default_channels: KindChannels,
+    /// The digest time for members who did not choose one, `HH:MM`.
+    #[schema(example = "18:00")]
+    pub default_digest_at: String,
 }
 
 impl From<&SchoolSettings> for SettingsDoc {
@@ -340,6 +347,12 @@ impl From<&SchoolSettings> for SettingsDoc {
                 .default_quiet_hours
                 .as_ref()
                 .map(QuietHoursDoc::from_domain),
+            default_channels: KindChannels::from_domain(&s.default_channels),
+            default_digest_at: s
+                .default_digest_at
+                .unwrap_or(kring_domain::person::DEFAULT_DIGEST_AT)
+                .format("%H:%M")
+                .to_string(),
         }
     }
 }
@@ -380,6 +393,15 @@ pub struct SettingsChange {
     pub timezone: Option<String>,
     /// Quiet hours for staff who have not set their own.
     pub default_quiet_hours: Option<QuietHoursDoc>,
+    /// The channel of notification kinds for members who did not choose one; the kinds named
+    /// change, the rest stay.
+    pub default_channels: Option<KindChannels>,
+    /// The digest time for members who did not choose one, `HH:MM`.
+    #[schema(
+        example = "18:00",
+        pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
+    )]
+    pub default_digest_at: Option<String>,
 }
 
 /// Changes the school's settings (director, operator). Fields left out keep their value.
@@ -400,6 +422,12 @@ pub async fn change_settings(
         .as_ref()
         .map(QuietHoursDoc::to_domain)
         .transpose()?;
+    let digest_at = req
+        .default_digest_at
+        .as_deref()
+        .map(|t| digest_time("default_digest_at", t))
+        .transpose()?;
+    let channels = req.default_channels.as_ref().map(KindChannels::to_domain);
     state.exec.school(school_id).await?;
     let written = state
         .exec
@@ -419,6 +447,12 @@ pub async fn change_settings(
             }
             if let Some(q) = &quiet {
                 settings.default_quiet_hours = Some(q.clone());
+            }
+            if let Some(at) = digest_at {
+                settings.default_digest_at = Some(at);
+            }
+            if let Some(channels) = &channels {
+                settings.default_channels.extend(channels.iter());
             }
             kring_domain::school::decide(
                 roster,

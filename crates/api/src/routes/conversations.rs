@@ -78,6 +78,7 @@ pub fn router() -> Router<AppState> {
         AvailabilityDoc,
         NotificationsDoc,
         NotificationDoc,
+        NotificationKindName,
         Delivered,
         DeliveredDoc
     ))
@@ -884,18 +885,42 @@ pub struct AsOf {
 pub struct NotificationDoc {
     /// Its id (`<what it is about>:<recipient id>`), to acknowledge it with.
     pub notification_id: String,
-    /// What it is about: `message` (a message in a conversation) or `consent_needed` (a new
-    /// consent-policy version asks the caller, a guardian, to decide again: which purposes, says
-    /// `GET /v1/children/{child_id}/consents`).
+    /// What it is about: `post` (a new post in a group the caller may see something of),
+    /// `message` (a message in a conversation), `activity_created` (an activity in a group of
+    /// the caller's child), `activity_reminder` (tomorrow's activity the caller volunteers
+    /// for), `invitation_approved` (the caller is now a guardian of the child),
+    /// `consent_needed` (a new consent-policy version asks the caller, a guardian, to decide
+    /// again: which purposes, says `GET /v1/children/{child_id}/consents`),
+    /// `absence_acknowledged` (reserved) or `absence_reported` (a guardian reported an absence
+    /// in the caller's group).
+    #[schema(value_type = NotificationKindName)]
     pub kind: String,
     /// The conversation (`message`).
     pub conversation_id: Option<Uuid>,
     /// The message (`message`).
     pub message_id: Option<Uuid>,
-    /// The school (`consent_needed`).
+    /// The school (every kind but `message`, where it may be `null`).
     pub school_id: Option<Uuid>,
     /// The policy version that asks (`consent_needed`).
     pub policy_version: Option<u32>,
+    /// The post (`post`).
+    #[serde(default)]
+    pub post_id: Option<Uuid>,
+    /// The group (`post`, `activity_created`, `activity_reminder`, `absence_reported`).
+    #[serde(default)]
+    pub group_id: Option<Uuid>,
+    /// The activity (`activity_created`, `activity_reminder`).
+    #[serde(default)]
+    pub activity_id: Option<Uuid>,
+    /// The invitation (`invitation_approved`).
+    #[serde(default)]
+    pub invitation_id: Option<Uuid>,
+    /// The child (`message`, `invitation_approved`, `absence_reported`).
+    #[serde(default)]
+    pub child_id: Option<Uuid>,
+    /// The absence (`absence_reported`).
+    #[serde(default)]
+    pub absence_id: Option<Uuid>,
     /// When what it is about happened.
     pub created_at: DateTime<Utc>,
     /// When it may be delivered: `created_at`, or the end of the caller's quiet period.
@@ -903,8 +928,8 @@ pub struct NotificationDoc {
     /// Whether it was held for the caller's quiet hours.
     pub held_for_quiet_hours: bool,
     /// How it reaches the caller: `push`, `email`, `digest` (released at the caller's digest
-    /// time) or `off` (listed here only).
-    #[schema(example = "push")]
+    /// time, with the rest of that day's) or `off` (listed here only).
+    #[schema(value_type = super::notification_preferences::ChannelName)]
     pub channel: String,
 }
 
@@ -917,12 +942,40 @@ impl From<&Notification> for NotificationDoc {
             message_id: n.message_id.map(Into::into),
             school_id: n.school_id.map(Into::into),
             policy_version: n.policy_version,
+            post_id: n.post_id.map(Into::into),
+            group_id: n.group_id.map(Into::into),
+            activity_id: n.activity_id.map(Into::into),
+            invitation_id: n.invitation_id.map(Into::into),
+            child_id: n.child_id.map(Into::into),
+            absence_id: n.absence_id.map(Into::into),
             created_at: n.created_at,
             release_at: n.release_at,
             held_for_quiet_hours: n.was_held(),
             channel: n.channel.as_str().to_owned(),
         }
     }
+}
+
+/// A notification kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKindName {
+    /// A new post.
+    Post,
+    /// A message in a conversation.
+    Message,
+    /// An activity scheduled.
+    ActivityCreated,
+    /// The day before an activity one volunteers for.
+    ActivityReminder,
+    /// One's invitation approved.
+    InvitationApproved,
+    /// A consent decision needed.
+    ConsentNeeded,
+    /// A planned absence acknowledged (reserved).
+    AbsenceAcknowledged,
+    /// A planned absence reported (staff).
+    AbsenceReported,
 }
 
 /// The caller's notifications not yet acknowledged.
@@ -981,12 +1034,21 @@ pub async fn notifications(
                     None => false,
                 }
             }
-            (None, Some(school)) => rosters
-                .roster(&state, school)
-                .await?
-                .children
-                .values()
-                .any(|e| e.guardians.contains(&person)),
+            (None, Some(school)) => {
+                let roster = rosters.roster(&state, school).await?;
+                let staff = roster.staff.contains_key(&person);
+                match (n.group_id, n.child_id) {
+                    // Staff of the school, or a guardian of the child.
+                    (_, Some(child)) => staff || roster.is_guardian(person, child),
+                    // Staff of the school, or a guardian in the group's audience.
+                    (Some(group), None) => staff || roster.is_guardian_in_group(person, group),
+                    // A guardian of a child of the school.
+                    (None, None) => roster
+                        .children
+                        .values()
+                        .any(|e| e.guardians.contains(&person)),
+                }
+            }
             (None, None) => false,
         };
         if !still_theirs {

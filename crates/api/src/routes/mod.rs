@@ -6,6 +6,7 @@ pub mod consent;
 pub mod conversations;
 pub mod delivery;
 pub mod invitations;
+pub mod notification_preferences;
 pub mod posts;
 pub mod rights;
 pub mod school_life;
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .merge(consent::router())
         .merge(posts::router())
         .merge(conversations::router())
+        .merge(notification_preferences::router())
         .merge(school_life::router())
         .merge(rights::router())
         .merge(administration::router())
@@ -43,6 +45,7 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         consent::Doc::openapi(),
         posts::Doc::openapi(),
         conversations::Doc::openapi(),
+        notification_preferences::Doc::openapi(),
         school_life::Doc::openapi(),
         rights::Doc::openapi(),
         administration::Doc::openapi(),

@@ -5,7 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod smtp;
-pub use smtp::{Mail, SmtpSink};
+pub use smtp::SmtpSink;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};

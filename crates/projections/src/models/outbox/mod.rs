@@ -26,7 +26,10 @@ use crate::error::ProjectionError;
 use chrono::{DateTime, Utc};
 use kring_domain::person::QuietHours;
 pub use kring_domain::person::{Channel, NotificationKind};
-use kring_domain::{ConversationId, MessageId, PersonId, SchoolId};
+use kring_domain::{
+    AbsenceId, ActivityId, ChildId, ConversationId, GroupId, InvitationId, MessageId, PersonId,
+    PostId, SchoolId,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
@@ -38,7 +41,9 @@ mod query;
 
 pub use deliveries::{ensure_delivery_table, mark_delivered};
 pub use project::OutboxProjection;
-pub use query::{availability, due, held, notification, undelivered_of, Availability};
+pub use query::{
+    availability, digests_due, due, held, notification, undelivered_of, Availability, Digest,
+};
 
 /// Its name.
 pub const NAME: &str = "outbox";
@@ -121,17 +126,31 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
     /// When it may be delivered: `created_at`, or the end of the recipient's quiet period.
     pub release_at: DateTime<Utc>,
-    /// How it reaches the recipient, by their preferences as of its event.
+    /// How it reaches the recipient, by their preferences as of its event: `push` and `email`
+    /// ones are sent one by one ([`due`]), `digest` ones gathered per recipient
+    /// ([`digests_due`]), `off` ones never (only listed in the recipient's app).
     pub channel: Channel,
+    /// The post (a post).
+    pub post_id: Option<PostId>,
+    /// The group (a post, an activity, a reported absence).
+    pub group_id: Option<GroupId>,
+    /// The activity (an activity created, a reminder).
+    pub activity_id: Option<ActivityId>,
+    /// The invitation (an invitation approved).
+    pub invitation_id: Option<InvitationId>,
+    /// The child (a message, an invitation approved, an absence).
+    pub child_id: Option<ChildId>,
+    /// The absence (an absence reported).
+    pub absence_id: Option<AbsenceId>,
     /// Whether the delivery worker has delivered it.
     pub delivered: bool,
 }
 
 impl Notification {
-    /// Whether it was held for the recipient's quiet hours.
+    /// Whether it was held for the recipient's quiet hours (a digest's wait is not a hold).
     #[must_use]
     pub fn was_held(&self) -> bool {
-        self.release_at > self.created_at
+        self.channel != Channel::Digest && self.release_at > self.created_at
     }
 }
 

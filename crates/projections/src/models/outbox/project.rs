@@ -1,19 +1,31 @@
 //! The write side: applying events to the outbox.
 
-use super::{quiet_until, Channel, NotificationId, NotificationKind, NAME};
+use super::{Channel, NotificationId, NotificationKind, NAME};
+use crate::bulk::select_in;
 use crate::bulk::Cell;
 use crate::bulk::{select_packed, Bulk, Packed};
 use crate::db::{micros, to_i64, uuid};
 use crate::error::ProjectionError;
+use crate::models::visibility::school_of;
 use crate::projection::{Buffer, Projected, Projection, Tables};
 use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use kring_domain::activity::{ActivityEvent, ActivityScheduled};
+use kring_domain::child::{ChildEvent, ConsentDecided, PlannedAbsenceReported};
+use kring_domain::consent::{Consents, LatestDecision};
 use kring_domain::conversation::{ConversationEvent, ConversationStarted, MessagePosted};
-use kring_domain::person::PersonEvent;
-use kring_domain::school::{ConsentPolicy, ConsentPolicyPublished, SchoolEvent};
-use kring_domain::{Event, PersonId};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use kring_domain::invitation::{InvitationApproved, InvitationEvent};
+use kring_domain::person::{
+    first_instant_at, next_digest, EffectivePreferences, NotificationPreferences, PersonEvent,
+    QuietHours, SchoolNotificationDefaults, REMINDER_AT,
+};
+use kring_domain::post::{self, Post, PostEvent, PostPublished};
+use kring_domain::school::{self, ConsentPolicy, ConsentPolicyPublished, School, SchoolEvent};
+use kring_domain::visibility::who_may_see;
+use kring_domain::{Event, PersonId, Purpose};
+use sqlx::Row;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
 /// The projection. It buffers a batch's events, loads the state their messages need with a few
@@ -41,6 +53,30 @@ enum Needed {
     SchoolQuietHours(String, Option<String>),
     Started(ConversationStarted),
     Posted(MessagePosted),
+    /// A roster event, applied to the school's roster after what it also means above.
+    Roster(Box<SchoolEvent>, Option<Box<Needed>>),
+    /// A person's notification preferences (their quiet hours included).
+    Preferences(String, NotificationPreferences),
+    PostPublished(Box<PostPublished>),
+    ConsentDecided(ConsentDecided),
+    AbsenceReported(PlannedAbsenceReported),
+    ActivityScheduled(ActivityScheduled),
+    /// A volunteer signed up (activity, person), by the event with this id.
+    SignedUp(String, String, Uuid),
+    /// A volunteer withdrew (activity, person).
+    Withdrew(String, String),
+    ActivityCancelled(String),
+    InvitationApproved(InvitationApproved),
+}
+
+impl Needed {
+    /// What it means besides a roster change: itself, or what a roster event also means.
+    fn inner(&self) -> Option<&Self> {
+        match self {
+            Self::Roster(_, then) => then.as_deref(),
+            other => Some(other),
+        }
+    }
 }
 
 const SCHEMA: &str = include_str!("sql/schema.sql");
@@ -75,6 +111,23 @@ const LOAD_PARTICIPANTS: &str = include_str!("sql/load_participants.sql");
 const LOAD_STAFF: &str = include_str!("sql/load_staff.sql");
 const LOAD_GUARDIANS: &str = include_str!("sql/load_guardians.sql");
 const LOAD_QUIET_HOURS: &str = include_str!("sql/load_quiet_hours.sql");
+const LOAD_ROSTERS: &str = include_str!("sql/load_rosters.sql");
+const ROSTERS: &str = include_str!("sql/rosters.sql");
+const ROSTERS_SUFFIX: &str = include_str!("sql/rosters_suffix.sql");
+const LOAD_PREFERENCES: &str = include_str!("sql/load_preferences.sql");
+const PREFERENCES: &str = include_str!("sql/preferences.sql");
+const PREFERENCES_SUFFIX: &str = include_str!("sql/preferences_suffix.sql");
+const LOAD_CONSENTS: &str = include_str!("sql/load_consents.sql");
+const CONSENTS: &str = include_str!("sql/consents.sql");
+const CONSENTS_SUFFIX: &str = include_str!("sql/consents_suffix.sql");
+const LOAD_ACTIVITIES: &str = include_str!("sql/load_activities.sql");
+const ACTIVITIES: &str = include_str!("sql/activities.sql");
+const LOAD_CHILD_SCHOOLS: &str = include_str!("sql/load_child_schools.sql");
+const REMINDER_WITHDRAWN: &str = include_str!("sql/reminder_withdrawn.sql");
+const REMINDERS_CANCELLED: &str = include_str!("sql/reminders_cancelled.sql");
+
+/// The columns of a notification row (see `sql/notify.sql`).
+const NOTIFY_WIDTH: usize = 17;
 
 #[async_trait]
 impl Projection for OutboxProjection {
@@ -93,6 +146,10 @@ impl Projection for OutboxProjection {
             "outbox_school_quiet_hours",
             "outbox_children",
             "outbox_policies",
+            "outbox_rosters",
+            "outbox_preferences",
+            "outbox_consents",
+            "outbox_activities",
         ]
     }
 
@@ -159,7 +216,43 @@ impl Projection for OutboxProjection {
             Event::Conversation(ConversationEvent::MessagePosted(m)) => {
                 Some(Needed::Posted(m.clone()))
             }
+            Event::Person(PersonEvent::NotificationPreferencesSet(p)) => Some(Needed::Preferences(
+                p.person_id.to_string(),
+                p.preferences.clone(),
+            )),
+            Event::Post(PostEvent::PostPublished(p)) => {
+                Some(Needed::PostPublished(Box::new(p.clone())))
+            }
+            Event::Child(ChildEvent::ConsentDecided(d)) => Some(Needed::ConsentDecided(d.clone())),
+            Event::Child(ChildEvent::PlannedAbsenceReported(a)) => {
+                Some(Needed::AbsenceReported(a.clone()))
+            }
+            Event::Activity(ActivityEvent::ActivityScheduled(a)) => {
+                Some(Needed::ActivityScheduled(a.clone()))
+            }
+            Event::Activity(ActivityEvent::VolunteerSignedUp(v)) => Some(Needed::SignedUp(
+                v.activity_id.to_string(),
+                v.person_id.to_string(),
+                e.recorded.event_id,
+            )),
+            Event::Activity(ActivityEvent::VolunteerWithdrew(v)) => Some(Needed::Withdrew(
+                v.activity_id.to_string(),
+                v.person_id.to_string(),
+            )),
+            Event::Activity(ActivityEvent::ActivityCancelled(a)) => {
+                Some(Needed::ActivityCancelled(a.activity_id.to_string()))
+            }
+            Event::Invitation(InvitationEvent::InvitationApproved(a)) => {
+                Some(Needed::InvitationApproved(a.clone()))
+            }
             _ => None,
+        };
+        let needed = match e.event {
+            Event::School(school_event) => Some(Needed::Roster(
+                Box::new(school_event.clone()),
+                needed.map(Box::new),
+            )),
+            _ => needed,
         };
         let needed = needed.map(|n| (e.recorded.position, e.recorded.occurred_at, n));
         self.buffer.push(t, e.recorded.position, needed);
@@ -172,19 +265,90 @@ impl Projection for OutboxProjection {
             return Ok(());
         }
         let mut state = State::load(tx, t, &batch).await?;
-        let mut notifications = Bulk::new(t.sql(NOTIFY), 11, DO_NOTHING);
+        let mut notifications = Notifications {
+            rows: Bulk::new(t.sql(NOTIFY), NOTIFY_WIDTH, DO_NOTHING),
+            reminders: BTreeMap::new(),
+        };
         for (position, at, needed) in batch {
             state.evolve(position, at, needed, &mut notifications)?;
         }
+        // Withdrawn or cancelled reminders of earlier batches go first; this batch's own are
+        // only written when they still stand.
+        let removals = std::mem::take(&mut state.removals);
         state.write(tx, t).await?;
-        notifications.execute(tx).await?;
+        for (sql, cells) in removals {
+            tx.execute(t.sql(sql), cells).await?;
+        }
+        let mut rows = notifications.rows;
+        for (_, row) in notifications.reminders {
+            rows.rows(row.cells);
+        }
+        rows.execute(tx).await?;
         Ok(())
     }
+}
+
+/// The notifications a batch makes.
+struct Notifications {
+    rows: Bulk,
+    /// The batch's activity reminders, by (activity, volunteer): a withdrawal later in the
+    /// batch takes one back before it is written.
+    reminders: BTreeMap<(String, String), Reminder>,
+}
+
+/// An activity reminder not written yet.
+struct Reminder {
+    cells: Vec<Cell>,
+    release_at: DateTime<Utc>,
+}
+
+/// What a notification is about: its kind and ids (never text).
+#[derive(Default)]
+struct About {
+    /// The kind (`None` only in the default).
+    kind: Option<NotificationKind>,
+    /// The id its id is derived from.
+    id: Uuid,
+    school: Option<String>,
+    conversation: Option<String>,
+    message: Option<String>,
+    policy_version: Option<u32>,
+    post: Option<String>,
+    group: Option<String>,
+    activity: Option<String>,
+    invitation: Option<String>,
+    child: Option<String>,
+    absence: Option<String>,
+}
+
+fn text(v: Option<&String>) -> Cell {
+    v.map_or(Cell::Null, Cell::from)
+}
+
+/// A stored activity: what its reminders need.
+#[derive(Clone)]
+struct StoredActivity {
+    school: String,
+    group: String,
+    starts_at: DateTime<Utc>,
 }
 
 /// What one batch reads and changes, in memory.
 #[derive(Default)]
 struct State {
+    /// Each school's roster (the domain's state), for the schools the batch touches.
+    rosters: HashMap<String, School>,
+    rosters_dirty: BTreeSet<String>,
+    /// People's own notification preferences (without quiet hours: see `quiet`).
+    preferences: HashMap<String, NotificationPreferences>,
+    preferences_dirty: BTreeSet<String>,
+    /// The consent of the children the batch's posts show (loaded), and decisions made in it.
+    consents: HashMap<String, Consents>,
+    consents_dirty: BTreeMap<(String, Purpose, String), LatestDecision>,
+    activities: HashMap<String, StoredActivity>,
+    activities_dirty: BTreeSet<String>,
+    /// Statements that take back reminders of earlier batches, in log order.
+    removals: Vec<(&'static str, Vec<Cell>)>,
     /// Conversation → (school, child, participants): loaded, or started in the batch.
     conversations: HashMap<String, (String, String, Vec<String>)>,
     started: Vec<String>,
@@ -254,8 +418,8 @@ impl State {
         // guardians (loaded with the conversations' ones below).
         let policy_schools: Vec<String> = batch
             .iter()
-            .filter_map(|(_, _, n)| match n {
-                Needed::PolicyPublished(p, _) => Some(p.school_id.to_string()),
+            .filter_map(|(_, _, n)| match n.inner() {
+                Some(Needed::PolicyPublished(p, _)) => Some(p.school_id.to_string()),
                 _ => None,
             })
             .collect::<BTreeSet<_>>()
@@ -311,8 +475,13 @@ impl State {
                 c.2.sort();
             }
         }
-        let people: BTreeSet<&String> = state.conversations.values().flat_map(|c| &c.2).collect();
-        let people: Vec<String> = people.into_iter().cloned().collect();
+        let mut people: BTreeSet<String> = state
+            .conversations
+            .values()
+            .flat_map(|c| c.2.iter().cloned())
+            .collect();
+        state.load_more(tx, t, batch, &mut people).await?;
+        let people: Vec<String> = people.into_iter().collect();
         let children: BTreeSet<&String> = state
             .conversations
             .values()
@@ -351,7 +520,131 @@ impl State {
             let (person, schedule) = pair?;
             state.quiet.insert(person, Some((schedule, 0)));
         }
+        for row in select_in(tx, &t.sql(LOAD_PREFERENCES), &[], &people).await? {
+            let person: String = row.try_get(0)?;
+            let preferences: String = row.try_get(1)?;
+            state
+                .preferences
+                .insert(person, serde_json::from_str(&preferences)?);
+        }
         Ok(state)
+    }
+
+    /// Loads what the batch's other kinds need: the activities its volunteers sign up for,
+    /// the schools of the children its invitations link, the rosters of every school it
+    /// touches and the consent of the children its posts show; adds the people of those
+    /// rosters (and the volunteers and invited guardians) to `people`.
+    async fn load_more(
+        &mut self,
+        tx: &mut Tx,
+        t: &Tables,
+        batch: &[(u64, DateTime<Utc>, Needed)],
+        people: &mut BTreeSet<String>,
+    ) -> Result<(), ProjectionError> {
+        let mut schools: BTreeSet<String> =
+            self.conversations.values().map(|c| c.0.clone()).collect();
+        let mut activities = BTreeSet::new();
+        let mut scheduled = BTreeSet::new();
+        let mut children = BTreeSet::new();
+        let mut tagged = BTreeSet::new();
+        for (_, _, needed) in batch {
+            match needed {
+                Needed::Roster(e, _) => {
+                    schools.insert(school_of(e).to_string());
+                }
+                Needed::PostPublished(p) => {
+                    schools.insert(p.school_id.to_string());
+                    for m in &p.media {
+                        tagged.extend(m.tagged_children.iter().map(ToString::to_string));
+                    }
+                }
+                Needed::AbsenceReported(a) => {
+                    schools.insert(a.school_id.to_string());
+                }
+                Needed::ActivityScheduled(a) => {
+                    schools.insert(a.school_id.to_string());
+                    scheduled.insert(a.activity_id.to_string());
+                }
+                Needed::SignedUp(activity, person, _) | Needed::Withdrew(activity, person) => {
+                    people.insert(person.clone());
+                    if !scheduled.contains(activity) {
+                        activities.insert(activity.clone());
+                    }
+                }
+                Needed::ActivityCancelled(activity) => {
+                    if !scheduled.contains(activity) {
+                        activities.insert(activity.clone());
+                    }
+                }
+                Needed::InvitationApproved(a) => {
+                    people.insert(a.guardian_id.to_string());
+                    children.insert(a.child_id.to_string());
+                }
+                _ => {}
+            }
+        }
+        let activities: Vec<String> = activities.into_iter().collect();
+        for row in select_in(tx, &t.sql(LOAD_ACTIVITIES), &[], &activities).await? {
+            let activity = StoredActivity {
+                school: row.try_get(1)?,
+                group: row.try_get(2)?,
+                starts_at: crate::db::from_micros(row.try_get(3)?)?,
+            };
+            schools.insert(activity.school.clone());
+            self.activities.insert(row.try_get(0)?, activity);
+        }
+        let children: Vec<String> = children
+            .into_iter()
+            .filter(|c| !self.child_school.contains_key(c))
+            .collect();
+        for row in select_in(tx, &t.sql(LOAD_CHILD_SCHOOLS), &[], &children).await? {
+            let (child, school): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            schools.insert(school.clone());
+            self.child_school.insert(child, school);
+        }
+        // Schools enrolling the children in this batch: known from their events.
+        let schools: Vec<String> = schools.into_iter().collect();
+        for row in select_in(tx, &t.sql(LOAD_ROSTERS), &[], &schools).await? {
+            let school: String = row.try_get(0)?;
+            let roster: String = row.try_get(1)?;
+            self.rosters.insert(school, serde_json::from_str(&roster)?);
+        }
+        for roster in self.rosters.values() {
+            people.extend(roster.staff.keys().map(ToString::to_string));
+            for enrolment in roster.children.values() {
+                people.extend(enrolment.guardians.iter().map(ToString::to_string));
+            }
+        }
+        // People who join a roster in this batch.
+        for (_, _, needed) in batch {
+            if let Needed::Roster(_, Some(then)) = needed {
+                match then.as_ref() {
+                    Needed::StaffJoined(_, person) | Needed::GuardianLinked(_, person) => {
+                        people.insert(person.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let tagged: Vec<String> = tagged.into_iter().collect();
+        for row in select_in(tx, &t.sql(LOAD_CONSENTS), &[], &tagged).await? {
+            let child: String = row.try_get(0)?;
+            let purpose: String = row.try_get(1)?;
+            let guardian: String = row.try_get(2)?;
+            let decision: String = row.try_get(3)?;
+            let purpose: Purpose =
+                purpose
+                    .parse()
+                    .map_err(|e: kring_domain::purpose::UnknownPurpose| {
+                        ProjectionError::Invalid(e.to_string())
+                    })?;
+            self.consents.entry(child).or_default().record(
+                purpose,
+                PersonId::from_uuid(uuid(&guardian)?),
+                serde_json::from_str(&decision)?,
+            );
+        }
+        Ok(())
     }
 
     fn evolve(
@@ -359,9 +652,115 @@ impl State {
         position: u64,
         occurred_at: DateTime<Utc>,
         needed: Needed,
-        notifications: &mut Bulk,
+        notifications: &mut Notifications,
     ) -> Result<(), ProjectionError> {
         match needed {
+            Needed::Roster(event, then) => {
+                if let Some(then) = then {
+                    self.evolve(position, occurred_at, *then, notifications)?;
+                }
+                let school = school_of(&event).to_string();
+                let roster = self.rosters.remove(&school).unwrap_or_default();
+                self.rosters
+                    .insert(school.clone(), school::evolve(roster, &event));
+                self.rosters_dirty.insert(school);
+            }
+            Needed::Preferences(person, preferences) => {
+                match &preferences.quiet_hours {
+                    Some(quiet) => {
+                        self.quiet.insert(
+                            person.clone(),
+                            Some((serde_json::to_string(quiet)?, micros(occurred_at))),
+                        );
+                    }
+                    None => {
+                        self.quiet.insert(person.clone(), None);
+                    }
+                }
+                self.quiet_dirty.insert(person.clone());
+                let mut own = preferences;
+                own.quiet_hours = None;
+                self.preferences.insert(person.clone(), own);
+                self.preferences_dirty.insert(person);
+            }
+            Needed::ConsentDecided(d) => {
+                let child = d.child_id.to_string();
+                let guardian = d.guardian_id.to_string();
+                self.consents.entry(child.clone()).or_default().record(
+                    d.purpose,
+                    d.guardian_id,
+                    (&d).into(),
+                );
+                self.consents_dirty
+                    .insert((child, d.purpose, guardian), (&d).into());
+            }
+            Needed::PostPublished(p) => self.post(&p, position, notifications)?,
+            Needed::AbsenceReported(a) => {
+                self.absence_reported(&a, position, occurred_at, notifications)?;
+            }
+            Needed::ActivityScheduled(a) => {
+                let id = a.activity_id.to_string();
+                self.activities.insert(
+                    id.clone(),
+                    StoredActivity {
+                        school: a.school_id.to_string(),
+                        group: a.group_id.to_string(),
+                        starts_at: a.starts_at,
+                    },
+                );
+                self.activities_dirty.insert(id);
+                self.activity_created(&a, position, occurred_at, notifications)?;
+            }
+            Needed::SignedUp(activity, person, event_id) => {
+                self.signed_up(
+                    &activity,
+                    &person,
+                    event_id,
+                    position,
+                    occurred_at,
+                    notifications,
+                )?;
+            }
+            Needed::Withdrew(activity, person) => {
+                let key = (activity.clone(), person.clone());
+                match notifications.reminders.get(&key) {
+                    Some(r) if r.release_at > occurred_at => {
+                        notifications.reminders.remove(&key);
+                    }
+                    Some(_) => {}
+                    None => self.removals.push((
+                        REMINDER_WITHDRAWN,
+                        vec![activity.into(), person.into(), micros(occurred_at).into()],
+                    )),
+                }
+            }
+            Needed::ActivityCancelled(activity) => {
+                notifications
+                    .reminders
+                    .retain(|(a, _), r| *a != activity || r.release_at <= occurred_at);
+                self.removals.push((
+                    REMINDERS_CANCELLED,
+                    vec![activity.into(), micros(occurred_at).into()],
+                ));
+            }
+            Needed::InvitationApproved(a) => {
+                let about = About {
+                    kind: Some(NotificationKind::InvitationApproved),
+                    id: a.invitation_id.as_uuid(),
+                    school: self.child_school.get(&a.child_id.to_string()).cloned(),
+                    invitation: Some(a.invitation_id.to_string()),
+                    child: Some(a.child_id.to_string()),
+                    ..About::default()
+                };
+                let guardian = a.guardian_id.to_string();
+                self.emit(
+                    &mut notifications.rows,
+                    position,
+                    &guardian,
+                    &about,
+                    occurred_at,
+                )?;
+            }
             Needed::StaffJoined(school, person) => {
                 self.staff.insert((school.clone(), person.clone()));
                 self.staff_dirty.insert((school, person));
@@ -399,7 +798,7 @@ impl State {
                 self.children_dirty.insert(child);
             }
             Needed::PolicyPublished(p, event_id) => {
-                self.consent_needed(&p, event_id, position, occurred_at, notifications)?;
+                self.consent_needed(&p, event_id, position, occurred_at, &mut notifications.rows)?;
             }
             Needed::SchoolQuietHours(school, schedule) => {
                 self.school_quiet.insert(school.clone(), schedule);
@@ -407,7 +806,7 @@ impl State {
             }
             // Loaded (with its participants) in `load`.
             Needed::Started(_) => {}
-            Needed::Posted(m) => self.notify(&m, position, notifications)?,
+            Needed::Posted(m) => self.notify(&m, position, &mut notifications.rows)?,
         }
         Ok(())
     }
@@ -437,33 +836,16 @@ impl State {
                 // Left the school, or no longer the child's guardian: no longer told.
                 continue;
             }
-            let quiet_until = if is_staff {
-                // Their own schedule, or else the school's default.
-                let own = self.quiet.get(recipient).and_then(|q| q.as_ref());
-                let schedule = own
-                    .map(|(s, _)| s.as_str())
-                    .or_else(|| self.school_quiet.get(school).and_then(|q| q.as_deref()));
-                quiet_until(schedule, m.at)?
-            } else {
-                None
+            let about = About {
+                kind: Some(NotificationKind::Message),
+                id: m.message_id.as_uuid(),
+                school: Some(school.clone()),
+                conversation: Some(conversation.clone()),
+                message: Some(m.message_id.to_string()),
+                child: Some(child.clone()),
+                ..About::default()
             };
-            let id = NotificationId {
-                about: m.message_id.as_uuid(),
-                recipient_id: PersonId::from_uuid(uuid(recipient)?),
-            };
-            notifications.row([
-                id.to_string().into(),
-                to_i64(position).into(),
-                recipient.as_str().into(),
-                NotificationKind::Message.as_str().into(),
-                conversation.as_str().into(),
-                m.message_id.to_string().into(),
-                Cell::Null,
-                Cell::NullInt,
-                micros(m.at).into(),
-                micros(quiet_until.unwrap_or(m.at)).into(),
-                Channel::Push.as_str().into(),
-            ]);
+            self.emit(notifications, position, recipient, &about, m.at)?;
         }
         Ok(())
     }
@@ -494,25 +876,255 @@ impl State {
                 recipients.insert(guardian);
             }
         }
+        let about = About {
+            kind: Some(NotificationKind::ConsentNeeded),
+            id: event_id,
+            school: Some(school.clone()),
+            policy_version: Some(p.version),
+            ..About::default()
+        };
         for recipient in recipients {
-            let id = NotificationId {
-                about: event_id,
-                recipient_id: PersonId::from_uuid(uuid(recipient)?),
-            };
-            notifications.row([
-                id.to_string().into(),
-                to_i64(position).into(),
-                recipient.as_str().into(),
-                NotificationKind::ConsentNeeded.as_str().into(),
-                Cell::Null,
-                Cell::Null,
-                school.as_str().into(),
-                i64::from(p.version).into(),
-                micros(at).into(),
-                micros(at).into(),
-                Channel::Push.as_str().into(),
-            ]);
+            self.emit(notifications, position, recipient, &about, at)?;
         }
+        Ok(())
+    }
+
+    /// The preferences of `recipient` for a notification of `school` (whose defaults fill in
+    /// what they did not choose), as of now in the log.
+    fn preferences_of(
+        &self,
+        recipient: &str,
+        school: Option<&String>,
+    ) -> Result<EffectivePreferences, ProjectionError> {
+        let quiet: Option<QuietHours> = self
+            .quiet
+            .get(recipient)
+            .and_then(Option::as_ref)
+            .map(|(schedule, _)| serde_json::from_str(schedule))
+            .transpose()?;
+        let roster = school.and_then(|s| self.rosters.get(s));
+        let person = PersonId::from_uuid(uuid(recipient)?);
+        let staff = roster.is_some_and(|r| r.staff.contains_key(&person));
+        Ok(EffectivePreferences::resolve(
+            self.preferences.get(recipient),
+            quiet.as_ref(),
+            roster.map(|r| SchoolNotificationDefaults::of(&r.settings)),
+            staff,
+        ))
+    }
+
+    /// One notification about `about` to `recipient`, for something that happened at `at`:
+    /// its channel and release time by the recipient's preferences.
+    fn emit(
+        &self,
+        rows: &mut Bulk,
+        position: u64,
+        recipient: &str,
+        about: &About,
+        at: DateTime<Utc>,
+    ) -> Result<(), ProjectionError> {
+        let kind = about
+            .kind
+            .ok_or_else(|| ProjectionError::Invalid("a notification without a kind".into()))?;
+        let preferences = self.preferences_of(recipient, about.school.as_ref())?;
+        let release_at = preferences.release_at(kind, at);
+        rows.rows(cells(
+            about,
+            position,
+            recipient,
+            at,
+            release_at,
+            preferences.channel(kind),
+        )?);
+        Ok(())
+    }
+
+    /// The notifications of a new post: the audience's staff but its author, and each guardian
+    /// in its audience the post shows something: its text, or a media item they may see (the
+    /// feed's rule, [`who_may_see`], as of the post's event).
+    fn post(
+        &self,
+        p: &PostPublished,
+        position: u64,
+        notifications: &mut Notifications,
+    ) -> Result<(), ProjectionError> {
+        let school = p.school_id.to_string();
+        let Some(roster) = self.rosters.get(&school) else {
+            return Ok(());
+        };
+        let state = post::evolve(Post::default(), &PostEvent::PostPublished(p.clone()));
+        let consent = |child: kring_domain::ChildId, purpose: Purpose, from: u32| {
+            self.consents
+                .get(&child.to_string())
+                .is_some_and(|c| c.is_effective(purpose, from))
+        };
+        let visible = p
+            .media
+            .iter()
+            .map(|m| who_may_see(roster, &state, m.media_id, &consent))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ProjectionError::Invalid(e.to_string()))?;
+        let has_body = p.has_body.unwrap_or(true);
+        let staff = roster.audience_staff(p.group_id);
+        let mut recipients: BTreeSet<PersonId> = staff
+            .iter()
+            .copied()
+            .filter(|s| *s != p.author_id)
+            .collect();
+        for guardian in roster.audience_guardians(p.group_id).into_keys() {
+            if staff.contains(&guardian) {
+                continue;
+            }
+            if has_body || visible.iter().any(|v| v.may_see(guardian)) {
+                recipients.insert(guardian);
+            }
+        }
+        let about = About {
+            kind: Some(NotificationKind::Post),
+            id: p.post_id.as_uuid(),
+            school: Some(school.clone()),
+            post: Some(p.post_id.to_string()),
+            group: Some(p.group_id.to_string()),
+            ..About::default()
+        };
+        for recipient in recipients {
+            self.emit(
+                &mut notifications.rows,
+                position,
+                &recipient.to_string(),
+                &about,
+                p.at,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The notifications of a reported absence: the staff assigned to the child's group.
+    fn absence_reported(
+        &self,
+        a: &PlannedAbsenceReported,
+        position: u64,
+        at: DateTime<Utc>,
+        notifications: &mut Notifications,
+    ) -> Result<(), ProjectionError> {
+        let school = a.school_id.to_string();
+        let Some(roster) = self.rosters.get(&school) else {
+            return Ok(());
+        };
+        let Some(group) = roster.groups.get(&a.group_id) else {
+            return Ok(());
+        };
+        let about = About {
+            kind: Some(NotificationKind::AbsenceReported),
+            id: a.absence_id.as_uuid(),
+            school: Some(school.clone()),
+            group: Some(a.group_id.to_string()),
+            child: Some(a.child_id.to_string()),
+            absence: Some(a.absence_id.to_string()),
+            ..About::default()
+        };
+        for staff in group.staff.iter().filter(|p| roster.staff.contains_key(p)) {
+            if *staff == a.reported_by {
+                continue;
+            }
+            self.emit(
+                &mut notifications.rows,
+                position,
+                &staff.to_string(),
+                &about,
+                at,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The notifications of a new activity: the guardians in its group's audience.
+    fn activity_created(
+        &self,
+        a: &ActivityScheduled,
+        position: u64,
+        at: DateTime<Utc>,
+        notifications: &mut Notifications,
+    ) -> Result<(), ProjectionError> {
+        let school = a.school_id.to_string();
+        let Some(roster) = self.rosters.get(&school) else {
+            return Ok(());
+        };
+        let staff = roster.audience_staff(a.group_id);
+        let about = About {
+            kind: Some(NotificationKind::ActivityCreated),
+            id: a.activity_id.as_uuid(),
+            school: Some(school.clone()),
+            group: Some(a.group_id.to_string()),
+            activity: Some(a.activity_id.to_string()),
+            ..About::default()
+        };
+        for guardian in roster.audience_guardians(a.group_id).into_keys() {
+            if staff.contains(&guardian) {
+                continue;
+            }
+            self.emit(
+                &mut notifications.rows,
+                position,
+                &guardian.to_string(),
+                &about,
+                at,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A volunteer's reminder: released at 18:00 local time the day before the activity (or
+    /// at once when they sign up later than that), subject to their quiet hours; on the digest
+    /// channel, in the digest of the day before (or the next one). None once it started.
+    fn signed_up(
+        &self,
+        activity: &str,
+        person: &str,
+        event_id: Uuid,
+        position: u64,
+        at: DateTime<Utc>,
+        notifications: &mut Notifications,
+    ) -> Result<(), ProjectionError> {
+        let Some(stored) = self.activities.get(activity) else {
+            return Ok(());
+        };
+        if at >= stored.starts_at {
+            return Ok(());
+        }
+        let preferences = self.preferences_of(person, Some(&stored.school))?;
+        let tz = preferences.timezone;
+        let day_before =
+            stored.starts_at.with_timezone(&tz).date_naive() - chrono::Duration::days(1);
+        let wanted = first_instant_at(tz, day_before.and_time(REMINDER_AT)).max(at);
+        let kind = NotificationKind::ActivityReminder;
+        let channel = preferences.channel(kind);
+        let release_at = match channel {
+            kring_domain::person::Channel::Digest => {
+                let digest = first_instant_at(tz, day_before.and_time(preferences.digest_at));
+                if digest > at {
+                    digest
+                } else {
+                    next_digest(at, preferences.digest_at, tz)
+                }
+            }
+            _ => preferences.release_at(kind, wanted),
+        };
+        let about = About {
+            kind: Some(kind),
+            id: event_id,
+            school: Some(stored.school.clone()),
+            group: Some(stored.group.clone()),
+            activity: Some(activity.to_owned()),
+            ..About::default()
+        };
+        notifications.reminders.insert(
+            (activity.to_owned(), person.to_owned()),
+            Reminder {
+                cells: cells(&about, position, person, wanted, release_at, channel)?,
+                release_at,
+            },
+        );
         Ok(())
     }
 
@@ -617,6 +1229,84 @@ impl State {
             }
         }
         policies.execute(tx).await?;
+        let mut rosters = Bulk::new(t.sql(ROSTERS), 2, ROSTERS_SUFFIX);
+        for school in &self.rosters_dirty {
+            if let Some(roster) = self.rosters.get(school) {
+                rosters.row([
+                    school.as_str().into(),
+                    serde_json::to_string(roster)?.into(),
+                ]);
+            }
+        }
+        rosters.execute(tx).await?;
+        let mut preferences = Bulk::new(t.sql(PREFERENCES), 2, PREFERENCES_SUFFIX);
+        for person in &self.preferences_dirty {
+            if let Some(p) = self.preferences.get(person) {
+                preferences.row([person.as_str().into(), serde_json::to_string(p)?.into()]);
+            }
+        }
+        preferences.execute(tx).await?;
+        let mut consents = Bulk::new(t.sql(CONSENTS), 4, CONSENTS_SUFFIX);
+        for ((child, purpose, guardian), decision) in &self.consents_dirty {
+            consents.row([
+                child.as_str().into(),
+                purpose.as_str().into(),
+                guardian.as_str().into(),
+                serde_json::to_string(decision)?.into(),
+            ]);
+        }
+        consents.execute(tx).await?;
+        let mut activities = Bulk::new(t.sql(ACTIVITIES), 4, DO_NOTHING);
+        for id in &self.activities_dirty {
+            if let Some(a) = self.activities.get(id) {
+                activities.row([
+                    id.as_str().into(),
+                    a.school.as_str().into(),
+                    a.group.as_str().into(),
+                    micros(a.starts_at).into(),
+                ]);
+            }
+        }
+        activities.execute(tx).await?;
         Ok(())
     }
+}
+
+/// The cells of one notification row, in the order of `sql/notify.sql`.
+fn cells(
+    about: &About,
+    position: u64,
+    recipient: &str,
+    created_at: DateTime<Utc>,
+    release_at: DateTime<Utc>,
+    channel: Channel,
+) -> Result<Vec<Cell>, ProjectionError> {
+    let kind = about
+        .kind
+        .ok_or_else(|| ProjectionError::Invalid("a notification without a kind".into()))?;
+    let id = NotificationId {
+        about: about.id,
+        recipient_id: PersonId::from_uuid(uuid(recipient)?),
+    };
+    Ok(vec![
+        id.to_string().into(),
+        to_i64(position).into(),
+        recipient.into(),
+        kind.as_str().into(),
+        text(about.conversation.as_ref()),
+        text(about.message.as_ref()),
+        text(about.school.as_ref()),
+        about
+            .policy_version
+            .map_or(Cell::NullInt, |v| i64::from(v).into()),
+        micros(created_at).into(),
+        micros(release_at).into(),
+        channel.as_str().into(),
+        text(about.post.as_ref()),
+        text(about.group.as_ref()),
+        text(about.activity.as_ref()),
+        text(about.invitation.as_ref()),
+        text(about.child.as_ref()),
+        text(about.absence.as_ref()),
+    ])
 }

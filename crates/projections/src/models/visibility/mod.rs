@@ -74,6 +74,7 @@ use std::str::FromStr;
 pub const NAME: &str = "visibility";
 
 mod project;
+pub(crate) use project::school_of;
 mod query;
 
 pub use project::VisibilityProjection;

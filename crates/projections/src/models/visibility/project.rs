@@ -385,7 +385,8 @@ const fn changes_audience(e: &SchoolEvent) -> bool {
     }
 }
 
-const fn school_of(e: &SchoolEvent) -> SchoolId {
+/// The school a roster event is about.
+pub(crate) const fn school_of(e: &SchoolEvent) -> SchoolId {
     match e {
         SchoolEvent::SchoolRegistered(e) => e.school_id,
         SchoolEvent::SchoolSettingsChanged(e) => e.school_id,

@@ -9,8 +9,15 @@ CREATE TABLE {outbox_notifications} (
     policy_version BIGINT,
     created_at BIGINT NOT NULL,
     release_at BIGINT NOT NULL,
-    channel TEXT NOT NULL
+    channel TEXT NOT NULL,
+    post_id TEXT,
+    group_id TEXT,
+    activity_id TEXT,
+    invitation_id TEXT,
+    child_id TEXT,
+    absence_id TEXT
 );
+CREATE INDEX {outbox_notifications}_by_activity ON {outbox_notifications} (activity_id, recipient_id);
 CREATE TABLE {outbox_conversations} (
     conversation_id TEXT PRIMARY KEY,
     school_id TEXT NOT NULL,
@@ -49,4 +56,25 @@ CREATE INDEX {outbox_children}_by_school ON {outbox_children} (school_id);
 CREATE TABLE {outbox_policies} (
     school_id TEXT PRIMARY KEY,
     policy TEXT NOT NULL
+);
+CREATE TABLE {outbox_rosters} (
+    school_id TEXT PRIMARY KEY,
+    roster TEXT NOT NULL
+);
+CREATE TABLE {outbox_preferences} (
+    person_id TEXT PRIMARY KEY,
+    preferences TEXT NOT NULL
+);
+CREATE TABLE {outbox_consents} (
+    child_id TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    guardian_id TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    PRIMARY KEY (child_id, purpose, guardian_id)
+);
+CREATE TABLE {outbox_activities} (
+    activity_id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    starts_at BIGINT NOT NULL
 )

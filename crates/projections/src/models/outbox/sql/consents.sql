@@ -1,0 +1,1 @@
+INSERT INTO {outbox_consents} (child_id, purpose, guardian_id, decision)

@@ -1,0 +1,1 @@
+INSERT INTO {outbox_preferences} (person_id, preferences)

@@ -1,0 +1,1 @@
+ON CONFLICT (person_id) DO UPDATE SET preferences = excluded.preferences

@@ -1,0 +1,1 @@
+INSERT INTO {outbox_rosters} (school_id, roster)

@@ -1,0 +1,1 @@
+ON CONFLICT (school_id) DO UPDATE SET roster = excluded.roster
