@@ -26,6 +26,8 @@ kring_testkit::on_both_backends!(sqlite: |_| fixture(None), postgres: |label| fi
     bad_push_subscriptions_are_refused_and_write_nothing,
     a_gone_subscription_is_dropped_and_not_tried_again,
     erasure_removes_the_persons_addresses_and_subscriptions,
+    a_notification_by_email_says_what_and_where_but_not_the_message,
+    a_digest_gathers_every_notification_released_together_into_one_mail,
 );
 
 /// A server delivering to its own SMTP sink (that refuses nothing until told) and allowed to
@@ -52,11 +54,39 @@ async fn fixture(postgres: Option<&'static str>) -> Fixture {
     let smtp = SmtpSink::start().await;
     let push = PushSink::start().await;
     let s = smtp.clone();
-    let api = match postgres {
-        Some(label) => Api::postgres_with(label, move |o| configure(o, &s, 3)).await,
-        None => Api::sqlite_with(move |o| configure(o, &s, 3)).await,
+    // The digest test drives the worker's rounds itself, at a moment of its choosing.
+    let worker =
+        postgres != Some("a_digest_gathers_every_notification_released_together_into_one_mail");
+    let api = match (postgres, worker) {
+        (Some(label), true) => Api::postgres_with(label, move |o| configure(o, &s, 3)).await,
+        (Some(label), false) => {
+            Api::postgres_with(label, move |o| {
+                configure(o, &s, 3);
+                o.delivery.run_worker = false;
+            })
+            .await
+        }
+        (None, _) => Api::sqlite_with(move |o| configure(o, &s, 3)).await,
     };
     Fixture { api, smtp, push }
+}
+
+/// Waits (up to a minute) until the read models have caught up with the log and the worker has
+/// looked at every notification released so far.
+async fn worker_idle(api: &Api) {
+    api.caught_up().await;
+    let db = &api.running.state.system.db;
+    for _ in 0..1200 {
+        let now = chrono::Utc::now();
+        let waiting = store::released(db, now, now - chrono::Duration::days(3), 1)
+            .await
+            .unwrap();
+        if waiting.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the worker never looked at every released notification");
 }
 
 /// Waits (up to a minute) until `done` holds for the jobs of `person`.
@@ -286,6 +316,8 @@ async fn subscribed_guardian(
     name: &str,
 ) -> (PersonId, uuid::Uuid) {
     let mum = s.guardian(api, s.child_a, "Mum").await;
+    // Her notifications so far (the approval) were looked at before she had a device.
+    worker_idle(api).await;
     let subscribed = api
         .post(
             "/v1/me/push-subscriptions",
@@ -384,7 +416,15 @@ async fn push_messages_are_encrypted_for_the_device_and_signed_with_vapid(f: Fix
         .get("/v1/me/notifications", &api.person(mum))
         .await
         .expect(200);
-    assert_eq!(listed.body["due"], json!([]), "{}", listed.text);
+    // Sent, the reply is no longer listed; the approval, released before she had a device, was
+    // not sent and still is.
+    let kinds: Vec<&str> = listed.body["due"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["invitation_approved"], "{}", listed.text);
 }
 
 async fn bad_push_subscriptions_are_refused_and_write_nothing(f: Fixture) {
@@ -511,15 +551,16 @@ async fn a_gone_subscription_is_dropped_and_not_tried_again(f: Fixture) {
     api.post(&path, Some(&teacher), json!({"body": "Twee"}))
         .await
         .expect(201);
-    api.caught_up().await;
-    let jobs = push_jobs_until(&api, mum, "the second seen", |j| {
-        j.len() == 1 && j[0].state == JobState::Dropped
-    })
-    .await;
-    assert_eq!(jobs.len(), 1);
-    // Wait until the worker has looked at the second notification (it is not sent: no device).
-    let listed_before = push.requests().len();
-    assert_eq!(listed_before, 1, "the gone endpoint was called once");
+    // Once the worker has looked at it: no job for it (no device), the first not tried again.
+    worker_idle(&api).await;
+    let jobs = push_jobs_until(&api, mum, "the second seen", |j| !j.is_empty()).await;
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    assert_eq!(jobs[0].state, JobState::Dropped);
+    assert_eq!(
+        push.requests().len(),
+        1,
+        "the gone endpoint was called once"
+    );
     // Deleting a gone subscription: not found.
     api.send(
         api.request(
@@ -600,4 +641,135 @@ async fn erasure_removes_the_persons_addresses_and_subscriptions(f: Fixture) {
         .expect(422);
     assert_eq!(again.code(), "validation_failed", "{}", again.text);
     assert!(push.requests().is_empty());
+}
+
+async fn set_channel(api: &Api, person: PersonId, kinds: serde_json::Value, digest_at: &str) {
+    api.send(
+        api.request(reqwest::Method::PUT, "/v1/me/notification-preferences")
+            .bearer_auth(api.person(person))
+            .json(&json!({"kinds": kinds, "digest_at": digest_at, "timezone": "Europe/Amsterdam"})),
+    )
+    .await
+    .expect(200);
+}
+
+async fn a_notification_by_email_says_what_and_where_but_not_the_message(f: Fixture) {
+    let Fixture { api, smtp, .. } = f;
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mum").await;
+    set_channel(&api, mum, json!({"message": "email"}), "18:00").await;
+    let conversation = start_conversation(&api, &s, mum).await;
+    let reply = api
+        .post(
+            &format!("/v1/conversations/{conversation}/messages"),
+            Some(&api.person(s.teacher)),
+            json!({"body": "Dat is goed, tot morgen."}),
+        )
+        .await
+        .expect(201);
+    let message_id = reply.body["message_id"].as_str().unwrap().to_owned();
+    let key = format!("{message_id}:{mum}/email");
+    let mails = smtp
+        .wait_for("the reply's notification", |m| {
+            m.iter().any(|m| m.key() == key)
+        })
+        .await;
+    let mail = mails.iter().find(|m| m.key() == key).unwrap();
+    assert_eq!(
+        mail.to,
+        ["mum@home.example"],
+        "to the address she was invited at"
+    );
+    let subject = mail.header("Subject").unwrap();
+    assert!(
+        subject.contains("De Regenboog") && subject.contains("a new message"),
+        "{subject}"
+    );
+    let body = mail.body();
+    assert!(
+        body.contains(&format!(
+            "https://kring.example/notifications/{message_id}:{mum}"
+        )),
+        "{body}"
+    );
+    for secret in ["tot morgen", "Sanne", "Juf"] {
+        assert!(!mail.data.contains(secret), "{secret} in {}", mail.data);
+    }
+    // Sent once, and no longer listed for her app.
+    let jobs = jobs_until(&api, mum, "delivered", |j| {
+        j.iter()
+            .any(|j| j.key == key && j.state == JobState::Delivered)
+    })
+    .await;
+    assert_eq!(jobs.iter().filter(|j| j.key == key).count(), 1);
+    let listed = api
+        .get("/v1/me/notifications", &api.person(mum))
+        .await
+        .expect(200);
+    assert!(!listed.text.contains(&message_id), "{}", listed.text);
+}
+
+async fn a_digest_gathers_every_notification_released_together_into_one_mail(f: Fixture) {
+    use kring_api::delivery::{worker, Delivery};
+    let Fixture { api, smtp, .. } = f;
+    let state = api.running.state.clone();
+    let delivery: std::sync::Arc<Delivery> = state.delivery.clone().unwrap();
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mum").await;
+    set_channel(&api, mum, json!({"message": "digest"}), "07:00").await;
+    let conversation = start_conversation(&api, &s, mum).await;
+    let path = format!("/v1/conversations/{conversation}/messages");
+    let mut ids = Vec::new();
+    for body in ["Eén", "Twee", "Drie"] {
+        let r = api
+            .post(&path, Some(&api.person(s.teacher)), json!({"body": body}))
+            .await
+            .expect(201);
+        ids.push(format!("{}:{mum}", r.body["message_id"].as_str().unwrap()));
+    }
+    api.caught_up().await;
+    // Now: the digest is not due yet; nothing but the invitation mail goes out.
+    worker::round(&state, &delivery, chrono::Utc::now())
+        .await
+        .unwrap();
+    let before = smtp.mails().len();
+    assert!(smtp
+        .mails()
+        .iter()
+        .all(|m| m.key().starts_with("invitation:")));
+    // A day on, past 07:00 in Amsterdam: one mail for the three.
+    let later = chrono::Utc::now() + chrono::Duration::hours(25);
+    while worker::round(&state, &delivery, later).await.unwrap() > 0 {}
+    let mails = smtp.mails();
+    let digests: Vec<_> = mails
+        .iter()
+        .filter(|m| m.key().starts_with("digest:"))
+        .collect();
+    assert_eq!(digests.len(), 1, "{mails:#?}");
+    assert_eq!(mails.len(), before + 1);
+    let digest = digests[0];
+    assert!(
+        digest.key().starts_with(&format!("digest:{mum}:")) && digest.key().ends_with("/email")
+    );
+    assert_eq!(digest.to, ["mum@home.example"]);
+    let body = digest.body();
+    assert!(body.contains("(3 in all)"), "{body}");
+    assert!(
+        body.contains("De Regenboog (Kring): a new message in a conversation (3 times)"),
+        "{body}"
+    );
+    for secret in ["Twee", "Drie", "Sanne"] {
+        assert!(!digest.data.contains(secret), "{secret} in {}", digest.data);
+    }
+    // All three delivered; another round sends nothing more.
+    for id in &ids {
+        let n =
+            kring_projections::models::outbox::notification(&state.system.db, id.parse().unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+        assert!(n.delivered, "{id}");
+    }
+    worker::round(&state, &delivery, later).await.unwrap();
+    assert_eq!(smtp.mails().len(), before + 1);
 }

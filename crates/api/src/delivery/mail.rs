@@ -82,7 +82,7 @@ pub fn digest(key: &str, items: &[(Option<String>, String)], public_url: &str) -
         text.push_str(&format!(
             "- {from}: {what}{}\n",
             if *n > 1 {
-                format!(" (×{n})")
+                format!(" ({n} times)")
             } else {
                 String::new()
             }
@@ -115,7 +115,7 @@ mod tests {
         assert!(m.text.contains("(3 in all)"));
         assert!(m
             .text
-            .contains("De Regenboog (Kring): a new message in a conversation (×2)"));
+            .contains("De Regenboog (Kring): a new message in a conversation (2 times)"));
         assert!(m.text.contains("https://kring.example/notifications"));
     }
 }

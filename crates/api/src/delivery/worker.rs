@@ -477,8 +477,10 @@ async fn invitation_mail(state: &AppState, delivery: &Delivery, job: &Job) -> Ap
     })
 }
 
-/// The school a notification is about, if it is still the recipient's to be told about: they
-/// take part in the conversation, or are on the school's roster.
+/// The school's name for a notification that is still the recipient's to be told about (as the
+/// app's list rules it): they take part in the conversation; or they are staff of the school, a
+/// guardian of the child, a guardian in the group's audience, a guardian of a child of the
+/// school. `None` when it no longer is.
 async fn still_theirs(state: &AppState, n: &Notification) -> ApiResult<Option<Option<String>>> {
     let person = n.recipient_id;
     let (school, allowed) = if let Some(conversation) = n.conversation_id {
@@ -492,12 +494,16 @@ async fn still_theirs(state: &AppState, n: &Notification) -> ApiResult<Option<Op
         )
     } else if let Some(school) = n.school_id {
         let roster = state.exec.school(school).await?.state;
-        let member = roster.staff.contains_key(&person)
-            || roster
+        let staff = roster.staff.contains_key(&person);
+        let allowed = match (n.group_id, n.child_id) {
+            (_, Some(child)) => staff || roster.is_guardian(person, child),
+            (Some(group), None) => staff || roster.is_guardian_in_group(person, group),
+            (None, None) => roster
                 .children
                 .values()
-                .any(|e| e.guardians.contains(&person));
-        (school, member)
+                .any(|e| e.guardians.contains(&person)),
+        };
+        (school, allowed)
     } else {
         return Ok(None);
     };
