@@ -10,10 +10,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-#[path = "../../../crates/api/tests/sinks/smtp.rs"]
-mod smtp;
-
-use smtp::SmtpSink;
+use kring_testkit::smtp::{self, SmtpSink};
 
 /// Invitations sent before the kill.
 const INVITATIONS: usize = 40;
@@ -60,13 +57,17 @@ async fn kill_9_while_mailing(database_url: Option<String>, backend: &str) {
     for mail in &mails {
         by_key.entry(mail.key()).or_default().push(mail);
     }
-    assert_eq!(
-        by_key.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>(),
-        "exactly the invitations, by idempotency key"
-    );
+    // Every invitation sent, by its key; nothing else (the school's own first invitation may be
+    // mailed too, or not when it was accepted before the worker came to it).
+    assert!(expected.keys().all(|k| by_key.contains_key(k)));
+    assert!(by_key.len() <= expected.len() + 1, "{:?}", by_key.keys());
+    assert!(by_key
+        .keys()
+        .all(|k| k.starts_with("invitation:") && k.ends_with("/email")));
     for (key, copies) in &by_key {
-        let code = &expected[key];
+        let Some(code) = expected.get(key) else {
+            continue;
+        };
         for copy in copies {
             assert!(
                 copy.body().contains(code.as_str()),

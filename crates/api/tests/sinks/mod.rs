@@ -4,8 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-mod smtp;
-pub use smtp::SmtpSink;
+pub use kring_testkit::smtp::SmtpSink;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};

@@ -1,8 +1,9 @@
-//! An SMTP server on a local port for delivery tests: keeps what it is sent, answers `451` to
-//! the `DATA` of the next N mails when asked, and can take its time over each mail. Shared by the
-//! API's tests and the end-to-end tests (`#[path]`).
+//! An SMTP server on a local port for delivery tests and the delivery benchmark: keeps what it
+//! is sent, answers `451` to the `DATA` of the next N mails when asked, and can take its time
+//! over each mail. It speaks just enough SMTP for a client that needs no extension (no TLS, no
+//! authentication).
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
