@@ -100,7 +100,8 @@ async fn the_director_changes_settings_and_absence_notice_counts_days_in_the_sch
     assert_eq!(
         shown.body,
         json!({"retention_days": 365, "absence_notice_days": 1, "invitation_valid_days": 14,
-               "timezone": "Europe/Amsterdam", "default_quiet_hours": null})
+               "timezone": "Europe/Amsterdam", "default_quiet_hours": null,
+               "default_channels": {}, "default_digest_at": "18:00"})
     );
     let head = api.head().await;
     for (token, body, status) in [

@@ -923,7 +923,8 @@ pub struct NotificationDoc {
     pub absence_id: Option<Uuid>,
     /// When what it is about happened.
     pub created_at: DateTime<Utc>,
-    /// When it may be delivered: `created_at`, or the end of the caller's quiet period.
+    /// When it may be delivered: `created_at`, the end of the caller's quiet period, or the
+    /// caller's digest time (`digest`).
     pub release_at: DateTime<Utc>,
     /// Whether it was held for the caller's quiet hours.
     pub held_for_quiet_hours: bool,
@@ -985,7 +986,8 @@ pub struct NotificationsDoc {
     pub as_of: DateTime<Utc>,
     /// Released by then: to be shown, then acknowledged.
     pub due: Vec<NotificationDoc>,
-    /// Still held for the caller's quiet hours, soonest released first.
+    /// Not released yet (held for the caller's quiet hours, waiting for their digest, or a
+    /// reminder for tomorrow), soonest released first.
     pub held: Vec<NotificationDoc>,
 }
 

@@ -1,26 +1,47 @@
-//! The notification outbox: who is to be told that a message was posted, or that a new
-//! consent-policy version asks them to decide again, and when — respecting staff quiet hours
-//! ("stiltemodus") — plus the availability parents see.
+//! The notification outbox: who is told of what, on which channel, and when — by the
+//! recipient's notification preferences, their quiet hours and their daily digest time — plus
+//! the availability parents see.
+//!
+//! Who is told (the roster, guardianships and consent as of the event in the log):
+//! - `post`: a new post notifies its audience's staff but the author, and each guardian in its
+//!   audience the post shows something: its text, or a media item they may see by the feed's
+//!   rule ([`who_may_see`](kring_domain::visibility::who_may_see)). A post with no text whose
+//!   every photo is withheld from a guardian does not notify them.
+//! - `message`: a message posted in a conversation notifies each *other* participant who is
+//!   still on their side of it: staff still on the conversation's school's staff, guardians
+//!   still linked to the conversation's child. The author is never notified.
+//! - `activity_created`: the guardians in the activity's group.
+//! - `activity_reminder`: each volunteer, at 18:00 ([`REMINDER_AT`]) the day before the
+//!   activity in their time zone (at once when they sign up later; none once it started); a
+//!   withdrawal or a cancellation before that time takes the reminder back.
+//! - `invitation_approved`: the guardian linked.
+//! - `consent_needed`: a consent-policy version that gives a purpose a new meaning (a reworded or
+//!   a newly asked purpose; never the first version) notifies every guardian of a child of the
+//!   school, once; which purposes need a decision is the consent read model's answer.
+//! - `absence_reported`: the staff assigned to the child's group.
+//! - `absence_acknowledged`: reserved (no such event yet).
+//!
+//! How and when ([`EffectivePreferences`], as of the event): the channel of the kind is the
+//! recipient's own choice, else their school's default, else `push`. `push` and `email` ones
+//! are released at once, or — while the recipient is in quiet hours (their own schedule, staff
+//! and guardians alike, or else for staff the school's default) — when that quiet period ends
+//! ([`QuietHours::quiet_until`], chained periods counting as one); [`due`] offers them.
+//! `digest` ones are released at the recipient's next digest time
+//! ([`next_digest`](kring_domain::person::next_digest)), so all of a day's share one release
+//! time; [`digests_due`] offers them grouped per recipient. `off` ones are never offered to the
+//! delivery worker, but [`undelivered_of`] still lists them for the recipient's own app.
 //!
 //! Rules:
-//! - A consent-policy version that gives a purpose a new meaning (a reworded or a newly asked
-//!   purpose; never the first version) notifies every guardian of a child of the school, once,
-//!   at once (kind `consent_needed`); which purposes need a decision is the consent read
-//!   model's answer.
-//! - A message posted in a conversation notifies each *other* participant who is still on their
-//!   side of it: staff still on the conversation's school's staff, guardians still linked to the
-//!   conversation's child. The author is never notified.
-//! - A notification to a staff member who is in quiet hours at the message's time — by their
-//!   own schedule as of that event in the log, or else their school's default quiet hours
-//!   (a school setting) — is held until that quiet period ends
-//!   ([`QuietHours::quiet_until`], chained periods counting as one); any other notification is
-//!   due at once. Guardians have no quiet hours.
-//! - A notification carries ids only, never the message's text.
-//! - Its id is derived from what it is about (the message, or the policy version's event) and the
-//!   recipient ([`NotificationId`]), so a rebuild of the read model yields the same ids.
+//! - A notification carries ids only, never a message's or a post's text.
+//! - Its id is derived from what it is about (the post, message, activity, invitation or
+//!   absence; the event of a policy version or a volunteer's sign-up) and the recipient
+//!   ([`NotificationId`]), so a rebuild of the read model yields the same ids.
 //! - Deliveries are recorded by the delivery worker in `notification_deliveries`, a table outside
 //!   the projection's generations ([`ensure_delivery_table`], [`mark_delivered`]): a rebuild keeps
-//!   them, and [`due`] never offers a delivered notification again.
+//!   them, and [`due`] and [`digests_due`] never offer a delivered notification again.
+//!
+//! [`EffectivePreferences`]: kring_domain::person::EffectivePreferences
+//! [`REMINDER_AT`]: kring_domain::person::REMINDER_AT
 
 use crate::error::ProjectionError;
 use chrono::{DateTime, Utc};

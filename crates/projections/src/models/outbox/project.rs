@@ -571,10 +571,8 @@ impl State {
                         activities.insert(activity.clone());
                     }
                 }
-                Needed::ActivityCancelled(activity) => {
-                    if !scheduled.contains(activity) {
-                        activities.insert(activity.clone());
-                    }
+                Needed::ActivityCancelled(activity) if !scheduled.contains(activity) => {
+                    activities.insert(activity.clone());
                 }
                 Needed::InvitationApproved(a) => {
                     people.insert(a.guardian_id.to_string());
