@@ -98,7 +98,7 @@ pub struct Invited {
     pub expires_at: DateTime<Utc>,
     /// The code itself, sealed for the invitee, when the installation e-mails invitations: the
     /// delivery worker opens it only to send the invitation mail, and it is erased with the
-    /// invitee's key (decision 0017). Absent when invitations are not e-mailed (the code is then
+    /// invitee's key (decision 0018). Absent when invitations are not e-mailed (the code is then
     /// handed out only in the answer to the staff member who invited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<Sealed<String>>,

@@ -2,7 +2,7 @@
 //! its own tables ([`super::store`]).
 //!
 //! - `StaffJoined` and `Invited`: the person's e-mail address (the sealed field itself);
-//! - `Invited` with a sealed code: a job to e-mail the invitation (decision 0017);
+//! - `Invited` with a sealed code: a job to e-mail the invitation (decision 0018);
 //! - `PushSubscribed`, `PushUnsubscribed`, `PushSubscriptionExpired`: the person's devices;
 //! - `PersonErasureRequested`, `PersonErased`: the person's addresses and pending jobs go.
 
