@@ -9,13 +9,15 @@
 //! - [`server`]: `serve`, `projector` and `token`, as the binary runs them;
 //! - [`backup`]: `backup` and `restore` of the embedded installation, with the erasure ledger;
 //! - [`retention`]: the job that expires content after its school's retention period;
-//! - [`invitation_expiry`]: the job that records invitations past their date as expired.
+//! - [`invitation_expiry`]: the job that records invitations past their date as expired;
+//! - [`delivery`]: the worker that e-mails and pushes notifications and invitations.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod backup;
+pub mod delivery;
 pub mod demo;
 pub mod erasure;
 pub mod error;

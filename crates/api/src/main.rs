@@ -3,6 +3,9 @@
 //! ```text
 //! kring-api serve     [--data-dir DIR] [--listen ADDR] [--demo] [--no-projectors]
 //!                     [--rate-per-address N] [--rate-per-token N] [--max-connections N]
+//!                     [--no-delivery] [--smtp-url URL] [--mail-from ADDR] [--public-url URL]
+//!                     [--vapid-private-key KEY] [--delivery-max-attempts N]
+//!                     [--delivery-retry-base-ms MS] [--push-allow-loopback-http (tests only)]
 //! kring-api projector [--data-dir DIR]
 //! kring-api token     [--data-dir DIR] (--person ID | --operator) [--ttl-hours H]
 //! kring-api token     [--data-dir DIR] --revoke TOKEN_ID
@@ -47,6 +50,58 @@ struct Data {
     data_dir: PathBuf,
 }
 
+/// Delivery by e-mail and Web Push (`docs/api.md`, "Delivery").
+#[derive(Args, Clone)]
+struct DeliveryArgs {
+    /// Do not run the delivery worker in this process (one instance delivers at a time anyway).
+    #[arg(long)]
+    no_delivery: bool,
+    /// The SMTP server: smtp://[user:password@]host:port (?tls=required for STARTTLS) or
+    /// smtps://… (TLS). No e-mail without it.
+    #[arg(long, env = "KRING_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// The sender of every mail, e.g. "Kring <kring@school.example>".
+    #[arg(long, env = "KRING_MAIL_FROM")]
+    mail_from: Option<String>,
+    /// Where people open Kring: the base of the links in mails and push messages.
+    #[arg(
+        long,
+        env = "KRING_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    public_url: String,
+    /// The VAPID private key (base64url, 32 bytes; the same on every instance). Default: made
+    /// once into DIR/vapid.key.
+    #[arg(long, env = "KRING_VAPID_PRIVATE_KEY", hide_env_values = true)]
+    vapid_private_key: Option<String>,
+    /// TEST ONLY: accept push endpoints over plain http to a loopback address.
+    #[arg(long, env = "KRING_PUSH_ALLOW_LOOPBACK_HTTP")]
+    push_allow_loopback_http: bool,
+    /// Attempts before a delivery becomes a dead letter.
+    #[arg(long, env = "KRING_DELIVERY_MAX_ATTEMPTS", default_value_t = kring_api::delivery::DEFAULT_MAX_ATTEMPTS)]
+    delivery_max_attempts: u32,
+    /// The first retry's delay in milliseconds (doubling per failure, with jitter, up to six
+    /// hours).
+    #[arg(long, env = "KRING_DELIVERY_RETRY_BASE_MS", default_value_t = 30_000)]
+    delivery_retry_base_ms: u64,
+}
+
+impl DeliveryArgs {
+    fn config(self) -> kring_api::delivery::Config {
+        kring_api::delivery::Config {
+            run_worker: !self.no_delivery,
+            smtp_url: self.smtp_url.filter(|u| !u.is_empty()),
+            mail_from: self.mail_from.filter(|f| !f.is_empty()),
+            public_url: self.public_url,
+            vapid_private_key: self.vapid_private_key,
+            push_allow_loopback_http: self.push_allow_loopback_http,
+            max_attempts: self.delivery_max_attempts.max(1),
+            retry_base: std::time::Duration::from_millis(self.delivery_retry_base_ms),
+            ..kring_api::delivery::Config::default()
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve the API (with the projectors in-process unless --no-projectors).
@@ -85,6 +140,8 @@ enum Cmd {
         /// Connections served at once; more wait to be accepted.
         #[arg(long, env = "KRING_MAX_CONNECTIONS", default_value_t = kring_api::state::DEFAULT_MAX_CONNECTIONS)]
         max_connections: usize,
+        #[command(flatten)]
+        delivery: DeliveryArgs,
     },
     /// Run only the projectors (one active per projection; others wait and take over).
     Projector {
@@ -205,6 +262,7 @@ async fn main() -> ExitCode {
             rate_per_address,
             rate_per_token,
             max_connections,
+            delivery,
         } => {
             logs();
             let mut options = ServeOptions::new(Config::from_env(data.data_dir));
@@ -216,6 +274,7 @@ async fn main() -> ExitCode {
             options.oidc_issuer = oidc_issuer;
             options.oidc_jwks = oidc_jwks;
             options.oidc_audience = oidc_audience;
+            options.delivery = delivery.config();
             let running = match server::start(options).await {
                 Ok(r) => r,
                 Err(e) => return fail(3, e),

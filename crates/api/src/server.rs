@@ -30,6 +30,9 @@ pub struct ServeOptions {
     /// Whether to run the background jobs in this process: retention ([`crate::retention`]) and
     /// invitation expiry ([`crate::invitation_expiry`]); on by default.
     pub retention: bool,
+    /// Delivery: SMTP, Web Push, and whether this process runs the delivery worker (off by
+    /// default here; `kring-api serve` turns it on).
+    pub delivery: crate::delivery::Config,
 }
 
 impl ServeOptions {
@@ -45,6 +48,7 @@ impl ServeOptions {
             oidc_audience: None,
             limits: Limits::default(),
             retention: true,
+            delivery: crate::delivery::Config::default(),
         }
     }
 
@@ -77,6 +81,9 @@ pub enum StartError {
     /// The data directory is being restored (or its lock cannot be taken).
     #[error(transparent)]
     DataDir(#[from] BackupError),
+    /// Delivery cannot be set up (SMTP URL, sender, VAPID key).
+    #[error(transparent)]
+    Delivery(#[from] crate::delivery::SetupError),
     /// `--oidc-issuer`, `--oidc-jwks` and `--oidc-audience` go together.
     #[error("--oidc-issuer, --oidc-jwks and --oidc-audience must be given together")]
     OidcHalfConfigured,
@@ -184,6 +191,18 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
     crate::idempotency::ensure_table(&system.db)
         .await
         .map_err(|e| StartError::System(SystemError::Projection(e.into())))?;
+    // The delivery worker's tables, outside the projections' generations too.
+    crate::delivery::store::ensure_tables(&system.db)
+        .await
+        .map_err(|e| {
+            StartError::System(SystemError::Projection(ProjectionError::Invalid(
+                e.explain().to_owned(),
+            )))
+        })?;
+    let delivery = Arc::new(crate::delivery::Delivery::new(
+        options.delivery.clone(),
+        &system.config.data_dir,
+    )?);
     let (board, projector) = if options.projectors {
         let projector = Arc::new(system.projector().await?);
         let board = projector.board();
@@ -192,7 +211,11 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
     } else {
         (None, None)
     };
-    let state = AppState::new(system, auth, board, options.limits.clone());
+    let mut state = AppState::new(system, auth, board, options.limits.clone());
+    state.delivery = Some(Arc::clone(&delivery));
+    if options.delivery.run_worker {
+        tokio::spawn(crate::delivery::worker::run(state.clone(), delivery));
+    }
     // Complete erasures and approvals a stopped process left half done (idempotent).
     tokio::spawn(crate::erasure::sweep_in_background(state.clone()));
     // Expire content past its school's retention period and invitations past their date, now

@@ -93,6 +93,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Names of every read model, for waits and readiness.
     pub projections: Arc<Vec<&'static str>>,
+    /// Delivery's configuration and channels (set by [`crate::server::start`]).
+    pub delivery: Option<Arc<crate::delivery::Delivery>>,
 }
 
 impl AppState {
@@ -118,6 +120,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             limits,
             projections: Arc::new(projections),
+            delivery: None,
             system,
         }
     }

@@ -193,6 +193,7 @@ async fn link_guardian(api: &Api, staff: Caller, school_id: SchoolId, child: Uui
             email: format!("{guardian}@mail.example"),
             invitee_id: guardian,
             code_digest: "digest-of-the-code".into(),
+            mail_code: None,
         },
     )
     .await;

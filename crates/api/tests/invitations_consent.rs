@@ -248,6 +248,7 @@ async fn wrong_expired_revoked_or_used_codes_link_nobody(api: Api) {
                             email: "laat@home.example".into(),
                             invitee_id: PersonId::generate(),
                             code_digest: digest.clone(),
+                            mail_code: None,
                         },
                     ),
                     now - Duration::days(15),

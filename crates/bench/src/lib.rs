@@ -5,6 +5,7 @@
 pub mod commands;
 #[cfg(feature = "compare-cqrs-es")]
 pub mod compare;
+pub mod delivery;
 pub mod http;
 pub mod import;
 pub mod install;

@@ -110,6 +110,14 @@ enum Child {
         #[arg(long, default_value_t = 20)]
         mib: usize,
     },
+    /// A post to a whole school of this many guardians, each e-mailed by the delivery worker to
+    /// an SMTP server on a local port: notifications per second and the time to the last mail,
+    /// on each of --backends.
+    Delivery {
+        /// Guardians (one child each, 30 to a class).
+        #[arg(long, default_value_t = 800)]
+        guardians: usize,
+    },
     /// Rebuilds every read model of an installation and prints the result as JSON.
     #[command(hide = true)]
     RebuildChild {
@@ -544,6 +552,41 @@ async fn upload_rss(server: Option<PathBuf>, uploads: usize, mib: usize) -> Resu
     })
 }
 
+/// The delivery scenario on each backend (PostgreSQL on a fresh database of `database_url`).
+async fn delivery(
+    guardians: usize,
+    backends: &[Backend],
+    database_url: Option<String>,
+) -> Result<Report, String> {
+    let start = Instant::now();
+    let load_before = report::load_average();
+    let mut rows = Vec::new();
+    for backend in backends {
+        let (url, name) = match backend {
+            Backend::Sqlite => (None, "sqlite"),
+            Backend::Postgres => {
+                let Some(server) = &database_url else {
+                    rows.push(Row::new("delivery", "postgres").pending("no DATABASE_URL"));
+                    continue;
+                };
+                let pg = PgServer::new(server.clone());
+                let url = pg.create("delivery").await.map_err(|e| e.to_string())?;
+                (Some(url), "postgres")
+            }
+        };
+        eprintln!("delivery: {name}: a post to {guardians} guardians");
+        let measured = kring_bench::delivery::measure(guardians, url).await?;
+        rows.push(measured.row(name));
+    }
+    Ok(Report {
+        mode: "delivery",
+        cpus: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        seconds: start.elapsed().as_secs_f64(),
+        load: [load_before, report::load_average()],
+        rows,
+    })
+}
+
 /// Commands and lag on `backend`, then (on PostgreSQL, with the feature) cqrs-es beside them.
 async fn commands_part(
     backend: Backend,
@@ -652,6 +695,9 @@ fn main() -> ExitCode {
             uploads,
             mib,
         }) => runtime.block_on(upload_rss(server, uploads, mib)),
+        Some(Child::Delivery { guardians }) => {
+            runtime.block_on(delivery(guardians, &cli.backends, cli.database_url.clone()))
+        }
         _ => runtime.block_on(run(cli)),
     };
     match measured {

@@ -96,6 +96,12 @@ pub struct Invited {
     pub invited_by: PersonId,
     /// Until when it can be accepted.
     pub expires_at: DateTime<Utc>,
+    /// The code itself, sealed for the invitee, when the installation e-mails invitations: the
+    /// delivery worker opens it only to send the invitation mail, and it is erased with the
+    /// invitee's key (decision 0018). Absent when invitations are not e-mailed (the code is then
+    /// handed out only in the answer to the staff member who invited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<Sealed<String>>,
 }
 
 /// The parent accepted the invitation.
@@ -171,6 +177,9 @@ pub enum InvitationAction {
         invitee_id: PersonId,
         /// Digest of the secret code handed to the parent.
         code_digest: String,
+        /// The code itself, to be sealed for the invitee and e-mailed to them (only when the
+        /// installation e-mails invitations).
+        mail_code: Option<String>,
     },
     /// Accept with the code (the parent; no account needed yet).
     Accept {
@@ -267,6 +276,7 @@ pub fn decide(
             email,
             invitee_id,
             code_digest,
+            mail_code,
         } => {
             if invitation.invitation_id.is_some() {
                 return Err(DomainError::AlreadyExists {
@@ -293,6 +303,7 @@ pub fn decide(
                 code_digest,
                 invited_by,
                 expires_at: now + Duration::days(i64::from(school.settings.invitation_ttl_days)),
+                code: mail_code.map(|code| Sealed::new(Subject::Person(invitee_id), code)),
             }
             .into()
         }

@@ -5,6 +5,7 @@ use crate::actor::{Actor, Command};
 use crate::error::DomainError;
 use crate::event::event_enum;
 use crate::ids::PersonId;
+use crate::push::{PushEndpoint, PushSubscribed, PushSubscriptionExpired, PushUnsubscribed};
 use crate::school::School;
 use crate::sealed::Sealed;
 use crate::validate;
@@ -559,6 +560,8 @@ pub struct Person {
     /// Their notification preferences, when set (`quiet_hours` there is unused: see
     /// [`Person::quiet_hours`]).
     pub notification_preferences: Option<NotificationPreferences>,
+    /// The person's push subscriptions still in force.
+    pub push_subscriptions: std::collections::BTreeSet<uuid::Uuid>,
 }
 
 /// A staff member set their quiet hours.
@@ -614,6 +617,12 @@ event_enum! {
         IdentityLinked,
         /// See [`NotificationPreferencesSet`].
         NotificationPreferencesSet,
+        /// See [`PushSubscribed`].
+        PushSubscribed,
+        /// See [`PushUnsubscribed`].
+        PushUnsubscribed,
+        /// See [`PushSubscriptionExpired`].
+        PushSubscriptionExpired,
     }
 }
 
@@ -643,7 +652,36 @@ pub enum PersonAction {
         /// Their identity.
         identity: SsoIdentity,
     },
+    /// Subscribe one of one's own devices to push messages (the person themself).
+    SubscribePush {
+        /// The person.
+        person_id: PersonId,
+        /// The new subscription's id.
+        subscription_id: uuid::Uuid,
+        /// The device's endpoint and keys (checked by the caller: an `https` URL of a public
+        /// host, keys that decode).
+        endpoint: PushEndpoint,
+    },
+    /// Remove one of one's own push subscriptions (the person themself).
+    UnsubscribePush {
+        /// The person.
+        person_id: PersonId,
+        /// The subscription.
+        subscription_id: uuid::Uuid,
+    },
+    /// Record that the push service no longer knows a subscription (the system).
+    ExpirePush {
+        /// The person.
+        person_id: PersonId,
+        /// The subscription.
+        subscription_id: uuid::Uuid,
+        /// The push service's answer (`404` or `410`).
+        status: u16,
+    },
 }
+
+/// The most push subscriptions one person keeps (devices).
+pub const MAX_PUSH_SUBSCRIPTIONS: usize = 20;
 
 /// The state `decide` needs: the person's state and the roster of the school in question.
 #[derive(Debug, Clone, Copy)]
@@ -778,6 +816,78 @@ pub fn decide(
             }
             .into()
         }
+        PersonAction::SubscribePush {
+            person_id,
+            subscription_id,
+            endpoint,
+        } => {
+            if actor != Actor::Person(person_id) {
+                return Err(DomainError::NotAllowed {
+                    actor,
+                    action: "subscribe a device to push messages",
+                });
+            }
+            if person.erased || person.erasure_requested {
+                return Err(DomainError::invalid(
+                    "person_id",
+                    format!("person {person_id} is being erased"),
+                ));
+            }
+            if person.push_subscriptions.len() >= MAX_PUSH_SUBSCRIPTIONS {
+                return Err(DomainError::invalid(
+                    "endpoint",
+                    format!("at most {MAX_PUSH_SUBSCRIPTIONS} push subscriptions per person: remove one first"),
+                ));
+            }
+            PushSubscribed {
+                person_id,
+                subscription_id,
+                subscription: Sealed::new(Subject::Person(person_id), endpoint),
+            }
+            .into()
+        }
+        PersonAction::UnsubscribePush {
+            person_id,
+            subscription_id,
+        } => {
+            if actor != Actor::Person(person_id) {
+                return Err(DomainError::NotAllowed {
+                    actor,
+                    action: "remove a push subscription",
+                });
+            }
+            if !person.push_subscriptions.contains(&subscription_id) {
+                return Err(DomainError::not_found("push subscription", subscription_id));
+            }
+            PushUnsubscribed {
+                person_id,
+                subscription_id,
+            }
+            .into()
+        }
+        PersonAction::ExpirePush {
+            person_id,
+            subscription_id,
+            status,
+        } => {
+            if actor != Actor::System {
+                return Err(DomainError::NotAllowed {
+                    actor,
+                    action: "expire a push subscription",
+                });
+            }
+            if !person.push_subscriptions.contains(&subscription_id) {
+                return Err(DomainError::AlreadyDone {
+                    what: format!("push subscription {subscription_id} removed"),
+                });
+            }
+            PushSubscriptionExpired {
+                person_id,
+                subscription_id,
+                status,
+            }
+            .into()
+        }
     };
     Ok(vec![event])
 }
@@ -806,6 +916,15 @@ pub fn evolve(mut state: Person, event: &PersonEvent) -> Person {
             let mut own = e.preferences.clone();
             own.quiet_hours = None;
             state.notification_preferences = Some(own);
+        }
+        PersonEvent::PushSubscribed(e) => {
+            state.push_subscriptions.insert(e.subscription_id);
+        }
+        PersonEvent::PushUnsubscribed(e) => {
+            state.push_subscriptions.remove(&e.subscription_id);
+        }
+        PersonEvent::PushSubscriptionExpired(e) => {
+            state.push_subscriptions.remove(&e.subscription_id);
         }
     }
     state

@@ -532,6 +532,7 @@ impl World {
                 email: format!("parent{n}@mail.example"),
                 invitee_id,
                 code_digest: GOOD_CODE.into(),
+                mail_code: None,
             },
         )?;
         self.invitation_ids.push(invitation_id);

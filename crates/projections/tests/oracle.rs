@@ -200,6 +200,7 @@ fn take(world: &mut World, step: &Step) -> Option<Result<(), kring_domain::Domai
                         email: "ook.ouder@mail.example".into(),
                         invitee_id,
                         code_digest: GOOD_CODE.into(),
+                        mail_code: None,
                     },
                 )?;
                 world.invitation_ids.push(invitation_id);

@@ -2,6 +2,8 @@
 //! that `scripts/test` starts (or on the server `DATABASE_URL` names).
 #![forbid(unsafe_code)]
 
+pub mod smtp;
+
 use sqlx::{Connection, PgConnection};
 
 /// The environment variable naming the PostgreSQL server tests create their databases on.

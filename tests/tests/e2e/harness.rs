@@ -77,6 +77,13 @@ const KRING_ENV: &[&str] = &[
     "KRING_RATE_PER_ADDRESS",
     "KRING_RATE_PER_TOKEN",
     "KRING_MAX_CONNECTIONS",
+    "KRING_SMTP_URL",
+    "KRING_MAIL_FROM",
+    "KRING_PUBLIC_URL",
+    "KRING_VAPID_PRIVATE_KEY",
+    "KRING_PUSH_ALLOW_LOOPBACK_HTTP",
+    "KRING_DELIVERY_MAX_ATTEMPTS",
+    "KRING_DELIVERY_RETRY_BASE_MS",
 ];
 
 /// Where the server keeps its event log, vault and read models.

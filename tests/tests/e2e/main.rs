@@ -10,11 +10,14 @@
 //!   the server;
 //! - `faults`: `kill -9` of the server and of the active projector, PostgreSQL restarted and
 //!   the SQLite file system full under concurrent writes: nothing acknowledged is lost;
+//! - `delivery`: `kill -9` of the server while it e-mails invitations; after the restart every
+//!   mail arrives, each idempotency key at least once and all of a key's copies alike;
 //! - `bad_input`: malformed, mistyped, missing and huge input on every write → a 4xx
 //!   problem+json with a code, and nothing written.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bad_input;
+mod delivery;
 mod faults;
 mod harness;
 mod life;

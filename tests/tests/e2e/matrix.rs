@@ -166,6 +166,13 @@ pub const MATRIX: &[(&str, [u16; 10])] = &[
     // Sign-in: everyone links their own identity (a fresh one per cell); the operator has none.
     ("POST /v1/me/sso-identity",                         [201, 201, 201, 201, 201, 201, 403, 401, 401, 401]),
     ("POST /v1/tokens/revocations",                      [403, 403, 403, 403, 403, 403, 201, 401, 401, 401]),
+    // Delivery: the VAPID key needs no token; each person subscribes and removes their own
+    // device; dead letters are the operator's (none here: a random id is not found).
+    ("GET /v1/push/vapid-public-key",                    [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("POST /v1/me/push-subscriptions",                   [201, 201, 201, 201, 201, 201, 403, 401, 401, 401]),
+    ("DELETE /v1/me/push-subscriptions/{subscription_id}", [200, 200, 200, 200, 200, 200, 403, 401, 401, 401]),
+    ("GET /v1/operator/dead-letters",                    [403, 403, 403, 403, 403, 403, 200, 401, 401, 401]),
+    ("POST /v1/operator/dead-letters/{delivery_id}/retry", [403, 403, 403, 403, 403, 403, 404, 401, 401, 401]),
     // Operations: no token needed.
     ("GET /healthz",                                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("GET /readyz",                                      [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
@@ -198,6 +205,18 @@ fn get(path: impl Into<String>) -> Request {
     req(Method::GET, path, Body::Empty)
 }
 
+/// A device's subscription as a browser gives it (a public push service; keys of the
+/// `web-push-native` documentation's example).
+fn push_subscription() -> serde_json::Value {
+    json!({
+        "endpoint": format!("https://push.example.com/e2e/{}", Uuid::now_v7()),
+        "keys": {
+            "p256dh": "BLn9b-VR0ca83knDNZ32dCHGyjJp-1riX9ZTN40MqV8K_LpQmLqxC_DoHvqvFXO_nGdAB4W9dogZb_sM-uV4JbY",
+            "auth": "_ordMnz7uTCmrpBTeUV4Bw"
+        }
+    })
+}
+
 fn post(path: impl Into<String>, body: serde_json::Value) -> Request {
     req(Method::POST, path, Body::Json(body))
 }
@@ -227,6 +246,32 @@ pub async fn request(api: &Server, s: &School, route: &str, role: Role) -> Reque
         "POST /v1/tokens/revocations" => {
             post("/v1/tokens/revocations", json!({"jti": Uuid::now_v7()}))
         }
+        "GET /v1/push/vapid-public-key" => get("/v1/push/vapid-public-key"),
+        "POST /v1/me/push-subscriptions" => post("/v1/me/push-subscriptions", push_subscription()),
+        "DELETE /v1/me/push-subscriptions/{subscription_id}" => {
+            // A person's own device, subscribed for the cell; anyone else aims at a random id.
+            let subscription = if matches!(role, Guardian | OtherParent) || role.is_staff() {
+                api.post(
+                    "/v1/me/push-subscriptions",
+                    role.who(s),
+                    push_subscription(),
+                )
+                .await
+                .id("subscription_id")
+            } else {
+                Uuid::now_v7()
+            };
+            req(
+                Method::DELETE,
+                format!("/v1/me/push-subscriptions/{subscription}"),
+                Body::Empty,
+            )
+        }
+        "GET /v1/operator/dead-letters" => get("/v1/operator/dead-letters"),
+        "POST /v1/operator/dead-letters/{delivery_id}/retry" => post(
+            format!("/v1/operator/dead-letters/{}/retry", Uuid::now_v7()),
+            json!({}),
+        ),
         "POST /v1/schools/{school_id}/staff" => {
             let email = fresh_email();
             s.remember(None, email.clone());

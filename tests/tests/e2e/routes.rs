@@ -80,6 +80,11 @@ pub const ADDED: &[&str] = &[
     "POST /v1/invitations/{invitation_id}/resend",
     "POST /v1/me/sso-identity",
     "POST /v1/tokens/revocations",
+    "GET /v1/push/vapid-public-key",
+    "POST /v1/me/push-subscriptions",
+    "DELETE /v1/me/push-subscriptions/{subscription_id}",
+    "GET /v1/operator/dead-letters",
+    "POST /v1/operator/dead-letters/{delivery_id}/retry",
 ];
 
 /// The operational endpoints (no token).

@@ -194,6 +194,12 @@ async fn send(
                             email: email.to_owned(),
                             invitee_id,
                             code_digest: digest.clone(),
+                            // Kept (sealed for the invitee) only when it will be e-mailed.
+                            mail_code: state
+                                .delivery
+                                .as_ref()
+                                .filter(|d| d.smtp.is_some())
+                                .map(|_| code.clone()),
                         },
                     ),
                     now,

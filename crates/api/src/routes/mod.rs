@@ -4,6 +4,7 @@
 pub mod administration;
 pub mod consent;
 pub mod conversations;
+pub mod delivery;
 pub mod invitations;
 pub mod notification_preferences;
 pub mod posts;
@@ -32,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .merge(rights::router())
         .merge(administration::router())
         .merge(sign_in::router())
+        .merge(delivery::router())
 }
 
 /// Every route module's part of the OpenAPI document.
@@ -48,6 +50,7 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         rights::Doc::openapi(),
         administration::Doc::openapi(),
         sign_in::Doc::openapi(),
+        delivery::Doc::openapi(),
     ]
 }
 
