@@ -6,6 +6,7 @@ pub mod consent;
 pub mod conversations;
 pub mod invitations;
 pub mod posts;
+pub mod reads;
 pub mod rights;
 pub mod school_life;
 pub mod schools;
@@ -30,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .merge(rights::router())
         .merge(administration::router())
         .merge(sign_in::router())
+        .merge(reads::router())
 }
 
 /// Every route module's part of the OpenAPI document.
@@ -45,6 +47,7 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         rights::Doc::openapi(),
         administration::Doc::openapi(),
         sign_in::Doc::openapi(),
+        reads::Doc::openapi(),
     ]
 }
 

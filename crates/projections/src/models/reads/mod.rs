@@ -23,8 +23,9 @@ mod query;
 
 pub use project::ReadsProjection;
 pub use query::{
-    message_places, messages_read_by, posts_read_by, readers_of_messages, readers_of_post,
-    reads_of, unread_messages, unread_posts_per_group, MessagePlace, ReadItem,
+    audience_of_post, message_places, messages_read_by, posts_read_by, readers_of_messages,
+    readers_of_post, reads_of, unread_messages, unread_posts_per_group, visible_posts, FeedPlace,
+    MessagePlace, ReadItem,
 };
 
 /// Its name.

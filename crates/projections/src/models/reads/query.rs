@@ -3,7 +3,7 @@
 use crate::bulk::{select_in, Cell};
 use crate::db::{to_u64, uuid, ReadDb};
 use crate::error::ProjectionError;
-use kring_domain::{ConversationId, GroupId, MessageId, PersonId, PostId};
+use kring_domain::{ConversationId, GroupId, MessageId, PersonId, PostId, SchoolId};
 use serde::Serialize;
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +16,8 @@ const READERS_OF_MESSAGES: &str = include_str!("sql/readers_of_messages.sql");
 const READERS_OF_POST: &str = include_str!("sql/readers_of_post.sql");
 const MESSAGES: &str = include_str!("sql/messages.sql");
 const READS_OF: &str = include_str!("sql/reads_of.sql");
+const VISIBLE_POSTS: &str = include_str!("sql/visible_posts.sql");
+const AUDIENCE_OF_POST: &str = include_str!("sql/audience_of_post.sql");
 
 fn parsed<T: From<uuid::Uuid>>(s: &str) -> Result<T, ProjectionError> {
     Ok(T::from(uuid(s)?))
@@ -214,4 +216,60 @@ pub async fn reads_of(db: &ReadDb, person: PersonId) -> Result<Vec<ReadItem>, Pr
         .collect::<Result<Vec<_>, ProjectionError>>()?;
     items.sort_unstable();
     Ok(items)
+}
+
+/// A post in a person's feed, with its school and audience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FeedPlace {
+    /// The post.
+    pub post_id: PostId,
+    /// Its school.
+    pub school_id: SchoolId,
+    /// Its audience.
+    pub group_id: GroupId,
+}
+
+/// Those of `posts` that are in `person`'s feed (live, and the person in their audience): the
+/// visibility read model's answer, for many posts in one statement.
+///
+/// # Errors
+/// Database failures; a stored row this build cannot read.
+pub async fn visible_posts(
+    db: &ReadDb,
+    person: PersonId,
+    posts: &[PostId],
+) -> Result<Vec<FeedPlace>, ProjectionError> {
+    let mut conn = db.pool().acquire().await?;
+    select_in(
+        &mut *conn,
+        VISIBLE_POSTS,
+        &[Cell::Text(person.to_string())],
+        &texts(posts),
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(FeedPlace {
+            post_id: parsed(&r.try_get::<String, _>(0)?)?,
+            school_id: parsed(&r.try_get::<String, _>(1)?)?,
+            group_id: parsed(&r.try_get::<String, _>(2)?)?,
+        })
+    })
+    .collect()
+}
+
+/// Everyone who may see `post` (staff and guardians of its audience; nobody once it is removed
+/// or expired): the visibility read model's answer.
+///
+/// # Errors
+/// Database failures; a stored row this build cannot read.
+pub async fn audience_of_post(
+    db: &ReadDb,
+    post: PostId,
+) -> Result<BTreeSet<PersonId>, ProjectionError> {
+    let ids: Vec<String> = sqlx::query_scalar(AUDIENCE_OF_POST)
+        .bind(post.to_string())
+        .fetch_all(db.pool())
+        .await?;
+    ids.iter().map(|s| parsed(s)).collect()
 }
