@@ -10,7 +10,7 @@
 //! | [`school`] | `school-<id>` | roster: staff, groups, children, guardianships, consent policy, settings |
 //! | [`invitation`] | `invitation-<id>` | invite, accept, approve (with correction), revoke, expire |
 //! | [`child`] | `child-<id>` | consent decisions, planned absences, erasure requests |
-//! | [`person`] | `person-<id>` | quiet hours, erasure requests, push subscriptions ([`push`]) |
+//! | [`person`] | `person-<id>` | quiet hours, erasure requests, push subscriptions ([`push`]), reads (read receipts) |
 //! | [`post`] | `post-<id>` | posts, media, tags, removal, retention expiry |
 //! | [`conversation`] | `conversation-<id>` | staff ↔ guardians of one child |
 //! | [`activity`] | `activity-<id>` | activities with volunteer slots |

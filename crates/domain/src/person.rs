@@ -1,11 +1,12 @@
-//! A person's own facts: staff quiet hours ("stiltemodus") and erasure requests.
+//! A person's own facts: staff quiet hours ("stiltemodus"), erasure requests, and what they
+//! read (read receipts: ids only, kept with the person so that export and erasure cover them).
 
 use crate::access::Subject;
 use crate::actor::{Actor, Command};
 use crate::error::DomainError;
 use crate::event::event_enum;
-use crate::ids::PersonId;
 use crate::push::{PushEndpoint, PushSubscribed, PushSubscriptionExpired, PushUnsubscribed};
+use crate::ids::{MessageId, PersonId, PostId};
 use crate::school::School;
 use crate::sealed::Sealed;
 use crate::validate;
@@ -602,6 +603,26 @@ pub struct PersonErased {
     pub at: DateTime<Utc>,
 }
 
+/// The most posts, and the most messages, one [`ItemsRead`] records.
+pub const MAX_READ_ITEMS: usize = 500;
+
+/// A person read posts and messages (marked them read). Ids only: who read what is the
+/// person's personal data, kept in their stream (their export holds it) and dropped from the
+/// read receipts read model when they are erased.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemsRead {
+    /// The reader.
+    pub person_id: PersonId,
+    /// The posts read, each once.
+    #[serde(default)]
+    pub post_ids: Vec<PostId>,
+    /// The messages read, each once.
+    #[serde(default)]
+    pub message_ids: Vec<MessageId>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 event_enum! {
     /// Events of a person stream.
     pub enum PersonEvent {
@@ -623,6 +644,8 @@ event_enum! {
         PushUnsubscribed,
         /// See [`PushSubscriptionExpired`].
         PushSubscriptionExpired,
+        /// See [`ItemsRead`].
+        ItemsRead,
     }
 }
 
@@ -677,6 +700,17 @@ pub enum PersonAction {
         subscription_id: uuid::Uuid,
         /// The push service's answer (`404` or `410`).
         status: u16,
+    },
+    /// Mark posts and messages read (the person themself). Which of them the person may see,
+    /// and which they read before, is for the caller to check on the read models: the person's
+    /// stream holds neither.
+    MarkRead {
+        /// The reader.
+        person_id: PersonId,
+        /// Posts.
+        post_ids: Vec<PostId>,
+        /// Messages.
+        message_ids: Vec<MessageId>,
     },
 }
 
@@ -888,8 +922,67 @@ pub fn decide(
             }
             .into()
         }
+        PersonAction::MarkRead {
+            person_id,
+            post_ids,
+            message_ids,
+        } => return mark_read(person, actor, person_id, post_ids, message_ids, now),
     };
     Ok(vec![event])
+}
+
+/// Rule: a person marks only their own reads, not once erasure was asked for; each id once, at
+/// most [`MAX_READ_ITEMS`] of a kind; nothing to mark records nothing.
+fn mark_read(
+    person: &Person,
+    actor: Actor,
+    person_id: PersonId,
+    post_ids: Vec<PostId>,
+    message_ids: Vec<MessageId>,
+    now: DateTime<Utc>,
+) -> Result<Vec<PersonEvent>, DomainError> {
+    if actor != Actor::Person(person_id) {
+        return Err(DomainError::NotAllowed {
+            actor,
+            action: "mark another person's reads",
+        });
+    }
+    if person.erasure_requested || person.erased {
+        return Err(DomainError::invalid(
+            "person_id",
+            format!("person {person_id} is being erased: nothing more is recorded about them"),
+        ));
+    }
+    let post_ids = once_each(post_ids);
+    let message_ids = once_each(message_ids);
+    if post_ids.len() > MAX_READ_ITEMS {
+        return Err(DomainError::invalid(
+            "post_ids",
+            format!("at most {MAX_READ_ITEMS} at once"),
+        ));
+    }
+    if message_ids.len() > MAX_READ_ITEMS {
+        return Err(DomainError::invalid(
+            "message_ids",
+            format!("at most {MAX_READ_ITEMS} at once"),
+        ));
+    }
+    if post_ids.is_empty() && message_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![ItemsRead {
+        person_id,
+        post_ids,
+        message_ids,
+        at: now,
+    }
+    .into()])
+}
+
+/// `ids` without repeats, in their first order.
+fn once_each<T: Ord + Copy>(ids: Vec<T>) -> Vec<T> {
+    let mut seen = std::collections::BTreeSet::new();
+    ids.into_iter().filter(|id| seen.insert(*id)).collect()
 }
 
 fn own_staff(school: &School, actor: Actor) -> Result<PersonId, DomainError> {
@@ -926,6 +1019,8 @@ pub fn evolve(mut state: Person, event: &PersonEvent) -> Person {
         PersonEvent::PushSubscriptionExpired(e) => {
             state.push_subscriptions.remove(&e.subscription_id);
         }
+        // Reads are kept by the read receipts read model, not in the person's state.
+        PersonEvent::ItemsRead(_) => {}
     }
     state
 }
@@ -1163,5 +1258,93 @@ mod tests {
             ..Default::default()
         };
         assert!(bad_quiet.validate().is_err());
+    }
+
+    fn mark(
+        person: &Person,
+        actor: Actor,
+        reader: PersonId,
+        posts: Vec<PostId>,
+    ) -> Result<Vec<PersonEvent>, DomainError> {
+        decide(
+            &PersonContext {
+                person,
+                school: &School::default(),
+            },
+            Command::new(
+                actor,
+                PersonAction::MarkRead {
+                    person_id: reader,
+                    post_ids: posts,
+                    message_ids: Vec::new(),
+                },
+            ),
+            t("2026-11-23T12:00:00Z"),
+        )
+    }
+
+    #[test]
+    fn a_person_marks_only_their_own_reads_each_id_once() {
+        let reader = PersonId::generate();
+        let [a, b] = [PostId::generate(), PostId::generate()];
+        let events = mark(
+            &Person::default(),
+            Actor::Person(reader),
+            reader,
+            vec![a, b, a],
+        )
+        .unwrap_or_default();
+        let [PersonEvent::ItemsRead(read)] = events.as_slice() else {
+            panic!("one ItemsRead, got {events:?}");
+        };
+        assert_eq!(read.post_ids, vec![a, b], "each post once, in order");
+        assert!(matches!(
+            mark(
+                &Person::default(),
+                Actor::Person(PersonId::generate()),
+                reader,
+                vec![a]
+            ),
+            Err(DomainError::NotAllowed { .. })
+        ));
+        assert_eq!(
+            mark(
+                &Person::default(),
+                Actor::Person(reader),
+                reader,
+                Vec::new()
+            ),
+            Ok(Vec::new()),
+            "nothing to mark records nothing"
+        );
+    }
+
+    #[test]
+    fn nothing_more_is_read_for_a_person_being_erased_and_lists_are_bounded() {
+        let reader = PersonId::generate();
+        let erasing = Person {
+            erasure_requested: true,
+            ..Person::default()
+        };
+        assert!(matches!(
+            mark(
+                &erasing,
+                Actor::Person(reader),
+                reader,
+                vec![PostId::generate()]
+            ),
+            Err(DomainError::Invalid {
+                field: "person_id",
+                ..
+            })
+        ));
+        let many = (0..=MAX_READ_ITEMS).map(|_| PostId::generate()).collect();
+        assert!(matches!(
+            mark(&Person::default(), Actor::Person(reader), reader, many),
+            Err(DomainError::Invalid {
+                field: "post_ids",
+                ..
+            })
+        ));
     }
 }

@@ -66,7 +66,7 @@ pub enum Command {
     /// The only subcommand that writes.
     Rebuild {
         /// A read model to rebuild (repeatable): consent, memberships, conversations,
-        /// absences, activities, visibility, outbox, access_log.
+        /// absences, activities, visibility, outbox, access_log, reads.
         #[arg(long = "projection", value_name = "NAME")]
         projections: Vec<String>,
     },

@@ -376,6 +376,10 @@ pub struct MessageDoc {
     pub at: DateTime<Utc>,
     /// The global log position that posted it: the paging cursor.
     pub position: u64,
+    /// On the caller's own messages: whether the other side has read it (a guardian of the
+    /// child for a staff member's message, a staff member for a guardian's); `null` on the
+    /// messages of others.
+    pub read: Option<bool>,
 }
 
 /// A conversation in the caller's inbox.
@@ -420,7 +424,25 @@ async fn message_doc(state: &AppState, m: &conversations::MessageView) -> ApiRes
         body: state.open(&m.body).await?,
         at: m.at,
         position: m.position,
+        read: None,
     })
+}
+
+/// Fills in `read` on the caller's own messages among `docs`.
+async fn with_read(
+    state: &AppState,
+    person: PersonId,
+    view: &conversations::ConversationView,
+    found: &[conversations::MessageView],
+    docs: &mut [MessageDoc],
+) -> ApiResult<()> {
+    let read = crate::routes::reads::read_by_other_side(state, person, view, found).await?;
+    for doc in docs {
+        if doc.author_id == Uuid::from(person) {
+            doc.read = Some(read.contains(&MessageId::from_uuid(doc.message_id)));
+        }
+    }
+    Ok(())
 }
 
 /// Display names, looked up once per person per request.
@@ -497,7 +519,12 @@ pub async fn inbox(
         }
         let last = conversations::messages(&state.system.db, c.conversation_id, 1, None).await?;
         let last_message = match last.first() {
-            Some(m) => Some(message_doc(&state, m).await?),
+            Some(m) => {
+                let mut doc = [message_doc(&state, m).await?];
+                with_read(&state, person, c, &last, &mut doc).await?;
+                let [doc] = doc;
+                Some(doc)
+            }
             None => None,
         };
         docs.push(ConversationDoc {
@@ -552,7 +579,7 @@ pub async fn messages(
     let limit = page_size(page.limit)?;
     page_before(page.before)?;
     min.wait(&state).await?;
-    conversation_of(&state, caller, conversation_id).await?;
+    let (person, view) = conversation_of(&state, caller, conversation_id).await?;
     // One more than asked tells whether an older page exists.
     let mut found =
         conversations::messages(&state.system.db, conversation_id, limit + 1, page.before).await?;
@@ -564,6 +591,7 @@ pub async fn messages(
     for m in &found {
         docs.push(message_doc(&state, m).await?);
     }
+    with_read(&state, person, &view, &found, &mut docs).await?;
     Ok(Json(MessagesDoc {
         conversation_id: conversation_id.into(),
         next_before: if more {

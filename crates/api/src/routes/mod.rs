@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod invitations;
 pub mod notification_preferences;
 pub mod posts;
+pub mod reads;
 pub mod rights;
 pub mod school_life;
 pub mod schools;
@@ -34,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .merge(administration::router())
         .merge(sign_in::router())
         .merge(delivery::router())
+        .merge(reads::router())
 }
 
 /// Every route module's part of the OpenAPI document.
@@ -51,6 +53,7 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         administration::Doc::openapi(),
         sign_in::Doc::openapi(),
         delivery::Doc::openapi(),
+        reads::Doc::openapi(),
     ]
 }
 

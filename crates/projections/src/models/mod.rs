@@ -7,6 +7,7 @@ pub mod consent;
 pub mod conversations;
 pub mod memberships;
 pub mod outbox;
+pub mod reads;
 pub mod visibility;
 
 use crate::projection::Projection;
@@ -24,5 +25,6 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(visibility::VisibilityProjection::default()),
         Arc::new(outbox::OutboxProjection::default()),
         Arc::new(access_log::AccessLogProjection),
+        Arc::new(reads::ReadsProjection::default()),
     ]
 }

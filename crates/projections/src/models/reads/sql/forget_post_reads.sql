@@ -1,0 +1,1 @@
+DELETE FROM {post_reads} WHERE post_id = $1

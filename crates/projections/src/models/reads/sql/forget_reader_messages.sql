@@ -1,0 +1,1 @@
+DELETE FROM {message_reads} WHERE person_id = $1

@@ -1,0 +1,1 @@
+DELETE FROM {post_reads} WHERE person_id = $1

@@ -1,0 +1,1 @@
+DELETE FROM {read_posts} WHERE post_id = $1

@@ -1,0 +1,1 @@
+SELECT person_id FROM post_reads WHERE post_id = $1 ORDER BY person_id
