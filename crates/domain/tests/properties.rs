@@ -21,7 +21,7 @@ fn assert_replay_matches(world: &World) {
     for r in &world.log {
         match (&r.event, r.stream.category()) {
             (Event::School(e), Category::School) => {
-                school = kring_domain::school::evolve(school, e)
+                school = kring_domain::school::evolve(school, e);
             }
             (Event::Child(e), Category::Child) => {
                 let id = ChildId::from_uuid(r.stream.id());
