@@ -31,6 +31,7 @@ use kring_bench::stats;
 use kring_bench::{commands, http, import, lag, rebuild, soak, uploads};
 use kring_domain::simulation::workload::{Workload, WorkloadConfig};
 use kring_domain::simulation::World;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -207,7 +208,7 @@ async fn commands_and_lag(
         t.commands
     );
     if t.failed > 0 {
-        note.push_str(&format!("; {} refused", t.failed));
+        let _ = write!(note, "; {} refused", t.failed);
     }
     row = row.note(note);
     rows.push(row);
@@ -241,7 +242,7 @@ async fn commands_and_lag(
             );
         }
         Err(e) => {
-            rows.push(Row::new("4. projection lag at 1k commands/s", name).pending(e.to_string()))
+            rows.push(Row::new("4. projection lag at 1k commands/s", name).pending(e.to_string()));
         }
     }
     Ok(Some(per_sec))
