@@ -9,7 +9,7 @@
 //! and a refusal is problem+json that writes nothing. Longer runs: `PROPTEST_CASES=100000 cargo
 //! test -p kring-api --test fuzz_inputs`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use axum::body::Bytes;
 use futures::StreamExt;

@@ -1,7 +1,7 @@
 //! Sign-in over real sockets: an OpenID Connect issuer whose keys a real HTTP server in the test
 //! serves (fetched, cached per `Cache-Control`, rotated), identities mapped to Kring people
 //! (given with the staff member, or linked once), and local tokens revoked by their id.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 mod school_server;
 

@@ -1,7 +1,5 @@
 //! Property tests over random histories built by driving the real deciders.
 
-#![allow(clippy::unwrap_used)]
-
 use kring_domain::child::{self, ChildEvent};
 use kring_domain::school::SchoolEvent;
 use kring_domain::simulation::{history, play, World};

@@ -1,6 +1,6 @@
 //! `verify`, `rebuild` and `status` against a real installation, on SQLite and PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

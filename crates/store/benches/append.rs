@@ -4,7 +4,7 @@
 //!
 //! Prints one line per (store, scenario) with events/s.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used)]
 
 use kring_store::sqlite::SqliteStore;
 use kring_store::{EventStore, ExpectedVersion, Metadata, NewEvent};

@@ -2,7 +2,7 @@
 //! and without opening every sealed field, cold (fresh vault: keys unwrapped on first use) and
 //! warm (keys cached). SQLite; `cargo bench -p kring-store --bench vault [-- --quick]`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used)]
 
 use kring_domain::simulation::World;
 use kring_domain::Purpose;

@@ -3,7 +3,7 @@
 //! simulated school written through the key vault; and the real `replay-tool` binary run
 //! against it as a child process.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use chrono::{DateTime, Duration, Utc};
 use kring_domain::conversation::ConversationAction;
