@@ -325,8 +325,9 @@ async fn cqrs_es_side_by_side(
     eprintln!("[cqrs-es] command throughput: {} writers", sizes.writers);
     let world = school();
     let url = pg.create("cqrs_es").await.map_err(|e| e.to_string())?;
+    let writers = u32::try_from(sizes.writers).map_err(|e| e.to_string())?;
     let cqrs = Arc::new(
-        compare::CqrsEs::open(&url, world.school.clone(), sizes.writers as u32)
+        compare::CqrsEs::open(&url, world.school.clone(), writers)
             .await
             .map_err(|e| e.to_string())?,
     );
