@@ -300,7 +300,8 @@ pub async fn backup(config: &Config, to: &Path) -> Result<Manifest, BackupError>
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            if name.starts_with('.') || !(name.ends_with(".kmedia") || name.ends_with(".post")) {
+            let extension = Path::new(name).extension().and_then(|e| e.to_str());
+            if name.starts_with('.') || !matches!(extension, Some("kmedia" | "post")) {
                 continue;
             }
             match copy_synced(&path, &target.join(name)) {
@@ -395,11 +396,7 @@ fn describe(root: &Path, name: &str) -> Result<BackedUpFile, BackupError> {
         hasher.update(&buf[..n]);
         bytes += n as u64;
     }
-    let sha256 = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = hex::encode(hasher.finalize());
     Ok(BackedUpFile {
         path: name.to_owned(),
         bytes,

@@ -405,7 +405,7 @@ pub async fn sweep(state: &AppState) -> ApiResult<SweepReport> {
             Err(e) => Err(e),
         };
         match done {
-            Ok(_) => report.children_erased += 1,
+            Ok(()) => report.children_erased += 1,
             Err(e) => {
                 log_failure(format!("erasure of child {child_id}"), &e);
                 report.failed += 1;
@@ -554,7 +554,7 @@ pub async fn sweep_in_background(state: AppState) {
         Ok(report) if report == SweepReport::default() => {}
         Ok(report) => tracing::warn!(?report, "completed interrupted erasures and approvals"),
         Err(e) => {
-            tracing::error!(error = %e.explain(), code = e.code.as_str(), "start-up sweep failed")
+            tracing::error!(error = %e.explain(), code = e.code.as_str(), "start-up sweep failed");
         }
     }
 }

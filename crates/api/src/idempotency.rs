@@ -90,7 +90,7 @@ pub fn next_command() -> Option<CommandIds> {
         .ok()
 }
 
-/// A new id: derived from the request's key when it has one, otherwise a fresh UUIDv7.
+/// A new id: derived from the request's key when it has one, otherwise a fresh `UUIDv7`.
 #[must_use]
 pub fn fresh_uuid() -> Uuid {
     SCOPE
@@ -277,7 +277,7 @@ pub async fn ensure_table(db: &kring_projections::ReadDb) -> Result<(), sqlx::Er
 /// # Errors
 /// Database failures.
 pub async fn forget_old(db: &kring_projections::ReadDb) -> Result<u64, sqlx::Error> {
-    let before = chrono::Utc::now().timestamp() - KEEP_KEYS.as_secs() as i64;
+    let before = chrono::Utc::now().timestamp() - KEEP_KEYS.as_secs().cast_signed();
     Ok(
         sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(before)

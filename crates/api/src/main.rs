@@ -106,9 +106,9 @@ impl DeliveryArgs {
 enum Cmd {
     /// Serve the API (with the projectors in-process unless --no-projectors).
     ///
-    /// KRING_DATABASE_URL=postgres://… puts read models, key vault and (unless
-    /// KRING_EVENTSTORE_URL=esdb://… says otherwise) the event log in PostgreSQL.
-    /// KRING_MASTER_KEY (base64, 32 bytes) overrides DIR/master.key.
+    /// `KRING_DATABASE_URL=postgres://…` puts read models, key vault and (unless
+    /// `KRING_EVENTSTORE_URL=esdb://…` says otherwise) the event log in PostgreSQL.
+    /// `KRING_MASTER_KEY` (base64, 32 bytes) overrides DIR/master.key.
     Serve {
         #[command(flatten)]
         data: Data,

@@ -58,7 +58,9 @@ const MAGIC_LEN: usize = 12;
 /// The header line is small; anything longer is not one of our files.
 const MAX_HEADER: usize = 4096;
 /// Plaintext bytes per sealed chunk of new files.
-pub const CHUNK_SIZE: usize = 64 * 1024;
+pub const CHUNK_SIZE: usize = CHUNK_SIZE_DECLARED as usize;
+/// [`CHUNK_SIZE`] as a new file's header declares it.
+const CHUNK_SIZE_DECLARED: u32 = 64 * 1024;
 /// The largest chunk size a file may declare.
 const MAX_CHUNK_SIZE: u32 = 1024 * 1024;
 /// Bytes of an upload's start that are enough to check its signature ([`sniff`]).
@@ -237,7 +239,7 @@ impl MediaFiles {
             subject: sealer.subject(),
             key_id: sealer.key_id(),
             nonce: B64.encode(sealer.nonce_prefix()),
-            chunk_size: Some(CHUNK_SIZE as u32),
+            chunk_size: Some(CHUNK_SIZE_DECLARED),
         };
         // The size is known only at the end: the line is written with the widest size first and
         // rewritten in place, padded with spaces (JSON allows them) to the same length.

@@ -2,7 +2,7 @@
 //! the school's settings (time zone included), a new consent-policy version, paper consent
 //! recorded by staff, and a child's absence list.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 mod school_server;
 

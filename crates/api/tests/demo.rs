@@ -1,6 +1,6 @@
 //! `serve --demo`: the seed goes through the real HTTP API, writes `demo.json` once, and the
 //! school it makes behaves as documented (a withdrawal withholds a photo from other parents).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use kring_api::server::{start, ServeOptions};
 use kring_projections::Config;

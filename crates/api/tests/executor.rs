@@ -1,6 +1,6 @@
 //! The command executor's cached states: two executors on one store (two API instances) each
 //! see what the other wrote, and decide on it.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use kring_api::exec::Executor;
 use kring_domain::child;

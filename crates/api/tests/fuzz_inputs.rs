@@ -9,7 +9,7 @@
 //! and a refusal is problem+json that writes nothing. Longer runs: `PROPTEST_CASES=100000 cargo
 //! test -p kring-api --test fuzz_inputs`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use axum::body::Bytes;
 use futures::StreamExt;
@@ -98,7 +98,9 @@ fn media() -> &'static Media {
             );
             let files = MediaFiles::new(dir.path().join("media"), Arc::clone(&vault));
             let mut plaintext = vec![0xFF, 0xD8, 0xFF, 0xE0];
-            plaintext.extend((0..150_000_u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+            plaintext.extend(
+                (0..150_000_u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0]),
+            );
             let id = MediaId::generate();
             std::fs::create_dir_all(dir.path().join("media")).unwrap();
             files
@@ -666,7 +668,7 @@ fn token() -> impl Strategy<Value = Option<String>> {
         12 => prop::sample::select(api.tokens.clone()).prop_map(Some),
         1 => Just(None),
         1 => mutated_text(&first)
-            .prop_map(|t| Some(t.chars().filter(|c| c.is_ascii_graphic()).collect())),
+            .prop_map(|t| Some(t.chars().filter(char::is_ascii_graphic).collect())),
         1 => Just(Some("not.a.token".to_owned())),
     ]
 }

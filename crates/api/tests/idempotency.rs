@@ -1,7 +1,6 @@
 //! `Idempotency-Key`: a write retried after its answer was lost writes nothing twice and answers
 //! what it answered the first time — after a restart too; the same key with another body is
 //! refused. On SQLite and on PostgreSQL.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod school_server;
 

@@ -2,7 +2,7 @@
 //! or unapproved; only guardians decide consent; the history and past consent answer the
 //! auditor's questions.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 mod school_server;
 

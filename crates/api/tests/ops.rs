@@ -1,6 +1,6 @@
 //! Operations over a real socket: `/healthz`, `/readyz`, `/metrics`, bounded caches, and the
 //! configuration of a trusted OpenID Connect issuer (sign-in itself: `sign_in.rs`).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use kring_api::server::{start, ServeOptions};
 use kring_api::throttle::Rate;

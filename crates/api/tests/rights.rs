@@ -1,7 +1,7 @@
 //! Data-subject rights and audit over real HTTP, on SQLite and on PostgreSQL: export, erasure
 //! (also when interrupted), the hash-chain verification and the access log.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 mod school_server;
 

@@ -1,7 +1,7 @@
 //! Sign-in over real sockets: an OpenID Connect issuer whose keys a real HTTP server in the test
 //! serves (fetched, cached per `Cache-Control`, rotated), identities mapped to Kring people
 //! (given with the staff member, or linked once), and local tokens revoked by their id.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 mod school_server;
 
@@ -79,12 +79,6 @@ struct KeyServer {
 
 impl KeyServer {
     async fn start(jwks: Value, cache_control: &str) -> (Arc<Self>, String) {
-        let server = Arc::new(Self {
-            jwks: Mutex::new(jwks),
-            cache_control: Mutex::new(cache_control.to_owned()),
-            status: AtomicU16::new(200),
-            fetches: AtomicUsize::new(0),
-        });
         async fn serve(State(s): State<Arc<KeyServer>>) -> impl IntoResponse {
             s.fetches.fetch_add(1, Ordering::SeqCst);
             let status = StatusCode::from_u16(s.status.load(Ordering::SeqCst)).unwrap();
@@ -92,6 +86,13 @@ impl KeyServer {
             let body = s.jwks.lock().unwrap().to_string();
             (status, [(header::CACHE_CONTROL, cache)], body)
         }
+
+        let server = Arc::new(Self {
+            jwks: Mutex::new(jwks),
+            cache_control: Mutex::new(cache_control.to_owned()),
+            status: AtomicU16::new(200),
+            fetches: AtomicUsize::new(0),
+        });
         let app = axum::Router::new()
             .route("/jwks.json", axum::routing::get(serve))
             .with_state(Arc::clone(&server));

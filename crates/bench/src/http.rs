@@ -11,6 +11,7 @@ use crate::stats::Latencies;
 use kring_api::auth::{Auth, Caller};
 use kring_api::server::{start_on, ServeOptions};
 use kring_domain::simulation::World;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -164,7 +165,7 @@ async fn load(
         latencies.len()
     );
     if failed > 0 {
-        note.push_str(&format!("; {failed} failed"));
+        let _ = write!(note, "; {failed} failed");
     }
     Ok(Row::new(SCENARIO, name)
         .figure("", per_sec, "requests/s")

@@ -31,6 +31,7 @@ use kring_bench::stats;
 use kring_bench::{commands, http, import, lag, rebuild, soak, uploads};
 use kring_domain::simulation::workload::{Workload, WorkloadConfig};
 use kring_domain::simulation::World;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -82,7 +83,7 @@ struct Cli {
     #[arg(long, default_value_t = 200, requires = "soak")]
     soak_rate: u32,
     #[command(subcommand)]
-    child: Option<Child>,
+    child: Option<Subprocess>,
 }
 
 /// The scenarios, in two parts that need different installations.
@@ -96,7 +97,7 @@ enum Part {
 
 /// Stand-alone measurements, and the child processes the harness starts itself.
 #[derive(Debug, Subcommand)]
-enum Child {
+enum Subprocess {
     /// Starts `kring-api serve` on a fresh data directory and measures its memory (idle, peak,
     /// and the difference) while it takes many large media uploads at once.
     UploadRss {
@@ -215,7 +216,7 @@ async fn commands_and_lag(
         t.commands
     );
     if t.failed > 0 {
-        note.push_str(&format!("; {} refused", t.failed));
+        let _ = write!(note, "; {} refused", t.failed);
     }
     row = row.note(note);
     rows.push(row);
@@ -249,7 +250,7 @@ async fn commands_and_lag(
             );
         }
         Err(e) => {
-            rows.push(Row::new("4. projection lag at 1k commands/s", name).pending(e.to_string()))
+            rows.push(Row::new("4. projection lag at 1k commands/s", name).pending(e.to_string()));
         }
     }
     Ok(Some(per_sec))
@@ -332,8 +333,9 @@ async fn cqrs_es_side_by_side(
     eprintln!("[cqrs-es] command throughput: {} writers", sizes.writers);
     let world = school();
     let url = pg.create("cqrs_es").await.map_err(|e| e.to_string())?;
+    let writers = u32::try_from(sizes.writers).map_err(|e| e.to_string())?;
     let cqrs = Arc::new(
-        compare::CqrsEs::open(&url, world.school.clone(), sizes.writers as u32)
+        compare::CqrsEs::open(&url, world.school.clone(), writers)
             .await
             .map_err(|e| e.to_string())?,
     );
@@ -672,7 +674,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(Child::RebuildChild {
+    if let Some(Subprocess::RebuildChild {
         data_dir,
         database_url,
     }) = cli.child
@@ -690,12 +692,12 @@ fn main() -> ExitCode {
         return run_soak(runtime, format, minutes, cli.soak_rate, cli.events);
     }
     let measured = match cli.child {
-        Some(Child::UploadRss {
+        Some(Subprocess::UploadRss {
             server,
             uploads,
             mib,
         }) => runtime.block_on(upload_rss(server, uploads, mib)),
-        Some(Child::Delivery { guardians }) => {
+        Some(Subprocess::Delivery { guardians }) => {
             runtime.block_on(delivery(guardians, &cli.backends, cli.database_url.clone()))
         }
         _ => runtime.block_on(run(cli)),

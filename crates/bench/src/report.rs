@@ -23,8 +23,7 @@ impl Figure {
 
     fn show(&self) -> String {
         let value = match self.unit {
-            "ms" | "µs" => format!("{:.2}", self.value),
-            "x" => format!("{:.2}", self.value),
+            "ms" | "µs" | "x" => format!("{:.2}", self.value),
             _ if self.value >= 10_000.0 => format!("{:.1}k", self.value / 1000.0),
             _ if self.value >= 100.0 => format!("{:.0}", self.value),
             _ => format!("{:.1}", self.value),

@@ -35,7 +35,7 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 pub const FLAT_TOLERANCE: f64 = 0.10;
 
 /// Requests in flight at most; a tick beyond it waits (and the report shows a lower rate).
-const IN_FLIGHT: usize = 64;
+const IN_FLIGHT: u32 = 64;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -167,7 +167,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
     if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
+        f64::midpoint(values[mid - 1], values[mid])
     } else {
         values[mid]
     }
@@ -462,7 +462,7 @@ async fn soak(
 ) -> Result<Soak, String> {
     let pid = child.id().ok_or("the server has no process id")?;
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(IN_FLIGHT)
+        .pool_max_idle_per_host(IN_FLIGHT as usize)
         .build()
         .map_err(|e| e.to_string())?;
     ready(&client, base, child).await?;
@@ -474,7 +474,7 @@ async fn soak(
     );
 
     let window = Arc::new(Mutex::new(Window::default()));
-    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT as usize));
     let start = tokio::time::Instant::now();
     let end = start + Duration::from_secs(options.minutes * 60);
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(
@@ -551,7 +551,7 @@ async fn soak(
         n += 1;
     }
     // Let the last requests finish before the server is stopped.
-    let _ = slots.acquire_many(IN_FLIGHT as u32).await;
+    let _ = slots.acquire_many(IN_FLIGHT).await;
     let verdicts = verdicts(&samples);
     Ok(Soak {
         minutes: options.minutes,
@@ -586,6 +586,10 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::float_cmp,
+        reason = "the figures are means of whole numbers of MiB, exact in f64"
+    )]
     fn growth_after_the_first_minute_is_not_flat_and_warm_up_is_ignored() {
         // Warm-up from 50 to 100 MiB in the first minute, then flat, then a leak in the last.
         let samples: Vec<Sample> = (1..=30)

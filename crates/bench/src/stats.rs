@@ -28,6 +28,11 @@ impl Latencies {
 
     /// The `p`-th percentile (nearest rank) in milliseconds; 0 without samples.
     #[must_use]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a rank from 0 to the number of samples, for p from 0 to 100"
+    )]
     pub fn percentile_ms(&self, p: f64) -> f64 {
         if self.0.is_empty() {
             return 0.0;

@@ -8,6 +8,7 @@
 
 use crate::report::Row;
 use serde::Serialize;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,12 +71,13 @@ impl UploadMemory {
             self.seconds
         );
         if self.stored != self.uploads {
-            note.push_str(&format!(
+            let _ = write!(
+                note,
                 "; only {} of {} stored (first refusal: {})",
                 self.stored,
                 self.uploads,
                 self.first_refusal.as_deref().unwrap_or("?")
-            ));
+            );
         }
         row.note(note)
     }

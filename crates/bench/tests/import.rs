@@ -1,6 +1,6 @@
 //! The bulk import keeps the generated order: the global log holds the events exactly as the
 //! deciders produced them, on SQLite and on PostgreSQL.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used)]
 
 use kring_domain::simulation::workload::{Workload, WorkloadConfig};
 use kring_projections::{Config, Mode, System};

@@ -284,11 +284,11 @@ event_from_aggregate!(
 #[must_use]
 pub fn current_schema_version(event_type: &str) -> u16 {
     match event_type {
-        // v2: data minimisation — a child is known by first name and last initial only.
-        "ChildEnrolled" => 2,
-        // v2: free text is sealed at rest — a removal's reason is a person's text sealed for
-        // them or a fixed value; an access's reason is the route, never text.
-        "PostRemoved" | "MediaRemoved" | "AccessLogged" => 2,
+        // v2 of ChildEnrolled: data minimisation — a child is known by first name and last
+        // initial only.
+        // v2 of the others: free text is sealed at rest — a removal's reason is a person's text
+        // sealed for them or a fixed value; an access's reason is the route, never text.
+        "ChildEnrolled" | "PostRemoved" | "MediaRemoved" | "AccessLogged" => 2,
         _ => 1,
     }
 }

@@ -113,6 +113,9 @@ impl World {
     }
 
     /// Like [`World::numbered`], with the simulated clock starting at `now`.
+    ///
+    /// # Panics
+    /// When registering the school or its director breaks a domain rule: a bug here.
     #[must_use]
     pub fn numbered_from(n: u64, now: DateTime<Utc>) -> Self {
         let mut world = Self {
@@ -188,6 +191,9 @@ impl World {
     }
 
     /// Like [`World::numbered_with_classes`], with the simulated clock starting at `now`.
+    ///
+    /// # Panics
+    /// When the generated school breaks a domain rule: a bug in the generator.
     #[allow(
         clippy::expect_used,
         reason = "a generated school that breaks a rule is a bug in the generator, not an outcome"
@@ -663,6 +669,10 @@ impl World {
 
     /// Applies one random operation; a refused command is part of a realistic history and
     /// leaves the world unchanged.
+    ///
+    /// # Errors
+    /// The domain's refusal of the command; a not-found error when the operation picks from a
+    /// pool the world has not filled yet.
     pub fn apply(&mut self, op: &Op) -> Result<usize, DomainError> {
         fn pick<T: Copy>(pool: &[T], i: u8) -> Option<T> {
             (!pool.is_empty()).then(|| pool[usize::from(i) % pool.len()])
@@ -790,9 +800,8 @@ impl World {
             } => {
                 let child_id = pick(&self.child_ids, child).ok_or_else(nobody)?;
                 let purpose = Purpose::ALL[usize::from(purpose) % Purpose::ALL.len()];
-                let guardian = match person(by)? {
-                    Actor::Person(p) => p,
-                    _ => return Err(nobody()),
+                let Actor::Person(guardian) = person(by)? else {
+                    return Err(nobody());
                 };
                 self.decide_consent(guardian, child_id, purpose, granted)
             }

@@ -1,7 +1,5 @@
 //! The stored form of events: stable names, schema versions, upcasting.
 
-#![allow(clippy::unwrap_used)]
-
 use kring_domain::event::current_schema_version;
 use kring_domain::school::SchoolEvent;
 use kring_domain::{DecodeError, Event};

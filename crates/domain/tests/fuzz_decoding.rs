@@ -9,7 +9,7 @@
 //! again from its own encoding. Longer runs: `PROPTEST_CASES=100000 cargo test -p kring-domain
 //! --test fuzz_decoding`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::expect_used)]
 
 use kring_domain::event::current_schema_version;
 use kring_domain::sealed::{Envelope, Sealed, PLAIN_KEY, SEALED_KEY};

@@ -1,7 +1,5 @@
 //! Property tests over random histories built by driving the real deciders.
 
-#![allow(clippy::unwrap_used)]
-
 use kring_domain::child::{self, ChildEvent};
 use kring_domain::school::SchoolEvent;
 use kring_domain::simulation::{history, play, World};
@@ -21,7 +19,7 @@ fn assert_replay_matches(world: &World) {
     for r in &world.log {
         match (&r.event, r.stream.category()) {
             (Event::School(e), Category::School) => {
-                school = kring_domain::school::evolve(school, e)
+                school = kring_domain::school::evolve(school, e);
             }
             (Event::Child(e), Category::Child) => {
                 let id = ChildId::from_uuid(r.stream.id());

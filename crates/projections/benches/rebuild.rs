@@ -4,7 +4,7 @@
 //! `--quick` = 100,000). Phase 1 generates the log through the real deciders and the key
 //! vault; phase 2 runs in a child process so that its peak RSS is the rebuild's alone.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used)]
 
 use kring_domain::simulation::workload::{Workload, WorkloadConfig};
 use kring_projections::{models, Projector, ReadDb};

@@ -3,7 +3,7 @@
 //! holds events.db): each projection alone, one of them, or all of them in one projector; `run`:
 //! all of them caught up from zero by `Projector::run`, as a server starting on a fresh read-model
 //! database does.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kring_projections::{models, Projection, Projector, ReadDb};
 use kring_store::sqlite::SqliteStore;

@@ -835,15 +835,15 @@ mod tests {
     use std::collections::VecDeque;
     use std::sync::Arc;
 
-    fn tag(slot: usize) -> Option<Arc<Tag>> {
-        Some(Arc::new(Tag {
+    fn tag(slot: usize) -> Arc<Tag> {
+        Arc::new(Tag {
             slot,
             projection: "p",
             generation: 1,
             position: 1,
             stream: StreamName::access(uuid::Uuid::nil()),
             event_type: "E".into(),
-        }))
+        })
     }
 
     fn write(slot: Option<usize>, sql: &str) -> Op {
@@ -852,7 +852,7 @@ mod tests {
             cells: vec![],
             persistent: false,
             one: false,
-            tag: slot.and_then(tag),
+            tag: slot.map(tag),
         }
     }
 
@@ -861,7 +861,7 @@ mod tests {
             sql: sql.into(),
             cells: vec![],
             persistent: false,
-            tag: tag(slot),
+            tag: Some(tag(slot)),
             reply: tokio::sync::oneshot::channel().0,
         }
     }
@@ -924,7 +924,7 @@ mod tests {
         }
         let lane = |slot: usize| {
             let mut lane = tx.lane();
-            lane.set_tag(tag(slot).map(|t| (*t).clone()));
+            lane.set_tag(Some((*tag(slot)).clone()));
             lane
         };
         let (mut a, mut b) = (lane(0), lane(1));

@@ -1,6 +1,6 @@
 //! The absences read model: the staff's day list per group, a child's absences, sealed reasons.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

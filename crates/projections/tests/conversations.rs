@@ -1,6 +1,6 @@
 //! The conversations read model: inbox, participants, paged messages with sealed bodies.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -66,7 +66,7 @@ async fn open_opt<S>(h: &Harness<S>, sealed: Option<&Sealed<String>>) -> String 
 fn sealed_fields(value: &serde_json::Value, out: &mut Vec<Sealed<String>>) {
     match value {
         serde_json::Value::Object(map) if map.contains_key("$sealed") => {
-            out.push(serde_json::from_value(value.clone()).unwrap())
+            out.push(serde_json::from_value(value.clone()).unwrap());
         }
         serde_json::Value::Object(map) => map.values().for_each(|v| sealed_fields(v, out)),
         serde_json::Value::Array(items) => items.iter().for_each(|v| sealed_fields(v, out)),

@@ -25,7 +25,7 @@
 //! On SQLite files and on PostgreSQL (two fresh databases per case: the store with the first
 //! read database, and the crash's read database).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -17,6 +17,7 @@ use kring_projections::models::visibility;
 use kring_projections::Projection;
 use kring_store::EventStore;
 use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::sync::Arc;
 
 fn projections() -> Vec<Arc<dyn Projection>> {
@@ -324,8 +325,9 @@ async fn an_erased_reader_leaves_no_read_behind<S: EventStore + Clone>(mut h: Ha
 async fn answers<S>(h: &Harness<S>, c: &Class, conversation_id: ConversationId) -> String {
     let mut out = String::new();
     for person in [c.teacher, c.mum, c.dad, c.other] {
-        out += &format!(
-            "{person}: {:?} {:?} {:?}\n",
+        let _ = writeln!(
+            out,
+            "{person}: {:?} {:?} {:?}",
             reads::reads_of(&h.db, person).await.unwrap(),
             reads::unread_posts_per_group(&h.db, person).await.unwrap(),
             reads::unread_messages(&h.db, person, &[conversation_id])

@@ -32,8 +32,8 @@ they are; `anchor` appends to the anchors file, `anchor-key` writes a new key fi
 /// everything about a person or child.
 ///
 /// Opens the same installation as `kring-api`: the SQLite files in --data-dir by default, or
-/// the databases KRING_DATABASE_URL (PostgreSQL) and KRING_EVENTSTORE_URL (EventStoreDB) name.
-/// The master key comes from KRING_MASTER_KEY or DIR/master.key.
+/// the databases `KRING_DATABASE_URL` (PostgreSQL) and `KRING_EVENTSTORE_URL` (EventStoreDB) name.
+/// The master key comes from `KRING_MASTER_KEY` or DIR/master.key.
 #[derive(Debug, Parser)]
 #[command(name = "replay-tool", version, after_help = EXIT_CODES)]
 pub struct Cli {
@@ -66,7 +66,7 @@ pub enum Command {
     /// The only subcommand that writes.
     Rebuild {
         /// A read model to rebuild (repeatable): consent, memberships, conversations,
-        /// absences, activities, visibility, outbox, access_log, reads.
+        /// absences, activities, visibility, outbox, `access_log`, reads.
         #[arg(long = "projection", value_name = "NAME")]
         projections: Vec<String>,
     },
@@ -105,8 +105,8 @@ pub enum Command {
     /// child and purpose.
     ///
     /// Replays the school's roster, the post and the tagged children's consents up to the
-    /// moment and applies the domain's visibility rule. JSON: {media_id, at, viewers:
-    /// [{person_id, reason}], withheld: [{person_id, because: [{child_id, purpose}]}]}.
+    /// moment and applies the domain's visibility rule. JSON: `{media_id, at, viewers:
+    /// [{person_id, reason}], withheld: [{person_id, because: [{child_id, purpose}]}]}`.
     WhoMaySee {
         /// The media item.
         #[arg(long, value_name = "ID", value_parser = parse_id::<MediaId>)]

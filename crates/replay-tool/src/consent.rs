@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use kring_domain::{ChildId, Purpose, StreamName};
 use kring_projections::System;
 use serde::Serialize;
+use std::fmt::Write as _;
 
 /// A child's consent audit trail.
 #[derive(Debug, Clone, Serialize)]
@@ -91,13 +92,13 @@ impl Report for ConsentHistory {
     fn summary(&self) -> Vec<String> {
         let mut scope = String::new();
         if let Some(p) = self.purpose {
-            scope.push_str(&format!(", purpose {p}"));
+            let _ = write!(scope, ", purpose {p}");
         }
         if let Some(f) = self.from {
-            scope.push_str(&format!(", from {}", format_time(f)));
+            let _ = write!(scope, ", from {}", format_time(f));
         }
         if let Some(t) = self.to {
-            scope.push_str(&format!(", before {}", format_time(t)));
+            let _ = write!(scope, ", before {}", format_time(t));
         }
         vec![format!(
             "Consent history of child {}{scope}: {} decision(s), replayed from the event log",

@@ -1,7 +1,7 @@
 //! The replay subcommands against a real installation, on SQLite and PostgreSQL: the real
 //! binary, a real data directory or database, a simulated school written through the vault.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! `verify`, `rebuild` and `status` against a real installation, on SQLite and PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -57,7 +57,7 @@ async fn execute(inst: &Installation, sql: &str, position: u64) -> u64 {
         Some(url) => {
             let pool = sqlx::PgPool::connect(url).await.unwrap();
             let n = sqlx::query(sql)
-                .bind(position as i64)
+                .bind(i64::try_from(position).unwrap())
                 .execute(&pool)
                 .await
                 .unwrap();
@@ -68,7 +68,7 @@ async fn execute(inst: &Installation, sql: &str, position: u64) -> u64 {
             let url = format!("sqlite://{}", inst.data_dir.join("events.db").display());
             let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
             let n = sqlx::query(sql)
-                .bind(position as i64)
+                .bind(i64::try_from(position).unwrap())
                 .execute(&pool)
                 .await
                 .unwrap();

@@ -1,10 +1,10 @@
 //! Append throughput of the event-store adapters: single-event appends from 32 concurrent
 //! writers (group commit), and 100-event batches. Run with `scripts/bench` (starts a durable
-//! throwaway PostgreSQL unless DATABASE_URL is set); SQLite always runs.
+//! throwaway PostgreSQL unless `DATABASE_URL` is set); SQLite always runs.
 //!
 //! Prints one line per (store, scenario) with events/s.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used)]
 
 use kring_store::sqlite::SqliteStore;
 use kring_store::{EventStore, ExpectedVersion, Metadata, NewEvent};

@@ -2,7 +2,7 @@
 //! and without opening every sealed field, cold (fresh vault: keys unwrapped on first use) and
 //! warm (keys cached). SQLite; `cargo bench -p kring-store --bench vault [-- --quick]`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used)]
 
 use kring_domain::simulation::World;
 use kring_domain::Purpose;
@@ -113,7 +113,7 @@ async fn main() {
     let hit = start.elapsed().as_secs_f64();
     println!(
         "open of a cached field                : {:>8.0} opens/s   ({:.2} us/open)",
-        opens as f64 / hit,
-        hit * 1e6 / opens as f64
+        f64::from(opens) / hit,
+        hit * 1e6 / f64::from(opens)
     );
 }

@@ -204,6 +204,13 @@ pub async fn live_subscriber_sees_every_event_once_in_order_with_16_writers<
 >(
     store: S,
 ) {
+    fn expected_total() -> usize {
+        // 16 writers × 20 appends of 1, 2 or 3 events: per writer the sizes cycle with i + writer.
+        (0..16_usize)
+            .map(|w| (0..20_usize).map(|i| 1 + (i + w) % 3).sum::<usize>())
+            .sum()
+    }
+
     for round in 0..5_u64 {
         let start = store.head().await.unwrap();
         let mut subscription = store.subscribe(start);
@@ -215,7 +222,7 @@ pub async fn live_subscriber_sees_every_event_once_in_order_with_16_writers<
                 let mut ids = Vec::new();
                 for i in 0..20_u64 {
                     // Mix single-event and batched appends.
-                    let events: Vec<NewEvent> = (0..(1 + (i + writer) % 3))
+                    let events: Vec<NewEvent> = (0..=((i + writer) % 3))
                         .map(|k| event(round * 10_000 + i * 10 + k))
                         .collect();
                     ids.extend(events.iter().map(|e| e.event_id));
@@ -254,17 +261,6 @@ pub async fn live_subscriber_sees_every_event_once_in_order_with_16_writers<
             seen_set, written,
             "round {round}: delivered events differ from written ones"
         );
-    }
-
-    fn expected_total() -> usize {
-        // 16 writers × 20 appends of 1, 2 or 3 events: per writer the sizes cycle with i + writer.
-        (0..16_u64)
-            .map(|w| {
-                (0..20_u64)
-                    .map(|i| (1 + (i + w) % 3) as usize)
-                    .sum::<usize>()
-            })
-            .sum()
     }
 }
 

@@ -161,6 +161,10 @@ pub struct Plan<'a> {
 /// the stream is empty); `stored` holds the requests' event ids that are already in the log;
 /// `last` is the log's last event, which the batch's global hashes chain from.
 #[must_use]
+#[allow(
+    clippy::implicit_hasher,
+    reason = "the writers' own std maps; `heads` comes back in the `Plan`"
+)]
 pub fn plan<'a>(
     requests: &'a [AppendRequest],
     mut heads: HashMap<StreamName, StreamHead>,

@@ -356,7 +356,7 @@ async fn a_removal_reason_is_sealed_for_its_remover_and_erased_with_them() {
 
 #[tokio::test]
 async fn removed_post_body_and_media_can_no_longer_be_decrypted_by_anyone() {
-    let (_dir, store, vault) = sqlite_dir().await;
+    let (dir, store, vault) = sqlite_dir().await;
     let mut world = school();
     let post_id = world.post_ids[0];
     let (_, media_id) = world.media_ids[0];
@@ -400,8 +400,8 @@ async fn removed_post_body_and_media_can_no_longer_be_decrypted_by_anyone() {
     };
     assert!(vault.open(&published.body).await.unwrap().is_erased());
     // A second vault on the same file (a restart, another reader) cannot open it either.
-    let master = MasterKey::from_env_or_data_dir(_dir.path()).unwrap();
-    let again = KeyVault::open_sqlite(&_dir.path().join("vault.db"), &master)
+    let master = MasterKey::from_env_or_data_dir(dir.path()).unwrap();
+    let again = KeyVault::open_sqlite(&dir.path().join("vault.db"), &master)
         .await
         .unwrap();
     assert!(again.open(&published.body).await.unwrap().is_erased());

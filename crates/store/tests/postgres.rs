@@ -486,7 +486,7 @@ async fn append_through_a_storm(
     let mut attempts = Vec::new();
     let mut expected = ExpectedVersion::NoStream;
     for i in 0..rounds {
-        let events: Vec<NewEvent> = (0..1 + (seed + i) % 3)
+        let events: Vec<NewEvent> = (0..=((seed + i) % 3))
             .map(|k| event(seed * 100_000 + i * 10 + k))
             .collect();
         let ids = events.iter().map(|e| e.event_id).collect();

@@ -1,7 +1,7 @@
 //! The key vault in a SQLite file of its own: the move out of the event log's file, a secure
 //! deletion a reader holds back, and the erasure ledger written before a key is destroyed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use kring_domain::access::Subject;
 use kring_domain::ChildId;

@@ -25,6 +25,7 @@ pub struct Mail {
 
 impl Mail {
     /// A header's value (unfolded), by name, case-insensitively.
+    #[must_use]
     pub fn header(&self, name: &str) -> Option<String> {
         let (head, _) = self.data.split_once("\r\n\r\n")?;
         let mut value: Option<String> = None;
@@ -48,6 +49,10 @@ impl Mail {
     }
 
     /// The body, its transfer encoding undone (7bit, quoted-printable or base64).
+    ///
+    /// # Panics
+    /// When a base64 body that does not decode.
+    #[must_use]
     pub fn body(&self) -> String {
         let raw = self
             .data
@@ -91,6 +96,7 @@ impl Mail {
     }
 
     /// The idempotency key the mail carries.
+    #[must_use]
     pub fn key(&self) -> String {
         self.header("X-Kring-Idempotency-Key").unwrap_or_default()
     }
@@ -114,6 +120,9 @@ impl SmtpSink {
     }
 
     /// Starts one that answers `451` to the `DATA` of the first `n` mails.
+    ///
+    /// # Panics
+    /// When the local port cannot be bound.
     pub async fn refusing(n: u32) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sink = Self {
@@ -139,6 +148,7 @@ impl SmtpSink {
     }
 
     /// `smtp://127.0.0.1:PORT`.
+    #[must_use]
     pub fn url(&self) -> String {
         format!("smtp://{}", self.addr)
     }
@@ -150,22 +160,33 @@ impl SmtpSink {
 
     /// Take `delay` over each mail before answering that it was taken (a slow server: a crash
     /// can then come while mails are in flight).
+    ///
+    /// # Panics
+    /// When the sink's lock was poisoned by a panicking connection.
     pub fn slow(&self, delay: Duration) {
         self.delay_ms
             .store(u64::try_from(delay.as_millis()).unwrap(), Ordering::SeqCst);
     }
 
     /// How many mails were refused.
+    #[must_use]
     pub fn refused(&self) -> u32 {
         self.refused.load(Ordering::SeqCst)
     }
 
     /// Every mail taken so far.
+    ///
+    /// # Panics
+    /// When the sink's lock was poisoned by a panicking connection.
+    #[must_use]
     pub fn mails(&self) -> Vec<Mail> {
         self.mails.lock().unwrap().clone()
     }
 
     /// Waits (up to a minute) until `done` holds for the mails taken, and answers them.
+    ///
+    /// # Panics
+    /// When the mails do not arrive within the minute (the calling test fails).
     pub async fn wait_for(&self, what: &str, done: impl Fn(&[Mail]) -> bool) -> Vec<Mail> {
         for _ in 0..1200 {
             let mails = self.mails();

@@ -1,7 +1,5 @@
 //! The test cluster is real: a query round trip, and databases that are separate.
 
-#![allow(clippy::unwrap_used)]
-
 use kring_testkit::fresh_postgres_database;
 use sqlx::{Connection, PgConnection, Row};
 

@@ -171,8 +171,10 @@ fn allowed(route: &str) -> (Role, u16) {
         .iter()
         .zip(row)
         .find(|(_, status)| (200..300).contains(*status))
-        .map(|(role, status)| (*role, *status))
-        .unwrap_or_else(|| panic!("someone may call {route}"))
+        .map_or_else(
+            || panic!("someone may call {route}"),
+            |(role, status)| (*role, *status),
+        )
 }
 
 /// The path with its `i`-th UUID segment made malformed, for every UUID segment.

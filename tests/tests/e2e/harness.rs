@@ -6,12 +6,28 @@
 //! and tokens signed with another key are minted the same way, for the 401 cases. The server
 //! also trusts a single sign-on issuer whose keys are a JWKS file the harness writes:
 //! [`Server::issuer_token`] signs as that issuer.
+//!
+//! # Why this client is not the API tests' (`crates/api/tests/school_server`)
+//!
+//! Both speak HTTP with `reqwest`, but they stand on different ground. The API tests start the
+//! server in their own process (`kring_api::server::start`) and reach into it: tokens come from
+//! the running state's signer, the log's head from its store, `caught_up` from its projector, a
+//! restart is a new server on the same installation, and their `Answer` (a `StatusCode`, the
+//! text) is what hundreds of their assertions are written against. This harness has only
+//! what an app has: a process on a socket. Tokens are minted from the key file as
+//! `kring-api token` would, the head comes from `GET /readyz`, a GET waits for every position
+//! answered so far (`fresh`), every answer is checked never to be a 5xx (`try_send` for the
+//! fault scenarios, where one may be), and its `Answer` keeps the request and the bytes for its
+//! messages and problem+json checks. What the two could share is the dozen lines that turn a
+//! response into status, content type and body; a common client in `kring-testkit` (which would
+//! then depend on `reqwest`) would have to carry both kinds of `Answer`, so each keeps its own.
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::Value;
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -489,7 +505,7 @@ impl Server {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Ok(Some(status)) = child.try_wait() {
-            tail.push_str(&format!("\nkring-api ended: {status}"));
+            let _ = write!(tail, "\nkring-api ended: {status}");
         }
         tail
     }
@@ -507,6 +523,10 @@ impl Server {
     }
 
     /// A token of the trusted single sign-on issuer for its subject `sub`.
+    #[allow(
+        clippy::unused_self,
+        reason = "asked of the server that trusts the issuer, like its own tokens"
+    )]
     pub fn issuer_token(&self, sub: &str) -> String {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {

@@ -3,6 +3,7 @@
 //! name or a photo: those stay behind the link, where consent and membership are checked.
 
 use super::Message;
+use std::fmt::Write as _;
 
 /// How a notification kind reads in a mail or push message.
 #[must_use]
@@ -79,16 +80,14 @@ pub fn digest(key: &str, items: &[(Option<String>, String)], public_url: &str) -
     }
     let mut text = format!("Since your last digest ({} in all):\n\n", items.len());
     for ((from, what), n) in &lines {
-        text.push_str(&format!(
-            "- {from}: {what}{}\n",
-            if *n > 1 {
-                format!(" ({n} times)")
-            } else {
-                String::new()
-            }
-        ));
+        let times = if *n > 1 {
+            format!(" ({n} times)")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(text, "- {from}: {what}{times}");
     }
-    text.push_str(&format!("\nOpen them in Kring: {link}\n"));
+    let _ = writeln!(text, "\nOpen them in Kring: {link}");
     Message {
         key: key.to_owned(),
         subject: format!("Kring: your digest, {} new", items.len()),

@@ -107,6 +107,10 @@ pub fn check_endpoint(endpoint: &str, allow_loopback_http: bool) -> Result<reqwe
         }
         url::Host::Domain(name) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
+            #[expect(
+                clippy::case_sensitive_file_extension_comparisons,
+                reason = "a host name, lower-cased above, not a file name"
+            )]
             let local = name == "localhost"
                 || name.ends_with(".localhost")
                 || name.ends_with(".local")

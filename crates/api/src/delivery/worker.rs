@@ -179,7 +179,6 @@ async fn enqueue(state: &AppState, delivery: &Delivery, now: DateTime<Utc>) -> A
     for r in &released {
         let recipient = r.id.recipient_id;
         match channel_of(&r.channel) {
-            Channel::Off => not_sent.push(r.id),
             Channel::Email if mails => jobs.push(NewJob {
                 key: notification_key(r.id, "email"),
                 recipient_id: recipient,
@@ -192,7 +191,7 @@ async fn enqueue(state: &AppState, delivery: &Delivery, now: DateTime<Utc>) -> A
                 .entry((recipient, r.release_at))
                 .or_default()
                 .push(r.id),
-            Channel::Email | Channel::Digest => not_sent.push(r.id),
+            Channel::Off | Channel::Email | Channel::Digest => not_sent.push(r.id),
             Channel::Push => {
                 let subscriptions = store::addresses(db, recipient, "push").await?;
                 if subscriptions.is_empty() {

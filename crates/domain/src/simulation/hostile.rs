@@ -170,7 +170,7 @@ pub fn hostile_value() -> impl Strategy<Value = Value> {
             Just(json!(i64::MIN)),
             Just(json!(i64::MAX)),
             Just(json!(u32::MAX)),
-            Just(json!(u16::MAX as u64 + 1)),
+            Just(json!(u64::from(u16::MAX) + 1)),
             any::<i64>().prop_map(|n| json!(n)),
         ],
         prop_oneof![

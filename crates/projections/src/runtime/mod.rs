@@ -44,15 +44,14 @@ pub const CATCH_UP_BATCH: usize = 8_000;
 /// Whether a failure is passing (retrying the same batch later may succeed) rather than
 /// something about the event: lost connections, timeouts, lock contention, serialization
 /// failures, a database shutting down or out of resources, a full disk.
+#[must_use]
 pub fn is_transient(e: &ProjectionError) -> bool {
     use kring_store::StoreError as S;
     let sql = match e {
-        ProjectionError::Database(e) => e,
-        ProjectionError::Store(S::Backend(_) | S::Unavailable(_) | S::StorageFull(_)) => {
-            return true
-        }
-        ProjectionError::Vault(kring_store::vault::VaultError::Database(e)) => e,
-        ProjectionError::RolledBack(_) => return true,
+        ProjectionError::Database(e)
+        | ProjectionError::Vault(kring_store::vault::VaultError::Database(e)) => e,
+        ProjectionError::Store(S::Backend(_) | S::Unavailable(_) | S::StorageFull(_))
+        | ProjectionError::RolledBack(_) => return true,
         _ => return false,
     };
     // Out of reach or out of space (a full disk under SQLite's files included): the same

@@ -1,7 +1,7 @@
 //! Test harness: a real event store, a real read-model database and a key vault, on SQLite
 //! files or a fresh PostgreSQL database; a simulated school written through the vault.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use kring_domain::simulation::World;
 use kring_projections::{Projection, Projector, ReadDb};

@@ -1,9 +1,9 @@
 //! Test harness: a real installation laid out exactly as `System` opens it — SQLite files in
-//! a data directory, or a fresh PostgreSQL database through KRING_DATABASE_URL — with a
+//! a data directory, or a fresh PostgreSQL database through `KRING_DATABASE_URL` — with a
 //! simulated school written through the key vault; and the real `replay-tool` binary run
 //! against it as a child process.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use chrono::{DateTime, Duration, Utc};
 use kring_domain::conversation::ConversationAction;
@@ -32,7 +32,7 @@ pub struct Installation {
     pub system: System,
     /// The data directory.
     pub data_dir: PathBuf,
-    /// KRING_DATABASE_URL for the child process, on PostgreSQL.
+    /// `KRING_DATABASE_URL` for the child process, on PostgreSQL.
     pub database_url: Option<String>,
     written: usize,
     _dir: tempfile::TempDir,
@@ -198,6 +198,8 @@ pub struct Story {
 impl Story {
     /// Plays the story.
     pub fn play() -> Self {
+        use Purpose::{GroupCommunication as Group, PublicCommunication, SchoolCommunication};
+
         let mut world = World::with_classes(2, 3, 2);
         let group = world.groups[0];
         let teacher = world.staff[1]; // staff[0] is the director
@@ -209,7 +211,6 @@ impl Story {
             .collect();
         let [g1, g2] = guardians;
         let step = |w: &mut World| w.advance(Duration::hours(1));
-        use Purpose::{GroupCommunication as Group, PublicCommunication, SchoolCommunication};
 
         step(&mut world);
         let t_before = world.now;

@@ -19,7 +19,7 @@ const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
 
 /// The most events one append may carry: an event's slot is its index in the append plus one,
 /// and slot 0 stands for "before the append's first event".
-pub const MAX_EVENTS_PER_APPEND: usize = SLOT_MASK as usize;
+pub const MAX_EVENTS_PER_APPEND: usize = (1 << SLOT_BITS) - 1;
 
 /// The largest `$all` log position (in bytes of the transaction log) that the position encoding
 /// can carry: 2^47 − 1 (128 TiB), so that every port position stays below 2^63 and fits a signed
@@ -491,7 +491,7 @@ mod tests {
             encode_position(0, 0).unwrap() > 0,
             "0 stays 'nothing processed'"
         );
-        assert!(encode_position(MAX_LOG_POSITION, SLOT_MASK - 1).unwrap() <= i64::MAX as u64);
+        assert!(i64::try_from(encode_position(MAX_LOG_POSITION, SLOT_MASK - 1).unwrap()).is_ok());
         assert_eq!(encode_position(MAX_LOG_POSITION + 1, 0), None);
         assert_eq!(encode_position(1, SLOT_MASK), None);
         assert_eq!(MAX_EVENTS_PER_APPEND as u64, SLOT_MASK);

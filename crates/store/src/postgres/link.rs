@@ -25,6 +25,7 @@
 //! A setting the URL names is left as the URL says.
 
 use sqlx::postgres::PgConnectOptions;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 /// How long a caller waits for a connection of a PostgreSQL pool (sqlx's default: 30 s). While
@@ -116,7 +117,7 @@ impl LinkSettings {
         for (name, value) in self.missing(options.get_options()) {
             out.push(if out.contains('?') { '&' } else { '?' });
             // `[` and `]` percent-encoded; sqlx decodes the query before reading it.
-            out.push_str(&format!("options%5B{name}%5D={value}"));
+            let _ = write!(out, "options%5B{name}%5D={value}");
         }
         Ok(out)
     }

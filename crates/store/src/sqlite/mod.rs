@@ -308,7 +308,7 @@ fn from_micros(position: u64, m: i64) -> Result<DateTime<Utc>, StoreError> {
 /// batch of very large events. Such a batch is read row by row instead.
 fn too_big(e: &sqlx::Error) -> bool {
     e.as_database_error()
-        .and_then(|d| d.code())
+        .and_then(sqlx::error::DatabaseError::code)
         .is_some_and(|c| c == "18")
 }
 

@@ -322,10 +322,7 @@ impl KeyVault {
                 continue;
             };
             let envelope: Envelope = serde_json::from_value(slot[SEALED_KEY].clone())?;
-            *slot = if !allow(&envelope.subject) {
-                opening.withheld += 1;
-                Value::String(WITHHELD.to_owned())
-            } else {
+            *slot = if allow(&envelope.subject) {
                 match self.decrypt_validated(&envelope).await? {
                     Some(bytes) => serde_json::from_slice(&bytes)?,
                     None => {
@@ -333,6 +330,9 @@ impl KeyVault {
                         Value::String(kring_domain::sealed::ERASED.to_owned())
                     }
                 }
+            } else {
+                opening.withheld += 1;
+                Value::String(WITHHELD.to_owned())
             };
         }
         Ok(opening)
@@ -634,7 +634,7 @@ fn collect_marked(value: &Value, marker: &str, out: &mut Vec<String>) {
     fn walk(value: &Value, marker: &str, path: &mut String, out: &mut Vec<String>) {
         match value {
             Value::Object(map) if map.len() == 1 && map.contains_key(marker) => {
-                out.push(path.clone())
+                out.push(path.clone());
             }
             Value::Object(map) => {
                 for (k, v) in map {

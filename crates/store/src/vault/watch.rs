@@ -63,6 +63,10 @@ pub(super) struct KeyCache {
 
 impl KeyCache {
     /// The cached key (`Some(None)`: erased), if fresh.
+    #[allow(
+        clippy::option_option,
+        reason = "not cached, cached as erased and cached: the caller matches all three"
+    )]
     pub fn get(&self, subject: Subject) -> Option<Option<DataKey>> {
         let state = self.state.lock().ok()?;
         state
@@ -74,7 +78,7 @@ impl KeyCache {
 
     /// Taken before reading a key from the database, handed to [`KeyCache::put`] after.
     pub fn epoch(&self) -> u64 {
-        self.state.lock().map(|s| s.epoch).unwrap_or(u64::MAX)
+        self.state.lock().map_or(u64::MAX, |s| s.epoch)
     }
 
     /// Caches `key`, unless erasures were processed since `epoch` was taken: one of them may be

@@ -1220,7 +1220,7 @@ impl State {
         for school in &self.school_quiet_dirty {
             match self.school_quiet.get(school).and_then(Option::as_ref) {
                 Some(schedule) => {
-                    school_quiet.row([school.as_str().into(), schedule.as_str().into()])
+                    school_quiet.row([school.as_str().into(), schedule.as_str().into()]);
                 }
                 None => {
                     tx.execute(&t.sql(SCHOOL_QUIET_HOURS_CLEARED), vec![Cell::from(school)])

@@ -306,7 +306,7 @@ pub async fn feed_after(
     feed_rows(db, person, group, limit, cursor).await
 }
 
-/// The feed's query; `cursor` is (posted_at, post id) of the last post already seen (an empty
+/// The feed's query; `cursor` is (`posted_at`, post id) of the last post already seen (an empty
 /// post id: every post of that microsecond counts as seen).
 async fn feed_rows(
     db: &ReadDb,
