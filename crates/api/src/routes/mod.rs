@@ -5,6 +5,7 @@ pub mod administration;
 pub mod consent;
 pub mod conversations;
 pub mod invitations;
+pub mod meetings;
 pub mod posts;
 pub mod rights;
 pub mod school_life;
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .merge(posts::router())
         .merge(conversations::router())
         .merge(school_life::router())
+        .merge(meetings::router())
         .merge(rights::router())
         .merge(administration::router())
         .merge(sign_in::router())
@@ -42,6 +44,7 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         posts::Doc::openapi(),
         conversations::Doc::openapi(),
         school_life::Doc::openapi(),
+        meetings::Doc::openapi(),
         rights::Doc::openapi(),
         administration::Doc::openapi(),
         sign_in::Doc::openapi(),
