@@ -26,6 +26,7 @@ kring_testkit::on_both_backends!(sqlite: |_| Api::sqlite(), postgres: Api::postg
     a_child_moved_to_another_group_keeps_its_booking_in_the_old_round,
     an_erased_guardians_booking_stays_for_the_child,
     per_family_and_overlap_across_rounds_and_suggestions,
+    the_calendar_feed_has_meetings_and_activities_with_stable_uids_and_a_key_that_rotates,
 );
 
 /// Links `guardian`, a person Kring knows, as guardian of another child by writing the
@@ -578,4 +579,175 @@ async fn per_family_and_overlap_across_rounds_and_suggestions(api: Api) {
     // Slots 1 and 3 touch the booked 15:10–15:20, slot 4 begins ten minutes after it.
     assert_eq!(v.body["suggestions"], json!([1, 3, 4]));
     book(&api, &r4, mum, 3, s.child_c).await.expect(201);
+}
+
+/// The feed's events as `(UID, property name → value)`, parsed by an iCalendar parser.
+async fn feed(
+    api: &Api,
+    key: &str,
+    position: u64,
+) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+    let a = api
+        .call(
+            Method::GET,
+            &format!("/v1/me/calendar.ics?key={key}&min_position={position}"),
+            None,
+            None,
+        )
+        .await
+        .expect(200);
+    assert!(
+        a.content_type.starts_with("text/calendar"),
+        "{}",
+        a.content_type
+    );
+    let mut calendars = ical::IcalParser::new(std::io::BufReader::new(a.text.as_bytes()));
+    let calendar = calendars
+        .next()
+        .expect("one calendar")
+        .expect("a valid calendar");
+    assert!(calendars.next().is_none());
+    calendar
+        .events
+        .into_iter()
+        .map(|e| {
+            let props: std::collections::BTreeMap<String, String> = e
+                .properties
+                .into_iter()
+                .map(|p| (p.name, p.value.unwrap_or_default()))
+                .collect();
+            (props["UID"].clone(), props)
+        })
+        .collect()
+}
+
+async fn the_calendar_feed_has_meetings_and_activities_with_stable_uids_and_a_key_that_rotates(
+    api: Api,
+) {
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let round = open_round(&api, s.group, s.teacher, 3, "child", 0).await;
+    let booked = book(&api, &round, mum, 1, s.child_a).await.expect(201);
+    let booking = booked.body["booking_id"].as_str().unwrap().to_owned();
+    let starts = (Utc::now() + Duration::days(3))
+        .date_naive()
+        .and_hms_opt(9, 0, 0)
+        .unwrap()
+        .and_utc();
+    let activity = api
+        .post(
+            &format!("/v1/groups/{}/activities", s.group),
+            Some(&api.person(s.teacher)),
+            json!({"title": "Schoolreisje, met bus; en picknick", "starts_at": starts, "ends_at": starts + Duration::hours(5), "volunteer_slots": 2}),
+        )
+        .await
+        .expect(201);
+    let activity = activity.body["activity_id"].as_str().unwrap().to_owned();
+    api.post(
+        &format!("/v1/activities/{activity}/volunteers"),
+        Some(&api.person(mum)),
+        json!({}),
+    )
+    .await
+    .expect(201);
+
+    // The feed takes no bearer token: without a key it is refused.
+    assert_problem(
+        &api.call(Method::GET, "/v1/me/calendar.ics?key=made-up", None, None)
+            .await,
+        404,
+        "not_found",
+    );
+    let first = api
+        .post("/v1/me/calendar-key", Some(&api.person(mum)), json!({}))
+        .await
+        .expect(201);
+    let key = first.body["key"].as_str().unwrap().to_owned();
+    assert!(!api.event_types(StreamName::calendar(mum)).await.is_empty());
+    let events = feed(&api, &key, first.position()).await;
+    let meeting_uid = format!("meeting-{booking}@kring");
+    let activity_uid = format!("activity-{activity}@kring");
+    let uids: BTreeSet<&str> = events.iter().map(|(u, _)| u.as_str()).collect();
+    assert_eq!(
+        uids,
+        BTreeSet::from([meeting_uid.as_str(), activity_uid.as_str()])
+    );
+    let meeting = &events.iter().find(|(u, _)| *u == meeting_uid).unwrap().1;
+    assert_eq!(meeting["SEQUENCE"], "0");
+    assert_eq!(meeting["LOCATION"], "Lokaal 4");
+    let slot_1 = meeting["DTSTART"].clone();
+    let trip = &events.iter().find(|(u, _)| *u == activity_uid).unwrap().1;
+    assert_eq!(
+        trip["SUMMARY"],
+        "Schoolreisje\\, met bus\\; en picknick (volunteering)"
+    );
+    assert_eq!(trip["DTSTART"], starts.format("%Y%m%dT%H%M%SZ").to_string());
+    // No child is named in the feed.
+    assert!(!events
+        .iter()
+        .any(|(_, p)| p.values().any(|v| v.contains("Sanne"))));
+
+    // A move keeps the UID and raises SEQUENCE; the teacher's feed has the conversation too.
+    let moved = api
+        .put(
+            &format!("/v1/meeting-rounds/{round}/bookings/{booking}"),
+            &api.person(mum),
+            json!({"slot_id": 3}),
+        )
+        .await
+        .expect(200);
+    let events = feed(&api, &key, moved.position()).await;
+    let meeting = &events.iter().find(|(u, _)| *u == meeting_uid).unwrap().1;
+    assert_eq!(meeting["SEQUENCE"], "1");
+    assert_ne!(meeting["DTSTART"], slot_1);
+    let teachers = api
+        .post(
+            "/v1/me/calendar-key",
+            Some(&api.person(s.teacher)),
+            json!({}),
+        )
+        .await
+        .expect(201);
+    let teacher_events = feed(
+        &api,
+        teachers.body["key"].as_str().unwrap(),
+        teachers.position(),
+    )
+    .await;
+    assert_eq!(teacher_events.len(), 1);
+    assert_eq!(teacher_events[0].0, meeting_uid);
+
+    // Rotating: the new key works, the old one no longer does.
+    let second = api
+        .post("/v1/me/calendar-key", Some(&api.person(mum)), json!({}))
+        .await
+        .expect(201);
+    let new_key = second.body["key"].as_str().unwrap();
+    assert_ne!(new_key, key);
+    assert_eq!(feed(&api, new_key, second.position()).await.len(), 2);
+    assert_problem(
+        &api.call(
+            Method::GET,
+            &format!("/v1/me/calendar.ics?key={key}"),
+            None,
+            None,
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    // Only a digest of the key is stored.
+    let stored = {
+        use kring_store::EventStoreExt;
+        api.running
+            .state
+            .system
+            .store
+            .read_stream_to_end(&StreamName::calendar(mum))
+            .await
+            .unwrap()
+    };
+    assert!(stored
+        .iter()
+        .all(|e| !e.payload.contains(new_key) && !e.payload.contains(&key)));
 }

@@ -2,6 +2,7 @@
 //! `Doc`; [`router`] and [`docs`] gather them.
 
 pub mod administration;
+pub mod calendar;
 pub mod consent;
 pub mod conversations;
 pub mod invitations;
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .merge(conversations::router())
         .merge(school_life::router())
         .merge(meetings::router())
+        .merge(calendar::router())
         .merge(rights::router())
         .merge(administration::router())
         .merge(sign_in::router())
@@ -45,6 +47,7 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         conversations::Doc::openapi(),
         school_life::Doc::openapi(),
         meetings::Doc::openapi(),
+        calendar::Doc::openapi(),
         rights::Doc::openapi(),
         administration::Doc::openapi(),
         sign_in::Doc::openapi(),
