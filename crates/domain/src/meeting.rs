@@ -606,12 +606,15 @@ pub fn overlaps(a: (DateTime<Utc>, DateTime<Utc>), b: (DateTime<Utc>, DateTime<U
     a.0 < b.1 && b.0 < a.1
 }
 
+/// A slot's number, time and staff, for the staff-overlap rule.
+type SlotTimes<'a> = (u32, DateTime<Utc>, DateTime<Utc>, &'a BTreeSet<PersonId>);
+
 /// Rule: one staff member is never in two slots of a round at once.
 fn check_staff_free(
     existing: &BTreeMap<u32, SlotState>,
     new: &[MeetingSlot],
 ) -> Result<(), DomainError> {
-    let mut seen: Vec<(u32, DateTime<Utc>, DateTime<Utc>, &BTreeSet<PersonId>)> = existing
+    let mut seen: Vec<SlotTimes<'_>> = existing
         .iter()
         .map(|(n, s)| (*n, s.starts_at, s.ends_at, &s.staff))
         .collect();

@@ -349,7 +349,7 @@ pub async fn round(
             .or_default()
             .push(PersonId::from_uuid(uuid(&s.try_get::<String, _>(1)?)?));
     }
-    let mut bookings = bookings_where(db, "b.round_id = $1", &[key.clone()]).await?;
+    let mut bookings = bookings_where(db, "b.round_id = $1", std::slice::from_ref(&key)).await?;
     let slots = sqlx::query("SELECT slot, starts_at, ends_at, blocked FROM meeting_slots WHERE round_id = $1 ORDER BY slot")
         .bind(&key)
         .fetch_all(db.pool())
@@ -467,7 +467,7 @@ async fn meetings_where(
             booking,
         });
     }
-    out.sort_by(|a, b| (a.starts_at, a.round_id, a.slot).cmp(&(b.starts_at, b.round_id, b.slot)));
+    out.sort_by_key(|a| (a.starts_at, a.round_id, a.slot));
     Ok(out)
 }
 
@@ -510,7 +510,7 @@ pub async fn family_schedule(
         }
     }
     let mut out: Vec<Meeting> = all.into_values().collect();
-    out.sort_by(|a, b| (a.starts_at, a.round_id, a.slot).cmp(&(b.starts_at, b.round_id, b.slot)));
+    out.sort_by_key(|a| (a.starts_at, a.round_id, a.slot));
     Ok(out)
 }
 
