@@ -33,13 +33,16 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 /// This module's routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/me/calendar-key", post(new_key))
-        .route("/v1/me/calendar.ics", get(feed))
+        .route("/v1/me/calendar-key", post(new_calendar_key))
+        .route("/v1/me/calendar.ics", get(calendar_feed))
 }
 
 /// This module's part of the OpenAPI document.
 #[derive(OpenApi)]
-#[openapi(paths(new_key, feed), components(schemas(CalendarKeyDoc)))]
+#[openapi(
+    paths(new_calendar_key, calendar_feed),
+    components(schemas(CalendarKeyDoc))
+)]
 pub struct Doc;
 
 /// A new calendar feed key.
@@ -67,7 +70,7 @@ fn digest(key: &str) -> String {
 #[utoipa::path(post, path = "/v1/me/calendar-key", tag = "meetings",
     responses((status = 201, body = CalendarKeyDoc), (status = 403, body = crate::error::Problem)),
     security(("bearer" = [])))]
-pub async fn new_key(
+pub async fn new_calendar_key(
     State(state): State<AppState>,
     caller: Caller,
     RequestId(rid): RequestId,
@@ -119,7 +122,10 @@ pub struct FeedQuery {
     params(FeedQuery),
     responses((status = 200, description = "An iCalendar (RFC 5545) feed", content_type = "text/calendar", body = String),
         (status = 404, body = crate::error::Problem)))]
-pub async fn feed(State(state): State<AppState>, Q(q): Q<FeedQuery>) -> ApiResult<Response> {
+pub async fn calendar_feed(
+    State(state): State<AppState>,
+    Q(q): Q<FeedQuery>,
+) -> ApiResult<Response> {
     crate::state::MinPosition {
         min_position: q.min_position,
     }

@@ -131,11 +131,17 @@ pub enum PlaceDoc {
     /// A room at school.
     Room {
         /// The room's name (1–200 characters).
+        #[schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+        )]
         name: String,
     },
     /// An online meeting.
     Online {
         /// The link: `https://…` (at most 500 characters).
+        #[schema(max_length = 500, pattern = r"^https://[!-~]+$")]
         url: String,
     },
 }
@@ -166,6 +172,7 @@ pub struct NewSlot {
     /// End (RFC 3339), after the start, at most 240 minutes later.
     pub ends_at: DateTime<Utc>,
     /// The staff members holding the conversation (1–4, staff of the school).
+    #[schema(min_items = 1, max_items = 4)]
     pub staff: Vec<Uuid>,
 }
 
@@ -201,12 +208,16 @@ pub struct GenerateDayDoc {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct GenerateDoc {
     /// The days (at most 31).
+    #[schema(max_items = 31)]
     pub days: Vec<GenerateDayDoc>,
     /// Each slot's length in minutes (1–240).
+    #[schema(minimum = 1, maximum = 240)]
     pub slot_minutes: u32,
     /// Minutes between slots (0–240; 0 when left out).
+    #[schema(maximum = 240)]
     pub break_minutes: Option<u32>,
     /// The staff of every slot (1–4, staff of the school).
+    #[schema(min_items = 1, max_items = 4)]
     pub staff: Vec<Uuid>,
 }
 
@@ -222,12 +233,19 @@ fn time_of_day(field: &str, text: &str) -> ApiResult<NaiveTime> {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct NewRound {
     /// Its title (1–200 characters).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub title: String,
     /// One booking per child or per family.
     pub per: PerName,
     /// Further groups the round spans besides the one in the path (staff of each).
+    #[schema(max_items = 19)]
     pub group_ids: Option<Vec<Uuid>>,
-    /// The slots, one by one.
+    /// The slots, one by one (1–500).
+    #[schema(min_items = 1, max_items = 500)]
     pub slots: Option<Vec<NewSlot>>,
     /// Or slots generated in the school's time zone.
     pub generate: Option<GenerateDoc>,
