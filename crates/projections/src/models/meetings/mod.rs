@@ -32,20 +32,29 @@ pub const NAME: &str = "meetings";
 const SCHEMA: &str = include_str!("sql/schema.sql");
 const QUERY_INDEXES: &str = include_str!("sql/query_indexes.sql");
 
-const INSERT_ROUND: &str = "INSERT INTO {meeting_rounds} (round_id, school_id, title, place_kind, place, per, book_until, status, opened_by, changed_at, position) VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $10) ON CONFLICT (round_id) DO NOTHING";
-const INSERT_GROUP: &str = "INSERT INTO {meeting_round_groups} (round_id, group_id) VALUES ($1, $2) ON CONFLICT (round_id, group_id) DO NOTHING";
-const INSERT_SLOT: &str = "INSERT INTO {meeting_slots} (round_id, slot, starts_at, ends_at, blocked) VALUES ($1, $2, $3, $4, 0) ON CONFLICT (round_id, slot) DO NOTHING";
-const INSERT_SLOT_STAFF: &str = "INSERT INTO {meeting_slot_staff} (round_id, slot, person_id) VALUES ($1, $2, $3) ON CONFLICT (round_id, slot, person_id) DO NOTHING";
-const BLOCK_SLOT: &str = "UPDATE {meeting_slots} SET blocked = 1 WHERE round_id = $1 AND slot = $2";
-const INSERT_BOOKING: &str = "INSERT INTO {meeting_bookings} (booking_id, round_id, slot, booked_by, sequence, changed_at) VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (booking_id) DO NOTHING";
-const INSERT_BOOKING_CHILD: &str = "INSERT INTO {meeting_booking_children} (booking_id, round_id, child_id) VALUES ($1, $2, $3) ON CONFLICT (booking_id, child_id) DO NOTHING";
-const MOVE_BOOKING: &str = "UPDATE {meeting_bookings} SET slot = $2, sequence = sequence + 1, changed_at = $3 WHERE booking_id = $1";
-const DELETE_BOOKING_CHILDREN: &str =
-    "DELETE FROM {meeting_booking_children} WHERE booking_id = $1";
-const DELETE_BOOKING: &str = "DELETE FROM {meeting_bookings} WHERE booking_id = $1";
-const SET_STATUS: &str =
-    "UPDATE {meeting_rounds} SET status = $2, changed_at = $3 WHERE round_id = $1";
-const SET_KEY: &str = "INSERT INTO {calendar_keys} (person_id, key_digest) VALUES ($1, $2) ON CONFLICT (person_id) DO UPDATE SET key_digest = excluded.key_digest";
+const INSERT_ROUND: &str = include_str!("sql/insert_round.sql");
+const INSERT_GROUP: &str = include_str!("sql/insert_group.sql");
+const INSERT_SLOT: &str = include_str!("sql/insert_slot.sql");
+const INSERT_SLOT_STAFF: &str = include_str!("sql/insert_slot_staff.sql");
+const BLOCK_SLOT: &str = include_str!("sql/block_slot.sql");
+const INSERT_BOOKING: &str = include_str!("sql/insert_booking.sql");
+const INSERT_BOOKING_CHILD: &str = include_str!("sql/insert_booking_child.sql");
+const MOVE_BOOKING: &str = include_str!("sql/move_booking.sql");
+const DELETE_BOOKING_CHILDREN: &str = include_str!("sql/delete_booking_children.sql");
+const DELETE_BOOKING: &str = include_str!("sql/delete_booking.sql");
+const SET_STATUS: &str = include_str!("sql/set_status.sql");
+const SET_KEY: &str = include_str!("sql/set_key.sql");
+
+const ROUND: &str = include_str!("sql/round.sql");
+const ROUND_GROUPS: &str = include_str!("sql/round_groups.sql");
+const ROUND_SLOT_STAFF: &str = include_str!("sql/round_slot_staff.sql");
+const ROUND_SLOTS: &str = include_str!("sql/round_slots.sql");
+const SLOT_OF_MEETING: &str = include_str!("sql/slot_of_meeting.sql");
+const SLOT_STAFF: &str = include_str!("sql/slot_staff.sql");
+const PERSON_OF_CALENDAR_KEY: &str = include_str!("sql/person_of_calendar_key.sql");
+const BOOKINGS_OF_ROUND: &str = include_str!("sql/bookings_of_round.sql");
+const BOOKINGS_OF_STAFF: &str = include_str!("sql/bookings_of_staff.sql");
+const BOOKINGS_OF_CHILD: &str = include_str!("sql/bookings_of_child.sql");
 
 fn slot_statements(round_id: MeetingRoundId, s: &MeetingSlot) -> Vec<Statement> {
     let mut out = vec![Statement::new(
@@ -320,26 +329,22 @@ pub async fn round(
     round_id: MeetingRoundId,
 ) -> Result<Option<RoundView>, ProjectionError> {
     let key = round_id.to_string();
-    let Some(r) = sqlx::query(
-        "SELECT round_id, school_id, title, place_kind, place, per, book_until, status FROM meeting_rounds WHERE round_id = $1",
-    )
-    .bind(&key)
-    .fetch_optional(db.pool())
-    .await?
+    let Some(r) = sqlx::query(ROUND)
+        .bind(&key)
+        .fetch_optional(db.pool())
+        .await?
     else {
         return Ok(None);
     };
-    let group_ids = sqlx::query(
-        "SELECT group_id FROM meeting_round_groups WHERE round_id = $1 ORDER BY group_id",
-    )
-    .bind(&key)
-    .fetch_all(db.pool())
-    .await?
-    .iter()
-    .map(|g| Ok(GroupId::from_uuid(uuid(&g.try_get::<String, _>(0)?)?)))
-    .collect::<Result<Vec<_>, ProjectionError>>()?;
+    let group_ids = sqlx::query(ROUND_GROUPS)
+        .bind(&key)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|g| Ok(GroupId::from_uuid(uuid(&g.try_get::<String, _>(0)?)?)))
+        .collect::<Result<Vec<_>, ProjectionError>>()?;
     let mut staff: BTreeMap<u32, Vec<PersonId>> = BTreeMap::new();
-    for s in sqlx::query("SELECT slot, person_id FROM meeting_slot_staff WHERE round_id = $1 ORDER BY slot, person_id")
+    for s in sqlx::query(ROUND_SLOT_STAFF)
         .bind(&key)
         .fetch_all(db.pool())
         .await?
@@ -349,8 +354,8 @@ pub async fn round(
             .or_default()
             .push(PersonId::from_uuid(uuid(&s.try_get::<String, _>(1)?)?));
     }
-    let mut bookings = bookings_where(db, "b.round_id = $1", std::slice::from_ref(&key)).await?;
-    let slots = sqlx::query("SELECT slot, starts_at, ends_at, blocked FROM meeting_slots WHERE round_id = $1 ORDER BY slot")
+    let mut bookings = bookings(db, BOOKINGS_OF_ROUND, &key).await?;
+    let slots = sqlx::query(ROUND_SLOTS)
         .bind(&key)
         .fetch_all(db.pool())
         .await?
@@ -381,24 +386,14 @@ pub async fn round(
     }))
 }
 
-/// Bookings by (round, slot), with their children, of the bookings matching `filter` (over
-/// `meeting_bookings b`, binding `binds`).
-async fn bookings_where(
+/// Bookings by (round, slot), with their children: those `query` selects for `key`.
+async fn bookings(
     db: &ReadDb,
-    filter: &str,
-    binds: &[String],
+    query: &'static str,
+    key: &str,
 ) -> Result<BTreeMap<(MeetingRoundId, u32), BookingView>, ProjectionError> {
-    let sql = format!(
-        "SELECT b.booking_id, b.round_id, b.slot, b.booked_by, b.sequence, b.changed_at, c.child_id \
-         FROM meeting_bookings b JOIN meeting_booking_children c ON c.booking_id = b.booking_id \
-         WHERE {filter} ORDER BY b.booking_id, c.child_id"
-    );
-    let mut q = sqlx::query(&sql);
-    for b in binds {
-        q = q.bind(b);
-    }
     let mut out: BTreeMap<(MeetingRoundId, u32), BookingView> = BTreeMap::new();
-    for r in q.fetch_all(db.pool()).await? {
+    for r in sqlx::query(query).bind(key).fetch_all(db.pool()).await? {
         let key = (
             MeetingRoundId::from_uuid(uuid(&r.try_get::<String, _>(1)?)?),
             u32_of(r.try_get(2)?)?,
@@ -422,38 +417,32 @@ async fn bookings_where(
     Ok(out)
 }
 
-/// The conversations of the bookings matching `filter`, by start.
-async fn meetings_where(
+/// The conversations of the bookings `query` selects for `key`, by start.
+async fn meetings_of(
     db: &ReadDb,
-    filter: &str,
-    binds: &[String],
+    query: &'static str,
+    key: &str,
 ) -> Result<Vec<Meeting>, ProjectionError> {
-    let bookings = bookings_where(db, filter, binds).await?;
+    let bookings = bookings(db, query, key).await?;
     let mut out = Vec::with_capacity(bookings.len());
     for ((round_id, slot), booking) in bookings {
         let key = round_id.to_string();
-        let Some(r) = sqlx::query(
-            "SELECT r.title, r.place_kind, r.place, r.status, s.starts_at, s.ends_at \
-             FROM meeting_rounds r JOIN meeting_slots s ON s.round_id = r.round_id \
-             WHERE r.round_id = $1 AND s.slot = $2",
-        )
-        .bind(&key)
-        .bind(i64::from(slot))
-        .fetch_optional(db.pool())
-        .await?
+        let Some(r) = sqlx::query(SLOT_OF_MEETING)
+            .bind(&key)
+            .bind(i64::from(slot))
+            .fetch_optional(db.pool())
+            .await?
         else {
             continue;
         };
-        let staff = sqlx::query(
-            "SELECT person_id FROM meeting_slot_staff WHERE round_id = $1 AND slot = $2 ORDER BY person_id",
-        )
-        .bind(&key)
-        .bind(i64::from(slot))
-        .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(|p| Ok(PersonId::from_uuid(uuid(&p.try_get::<String, _>(0)?)?)))
-        .collect::<Result<Vec<_>, ProjectionError>>()?;
+        let staff = sqlx::query(SLOT_STAFF)
+            .bind(&key)
+            .bind(i64::from(slot))
+            .fetch_all(db.pool())
+            .await?
+            .iter()
+            .map(|p| Ok(PersonId::from_uuid(uuid(&p.try_get::<String, _>(0)?)?)))
+            .collect::<Result<Vec<_>, ProjectionError>>()?;
         out.push(Meeting {
             round_id,
             title: r.try_get(0)?,
@@ -479,13 +468,7 @@ pub async fn staff_schedule(
     db: &ReadDb,
     person: PersonId,
 ) -> Result<Vec<Meeting>, ProjectionError> {
-    meetings_where(
-        db,
-        "EXISTS (SELECT 1 FROM meeting_slot_staff st WHERE st.round_id = b.round_id AND st.slot = b.slot AND st.person_id = $1) \
-         AND EXISTS (SELECT 1 FROM meeting_rounds r WHERE r.round_id = b.round_id AND r.status <> 'cancelled')",
-        &[person.to_string()],
-    )
-    .await
+    meetings_of(db, BOOKINGS_OF_STAFF, &person.to_string()).await
 }
 
 /// The conversations booked for any of `children` (of rounds not cancelled), by start.
@@ -498,14 +481,7 @@ pub async fn family_schedule(
 ) -> Result<Vec<Meeting>, ProjectionError> {
     let mut all: BTreeMap<MeetingBookingId, Meeting> = BTreeMap::new();
     for child in children {
-        for m in meetings_where(
-            db,
-            "b.booking_id IN (SELECT bc.booking_id FROM meeting_booking_children bc WHERE bc.child_id = $1) \
-             AND EXISTS (SELECT 1 FROM meeting_rounds r WHERE r.round_id = b.round_id AND r.status <> 'cancelled')",
-            &[child.to_string()],
-        )
-        .await?
-        {
+        for m in meetings_of(db, BOOKINGS_OF_CHILD, &child.to_string()).await? {
             all.insert(m.booking.booking_id, m);
         }
     }
@@ -522,7 +498,7 @@ pub async fn person_of_calendar_key(
     db: &ReadDb,
     digest: &str,
 ) -> Result<Option<PersonId>, ProjectionError> {
-    sqlx::query("SELECT person_id FROM calendar_keys WHERE key_digest = $1")
+    sqlx::query(PERSON_OF_CALENDAR_KEY)
         .bind(digest)
         .fetch_optional(db.pool())
         .await?
