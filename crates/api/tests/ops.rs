@@ -231,7 +231,7 @@ async fn health_readiness_and_metrics() {
     assert_eq!(status, 200, "{body}");
     let ready: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready["ready"], true);
-    assert_eq!(ready["projections"].as_array().unwrap().len(), 8);
+    assert_eq!(ready["projections"].as_array().unwrap().len(), 9);
 
     let (local, _) = register_school(&running).await;
     for _ in 0..2 {
