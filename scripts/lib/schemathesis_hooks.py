@@ -51,6 +51,21 @@ REFUSALS = [
     # JSON Schema counts `5.0` as an integer; the server reads integers written as integers
     # (serde), and refuses `5.0` with 422 rather than guessing.
     ("validation_failed", "invalid type: floating point"),
+    # Meeting rounds: relations of two values (exactly one of `slots` and `generate`; an end
+    # after its start; slots that fit in a day; one teacher not in two slots at once) and state
+    # (staff of this school, a slot of this round, a child of its groups, a local time that
+    # exists once in the school's time zone, a slot not begun yet).
+    ("validation_failed", "give exactly one of `slots` and `generate`"),
+    ("validation_failed", "must be after"),
+    ("validation_failed", "minutes"),
+    ("validation_failed", "slots"),
+    ("validation_failed", "with the same staff member"),
+    ("validation_failed", "is not staff of the school"),
+    ("validation_failed", "round has no slot"),
+    ("validation_failed", "is not in a group of this round"),
+    ("validation_failed", "does not exist once in the school's time zone"),
+    ("validation_failed", "has already begun"),
+    ("validation_failed", "is not a time of day"),
 ]
 
 

@@ -313,6 +313,27 @@ pub async fn seed(state: &AppState, base: &str) -> Result<PathBuf, String> {
                 "media": [{"media_id": director_photo, "tagged_children": []}]}),
         )
         .await?;
+    // Juf Anna's round of conversations in two weeks, and the first parent's booking.
+    let day = (chrono::Utc::now() + chrono::Duration::days(14)).date_naive();
+    let round = c
+        .post(
+            Some(person(&juf_anna)?),
+            &format!("/v1/groups/{group3}/meeting-rounds"),
+            json!({"title": "Tienminutengesprekken", "per": "child",
+                "generate": {"days": [{"date": day, "from": "15:00", "to": "17:00"}],
+                    "slot_minutes": 10, "break_minutes": 5, "staff": [juf_anna]},
+                "place": {"kind": "room", "name": "Lokaal 3"},
+                "book_until": chrono::Utc::now() + chrono::Duration::days(12)}),
+        )
+        .await?;
+    let round_id = id(&round, "round_id")?;
+    let booking = c
+        .post(
+            Some(person(&guardians[0].2[0])?),
+            &format!("/v1/meeting-rounds/{round_id}/bookings"),
+            json!({"slot_id": 2, "child_id": guardians[0].0}),
+        )
+        .await?;
     // The director's year: settings, a reworded policy, a new group and a moved child.
     let director_caller = person(&director)?;
     let weekday_evenings: Vec<Value> = ["monday", "tuesday", "wednesday", "thursday", "friday"]
@@ -407,6 +428,7 @@ pub async fn seed(state: &AppState, base: &str) -> Result<PathBuf, String> {
         "operator_token": tokens["operator"],
         "consent_policy_version": published["version"],
         "moved": {"child_id": liam, "from_group_id": groups[1].1, "to_group_id": group6_id},
+        "meeting_rounds": [{"round_id": round_id, "group_id": group3, "bookings": [id(&booking, "booking_id")?]}],
         "posts": [
             {"post_id": id(&post, "post_id")?, "group_id": group3, "media": [photo1, photo2], "warnings": post["warnings"]},
             {"post_id": id(&school_post, "post_id")?, "group_id": school_group_id, "media": [director_photo]},

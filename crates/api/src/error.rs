@@ -332,7 +332,10 @@ impl From<DomainError> for ApiError {
             D::AlreadyExists { .. }
             | D::ActivityFull { .. }
             | D::AlreadyVolunteering { .. }
-            | D::AlreadyDone { .. } => StatusCode::CONFLICT,
+            | D::AlreadyDone { .. }
+            | D::SlotUnavailable { .. }
+            | D::AlreadyBooked { .. }
+            | D::OverlappingBooking { .. } => StatusCode::CONFLICT,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         let code = if status == StatusCode::CONFLICT {

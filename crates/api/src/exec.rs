@@ -342,6 +342,32 @@ impl Executor {
         Ok(written)
     }
 
+    /// Like [`Executor::run`] for a stream many write to at the same moment (a meeting round
+    /// that guardians book together): decides again on every concurrency conflict, up to
+    /// `attempts` times. Each conflict means another command on the stream was written, so
+    /// with as many attempts as commands racing, every command settles: written, or refused by
+    /// a rule on the state that includes the others.
+    ///
+    /// # Errors
+    /// As [`Executor::run`]; `409 concurrency_conflict` only after `attempts` conflicts.
+    pub async fn run_contended<A, F>(
+        &self,
+        stream: StreamName,
+        actor: Actor,
+        correlation_id: Uuid,
+        attempts: u32,
+        decide: F,
+    ) -> ApiResult<Written<A::Event>>
+    where
+        A: Aggregate,
+        F: Fn(&A, DateTime<Utc>) -> Result<Vec<A::Event>, DomainError> + Send + Sync,
+    {
+        let (written, _) = self
+            .run_attempts::<A, F>(stream, actor, correlation_id, attempts, decide)
+            .await?;
+        Ok(written)
+    }
+
     /// Like [`Executor::run`], and also the aggregate's state right after the command (for an
     /// `Idempotency-Key` answered again: right after the earlier request's events), folded
     /// from what was decided rather than read back.
@@ -353,6 +379,23 @@ impl Executor {
         stream: StreamName,
         actor: Actor,
         correlation_id: Uuid,
+        decide: F,
+    ) -> ApiResult<(Written<A::Event>, A)>
+    where
+        A: Aggregate,
+        F: Fn(&A, DateTime<Utc>) -> Result<Vec<A::Event>, DomainError> + Send + Sync,
+    {
+        self.run_attempts::<A, F>(stream, actor, correlation_id, 2, decide)
+            .await
+    }
+
+    /// [`Executor::run_folded`] deciding on the state read from the log up to `attempts` times.
+    async fn run_attempts<A, F>(
+        &self,
+        stream: StreamName,
+        actor: Actor,
+        correlation_id: Uuid,
+        attempts: u32,
         decide: F,
     ) -> ApiResult<(Written<A::Event>, A)>
     where
@@ -375,8 +418,7 @@ impl Executor {
                 self.decide_and_append(
                     stream,
                     actor,
-                    correlation_id,
-                    ids,
+                    (correlation_id, ids, attempts),
                     || self.load::<A>(&stream),
                     decide,
                 )
@@ -475,7 +517,7 @@ impl Executor {
             return Ok(done);
         }
         let (_, outcome, events) = self
-            .decide_and_append(stream, actor, correlation_id, ids, load, decide)
+            .decide_and_append(stream, actor, (correlation_id, ids, 2), load, decide)
             .await?;
         Ok(Written {
             position: outcome.position,
@@ -483,13 +525,13 @@ impl Executor {
         })
     }
 
-    /// Loads with `load`, decides, appends at the loaded version; once more on a conflict.
+    /// Loads with `load`, decides, appends at the loaded version; again on a conflict, up to
+    /// `attempts` times in all.
     async fn decide_and_append<T, S, E, L, Fut, F>(
         &self,
         stream: StreamName,
         actor: Actor,
-        correlation_id: Uuid,
-        ids: Option<CommandIds>,
+        (correlation_id, ids, attempts): (Uuid, Option<CommandIds>, u32),
         load: L,
         decide: F,
     ) -> ApiResult<(Loaded<S>, AppendOutcome, Vec<E>)>
@@ -513,7 +555,7 @@ impl Executor {
                 .await
             {
                 Ok(outcome) => return Ok((loaded, outcome, events)),
-                Err(Failed::Conflict(_)) if attempt < 2 => {}
+                Err(Failed::Conflict(_)) if attempt < attempts => {}
                 Err(e) => return Err(e.into()),
             }
         }

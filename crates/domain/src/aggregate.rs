@@ -5,7 +5,9 @@
 //! replay-tool's "as of" folds) folds any aggregate the same way.
 
 use crate::event::Event;
-use crate::{access, activity, child, conversation, invitation, person, post, school};
+use crate::{
+    access, activity, calendar, child, conversation, invitation, meeting, person, post, school,
+};
 
 /// One aggregate of the domain: its state, its events, and how they fold.
 pub trait Aggregate: Default + Clone + Send + Sync + 'static {
@@ -64,6 +66,8 @@ aggregate!(post::Post, PostEvent, Post);
 aggregate!(conversation::Conversation, ConversationEvent, Conversation);
 aggregate!(activity::Activity, ActivityEvent, Activity);
 aggregate!(access::AccessLog, AccessEvent, Access);
+aggregate!(meeting::MeetingRound, MeetingEvent, Meeting);
+aggregate!(calendar::CalendarKey, CalendarEvent, Calendar);
 
 #[cfg(test)]
 mod tests {

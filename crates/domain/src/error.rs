@@ -2,7 +2,8 @@
 
 use crate::actor::Actor;
 use crate::ids::{
-    ActivityId, ChildId, ConversationId, GroupId, InvitationId, MediaId, PersonId, PostId, SchoolId,
+    ActivityId, ChildId, ConversationId, GroupId, InvitationId, MediaId, MeetingBookingId,
+    MeetingRoundId, PersonId, PostId, SchoolId,
 };
 use crate::purpose::Purpose;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -226,6 +227,54 @@ pub enum DomainError {
         purpose: Purpose,
         /// The current policy version.
         policy_version: u32,
+    },
+    /// Rule: a meeting slot is never booked twice (nor a blocked one booked).
+    #[error("slot {slot} (starting {starts_at}) of meeting round {round_id} is {reason}")]
+    SlotUnavailable {
+        /// The round.
+        round_id: MeetingRoundId,
+        /// The slot's number.
+        slot: u32,
+        /// When it starts.
+        starts_at: DateTime<Utc>,
+        /// `taken` or `blocked`.
+        reason: &'static str,
+    },
+    /// Rule: a child never has two bookings in one meeting round.
+    #[error("child {child_id} already has booking {booking_id} in meeting round {round_id}")]
+    AlreadyBooked {
+        /// The round.
+        round_id: MeetingRoundId,
+        /// The child.
+        child_id: ChildId,
+        /// Its booking.
+        booking_id: MeetingBookingId,
+    },
+    /// Rule: a family is never in two conversations at once.
+    #[error("slot {slot} of meeting round {round_id} overlaps the family's conversation at {other_starts_at}")]
+    OverlappingBooking {
+        /// The round.
+        round_id: MeetingRoundId,
+        /// The slot asked for.
+        slot: u32,
+        /// When the other conversation starts.
+        other_starts_at: DateTime<Utc>,
+    },
+    /// Rule: a cancelled or closed meeting round refuses bookings.
+    #[error("meeting round {round_id} is {status}")]
+    RoundNotOpen {
+        /// The round.
+        round_id: MeetingRoundId,
+        /// `closed` or `cancelled`.
+        status: &'static str,
+    },
+    /// Rule: after `book_until` guardians no longer book or change (staff still can).
+    #[error("booking in meeting round {round_id} closed at {book_until}; ask the school")]
+    BookingDeadlinePassed {
+        /// The round.
+        round_id: MeetingRoundId,
+        /// The deadline.
+        book_until: DateTime<Utc>,
     },
 }
 

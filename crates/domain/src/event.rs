@@ -2,9 +2,9 @@
 //! upcasters that turn an older schema version into the current one on read.
 
 use crate::{
-    access::AccessEvent, activity::ActivityEvent, child::ChildEvent,
-    conversation::ConversationEvent, invitation::InvitationEvent, person::PersonEvent,
-    post::PostEvent, school::SchoolEvent,
+    access::AccessEvent, activity::ActivityEvent, calendar::CalendarEvent, child::ChildEvent,
+    conversation::ConversationEvent, invitation::InvitationEvent, meeting::MeetingEvent,
+    person::PersonEvent, post::PostEvent, school::SchoolEvent,
 };
 use serde_json::Value;
 
@@ -94,6 +94,10 @@ pub enum Event {
     Activity(ActivityEvent),
     /// An access-log event.
     Access(AccessEvent),
+    /// A meeting round's event.
+    Meeting(MeetingEvent),
+    /// A calendar-key event.
+    Calendar(CalendarEvent),
 }
 
 macro_rules! dispatch {
@@ -107,6 +111,8 @@ macro_rules! dispatch {
             Event::Conversation($e) => $body,
             Event::Activity($e) => $body,
             Event::Access($e) => $body,
+            Event::Meeting($e) => $body,
+            Event::Calendar($e) => $body,
         }
     };
 }
@@ -151,6 +157,8 @@ impl Event {
             ConversationEvent::TYPES,
             ActivityEvent::TYPES,
             AccessEvent::TYPES,
+            MeetingEvent::TYPES,
+            CalendarEvent::TYPES,
         ]
         .into_iter()
         .flatten()
@@ -211,6 +219,8 @@ impl Event {
         try_aggregate!(ConversationEvent, Conversation);
         try_aggregate!(ActivityEvent, Activity);
         try_aggregate!(AccessEvent, Access);
+        try_aggregate!(MeetingEvent, Meeting);
+        try_aggregate!(CalendarEvent, Calendar);
         Err(DecodeError::UnknownType(event_type.to_owned()))
     }
 
@@ -256,6 +266,8 @@ impl Event {
         try_aggregate!(ConversationEvent, Conversation);
         try_aggregate!(ActivityEvent, Activity);
         try_aggregate!(AccessEvent, Access);
+        try_aggregate!(MeetingEvent, Meeting);
+        try_aggregate!(CalendarEvent, Calendar);
         Err(DecodeError::UnknownType(event_type.to_owned()))
     }
 }
@@ -277,7 +289,9 @@ event_from_aggregate!(
     PostEvent => Post,
     ConversationEvent => Conversation,
     ActivityEvent => Activity,
-    AccessEvent => Access
+    AccessEvent => Access,
+    MeetingEvent => Meeting,
+    CalendarEvent => Calendar
 );
 
 /// The schema version this build writes for `event_type` (1 unless an event's shape changed).

@@ -104,3 +104,11 @@ id_type!(
     /// A planned absence of a child.
     AbsenceId
 );
+id_type!(
+    /// A round of parent–teacher conversations.
+    MeetingRoundId
+);
+id_type!(
+    /// One booked conversation in a meeting round.
+    MeetingBookingId
+);

@@ -15,6 +15,8 @@
 //! | [`conversation`] | `conversation-<id>` | staff ↔ guardians of one child |
 //! | [`activity`] | `activity-<id>` | activities with volunteer slots |
 //! | [`access`] | `access-<subject id>` | who read whose data |
+//! | [`meeting`] | `meeting-<id>` | meeting rounds: parent–teacher conversations in booked slots |
+//! | [`calendar`] | `calendar-<person id>` | the digest of a person's calendar feed key |
 //!
 //! [`visibility::who_may_see`] answers "who may see this photo", with reasons.
 #![forbid(unsafe_code)]
@@ -23,6 +25,7 @@ pub mod access;
 pub mod activity;
 pub mod actor;
 pub mod aggregate;
+pub mod calendar;
 pub mod child;
 pub mod consent;
 pub mod conversation;
@@ -30,6 +33,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod invitation;
+pub mod meeting;
 pub mod person;
 pub mod post;
 pub mod purpose;

@@ -1,6 +1,8 @@
 //! Stream names: `<category>-<uuid>`, one stream per aggregate instance.
 
-use crate::ids::{ActivityId, ChildId, ConversationId, InvitationId, PersonId, PostId, SchoolId};
+use crate::ids::{
+    ActivityId, ChildId, ConversationId, InvitationId, MeetingRoundId, PersonId, PostId, SchoolId,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -26,11 +28,15 @@ pub enum Category {
     Activity,
     /// The access log of one subject (who read its data).
     Access,
+    /// One meeting round.
+    Meeting,
+    /// A person's calendar feed key.
+    Calendar,
 }
 
 impl Category {
     /// Every category.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::School,
         Self::Person,
         Self::Child,
@@ -39,6 +45,8 @@ impl Category {
         Self::Conversation,
         Self::Activity,
         Self::Access,
+        Self::Meeting,
+        Self::Calendar,
     ];
 
     /// The stream-name prefix, e.g. `school`.
@@ -53,6 +61,8 @@ impl Category {
             Self::Conversation => "conversation",
             Self::Activity => "activity",
             Self::Access => "access",
+            Self::Meeting => "meeting",
+            Self::Calendar => "calendar",
         }
     }
 }
@@ -105,6 +115,16 @@ impl StreamName {
     pub const fn activity(id: ActivityId) -> Self {
         Self::new(Category::Activity, id.as_uuid())
     }
+    /// The stream of a meeting round.
+    #[must_use]
+    pub const fn meeting(id: MeetingRoundId) -> Self {
+        Self::new(Category::Meeting, id.as_uuid())
+    }
+    /// The calendar-key stream of a person.
+    #[must_use]
+    pub const fn calendar(id: PersonId) -> Self {
+        Self::new(Category::Calendar, id.as_uuid())
+    }
     /// The access-log stream of a subject.
     #[must_use]
     pub const fn access(subject: Uuid) -> Self {
@@ -130,7 +150,7 @@ impl fmt::Display for StreamName {
 
 /// A stream name that is not `<category>-<uuid>` with a known category.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed stream name {0:?}: expected <category>-<uuid> with category one of school, person, child, invitation, post, conversation, activity, access")]
+#[error("malformed stream name {0:?}: expected <category>-<uuid> with category one of school, person, child, invitation, post, conversation, activity, access, meeting, calendar")]
 pub struct MalformedStreamName(pub String);
 
 impl FromStr for StreamName {

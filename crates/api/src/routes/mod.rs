@@ -9,10 +9,12 @@
 )]
 
 pub mod administration;
+pub mod calendar;
 pub mod consent;
 pub mod conversations;
 pub mod delivery;
 pub mod invitations;
+pub mod meetings;
 pub mod notification_preferences;
 pub mod posts;
 pub mod reads;
@@ -38,6 +40,8 @@ pub fn router() -> Router<AppState> {
         .merge(conversations::router())
         .merge(notification_preferences::router())
         .merge(school_life::router())
+        .merge(meetings::router())
+        .merge(calendar::router())
         .merge(rights::router())
         .merge(administration::router())
         .merge(sign_in::router())
@@ -56,6 +60,8 @@ pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
         conversations::Doc::openapi(),
         notification_preferences::Doc::openapi(),
         school_life::Doc::openapi(),
+        meetings::Doc::openapi(),
+        calendar::Doc::openapi(),
         rights::Doc::openapi(),
         administration::Doc::openapi(),
         sign_in::Doc::openapi(),

@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod activities;
 pub mod consent;
 pub mod conversations;
+pub mod meetings;
 pub mod memberships;
 pub mod outbox;
 pub mod reads;
@@ -22,6 +23,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(conversations::ConversationsProjection::default()),
         Arc::new(absences::AbsencesProjection::default()),
         Arc::new(activities::ActivitiesProjection::default()),
+        Arc::new(meetings::MeetingsProjection::default()),
         Arc::new(visibility::VisibilityProjection::default()),
         Arc::new(outbox::OutboxProjection::default()),
         Arc::new(access_log::AccessLogProjection),

@@ -1,0 +1,1 @@
+DELETE FROM {meeting_bookings} WHERE booking_id = $1

@@ -1,0 +1,1 @@
+DELETE FROM {meeting_booking_children} WHERE booking_id = $1

@@ -1,0 +1,1 @@
+INSERT INTO {meeting_rounds} (round_id, school_id, title, place_kind, place, per, book_until, status, opened_by, changed_at, position) VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $10) ON CONFLICT (round_id) DO NOTHING
