@@ -6,6 +6,10 @@
 //! [`crate::audit`] with the console's reasons. No JavaScript; one stylesheet; every response
 //! carries a strict Content-Security-Policy; every form carries the session's CSRF token and
 //! every `POST` without it is refused (`403`). See `docs/console.md`.
+//!
+//! A page's handler answers `Result<Response, Response>`: the error is the error page itself,
+//! built once per request, so its size does not matter.
+#![allow(clippy::result_large_err)]
 
 mod pages;
 pub mod session;

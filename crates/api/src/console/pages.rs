@@ -20,6 +20,7 @@ use kring_projections::models::{memberships, visibility};
 use kring_store::EventStoreExt;
 use maud::{html, Markup};
 use serde::Deserialize;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -492,7 +493,7 @@ pub async fn child(
                 .flat_map(|p| p.decisions.iter().map(|d| d.guardian_id)),
         );
     for p in people.collect::<Vec<_>>() {
-        if let std::collections::hash_map::Entry::Vacant(v) = names.entry(p) {
+        if let Entry::Vacant(v) = names.entry(p) {
             v.insert(or_page(
                 &ctx,
                 person_name(&state, PersonId::from_uuid(p)).await,
@@ -777,15 +778,19 @@ pub async fn media(
         }
     }
     for p in people {
-        if !names.contains_key(&p) {
-            let name = or_page(&ctx, person_name(&state, PersonId::from_uuid(p)).await)?;
-            names.insert(p, name);
+        if let Entry::Vacant(v) = names.entry(p) {
+            v.insert(or_page(
+                &ctx,
+                person_name(&state, PersonId::from_uuid(p)).await,
+            )?);
         }
     }
     for c in shown_children {
-        if !children.contains_key(&c) {
-            let name = or_page(&ctx, child_name(&state, ChildId::from_uuid(c)).await)?;
-            children.insert(c, name);
+        if let Entry::Vacant(v) = children.entry(c) {
+            v.insert(or_page(
+                &ctx,
+                child_name(&state, ChildId::from_uuid(c)).await,
+            )?);
         }
     }
     let table = |id: &str, s: &Shown| {
@@ -1292,11 +1297,11 @@ pub async fn access_log(
         .collect();
     let mut names: HashMap<Uuid, String> = HashMap::new();
     for p in entries.iter().filter_map(|e| e.accessor.person_id) {
-        if !names.contains_key(&p) {
-            names.insert(
-                p,
-                or_page(&ctx, person_name(&state, PersonId::from_uuid(p)).await)?,
-            );
+        if let Entry::Vacant(v) = names.entry(p) {
+            v.insert(or_page(
+                &ctx,
+                person_name(&state, PersonId::from_uuid(p)).await,
+            )?);
         }
     }
     let reasons = [
