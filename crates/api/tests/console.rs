@@ -32,7 +32,8 @@ impl Drop for Running {
     }
 }
 
-/// `kring-api serve --demo` on a free port, on SQLite in a fresh directory.
+/// `kring-api serve --demo` on a free port, in a fresh directory: on SQLite, or on the
+/// PostgreSQL database `database` names.
 struct Demo {
     _server: Running,
     _dir: tempfile::TempDir,
@@ -42,11 +43,12 @@ struct Demo {
 }
 
 impl Demo {
-    async fn start() -> Self {
+    async fn start(database: Option<String>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let base = format!("http://127.0.0.1:{}", free_port());
-        let server = Command::new(BIN)
+        let mut server = Command::new(BIN);
+        server
             .args([
                 "serve",
                 "--demo",
@@ -63,10 +65,11 @@ impl Demo {
             .env_remove("KRING_EVENTSTORE_URL")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let server = Running(server);
+            .stderr(Stdio::inherit());
+        if let Some(url) = database {
+            server.env("KRING_DATABASE_URL", url);
+        }
+        let server = Running(server.spawn().unwrap());
         // The seed writes demo.json when the school is ready.
         let path = data.join("demo.json");
         let deadline = Instant::now() + Duration::from_secs(180);
@@ -206,7 +209,17 @@ async fn api(base: &str, token: &str, method: reqwest::Method, path: &str, body:
 
 #[tokio::test]
 async fn console_sign_in_sessions_csrf_and_scope() {
-    let demo = Demo::start().await;
+    sign_in_sessions_csrf_and_scope(None).await;
+}
+
+#[tokio::test]
+async fn console_sign_in_sessions_csrf_and_scope_on_postgres() {
+    let db = kring_testkit::fresh_postgres_database("console").await;
+    sign_in_sessions_csrf_and_scope(Some(db.url().to_owned())).await;
+}
+
+async fn sign_in_sessions_csrf_and_scope(database: Option<String>) {
+    let demo = Demo::start(database).await;
     let base = &demo.base;
 
     // A parent's link is refused, and so is a link used twice.
@@ -411,7 +424,7 @@ async fn an_officer_follows_a_withdrawal_in_the_browser() {
             "the console's browser test needs chromium and chromedriver on PATH (Debian: apt-get install chromium chromium-driver; scripts/test installs them)"
         );
     };
-    let demo = Demo::start().await;
+    let demo = Demo::start(None).await;
     let port = free_port();
     let _driver = Running(
         Command::new(driver)

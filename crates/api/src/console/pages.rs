@@ -1,6 +1,8 @@
 //! The console's pages.
 
-use super::view::{self, moment, moment_value, page, purpose, respond, urlencode, yes_no};
+use super::view::{
+    self, moment, moment_precise, moment_value, page, purpose, respond, urlencode, yes_no,
+};
 use super::{session, CsrfForm, Ctx, Lang};
 use crate::audit::log_if_audited;
 use crate::error::{ApiError, ApiResult};
@@ -523,13 +525,13 @@ pub async fn child(
         }
         h2 #consent {
             (l.t("Consent", "Toestemming")) " — "
-            @if as_of.is_some() { (moment(now.as_of)) } @else { (l.t("now", "nu")) }
+            @if as_of.is_some() { (moment_precise(now.as_of)) } @else { (l.t("now", "nu")) }
         }
         div.table-wrap { table #consents {
             thead { tr {
                 th scope="col" { (l.t("Purpose", "Doel")) }
                 th scope="col" { (l.t("Consent holds", "Toestemming geldt")) }
-                @if let Some(o) = &other { th scope="col" { (l.t("At", "Op")) " " (moment(o.as_of)) } }
+                @if let Some(o) = &other { th scope="col" { (l.t("At", "Op")) " " (moment_precise(o.as_of)) } }
                 th scope="col" { (l.t("Each guardian's latest decision", "Laatste besluit per ouder/verzorger")) }
             } }
             tbody { @for p in &now.purposes {
@@ -826,7 +828,7 @@ pub async fn media(
         }
         @if let Some((t, later, s)) = &then {
             section #then {
-                h2 { (l.t("As of", "Per")) " " (moment(*t)) }
+                h2 { (l.t("As of", "Per")) " " (moment_precise(*t)) }
                 @if *later {
                     p.note { (l.t("The photo was published after this moment: shown is who would have seen it under the school's membership and consent of that moment.",
                                   "De foto is na dit moment geplaatst: getoond is wie hem had mogen zien met de groepsindeling en toestemming van dat moment.")) }

@@ -105,6 +105,13 @@ pub fn moment(t: DateTime<Utc>) -> Markup {
     }
 }
 
+/// A moment to the microsecond (the as-of headings: two moments a decision apart differ there).
+pub fn moment_precise(t: DateTime<Utc>) -> Markup {
+    html! {
+        time datetime=(moment_value(t)) { (t.format("%Y-%m-%d %H:%M:%S%.6f UTC")) }
+    }
+}
+
 /// A moment in the form the as-of fields take.
 pub fn moment_value(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
