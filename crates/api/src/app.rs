@@ -282,6 +282,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .merge(routes::router())
+        .merge(crate::console::router())
         .fallback(|| async { ApiError::not_found("route") })
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -332,7 +333,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
 
 async fn problem_for_rejection(response: Response) -> Response {
     let status = response.status();
-    // Problems are already problems, and a JSON answer with an error status is a handler's
+    // Problems are already problems, the console's error pages are HTML, and a JSON answer with an error status is a handler's
     // own (the `503` of `/readyz` says which read model lags): only axum's plain-text
     // rejections are rewritten.
     let is_json = response
@@ -340,7 +341,9 @@ async fn problem_for_rejection(response: Response) -> Response {
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| {
             let v = v.as_bytes();
-            v.starts_with(b"application/problem+json") || v.starts_with(b"application/json")
+            v.starts_with(b"application/problem+json")
+                || v.starts_with(b"application/json")
+                || v.starts_with(b"text/html")
         });
     if is_json || !(status.is_client_error() || status.is_server_error()) {
         return response;

@@ -5,6 +5,7 @@
 //!   concurrency conflict);
 //! - [`routes`]: one module per area of the contract, each with its OpenAPI part;
 //! - [`auth`]: JWT bearer tokens (local key or an OpenID Connect issuer's JWKS);
+//! - [`console`]: the compliance console (server-rendered HTML at `/console`);
 //! - [`app`]: the router, middleware and the operational endpoints;
 //! - [`server`]: `serve`, `projector` and `token`, as the binary runs them;
 //! - [`backup`]: `backup` and `restore` of the embedded installation, with the erasure ledger;
@@ -17,6 +18,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod backup;
+pub mod console;
 pub mod delivery;
 pub mod demo;
 pub mod erasure;

@@ -9,6 +9,7 @@
 //! kring-api projector [--data-dir DIR]
 //! kring-api token     [--data-dir DIR] (--person ID | --operator) [--ttl-hours H]
 //! kring-api token     [--data-dir DIR] --revoke TOKEN_ID
+//! kring-api token     [--data-dir DIR] --console --person ID [--url BASE]
 //! kring-api backup    [--data-dir DIR] --to BACKUP
 //! kring-api restore   [--data-dir DIR] --from BACKUP [--without-erasure-ledger]
 //! ```
@@ -161,11 +162,22 @@ enum Cmd {
         )]
         person: Option<PersonId>,
         /// Revoke the token with this id (its `jti`): every server refuses it from then on.
-        #[arg(long, conflicts_with = "operator")]
+        #[arg(long, conflicts_with_all = ["operator", "console"])]
         revoke: Option<uuid::Uuid>,
         /// A token for the platform operator.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "console")]
         operator: bool,
+        /// Print a one-time sign-in link to the compliance console for --person instead (valid
+        /// for ten minutes, once).
+        #[arg(long, requires = "person")]
+        console: bool,
+        /// The server's address, as the officer's browser reaches it (for --console).
+        #[arg(
+            long,
+            env = "KRING_CONSOLE_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        url: String,
         /// How long the token is valid (at most 90 days).
         #[arg(long, default_value_t = 24 * 30)]
         ttl_hours: i64,
@@ -311,8 +323,30 @@ async fn main() -> ExitCode {
         } => revoke(data, jti).await,
         Cmd::Token {
             data,
+            person: Some(person),
+            console: true,
+            url,
+            ..
+        } => {
+            let auth = match Auth::local(&data.data_dir) {
+                Ok(a) => a,
+                Err(e) => return fail(3, e),
+            };
+            match kring_api::console::mint_link(&auth, person) {
+                Ok((secret, _)) => {
+                    println!("{}", kring_api::console::link_url(&url, &secret));
+                    eprintln!("kring-api: the link signs in once, within ten minutes");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, e.explain()),
+            }
+        }
+        Cmd::Token {
+            data,
             person,
             operator: _,
+            console: _,
+            url: _,
             revoke: None,
             ttl_hours,
         } => {

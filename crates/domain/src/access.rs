@@ -51,6 +51,12 @@ pub enum AccessReason {
     ReadConsents,
     /// `GET /v1/children/{child_id}/consents/history`.
     ReadConsentHistory,
+    /// The compliance console listed the subject's name in a search result.
+    ConsoleSearch,
+    /// The compliance console showed a person's profile and relations.
+    ConsoleReadPerson,
+    /// The compliance console exported the subject's data.
+    ConsoleExport,
     /// A text recorded before reasons were typed that names none of these routes: not shown,
     /// as it could be free text.
     NotKept,
@@ -58,12 +64,15 @@ pub enum AccessReason {
 
 impl AccessReason {
     /// Every reason, in declaration order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 9] = [
         Self::ReadPost,
         Self::ReadMedia,
         Self::ReadMediaViewers,
         Self::ReadConsents,
         Self::ReadConsentHistory,
+        Self::ConsoleSearch,
+        Self::ConsoleReadPerson,
+        Self::ConsoleExport,
         Self::NotKept,
     ];
 
@@ -79,6 +88,9 @@ impl AccessReason {
             Self::ReadMediaViewers => format!("GET /v1/media/{id}/viewers"),
             Self::ReadConsents => "GET /v1/children/{child_id}/consents".to_owned(),
             Self::ReadConsentHistory => "GET /v1/children/{child_id}/consents/history".to_owned(),
+            Self::ConsoleSearch => "GET /console/search".to_owned(),
+            Self::ConsoleReadPerson => format!("GET /console/people/{id}"),
+            Self::ConsoleExport => format!("GET /console/export/{id}"),
             Self::NotKept => "[not kept]".to_owned(),
         }
     }

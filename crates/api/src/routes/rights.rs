@@ -197,7 +197,7 @@ pub async fn export(
     }))
 }
 
-async fn exported(
+pub(crate) async fn exported(
     vault: &KeyVault,
     r: RecordedEvent,
     allow: &(dyn Fn(&Subject) -> bool + Sync),
