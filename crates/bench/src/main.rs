@@ -96,6 +96,8 @@ enum Part {
 
 /// Stand-alone measurements, and the child processes the harness starts itself.
 #[derive(Debug, Subcommand)]
+// `rebuild-child` is the child process's command name, as the harness starts it.
+#[allow(clippy::enum_variant_names)]
 enum Child {
     /// Starts `kring-api serve` on a fresh data directory and measures its memory (idle, peak,
     /// and the difference) while it takes many large media uploads at once.
