@@ -15,6 +15,7 @@ kring_testkit::on_both_backends!(sqlite: |_| Api::sqlite(), postgres: Api::postg
     bad_preferences_are_refused_and_change_nothing,
     the_schools_defaults_fill_in_what_a_person_did_not_choose,
     a_post_reaches_a_guardian_on_the_channel_they_chose,
+    an_acknowledged_absence_notifies_the_guardian_who_reported_it,
 );
 
 const PREFS: &str = "/v1/me/notification-preferences";
@@ -210,4 +211,61 @@ async fn a_post_reaches_a_guardian_on_the_channel_they_chose(api: Api) {
         of(&others.body).is_empty(),
         "another group's guardian is not told"
     );
+}
+
+async fn an_acknowledged_absence_notifies_the_guardian_who_reported_it(api: Api) {
+    let s = School::build(&api, "De Es").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let day = chrono::Utc::now().date_naive() + chrono::Duration::days(7);
+    let absence = api
+        .post(
+            &format!("/v1/children/{}/absences", s.child_a),
+            Some(&api.person(mum)),
+            json!({"from": day, "to": day, "reason": "Bruiloft"}),
+        )
+        .await
+        .expect(201);
+    let absence_id = absence.body["absence_id"].clone();
+    let ack = format!(
+        "/v1/children/{}/absences/{}/acknowledgement",
+        s.child_a,
+        absence_id.as_str().unwrap()
+    );
+    // The teacher is told of the report.
+    let teachers = api
+        .get_fresh("/v1/me/notifications", &api.person(s.teacher))
+        .await
+        .expect(200);
+    assert!(teachers.body["due"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["kind"] == "absence_reported" && n["absence_id"] == absence_id));
+    let head = api.head().await;
+    api.post(&ack, Some(&api.person(s.teacher2)), json!({}))
+        .await
+        .expect(403);
+    api.post(&ack, Some(&api.person(mum)), json!({}))
+        .await
+        .expect(403);
+    assert_eq!(api.head().await, head, "refusals write nothing");
+    api.post(&ack, Some(&api.person(s.teacher)), json!({}))
+        .await
+        .expect(200);
+    api.post(&ack, Some(&api.person(s.teacher)), json!({}))
+        .await
+        .expect(409);
+    let mums = api
+        .get_fresh("/v1/me/notifications", &api.person(mum))
+        .await
+        .expect(200);
+    let acknowledged: Vec<&Value> = mums.body["due"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "absence_acknowledged")
+        .collect();
+    assert_eq!(acknowledged.len(), 1, "{}", mums.body);
+    assert_eq!(acknowledged[0]["absence_id"], absence_id);
+    assert_eq!(acknowledged[0]["child_id"], json!(s.child_a));
 }

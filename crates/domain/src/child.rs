@@ -29,6 +29,10 @@ pub struct Absence {
     pub to: NaiveDate,
     /// Whether the guardian cancelled it.
     pub cancelled: bool,
+    /// The guardian who reported it.
+    pub reported_by: Option<PersonId>,
+    /// Whether the school acknowledged it.
+    pub acknowledged: bool,
 }
 
 /// A child's state.
@@ -112,6 +116,23 @@ pub struct PlannedAbsenceCancelled {
     pub by: PersonId,
 }
 
+/// Staff of the child's group acknowledged a planned absence: the reporting guardian is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedAbsenceAcknowledged {
+    /// The child.
+    pub child_id: ChildId,
+    /// The school.
+    pub school_id: SchoolId,
+    /// The absence.
+    pub absence_id: AbsenceId,
+    /// The guardian who reported it.
+    pub reported_by: PersonId,
+    /// The staff member who acknowledged it.
+    pub by: PersonId,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// Erasure of the child's personal data was requested (GDPR art. 17).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChildErasureRequested {
@@ -146,6 +167,8 @@ event_enum! {
         PlannedAbsenceReported,
         /// See [`PlannedAbsenceCancelled`].
         PlannedAbsenceCancelled,
+        /// See [`PlannedAbsenceAcknowledged`].
+        PlannedAbsenceAcknowledged,
         /// See [`ChildErasureRequested`].
         ChildErasureRequested,
         /// See [`ChildErased`].
@@ -194,6 +217,13 @@ pub enum ChildAction {
     },
     /// Cancel a planned absence (a guardian of the child).
     CancelAbsence {
+        /// The child.
+        child_id: ChildId,
+        /// The absence.
+        absence_id: AbsenceId,
+    },
+    /// Acknowledge a planned absence (staff of the child's group, a director).
+    AcknowledgeAbsence {
         /// The child.
         child_id: ChildId,
         /// The absence.
@@ -423,6 +453,59 @@ pub fn decide(
             }
             .into()
         }
+        ChildAction::AcknowledgeAbsence {
+            child_id,
+            absence_id,
+        } => {
+            let enrolment = school.enrolment(child_id)?;
+            let by = match actor.person() {
+                Some(p)
+                    if school.is_director(actor)
+                        || (school.staff.contains_key(&p)
+                            && school
+                                .groups
+                                .get(&enrolment.group_id)
+                                .is_some_and(|g| g.staff.contains(&p))) =>
+                {
+                    p
+                }
+                _ => {
+                    return Err(DomainError::NotAllowed {
+                        actor,
+                        action: "acknowledge an absence (staff of the child's group)",
+                    })
+                }
+            };
+            let absence = child
+                .absences
+                .get(&absence_id)
+                .ok_or_else(|| DomainError::not_found("absence", absence_id))?;
+            if absence.acknowledged {
+                return Err(DomainError::AlreadyDone {
+                    what: format!("absence {absence_id} acknowledged"),
+                });
+            }
+            if absence.cancelled {
+                return Err(DomainError::AlreadyDone {
+                    what: format!("absence {absence_id} cancelled"),
+                });
+            }
+            let Some(reported_by) = absence.reported_by else {
+                return Err(DomainError::not_found("absence", absence_id));
+            };
+            let Some(school_id) = school.school_id else {
+                return Err(DomainError::not_found("child", child_id));
+            };
+            PlannedAbsenceAcknowledged {
+                child_id,
+                school_id,
+                absence_id,
+                reported_by,
+                by,
+                at: now,
+            }
+            .into()
+        }
         ChildAction::RequestErasure { child_id } => {
             school.enrolment(child_id)?;
             if !(actor == Actor::Operator || school.is_director(actor)) {
@@ -485,12 +568,19 @@ pub fn evolve(mut state: Child, event: &ChildEvent) -> Child {
                     from: e.from,
                     to: e.to,
                     cancelled: false,
+                    reported_by: Some(e.reported_by),
+                    acknowledged: false,
                 },
             );
         }
         ChildEvent::PlannedAbsenceCancelled(e) => {
             if let Some(a) = state.absences.get_mut(&e.absence_id) {
                 a.cancelled = true;
+            }
+        }
+        ChildEvent::PlannedAbsenceAcknowledged(e) => {
+            if let Some(a) = state.absences.get_mut(&e.absence_id) {
+                a.acknowledged = true;
             }
         }
         ChildEvent::ChildErasureRequested(_) => state.erasure_requested = true,

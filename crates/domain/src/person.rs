@@ -230,7 +230,7 @@ pub enum NotificationKind {
     InvitationApproved,
     /// A new consent-policy version asks the recipient, a guardian, to decide again.
     ConsentNeeded,
-    /// The school acknowledged a planned absence the recipient reported.
+    /// Staff acknowledged a planned absence the recipient reported.
     AbsenceAcknowledged,
     /// A guardian reported a planned absence of a child of the recipient's group (staff).
     AbsenceReported,

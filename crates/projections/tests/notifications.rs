@@ -409,6 +409,24 @@ async fn approved_invitations_and_reported_absences_notify<S: EventStore + Clone
         .find(|n| n.kind == NotificationKind::AbsenceReported)
         .unwrap();
     assert_eq!((n.child_id, n.group_id), (Some(a), Some(s.g1)));
+    // Class 2's teacher may not acknowledge it; class 1's does, once: the reporter is told.
+    let (t1, t2) = (s.t1, s.t2);
+    let ack = ChildAction::AcknowledgeAbsence {
+        child_id: a,
+        absence_id: absence,
+    };
+    assert!(s.world.child(Actor::Person(t2), a, ack.clone()).is_err());
+    s.world.child(Actor::Person(t1), a, ack.clone()).unwrap();
+    assert!(s.world.child(Actor::Person(t1), a, ack).is_err(), "once");
+    ready(&mut h, &s.world).await;
+    let all = everything(&h, &s).await;
+    assert_eq!(
+        told(&all, NotificationKind::AbsenceAcknowledged, |n| n
+            .absence_id
+            == Some(absence)
+            && n.child_id == Some(a)),
+        vec![ga]
+    );
     // Every guardian was told their invitation was approved, about their child.
     let approved = told(&all, NotificationKind::InvitationApproved, |_| true);
     assert_eq!(approved, sorted(vec![s.ga, s.gb, s.gc, s.gd]));

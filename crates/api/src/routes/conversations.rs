@@ -891,8 +891,8 @@ pub struct NotificationDoc {
     /// for), `invitation_approved` (the caller is now a guardian of the child),
     /// `consent_needed` (a new consent-policy version asks the caller, a guardian, to decide
     /// again: which purposes, says `GET /v1/children/{child_id}/consents`),
-    /// `absence_acknowledged` (reserved) or `absence_reported` (a guardian reported an absence
-    /// in the caller's group).
+    /// `absence_acknowledged` (the school acknowledged an absence the caller reported) or
+    /// `absence_reported` (a guardian reported an absence in the caller's group).
     #[schema(value_type = NotificationKindName)]
     pub kind: String,
     /// The conversation (`message`).
@@ -915,10 +915,11 @@ pub struct NotificationDoc {
     /// The invitation (`invitation_approved`).
     #[serde(default)]
     pub invitation_id: Option<Uuid>,
-    /// The child (`message`, `invitation_approved`, `absence_reported`).
+    /// The child (`message`, `invitation_approved`, `absence_acknowledged`,
+    /// `absence_reported`).
     #[serde(default)]
     pub child_id: Option<Uuid>,
-    /// The absence (`absence_reported`).
+    /// The absence (`absence_acknowledged`, `absence_reported`).
     #[serde(default)]
     pub absence_id: Option<Uuid>,
     /// When what it is about happened.
@@ -973,7 +974,7 @@ pub enum NotificationKindName {
     InvitationApproved,
     /// A consent decision needed.
     ConsentNeeded,
-    /// A planned absence acknowledged (reserved).
+    /// A planned absence acknowledged.
     AbsenceAcknowledged,
     /// A planned absence reported (staff).
     AbsenceReported,

@@ -33,6 +33,10 @@ pub fn router() -> Router<AppState> {
             "/v1/children/{child_id}/absences/{absence_id}",
             delete(cancel_absence),
         )
+        .route(
+            "/v1/children/{child_id}/absences/{absence_id}/acknowledgement",
+            post(acknowledge_absence),
+        )
         .route("/v1/groups/{group_id}/absences", get(absences_on))
         .route(
             "/v1/groups/{group_id}/activities",
@@ -52,6 +56,7 @@ pub fn router() -> Router<AppState> {
     paths(
         report_absence,
         cancel_absence,
+        acknowledge_absence,
         absences_on,
         absences_of_child,
         schedule_activity,
@@ -207,6 +212,35 @@ pub async fn cancel_absence(
         rid,
         child_id,
         ChildAction::CancelAbsence {
+            child_id,
+            absence_id,
+        },
+    )
+    .await?;
+    Ok(Json(Position { position }))
+}
+
+/// Acknowledges a planned absence (staff of the child's group, a director): the guardian who
+/// reported it is notified (`absence_acknowledged`). `409` when acknowledged or cancelled
+/// already.
+#[utoipa::path(post, path = "/v1/children/{child_id}/absences/{absence_id}/acknowledgement", tag = "school life",
+    params(("child_id" = Uuid, Path, description = "The child"),
+        ("absence_id" = Uuid, Path, description = "The absence")),
+    responses((status = 200, body = Position), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn acknowledge_absence(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(rid): RequestId,
+    Path((child_id, absence_id)): Path<(ChildId, AbsenceId)>,
+) -> ApiResult<Json<Position>> {
+    let position = child_command(
+        &state,
+        caller,
+        rid,
+        child_id,
+        ChildAction::AcknowledgeAbsence {
             child_id,
             absence_id,
         },

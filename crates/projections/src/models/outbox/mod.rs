@@ -19,7 +19,7 @@
 //!   a newly asked purpose; never the first version) notifies every guardian of a child of the
 //!   school, once; which purposes need a decision is the consent read model's answer.
 //! - `absence_reported`: the staff assigned to the child's group.
-//! - `absence_acknowledged`: reserved (no such event yet).
+//! - `absence_acknowledged`: the guardian who reported the absence.
 //!
 //! How and when ([`EffectivePreferences`], as of the event): the channel of the kind is the
 //! recipient's own choice, else their school's default, else `push`. `push` and `email` ones
@@ -34,7 +34,7 @@
 //! Rules:
 //! - A notification carries ids only, never a message's or a post's text.
 //! - Its id is derived from what it is about (the post, message, activity, invitation or
-//!   absence; the event of a policy version or a volunteer's sign-up) and the recipient
+//!   absence; the event of a policy version, a volunteer's sign-up or an acknowledgement) and the recipient
 //!   ([`NotificationId`]), so a rebuild of the read model yields the same ids.
 //! - Deliveries are recorded by the delivery worker in `notification_deliveries`, a table outside
 //!   the projection's generations ([`ensure_delivery_table`], [`mark_delivered`]): a rebuild keeps

@@ -12,7 +12,9 @@ use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::activity::{ActivityEvent, ActivityScheduled};
-use kring_domain::child::{ChildEvent, ConsentDecided, PlannedAbsenceReported};
+use kring_domain::child::{
+    ChildEvent, ConsentDecided, PlannedAbsenceAcknowledged, PlannedAbsenceReported,
+};
 use kring_domain::consent::{Consents, LatestDecision};
 use kring_domain::conversation::{ConversationEvent, ConversationStarted, MessagePosted};
 use kring_domain::invitation::{InvitationApproved, InvitationEvent};
@@ -60,6 +62,8 @@ enum Needed {
     PostPublished(Box<PostPublished>),
     ConsentDecided(ConsentDecided),
     AbsenceReported(PlannedAbsenceReported),
+    /// An acknowledged absence, by the event with this id.
+    AbsenceAcknowledged(PlannedAbsenceAcknowledged, Uuid),
     ActivityScheduled(ActivityScheduled),
     /// A volunteer signed up (activity, person), by the event with this id.
     SignedUp(String, String, Uuid),
@@ -226,6 +230,9 @@ impl Projection for OutboxProjection {
             Event::Child(ChildEvent::ConsentDecided(d)) => Some(Needed::ConsentDecided(d.clone())),
             Event::Child(ChildEvent::PlannedAbsenceReported(a)) => {
                 Some(Needed::AbsenceReported(a.clone()))
+            }
+            Event::Child(ChildEvent::PlannedAbsenceAcknowledged(a)) => {
+                Some(Needed::AbsenceAcknowledged(a.clone(), e.recorded.event_id))
             }
             Event::Activity(ActivityEvent::ActivityScheduled(a)) => {
                 Some(Needed::ActivityScheduled(a.clone()))
@@ -561,6 +568,10 @@ impl State {
                 Needed::AbsenceReported(a) => {
                     schools.insert(a.school_id.to_string());
                 }
+                Needed::AbsenceAcknowledged(a, _) => {
+                    schools.insert(a.school_id.to_string());
+                    people.insert(a.reported_by.to_string());
+                }
                 Needed::ActivityScheduled(a) => {
                     schools.insert(a.school_id.to_string());
                     scheduled.insert(a.activity_id.to_string());
@@ -740,6 +751,18 @@ impl State {
                     REMINDERS_CANCELLED,
                     vec![activity.into(), micros(occurred_at).into()],
                 ));
+            }
+            Needed::AbsenceAcknowledged(a, event_id) => {
+                let about = About {
+                    kind: Some(NotificationKind::AbsenceAcknowledged),
+                    id: event_id,
+                    school: Some(a.school_id.to_string()),
+                    child: Some(a.child_id.to_string()),
+                    absence: Some(a.absence_id.to_string()),
+                    ..About::default()
+                };
+                let guardian = a.reported_by.to_string();
+                self.emit(&mut notifications.rows, position, &guardian, &about, a.at)?;
             }
             Needed::InvitationApproved(a) => {
                 let about = About {
