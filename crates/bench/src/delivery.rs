@@ -48,6 +48,8 @@ struct Client {
 }
 
 impl Client {
+    /// Sends a request, again on `409 concurrency_conflict` (the roster's stream takes one
+    /// change at a time: concurrent enrolments retry, as the API asks).
     async fn call(
         &self,
         method: reqwest::Method,
@@ -55,20 +57,26 @@ impl Client {
         token: Option<&str>,
         body: Value,
     ) -> Result<Value, String> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+        for _ in 0..50 {
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.url))
+                .json(&body);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let res = req.send().await.map_err(|e| format!("{path}: {e}"))?;
+            let status = res.status();
+            let text = res.text().await.map_err(|e| e.to_string())?;
+            if status == reqwest::StatusCode::CONFLICT && text.contains("concurrency_conflict") {
+                continue;
+            }
+            if !status.is_success() {
+                return Err(format!("{path}: {status}: {text}"));
+            }
+            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
         }
-        let res = req.send().await.map_err(|e| format!("{path}: {e}"))?;
-        let status = res.status();
-        let text = res.text().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("{path}: {status}: {text}"));
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        Err(format!("{path}: conflicts every time"))
     }
 
     async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Result<Value, String> {
