@@ -3,7 +3,7 @@
 //!
 //! The school (one class per 30 children, one guardian per child, every guardian invited,
 //! accepted and approved over HTTP) sets `email` as its default channel for posts (invitation
-//! mails are told apart by their idempotency key). Then one teacher of the whole-school group posts
+//! mails are told apart by their idempotency key). Then the director posts to the whole school
 //! once, and the clock runs from the post's answer until the sink has taken one mail per
 //! guardian: notifications per second, and the time to the last delivery.
 
@@ -243,7 +243,7 @@ pub async fn measure(guardians: usize, database_url: Option<String>) -> Result<D
     let posted = Instant::now();
     c.post(
         &format!("/v1/groups/{school_group}/posts"),
-        Some(&teacher_token),
+        Some(&dir_token),
         json!({"body": "Morgen is de school dicht.", "media": []}),
     )
     .await?;
