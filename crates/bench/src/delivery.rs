@@ -240,6 +240,8 @@ pub async fn measure(guardians: usize, database_url: Option<String>) -> Result<D
             .filter(|m| !m.key().starts_with("invitation:"))
             .count()
     };
+    // Every guardian, and the school's teacher (staff are told of a post too).
+    let told = guardians + 1;
     let posted = Instant::now();
     c.post(
         &format!("/v1/groups/{school_group}/posts"),
@@ -247,10 +249,10 @@ pub async fn measure(guardians: usize, database_url: Option<String>) -> Result<D
         json!({"body": "Morgen is de school dicht.", "media": []}),
     )
     .await?;
-    while post_mails(&sink) < guardians {
+    while post_mails(&sink) < told {
         if posted.elapsed() > Duration::from_secs(600) {
             return Err(format!(
-                "only {} of {guardians} mails after ten minutes",
+                "only {} of {told} mails after ten minutes",
                 post_mails(&sink)
             ));
         }
@@ -265,7 +267,7 @@ pub async fn measure(guardians: usize, database_url: Option<String>) -> Result<D
     }
     running.stop();
     Ok(Delivered {
-        guardians,
+        guardians: told,
         last_delivery,
     })
 }
