@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// What one run measured.
 #[derive(Debug, Clone)]
 pub struct Delivered {
-    /// Guardians told.
+    /// People told (the guardians and the teacher).
     pub guardians: usize,
     /// From the post's answer to the last mail taken.
     pub last_delivery: Duration,
@@ -33,7 +33,7 @@ impl Delivered {
         #[allow(clippy::cast_precision_loss)]
         let per_sec = self.guardians as f64 / secs.max(f64::EPSILON);
         Row::new(
-            format!("delivery: a post to {} guardians by e-mail", self.guardians),
+            format!("delivery: a post e-mailed to {} people", self.guardians),
             backend,
         )
         .figure("", per_sec, "notifications/s")
