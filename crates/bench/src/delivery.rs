@@ -259,9 +259,9 @@ pub async fn measure(guardians: usize, database_url: Option<String>) -> Result<D
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let last_delivery = posted.elapsed();
-    if post_mails(&sink) != guardians {
+    if post_mails(&sink) != told {
         return Err(format!(
-            "{} post mails for {guardians} guardians",
+            "{} post mails for {told} people",
             post_mails(&sink)
         ));
     }
