@@ -786,7 +786,7 @@ async fn a_message_in_quiet_hours_is_held_until_they_end_then_released(api: Api)
         .filter(|n| n["kind"] == "message")
         .collect();
     assert_eq!(due.len(), 1, "{mums}");
-    assert_eq!(id(&due[0], "message_id"), id(&reply, "message_id"));
+    assert_eq!(id(due[0], "message_id"), id(&reply, "message_id"));
     assert_eq!(due[0]["held_for_quiet_hours"], false);
     assert_eq!(mums["held"], json!([]));
 
