@@ -66,6 +66,15 @@ REFUSALS = [
     ("validation_failed", "does not exist once in the school's time zone"),
     ("validation_failed", "has already begun"),
     ("validation_failed", "is not a time of day"),
+    # A push subscription's endpoint must be an absolute https URL of a public host, and its
+    # keys a P-256 point and a 16-byte secret: URL grammar, name resolution and curve
+    # arithmetic, which no JSON Schema pattern says.
+    ("validation_failed", "endpoint: not a URL"),
+    ("validation_failed", "endpoint: must be an https URL"),
+    ("validation_failed", "endpoint: the host is not a public"),
+    ("validation_failed", "endpoint: must not hold credentials"),
+    ("validation_failed", "keys.p256dh: must be a 65-byte uncompressed P-256 public key"),
+    ("validation_failed", "keys.auth: must be 16 bytes"),
 ]
 
 

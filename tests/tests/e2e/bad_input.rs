@@ -127,6 +127,11 @@ pub const JSON_WRITES: &[(&str, &[&str], &[WrongValue])] = &[
     ("POST /v1/tokens/revocations", &["jti"], &[
         ("jti", r#""not-a-uuid""#, 422, "validation_failed"),
     ]),
+    ("POST /v1/me/push-subscriptions", &["endpoint", "keys"], &[
+        ("endpoint", r#""http://push.example.com/e2e""#, 422, "validation_failed"),
+        ("endpoint", r#""https://10.0.0.1/e2e""#, 422, "validation_failed"),
+        ("keys", r#"{"p256dh": "AAAA", "auth": "_ordMnz7uTCmrpBTeUV4Bw"}"#, 422, "validation_failed"),
+    ]),
     ("POST /v1/me/notifications/delivered", &["notification_ids"], &[
         ("notification_ids", r#"["nonsense"]"#, 422, "validation_failed"),
         ("notification_ids", "[]", 422, "validation_failed"),
@@ -162,15 +167,30 @@ struct Bad {
 }
 
 /// The column of the first caller the matrix lets through on `route`.
+/// Reads that are not answered from the read models, so take no `min_position`: the server's
+/// VAPID public key, and the delivery worker's dead letters.
+const NOT_READ_MODELS: &[&str] = &[
+    "GET /v1/push/vapid-public-key",
+    "GET /v1/operator/dead-letters",
+];
+
 fn allowed(route: &str) -> (Role, u16) {
     let (_, row) = MATRIX
         .iter()
         .find(|(r, _)| *r == route)
         .unwrap_or_else(|| panic!("{route} is in the matrix"));
+    // The role it succeeds for; else the one it is authorised for (a retry of a dead letter
+    // answers `404` for the operator when there is none to retry).
     ROLES
         .iter()
         .zip(row)
         .find(|(_, status)| (200..300).contains(*status))
+        .or_else(|| {
+            ROLES
+                .iter()
+                .zip(row)
+                .find(|(_, status)| !matches!(**status, 401 | 403))
+        })
         .map_or_else(
             || panic!("someone may call {route}"),
             |(role, status)| (*role, *status),
@@ -240,7 +260,7 @@ fn variants(route: &str, good: &Request) -> Vec<Bad> {
             "bad_request",
         ));
     }
-    if *method == Method::GET {
+    if *method == Method::GET && !NOT_READ_MODELS.contains(&route) {
         let sep = if good.path.contains('?') { '&' } else { '?' };
         let path = format!("{}{sep}min_position=soon", good.path);
         out.push(bad(

@@ -268,9 +268,10 @@ pub async fn request(api: &Server, s: &School, route: &str, role: Role) -> Reque
             )
         }
         "GET /v1/operator/dead-letters" => get("/v1/operator/dead-letters"),
-        "POST /v1/operator/dead-letters/{delivery_id}/retry" => post(
+        "POST /v1/operator/dead-letters/{delivery_id}/retry" => req(
+            Method::POST,
             format!("/v1/operator/dead-letters/{}/retry", Uuid::now_v7()),
-            json!({}),
+            Body::Empty,
         ),
         "POST /v1/schools/{school_id}/staff" => {
             let email = fresh_email();

@@ -139,7 +139,13 @@ async fn the_openapi_document_is_3_1_and_lists_every_route_of_the_contract() {
     // routes are the ones the contract names.
     let public: BTreeSet<String> = routes::OPERATIONS
         .iter()
-        .chain(&["POST /v1/invitations/accept"])
+        // The calendar feed is read by calendar apps, which send no bearer token: its key is in
+        // the query. The VAPID public key is public.
+        .chain(&[
+            "POST /v1/invitations/accept",
+            "GET /v1/me/calendar.ics",
+            "GET /v1/push/vapid-public-key",
+        ])
         .map(|r| {
             let (m, p) = routes::split(r);
             format!("{m} {}", routes::shape(p))
