@@ -1173,32 +1173,16 @@ impl State {
             tx.execute(&t.sql(CHILD_UNENROLLED), vec![Cell::from(child)])
                 .await?;
         }
-        let mut staff = Bulk::new(t.sql(STAFF), 2, DO_NOTHING);
-        for key in &self.staff_dirty {
-            if self.staff.contains(key) {
-                staff.row([key.0.as_str().into(), key.1.as_str().into()]);
-            } else {
-                tx.execute(
-                    &t.sql(STAFF_LEFT),
-                    vec![Cell::from(&key.0), Cell::from(&key.1)],
-                )
-                .await?;
-            }
-        }
-        staff.execute(tx).await?;
-        let mut guardians = Bulk::new(t.sql(GUARDIANS), 2, DO_NOTHING);
-        for key in &self.guardians_dirty {
-            if self.guardians.contains(key) {
-                guardians.row([key.0.as_str().into(), key.1.as_str().into()]);
-            } else {
-                tx.execute(
-                    &t.sql(GUARDIAN_UNLINKED),
-                    vec![Cell::from(&key.0), Cell::from(&key.1)],
-                )
-                .await?;
-            }
-        }
-        guardians.execute(tx).await?;
+        write_pairs(tx, t, &self.staff_dirty, &self.staff, STAFF, STAFF_LEFT).await?;
+        write_pairs(
+            tx,
+            t,
+            &self.guardians_dirty,
+            &self.guardians,
+            GUARDIANS,
+            GUARDIAN_UNLINKED,
+        )
+        .await?;
         let mut quiet = Bulk::new(t.sql(QUIET_HOURS), 3, QUIET_HOURS_SUFFIX);
         for person in &self.quiet_dirty {
             match self.quiet.get(person).and_then(Option::as_ref) {
@@ -1291,6 +1275,29 @@ impl State {
         activities.execute(tx).await?;
         Ok(())
     }
+}
+
+/// Writes the changed `dirty` pairs of a relation (a school's staff, a child's guardians): those
+/// still in `now` in bulk with `insert`, the others removed one statement each with `remove`
+/// (removals are rare).
+async fn write_pairs(
+    tx: &mut Tx,
+    t: &Tables,
+    dirty: &BTreeSet<(String, String)>,
+    now: &HashSet<(String, String)>,
+    insert: &'static str,
+    remove: &'static str,
+) -> Result<(), ProjectionError> {
+    let mut rows = Bulk::new(t.sql(insert), 2, DO_NOTHING);
+    for key in dirty {
+        if now.contains(key) {
+            rows.row([key.0.as_str().into(), key.1.as_str().into()]);
+        } else {
+            tx.execute(&t.sql(remove), vec![Cell::from(&key.0), Cell::from(&key.1)])
+                .await?;
+        }
+    }
+    rows.execute(tx).await
 }
 
 /// The cells of one notification row, in the order of `sql/notify.sql`.
