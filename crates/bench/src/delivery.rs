@@ -42,15 +42,16 @@ impl Delivered {
     }
 }
 
-struct Client {
-    http: reqwest::Client,
-    url: String,
+/// An HTTP client of the in-process server (the meetings scenario uses it too).
+pub(crate) struct Client {
+    pub(crate) http: reqwest::Client,
+    pub(crate) url: String,
 }
 
 impl Client {
     /// Sends a request, again on `409 concurrency_conflict` (the roster's stream takes one
     /// change at a time: concurrent enrolments retry, as the API asks).
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -79,12 +80,12 @@ impl Client {
         Err(format!("{path}: conflicts every time"))
     }
 
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Result<Value, String> {
+    pub(crate) async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Result<Value, String> {
         self.call(reqwest::Method::POST, path, token, body).await
     }
 }
 
-fn id(v: &Value, field: &str) -> Result<String, String> {
+pub(crate) fn id(v: &Value, field: &str) -> Result<String, String> {
     v[field]
         .as_str()
         .map(str::to_owned)

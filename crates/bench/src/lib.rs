@@ -10,6 +10,7 @@ pub mod http;
 pub mod import;
 pub mod install;
 pub mod lag;
+pub mod meetings;
 pub mod rebuild;
 pub mod report;
 pub mod soak;

@@ -119,6 +119,14 @@ enum Subprocess {
         #[arg(long, default_value_t = 800)]
         guardians: usize,
     },
+    /// A school of this many children opens its parent–teacher conversations and every
+    /// guardian books at once over HTTP (one round per class of 30): bookings per second, the
+    /// p99 of a booking, and how many got a conflict, on each of --backends.
+    Meetings {
+        /// Guardians (one child each, 30 to a class).
+        #[arg(long, default_value_t = 400)]
+        guardians: usize,
+    },
     /// Rebuilds every read model of an installation and prints the result as JSON.
     #[command(hide = true)]
     RebuildChild {
@@ -589,6 +597,44 @@ async fn delivery(
     })
 }
 
+/// The meetings scenario on each backend (PostgreSQL on a fresh database of `database_url`).
+async fn meetings(
+    guardians: usize,
+    backends: &[Backend],
+    database_url: Option<String>,
+) -> Result<Report, String> {
+    let start = Instant::now();
+    let load_before = report::load_average();
+    let pg = database_url.map(PgServer::new);
+    let mut rows = Vec::new();
+    for backend in backends {
+        let (url, name) = match (backend, &pg) {
+            (Backend::Sqlite, _) => (None, "sqlite"),
+            (Backend::Postgres, None) => {
+                rows.push(Row::new("meetings", "postgres").pending("no DATABASE_URL"));
+                continue;
+            }
+            (Backend::Postgres, Some(pg)) => (
+                Some(pg.create("meetings").await.map_err(|e| e.to_string())?),
+                "postgres",
+            ),
+        };
+        eprintln!("meetings: {name}: {guardians} guardians book at once");
+        let measured = kring_bench::meetings::measure(guardians, url).await?;
+        rows.push(measured.row(name));
+    }
+    if let Some(pg) = &pg {
+        pg.drop_all().await;
+    }
+    Ok(Report {
+        mode: "meetings",
+        cpus: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        seconds: start.elapsed().as_secs_f64(),
+        load: [load_before, report::load_average()],
+        rows,
+    })
+}
+
 /// Commands and lag on `backend`, then (on PostgreSQL, with the feature) cqrs-es beside them.
 async fn commands_part(
     backend: Backend,
@@ -699,6 +745,9 @@ fn main() -> ExitCode {
         }) => runtime.block_on(upload_rss(server, uploads, mib)),
         Some(Subprocess::Delivery { guardians }) => {
             runtime.block_on(delivery(guardians, &cli.backends, cli.database_url.clone()))
+        }
+        Some(Subprocess::Meetings { guardians }) => {
+            runtime.block_on(meetings(guardians, &cli.backends, cli.database_url.clone()))
         }
         _ => runtime.block_on(run(cli)),
     };
