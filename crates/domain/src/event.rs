@@ -302,7 +302,10 @@ pub fn current_schema_version(event_type: &str) -> u16 {
         // initial only.
         // v2 of the others: free text is sealed at rest — a removal's reason is a person's text
         // sealed for them or a fixed value; an access's reason is the route, never text.
-        "ChildEnrolled" | "PostRemoved" | "MediaRemoved" | "AccessLogged" => 2,
+        // v2 of MeetingRoundOpened: the place's words sealed for who opened the round.
+        "ChildEnrolled" | "PostRemoved" | "MediaRemoved" | "AccessLogged" | "MeetingRoundOpened" => {
+            2
+        }
         _ => 1,
     }
 }
@@ -314,6 +317,7 @@ fn upcast(event_type: &str, from_version: u16, payload: Value) -> Value {
         ("ChildEnrolled", 1) => child_enrolled_v1_to_v2(payload),
         ("PostRemoved" | "MediaRemoved", 1) => removal_v1_to_v2(payload),
         ("AccessLogged", 1) => access_logged_v1_to_v2(payload),
+        ("MeetingRoundOpened", 1) => meeting_round_opened_v1_to_v2(payload),
         _ => payload,
     }
 }
@@ -365,6 +369,30 @@ fn removal_v1_to_v2(mut payload: Value) -> Value {
             _ => serde_json::json!({ "kind": "not_kept" }),
         };
         fields.insert("reason".to_owned(), reason);
+    }
+    payload
+}
+
+/// `MeetingRoundOpened` v1 kept the place's words (a room's name, an online link) in the clear.
+/// v2 seals them for the staff member who opened the round; an old text is read as their
+/// sealed text (a plain value of their subject: shown while they exist, `[erased]` once they
+/// are erased), as an old removal reason is.
+fn meeting_round_opened_v1_to_v2(mut payload: Value) -> Value {
+    if let Value::Object(fields) = &mut payload {
+        let by = fields.get("by").cloned().unwrap_or(Value::Null);
+        if let Some(Value::Object(place)) = fields.get_mut("place") {
+            for key in ["name", "url"] {
+                if let Some(text) = place.remove(key) {
+                    place.insert(
+                        key.to_owned(),
+                        serde_json::json!({ crate::sealed::PLAIN_KEY: {
+                            "subject": { "kind": "person", "id": by },
+                            "value": text,
+                        } }),
+                    );
+                }
+            }
+        }
     }
     payload
 }

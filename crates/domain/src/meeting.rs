@@ -20,11 +20,13 @@
 //! from the meetings read model, so two bookings in two rounds at the same moment may both pass:
 //! see docs/api.md).
 
+use crate::access::Subject;
 use crate::actor::{Actor, Command};
 use crate::error::DomainError;
 use crate::event::event_enum;
 use crate::ids::{ChildId, GroupId, MeetingBookingId, MeetingRoundId, PersonId, SchoolId};
 use crate::school::School;
+use crate::sealed::Sealed;
 use crate::validate;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -98,6 +100,55 @@ impl Place {
             Self::Online { url } => url,
         }
     }
+
+    /// The place as recorded: its words sealed for `by`, who typed them.
+    #[must_use]
+    pub fn sealed_for(self, by: PersonId) -> SealedPlace {
+        let sealed = |text| Sealed::new(Subject::Person(by), text);
+        match self {
+            Self::Room { name } => SealedPlace::Room { name: sealed(name) },
+            Self::Online { url } => SealedPlace::Online { url: sealed(url) },
+        }
+    }
+}
+
+/// Where the conversations take place, as recorded: the kind in the clear, the words (a room's
+/// name may name people; an online link lets anyone in) sealed for the staff member who opened
+/// the round, like every free text (docs/decisions/0016-sealed-free-text.md). Readable to
+/// whoever may see the round; `[erased]` once who opened it is erased.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SealedPlace {
+    /// A room at school.
+    Room {
+        /// The room's name.
+        name: Sealed<String>,
+    },
+    /// An online meeting.
+    Online {
+        /// The link.
+        url: Sealed<String>,
+    },
+}
+
+impl SealedPlace {
+    /// `room` or `online`.
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Room { .. } => "room",
+            Self::Online { .. } => "online",
+        }
+    }
+
+    /// The sealed words: the room's name or the link.
+    #[must_use]
+    pub const fn text(&self) -> &Sealed<String> {
+        match self {
+            Self::Room { name } => name,
+            Self::Online { url } => url,
+        }
+    }
 }
 
 /// One slot as recorded.
@@ -126,8 +177,8 @@ pub struct MeetingRoundOpened {
     pub title: String,
     /// One booking per child or per family.
     pub per: Per,
-    /// Where.
-    pub place: Place,
+    /// Where (schema version 2: its words sealed; version 1 had them in the clear).
+    pub place: SealedPlace,
     /// Guardians book, move and cancel until then.
     pub book_until: DateTime<Utc>,
     /// Its slots.
@@ -306,7 +357,7 @@ pub struct MeetingRound {
     /// One booking per child or per family.
     pub per: Per,
     /// Where.
-    pub place: Option<Place>,
+    pub place: Option<SealedPlace>,
     /// Guardians' deadline.
     pub book_until: Option<DateTime<Utc>>,
     /// Its slots by number.
@@ -712,7 +763,7 @@ pub fn decide(
             group_ids: groups.into_iter().collect(),
             title: validate::text("title", &title, 200)?,
             per,
-            place: place.validated()?,
+            place: place.validated()?.sealed_for(by),
             book_until,
             slots,
             by,

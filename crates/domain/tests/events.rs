@@ -202,3 +202,37 @@ fn access_reasons_of_v1_upcast_to_the_route_or_not_kept() {
     assert_eq!(decode(post, "support ticket: Sam").0, AccessReason::NotKept);
     assert_eq!(current_schema_version("AccessLogged"), 2);
 }
+
+/// A meeting round opened before its place was sealed (schema version 1) kept the room's name
+/// or the link in the clear; read now, the words are the sealed text of who opened the round,
+/// and the kind stays as it was.
+#[test]
+fn a_meeting_rounds_place_of_v1_upcasts_to_the_openers_sealed_text() {
+    use kring_domain::access::Subject;
+    use kring_domain::meeting::{MeetingEvent, SealedPlace};
+    let by = uuid::Uuid::now_v7();
+    let opened = |place: serde_json::Value| {
+        let v1 = json!({
+            "round_id": uuid::Uuid::now_v7(), "school_id": uuid::Uuid::now_v7(),
+            "group_ids": [uuid::Uuid::now_v7()], "title": "Tienminutengesprekken",
+            "per": "child", "place": place, "book_until": "2026-12-01T17:00:00Z",
+            "slots": [], "by": by,
+        });
+        match Event::decode("MeetingRoundOpened", 1, v1).expect("v1 decodes") {
+            Event::Meeting(MeetingEvent::MeetingRoundOpened(e)) => e.place,
+            other => panic!("decoded to {other:?}"),
+        }
+    };
+    let room = opened(json!({"kind": "room", "name": "Lokaal 4"}));
+    let link = opened(json!({"kind": "online", "url": "https://meet.example/abc"}));
+    assert!(matches!(room, SealedPlace::Room { .. }));
+    assert!(matches!(link, SealedPlace::Online { .. }));
+    for (place, text) in [(room, "Lokaal 4"), (link, "https://meet.example/abc")] {
+        assert_eq!(
+            place.text().subject(),
+            Subject::Person(kring_domain::PersonId::from_uuid(by))
+        );
+        assert_eq!(place.text().plain().map(String::as_str), Some(text));
+    }
+    assert_eq!(current_schema_version("MeetingRoundOpened"), 2);
+}

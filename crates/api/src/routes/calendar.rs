@@ -152,7 +152,7 @@ pub async fn calendar_feed(
         events.push(VEvent {
             uid: format!("meeting-{}@kring", m.booking.booking_id),
             summary: m.title,
-            location: Some(m.place),
+            location: Some(super::meetings::open_place(&state, &m.place).await?),
             starts_at: m.starts_at,
             ends_at: m.ends_at,
             sequence: m.booking.sequence,

@@ -19,8 +19,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use kring_domain::meeting::{
-    self, Busy, GenerateDay, MeetingAction, MeetingContext, MeetingRound, Per, Place, SlotPlan,
-    SlotRequest,
+    self, Busy, GenerateDay, MeetingAction, MeetingContext, MeetingRound, Per, Place, SealedPlace,
+    SlotPlan, SlotRequest,
 };
 use kring_domain::school::School;
 use kring_domain::{
@@ -76,6 +76,7 @@ pub fn router() -> Router<AppState> {
     components(schemas(
         PerName,
         PlaceDoc,
+        PlaceView,
         NewSlot,
         GenerateDoc,
         GenerateDayDoc,
@@ -155,13 +156,46 @@ impl From<PlaceDoc> for Place {
     }
 }
 
-impl From<Place> for PlaceDoc {
-    fn from(p: Place) -> Self {
-        match p {
-            Place::Room { name } => Self::Room { name },
-            Place::Online { url } => Self::Online { url },
-        }
+/// Where the conversations take place, as answered: the room's name or the link, or
+/// `[erased]` once the staff member who opened the round is erased (the words are sealed for
+/// them, docs/decisions/0016-sealed-free-text.md).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PlaceView {
+    /// A room at school.
+    Room {
+        /// The room's name, or `[erased]`.
+        name: String,
+    },
+    /// An online meeting.
+    Online {
+        /// The link, or `[erased]`.
+        url: String,
+    },
+}
+
+/// Opens a round's place for an answer: its words, or `[erased]` once who opened the round is
+/// erased. A place of a round opened before places were sealed reaches here as a plain value
+/// of that person (an upcast), shown the same way.
+///
+/// # Errors
+/// Vault failures other than erasure.
+pub(crate) async fn open_place(
+    state: &AppState,
+    sealed: &kring_domain::Sealed<String>,
+) -> ApiResult<String> {
+    if sealed.plain().is_some() && state.system.vault.is_erased(sealed.subject()).await? {
+        return Ok(crate::state::ERASED.to_owned());
     }
+    state.open(sealed).await
+}
+
+async fn place_view(state: &AppState, place: &SealedPlace) -> ApiResult<PlaceView> {
+    let text = open_place(state, place.text()).await?;
+    Ok(match place {
+        SealedPlace::Room { .. } => PlaceView::Room { name: text },
+        SealedPlace::Online { .. } => PlaceView::Online { url: text },
+    })
 }
 
 /// A slot given one by one.
@@ -796,7 +830,7 @@ pub struct RoundDoc {
     /// One booking per child or per family.
     pub per: PerName,
     /// Where.
-    pub place: PlaceDoc,
+    pub place: PlaceView,
     /// Guardians book, move and cancel until then.
     pub book_until: DateTime<Utc>,
     /// `open`, `closed` or `cancelled`.
@@ -953,11 +987,14 @@ pub async fn round_view(
         group_ids: round.group_ids.iter().copied().map(Uuid::from).collect(),
         title: round.title.clone(),
         per: round.per.into(),
-        place: round
-            .place
-            .clone()
-            .map(PlaceDoc::from)
-            .ok_or_else(|| ApiError::internal("an opened round without a place"))?,
+        place: place_view(
+            &state,
+            round
+                .place
+                .as_ref()
+                .ok_or_else(|| ApiError::internal("an opened round without a place"))?,
+        )
+        .await?,
         book_until: round
             .book_until
             .ok_or_else(|| ApiError::internal("an opened round without a deadline"))?,
@@ -980,7 +1017,7 @@ pub struct MeetingDoc {
     pub title: String,
     /// `room` or `online`.
     pub place_kind: String,
-    /// The room's name or the link.
+    /// The room's name or the link (`[erased]` once who opened the round is erased).
     pub place: String,
     /// The round's status: `open` or `closed`.
     pub status: String,
@@ -1009,13 +1046,13 @@ pub struct MyMeetings {
     pub as_guardian: Vec<MeetingDoc>,
 }
 
-impl From<meetings::Meeting> for MeetingDoc {
-    fn from(m: meetings::Meeting) -> Self {
-        Self {
+impl MeetingDoc {
+    async fn of(state: &AppState, m: meetings::Meeting) -> ApiResult<Self> {
+        Ok(Self {
+            place: open_place(state, &m.place).await?,
             round_id: m.round_id.into(),
             title: m.title,
             place_kind: m.place_kind,
-            place: m.place,
             status: m.status,
             slot_id: m.slot,
             starts_at: m.starts_at,
@@ -1024,7 +1061,7 @@ impl From<meetings::Meeting> for MeetingDoc {
             booking_id: m.booking.booking_id.into(),
             child_ids: m.booking.child_ids.into_iter().map(Uuid::from).collect(),
             sequence: m.booking.sequence,
-        }
+        })
     }
 }
 
@@ -1070,8 +1107,96 @@ pub async fn my_meetings(
         .map(|(c, _)| c)
         .collect();
     let as_guardian = meetings::family_schedule(&state.system.db, &children).await?;
-    Ok(Json(MyMeetings {
-        as_staff: as_staff.into_iter().map(MeetingDoc::from).collect(),
-        as_guardian: as_guardian.into_iter().map(MeetingDoc::from).collect(),
-    }))
+    let mut docs = MyMeetings {
+        as_staff: Vec::with_capacity(as_staff.len()),
+        as_guardian: Vec::with_capacity(as_guardian.len()),
+    };
+    for m in as_staff {
+        docs.as_staff.push(MeetingDoc::of(&state, m).await?);
+    }
+    for m in as_guardian {
+        docs.as_guardian.push(MeetingDoc::of(&state, m).await?);
+    }
+    Ok(Json(docs))
+}
+
+/// The events of meeting rounds that concern `person` (when given) or any of `children`, for a
+/// data export, their sealed fields opened as `allow` permits: each round's opening, closing or
+/// cancelling; the bookings of the children and those `person` made, with their moves and
+/// cancellations; and for staff the slots they hold and the bookings in them. The rounds come
+/// from the meetings read model (cancelled bookings included), the events from their streams.
+///
+/// # Errors
+/// Read, decoding and vault failures.
+pub(crate) async fn export_events(
+    state: &AppState,
+    person: Option<PersonId>,
+    children: &[ChildId],
+    allow: &(dyn Fn(&kring_domain::access::Subject) -> bool + Sync),
+) -> ApiResult<Vec<crate::routes::rights::ExportedEvent>> {
+    use kring_store::EventStoreExt;
+    use meeting::MeetingEvent as E;
+    let ids: Vec<Uuid> = person
+        .map(Uuid::from)
+        .into_iter()
+        .chain(children.iter().map(|c| c.as_uuid()))
+        .collect();
+    let by_them = |by: PersonId| Some(by) == person;
+    let holds = |staff: &[PersonId]| person.is_some_and(|p| staff.contains(&p));
+    let mut out = Vec::new();
+    for round_id in meetings::rounds_involving(&state.system.db, &ids).await? {
+        // The slots `person` holds, and the bookings that concern them, as the stream goes.
+        let mut held: BTreeSet<u32> = BTreeSet::new();
+        let mut theirs: BTreeSet<MeetingBookingId> = BTreeSet::new();
+        for r in state
+            .system
+            .store
+            .read_stream_to_end(&StreamName::meeting(round_id))
+            .await?
+        {
+            let kring_domain::Event::Meeting(event) = r.decode().map_err(ApiError::internal)?
+            else {
+                continue;
+            };
+            let concerns = match &event {
+                E::MeetingRoundOpened(d) => {
+                    held.extend(d.slots.iter().filter(|s| holds(&s.staff)).map(|s| s.slot));
+                    true
+                }
+                E::MeetingSlotAdded(d) => {
+                    if holds(&d.slot.staff) {
+                        held.insert(d.slot.slot);
+                    }
+                    held.contains(&d.slot.slot) || by_them(d.by)
+                }
+                E::MeetingSlotBlocked(d) => held.contains(&d.slot) || by_them(d.by),
+                E::MeetingBooked(d) => {
+                    let ours = by_them(d.by)
+                        || held.contains(&d.slot)
+                        || d.child_ids.iter().any(|c| children.contains(c));
+                    if ours {
+                        theirs.insert(d.booking_id);
+                    }
+                    ours
+                }
+                E::MeetingMoved(d) => {
+                    let ours = theirs.contains(&d.booking_id)
+                        || by_them(d.by)
+                        || held.contains(&d.to_slot);
+                    if ours {
+                        theirs.insert(d.booking_id);
+                    }
+                    ours
+                }
+                E::MeetingBookingCancelled(d) => {
+                    theirs.contains(&d.booking_id) || by_them(d.by)
+                }
+                E::MeetingRoundClosed(_) | E::MeetingRoundCancelled(_) => true,
+            };
+            if concerns {
+                out.push(crate::routes::rights::exported(&state.system.vault, r, allow).await?);
+            }
+        }
+    }
+    Ok(out)
 }

@@ -1,6 +1,10 @@
 //! Meeting rounds' schedules: per round its slots, their staff and bookings; per staff member
-//! the conversations they hold; per family the conversations booked for its children; and the
-//! digests of people's calendar feed keys.
+//! the conversations they hold; per family the conversations booked for its children; the
+//! people and children each round involves (for their data export); and the digests of
+//! people's calendar feed keys.
+//!
+//! A round's place is stored as its sealed JSON (`Sealed<String>`), opened by whoever answers
+//! with it: its words are sealed for the staff member who opened the round.
 //!
 //! Every event becomes statements of its own, run in order at the batch's flush; inserts ignore
 //! a row that is there already, so applying a batch again after a rollback leaves one row.
@@ -13,8 +17,10 @@ use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kring_domain::calendar::CalendarEvent;
-use kring_domain::meeting::{MeetingEvent, MeetingSlot, Per, Place};
-use kring_domain::{ChildId, Event, GroupId, MeetingBookingId, MeetingRoundId, PersonId, SchoolId};
+use kring_domain::meeting::{MeetingEvent, MeetingSlot, Per, SealedPlace};
+use kring_domain::{
+    ChildId, Event, GroupId, MeetingBookingId, MeetingRoundId, PersonId, Sealed, SchoolId,
+};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -44,6 +50,7 @@ const DELETE_BOOKING_CHILDREN: &str = include_str!("sql/delete_booking_children.
 const DELETE_BOOKING: &str = include_str!("sql/delete_booking.sql");
 const SET_STATUS: &str = include_str!("sql/set_status.sql");
 const SET_KEY: &str = include_str!("sql/set_key.sql");
+const INSERT_INVOLVED: &str = include_str!("sql/insert_involved.sql");
 
 const ROUND: &str = include_str!("sql/round.sql");
 const ROUND_GROUPS: &str = include_str!("sql/round_groups.sql");
@@ -55,6 +62,31 @@ const PERSON_OF_CALENDAR_KEY: &str = include_str!("sql/person_of_calendar_key.sq
 const BOOKINGS_OF_ROUND: &str = include_str!("sql/bookings_of_round.sql");
 const BOOKINGS_OF_STAFF: &str = include_str!("sql/bookings_of_staff.sql");
 const BOOKINGS_OF_CHILD: &str = include_str!("sql/bookings_of_child.sql");
+const ROUNDS_INVOLVING: &str = include_str!("sql/rounds_involving.sql");
+
+/// A round's place as stored: its sealed JSON. An event of schema version 1 reaches the read
+/// model upcast, its words a plain value of who opened the round (they are in the clear in the
+/// log's bytes of that event too); every event written since holds them sealed.
+fn place_json(place: &SealedPlace) -> Result<String, ProjectionError> {
+    Ok(serde_json::to_string(place.text())?)
+}
+
+fn place_of(json: &str) -> Result<Sealed<String>, ProjectionError> {
+    Ok(serde_json::from_str(json)?)
+}
+
+/// Who a meeting event involves, besides the round's opener: whoever did it, the children of
+/// a booking, the staff of a slot.
+fn involved(round_id: MeetingRoundId, ids: impl IntoIterator<Item = String>) -> Vec<Statement> {
+    ids.into_iter()
+        .map(|id| {
+            Statement::new(
+                INSERT_INVOLVED,
+                vec![Cell::Text(round_id.to_string()), Cell::Text(id)],
+            )
+        })
+        .collect()
+}
 
 fn slot_statements(round_id: MeetingRoundId, s: &MeetingSlot) -> Vec<Statement> {
     let mut out = vec![Statement::new(
@@ -100,6 +132,7 @@ impl Projection for MeetingsProjection {
             "meeting_slot_staff",
             "meeting_bookings",
             "meeting_booking_children",
+            "meeting_involved",
             "calendar_keys",
         ]
     }
@@ -130,18 +163,14 @@ impl Projection for MeetingsProjection {
             )],
             Event::Meeting(event) => match event {
                 MeetingEvent::MeetingRoundOpened(d) => {
-                    let (kind, place) = match &d.place {
-                        Place::Room { name } => ("room", name),
-                        Place::Online { url } => ("online", url),
-                    };
                     let mut out = vec![Statement::new(
                         INSERT_ROUND,
                         vec![
                             Cell::Text(d.round_id.to_string()),
                             Cell::Text(d.school_id.to_string()),
                             Cell::from(&d.title),
-                            Cell::from(kind),
-                            Cell::from(place),
+                            Cell::from(d.place.kind()),
+                            Cell::Text(place_json(&d.place)?),
                             Cell::from(per_name(d.per)),
                             Cell::Int(micros(d.book_until)),
                             Cell::Text(d.by.to_string()),
@@ -161,16 +190,33 @@ impl Projection for MeetingsProjection {
                     for s in &d.slots {
                         out.extend(slot_statements(d.round_id, s));
                     }
+                    let staff = d.slots.iter().flat_map(|s| s.staff.iter());
+                    out.extend(involved(
+                        d.round_id,
+                        std::iter::once(d.by.to_string()).chain(staff.map(ToString::to_string)),
+                    ));
                     out
                 }
-                MeetingEvent::MeetingSlotAdded(d) => slot_statements(d.round_id, &d.slot),
-                MeetingEvent::MeetingSlotBlocked(d) => vec![Statement::new(
-                    BLOCK_SLOT,
-                    vec![
-                        Cell::Text(d.round_id.to_string()),
-                        Cell::Int(i64::from(d.slot)),
-                    ],
-                )],
+                MeetingEvent::MeetingSlotAdded(d) => {
+                    let mut out = slot_statements(d.round_id, &d.slot);
+                    out.extend(involved(
+                        d.round_id,
+                        std::iter::once(d.by.to_string())
+                            .chain(d.slot.staff.iter().map(ToString::to_string)),
+                    ));
+                    out
+                }
+                MeetingEvent::MeetingSlotBlocked(d) => {
+                    let mut out = vec![Statement::new(
+                        BLOCK_SLOT,
+                        vec![
+                            Cell::Text(d.round_id.to_string()),
+                            Cell::Int(i64::from(d.slot)),
+                        ],
+                    )];
+                    out.extend(involved(d.round_id, [d.by.to_string()]));
+                    out
+                }
                 MeetingEvent::MeetingBooked(d) => {
                     let mut out = vec![Statement::new(
                         INSERT_BOOKING,
@@ -192,35 +238,59 @@ impl Projection for MeetingsProjection {
                             ],
                         )
                     }));
+                    out.extend(involved(
+                        d.round_id,
+                        std::iter::once(d.by.to_string())
+                            .chain(d.child_ids.iter().map(ToString::to_string)),
+                    ));
                     out
                 }
-                MeetingEvent::MeetingMoved(d) => vec![Statement::new(
-                    MOVE_BOOKING,
-                    vec![
-                        Cell::Text(d.booking_id.to_string()),
-                        Cell::Int(i64::from(d.to_slot)),
-                        at,
-                    ],
-                )],
-                MeetingEvent::MeetingBookingCancelled(d) => vec![
-                    Statement::new(
-                        DELETE_BOOKING_CHILDREN,
-                        vec![Cell::Text(d.booking_id.to_string())],
-                    ),
-                    Statement::new(DELETE_BOOKING, vec![Cell::Text(d.booking_id.to_string())]),
-                ],
-                MeetingEvent::MeetingRoundClosed(d) => vec![Statement::new(
-                    SET_STATUS,
-                    vec![Cell::Text(d.round_id.to_string()), Cell::from("closed"), at],
-                )],
-                MeetingEvent::MeetingRoundCancelled(d) => vec![Statement::new(
-                    SET_STATUS,
-                    vec![
-                        Cell::Text(d.round_id.to_string()),
-                        Cell::from("cancelled"),
-                        at,
-                    ],
-                )],
+                MeetingEvent::MeetingMoved(d) => {
+                    let mut out = vec![Statement::new(
+                        MOVE_BOOKING,
+                        vec![
+                            Cell::Text(d.booking_id.to_string()),
+                            Cell::Int(i64::from(d.to_slot)),
+                            at,
+                        ],
+                    )];
+                    out.extend(involved(d.round_id, [d.by.to_string()]));
+                    out
+                }
+                MeetingEvent::MeetingBookingCancelled(d) => {
+                    let mut out = vec![
+                        Statement::new(
+                            DELETE_BOOKING_CHILDREN,
+                            vec![Cell::Text(d.booking_id.to_string())],
+                        ),
+                        Statement::new(
+                            DELETE_BOOKING,
+                            vec![Cell::Text(d.booking_id.to_string())],
+                        ),
+                    ];
+                    out.extend(involved(d.round_id, [d.by.to_string()]));
+                    out
+                }
+                MeetingEvent::MeetingRoundClosed(d) => {
+                    let mut out = vec![Statement::new(
+                        SET_STATUS,
+                        vec![Cell::Text(d.round_id.to_string()), Cell::from("closed"), at],
+                    )];
+                    out.extend(involved(d.round_id, [d.by.to_string()]));
+                    out
+                }
+                MeetingEvent::MeetingRoundCancelled(d) => {
+                    let mut out = vec![Statement::new(
+                        SET_STATUS,
+                        vec![
+                            Cell::Text(d.round_id.to_string()),
+                            Cell::from("cancelled"),
+                            at,
+                        ],
+                    )];
+                    out.extend(involved(d.round_id, [d.by.to_string()]));
+                    out
+                }
             },
             _ => return Ok(()),
         };
@@ -246,8 +316,8 @@ pub struct RoundView {
     pub title: String,
     /// `room` or `online`.
     pub place_kind: String,
-    /// The room's name or the link.
-    pub place: String,
+    /// The room's name or the link, sealed for who opened the round.
+    pub place: Sealed<String>,
     /// `child` or `family`.
     pub per: String,
     /// Guardians' deadline.
@@ -299,8 +369,8 @@ pub struct Meeting {
     pub title: String,
     /// `room` or `online`.
     pub place_kind: String,
-    /// The room's name or the link.
-    pub place: String,
+    /// The room's name or the link, sealed for who opened the round.
+    pub place: Sealed<String>,
     /// `open`, `closed` or `cancelled`.
     pub status: String,
     /// The slot.
@@ -378,7 +448,7 @@ pub async fn round(
         group_ids,
         title: r.try_get(2)?,
         place_kind: r.try_get(3)?,
-        place: r.try_get(4)?,
+        place: place_of(&r.try_get::<String, _>(4)?)?,
         per: r.try_get(5)?,
         book_until: from_micros(r.try_get(6)?)?,
         status: r.try_get(7)?,
@@ -447,7 +517,7 @@ async fn meetings_of(
             round_id,
             title: r.try_get(0)?,
             place_kind: r.try_get(1)?,
-            place: r.try_get(2)?,
+            place: place_of(&r.try_get::<String, _>(2)?)?,
             status: r.try_get(3)?,
             slot,
             starts_at: from_micros(r.try_get(4)?)?,
@@ -488,6 +558,28 @@ pub async fn family_schedule(
     let mut out: Vec<Meeting> = all.into_values().collect();
     out.sort_by_key(|a| (a.starts_at, a.round_id, a.slot));
     Ok(out)
+}
+
+/// The rounds that involve any of `ids` (people or children): opened, held, booked, moved,
+/// cancelled or closed by them, or with a booking for them, cancelled bookings included.
+///
+/// # Errors
+/// Database failures; a stored row this build cannot read.
+pub async fn rounds_involving(
+    db: &ReadDb,
+    ids: &[uuid::Uuid],
+) -> Result<Vec<MeetingRoundId>, ProjectionError> {
+    let mut out = std::collections::BTreeSet::new();
+    for id in ids {
+        for r in sqlx::query(ROUNDS_INVOLVING)
+            .bind(id.to_string())
+            .fetch_all(db.pool())
+            .await?
+        {
+            out.insert(MeetingRoundId::from_uuid(uuid(&r.try_get::<String, _>(0)?)?));
+        }
+    }
+    Ok(out.into_iter().collect())
 }
 
 /// The person whose current calendar feed key has `digest`.

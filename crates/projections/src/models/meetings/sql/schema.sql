@@ -44,6 +44,11 @@ CREATE TABLE {meeting_booking_children} (
     child_id TEXT NOT NULL,
     PRIMARY KEY (booking_id, child_id)
 );
+CREATE TABLE {meeting_involved} (
+    round_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (round_id, id)
+);
 CREATE TABLE {calendar_keys} (
     person_id TEXT PRIMARY KEY,
     key_digest TEXT NOT NULL
