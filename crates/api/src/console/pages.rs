@@ -975,6 +975,15 @@ async fn subject_events(
             events.push(rights::exported(&state.system.vault, r, &allow).await?);
         }
     }
+    // The meeting rounds it takes part in: its bookings, the conversations it holds as staff.
+    let (person, children) = match subject {
+        Subject::Person(p) => (Some(p), Vec::new()),
+        Subject::Child(c) => (None, vec![c]),
+        _ => (None, Vec::new()),
+    };
+    events.extend(
+        crate::routes::meetings::export_events(state, person, &children, &allow).await?,
+    );
     if let Some(school) = school {
         let id = subject.uuid().to_string();
         for r in state

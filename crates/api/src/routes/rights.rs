@@ -100,8 +100,10 @@ pub struct ExportDoc {
     pub profile: MeDoc,
     /// Every event about them, in log order: their own stream, their children's streams, the
     /// roster facts naming them or their children, their invitations, their conversations,
-    /// the access log of them and their children (who read their data, and why), and the
-    /// removals of posts and media items they made (with the reason they gave).
+    /// the access log of them and their children (who read their data, and why), the
+    /// meeting rounds they or their children take part in (bookings, moves, cancellations,
+    /// the conversations they hold as staff), and the removals of posts and media items they
+    /// made (with the reason they gave).
     pub events: Vec<ExportedEvent>,
 }
 
@@ -161,6 +163,11 @@ pub async fn export(
             events.push(exported(&state.system.vault, r, &everything).await?);
         }
     }
+    // The meeting rounds they take part in: their children's bookings and their own, the
+    // conversations they hold as staff (the place, shown to them in the round, opened).
+    events.extend(
+        crate::routes::meetings::export_events(&state, Some(me), &children, &everything).await?,
+    );
     // The removals they made: the reason they typed is their personal data, sealed for them.
     for post_id in access_model::posts_with_removals_by(&state.system.db, me).await? {
         let stream = StreamName::post(post_id);
