@@ -25,7 +25,11 @@ kring_testkit::on_both_backends!(sqlite: |_| Api::sqlite(), postgres: Api::postg
     a_cancelled_or_closed_round_refuses_bookings,
     a_child_moved_to_another_group_keeps_its_booking_in_the_old_round,
     an_erased_guardians_booking_stays_for_the_child,
-    per_family_and_overlap_across_rounds_and_suggestions,
+    per_family_one_booking_holds_the_siblings_in_the_rounds_groups,
+    a_guardian_with_children_in_two_groups_gets_no_overlapping_slot_and_adjacent_suggestions,
+    both_guardians_see_the_booking_and_either_can_move_or_cancel_it,
+    the_place_is_sealed_in_the_log_shown_in_the_round_and_erased_with_who_opened_it,
+    a_guardians_bookings_and_a_teachers_conversations_are_in_their_data_exports,
     the_calendar_feed_has_meetings_and_activities_with_stable_uids_and_a_key_that_rotates,
 );
 
@@ -507,7 +511,7 @@ async fn an_erased_guardians_booking_stays_for_the_child(api: Api) {
         .expect(200);
 }
 
-async fn per_family_and_overlap_across_rounds_and_suggestions(api: Api) {
+async fn per_family_one_booking_holds_the_siblings_in_the_rounds_groups(api: Api) {
     let s = School::build(&api, "De Regenboog").await;
     // One mother of Sanne (group 3) and Noor (group 4); Daan is in group 3 as well.
     let mum = s.guardian(&api, s.child_a, "Mama").await;
@@ -550,8 +554,14 @@ async fn per_family_and_overlap_across_rounds_and_suggestions(api: Api) {
         409,
         "conflict",
     );
-    // Two rounds at the same times, one per group: once the first is booked (and projected),
-    // the overlapping slot of the second is refused and the adjacent ones are suggested.
+    // Each child's guardian sees the one booking; cancelled, the family books again.
+    let noors_dad = s.guardian(&api, s.child_c, "Papa").await;
+    let v = api
+        .get(&format!("/v1/meeting-rounds/{family}"), &api.person(noors_dad))
+        .await
+        .expect(200);
+    assert_eq!(v.body["my_bookings"][0]["booking_id"], b.body["booking_id"]);
+    assert_eq!(v.body["my_children_to_book"], json!([]));
     api.call(
         Method::DELETE,
         &format!(
@@ -563,6 +573,18 @@ async fn per_family_and_overlap_across_rounds_and_suggestions(api: Api) {
     )
     .await
     .expect(200);
+    book(&api, &family, mum, 2, s.child_a).await.expect(201);
+}
+
+async fn a_guardian_with_children_in_two_groups_gets_no_overlapping_slot_and_adjacent_suggestions(
+    api: Api,
+) {
+    let s = School::build(&api, "De Regenboog").await;
+    // One mother of Sanne (group 3) and Noor (group 4).
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    link_existing_guardian(&api, s.teacher2, s.school_id, mum, s.child_c).await;
+    // Two rounds at the same times, one per group: once the first is booked (and projected),
+    // the overlapping slot of the second is refused and the adjacent ones are suggested.
     let r3 = open_round(&api, s.group, s.teacher, 4, "child", 0).await;
     let r4 = open_round(&api, s.group2, s.teacher2, 4, "child", 0).await;
     book(&api, &r3, mum, 2, s.child_a).await.expect(201);
@@ -580,6 +602,192 @@ async fn per_family_and_overlap_across_rounds_and_suggestions(api: Api) {
     // Slots 1 and 3 touch the booked 15:10–15:20, slot 4 begins ten minutes after it.
     assert_eq!(v.body["suggestions"], json!([1, 3, 4]));
     book(&api, &r4, mum, 3, s.child_c).await.expect(201);
+}
+
+async fn both_guardians_see_the_booking_and_either_can_move_or_cancel_it(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let dad = s.guardian(&api, s.child_a, "Papa").await;
+    let round = open_round(&api, s.group, s.teacher, 3, "child", 0).await;
+    let path = format!("/v1/meeting-rounds/{round}");
+    let booked = book(&api, &round, mum, 1, s.child_a).await.expect(201);
+    let id = booked.body["booking_id"].as_str().unwrap().to_owned();
+    let b = format!("{path}/bookings/{id}");
+    // Both see it, in the round and in their schedules.
+    for parent in [mum, dad] {
+        let v = api.get(&path, &api.person(parent)).await.expect(200);
+        assert_eq!(v.body["my_bookings"][0]["booking_id"], id.as_str());
+        assert_eq!(v.body["my_bookings"][0]["booked_by"], mum.to_string());
+        assert_eq!(v.body["my_children_to_book"], json!([]));
+        let me = api
+            .get_fresh("/v1/me/meetings", &api.person(parent))
+            .await
+            .expect(200);
+        assert_eq!(me.body["as_guardian"][0]["booking_id"], id.as_str());
+    }
+    // The other guardian books no second conversation for the child, but moves this one…
+    assert_problem(&book(&api, &round, dad, 2, s.child_a).await, 409, "conflict");
+    api.put(&b, &api.person(dad), json!({"slot_id": 3}))
+        .await
+        .expect(200);
+    let v = api.get(&path, &api.person(mum)).await.expect(200);
+    assert_eq!(v.body["my_bookings"][0]["slot_id"], 3);
+    assert_eq!(v.body["my_bookings"][0]["sequence"], 1);
+    // …and the first one cancels it; then either may book again.
+    api.call(Method::DELETE, &b, Some(&api.person(mum)), None)
+        .await
+        .expect(200);
+    let v = api.get(&path, &api.person(dad)).await.expect(200);
+    assert_eq!(v.body["my_bookings"], json!([]));
+    assert_eq!(v.body["my_children_to_book"], json!([s.child_a]));
+    book(&api, &round, dad, 2, s.child_a).await.expect(201);
+}
+
+async fn the_place_is_sealed_in_the_log_shown_in_the_round_and_erased_with_who_opened_it(
+    api: Api,
+) {
+    use kring_store::EventStoreExt;
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let link = "https://meet.example/groep-3-geheim";
+    let start = Utc::now() + Duration::days(5);
+    let r = api
+        .post(
+            &format!("/v1/groups/{}/meeting-rounds", s.group),
+            Some(&api.person(s.teacher)),
+            json!({
+                "title": "Rapportgesprekken",
+                "per": "child",
+                "slots": [{"starts_at": start, "ends_at": start + Duration::minutes(10), "staff": [s.teacher]}],
+                "place": {"kind": "online", "url": link},
+                "book_until": start - Duration::days(1),
+            }),
+        )
+        .await
+        .expect(201);
+    let round = r.body["round_id"].as_str().unwrap().to_owned();
+    book(&api, &round, mum, 1, s.child_a).await.expect(201);
+    // The link is nowhere in the log's bytes…
+    let stream = StreamName::meeting(kring_domain::MeetingRoundId::from_uuid(
+        round.parse().unwrap(),
+    ));
+    let stored = api
+        .running
+        .state
+        .system
+        .store
+        .read_stream_to_end(&stream)
+        .await
+        .unwrap();
+    assert!(!stored.is_empty());
+    assert!(stored.iter().all(|e| !e.payload.contains("geheim")));
+    // …but shown to whoever may see the round, and in their schedule.
+    let path = format!("/v1/meeting-rounds/{round}");
+    let v = api.get(&path, &api.person(mum)).await.expect(200);
+    assert_eq!(v.body["place"], json!({"kind": "online", "url": link}));
+    let me = api
+        .get_fresh("/v1/me/meetings", &api.person(mum))
+        .await
+        .expect(200);
+    assert_eq!(me.body["as_guardian"][0]["place"], link);
+    // Erased with the staff member who opened the round: the round and booking stay.
+    api.post(
+        &format!("/v1/people/{}/erasure", s.teacher),
+        Some(&api.person(s.director)),
+        json!({}),
+    )
+    .await
+    .expect(202);
+    let v = api.get(&path, &api.person(mum)).await.expect(200);
+    assert_eq!(v.body["place"], json!({"kind": "online", "url": "[erased]"}));
+    assert_eq!(v.body["my_bookings"].as_array().unwrap().len(), 1);
+    let me = api
+        .get_fresh("/v1/me/meetings", &api.person(mum))
+        .await
+        .expect(200);
+    assert_eq!(me.body["as_guardian"][0]["place_kind"], "online");
+    assert_eq!(me.body["as_guardian"][0]["place"], "[erased]");
+}
+
+/// The meeting events of a person's export, as `(type, payload)`.
+async fn exported_meetings(api: &Api, who: PersonId) -> Vec<(String, Value)> {
+    let ex = api
+        .get_fresh("/v1/me/export", &api.person(who))
+        .await
+        .expect(200);
+    ex.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["stream"].as_str().unwrap().starts_with("meeting-"))
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap().to_owned(),
+                e["payload"].clone(),
+            )
+        })
+        .collect()
+}
+
+async fn a_guardians_bookings_and_a_teachers_conversations_are_in_their_data_exports(api: Api) {
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    let dad = s.guardian(&api, s.child_a, "Papa").await;
+    let daans = s.guardian(&api, s.child_b, "Vader").await;
+    let stranger = s.guardian(&api, s.child_c, "Buur").await;
+    let round = open_round(&api, s.group, s.teacher, 4, "child", 0).await;
+    let booked = book(&api, &round, mum, 1, s.child_a).await.expect(201);
+    let id = booked.body["booking_id"].as_str().unwrap().to_owned();
+    api.put(
+        &format!("/v1/meeting-rounds/{round}/bookings/{id}"),
+        &api.person(dad),
+        json!({"slot_id": 3}),
+    )
+    .await
+    .expect(200);
+    let other = book(&api, &round, daans, 2, s.child_b).await.expect(201);
+    let other = other.body["booking_id"].as_str().unwrap().to_owned();
+    // Both guardians' exports hold the round, their child's booking and its move, with the
+    // place opened for them; not the other family's booking.
+    for parent in [mum, dad] {
+        let events = exported_meetings(&api, parent).await;
+        let types: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            types,
+            ["MeetingRoundOpened", "MeetingBooked", "MeetingMoved"]
+        );
+        assert_eq!(events[0].1["place"]["name"], "Lokaal 4");
+        assert_eq!(events[1].1["booking_id"], id.as_str());
+        assert_eq!(events[1].1["by"], mum.to_string());
+        let text = serde_json::to_string(&events).unwrap();
+        assert!(!text.contains(&other) && !text.contains(&s.child_b.to_string()));
+    }
+    // The teacher's holds the round they opened and both conversations they hold.
+    let teachers = exported_meetings(&api, s.teacher).await;
+    let types: Vec<&str> = teachers.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "MeetingRoundOpened",
+            "MeetingBooked",
+            "MeetingMoved",
+            "MeetingBooked"
+        ]
+    );
+    assert_eq!(teachers[3].1["booking_id"], other.as_str());
+    // A parent with no child in the round has none of it.
+    assert!(exported_meetings(&api, stranger).await.is_empty());
+    // Erased, the guardian who booked is gone; the booking stays in the other's export.
+    api.post(
+        &format!("/v1/people/{mum}/erasure"),
+        Some(&api.person(s.director)),
+        json!({}),
+    )
+    .await
+    .expect(202);
+    let events = exported_meetings(&api, dad).await;
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[1].1["booking_id"], id.as_str());
 }
 
 /// The feed's events as `(UID, property name → value)`, parsed by an iCalendar parser.
