@@ -136,6 +136,30 @@ pub const JSON_WRITES: &[(&str, &[&str], &[WrongValue])] = &[
         ("notification_ids", r#"["nonsense"]"#, 422, "validation_failed"),
         ("notification_ids", "[]", 422, "validation_failed"),
     ]),
+    ("POST /v1/groups/{group_id}/meeting-rounds", &["title", "per", "place", "book_until"], &[
+        ("title", r#""   ""#, 422, "validation_failed"),
+        ("per", r#""class""#, 422, "validation_failed"),
+        ("place", r#"{"kind": "online", "url": "http://meet.example/groep-a"}"#, 422, "validation_failed"),
+        ("place", r#"{"kind": "garden"}"#, 422, "validation_failed"),
+        ("slots", "[]", 422, "validation_failed"),
+        ("slots", r#"[{"starts_at": "2030-01-01T15:00:00Z", "ends_at": "2030-01-01T14:00:00Z", "staff": []}]"#, 422, "validation_failed"),
+        ("generate", r#"{"days": [{"date": "2030-01-01", "from": "15:00", "to": "16:00"}], "slot_minutes": 10, "staff": []}"#, 422, "validation_failed"),
+        ("group_ids", r#"["00000000-0000-7000-8000-000000000000"]"#, 404, "not_found"),
+    ]),
+    ("POST /v1/meeting-rounds/{round_id}/slots", &["starts_at", "ends_at", "staff"], &[
+        ("ends_at", r#""2000-01-01T00:00:00Z""#, 422, "validation_failed"),
+        ("staff", "[]", 422, "validation_failed"),
+        ("staff", r#"["00000000-0000-7000-8000-000000000000"]"#, 422, "validation_failed"),
+    ]),
+    ("POST /v1/meeting-rounds/{round_id}/bookings", &["slot_id", "child_id"], &[
+        ("slot_id", "99", 422, "validation_failed"),
+        ("slot_id", "-1", 422, "validation_failed"),
+        ("child_id", r#""not-a-uuid""#, 422, "validation_failed"),
+    ]),
+    ("PUT /v1/meeting-rounds/{round_id}/bookings/{booking_id}", &["slot_id"], &[
+        ("slot_id", "99", 422, "validation_failed"),
+        ("slot_id", "1", 409, "conflict"),
+    ]),
 ];
 
 /// Query strings that are wrong for a GET: the route, what to put after `?`, status and code.

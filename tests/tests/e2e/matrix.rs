@@ -173,6 +173,22 @@ pub const MATRIX: &[(&str, [u16; 10])] = &[
     ("DELETE /v1/me/push-subscriptions/{subscription_id}", [200, 200, 200, 200, 200, 200, 403, 401, 401, 401]),
     ("GET /v1/operator/dead-letters",                    [403, 403, 403, 403, 403, 403, 200, 401, 401, 401]),
     ("POST /v1/operator/dead-letters/{delivery_id}/retry", [403, 403, 403, 403, 403, 403, 404, 401, 401, 401]),
+    // The meeting planner: staff of the round's groups run a round; a guardian of a child in
+    // them books; every staff member of the school sees it; a parent of another class does not
+    // learn it exists. Each cell gets a round of its own.
+    ("POST /v1/groups/{group_id}/meeting-rounds",        [403, 403, 201, 403, 201, 403, 403, 401, 401, 401]),
+    ("GET /v1/meeting-rounds/{round_id}",                [200, 404, 200, 200, 200, 200, 200, 401, 401, 401]),
+    ("POST /v1/meeting-rounds/{round_id}/slots",         [403, 404, 201, 403, 201, 403, 403, 401, 401, 401]),
+    ("POST /v1/meeting-rounds/{round_id}/slots/{slot_id}/block", [403, 404, 200, 403, 200, 403, 403, 401, 401, 401]),
+    ("POST /v1/meeting-rounds/{round_id}/bookings",      [201, 404, 201, 403, 201, 403, 403, 401, 401, 401]),
+    ("PUT /v1/meeting-rounds/{round_id}/bookings/{booking_id}", [200, 404, 200, 403, 200, 403, 403, 401, 401, 401]),
+    ("DELETE /v1/meeting-rounds/{round_id}/bookings/{booking_id}", [200, 404, 200, 403, 200, 403, 403, 401, 401, 401]),
+    ("POST /v1/meeting-rounds/{round_id}/close",         [403, 404, 200, 403, 200, 403, 403, 401, 401, 401]),
+    ("POST /v1/meeting-rounds/{round_id}/cancel",        [403, 404, 200, 403, 200, 403, 403, 401, 401, 401]),
+    ("GET /v1/me/meetings",                              [200, 200, 200, 200, 200, 200, 403, 401, 401, 401]),
+    // The calendar feed takes its key in the query, no token: any caller with the key reads it.
+    ("POST /v1/me/calendar-key",                         [201, 201, 201, 201, 201, 201, 403, 401, 401, 401]),
+    ("GET /v1/me/calendar.ics",                          [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     // Operations: no token needed.
     ("GET /healthz",                                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("GET /readyz",                                      [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
@@ -230,6 +246,43 @@ fn removal(role: Role) -> Body {
     }
 }
 
+/// A fresh meeting round of class A held by its teacher: three ten-minute slots on a day of its
+/// own (one child's bookings in two rounds at the same time would clash).
+async fn meeting_round(api: &Server, s: &School) -> Uuid {
+    static DAYS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let day = 20 + DAYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let start = (Utc::now() + Duration::days(day))
+        .date_naive()
+        .and_hms_opt(14, 0, 0)
+        .expect("14:00")
+        .and_utc();
+    let slots: Vec<serde_json::Value> = (0..3)
+        .map(|i| json!({"starts_at": start + Duration::minutes(10 * i), "ends_at": start + Duration::minutes(10 * i + 10), "staff": [s.teacher]}))
+        .collect();
+    api.post(
+        &format!("/v1/groups/{}/meeting-rounds", s.class_a),
+        Who::Person(s.teacher),
+        json!({"title": "Tienminutengesprekken", "per": "child", "slots": slots,
+               "place": {"kind": "room", "name": "Lokaal 4"}, "book_until": start - Duration::days(1)}),
+    )
+    .await
+    .id("round_id")
+}
+
+/// A fresh round and the guardian's booking of its first slot.
+async fn meeting_booking(api: &Server, s: &School) -> (Uuid, Uuid) {
+    let round = meeting_round(api, s).await;
+    let booking = api
+        .post(
+            &format!("/v1/meeting-rounds/{round}/bookings"),
+            Who::Person(s.guardian),
+            json!({"slot_id": 1, "child_id": s.child}),
+        )
+        .await
+        .id("booking_id");
+    (round, booking)
+}
+
 /// The request of the cell `route` × `role`, with whatever it needs made first (by the school's
 /// staff, through the API).
 pub async fn request(api: &Server, s: &School, route: &str, role: Role) -> Request {
@@ -273,6 +326,76 @@ pub async fn request(api: &Server, s: &School, route: &str, role: Role) -> Reque
             format!("/v1/operator/dead-letters/{}/retry", Uuid::now_v7()),
             Body::Empty,
         ),
+        "POST /v1/groups/{group_id}/meeting-rounds" => {
+            let start = Utc::now() + Duration::days(15);
+            post(
+                format!("/v1/groups/{}/meeting-rounds", s.class_a),
+                json!({"title": "Rapportgesprekken", "per": "family",
+                       "slots": [{"starts_at": start, "ends_at": start + Duration::minutes(15), "staff": [s.teacher]}],
+                       "place": {"kind": "online", "url": "https://meet.example/groep-a"},
+                       "book_until": start - Duration::days(1)}),
+            )
+        }
+        "GET /v1/meeting-rounds/{round_id}" => {
+            get(format!("/v1/meeting-rounds/{}", meeting_round(api, s).await))
+        }
+        "POST /v1/meeting-rounds/{round_id}/slots" => {
+            let round = meeting_round(api, s).await;
+            let start = Utc::now() + Duration::days(16);
+            post(
+                format!("/v1/meeting-rounds/{round}/slots"),
+                json!({"starts_at": start, "ends_at": start + Duration::minutes(10), "staff": [s.teacher]}),
+            )
+        }
+        "POST /v1/meeting-rounds/{round_id}/slots/{slot_id}/block" => req(
+            Method::POST,
+            format!("/v1/meeting-rounds/{}/slots/2/block", meeting_round(api, s).await),
+            Body::Empty,
+        ),
+        "POST /v1/meeting-rounds/{round_id}/bookings" => post(
+            format!("/v1/meeting-rounds/{}/bookings", meeting_round(api, s).await),
+            json!({"slot_id": 2, "child_id": s.child}),
+        ),
+        "PUT /v1/meeting-rounds/{round_id}/bookings/{booking_id}" => {
+            let (round, booking) = meeting_booking(api, s).await;
+            req(
+                Method::PUT,
+                format!("/v1/meeting-rounds/{round}/bookings/{booking}"),
+                Body::Json(json!({"slot_id": 2})),
+            )
+        }
+        "DELETE /v1/meeting-rounds/{round_id}/bookings/{booking_id}" => {
+            let (round, booking) = meeting_booking(api, s).await;
+            req(
+                Method::DELETE,
+                format!("/v1/meeting-rounds/{round}/bookings/{booking}"),
+                Body::Empty,
+            )
+        }
+        "POST /v1/meeting-rounds/{round_id}/close" => req(
+            Method::POST,
+            format!("/v1/meeting-rounds/{}/close", meeting_round(api, s).await),
+            Body::Empty,
+        ),
+        "POST /v1/meeting-rounds/{round_id}/cancel" => req(
+            Method::POST,
+            format!("/v1/meeting-rounds/{}/cancel", meeting_round(api, s).await),
+            Body::Empty,
+        ),
+        "GET /v1/me/meetings" => get("/v1/me/meetings"),
+        "POST /v1/me/calendar-key" => req(Method::POST, "/v1/me/calendar-key", Body::Empty),
+        "GET /v1/me/calendar.ics" => {
+            let key = api
+                .send(
+                    Method::POST,
+                    "/v1/me/calendar-key",
+                    Who::Person(s.guardian),
+                    Body::Empty,
+                )
+                .await;
+            let key = key.expect(201)["key"].as_str().expect("a key").to_owned();
+            get(format!("/v1/me/calendar.ics?key={key}"))
+        }
         "POST /v1/schools/{school_id}/staff" => {
             let email = fresh_email();
             s.remember(None, email.clone());

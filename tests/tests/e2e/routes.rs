@@ -85,6 +85,19 @@ pub const ADDED: &[&str] = &[
     "DELETE /v1/me/push-subscriptions/{subscription_id}",
     "GET /v1/operator/dead-letters",
     "POST /v1/operator/dead-letters/{delivery_id}/retry",
+    // The meeting planner and the calendar feed.
+    "POST /v1/groups/{group_id}/meeting-rounds",
+    "GET /v1/meeting-rounds/{round_id}",
+    "POST /v1/meeting-rounds/{round_id}/slots",
+    "POST /v1/meeting-rounds/{round_id}/slots/{slot_id}/block",
+    "POST /v1/meeting-rounds/{round_id}/bookings",
+    "PUT /v1/meeting-rounds/{round_id}/bookings/{booking_id}",
+    "DELETE /v1/meeting-rounds/{round_id}/bookings/{booking_id}",
+    "POST /v1/meeting-rounds/{round_id}/close",
+    "POST /v1/meeting-rounds/{round_id}/cancel",
+    "GET /v1/me/meetings",
+    "POST /v1/me/calendar-key",
+    "GET /v1/me/calendar.ics",
 ];
 
 /// The operational endpoints (no token).
