@@ -286,6 +286,18 @@ async fn sign_in_sessions_csrf_and_scope(database: Option<String>) {
     let (status, page) = get(base, &cookie, &format!("/console/children/{daan}")).await;
     assert_eq!(status, 200, "still signed in, Daan not erased: {page}");
     assert!(page.contains("Daan K."), "{page}");
+    // A child's export holds its meeting booking; the place is the teacher's text, withheld.
+    let booked = demo.demo["children"][0]["child_id"].as_str().unwrap();
+    let booking = demo.demo["meeting_rounds"][0]["bookings"][0]
+        .as_str()
+        .unwrap();
+    let (status, export) = get(base, &cookie, &format!("/console/children/{booked}/export")).await;
+    assert_eq!(status, 200);
+    assert!(
+        export.contains("MeetingBooked") && export.contains(booking),
+        "{export}"
+    );
+    assert!(!export.contains("Lokaal 3"), "{export}");
 
     // Another school's child is not found.
     let operator = demo.demo["operator_token"].as_str().unwrap();

@@ -557,7 +557,10 @@ async fn per_family_one_booking_holds_the_siblings_in_the_rounds_groups(api: Api
     // Each child's guardian sees the one booking; cancelled, the family books again.
     let noors_dad = s.guardian(&api, s.child_c, "Papa").await;
     let v = api
-        .get(&format!("/v1/meeting-rounds/{family}"), &api.person(noors_dad))
+        .get(
+            &format!("/v1/meeting-rounds/{family}"),
+            &api.person(noors_dad),
+        )
         .await
         .expect(200);
     assert_eq!(v.body["my_bookings"][0]["booking_id"], b.body["booking_id"]);
@@ -626,7 +629,11 @@ async fn both_guardians_see_the_booking_and_either_can_move_or_cancel_it(api: Ap
         assert_eq!(me.body["as_guardian"][0]["booking_id"], id.as_str());
     }
     // The other guardian books no second conversation for the child, but moves this one…
-    assert_problem(&book(&api, &round, dad, 2, s.child_a).await, 409, "conflict");
+    assert_problem(
+        &book(&api, &round, dad, 2, s.child_a).await,
+        409,
+        "conflict",
+    );
     api.put(&b, &api.person(dad), json!({"slot_id": 3}))
         .await
         .expect(200);
@@ -643,9 +650,7 @@ async fn both_guardians_see_the_booking_and_either_can_move_or_cancel_it(api: Ap
     book(&api, &round, dad, 2, s.child_a).await.expect(201);
 }
 
-async fn the_place_is_sealed_in_the_log_shown_in_the_round_and_erased_with_who_opened_it(
-    api: Api,
-) {
+async fn the_place_is_sealed_in_the_log_shown_in_the_round_and_erased_with_who_opened_it(api: Api) {
     use kring_store::EventStoreExt;
     let s = School::build(&api, "De Regenboog").await;
     let mum = s.guardian(&api, s.child_a, "Mama").await;
@@ -699,7 +704,10 @@ async fn the_place_is_sealed_in_the_log_shown_in_the_round_and_erased_with_who_o
     .await
     .expect(202);
     let v = api.get(&path, &api.person(mum)).await.expect(200);
-    assert_eq!(v.body["place"], json!({"kind": "online", "url": "[erased]"}));
+    assert_eq!(
+        v.body["place"],
+        json!({"kind": "online", "url": "[erased]"})
+    );
     assert_eq!(v.body["my_bookings"].as_array().unwrap().len(), 1);
     let me = api
         .get_fresh("/v1/me/meetings", &api.person(mum))

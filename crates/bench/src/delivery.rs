@@ -80,7 +80,12 @@ impl Client {
         Err(format!("{path}: conflicts every time"))
     }
 
-    pub(crate) async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Result<Value, String> {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Result<Value, String> {
         self.call(reqwest::Method::POST, path, token, body).await
     }
 }

@@ -303,9 +303,8 @@ pub fn current_schema_version(event_type: &str) -> u16 {
         // v2 of the others: free text is sealed at rest — a removal's reason is a person's text
         // sealed for them or a fixed value; an access's reason is the route, never text.
         // v2 of MeetingRoundOpened: the place's words sealed for who opened the round.
-        "ChildEnrolled" | "PostRemoved" | "MediaRemoved" | "AccessLogged" | "MeetingRoundOpened" => {
-            2
-        }
+        "ChildEnrolled" | "PostRemoved" | "MediaRemoved" | "AccessLogged"
+        | "MeetingRoundOpened" => 2,
         _ => 1,
     }
 }

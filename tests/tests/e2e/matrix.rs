@@ -336,9 +336,10 @@ pub async fn request(api: &Server, s: &School, route: &str, role: Role) -> Reque
                        "book_until": start - Duration::days(1)}),
             )
         }
-        "GET /v1/meeting-rounds/{round_id}" => {
-            get(format!("/v1/meeting-rounds/{}", meeting_round(api, s).await))
-        }
+        "GET /v1/meeting-rounds/{round_id}" => get(format!(
+            "/v1/meeting-rounds/{}",
+            meeting_round(api, s).await
+        )),
         "POST /v1/meeting-rounds/{round_id}/slots" => {
             let round = meeting_round(api, s).await;
             let start = Utc::now() + Duration::days(16);
@@ -349,11 +350,17 @@ pub async fn request(api: &Server, s: &School, route: &str, role: Role) -> Reque
         }
         "POST /v1/meeting-rounds/{round_id}/slots/{slot_id}/block" => req(
             Method::POST,
-            format!("/v1/meeting-rounds/{}/slots/2/block", meeting_round(api, s).await),
+            format!(
+                "/v1/meeting-rounds/{}/slots/2/block",
+                meeting_round(api, s).await
+            ),
             Body::Empty,
         ),
         "POST /v1/meeting-rounds/{round_id}/bookings" => post(
-            format!("/v1/meeting-rounds/{}/bookings", meeting_round(api, s).await),
+            format!(
+                "/v1/meeting-rounds/{}/bookings",
+                meeting_round(api, s).await
+            ),
             json!({"slot_id": 2, "child_id": s.child}),
         ),
         "PUT /v1/meeting-rounds/{round_id}/bookings/{booking_id}" => {

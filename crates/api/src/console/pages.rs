@@ -981,9 +981,7 @@ async fn subject_events(
         Subject::Child(c) => (None, vec![c]),
         _ => (None, Vec::new()),
     };
-    events.extend(
-        crate::routes::meetings::export_events(state, person, &children, &allow).await?,
-    );
+    events.extend(crate::routes::meetings::export_events(state, person, &children, &allow).await?);
     if let Some(school) = school {
         let id = subject.uuid().to_string();
         for r in state

@@ -1188,9 +1188,7 @@ pub(crate) async fn export_events(
                     }
                     ours
                 }
-                E::MeetingBookingCancelled(d) => {
-                    theirs.contains(&d.booking_id) || by_them(d.by)
-                }
+                E::MeetingBookingCancelled(d) => theirs.contains(&d.booking_id) || by_them(d.by),
                 E::MeetingRoundClosed(_) | E::MeetingRoundCancelled(_) => true,
             };
             if concerns {

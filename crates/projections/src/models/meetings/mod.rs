@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use kring_domain::calendar::CalendarEvent;
 use kring_domain::meeting::{MeetingEvent, MeetingSlot, Per, SealedPlace};
 use kring_domain::{
-    ChildId, Event, GroupId, MeetingBookingId, MeetingRoundId, PersonId, Sealed, SchoolId,
+    ChildId, Event, GroupId, MeetingBookingId, MeetingRoundId, PersonId, SchoolId, Sealed,
 };
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -263,10 +263,7 @@ impl Projection for MeetingsProjection {
                             DELETE_BOOKING_CHILDREN,
                             vec![Cell::Text(d.booking_id.to_string())],
                         ),
-                        Statement::new(
-                            DELETE_BOOKING,
-                            vec![Cell::Text(d.booking_id.to_string())],
-                        ),
+                        Statement::new(DELETE_BOOKING, vec![Cell::Text(d.booking_id.to_string())]),
                     ];
                     out.extend(involved(d.round_id, [d.by.to_string()]));
                     out
@@ -576,7 +573,9 @@ pub async fn rounds_involving(
             .fetch_all(db.pool())
             .await?
         {
-            out.insert(MeetingRoundId::from_uuid(uuid(&r.try_get::<String, _>(0)?)?));
+            out.insert(MeetingRoundId::from_uuid(uuid(
+                &r.try_get::<String, _>(0)?,
+            )?));
         }
     }
     Ok(out.into_iter().collect())
