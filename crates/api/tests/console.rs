@@ -803,8 +803,12 @@ async fn keyboard_reaches_everything(browser: &fantoccini::Client, url: &str) {
     let mut reached = std::collections::BTreeSet::new();
     for _ in 0..count + 2 {
         let tab = KeyActions::new("keyboard".into())
-            .then(KeyAction::Down { value: Key::Tab.into() })
-            .then(KeyAction::Up { value: Key::Tab.into() });
+            .then(KeyAction::Down {
+                value: Key::Tab.into(),
+            })
+            .then(KeyAction::Up {
+                value: Key::Tab.into(),
+            });
         browser.perform_actions(tab).await.unwrap();
         let seen = browser.execute(&probe, vec![]).await.unwrap();
         let index = seen[0].as_i64().unwrap();
@@ -1013,11 +1017,17 @@ async fn an_officer_follows_a_withdrawal_in_the_browser() {
     assert!(text("#verify-result").await.starts_with("✓"));
     let models = rows(&browser, "#model-checks tbody tr").await;
     assert!(models >= 10);
-    assert_eq!(rows(&browser, "#model-checks tbody tr[data-ok=true]").await, models);
+    assert_eq!(
+        rows(&browser, "#model-checks tbody tr[data-ok=true]").await,
+        models
+    );
     shot(&browser, "verify").await;
 
     // A group's posts: the class photo's post is among them.
-    browser.goto(&format!("{}/console", demo.base)).await.unwrap();
+    browser
+        .goto(&format!("{}/console", demo.base))
+        .await
+        .unwrap();
     let form = browser
         .form(Css("form[action='/console/posts']"))
         .await
@@ -1038,7 +1048,10 @@ async fn an_officer_follows_a_withdrawal_in_the_browser() {
     // The keyboard reaches every link, button and field of the main pages, and each shows
     // where the focus is.
     let child_page = format!("/console/children/{daan}");
-    let photo = demo.demo["posts"][0]["media"][0].as_str().unwrap().to_owned();
+    let photo = demo.demo["posts"][0]["media"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let photo_page = format!("/console/media/{photo}?as_of=2026-01-01");
     for path in [
         "/console",

@@ -54,8 +54,10 @@ impl Sheet {
             .iter()
             .rev()
             .find(|(s, d)| s == selector && d.contains_key(property))
-            .map(|(_, d)| d[property].clone())
-            .unwrap_or_else(|| panic!("console.css: no {property} for {selector}"));
+            .map_or_else(
+                || panic!("console.css: no {property} for {selector}"),
+                |(_, d)| d[property].clone(),
+            );
         self.resolve(&value)
     }
 
@@ -120,6 +122,10 @@ fn the_ratio_is_wcags() {
     assert!((ratio(rgb("#777777"), rgb("#ffffff")) - 4.48).abs() < 0.01);
 }
 
+/// The least contrast of text (1.4.3) and of what one must see of a control (1.4.11).
+const TEXT: f64 = 4.5;
+const PART: f64 = 3.0;
+
 #[test]
 fn every_colour_pair_of_the_console_meets_wcag_aa() {
     let css = Sheet::parse(CSS);
@@ -132,19 +138,32 @@ fn every_colour_pair_of_the_console_meets_wcag_aa() {
     let field = c("input", "background");
     let button = c("button", "background");
     let danger = c("button.danger", "background");
-    const TEXT: f64 = 4.5;
-    const PART: f64 = 3.0;
     let mut pairs: Vec<(&str, [f64; 3], [f64; 3], f64)> = vec![
         ("body text", c("body", "color"), page, TEXT),
         ("body text on a panel", c("body", "color"), panel, TEXT),
-        ("body text on a changed row", c("body", "color"), changed, TEXT),
+        (
+            "body text on a changed row",
+            c("body", "color"),
+            changed,
+            TEXT,
+        ),
         ("table headings", c("body", "color"), th, TEXT),
         ("links", c("a", "color"), page, TEXT),
         ("links on a panel", c("a", "color"), panel, TEXT),
         ("links on a changed row", c("a", "color"), changed, TEXT),
-        ("links in the header", c("header.top a", "color"), header, TEXT),
+        (
+            "links in the header",
+            c("header.top a", "color"),
+            header,
+            TEXT,
+        ),
         ("the header's text", c("header.top", "color"), header, TEXT),
-        ("the skip link", c("a", "color"), c(".skip:focus", "background"), TEXT),
+        (
+            "the skip link",
+            c("a", "color"),
+            c(".skip:focus", "background"),
+            TEXT,
+        ),
         ("muted text", c(".muted", "color"), page, TEXT),
         ("muted text on a panel", c(".muted", "color"), panel, TEXT),
         ("notes", c(".note", "color"), page, TEXT),
@@ -161,11 +180,26 @@ fn every_colour_pair_of_the_console_meets_wcag_aa() {
         ("field text", c("input", "color"), field, TEXT),
         ("placeholders", c("::placeholder", "color"), field, TEXT),
         ("field borders", c("input", "border"), page, PART),
-        ("field borders on a panel", c("input", "border"), panel, PART),
+        (
+            "field borders on a panel",
+            c("input", "border"),
+            panel,
+            PART,
+        ),
         ("buttons against a panel", button, panel, PART),
         ("the erase button against the page", danger, page, PART),
-        ("the header's button border", c("header.top button", "border"), header, PART),
-        ("an error panel's border", c(".error", "border-color"), panel, PART),
+        (
+            "the header's button border",
+            c("header.top button", "border"),
+            header,
+            PART,
+        ),
+        (
+            "an error panel's border",
+            c(".error", "border-color"),
+            panel,
+            PART,
+        ),
     ];
     // The focus indicator: an outline with a ring around it; one of the two must stand out
     // from each background a focused control sits on.

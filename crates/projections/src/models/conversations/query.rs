@@ -190,26 +190,6 @@ pub async fn messages(
     Ok(page)
 }
 
-#[cfg(test)]
-mod tests {
-    /// What [`super::conversation_row`] reads, from `conversations c`: the last message (`l`,
-    /// none before the first) and the count come from the conversation's messages.
-    const HEAD: &str = "SELECT c.conversation_id, c.school_id, c.child_id, c.started_by, c.started_at,
-    COALESCE(l.at, c.started_at), COALESCE(l.position, c.started_position), l.author_id,
-    (SELECT COUNT(*) FROM conversation_messages n WHERE n.conversation_id = c.conversation_id)
-FROM conversations c
-LEFT JOIN conversation_messages l ON l.position = (SELECT MAX(m.position) FROM conversation_messages m
-    WHERE m.conversation_id = c.conversation_id)
-";
-
-    #[test]
-    fn every_summary_query_begins_with_its_columns() {
-        for sql in [super::INBOX, super::CONVERSATION] {
-            assert!(sql.starts_with(HEAD), "{sql}");
-        }
-    }
-}
-
 /// The conversations about `child`, oldest first (by id only: who takes part is not asked).
 ///
 /// # Errors
@@ -229,4 +209,24 @@ pub async fn about_child(
             )?))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// What [`super::conversation_row`] reads, from `conversations c`: the last message (`l`,
+    /// none before the first) and the count come from the conversation's messages.
+    const HEAD: &str = "SELECT c.conversation_id, c.school_id, c.child_id, c.started_by, c.started_at,
+    COALESCE(l.at, c.started_at), COALESCE(l.position, c.started_position), l.author_id,
+    (SELECT COUNT(*) FROM conversation_messages n WHERE n.conversation_id = c.conversation_id)
+FROM conversations c
+LEFT JOIN conversation_messages l ON l.position = (SELECT MAX(m.position) FROM conversation_messages m
+    WHERE m.conversation_id = c.conversation_id)
+";
+
+    #[test]
+    fn every_summary_query_begins_with_its_columns() {
+        for sql in [super::INBOX, super::CONVERSATION] {
+            assert!(sql.starts_with(HEAD), "{sql}");
+        }
+    }
 }
