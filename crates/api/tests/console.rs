@@ -374,6 +374,15 @@ async fn sign_in_sessions_csrf_and_scope(database: Option<String>) {
         assert!(reasons.contains(&reason), "{reason} not in {reasons:?}");
     }
 
+    // Verification on this backend: every read model equals a fresh replay.
+    let (status, page) = verify(base, &cookie, &csrf, "en").await;
+    assert_eq!(status, 200, "{page}");
+    let verdicts = attrs(&page, "data-ok");
+    assert!(
+        verdicts.len() >= 10 && verdicts.iter().all(|ok| ok == "true"),
+        "{page}"
+    );
+
     // Signing out with the token ends the session.
     let res = client()
         .post(format!("{base}/console/sign-out"))

@@ -190,18 +190,10 @@ async fn zone_of(
     state: &AppState,
     person: kring_domain::PersonId,
 ) -> crate::error::ApiResult<chrono_tz::Tz> {
-    use kring_domain::school::StaffRole;
-    let profile = kring_projections::models::memberships::person(&state.system.db, person).await?;
-    for school in profile.map(|p| p.schools).unwrap_or_default() {
-        let roster = state.exec.school(school.school_id).await?.state;
-        if matches!(
-            roster.role(person),
-            Some(StaffRole::ComplianceOfficer | StaffRole::Director)
-        ) {
-            return Ok(roster.settings.tz());
-        }
-    }
-    Ok(DEFAULT_TZ)
+    Ok(pages::console_schools(state, person)
+        .await?
+        .first()
+        .map_or(DEFAULT_TZ, |(_, roster)| roster.settings.tz()))
 }
 
 impl FromRequestParts<AppState> for Ctx {

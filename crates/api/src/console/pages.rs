@@ -71,37 +71,30 @@ pub async fn log_reads(
     Ok(())
 }
 
-/// The names of the people `ids`.
+/// Whose names [`names_of`] looks up.
+#[derive(Clone, Copy)]
+pub enum Named {
+    /// People (staff and guardians).
+    People,
+    /// Children.
+    Children,
+}
+
+/// The names of the people or children `ids`.
 pub async fn names_of(
     state: &AppState,
     ctx: &Ctx,
+    named: Named,
     ids: impl IntoIterator<Item = Uuid>,
 ) -> Result<HashMap<Uuid, String>, Response> {
     let mut names = HashMap::new();
-    for p in ids {
-        if let Entry::Vacant(v) = names.entry(p) {
-            v.insert(or_page(
-                ctx,
-                person_name(state, PersonId::from_uuid(p)).await,
-            )?);
-        }
-    }
-    Ok(names)
-}
-
-/// The names of the children `ids`.
-async fn child_names_of(
-    state: &AppState,
-    ctx: &Ctx,
-    ids: impl IntoIterator<Item = Uuid>,
-) -> Result<HashMap<Uuid, String>, Response> {
-    let mut names = HashMap::new();
-    for c in ids {
-        if let Entry::Vacant(v) = names.entry(c) {
-            v.insert(or_page(
-                ctx,
-                child_name(state, ChildId::from_uuid(c)).await,
-            )?);
+    for id in ids {
+        if let Entry::Vacant(v) = names.entry(id) {
+            let name = match named {
+                Named::People => person_name(state, PersonId::from_uuid(id)).await,
+                Named::Children => child_name(state, ChildId::from_uuid(id)).await,
+            };
+            v.insert(or_page(ctx, name)?);
         }
     }
     Ok(names)
@@ -553,7 +546,7 @@ pub async fn child(
                 .iter()
                 .flat_map(|p| p.decisions.iter().map(|d| d.guardian_id)),
         );
-    let names = names_of(&state, &ctx, people.collect::<Vec<_>>()).await?;
+    let names = names_of(&state, &ctx, Named::People, people.collect::<Vec<_>>()).await?;
     let who = |p: &Uuid| names.get(p).cloned().unwrap_or_else(|| p.to_string());
     let photos = or_page(
         &ctx,
@@ -806,8 +799,8 @@ pub async fn media(
             shown_children.extend(because.iter().map(|b| b.0));
         }
     }
-    let names = names_of(&state, &ctx, people).await?;
-    let children = child_names_of(&state, &ctx, shown_children).await?;
+    let names = names_of(&state, &ctx, Named::People, people).await?;
+    let children = names_of(&state, &ctx, Named::Children, shown_children).await?;
     let name_of = |p: &Uuid| names.get(p).map_or("", String::as_str);
     let tables = |id: &str, s: &Shown| {
         html! {
@@ -1243,6 +1236,7 @@ pub async fn access_log(
     let names = names_of(
         &state,
         &ctx,
+        Named::People,
         entries
             .iter()
             .filter_map(|e| e.accessor.person_id)

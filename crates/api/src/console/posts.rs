@@ -1,7 +1,7 @@
 //! Finding a post or photo without its id: the live posts of one group of the officer's
 //! schools, newest first, a page at a time, each with its photos.
 
-use super::pages::{console_schools, log_reads, names_of, ok, or_page, Page};
+use super::pages::{console_schools, log_reads, names_of, ok, or_page, Named, Page};
 use super::view::{self, moment, person_link, status, table, urlencode};
 use super::Ctx;
 use crate::error::ApiError;
@@ -80,6 +80,7 @@ pub async fn group_posts(
     let authors = names_of(
         &state,
         &ctx,
+        Named::People,
         posts
             .iter()
             .map(|p| p.author_id.as_uuid())
