@@ -386,6 +386,15 @@ async fn sign_in_sessions_csrf_and_scope(database: Option<String>) {
         assert!(reasons.contains(&reason), "{reason} not in {reasons:?}");
     }
 
+    // Verification on this backend: every read model equals a fresh replay.
+    let (status, page) = verify(base, &cookie, &csrf, "en").await;
+    assert_eq!(status, 200, "{page}");
+    let verdicts = attrs(&page, "data-ok");
+    assert!(
+        verdicts.len() >= 10 && verdicts.iter().all(|ok| ok == "true"),
+        "{page}"
+    );
+
     // Signing out with the token ends the session.
     let res = client()
         .post(format!("{base}/console/sign-out"))
@@ -397,6 +406,368 @@ async fn sign_in_sessions_csrf_and_scope(database: Option<String>) {
     assert_eq!(res.status().as_u16(), 303);
     let (status, _) = get(base, &cookie, &format!("/console/children/{daan}")).await;
     assert_eq!(status, 303, "a signed-out session is sent to sign in");
+}
+
+/// A signed-in officer's cookie.
+async fn officer(demo: &Demo) -> String {
+    session_cookie(&sign_in(&demo.base, &demo.link("compliance_officer")).await)
+}
+
+/// A page in language `lang` (`Accept-Language`).
+async fn get_in(base: &str, cookie: &str, path: &str, lang: &str) -> (u16, String) {
+    let res = client()
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .header("accept-language", lang)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// Posts the console's verification form.
+async fn verify(base: &str, cookie: &str, csrf: &str, lang: &str) -> (u16, String) {
+    let res = client()
+        .post(format!("{base}/console/verify"))
+        .header("cookie", cookie)
+        .header("accept-language", lang)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// The values of attribute `name` in `page`, in order.
+fn attrs(page: &str, name: &str) -> Vec<String> {
+    let needle = format!("{name}=\"");
+    page.match_indices(&needle)
+        .map(|(at, _)| {
+            page[at + needle.len()..]
+                .split('"')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn console_verify_names_a_tampered_read_model() {
+    let demo = Demo::start(None).await;
+    let base = &demo.base;
+    let cookie = officer(&demo).await;
+    let (status, page) = get(base, &cookie, "/console/verify").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        !page.contains("data-ok="),
+        "nothing runs before it is asked for"
+    );
+    let csrf = csrf_of(&page);
+
+    // Without the session's token the form is refused.
+    let (status, _) = verify(base, &cookie, "0", "en").await;
+    assert_eq!(status, 403);
+
+    // An untouched installation: the log is intact and every read model equals its replay.
+    let (status, page) = verify(base, &cookie, &csrf, "en").await;
+    assert_eq!(status, 200, "{page}");
+    let models = attrs(&page, "data-model");
+    assert!(
+        models.len() >= 10 && models.contains(&"consent".to_owned()),
+        "{models:?}"
+    );
+    assert!(
+        attrs(&page, "data-ok").iter().all(|ok| ok == "true"),
+        "{page}"
+    );
+    assert!(page.contains("All is well"), "{page}");
+
+    // A consent decision changed in the read model's table, behind the projector's back.
+    let url = format!("sqlite://{}", demo.data.join("read.db").display());
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let table: String = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'consent_history_g%' ORDER BY name DESC",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let changed = sqlx::query(&format!(
+        "UPDATE {table} SET effective_after = 1 - effective_after WHERE rowid = (SELECT MIN(rowid) FROM {table})"
+    ))
+    .execute(&db)
+    .await
+    .unwrap();
+    assert_eq!(changed.rows_affected(), 1);
+    db.close().await;
+
+    // Verification names that read model, and only that one, in either language.
+    let (status, page) = verify(base, &cookie, &csrf, "en").await;
+    assert_eq!(status, 200, "{page}");
+    let failed: Vec<String> = page
+        .match_indices("data-ok=\"false\"")
+        .map(|(at, _)| attrs(&page[..at], "data-model").pop().unwrap())
+        .collect();
+    assert_eq!(failed, ["consent"], "{page}");
+    assert!(page.contains("differs from a fresh replay"), "{page}");
+    assert!(page.contains("table consent_history differs"), "{page}");
+    assert!(
+        page.contains("id=\"verify-result\""),
+        "the log itself is intact: {page}"
+    );
+    assert!(page.contains("Something is wrong"), "{page}");
+    let (_, page) = verify(base, &cookie, &csrf, "nl").await;
+    assert!(page.contains("wijkt af van een verse herbouw"), "{page}");
+    assert!(page.contains("Er klopt iets niet"), "{page}");
+}
+
+#[tokio::test]
+async fn console_exports_lists_posts_and_speaks_both_languages() {
+    use chrono::TimeZone as _;
+    let demo = Demo::start(None).await;
+    let base = &demo.base;
+    let cookie = officer(&demo).await;
+    let daan = demo.daan();
+    let parent = demo.person("parent_daan_1");
+    let teacher = demo.token("teacher_groep_3");
+    let post = reqwest::Method::POST;
+
+    // A conversation about Daan: the teacher writes, his parent answers.
+    let talk = api(
+        base,
+        &teacher,
+        post.clone(),
+        "/v1/conversations",
+        serde_json::json!({"child_id": daan, "body": "Daan was vandaag wat stil in de klas."}),
+    )
+    .await;
+    let talk = talk["conversation_id"].as_str().unwrap().to_owned();
+    api(
+        base,
+        &demo.token("parent_daan_1"),
+        post.clone(),
+        &format!("/v1/conversations/{talk}/messages"),
+        serde_json::json!({"body": "Dank u, we letten erop."}),
+    )
+    .await;
+
+    // The console's export of the parent is the API's export of her: the same document, with
+    // the conversation's messages.
+    let res = client()
+        .get(format!("{base}/console/people/{parent}/export"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let console: Value = res.json().await.unwrap();
+    let own: Value = api(
+        base,
+        &demo.token("parent_daan_1"),
+        reqwest::Method::GET,
+        "/v1/me/export",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(console["person_id"], own["person_id"]);
+    assert_eq!(console["profile"], own["profile"]);
+    assert_eq!(
+        console["events"], own["events"],
+        "the same events, opened the same way"
+    );
+    let conversation = |doc: &Value| -> Vec<Value> {
+        doc["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["stream"] == format!("conversation-{talk}"))
+            .cloned()
+            .collect()
+    };
+    let messages = conversation(&console);
+    assert!(messages.len() >= 2, "{messages:?}");
+    let text = serde_json::to_string(&messages).unwrap();
+    assert!(
+        text.contains("wat stil in de klas") && text.contains("we letten erop"),
+        "{text}"
+    );
+
+    // The child's export holds the conversation about him, as his parent's does.
+    let (status, child) = get(base, &cookie, &format!("/console/children/{daan}/export")).await;
+    assert_eq!(status, 200);
+    let child: Value = serde_json::from_str(&child).unwrap();
+    assert_eq!(conversation(&child), messages);
+
+    // A group's posts, newest first, twenty a page.
+    let groep3 = demo.demo["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "Groep 3")
+        .unwrap()["group_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 1..=21 {
+        api(
+            base,
+            &teacher,
+            post.clone(),
+            &format!("/v1/groups/{groep3}/posts"),
+            serde_json::json!({"body": format!("Nieuws nummer {i}")}),
+        )
+        .await;
+    }
+    let (status, first) = get(base, &cookie, &format!("/console/posts?group={groep3}")).await;
+    assert_eq!(status, 200, "{first}");
+    let ids = attrs(&first, "data-post");
+    assert_eq!(ids.len(), 20);
+    assert!(first.find("Nieuws nummer 21").unwrap() < first.find("Nieuws nummer 20").unwrap());
+    let times = attrs(&first, "datetime");
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let next = attrs(&first, "href")
+        .into_iter()
+        .find(|h| h.starts_with("/console/posts?"))
+        .expect("a next page")
+        .replace("&amp;", "&");
+    let (_, second) = get(base, &cookie, &next).await;
+    let more = attrs(&second, "data-post");
+    let demo_post = demo.demo["posts"][0]["post_id"].as_str().unwrap();
+    assert_eq!(more.len(), 2, "22 posts in Groep 3: {more:?}");
+    assert_eq!(more[1], demo_post, "the demo's post is the oldest");
+    assert!(
+        more.iter().all(|p| !ids.contains(p)),
+        "no post on two pages"
+    );
+    assert!(
+        second.contains("Nieuws nummer 1<") && more.contains(&demo_post.to_owned()),
+        "{second}"
+    );
+    let photo = demo.demo["posts"][0]["media"][0].as_str().unwrap();
+    assert!(
+        second.contains(&format!("/console/media/{photo}")),
+        "the demo post's photos link to their viewers"
+    );
+    assert!(!second.contains("id=\"next\""), "the last page");
+    // Another school's group is not found.
+    let (status, _) = get(
+        base,
+        &cookie,
+        &format!("/console/posts?group={}", uuid_like()),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Times in the school's time zone, named.
+    let (_, page) = get_in(base, &cookie, &format!("/console/children/{daan}"), "en").await;
+    assert!(
+        page.contains("Times in the time zone <strong>Europe/Amsterdam</strong>"),
+        "{page}"
+    );
+    let at = page.find("<time datetime=\"").unwrap() + 16;
+    let exact = &page[at..at + page[at..].find('"').unwrap()];
+    let shown = page[at..]
+        .split('>')
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
+    let local = chrono::DateTime::parse_from_rfc3339(exact)
+        .unwrap()
+        .with_timezone(&chrono_tz::Europe::Amsterdam)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string();
+    assert_eq!(shown, local);
+    // A moment typed in is read in that zone: 10:00 in Amsterdam in winter is 09:00 UTC.
+    let (status, page) = get_in(
+        base,
+        &cookie,
+        &format!("/console/children/{daan}?as_of=2026-01-15+10:00"),
+        "en",
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let expected = chrono_tz::Europe::Amsterdam
+        .with_ymd_and_hms(2026, 1, 15, 10, 0, 0)
+        .unwrap();
+    assert_eq!(
+        expected.with_timezone(&chrono::Utc).to_rfc3339(),
+        "2026-01-15T09:00:00+00:00"
+    );
+    assert!(
+        page.contains("datetime=\"2026-01-15T09:00:00.000000Z\""),
+        "{page}"
+    );
+    assert!(page.contains("2026-01-15 10:00:00.000000 CET"), "{page}");
+
+    // Errors in the officer's language.
+    let nobody = uuid_like();
+    for (lang, not_found, no_moment, no_token) in [
+        (
+            "en",
+            "Child not found: it does not exist, or not at your schools.",
+            "is not a moment",
+            "CSRF token is missing",
+        ),
+        (
+            "nl",
+            "Dit kind bestaat niet, of niet op uw scholen.",
+            "is geen moment",
+            "het CSRF-token ontbreekt of klopt niet",
+        ),
+    ] {
+        let (status, page) =
+            get_in(base, &cookie, &format!("/console/children/{nobody}"), lang).await;
+        assert_eq!(status, 404);
+        assert!(page.contains(not_found), "{lang}: {page}");
+        dutch_only(lang, &page);
+        let (status, page) = get_in(
+            base,
+            &cookie,
+            &format!("/console/children/{daan}?as_of=gisteren"),
+            lang,
+        )
+        .await;
+        assert_eq!(status, 422);
+        assert!(page.contains(no_moment), "{lang}: {page}");
+        dutch_only(lang, &page);
+        let res = client()
+            .post(format!("{base}/console/sign-out"))
+            .header("cookie", &cookie)
+            .header("accept-language", lang)
+            .form(&[("csrf", "0")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 403);
+        let page = res.text().await.unwrap();
+        assert!(page.contains(no_token), "{lang}: {page}");
+        dutch_only(lang, &page);
+    }
+}
+
+/// A Dutch page holds none of the API's English error texts.
+fn dutch_only(lang: &str, page: &str) {
+    if lang == "nl" {
+        for english in [
+            "not found",
+            "not a moment",
+            "CSRF token",
+            "Not found",
+            "Cannot do that",
+        ] {
+            assert!(!page.contains(english), "{english}: {page}");
+        }
+    }
+}
+
+/// An id no school holds.
+fn uuid_like() -> String {
+    "0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee".to_owned()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,6 +795,59 @@ async fn rows(browser: &fantoccini::Client, css: &str) -> usize {
         .await
         .unwrap()
         .len()
+}
+
+/// What the keyboard can reach on a page.
+const FOCUSABLE: &str = "a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex]:not([tabindex='-1'])";
+
+/// Tabs through the page at `url` from its start: every focusable element is reached, and each
+/// focused one has a visible focus indicator (an outline at least 2px wide).
+async fn keyboard_reaches_everything(browser: &fantoccini::Client, url: &str) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    use fantoccini::key::Key;
+    browser.goto(url).await.unwrap();
+    let count = browser
+        .execute(
+            &format!("return document.querySelectorAll(\"{FOCUSABLE}\").length"),
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    assert!(count > 0, "{url}");
+    let probe = format!(
+        "const e = document.activeElement; const s = getComputedStyle(e); \
+         return [Array.from(document.querySelectorAll(\"{FOCUSABLE}\")).indexOf(e), \
+                 s.outlineStyle, parseFloat(s.outlineWidth), e.outerHTML.slice(0, 80)]"
+    );
+    let mut reached = std::collections::BTreeSet::new();
+    for _ in 0..count + 2 {
+        let tab = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down {
+                value: Key::Tab.into(),
+            })
+            .then(KeyAction::Up {
+                value: Key::Tab.into(),
+            });
+        browser.perform_actions(tab).await.unwrap();
+        let seen = browser.execute(&probe, vec![]).await.unwrap();
+        let index = seen[0].as_i64().unwrap();
+        if index < 0 {
+            continue;
+        }
+        assert!(
+            seen[1] != "none" && seen[2].as_f64().unwrap() >= 2.0,
+            "{url}: no visible focus on {}",
+            seen[3]
+        );
+        reached.insert(index);
+    }
+    assert_eq!(
+        reached.len() as u64,
+        count,
+        "{url}: Tab reaches {reached:?} of {count} focusable elements"
+    );
 }
 
 #[tokio::test]
@@ -604,8 +1028,61 @@ async fn an_officer_follows_a_withdrawal_in_the_browser() {
         .click()
         .await
         .unwrap();
+    browser
+        .find(Css("form[action='/console/verify'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert!(text("#verify-result").await.starts_with("✓"));
+    let models = rows(&browser, "#model-checks tbody tr").await;
+    assert!(models >= 10);
+    assert_eq!(
+        rows(&browser, "#model-checks tbody tr[data-ok=true]").await,
+        models
+    );
     shot(&browser, "verify").await;
+
+    // A group's posts: the class photo's post is among them.
+    browser
+        .goto(&format!("{}/console", demo.base))
+        .await
+        .unwrap();
+    let form = browser
+        .form(Css("form[action='/console/posts']"))
+        .await
+        .unwrap();
+    browser
+        .find(Css("form[action='/console/posts'] select[name=group]"))
+        .await
+        .unwrap()
+        .select_by_label("Groep 3")
+        .await
+        .unwrap();
+    form.submit().await.unwrap();
+    assert!(text("h1").await.contains("Groep 3"));
+    assert!(rows(&browser, "#posts tbody tr").await >= 1);
+    assert!(rows(&browser, "#posts a.photo").await >= 2);
+    shot(&browser, "posts").await;
+
+    // The keyboard reaches every link, button and field of the main pages, and each shows
+    // where the focus is.
+    let child_page = format!("/console/children/{daan}");
+    let photo = demo.demo["posts"][0]["media"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let photo_page = format!("/console/media/{photo}?as_of=2026-01-01");
+    for path in [
+        "/console",
+        child_page.as_str(),
+        photo_page.as_str(),
+        "/console/access-log",
+        "/console/verify",
+    ] {
+        keyboard_reaches_everything(&browser, &format!("{}{path}", demo.base)).await;
+    }
 
     // Export: the child page's link, with the browser's session.
     browser

@@ -11,8 +11,11 @@
 //! built once per request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+mod messages;
 mod pages;
+mod posts;
 pub mod session;
+mod verify;
 mod view;
 
 use crate::error::ApiError;
@@ -65,7 +68,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/media", get(pages::find_media))
         .route("/console/media/{media_id}", get(pages::media))
         .route("/console/access-log", get(pages::access_log))
-        .route("/console/verify", get(pages::verify))
+        .route("/console/posts", get(posts::group_posts))
+        .route("/console/verify", get(verify::show).post(verify::run))
         .layer(middleware::map_response(security_headers))
 }
 
@@ -174,6 +178,22 @@ pub struct Ctx {
     pub rid: uuid::Uuid,
     /// The path and query, for the language switch.
     pub here: String,
+    /// The time zone times are shown and read in: the officer's school's.
+    pub tz: chrono_tz::Tz,
+}
+
+/// The time zone without a school's: the Netherlands'.
+pub const DEFAULT_TZ: chrono_tz::Tz = chrono_tz::Europe::Amsterdam;
+
+/// The time zone of the first school where `person` is a compliance officer or director.
+async fn zone_of(
+    state: &AppState,
+    person: kring_domain::PersonId,
+) -> crate::error::ApiResult<chrono_tz::Tz> {
+    Ok(pages::console_schools(state, person)
+        .await?
+        .first()
+        .map_or(DEFAULT_TZ, |(_, roster)| roster.settings.tz()))
 }
 
 impl FromRequestParts<AppState> for Ctx {
@@ -189,7 +209,14 @@ impl FromRequestParts<AppState> for Ctx {
             .await
             .map_err(|e| view::error(lang, None, &e))?;
         let csrf = session.map(|s| s.csrf(&state.auth)).unwrap_or_default();
+        let tz = match session {
+            Some(s) => zone_of(state, s.person)
+                .await
+                .map_err(|e| view::error(lang, None, &e))?,
+            None => DEFAULT_TZ,
+        };
         Ok(Self {
+            tz,
             lang,
             session,
             csrf,

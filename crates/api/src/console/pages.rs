@@ -1,12 +1,13 @@
 //! The console's pages.
 
 use super::view::{
-    self, moment, moment_precise, moment_value, page, purpose, respond, urlencode, yes_no,
+    self, child_link, field, moment, moment_field, moment_precise, moment_value, page, person_link,
+    purpose, query_form, respond, rights, status, table, urlencode, yes_no, Text,
 };
 use super::{session, CsrfForm, Ctx, Lang};
 use crate::audit::log_if_audited;
 use crate::error::{ApiError, ApiResult};
-use crate::routes::{consent, posts, rights};
+use crate::routes::{consent, posts, rights as rights_routes};
 use crate::state::{AppState, MinPosition, Q};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -16,21 +17,21 @@ use chrono::{DateTime, Duration, Utc};
 use kring_domain::access::{AccessReason, Subject};
 use kring_domain::consent::Consents;
 use kring_domain::school::{GroupKind, School, StaffRole};
-use kring_domain::{Aggregate, ChildId, GroupId, MediaId, PersonId, SchoolId, StreamName};
+use kring_domain::{Aggregate, ChildId, MediaId, PersonId, StreamName};
 use kring_projections::models::consent as consent_model;
-use kring_projections::models::{memberships, visibility};
-use kring_store::EventStoreExt;
+use kring_projections::models::{conversations, memberships, visibility};
 use maud::{html, Markup};
 use serde::Deserialize;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::str::FromStr;
 use std::sync::Arc;
 use uuid::Uuid;
 
-type Page = Result<Response, Response>;
+pub type Page = Result<Response, Response>;
 
 /// Turns an API error into its page.
-fn or_page<T>(ctx: &Ctx, r: ApiResult<T>) -> Result<T, Response> {
+pub fn or_page<T>(ctx: &Ctx, r: ApiResult<T>) -> Result<T, Response> {
     r.map_err(|e| ctx.error(&e))
 }
 
@@ -39,12 +40,68 @@ fn or_page<T>(ctx: &Ctx, r: ApiResult<T>) -> Result<T, Response> {
     clippy::unnecessary_wraps,
     reason = "every page handler ends in `ok(..)` and answers a `Page`"
 )]
-fn ok(ctx: &Ctx, title: &str, body: &Markup) -> Page {
+pub fn ok(ctx: &Ctx, title: &str, body: &Markup) -> Page {
     Ok(respond(StatusCode::OK, &page(ctx, title, body)))
 }
 
+/// The id in a path: an id that does not parse is a `404` of `what`, as an unknown one is.
+fn path_id<T: FromStr>(ctx: &Ctx, text: &str, what: &str) -> Result<T, Response> {
+    text.parse()
+        .map_err(|_| ctx.error(&ApiError::not_found(what)))
+}
+
+/// Logs the console's read of each of `subjects` (of the school `roster`) for `reason`.
+pub async fn log_reads(
+    state: &AppState,
+    ctx: &Ctx,
+    roster: &School,
+    subjects: impl IntoIterator<Item = Subject>,
+    reason: AccessReason,
+) -> Result<(), Response> {
+    let session = ctx.signed_in()?;
+    let mut seen = BTreeSet::new();
+    for subject in subjects {
+        if seen.insert(subject) {
+            or_page(
+                ctx,
+                log_if_audited(state, session.caller(), ctx.rid, roster, subject, reason).await,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Whose names [`names_of`] looks up.
+#[derive(Clone, Copy)]
+pub enum Named {
+    /// People (staff and guardians).
+    People,
+    /// Children.
+    Children,
+}
+
+/// The names of the people or children `ids`.
+pub async fn names_of(
+    state: &AppState,
+    ctx: &Ctx,
+    named: Named,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<HashMap<Uuid, String>, Response> {
+    let mut names = HashMap::new();
+    for id in ids {
+        if let Entry::Vacant(v) = names.entry(id) {
+            let name = match named {
+                Named::People => person_name(state, PersonId::from_uuid(id)).await,
+                Named::Children => child_name(state, ChildId::from_uuid(id)).await,
+            };
+            v.insert(or_page(ctx, name)?);
+        }
+    }
+    Ok(names)
+}
+
 /// The schools where `person` is a compliance officer or director, with their names.
-async fn console_schools(
+pub async fn console_schools(
     state: &AppState,
     person: PersonId,
 ) -> ApiResult<Vec<(String, Arc<School>)>> {
@@ -81,6 +138,29 @@ async fn child_name(state: &AppState, child: ChildId) -> ApiResult<String> {
     })
 }
 
+/// A choice of the groups of `schools` (only class groups with `classes`), with `any` first.
+fn group_select(
+    l: Lang,
+    schools: &[(String, Arc<School>)],
+    classes: bool,
+    any: Option<Text>,
+) -> Markup {
+    html! {
+        label { (l.t("Group", "Groep"))
+            select name="group" {
+                @if let Some((en, nl)) = any { option value="" { (l.t(en, nl)) } }
+                @for (school, roster) in schools {
+                    optgroup label=(school) {
+                        @for (id, g) in &roster.groups {
+                            @if !classes || g.kind == GroupKind::Class { option value=(id) { (g.name) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sign-in, sign-out, language.
 
@@ -100,44 +180,28 @@ pub async fn home(State(state): State<AppState>, ctx: Ctx) -> Page {
         return ok(&ctx, l.t("Sign in", "Aanmelden"), &body);
     };
     let schools = or_page(&ctx, console_schools(&state, session.person).await)?;
+    let section = |id: &str, title: Text, form: Markup| {
+        html! {
+            section.panel aria-labelledby=(id) {
+                h2 id=(id) { (l.t(title.0, title.1)) }
+                (form)
+            }
+        }
+    };
+    let name = |label: Text| field(l, label, "name", "search", "");
     let body = html! {
-        section.panel aria-labelledby="find-child" {
-            h2 #find-child { (l.t("Find a child", "Een kind zoeken")) }
-            form.inline method="get" action="/console/children" {
-                label { (l.t("Group", "Groep"))
-                    select name="group" {
-                        option value="" { (l.t("All groups", "Alle groepen")) }
-                        @for (school, roster) in &schools {
-                            optgroup label=(school) {
-                                @for (id, g) in &roster.groups {
-                                    @if g.kind == GroupKind::Class {
-                                        option value=(id) { (g.name) }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                label { (l.t("First name", "Voornaam")) input type="search" name="name" autocomplete="off"; }
-                button type="submit" { (l.t("Find", "Zoeken")) }
-            }
-        }
-        section.panel aria-labelledby="find-person" {
-            h2 #find-person { (l.t("Find a person", "Een persoon zoeken")) }
-            form.inline method="get" action="/console/people" {
-                label { (l.t("Name", "Naam")) input type="search" name="name" autocomplete="off"; }
-                button type="submit" { (l.t("Find", "Zoeken")) }
-            }
-        }
-        section.panel aria-labelledby="find-media" {
-            h2 #find-media { (l.t("Find a photo", "Een foto zoeken")) }
-            p.note { (l.t("A child's page lists the photos that show the child; or give a photo's id.",
-                          "De pagina van een kind toont de foto's waarop het kind staat; of geef het id van een foto.")) }
-            form.inline method="get" action="/console/media" {
-                label { (l.t("Photo id", "Foto-id")) input type="text" name="id" autocomplete="off"; }
-                button type="submit" { (l.t("Open", "Openen")) }
-            }
-        }
+        (section("find-child", ("Find a child", "Een kind zoeken"), query_form(l, "/console/children", &html! {
+            (group_select(l, &schools, true, Some(("All groups", "Alle groepen"))))
+            (name(("First name", "Voornaam")))
+        }, ("Find", "Zoeken"))))
+        (section("find-person", ("Find a person", "Een persoon zoeken"),
+            query_form(l, "/console/people", &name(("Name", "Naam")), ("Find", "Zoeken"))))
+        (section("find-post", ("Find a post or photo", "Een bericht of foto zoeken"), html! {
+            p.note { (l.t("A group's posts, newest first, each with its photos; a child's page lists the photos that show the child.",
+                          "De berichten van een groep, nieuwste eerst, elk met zijn foto's; de pagina van een kind toont de foto's waarop het kind staat.")) }
+            (query_form(l, "/console/posts", &group_select(l, &schools, false, None), ("Show posts", "Berichten tonen")))
+            (query_form(l, "/console/media", &field(l, ("Photo id", "Foto-id"), "id", "text", ""), ("Open", "Openen")))
+        }))
     };
     ok(&ctx, l.t("Search", "Zoeken"), &body)
 }
@@ -261,7 +325,7 @@ pub async fn find_children(
 ) -> Page {
     let session = ctx.signed_in()?;
     let l = ctx.lang;
-    let group: Option<GroupId> = q
+    let group: Option<kring_domain::GroupId> = q
         .group
         .as_deref()
         .filter(|g| !g.is_empty())
@@ -303,31 +367,24 @@ pub async fn find_children(
         }
     }
     for (roster, child, _, _) in &found {
-        or_page(
+        log_reads(
+            &state,
             &ctx,
-            log_if_audited(
-                &state,
-                session.caller(),
-                ctx.rid,
-                roster,
-                Subject::Child(*child),
-                AccessReason::ConsoleSearch,
-            )
-            .await,
-        )?;
+            roster,
+            [Subject::Child(*child)],
+            AccessReason::ConsoleSearch,
+        )
+        .await?;
     }
     let body = html! {
         p { a href="/console" { (l.t("New search", "Nieuwe zoekopdracht")) } }
         @if found.is_empty() {
-            p.panel role="status" { (l.t("No child found at your schools.", "Geen kind gevonden op uw scholen.")) }
+            (status(l, ("No child found at your schools.", "Geen kind gevonden op uw scholen.")))
         } @else {
-            div.table-wrap { table {
-                caption.muted { (found.len()) " " (l.t("found", "gevonden")) }
-                thead { tr { th scope="col" { (l.t("Child", "Kind")) } th scope="col" { (l.t("Group", "Groep")) } } }
-                tbody { @for (_, id, name, group) in &found {
-                    tr { td { a href={"/console/children/" (id)} { (name) } } td { (group) } }
-                } }
-            } }
+            p.muted { (found.len()) " " (l.t("found", "gevonden")) }
+            (table(l, None, &[("Child", "Kind"), ("Group", "Groep")], &html! {
+                @for (_, id, name, group) in &found { tr { td { (child_link(id, name)) } td { (group) } } }
+            }))
         }
     };
     ok(&ctx, l.t("Children", "Kinderen"), &body)
@@ -369,30 +426,23 @@ pub async fn find_people(
         }
     }
     for (p, _, _, roster) in &found {
-        or_page(
+        log_reads(
+            &state,
             &ctx,
-            log_if_audited(
-                &state,
-                session.caller(),
-                ctx.rid,
-                roster,
-                Subject::Person(*p),
-                AccessReason::ConsoleSearch,
-            )
-            .await,
-        )?;
+            roster,
+            [Subject::Person(*p)],
+            AccessReason::ConsoleSearch,
+        )
+        .await?;
     }
     let body = html! {
         p { a href="/console" { (l.t("New search", "Nieuwe zoekopdracht")) } }
         @if found.is_empty() {
-            p.panel role="status" { (l.t("Nobody found at your schools.", "Niemand gevonden op uw scholen.")) }
+            (status(l, ("Nobody found at your schools.", "Niemand gevonden op uw scholen.")))
         } @else {
-            div.table-wrap { table {
-                thead { tr { th scope="col" { (l.t("Person", "Persoon")) } th scope="col" { (l.t("School", "School")) } } }
-                tbody { @for (id, name, school, _) in &found {
-                    tr { td { a href={"/console/people/" (id)} { (name) } } td { (school) } }
-                } }
-            } }
+            (table(l, None, &[("Person", "Persoon"), ("School", "School")], &html! {
+                @for (id, name, school, _) in &found { tr { td { (person_link(id, name)) } td { (school) } } }
+            }))
         }
     };
     ok(&ctx, l.t("People", "Personen"), &body)
@@ -448,11 +498,9 @@ pub async fn child(
     let session = ctx.signed_in()?;
     let l = ctx.lang;
     let caller = session.caller();
-    let child_id: ChildId = child_id
-        .parse()
-        .map_err(|_| ctx.error(&ApiError::not_found("child")))?;
-    let as_of = or_page(&ctx, view::parse_moment(q.as_of.as_deref()))?;
-    let compare = or_page(&ctx, view::parse_moment(q.compare.as_deref()))?;
+    let child_id: ChildId = path_id(&ctx, &child_id, "child")?;
+    let as_of = or_page(&ctx, view::parse_moment(ctx.tz, q.as_of.as_deref()))?;
+    let compare = or_page(&ctx, view::parse_moment(ctx.tz, q.compare.as_deref()))?;
     let consents_at = |t: Option<DateTime<Utc>>| {
         consent::consents(
             State(state.clone()),
@@ -489,7 +537,6 @@ pub async fn child(
         .get(&place.group_id)
         .map(|g| g.name.clone())
         .unwrap_or_default();
-    let mut names: HashMap<Uuid, String> = HashMap::new();
     let people = history
         .entries
         .iter()
@@ -499,14 +546,7 @@ pub async fn child(
                 .iter()
                 .flat_map(|p| p.decisions.iter().map(|d| d.guardian_id)),
         );
-    for p in people.collect::<Vec<_>>() {
-        if let Entry::Vacant(v) = names.entry(p) {
-            v.insert(or_page(
-                &ctx,
-                person_name(&state, PersonId::from_uuid(p)).await,
-            )?);
-        }
-    }
+    let names = names_of(&state, &ctx, Named::People, people.collect::<Vec<_>>()).await?;
     let who = |p: &Uuid| names.get(p).cloned().unwrap_or_else(|| p.to_string());
     let photos = or_page(
         &ctx,
@@ -514,81 +554,72 @@ pub async fn child(
             .await
             .map_err(ApiError::from),
     )?;
-    let at_text = as_of.map(moment_value).unwrap_or_default();
     let media_query = as_of
         .map(|t| format!("?as_of={}", urlencode(&moment_value(t))))
         .unwrap_or_default();
+    let tz = ctx.tz;
+    let holds = |yes: bool| yes_no(l, yes, (("yes", "ja"), ("no", "nee")));
+    let here = format!("/console/children/{child_id}");
+    let mut head: Vec<Text> = vec![("Purpose", "Doel"), ("Consent holds", "Toestemming geldt")];
+    if other.is_some() {
+        head.push(("At the moment compared", "Op het vergeleken moment"));
+    }
+    head.push((
+        "Each guardian's latest decision",
+        "Laatste besluit per ouder/verzorger",
+    ));
     let body = html! {
         p { (l.t("Group", "Groep")) ": " strong { (group) } }
-        form.inline.panel method="get" action={"/console/children/" (child_id)} {
-            label { (l.t("Consent as of (UTC)", "Toestemming per moment (UTC)"))
-                input type="text" name="as_of" #as_of value=(at_text) placeholder="2026-12-07T10:15:00Z"; }
-            label { (l.t("Compare with (UTC)", "Vergelijken met (UTC)"))
-                input type="text" name="compare" #compare value=(compare.map(moment_value).unwrap_or_default()) placeholder="2026-12-01"; }
-            button type="submit" #show { (l.t("Show", "Tonen")) }
-            a href={"/console/children/" (child_id)} { (l.t("Now", "Nu")) }
-        }
+        (query_form(l, &here, &html! {
+            (moment_field(&ctx, ("Consent as of", "Toestemming per moment"), "as_of", as_of))
+            (moment_field(&ctx, ("Compare with", "Vergelijken met"), "compare", compare))
+        }, ("Show", "Tonen")))
+        p { a href=(here) { (l.t("Back to now", "Terug naar nu")) } }
         h2 #consent {
             (l.t("Consent", "Toestemming")) " — "
-            @if as_of.is_some() { (moment_precise(now.as_of)) } @else { (l.t("now", "nu")) }
+            @if as_of.is_some() { (moment_precise(tz, now.as_of)) } @else { (l.t("now", "nu")) }
+            @if let Some(o) = &other { " " (l.t("compared with", "vergeleken met")) " " (moment_precise(tz, o.as_of)) }
         }
-        div.table-wrap { table #consents {
-            thead { tr {
-                th scope="col" { (l.t("Purpose", "Doel")) }
-                th scope="col" { (l.t("Consent holds", "Toestemming geldt")) }
-                @if let Some(o) = &other { th scope="col" { (l.t("At", "Op")) " " (moment_precise(o.as_of)) } }
-                th scope="col" { (l.t("Each guardian's latest decision", "Laatste besluit per ouder/verzorger")) }
-            } }
-            tbody { @for p in &now.purposes {
-                @let then = other.as_ref().and_then(|o| o.purposes.iter().find(|x| x.purpose == p.purpose));
-                @let changed = then.is_some_and(|t| t.effective != p.effective);
-                tr class=[changed.then_some("changed")] data-purpose=(p.purpose) {
-                    th scope="row" { (purpose(l, &p.purpose)) }
-                    td data-effective=(p.effective) {
-                        (yes_no(l, p.effective, (("yes", "ja"), ("no", "nee"))))
-                        @if p.needs_decision { br; span.muted { (l.t("asked to decide again", "opnieuw gevraagd")) } }
-                    }
-                    @if other.is_some() { td { @if let Some(t) = then {
-                        (yes_no(l, t.effective, (("yes", "ja"), ("no", "nee"))))
-                        @if changed { " " strong { (l.t("changed", "gewijzigd")) } }
-                    } } }
-                    td { ul.plain { @for d in &p.decisions {
-                        li { (who(&d.guardian_id)) ": " (decided(l, d.granted)) " " span.muted { (moment(d.at)) } }
-                    } } }
+        (table(l, Some("consents"), &head, &html! { @for p in &now.purposes {
+            @let then = other.as_ref().and_then(|o| o.purposes.iter().find(|x| x.purpose == p.purpose));
+            @let changed = then.is_some_and(|t| t.effective != p.effective);
+            tr class=[changed.then_some("changed")] data-purpose=(p.purpose) {
+                th scope="row" { (purpose(l, &p.purpose)) }
+                td data-effective=(p.effective) {
+                    (holds(p.effective))
+                    @if p.needs_decision { br; span.muted { (l.t("asked to decide again", "opnieuw gevraagd")) } }
                 }
-            } }
-        } }
+                @if other.is_some() { td { @if let Some(t) = then {
+                    (holds(t.effective))
+                    @if changed { " " strong { (l.t("changed", "gewijzigd")) } }
+                } } }
+                td { ul.plain { @for d in &p.decisions {
+                    li { (who(&d.guardian_id)) ": " (decided(l, d.granted)) " " span.muted { (moment(tz, d.at)) } }
+                } } }
+            }
+        } }))
         h2 #timeline { (l.t("Timeline", "Tijdlijn")) }
-        div.table-wrap { table #history {
-            thead { tr {
-                th scope="col" { (l.t("When", "Wanneer")) }
-                th scope="col" { (l.t("Purpose", "Doel")) }
-                th scope="col" { (l.t("Guardian", "Ouder/verzorger")) }
-                th scope="col" { (l.t("Decision", "Besluit")) }
-                th scope="col" { (l.t("Method", "Wijze")) }
-                th scope="col" { (l.t("Policy version", "Beleidsversie")) }
-                th scope="col" { (l.t("Recorded by", "Vastgelegd door")) }
-                th scope="col" { (l.t("Holds after", "Geldt daarna")) }
-                th scope="col" { (l.t("View", "Bekijken")) }
-            } }
-            tbody { @for e in &history.entries {
+        (table(l, Some("history"), &[("When", "Wanneer"), ("Purpose", "Doel"), ("Guardian", "Ouder/verzorger"),
+            ("Decision", "Besluit"), ("Method", "Wijze"), ("Policy version", "Beleidsversie"),
+            ("Recorded by", "Vastgelegd door"), ("Holds after", "Geldt daarna"), ("View", "Bekijken")], &html! {
+            @for e in &history.entries {
                 tr data-granted=(e.granted) {
-                    td { (moment(e.occurred_at)) }
+                    td { (moment(tz, e.occurred_at)) }
                     td { (purpose(l, &e.purpose)) }
                     td { (who(&e.guardian_id)) }
                     td { (decided(l, e.granted)) }
                     td { @match e.method { consent::Method::App => (l.t("app", "app")), consent::Method::Paper => (l.t("paper form", "papieren formulier")) } }
                     td { (e.policy_version) }
                     td { @match e.recorded_by { Some(p) => (who(&p)), None => span.muted { (l.t("the guardian, in the app", "de ouder zelf, in de app")) } } }
-                    td { (yes_no(l, e.effective_after, (("yes", "ja"), ("no", "nee")))) }
+                    td { (holds(e.effective_after)) }
                     td {
-                        a.before href={"/console/children/" (child_id) "?as_of=" (urlencode(&moment_value(e.occurred_at - Duration::microseconds(1)))) "&compare=" (urlencode(&moment_value(e.occurred_at)))} {
+                        a.before href={(here) "?as_of=" (urlencode(&moment_value(e.occurred_at - Duration::microseconds(1)))) "&compare=" (urlencode(&moment_value(e.occurred_at)))} {
                             (l.t("just before", "vlak ervoor"))
                         }
                     }
                 }
-            } }
-        } }
+            }
+        }))
         h2 #photos { (l.t("Photos showing the child", "Foto's waarop het kind staat")) }
         @if photos.is_empty() {
             p.muted { (l.t("None.", "Geen.")) }
@@ -598,12 +629,8 @@ pub async fn child(
                      " " span.muted { (l.t("in post", "in bericht")) " " code { (post) } } }
             } }
         }
-        h2 { (l.t("Rights", "Rechten")) }
-        p {
-            a.button #export href={"/console/children/" (child_id) "/export"} download { (l.t("Export (JSON)", "Exporteren (JSON)")) }
-            " "
-            a href={"/console/children/" (child_id) "/erasure"} { (l.t("Erase this child's data…", "Gegevens van dit kind wissen…")) }
-        }
+        (rights(l, &here, &format!("child:{child_id}"), ("Erase this child's data…", "Gegevens van dit kind wissen…"),
+            ("Who read this child's data", "Wie de gegevens van dit kind las")))
     };
     ok(&ctx, &name, &body)
 }
@@ -691,10 +718,8 @@ pub async fn media(
 ) -> Page {
     let session = ctx.signed_in()?;
     let l = ctx.lang;
-    let media_id: MediaId = media_id
-        .parse()
-        .map_err(|_| ctx.error(&ApiError::not_found("photo")))?;
-    let at = or_page(&ctx, view::parse_moment(q.as_of.as_deref()))?;
+    let media_id: MediaId = path_id(&ctx, &media_id, "photo")?;
+    let at = or_page(&ctx, view::parse_moment(ctx.tz, q.as_of.as_deref()))?;
     // The API's route decides (and logs) the read.
     let Json(current) = or_page(
         &ctx,
@@ -765,80 +790,52 @@ pub async fn media(
         }),
         None => None,
     };
-    let mut names: HashMap<Uuid, String> = HashMap::new();
-    let mut children: HashMap<Uuid, String> = HashMap::new();
     let mut people: Vec<Uuid> = Vec::new();
     let mut shown_children: Vec<Uuid> = Vec::new();
-    let mut all: Vec<&Shown> = vec![&now_shown];
-    if let Some((_, _, s)) = &then {
-        all.push(s);
-    }
-    for s in all {
-        for v in &s.viewers {
-            people.push(v.0);
-        }
-        for w in &s.withheld {
-            people.push(w.0);
-            for b in &w.1 {
-                shown_children.push(b.0);
-            }
+    for s in std::iter::once(&now_shown).chain(then.as_ref().map(|(_, _, s)| s)) {
+        people.extend(s.viewers.iter().map(|v| v.0));
+        for (p, because) in &s.withheld {
+            people.push(*p);
+            shown_children.extend(because.iter().map(|b| b.0));
         }
     }
-    for p in people {
-        if let Entry::Vacant(v) = names.entry(p) {
-            v.insert(or_page(
-                &ctx,
-                person_name(&state, PersonId::from_uuid(p)).await,
-            )?);
-        }
-    }
-    for c in shown_children {
-        if let Entry::Vacant(v) = children.entry(c) {
-            v.insert(or_page(
-                &ctx,
-                child_name(&state, ChildId::from_uuid(c)).await,
-            )?);
-        }
-    }
-    let table = |id: &str, s: &Shown| {
+    let names = names_of(&state, &ctx, Named::People, people).await?;
+    let children = names_of(&state, &ctx, Named::Children, shown_children).await?;
+    let name_of = |p: &Uuid| names.get(p).map_or("", String::as_str);
+    let tables = |id: &str, s: &Shown| {
         html! {
             h3 { (l.t("May see it", "Mag de foto zien")) " (" (s.viewers.len()) ")" }
-            div.table-wrap { table id={(id) "-viewers"} {
-                thead { tr { th scope="col" { (l.t("Person", "Persoon")) } th scope="col" { (l.t("Why", "Waarom")) } } }
-                tbody { @for (p, why) in &s.viewers { tr { td { a href={"/console/people/" (p)} { (names.get(p).cloned().unwrap_or_default()) } } td { (why) } } } }
-            } }
+            (table(l, Some(&format!("{id}-viewers")), &[("Person", "Persoon"), ("Why", "Waarom")], &html! {
+                @for (p, why) in &s.viewers { tr { td { (person_link(p, name_of(p))) } td { (why) } } }
+            }))
             h3 { (l.t("Withheld from", "Niet getoond aan")) " (" (s.withheld.len()) ")" }
-            div.table-wrap { table id={(id) "-withheld"} {
-                thead { tr { th scope="col" { (l.t("Guardian", "Ouder/verzorger")) } th scope="col" { (l.t("Because of", "Vanwege")) } } }
-                tbody { @for (p, because) in &s.withheld { tr {
-                    td { a href={"/console/people/" (p)} { (names.get(p).cloned().unwrap_or_default()) } }
+            (table(l, Some(&format!("{id}-withheld")), &[("Guardian", "Ouder/verzorger"), ("Because of", "Vanwege")], &html! {
+                @for (p, because) in &s.withheld { tr {
+                    td { (person_link(p, name_of(p))) }
                     td { ul.plain { @for (c, purp) in because { li {
-                        a href={"/console/children/" (c)} { (children.get(c).cloned().unwrap_or_default()) } ": "
+                        (child_link(c, children.get(c).map_or("", String::as_str))) ": "
                         (l.t("no consent for", "geen toestemming voor")) " " (purpose(l, purp))
                     } } } }
-                } } }
-            } }
+                } }
+            }))
         }
     };
     let body = html! {
         p { (l.t("Photo", "Foto")) " " code { (media_id) } }
-        form.inline.panel method="get" action={"/console/media/" (media_id)} {
-            label { (l.t("Also show as of (UTC)", "Ook tonen per moment (UTC)"))
-                input type="text" name="as_of" #as_of value=(at.map(moment_value).unwrap_or_default()) placeholder="2026-12-07T10:15:00Z"; }
-            button type="submit" #show { (l.t("Show", "Tonen")) }
-        }
+        (query_form(l, &format!("/console/media/{media_id}"),
+            &moment_field(&ctx, ("Also show as of", "Ook tonen per moment"), "as_of", at), ("Show", "Tonen")))
         section #now {
             h2 { (l.t("Now", "Nu")) }
-            (table("now", &now_shown))
+            (tables("now", &now_shown))
         }
         @if let Some((t, later, s)) = &then {
             section #then {
-                h2 { (l.t("As of", "Per")) " " (moment_precise(*t)) }
+                h2 { (l.t("As of", "Per")) " " (moment_precise(ctx.tz, *t)) }
                 @if *later {
                     p.note { (l.t("The photo was published after this moment: shown is who would have seen it under the school's membership and consent of that moment.",
                                   "De foto is na dit moment geplaatst: getoond is wie hem had mogen zien met de groepsindeling en toestemming van dat moment.")) }
                 }
-                (table("then", s))
+                (tables("then", s))
             }
         }
     };
@@ -882,22 +879,16 @@ pub async fn person(
 ) -> Page {
     let session = ctx.signed_in()?;
     let l = ctx.lang;
-    let person_id: PersonId = person_id
-        .parse()
-        .map_err(|_| ctx.error(&ApiError::not_found("person")))?;
+    let person_id: PersonId = path_id(&ctx, &person_id, "person")?;
     let roster = or_page(&ctx, person_roster(&state, session.person, person_id).await)?;
-    or_page(
+    log_reads(
+        &state,
         &ctx,
-        log_if_audited(
-            &state,
-            session.caller(),
-            ctx.rid,
-            &roster,
-            Subject::Person(person_id),
-            AccessReason::ConsoleReadPerson,
-        )
-        .await,
-    )?;
+        &roster,
+        [Subject::Person(person_id)],
+        AccessReason::ConsoleReadPerson,
+    )
+    .await?;
     let profile = or_page(
         &ctx,
         memberships::person(&state.system.db, person_id)
@@ -930,15 +921,11 @@ pub async fn person(
         }
         @if !kids.is_empty() {
             h2 { (l.t("Children", "Kinderen")) }
-            ul { @for (id, n) in &kids { li { a href={"/console/children/" (id)} { (n) } } } }
+            ul { @for (id, n) in &kids { li { (child_link(id, n)) } } }
         }
-        h2 { (l.t("Rights", "Rechten")) }
-        p {
-            a.button href={"/console/people/" (person_id) "/export"} download { (l.t("Export (JSON)", "Exporteren (JSON)")) }
-            " "
-            a href={"/console/people/" (person_id) "/erasure"} { (l.t("Erase this person's data…", "Gegevens van deze persoon wissen…")) }
-        }
-        p { a href={"/console/access-log?subject=person:" (person_id)} { (l.t("Who read this person's data", "Wie de gegevens van deze persoon las")) } }
+        (rights(l, &format!("/console/people/{person_id}"), &format!("person:{person_id}"),
+            ("Erase this person's data…", "Gegevens van deze persoon wissen…"),
+            ("Who read this person's data", "Wie de gegevens van deze persoon las")))
     };
     ok(&ctx, &name, &body)
 }
@@ -960,6 +947,7 @@ fn json_download(name: &str, value: &serde_json::Value) -> Response {
         .into_response()
 }
 
+<<<<<<< HEAD
 /// The events of `streams`, and the roster facts of `school` naming `id`, with the personal
 /// fields of `subject` opened (everyone else's `[withheld]`).
 async fn subject_events(
@@ -999,17 +987,19 @@ async fn subject_events(
     Ok(events)
 }
 
+=======
+>>>>>>> console
 /// `GET /console/children/{id}/export`: the child's data as JSON (directors and compliance
-/// officers of its school; logged).
+/// officers of its school; logged): the events the API's export holds of a child
+/// ([`rights_routes::export_events`]: its streams, the roster facts naming it, the
+/// conversations about it), and its consent history.
 pub async fn export_child(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(child_id): Path<String>,
 ) -> Page {
     let session = ctx.signed_in()?;
-    let child_id: ChildId = child_id
-        .parse()
-        .map_err(|_| ctx.error(&ApiError::not_found("child")))?;
+    let child_id: ChildId = path_id(&ctx, &child_id, "child")?;
     let place = or_page(
         &ctx,
         consent::child_place(&state, session.caller(), child_id).await,
@@ -1019,34 +1009,29 @@ pub async fn export_child(
             "only directors and compliance officers export a child's data",
         )));
     }
-    or_page(
+    log_reads(
+        &state,
         &ctx,
-        log_if_audited(
-            &state,
-            session.caller(),
-            ctx.rid,
-            &place.roster.state,
-            Subject::Child(child_id),
-            AccessReason::ConsoleExport,
-        )
-        .await,
+        &place.roster.state,
+        [Subject::Child(child_id)],
+        AccessReason::ConsoleExport,
+    )
+    .await?;
+    let db = &state.system.db;
+    let talks = or_page(
+        &ctx,
+        conversations::about_child(db, child_id)
+            .await
+            .map_err(ApiError::from),
     )?;
+    let schools = BTreeSet::from([place.school_id]);
     let events = or_page(
         &ctx,
-        subject_events(
-            &state,
-            Subject::Child(child_id),
-            vec![
-                StreamName::child(child_id),
-                StreamName::access(child_id.as_uuid()),
-            ],
-            Some(place.school_id),
-        )
-        .await,
+        rights_routes::export_events(&state, None, &[child_id], &schools, &talks).await,
     )?;
     let history = or_page(
         &ctx,
-        consent_model::consent_history(&state.system.db, child_id, None, None, None)
+        consent_model::consent_history(db, child_id, None, None, None)
             .await
             .map_err(ApiError::from),
     )?;
@@ -1066,78 +1051,129 @@ pub async fn export_child(
     Ok(json_download(&format!("kring-child-{child_id}.json"), &doc))
 }
 
-/// `GET /console/people/{id}/export`: the person's data as JSON (logged).
+/// `GET /console/people/{id}/export`: the person's data as JSON (logged): the document the
+/// person gets from `GET /v1/me/export` ([`rights_routes::person_export`]).
 pub async fn export_person(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(person_id): Path<String>,
 ) -> Page {
     let session = ctx.signed_in()?;
-    let person_id: PersonId = person_id
-        .parse()
-        .map_err(|_| ctx.error(&ApiError::not_found("person")))?;
+    let person_id: PersonId = path_id(&ctx, &person_id, "person")?;
     let roster = or_page(&ctx, person_roster(&state, session.person, person_id).await)?;
-    or_page(
+    log_reads(
+        &state,
         &ctx,
-        log_if_audited(
-            &state,
-            session.caller(),
-            ctx.rid,
-            &roster,
-            Subject::Person(person_id),
-            AccessReason::ConsoleExport,
-        )
-        .await,
-    )?;
-    let mut streams = vec![
-        StreamName::person(person_id),
-        StreamName::access(person_id.as_uuid()),
-    ];
-    for i in or_page(
-        &ctx,
-        memberships::invitations_of_invitee(&state.system.db, person_id)
-            .await
-            .map_err(ApiError::from),
-    )? {
-        streams.push(StreamName::invitation(i.invitation_id));
-    }
-    let events = or_page(
-        &ctx,
-        subject_events(
-            &state,
-            Subject::Person(person_id),
-            streams,
-            roster.school_id,
-        )
-        .await,
-    )?;
-    let doc = serde_json::json!({
-        "person_id": person_id,
-        "exported_at": Utc::now(),
-        "exported_by": session.person,
-        "events": events,
-    });
+        &roster,
+        [Subject::Person(person_id)],
+        AccessReason::ConsoleExport,
+    )
+    .await?;
+    let doc = or_page(&ctx, rights_routes::person_export(&state, person_id).await)?;
+    let doc = or_page(&ctx, serde_json::to_value(doc).map_err(ApiError::internal))?;
     Ok(json_download(
         &format!("kring-person-{person_id}.json"),
         &doc,
     ))
 }
 
-fn erase_form(ctx: &Ctx, action: &str, what: &Markup) -> Markup {
+/// Whose data an erasure destroys.
+#[derive(Clone, Copy)]
+enum Erase {
+    Child(ChildId),
+    Person(PersonId),
+}
+
+impl Erase {
+    fn action(self) -> String {
+        match self {
+            Self::Child(id) => format!("/console/children/{id}/erasure"),
+            Self::Person(id) => format!("/console/people/{id}/erasure"),
+        }
+    }
+}
+
+/// The confirmation page: what erasing `who` destroys and keeps, and the form.
+async fn erase_confirm(state: &AppState, ctx: &Ctx, who: Erase) -> Page {
+    let session = ctx.signed_in()?;
     let l = ctx.lang;
-    html! {
+    let (name, what) = match who {
+        Erase::Child(child_id) => {
+            let place = or_page(
+                ctx,
+                consent::child_place(state, session.caller(), child_id).await,
+            )?;
+            let photos = or_page(
+                ctx,
+                visibility::live_media_showing(&state.system.db, place.school_id, child_id)
+                    .await
+                    .map_err(ApiError::from),
+            )?;
+            (
+                or_page(ctx, child_name(state, child_id).await)?,
+                html! {
+                    ul {
+                        li { (l.t("The child's key: the name and absence reasons read [erased] everywhere from then on.",
+                                  "De sleutel van het kind: naam en verzuimredenen lezen daarna overal [gewist].")) }
+                        li { (photos.len()) " " (l.t("photos showing the child are removed, with their files.",
+                                                     "foto's waarop het kind staat worden verwijderd, met hun bestanden.")) }
+                        li { (l.t("Kept: the consent decisions (to demonstrate consent) and the access log.",
+                                  "Blijft: de toestemmingsbesluiten (om toestemming aan te tonen) en het inzagelog.")) }
+                    }
+                    p.note { (l.t("Only a director of the child's school may erase.", "Alleen een directeur van de school van het kind mag wissen.")) }
+                },
+            )
+        }
+        Erase::Person(person_id) => {
+            or_page(ctx, person_roster(state, session.person, person_id).await)?;
+            (
+                or_page(ctx, person_name(state, person_id).await)?,
+                html! {
+                    ul {
+                        li { (l.t("The person's key: their name and e-mail address read [erased] everywhere from then on.",
+                                  "De sleutel van de persoon: naam en e-mailadres lezen daarna overal [gewist].")) }
+                        li { (l.t("Their relations end: guardianships and staff roles.", "Hun relaties eindigen: ouderschap en rollen.")) }
+                        li { (l.t("Kept: the facts (consent decisions, roles held) and the access log.",
+                                  "Blijft: de feiten (toestemmingsbesluiten, gehouden rollen) en het inzagelog.")) }
+                    }
+                    p.note { (l.t("Only a director of a school the person belongs to may erase.", "Alleen een directeur van een school van de persoon mag wissen.")) }
+                },
+            )
+        }
+    };
+    let confirm = html! {
+        p { label { span { input type="checkbox" name="confirm" value="yes" required; " "
+            (l.t("I understand what will be destroyed", "Ik begrijp wat vernietigd wordt")) } } }
+    };
+    let body = html! {
         div.panel role="alert" {
             h2 { (l.t("What will be destroyed", "Wat vernietigd wordt")) }
             (what)
             p { strong { (l.t("This cannot be undone.", "Dit kan niet ongedaan worden gemaakt.")) } }
         }
-        form method="post" action=(action) {
-            input type="hidden" name="csrf" value=(ctx.csrf);
-            p { label { span { input type="checkbox" name="confirm" value="yes" required; " "
-                (l.t("I understand what will be destroyed", "Ik begrijp wat vernietigd wordt")) } } }
-            button.danger type="submit" { (l.t("Erase", "Wissen")) }
-        }
+        (view::post_form(ctx, &who.action(), &confirm, "danger", ("Erase", "Wissen")))
+    };
+    ok(ctx, &format!("{} {name}", l.t("Erase", "Wissen:")), &body)
+}
+
+/// Erases `who` with the API's erasure and its rules, once the form confirms it.
+async fn erase(state: &AppState, form: &CsrfForm, who: Erase) -> Page {
+    let ctx = &form.ctx;
+    let l = ctx.lang;
+    if form.fields.get("confirm").map(String::as_str) != Some("yes") {
+        return Err(ctx.error(&ApiError::validation("confirm the erasure first")));
     }
+    let caller = form.session.caller();
+    let done = match who {
+        Erase::Child(id) => crate::erasure::erase_child(state, caller, ctx.rid, id).await,
+        Erase::Person(id) => crate::erasure::erase_person(state, caller, ctx.rid, id).await,
+    };
+    let done = or_page(ctx, done)?;
+    let body = html! { p.panel role="status" {
+        (l.t("Erased.", "Gewist."))
+        @if matches!(who, Erase::Child(_)) { " " (l.t("Photos removed: ", "Verwijderde foto's: ")) (done.removed_media.len()) }
+    } };
+    ok(ctx, l.t("Erased", "Gewist"), &body)
 }
 
 /// `GET /console/children/{id}/erasure`: what erasing the child destroys, and the form.
@@ -1146,36 +1182,8 @@ pub async fn erase_child_confirm(
     ctx: Ctx,
     Path(child_id): Path<String>,
 ) -> Page {
-    let session = ctx.signed_in()?;
-    let l = ctx.lang;
-    let child_id: ChildId = child_id
-        .parse()
-        .map_err(|_| ctx.error(&ApiError::not_found("child")))?;
-    let place = or_page(
-        &ctx,
-        consent::child_place(&state, session.caller(), child_id).await,
-    )?;
-    let photos = or_page(
-        &ctx,
-        visibility::live_media_showing(&state.system.db, place.school_id, child_id)
-            .await
-            .map_err(ApiError::from),
-    )?;
-    let name = or_page(&ctx, child_name(&state, child_id).await)?;
-    let what = html! {
-        ul {
-            li { (l.t("The child's key: the name and absence reasons read [erased] everywhere from then on.",
-                      "De sleutel van het kind: naam en verzuimredenen lezen daarna overal [gewist].")) }
-            li { (photos.len()) " " (l.t("photos showing the child are removed, with their files.",
-                                         "foto's waarop het kind staat worden verwijderd, met hun bestanden.")) }
-            li { (l.t("Kept: the consent decisions (to demonstrate consent) and the access log.",
-                      "Blijft: de toestemmingsbesluiten (om toestemming aan te tonen) en het inzagelog.")) }
-        }
-        p.note { (l.t("Only a director of the child's school may erase.", "Alleen een directeur van de school van het kind mag wissen.")) }
-    };
-    let action = format!("/console/children/{child_id}/erasure");
-    let body = erase_form(&ctx, &action, &what);
-    ok(&ctx, &format!("{} {name}", l.t("Erase", "Wissen:")), &body)
+    let who = Erase::Child(path_id(&ctx, &child_id, "child")?);
+    erase_confirm(&state, &ctx, who).await
 }
 
 /// `POST /console/children/{id}/erasure`: erases the child (the API's erasure and its rules).
@@ -1184,20 +1192,8 @@ pub async fn erase_child(
     Path(child_id): Path<String>,
     form: CsrfForm,
 ) -> Page {
-    let ctx = &form.ctx;
-    let l = ctx.lang;
-    let child_id: ChildId = child_id
-        .parse()
-        .map_err(|_| ctx.error(&ApiError::not_found("child")))?;
-    if form.fields.get("confirm").map(String::as_str) != Some("yes") {
-        return Err(ctx.error(&ApiError::validation("confirm the erasure first")));
-    }
-    let done = or_page(
-        ctx,
-        crate::erasure::erase_child(&state, form.session.caller(), ctx.rid, child_id).await,
-    )?;
-    let body = html! { p.panel role="status" { (l.t("Erased. Photos removed: ", "Gewist. Verwijderde foto's: ")) (done.removed_media.len()) } };
-    ok(ctx, l.t("Erased", "Gewist"), &body)
+    let who = Erase::Child(path_id(&form.ctx, &child_id, "child")?);
+    erase(&state, &form, who).await
 }
 
 /// `GET /console/people/{id}/erasure`: what erasing the person destroys, and the form.
@@ -1206,26 +1202,8 @@ pub async fn erase_person_confirm(
     ctx: Ctx,
     Path(person_id): Path<String>,
 ) -> Page {
-    let session = ctx.signed_in()?;
-    let l = ctx.lang;
-    let person_id: PersonId = person_id
-        .parse()
-        .map_err(|_| ctx.error(&ApiError::not_found("person")))?;
-    or_page(&ctx, person_roster(&state, session.person, person_id).await)?;
-    let name = or_page(&ctx, person_name(&state, person_id).await)?;
-    let what = html! {
-        ul {
-            li { (l.t("The person's key: their name and e-mail address read [erased] everywhere from then on.",
-                      "De sleutel van de persoon: naam en e-mailadres lezen daarna overal [gewist].")) }
-            li { (l.t("Their relations end: guardianships and staff roles.", "Hun relaties eindigen: ouderschap en rollen.")) }
-            li { (l.t("Kept: the facts (consent decisions, roles held) and the access log.",
-                      "Blijft: de feiten (toestemmingsbesluiten, gehouden rollen) en het inzagelog.")) }
-        }
-        p.note { (l.t("Only a director of a school the person belongs to may erase.", "Alleen een directeur van een school van de persoon mag wissen.")) }
-    };
-    let action = format!("/console/people/{person_id}/erasure");
-    let body = erase_form(&ctx, &action, &what);
-    ok(&ctx, &format!("{} {name}", l.t("Erase", "Wissen:")), &body)
+    let who = Erase::Person(path_id(&ctx, &person_id, "person")?);
+    erase_confirm(&state, &ctx, who).await
 }
 
 /// `POST /console/people/{id}/erasure`: erases the person (the API's erasure and its rules).
@@ -1234,24 +1212,12 @@ pub async fn erase_person(
     Path(person_id): Path<String>,
     form: CsrfForm,
 ) -> Page {
-    let ctx = &form.ctx;
-    let l = ctx.lang;
-    let person_id: PersonId = person_id
-        .parse()
-        .map_err(|_| ctx.error(&ApiError::not_found("person")))?;
-    if form.fields.get("confirm").map(String::as_str) != Some("yes") {
-        return Err(ctx.error(&ApiError::validation("confirm the erasure first")));
-    }
-    or_page(
-        ctx,
-        crate::erasure::erase_person(&state, form.session.caller(), ctx.rid, person_id).await,
-    )?;
-    let body = html! { p.panel role="status" { (l.t("Erased.", "Gewist.")) } };
-    ok(ctx, l.t("Erased", "Gewist"), &body)
+    let who = Erase::Person(path_id(&form.ctx, &person_id, "person")?);
+    erase(&state, &form, who).await
 }
 
 // ---------------------------------------------------------------------------------------------
-// The access log and verification.
+// The access log.
 
 #[derive(Deserialize)]
 pub struct LogQuery {
@@ -1273,8 +1239,8 @@ pub async fn access_log(
 ) -> Page {
     let session = ctx.signed_in()?;
     let l = ctx.lang;
-    let from = or_page(&ctx, view::parse_moment(q.from.as_deref()))?;
-    let to = or_page(&ctx, view::parse_moment(q.to.as_deref()))?;
+    let from = or_page(&ctx, view::parse_moment(ctx.tz, q.from.as_deref()))?;
+    let to = or_page(&ctx, view::parse_moment(ctx.tz, q.to.as_deref()))?;
     let subject = q
         .subject
         .clone()
@@ -1284,11 +1250,11 @@ pub async fn access_log(
     let reason = q.reason.clone().unwrap_or_default();
     let Json(page_) = or_page(
         &ctx,
-        rights::access_log(
+        rights_routes::access_log(
             State(state.clone()),
             session.caller(),
             Q(MinPosition::default()),
-            Q(rights::AccessLogQuery {
+            Q(rights_routes::AccessLogQuery {
                 subject: subject.clone(),
                 limit: Some(1000),
                 after: q.after,
@@ -1309,15 +1275,16 @@ pub async fn access_log(
         .filter(|e| reason.is_empty() || e.reason.contains(reason.as_str()))
         .filter(|e| from.is_none_or(|f| e.at >= f) && to.is_none_or(|t| e.at < t))
         .collect();
-    let mut names: HashMap<Uuid, String> = HashMap::new();
-    for p in entries.iter().filter_map(|e| e.accessor.person_id) {
-        if let Entry::Vacant(v) = names.entry(p) {
-            v.insert(or_page(
-                &ctx,
-                person_name(&state, PersonId::from_uuid(p)).await,
-            )?);
-        }
-    }
+    let names = names_of(
+        &state,
+        &ctx,
+        Named::People,
+        entries
+            .iter()
+            .filter_map(|e| e.accessor.person_id)
+            .collect::<Vec<_>>(),
+    )
+    .await?;
     let reasons = [
         ("consents", l.t("consent", "toestemming")),
         (
@@ -1341,32 +1308,23 @@ pub async fn access_log(
         ("/console/export/", l.t("export", "export")),
     ];
     let body = html! {
-        form.inline.panel method="get" action="/console/access-log" {
-            label { (l.t("Whose data (e.g. child:<id>)", "Wiens gegevens (bijv. child:<id>)"))
-                input type="text" name="subject" value=(subject.clone().unwrap_or_default()); }
-            label { (l.t("Who read (person id)", "Wie las (persoon-id)"))
-                input type="text" name="accessor" value=(accessor); }
+        (query_form(l, "/console/access-log", &html! {
+            (field(l, ("Whose data (e.g. child:<id>)", "Wiens gegevens (bijv. child:<id>)"), "subject", "text", &subject.clone().unwrap_or_default()))
+            (field(l, ("Who read (person id)", "Wie las (persoon-id)"), "accessor", "text", &accessor))
             label { (l.t("Why", "Waarom"))
                 select name="reason" {
                     option value="" { (l.t("Any reason", "Elke reden")) }
                     @for (v, label) in reasons { option value=(v) selected[reason == v] { (label) } }
                 } }
-            label { (l.t("From (UTC)", "Vanaf (UTC)")) input type="text" name="from" value=(q.from.clone().unwrap_or_default()) placeholder="2026-12-01"; }
-            label { (l.t("Until (UTC)", "Tot (UTC)")) input type="text" name="to" value=(q.to.clone().unwrap_or_default()) placeholder="2026-12-31"; }
-            button type="submit" { (l.t("Filter", "Filteren")) }
-        }
+            (moment_field(&ctx, ("From", "Vanaf"), "from", from))
+            (moment_field(&ctx, ("Until", "Tot"), "to", to))
+        }, ("Filter", "Filteren")))
         p.note { (l.t("The access log records every read of personal data by a compliance officer or the operator; reading the log itself is not recorded (it holds ids, no personal data).",
                       "Het inzagelog legt elke inzage van persoonsgegevens door een privacyfunctionaris of de beheerder vast; het log zelf lezen wordt niet vastgelegd (het bevat id's, geen persoonsgegevens).")) }
-        div.table-wrap { table #access-log {
-            thead { tr {
-                th scope="col" { (l.t("When", "Wanneer")) }
-                th scope="col" { (l.t("Who read", "Wie las")) }
-                th scope="col" { (l.t("Whose data", "Wiens gegevens")) }
-                th scope="col" { (l.t("Why", "Waarom")) }
-            } }
-            tbody { @for e in entries.iter().rev() {
+        (table(l, Some("access-log"), &[("When", "Wanneer"), ("Who read", "Wie las"), ("Whose data", "Wiens gegevens"), ("Why", "Waarom")], &html! {
+            @for e in entries.iter().rev() {
                 tr {
-                    td { (moment(e.at)) }
+                    td { (moment(ctx.tz, e.at)) }
                     td { @match e.accessor.person_id {
                         Some(p) => { (names.get(&p).cloned().unwrap_or_default()) @if p == session.person.as_uuid() { " " span.muted { (l.t("(you)", "(u)")) } } },
                         None => (l.t("the operator", "de beheerder")),
@@ -1382,71 +1340,11 @@ pub async fn access_log(
                     }
                     td { code { (e.reason) } }
                 }
-            } }
-        } }
+            }
+        }))
         @if let Some(next) = page_.next_after {
             p { a href={"/console/access-log?after=" (next) "&subject=" (urlencode(&subject.unwrap_or_default()))} { (l.t("Next page", "Volgende pagina")) } }
         }
     };
     ok(&ctx, l.t("Access log", "Inzagelog"), &body)
-}
-
-/// `GET /console/verify`: the event log's hash chains (the API's verify) and where each read
-/// model stands against the log.
-pub async fn verify(State(state): State<AppState>, ctx: Ctx) -> Page {
-    let session = ctx.signed_in()?;
-    let l = ctx.lang;
-    let Json(report) = or_page(
-        &ctx,
-        rights::verify(
-            State(state.clone()),
-            session.caller(),
-            Q(MinPosition::default()),
-        )
-        .await,
-    )?;
-    let mut models = Vec::new();
-    for name in state.projections.iter() {
-        models.push((
-            (*name).to_owned(),
-            or_page(
-                &ctx,
-                state
-                    .checkpoints
-                    .position(name)
-                    .await
-                    .map_err(ApiError::from),
-            )?,
-        ));
-    }
-    let failures: HashMap<String, Option<String>> = state
-        .board
-        .as_ref()
-        .map(|b| b.all().into_iter().map(|s| (s.name, s.failure)).collect())
-        .unwrap_or_default();
-    let body = html! {
-        section.panel #log-verify {
-            h2 { (l.t("Event log", "Gebeurtenissenlog")) }
-            p #verify-result { (yes_no(l, report.ok, (("intact: every hash chain holds and no position is missing", "intact: elke hashketen klopt en er ontbreekt geen positie"),
-                                                       ("broken: see the findings", "gebroken: zie de bevindingen")))) }
-            p { (report.streams_checked) " " (l.t("streams", "stromen")) ", " (report.events_checked) " " (l.t("events checked; head", "gebeurtenissen gecontroleerd; kop")) " " (report.head)
-                ". " (l.t("Global chain", "Globale keten")) ": " (report.global_chain) }
-            @if !report.findings.is_empty() { ul { @for f in &report.findings { li { code { (f) } } } } }
-        }
-        section.panel #models {
-            h2 { (l.t("Read models", "Leesmodellen")) }
-            div.table-wrap { table {
-                thead { tr { th scope="col" { (l.t("Read model", "Leesmodel")) } th scope="col" { (l.t("Position", "Positie")) } th scope="col" { (l.t("State", "Toestand")) } } }
-                tbody { @for (name, pos) in &models {
-                    @let failure = failures.get(name).cloned().flatten();
-                    tr { td { code { (name) } } td { (pos) " / " (report.head) } td {
-                        @if let Some(f) = failure { span.no { (f) } }
-                        @else { (yes_no(l, *pos >= report.head, (("caught up", "bij"), ("catching up", "loopt achter")))) }
-                    } }
-                } }
-            } }
-            p.note { (l.t("A read model is rebuilt from the log and compared with `replay-tool verify`.", "Een leesmodel wordt uit het log herbouwd en vergeleken met `replay-tool verify`.")) }
-        }
-    };
-    ok(&ctx, l.t("Verification", "Verificatie"), &body)
 }

@@ -4,7 +4,8 @@ use super::{Ctx, Lang};
 use crate::error::ApiError;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone as _, Utc};
+use chrono_tz::Tz;
 use maud::{html, Markup, DOCTYPE};
 use std::fmt::Write as _;
 
@@ -49,6 +50,9 @@ pub fn page(ctx: &Ctx, title: &str, body: &Markup) -> Markup {
                 }
                 main #main tabindex="-1" {
                     h1 { (title) }
+                    @if ctx.session.is_some() {
+                        p.note #zone { (l.t("Times in the time zone", "Tijden in de tijdzone")) " " strong { (ctx.tz.name()) } }
+                    }
                     (body)
                 }
             }
@@ -77,7 +81,7 @@ pub fn error(lang: Lang, ctx: Option<&Ctx>, e: &ApiError) -> Response {
     };
     let body = html! {
         div.panel.error role="alert" {
-            p { (e.detail) }
+            p { (super::messages::explain(lang, e)) }
             p { a href="/console" { (lang.t("Back to the console", "Terug naar de console")) } }
         }
     };
@@ -91,61 +95,73 @@ pub fn error(lang: Lang, ctx: Option<&Ctx>, e: &ApiError) -> Response {
             csrf: String::new(),
             rid: uuid::Uuid::nil(),
             here: "/console".to_owned(),
+            tz: super::DEFAULT_TZ,
         };
         &fallback
     };
     respond(e.status, &page(ctx, title, &body))
 }
 
-/// A moment as the console shows it: UTC to the second (the full value in `title`).
-pub fn moment(t: DateTime<Utc>) -> Markup {
+/// A moment as the console shows it: in the officer's time zone to the second, the zone's
+/// abbreviation after it and its name in `title` (the exact value in `datetime`).
+pub fn moment(tz: Tz, t: DateTime<Utc>) -> Markup {
     html! {
-        time datetime=(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)) {
-            (t.format("%Y-%m-%d %H:%M:%S UTC"))
+        time datetime=(moment_value(t)) title=(tz.name()) {
+            (t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"))
         }
     }
 }
 
 /// A moment to the microsecond (the as-of headings: two moments a decision apart differ there).
-pub fn moment_precise(t: DateTime<Utc>) -> Markup {
+pub fn moment_precise(tz: Tz, t: DateTime<Utc>) -> Markup {
     html! {
-        time datetime=(moment_value(t)) { (t.format("%Y-%m-%d %H:%M:%S%.6f UTC")) }
+        time datetime=(moment_value(t)) title=(tz.name()) {
+            (t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S%.6f %Z"))
+        }
     }
 }
 
-/// A moment in the form the as-of fields take.
+/// A moment in the form the as-of fields take (RFC 3339, UTC: exact whatever the zone).
 pub fn moment_value(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// Reads an as-of field: RFC 3339, or a date and time (UTC) with or without seconds, or a date
-/// (its start, UTC). Empty is none.
+/// Reads an as-of field: RFC 3339 (its own offset), or a date and time with or without
+/// seconds, or a date (its start) — those two in the zone `tz`. Empty is none.
 ///
 /// # Errors
-/// `422` for anything else.
-pub fn parse_moment(text: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+/// `422` for anything else, and for a local time the zone skips (the clocks going forward).
+pub fn parse_moment(tz: Tz, text: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(Some(t.with_timezone(&Utc)));
     }
-    for f in [
+    let bad = || {
+        ApiError::validation(format!(
+            "{text:?} is not a moment: write it as 2026-12-07T10:15:00Z or 2026-12-07 11:15 (in the time zone shown)"
+        ))
+    };
+    let naive = [
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%dT%H:%M",
         "%Y-%m-%d %H:%M:%S%.f",
         "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, f) {
-            return Ok(Some(t.and_utc()));
-        }
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(Some(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()));
-    }
-    Err(ApiError::validation(format!(
-        "{text:?} is not a moment: write it as 2026-12-07T10:15:00Z (UTC)"
-    )))
+    ]
+    .iter()
+    .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())
+    .or_else(|| {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
+    .ok_or_else(bad)?;
+    // An hour the clocks repeat reads as its first pass.
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .ok_or_else(bad)
 }
 
 /// A purpose's name in the console's language.
@@ -187,4 +203,86 @@ pub fn urlencode(text: &str) -> String {
         }
     }
     out
+}
+
+/// A bilingual text: English, Dutch.
+pub type Text = (&'static str, &'static str);
+
+/// A table with column headings `head` (each a [`Text`]) over `rows`, scrolled sideways on a
+/// narrow screen; `id` names the table.
+pub fn table(l: Lang, id: Option<&str>, head: &[Text], rows: &Markup) -> Markup {
+    html! {
+        div.table-wrap { table id=[id] {
+            thead { tr { @for (en, nl) in head { th scope="col" { (l.t(en, nl)) } } } }
+            tbody { (rows) }
+        } }
+    }
+}
+
+/// A search or filter form: `fields` beside a submit button labelled `submit`.
+pub fn query_form(l: Lang, action: &str, fields: &Markup, submit: Text) -> Markup {
+    html! {
+        form.inline.panel method="get" action=(action) {
+            (fields)
+            button type="submit" { (l.t(submit.0, submit.1)) }
+        }
+    }
+}
+
+/// A labelled text field (`kind` the input's type) holding `value`.
+pub fn field(l: Lang, label: Text, name: &str, kind: &str, value: &str) -> Markup {
+    html! {
+        label { (l.t(label.0, label.1))
+            input type=(kind) name=(name) value=(value) autocomplete="off"; }
+    }
+}
+
+/// A field for a moment, read in the officer's time zone (named in its label).
+pub fn moment_field(ctx: &Ctx, label: Text, name: &str, value: Option<DateTime<Utc>>) -> Markup {
+    let l = ctx.lang;
+    html! {
+        label { (l.t(label.0, label.1)) " (" (ctx.tz.name()) ")"
+            input type="text" name=(name) id=(name) value=(value.map(moment_value).unwrap_or_default())
+                placeholder="2026-12-07 10:15" autocomplete="off"; }
+    }
+}
+
+/// A form that posts to `action` with the session's CSRF token: `inner` and a submit button
+/// (`class` its class) labelled `submit`.
+pub fn post_form(ctx: &Ctx, action: &str, inner: &Markup, class: &str, submit: Text) -> Markup {
+    html! {
+        form method="post" action=(action) {
+            input type="hidden" name="csrf" value=(ctx.csrf);
+            (inner)
+            button class=(class) type="submit" { (ctx.lang.t(submit.0, submit.1)) }
+        }
+    }
+}
+
+/// A notice: what a page found (`role="status"`).
+pub fn status(l: Lang, text: Text) -> Markup {
+    html! { p.panel role="status" { (l.t(text.0, text.1)) } }
+}
+
+/// The rights section of a child's or person's page: export, erase, and who read the data.
+pub fn rights(l: Lang, base: &str, subject: &str, erase: Text, read_by: Text) -> Markup {
+    html! {
+        h2 { (l.t("Rights", "Rechten")) }
+        p {
+            a.button #export href={(base) "/export"} download { (l.t("Export (JSON)", "Exporteren (JSON)")) }
+            " "
+            a href={(base) "/erasure"} { (l.t(erase.0, erase.1)) }
+        }
+        p { a href={"/console/access-log?subject=" (subject)} { (l.t(read_by.0, read_by.1)) } }
+    }
+}
+
+/// A link to a person's page.
+pub fn person_link(id: impl std::fmt::Display, name: &str) -> Markup {
+    html! { a href={"/console/people/" (id)} { (name) } }
+}
+
+/// A link to a child's page.
+pub fn child_link(id: impl std::fmt::Display, name: &str) -> Markup {
+    html! { a href={"/console/children/" (id)} { (name) } }
 }

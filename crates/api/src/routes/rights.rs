@@ -18,7 +18,9 @@ use chrono::{DateTime, Utc};
 use kring_domain::access::Subject;
 use kring_domain::post;
 use kring_domain::school::{School, StaffRole};
-use kring_domain::{Actor, ChildId, Event, MediaId, PersonId, PostId, SchoolId, StreamName};
+use kring_domain::{
+    Actor, ChildId, ConversationId, Event, MediaId, PersonId, PostId, SchoolId, StreamName,
+};
 use kring_projections::models::visibility;
 use kring_projections::models::{access_log as access_model, conversations, memberships};
 use kring_store::vault::KeyVault;
@@ -124,8 +126,21 @@ pub async fn export(
             "the operator is no data subject: there is nothing to export",
         ));
     };
-    let Json(profile) =
-        schools::me(State(state.clone()), caller, Q(MinPosition::default())).await?;
+    person_export(&state, me).await.map(Json)
+}
+
+/// Everything Kring holds about `person` and their children: the document of
+/// `GET /v1/me/export`, which the compliance console's export of a person is too.
+///
+/// # Errors
+/// `404` for a person without a profile; store, vault and read-model failures.
+pub(crate) async fn person_export(state: &AppState, me: PersonId) -> ApiResult<ExportDoc> {
+    let Json(profile) = schools::me(
+        State(state.clone()),
+        Caller::Person(me),
+        Q(MinPosition::default()),
+    )
+    .await?;
     let children: Vec<ChildId> = profile
         .children
         .iter()
@@ -136,29 +151,66 @@ pub async fn export(
         .iter()
         .map(|s| SchoolId::from_uuid(s.school_id))
         .collect();
-    let own: BTreeSet<Subject> = std::iter::once(Subject::Person(me))
+    // The conversations they take part in: every message in them was addressed to them.
+    let talks: Vec<ConversationId> = conversations::inbox(&state.system.db, me)
+        .await?
+        .into_iter()
+        .map(|c| c.conversation_id)
+        .collect();
+    let events = export_events(state, Some(me), &children, &schools, &talks).await?;
+    Ok(ExportDoc {
+        person_id: me.into(),
+        exported_at: Utc::now(),
+        profile,
+        events,
+    })
+}
+
+/// The events an export holds, in log order: the own streams of `person` and `children` and
+/// their access logs, the invitations `person` received, the `conversations` (every message
+/// opened: each was addressed to the subject), the removals `person` made, and the roster facts
+/// of `schools` naming `person` or a child. The personal fields of `person` and `children` are
+/// opened, everyone else's `[withheld]`. One function for the API's export and the console's.
+///
+/// # Errors
+/// Store, vault and read-model failures.
+pub(crate) async fn export_events(
+    state: &AppState,
+    person: Option<PersonId>,
+    children: &[ChildId],
+    schools: &BTreeSet<SchoolId>,
+    conversations: &[ConversationId],
+) -> ApiResult<Vec<ExportedEvent>> {
+    let own: BTreeSet<Subject> = person
+        .map(Subject::Person)
+        .into_iter()
         .chain(children.iter().map(|c| Subject::Child(*c)))
         .collect();
     let own_only = |s: &Subject| own.contains(s);
     let everything = |_: &Subject| true;
 
     let mut events = Vec::new();
-    let mut own_streams = vec![StreamName::person(me), StreamName::access(me.as_uuid())];
-    for c in &children {
+    let mut own_streams = Vec::new();
+    if let Some(me) = person {
+        own_streams.push(StreamName::person(me));
+        own_streams.push(StreamName::access(me.as_uuid()));
+    }
+    for c in children {
         own_streams.push(StreamName::child(*c));
         own_streams.push(StreamName::access(c.as_uuid()));
     }
-    for i in memberships::invitations_of_invitee(&state.system.db, me).await? {
-        own_streams.push(StreamName::invitation(i.invitation_id));
+    if let Some(me) = person {
+        for i in memberships::invitations_of_invitee(&state.system.db, me).await? {
+            own_streams.push(StreamName::invitation(i.invitation_id));
+        }
     }
     for stream in &own_streams {
         for r in state.system.store.read_stream_to_end(stream).await? {
             events.push(exported(&state.system.vault, r, &own_only).await?);
         }
     }
-    // The conversations they take part in: every message in them was addressed to them.
-    for c in conversations::inbox(&state.system.db, me).await? {
-        let stream = StreamName::conversation(c.conversation_id);
+    for c in conversations {
+        let stream = StreamName::conversation(*c);
         for r in state.system.store.read_stream_to_end(&stream).await? {
             events.push(exported(&state.system.vault, r, &everything).await?);
         }
@@ -169,25 +221,29 @@ pub async fn export(
         crate::routes::meetings::export_events(&state, Some(me), &children, &everything).await?,
     );
     // The removals they made: the reason they typed is their personal data, sealed for them.
-    for post_id in access_model::posts_with_removals_by(&state.system.db, me).await? {
-        let stream = StreamName::post(post_id);
-        for r in state.system.store.read_stream_to_end(&stream).await? {
-            if r.actor == Actor::Person(me)
-                && matches!(r.event_type.as_str(), "PostRemoved" | "MediaRemoved")
-            {
-                events.push(exported(&state.system.vault, r, &own_only).await?);
+    if let Some(me) = person {
+        for post_id in access_model::posts_with_removals_by(&state.system.db, me).await? {
+            let stream = StreamName::post(post_id);
+            for r in state.system.store.read_stream_to_end(&stream).await? {
+                if r.actor == Actor::Person(me)
+                    && matches!(r.event_type.as_str(), "PostRemoved" | "MediaRemoved")
+                {
+                    events.push(exported(&state.system.vault, r, &own_only).await?);
+                }
             }
         }
     }
     // Roster facts naming them or their children.
-    let names: Vec<String> = std::iter::once(me.to_string())
+    let names: Vec<String> = person
+        .map(|p| p.to_string())
+        .into_iter()
         .chain(children.iter().map(ToString::to_string))
         .collect();
     for school in schools {
         for r in state
             .system
             .store
-            .read_stream_to_end(&StreamName::school(school))
+            .read_stream_to_end(&StreamName::school(*school))
             .await?
         {
             if names.iter().any(|n| r.payload.contains(n.as_str())) {
@@ -196,12 +252,7 @@ pub async fn export(
         }
     }
     events.sort_by_key(|e| e.position);
-    Ok(Json(ExportDoc {
-        person_id: me.into(),
-        exported_at: Utc::now(),
-        profile,
-        events,
-    }))
+    Ok(events)
 }
 
 pub(crate) async fn exported(
@@ -276,7 +327,10 @@ pub async fn erase_child(
 // ---------------------------------------------------------------------------------------------
 
 /// The schools where the caller is a compliance officer (their current rosters).
-async fn officer_schools(state: &AppState, caller: Caller) -> ApiResult<Vec<Arc<School>>> {
+pub(crate) async fn officer_schools(
+    state: &AppState,
+    caller: Caller,
+) -> ApiResult<Vec<Arc<School>>> {
     let Caller::Person(p) = caller else {
         return Ok(Vec::new());
     };

@@ -14,7 +14,9 @@ mod project;
 mod query;
 
 pub use project::ConversationsProjection;
-pub use query::{conversation, inbox, messages, participants, ConversationView, MessageView};
+pub use query::{
+    about_child, conversation, inbox, messages, participants, ConversationView, MessageView,
+};
 
 /// Its name.
 pub const NAME: &str = "conversations";

@@ -60,6 +60,7 @@ const INBOX_PARTICIPANTS: &str = include_str!("sql/inbox_participants.sql");
 const CONVERSATION: &str = include_str!("sql/conversation.sql");
 const PARTICIPANTS: &str = include_str!("sql/participants.sql");
 const MESSAGES: &str = include_str!("sql/messages.sql");
+const ABOUT_CHILD: &str = include_str!("sql/about_child.sql");
 
 fn conversation_row(
     r: &AnyRow,
@@ -187,6 +188,27 @@ pub async fn messages(
         .collect::<Result<Vec<_>, ProjectionError>>()?;
     page.reverse();
     Ok(page)
+}
+
+/// The conversations about `child`, oldest first (by id only: who takes part is not asked).
+///
+/// # Errors
+/// Database failures; a stored id this build cannot read.
+pub async fn about_child(
+    db: &ReadDb,
+    child: ChildId,
+) -> Result<Vec<ConversationId>, ProjectionError> {
+    sqlx::query(ABOUT_CHILD)
+        .bind(child.to_string())
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ConversationId::from_uuid(uuid(
+                &r.try_get::<String, _>(0)?,
+            )?))
+        })
+        .collect()
 }
 
 #[cfg(test)]

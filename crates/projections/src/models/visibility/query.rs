@@ -24,6 +24,7 @@ const POST_OF_MEDIA: &str = include_str!("sql/post_of_media.sql");
 const FEED: &str = include_str!("sql/feed.sql");
 const MEDIA_OF_POSTS: &str = include_str!("sql/media_of_posts.sql");
 const POST: &str = include_str!("sql/post.sql");
+const GROUP_POSTS: &str = include_str!("sql/group_posts.sql");
 const MEDIA_PLACE: &str = include_str!("sql/media_place.sql");
 const LIVE_MEDIA_SHOWING: &str = include_str!("sql/live_media_showing.sql");
 const ALL_ROSTERS: &str = include_str!("sql/all_rosters.sql");
@@ -326,6 +327,34 @@ async fn feed_rows(
         .fetch_all(&mut *tx)
         .await?;
     let posts = with_media(&mut tx, db.rosters(), &rows, Some(person)).await?;
+    tx.rollback().await?;
+    Ok(posts)
+}
+
+/// The live posts of `group`, newest first (then by post id), each with every live media item:
+/// a privileged read (a compliance officer's), not a reader's feed. At most `limit`, only after
+/// `after` (the last post of the previous page) in that order.
+///
+/// # Errors
+/// As [`who_may_see`].
+pub async fn group_posts(
+    db: &ReadDb,
+    group: GroupId,
+    limit: u32,
+    after: Option<(DateTime<Utc>, PostId)>,
+) -> Result<Vec<FeedPost>, ProjectionError> {
+    let (before, before_id) = after.map_or((i64::MAX, String::new()), |(t, p)| {
+        (micros(t), p.to_string())
+    });
+    let mut tx = snapshot(db).await?;
+    let rows = sqlx::query(GROUP_POSTS)
+        .bind(group.to_string())
+        .bind(before)
+        .bind(before_id)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+    let posts = with_media(&mut tx, db.rosters(), &rows, None).await?;
     tx.rollback().await?;
     Ok(posts)
 }
