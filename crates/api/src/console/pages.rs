@@ -947,48 +947,6 @@ fn json_download(name: &str, value: &serde_json::Value) -> Response {
         .into_response()
 }
 
-<<<<<<< HEAD
-/// The events of `streams`, and the roster facts of `school` naming `id`, with the personal
-/// fields of `subject` opened (everyone else's `[withheld]`).
-async fn subject_events(
-    state: &AppState,
-    subject: Subject,
-    streams: Vec<StreamName>,
-    school: Option<SchoolId>,
-) -> ApiResult<Vec<rights::ExportedEvent>> {
-    let allow = move |s: &Subject| *s == subject;
-    let mut events = Vec::new();
-    for stream in &streams {
-        for r in state.system.store.read_stream_to_end(stream).await? {
-            events.push(rights::exported(&state.system.vault, r, &allow).await?);
-        }
-    }
-    // The meeting rounds it takes part in: its bookings, the conversations it holds as staff.
-    let (person, children) = match subject {
-        Subject::Person(p) => (Some(p), Vec::new()),
-        Subject::Child(c) => (None, vec![c]),
-        _ => (None, Vec::new()),
-    };
-    events.extend(crate::routes::meetings::export_events(state, person, &children, &allow).await?);
-    if let Some(school) = school {
-        let id = subject.uuid().to_string();
-        for r in state
-            .system
-            .store
-            .read_stream_to_end(&StreamName::school(school))
-            .await?
-        {
-            if r.payload.contains(&id) {
-                events.push(rights::exported(&state.system.vault, r, &allow).await?);
-            }
-        }
-    }
-    events.sort_by_key(|e| e.position);
-    Ok(events)
-}
-
-=======
->>>>>>> console
 /// `GET /console/children/{id}/export`: the child's data as JSON (directors and compliance
 /// officers of its school; logged): the events the API's export holds of a child
 /// ([`rights_routes::export_events`]: its streams, the roster facts naming it, the
