@@ -2,7 +2,8 @@
 //! (and, for PostgreSQL, its own database), and a client that speaks to it only over HTTP.
 //!
 //! Tokens are minted the way `kring-api token` does (HS256, `iss` `kring-local`, the person id
-//! as `sub`, a fresh `jti`), with the secret the server keeps in `DIR/jwt.key`; expired tokens
+//! as `sub`, a fresh `jti`), with the secret the server keeps in `DIR/jwt.key` (or the
+//! `KRING_JWT_SECRET` a deployment's instances share); expired tokens
 //! and tokens signed with another key are minted the same way, for the 401 cases. The server
 //! also trusts a single sign-on issuer whose keys are a JWKS file the harness writes:
 //! [`Server::issuer_token`] signs as that issuer.
