@@ -264,7 +264,9 @@ pub struct MinPosition {
 }
 
 impl MinPosition {
-    /// Waits for the position, if one was asked.
+    /// Waits for the position, if one was asked, and then brings the key vault's cache up to
+    /// date with every erasure committed so far (in any process), so that what a removal or
+    /// erasure at or before that position destroyed is not opened here.
     ///
     /// # Errors
     /// `422 validation_failed` for a position beyond the log's head (no write answered it: it
@@ -283,7 +285,12 @@ impl MinPosition {
                 )));
             }
         }
-        state.wait_for(p).await
+        state.wait_for(p).await?;
+        // An erasure or removal answered with this position destroyed its keys before it was
+        // recorded, perhaps through another instance: this read must not open them from the
+        // cache while the vault's notification is still on its way.
+        state.system.vault.sync_erasures().await?;
+        Ok(())
     }
 }
 

@@ -315,3 +315,42 @@ async fn postgres_an_erasure_made_while_the_listener_is_cut_off_still_reaches_th
     opens_as_erased(&b, &sealed_later, false, "the reconnected vault").await;
     admin.close().await.unwrap();
 }
+
+/// A cached by B, erased by A, then `sync_erasures` on B: B's very next open reports the field
+/// erased, on PostgreSQL too, without waiting for the notification (what a read at the
+/// erasure's position on another API instance relies on). Other cached keys stay usable.
+async fn an_erasure_is_seen_at_once_after_a_sync(db: &Db, a: &KeyVault, b: &KeyVault) {
+    let child = Subject::Child(ChildId::generate());
+    let other = Subject::Child(ChildId::generate());
+    let sealed = a.encrypt(child, b"Kind1").await.unwrap();
+    let kept = a.encrypt(other, b"Kind2").await.unwrap();
+    assert!(b.decrypt(&sealed).await.unwrap().is_some(), "cached by B");
+    assert!(b.decrypt(&kept).await.unwrap().is_some(), "cached by B");
+    a.erase(child).await.unwrap();
+    b.sync_erasures().await.unwrap();
+    assert_eq!(
+        b.decrypt(&sealed).await.unwrap(),
+        None,
+        "after a sync the other vault opens nothing of the erased subject"
+    );
+    assert_eq!(db.stored_key(child).await, Some(None), "no key is stored");
+    assert!(
+        b.decrypt(&kept).await.unwrap().is_some(),
+        "the other key stays"
+    );
+    // Nothing new: a second sync changes nothing.
+    b.sync_erasures().await.unwrap();
+    assert!(b.decrypt(&kept).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_an_erasure_is_seen_at_once_after_a_sync() {
+    let (_dir, db, a, b) = sqlite_pair().await;
+    an_erasure_is_seen_at_once_after_a_sync(&db, &a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_erasure_is_seen_at_once_after_a_sync() {
+    let (_db, db, a, b) = postgres_pair("vault_sync").await;
+    an_erasure_is_seen_at_once_after_a_sync(&db, &a, &b).await;
+}

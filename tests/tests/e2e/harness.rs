@@ -2,7 +2,8 @@
 //! (and, for PostgreSQL, its own database), and a client that speaks to it only over HTTP.
 //!
 //! Tokens are minted the way `kring-api token` does (HS256, `iss` `kring-local`, the person id
-//! as `sub`, a fresh `jti`), with the secret the server keeps in `DIR/jwt.key`; expired tokens
+//! as `sub`, a fresh `jti`), with the secret the server keeps in `DIR/jwt.key` (or the
+//! `KRING_JWT_SECRET` a deployment's instances share); expired tokens
 //! and tokens signed with another key are minted the same way, for the 401 cases. The server
 //! also trusts a single sign-on issuer whose keys are a JWKS file the harness writes:
 //! [`Server::issuer_token`] signs as that issuer.
@@ -220,6 +221,9 @@ pub struct Server {
     database_url: Option<String>,
     /// What `serve` was given beyond the data directory and the listen address.
     extra: Vec<String>,
+    /// Environment variables set for `serve` and every command run beside it (the settings
+    /// instances of one deployment share, see `deployment.rs`).
+    env: Vec<(String, String)>,
     secret: Vec<u8>,
     http: reqwest::Client,
     log: Arc<Mutex<Vec<String>>>,
@@ -247,7 +251,25 @@ impl Server {
     /// `database_url` (SQLite files in the data directory when `None`).
     pub async fn start_with(database_url: Option<String>, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
-        Self::start_in(Arc::new(dir), database_url, extra).await
+        Self::start_in(Arc::new(dir), database_url, Vec::new(), extra).await
+    }
+
+    /// Starts `kring-api serve ARGS` in the data directory `dir`, of its own, on the PostgreSQL
+    /// database `database_url`, with the environment `env`: one API instance of a deployment,
+    /// on a machine of its own. Tokens are signed with `KRING_JWT_SECRET` when `env` sets it.
+    pub async fn start_instance(
+        dir: tempfile::TempDir,
+        database_url: &str,
+        env: &[(String, String)],
+        extra: &[&str],
+    ) -> Self {
+        Self::start_in(
+            Arc::new(dir),
+            Some(database_url.to_owned()),
+            env.to_vec(),
+            extra,
+        )
+        .await
     }
 
     /// Starts `kring-api serve ARGS` in the data directory `dir` (a size-limited file system
@@ -257,18 +279,25 @@ impl Server {
         database_url: Option<String>,
         extra: &[&str],
     ) -> Self {
-        Self::start_in(Arc::new(dir), database_url, extra).await
+        Self::start_in(Arc::new(dir), database_url, Vec::new(), extra).await
     }
 
     /// Another `kring-api serve ARGS` on this server's installation (its data directory and
     /// database): a second API instance.
     pub async fn start_beside(&self, extra: &[&str]) -> Self {
-        Self::start_in(Arc::clone(&self.dir), self.database_url.clone(), extra).await
+        Self::start_in(
+            Arc::clone(&self.dir),
+            self.database_url.clone(),
+            self.env.clone(),
+            extra,
+        )
+        .await
     }
 
     async fn start_in(
         dir: Arc<tempfile::TempDir>,
         database_url: Option<String>,
+        env: Vec<(String, String)>,
         extra: &[&str],
     ) -> Self {
         tokio::task::spawn_blocking(binary)
@@ -276,8 +305,12 @@ impl Server {
             .expect("building kring-api");
         let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (child, url) = Self::spawn(dir.path(), database_url.as_deref(), &extra, &log).await;
-        let key = std::fs::read_to_string(dir.path().join("jwt.key")).expect("DIR/jwt.key");
+        let (child, url) =
+            Self::spawn(dir.path(), database_url.as_deref(), &env, &extra, &log).await;
+        let key = match env.iter().find(|(name, _)| name == "KRING_JWT_SECRET") {
+            Some((_, secret)) => secret.clone(),
+            None => std::fs::read_to_string(dir.path().join("jwt.key")).expect("DIR/jwt.key"),
+        };
         let secret = base64::engine::general_purpose::STANDARD
             .decode(key.trim())
             .expect("a base64 key");
@@ -287,6 +320,7 @@ impl Server {
             dir,
             database_url,
             extra,
+            env,
             secret,
             // A fresh connection per request: the server closes a connection after refusing a
             // body it did not read, and a pooled one could be picked up just as it closes.
@@ -303,12 +337,13 @@ impl Server {
     async fn spawn(
         dir: &Path,
         database_url: Option<&str>,
+        env: &[(String, String)],
         extra: &[String],
         log: &Arc<Mutex<Vec<String>>>,
     ) -> (Child, String) {
         let jwks = dir.join("issuer-jwks.json");
         std::fs::write(&jwks, ISSUER_JWKS).expect("the issuer's JWKS written");
-        let mut command = Self::command(dir, database_url);
+        let mut command = Self::command(dir, database_url, env);
         command
             .arg("serve")
             .arg("--data-dir")
@@ -399,6 +434,7 @@ impl Server {
         let (child, url) = Self::spawn(
             self.dir.path(),
             self.database_url.as_deref(),
+            &self.env,
             &self.extra,
             &self.log,
         )
@@ -412,7 +448,7 @@ impl Server {
 
     /// Starts `kring-api projector` on this server's installation.
     pub fn projector(&self) -> Worker {
-        let mut command = Self::command(self.dir.path(), self.database_url.as_deref());
+        let mut command = Self::command(self.dir.path(), self.database_url.as_deref(), &self.env);
         command
             .arg("projector")
             .arg("--data-dir")
@@ -423,6 +459,7 @@ impl Server {
             .stderr(Stdio::null());
         Worker {
             child: command.spawn().expect("kring-api projector starts"),
+            _dir: None,
         }
     }
 
@@ -436,6 +473,7 @@ impl Server {
         if let Some(url) = &self.database_url {
             command.env("KRING_DATABASE_URL", url);
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
             .args(["--format", "json"])
             .args(args)
@@ -444,7 +482,12 @@ impl Server {
         command.output().expect("replay-tool runs")
     }
 
-    fn command(dir: &std::path::Path, database_url: Option<&str>) -> Command {
+    /// `kring-api` with nothing of the outer environment but `env`, on `dir` (and PostgreSQL).
+    pub fn command(
+        dir: &std::path::Path,
+        database_url: Option<&str>,
+        env: &[(String, String)],
+    ) -> Command {
         let mut command = Command::new(binary());
         for var in KRING_ENV {
             command.env_remove(var);
@@ -453,20 +496,21 @@ impl Server {
         if let Some(url) = database_url {
             command.env("KRING_DATABASE_URL", url);
         }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         command
     }
 
     /// `kring-api ARGS --data-dir DIR` against this server's installation, as an operator runs
     /// it beside the server.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        let mut command = Self::command(self.dir.path(), self.database_url.as_deref());
+        let mut command = Self::command(self.dir.path(), self.database_url.as_deref(), &self.env);
         command.args(args).arg("--data-dir").arg(self.dir.path());
         command.output().expect("kring-api runs")
     }
 
     /// `kring-api token --data-dir DIR (--person ID | --operator)`, as a developer runs it.
     pub fn cli_token(&self, who: Who) -> String {
-        let mut command = Self::command(self.dir.path(), self.database_url.as_deref());
+        let mut command = Self::command(self.dir.path(), self.database_url.as_deref(), &self.env);
         command.arg("token").arg("--data-dir").arg(self.dir.path());
         match who {
             Who::Person(p) => command.arg("--person").arg(p.to_string()),
@@ -602,10 +646,30 @@ impl Server {
     /// Sends a request as `who`. Asserts it is never answered with a 5xx (but for `/readyz`
     /// while a read model lags).
     pub async fn send(&self, method: Method, path: &str, who: Who, body: Body) -> Answer {
+        self.send_with(method, path, who, body, &[]).await
+    }
+
+    /// Like [`Server::send`], with these request headers too (`Idempotency-Key`, say); an
+    /// `Authorization` among them is sent instead of a token minted for `who` (a retry sends
+    /// the token it sent before).
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        who: Who,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let request = format!("{method} {path} as {who:?}");
         let mut req = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(token) = self.token(who) {
+        let authorized = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+        if let Some(token) = self.token(who).filter(|_| !authorized) {
             req = req.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         req = match body {
             Body::Empty => req,
@@ -741,9 +805,31 @@ impl Drop for Server {
 /// A `kring-api projector` process; killed (`kill -9`) when dropped.
 pub struct Worker {
     child: Child,
+    /// Its own data directory, when it has one (a worker on a machine of its own).
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Worker {
+    /// Starts `kring-api projector` with a fresh data directory of its own on the PostgreSQL
+    /// database `database_url`, with the environment `env`: the projector worker of a
+    /// deployment, on a machine of its own.
+    pub fn projector(database_url: &str, env: &[(String, String)]) -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut command = Server::command(dir.path(), Some(database_url), env);
+        command
+            .arg("projector")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Self {
+            child: command.spawn().expect("kring-api projector starts"),
+            _dir: Some(dir),
+        }
+    }
+
     /// `kill -9` of the worker.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

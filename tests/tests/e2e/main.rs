@@ -12,12 +12,18 @@
 //!   the SQLite file system full under concurrent writes: nothing acknowledged is lost;
 //! - `delivery`: `kill -9` of the server while it e-mails invitations; after the restart every
 //!   mail arrives, each idempotency key at least once and all of a key's copies alike;
+//! - `deployment`: a school board's deployment — two `serve --no-projectors` instances behind a
+//!   round-robin balancer and a `projector` worker, each with its own data directory, on one
+//!   PostgreSQL database with shared keys and media: every write read back through the other
+//!   instance at its position, a removal and an erasure honoured by the other at once, each
+//!   mail delivered once;
 //! - `bad_input`: malformed, mistyped, missing and huge input on every write → a 4xx
 //!   problem+json with a code, and nothing written.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bad_input;
 mod delivery;
+mod deployment;
 mod faults;
 mod harness;
 mod life;

@@ -505,6 +505,19 @@ impl KeyVault {
         self.watch.is_listening()
     }
 
+    /// Brings the key cache up to date with every erasure committed before this call, in any
+    /// process. On PostgreSQL another process's erasure otherwise reaches the cache when its
+    /// notification arrives ([`KeyVault::is_listening`]); after this call, every open reports
+    /// it at once. A read that must see a write made through another process (a read at that
+    /// write's position) calls it before opening anything. One indexed read on PostgreSQL; on
+    /// SQLite every use already checks.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn sync_erasures(&self) -> Result<(), VaultError> {
+        self.watch.sync(&self.cache).await
+    }
+
     /// Whether `subject`'s key was destroyed.
     ///
     /// # Errors

@@ -257,6 +257,17 @@ impl Watch {
         }
     }
 
+    /// Evicts every subject whose erasure committed before this call, in any process, on both
+    /// backends: on PostgreSQL the erasures above the last one seen are read from the table
+    /// whether or not the listener has delivered them yet (one indexed read); on SQLite it is
+    /// [`Watch::validate`], already strict.
+    pub async fn sync(&self, cache: &KeyCache) -> Result<(), VaultError> {
+        match self {
+            Self::Sqlite(_) => self.validate(cache).await,
+            Self::Postgres(watch) => watch.shared.catch_up().await.map_err(VaultError::from),
+        }
+    }
+
     /// Whether the watch is the asynchronous PostgreSQL listener (seals then check the
     /// database themselves).
     pub fn is_asynchronous(&self) -> bool {
