@@ -1,9 +1,12 @@
 //! Bulk import: a generated log sealed through the key vault and appended, pipelined.
 //!
-//! Consecutive events of one stream go in one append. The appends of a chunk are queued in log
-//! order and pipelined: the store's queue takes them in that order and commits many per group
-//! commit, so the global order is the generated order (the `import_keeps_the_log_order` test
-//! pins it).
+//! The chunk is sealed in batches ([`KeyVault::seal_all`]: the keys of a batch's new subjects
+//! are created in one transaction), while the batches before it are being appended.
+//! Consecutive events of one stream go in one append. The appends are queued in log order and
+//! pipelined: the store's queue takes them in that order and commits many per group commit, so
+//! the global order is the generated order (the `import_keeps_the_log_order` test pins it).
+//!
+//! [`KeyVault::seal_all`]: kring_store::vault::KeyVault::seal_all
 
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
@@ -15,8 +18,12 @@ use std::task::Poll;
 
 /// Appends in flight at once.
 const PIPELINE: usize = 256;
-/// Events being sealed at once.
-const SEALING: usize = 64;
+/// Events sealed together: their new subjects' keys are one durable write.
+const SEAL_BATCH: usize = 1024;
+/// Batches being sealed at once (one waits for its keys while another is encrypted).
+const SEALING: usize = 2;
+/// Events being sealed at once by [`write_one_by_one`].
+const SEALING_ONE_BY_ONE: usize = 64;
 
 /// Why an import failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +36,84 @@ pub enum ImportError {
     Store(#[from] kring_store::StoreError),
 }
 
+/// Consecutive events of one stream as one append.
+fn runs(streams: &[StreamName], events: Vec<NewEvent>) -> Vec<(StreamName, Vec<NewEvent>)> {
+    let mut appends: Vec<(StreamName, Vec<NewEvent>)> = Vec::new();
+    for (stream, event) in streams.iter().zip(events) {
+        match appends.last_mut() {
+            Some((last, events)) if last == stream => events.push(event),
+            _ => appends.push((*stream, vec![event])),
+        }
+    }
+    appends
+}
+
 /// Seals and appends `chunk`; returns how many events were written.
 ///
 /// # Errors
 /// [`ImportError`].
 pub async fn write(system: &System, chunk: Vec<Recorded>) -> Result<u64, ImportError> {
+    let vault = &system.vault;
+    let store = &system.store;
+    let mut sealed = futures::stream::iter(chunk.chunks(SEAL_BATCH))
+        .map(|batch| async move {
+            let events = vault
+                .seal_all(
+                    batch
+                        .iter()
+                        .map(|r| (&r.event, Metadata::new(r.at, r.actor))),
+                )
+                .await?;
+            let streams: Vec<StreamName> = batch.iter().map(|r| r.stream).collect();
+            Ok::<_, ImportError>(runs(&streams, events))
+        })
+        .buffered(SEALING)
+        .fuse();
+    let mut written = 0;
+    // Each append is polled once as soon as it is made, so it joins the store's queue before
+    // the next one is made; outside the runtime's cooperative budget, which could otherwise
+    // leave that first poll pending and let a later append overtake it.
+    tokio::task::unconstrained(async {
+        let mut inflight = FuturesOrdered::new();
+        let mut sealing = true;
+        while sealing || !inflight.is_empty() {
+            tokio::select! {
+                batch = sealed.next(), if sealing && inflight.len() < PIPELINE => {
+                    let Some(appends) = batch else {
+                        sealing = false;
+                        continue;
+                    };
+                    for (stream, events) in appends? {
+                        let n = events.len() as u64;
+                        let mut append = Box::pin(async move {
+                            store
+                                .append(&stream, ExpectedVersion::Any, events)
+                                .await
+                                .map(|_| n)
+                        });
+                        match futures::poll!(append.as_mut()) {
+                            Poll::Ready(result) => written += result?,
+                            Poll::Pending => inflight.push_back(append),
+                        }
+                    }
+                }
+                Some(result) = inflight.next(), if !inflight.is_empty() => written += result?,
+            }
+        }
+        Ok(written)
+    })
+    .await
+}
+
+/// As [`write`], but every event sealed on its own ([`KeyVault::seal`], 64 at once: a key
+/// per new subject, each its own durable write) and appended once the whole chunk is sealed:
+/// the import as it was, kept to compare with (`kring-bench --import-seal one-by-one`).
+///
+/// # Errors
+/// [`ImportError`].
+///
+/// [`KeyVault::seal`]: kring_store::vault::KeyVault::seal
+pub async fn write_one_by_one(system: &System, chunk: Vec<Recorded>) -> Result<u64, ImportError> {
     let vault = &system.vault;
     // Sealing creates a key per new subject (a durable write): many at once, results in order.
     let mut sealed = futures::stream::iter(chunk)
@@ -41,7 +121,7 @@ pub async fn write(system: &System, chunk: Vec<Recorded>) -> Result<u64, ImportE
             let meta = Metadata::new(r.at, r.actor);
             vault.seal(&r.event, meta).await.map(|e| (r.stream, e))
         })
-        .buffered(SEALING);
+        .buffered(SEALING_ONE_BY_ONE);
     let mut appends: Vec<(StreamName, Vec<NewEvent>)> = Vec::new();
     let mut written = 0;
     while let Some(result) = sealed.next().await {

@@ -73,6 +73,10 @@ struct Cli {
     /// The scenarios to run (to iterate on one part; the report covers only what ran).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Part::Commands, Part::Log])]
     parts: Vec<Part>,
+    /// How the bulk import seals: in batches whose new keys are one transaction (what the
+    /// import does), or one event at a time with a durable write per new key (to compare).
+    #[arg(long, value_enum, default_value_t = ImportSeal::Batched)]
+    import_seal: ImportSeal,
     /// Instead of the scenarios: a soak of this many minutes. `kring-api serve` (next to this
     /// binary) on an imported school-year log (SQLite; --events, default 50,000) under a steady
     /// HTTP load; its RSS, open fds, WAL size and p99 latency sampled every 10 s. Exits non-zero
@@ -93,6 +97,15 @@ enum Part {
     Commands,
     /// Bulk import of a school-year log, the full rebuild from it, and who-may-see over HTTP.
     Log,
+}
+
+/// How the bulk import seals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ImportSeal {
+    /// [`import::write`].
+    Batched,
+    /// [`import::write_one_by_one`].
+    OneByOne,
 }
 
 /// Stand-alone measurements, and the child processes the harness starts itself.
@@ -145,6 +158,7 @@ struct Sizes {
     writers: usize,
     per_writer: usize,
     import: u64,
+    import_seal: ImportSeal,
     lag_rate: u32,
     lag_secs: u64,
     http_secs: u64,
@@ -156,12 +170,13 @@ struct Sizes {
 }
 
 impl Sizes {
-    fn new(quick: bool, events: Option<u64>) -> Self {
+    fn new(quick: bool, events: Option<u64>, import_seal: ImportSeal) -> Self {
         let default_events = if quick { 50_000 } else { 1_000_000 };
         Self {
             writers: 32,
             per_writer: if quick { 100 } else { 1000 },
             import: events.unwrap_or(default_events),
+            import_seal,
             lag_rate: 1000,
             lag_secs: if quick { 3 } else { 10 },
             http_secs: if quick { 3 } else { 10 },
@@ -276,19 +291,28 @@ async fn import_rebuild_http(
         .await
         .map_err(|e| e.to_string())?;
     let mut workload = Workload::new(WorkloadConfig::school_years(sizes.import));
-    let start = Instant::now();
+    // Only the import is timed: generating the log (the simulated school living its year
+    // through the deciders) is not part of it.
+    let mut secs = 0.0;
+    let mut generating = 0.0;
     let mut written = 0;
-    for chunk in workload.by_ref() {
-        written += import::write(&install.system, chunk)
-            .await
-            .map_err(|e| e.to_string())?;
+    loop {
+        let start = Instant::now();
+        let Some(chunk) = workload.next() else { break };
+        generating += start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        written += match sizes.import_seal {
+            ImportSeal::Batched => import::write(&install.system, chunk).await,
+            ImportSeal::OneByOne => import::write_one_by_one(&install.system, chunk).await,
+        }
+        .map_err(|e| e.to_string())?;
+        secs += start.elapsed().as_secs_f64();
     }
-    let secs = start.elapsed().as_secs_f64();
     rows.push(
         Row::new("1. bulk import (seal + append, pipelined)", name)
             .figure("", written as f64 / secs, "events/s")
             .note(format!(
-                "{written} events of {} school years",
+                "{written} events of {} school years; generating them took {generating:.1} s more",
                 workload.schools()
             )),
     );
@@ -491,7 +515,7 @@ async fn cqrs_es_side_by_side(
 }
 
 async fn run(cli: Cli) -> Result<Report, String> {
-    let sizes = Sizes::new(cli.quick, cli.events);
+    let sizes = Sizes::new(cli.quick, cli.events, cli.import_seal);
     let start = Instant::now();
     let load_before = report::load_average();
     let pg = cli.database_url.clone().map(PgServer::new);

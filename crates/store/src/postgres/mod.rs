@@ -30,6 +30,8 @@ pub mod link;
 mod listener;
 mod writer;
 
+pub use writer::FULL_PATH_ENV;
+
 use crate::queue::{self, Appender};
 use crate::{
     actor_from_str, AppendOutcome, EventHash, EventStore, ExpectedVersion, NewEvent, Position,

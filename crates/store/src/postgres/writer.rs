@@ -32,6 +32,15 @@ const LOG_HASH_BEFORE: &str = include_str!("sql/log_hash_before.sql");
 const CHAIN_HASHES: &str = include_str!("sql/chain_hashes.sql");
 const SET_LOG_HASHES: &str = include_str!("sql/set_log_hashes.sql");
 const UNBOUNDED_STATEMENTS: &str = include_str!("sql/unbounded_statements.sql");
+const APPEND_PLANNED: &str = include_str!("sql/append_planned.sql");
+/// Stream heads the writer remembers from its own commits before it starts over.
+const KNOWN_HEADS: usize = 100_000;
+/// Set to `1`, every batch takes the full path of BEGIN, lock, read, INSERT, COMMIT (ADR 0002)
+/// instead of `kring_append_planned` (ADR 0021): to compare the two, or to step around the
+/// function should it ever misbehave.
+pub const FULL_PATH_ENV: &str = "KRING_PG_APPEND_FULL_PATH";
+static ONE_ROUND_TRIP: std::sync::LazyLock<bool> =
+    std::sync::LazyLock::new(|| std::env::var(FULL_PATH_ENV).map_or(true, |v| v != "1"));
 /// Rows the backfill of the global chain reads and updates at a time.
 const BACKFILL_BATCH: i64 = 10_000;
 /// `BEGIN` and taking the global-order lock in one round trip: two statements in one
@@ -94,6 +103,22 @@ pub(super) struct Writer {
     options: PgConnectOptions,
     conn: Option<PgConnection>,
     head: watch::Sender<Position>,
+    /// The log's last event and the stream heads as this writer's last commit left them: a
+    /// guess, checked under the lock by `kring_append_planned` (another process may have
+    /// appended since).
+    known: Option<Known>,
+}
+
+/// What the writer's own commits left behind.
+struct Known {
+    last: LogHead,
+    heads: HashMap<StreamName, StreamHead>,
+}
+
+/// The state a batch is planned from: the log's last event and the heads of its streams.
+struct Planned {
+    last: LogHead,
+    heads: HashMap<StreamName, StreamHead>,
 }
 
 impl Writer {
@@ -106,6 +131,7 @@ impl Writer {
             options,
             conn: Some(conn),
             head,
+            known: None,
         }
     }
 
@@ -172,9 +198,19 @@ impl Writer {
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, Failure> {
         let conn = match self.conn.take() {
             Some(conn) => conn,
-            None => connect(&self.options).await?,
+            None => {
+                self.known = None;
+                connect(&self.options).await?
+            }
         };
         let conn = self.conn.insert(conn);
+        if *ONE_ROUND_TRIP {
+            if let Some(outcomes) = fast_commit(conn, &mut self.known, &self.head, requests).await?
+            {
+                return Ok(outcomes);
+            }
+        }
+        self.known = None;
         let mut tx = conn.begin_with(BEGIN_LOCKED.as_str()).await?;
         // From here on nobody else commits: what these reads see stays true until COMMIT.
         let (last, stored, heads) = batch_state(&mut *tx, requests).await?;
@@ -203,13 +239,202 @@ impl Writer {
         }
         tx.commit().await?;
         advance(&self.head, plan.last.position);
+        self.known = Some(Known {
+            last: plan.last,
+            heads: plan.heads,
+        });
         Ok(plan.outcomes)
     }
 }
 
+/// Commits a batch in one round trip where it can: planned from what the writer's last commit
+/// left (`known`), or else from a read without the lock, and handed to `kring_append_planned`,
+/// which checks that state under the global-order lock and inserts in the same statement
+/// (`migrations/postgres/0003_append_planned.sql`). `None` when the batch needs the full path
+/// under an explicit transaction: a batch whose plan writes nothing (refusals are only given
+/// from state read under the lock), event ids already stored (a retry), a log without global
+/// hashes, a batch too large for one statement, or a state that kept moving.
+async fn fast_commit(
+    conn: &mut PgConnection,
+    known: &mut Option<Known>,
+    head: &watch::Sender<Position>,
+    requests: &[AppendRequest],
+) -> Result<Option<Vec<Result<AppendOutcome, StoreError>>>, Failure> {
+    for attempt in 0..2 {
+        let guessed = if attempt == 0 {
+            known.as_ref().and_then(|k| {
+                let heads = requests
+                    .iter()
+                    .map(|r| k.heads.get(&r.stream).map(|h| (r.stream, *h)))
+                    .collect::<Option<HashMap<_, _>>>()?;
+                Some(Planned {
+                    last: k.last,
+                    heads,
+                })
+            })
+        } else {
+            None
+        };
+        let state = match guessed {
+            Some(state) => state,
+            None => {
+                // A snapshot without the lock: only a guess, checked under it.
+                let (last, stored, heads) = batch_state(&mut *conn, requests).await?;
+                let Ok(last) = last else { return Ok(None) };
+                if !stored.is_empty() {
+                    return Ok(None);
+                }
+                Planned { last, heads }
+            }
+        };
+        let plan = plan::plan(requests, state.heads.clone(), &HashMap::new(), state.last);
+        if plan.rows.is_empty() || chunks(&plan.rows).nth(1).is_some() {
+            return Ok(None);
+        }
+        match append_planned(&mut *conn, &state, requests, &plan.rows).await {
+            Ok(true) => {
+                advance(head, plan.last.position);
+                let mut heads = match known.take() {
+                    Some(k) if k.heads.len() < KNOWN_HEADS => k.heads,
+                    _ => HashMap::new(),
+                };
+                heads.extend(plan.heads);
+                *known = Some(Known {
+                    last: plan.last,
+                    heads,
+                });
+                return Ok(Some(plan.outcomes));
+            }
+            Ok(false) => *known = None,
+            // Written past the lock: the full path reads and refuses.
+            Err(e) if is_version_taken(&e) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
+/// Calls `kring_append_planned` with the state the rows were planned from.
+async fn append_planned(
+    conn: &mut PgConnection,
+    state: &Planned,
+    requests: &[AppendRequest],
+    rows: &[PlannedRow<'_>],
+) -> Result<bool, sqlx::Error> {
+    let mut streams: Vec<StreamName> = requests.iter().map(|r| r.stream).collect();
+    streams.sort_unstable_by_key(ToString::to_string);
+    streams.dedup();
+    let head_versions: Vec<i64> = streams
+        .iter()
+        .map(|s| {
+            state
+                .heads
+                .get(s)
+                .map_or(-1, |h| i64::try_from(h.version).unwrap_or(i64::MAX))
+        })
+        .collect();
+    let head_streams: Vec<String> = streams.iter().map(ToString::to_string).collect();
+    let (last_position, last_hash) = if state.last.position == 0 {
+        (None, None)
+    } else {
+        (
+            Some(i64::try_from(state.last.position).unwrap_or(i64::MAX)),
+            Some(state.last.log_hash.0.to_vec()),
+        )
+    };
+    let columns = Columns::of(rows);
+    sqlx::query_scalar(APPEND_PLANNED)
+        .bind(super::GLOBAL_ORDER_LOCK)
+        .bind(last_position)
+        .bind(last_hash)
+        .bind(head_streams)
+        .bind(head_versions)
+        .bind(columns.positions)
+        .bind(columns.event_ids)
+        .bind(columns.streams)
+        .bind(columns.versions)
+        .bind(columns.event_types)
+        .bind(columns.schema_versions)
+        .bind(columns.occurred)
+        .bind(columns.actors)
+        .bind(columns.correlations)
+        .bind(columns.causations)
+        .bind(columns.payloads)
+        .bind(columns.hashes)
+        .bind(columns.log_hashes)
+        .bind(CHANNEL)
+        .fetch_one(conn)
+        .await
+}
+
+/// Planned rows as parallel arrays, one per column.
+struct Columns<'r> {
+    positions: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    streams: Vec<String>,
+    versions: Vec<i64>,
+    event_types: Vec<&'r str>,
+    schema_versions: Vec<i32>,
+    occurred: Vec<DateTime<Utc>>,
+    actors: Vec<String>,
+    correlations: Vec<Uuid>,
+    causations: Vec<Option<Uuid>>,
+    payloads: Vec<&'r str>,
+    hashes: Vec<&'r [u8]>,
+    log_hashes: Vec<&'r [u8]>,
+}
+
+impl<'r> Columns<'r> {
+    fn of(rows: &'r [PlannedRow<'_>]) -> Self {
+        let n = rows.len();
+        let mut c = Self {
+            positions: Vec::with_capacity(n),
+            event_ids: Vec::with_capacity(n),
+            streams: Vec::with_capacity(n),
+            versions: Vec::with_capacity(n),
+            event_types: Vec::with_capacity(n),
+            schema_versions: Vec::with_capacity(n),
+            occurred: Vec::with_capacity(n),
+            actors: Vec::with_capacity(n),
+            correlations: Vec::with_capacity(n),
+            causations: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+            hashes: Vec::with_capacity(n),
+            log_hashes: Vec::with_capacity(n),
+        };
+        for row in rows {
+            let e = row.event;
+            c.positions
+                .push(i64::try_from(row.position).unwrap_or(i64::MAX));
+            c.event_ids.push(e.event_id);
+            c.streams.push(row.stream.to_string());
+            c.versions
+                .push(i64::try_from(row.version).unwrap_or(i64::MAX));
+            c.event_types.push(e.event_type.as_str());
+            c.schema_versions.push(i32::from(e.schema_version));
+            c.occurred.push(stored_time(e.occurred_at));
+            c.actors.push(actor_to_string(&e.actor));
+            c.correlations.push(e.correlation_id);
+            c.causations.push(e.causation_id);
+            c.payloads.push(e.payload.as_str());
+            c.hashes.push(&row.hash.0[..]);
+            c.log_hashes.push(&row.log_hash.0[..]);
+        }
+        c
+    }
+}
+
 /// A new write connection.
+///
+/// Its implicit transactions (`kring_append_planned`'s) are READ COMMITTED, whatever the
+/// database's default is: each statement of the function sees what committed before the lock.
 pub(super) async fn connect(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
-    PgConnection::connect_with(&options.clone().application_name(APPLICATION)).await
+    let mut conn =
+        PgConnection::connect_with(&options.clone().application_name(APPLICATION)).await?;
+    sqlx::query("SET default_transaction_isolation = 'read committed'")
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
 }
 
 /// A (stream, version) unique violation: someone wrote past the global-order lock.
@@ -279,50 +504,21 @@ async fn insert_chunk<'e>(
     conn: impl PgExecutor<'e>,
     rows: &[PlannedRow<'_>],
 ) -> Result<(), sqlx::Error> {
-    let n = rows.len();
-    let mut positions = Vec::with_capacity(n);
-    let mut event_ids = Vec::with_capacity(n);
-    let mut streams = Vec::with_capacity(n);
-    let mut versions = Vec::with_capacity(n);
-    let mut event_types = Vec::with_capacity(n);
-    let mut schema_versions = Vec::with_capacity(n);
-    let mut occurred = Vec::with_capacity(n);
-    let mut actors = Vec::with_capacity(n);
-    let mut correlations = Vec::with_capacity(n);
-    let mut causations = Vec::with_capacity(n);
-    let mut payloads = Vec::with_capacity(n);
-    let mut hashes = Vec::with_capacity(n);
-    let mut log_hashes = Vec::with_capacity(n);
-    for row in rows {
-        let e = row.event;
-        positions.push(i64::try_from(row.position).unwrap_or(i64::MAX));
-        event_ids.push(e.event_id);
-        streams.push(row.stream.to_string());
-        versions.push(i64::try_from(row.version).unwrap_or(i64::MAX));
-        event_types.push(e.event_type.as_str());
-        schema_versions.push(i32::from(e.schema_version));
-        occurred.push(stored_time(e.occurred_at));
-        actors.push(actor_to_string(&e.actor));
-        correlations.push(e.correlation_id);
-        causations.push(e.causation_id);
-        payloads.push(e.payload.as_str());
-        hashes.push(&row.hash.0[..]);
-        log_hashes.push(&row.log_hash.0[..]);
-    }
+    let c = Columns::of(rows);
     sqlx::query(INSERT)
-        .bind(positions)
-        .bind(event_ids)
-        .bind(streams)
-        .bind(versions)
-        .bind(event_types)
-        .bind(schema_versions)
-        .bind(occurred)
-        .bind(actors)
-        .bind(correlations)
-        .bind(causations)
-        .bind(payloads)
-        .bind(hashes)
-        .bind(log_hashes)
+        .bind(c.positions)
+        .bind(c.event_ids)
+        .bind(c.streams)
+        .bind(c.versions)
+        .bind(c.event_types)
+        .bind(c.schema_versions)
+        .bind(c.occurred)
+        .bind(c.actors)
+        .bind(c.correlations)
+        .bind(c.causations)
+        .bind(c.payloads)
+        .bind(c.hashes)
+        .bind(c.log_hashes)
         .bind(CHANNEL)
         .execute(conn)
         .await?;

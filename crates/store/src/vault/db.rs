@@ -216,6 +216,92 @@ impl VaultDb {
         }
     }
 
+    /// The stored rows of `subjects`, by subject name: one query.
+    pub async fn keys(
+        &self,
+        subjects: &[String],
+    ) -> Result<std::collections::HashMap<String, KeyRow>, sqlx::Error> {
+        let mut out = std::collections::HashMap::with_capacity(subjects.len());
+        if subjects.is_empty() {
+            return Ok(out);
+        }
+        let rows = match self {
+            Self::Sqlite(pool) => {
+                let names = serde_json::Value::from(subjects.to_vec()).to_string();
+                sqlx::query(
+                    "SELECT subject, key_id, wrapped_key FROM subject_keys
+                     WHERE subject IN (SELECT value FROM json_each(?))",
+                )
+                .bind(names)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect::<Result<Vec<(String, Uuid, Option<Vec<u8>>)>, sqlx::Error>>()?
+            }
+            Self::Postgres(pool) => sqlx::query(
+                "SELECT subject, key_id, wrapped_key FROM subject_keys WHERE subject = ANY($1)",
+            )
+            .bind(subjects)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<Vec<(String, Uuid, Option<Vec<u8>>)>, sqlx::Error>>()?,
+        };
+        for (subject, key_id, wrapped) in rows {
+            out.insert(subject, KeyRow { key_id, wrapped });
+        }
+        Ok(out)
+    }
+
+    /// Stores new keys, each only where its subject has no row yet (a racing process may have
+    /// created one, or erased the subject): one transaction, so one durable write for all.
+    pub async fn insert_keys_if_absent(
+        &self,
+        keys: &[(String, Uuid, Vec<u8>)],
+    ) -> Result<(), sqlx::Error> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let now = chrono::Utc::now();
+        match self {
+            Self::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for (subject, key_id, wrapped) in keys {
+                    sqlx::query(
+                        "INSERT INTO subject_keys (subject, key_id, wrapped_key, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(subject)
+                    .bind(key_id)
+                    .bind(wrapped)
+                    .bind(now.timestamp_micros())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await
+            }
+            Self::Postgres(pool) => {
+                let (subjects, rest): (Vec<&str>, Vec<(Uuid, &[u8])>) = keys
+                    .iter()
+                    .map(|(s, id, w)| (s.as_str(), (*id, w.as_slice())))
+                    .unzip();
+                let (ids, wrapped): (Vec<Uuid>, Vec<&[u8]>) = rest.into_iter().unzip();
+                sqlx::query(
+                    "INSERT INTO subject_keys (subject, key_id, wrapped_key)
+                     SELECT * FROM unnest($1::text[], $2::uuid[], $3::bytea[])
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(subjects)
+                .bind(ids)
+                .bind(wrapped)
+                .execute(pool)
+                .await
+                .map(drop)
+            }
+        }
+    }
+
     /// Destroys the keys (or records never-keyed subjects as erased), then makes sure no copy
     /// survives on disk: on SQLite the vault's WAL is checkpointed into the file (where
     /// `secure_delete` zeroed the old rows) and truncated; on PostgreSQL the table is vacuumed.

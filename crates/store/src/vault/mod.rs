@@ -242,6 +242,163 @@ impl KeyVault {
         ))
     }
 
+    /// Seals many decided events at once, as [`KeyVault::seal`] seals one, in order: the keys
+    /// of all their subjects are read in one query and the missing ones created in one
+    /// transaction — one durable write for the lot instead of one per new subject (a bulk
+    /// import creates a key for nearly every post, media item and conversation). All or
+    /// nothing: when one subject was erased, nothing is sealed and no key is created.
+    ///
+    /// # Errors
+    /// As [`KeyVault::seal`].
+    pub async fn seal_all<'e>(
+        &self,
+        events: impl IntoIterator<Item = (&'e kring_domain::Event, Metadata)>,
+    ) -> Result<Vec<NewEvent>, VaultError> {
+        struct Pending {
+            event_type: &'static str,
+            schema_version: u16,
+            payload: Value,
+            meta: Metadata,
+            fields: Vec<(String, Subject, Vec<u8>)>,
+        }
+        let mut pending = Vec::new();
+        let mut subjects = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (event, meta) in events {
+            let payload = event.to_payload()?;
+            let mut paths = Vec::new();
+            collect_marked(&payload, PLAIN_KEY, &mut paths);
+            let mut fields = Vec::with_capacity(paths.len());
+            for path in paths {
+                let slot = if path.is_empty() {
+                    Some(&payload)
+                } else {
+                    payload.pointer(&path)
+                };
+                let Some(marker) = slot.and_then(|slot| slot.get(PLAIN_KEY)) else {
+                    continue;
+                };
+                let subject: Subject = serde_json::from_value(marker["subject"].clone())?;
+                let plaintext = serde_json::to_vec(&marker["value"])?;
+                if seen.insert(subject) {
+                    subjects.push(subject);
+                }
+                fields.push((path, subject, plaintext));
+            }
+            pending.push(Pending {
+                event_type: event.event_type(),
+                schema_version: event.schema_version(),
+                payload,
+                meta,
+                fields,
+            });
+        }
+        let keys = if subjects.is_empty() {
+            std::collections::HashMap::new()
+        } else {
+            // One check for erasures by other processes for the whole batch.
+            self.watch.validate(&self.cache).await?;
+            self.keys_for_sealing(&subjects).await?
+        };
+        pending
+            .into_iter()
+            .map(|mut p| {
+                for (path, subject, plaintext) in p.fields {
+                    let key = keys
+                        .get(&subject)
+                        .ok_or(VaultError::SubjectErased(subject))?;
+                    let envelope = seal_with(key, subject, &plaintext)?;
+                    if let Some(slot) = pointer_mut(&mut p.payload, &path) {
+                        *slot = serde_json::json!({ SEALED_KEY: envelope });
+                    }
+                }
+                Ok(NewEvent::new(
+                    p.event_type,
+                    p.schema_version,
+                    &p.payload,
+                    p.meta,
+                ))
+            })
+            .collect()
+    }
+
+    /// The keys to seal for `subjects` (distinct), created where missing, as
+    /// [`KeyVault::key`] with `create` gives them one by one; the caller has just validated
+    /// the cache. Nothing is created when one of them is erased.
+    async fn keys_for_sealing(
+        &self,
+        subjects: &[Subject],
+    ) -> Result<std::collections::HashMap<Subject, DataKey>, VaultError> {
+        let mut keys = std::collections::HashMap::with_capacity(subjects.len());
+        let mut to_read = Vec::new();
+        for &subject in subjects {
+            match self.cache.get(subject) {
+                Some(None) => return Err(VaultError::SubjectErased(subject)),
+                Some(Some(key)) => {
+                    keys.insert(subject, key);
+                    // On PostgreSQL another process's erasure reaches the cache asynchronously:
+                    // the database is asked whether the key still exists (see `key`).
+                    if self.watch.is_asynchronous() {
+                        to_read.push(subject);
+                    }
+                }
+                None => to_read.push(subject),
+            }
+        }
+        if to_read.is_empty() {
+            return Ok(keys);
+        }
+        let epoch = self.cache.epoch();
+        let names: Vec<String> = to_read.iter().map(|s| subject_key(*s)).collect();
+        let mut rows = self.db.keys(&names).await?;
+        for (subject, name) in to_read.iter().zip(&names) {
+            if let Some(db::KeyRow { wrapped: None, .. }) = rows.get(name) {
+                if keys.contains_key(subject) {
+                    self.cache.evict([*subject]);
+                } else {
+                    self.cache.put(*subject, None, epoch);
+                }
+                return Err(VaultError::SubjectErased(*subject));
+            }
+        }
+        let mut created = Vec::new();
+        for (subject, name) in to_read.iter().zip(&names) {
+            if !rows.contains_key(name) {
+                let (key_id, stored) = self.new_wrapped_key(*subject)?;
+                created.push((name.clone(), key_id, stored));
+            }
+        }
+        if !created.is_empty() {
+            // Committed before any event that uses them: a crash can orphan keys, never lose
+            // one. A racing process may have created or erased some first: the insert never
+            // replaces a row, and the winners are read back.
+            self.db.insert_keys_if_absent(&created).await?;
+            let names: Vec<String> = created.into_iter().map(|(name, _, _)| name).collect();
+            rows.extend(self.db.keys(&names).await?);
+        }
+        for (subject, name) in to_read.iter().zip(&names) {
+            match rows.remove(name) {
+                Some(db::KeyRow {
+                    key_id,
+                    wrapped: Some(wrapped),
+                }) => {
+                    if keys.contains_key(subject) {
+                        continue;
+                    }
+                    let key = self.unwrap_key(*subject, key_id, &wrapped)?;
+                    self.cache.put(*subject, Some(key.clone()), epoch);
+                    keys.insert(*subject, key);
+                }
+                Some(db::KeyRow { wrapped: None, .. }) => {
+                    self.cache.put(*subject, None, epoch);
+                    return Err(VaultError::SubjectErased(*subject));
+                }
+                None => return Err(VaultError::SubjectErased(*subject)),
+            }
+        }
+        Ok(keys)
+    }
+
     /// Replaces every `{"$plain": …}` marker in `value` by its sealed envelope.
     ///
     /// # Errors
@@ -384,24 +541,7 @@ impl KeyVault {
             .key(subject, true)
             .await?
             .ok_or(VaultError::SubjectErased(subject))?;
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let aad = aad(subject, key.key_id);
-        let ciphertext = key
-            .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| VaultError::Undecryptable { subject })?;
-        Ok(Envelope {
-            subject,
-            key_id: key.key_id,
-            nonce: B64.encode(nonce),
-            ciphertext: B64.encode(ciphertext),
-        })
+        seal_with(&key, subject, plaintext)
     }
 
     /// Decrypts an envelope: the plaintext, or `None` when the subject's key was destroyed.
@@ -621,6 +761,28 @@ impl KeyVault {
             XChaCha20Poly1305::new_from_slice(&raw).map_err(|_| VaultError::WrongMasterKey)?;
         Ok(DataKey { key_id, cipher })
     }
+}
+
+/// Encrypts `plaintext` for `subject` with its data key `key`.
+fn seal_with(key: &DataKey, subject: Subject, plaintext: &[u8]) -> Result<Envelope, VaultError> {
+    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let aad = aad(subject, key.key_id);
+    let ciphertext = key
+        .cipher
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| VaultError::Undecryptable { subject })?;
+    Ok(Envelope {
+        subject,
+        key_id: key.key_id,
+        nonce: B64.encode(nonce),
+        ciphertext: B64.encode(ciphertext),
+    })
 }
 
 /// Splits a stored `nonce ‖ ciphertext` into its 24-byte nonce and the rest; `None` when it is
