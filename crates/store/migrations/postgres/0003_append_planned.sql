@@ -1,4 +1,4 @@
--- A planned batch committed in one round trip (docs/decisions/0021-one-round-trip-appends.md).
+-- A planned batch committed in one round trip (docs/decisions/0022-one-round-trip-appends.md).
 -- Called as a statement of its own, outside an explicit transaction: it takes the global-order
 -- lock, checks under it that the log and the batch's streams are still where the writer planned
 -- from, and only then inserts the rows. The statement's implicit transaction commits when it

@@ -36,7 +36,7 @@ const APPEND_PLANNED: &str = include_str!("sql/append_planned.sql");
 /// Stream heads the writer remembers from its own commits before it starts over.
 const KNOWN_HEADS: usize = 100_000;
 /// Set to `1`, every batch takes the full path of BEGIN, lock, read, INSERT, COMMIT (ADR 0002)
-/// instead of `kring_append_planned` (ADR 0021): to compare the two, or to step around the
+/// instead of `kring_append_planned` (ADR 0022): to compare the two, or to step around the
 /// function should it ever misbehave.
 pub const FULL_PATH_ENV: &str = "KRING_PG_APPEND_FULL_PATH";
 static ONE_ROUND_TRIP: std::sync::LazyLock<bool> =
