@@ -136,6 +136,17 @@ pub const JSON_WRITES: &[(&str, &[&str], &[WrongValue])] = &[
         ("notification_ids", r#"["nonsense"]"#, 422, "validation_failed"),
         ("notification_ids", "[]", 422, "validation_failed"),
     ]),
+    ("PUT /v1/me/notification-preferences", &[], &[
+        ("kinds", r#"{"post": "pigeon"}"#, 422, "validation_failed"),
+        ("kinds", r#"{"gossip": "push"}"#, 422, "validation_failed"),
+        ("digest_at", r#""25:00""#, 422, "validation_failed"),
+        ("timezone", r#""Mars/Olympus""#, 422, "validation_failed"),
+    ]),
+    ("POST /v1/me/read", &[], &[
+        ("post_ids", r#"["not-a-uuid"]"#, 422, "validation_failed"),
+        ("post_ids", r#"["00000000-0000-7000-8000-000000000000"]"#, 404, "not_found"),
+        ("message_ids", r#"["00000000-0000-7000-8000-000000000000"]"#, 404, "not_found"),
+    ]),
 ];
 
 /// Query strings that are wrong for a GET: the route, what to put after `?`, status and code.

@@ -85,6 +85,13 @@ pub const ADDED: &[&str] = &[
     "DELETE /v1/me/push-subscriptions/{subscription_id}",
     "GET /v1/operator/dead-letters",
     "POST /v1/operator/dead-letters/{delivery_id}/retry",
+    // Notifications: preferences, read receipts, acknowledging an absence.
+    "GET /v1/me/notification-preferences",
+    "PUT /v1/me/notification-preferences",
+    "POST /v1/me/read",
+    "GET /v1/me/unread",
+    "GET /v1/posts/{post_id}/reads",
+    "POST /v1/children/{child_id}/absences/{absence_id}/acknowledgement",
 ];
 
 /// The operational endpoints (no token).

@@ -20,6 +20,12 @@
 //!   school, once; which purposes need a decision is the consent read model's answer.
 //! - `absence_reported`: the staff assigned to the child's group.
 //! - `absence_acknowledged`: the guardian who reported the absence.
+//! - `meeting_booked`, `meeting_changed`: a booking made or assigned; moved, cancelled, or its
+//!   round cancelled — the guardians of the booking's children as of the event, but the person
+//!   who did it (a round's cancellation: each guardian once).
+//! - `meeting_reminder`: every guardian of a booking's children, by the activity reminder's rule
+//!   (18:00 the day before the slot, in their time zone); a move takes back the reminders not
+//!   released yet and makes new ones, a cancellation of the booking or round takes them back.
 //!
 //! How and when ([`EffectivePreferences`], as of the event): the channel of the kind is the
 //! recipient's own choice, else their school's default, else `push`. `push` and `email` ones
