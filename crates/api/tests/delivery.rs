@@ -823,7 +823,11 @@ async fn a_notification_older_than_the_late_delivery_limit_is_left_to_the_app(f:
         .get("/v1/me/notifications", &api.person(mum))
         .await
         .expect(200);
-    assert!(listed.text.contains(&id), "still in her app: {}", listed.text);
+    assert!(
+        listed.text.contains(&id),
+        "still in her app: {}",
+        listed.text
+    );
     // A worker with a longer limit (`--delivery-max-age-hours 200`) sends it.
     let longer = Delivery::new(
         Config {

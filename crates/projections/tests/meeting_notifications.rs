@@ -283,9 +283,7 @@ async fn a_booking_tells_the_other_guardian_and_reminds_the_whole_family_the_eve
     assert_eq!(reminders_due("2026-09-09T16:00:00Z").await, 2);
 }
 
-async fn a_booking_assigned_by_staff_tells_both_guardians_and_nobody_else<
-    S: EventStore + Clone,
->(
+async fn a_booking_assigned_by_staff_tells_both_guardians_and_nobody_else<S: EventStore + Clone>(
     mut h: Harness<S>,
 ) {
     let mut p = planner();
@@ -584,9 +582,7 @@ async fn a_booking_made_after_the_reminder_time_is_reminded_at_once_and_none_onc
     );
 }
 
-async fn a_rebuild_makes_the_same_meeting_notifications<S: EventStore + Clone>(
-    mut h: Harness<S>,
-) {
+async fn a_rebuild_makes_the_same_meeting_notifications<S: EventStore + Clone>(mut h: Harness<S>) {
     let mut p = planner();
     p.open(&mut h).await;
     let (a, b, ga, gb) = (p.a, p.b, p.ga[0], p.gb[1]);

@@ -299,7 +299,10 @@ pub async fn request(api: &Server, s: &School, route: &str, role: Role) -> Reque
             };
             req(
                 Method::POST,
-                format!("/v1/children/{}/absences/{absence}/acknowledgement", s.child),
+                format!(
+                    "/v1/children/{}/absences/{absence}/acknowledgement",
+                    s.child
+                ),
                 Body::Empty,
             )
         }

@@ -18,7 +18,7 @@ pub fn describe(kind: &str) -> &'static str {
         "absence_acknowledged" => "the school acknowledged an absence you reported",
         "absence_reported" => "a planned absence was reported",
         "meeting_booked" => "a parent-teacher conversation was booked for your child",
-        "meeting_changed" => "a parent-teacher conversation about your child was moved or cancelled",
+        "meeting_changed" => "a parent-teacher conversation was moved or cancelled",
         "meeting_reminder" => "a reminder of tomorrow's parent-teacher conversation",
         _ => "something new",
     }

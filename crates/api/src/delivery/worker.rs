@@ -151,12 +151,14 @@ pub async fn round(state: &AppState, delivery: &Delivery, now: DateTime<Utc>) ->
 /// as `off` would drop the notification in silence, refusing it would stop delivery for
 /// everyone behind it. See docs/decisions/0021.
 fn channel_of(id: NotificationId, stored: &str) -> Channel {
-    stored.parse().unwrap_or_else(|e: kring_domain::person::UnknownChannel| {
-        let reads_as = outbox::read_channel(stored);
-        tracing::error!(notification_id = %id, error = %e, reads_as = %reads_as,
+    stored
+        .parse()
+        .unwrap_or_else(|e: kring_domain::person::UnknownChannel| {
+            let reads_as = outbox::read_channel(stored);
+            tracing::error!(notification_id = %id, error = %e, reads_as = %reads_as,
             "delivery: a notification with a channel this version does not know");
-        reads_as
-    })
+            reads_as
+        })
 }
 
 /// The idempotency key of `notification` on `channel` (`push` names the subscription too).

@@ -86,7 +86,6 @@ enum Needed {
     MeetingRoundCancelled(String, PersonId, Uuid),
 }
 
-
 impl Needed {
     /// What it means besides a roster change: itself, or what a roster event also means.
     fn inner(&self) -> Option<&Self> {
@@ -386,7 +385,12 @@ struct MeetingReminder {
 impl Notifications {
     /// Takes back the batch's meeting reminders of `round` (of its `booking` only, when given)
     /// not released by `at`.
-    fn take_back_meeting_reminders(&mut self, round: &str, booking: Option<&str>, at: DateTime<Utc>) {
+    fn take_back_meeting_reminders(
+        &mut self,
+        round: &str,
+        booking: Option<&str>,
+        at: DateTime<Utc>,
+    ) {
         self.meeting_reminders.retain(|r| {
             r.round != round || booking.is_some_and(|b| r.booking != b) || r.release_at <= at
         });
@@ -1067,7 +1071,15 @@ impl State {
                         booking: Some(key.1.clone()),
                         ..About::default()
                     };
-                    self.tell_family(&key.0, &stored.children, Some(by), &about, position, occurred_at, &mut notifications.rows)?;
+                    self.tell_family(
+                        &key.0,
+                        &stored.children,
+                        Some(by),
+                        &about,
+                        position,
+                        occurred_at,
+                        &mut notifications.rows,
+                    )?;
                 }
             }
             Needed::MeetingRoundCancelled(round, by, event_id) => {
@@ -1095,7 +1107,15 @@ impl State {
                     id: event_id,
                     ..About::default()
                 };
-                self.tell_family(&round, &children, Some(by), &about, position, occurred_at, &mut notifications.rows)?;
+                self.tell_family(
+                    &round,
+                    &children,
+                    Some(by),
+                    &about,
+                    position,
+                    occurred_at,
+                    &mut notifications.rows,
+                )?;
             }
             // Loaded (with its participants) in `load`.
             Needed::Started(_) => {}
@@ -1560,7 +1580,10 @@ impl State {
         ) else {
             return Ok(());
         };
-        let Some(starts_at) = self.meeting_slots.get(&(key.0.clone(), stored.slot)).copied()
+        let Some(starts_at) = self
+            .meeting_slots
+            .get(&(key.0.clone(), stored.slot))
+            .copied()
         else {
             return Ok(());
         };
