@@ -5,7 +5,8 @@
 //!                     [--rate-per-address N] [--rate-per-token N] [--max-connections N]
 //!                     [--no-delivery] [--smtp-url URL] [--mail-from ADDR] [--public-url URL]
 //!                     [--vapid-private-key KEY] [--delivery-max-attempts N]
-//!                     [--delivery-retry-base-ms MS] [--push-allow-loopback-http (tests only)]
+//!                     [--delivery-retry-base-ms MS] [--delivery-max-age-hours H]
+//!                     [--push-allow-loopback-http (tests only)]
 //! kring-api projector [--data-dir DIR]
 //! kring-api token     [--data-dir DIR] (--person ID | --operator) [--ttl-hours H]
 //! kring-api token     [--data-dir DIR] --revoke TOKEN_ID
@@ -85,6 +86,11 @@ struct DeliveryArgs {
     /// hours).
     #[arg(long, env = "KRING_DELIVERY_RETRY_BASE_MS", default_value_t = 30_000)]
     delivery_retry_base_ms: u64,
+    /// The late-delivery limit: a notification released more than this many hours before the
+    /// worker comes to it is not sent (it stays listed in the person's app until acknowledged).
+    #[arg(long, env = "KRING_DELIVERY_MAX_AGE_HOURS", default_value_t = kring_api::delivery::DEFAULT_MAX_AGE_HOURS,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    delivery_max_age_hours: u64,
 }
 
 impl DeliveryArgs {
@@ -98,6 +104,9 @@ impl DeliveryArgs {
             push_allow_loopback_http: self.push_allow_loopback_http,
             max_attempts: self.delivery_max_attempts.max(1),
             retry_base: std::time::Duration::from_millis(self.delivery_retry_base_ms),
+            max_age: std::time::Duration::from_secs(
+                self.delivery_max_age_hours.saturating_mul(3600),
+            ),
             ..kring_api::delivery::Config::default()
         }
     }

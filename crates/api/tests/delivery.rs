@@ -28,7 +28,14 @@ kring_testkit::on_both_backends!(sqlite: |_| fixture(None), postgres: |label| fi
     erasure_removes_the_persons_addresses_and_subscriptions,
     a_notification_by_email_says_what_and_where_but_not_the_message,
     a_digest_gathers_every_notification_released_together_into_one_mail,
+    a_notification_older_than_the_late_delivery_limit_is_left_to_the_app,
 );
+
+/// Tests that drive the worker's rounds themselves, at moments of their choosing.
+const DRIVE_THE_WORKER: [&str; 2] = [
+    "a_digest_gathers_every_notification_released_together_into_one_mail",
+    "a_notification_older_than_the_late_delivery_limit_is_left_to_the_app",
+];
 
 /// A server delivering to its own SMTP sink (that refuses nothing until told) and allowed to
 /// push to loopback endpoints.
@@ -54,9 +61,7 @@ async fn fixture(postgres: Option<&'static str>) -> Fixture {
     let smtp = SmtpSink::start().await;
     let push = PushSink::start().await;
     let s = smtp.clone();
-    // The digest test drives the worker's rounds itself, at a moment of its choosing.
-    let worker =
-        postgres != Some("a_digest_gathers_every_notification_released_together_into_one_mail");
+    let worker = postgres.is_none_or(|label| !DRIVE_THE_WORKER.contains(&label));
     let api = match (postgres, worker) {
         (Some(label), true) => Api::postgres_with(label, move |o| configure(o, &s, 3)).await,
         (Some(label), false) => {
@@ -772,4 +777,71 @@ async fn a_digest_gathers_every_notification_released_together_into_one_mail(f: 
     }
     worker::round(&state, &delivery, later).await.unwrap();
     assert_eq!(smtp.mails().len(), before + 1);
+}
+
+async fn a_notification_older_than_the_late_delivery_limit_is_left_to_the_app(f: Fixture) {
+    use kring_api::delivery::{worker, Config, Delivery, DEFAULT_MAX_AGE_HOURS};
+    let Fixture { api, smtp, .. } = f;
+    let state = api.running.state.clone();
+    let delivery: std::sync::Arc<Delivery> = state.delivery.clone().unwrap();
+    assert_eq!(
+        delivery.config.max_age,
+        Duration::from_secs(DEFAULT_MAX_AGE_HOURS * 3600),
+        "three days unless configured"
+    );
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mum").await;
+    // In her digest, at 07:00 in Amsterdam: released within the next 25 hours.
+    set_channel(&api, mum, json!({"message": "digest"}), "07:00").await;
+    let conversation = start_conversation(&api, &s, mum).await;
+    let reply = api
+        .post(
+            &format!("/v1/conversations/{conversation}/messages"),
+            Some(&api.person(s.teacher)),
+            json!({"body": "Tot morgen."}),
+        )
+        .await
+        .expect(201);
+    let id = format!("{}:{mum}", reply.body["message_id"].as_str().unwrap());
+    api.caught_up().await;
+    // The worker first comes to it more than three days after its release: not sent.
+    let late = chrono::Utc::now() + chrono::Duration::hours(25 + 72 + 1);
+    while worker::round(&state, &delivery, late).await.unwrap() > 0 {}
+    let digests = |smtp: &SmtpSink| {
+        smtp.mails()
+            .iter()
+            .filter(|m| m.key().starts_with("digest:"))
+            .count()
+    };
+    assert_eq!(digests(&smtp), 0);
+    let n = kring_projections::models::outbox::notification(&state.system.db, id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!n.delivered);
+    let listed = api
+        .get("/v1/me/notifications", &api.person(mum))
+        .await
+        .expect(200);
+    assert!(
+        listed.text.contains(&id),
+        "still in her app: {}",
+        listed.text
+    );
+    // A worker with a longer limit (`--delivery-max-age-hours 200`) sends it.
+    let longer = Delivery::new(
+        Config {
+            max_age: Duration::from_secs(200 * 3600),
+            ..delivery.config.clone()
+        },
+        &state.system.config.data_dir,
+    )
+    .unwrap();
+    while worker::round(&state, &longer, late).await.unwrap() > 0 {}
+    assert_eq!(digests(&smtp), 1);
+    let n = kring_projections::models::outbox::notification(&state.system.db, id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n.delivered);
 }

@@ -24,7 +24,8 @@ fn all_push() -> Value {
     json!({
         "post": "push", "message": "push", "activity_created": "push",
         "activity_reminder": "push", "invitation_approved": "push", "consent_needed": "push",
-        "absence_acknowledged": "push", "absence_reported": "push"
+        "absence_acknowledged": "push", "absence_reported": "push",
+        "meeting_booked": "push", "meeting_changed": "push", "meeting_reminder": "push"
     })
 }
 

@@ -235,11 +235,19 @@ pub enum NotificationKind {
     AbsenceAcknowledged,
     /// A guardian reported a planned absence of a child of the recipient's group (staff).
     AbsenceReported,
+    /// A parent–teacher conversation was booked for the recipient's child: by the other
+    /// guardian, or assigned by staff.
+    MeetingBooked,
+    /// A conversation booked for the recipient's child was moved to another slot or cancelled
+    /// (the booking, or its whole round), by the other guardian or by staff.
+    MeetingChanged,
+    /// Tomorrow is a parent–teacher conversation booked for the recipient's child.
+    MeetingReminder,
 }
 
 impl NotificationKind {
     /// Every kind, in order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 11] = [
         Self::Post,
         Self::Message,
         Self::ActivityCreated,
@@ -248,6 +256,9 @@ impl NotificationKind {
         Self::ConsentNeeded,
         Self::AbsenceAcknowledged,
         Self::AbsenceReported,
+        Self::MeetingBooked,
+        Self::MeetingChanged,
+        Self::MeetingReminder,
     ];
 
     /// The stored (and API) name.
@@ -262,6 +273,9 @@ impl NotificationKind {
             Self::ConsentNeeded => "consent_needed",
             Self::AbsenceAcknowledged => "absence_acknowledged",
             Self::AbsenceReported => "absence_reported",
+            Self::MeetingBooked => "meeting_booked",
+            Self::MeetingChanged => "meeting_changed",
+            Self::MeetingReminder => "meeting_reminder",
         }
     }
 }
@@ -274,7 +288,7 @@ impl fmt::Display for NotificationKind {
 
 /// A notification kind that Kring does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown notification kind {0:?}; known kinds: post, message, activity_created, activity_reminder, invitation_approved, consent_needed, absence_acknowledged, absence_reported")]
+#[error("unknown notification kind {0:?}; known kinds: post, message, activity_created, activity_reminder, invitation_approved, consent_needed, absence_acknowledged, absence_reported, meeting_booked, meeting_changed, meeting_reminder")]
 pub struct UnknownNotificationKind(pub String);
 
 impl FromStr for NotificationKind {

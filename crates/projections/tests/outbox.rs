@@ -424,6 +424,7 @@ async fn notifications_carry_ids_never_the_text<S: EventStore + Clone>(mut h: Ha
         [
             "absence_id",
             "activity_id",
+            "booking_id",
             "channel",
             "child_id",
             "conversation_id",
@@ -439,6 +440,7 @@ async fn notifications_carry_ids_never_the_text<S: EventStore + Clone>(mut h: Ha
             "post_id",
             "recipient_id",
             "release_at",
+            "round_id",
             "school_id"
         ]
     );

@@ -160,6 +160,17 @@ pub const JSON_WRITES: &[(&str, &[&str], &[WrongValue])] = &[
         ("slot_id", "99", 422, "validation_failed"),
         ("slot_id", "1", 409, "conflict"),
     ]),
+    ("PUT /v1/me/notification-preferences", &[], &[
+        ("kinds", r#"{"post": "pigeon"}"#, 422, "validation_failed"),
+        ("kinds", r#"{"gossip": "push"}"#, 422, "validation_failed"),
+        ("digest_at", r#""25:00""#, 422, "validation_failed"),
+        ("timezone", r#""Mars/Olympus""#, 422, "validation_failed"),
+    ]),
+    ("POST /v1/me/read", &[], &[
+        ("post_ids", r#"["not-a-uuid"]"#, 422, "validation_failed"),
+        ("post_ids", r#"["00000000-0000-7000-8000-000000000000"]"#, 404, "not_found"),
+        ("message_ids", r#"["00000000-0000-7000-8000-000000000000"]"#, 404, "not_found"),
+    ]),
 ];
 
 /// Query strings that are wrong for a GET: the route, what to put after `?`, status and code.

@@ -189,6 +189,16 @@ pub const MATRIX: &[(&str, [u16; 10])] = &[
     // The calendar feed takes its key in the query, no token: any caller with the key reads it.
     ("POST /v1/me/calendar-key",                         [201, 201, 201, 201, 201, 201, 403, 401, 401, 401]),
     ("GET /v1/me/calendar.ics",                          [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    // Notifications: everyone's own preferences, reads and unread counts (the operator has
+    // none); a post's reads are its audience's staff's (its guardians are refused, others do
+    // not learn it exists); an absence is acknowledged by the group's staff or a director (a
+    // fresh one per cell that succeeds).
+    ("GET /v1/me/notification-preferences",              [200, 200, 200, 200, 200, 200, 403, 401, 401, 401]),
+    ("PUT /v1/me/notification-preferences",              [200, 200, 200, 200, 200, 200, 403, 401, 401, 401]),
+    ("POST /v1/me/read",                                 [200, 404, 200, 404, 200, 404, 403, 401, 401, 401]),
+    ("GET /v1/me/unread",                                [200, 200, 200, 200, 200, 200, 403, 401, 401, 401]),
+    ("GET /v1/posts/{post_id}/reads",                    [403, 404, 200, 404, 200, 403, 403, 401, 401, 401]),
+    ("POST /v1/children/{child_id}/absences/{absence_id}/acknowledgement", [403, 404, 200, 403, 200, 403, 403, 401, 401, 401]),
     // Operations: no token needed.
     ("GET /healthz",                                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("GET /readyz",                                      [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
@@ -321,6 +331,34 @@ pub async fn request(api: &Server, s: &School, route: &str, role: Role) -> Reque
             )
         }
         "GET /v1/operator/dead-letters" => get("/v1/operator/dead-letters"),
+        "GET /v1/me/notification-preferences" => get("/v1/me/notification-preferences"),
+        "PUT /v1/me/notification-preferences" => req(
+            Method::PUT,
+            "/v1/me/notification-preferences",
+            Body::Json(json!({
+                "kinds": {"post": "digest", "meeting_reminder": "email"},
+                "digest_at": "07:30",
+                "timezone": "Europe/Amsterdam"
+            })),
+        ),
+        "POST /v1/me/read" => post("/v1/me/read", json!({"post_ids": [s.post]})),
+        "GET /v1/me/unread" => get("/v1/me/unread"),
+        "GET /v1/posts/{post_id}/reads" => get(format!("/v1/posts/{}/reads", s.post)),
+        "POST /v1/children/{child_id}/absences/{absence_id}/acknowledgement" => {
+            let absence = if matches!(role, Teacher | Director) {
+                s.absence(api).await
+            } else {
+                s.absence
+            };
+            req(
+                Method::POST,
+                format!(
+                    "/v1/children/{}/absences/{absence}/acknowledgement",
+                    s.child
+                ),
+                Body::Empty,
+            )
+        }
         "POST /v1/operator/dead-letters/{delivery_id}/retry" => req(
             Method::POST,
             format!("/v1/operator/dead-letters/{}/retry", Uuid::now_v7()),

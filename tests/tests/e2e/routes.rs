@@ -98,6 +98,13 @@ pub const ADDED: &[&str] = &[
     "GET /v1/me/meetings",
     "POST /v1/me/calendar-key",
     "GET /v1/me/calendar.ics",
+    // Notifications: preferences, read receipts, acknowledging an absence.
+    "GET /v1/me/notification-preferences",
+    "PUT /v1/me/notification-preferences",
+    "POST /v1/me/read",
+    "GET /v1/me/unread",
+    "GET /v1/posts/{post_id}/reads",
+    "POST /v1/children/{child_id}/absences/{absence_id}/acknowledgement",
 ];
 
 /// The operational endpoints (no token).

@@ -17,6 +17,9 @@ pub fn describe(kind: &str) -> &'static str {
         "invitation_approved" => "your invitation was approved",
         "absence_acknowledged" => "the school acknowledged an absence you reported",
         "absence_reported" => "a planned absence was reported",
+        "meeting_booked" => "a parent-teacher conversation was booked for your child",
+        "meeting_changed" => "a parent-teacher conversation was moved or cancelled",
+        "meeting_reminder" => "a reminder of tomorrow's parent-teacher conversation",
         _ => "something new",
     }
 }
@@ -99,6 +102,13 @@ pub fn digest(key: &str, items: &[(Option<String>, String)], public_url: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_reads_as_itself() {
+        for kind in kring_domain::person::NotificationKind::ALL {
+            assert_ne!(describe(kind.as_str()), "something new", "{kind}");
+        }
+    }
 
     #[test]
     fn a_digest_counts_by_school_and_kind() {

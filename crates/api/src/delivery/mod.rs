@@ -62,13 +62,18 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Jobs sent per round (and at most this many notifications turned into jobs).
     pub batch: u32,
-    /// Notifications released longer ago than this are left to the apps (a worker started on an
-    /// old installation does not mail its history).
+    /// The late-delivery limit (`--delivery-max-age-hours`): a notification released longer ago
+    /// than this when the worker comes to it is not sent by any channel; it stays listed in the
+    /// recipient's app until acknowledged there. A worker started on an old installation (or
+    /// back after a long outage) does not mail its history.
     pub max_age: Duration,
 }
 
 /// The default bound of attempts.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+
+/// The default late-delivery limit, in hours: three days.
+pub const DEFAULT_MAX_AGE_HOURS: u64 = 72;
 
 impl Default for Config {
     fn default() -> Self {
@@ -84,7 +89,7 @@ impl Default for Config {
             retry_cap: Duration::from_secs(6 * 3600),
             poll_interval: Duration::from_secs(1),
             batch: 200,
-            max_age: Duration::from_secs(3 * 24 * 3600),
+            max_age: Duration::from_secs(DEFAULT_MAX_AGE_HOURS * 3600),
         }
     }
 }

@@ -145,10 +145,20 @@ pub async fn round(state: &AppState, delivery: &Delivery, now: DateTime<Utc>) ->
     Ok(did)
 }
 
-/// The channel of a released notification; one this version does not know is not sent (the
-/// app still lists it).
-fn channel_of(stored: &str) -> Channel {
-    stored.parse().unwrap_or(Channel::Off)
+/// The channel of a released notification. A stored name this version does not know (a newer
+/// version wrote it during a rolling upgrade, or the row is damaged) is reported as an error
+/// and read as `push`, the built-in default of every kind ([`outbox::read_channel`]): reading it
+/// as `off` would drop the notification in silence, refusing it would stop delivery for
+/// everyone behind it. See docs/decisions/0023.
+fn channel_of(id: NotificationId, stored: &str) -> Channel {
+    stored
+        .parse()
+        .unwrap_or_else(|e: kring_domain::person::UnknownChannel| {
+            let reads_as = outbox::read_channel(stored);
+            tracing::error!(notification_id = %id, error = %e, reads_as = %reads_as,
+            "delivery: a notification with a channel this version does not know");
+            reads_as
+        })
 }
 
 /// The idempotency key of `notification` on `channel` (`push` names the subscription too).
@@ -159,7 +169,11 @@ pub fn notification_key(notification: NotificationId, channel: &str) -> String {
 
 async fn enqueue(state: &AppState, delivery: &Delivery, now: DateTime<Utc>) -> ApiResult<usize> {
     let db = &state.system.db;
-    let since = now - chrono::Duration::from_std(delivery.config.max_age).unwrap_or_default();
+    // The late-delivery limit: older notifications are left to the apps.
+    let since = chrono::Duration::from_std(delivery.config.max_age)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age))
+        .unwrap_or(DateTime::UNIX_EPOCH);
     let released = match store::released(db, now, since, delivery.config.batch).await {
         Ok(r) => r,
         // The outbox is made by the projector when it starts: nothing released before that.
@@ -178,7 +192,7 @@ async fn enqueue(state: &AppState, delivery: &Delivery, now: DateTime<Utc>) -> A
     let mut digests: BTreeMap<(PersonId, DateTime<Utc>), Vec<NotificationId>> = BTreeMap::new();
     for r in &released {
         let recipient = r.id.recipient_id;
-        match channel_of(&r.channel) {
+        match channel_of(r.id, &r.channel) {
             Channel::Email if mails => jobs.push(NewJob {
                 key: notification_key(r.id, "email"),
                 recipient_id: recipient,
@@ -584,4 +598,20 @@ async fn notification_message(
         Ok(()) => Outcome::Sent(ids),
         Err(e) => Outcome::Failed(e),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_stored_channel_is_sent_by_push_not_dropped() {
+        let id = NotificationId {
+            about: Uuid::now_v7(),
+            recipient_id: PersonId::from_uuid(Uuid::now_v7()),
+        };
+        assert_eq!(channel_of(id, "sms"), Channel::Push);
+        assert_eq!(channel_of(id, "email"), Channel::Email);
+        assert_eq!(channel_of(id, "off"), Channel::Off);
+    }
 }

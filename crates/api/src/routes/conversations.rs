@@ -919,8 +919,12 @@ pub struct NotificationDoc {
     /// for), `invitation_approved` (the caller is now a guardian of the child),
     /// `consent_needed` (a new consent-policy version asks the caller, a guardian, to decide
     /// again: which purposes, says `GET /v1/children/{child_id}/consents`),
-    /// `absence_acknowledged` (the school acknowledged an absence the caller reported) or
-    /// `absence_reported` (a guardian reported an absence in the caller's group).
+    /// `absence_acknowledged` (the school acknowledged an absence the caller reported),
+    /// `absence_reported` (a guardian reported an absence in the caller's group),
+    /// `meeting_booked` (a parent–teacher conversation was booked for the caller's child, by
+    /// the other guardian or assigned by staff), `meeting_changed` (one was moved or cancelled,
+    /// or its round cancelled, by the other guardian or staff) or `meeting_reminder` (tomorrow's
+    /// conversation about the caller's child).
     #[schema(value_type = NotificationKindName)]
     pub kind: String,
     /// The conversation (`message`).
@@ -944,12 +948,20 @@ pub struct NotificationDoc {
     #[serde(default)]
     pub invitation_id: Option<Uuid>,
     /// The child (`message`, `invitation_approved`, `absence_acknowledged`,
-    /// `absence_reported`).
+    /// `absence_reported`, and the meeting kinds: the first of the booking's children whose
+    /// guardian the caller is).
     #[serde(default)]
     pub child_id: Option<Uuid>,
     /// The absence (`absence_acknowledged`, `absence_reported`).
     #[serde(default)]
     pub absence_id: Option<Uuid>,
+    /// The meeting round (`meeting_booked`, `meeting_changed`, `meeting_reminder`).
+    #[serde(default)]
+    pub round_id: Option<Uuid>,
+    /// The booking (`meeting_booked`, `meeting_changed` but for a cancelled round,
+    /// `meeting_reminder`): `GET /v1/meeting-rounds/{round_id}` shows it.
+    #[serde(default)]
+    pub booking_id: Option<Uuid>,
     /// When what it is about happened.
     pub created_at: DateTime<Utc>,
     /// When it may be delivered: `created_at`, the end of the caller's quiet period, or the
@@ -978,6 +990,8 @@ impl From<&Notification> for NotificationDoc {
             invitation_id: n.invitation_id.map(Into::into),
             child_id: n.child_id.map(Into::into),
             absence_id: n.absence_id.map(Into::into),
+            round_id: n.round_id.map(Into::into),
+            booking_id: n.booking_id.map(Into::into),
             created_at: n.created_at,
             release_at: n.release_at,
             held_for_quiet_hours: n.was_held(),
@@ -1006,6 +1020,12 @@ pub enum NotificationKindName {
     AbsenceAcknowledged,
     /// A planned absence reported (staff).
     AbsenceReported,
+    /// A parent–teacher conversation booked for one's child.
+    MeetingBooked,
+    /// A conversation booked for one's child moved or cancelled.
+    MeetingChanged,
+    /// The day before a conversation booked for one's child.
+    MeetingReminder,
 }
 
 /// The caller's notifications not yet acknowledged.

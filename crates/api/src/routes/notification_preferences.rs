@@ -108,6 +108,16 @@ pub struct KindChannels {
     /// A guardian reported an absence in one's group (staff).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub absence_reported: Option<ChannelName>,
+    /// A parent–teacher conversation booked for one's child (by the other guardian or staff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_booked: Option<ChannelName>,
+    /// A conversation booked for one's child moved or cancelled (by the other guardian or
+    /// staff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_changed: Option<ChannelName>,
+    /// The day before a conversation booked for one's child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_reminder: Option<ChannelName>,
 }
 
 impl KindChannels {
@@ -121,6 +131,9 @@ impl KindChannels {
             NotificationKind::ConsentNeeded => &mut self.consent_needed,
             NotificationKind::AbsenceAcknowledged => &mut self.absence_acknowledged,
             NotificationKind::AbsenceReported => &mut self.absence_reported,
+            NotificationKind::MeetingBooked => &mut self.meeting_booked,
+            NotificationKind::MeetingChanged => &mut self.meeting_changed,
+            NotificationKind::MeetingReminder => &mut self.meeting_reminder,
         }
     }
 

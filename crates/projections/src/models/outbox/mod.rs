@@ -20,6 +20,12 @@
 //!   school, once; which purposes need a decision is the consent read model's answer.
 //! - `absence_reported`: the staff assigned to the child's group.
 //! - `absence_acknowledged`: the guardian who reported the absence.
+//! - `meeting_booked`, `meeting_changed`: a booking made or assigned; moved, cancelled, or its
+//!   round cancelled — the guardians of the booking's children as of the event, but the person
+//!   who did it (a round's cancellation: each guardian once).
+//! - `meeting_reminder`: every guardian of a booking's children, by the activity reminder's rule
+//!   (18:00 the day before the slot, in their time zone); a move takes back the reminders not
+//!   released yet and makes new ones, a cancellation of the booking or round takes them back.
 //!
 //! How and when ([`EffectivePreferences`], as of the event): the channel of the kind is the
 //! recipient's own choice, else their school's default, else `push`. `push` and `email` ones
@@ -28,8 +34,9 @@
 //! ([`QuietHours::quiet_until`], chained periods counting as one); [`due`] offers them.
 //! `digest` ones are released at the recipient's next digest time
 //! ([`next_digest`](kring_domain::person::next_digest)), so all of a day's share one release
-//! time; [`digests_due`] offers them grouped per recipient. `off` ones are never offered to the
-//! delivery worker, but [`undelivered_of`] still lists them for the recipient's own app.
+//! time, and the delivery worker (`kring_api::delivery::worker`, the one place digests are
+//! grouped) sends those of one recipient and one release time as one message. `off` ones are
+//! never sent, but [`undelivered_of`] still lists them for the recipient's own app.
 //!
 //! Rules:
 //! - A notification carries ids only, never a message's or a post's text.
@@ -38,7 +45,7 @@
 //!   ([`NotificationId`]), so a rebuild of the read model yields the same ids.
 //! - Deliveries are recorded by the delivery worker in `notification_deliveries`, a table outside
 //!   the projection's generations ([`ensure_delivery_table`], [`mark_delivered`]): a rebuild keeps
-//!   them, and [`due`] and [`digests_due`] never offer a delivered notification again.
+//!   them, and [`due`] never offers a delivered notification again.
 //!
 //! [`EffectivePreferences`]: kring_domain::person::EffectivePreferences
 //! [`REMINDER_AT`]: kring_domain::person::REMINDER_AT
@@ -48,8 +55,8 @@ use chrono::{DateTime, Utc};
 use kring_domain::person::QuietHours;
 pub use kring_domain::person::{Channel, NotificationKind};
 use kring_domain::{
-    AbsenceId, ActivityId, ChildId, ConversationId, GroupId, InvitationId, MessageId, PersonId,
-    PostId, SchoolId,
+    AbsenceId, ActivityId, ChildId, ConversationId, GroupId, InvitationId, MeetingBookingId,
+    MeetingRoundId, MessageId, PersonId, PostId, SchoolId,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -62,9 +69,7 @@ mod query;
 
 pub use deliveries::{ensure_delivery_table, mark_delivered};
 pub use project::OutboxProjection;
-pub use query::{
-    availability, digests_due, due, held, notification, undelivered_of, Availability, Digest,
-};
+pub use query::{availability, due, held, notification, undelivered_of, Availability};
 
 /// Its name.
 pub const NAME: &str = "outbox";
@@ -79,6 +84,21 @@ fn quiet_until(
     };
     let schedule: QuietHours = serde_json::from_str(schedule)?;
     Ok(schedule.quiet_until(at))
+}
+
+/// How a channel name stored with a notification reads when it is not one of [`Channel`]'s:
+/// `push`, the built-in default of every kind (see [`read_channel`]).
+pub const UNKNOWN_CHANNEL_READS_AS: Channel = Channel::Push;
+
+/// The channel stored with a notification. The outbox writes only [`Channel`]'s own names (the
+/// write side cannot make another), so another name comes from a newer version of Kring writing
+/// the same tables during a rolling upgrade, or from a damaged row. Such a notification must not
+/// be dropped in silence, nor break the recipient's whole list: it reads as
+/// [`UNKNOWN_CHANNEL_READS_AS`], so it is still sent and listed, and the delivery worker reports
+/// the name as an error when it comes to it.
+#[must_use]
+pub fn read_channel(stored: &str) -> Channel {
+    stored.parse().unwrap_or(UNKNOWN_CHANNEL_READS_AS)
 }
 
 /// A notification's id: what it is about (the message, or the event that published a policy
@@ -148,8 +168,8 @@ pub struct Notification {
     /// When it may be delivered: `created_at`, or the end of the recipient's quiet period.
     pub release_at: DateTime<Utc>,
     /// How it reaches the recipient, by their preferences as of its event: `push` and `email`
-    /// ones are sent one by one ([`due`]), `digest` ones gathered per recipient
-    /// ([`digests_due`]), `off` ones never (only listed in the recipient's app).
+    /// ones are sent one by one ([`due`]), `digest` ones gathered per recipient and release
+    /// time by the delivery worker, `off` ones never (only listed in the recipient's app).
     pub channel: Channel,
     /// The post (a post).
     pub post_id: Option<PostId>,
@@ -163,6 +183,10 @@ pub struct Notification {
     pub child_id: Option<ChildId>,
     /// The absence (an absence reported).
     pub absence_id: Option<AbsenceId>,
+    /// The meeting round (the meeting kinds).
+    pub round_id: Option<MeetingRoundId>,
+    /// The booking (the meeting kinds, but a round's cancellation).
+    pub booking_id: Option<MeetingBookingId>,
     /// Whether the delivery worker has delivered it.
     pub delivered: bool,
 }
@@ -190,5 +214,15 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap_or_default();
         assert_eq!(json, format!("\"{id}\""));
         assert_eq!(serde_json::from_str::<NotificationId>(&json).ok(), Some(id));
+    }
+
+    #[test]
+    fn an_unknown_stored_channel_reads_as_push_and_a_known_one_as_itself() {
+        for c in Channel::ALL {
+            assert_eq!(read_channel(c.as_str()), c);
+        }
+        for unknown in ["sms", "", "PUSH", "off "] {
+            assert_eq!(read_channel(unknown), Channel::Push, "{unknown:?}");
+        }
     }
 }

@@ -18,6 +18,7 @@ use kring_domain::child::{
 use kring_domain::consent::{Consents, LatestDecision};
 use kring_domain::conversation::{ConversationEvent, ConversationStarted, MessagePosted};
 use kring_domain::invitation::{InvitationApproved, InvitationEvent};
+use kring_domain::meeting::{MeetingBooked, MeetingEvent, MeetingRoundOpened, MeetingSlot};
 use kring_domain::person::{
     first_instant_at, next_digest, EffectivePreferences, NotificationPreferences, PersonEvent,
     QuietHours, SchoolNotificationDefaults, REMINDER_AT,
@@ -25,7 +26,7 @@ use kring_domain::person::{
 use kring_domain::post::{self, Post, PostEvent, PostPublished};
 use kring_domain::school::{self, ConsentPolicy, ConsentPolicyPublished, School, SchoolEvent};
 use kring_domain::visibility::who_may_see;
-use kring_domain::{Event, PersonId, Purpose};
+use kring_domain::{ChildId, Event, PersonId, Purpose};
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
@@ -71,6 +72,18 @@ enum Needed {
     Withdrew(String, String),
     ActivityCancelled(String),
     InvitationApproved(InvitationApproved),
+    /// A meeting round opened: its school and slots.
+    MeetingRoundOpened(Box<MeetingRoundOpened>),
+    /// A slot added to a round (round, slot).
+    MeetingSlotAdded(String, MeetingSlot),
+    /// A booking made, by the event with this id.
+    MeetingBooked(MeetingBooked, Uuid),
+    /// A booking moved (round, booking, to slot, by), by the event with this id.
+    MeetingMoved(String, String, u32, PersonId, Uuid),
+    /// A booking cancelled (round, booking, by), by the event with this id.
+    MeetingBookingCancelled(String, String, PersonId, Uuid),
+    /// A round cancelled (round, by), by the event with this id.
+    MeetingRoundCancelled(String, PersonId, Uuid),
 }
 
 impl Needed {
@@ -129,9 +142,19 @@ const ACTIVITIES: &str = include_str!("sql/activities.sql");
 const LOAD_CHILD_SCHOOLS: &str = include_str!("sql/load_child_schools.sql");
 const REMINDER_WITHDRAWN: &str = include_str!("sql/reminder_withdrawn.sql");
 const REMINDERS_CANCELLED: &str = include_str!("sql/reminders_cancelled.sql");
+const MEETING_ROUNDS: &str = include_str!("sql/meeting_rounds.sql");
+const MEETING_SLOTS: &str = include_str!("sql/meeting_slots.sql");
+const MEETING_BOOKINGS: &str = include_str!("sql/meeting_bookings.sql");
+const MEETING_BOOKINGS_SUFFIX: &str = include_str!("sql/meeting_bookings_suffix.sql");
+const MEETING_BOOKING_CANCELLED: &str = include_str!("sql/meeting_booking_cancelled.sql");
+const LOAD_MEETING_ROUNDS: &str = include_str!("sql/load_meeting_rounds.sql");
+const LOAD_MEETING_SLOTS: &str = include_str!("sql/load_meeting_slots.sql");
+const LOAD_MEETING_BOOKINGS: &str = include_str!("sql/load_meeting_bookings.sql");
+const MEETING_REMINDERS_OF_BOOKING: &str = include_str!("sql/meeting_reminders_of_booking.sql");
+const MEETING_REMINDERS_OF_ROUND: &str = include_str!("sql/meeting_reminders_of_round.sql");
 
 /// The columns of a notification row (see `sql/notify.sql`).
-const NOTIFY_WIDTH: usize = 17;
+const NOTIFY_WIDTH: usize = 19;
 
 #[async_trait]
 impl Projection for OutboxProjection {
@@ -154,6 +177,9 @@ impl Projection for OutboxProjection {
             "outbox_preferences",
             "outbox_consents",
             "outbox_activities",
+            "outbox_meeting_rounds",
+            "outbox_meeting_slots",
+            "outbox_meeting_bookings",
         ]
     }
 
@@ -252,6 +278,7 @@ impl Projection for OutboxProjection {
             Event::Invitation(InvitationEvent::InvitationApproved(a)) => {
                 Some(Needed::InvitationApproved(a.clone()))
             }
+            Event::Meeting(m) => meeting_needed(m, e.recorded.event_id),
             _ => None,
         };
         let needed = match e.event {
@@ -275,6 +302,7 @@ impl Projection for OutboxProjection {
         let mut notifications = Notifications {
             rows: Bulk::new(t.sql(NOTIFY), NOTIFY_WIDTH, DO_NOTHING),
             reminders: BTreeMap::new(),
+            meeting_reminders: Vec::new(),
         };
         for (position, at, needed) in batch {
             state.evolve(position, at, needed, &mut notifications)?;
@@ -290,9 +318,49 @@ impl Projection for OutboxProjection {
         for (_, row) in notifications.reminders {
             rows.rows(row.cells);
         }
+        for row in notifications.meeting_reminders {
+            rows.rows(row.cells);
+        }
         rows.execute(tx).await?;
         Ok(())
     }
+}
+
+/// What a meeting event means to the outbox (`None`: nothing, like a blocked slot or a closed
+/// round, whose bookings stand).
+fn meeting_needed(m: &MeetingEvent, event_id: Uuid) -> Option<Needed> {
+    Some(match m {
+        MeetingEvent::MeetingRoundOpened(o) => Needed::MeetingRoundOpened(Box::new(o.clone())),
+        MeetingEvent::MeetingSlotAdded(a) => {
+            Needed::MeetingSlotAdded(a.round_id.to_string(), a.slot.clone())
+        }
+        MeetingEvent::MeetingBooked(b) => Needed::MeetingBooked(b.clone(), event_id),
+        MeetingEvent::MeetingMoved(m) => Needed::MeetingMoved(
+            m.round_id.to_string(),
+            m.booking_id.to_string(),
+            m.to_slot,
+            m.by,
+            event_id,
+        ),
+        MeetingEvent::MeetingBookingCancelled(c) => Needed::MeetingBookingCancelled(
+            c.round_id.to_string(),
+            c.booking_id.to_string(),
+            c.by,
+            event_id,
+        ),
+        MeetingEvent::MeetingRoundCancelled(c) => {
+            Needed::MeetingRoundCancelled(c.round_id.to_string(), c.by, event_id)
+        }
+        MeetingEvent::MeetingSlotBlocked(_) | MeetingEvent::MeetingRoundClosed(_) => return None,
+    })
+}
+
+/// The id a meeting reminder is derived from: the id of the event that booked or moved the
+/// conversation, with its last 62 bits inverted — distinct from the id of that event's own
+/// notification (`meeting_booked`, `meeting_changed`) to the same person, and the same on every
+/// rebuild.
+fn reminder_about(event_id: Uuid) -> Uuid {
+    Uuid::from_u128(event_id.as_u128() ^ 0x3fff_ffff_ffff_ffff)
 }
 
 /// The notifications a batch makes.
@@ -301,6 +369,39 @@ struct Notifications {
     /// The batch's activity reminders, by (activity, volunteer): a withdrawal later in the
     /// batch takes one back before it is written.
     reminders: BTreeMap<(String, String), Reminder>,
+    /// The batch's meeting reminders: a move or a cancellation later in the batch takes them
+    /// back before they are written.
+    meeting_reminders: Vec<MeetingReminder>,
+}
+
+/// A meeting reminder not written yet.
+struct MeetingReminder {
+    round: String,
+    booking: String,
+    cells: Vec<Cell>,
+    release_at: DateTime<Utc>,
+}
+
+impl Notifications {
+    /// Takes back the batch's meeting reminders of `round` (of its `booking` only, when given)
+    /// not released by `at`.
+    fn take_back_meeting_reminders(
+        &mut self,
+        round: &str,
+        booking: Option<&str>,
+        at: DateTime<Utc>,
+    ) {
+        self.meeting_reminders.retain(|r| {
+            r.round != round || booking.is_some_and(|b| r.booking != b) || r.release_at <= at
+        });
+    }
+}
+
+/// A stored booking: its slot and children.
+#[derive(Clone)]
+struct StoredBooking {
+    slot: u32,
+    children: Vec<ChildId>,
 }
 
 /// An activity reminder not written yet.
@@ -310,7 +411,7 @@ struct Reminder {
 }
 
 /// What a notification is about: its kind and ids (never text).
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct About {
     /// The kind (`None` only in the default).
     kind: Option<NotificationKind>,
@@ -326,6 +427,8 @@ struct About {
     invitation: Option<String>,
     child: Option<String>,
     absence: Option<String>,
+    round: Option<String>,
+    booking: Option<String>,
 }
 
 fn text(v: Option<&String>) -> Cell {
@@ -354,6 +457,15 @@ struct State {
     consents_dirty: BTreeMap<(String, Purpose, String), LatestDecision>,
     activities: HashMap<String, StoredActivity>,
     activities_dirty: BTreeSet<String>,
+    /// Meeting rounds the batch touches: round → school.
+    meeting_rounds: HashMap<String, String>,
+    meeting_rounds_dirty: BTreeSet<String>,
+    /// Their slots' starts.
+    meeting_slots: HashMap<(String, u32), DateTime<Utc>>,
+    meeting_slots_dirty: BTreeSet<(String, u32)>,
+    /// Their live bookings: (round, booking) → slot and children.
+    meeting_bookings: BTreeMap<(String, String), StoredBooking>,
+    meeting_bookings_dirty: BTreeSet<(String, String)>,
     /// Statements that take back reminders of earlier batches, in log order.
     removals: Vec<(&'static str, Vec<Cell>)>,
     /// Conversation → (school, child, participants): loaded, or started in the batch.
@@ -377,6 +489,41 @@ struct State {
     quiet_dirty: BTreeSet<String>,
     school_quiet_dirty: BTreeSet<String>,
     unenrolled: BTreeSet<String>,
+}
+
+/// A slot's number as stored.
+fn slot_number(stored: i64) -> Result<u32, ProjectionError> {
+    u32::try_from(stored)
+        .map_err(|_| ProjectionError::Invalid(format!("slot number {stored} in the outbox")))
+}
+
+/// When a reminder of `kind` about something that starts at `starts_at`, made at `at`, is
+/// wanted and released, and on which channel, for a recipient with `preferences`: wanted at
+/// [`REMINDER_AT`] local time the day before (or at once when made later than that), released
+/// then subject to their quiet hours; on the digest channel, in the digest of the day before
+/// (or the next one).
+fn reminder_times(
+    preferences: &EffectivePreferences,
+    kind: NotificationKind,
+    starts_at: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> (DateTime<Utc>, DateTime<Utc>, Channel) {
+    let tz = preferences.timezone;
+    let day_before = starts_at.with_timezone(&tz).date_naive() - chrono::Duration::days(1);
+    let wanted = first_instant_at(tz, day_before.and_time(REMINDER_AT)).max(at);
+    let channel = preferences.channel(kind);
+    let release_at = match channel {
+        Channel::Digest => {
+            let digest = first_instant_at(tz, day_before.and_time(preferences.digest_at));
+            if digest > at {
+                digest
+            } else {
+                next_digest(at, preferences.digest_at, tz)
+            }
+        }
+        _ => preferences.release_at(kind, wanted),
+    };
+    (wanted, release_at, channel)
 }
 
 fn rows(rows: &Packed) -> impl Iterator<Item = Result<(String, String), ProjectionError>> + '_ {
@@ -611,6 +758,7 @@ impl State {
             schools.insert(school.clone());
             self.child_school.insert(child, school);
         }
+        self.load_meetings(tx, t, batch, &mut schools).await?;
         // Schools enrolling the children in this batch: known from their events.
         let schools: Vec<String> = schools.into_iter().collect();
         for row in select_in(tx, &t.sql(LOAD_ROSTERS), &[], &schools).await? {
@@ -652,6 +800,61 @@ impl State {
                 PersonId::from_uuid(uuid(&guardian)?),
                 serde_json::from_str(&decision)?,
             );
+        }
+        Ok(())
+    }
+
+    /// Loads the rounds the batch's meeting events are about (but those it opens), with their
+    /// slots and live bookings; adds their schools to `schools`.
+    async fn load_meetings(
+        &mut self,
+        tx: &mut Tx,
+        t: &Tables,
+        batch: &[(u64, DateTime<Utc>, Needed)],
+        schools: &mut BTreeSet<String>,
+    ) -> Result<(), ProjectionError> {
+        let mut opened = BTreeSet::new();
+        let mut rounds = BTreeSet::new();
+        for (_, _, needed) in batch {
+            match needed {
+                Needed::MeetingRoundOpened(o) => {
+                    opened.insert(o.round_id.to_string());
+                    schools.insert(o.school_id.to_string());
+                }
+                Needed::MeetingSlotAdded(round, _)
+                | Needed::MeetingMoved(round, ..)
+                | Needed::MeetingBookingCancelled(round, ..)
+                | Needed::MeetingRoundCancelled(round, ..) => {
+                    rounds.insert(round.clone());
+                }
+                Needed::MeetingBooked(b, _) => {
+                    rounds.insert(b.round_id.to_string());
+                }
+                _ => {}
+            }
+        }
+        let rounds: Vec<String> = rounds.difference(&opened).cloned().collect();
+        if rounds.is_empty() {
+            return Ok(());
+        }
+        for row in select_in(tx, &t.sql(LOAD_MEETING_ROUNDS), &[], &rounds).await? {
+            let (round, school): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            schools.insert(school.clone());
+            self.meeting_rounds.insert(round, school);
+        }
+        for row in select_in(tx, &t.sql(LOAD_MEETING_SLOTS), &[], &rounds).await? {
+            let round: String = row.try_get(0)?;
+            let slot = slot_number(row.try_get(1)?)?;
+            let starts_at = crate::db::from_micros(row.try_get(2)?)?;
+            self.meeting_slots.insert((round, slot), starts_at);
+        }
+        for row in select_in(tx, &t.sql(LOAD_MEETING_BOOKINGS), &[], &rounds).await? {
+            let round: String = row.try_get(0)?;
+            let booking: String = row.try_get(1)?;
+            let slot = slot_number(row.try_get(2)?)?;
+            let children: Vec<ChildId> = serde_json::from_str(&row.try_get::<String, _>(3)?)?;
+            self.meeting_bookings
+                .insert((round, booking), StoredBooking { slot, children });
         }
         Ok(())
     }
@@ -824,6 +1027,95 @@ impl State {
             Needed::SchoolQuietHours(school, schedule) => {
                 self.school_quiet.insert(school.clone(), schedule);
                 self.school_quiet_dirty.insert(school);
+            }
+            Needed::MeetingRoundOpened(o) => {
+                let round = o.round_id.to_string();
+                self.meeting_rounds
+                    .insert(round.clone(), o.school_id.to_string());
+                self.meeting_rounds_dirty.insert(round.clone());
+                for slot in &o.slots {
+                    self.slot_added(&round, slot);
+                }
+            }
+            Needed::MeetingSlotAdded(round, slot) => self.slot_added(&round, &slot),
+            Needed::MeetingBooked(b, event_id) => {
+                self.meeting_booked(&b, event_id, position, occurred_at, notifications)?;
+            }
+            Needed::MeetingMoved(round, booking, to_slot, by, event_id) => {
+                self.meeting_moved(
+                    &round,
+                    &booking,
+                    to_slot,
+                    by,
+                    event_id,
+                    (position, occurred_at),
+                    notifications,
+                )?;
+            }
+            Needed::MeetingBookingCancelled(round, booking, by, event_id) => {
+                notifications.take_back_meeting_reminders(&round, Some(&booking), occurred_at);
+                self.removals.push((
+                    MEETING_REMINDERS_OF_BOOKING,
+                    vec![
+                        round.as_str().into(),
+                        booking.as_str().into(),
+                        micros(occurred_at).into(),
+                    ],
+                ));
+                let key = (round, booking);
+                if let Some(stored) = self.meeting_bookings.remove(&key) {
+                    self.meeting_bookings_dirty.insert(key.clone());
+                    let about = About {
+                        kind: Some(NotificationKind::MeetingChanged),
+                        id: event_id,
+                        booking: Some(key.1.clone()),
+                        ..About::default()
+                    };
+                    self.tell_family(
+                        &key.0,
+                        &stored.children,
+                        Some(by),
+                        &about,
+                        position,
+                        occurred_at,
+                        &mut notifications.rows,
+                    )?;
+                }
+            }
+            Needed::MeetingRoundCancelled(round, by, event_id) => {
+                notifications.take_back_meeting_reminders(&round, None, occurred_at);
+                self.removals.push((
+                    MEETING_REMINDERS_OF_ROUND,
+                    vec![round.as_str().into(), micros(occurred_at).into()],
+                ));
+                let keys: Vec<(String, String)> = self
+                    .meeting_bookings
+                    .keys()
+                    .filter(|(r, _)| *r == round)
+                    .cloned()
+                    .collect();
+                let mut children = Vec::new();
+                for key in keys {
+                    if let Some(stored) = self.meeting_bookings.remove(&key) {
+                        children.extend(stored.children);
+                    }
+                    self.meeting_bookings_dirty.insert(key);
+                }
+                // One notification per guardian, whatever the number of their bookings.
+                let about = About {
+                    kind: Some(NotificationKind::MeetingChanged),
+                    id: event_id,
+                    ..About::default()
+                };
+                self.tell_family(
+                    &round,
+                    &children,
+                    Some(by),
+                    &about,
+                    position,
+                    occurred_at,
+                    &mut notifications.rows,
+                )?;
             }
             // Loaded (with its participants) in `load`.
             Needed::Started(_) => {}
@@ -1114,23 +1406,9 @@ impl State {
             return Ok(());
         }
         let preferences = self.preferences_of(person, Some(&stored.school))?;
-        let tz = preferences.timezone;
-        let day_before =
-            stored.starts_at.with_timezone(&tz).date_naive() - chrono::Duration::days(1);
-        let wanted = first_instant_at(tz, day_before.and_time(REMINDER_AT)).max(at);
         let kind = NotificationKind::ActivityReminder;
-        let channel = preferences.channel(kind);
-        let release_at = match channel {
-            kring_domain::person::Channel::Digest => {
-                let digest = first_instant_at(tz, day_before.and_time(preferences.digest_at));
-                if digest > at {
-                    digest
-                } else {
-                    next_digest(at, preferences.digest_at, tz)
-                }
-            }
-            _ => preferences.release_at(kind, wanted),
-        };
+        let (wanted, release_at, channel) =
+            reminder_times(&preferences, kind, stored.starts_at, at);
         let about = About {
             kind: Some(kind),
             id: event_id,
@@ -1146,6 +1424,193 @@ impl State {
                 release_at,
             },
         );
+        Ok(())
+    }
+
+    fn slot_added(&mut self, round: &str, slot: &MeetingSlot) {
+        let key = (round.to_owned(), slot.slot);
+        self.meeting_slots.insert(key.clone(), slot.starts_at);
+        self.meeting_slots_dirty.insert(key);
+    }
+
+    /// The guardians of `children` as of now in the log, each with the first of those children
+    /// they are a guardian of (the notification names it, and delivery checks the guardianship
+    /// still holds when it sends).
+    fn family(&self, school: &str, children: &[ChildId]) -> BTreeMap<PersonId, ChildId> {
+        let mut family = BTreeMap::new();
+        let Some(roster) = self.rosters.get(school) else {
+            return family;
+        };
+        for child in children {
+            if let Some(enrolment) = roster.children.get(child) {
+                for guardian in &enrolment.guardians {
+                    family.entry(*guardian).or_insert(*child);
+                }
+            }
+        }
+        family
+    }
+
+    /// Tells the family of `children` (in `round`) of `about`, but `except` (who did it).
+    #[allow(clippy::too_many_arguments)]
+    fn tell_family(
+        &self,
+        round: &str,
+        children: &[ChildId],
+        except: Option<PersonId>,
+        about: &About,
+        position: u64,
+        at: DateTime<Utc>,
+        rows: &mut Bulk,
+    ) -> Result<(), ProjectionError> {
+        let Some(school) = self.meeting_rounds.get(round) else {
+            return Ok(());
+        };
+        for (guardian, child) in self.family(school, children) {
+            if Some(guardian) == except {
+                continue;
+            }
+            let about = About {
+                school: Some(school.clone()),
+                round: Some(round.to_owned()),
+                child: Some(child.to_string()),
+                ..about.clone()
+            };
+            self.emit(rows, position, &guardian.to_string(), &about, at)?;
+        }
+        Ok(())
+    }
+
+    /// A booking made (by a guardian, or assigned by staff): the family but who booked is told,
+    /// and every guardian of its children reminded the day before.
+    fn meeting_booked(
+        &mut self,
+        b: &MeetingBooked,
+        event_id: Uuid,
+        position: u64,
+        at: DateTime<Utc>,
+        notifications: &mut Notifications,
+    ) -> Result<(), ProjectionError> {
+        let key = (b.round_id.to_string(), b.booking_id.to_string());
+        self.meeting_bookings.insert(
+            key.clone(),
+            StoredBooking {
+                slot: b.slot,
+                children: b.child_ids.clone(),
+            },
+        );
+        self.meeting_bookings_dirty.insert(key.clone());
+        let about = About {
+            kind: Some(NotificationKind::MeetingBooked),
+            id: event_id,
+            booking: Some(key.1.clone()),
+            ..About::default()
+        };
+        self.tell_family(
+            &key.0,
+            &b.child_ids,
+            Some(b.by),
+            &about,
+            position,
+            at,
+            &mut notifications.rows,
+        )?;
+        self.remind_family(&key.0, &key.1, event_id, position, at, notifications)
+    }
+
+    /// A booking moved: its reminders not yet released are taken back, the family but who moved
+    /// it is told, and reminded of the new slot.
+    #[allow(clippy::too_many_arguments)]
+    fn meeting_moved(
+        &mut self,
+        round: &str,
+        booking: &str,
+        to_slot: u32,
+        by: PersonId,
+        event_id: Uuid,
+        (position, at): (u64, DateTime<Utc>),
+        notifications: &mut Notifications,
+    ) -> Result<(), ProjectionError> {
+        notifications.take_back_meeting_reminders(round, Some(booking), at);
+        self.removals.push((
+            MEETING_REMINDERS_OF_BOOKING,
+            vec![round.into(), booking.into(), micros(at).into()],
+        ));
+        let key = (round.to_owned(), booking.to_owned());
+        let Some(stored) = self.meeting_bookings.get_mut(&key) else {
+            return Ok(());
+        };
+        stored.slot = to_slot;
+        let children = stored.children.clone();
+        self.meeting_bookings_dirty.insert(key);
+        let about = About {
+            kind: Some(NotificationKind::MeetingChanged),
+            id: event_id,
+            booking: Some(booking.to_owned()),
+            ..About::default()
+        };
+        self.tell_family(
+            round,
+            &children,
+            Some(by),
+            &about,
+            position,
+            at,
+            &mut notifications.rows,
+        )?;
+        self.remind_family(round, booking, event_id, position, at, notifications)
+    }
+
+    /// The reminders of a booking as of the event `event_id` (its booking or its move), to every
+    /// guardian of its children: the day before its slot ([`reminder_times`]); none once the
+    /// slot started.
+    fn remind_family(
+        &self,
+        round: &str,
+        booking: &str,
+        event_id: Uuid,
+        position: u64,
+        at: DateTime<Utc>,
+        notifications: &mut Notifications,
+    ) -> Result<(), ProjectionError> {
+        let key = (round.to_owned(), booking.to_owned());
+        let (Some(stored), Some(school)) = (
+            self.meeting_bookings.get(&key),
+            self.meeting_rounds.get(round),
+        ) else {
+            return Ok(());
+        };
+        let Some(starts_at) = self
+            .meeting_slots
+            .get(&(key.0.clone(), stored.slot))
+            .copied()
+        else {
+            return Ok(());
+        };
+        if at >= starts_at {
+            return Ok(());
+        }
+        let kind = NotificationKind::MeetingReminder;
+        for (guardian, child) in self.family(school, &stored.children) {
+            let recipient = guardian.to_string();
+            let preferences = self.preferences_of(&recipient, Some(school))?;
+            let (wanted, release_at, channel) = reminder_times(&preferences, kind, starts_at, at);
+            let about = About {
+                kind: Some(kind),
+                id: reminder_about(event_id),
+                school: Some(school.clone()),
+                round: Some(key.0.clone()),
+                booking: Some(key.1.clone()),
+                child: Some(child.to_string()),
+                ..About::default()
+            };
+            notifications.meeting_reminders.push(MeetingReminder {
+                round: key.0.clone(),
+                booking: key.1.clone(),
+                cells: cells(&about, position, &recipient, wanted, release_at, channel)?,
+                release_at,
+            });
+        }
         Ok(())
     }
 
@@ -1273,6 +1738,43 @@ impl State {
             }
         }
         activities.execute(tx).await?;
+        let mut rounds = Bulk::new(t.sql(MEETING_ROUNDS), 2, DO_NOTHING);
+        for round in &self.meeting_rounds_dirty {
+            if let Some(school) = self.meeting_rounds.get(round) {
+                rounds.row([round.as_str().into(), school.as_str().into()]);
+            }
+        }
+        rounds.execute(tx).await?;
+        let mut slots = Bulk::new(t.sql(MEETING_SLOTS), 3, DO_NOTHING);
+        for key in &self.meeting_slots_dirty {
+            if let Some(starts_at) = self.meeting_slots.get(key) {
+                slots.row([
+                    key.0.as_str().into(),
+                    i64::from(key.1).into(),
+                    micros(*starts_at).into(),
+                ]);
+            }
+        }
+        slots.execute(tx).await?;
+        let mut bookings = Bulk::new(t.sql(MEETING_BOOKINGS), 4, MEETING_BOOKINGS_SUFFIX);
+        for key in &self.meeting_bookings_dirty {
+            match self.meeting_bookings.get(key) {
+                Some(b) => bookings.row([
+                    key.0.as_str().into(),
+                    key.1.as_str().into(),
+                    i64::from(b.slot).into(),
+                    serde_json::to_string(&b.children)?.into(),
+                ]),
+                None => {
+                    tx.execute(
+                        &t.sql(MEETING_BOOKING_CANCELLED),
+                        vec![Cell::from(&key.0), Cell::from(&key.1)],
+                    )
+                    .await?;
+                }
+            }
+        }
+        bookings.execute(tx).await?;
         Ok(())
     }
 }
@@ -1336,5 +1838,7 @@ fn cells(
         text(about.invitation.as_ref()),
         text(about.child.as_ref()),
         text(about.absence.as_ref()),
+        text(about.round.as_ref()),
+        text(about.booking.as_ref()),
     ])
 }

@@ -5,8 +5,8 @@ use crate::db::{from_micros, micros, to_u64, uuid, ReadDb};
 use crate::error::ProjectionError;
 use chrono::{DateTime, Utc};
 use kring_domain::{
-    AbsenceId, ActivityId, ChildId, ConversationId, GroupId, InvitationId, MessageId, PersonId,
-    PostId, SchoolId,
+    AbsenceId, ActivityId, ChildId, ConversationId, GroupId, InvitationId, MeetingBookingId,
+    MeetingRoundId, MessageId, PersonId, PostId, SchoolId,
 };
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -14,7 +14,6 @@ use sqlx::Row;
 use uuid::Uuid;
 
 const DUE: &str = include_str!("sql/due.sql");
-const DIGESTS_DUE: &str = include_str!("sql/digests_due.sql");
 const HELD: &str = include_str!("sql/held.sql");
 const UNDELIVERED_OF: &str = include_str!("sql/undelivered_of.sql");
 const NOTIFICATION: &str = include_str!("sql/notification.sql");
@@ -45,15 +44,15 @@ fn notification_from(row: &AnyRow) -> Result<Notification, ProjectionError> {
                 })
             })
             .transpose()?,
-        channel: row.try_get::<String, _>(11)?.parse().map_err(
-            |e: kring_domain::person::UnknownChannel| ProjectionError::Invalid(e.to_string()),
-        )?,
+        channel: super::read_channel(&row.try_get::<String, _>(11)?),
         post_id: optional_id(row, 12)?.map(PostId::from_uuid),
         group_id: optional_id(row, 13)?.map(GroupId::from_uuid),
         activity_id: optional_id(row, 14)?.map(ActivityId::from_uuid),
         invitation_id: optional_id(row, 15)?.map(InvitationId::from_uuid),
         child_id: optional_id(row, 16)?.map(ChildId::from_uuid),
         absence_id: optional_id(row, 17)?.map(AbsenceId::from_uuid),
+        round_id: optional_id(row, 18)?.map(MeetingRoundId::from_uuid),
+        booking_id: optional_id(row, 19)?.map(MeetingBookingId::from_uuid),
     })
 }
 
@@ -65,8 +64,8 @@ fn optional_id(row: &AnyRow, i: usize) -> Result<Option<Uuid>, ProjectionError> 
 
 /// Notifications to send one by one at `now`: on the `push` or `email` channel (see
 /// [`Notification::channel`]), released at or before `now` and not delivered yet, oldest first,
-/// at most `limit`: what the delivery worker sends next. `digest` ones come from
-/// [`digests_due`]; `off` ones are never due.
+/// at most `limit`. `digest` ones are never due here: the delivery worker gathers them per
+/// recipient and release time itself; `off` ones are never due.
 ///
 /// # Errors
 /// Database failures; the delivery table missing
@@ -82,55 +81,6 @@ pub async fn due(
         .fetch_all(db.pool())
         .await?;
     rows.iter().map(notification_from).collect()
-}
-
-/// One recipient's digest: their `digest` notifications released by now and not delivered,
-/// in the order they were released and made. All of a day's share one release time (the
-/// recipient's digest time), so one digest carries them all.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Digest {
-    /// Who receives it.
-    pub recipient_id: PersonId,
-    /// What it gathers (at least one).
-    pub notifications: Vec<Notification>,
-}
-
-/// The digests due at `now`, one per recipient with `digest` notifications released at or
-/// before `now` and not delivered yet (at most `limit` notifications in all; a recipient cut
-/// off by the limit comes complete in the next call once the earlier ones are delivered, unless
-/// they alone have more than `limit`: then in parts), by recipient id. Send each as one message, then [`mark_delivered`](super::mark_delivered) all
-/// of its notifications.
-///
-/// # Errors
-/// Database failures; the delivery table missing
-/// ([`ensure_delivery_table`](super::ensure_delivery_table)).
-pub async fn digests_due(
-    db: &ReadDb,
-    now: DateTime<Utc>,
-    limit: u32,
-) -> Result<Vec<Digest>, ProjectionError> {
-    let rows = sqlx::query(DIGESTS_DUE)
-        .bind(micros(now))
-        .bind(i64::from(limit))
-        .fetch_all(db.pool())
-        .await?;
-    let mut digests: Vec<Digest> = Vec::new();
-    for row in &rows {
-        let n = notification_from(row)?;
-        match digests.last_mut() {
-            Some(d) if d.recipient_id == n.recipient_id => d.notifications.push(n),
-            _ => digests.push(Digest {
-                recipient_id: n.recipient_id,
-                notifications: vec![n],
-            }),
-        }
-    }
-    // The last recipient may be cut off by the limit: leave them whole for the next call,
-    // unless they alone fill it.
-    if rows.len() == usize::try_from(limit).unwrap_or(usize::MAX) && digests.len() > 1 {
-        digests.pop();
-    }
-    Ok(digests)
 }
 
 /// The notifications to `recipient` held at `now` for their quiet hours, soonest released first.
@@ -228,7 +178,8 @@ mod tests {
     /// What [`super::notification_from`] reads, in its order, with the delivery if any.
     const HEAD: &str = "SELECT n.notification_id, n.position, n.recipient_id, n.kind, n.conversation_id, n.message_id,
     n.created_at, n.release_at, d.notification_id, n.school_id, n.policy_version,
-    n.channel, n.post_id, n.group_id, n.activity_id, n.invitation_id, n.child_id, n.absence_id
+    n.channel, n.post_id, n.group_id, n.activity_id, n.invitation_id, n.child_id, n.absence_id,
+    n.round_id, n.booking_id
 FROM outbox_notifications n
 LEFT JOIN notification_deliveries d ON d.notification_id = n.notification_id
 ";
@@ -237,7 +188,6 @@ LEFT JOIN notification_deliveries d ON d.notification_id = n.notification_id
     fn every_notification_query_begins_with_its_columns() {
         for sql in [
             super::DUE,
-            super::DIGESTS_DUE,
             super::HELD,
             super::UNDELIVERED_OF,
             super::NOTIFICATION,

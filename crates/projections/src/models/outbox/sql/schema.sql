@@ -15,9 +15,12 @@ CREATE TABLE {outbox_notifications} (
     activity_id TEXT,
     invitation_id TEXT,
     child_id TEXT,
-    absence_id TEXT
+    absence_id TEXT,
+    round_id TEXT,
+    booking_id TEXT
 );
 CREATE INDEX {outbox_notifications}_by_activity ON {outbox_notifications} (activity_id, recipient_id);
+CREATE INDEX {outbox_notifications}_by_round ON {outbox_notifications} (round_id, booking_id);
 CREATE TABLE {outbox_conversations} (
     conversation_id TEXT PRIMARY KEY,
     school_id TEXT NOT NULL,
@@ -77,4 +80,21 @@ CREATE TABLE {outbox_activities} (
     school_id TEXT NOT NULL,
     group_id TEXT NOT NULL,
     starts_at BIGINT NOT NULL
+);
+CREATE TABLE {outbox_meeting_rounds} (
+    round_id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL
+);
+CREATE TABLE {outbox_meeting_slots} (
+    round_id TEXT NOT NULL,
+    slot BIGINT NOT NULL,
+    starts_at BIGINT NOT NULL,
+    PRIMARY KEY (round_id, slot)
+);
+CREATE TABLE {outbox_meeting_bookings} (
+    round_id TEXT NOT NULL,
+    booking_id TEXT NOT NULL,
+    slot BIGINT NOT NULL,
+    child_ids TEXT NOT NULL,
+    PRIMARY KEY (round_id, booking_id)
 )

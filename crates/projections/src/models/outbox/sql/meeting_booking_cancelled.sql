@@ -1,0 +1,1 @@
+DELETE FROM {outbox_meeting_bookings} WHERE round_id = $1 AND booking_id = $2

@@ -1,0 +1,1 @@
+INSERT INTO {outbox_meeting_rounds} (round_id, school_id)

@@ -1,0 +1,1 @@
+INSERT INTO {outbox_meeting_slots} (round_id, slot, starts_at)
