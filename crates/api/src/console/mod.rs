@@ -11,6 +11,7 @@
 //! built once per request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod oidc;
 mod pages;
 pub mod session;
 mod view;
@@ -42,6 +43,8 @@ pub fn router() -> Router<AppState> {
             get(pages::sign_in_page).post(pages::sign_in),
         )
         .route("/console/sign-out", post(pages::sign_out))
+        .route("/console/oidc/sign-in", get(oidc::start))
+        .route(oidc::CALLBACK_PATH, get(oidc::callback))
         .route("/console/children", get(pages::find_children))
         .route("/console/children/{child_id}", get(pages::child))
         .route(
