@@ -465,6 +465,12 @@ fn invalid(e: jsonwebtoken::errors::Error) -> ApiError {
         jsonwebtoken::errors::ErrorKind::InvalidSignature => {
             "the token is not signed by a key this server trusts".to_owned()
         }
+        jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+            "the token was made for another audience (aud)".to_owned()
+        }
+        jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+            "the token was made by another issuer (iss)".to_owned()
+        }
         _ => format!("the token is not valid: {e}"),
     })
 }
