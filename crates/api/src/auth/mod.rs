@@ -5,7 +5,9 @@
 //!   mints them.
 //! - A deployment can instead (or as well) trust an OpenID Connect issuer: its public keys come
 //!   from a JWKS file or URL (`--oidc-jwks`), and tokens must name `--oidc-issuer` as `iss` and
-//!   `--oidc-audience` in `aud`.
+//!   `--oidc-audience` in `aud`. The compliance console's sign-in through that issuer verifies
+//!   its ID tokens with the same check, for the console's client id and the attempt's nonce
+//!   ([`Auth::verify_id_token`]).
 //!
 //! A local token's `sub` is a Kring person id, or `operator` for the platform operator; each
 //! carries an id (`jti`) by which it can be revoked. An issuer's token names the person's
