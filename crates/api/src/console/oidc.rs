@@ -811,8 +811,8 @@ mod tests {
     fn the_challenge_is_rfc_7636s_example() {
         // RFC 7636, appendix B.
         assert_eq!(
-            challenge("dBjftJeZ4CVP-1mB_2aG1aB6X2YvtkN1ZXhCWsLMiHo"),
-            "E9Melhoa2OvFUPWEDpItV0BCFMxFqnAdGkdCC2aB7-M"
+            challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 
