@@ -2,6 +2,9 @@
 //!
 //! ```text
 //! kring-api serve     [--data-dir DIR] [--listen ADDR] [--demo] [--no-projectors]
+//!                     [--oidc-issuer ISS --oidc-jwks FILE|URL --oidc-audience AUD
+//!                      [--oidc-client-id ID [--oidc-client-secret S] [--oidc-redirect-url URL]
+//!                       [--oidc-authorization-endpoint URL --oidc-token-endpoint URL]]]
 //!                     [--rate-per-address N] [--rate-per-token N] [--max-connections N]
 //!                     [--no-delivery] [--smtp-url URL] [--mail-from ADDR] [--public-url URL]
 //!                     [--vapid-private-key KEY] [--delivery-max-attempts N]
@@ -112,6 +115,57 @@ impl DeliveryArgs {
     }
 }
 
+/// The compliance console's sign-in through the OpenID Connect issuer (`docs/console.md`).
+#[derive(Args, Clone)]
+struct ConsoleOidcArgs {
+    /// The console's client id at the issuer: offers "Sign in with <issuer>" on the console
+    /// (authorization code flow with PKCE; the ID token's audience).
+    #[arg(long, env = "KRING_OIDC_CLIENT_ID", requires = "oidc_issuer")]
+    oidc_client_id: Option<String>,
+    /// The client's secret, for a confidential client (prefer the environment variable).
+    #[arg(
+        long,
+        env = "KRING_OIDC_CLIENT_SECRET",
+        hide_env_values = true,
+        requires = "oidc_client_id"
+    )]
+    oidc_client_secret: Option<String>,
+    /// The issuer's authorization endpoint. Default: from its discovery document
+    /// (`<issuer>/.well-known/openid-configuration`).
+    #[arg(
+        long,
+        env = "KRING_OIDC_AUTHORIZATION_ENDPOINT",
+        requires = "oidc_client_id"
+    )]
+    oidc_authorization_endpoint: Option<String>,
+    /// The issuer's token endpoint. Default: from its discovery document.
+    #[arg(long, env = "KRING_OIDC_TOKEN_ENDPOINT", requires = "oidc_client_id")]
+    oidc_token_endpoint: Option<String>,
+    /// Where the issuer sends the browser back, as registered there. Default:
+    /// `<--public-url>/console/oidc/callback`.
+    #[arg(long, env = "KRING_OIDC_REDIRECT_URL", requires = "oidc_client_id")]
+    oidc_redirect_url: Option<String>,
+}
+
+impl ConsoleOidcArgs {
+    fn options(self, public_url: &str) -> Option<kring_api::console::oidc::Options> {
+        let client_id = self.oidc_client_id.filter(|c| !c.is_empty())?;
+        Some(kring_api::console::oidc::Options {
+            client_id,
+            client_secret: self.oidc_client_secret,
+            authorization_endpoint: self.oidc_authorization_endpoint,
+            token_endpoint: self.oidc_token_endpoint,
+            redirect_url: self.oidc_redirect_url.unwrap_or_else(|| {
+                format!(
+                    "{}{}",
+                    public_url.trim_end_matches('/'),
+                    kring_api::console::oidc::CALLBACK_PATH
+                )
+            }),
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve the API (with the projectors in-process unless --no-projectors).
@@ -140,6 +194,8 @@ enum Cmd {
         /// The audience (`aud`) the issuer's tokens must name: Kring's client id there.
         #[arg(long, env = "KRING_OIDC_AUDIENCE", requires = "oidc_issuer")]
         oidc_audience: Option<String>,
+        #[command(flatten)]
+        console_oidc: Box<ConsoleOidcArgs>,
         /// Requests per second per client address (bursts of five seconds' worth; 0: no limit).
         /// Behind a reverse proxy every client has the proxy's address: limit there instead.
         #[arg(long, env = "KRING_RATE_PER_ADDRESS", default_value_t = kring_api::state::DEFAULT_RATE_PER_ADDRESS)]
@@ -280,6 +336,7 @@ async fn main() -> ExitCode {
             oidc_issuer,
             oidc_jwks,
             oidc_audience,
+            console_oidc,
             rate_per_address,
             rate_per_token,
             max_connections,
@@ -295,6 +352,7 @@ async fn main() -> ExitCode {
             options.oidc_issuer = oidc_issuer;
             options.oidc_jwks = oidc_jwks;
             options.oidc_audience = oidc_audience;
+            options.console_oidc = console_oidc.options(&delivery.public_url);
             options.delivery = delivery.config();
             let running = match server::start(options).await {
                 Ok(r) => r,

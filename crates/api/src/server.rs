@@ -25,6 +25,9 @@ pub struct ServeOptions {
     pub oidc_jwks: Option<String>,
     /// …for tokens naming this audience (`aud`).
     pub oidc_audience: Option<String>,
+    /// The console's sign-in through that issuer (authorization code flow with PKCE), when
+    /// given.
+    pub console_oidc: Option<crate::console::oidc::Options>,
     /// Limits.
     pub limits: Limits,
     /// Whether to run the background jobs in this process: retention ([`crate::retention`]) and
@@ -46,6 +49,7 @@ impl ServeOptions {
             oidc_issuer: None,
             oidc_jwks: None,
             oidc_audience: None,
+            console_oidc: None,
             limits: Limits::default(),
             retention: true,
             delivery: crate::delivery::Config::default(),
@@ -87,6 +91,9 @@ pub enum StartError {
     /// `--oidc-issuer`, `--oidc-jwks` and `--oidc-audience` go together.
     #[error("--oidc-issuer, --oidc-jwks and --oidc-audience must be given together")]
     OidcHalfConfigured,
+    /// The console's sign-in through the issuer cannot be set up.
+    #[error(transparent)]
+    ConsoleOidc(#[from] crate::console::oidc::SetupError),
 }
 
 /// A running server.
@@ -184,6 +191,13 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
 pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, StartError> {
     let lock = lock_data_dir(&system.config)?;
     let auth = auth(&options).await?;
+    let console_oidc = match (&options.console_oidc, auth.issuer()) {
+        (None, _) => None,
+        (Some(_), None) => return Err(crate::console::oidc::SetupError::NoIssuer.into()),
+        (Some(o), Some(issuer)) => Some(Arc::new(
+            crate::console::oidc::Client::new(issuer, o, crate::auth::FETCH_TIMEOUT).await?,
+        )),
+    };
     // Deliveries live outside the projections' generations (a rebuild keeps them).
     kring_projections::models::outbox::ensure_delivery_table(&system.db)
         .await
@@ -213,6 +227,7 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
     };
     let mut state = AppState::new(system, auth, board, options.limits.clone());
     state.delivery = Some(Arc::clone(&delivery));
+    state.console_oidc = console_oidc;
     if options.delivery.run_worker {
         tokio::spawn(crate::delivery::worker::run(state.clone(), delivery));
     }

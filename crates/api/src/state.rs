@@ -8,7 +8,7 @@ use crate::metrics::Metrics;
 use crate::throttle::Rate;
 use axum::extract::{FromRef, FromRequestParts, Query};
 use axum::http::request::Parts;
-use kring_domain::{ChildId, GroupId, SchoolId, Sealed};
+use kring_domain::{ChildId, GroupId, PersonId, SchoolId, Sealed};
 use kring_projections::models::{access_log, memberships};
 use kring_projections::{Checkpoints, StatusBoard, System};
 use kring_store::EventStore;
@@ -95,6 +95,9 @@ pub struct AppState {
     pub projections: Arc<Vec<&'static str>>,
     /// Delivery's configuration and channels (set by [`crate::server::start`]).
     pub delivery: Option<Arc<crate::delivery::Delivery>>,
+    /// The console's sign-in through the issuer, when configured (set by
+    /// [`crate::server::start`]).
+    pub console_oidc: Option<Arc<crate::console::oidc::Client>>,
 }
 
 impl AppState {
@@ -121,6 +124,7 @@ impl AppState {
             limits,
             projections: Arc::new(projections),
             delivery: None,
+            console_oidc: None,
             system,
         }
     }
@@ -140,21 +144,30 @@ impl AppState {
                 Ok(caller)
             }
             Verified::External { digest, .. } => {
-                let mut person = memberships::person_of_identity(&self.system.db, &digest).await?;
-                if person.is_none() {
-                    // Given a moment ago, perhaps: the issuer signed this token, so a wait for
-                    // the read models is worth it before saying no.
-                    self.catch_up().await?;
-                    person = memberships::person_of_identity(&self.system.db, &digest).await?;
-                }
-                person.map(Caller::Person).ok_or_else(|| {
-                    ApiError::unauthenticated(
-                        "this sign-in is not linked to anyone at Kring: ask the school to add \
-                             you with your single sign-on identity, or link it from your account",
-                    )
-                })
+                self.person_of_identity(&digest).await.map(Caller::Person)
             }
         }
+    }
+
+    /// The person whose single sign-on identity has `digest` ([`crate::auth::identity_digest`]):
+    /// how an issuer's bearer token and a console sign-in through the issuer find their person.
+    ///
+    /// # Errors
+    /// `401 unauthenticated` for an identity no person has.
+    pub async fn person_of_identity(&self, digest: &str) -> ApiResult<PersonId> {
+        let mut person = memberships::person_of_identity(&self.system.db, digest).await?;
+        if person.is_none() {
+            // Given a moment ago, perhaps: the issuer signed this token, so a wait for the
+            // read models is worth it before saying no.
+            self.catch_up().await?;
+            person = memberships::person_of_identity(&self.system.db, digest).await?;
+        }
+        person.ok_or_else(|| {
+            ApiError::unauthenticated(
+                "this sign-in is not linked to anyone at Kring: ask the school to add you with \
+                 your single sign-on identity, or link it from your account",
+            )
+        })
     }
 
     /// Where media files are kept.

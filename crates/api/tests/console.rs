@@ -7,6 +7,9 @@
 //! there (how `docs/console/` is made).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
+mod oidc_provider;
+
+use oidc_provider::Provider;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -44,19 +47,27 @@ struct Demo {
 
 impl Demo {
     async fn start(database: Option<String>) -> Self {
+        Self::start_with(database, None).await
+    }
+
+    /// The demo server, signing the console in through `provider` too when given (its issuer
+    /// trusted for bearer tokens as well, with the console's client id as audience).
+    async fn start_with(database: Option<String>, provider: Option<&Provider>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let base = format!("http://127.0.0.1:{}", free_port());
         let mut server = Command::new(BIN);
+        server.arg("serve");
+        if let Some(p) = provider {
+            server
+                .args(["--oidc-issuer", &p.issuer, "--oidc-jwks", &p.jwks_url()])
+                .args(["--oidc-audience", oidc_provider::CLIENT_ID])
+                .args(["--oidc-client-id", oidc_provider::CLIENT_ID])
+                .env("KRING_OIDC_CLIENT_SECRET", oidc_provider::CLIENT_SECRET)
+                .env("KRING_PUBLIC_URL", &base);
+        }
         server
-            .args([
-                "serve",
-                "--demo",
-                "--rate-per-address",
-                "0",
-                "--rate-per-token",
-                "0",
-            ])
+            .args(["--demo", "--rate-per-address", "0", "--rate-per-token", "0"])
             .arg("--data-dir")
             .arg(&data)
             .arg("--listen")
@@ -860,7 +871,8 @@ async fn an_officer_follows_a_withdrawal_in_the_browser() {
             "the console's browser test needs chromium and chromedriver on PATH (Debian: apt-get install chromium chromium-driver; scripts/test installs them)"
         );
     };
-    let demo = Demo::start(None).await;
+    let provider = Provider::start().await;
+    let demo = Demo::start_with(None, Some(&provider)).await;
     let port = free_port();
     let _driver = Running(
         Command::new(driver)
@@ -1147,5 +1159,44 @@ async fn an_officer_follows_a_withdrawal_in_the_browser() {
     assert!(text("#timeline").await.contains("Tijdlijn"));
     browser.set_window_size(390, 844).await.unwrap();
     shot(&browser, "child-phone-nl").await;
+    browser.set_window_size(1280, 1000).await.unwrap();
+
+    // Signed out, the officer signs in again through the school board's sign-in service (the
+    // identity there linked once to the Kring account): it approves at once, and the console's
+    // answer moves on to the console.
+    api(
+        &demo.base,
+        &demo.token("compliance_officer"),
+        reqwest::Method::POST,
+        "/v1/me/sso-identity",
+        serde_json::json!({"token": provider.token("privacy@board", oidc_provider::CLIENT_ID)}),
+    )
+    .await;
+    provider.signs_in("privacy@board");
+    browser
+        .find(Css("form[action='/console/sign-out'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let offer = browser.find(Css("#sign-in-oidc")).await.unwrap();
+    assert_eq!(offer.text().await.unwrap(), "Aanmelden met 127.0.0.1");
+    shot(&browser, "sign-in").await;
+    offer.click().await.unwrap();
+    browser
+        .wait()
+        .for_element(Css("form[action='/console/children']"))
+        .await
+        .unwrap();
+    assert_eq!(text("h1").await, "Zoeken");
+    assert_eq!(browser.current_url().await.unwrap().path(), "/console");
+    assert_eq!(provider.exchanges(), 1);
+    assert_eq!(
+        provider.last_authorization()["code_challenge_method"],
+        "S256"
+    );
+    let cookie = browser.get_named_cookie("kring_console").await.unwrap();
+    assert!(cookie.secure().unwrap_or(false) && cookie.http_only().unwrap_or(false));
     browser.close().await.unwrap();
 }

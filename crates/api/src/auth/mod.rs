@@ -5,7 +5,9 @@
 //!   mints them.
 //! - A deployment can instead (or as well) trust an OpenID Connect issuer: its public keys come
 //!   from a JWKS file or URL (`--oidc-jwks`), and tokens must name `--oidc-issuer` as `iss` and
-//!   `--oidc-audience` in `aud`.
+//!   `--oidc-audience` in `aud`. The compliance console's sign-in through that issuer verifies
+//!   its ID tokens with the same check, for the console's client id and the attempt's nonce
+//!   ([`Auth::verify_id_token`]).
 //!
 //! A local token's `sub` is a Kring person id, or `operator` for the platform operator; each
 //! carries an id (`jti`) by which it can be revoked. An issuer's token names the person's
@@ -315,24 +317,7 @@ impl Auth {
         let oidc = self.oidc.as_deref().ok_or_else(|| {
             ApiError::unauthenticated("the token is not signed by a key this server trusts")
         })?;
-        let kid = header
-            .kid
-            .as_deref()
-            .ok_or_else(|| ApiError::unauthenticated("the token names no key id (kid)"))?;
-        let jwk = oidc
-            .keys
-            .key(kid, header.alg)
-            .await
-            .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
-        let key = DecodingKey::from_jwk(&jwk).map_err(invalid)?;
-        let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[oidc.issuer.as_str()]);
-        // A token the issuer made for another application is not for Kring.
-        validation.set_audience(&[oidc.audience.as_str()]);
-        validation.leeway = 5;
-        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-            .map_err(invalid)?
-            .claims;
+        let claims: Claims = issued(oidc, token, &header, &oidc.audience).await?;
         if claims.sub.is_empty() {
             return Err(ApiError::unauthenticated("the token names no subject"));
         }
@@ -342,6 +327,50 @@ impl Auth {
             digest: identity_digest(&oidc.issuer, &claims.sub),
             subject: claims.sub,
         })
+    }
+
+    /// The subject and its digest of an ID token the trusted issuer made for the client
+    /// `client_id` in the sign-in that sent `nonce` (OpenID Connect Core 3.1.3.7): verified as
+    /// a bearer token of the issuer is (a key of its JWKS, `iss`, `exp`), but for the audience
+    /// `client_id` (and `azp`, when named, is that client), and naming `nonce`.
+    ///
+    /// # Errors
+    /// `401 unauthenticated`: no issuer configured, a token that does not verify, another
+    /// audience, another nonce (or none), no subject.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        client_id: &str,
+        nonce: &str,
+    ) -> Result<(String, String), ApiError> {
+        let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+        let oidc = self.oidc.as_deref().ok_or_else(|| {
+            ApiError::unauthenticated("this installation trusts no single sign-on issuer")
+        })?;
+        if matches!(
+            header.alg,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+        ) {
+            return Err(ApiError::unauthenticated(
+                "the ID token is not signed by a key of the issuer",
+            ));
+        }
+        let claims: IdClaims = issued(oidc, token, &header, client_id).await?;
+        if claims.azp.as_deref().is_some_and(|azp| azp != client_id) {
+            return Err(ApiError::unauthenticated(
+                "the ID token was made for another client (azp)",
+            ));
+        }
+        if claims.nonce.as_deref() != Some(nonce) {
+            return Err(ApiError::unauthenticated(
+                "the ID token's nonce is not this sign-in's",
+            ));
+        }
+        if claims.sub.is_empty() {
+            return Err(ApiError::unauthenticated("the ID token names no subject"));
+        }
+        let digest = identity_digest(&oidc.issuer, &claims.sub);
+        Ok((claims.sub, digest))
     }
 
     fn verify_local(&self, token: &str) -> Result<Verified, ApiError> {
@@ -394,11 +423,55 @@ impl Auth {
     }
 }
 
+/// What Kring reads of an ID token besides what validation checks.
+#[derive(Debug, Deserialize)]
+struct IdClaims {
+    sub: String,
+    #[serde(default)]
+    nonce: Option<String>,
+    #[serde(default)]
+    azp: Option<String>,
+}
+
+/// The claims of a token signed by a key of `oidc`'s JWKS, naming its issuer and `audience`,
+/// not expired: one check for bearer tokens and ID tokens alike.
+async fn issued<T: serde::de::DeserializeOwned>(
+    oidc: &Oidc,
+    token: &str,
+    header: &Header,
+    audience: &str,
+) -> Result<T, ApiError> {
+    let kid = header
+        .kid
+        .as_deref()
+        .ok_or_else(|| ApiError::unauthenticated("the token names no key id (kid)"))?;
+    let jwk = oidc
+        .keys
+        .key(kid, header.alg)
+        .await
+        .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
+    let key = DecodingKey::from_jwk(&jwk).map_err(invalid)?;
+    let mut validation = Validation::new(header.alg);
+    validation.set_issuer(&[oidc.issuer.as_str()]);
+    // A token the issuer made for another application is not for Kring.
+    validation.set_audience(&[audience]);
+    validation.leeway = 5;
+    Ok(jsonwebtoken::decode::<T>(token, &key, &validation)
+        .map_err(invalid)?
+        .claims)
+}
+
 fn invalid(e: jsonwebtoken::errors::Error) -> ApiError {
     ApiError::unauthenticated(match e.kind() {
         jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
         jsonwebtoken::errors::ErrorKind::InvalidSignature => {
             "the token is not signed by a key this server trusts".to_owned()
+        }
+        jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+            "the token was made for another audience (aud)".to_owned()
+        }
+        jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+            "the token was made by another issuer (iss)".to_owned()
         }
         _ => format!("the token is not valid: {e}"),
     })

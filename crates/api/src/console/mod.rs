@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 mod messages;
+pub mod oidc;
 mod pages;
 mod posts;
 pub mod session;
@@ -45,6 +46,8 @@ pub fn router() -> Router<AppState> {
             get(pages::sign_in_page).post(pages::sign_in),
         )
         .route("/console/sign-out", post(pages::sign_out))
+        .route("/console/oidc/sign-in", get(oidc::start))
+        .route(oidc::CALLBACK_PATH, get(oidc::callback))
         .route("/console/children", get(pages::find_children))
         .route("/console/children/{child_id}", get(pages::child))
         .route(

@@ -175,6 +175,7 @@ pub async fn home(State(state): State<AppState>, ctx: Ctx) -> Page {
                 pre { code { "kring-api token --console --person <id>" } }
                 p.note { (l.t("The link works once, for ten minutes. A session lasts an hour.",
                               "De link werkt één keer, tien minuten lang. Een sessie duurt een uur.")) }
+                (super::oidc::offer(&state, l))
             }
         };
         return ok(&ctx, l.t("Sign in", "Aanmelden"), &body);
@@ -242,7 +243,11 @@ pub struct LinkQuery {
 
 /// `GET /console/sign-in?link=`: a button that spends the link (a link opened by a mail
 /// scanner or a preview is not spent).
-pub async fn sign_in_page(ctx: Ctx, Query(q): Query<LinkQuery>) -> Page {
+pub async fn sign_in_page(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<LinkQuery>,
+) -> Page {
     let l = ctx.lang;
     let body = html! {
         div.panel {
@@ -255,6 +260,7 @@ pub async fn sign_in_page(ctx: Ctx, Query(q): Query<LinkQuery>) -> Page {
                 }
             } @else {
                 p { (l.t("This address holds no sign-in link.", "Dit adres bevat geen aanmeldlink.")) }
+                (super::oidc::offer(&state, l))
             }
         }
     };

@@ -8,6 +8,8 @@
 //! - The **session** is a cookie (`Secure`, `HttpOnly`, `SameSite=Strict`, path `/console`)
 //!   holding a token signed with another derived key, valid for [`SESSION_MINUTES`]; signing
 //!   out revokes its id the same way.
+//! - Signing in **through the issuer** (`oidc`) spends its attempt's id the same way and starts
+//!   the same session.
 //! - The **CSRF token** of a session is an HMAC of the session's id under a third derived key:
 //!   every form carries it, and every `POST` without the session's token is refused (`403`).
 
@@ -116,16 +118,35 @@ pub async fn sign_in(state: &AppState, rid: Uuid, link: &str) -> ApiResult<(Pers
         LINK_MINUTES,
     )?;
     // The link is spent before anything else: a refused person cannot try it again either.
-    // The installation (which printed the link) records the use, as it records a revocation.
-    match crate::routes::sign_in::record_revocation(&state.exec, Caller::Operator, rid, jti).await {
-        Ok(_) => {}
-        Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
-            return Err(ApiError::unauthenticated(
-                "this sign-in link was used before",
-            ))
-        }
-        Err(e) => return Err(e),
+    if !spend(state, rid, jti).await? {
+        return Err(ApiError::unauthenticated(
+            "this sign-in link was used before",
+        ));
     }
+    let session = open_session(state, person).await?;
+    Ok((person, session))
+}
+
+/// Records the one-time sign-in `id` (a link's, or an attempt's through the issuer) as used:
+/// the installation records the use as it records a revocation, so every server refuses a
+/// second one. Answers whether it was unused until now.
+///
+/// # Errors
+/// Store failures.
+pub async fn spend(state: &AppState, rid: Uuid, id: Uuid) -> ApiResult<bool> {
+    match crate::routes::sign_in::record_revocation(&state.exec, Caller::Operator, rid, id).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.status == axum::http::StatusCode::CONFLICT => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Starts a console session for `person`, who signed in (with a link or through the issuer):
+/// answers the session cookie's value.
+///
+/// # Errors
+/// `403` for a person who is no compliance officer or director of any school.
+pub async fn open_session(state: &AppState, person: PersonId) -> ApiResult<String> {
     if !may_use_console(state, person).await? {
         return Err(ApiError::forbidden(
             "the console is for compliance officers and directors",
@@ -137,7 +158,7 @@ pub async fn sign_in(state: &AppState, rid: Uuid, link: &str) -> ApiResult<(Pers
         person,
         SESSION_MINUTES,
     )?;
-    Ok((person, session))
+    Ok(session)
 }
 
 /// Whether `person` is a compliance officer or director of some school now.
