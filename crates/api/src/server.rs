@@ -33,6 +33,9 @@ pub struct ServeOptions {
     /// Delivery: SMTP, Web Push, and whether this process runs the delivery worker (off by
     /// default here; `kring-api serve` turns it on).
     pub delivery: crate::delivery::Config,
+    /// Where media objects are kept (`KRING_MEDIA_URL`, [`crate::media_store::MediaUrl`]):
+    /// `None` for files in the data directory.
+    pub media_url: Option<String>,
 }
 
 impl ServeOptions {
@@ -49,6 +52,7 @@ impl ServeOptions {
             limits: Limits::default(),
             retention: true,
             delivery: crate::delivery::Config::default(),
+            media_url: None,
         }
     }
 
@@ -87,6 +91,9 @@ pub enum StartError {
     /// `--oidc-issuer`, `--oidc-jwks` and `--oidc-audience` go together.
     #[error("--oidc-issuer, --oidc-jwks and --oidc-audience must be given together")]
     OidcHalfConfigured,
+    /// The media store (`KRING_MEDIA_URL`) cannot be used.
+    #[error("{0}")]
+    Media(String),
 }
 
 /// A running server.
@@ -211,8 +218,17 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
     } else {
         (None, None)
     };
+    let media = crate::media_store::MediaUrl::parse(
+        options.media_url.as_deref(),
+        system.config.media_dir(),
+    )
+    .map_err(StartError::Media)?
+    .open(system.config.database_url.as_deref())
+    .await
+    .map_err(StartError::Media)?;
     let mut state = AppState::new(system, auth, board, options.limits.clone());
     state.delivery = Some(Arc::clone(&delivery));
+    state.media = media;
     if options.delivery.run_worker {
         tokio::spawn(crate::delivery::worker::run(state.clone(), delivery));
     }
@@ -223,6 +239,7 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
     if options.retention {
         tokio::spawn(crate::retention::run_in_background(state.clone()));
         tokio::spawn(crate::invitation_expiry::run_in_background(state.clone()));
+        tokio::spawn(crate::media_store::sweep::run_in_background(state.clone()));
     }
     let listener =
         TcpListener::bind(options.listen)

@@ -95,6 +95,9 @@ pub struct AppState {
     pub projections: Arc<Vec<&'static str>>,
     /// Delivery's configuration and channels (set by [`crate::server::start`]).
     pub delivery: Option<Arc<crate::delivery::Delivery>>,
+    /// Where media objects are kept: files in the data directory unless `KRING_MEDIA_URL` says
+    /// otherwise (set by [`crate::server::start`]).
+    pub media: crate::media_store::DynMediaStore,
 }
 
 impl AppState {
@@ -121,6 +124,9 @@ impl AppState {
             limits,
             projections: Arc::new(projections),
             delivery: None,
+            media: Arc::new(crate::media_store::local::LocalStore::new(
+                system.config.media_dir(),
+            )),
             system,
         }
     }
@@ -157,10 +163,18 @@ impl AppState {
         }
     }
 
-    /// Where media files are kept.
+    /// Where media files are kept by the local media store (the default).
     #[must_use]
     pub fn media_dir(&self) -> PathBuf {
         self.system.config.media_dir()
+    }
+
+    /// The media items, sealed with their keys and kept in the media store, with the upload
+    /// limit.
+    #[must_use]
+    pub fn media_files(&self) -> crate::media::MediaFiles {
+        crate::media::MediaFiles::over(Arc::clone(&self.media), Arc::clone(&self.system.vault))
+            .with_limit(self.limits.media_body as u64)
     }
 
     /// Waits (bounded) until every read model has reached `position`.

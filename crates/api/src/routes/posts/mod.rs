@@ -171,11 +171,7 @@ async fn place_of(
 }
 
 fn files(state: &AppState) -> MediaFiles {
-    MediaFiles::new(
-        state.media_dir(),
-        std::sync::Arc::clone(&state.system.vault),
-    )
-    .with_limit(state.limits.media_body as u64)
+    state.media_files()
 }
 
 /// A published media item, its post's state and school roster, with the caller's standing;
