@@ -19,6 +19,7 @@
 
 mod edit;
 mod publish;
+mod range;
 mod read;
 mod removal;
 mod tags;
