@@ -7,6 +7,8 @@
 //! test of the workspace does. The stores see ciphertext only: these cases hand them opaque
 //! bytes, and the large-file case goes through [`MediaFiles`] (sealing and opening) on top.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use axum::body::Bytes;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
@@ -33,6 +35,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
+#[allow(clippy::unused_async)] // as every fixture
 async fn local(_label: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let media = dir.path().join("media");
@@ -68,6 +71,7 @@ async fn postgres(label: &str) -> Fixture {
     }
 }
 
+#[allow(clippy::unused_async)] // as every fixture
 async fn s3(label: &str) -> Fixture {
     let endpoint = std::env::var("KRING_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
         panic!(
@@ -145,8 +149,11 @@ fn head(len: usize, mark: u8) -> Bytes {
 fn body(len: usize, seed: u32) -> Vec<u8> {
     (0..len)
         .map(|i| {
-            let x = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed);
-            (x >> 13) as u8
+            let x = u32::try_from(i % (1 << 30))
+                .unwrap()
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(seed);
+            x.to_le_bytes()[1]
         })
         .collect()
 }

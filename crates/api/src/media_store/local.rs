@@ -290,7 +290,7 @@ impl MediaStore for LocalStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
                 Err(e) => return Err(io("list", &dir, e)),
             };
-            let mut found: std::collections::BTreeMap<MediaId, Listed> = Default::default();
+            let mut found = std::collections::BTreeMap::<MediaId, Listed>::new();
             for entry in entries {
                 let entry = entry.map_err(|e| io("list", &dir, e))?;
                 let name = entry.file_name();
