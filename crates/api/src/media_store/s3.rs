@@ -7,6 +7,8 @@
 //! - `<prefix>/<id>.head`: the head and then the body's length (8 bytes, big endian), written
 //!   once the body is complete. A body without a head is an orphan: never served, and deleted
 //!   by [`S3MediaStore::sweep_orphans`];
+//!   A download reads the body in ranged `GET`s of [`WINDOW`] bytes, one after the other, so
+//!   that no request outlives the client's timeout however slowly it is read;
 //! - `<prefix>/<id>.post`: the claim of the post it was attached to, created with a
 //!   conditional put (`If-None-Match: *`), so that it is exclusive across instances.
 //!
@@ -39,6 +41,8 @@ use std::time::Duration;
 pub const PART_SIZE: usize = 5 * 1024 * 1024;
 /// Parts of one upload sent at once.
 pub const IN_FLIGHT: usize = 2;
+/// Bytes asked for by one ranged `GET` of a download.
+pub const WINDOW: usize = 8 * 1024 * 1024;
 
 /// Media objects in a bucket, under a prefix.
 #[derive(Debug, Clone)]
@@ -213,19 +217,27 @@ impl MediaStore for S3MediaStore {
         if range.is_empty() {
             return Ok(Some(Box::pin(futures::stream::empty())));
         }
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(range)),
-            ..GetOptions::default()
-        };
-        match self
-            .store
-            .get_opts(&self.path(media_id, "body"), options)
-            .await
-        {
-            Ok(got) => Ok(Some(Box::pin(got.into_stream().map_err(s3)))),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(s3(e)),
-        }
+        // One ranged GET per window, each asked for when the one before is read: no request
+        // outlives the client's timeout however slowly a download is read.
+        let (store, path) = (Arc::clone(&self.store), self.path(media_id, "body"));
+        let end = range.end;
+        let windows = (range.start..range.end)
+            .step_by(WINDOW)
+            .map(move |start| start..end.min(start + WINDOW as u64));
+        let chunks = futures::stream::iter(windows)
+            .then(move |window| {
+                let (store, path) = (Arc::clone(&store), path.clone());
+                async move {
+                    let options = GetOptions {
+                        range: Some(GetRange::Bounded(window)),
+                        ..GetOptions::default()
+                    };
+                    let got = store.get_opts(&path, options).await.map_err(s3)?;
+                    Ok::<_, ApiError>(got.into_stream().map_err(s3))
+                }
+            })
+            .try_flatten();
+        Ok(Some(Box::pin(chunks)))
     }
 
     async fn delete(&self, media_id: MediaId) -> ApiResult<()> {
