@@ -8,7 +8,6 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::media::MediaFiles;
 use crate::routes::consent::child_place;
 use crate::state::AppState;
 use axum::http::StatusCode;
@@ -245,7 +244,7 @@ async fn remove_media_showing(
     let school_id = school.id()?;
     // A photo posted a moment ago counts too.
     state.catch_up().await?;
-    let files = MediaFiles::new(state.media_dir(), Arc::clone(&state.system.vault));
+    let files = state.media_files();
     let mut removed = Vec::new();
     for (post_id, media_id) in
         visibility::live_media_showing(&state.system.db, school_id, child_id).await?

@@ -28,6 +28,7 @@ pub mod idempotency;
 pub mod invitation_expiry;
 pub mod listener;
 pub mod media;
+pub mod media_store;
 pub mod metrics;
 pub mod retention;
 pub mod routes;

@@ -10,6 +10,7 @@
 //!                     [--vapid-private-key KEY] [--delivery-max-attempts N]
 //!                     [--delivery-retry-base-ms MS] [--delivery-max-age-hours H]
 //!                     [--push-allow-loopback-http (tests only)]
+//!                     [--media-url (postgres|postgres://…|s3://BUCKET/PREFIX)]
 //! kring-api projector [--data-dir DIR]
 //! kring-api token     [--data-dir DIR] (--person ID | --operator) [--ttl-hours H]
 //! kring-api token     [--data-dir DIR] --revoke TOKEN_ID
@@ -206,6 +207,13 @@ enum Cmd {
         /// Connections served at once; more wait to be accepted.
         #[arg(long, env = "KRING_MAX_CONNECTIONS", default_value_t = kring_api::state::DEFAULT_MAX_CONNECTIONS)]
         max_connections: usize,
+        /// Where media objects are kept: unset for files in DIR/media; `postgres` for the
+        /// deployment's PostgreSQL database (or `postgres://…` for another); `s3://bucket/prefix`
+        /// for S3-compatible object storage, configured by the usual `AWS_*` variables
+        /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+        /// `AWS_ALLOW_HTTP=true` for a local store). See docs/media.md.
+        #[arg(long, env = "KRING_MEDIA_URL")]
+        media_url: Option<String>,
         #[command(flatten)]
         delivery: DeliveryArgs,
     },
@@ -340,6 +348,7 @@ async fn main() -> ExitCode {
             rate_per_address,
             rate_per_token,
             max_connections,
+            media_url,
             delivery,
         } => {
             logs();
@@ -354,6 +363,7 @@ async fn main() -> ExitCode {
             options.oidc_audience = oidc_audience;
             options.console_oidc = console_oidc.options(&delivery.public_url);
             options.delivery = delivery.config();
+            options.media_url = media_url;
             let running = match server::start(options).await {
                 Ok(r) => r,
                 Err(e) => return fail(3, e),

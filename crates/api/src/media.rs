@@ -1,6 +1,8 @@
-//! Media files on local disk, each encrypted with its own media item's key.
+//! Media items, each encrypted with its own key, kept in a media store
+//! ([`crate::media_store`]: local files by default, PostgreSQL, or S3).
 //!
-//! An upload becomes one file `<media dir>/<media id>.kmedia`:
+//! An upload becomes one object; in the local store, one file `<media dir>/<media id>.kmedia`
+//! (the other stores keep the same head and body, [`crate::media_store`]):
 //!
 //! ```text
 //! KRINGMEDIA2\n
@@ -20,33 +22,38 @@
 //! still read, whole, up to the upload limit.
 //!
 //! The header holds no personal data (a pseudonymous person id, a content type, a size); the
-//! bytes are only ever on disk encrypted. A file is written to a temporary name, synced and
-//! renamed, so a reader never sees half a file, and an upload that is refused or cut off leaves
-//! nothing behind. Removing content destroys the item's key in the vault (crypto-shredding: every
-//! copy of the file is unreadable from then on; a restore destroys the key again from the erasure
-//! ledger) and then deletes the file too.
+//! bytes only ever leave the process encrypted. The store makes an object visible only once its
+//! head is written, after the body and after the item's key is stored, so a reader never sees
+//! half an object, and an upload that is refused or cut off leaves nothing visible. A download
+//! may ask for a plaintext range ([`MediaFiles::open_range`]): only the chunks holding it are
+//! fetched and opened. Removing content destroys the item's key in the vault (crypto-shredding:
+//! every copy of the object is unreadable from then on; a restore destroys the key again from
+//! the erasure ledger) and then deletes the object too.
 //!
-//! Attaching an upload to a post is claimed with `<media id>.post` (created exclusively, holding
-//! the post id), so one upload cannot end up in two posts even when two requests race.
+//! Attaching an upload to a post is claimed in the store ([`MediaFiles::claim`], exclusive),
+//! so one upload cannot end up in two posts even when two requests race.
 
 use crate::error::{ApiError, ApiResult, Code};
+use crate::media_store::local::LocalStore;
+use crate::media_store::{Chunks, DynMediaStore, Piece};
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use kring_domain::access::Subject;
 use kring_domain::sealed::Envelope;
 use kring_domain::{MediaId, PersonId, PostId};
-use kring_store::vault::{KeyVault, StreamOpener, STREAM_TAG};
+use kring_store::vault::{KeyVault, StreamOpener, StreamSealer, STREAM_TAG};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Read};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// The first line of a file sealed whole (the first format).
@@ -107,49 +114,14 @@ impl MediaHeader {
 /// stream with an error: nothing unauthenticated is ever yielded.
 pub type MediaBytes = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
-/// Who holds the claim on attaching an upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// This request now holds it.
-    Taken,
-    /// `post` claimed it before; `age` ago.
-    Held {
-        /// The post that claimed it.
-        post: PostId,
-        /// How old the claim is.
-        age: Duration,
-    },
-}
+pub use crate::media_store::Claim;
 
-/// The media files of an installation.
+/// The media items of an installation, sealed here and kept in its media store.
 #[derive(Clone)]
 pub struct MediaFiles {
-    dir: PathBuf,
+    store: DynMediaStore,
     vault: Arc<KeyVault>,
     limit: u64,
-}
-
-fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(format!("media file {what} {}: {e}", path.display()))
-}
-
-/// A failed write of a media file: `507` when the disk is full (the upload is refused, its
-/// temporary file removed), else an internal error.
-fn write_failed(what: &str, path: &Path, e: std::io::Error) -> ApiError {
-    /// `ENOSPC` on Linux and the BSDs.
-    const ENOSPC: i32 = 28;
-    if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(ENOSPC) {
-        return ApiError::storage_full(format!("no space left to store the media file: {e}"));
-    }
-    io(what, path, e)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::internal)?
 }
 
 /// `413 payload_too_large` for an upload over `limit` bytes.
@@ -162,23 +134,84 @@ pub fn too_large(limit: u64) -> ApiError {
     )
 }
 
-/// A file being written: removed when dropped before [`Unfinished::done`], so an upload that
-/// fails, is refused, or whose request is dropped leaves nothing behind.
-struct Unfinished(Option<PathBuf>);
-
-impl Unfinished {
-    fn done(mut self) {
-        self.0 = None;
-    }
+fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("media file {what} {}: {e}", path.display()))
 }
 
-impl Drop for Unfinished {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            if let Err(e) = std::fs::remove_file(&path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %path.display(), error = %e,
-                        "an unfinished media upload could not be removed");
+fn damaged(media_id: MediaId, e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("media object of {media_id}: {e}"))
+}
+
+/// An upload being sealed: the body's bytes in, sealed chunks out, then the head.
+struct Sealing<'a> {
+    body: Pin<Box<dyn Stream<Item = ApiResult<Bytes>> + Send + 'a>>,
+    vault: Arc<KeyVault>,
+    sealer: Option<StreamSealer>,
+    header: MediaHeader,
+    reserved: usize,
+    limit: u64,
+    size: u64,
+    chunk: Vec<u8>,
+    rest: Bytes,
+    /// The head, once the last chunk is out.
+    head: Option<Bytes>,
+    done: bool,
+}
+
+impl Sealing<'_> {
+    /// The next piece for the store: a sealed chunk, or (last) the head.
+    async fn next_piece(&mut self) -> ApiResult<Option<Piece>> {
+        if let Some(head) = self.head.take() {
+            self.done = true;
+            return Ok(Some(Piece::Head(head)));
+        }
+        if self.done {
+            return Ok(None);
+        }
+        loop {
+            // A full chunk is sealed only once more bytes follow: the last one is sealed as the
+            // last.
+            if self.chunk.len() == CHUNK_SIZE && !self.rest.is_empty() {
+                let sealer = self
+                    .sealer
+                    .as_mut()
+                    .ok_or_else(|| ApiError::internal("sealed twice"))?;
+                sealer.seal_next(&mut self.chunk)?;
+                let sealed =
+                    std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_SIZE + STREAM_TAG));
+                return Ok(Some(Piece::Chunk(Bytes::from(sealed))));
+            }
+            if !self.rest.is_empty() {
+                let n = self.rest.len().min(CHUNK_SIZE - self.chunk.len());
+                self.chunk.extend_from_slice(&self.rest.split_to(n));
+                continue;
+            }
+            match self.body.next().await {
+                Some(data) => {
+                    let data = data?;
+                    self.size += data.len() as u64;
+                    if self.size > self.limit {
+                        return Err(too_large(self.limit));
+                    }
+                    self.rest = data;
+                }
+                None => {
+                    let sealer = self
+                        .sealer
+                        .take()
+                        .ok_or_else(|| ApiError::internal("sealed twice"))?;
+                    let mut last = std::mem::take(&mut self.chunk);
+                    let end = sealer.seal_last(&mut last)?;
+                    // The item's key is stored only now, and before the store makes the object
+                    // visible (the head comes after this chunk): a refused or broken upload
+                    // leaves no key behind, and no object is ever without its key.
+                    self.vault.end_stream(end).await?;
+                    self.header.size = self.size;
+                    self.header.uploaded_at = Utc::now();
+                    let mut head = MAGIC_CHUNKED.to_vec();
+                    head.extend(header_line(&self.header, self.reserved)?);
+                    self.head = Some(Bytes::from(head));
+                    return Ok(Some(Piece::Chunk(Bytes::from(last))));
                 }
             }
         }
@@ -186,11 +219,18 @@ impl Drop for Unfinished {
 }
 
 impl MediaFiles {
-    /// The files in `dir`, encrypted with keys of `vault`, with the default upload limit.
+    /// The files in `dir` (the local store), encrypted with keys of `vault`, with the default
+    /// upload limit.
     #[must_use]
     pub fn new(dir: PathBuf, vault: Arc<KeyVault>) -> Self {
+        Self::over(Arc::new(LocalStore::new(dir)), vault)
+    }
+
+    /// The items kept in `store`, encrypted with keys of `vault`, with the default upload limit.
+    #[must_use]
+    pub fn over(store: DynMediaStore, vault: Arc<KeyVault>) -> Self {
         Self {
-            dir,
+            store,
             vault,
             limit: DEFAULT_LIMIT,
         }
@@ -203,22 +243,18 @@ impl MediaFiles {
         Self { limit, ..self }
     }
 
-    /// Where the file of `media_id` is kept.
+    /// The store the items are kept in.
     #[must_use]
-    pub fn path(&self, media_id: MediaId) -> PathBuf {
-        self.dir.join(format!("{media_id}.kmedia"))
-    }
-
-    fn claim_path(&self, media_id: MediaId) -> PathBuf {
-        self.dir.join(format!("{media_id}.post"))
+    pub fn media_store(&self) -> &DynMediaStore {
+        &self.store
     }
 
     /// Encrypts the bytes of `body` chunk by chunk with the key of `media_id` as they arrive and
-    /// stores them durably; the file appears only once it is complete.
+    /// hands them to the store; the object appears only once it is complete.
     ///
     /// # Errors
     /// `413 payload_too_large` past the limit; `400` when the body cannot be read (cut off);
-    /// vault or file-system failures. Nothing is left behind then.
+    /// vault or store failures. Nothing is left behind then.
     pub async fn store<S, E>(
         &self,
         media_id: MediaId,
@@ -230,8 +266,8 @@ impl MediaFiles {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
-        let mut sealer = self.vault.stream_sealer(Subject::Media(media_id)).await?;
-        let mut header = MediaHeader {
+        let sealer = self.vault.stream_sealer(Subject::Media(media_id)).await?;
+        let header = MediaHeader {
             uploaded_by,
             content_type: content_type.to_owned(),
             size: u64::MAX,
@@ -241,179 +277,111 @@ impl MediaFiles {
             nonce: B64.encode(sealer.nonce_prefix()),
             chunk_size: Some(CHUNK_SIZE_DECLARED),
         };
-        // The size is known only at the end: the line is written with the widest size first and
-        // rewritten in place, padded with spaces (JSON allows them) to the same length.
+        // The size is known only at the end: the line is reserved with the widest size and
+        // padded with spaces (JSON allows them) to the same length.
         let reserved = serde_json::to_vec(&header)
             .map_err(ApiError::internal)?
             .len();
         if MAGIC_LEN + reserved + 1 > MAX_HEADER {
             return Err(ApiError::validation("the content type is too long"));
         }
-
-        let dir = self.dir.clone();
-        blocking({
-            let dir = dir.clone();
-            move || std::fs::create_dir_all(&dir).map_err(|e| write_failed("directory", &dir, e))
-        })
-        .await?;
-        let path = self.path(media_id);
-        let tmp = dir.join(format!(".{media_id}.{}.tmp", Uuid::now_v7().simple()));
-        let unfinished = Unfinished(Some(tmp.clone()));
-        let mut options = tokio::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        options.mode(0o600);
-        let mut file = options
-            .open(&tmp)
-            .await
-            .map_err(|e| write_failed("write", &tmp, e))?;
-        let write_err = |e: std::io::Error| write_failed("write", &tmp, e);
-        file.write_all(MAGIC_CHUNKED).await.map_err(write_err)?;
-        file.write_all(&header_line(&header, reserved)?)
-            .await
-            .map_err(write_err)?;
-
-        let mut body = std::pin::pin!(body);
-        let mut chunk = Vec::with_capacity(CHUNK_SIZE + STREAM_TAG);
-        let mut size: u64 = 0;
-        while let Some(data) = body.next().await {
-            let data = data
-                .map_err(|e| ApiError::bad_request(format!("the upload could not be read: {e}")))?;
-            size += data.len() as u64;
-            if size > self.limit {
-                return Err(too_large(self.limit));
-            }
-            let mut rest = &data[..];
-            while !rest.is_empty() {
-                // A full chunk is sealed only once more bytes follow: the last one is sealed
-                // as the last.
-                if chunk.len() == CHUNK_SIZE {
-                    sealer.seal_next(&mut chunk)?;
-                    file.write_all(&chunk).await.map_err(write_err)?;
-                    chunk.clear();
-                }
-                let n = rest.len().min(CHUNK_SIZE - chunk.len());
-                chunk.extend_from_slice(&rest[..n]);
-                rest = &rest[n..];
-            }
-        }
-        let end = sealer.seal_last(&mut chunk)?;
-        file.write_all(&chunk).await.map_err(write_err)?;
-
-        header.size = size;
-        header.uploaded_at = Utc::now();
-        file.seek(std::io::SeekFrom::Start(MAGIC_LEN as u64))
-            .await
-            .map_err(write_err)?;
-        file.write_all(&header_line(&header, reserved)?)
-            .await
-            .map_err(write_err)?;
-        file.flush().await.map_err(write_err)?;
-        file.sync_all().await.map_err(write_err)?;
-        drop(file);
-        // The item's key is stored only now, and before its file appears: a refused or broken
-        // upload leaves no key behind, and no file is ever without its key.
-        self.vault.end_stream(end).await?;
-        blocking(move || {
-            std::fs::rename(&tmp, &path).map_err(|e| write_failed("write", &path, e))?;
-            unfinished.done();
-            // The rename is durable once the directory is.
-            std::fs::File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| write_failed("write", &dir, e))
-        })
-        .await?;
-        Ok(header)
+        let body = body.map(|data| {
+            data.map_err(|e| ApiError::bad_request(format!("the upload could not be read: {e}")))
+        });
+        let sealing = Sealing {
+            body: Box::pin(body),
+            vault: Arc::clone(&self.vault),
+            sealer: Some(sealer),
+            header,
+            reserved,
+            limit: self.limit,
+            size: 0,
+            chunk: Vec::with_capacity(CHUNK_SIZE + STREAM_TAG),
+            rest: Bytes::new(),
+            head: None,
+            done: false,
+        };
+        let pieces = futures::stream::try_unfold(sealing, |mut sealing| async move {
+            Ok(sealing.next_piece().await?.map(|piece| (piece, sealing)))
+        });
+        let head_len = MAGIC_LEN + reserved + 1;
+        self.store.put(media_id, head_len, Box::pin(pieces)).await?;
+        let stat =
+            self.store.stat(media_id).await?.ok_or_else(|| {
+                ApiError::internal(format!("media object of {media_id} vanished"))
+            })?;
+        parse_head(media_id, &stat.head)
     }
 
-    /// The header of `media_id`'s file; `None` when there is no such file.
+    /// The header of `media_id`'s object; `None` when there is no such object.
     ///
     /// # Errors
-    /// File-system failures; a file that is not a media file.
+    /// Store failures; an object that is not a media object.
     pub async fn header(&self, media_id: MediaId) -> ApiResult<Option<MediaHeader>> {
-        let path = self.path(media_id);
-        blocking(move || {
-            let file = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(io("open", &path, e)),
-            };
-            let mut reader = std::io::BufReader::new(file);
-            read_header(&mut reader, &path).map(|(h, _)| Some(h))
-        })
-        .await
+        match self.store.stat(media_id).await? {
+            Some(stat) => parse_head(media_id, &stat.head).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The header of `media_id` and its bytes, decrypted as they are read; `None` when there is
-    /// no file or its key was destroyed (removed or erased content). The first chunk is opened
-    /// before this answers, so a file that is cut short, of the wrong length, or whose first
-    /// chunk was altered fails here; a later chunk that does not open ends the stream with an
-    /// error (and is logged).
+    /// no object or its key was destroyed (removed or erased content). The first chunk is
+    /// opened before this answers, so an object that is cut short, of the wrong length, or
+    /// whose first chunk was altered fails here; a later chunk that does not open ends the
+    /// stream with an error (and is logged).
     ///
     /// # Errors
-    /// File-system failures; a file that does not decrypt (tampered with).
+    /// Store failures; an object that does not decrypt (tampered with).
     pub async fn open(&self, media_id: MediaId) -> ApiResult<Option<(MediaHeader, MediaBytes)>> {
-        let path = self.path(media_id);
-        let read = blocking({
-            let path = path.clone();
-            move || {
-                let file = match std::fs::File::open(&path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(io("open", &path, e)),
-                };
-                let len = file.metadata().map_err(|e| io("read", &path, e))?.len();
-                let mut reader = std::io::BufReader::new(file);
-                let (header, at) = read_header(&mut reader, &path)?;
-                // Checked: a damaged header may claim a size near `u64::MAX`.
-                if at.checked_add(header.body_len()) != Some(len) {
-                    return Err(io(
-                        "read",
-                        &path,
-                        format!(
-                            "its length {len} is not that of {} bytes: cut short or altered",
-                            header.size
-                        ),
-                    ));
-                }
-                let mut file = reader.into_inner();
-                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(at))
-                    .map_err(|e| io("read", &path, e))?;
-                Ok(Some((header, file)))
-            }
-        })
-        .await?;
-        let Some((header, file)) = read else {
+        self.open_range(media_id, None).await
+    }
+
+    /// Like [`MediaFiles::open`] for the plaintext bytes `range` only (`None`: all of them).
+    /// Only the sealed chunks that hold the range are fetched from the store and opened. The
+    /// range must lie within the item ([`MediaHeader::size`]) and not be empty.
+    ///
+    /// # Errors
+    /// As [`MediaFiles::open`]; an empty range or one beyond the item.
+    pub async fn open_range(
+        &self,
+        media_id: MediaId,
+        range: Option<Range<u64>>,
+    ) -> ApiResult<Option<(MediaHeader, MediaBytes)>> {
+        let Some(stat) = self.store.stat(media_id).await? else {
             return Ok(None);
         };
+        let header = parse_head(media_id, &stat.head)?;
+        // Checked: a damaged header may claim a size near `u64::MAX`.
+        if stat.body_len != header.body_len() {
+            return Err(damaged(
+                media_id,
+                format!(
+                    "its body of {} bytes is not that of {} bytes: cut short or altered",
+                    stat.body_len, header.size
+                ),
+            ));
+        }
         if header.subject != Subject::Media(media_id) {
+            return Err(damaged(
+                media_id,
+                format!("it is sealed for {:?}", header.subject),
+            ));
+        }
+        let wanted = range.clone().unwrap_or(0..header.size);
+        if range.is_some() && (wanted.start >= wanted.end || wanted.end > header.size) {
             return Err(ApiError::internal(format!(
-                "media file of {media_id} is sealed for {:?}",
-                header.subject
+                "media range {}..{} is not within {} bytes",
+                wanted.start, wanted.end, header.size
             )));
         }
-        let mut file = tokio::fs::File::from_std(file);
         let Some(chunks) = header.chunks() else {
-            if header.size > self.limit {
-                return Err(io(
-                    "read",
-                    &path,
-                    "a file sealed whole is larger than the upload limit",
-                ));
-            }
-            let mut ciphertext = Vec::new();
-            file.read_to_end(&mut ciphertext)
-                .await
-                .map_err(|e| io("read", &path, e))?;
-            let bytes = decrypt_whole(&self.vault, &header, &ciphertext).await?;
-            return Ok(bytes.map(|b| {
-                let once = futures::stream::iter([Ok(Bytes::from(b))]);
-                (header, Box::pin(once) as MediaBytes)
-            }));
+            return self
+                .open_whole(media_id, header, stat.body_len, wanted)
+                .await;
         };
         let nonce = B64
             .decode(&header.nonce)
-            .map_err(|e| io("read", &path, e))?;
+            .map_err(|e| damaged(media_id, e))?;
         let Some(opener) = self
             .vault
             .stream_opener(header.subject, header.key_id, &nonce)
@@ -421,21 +389,38 @@ impl MediaFiles {
         else {
             return Ok(None);
         };
+        let chunk_size = u64::from(header.chunk_size.unwrap_or_default());
+        let sealed = chunk_size + STREAM_TAG as u64;
+        // The chunks holding the range (an empty item has one empty chunk).
+        let (first, last) = if range.is_some() {
+            (wanted.start / chunk_size, (wanted.end - 1) / chunk_size)
+        } else {
+            (0, chunks - 1)
+        };
+        let from = first * sealed;
+        let to = ((last + 1) * sealed).min(stat.body_len);
+        let Some(bytes) = self.store.get(media_id, from..to).await? else {
+            return Ok(None);
+        };
         let mut reading = Reading {
             media_id,
-            file,
-            opener: Some(opener),
-            chunk_size: u64::from(header.chunk_size.unwrap_or_default()),
+            bytes,
+            buffer: BytesMut::new(),
+            opener,
+            chunk_size,
             size: header.size,
             chunks,
-            next: 0,
+            next: first,
+            last,
+            skip: wanted.start - first * chunk_size,
+            end: wanted.end,
         };
         let first = reading
             .next_chunk()
             .await
-            .map_err(|e| io("read", &path, e))?;
+            .map_err(|e| damaged(media_id, e))?;
         let rest = futures::stream::try_unfold(reading, |mut reading| async move {
-            if reading.next == reading.chunks {
+            if reading.next > reading.last {
                 return Ok(None);
             }
             let chunk = reading.next_chunk().await?;
@@ -445,26 +430,56 @@ impl MediaFiles {
         Ok(Some((header, Box::pin(bytes))))
     }
 
-    /// Destroys the key of `media_id` (every copy of its file is unreadable from then on) and
-    /// deletes its file and claim. Idempotent.
+    /// An object of the first format, sealed whole: read whole (up to the upload limit),
+    /// decrypted, and cut to `range`.
+    async fn open_whole(
+        &self,
+        media_id: MediaId,
+        header: MediaHeader,
+        body_len: u64,
+        range: Range<u64>,
+    ) -> ApiResult<Option<(MediaHeader, MediaBytes)>> {
+        if header.size > self.limit {
+            return Err(damaged(
+                media_id,
+                "an object sealed whole is larger than the upload limit",
+            ));
+        }
+        let Some(mut bytes) = self.store.get(media_id, 0..body_len).await? else {
+            return Ok(None);
+        };
+        let mut ciphertext = Vec::new();
+        while let Some(piece) = bytes.next().await {
+            ciphertext.extend_from_slice(&piece?);
+        }
+        let plain = decrypt_whole(&self.vault, &header, &ciphertext).await?;
+        Ok(plain.map(|b| {
+            let (start, end) = (
+                usize::try_from(range.start)
+                    .unwrap_or(usize::MAX)
+                    .min(b.len()),
+                usize::try_from(range.end)
+                    .unwrap_or(usize::MAX)
+                    .min(b.len()),
+            );
+            let once = futures::stream::iter([Ok(Bytes::from(b).slice(start..end))]);
+            (header, Box::pin(once) as MediaBytes)
+        }))
+    }
+
+    /// Destroys the key of `media_id` (every copy of its object is unreadable from then on) and
+    /// deletes its object and claim. Idempotent.
     ///
     /// # Errors
-    /// Vault failures. A file that cannot be deleted is only logged: without its key it is noise.
+    /// Vault failures. An object that cannot be deleted is only logged: without its key it is
+    /// noise (and a later removal or sweep deletes it).
     pub async fn shred(&self, media_id: MediaId) -> ApiResult<()> {
         self.vault.erase(Subject::Media(media_id)).await?;
-        let files = [self.path(media_id), self.claim_path(media_id)];
-        blocking(move || {
-            for path in files {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e,
-                        "a shredded media file could not be deleted; its key is gone"),
-                }
-            }
-            Ok(())
-        })
-        .await
+        if let Err(e) = self.store.delete(media_id).await {
+            tracing::warn!(%media_id, store = self.store.kind(), error = %e.explain(),
+                "a shredded media object could not be deleted; its key is gone");
+        }
+        Ok(())
     }
 
     /// Destroys the key of a removed (or expired) post's text and shreds each of its media
@@ -488,117 +503,131 @@ impl MediaFiles {
     /// holds it.
     ///
     /// # Errors
-    /// File-system failures.
+    /// Store failures.
     pub async fn claim(&self, media_id: MediaId, post: PostId) -> ApiResult<Claim> {
-        let path = self.claim_path(media_id);
-        let dir = self.dir.clone();
-        blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|e| write_failed("directory", &dir, e))?;
-            for _ in 0..3 {
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                match options.open(&path) {
-                    Ok(mut file) => {
-                        file.write_all(post.to_string().as_bytes())
-                            .and_then(|()| file.sync_all())
-                            .map_err(|e| io("claim", &path, e))?;
-                        return Ok(Claim::Taken);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(io("claim", &path, e)),
-                }
-                let text = match std::fs::read_to_string(&path) {
-                    Ok(t) => t,
-                    // Released in between: try again.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(io("claim", &path, e)),
-                };
-                let age = std::fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
-                    .unwrap_or_default();
-                return match text.trim().parse() {
-                    Ok(post) => Ok(Claim::Held { post, age }),
-                    // Written half by a crash: nobody holds it.
-                    Err(_) => Ok(Claim::Held {
-                        post: PostId::from_uuid(Uuid::nil()),
-                        age: Duration::MAX,
-                    }),
-                };
-            }
-            Err(io("claim", &path, "keeps changing"))
-        })
-        .await
+        self.store.claim(media_id, post).await
     }
 
     /// Drops the claim of `post` on `media_id` (its post was not written, or the claim is stale);
     /// a claim held by another post stays.
     ///
     /// # Errors
-    /// File-system failures.
+    /// Store failures.
     pub async fn release(&self, media_id: MediaId, post: PostId) -> ApiResult<()> {
-        let path = self.claim_path(media_id);
-        blocking(move || {
-            let text = match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(io("claim", &path, e)),
-            };
-            let holder = text.trim().parse::<PostId>().ok();
-            if holder.is_some_and(|h| h != post) {
-                return Ok(());
+        self.store.release(media_id, post).await
+    }
+
+    /// Cleans the store up: shreds what incomplete uploads left behind once older than
+    /// `orphans_after` (a crash between writing an object and completing it: never served),
+    /// and uploads never attached to a post (no claim) once older than `unattached_after`.
+    /// Their keys are destroyed too (an orphan's key may have been stored).
+    ///
+    /// # Errors
+    /// Store or vault failures; what was swept before stays swept.
+    pub async fn sweep(
+        &self,
+        orphans_after: Duration,
+        unattached_after: Duration,
+    ) -> ApiResult<SweepReport> {
+        let mut report = SweepReport::default();
+        for media_id in self.store.sweep_orphans(orphans_after).await? {
+            self.vault.erase(Subject::Media(media_id)).await?;
+            report.orphans.push(media_id);
+        }
+        for listed in self.store.list().await? {
+            if listed.complete && !listed.claimed && listed.age >= unattached_after {
+                // The sweep claims it first, as an attachment would (for nobody's post): an
+                // attachment that claimed it since the listing wins, and one that comes after
+                // finds it claimed.
+                let nobody = PostId::from_uuid(Uuid::nil());
+                if self.store.claim(listed.media_id, nobody).await? != Claim::Taken {
+                    continue;
+                }
+                self.shred(listed.media_id).await?;
+                report.unattached.push(listed.media_id);
             }
-            match std::fs::remove_file(&path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(io("claim", &path, e)),
-            }
-        })
-        .await
+        }
+        Ok(report)
     }
 }
 
-/// A chunked file being decrypted, chunk by chunk.
+/// What one [`MediaFiles::sweep`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Incomplete uploads (orphans), deleted and their keys destroyed.
+    pub orphans: Vec<MediaId>,
+    /// Uploads never attached to a post, shredded.
+    pub unattached: Vec<MediaId>,
+}
+
+/// The header in an object's head.
+fn parse_head(media_id: MediaId, head: &[u8]) -> ApiResult<MediaHeader> {
+    let mut reader = head;
+    let (header, at) = read_header(&mut reader, Path::new(&format!("{media_id}")))?;
+    if at != head.len() as u64 {
+        return Err(damaged(
+            media_id,
+            "its head has bytes after the header line",
+        ));
+    }
+    Ok(header)
+}
+
+/// A chunked object being decrypted, chunk by chunk.
 struct Reading {
     media_id: MediaId,
-    file: tokio::fs::File,
-    /// Taken when the last chunk is opened.
-    opener: Option<StreamOpener>,
+    bytes: Chunks,
+    buffer: BytesMut,
+    opener: StreamOpener,
     chunk_size: u64,
     size: u64,
     chunks: u64,
+    /// The next chunk to open, and the last one wanted.
     next: u64,
+    last: u64,
+    /// Plaintext bytes to drop from the front of the next chunk.
+    skip: u64,
+    /// Where the wanted plaintext ends.
+    end: u64,
 }
 
 impl Reading {
-    /// Reads and opens the next chunk; an error (logged) when it does not open.
+    /// Reads and opens the next chunk, cut to the range; an error (logged) when it does not
+    /// open.
     async fn next_chunk(&mut self) -> std::io::Result<Bytes> {
-        let last = self.next + 1 == self.chunks;
-        let plain = if last {
-            self.size - self.next * self.chunk_size
+        let is_last = self.next + 1 == self.chunks;
+        let start = self.next * self.chunk_size;
+        let plain = if is_last {
+            self.size - start
         } else {
             self.chunk_size
         };
-        let mut chunk =
-            vec![0_u8; usize::try_from(plain).map_err(std::io::Error::other)? + STREAM_TAG];
-        self.file.read_exact(&mut chunk).await?;
-        let opened = match self.opener.take() {
-            Some(opener) if last => opener.open_last(&mut chunk),
-            Some(mut opener) => {
-                let opened = opener.open_next(&mut chunk);
-                self.opener = Some(opener);
-                opened
+        let want = usize::try_from(plain).map_err(std::io::Error::other)? + STREAM_TAG;
+        while self.buffer.len() < want {
+            match self.bytes.next().await {
+                Some(Ok(piece)) => self.buffer.extend_from_slice(&piece),
+                Some(Err(e)) => return Err(std::io::Error::other(e.explain().to_owned())),
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the media object ended before its last chunk",
+                    ))
+                }
             }
-            None => return Err(std::io::Error::other("the media stream has ended")),
-        };
-        if let Err(e) = opened {
+        }
+        let mut chunk = self.buffer.split_to(want).to_vec();
+        let position = u32::try_from(self.next).map_err(std::io::Error::other)?;
+        if let Err(e) = self.opener.open_at(position, is_last, &mut chunk) {
             tracing::error!(media_id = %self.media_id, chunk = self.next, error = %e,
-                "a media file's chunk does not open: tampered with or corrupt; its download is cut off here");
+                "a media object's chunk does not open: tampered with or corrupt; its download is cut off here");
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
         }
         self.next += 1;
-        Ok(Bytes::from(chunk))
+        let to =
+            usize::try_from(self.end.min(start + plain) - start).map_err(std::io::Error::other)?;
+        let from =
+            usize::try_from(std::mem::take(&mut self.skip)).map_err(std::io::Error::other)?;
+        Ok(Bytes::from(chunk).slice(from..to))
     }
 }
 

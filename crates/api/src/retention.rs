@@ -16,14 +16,12 @@
 //! check — and destroying keys and files is idempotent.
 
 use crate::error::{ApiError, ApiResult};
-use crate::media::MediaFiles;
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
 use kring_domain::post;
 use kring_domain::post::{self as domain_post, Post, PostAction, PostContext};
 use kring_domain::{Actor, Command, PostId, StreamName};
 use kring_projections::models::visibility;
-use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -50,7 +48,7 @@ pub struct RetentionReport {
 /// The read model, the event store or the key vault failing; what was expired before the
 /// failure stays expired, and the next run goes on.
 pub async fn expire_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<RetentionReport> {
-    let files = MediaFiles::new(state.media_dir(), Arc::clone(&state.system.vault));
+    let files = state.media_files();
     let mut report = RetentionReport::default();
     for post_id in visibility::due_for_expiry(&state.system.db, now, PER_RUN).await? {
         let stream = StreamName::post(post_id);

@@ -36,6 +36,9 @@ pub struct ServeOptions {
     /// Delivery: SMTP, Web Push, and whether this process runs the delivery worker (off by
     /// default here; `kring-api serve` turns it on).
     pub delivery: crate::delivery::Config,
+    /// Where media objects are kept (`KRING_MEDIA_URL`, [`crate::media_store::MediaUrl`]):
+    /// `None` for files in the data directory.
+    pub media_url: Option<String>,
 }
 
 impl ServeOptions {
@@ -53,6 +56,7 @@ impl ServeOptions {
             limits: Limits::default(),
             retention: true,
             delivery: crate::delivery::Config::default(),
+            media_url: None,
         }
     }
 
@@ -94,6 +98,9 @@ pub enum StartError {
     /// The console's sign-in through the issuer cannot be set up.
     #[error(transparent)]
     ConsoleOidc(#[from] crate::console::oidc::SetupError),
+    /// The media store (`KRING_MEDIA_URL`) cannot be used.
+    #[error("{0}")]
+    Media(String),
 }
 
 /// A running server.
@@ -225,9 +232,18 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
     } else {
         (None, None)
     };
+    let media = crate::media_store::MediaUrl::parse(
+        options.media_url.as_deref(),
+        system.config.media_dir(),
+    )
+    .map_err(StartError::Media)?
+    .open(system.config.database_url.as_deref())
+    .await
+    .map_err(StartError::Media)?;
     let mut state = AppState::new(system, auth, board, options.limits.clone());
     state.delivery = Some(Arc::clone(&delivery));
     state.console_oidc = console_oidc;
+    state.media = media;
     if options.delivery.run_worker {
         tokio::spawn(crate::delivery::worker::run(state.clone(), delivery));
     }
@@ -238,6 +254,7 @@ pub async fn start_on(system: System, options: ServeOptions) -> Result<Running, 
     if options.retention {
         tokio::spawn(crate::retention::run_in_background(state.clone()));
         tokio::spawn(crate::invitation_expiry::run_in_background(state.clone()));
+        tokio::spawn(crate::media_store::sweep::run_in_background(state.clone()));
     }
     let listener =
         TcpListener::bind(options.listen)

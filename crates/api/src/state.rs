@@ -98,6 +98,9 @@ pub struct AppState {
     /// The console's sign-in through the issuer, when configured (set by
     /// [`crate::server::start`]).
     pub console_oidc: Option<Arc<crate::console::oidc::Client>>,
+    /// Where media objects are kept: files in the data directory unless `KRING_MEDIA_URL` says
+    /// otherwise (set by [`crate::server::start`]).
+    pub media: crate::media_store::DynMediaStore,
 }
 
 impl AppState {
@@ -125,6 +128,9 @@ impl AppState {
             projections: Arc::new(projections),
             delivery: None,
             console_oidc: None,
+            media: Arc::new(crate::media_store::local::LocalStore::new(
+                system.config.media_dir(),
+            )),
             system,
         }
     }
@@ -170,10 +176,18 @@ impl AppState {
         })
     }
 
-    /// Where media files are kept.
+    /// Where media files are kept by the local media store (the default).
     #[must_use]
     pub fn media_dir(&self) -> PathBuf {
         self.system.config.media_dir()
+    }
+
+    /// The media items, sealed with their keys and kept in the media store, with the upload
+    /// limit.
+    #[must_use]
+    pub fn media_files(&self) -> crate::media::MediaFiles {
+        crate::media::MediaFiles::over(Arc::clone(&self.media), Arc::clone(&self.system.vault))
+            .with_limit(self.limits.media_body as u64)
     }
 
     /// Waits (bounded) until every read model has reached `position`.

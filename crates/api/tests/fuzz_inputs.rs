@@ -16,6 +16,7 @@ use futures::StreamExt;
 use kring_api::auth::{Auth, Caller, Verified};
 use kring_api::error::Code;
 use kring_api::media::{content_type, decrypt_file, parse_file, sniff, MediaFiles};
+use kring_api::media_store::local::LocalStore;
 use kring_api::server::{start, Running, ServeOptions};
 use kring_api::state::Limits;
 use kring_domain::simulation::hostile::{
@@ -78,6 +79,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 struct Media {
     files: MediaFiles,
+    path: std::path::PathBuf,
     vault: Arc<KeyVault>,
     id: MediaId,
     file: Vec<u8>,
@@ -114,9 +116,11 @@ fn media() -> &'static Media {
                 )
                 .await
                 .unwrap();
-            let file = std::fs::read(files.path(id)).unwrap();
+            let path = LocalStore::new(dir.path().join("media")).path(id);
+            let file = std::fs::read(&path).unwrap();
             Media {
                 files,
+                path,
                 vault,
                 id,
                 file,
@@ -152,7 +156,7 @@ fn damaged_media() -> impl Strategy<Value = Vec<u8>> {
 /// the streamed download to its end, the in-memory decryption.
 async fn read_media(bytes: &[u8]) -> Result<(), TestCaseError> {
     let m = media();
-    std::fs::write(m.files.path(m.id), bytes).unwrap();
+    std::fs::write(&m.path, bytes).unwrap();
     let _ = m.files.header(m.id).await;
     match m.files.open(m.id).await {
         Ok(Some((_, mut stream))) => {

@@ -2180,3 +2180,94 @@ async fn a_file_of_the_first_format_sealed_whole_still_downloads_until_discarded
     assert_eq!(env.media(person(teacher), &media, 0).await, Err(404));
     assert_eq!(decrypt_file(vault, &file).await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_range_of_a_download_answers_206_and_one_beyond_the_item_416() {
+    let env = Env::sqlite_with_media_limit(FULL_LIMIT).await;
+    let teacher = director(&env).await;
+    let size = 3 * CHUNK_SIZE + 1234;
+    let bytes = big_photo(size);
+    let (status, v) = env
+        .upload(person(teacher), "image/jpeg", bytes.clone())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let media = v["media_id"].as_str().unwrap().to_owned();
+    let get = |range: Option<String>| {
+        let mut request = env
+            .request(Method::GET, &format!("/v1/media/{media}"))
+            .bearer_auth(env.token(person(teacher)));
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        request.send()
+    };
+    let whole = get(None).await.unwrap();
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    assert_eq!(whole.bytes().await.unwrap(), bytes);
+
+    // Within one chunk, across chunk boundaries, to the end, the last bytes.
+    let last = size - 1;
+    for (asked, from, to) in [
+        ("bytes=0-0".to_owned(), 0, 0),
+        ("bytes=10-99".to_owned(), 10, 99),
+        (
+            format!("bytes={}-{}", CHUNK_SIZE - 5, 2 * CHUNK_SIZE + 5),
+            CHUNK_SIZE - 5,
+            2 * CHUNK_SIZE + 5,
+        ),
+        (format!("bytes={}-", 3 * CHUNK_SIZE), 3 * CHUNK_SIZE, last),
+        (
+            format!("bytes={}-{}", size - 10, size + 1000),
+            size - 10,
+            last,
+        ),
+        ("bytes=-100".to_owned(), size - 100, last),
+    ] {
+        let res = get(Some(asked.clone())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT, "{asked}");
+        assert_eq!(
+            res.headers()["content-range"],
+            format!("bytes {from}-{to}/{size}").as_str(),
+            "{asked}"
+        );
+        assert_eq!(
+            res.headers()["content-length"],
+            (to - from + 1).to_string().as_str()
+        );
+        assert_eq!(res.bytes().await.unwrap(), bytes[from..=to], "{asked}");
+    }
+
+    // Starting at or beyond the end: 416, with the size.
+    for asked in [
+        format!("bytes={size}-"),
+        format!("bytes={}-{}", size + 5, size + 9),
+        "bytes=-0".to_owned(),
+    ] {
+        let res = get(Some(asked.clone())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{asked}");
+        assert_eq!(
+            res.headers()["content-range"],
+            format!("bytes */{size}").as_str()
+        );
+        let problem: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(problem["code"], "bad_request");
+    }
+
+    // Several ranges, another unit, a malformed one: ignored, the whole item.
+    for asked in ["bytes=0-1,5-6", "items=0-1", "bytes=9-2"] {
+        let res = get(Some(asked.to_owned())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{asked}");
+        assert_eq!(res.bytes().await.unwrap().len(), size);
+    }
+
+    // A stranger gets 404 whatever the range.
+    let stranger = env
+        .request(Method::GET, &format!("/v1/media/{media}"))
+        .bearer_auth(env.token(person(PersonId::generate())))
+        .header("range", "bytes=0-10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), StatusCode::NOT_FOUND);
+}

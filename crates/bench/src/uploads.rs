@@ -5,6 +5,11 @@
 //!
 //! The client runs in this process and holds one copy of the upload's bytes, shared by every
 //! request; what is measured is the server process alone.
+//!
+//! Then every upload is downloaded back at once (`GET /v1/media/{id}`, the bodies counted, not
+//! kept), and both directions' throughput is reported (MiB/s over all uploads). The server
+//! inherits this process's environment: `KRING_MEDIA_URL` (and `KRING_DATABASE_URL`, `AWS_*`)
+//! choose the media store measured (`docs/media.md`).
 
 use crate::report::Row;
 use serde::Serialize;
@@ -36,9 +41,29 @@ pub struct UploadMemory {
     pub first_refusal: Option<String>,
     /// Seconds from the first request to the last answer.
     pub seconds: f64,
+    /// The media store (`KRING_MEDIA_URL`'s adapter: `local`, `postgres`, `s3`).
+    pub store: String,
+    /// Downloads answered `200` with every byte.
+    pub downloaded: usize,
+    /// Seconds from the first download request to the last byte.
+    pub download_seconds: f64,
 }
 
 impl UploadMemory {
+    /// Upload throughput over all uploads, MiB/s.
+    #[must_use]
+    pub fn upload_mib_s(&self) -> f64 {
+        (self.stored * self.size) as f64 / (1024.0 * 1024.0) / self.seconds.max(f64::EPSILON)
+    }
+
+    /// Download throughput over all downloads, MiB/s.
+    #[must_use]
+    pub fn download_mib_s(&self) -> f64 {
+        (self.downloaded * self.size) as f64
+            / (1024.0 * 1024.0)
+            / self.download_seconds.max(f64::EPSILON)
+    }
+
     /// The peak above idle, KiB.
     #[must_use]
     pub fn growth_kib(&self) -> u64 {
@@ -56,19 +81,24 @@ impl UploadMemory {
                 self.uploads,
                 self.size / (1024 * 1024)
             ),
-            "sqlite",
+            format!("sqlite, {} media", self.store),
         )
+        .figure("upload", self.upload_mib_s(), "MiB/s")
+        .figure("download", self.download_mib_s(), "MiB/s")
         .figure("idle", mib(self.idle_kib), "MiB")
         .figure("peak", mib(self.peak_kib), "MiB")
         .figure("above idle", growth, "MiB")
         .target(
             "< 100 MiB above idle",
-            growth < 100.0 && self.stored == self.uploads,
+            growth < 100.0 && self.stored == self.uploads && self.downloaded == self.stored,
         );
         let mut note = format!(
-            "server RSS sampled every 10 ms; VmHWM {:.1} MiB; {:.1} s",
+            "server RSS sampled every 10 ms through uploads and downloads; VmHWM {:.1} MiB; \
+             up {:.1} s, down {:.1} s ({} downloaded)",
             mib(self.hwm_kib),
-            self.seconds
+            self.seconds,
+            self.download_seconds,
+            self.downloaded
         );
         if self.stored != self.uploads {
             let _ = write!(
@@ -207,22 +237,55 @@ async fn run(
     });
     let answers = futures::future::join_all(sends).await;
     let seconds = start.elapsed().as_secs_f64();
+    let mut ids = Vec::new();
+    let mut answers_kept = Vec::new();
+    for answer in answers {
+        match answer {
+            Ok(r) if r.status() == reqwest::StatusCode::CREATED => {
+                let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+                ids.push(v["media_id"].as_str().unwrap_or_default().to_owned());
+                answers_kept.push(Ok(reqwest::StatusCode::CREATED));
+            }
+            Ok(r) => answers_kept.push(Ok(r.status())),
+            Err(e) => answers_kept.push(Err(e)),
+        }
+    }
+    let answers = answers_kept;
+    // Every upload back at once, its bytes counted as they come.
+    let start = Instant::now();
+    let gets = ids.iter().map(|id| {
+        let request = http
+            .get(format!("{base}/v1/media/{id}"))
+            .bearer_auth(&token)
+            .send();
+        async move {
+            let mut response = request.await.ok()?;
+            if response.status() != reqwest::StatusCode::OK {
+                return None;
+            }
+            let mut n = 0;
+            while let Some(chunk) = response.chunk().await.ok()? {
+                n += chunk.len();
+            }
+            Some(n)
+        }
+    });
+    let downloaded = futures::future::join_all(gets)
+        .await
+        .into_iter()
+        .filter(|n| *n == Some(size))
+        .count();
+    let download_seconds = start.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
     let _ = sampler.await;
     let hwm_kib = status_kib(pid, "VmHWM:").unwrap_or(0);
     if let Some(rss) = status_kib(pid, "VmRSS:") {
         peak.fetch_max(rss, Ordering::Relaxed);
     }
-    let stored = answers
-        .iter()
-        .filter(|a| {
-            a.as_ref()
-                .is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED)
-        })
-        .count();
+    let stored = ids.len();
     let first_refusal = answers.iter().find_map(|a| match a {
-        Ok(r) if r.status() == reqwest::StatusCode::CREATED => None,
-        Ok(r) => Some(r.status().to_string()),
+        Ok(s) if *s == reqwest::StatusCode::CREATED => None,
+        Ok(s) => Some(s.to_string()),
         Err(e) => Some(e.to_string()),
     });
     Ok(UploadMemory {
@@ -234,5 +297,21 @@ async fn run(
         stored,
         first_refusal,
         seconds,
+        store: store_kind(),
+        downloaded,
+        download_seconds,
     })
+}
+
+/// The media store the server is told to use, as `KRING_MEDIA_URL` names it.
+fn store_kind() -> String {
+    match std::env::var("KRING_MEDIA_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        None => "local".into(),
+        Some(v) if v.starts_with("s3://") => "s3".into(),
+        Some(v) if v.starts_with("postgres") => "postgres".into(),
+        Some(v) => v,
+    }
 }

@@ -15,7 +15,7 @@
 
 use super::{aad, db, subject_key, KeyVault, VaultError};
 use chacha20poly1305::aead::rand_core::RngCore;
-use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
+use chacha20poly1305::aead::stream::{EncryptorBE32, NewStream, StreamBE32, StreamPrimitive};
 use chacha20poly1305::aead::OsRng;
 use chacha20poly1305::XChaCha20Poly1305;
 use kring_domain::access::Subject;
@@ -103,11 +103,14 @@ impl StreamSealer {
     }
 }
 
-/// Opens one stream's chunks in the order they were sealed; [`StreamOpener::open_last`] ends it.
+/// Opens one stream's chunks in the order they were sealed ([`StreamOpener::open_last`] ends
+/// it), or any chunk by its position ([`StreamOpener::open_at`], for range reads).
 pub struct StreamOpener {
     subject: Subject,
     aad: Vec<u8>,
-    inner: DecryptorBE32<XChaCha20Poly1305>,
+    inner: StreamBE32<XChaCha20Poly1305>,
+    /// The position of the next chunk [`StreamOpener::open_next`] opens.
+    position: u32,
 }
 
 impl std::fmt::Debug for StreamOpener {
@@ -126,9 +129,12 @@ impl StreamOpener {
     /// stream (tampered with, reordered, or the stream's last chunk).
     pub fn open_next(&mut self, chunk: &mut Vec<u8>) -> Result<(), VaultError> {
         let subject = self.subject;
-        self.inner
-            .decrypt_next_in_place(&self.aad, chunk)
-            .map_err(|_| VaultError::Undecryptable { subject })
+        let position = self.position;
+        self.open_at(position, false, chunk)?;
+        self.position = position
+            .checked_add(1)
+            .ok_or(VaultError::Undecryptable { subject })?;
+        Ok(())
     }
 
     /// Opens the last chunk in place and ends the stream.
@@ -137,9 +143,25 @@ impl StreamOpener {
     /// [`VaultError::Undecryptable`] for a chunk that was not sealed as this stream's last one
     /// at this position (tampered with, or the stream was cut short).
     pub fn open_last(self, chunk: &mut Vec<u8>) -> Result<(), VaultError> {
+        self.open_at(self.position, true, chunk)
+    }
+
+    /// Opens the chunk sealed at `position` in place (`last`: as the stream's last chunk),
+    /// without opening the ones before it: a range read opens only the chunks it needs. Chunks
+    /// are still bound to their position, their stream and their being last.
+    ///
+    /// # Errors
+    /// [`VaultError::Undecryptable`] for a chunk that was not sealed at this position of this
+    /// stream with this `last`.
+    pub fn open_at(
+        &self,
+        position: u32,
+        last: bool,
+        chunk: &mut Vec<u8>,
+    ) -> Result<(), VaultError> {
         let subject = self.subject;
         self.inner
-            .decrypt_last_in_place(&self.aad, chunk)
+            .decrypt_in_place(position, last, &self.aad, chunk)
             .map_err(|_| VaultError::Undecryptable { subject })
     }
 }
@@ -237,7 +259,8 @@ impl KeyVault {
         Ok(Some(StreamOpener {
             subject,
             aad: aad(subject, key_id),
-            inner: DecryptorBE32::from_aead(key.cipher, (&nonce).into()),
+            inner: StreamBE32::from_aead(key.cipher, (&nonce).into()),
+            position: 0,
         }))
     }
 }
@@ -394,5 +417,28 @@ mod tests {
             vault.stream_sealer(subject).await,
             Err(VaultError::SubjectErased(s)) if s == subject
         ));
+    }
+
+    #[tokio::test]
+    async fn a_chunk_opens_by_its_position_alone_and_only_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = vault(dir.path()).await;
+        let subject = Subject::Media(MediaId::generate());
+        let (key_id, nonce, sealed) = seal(&vault, subject, &[b"one.", b"two.", b"three"]).await;
+        let opener = vault
+            .stream_opener(subject, key_id, &nonce)
+            .await
+            .unwrap()
+            .unwrap();
+        let at = |position, last, chunk: &Vec<u8>| {
+            let mut c = chunk.clone();
+            opener.open_at(position, last, &mut c).map(|()| c)
+        };
+        assert_eq!(at(1, false, &sealed[1]).unwrap(), b"two.");
+        assert_eq!(at(2, true, &sealed[2]).unwrap(), b"three");
+        // Elsewhere, or with the wrong last flag, it does not open.
+        assert!(at(0, false, &sealed[1]).is_err());
+        assert!(at(2, false, &sealed[2]).is_err());
+        assert!(at(1, true, &sealed[1]).is_err());
     }
 }

@@ -19,6 +19,7 @@
 
 mod edit;
 mod publish;
+mod range;
 mod read;
 mod removal;
 mod tags;
@@ -171,11 +172,7 @@ async fn place_of(
 }
 
 fn files(state: &AppState) -> MediaFiles {
-    MediaFiles::new(
-        state.media_dir(),
-        std::sync::Arc::clone(&state.system.vault),
-    )
-    .with_limit(state.limits.media_body as u64)
+    state.media_files()
 }
 
 /// A published media item, its post's state and school roster, with the caller's standing;

@@ -6,11 +6,11 @@ use super::{
 };
 use crate::audit::log_access;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::{AppState, MinPosition, RequestId, Q};
 use axum::body::Body as RawBody;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -229,10 +229,23 @@ pub async fn read_post(
 /// posted; then to those who may see it (staff of the audience always; parents as consent
 /// allows), and to a compliance officer of the school or the operator (logged). `404` for anyone
 /// else, and once the item or its post was removed.
+///
+/// `Range: bytes=a-b` (or `a-`, or `-n`) asks for part of the item: `206` with `Content-Range`,
+/// and only the sealed chunks that hold it are fetched and decrypted; a range that starts at or
+/// beyond the item's size is `416` with `Content-Range: bytes */size`. Several ranges, another
+/// unit, or a `Range` under `If-Range` are ignored (the whole item, `200`). Every answer says
+/// `Accept-Ranges: bytes`.
 #[utoipa::path(get, path = "/v1/media/{media_id}", tag = "posts",
-    params(("media_id" = Uuid, Path, description = "The media item"), MinPosition),
-    responses((status = 200, description = "The bytes", content_type = "image/*"),
-        (status = 404, body = crate::error::Problem)),
+    params(("media_id" = Uuid, Path, description = "The media item"), MinPosition,
+        ("Range" = Option<String>, Header, description = "One byte range: `bytes=a-b`, `bytes=a-` or `bytes=-n`")),
+    responses((status = 200, description = "The bytes", content_type = "image/*",
+            headers(("Accept-Ranges" = String, description = "`bytes`"))),
+        (status = 206, description = "The bytes of the range asked for", content_type = "image/*",
+            headers(("Content-Range" = String, description = "`bytes a-b/size`"),
+                ("Accept-Ranges" = String, description = "`bytes`"))),
+        (status = 404, body = crate::error::Problem),
+        (status = 416, description = "The range starts at or beyond the item's size", body = crate::error::Problem,
+            headers(("Content-Range" = String, description = "`bytes */size`")))),
     security(("bearer" = [])))]
 pub async fn media_bytes(
     State(state): State<AppState>,
@@ -240,6 +253,7 @@ pub async fn media_bytes(
     RequestId(rid): RequestId,
     Path(media_id): Path<MediaId>,
     Q(min): Q<MinPosition>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
     min.wait(&state).await?;
     let files = files(&state);
@@ -267,15 +281,39 @@ pub async fn media_bytes(
             }
         }
     }
+    let (range, status) = match super::range::wanted(&headers, header.size) {
+        super::range::Wanted::Whole => (None, StatusCode::OK),
+        super::range::Wanted::Part(range) => (Some(range), StatusCode::PARTIAL_CONTENT),
+        super::range::Wanted::Unsatisfiable => {
+            let mut refused = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                Code::BadRequest,
+                format!(
+                    "the range starts at or beyond the item's {} bytes",
+                    header.size
+                ),
+            )
+            .into_response();
+            refused.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{}", header.size))
+                    .map_err(ApiError::internal)?,
+            );
+            return Ok(refused);
+        }
+    };
     let (header, bytes) = files
-        .open(media_id)
+        .open_range(media_id, range.clone())
         .await?
         .ok_or_else(|| hidden_media(media_id))?;
     let content_type = HeaderValue::from_str(&header.content_type).map_err(ApiError::internal)?;
-    Ok((
+    let length = range.as_ref().map_or(header.size, |r| r.end - r.start);
+    let mut answer = (
+        status,
         [
             (header::CONTENT_TYPE, content_type),
-            (header::CONTENT_LENGTH, HeaderValue::from(header.size)),
+            (header::CONTENT_LENGTH, HeaderValue::from(length)),
+            (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
             (
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("private, no-store"),
@@ -291,5 +329,18 @@ pub async fn media_bytes(
         ],
         RawBody::from_stream(bytes),
     )
-        .into_response())
+        .into_response();
+    if let Some(range) = range {
+        answer.headers_mut().insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!(
+                "bytes {}-{}/{}",
+                range.start,
+                range.end - 1,
+                header.size
+            ))
+            .map_err(ApiError::internal)?,
+        );
+    }
+    Ok(answer)
 }
