@@ -168,6 +168,10 @@ impl ConsoleOidcArgs {
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start-up; boxing the options would only add noise"
+)]
 enum Cmd {
     /// Serve the API (with the projectors in-process unless --no-projectors).
     ///

@@ -225,49 +225,48 @@ pub async fn measure(guardians: usize, database_url: Option<String>) -> Result<B
         "meetings: a school of {classes} classes; enrolling and inviting {guardians} families"
     );
     let setup = Instant::now();
-    let families: Vec<Result<(usize, String, String), String>> = futures::stream::iter(
-        0..guardians,
-    )
-    .map(|i| {
-        let (c, groups, dir_token, token) = (&c, &groups, &dir_token, &token);
-        async move {
-            let class = i / CLASS;
-            let group = &groups[class].0;
-            let child = id(
-                &c.post(
-                    &format!("/v1/groups/{group}/children"),
-                    Some(dir_token),
-                    json!({"first_name": format!("Kind{i}"), "last_initial": "K"}),
-                )
-                .await?,
-                "child_id",
-            )?;
-            let sent = c
-                .post(
-                    "/v1/invitations",
-                    Some(dir_token),
-                    json!({"child_id": child, "email": format!("ouder{i}@home.example")}),
-                )
-                .await?;
-            let accepted = c
+    let families: Vec<Result<(usize, String, String), String>> =
+        futures::stream::iter(0..guardians)
+            .map(|i| {
+                let (c, groups, dir_token, token) = (&c, &groups, &dir_token, &token);
+                async move {
+                    let class = i / CLASS;
+                    let group = &groups[class].0;
+                    let child = id(
+                        &c.post(
+                            &format!("/v1/groups/{group}/children"),
+                            Some(dir_token),
+                            json!({"first_name": format!("Kind{i}"), "last_initial": "K"}),
+                        )
+                        .await?,
+                        "child_id",
+                    )?;
+                    let sent = c
+                        .post(
+                            "/v1/invitations",
+                            Some(dir_token),
+                            json!({"child_id": child, "email": format!("ouder{i}@home.example")}),
+                        )
+                        .await?;
+                    let accepted = c
                 .post(
                     "/v1/invitations/accept",
                     None,
                     json!({"code": id(&sent, "code")?, "display_name": format!("Ouder {i}")}),
                 )
                 .await?;
-            c.post(
-                &format!("/v1/invitations/{}/approve", id(&sent, "invitation_id")?),
-                Some(dir_token),
-                json!({}),
-            )
-            .await?;
-            Ok((class, child, token(person(&accepted, "person_id")?)?))
-        }
-    })
-    .buffer_unordered(8)
-    .collect()
-    .await;
+                    c.post(
+                        &format!("/v1/invitations/{}/approve", id(&sent, "invitation_id")?),
+                        Some(dir_token),
+                        json!({}),
+                    )
+                    .await?;
+                    Ok((class, child, token(person(&accepted, "person_id")?)?))
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
     let families = families.into_iter().collect::<Result<Vec<_>, String>>()?;
     eprintln!(
         "meetings: {guardians} families in {:.1} s",

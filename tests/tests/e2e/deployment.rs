@@ -2,7 +2,8 @@
 //! behind a load balancer and one `kring-api projector` worker, each process with a data
 //! directory of its own (three machines), on one PostgreSQL database, with the settings every
 //! instance must share (the master key of the key vault, the token signing secret, the VAPID
-//! key, the single sign-on issuer) and one shared media store.
+//! key, the single sign-on issuer) and one shared media store (S3-compatible object storage: the emulator the test command
+//! starts).
 //!
 //! The load balancer here is round robin: consecutive requests go to alternate instances, so
 //! every write is read back through the other instance. Reads carry `?min_position=` with the
@@ -17,7 +18,7 @@ use kring_testkit::smtp::{self, SmtpSink};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
@@ -46,34 +47,109 @@ fn shared_env() -> Vec<(String, String)> {
     .collect()
 }
 
-/// The media store every instance shares.
+/// The media store every instance shares: a prefix of its own in the S3-compatible store that
+/// the test command starts (moto's emulator, `scripts/lib/moto.sh`), as a board would use
+/// object storage behind several instances.
 struct SharedMedia {
-    dir: tempfile::TempDir,
+    /// `http://127.0.0.1:<port>`: the emulator, path style.
+    endpoint: String,
+    bucket: String,
+    prefix: String,
+    http: reqwest::Client,
 }
 
 impl SharedMedia {
     fn new() -> Self {
+        let endpoint = std::env::var("KRING_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
+            panic!(
+                "KRING_TEST_S3_ENDPOINT is not set. Run the tests with `scripts/test`: it starts \
+                 an S3-compatible emulator (scripts/lib/moto.sh) and exports it with the AWS_* \
+                 settings"
+            )
+        });
+        let bucket = std::env::var("KRING_TEST_S3_BUCKET").unwrap_or_else(|_| "kring-test".into());
         Self {
-            dir: tempfile::tempdir().expect("a temp dir"),
+            endpoint,
+            bucket,
+            prefix: format!("deployment-{}", Uuid::new_v4()),
+            http: reqwest::Client::new(),
         }
     }
 
-    /// How an instance whose data directory is `instance_dir` reaches the shared media store:
-    /// the one place that says where media live. Until the media store port lands, media are
-    /// files in `DATA_DIR/media`, so each instance's `media` is a link to one shared directory
-    /// (a network file system in a real deployment) and no variable is set. With the port this
-    /// becomes `KRING_MEDIA_URL=s3://bucket/prefix` on the emulator `scripts/lib/moto.sh`
-    /// starts, and no link.
-    fn shared_media_env(&self, instance_dir: &Path) -> Vec<(String, String)> {
-        std::os::unix::fs::symlink(self.dir.path(), instance_dir.join("media"))
-            .expect("DATA_DIR/media links to the shared media directory");
-        Vec::new()
+    /// How every instance reaches the shared media store: the one place that says where media
+    /// live (`KRING_MEDIA_URL` and the `AWS_*` settings `start_moto` exported).
+    fn shared_media_env(&self, _instance_dir: &Path) -> Vec<(String, String)> {
+        let mut env = vec![(
+            "KRING_MEDIA_URL".to_owned(),
+            format!("s3://{}/{}", self.bucket, self.prefix),
+        )];
+        for key in [
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+            "AWS_ALLOW_HTTP",
+        ] {
+            if let Ok(value) = std::env::var(key) {
+                env.push((key.to_owned(), value));
+            }
+        }
+        env
     }
 
-    /// The stored (encrypted) object of a media item: what a copy outside Kring's reach (a
-    /// replica, a backup) would hold.
-    fn object(&self, media: Uuid) -> PathBuf {
-        self.dir.path().join(format!("{media}.kmedia"))
+    /// The address of one stored (encrypted) object of a media item (`body` or `head`): what a
+    /// copy outside Kring's reach (a replica, a backup) would hold. The emulator does not check
+    /// signatures, so the test reads and writes it with plain requests.
+    fn url(&self, media: Uuid, part: &str) -> String {
+        format!(
+            "{}/{}/{}/{media}.{part}",
+            self.endpoint, self.bucket, self.prefix
+        )
+    }
+
+    /// Whether the item's body object is in the store.
+    async fn has_object(&self, media: Uuid) -> bool {
+        let status = self
+            .http
+            .head(self.url(media, "body"))
+            .send()
+            .await
+            .expect("the S3 emulator answers")
+            .status();
+        status.is_success()
+    }
+
+    /// The item's stored objects (`head`, `body`), as a copy outside Kring would keep them.
+    async fn copy_objects(&self, media: Uuid) -> Vec<(String, Vec<u8>)> {
+        let mut copy = Vec::new();
+        for part in ["head", "body"] {
+            let answer = self
+                .http
+                .get(self.url(media, part))
+                .send()
+                .await
+                .expect("the S3 emulator answers");
+            assert!(answer.status().is_success(), "{part}: {}", answer.status());
+            copy.push((
+                part.to_owned(),
+                answer.bytes().await.expect("the object").to_vec(),
+            ));
+        }
+        copy
+    }
+
+    /// Puts a copy made by [`SharedMedia::copy_objects`] back into the store.
+    async fn put_back(&self, media: Uuid, copy: &[(String, Vec<u8>)]) {
+        for (part, bytes) in copy {
+            let answer = self
+                .http
+                .put(self.url(media, part))
+                .body(bytes.clone())
+                .send()
+                .await
+                .expect("the S3 emulator answers");
+            assert!(answer.status().is_success(), "{part}: {}", answer.status());
+        }
     }
 }
 
@@ -577,7 +653,7 @@ async fn a_school_through_two_api_instances_and_a_projector_worker() {
 
     // ---- Removal through A: B serves the photo to nobody from that position on, and its
     // object is gone from the shared media store.
-    assert!(media.object(class_photo).is_file());
+    assert!(media.has_object(class_photo).await);
     lb.write_on(
         0,
         Method::DELETE,
@@ -590,7 +666,10 @@ async fn a_school_through_two_api_instances_and_a_projector_worker() {
     for viewer in [mum, noors_mum, teacher, director] {
         assert_eq!(lb.bytes_on(1, class_photo, who(viewer)).await, Err(404));
     }
-    assert!(!media.object(class_photo).exists(), "the object is deleted");
+    assert!(
+        !media.has_object(class_photo).await,
+        "the object is deleted"
+    );
 
     // ---- Crypto-shredding across instances: B holds an upload's key in its cache (it served
     // the upload), a copy of the encrypted object survives outside Kring, and the upload is
@@ -612,7 +691,7 @@ async fn a_school_through_two_api_instances_and_a_projector_worker() {
         lb.bytes_on(1, draft, who(teacher)).await,
         Ok(secret.clone())
     );
-    let copy = std::fs::read(media.object(draft)).expect("the encrypted object");
+    let copy = media.copy_objects(draft).await;
     lb.write_on(
         0,
         Method::DELETE,
@@ -622,17 +701,19 @@ async fn a_school_through_two_api_instances_and_a_projector_worker() {
     )
     .await
     .expect(200);
-    std::fs::write(media.object(draft), &copy).expect("the copy put back");
+    media.put_back(draft, &copy).await;
     assert_eq!(
         lb.bytes_on(1, draft, who(teacher)).await,
         Err(404),
         "the surviving copy does not open without its key"
     );
-    assert!(media.object(draft).is_file(), "the copy is there");
-    assert!(
-        !String::from_utf8_lossy(&copy).contains("alleen-voor-de-juf"),
-        "the object holds no plaintext"
-    );
+    assert!(media.has_object(draft).await, "the copy is there");
+    for (part, bytes) in &copy {
+        assert!(
+            !String::from_utf8_lossy(bytes).contains("alleen-voor-de-juf"),
+            "the {part} object holds no plaintext"
+        );
+    }
 
     // ---- A token revoked through A is refused by B at once (the revocation answers once the
     // read models have it).

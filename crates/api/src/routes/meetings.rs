@@ -1139,7 +1139,7 @@ pub(crate) async fn export_events(
     let ids: Vec<Uuid> = person
         .map(Uuid::from)
         .into_iter()
-        .chain(children.iter().map(|c| c.as_uuid()))
+        .chain(children.iter().map(kring_domain::ChildId::as_uuid))
         .collect();
     let by_them = |by: PersonId| Some(by) == person;
     let holds = |staff: &[PersonId]| person.is_some_and(|p| staff.contains(&p));

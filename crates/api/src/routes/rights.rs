@@ -218,8 +218,11 @@ pub(crate) async fn export_events(
     // The meeting rounds they take part in: their children's bookings and their own, the
     // conversations they hold as staff. A person's export opens the place (it is shown to them
     // in the round); a child's export alone, read by an officer, keeps it withheld.
-    let place_opened: &(dyn Fn(&Subject) -> bool + Sync) =
-        if person.is_some() { &everything } else { &own_only };
+    let place_opened: &(dyn Fn(&Subject) -> bool + Sync) = if person.is_some() {
+        &everything
+    } else {
+        &own_only
+    };
     events.extend(
         crate::routes::meetings::export_events(state, person, children, place_opened).await?,
     );
