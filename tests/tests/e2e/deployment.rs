@@ -51,16 +51,15 @@ fn shared_env() -> Vec<(String, String)> {
 /// the test command starts (moto's emulator, `scripts/lib/moto.sh`), as a board would use
 /// object storage behind several instances.
 struct SharedMedia {
-    /// `http://127.0.0.1:<port>`: the emulator, path style.
-    endpoint: String,
     bucket: String,
     prefix: String,
-    http: reqwest::Client,
+    /// The bucket itself, reached with the same `AWS_*` settings as the instances.
+    raw: object_store::aws::AmazonS3,
 }
 
 impl SharedMedia {
     fn new() -> Self {
-        let endpoint = std::env::var("KRING_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
+        std::env::var("KRING_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
             panic!(
                 "KRING_TEST_S3_ENDPOINT is not set. Run the tests with `scripts/test`: it starts \
                  an S3-compatible emulator (scripts/lib/moto.sh) and exports it with the AWS_* \
@@ -68,11 +67,14 @@ impl SharedMedia {
             )
         });
         let bucket = std::env::var("KRING_TEST_S3_BUCKET").unwrap_or_else(|_| "kring-test".into());
+        let raw = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(&bucket)
+            .build()
+            .expect("the S3 settings start_moto exported");
         Self {
-            endpoint,
             bucket,
-            prefix: format!("deployment-{}", Uuid::new_v4()),
-            http: reqwest::Client::new(),
+            prefix: format!("deployment-{}", Uuid::now_v7().simple()),
+            raw,
         }
     }
 
@@ -97,58 +99,46 @@ impl SharedMedia {
         env
     }
 
-    /// The address of one stored (encrypted) object of a media item (`body` or `head`): what a
-    /// copy outside Kring's reach (a replica, a backup) would hold. The emulator does not check
-    /// signatures, so the test reads and writes it with plain requests.
-    fn url(&self, media: Uuid, part: &str) -> String {
-        format!(
-            "{}/{}/{}/{media}.{part}",
-            self.endpoint, self.bucket, self.prefix
-        )
+    /// One stored (encrypted) object of a media item (`body` or `head`): what a copy outside
+    /// Kring's reach (a replica, a backup) would hold.
+    fn path(&self, media: Uuid, part: &str) -> object_store::path::Path {
+        object_store::path::Path::from(format!("{}/{media}.{part}", self.prefix))
     }
 
     /// Whether the item's body object is in the store.
     async fn has_object(&self, media: Uuid) -> bool {
-        let status = self
-            .http
-            .head(self.url(media, "body"))
-            .send()
-            .await
-            .expect("the S3 emulator answers")
-            .status();
-        status.is_success()
+        use object_store::ObjectStore;
+        match self.raw.head(&self.path(media, "body")).await {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => panic!("the S3 emulator answers: {e}"),
+        }
     }
 
     /// The item's stored objects (`head`, `body`), as a copy outside Kring would keep them.
     async fn copy_objects(&self, media: Uuid) -> Vec<(String, Vec<u8>)> {
+        use object_store::ObjectStore;
         let mut copy = Vec::new();
         for part in ["head", "body"] {
-            let answer = self
-                .http
-                .get(self.url(media, part))
-                .send()
+            let got = self
+                .raw
+                .get(&self.path(media, part))
                 .await
-                .expect("the S3 emulator answers");
-            assert!(answer.status().is_success(), "{part}: {}", answer.status());
-            copy.push((
-                part.to_owned(),
-                answer.bytes().await.expect("the object").to_vec(),
-            ));
+                .unwrap_or_else(|e| panic!("{part}: {e}"));
+            let bytes = got.bytes().await.unwrap_or_else(|e| panic!("{part}: {e}"));
+            copy.push((part.to_owned(), bytes.to_vec()));
         }
         copy
     }
 
     /// Puts a copy made by [`SharedMedia::copy_objects`] back into the store.
     async fn put_back(&self, media: Uuid, copy: &[(String, Vec<u8>)]) {
+        use object_store::ObjectStore;
         for (part, bytes) in copy {
-            let answer = self
-                .http
-                .put(self.url(media, part))
-                .body(bytes.clone())
-                .send()
+            self.raw
+                .put(&self.path(media, part), bytes.clone().into())
                 .await
-                .expect("the S3 emulator answers");
-            assert!(answer.status().is_success(), "{part}: {}", answer.status());
+                .unwrap_or_else(|e| panic!("{part}: {e}"));
         }
     }
 }

@@ -174,6 +174,12 @@ struct PgShared {
     listening: AtomicBool,
     /// The newest erasure evicted; held while reading or applying erasures.
     last_id: tokio::sync::Mutex<i64>,
+    /// How many reads of the erasure table ([`PgShared::catch_up`]) have begun, and the number
+    /// of the last one finished: a caller that waited for the lock while a read that began after
+    /// its call finished needs no read of its own. Many concurrent reads at a position then
+    /// share one query instead of queueing one each.
+    catch_ups_begun: std::sync::atomic::AtomicU64,
+    catch_up_finished: std::sync::atomic::AtomicU64,
 }
 
 impl Watch {
@@ -204,6 +210,8 @@ impl Watch {
                     cache,
                     listening: AtomicBool::new(false),
                     last_id: tokio::sync::Mutex::new(last_id),
+                    catch_ups_begun: std::sync::atomic::AtomicU64::new(0),
+                    catch_up_finished: std::sync::atomic::AtomicU64::new(0),
                 });
                 let task = tokio::spawn(listen(Arc::clone(&shared)));
                 Ok(Self::Postgres(PgWatch { shared, task }))
@@ -313,7 +321,14 @@ async fn data_version(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
 impl PgShared {
     /// Reads and evicts the erasures above the last one seen.
     async fn catch_up(&self) -> Result<(), sqlx::Error> {
+        // Reads numbered above `arrived` began after this call did, so they see every erasure
+        // committed before it.
+        let arrived = self.catch_ups_begun.load(Ordering::Acquire);
         let mut last_id = self.last_id.lock().await;
+        if self.catch_up_finished.load(Ordering::Acquire) > arrived {
+            return Ok(());
+        }
+        let this = self.catch_ups_begun.fetch_add(1, Ordering::AcqRel) + 1;
         let erased: Vec<(i64, String)> =
             sqlx::query_as("SELECT id, subject FROM vault_erasures WHERE id > $1 ORDER BY id")
                 .bind(*last_id)
@@ -323,6 +338,7 @@ impl PgShared {
             self.cache.evict_names(&erased);
             *last_id = *id;
         }
+        self.catch_up_finished.store(this, Ordering::Release);
         Ok(())
     }
 
