@@ -126,6 +126,11 @@ pub struct NewInvitation {
     /// The child the parent is invited for.
     pub child_id: Uuid,
     /// The parent's e-mail address (kept sealed; shown to nobody but the parent).
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^\s@\u0000-\u001F\u007F-\u009F]+@[^\s@.\u0000-\u001F\u007F-\u009F][^\s@\u0000-\u001F\u007F-\u009F]*\.[^\s@\u0000-\u001F\u007F-\u009F]*[^\s@.\u0000-\u001F\u007F-\u009F]$",
+        example = "name@example.org"
+    )]
     pub email: String,
 }
 

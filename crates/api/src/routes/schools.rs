@@ -140,6 +140,11 @@ pub struct NewStaff {
     )]
     pub display_name: String,
     /// Their e-mail address (shown to nobody but themselves).
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^\s@\u0000-\u001F\u007F-\u009F]+@[^\s@.\u0000-\u001F\u007F-\u009F][^\s@\u0000-\u001F\u007F-\u009F]*\.[^\s@\u0000-\u001F\u007F-\u009F]*[^\s@.\u0000-\u001F\u007F-\u009F]$",
+        example = "name@example.org"
+    )]
     pub email: String,
     /// Their role.
     pub role: Role,
