@@ -1047,6 +1047,13 @@ async fn an_officer_follows_a_withdrawal_in_the_browser() {
         .click()
         .await
         .unwrap();
+    // The verification replays the whole log before the page answers: wait for it.
+    browser
+        .wait()
+        .at_most(Duration::from_secs(300))
+        .for_element(Css("#verify-result"))
+        .await
+        .unwrap();
     assert!(text("#verify-result").await.starts_with("✓"));
     let models = rows(&browser, "#model-checks tbody tr").await;
     assert!(models >= 10);
