@@ -68,8 +68,14 @@ impl Client {
             }
             let res = req.send().await.map_err(|e| format!("{path}: {e}"))?;
             let status = res.status();
+            let retry_header = res.headers().get(reqwest::header::RETRY_AFTER).cloned();
             let text = res.text().await.map_err(|e| e.to_string())?;
             if status == reqwest::StatusCode::CONFLICT && text.contains("concurrency_conflict") {
+                continue;
+            }
+            // Overloaded: wait as the answer asks and try again, as an app does.
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                tokio::time::sleep(retry_after(retry_header.as_ref())).await;
                 continue;
             }
             if !status.is_success() {
@@ -88,6 +94,17 @@ impl Client {
     ) -> Result<Value, String> {
         self.call(reqwest::Method::POST, path, token, body).await
     }
+}
+
+/// How long a `503` asks the client to wait (`Retry-After` in seconds), 100 ms when it does
+/// not say, at most 5 s.
+pub(crate) fn retry_after(header: Option<&reqwest::header::HeaderValue>) -> Duration {
+    header
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_millis(100), |s| {
+            Duration::from_secs(s.min(5))
+        })
 }
 
 pub(crate) fn id(v: &Value, field: &str) -> Result<String, String> {

@@ -46,6 +46,8 @@ pub struct Booked {
     pub conflicted: usize,
     /// `409` answers in all.
     pub conflicts: usize,
+    /// `503` answers (the server asked to try again later), each retried.
+    pub unavailable: usize,
 }
 
 impl Booked {
@@ -67,10 +69,11 @@ impl Booked {
         .figure("request p99", self.requests.percentile_ms(99.0), "ms")
         .figure("booked p99", self.to_booked.percentile_ms(99.0), "ms")
         .note(format!(
-            "all booked in {secs:.2} s; {} guardians got a conflict ({} 409s in {} requests)",
+            "all booked in {secs:.2} s; {} guardians got a conflict ({} 409s in {} requests); {} 503s retried",
             self.conflicted,
             self.conflicts,
-            self.requests.len()
+            self.requests.len(),
+            self.unavailable
         ))
     }
 }
@@ -87,6 +90,7 @@ struct Outcome {
     requests: Vec<Duration>,
     to_booked: Duration,
     conflicts: usize,
+    unavailable: usize,
 }
 
 /// Reads the round and books one of the first three free slots until one is booked.
@@ -97,6 +101,7 @@ async fn book(c: &Client, f: &Family, start: Instant, seed: u64) -> Result<Outco
         requests: Vec::new(),
         to_booked: Duration::ZERO,
         conflicts: 0,
+        unavailable: 0,
     };
     for _ in 0..200 {
         let view = c
@@ -129,6 +134,7 @@ async fn book(c: &Client, f: &Family, start: Instant, seed: u64) -> Result<Outco
             .await
             .map_err(|e| e.to_string())?;
         let status = res.status();
+        let retry = res.headers().get(reqwest::header::RETRY_AFTER).cloned();
         let text = res.text().await.map_err(|e| e.to_string())?;
         out.requests.push(sent.elapsed());
         match status.as_u16() {
@@ -137,6 +143,10 @@ async fn book(c: &Client, f: &Family, start: Instant, seed: u64) -> Result<Outco
                 return Ok(out);
             }
             409 => out.conflicts += 1,
+            503 => {
+                out.unavailable += 1;
+                tokio::time::sleep(crate::delivery::retry_after(retry.as_ref())).await;
+            }
             _ => return Err(format!("booking: {status}: {text}")),
         }
     }
@@ -337,13 +347,14 @@ pub async fn measure(guardians: usize, database_url: Option<String>) -> Result<B
     let started = Instant::now();
     let mut requests = Vec::new();
     let mut to_booked = Vec::new();
-    let (mut conflicted, mut conflicts) = (0, 0);
+    let (mut conflicted, mut conflicts, mut unavailable) = (0, 0, 0);
     for task in tasks {
         let outcome = task.await.map_err(|e| e.to_string())??;
         requests.extend(outcome.requests);
         to_booked.push(outcome.to_booked);
         conflicted += usize::from(outcome.conflicts > 0);
         conflicts += outcome.conflicts;
+        unavailable += outcome.unavailable;
     }
     let elapsed = started.elapsed();
     // Every child booked once, no slot twice: read as each round's teacher.
@@ -387,5 +398,6 @@ pub async fn measure(guardians: usize, database_url: Option<String>) -> Result<B
         to_booked: Latencies::new(to_booked),
         conflicted,
         conflicts,
+        unavailable,
     })
 }

@@ -20,6 +20,7 @@
 //! A check value sealed with it at creation makes a wrong master key fail at start-up.
 
 mod db;
+mod flight;
 mod ledger;
 mod master;
 mod stream;
@@ -37,6 +38,7 @@ use base64::Engine;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use db::VaultDb;
+use flight::SingleFlight;
 use kring_domain::access::Subject;
 use kring_domain::sealed::{Envelope, Opened, Sealed, PLAIN_KEY, SEALED_KEY};
 use serde::de::DeserializeOwned;
@@ -123,6 +125,10 @@ pub struct KeyVault {
     /// Keeps the cache in step with erasures committed by other processes.
     watch: Watch,
     ledger: Option<ErasureLedger>,
+    /// One load from the database per subject at a time: readers that miss the cache for the
+    /// same subject at once (a page of posts by one teacher, a round opened by one person)
+    /// wait for the first one's load instead of each taking a connection for the same row.
+    loading: SingleFlight,
 }
 
 /// How a sealed field of another subject reads in an opened payload.
@@ -219,6 +225,7 @@ impl KeyVault {
             cache,
             watch,
             ledger: None,
+            loading: SingleFlight::default(),
         })
     }
 
@@ -688,6 +695,15 @@ impl KeyVault {
             }
             Some(cached) => return Ok(cached),
             None => {}
+        }
+        let _turn = self.loading.turn(subject).await;
+        // Whoever loaded the key while this reader waited has cached it (unless an erasure
+        // was processed meanwhile: then it is read again).
+        match self.cache.get(subject) {
+            Some(None) if create => return Err(VaultError::SubjectErased(subject)),
+            Some(Some(key)) if !(create && self.watch.is_asynchronous()) => return Ok(Some(key)),
+            Some(None) => return Ok(None),
+            _ => {}
         }
         let epoch = self.cache.epoch();
         let row = match self.db.key(&name).await? {
