@@ -135,6 +135,7 @@ conformance!(
     orphans_are_never_served_and_are_swept,
     claims_are_exclusive,
     a_large_file_streams_through_in_bounded_memory,
+    many_uploads_at_once_beyond_the_memory_budget_all_arrive_whole,
 );
 
 /// A head of `len` bytes (the shape of a media head: two lines).
@@ -184,6 +185,35 @@ async fn put(store: &DynMediaStore, id: MediaId, data: &[u8]) -> Bytes {
         .unwrap();
     assert_eq!(len, data.len() as u64);
     h
+}
+
+/// More uploads at once than a store holds parts in memory for (S3 keeps
+/// `PARTS_IN_MEMORY` parts of 5 MiB for all uploads together): they wait their turn, none
+/// deadlocks, and each reads back byte for byte, its parts in order.
+async fn many_uploads_at_once_beyond_the_memory_budget_all_arrive_whole(f: Fixture) {
+    const UPLOADS: u32 = 8;
+    const LEN: usize = 11 * 1024 * 1024 + 12_345;
+    let store = &f.store;
+    let ids: Vec<MediaId> = (0..UPLOADS).map(|_| MediaId::generate()).collect();
+    let uploads = ids.iter().zip(0..).map(|(id, seed)| async move {
+        let data = body(LEN, seed);
+        let h = head(300, b'h');
+        let len = store
+            .put(*id, h.len(), pieces(&data, 65_552, h))
+            .await
+            .unwrap();
+        assert_eq!(len, LEN as u64);
+        Sha256::digest(&data)
+    });
+    let sent = tokio::time::timeout(Duration::from_secs(300), futures::future::join_all(uploads))
+        .await
+        .expect("every upload finishes: none waits forever for memory another holds");
+    for (id, digest) in ids.iter().zip(sent) {
+        let stat = store.stat(*id).await.unwrap().unwrap();
+        assert_eq!(stat.body_len, LEN as u64);
+        let got = collect(store.get(*id, 0..stat.body_len).await.unwrap().unwrap()).await;
+        assert_eq!(Sha256::digest(&got), digest, "{id}");
+    }
 }
 
 async fn put_then_streamed_get(f: Fixture) {

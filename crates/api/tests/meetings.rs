@@ -29,6 +29,7 @@ kring_testkit::on_both_backends!(sqlite: |_| Api::sqlite(), postgres: Api::postg
     a_guardian_with_children_in_two_groups_gets_no_overlapping_slot_and_adjacent_suggestions,
     both_guardians_see_the_booking_and_either_can_move_or_cancel_it,
     the_place_is_sealed_in_the_log_shown_in_the_round_and_erased_with_who_opened_it,
+    a_round_opened_before_the_place_was_sealed_is_shown_booked_and_erased_like_a_new_one,
     a_guardians_bookings_and_a_teachers_conversations_are_in_their_data_exports,
     the_calendar_feed_has_meetings_and_activities_with_stable_uids_and_a_key_that_rotates,
 );
@@ -715,6 +716,107 @@ async fn the_place_is_sealed_in_the_log_shown_in_the_round_and_erased_with_who_o
         .expect(200);
     assert_eq!(me.body["as_guardian"][0]["place_kind"], "online");
     assert_eq!(me.body["as_guardian"][0]["place"], "[erased]");
+}
+
+/// A round written by an older Kring (`MeetingRoundOpened` v1, the place in the clear) goes
+/// through the projector and the API as a new one does: shown to the family, booked, and its
+/// place read as `[erased]` once who opened the round is erased.
+async fn a_round_opened_before_the_place_was_sealed_is_shown_booked_and_erased_like_a_new_one(
+    api: Api,
+) {
+    use kring_store::{EventStore, EventStoreExt, ExpectedVersion, NewEvent};
+    let s = School::build(&api, "De Regenboog").await;
+    let mum = s.guardian(&api, s.child_a, "Mama").await;
+    // A round as today's Kring writes it, turned into the old shape for another round id.
+    let template = open_round(&api, s.group, s.teacher, 3, "child", 0).await;
+    let store = &api.running.state.system.store;
+    let stored = store
+        .read_stream_to_end(&StreamName::meeting(
+            kring_domain::MeetingRoundId::from_uuid(template.parse().unwrap()),
+        ))
+        .await
+        .unwrap();
+    let opened = &stored[0];
+    assert_eq!(
+        (opened.event_type.as_str(), opened.schema_version),
+        ("MeetingRoundOpened", 2)
+    );
+    let old_id = kring_domain::MeetingRoundId::generate();
+    let mut payload: Value = serde_json::from_str(&opened.payload).unwrap();
+    payload["round_id"] = json!(old_id);
+    payload["place"] = json!({"kind": "room", "name": "Lokaal 9"});
+    store
+        .append(
+            &StreamName::meeting(old_id),
+            ExpectedVersion::NoStream,
+            vec![NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: "MeetingRoundOpened".into(),
+                schema_version: 1,
+                occurred_at: opened.occurred_at,
+                actor: opened.actor,
+                correlation_id: uuid::Uuid::now_v7(),
+                causation_id: None,
+                payload: serde_json::to_string(&payload).unwrap(),
+            }],
+        )
+        .await
+        .unwrap();
+    let round = old_id.to_string();
+    let path = format!("/v1/meeting-rounds/{round}");
+    // The family sees it with its place and books a slot in it (the command reads the old
+    // event back from the log).
+    let v = api.get_fresh(&path, &api.person(mum)).await.expect(200);
+    assert_eq!(v.body["place"], json!({"kind": "room", "name": "Lokaal 9"}));
+    assert_eq!(v.body["slots"].as_array().unwrap().len(), 3);
+    book(&api, &round, mum, 2, s.child_a).await.expect(201);
+    let staff = api
+        .get_fresh(&path, &api.person(s.teacher))
+        .await
+        .expect(200);
+    let booked: Vec<&Value> = staff.body["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|slot| !slot["booking"].is_null())
+        .collect();
+    assert_eq!(booked.len(), 1);
+    assert_eq!(booked[0]["slot_id"], 2);
+    let me = api
+        .get_fresh("/v1/me/meetings", &api.person(mum))
+        .await
+        .expect(200);
+    let mine: Vec<&Value> = me.body["as_guardian"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["round_id"] == json!(round))
+        .collect();
+    assert_eq!(mine.len(), 1, "{}", me.body);
+    assert_eq!(mine[0]["place"], "Lokaal 9");
+    // Erased with who opened it, as a sealed place is; the booking stays.
+    api.post(
+        &format!("/v1/people/{}/erasure", s.teacher),
+        Some(&api.person(s.director)),
+        json!({}),
+    )
+    .await
+    .expect(202);
+    let v = api.get_fresh(&path, &api.person(mum)).await.expect(200);
+    assert_eq!(v.body["place"], json!({"kind": "room", "name": "[erased]"}));
+    assert_eq!(v.body["my_bookings"].as_array().unwrap().len(), 1);
+    let me = api
+        .get_fresh("/v1/me/meetings", &api.person(mum))
+        .await
+        .expect(200);
+    let mine: Vec<&Value> = me.body["as_guardian"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["round_id"] == json!(round))
+        .collect();
+    assert_eq!(mine[0]["place"], "[erased]");
+    assert!(!v.text.contains("Lokaal 9") && !me.text.contains("Lokaal 9"));
 }
 
 /// The meeting events of a person's export, as `(type, payload)`.

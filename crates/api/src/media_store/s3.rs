@@ -3,7 +3,11 @@
 //! `KRING_MEDIA_URL=s3://bucket/prefix` keeps, per media item:
 //!
 //! - `<prefix>/<id>.body`: the body, written as a multipart upload of [`PART_SIZE`] parts (at
-//!   most [`IN_FLIGHT`] of them in flight), so an upload is never held whole in memory;
+//!   most [`IN_FLIGHT`] of them in flight), so an upload is never held whole in memory. S3 takes
+//!   no part under 5 MiB, so every upload holds whole parts while it fills and sends them; the
+//!   parts held by all uploads of the process together stay within [`PARTS_IN_MEMORY`]: an
+//!   upload that finds the budget spent waits (its client's bytes wait in the socket), so the
+//!   memory of many large uploads at once is bounded by the budget, not by their number;
 //! - `<prefix>/<id>.head`: the head and then the body's length (8 bytes, big endian), written
 //!   once the body is complete. A body without a head is an orphan: never served, and deleted
 //!   by [`S3MediaStore::sweep_orphans`];
@@ -25,22 +29,27 @@ use super::{
 use crate::error::{ApiError, ApiResult};
 use async_trait::async_trait;
 use axum::body::Bytes;
+use bytes::BytesMut;
 use futures::{StreamExt, TryStreamExt};
 use kring_domain::{MediaId, PostId};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{
-    GetOptions, GetRange, ObjectStore, PutMode, PutOptions, PutPayload, WriteMultipart,
+    GetOptions, GetRange, MultipartUpload, ObjectStore, PutMode, PutOptions, PutPayload,
 };
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 /// Bytes per part of a body's multipart upload (S3's smallest part but the last is 5 MiB).
 pub const PART_SIZE: usize = 5 * 1024 * 1024;
 /// Parts of one upload sent at once.
 pub const IN_FLIGHT: usize = 2;
+/// Parts held in memory (filling or in flight) by all uploads of one store together.
+pub const PARTS_IN_MEMORY: usize = 12;
 /// Bytes asked for by one ranged `GET` of a download.
 pub const WINDOW: usize = 8 * 1024 * 1024;
 
@@ -49,6 +58,8 @@ pub const WINDOW: usize = 8 * 1024 * 1024;
 pub struct S3MediaStore {
     store: Arc<dyn ObjectStore>,
     prefix: String,
+    /// [`PARTS_IN_MEMORY`] permits, one per part held by an upload.
+    parts: Arc<Semaphore>,
 }
 
 fn s3(e: object_store::Error) -> ApiError {
@@ -84,6 +95,7 @@ impl S3MediaStore {
         Self {
             store,
             prefix: prefix.trim_matches('/').to_owned(),
+            parts: Arc::new(Semaphore::new(PARTS_IN_MEMORY)),
         }
     }
 
@@ -117,47 +129,108 @@ impl S3MediaStore {
         }
     }
 
-    async fn write_body(
-        &self,
-        media_id: MediaId,
-        mut pieces: Pieces<'_>,
-    ) -> ApiResult<(u64, Bytes)> {
-        let upload = self
+    async fn write_body(&self, media_id: MediaId, pieces: Pieces<'_>) -> ApiResult<(u64, Bytes)> {
+        let mut upload = self
             .store
             .put_multipart(&self.path(media_id, "body"))
             .await
             .map_err(s3)?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let written = async {
-            let mut body_len = 0_u64;
-            let mut head = None;
-            while let Some(piece) = pieces.next().await {
-                match piece? {
-                    Piece::Chunk(bytes) if head.is_none() => {
-                        body_len += bytes.len() as u64;
-                        writer.wait_for_capacity(IN_FLIGHT).await.map_err(s3)?;
-                        writer.write(&bytes);
+        let mut sending = JoinSet::new();
+        let written = match self.send_parts(&mut *upload, &mut sending, pieces).await {
+            Ok(done) => {
+                async {
+                    while let Some(part) = sending.join_next().await {
+                        part.map_err(ApiError::internal)?.map_err(s3)?;
                     }
-                    Piece::Head(bytes) if head.is_none() => head = Some(bytes),
-                    _ => return Err(ApiError::internal("media pieces after the head")),
+                    Ok(done)
                 }
+                .await
             }
-            Ok((body_len, head.ok_or_else(no_head)?))
-        }
-        .await;
+            Err(e) => Err(e),
+        };
         match written {
             Ok(done) => {
-                writer.finish().await.map_err(s3)?;
+                upload.complete().await.map_err(s3)?;
                 Ok(done)
             }
             Err(e) => {
-                if let Err(abort) = writer.abort().await {
+                sending.abort_all();
+                if let Err(abort) = upload.abort().await {
                     tracing::warn!(%media_id, error = %abort, "an unfinished media upload could not be aborted");
                 }
                 Err(e)
             }
         }
     }
+
+    /// Cuts the body of `pieces` into parts and sends them through `upload`, each holding a
+    /// permit of the store's part budget from when it starts filling until it is sent; at most
+    /// [`IN_FLIGHT`] of this upload's parts are sent at once. Returns the body's length and the
+    /// head; parts may still be in flight in `sending`.
+    async fn send_parts(
+        &self,
+        upload: &mut dyn MultipartUpload,
+        sending: &mut JoinSet<object_store::Result<()>>,
+        mut pieces: Pieces<'_>,
+    ) -> ApiResult<(u64, Bytes)> {
+        let mut body_len = 0_u64;
+        let mut head = None;
+        let mut part: Option<(BytesMut, OwnedSemaphorePermit)> = None;
+        while let Some(piece) = pieces.next().await {
+            match piece? {
+                Piece::Chunk(mut bytes) if head.is_none() => {
+                    body_len += bytes.len() as u64;
+                    while !bytes.is_empty() {
+                        if part.is_none() {
+                            while sending.len() >= IN_FLIGHT {
+                                if let Some(sent) = sending.join_next().await {
+                                    sent.map_err(ApiError::internal)?.map_err(s3)?;
+                                }
+                            }
+                            let permit = Arc::clone(&self.parts)
+                                .acquire_owned()
+                                .await
+                                .map_err(ApiError::internal)?;
+                            part = Some((BytesMut::with_capacity(PART_SIZE), permit));
+                        }
+                        let mut full = false;
+                        if let Some((buf, _)) = &mut part {
+                            let n = bytes.len().min(PART_SIZE - buf.len());
+                            buf.extend_from_slice(&bytes.split_to(n));
+                            full = buf.len() == PART_SIZE;
+                        }
+                        if full {
+                            if let Some((buf, permit)) = part.take() {
+                                send_part(upload, sending, buf, permit);
+                            }
+                        }
+                    }
+                }
+                Piece::Head(bytes) if head.is_none() => head = Some(bytes),
+                _ => return Err(ApiError::internal("media pieces after the head")),
+            }
+        }
+        let head = head.ok_or_else(no_head)?;
+        if let Some((buf, permit)) = part.take() {
+            send_part(upload, sending, buf, permit);
+        }
+        Ok((body_len, head))
+    }
+}
+
+/// Sends one part; its permit of the part budget is released when the part is sent (or fails).
+fn send_part(
+    upload: &mut dyn MultipartUpload,
+    sending: &mut JoinSet<object_store::Result<()>>,
+    part: BytesMut,
+    permit: OwnedSemaphorePermit,
+) {
+    let put = upload.put_part(PutPayload::from(part.freeze()));
+    sending.spawn(async move {
+        let sent = put.await;
+        drop(permit);
+        sent
+    });
 }
 
 #[async_trait]
