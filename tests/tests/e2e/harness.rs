@@ -8,7 +8,7 @@
 //! also trusts a single sign-on issuer whose keys are a JWKS file the harness writes:
 //! [`Server::issuer_token`] signs as that issuer.
 //!
-//! # Why this client is not the API tests' (`crates/api/tests/school_server`)
+//! # Why this client is not the API tests' (`crates/api/tests/api/school_server`)
 //!
 //! Both speak HTTP with `reqwest`, but they stand on different ground. The API tests start the
 //! server in their own process (`kring_api::server::start`) and reach into it: tokens come from

@@ -7,8 +7,7 @@
 //! there (how `docs/console/` is made).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-mod oidc_provider;
-
+use crate::oidc_provider;
 use oidc_provider::Provider;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -6,8 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-mod school_server;
-
+use crate::school_server;
 use kring_domain::{PersonId, StreamName};
 use kring_projections::models::reads::{self, ReadItem};
 use school_server::{Api, School};

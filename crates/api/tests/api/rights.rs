@@ -3,8 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod school_server;
-
+use crate::school_server;
 use kring_api::erasure::{sweep, SweepReport};
 use kring_domain::access::Subject;
 use kring_domain::invitation::{self, InvitationAction, InvitationContext};

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-const CSS: &str = include_str!("../src/console/console.css");
+const CSS: &str = include_str!("../../src/console/console.css");
 
 /// The stylesheet's rules: each selector with its declarations, in order (later wins).
 struct Sheet {

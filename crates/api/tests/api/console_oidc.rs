@@ -5,9 +5,7 @@
 //! does by hand, so that each step can be looked at.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-mod oidc_provider;
-mod school_server;
-
+use crate::{oidc_provider, school_server};
 use kring_api::console::oidc::Options;
 use oidc_provider::{Provider, Twist, CLIENT_ID, CLIENT_SECRET};
 use reqwest::Method;

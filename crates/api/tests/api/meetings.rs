@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-mod school_server;
-
+use crate::school_server;
 use chrono::{Duration, Utc};
 use kring_domain::invitation::{self, InvitationAction, InvitationContext};
 use kring_domain::school::{self, SchoolAction};

@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod school_server;
-
+use crate::school_server;
 use chrono::{Duration, Utc};
 use reqwest::Method;
 use school_server::{Api, School};

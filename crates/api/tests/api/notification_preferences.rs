@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod school_server;
-
+use crate::school_server;
 use reqwest::Method;
 use school_server::{Api, School};
 use serde_json::{json, Value};

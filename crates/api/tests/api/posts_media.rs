@@ -7,8 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod school_server;
-
+use crate::school_server;
 use kring_api::auth::Caller;
 use kring_api::media::{decrypt_file, parse_file, CHUNK_SIZE};
 use kring_api::server::ServeOptions;

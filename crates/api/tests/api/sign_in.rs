@@ -3,8 +3,7 @@
 //! (given with the staff member, or linked once), and local tokens revoked by their id.
 #![allow(clippy::unwrap_used)]
 
-mod school_server;
-
+use crate::school_server;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;

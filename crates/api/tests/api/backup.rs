@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod school_server;
-
+use crate::school_server;
 use kring_api::server::{start, ServeOptions};
 use kring_domain::access::Subject;
 use kring_domain::{MediaId, StreamName};

@@ -6,9 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod school_server;
-mod sinks;
-
+use crate::{school_server, sinks};
 use kring_api::delivery::store::{self, JobState};
 use kring_api::server::ServeOptions;
 use kring_domain::{PersonId, StreamName};

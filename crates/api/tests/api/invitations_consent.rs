@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod school_server;
-
+use crate::school_server;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use kring_api::routes::invitations::{code_digest, new_code};
 use kring_domain::invitation::{self, InvitationAction, InvitationContext};

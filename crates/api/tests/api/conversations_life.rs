@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-mod school_server;
-
+use crate::school_server;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
 use kring_api::exec::Loaded;
 use kring_api::Caller;

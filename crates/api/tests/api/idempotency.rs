@@ -2,8 +2,7 @@
 //! what it answered the first time — after a restart too; the same key with another body is
 //! refused. On SQLite and on PostgreSQL.
 
-mod school_server;
-
+use crate::school_server;
 use reqwest::Method;
 use school_server::{Answer, Api, School};
 use serde_json::{json, Value};
