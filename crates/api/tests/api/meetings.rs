@@ -781,17 +781,8 @@ async fn a_round_opened_before_the_place_was_sealed_is_shown_booked_and_erased_l
         .collect();
     assert_eq!(booked.len(), 1);
     assert_eq!(booked[0]["slot_id"], 2);
-    let me = api
-        .get_fresh("/v1/me/meetings", &api.person(mum))
-        .await
-        .expect(200);
-    let mine: Vec<&Value> = me.body["as_guardian"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| b["round_id"] == json!(round))
-        .collect();
-    assert_eq!(mine.len(), 1, "{}", me.body);
+    let (mine, _) = my_bookings_in(&api, mum, &round).await;
+    assert_eq!(mine.len(), 1);
     assert_eq!(mine[0]["place"], "Lokaal 9");
     // Erased with who opened it, as a sealed place is; the booking stays.
     api.post(
@@ -804,18 +795,25 @@ async fn a_round_opened_before_the_place_was_sealed_is_shown_booked_and_erased_l
     let v = api.get_fresh(&path, &api.person(mum)).await.expect(200);
     assert_eq!(v.body["place"], json!({"kind": "room", "name": "[erased]"}));
     assert_eq!(v.body["my_bookings"].as_array().unwrap().len(), 1);
+    let (mine, text) = my_bookings_in(&api, mum, &round).await;
+    assert_eq!(mine[0]["place"], "[erased]");
+    assert!(!v.text.contains("Lokaal 9") && !text.contains("Lokaal 9"));
+}
+
+/// `guardian`'s bookings in `round` from `/v1/me/meetings`, with the whole answer's text.
+async fn my_bookings_in(api: &Api, guardian: PersonId, round: &str) -> (Vec<Value>, String) {
     let me = api
-        .get_fresh("/v1/me/meetings", &api.person(mum))
+        .get_fresh("/v1/me/meetings", &api.person(guardian))
         .await
         .expect(200);
-    let mine: Vec<&Value> = me.body["as_guardian"]
+    let mine = me.body["as_guardian"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|b| b["round_id"] == json!(round))
+        .cloned()
         .collect();
-    assert_eq!(mine[0]["place"], "[erased]");
-    assert!(!v.text.contains("Lokaal 9") && !me.text.contains("Lokaal 9"));
+    (mine, me.text)
 }
 
 /// The meeting events of a person's export, as `(type, payload)`.
