@@ -2,7 +2,10 @@
 //! `cargo run --release -p kring-projections --example rebuild_each -- DIR [NAME|all|run]` (DIR
 //! holds events.db): each projection alone, one of them, or all of them in one projector; `run`:
 //! all of them caught up from zero by `Projector::run`, as a server starting on a fresh read-model
-//! database does.
+//! database does. Each projection alone runs in a child process of its own, so that the peak
+//! RSS printed (`VmHWM`) is its rebuild's alone. With `DATABASE_URL` set (a PostgreSQL server),
+//! the read models go into a fresh database on that server for each run; the log stays in
+//! `DIR/events.db`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kring_projections::{models, Projection, Projector, ReadDb};
@@ -28,12 +31,49 @@ async fn main() {
         catch_up(&store, dir, "all", models::all()).await;
         return;
     }
+    if only.is_none() {
+        // Each in a child process of its own: its peak RSS is then that model's alone.
+        for projection in models::all() {
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .arg(dir)
+                .arg(projection.name())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        return;
+    }
     for projection in models::all() {
         let name = projection.name();
-        if only.as_deref().is_none_or(|o| o == name) {
+        if only.as_deref() == Some(name) {
             catch_up(&store, dir, name, vec![projection]).await;
         }
     }
+}
+
+/// The read-model database of a run labelled `label`: a fresh database on the PostgreSQL server
+/// of `DATABASE_URL`, else a fresh `DIR/each-<label>.db`.
+async fn read_db(dir: &Path, label: &str) -> ReadDb {
+    if let Ok(server) = std::env::var("DATABASE_URL") {
+        let pg = kring_testkit::fresh_postgres_database_on(&server, &format!("each_{label}")).await;
+        return ReadDb::connect(pg.url()).await.unwrap();
+    }
+    let file = dir.join(format!("each-{label}.db"));
+    let _ = std::fs::remove_file(&file);
+    ReadDb::sqlite(&file).await.unwrap()
+}
+
+/// This process's peak resident set (`VmHWM`), in MiB.
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        / 1024
 }
 
 /// Catches `projections` up from zero into a fresh `DIR/each-<label>.db` and prints the rate.
@@ -43,9 +83,7 @@ async fn catch_up(
     label: &str,
     projections: Vec<Arc<dyn Projection>>,
 ) {
-    let file = dir.join(format!("each-{label}.db"));
-    let _ = std::fs::remove_file(&file);
-    let db = ReadDb::sqlite(&file).await.unwrap();
+    let db = read_db(dir, label).await;
     let projector = Projector::new(store.clone(), db, projections)
         .await
         .unwrap();
@@ -53,8 +91,9 @@ async fn catch_up(
     let read = projector.rebuild(&[]).await.unwrap();
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "{label:>14}: {read} events in {secs:.2} s = {:.0} ev/s",
-        read as f64 / secs
+        "{label:>14}: {read} events in {secs:.2} s = {:.0} ev/s, peak RSS {} MiB",
+        read as f64 / secs,
+        peak_rss_mib()
     );
 }
 
@@ -62,9 +101,7 @@ async fn catch_up(
 /// all of them reach the log's head, and prints the rate.
 async fn run(store: &SqliteStore, dir: &Path) {
     use kring_store::EventStore;
-    let file = dir.join("each-run.db");
-    let _ = std::fs::remove_file(&file);
-    let db = ReadDb::sqlite(&file).await.unwrap();
+    let db = read_db(dir, "run").await;
     let head = store.head().await.unwrap();
     let projector = Arc::new(
         Projector::new(store.clone(), db, models::all())
@@ -84,7 +121,8 @@ async fn run(store: &SqliteStore, dir: &Path) {
     let secs = start.elapsed().as_secs_f64();
     running.abort();
     println!(
-        "           run: {head} events in {secs:.2} s = {:.0} ev/s",
-        head as f64 / secs
+        "           run: {head} events in {secs:.2} s = {:.0} ev/s, peak RSS {} MiB",
+        head as f64 / secs,
+        peak_rss_mib()
     );
 }

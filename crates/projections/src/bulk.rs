@@ -202,6 +202,25 @@ impl Bulk {
         self.cells.clear();
     }
 
+    /// Queues as many full-size statements of the rows as there are on `tx` and forgets those
+    /// rows, keeping the rest (fewer than one statement's) for later: a read model that makes
+    /// many rows per batch writes them while it makes them, so that it holds at most about one
+    /// statement's rows instead of the batch's.
+    ///
+    /// # Errors
+    /// See [`Tx::execute`].
+    pub async fn execute_full(&mut self, tx: &mut Tx) -> Result<(), ProjectionError> {
+        let per_statement = (BULK_PARAMS / self.width.max(1)).max(1) * self.width.max(1);
+        let full = self.cells.len() / per_statement * per_statement;
+        if full == 0 {
+            return Ok(());
+        }
+        let rest = self.cells.split_off(full);
+        self.execute(tx).await?;
+        self.cells = rest;
+        Ok(())
+    }
+
     /// Queues the rows on `tx` (in as few statements as the parameter limit allows) and
     /// forgets them.
     ///

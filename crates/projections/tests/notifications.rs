@@ -38,6 +38,7 @@ kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![Arc::new(outbox
     school_defaults_apply_where_a_person_chose_nothing,
     a_digest_time_skipped_by_the_clocks_moves_to_the_end_of_the_gap,
     a_rebuild_makes_the_same_notifications,
+    a_batch_with_more_notifications_than_one_statement_holds_writes_every_one,
 );
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -674,4 +675,80 @@ async fn a_rebuild_makes_the_same_notifications<S: EventStore + Clone>(mut h: Ha
     h.projector.rebuild(&[]).await.unwrap();
     let after = everything(&h, &s).await;
     assert_eq!(before, after);
+}
+
+/// Six posts to a class of 30 children with two guardians each make more notification rows in
+/// one batch than one statement of the outbox holds (the rows are written a statement at a time
+/// while the batch makes them): every guardian is told of every post, live and after a rebuild.
+async fn a_batch_with_more_notifications_than_one_statement_holds_writes_every_one<
+    S: EventStore + Clone,
+>(
+    mut h: Harness<S>,
+) {
+    let mut world = World::with_classes(1, 30, 2);
+    let (teacher, group) = (world.staff[1], world.groups[0]);
+    let mut posts = Vec::new();
+    for i in 0..6 {
+        let post_id = PostId::from_uuid(world.next_uuid());
+        world
+            .post(
+                Actor::Person(teacher),
+                post_id,
+                PostAction::Publish {
+                    post_id,
+                    group_id: group,
+                    body: format!("Bericht {i}"),
+                    media: Vec::new(),
+                },
+            )
+            .unwrap();
+        posts.push(post_id);
+    }
+    ready(&mut h, &world).await;
+    let mut people: Vec<PersonId> = world.staff.clone();
+    people.extend(world.invitees.iter().copied());
+    people.sort();
+    people.dedup();
+    let everyone = |h: &Harness<S>| {
+        let (db, people) = (h.db.clone(), people.clone());
+        async move {
+            let mut all = Vec::new();
+            for p in people {
+                all.extend(undelivered_of(&db, p, 1000).await.unwrap());
+            }
+            all.sort_by_key(|n| n.id);
+            all
+        }
+    };
+    let before = everyone(&h).await;
+    let mut guardians: Vec<PersonId> = world
+        .child_ids
+        .iter()
+        .flat_map(|c| world.guardians_of(*c))
+        .collect();
+    guardians.sort();
+    guardians.dedup();
+    assert_eq!(guardians.len(), 60);
+    let of_first = told(&before, NotificationKind::Post, |n| {
+        n.post_id == Some(posts[0])
+    });
+    for post in &posts {
+        let told_of = told(&before, NotificationKind::Post, |n| {
+            n.post_id == Some(*post)
+        });
+        assert_eq!(told_of, of_first, "every post tells the same people");
+        for guardian in &guardians {
+            assert!(told_of.contains(guardian), "{guardian} told of {post}");
+        }
+        assert!(!told_of.contains(&teacher), "the author is not told");
+    }
+    let of_posts = before
+        .iter()
+        .filter(|n| n.kind == NotificationKind::Post)
+        .count();
+    assert_eq!(of_posts, 6 * of_first.len());
+    // More rows than one statement of 19 columns holds (4,000 parameters: 210 rows).
+    assert!(of_posts > 210, "{of_posts} notifications of posts");
+    h.projector.rebuild(&[]).await.unwrap();
+    assert_eq!(everyone(&h).await, before);
 }

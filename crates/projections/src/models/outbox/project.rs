@@ -96,6 +96,10 @@ impl Needed {
     }
 }
 
+/// The tables. The indexes of notifications by activity and by round, which the projection's
+/// own removals of reminders use, are partial (`WHERE … IS NOT NULL`): most notifications (of
+/// posts, messages) have neither, and a rebuild would otherwise keep an entry of each of them
+/// in order through every insert.
 const SCHEMA: &str = include_str!("sql/schema.sql");
 
 /// Indexes only queries use (see [`Projection::query_indexes`]).
@@ -306,6 +310,10 @@ impl Projection for OutboxProjection {
         };
         for (position, at, needed) in batch {
             state.evolve(position, at, needed, &mut notifications)?;
+            // A batch of posts to whole classes makes tens of thousands of rows: they are
+            // written while they are made, a statement at a time, not held for the batch. None
+            // of them is a reminder, the only rows the removals below take back.
+            notifications.rows.execute_full(tx).await?;
         }
         // Withdrawn or cancelled reminders of earlier batches go first; this batch's own are
         // only written when they still stand.

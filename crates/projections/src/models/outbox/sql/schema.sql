@@ -19,8 +19,8 @@ CREATE TABLE {outbox_notifications} (
     round_id TEXT,
     booking_id TEXT
 );
-CREATE INDEX {outbox_notifications}_by_activity ON {outbox_notifications} (activity_id, recipient_id);
-CREATE INDEX {outbox_notifications}_by_round ON {outbox_notifications} (round_id, booking_id);
+CREATE INDEX {outbox_notifications}_by_activity ON {outbox_notifications} (activity_id, recipient_id) WHERE activity_id IS NOT NULL;
+CREATE INDEX {outbox_notifications}_by_round ON {outbox_notifications} (round_id, booking_id) WHERE round_id IS NOT NULL;
 CREATE TABLE {outbox_conversations} (
     conversation_id TEXT PRIMARY KEY,
     school_id TEXT NOT NULL,
