@@ -33,7 +33,7 @@ use uuid::Uuid;
 pub const PART_SIZE: usize = 1024 * 1024;
 
 /// Connections the media store keeps (besides the read models' pool).
-const CONNECTIONS: u32 = 16;
+const CONNECTIONS: u32 = 8;
 
 /// Media objects in a PostgreSQL database.
 #[derive(Debug, Clone)]
