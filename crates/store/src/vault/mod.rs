@@ -681,29 +681,14 @@ impl KeyVault {
     /// used only if its subject was not erased before the operation began.
     async fn key(&self, subject: Subject, create: bool) -> Result<Option<DataKey>, VaultError> {
         let name = subject_key(subject);
-        match self.cache.get(subject) {
-            Some(None) if create => return Err(VaultError::SubjectErased(subject)),
-            // On PostgreSQL another process's erasure reaches this cache asynchronously: a seal
-            // (rare next to opens) asks the database whether the key still exists, so new data
-            // is never sealed for a subject whose erasure was acknowledged anywhere.
-            Some(Some(key)) if create && self.watch.is_asynchronous() => {
-                if let Some(db::KeyRow { wrapped: None, .. }) = self.db.key(&name).await? {
-                    self.cache.evict([subject]);
-                    return Err(VaultError::SubjectErased(subject));
-                }
-                return Ok(Some(key));
-            }
-            Some(cached) => return Ok(cached),
-            None => {}
+        if let Some(cached) = self.cached(subject, &name, create).await? {
+            return Ok(cached);
         }
         let _turn = self.loading.turn(subject).await;
         // Whoever loaded the key while this reader waited has cached it (unless an erasure
         // was processed meanwhile: then it is read again).
-        match self.cache.get(subject) {
-            Some(None) if create => return Err(VaultError::SubjectErased(subject)),
-            Some(Some(key)) if !(create && self.watch.is_asynchronous()) => return Ok(Some(key)),
-            Some(None) => return Ok(None),
-            _ => {}
+        if let Some(cached) = self.cached(subject, &name, create).await? {
+            return Ok(cached);
         }
         let epoch = self.cache.epoch();
         let row = match self.db.key(&name).await? {
@@ -733,6 +718,33 @@ impl KeyVault {
             return Err(VaultError::SubjectErased(subject));
         }
         Ok(key)
+    }
+
+    /// `subject`'s key as the cache has it (`Some(None)`: erased), `None` when it is not cached.
+    #[allow(
+        clippy::option_option,
+        reason = "not cached, cached as erased and cached: the caller tells all three apart"
+    )]
+    async fn cached(
+        &self,
+        subject: Subject,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<Option<DataKey>>, VaultError> {
+        match self.cache.get(subject) {
+            Some(None) if create => Err(VaultError::SubjectErased(subject)),
+            // On PostgreSQL another process's erasure reaches this cache asynchronously: a seal
+            // (rare next to opens) asks the database whether the key still exists, so new data
+            // is never sealed for a subject whose erasure was acknowledged anywhere.
+            Some(Some(key)) if create && self.watch.is_asynchronous() => {
+                if let Some(db::KeyRow { wrapped: None, .. }) = self.db.key(name).await? {
+                    self.cache.evict([subject]);
+                    return Err(VaultError::SubjectErased(subject));
+                }
+                Ok(Some(Some(key)))
+            }
+            cached => Ok(cached),
+        }
     }
 
     /// A new random data key for `subject`: its id and the key wrapped by the master key.
