@@ -881,12 +881,18 @@ async fn an_officer_follows_a_withdrawal_in_the_browser() {
             .spawn()
             .unwrap(),
     );
+    // A profile of its own, and none of Chromium's background traffic: the machine's network is
+    // closed, and connections it refuses slow the browser's start and its shutdown.
+    let profile = tempfile::tempdir().unwrap();
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
         serde_json::json!({
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-quic", "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync",
+                     format!("--user-data-dir={}", profile.path().display()),
                      "--window-size=1280,1000", "--lang=en-GB"],
             "prefs": {"intl.accept_languages": "en-GB,en"}
         }),
@@ -1204,5 +1210,9 @@ async fn an_officer_follows_a_withdrawal_in_the_browser() {
     );
     let cookie = browser.get_named_cookie("kring_console").await.unwrap();
     assert!(cookie.secure().unwrap_or(false) && cookie.http_only().unwrap_or(false));
-    browser.close().await.unwrap();
+    // Ending the WebDriver session is teardown, not something Kring does: on a loaded machine
+    // chromedriver can time out while Chromium quits. Say so, and let the guard end chromedriver.
+    if let Err(e) = browser.close().await {
+        eprintln!("chromedriver did not end the browser session cleanly: {e}");
+    }
 }
