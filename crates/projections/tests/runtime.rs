@@ -168,8 +168,12 @@ async fn a_leader_whose_lock_session_ends_stops_applying_and_waits_while_the_oth
     assert!(!second.board().leading(), "the second waits");
 
     // The session holding the leader's lock ends (as in a database restart): the lock is free.
+    // Only this test's database: the cluster's other databases belong to tests running beside
+    // this one, whose projectors hold the same key there.
     let ended: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        "SELECT pg_terminate_backend(pid) FROM pg_locks
+         WHERE locktype = 'advisory' AND granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .fetch_all(h.db.pool())
     .await
