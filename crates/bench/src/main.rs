@@ -157,6 +157,9 @@ enum Subprocess {
 struct Sizes {
     writers: usize,
     per_writer: usize,
+    /// Commands per writer run before the timed ones, on both frameworks alike: pools open
+    /// their connections and caches fill, so a quick run measures what a full one does.
+    warm_up: usize,
     import: u64,
     import_seal: ImportSeal,
     lag_rate: u32,
@@ -175,6 +178,7 @@ impl Sizes {
         Self {
             writers: 32,
             per_writer: if quick { 100 } else { 1000 },
+            warm_up: 10,
             import: events.unwrap_or(default_events),
             import_seal,
             lag_rate: 1000,
@@ -222,6 +226,8 @@ async fn commands_and_lag(
         install.system.store.clone(),
         Arc::clone(&install.system.vault),
     );
+    let warm_up = commands::decisions(&world, 3, sizes.writers, sizes.warm_up);
+    commands::run_writers(&exec, world.school_id, warm_up).await;
     let lists = commands::decisions(&world, 1, sizes.writers, sizes.per_writer);
     let t = commands::run_writers(&exec, world.school_id, lists).await;
     let per_sec = t.events_per_sec();
@@ -235,8 +241,8 @@ async fn commands_and_lag(
         .figure("p99", t.latencies.percentile_ms(99.0), "ms")
         .target(target, per_sec >= goal);
     let mut note = format!(
-        "{} consent decisions, load+decide+seal+append as the API",
-        t.commands
+        "{} consent decisions after {} per writer untimed, load+decide+seal+append as the API",
+        t.commands, sizes.warm_up
     );
     if t.failed > 0 {
         let _ = write!(note, "; {} refused", t.failed);
@@ -371,6 +377,8 @@ async fn cqrs_es_side_by_side(
             .await
             .map_err(|e| e.to_string())?,
     );
+    let warm_up = commands::decisions(&world, 3, sizes.writers, sizes.warm_up);
+    cqrs.run_writers(warm_up).await;
     let lists = commands::decisions(&world, 1, sizes.writers, sizes.per_writer);
     let (ok, failed, elapsed, latencies) = cqrs.run_writers(lists).await;
     let theirs = ok as f64 / elapsed.as_secs_f64().max(1e-9);
