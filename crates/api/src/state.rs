@@ -101,6 +101,8 @@ pub struct AppState {
     /// Where media objects are kept: files in the data directory unless `KRING_MEDIA_URL` says
     /// otherwise (set by [`crate::server::start`]).
     pub media: crate::media_store::DynMediaStore,
+    /// Local tokens found not revoked, and where the access log stood then.
+    pub unrevoked: Arc<crate::auth::revocations::Unrevoked>,
 }
 
 impl AppState {
@@ -131,6 +133,7 @@ impl AppState {
             media: Arc::new(crate::media_store::local::LocalStore::new(
                 system.config.media_dir(),
             )),
+            unrevoked: Arc::default(),
             system,
         }
     }
@@ -144,7 +147,7 @@ impl AppState {
     pub async fn authenticate(&self, token: &str) -> ApiResult<Caller> {
         match self.auth.verify(token).await? {
             Verified::Local { caller, jti } => {
-                if access_log::token_revoked(&self.system.db, jti).await? {
+                if self.token_revoked(jti).await? {
                     return Err(ApiError::unauthenticated("the token was revoked"));
                 }
                 Ok(caller)
@@ -153,6 +156,25 @@ impl AppState {
                 self.person_of_identity(&digest).await.map(Caller::Person)
             }
         }
+    }
+
+    /// Whether the local token (or console session) `jti` was revoked, as the access log's read
+    /// model says. One this process found not revoked is not asked about again while that read
+    /// model stands where it stood then ([`crate::auth::revocations`]), so a request's sign-in
+    /// usually costs no statement.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn token_revoked(&self, jti: Uuid) -> ApiResult<bool> {
+        let at = self.board.as_deref().and_then(|b| b.at(access_log::NAME));
+        if at.is_some_and(|at| self.unrevoked.holds(jti, at)) {
+            return Ok(false);
+        }
+        let revoked = access_log::token_revoked(&self.system.db, jti).await?;
+        if let (false, Some(at)) = (revoked, at) {
+            self.unrevoked.remember(jti, at);
+        }
+        Ok(revoked)
     }
 
     /// The person whose single sign-on identity has `digest` ([`crate::auth::identity_digest`]):

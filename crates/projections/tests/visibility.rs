@@ -35,7 +35,9 @@ kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![Arc::new(Visibi
 
 /// The read model's answer, checked against the domain rule on the world's own state. Asked
 /// twice: the first question after a change parses the school's roster (the long way), the
-/// second finds it in the roster cache and is answered in one statement; both must agree.
+/// second finds it in the roster cache and is answered in one statement; both must agree. Then
+/// asked as a read of the media item asks ([`visibility::media_answer`]): the same answer, with
+/// the item's place and the roster it was worked out on.
 async fn answer<S: EventStore + Clone>(
     h: &Harness<S>,
     world: &World,
@@ -50,6 +52,20 @@ async fn answer<S: EventStore + Clone>(
         again.as_ref(),
         Some(&got),
         "the one-statement answer (roster cached) equals the long way"
+    );
+    let read = visibility::media_answer(&h.db, media)
+        .await
+        .unwrap()
+        .expect("with the roster cached, a read of the item is answered in one statement");
+    assert_eq!(read.visibility, got);
+    assert_eq!(
+        Some(read.place),
+        media_place(&h.db, media).await.unwrap(),
+        "the place read with the answer is the item's place"
+    );
+    assert_eq!(
+        *read.roster, world.school,
+        "the roster read with the answer is the school's"
     );
     let post = world
         .media_ids
@@ -639,6 +655,13 @@ async fn unknown_media_has_no_answer_and_rebuild_gives_the_same_answers<S: Event
         .await
         .unwrap()
         .is_none());
+    assert!(
+        visibility::media_answer(&h.db, MediaId::generate())
+            .await
+            .unwrap()
+            .is_none(),
+        "an unknown item is left to the long way, which catches up before it says 404"
+    );
     assert!(!may_see(&h.db, world.director, MediaId::generate())
         .await
         .unwrap());

@@ -16,6 +16,7 @@
 //! from claims: they are decided from event-sourced state by each route.
 
 mod jwks;
+pub mod revocations;
 
 pub use jwks::{Jwks, KeyError, FETCH_TIMEOUT, UNKNOWN_KID_REFRESH};
 

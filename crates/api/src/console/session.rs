@@ -239,7 +239,7 @@ pub async fn session_of(
     ) else {
         return Ok(None);
     };
-    if kring_projections::models::access_log::token_revoked(&state.system.db, id).await? {
+    if state.token_revoked(id).await? {
         return Ok(None);
     }
     if !may_use_console(state, person).await? {

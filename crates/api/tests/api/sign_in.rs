@@ -384,6 +384,10 @@ async fn a_revoked_token_is_refused_on_every_request() {
         .unwrap();
     let other = api.person(school.teacher);
     me(&api, &leaked).await.expect(200);
+    assert!(
+        !api.running.state.unrevoked.is_empty(),
+        "a token found not revoked is remembered with where the access log stood"
+    );
 
     // Only the operator revokes.
     let body = json!({"jti": leaked_id});

@@ -47,6 +47,24 @@ impl Checkpoints {
         Ok(self.position(name).await? >= position)
     }
 
+    /// Once the read model has `position`, waits (at most until `deadline`) for this process's
+    /// projector to have told its board so, which it does right after its commit: what trusts
+    /// the board ([`StatusBoard::at`]) then agrees with an answer given after this wait.
+    async fn settle(&self, name: &str, position: Position, deadline: tokio::time::Instant) {
+        let Some(board) = self.board.as_ref().filter(|b| b.leading()) else {
+            return;
+        };
+        let Some(mut watch) = board.watch(name) else {
+            return;
+        };
+        while *watch.borrow_and_update() < position {
+            match tokio::time::timeout_at(deadline, watch.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    }
+
     /// Waits up to `timeout` for projection `name` to reach `position`.
     ///
     /// # Errors
@@ -62,6 +80,7 @@ impl Checkpoints {
         loop {
             let reached = self.position(name).await?;
             if reached >= position {
+                self.settle(name, position, deadline).await;
                 return Ok(());
             }
             let now = tokio::time::Instant::now();

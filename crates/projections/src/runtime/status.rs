@@ -89,6 +89,18 @@ impl StatusBoard {
         all
     }
 
+    /// Where projection `name` stands, as (generation, position), if this process's projector
+    /// applies events now ([`StatusBoard::leading`]): set after each commit, so the read model
+    /// holds at least this much. `None` when another process projects (this board then lags).
+    #[must_use]
+    pub fn at(&self, name: &str) -> Option<(i64, Position)> {
+        if !self.leading() {
+            return None;
+        }
+        let statuses = self.statuses.read().ok()?;
+        statuses.get(name).map(|s| (s.generation, s.position))
+    }
+
     /// A watch on a projection's position.
     #[must_use]
     pub fn watch(&self, name: &str) -> Option<watch::Receiver<Position>> {

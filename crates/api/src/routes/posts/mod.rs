@@ -175,12 +175,11 @@ fn files(state: &AppState) -> MediaFiles {
     state.media_files()
 }
 
-/// A published media item, its post's state and school roster, with the caller's standing;
-/// `404` for a caller to whom it does not exist.
+/// A published media item and its school's roster from the log, for a command on it; `404` for
+/// a caller to whom it does not exist.
 struct Published {
     place: visibility::MediaPlace,
     roster: Arc<School>,
-    standing: Standing,
 }
 
 async fn published(state: &AppState, caller: Caller, media_id: MediaId) -> ApiResult<Published> {
@@ -197,11 +196,52 @@ async fn published(state: &AppState, caller: Caller, media_id: MediaId) -> ApiRe
     if !known || !place.live {
         return Err(hidden_media(media_id));
     }
-    Ok(Published {
-        place,
-        roster,
+    Ok(Published { place, roster })
+}
+
+/// A published media item as a read of it sees it: where it was posted, the caller's standing
+/// and who may see it, all from one snapshot of the read models.
+struct Seen {
+    standing: Standing,
+    visibility: kring_domain::visibility::MediaVisibility,
+}
+
+/// How the reads of a media item (its bytes, who may see it) find it: `None` for an item never
+/// published (an upload not yet attached, or an unknown id); `404` for a caller to whom it does
+/// not exist (a stranger, a guardian it is withheld from) or when it is no longer live.
+///
+/// Usually one statement ([`visibility::media_answer`]: place, roster and answer at one
+/// snapshot), so the caller's standing is decided on the roster the answer was worked out on.
+/// Otherwise (a roster not cached yet, an item the read model does not know yet) the long way:
+/// its place (catching up once if unknown), the roster from the log, the answer.
+async fn seen(state: &AppState, caller: Caller, media_id: MediaId) -> ApiResult<Option<Seen>> {
+    let (place, roster, visibility) =
+        match visibility::media_answer(&state.system.db, media_id).await? {
+            Some(found) => (found.place, found.roster, found.visibility),
+            None => {
+                let Some(place) = place_of(state, media_id).await? else {
+                    return Ok(None);
+                };
+                let roster = state.exec.school(place.school_id).await?.state;
+                let visibility = visibility::who_may_see(&state.system.db, media_id)
+                    .await?
+                    .ok_or_else(|| hidden_media(media_id))?;
+                (place, roster, visibility)
+            }
+        };
+    let standing = Standing::of(&roster, caller, place.group_id);
+    let known = match standing {
+        Standing::Operator | Standing::Compliance | Standing::Staff => true,
+        Standing::Guardian(p) => visibility.may_see(p),
+        Standing::Stranger => false,
+    };
+    if !known || !place.live {
+        return Err(hidden_media(media_id));
+    }
+    Ok(Some(Seen {
         standing,
-    })
+        visibility,
+    }))
 }
 
 async fn run_on_post(

@@ -1,9 +1,6 @@
 //! Reading: the feed, one post, and a media item's bytes, each as the caller may see it.
 
-use super::{
-    files, hidden_media, hidden_post, place_of, published, Standing, DEFAULT_FEED_PAGE,
-    MAX_FEED_PAGE,
-};
+use super::{files, hidden_media, hidden_post, seen, Standing, DEFAULT_FEED_PAGE, MAX_FEED_PAGE};
 use crate::audit::log_access;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Code};
@@ -261,15 +258,14 @@ pub async fn media_bytes(
         .header(media_id)
         .await?
         .ok_or_else(|| hidden_media(media_id))?;
-    match place_of(&state, media_id).await? {
+    match seen(&state, caller, media_id).await? {
         None => {
             if caller.person() != Some(header.uploaded_by) {
                 return Err(hidden_media(media_id));
             }
         }
-        Some(_) => {
-            let p = published(&state, caller, media_id).await?;
-            if p.standing.logged() {
+        Some(seen) => {
+            if seen.standing.logged() {
                 log_access(
                     &state,
                     caller,

@@ -1,7 +1,7 @@
 //! "Who may see this?": the viewers of a media item and why, and who is withheld because of
 //! which child and purpose.
 
-use super::{hidden_media, published, Standing};
+use super::{hidden_media, seen, Standing};
 use crate::audit::log_access;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -11,7 +11,6 @@ use axum::Json;
 use kring_domain::access::{AccessReason, Subject};
 use kring_domain::visibility::ViewReason;
 use kring_domain::MediaId;
-use kring_projections::models::visibility;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -91,8 +90,10 @@ pub async fn media_viewers(
     Q(min): Q<MinPosition>,
 ) -> ApiResult<Json<ViewersDoc>> {
     min.wait(&state).await?;
-    let p = published(&state, caller, media_id).await?;
-    match p.standing {
+    let seen = seen(&state, caller, media_id)
+        .await?
+        .ok_or_else(|| hidden_media(media_id))?;
+    match seen.standing {
         Standing::Staff => {}
         s if s.logged() => {
             log_access(
@@ -110,9 +111,7 @@ pub async fn media_viewers(
             ))
         }
     }
-    let answer = visibility::who_may_see(&state.system.db, media_id)
-        .await?
-        .ok_or_else(|| hidden_media(media_id))?;
+    let answer = seen.visibility;
     Ok(Json(ViewersDoc {
         media_id: media_id.into(),
         viewers: answer

@@ -79,8 +79,8 @@ mod query;
 
 pub use project::VisibilityProjection;
 pub use query::{
-    due_for_expiry, feed, feed_after, group_posts, live_media_showing, may_see, media_place, post,
-    who_may_see, FeedPost, MediaPlace,
+    due_for_expiry, feed, feed_after, group_posts, live_media_showing, may_see, media_answer,
+    media_place, post, who_may_see, FeedPost, MediaAnswer, MediaPlace,
 };
 
 // The stored post state, read back by the projection and the queries alike.

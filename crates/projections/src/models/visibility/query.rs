@@ -211,6 +211,55 @@ async fn who_may_see_at_once(
     db: &ReadDb,
     media_id: MediaId,
 ) -> Result<Option<Option<MediaVisibility>>, ProjectionError> {
+    Ok(at_once(db, media_id)
+        .await?
+        .map(|found| found.map(|(_, _, answer)| answer)))
+}
+
+/// A published media item as a read sees it, all from one snapshot of the read model: where it
+/// was posted, its school's roster at that snapshot (the one the answer was worked out on) and
+/// who may see it.
+#[derive(Debug, Clone)]
+pub struct MediaAnswer {
+    /// Where the item was posted, and whether it is live.
+    pub place: MediaPlace,
+    /// The school's roster as the read model has it at the answer's snapshot.
+    pub roster: Arc<School>,
+    /// Who may see the item, and who is withheld.
+    pub visibility: MediaVisibility,
+}
+
+/// [`media_place`], the school's roster and [`who_may_see`] in one statement, as
+/// [`who_may_see_at_once`] reads them: what a read of a media item needs to decide the caller's
+/// standing and answer. `None` when it cannot be answered that way (the roster is not cached
+/// for this snapshot, or the item is not known to the read model yet): the caller then goes the
+/// long way ([`media_place`], the roster from the log, [`who_may_see`]), which also fills the
+/// roster cache.
+///
+/// # Errors
+/// Database failures; a stored state this build cannot read.
+pub async fn media_answer(
+    db: &ReadDb,
+    media_id: MediaId,
+) -> Result<Option<MediaAnswer>, ProjectionError> {
+    Ok(at_once(db, media_id)
+        .await?
+        .flatten()
+        .and_then(|(place, roster, visibility)| {
+            roster.map(|roster| MediaAnswer {
+                place,
+                roster,
+                visibility,
+            })
+        }))
+}
+
+/// The one statement behind [`who_may_see_at_once`] and [`media_answer`]: `None` when the
+/// roster is not cached for the snapshot read, `Some(None)` for an item never published.
+async fn at_once(
+    db: &ReadDb,
+    media_id: MediaId,
+) -> Result<Option<Option<(MediaPlace, Option<Arc<School>>, MediaVisibility)>>, ProjectionError> {
     let sql = match db.backend() {
         Backend::Sqlite => WHO_MAY_SEE_SQLITE,
         Backend::Postgres => WHO_MAY_SEE_POSTGRES,
@@ -229,11 +278,20 @@ async fn who_may_see_at_once(
     let (Some(generation), Some(position)) = (generation, position) else {
         return Ok(None);
     };
+    let place = MediaPlace {
+        media_id,
+        post_id: id(&row, 0)?,
+        school_id: id(&row, 1)?,
+        group_id: id(&row, 2)?,
+        live: row.try_get::<i64, _>(9)? != 0,
+    };
     let mut schools = HashMap::new();
+    let mut roster = None;
     if let Some(school) = post.school_id {
         match db.rosters().get(school, (generation, position)) {
-            Some(roster) => {
-                schools.insert(school, roster);
+            Some(cached) => {
+                roster = Some(Arc::clone(&cached));
+                schools.insert(school, cached);
             }
             None => return Ok(None),
         }
@@ -247,7 +305,8 @@ async fn who_may_see_at_once(
         decisions,
         nowhere: School::default(),
     };
-    Ok(Some(Some(rules.answer(&post, media_id)?)))
+    let answer = rules.answer(&post, media_id)?;
+    Ok(Some(Some((place, roster, answer))))
 }
 
 /// See [`who_may_see_at_once`]: `$1` the media item, `$2` this projection's name.
