@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use kring_domain::simulation::World;
 use kring_domain::Purpose;
