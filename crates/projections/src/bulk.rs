@@ -723,7 +723,7 @@ impl<T: FromPacked> FromPacked for Option<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::renumber;
+    use super::{check_parameters, name_arguments, renumber, script_call, Cell};
 
     #[test]
     fn renumber_shifts_every_parameter_and_nothing_else() {
@@ -740,5 +740,60 @@ mod tests {
         let mut out = String::new();
         renumber(&mut out, "SELECT $1", 0);
         assert_eq!(out, "SELECT $1");
+    }
+
+    #[test]
+    fn postgres_statements_name_their_values_by_position_and_bound_type() {
+        let mut own = vec![Cell::Text("x".into()), Cell::Int(5)];
+        own.extend((3..=11).map(|_| Cell::Null));
+        own.push(Cell::NullInt);
+        let mut out = String::new();
+        name_arguments(
+            &mut out,
+            "UPDATE t SET a = $2, b = $1 || $1 WHERE k = $12 AND c = '$'",
+            &own,
+            7,
+        );
+        assert_eq!(
+            out,
+            "UPDATE t SET a = (($1->>8)::int8), b = ($1->>7) || ($1->>7) \
+             WHERE k = (($1->>18)::int8) AND c = '$'"
+        );
+    }
+
+    #[test]
+    fn a_call_carries_statements_and_values_as_json_with_no_value_in_a_statement() {
+        let hostile = "'); DROP TABLE t; -- \\ \" $1 $$ \u{1f} é";
+        let chunk = vec![
+            ("INSERT INTO t VALUES ($1, $2)".to_owned(), 3..5),
+            ("DELETE FROM t WHERE k = $1".to_owned(), 5..6),
+        ];
+        let cells = [
+            Cell::Text(hostile.into()),
+            Cell::Int(i64::MIN),
+            Cell::NullInt,
+        ];
+        let (texts, arguments) = script_call(&chunk, &cells, 3).unwrap();
+        let texts: Vec<String> = serde_json::from_str(&texts).unwrap();
+        assert_eq!(
+            texts,
+            [
+                "INSERT INTO t VALUES (($1->>0), (($1->>1)::int8))",
+                "DELETE FROM t WHERE k = (($1->>2)::int8)"
+            ]
+        );
+        let arguments: serde_json::Value = serde_json::from_str(&arguments).unwrap();
+        assert_eq!(
+            arguments,
+            serde_json::json!([hostile, i64::MIN, null])
+        );
+    }
+
+    #[test]
+    fn a_parameter_beyond_the_cells_or_zero_is_refused() {
+        assert!(check_parameters("SELECT $1, $2, '$'", 2).is_ok());
+        assert!(check_parameters("SELECT $3", 2).is_err());
+        assert!(check_parameters("SELECT $0", 2).is_err());
+        assert!(check_parameters("SELECT $99999999999999999999999", 2).is_err());
     }
 }
