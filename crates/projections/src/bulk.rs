@@ -299,25 +299,29 @@ const RUN_SCRIPT: &str = include_str!("sql/postgres/run_script.sql");
 const SCRIPT_FUNCTION: &str = include_str!("sql/postgres/script_function.sql");
 /// Whether that function exists.
 const SCRIPT_FUNCTION_PRESENT: &str = include_str!("sql/postgres/script_function_present.sql");
-/// Serialises creating it across processes.
-const SCRIPT_FUNCTION_LOCK: &str = include_str!("sql/postgres/script_function_lock.sql");
 
 /// Creates the function a [`Script`] runs through on PostgreSQL, unless it exists; safe to call
 /// from several processes at once.
 pub(crate) async fn ensure_script_function(pool: &sqlx::AnyPool) -> Result<(), sqlx::Error> {
-    use sqlx::{Acquire, Executor};
-    let mut conn = pool.acquire().await?;
-    let present: bool = sqlx::query_scalar(SCRIPT_FUNCTION_PRESENT)
-        .fetch_one(&mut *conn)
-        .await?;
-    if !present {
-        // Concurrent `CREATE OR REPLACE FUNCTION`s can collide: serialise them.
-        let mut tx = conn.begin().await?;
-        tx.execute(SCRIPT_FUNCTION_LOCK).await?;
-        tx.execute(SCRIPT_FUNCTION).await?;
-        tx.commit().await?;
+    use sqlx::Executor;
+    async fn present(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(SCRIPT_FUNCTION_PRESENT)
+            .fetch_one(conn)
+            .await
     }
-    Ok(())
+    let mut conn = pool.acquire().await?;
+    if present(&mut conn).await? {
+        return Ok(());
+    }
+    match conn.execute(SCRIPT_FUNCTION).await {
+        Ok(_) => Ok(()),
+        // Another process created it at the same moment (its commit is what failed this
+        // one: a unique key of the catalogue, or "tuple concurrently updated").
+        Err(e) => match present(&mut conn).await {
+            Ok(true) => Ok(()),
+            _ => Err(e),
+        },
+    }
 }
 
 impl Script {
@@ -783,10 +787,7 @@ mod tests {
             ]
         );
         let arguments: serde_json::Value = serde_json::from_str(&arguments).unwrap();
-        assert_eq!(
-            arguments,
-            serde_json::json!([hostile, i64::MIN, null])
-        );
+        assert_eq!(arguments, serde_json::json!([hostile, i64::MIN, null]));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use common::Harness;
 use kring_projections::bulk::{Cell, Script};
 use kring_projections::db::Backend;
 use kring_projections::writer::Fault;
-use kring_projections::{ProjectionError, Tx};
+use kring_projections::{ProjectionError, ReadDb, Tx};
 use kring_store::EventStore;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -391,4 +391,40 @@ async fn text_with_a_nul_fails_on_postgresql_as_a_bound_value_does<S: EventStore
         tx.finish().await.unwrap();
         assert!(rows(&h).await.contains_key("a\0b"));
     }
+}
+
+/// Processes starting at once on a fresh PostgreSQL database each find the function scripts run
+/// through missing, and try to create it: every one of them starts, and can run a script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_starting_at_once_on_postgresql_all_get_the_script_function() {
+    let pg = kring_testkit::fresh_postgres_database("script_function").await;
+    let starts: Vec<_> = (0..6)
+        .map(|_| {
+            let url = pg.url().to_owned();
+            tokio::spawn(async move { ReadDb::connect(&url).await })
+        })
+        .collect();
+    let mut dbs = Vec::new();
+    for start in starts {
+        dbs.push(start.await.unwrap().expect("every process starts"));
+    }
+    sqlx::query(CREATE).execute(dbs[0].pool()).await.unwrap();
+    for (i, db) in dbs.iter().enumerate() {
+        let mut script = Script::default();
+        script.push(
+            INSERT.into(),
+            [Cell::Text(format!("p{i}")), Cell::Int(1), Cell::Null],
+        );
+        let mut tx = Tx::start(db.pool().acquire().await.unwrap());
+        tx.begin_write().await.unwrap();
+        script.execute(&mut tx).await.unwrap();
+        assert!(tx.sync().await.unwrap().is_none());
+        tx.commit().await.unwrap();
+        tx.finish().await.unwrap();
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM script_t")
+        .fetch_one(dbs[0].pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 6);
 }
