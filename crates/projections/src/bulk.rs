@@ -417,7 +417,6 @@ fn script_call(
     cells: &[Cell],
     base: usize,
 ) -> Result<(String, String), ProjectionError> {
-    use std::io::Write as _;
     let mut texts = Vec::with_capacity(chunk.len() * 128);
     texts.push(b'[');
     let mut text = String::new();
@@ -438,9 +437,7 @@ fn script_call(
             arguments.push(b',');
         }
         match cell {
-            Cell::Int(v) => {
-                write!(arguments, "{v}").map_err(|e| ProjectionError::Invalid(e.to_string()))?
-            }
+            Cell::Int(v) => arguments.extend_from_slice(v.to_string().as_bytes()),
             Cell::Text(v) => serde_json::to_writer(&mut arguments, v)?,
             Cell::Null | Cell::NullInt => arguments.extend_from_slice(b"null"),
         }

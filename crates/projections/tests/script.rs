@@ -18,6 +18,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use sqlx::Row;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![]), postgres: |_| common::postgres(vec![]);
     a_script_runs_its_statements_in_order_with_their_own_parameters,
@@ -287,7 +288,7 @@ async fn statements_past_the_parameter_limits_run_in_order<S: EventStore + Clone
         if i > 0 {
             wide.push(',');
         }
-        wide.push_str(&format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
+        write!(wide, "(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3).unwrap();
         cells.extend([
             Cell::Text(format!("w{i:04}")),
             Cell::Int(i64::try_from(i).unwrap()),
