@@ -290,7 +290,8 @@ pub struct Script {
     cells: Vec<Cell>,
 }
 
-/// Statements per command of a [`Script`].
+/// Statements per command of a [`Script`]. On PostgreSQL commands of 500 statements (and 5,000
+/// parameters) made a rebuild slower, not faster (`docs/benchmarks.md`).
 const SCRIPT_STATEMENTS: usize = 100;
 
 /// The call that runs a command of a [`Script`] on PostgreSQL.
