@@ -268,12 +268,21 @@ impl Bulk {
 /// per-event statements (updates, deletes, upserts that depend on each other), written in
 /// [`crate::Projection::flush`].
 ///
-/// On SQLite they go to the connection as multi-statement commands of up to `MAX_PARAMS`
-/// parameters (and `SCRIPT_STATEMENTS` statements) each: one hand-off to the connection's
-/// worker thread per command instead of one per statement. A hand-off that wakes an idle
-/// thread costs more than a small statement itself. The commands are not kept as prepared
-/// statements (their texts rarely repeat). PostgreSQL's extended protocol takes one statement
-/// per command, so there they run one by one.
+/// They go to the database in commands of up to `SCRIPT_STATEMENTS` statements and `MAX_PARAMS`
+/// parameters each, not one by one:
+///
+/// - On SQLite a command is a multi-statement text: one hand-off to the connection's worker
+///   thread instead of one per statement (a hand-off that wakes an idle thread costs more than
+///   a small statement itself). Not kept prepared (the texts rarely repeat).
+/// - On PostgreSQL, whose extended protocol takes one statement per command, a command is one
+///   call of the function `kring_script_v1` (installed by [`crate::db::ReadDb::connect`]):
+///   one round trip, in which the server runs the statements in order. The values are still
+///   bound, never written into SQL: the call binds the statement texts and the values as two
+///   JSON arrays, and each statement names its values as elements of the second (`$n` becomes
+///   `($1->>k)`, or `(($1->>k)::int8)` for an integer, the types they are bound with one by
+///   one). See `docs/decisions/0025-read-model-scripts-in-one-call.md`.
+///
+/// A statement that names a parameter it has no cell for is refused before anything is queued.
 #[derive(Debug, Default)]
 pub struct Script {
     /// Each statement's text (parameters `$1`, `$2`, … of its own) and its cells.
@@ -281,8 +290,40 @@ pub struct Script {
     cells: Vec<Cell>,
 }
 
-/// Statements per SQLite command of a [`Script`].
+/// Statements per command of a [`Script`]. On PostgreSQL commands of 500 statements (and 5,000
+/// parameters) made a rebuild slower, not faster (`docs/benchmarks.md`).
 const SCRIPT_STATEMENTS: usize = 100;
+
+/// The call that runs a command of a [`Script`] on PostgreSQL.
+const RUN_SCRIPT: &str = include_str!("sql/postgres/run_script.sql");
+/// Creates (or replaces) the function [`RUN_SCRIPT`] calls.
+const SCRIPT_FUNCTION: &str = include_str!("sql/postgres/script_function.sql");
+/// Whether that function exists.
+const SCRIPT_FUNCTION_PRESENT: &str = include_str!("sql/postgres/script_function_present.sql");
+
+/// Creates the function a [`Script`] runs through on PostgreSQL, unless it exists; safe to call
+/// from several processes at once.
+pub(crate) async fn ensure_script_function(pool: &sqlx::AnyPool) -> Result<(), sqlx::Error> {
+    use sqlx::Executor;
+    async fn present(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(SCRIPT_FUNCTION_PRESENT)
+            .fetch_one(conn)
+            .await
+    }
+    let mut conn = pool.acquire().await?;
+    if present(&mut conn).await? {
+        return Ok(());
+    }
+    match conn.execute(SCRIPT_FUNCTION).await {
+        Ok(_) => Ok(()),
+        // Another process created it at the same moment (its commit is what failed this
+        // one: a unique key of the catalogue, or "tuple concurrently updated").
+        Err(e) => match present(&mut conn).await {
+            Ok(true) => Ok(()),
+            _ => Err(e),
+        },
+    }
+}
 
 impl Script {
     /// Adds a statement: `sql` names its parameters `$1`, `$2`, … (each may recur), bound to
@@ -302,19 +343,23 @@ impl Script {
     /// Queues the statements on `tx`, in order, and forgets them.
     ///
     /// # Errors
-    /// See [`Tx::execute`]; a statement that fails poisons the transaction, and the ones after
-    /// it do not run.
+    /// [`ProjectionError::Invalid`] if a statement names a parameter it has no cell for (then
+    /// nothing is queued); otherwise see [`Tx::execute`]: a statement that fails poisons the
+    /// transaction, and the ones after it do not run.
     pub async fn execute(&mut self, tx: &mut Tx) -> Result<(), ProjectionError> {
         let statements = std::mem::take(&mut self.statements);
-        // Each command's cells are moved, in order, into a vector of their own, for the queue.
-        let mut cells = std::mem::take(&mut self.cells).into_iter();
-        if !tx.is_sqlite() {
-            for (sql, range) in statements {
-                tx.execute(sql, cells.by_ref().take(range.len()).collect())
-                    .await?;
-            }
-            return Ok(());
+        let cells = std::mem::take(&mut self.cells);
+        for (sql, range) in &statements {
+            check_parameters(sql, range.len())?;
         }
+        let sqlite = tx.is_sqlite();
+        // On SQLite each command's cells are moved, in order, into a vector of their own; on
+        // PostgreSQL they are written into the call's arguments.
+        let (mut owned, cells) = if sqlite {
+            (cells.into_iter(), Vec::new())
+        } else {
+            (Vec::new().into_iter(), cells)
+        };
         let mut rest = &statements[..];
         while let Some((_, first)) = rest.first() {
             let base = first.start;
@@ -325,18 +370,113 @@ impl Script {
                 .take_while(|(i, (_, range))| *i == 0 || range.end - base <= MAX_PARAMS)
                 .count();
             let (chunk, after) = rest.split_at(take);
-            let mut text = String::new();
-            for (sql, range) in chunk {
-                renumber(&mut text, sql, range.start - base);
-                text.push_str(";\n");
-            }
             let end = chunk.last().map_or(base, |(_, range)| range.end);
-            tx.execute_once(text, cells.by_ref().take(end - base).collect())
-                .await?;
+            if sqlite {
+                let mut text = String::new();
+                for (sql, range) in chunk {
+                    renumber(&mut text, sql, range.start - base);
+                    text.push_str(";\n");
+                }
+                tx.execute_once(text, owned.by_ref().take(end - base).collect())
+                    .await?;
+            } else {
+                let (texts, arguments) = script_call(chunk, &cells[base..end], base)?;
+                tx.execute(RUN_SCRIPT, vec![Cell::Text(texts), Cell::Text(arguments)])
+                    .await?;
+            }
             rest = after;
         }
         Ok(())
     }
+}
+
+/// Refuses a statement that names `$0`, or a parameter beyond its `cells`.
+fn check_parameters(sql: &str, cells: usize) -> Result<(), ProjectionError> {
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            let n = rest[..digits].parse::<usize>().unwrap_or(usize::MAX);
+            if n == 0 || n > cells {
+                return Err(ProjectionError::Invalid(format!(
+                    "a statement names ${} but has {cells} parameters: {sql}",
+                    &rest[..digits]
+                )));
+            }
+        }
+        rest = &rest[digits..];
+    }
+    Ok(())
+}
+
+/// The two arguments of a PostgreSQL call of a [`Script`] command: the statements' texts (each
+/// `$n` of a statement rewritten as its value's element of the arguments) and the arguments,
+/// both as JSON arrays. `cells` are the command's, the first of them the script's `base`th.
+fn script_call(
+    chunk: &[(String, std::ops::Range<usize>)],
+    cells: &[Cell],
+    base: usize,
+) -> Result<(String, String), ProjectionError> {
+    let mut texts = Vec::with_capacity(chunk.len() * 128);
+    texts.push(b'[');
+    let mut text = String::new();
+    for (i, (sql, range)) in chunk.iter().enumerate() {
+        text.clear();
+        let own = &cells[range.start - base..range.end - base];
+        name_arguments(&mut text, sql, own, range.start - base);
+        if i > 0 {
+            texts.push(b',');
+        }
+        serde_json::to_writer(&mut texts, &text)?;
+    }
+    texts.push(b']');
+    let mut arguments = Vec::with_capacity(cells.len() * 40);
+    arguments.push(b'[');
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            arguments.push(b',');
+        }
+        match cell {
+            Cell::Int(v) => arguments.extend_from_slice(v.to_string().as_bytes()),
+            Cell::Text(v) => serde_json::to_writer(&mut arguments, v)?,
+            Cell::Null | Cell::NullInt => arguments.extend_from_slice(b"null"),
+        }
+    }
+    arguments.push(b']');
+    let utf8 = |bytes: Vec<u8>| {
+        String::from_utf8(bytes).map_err(|e| ProjectionError::Invalid(e.to_string()))
+    };
+    Ok((utf8(texts)?, utf8(arguments)?))
+}
+
+/// Appends `sql` with each parameter `$n` (checked: `1..=own.len()`) replaced by its value's
+/// element of the call's arguments (the `offset + n - 1`th, 0-based), typed as the value is
+/// bound one by one: text for [`Cell::Text`] and [`Cell::Null`], `int8` for [`Cell::Int`] and
+/// [`Cell::NullInt`]. The text holds no value, only positions.
+fn name_arguments(out: &mut String, sql: &str, own: &[Cell], offset: usize) {
+    use std::fmt::Write as _;
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) if (1..=own.len()).contains(&n) => {
+                let k = offset + n - 1;
+                let _ = match own[n - 1] {
+                    Cell::Int(_) | Cell::NullInt => write!(out, "(($1->>{k})::int8)"),
+                    Cell::Text(_) | Cell::Null => write!(out, "($1->>{k})"),
+                };
+            }
+            _ => {
+                out.push('$');
+                out.push_str(&rest[..digits]);
+            }
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
 }
 
 /// One statement of a [`Deferred`] event: its template (tables as `{name}`, see
@@ -585,7 +725,7 @@ impl<T: FromPacked> FromPacked for Option<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::renumber;
+    use super::{check_parameters, name_arguments, renumber, script_call, Cell};
 
     #[test]
     fn renumber_shifts_every_parameter_and_nothing_else() {
@@ -602,5 +742,57 @@ mod tests {
         let mut out = String::new();
         renumber(&mut out, "SELECT $1", 0);
         assert_eq!(out, "SELECT $1");
+    }
+
+    #[test]
+    fn postgres_statements_name_their_values_by_position_and_bound_type() {
+        let mut own = vec![Cell::Text("x".into()), Cell::Int(5)];
+        own.extend((3..=11).map(|_| Cell::Null));
+        own.push(Cell::NullInt);
+        let mut out = String::new();
+        name_arguments(
+            &mut out,
+            "UPDATE t SET a = $2, b = $1 || $1 WHERE k = $12 AND c = '$'",
+            &own,
+            7,
+        );
+        assert_eq!(
+            out,
+            "UPDATE t SET a = (($1->>8)::int8), b = ($1->>7) || ($1->>7) \
+             WHERE k = (($1->>18)::int8) AND c = '$'"
+        );
+    }
+
+    #[test]
+    fn a_call_carries_statements_and_values_as_json_with_no_value_in_a_statement() {
+        let hostile = "'); DROP TABLE t; -- \\ \" $1 $$ \u{1f} é";
+        let chunk = vec![
+            ("INSERT INTO t VALUES ($1, $2)".to_owned(), 3..5),
+            ("DELETE FROM t WHERE k = $1".to_owned(), 5..6),
+        ];
+        let cells = [
+            Cell::Text(hostile.into()),
+            Cell::Int(i64::MIN),
+            Cell::NullInt,
+        ];
+        let (texts, arguments) = script_call(&chunk, &cells, 3).unwrap();
+        let texts: Vec<String> = serde_json::from_str(&texts).unwrap();
+        assert_eq!(
+            texts,
+            [
+                "INSERT INTO t VALUES (($1->>0), (($1->>1)::int8))",
+                "DELETE FROM t WHERE k = (($1->>2)::int8)"
+            ]
+        );
+        let arguments: serde_json::Value = serde_json::from_str(&arguments).unwrap();
+        assert_eq!(arguments, serde_json::json!([hostile, i64::MIN, null]));
+    }
+
+    #[test]
+    fn a_parameter_beyond_the_cells_or_zero_is_refused() {
+        assert!(check_parameters("SELECT $1, $2, '$'", 2).is_ok());
+        assert!(check_parameters("SELECT $3", 2).is_err());
+        assert!(check_parameters("SELECT $0", 2).is_err());
+        assert!(check_parameters("SELECT $99999999999999999999999", 2).is_err());
     }
 }

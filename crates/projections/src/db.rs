@@ -126,7 +126,8 @@ impl ReadDb {
     }
 
     /// The read models at `url`: `sqlite://…` or `postgres://…`. PostgreSQL connections get
-    /// the guards of [`kring_store::postgres::link`] (statement and lock timeouts, keepalives).
+    /// the guards of [`kring_store::postgres::link`] (statement and lock timeouts, keepalives),
+    /// and the database the function read models' scripts run through ([`crate::bulk::Script`]).
     ///
     /// # Errors
     /// The database cannot be reached.
@@ -157,6 +158,9 @@ impl ReadDb {
             })
             .connect(&url)
             .await?;
+        if backend == Backend::Postgres {
+            crate::bulk::ensure_script_function(&pool).await?;
+        }
         Ok(Self {
             pool,
             backend,

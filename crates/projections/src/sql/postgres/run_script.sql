@@ -1,0 +1,1 @@
+SELECT kring_script_v1($1, $2)
