@@ -94,12 +94,13 @@ pub const NAME: &str = "outbox";
 /// newest event it has applied (see the module's documentation). Part of the read model's
 /// definition: it is in the outbox's fingerprint, so a version with another window rebuilds the
 /// read model when it starts instead of mixing two windows in one generation.
-pub const RETENTION_DAYS: i64 = 30;
+pub const RETENTION_DAYS: u64 = 30;
 
 /// [`RETENTION_DAYS`] as a duration.
 #[must_use]
+#[allow(clippy::cast_possible_wrap)] // 30
 pub fn retention() -> chrono::Duration {
-    chrono::Duration::days(RETENTION_DAYS)
+    chrono::Duration::days(RETENTION_DAYS as i64)
 }
 
 /// When the quiet period covering `at` ends under the stored `schedule`, if one does.
