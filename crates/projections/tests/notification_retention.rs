@@ -223,9 +223,7 @@ fn long_log() -> Vec<kring_domain::simulation::Recorded> {
     .collect()
 }
 
-async fn a_rebuild_keeps_exactly_the_notifications_live_projection_keeps<
-    S: EventStore + Clone,
->(
+async fn a_rebuild_keeps_exactly_the_notifications_live_projection_keeps<S: EventStore + Clone>(
     h: Harness<S>,
 ) {
     let log = long_log();
@@ -236,7 +234,11 @@ async fn a_rebuild_keeps_exactly_the_notifications_live_projection_keeps<
         (last - first).num_days()
     );
     for r in &log {
-        let sealed = h.vault.seal(&r.event, Metadata::new(r.at, r.actor)).await.unwrap();
+        let sealed = h
+            .vault
+            .seal(&r.event, Metadata::new(r.at, r.actor))
+            .await
+            .unwrap();
         h.store
             .append(&r.stream, ExpectedVersion::Any, vec![sealed])
             .await
@@ -254,13 +256,15 @@ async fn a_rebuild_keeps_exactly_the_notifications_live_projection_keeps<
         let Some(end) = batch.last() else { break };
         position = end.position;
         assert!(!h.projector.apply_batch(&batch).await.unwrap());
-        if halfway.is_none() && position as usize >= log.len() / 2 {
+        if halfway.is_none() && usize::try_from(position).unwrap() >= log.len() / 2 {
             let now = everything(&h).await;
             let since = kept_since(&h.db).await.unwrap().unwrap();
             assert!(now.iter().all(|n| n.release_at >= since));
             halfway = now.iter().min_by_key(|n| (n.release_at, n.id)).cloned();
             let recent = now.iter().max_by_key(|n| (n.release_at, n.id)).unwrap().id;
-            mark_delivered(&h.db, &[recent], end.occurred_at).await.unwrap();
+            mark_delivered(&h.db, &[recent], end.occurred_at)
+                .await
+                .unwrap();
             delivered = Some(recent);
         }
     }

@@ -83,9 +83,7 @@ mod query;
 
 pub use deliveries::{ensure_delivery_table, mark_delivered};
 pub use project::OutboxProjection;
-pub use query::{
-    availability, due, held, kept_since, notification, undelivered_of, Availability,
-};
+pub use query::{availability, due, held, kept_since, notification, undelivered_of, Availability};
 
 /// Its name.
 pub const NAME: &str = "outbox";

@@ -420,11 +420,8 @@ impl Window {
         }
         let write_from = told.map_or(start, |told| start.max(told - retention()));
         kept_from = kept_from.min(micros(write_from));
-        tx.execute(
-            &t.sql(WINDOW),
-            vec![micros(head).into(), kept_from.into()],
-        )
-        .await?;
+        tx.execute(&t.sql(WINDOW), vec![micros(head).into(), kept_from.into()])
+            .await?;
         Ok(write_from)
     }
 }
