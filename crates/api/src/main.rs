@@ -91,9 +91,10 @@ struct DeliveryArgs {
     #[arg(long, env = "KRING_DELIVERY_RETRY_BASE_MS", default_value_t = 30_000)]
     delivery_retry_base_ms: u64,
     /// The late-delivery limit: a notification released more than this many hours before the
-    /// worker comes to it is not sent (it stays listed in the person's app until acknowledged).
+    /// worker comes to it is not sent (it stays listed in the person's app until acknowledged
+    /// or out of the outbox's retention window). At most the window: 720 hours.
     #[arg(long, env = "KRING_DELIVERY_MAX_AGE_HOURS", default_value_t = kring_api::delivery::DEFAULT_MAX_AGE_HOURS,
-        value_parser = clap::value_parser!(u64).range(1..))]
+        value_parser = clap::value_parser!(u64).range(1..=kring_api::delivery::MAX_AGE_HOURS_LIMIT))]
     delivery_max_age_hours: u64,
 }
 
@@ -479,6 +480,28 @@ async fn main() -> ExitCode {
                 }
                 Err(e) => backup_failure(&e),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::Parser;
+
+    #[test]
+    fn the_late_delivery_limit_is_at_most_the_outbox_retention_window() {
+        let parse = |hours: &str| {
+            Cli::try_parse_from(["kring-api", "serve", "--delivery-max-age-hours", hours])
+        };
+        assert!(parse("720").is_ok());
+        for refused in ["721", "0"] {
+            let kind = parse(refused).err().map(|e| e.kind());
+            assert_eq!(
+                kind,
+                Some(clap::error::ErrorKind::ValueValidation),
+                "{refused}"
+            );
         }
     }
 }

@@ -3,6 +3,7 @@
 use crate::error::ProjectionError;
 use crate::writer::Tx;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use kring_domain::Event;
 use kring_store::RecordedEvent;
 use std::collections::HashMap;
@@ -95,11 +96,19 @@ pub trait Projection: Send + Sync + 'static {
     /// Forgets anything buffered or cached since the last commit: the transaction rolled back,
     /// or the checkpoint moved under the projection.
     fn reset(&self) {}
+
+    /// Told before the projector applies the log up to its newest event in large units
+    /// (catching up, filling a rebuild's generation): that event's recorded time
+    /// (`occurred_at`), for the generation of `tables`. Every event up to it will be applied
+    /// to that generation unless the projection stops. A read model whose rows depend on how
+    /// far the log has come (a retention window) may leave out what that event will make
+    /// obsolete anyway, instead of writing it and taking it back. Ignored by default.
+    fn log_head(&self, _tables: &Tables, _occurred_at: DateTime<Utc>) {}
 }
 
 /// FNV-1a (64-bit) over `parts`, each followed by a 0 byte, as 16 hex digits: stable across
 /// builds and Rust versions, unlike `std`'s hashers, because it is stored.
-fn fingerprint(parts: &[&str]) -> String {
+pub(crate) fn fingerprint(parts: &[&str]) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for byte in part.bytes().chain([0]) {

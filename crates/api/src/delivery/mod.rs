@@ -62,10 +62,11 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Jobs sent per round (and at most this many notifications turned into jobs).
     pub batch: u32,
-    /// The late-delivery limit (`--delivery-max-age-hours`): a notification released longer ago
-    /// than this when the worker comes to it is not sent by any channel; it stays listed in the
-    /// recipient's app until acknowledged there. A worker started on an old installation (or
-    /// back after a long outage) does not mail its history.
+    /// The late-delivery limit (`--delivery-max-age-hours`, at most [`MAX_AGE_HOURS_LIMIT`]): a
+    /// notification released longer ago than this when the worker comes to it is not sent by
+    /// any channel; it stays listed in the recipient's app until acknowledged there (or out of
+    /// the outbox's retention window). A worker started on an old installation (or back after a
+    /// long outage) does not mail its history.
     pub max_age: Duration,
 }
 
@@ -74,6 +75,12 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 
 /// The default late-delivery limit, in hours: three days.
 pub const DEFAULT_MAX_AGE_HOURS: u64 = 72;
+
+/// The longest late-delivery limit, in hours: the outbox's retention window
+/// ([`RETENTION_DAYS`](kring_projections::models::outbox::RETENTION_DAYS)). A notification the
+/// worker may still send is then always still in the outbox (the window counts back from the
+/// log's newest event, never later than now).
+pub const MAX_AGE_HOURS_LIMIT: u64 = kring_projections::models::outbox::RETENTION_DAYS * 24;
 
 impl Default for Config {
     fn default() -> Self {

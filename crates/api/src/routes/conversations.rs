@@ -1041,7 +1041,8 @@ pub struct NotificationsDoc {
 }
 
 /// The caller's notifications not yet acknowledged: those due (released at or before
-/// `?as_of=`, default now) and those still held for the caller's quiet hours.
+/// `?as_of=`, default now) and those still held for the caller's quiet hours. Only those in the
+/// outbox's retention window: released at most 30 days before the newest event in the log.
 #[utoipa::path(get, path = "/v1/me/notifications", tag = "conversations", params(AsOf, MinPosition),
     responses((status = 200, body = NotificationsDoc)),
     security(("bearer" = [])))]

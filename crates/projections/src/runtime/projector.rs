@@ -251,6 +251,7 @@ impl<S: EventStore + Clone> Projector<S> {
             return Ok(0);
         }
         let head = self.store.head().await?;
+        self.tell_head(&self.slots.lock().await, head).await?;
         let mut read = 0;
         let mut batch = self
             .store
@@ -464,6 +465,7 @@ impl<S: EventStore + Clone> Projector<S> {
     /// Applies the log up to its head to the fresh generations, from where they stand.
     async fn fill(&self, fresh: &mut [Slot], read: &mut u64) -> Result<(), ProjectionError> {
         let head = self.store.head().await?;
+        self.tell_head(fresh, head).await?;
         let after = fresh.iter().map(|s| s.position).min().unwrap_or(0);
         let mut batch = self.store.read_all(after, CATCH_UP_BATCH).await?;
         // One connection for every unit, as in `catch_up`.
@@ -483,6 +485,25 @@ impl<S: EventStore + Clone> Projector<S> {
             }
         }
         tx.finish().await
+    }
+
+    /// Tells the projections of `slots` that have not reached `head` the recorded time of the
+    /// event there ([`Projection::log_head`]): one read of one event.
+    async fn tell_head(&self, slots: &[Slot], head: Position) -> Result<(), ProjectionError> {
+        let behind: Vec<&Slot> = slots
+            .iter()
+            .filter(|s| !s.failed && s.position < head)
+            .collect();
+        if behind.is_empty() {
+            return Ok(());
+        }
+        let newest = self.store.read_all(head.saturating_sub(1), 1).await?;
+        if let Some(event) = newest.first() {
+            for slot in behind {
+                slot.projection.log_head(&slot.tables, event.occurred_at);
+            }
+        }
+        Ok(())
     }
 
     /// Applies the log to `slots` in one [`Unit`], starting with `batch` (already read) and

@@ -14,6 +14,7 @@ mod indexes;
 mod meeting_notifications;
 mod meetings;
 mod memberships;
+mod notification_retention;
 mod notifications;
 mod oracle;
 mod outbox;

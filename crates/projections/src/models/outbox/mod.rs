@@ -38,6 +38,20 @@
 //! grouped) sends those of one recipient and one release time as one message. `off` ones are
 //! never sent, but [`undelivered_of`] still lists them for the recipient's own app.
 //!
+//! How long ([`RETENTION_DAYS`]): the outbox keeps a notification while its release time is at
+//! most that many days before the newest event the read model has applied — the log's time (the
+//! events' recorded `occurred_at`), never the clock, so that the live projection and a rebuild
+//! keep exactly the same rows from the same log. The release time, not the time of the event,
+//! is a notification's age: a reminder for tomorrow, a notification held for quiet hours or
+//! waiting for its digest is in the window until it has been released for that long, and so is
+//! everything the delivery worker may still send (its late-delivery limit counts from the
+//! release time too, and is far shorter). The live projection deletes what falls out of the
+//! window as the log moves on, once per batch (one statement on the index by release time); a
+//! catch-up or a rebuild, told the newest event's time before it starts
+//! ([`Projection::log_head`](crate::Projection::log_head)), never writes what that event puts
+//! out of the window. Older notifications are still in the log; the posts, messages and
+//! meetings they are about stay in their own read models.
+//!
 //! Rules:
 //! - A notification carries ids only, never a message's or a post's text.
 //! - Its id is derived from what it is about (the post, message, activity, invitation or
@@ -69,10 +83,23 @@ mod query;
 
 pub use deliveries::{ensure_delivery_table, mark_delivered};
 pub use project::OutboxProjection;
-pub use query::{availability, due, held, notification, undelivered_of, Availability};
+pub use query::{availability, due, held, kept_since, notification, undelivered_of, Availability};
 
 /// Its name.
 pub const NAME: &str = "outbox";
+
+/// How many days the outbox keeps a notification after its release time, counted back from the
+/// newest event it has applied (see the module's documentation). Part of the read model's
+/// definition: it is in the outbox's fingerprint, so a version with another window rebuilds the
+/// read model when it starts instead of mixing two windows in one generation.
+pub const RETENTION_DAYS: u64 = 30;
+
+/// [`RETENTION_DAYS`] as a duration.
+#[must_use]
+#[allow(clippy::cast_possible_wrap)] // 30
+pub fn retention() -> chrono::Duration {
+    chrono::Duration::days(RETENTION_DAYS as i64)
+}
 
 /// When the quiet period covering `at` ends under the stored `schedule`, if one does.
 fn quiet_until(

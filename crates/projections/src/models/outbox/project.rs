@@ -1,13 +1,13 @@
 //! The write side: applying events to the outbox.
 
-use super::{Channel, NotificationId, NotificationKind, NAME};
+use super::{retention, Channel, NotificationId, NotificationKind, NAME, RETENTION_DAYS};
 use crate::bulk::select_in;
 use crate::bulk::Cell;
 use crate::bulk::{select_packed, Bulk, Packed};
-use crate::db::{micros, to_i64, uuid};
+use crate::db::{from_micros, micros, to_i64, uuid};
 use crate::error::ProjectionError;
 use crate::models::visibility::school_of;
-use crate::projection::{Buffer, Projected, Projection, Tables};
+use crate::projection::{fingerprint, Buffer, Projected, Projection, Tables};
 use crate::writer::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -29,13 +29,19 @@ use kring_domain::visibility::who_may_see;
 use kring_domain::{ChildId, Event, PersonId, Purpose};
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
 use uuid::Uuid;
 
 /// The projection. It buffers a batch's events, loads the state their messages need with a few
 /// IN queries, evolves it in log order in memory and writes the outcome in bulk.
 #[derive(Debug, Default)]
 pub struct OutboxProjection {
-    buffer: Buffer<(u64, DateTime<Utc>, Needed)>,
+    /// Every event of the batch with its recorded time (the retention window follows the
+    /// newest), and what the outbox needs of it.
+    buffer: Buffer<(u64, DateTime<Utc>, Option<Needed>)>,
+    /// Per generation, the newest recorded time of the log it is catching up to
+    /// ([`Projection::log_head`]): what is out of the window there is not written at all.
+    heads: Mutex<HashMap<i64, DateTime<Utc>>>,
 }
 
 /// The events this model needs.
@@ -156,6 +162,9 @@ const LOAD_MEETING_SLOTS: &str = include_str!("sql/load_meeting_slots.sql");
 const LOAD_MEETING_BOOKINGS: &str = include_str!("sql/load_meeting_bookings.sql");
 const MEETING_REMINDERS_OF_BOOKING: &str = include_str!("sql/meeting_reminders_of_booking.sql");
 const MEETING_REMINDERS_OF_ROUND: &str = include_str!("sql/meeting_reminders_of_round.sql");
+const LOAD_WINDOW: &str = include_str!("sql/load_window.sql");
+const WINDOW: &str = include_str!("sql/window.sql");
+const OUT_OF_WINDOW: &str = include_str!("sql/out_of_window.sql");
 
 /// The columns of a notification row (see `sql/notify.sql`).
 const NOTIFY_WIDTH: usize = 19;
@@ -184,6 +193,7 @@ impl Projection for OutboxProjection {
             "outbox_meeting_rounds",
             "outbox_meeting_slots",
             "outbox_meeting_bookings",
+            "outbox_window",
         ]
     }
 
@@ -193,6 +203,25 @@ impl Projection for OutboxProjection {
 
     fn query_indexes(&self) -> &'static str {
         QUERY_INDEXES
+    }
+
+    /// The default's parts and the retention window: another window is another read model.
+    fn fingerprint(&self) -> String {
+        fingerprint(&[
+            self.schema(),
+            self.query_indexes(),
+            &self.revision().to_string(),
+            &format!("retention {RETENTION_DAYS} days"),
+        ])
+    }
+
+    fn log_head(&self, t: &Tables, occurred_at: DateTime<Utc>) {
+        let mut heads = self
+            .heads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let head = heads.entry(t.generation()).or_insert(occurred_at);
+        *head = (*head).max(occurred_at);
     }
 
     async fn apply(
@@ -292,17 +321,35 @@ impl Projection for OutboxProjection {
             )),
             _ => needed,
         };
-        let needed = needed.map(|n| (e.recorded.position, e.recorded.occurred_at, n));
-        self.buffer.push(t, e.recorded.position, needed);
+        self.buffer.push(
+            t,
+            e.recorded.position,
+            Some((e.recorded.position, e.recorded.occurred_at, needed)),
+        );
         Ok(())
     }
 
     async fn flush(&self, tx: &mut Tx, t: &Tables) -> Result<(), ProjectionError> {
         let batch = self.buffer.take(t);
+        let Some(newest) = batch.iter().map(|(_, at, _)| *at).max() else {
+            return Ok(());
+        };
+        let told = self
+            .heads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&t.generation())
+            .copied();
+        let keep_from = Window::move_to(tx, t, newest, told).await?;
+        let batch: Vec<(u64, DateTime<Utc>, Needed)> = batch
+            .into_iter()
+            .filter_map(|(position, at, needed)| needed.map(|n| (position, at, n)))
+            .collect();
         if batch.is_empty() {
             return Ok(());
         }
         let mut state = State::load(tx, t, &batch).await?;
+        state.keep_from = keep_from;
         let mut notifications = Notifications {
             rows: Bulk::new(t.sql(NOTIFY), NOTIFY_WIDTH, DO_NOTHING),
             reminders: BTreeMap::new(),
@@ -324,13 +371,58 @@ impl Projection for OutboxProjection {
         }
         let mut rows = notifications.rows;
         for (_, row) in notifications.reminders {
-            rows.rows(row.cells);
+            if row.release_at >= keep_from {
+                rows.rows(row.cells);
+            }
         }
         for row in notifications.meeting_reminders {
-            rows.rows(row.cells);
+            if row.release_at >= keep_from {
+                rows.rows(row.cells);
+            }
         }
         rows.execute(tx).await?;
         Ok(())
+    }
+}
+
+/// The retention window of a generation as stored: the newest recorded time applied, and a
+/// release time no stored notification is older than.
+struct Window;
+
+impl Window {
+    /// Moves the window on to `newest` (a batch's newest recorded time) and returns the release
+    /// time from which the batch's notifications are written: the window's start, or the start
+    /// it will have at `told` (the newest time of the log being caught up to) when later.
+    /// Deletes the notifications that fell out of it, when some may have (one statement, on the
+    /// index by release time).
+    async fn move_to(
+        tx: &mut Tx,
+        t: &Tables,
+        newest: DateTime<Utc>,
+        told: Option<DateTime<Utc>>,
+    ) -> Result<DateTime<Utc>, ProjectionError> {
+        let stored = tx.fetch_all(t.sql(LOAD_WINDOW), Vec::new()).await?;
+        let (head, kept_from) = match stored.first() {
+            Some(row) => {
+                let head = from_micros(row.try_get(0)?)?;
+                let kept_from: i64 = row.try_get(1)?;
+                (head.max(newest), kept_from)
+            }
+            // Nothing stored yet: no notification either.
+            None => (newest, i64::MAX),
+        };
+        let start = head - retention();
+        let mut kept_from = kept_from;
+        if micros(start) > kept_from {
+            tx.execute(&t.sql(OUT_OF_WINDOW), vec![micros(start).into()])
+                .await?;
+            kept_from = micros(start);
+        }
+        let write_from = told.map_or(start, |told| start.max(told - retention()));
+        kept_from = kept_from.min(micros(write_from));
+        tx.execute(&t.sql(WINDOW), vec![micros(head).into(), kept_from.into()])
+            .await?;
+        Ok(write_from)
     }
 }
 
@@ -497,6 +589,9 @@ struct State {
     quiet_dirty: BTreeSet<String>,
     school_quiet_dirty: BTreeSet<String>,
     unenrolled: BTreeSet<String>,
+    /// The release time from which notifications are written: older ones are out of the
+    /// retention window (see [`Window::move_to`]).
+    keep_from: DateTime<Utc>,
 }
 
 /// A slot's number as stored.
@@ -1249,6 +1344,10 @@ impl State {
             .ok_or_else(|| ProjectionError::Invalid("a notification without a kind".into()))?;
         let preferences = self.preferences_of(recipient, about.school.as_ref())?;
         let release_at = preferences.release_at(kind, at);
+        if release_at < self.keep_from {
+            // Out of the retention window already.
+            return Ok(());
+        }
         rows.rows(cells(
             about,
             position,

@@ -17,6 +17,7 @@ const DUE: &str = include_str!("sql/due.sql");
 const HELD: &str = include_str!("sql/held.sql");
 const UNDELIVERED_OF: &str = include_str!("sql/undelivered_of.sql");
 const NOTIFICATION: &str = include_str!("sql/notification.sql");
+const LOG_TIME: &str = include_str!("sql/log_time.sql");
 const SCHEDULE_OF_STAFF: &str = include_str!("sql/schedule_of_staff.sql");
 const SCHOOL_SCHEDULE_OF_STAFF: &str = include_str!("sql/school_schedule_of_staff.sql");
 
@@ -103,7 +104,8 @@ pub async fn held(
 
 /// The notifications to `recipient` not delivered yet, due and held alike, soonest released
 /// first, at most `limit`: what a recipient's own app fetches (those released at or before now
-/// are due; the rest are held for the recipient's quiet hours).
+/// are due; the rest are held for the recipient's quiet hours). Only those in the retention
+/// window ([`kept_since`]): older ones are no longer in the outbox.
 ///
 /// # Errors
 /// Database failures; the delivery table missing
@@ -135,6 +137,20 @@ pub async fn notification(
         .fetch_optional(db.pool())
         .await?;
     row.as_ref().map(notification_from).transpose()
+}
+
+/// The oldest release time the outbox still keeps: the recorded time of the newest event it
+/// has applied, less the [retention window](super::RETENTION_DAYS). `None` before it has
+/// applied any event.
+///
+/// # Errors
+/// Database failures.
+pub async fn kept_since(db: &ReadDb) -> Result<Option<DateTime<Utc>>, ProjectionError> {
+    let head: Option<i64> = sqlx::query_scalar(LOG_TIME)
+        .fetch_optional(db.pool())
+        .await?;
+    head.map(|h| Ok(from_micros(h)? - super::retention()))
+        .transpose()
 }
 
 /// Whether a person can be reached now, as parents see it.

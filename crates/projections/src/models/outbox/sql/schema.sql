@@ -21,6 +21,12 @@ CREATE TABLE {outbox_notifications} (
 );
 CREATE INDEX {outbox_notifications}_by_activity ON {outbox_notifications} (activity_id, recipient_id) WHERE activity_id IS NOT NULL;
 CREATE INDEX {outbox_notifications}_by_round ON {outbox_notifications} (round_id, booking_id) WHERE round_id IS NOT NULL;
+CREATE INDEX {outbox_notifications}_by_release ON {outbox_notifications} (release_at);
+CREATE TABLE {outbox_window} (
+    id BIGINT PRIMARY KEY,
+    head_at BIGINT NOT NULL,
+    kept_from BIGINT NOT NULL
+);
 CREATE TABLE {outbox_conversations} (
     conversation_id TEXT PRIMARY KEY,
     school_id TEXT NOT NULL,

@@ -1,0 +1,1 @@
+SELECT head_at FROM outbox_window WHERE id = 0

@@ -1,0 +1,1 @@
+DELETE FROM {outbox_notifications} WHERE release_at < $1
