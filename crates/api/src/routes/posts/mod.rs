@@ -146,6 +146,22 @@ impl Standing {
         }
     }
 
+    /// `404` unless the caller may know of the live item at `place`: staff of its audience,
+    /// compliance officers and the operator always, a guardian only when it is shown to them
+    /// (`guardian_sees`).
+    fn admit(self, place: &visibility::MediaPlace, guardian_sees: bool) -> ApiResult<()> {
+        let known = match self {
+            Self::Operator | Self::Compliance | Self::Staff => true,
+            Self::Guardian(_) => guardian_sees,
+            Self::Stranger => false,
+        };
+        if known && place.live {
+            Ok(())
+        } else {
+            Err(hidden_media(place.media_id))
+        }
+    }
+
     /// Whether reading content must be recorded in the access log.
     const fn logged(self) -> bool {
         matches!(self, Self::Operator | Self::Compliance)
@@ -188,14 +204,11 @@ async fn published(state: &AppState, caller: Caller, media_id: MediaId) -> ApiRe
         .ok_or_else(|| hidden_media(media_id))?;
     let roster = state.exec.school(place.school_id).await?.state;
     let standing = Standing::of(&roster, caller, place.group_id);
-    let known = match standing {
-        Standing::Operator | Standing::Compliance | Standing::Staff => true,
+    let guardian_sees = match standing {
         Standing::Guardian(p) => visibility::may_see(&state.system.db, p, media_id).await?,
-        Standing::Stranger => false,
+        _ => false,
     };
-    if !known || !place.live {
-        return Err(hidden_media(media_id));
-    }
+    standing.admit(&place, guardian_sees)?;
     Ok(Published { place, roster })
 }
 
@@ -230,14 +243,10 @@ async fn seen(state: &AppState, caller: Caller, media_id: MediaId) -> ApiResult<
             }
         };
     let standing = Standing::of(&roster, caller, place.group_id);
-    let known = match standing {
-        Standing::Operator | Standing::Compliance | Standing::Staff => true,
-        Standing::Guardian(p) => visibility.may_see(p),
-        Standing::Stranger => false,
-    };
-    if !known || !place.live {
-        return Err(hidden_media(media_id));
-    }
+    standing.admit(
+        &place,
+        matches!(standing, Standing::Guardian(p) if visibility.may_see(p)),
+    )?;
     Ok(Some(Seen {
         standing,
         visibility,
