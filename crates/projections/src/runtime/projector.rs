@@ -487,12 +487,15 @@ impl<S: EventStore + Clone> Projector<S> {
         tx.finish().await
     }
 
-    /// Tells the projections of `slots` that have not reached `head` the recorded time of the
-    /// event there ([`Projection::log_head`]): one read of one event.
+    /// Tells the projections of `slots` that are more than a batch behind `head` the recorded
+    /// time of the event there ([`Projection::log_head`]): one read of one event. A live
+    /// projection a batch or less behind is not told (it would cost that read on every wake-up
+    /// and spare little); it ends in the same rows either way.
     async fn tell_head(&self, slots: &[Slot], head: Position) -> Result<(), ProjectionError> {
+        let batch = CATCH_UP_BATCH as u64;
         let behind: Vec<&Slot> = slots
             .iter()
-            .filter(|s| !s.failed && s.position < head)
+            .filter(|s| !s.failed && s.position.saturating_add(batch) < head)
             .collect();
         if behind.is_empty() {
             return Ok(());
