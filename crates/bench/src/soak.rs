@@ -394,13 +394,14 @@ pub async fn run(options: &SoakOptions) -> Result<Soak, String> {
     let install = Installation::create(Backend::Sqlite, None, "soak")
         .await
         .map_err(|e| e.to_string())?;
-    let mut workload = Workload::new(WorkloadConfig::school_years(options.events));
-    let mut events = 0;
-    for chunk in workload.by_ref() {
-        events += crate::import::write(&install.system, chunk)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    let (chunks, generator) =
+        crate::import::generated(Workload::new(WorkloadConfig::school_years(options.events)));
+    let events = crate::import::write(&install.system, chunks)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (workload, _) = generator
+        .join()
+        .map_err(|_| "the workload's generator panicked".to_owned())?;
     let auth = Auth::local(install.dir()).map_err(|e| e.to_string())?;
     let plan = Arc::new(Plan::new(workload.world(), &auth)?);
     let dir = install.dir().to_path_buf();

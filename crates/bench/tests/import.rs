@@ -12,15 +12,16 @@ async fn import_and_compare(system: &System) {
         chunk: 1_500,
         ..WorkloadConfig::school_years(6_000)
     };
-    let mut expected = Vec::new();
-    for chunk in Workload::new(config) {
-        expected.extend(
-            chunk
-                .iter()
-                .map(|r| (r.stream.to_string(), r.event.event_type().to_owned())),
-        );
-        kring_bench::import::write(system, chunk).await.unwrap();
-    }
+    let chunks: Vec<_> = Workload::new(config).collect();
+    let expected: Vec<_> = chunks
+        .iter()
+        .flatten()
+        .map(|r| (r.stream.to_string(), r.event.event_type().to_owned()))
+        .collect();
+    let written = kring_bench::import::write(system, futures::stream::iter(chunks))
+        .await
+        .unwrap();
+    assert_eq!(written, expected.len() as u64);
     let mut got = Vec::new();
     let mut after = 0;
     loop {

@@ -7,8 +7,8 @@
 #![allow(clippy::missing_panics_doc, clippy::unwrap_used, clippy::expect_used)]
 
 use crate::{
-    EventStore, EventStoreExt, ExpectedVersion, Metadata, NewEvent, Position, StoreError,
-    MAX_EVENT_BYTES,
+    AppendRequest, EventStore, EventStoreExt, ExpectedVersion, Metadata, NewEvent, Position,
+    RecordedEvent, StoreError, MAX_EVENT_BYTES,
 };
 use chrono::Utc;
 use kring_domain::{Actor, ChildId, PersonId, StreamName};
@@ -35,6 +35,7 @@ macro_rules! conformance_suite {
             global_log_reads_in_bounded_batches
             subscription_resumes_from_its_checkpoint
             verify_passes_on_an_intact_log
+            append_many_keeps_the_order_and_each_outcome
         );
     };
     (@tests $make:path, $attrs:tt $($name:ident)*) => {
@@ -507,4 +508,77 @@ pub async fn verify_passes_on_an_intact_log<S: EventStore + Clone>(store: S) {
     };
     assert_eq!(report.global_chain, expected);
     assert_eq!(report.head_hash.is_some(), store.keeps_global_chain());
+}
+
+/// `append_many`: every append its own outcome (a refused one leaves the others to commit, a
+/// later one may build on an earlier one of the same list), the log in the order asked, also
+/// for more appends than a writer's group takes at once.
+pub async fn append_many_keeps_the_order_and_each_outcome<S: EventStore + Clone>(store: S) {
+    let start = store.head().await.unwrap();
+    let (a, b, c) = (stream(), stream(), stream());
+    let request = |stream, expected, events| AppendRequest {
+        stream,
+        expected,
+        events,
+    };
+    let mixed = vec![
+        request(a, ExpectedVersion::NoStream, vec![event(0), event(1)]),
+        request(b, ExpectedVersion::Exact(5), vec![event(2)]),
+        request(a, ExpectedVersion::Exact(1), vec![event(3)]),
+        request(c, ExpectedVersion::Any, vec![]),
+        request(c, ExpectedVersion::NoStream, vec![event(4)]),
+    ];
+    let outcomes = store.append_many(mixed).await;
+    assert_eq!(outcomes.len(), 5);
+    assert_eq!(outcomes[0].as_ref().unwrap().stream_version, 1);
+    assert!(
+        matches!(&outcomes[1], Err(StoreError::Concurrency { stream, actual: None, .. }) if *stream == b),
+        "{:?}",
+        outcomes[1]
+    );
+    assert_eq!(outcomes[2].as_ref().unwrap().stream_version, 2);
+    assert!(matches!(outcomes[3], Err(StoreError::EmptyAppend)));
+    assert_eq!(outcomes[4].as_ref().unwrap().stream_version, 0);
+    let positions: Vec<Position> = [0, 2, 4]
+        .iter()
+        .map(|&i| outcomes[i].as_ref().unwrap().position)
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    let ns = |events: Vec<RecordedEvent>| -> Vec<u64> {
+        events
+            .iter()
+            .map(|e| {
+                serde_json::from_str::<serde_json::Value>(&e.payload).unwrap()["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(ns(store.read_stream_to_end(&a).await.unwrap()), [0, 1, 3]);
+    assert!(store.read_stream_to_end(&b).await.unwrap().is_empty());
+    assert_eq!(ns(store.read_stream_to_end(&c).await.unwrap()), [4]);
+
+    // More appends than one group commit takes: the log keeps the order asked.
+    let streams: Vec<StreamName> = (0..1_200).map(|_| stream()).collect();
+    let many = streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| request(*s, ExpectedVersion::NoStream, vec![event(i as u64)]))
+        .collect();
+    let outcomes = store.append_many(many).await;
+    assert!(outcomes.iter().all(Result::is_ok));
+    let mut logged = Vec::new();
+    let mut after = start;
+    loop {
+        let batch = store.read_all(after, 500).await.unwrap();
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        logged.extend(batch);
+    }
+    let order: Vec<StreamName> = logged
+        .iter()
+        .map(|e| e.stream)
+        .filter(|s| streams.contains(s))
+        .collect();
+    assert_eq!(order, streams);
 }

@@ -28,7 +28,7 @@ pub use envelope::{
     Metadata, NewEvent, Position, RecordedEvent, MAX_EVENT_BYTES,
 };
 pub use error::{outage, Outage, StoreError};
-pub use plan::{AppendOutcome, StoredId};
+pub use plan::{AppendOutcome, AppendRequest, StoredId};
 pub use subscription::Subscription;
 pub use verify::{Finding, GlobalChain, VerifyFailure, VerifyReport};
 
@@ -52,6 +52,22 @@ pub trait EventStore: Send + Sync + 'static {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError>;
+
+    /// Appends each of `appends` as [`EventStore::append`] would, in their order: each is
+    /// all or nothing on its own and gets its own outcome (one refused leaves the others to
+    /// commit), and an append's events come after those of the appends before it in the log.
+    /// The group-committing adapters (SQLite, PostgreSQL) take the whole list to their writer
+    /// at once instead of one append at a time: a bulk import's way in.
+    async fn append_many(
+        &self,
+        appends: Vec<AppendRequest>,
+    ) -> Vec<Result<AppendOutcome, StoreError>> {
+        let mut outcomes = Vec::with_capacity(appends.len());
+        for a in appends {
+            outcomes.push(self.append(&a.stream, a.expected, a.events).await);
+        }
+        outcomes
+    }
 
     /// Up to `limit` events of `stream` from version `from` on, in order.
     ///
@@ -161,6 +177,13 @@ impl<T: EventStore + ?Sized> EventStore for std::sync::Arc<T> {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         (**self).append(stream, expected, events).await
+    }
+
+    async fn append_many(
+        &self,
+        appends: Vec<AppendRequest>,
+    ) -> Vec<Result<AppendOutcome, StoreError>> {
+        (**self).append_many(appends).await
     }
 
     async fn read_stream(

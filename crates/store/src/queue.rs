@@ -1,25 +1,35 @@
 //! The queue in front of a group-committing writer (SQLite, PostgreSQL): appends are validated
 //! and queued; the writer takes them in groups and answers each with its own outcome.
+//!
+//! A job is one append, or many ([`Appender::append_many`], a bulk import's batch): the writer
+//! plans a job's appends in their order, each with its own outcome, and one reply carries them
+//! all back, so a batch of appends costs one hand-off to the writer and one back.
 
 use crate::plan::{self, AppendRequest};
 use crate::{AppendOutcome, ExpectedVersion, NewEvent, StoreError};
 use kring_domain::StreamName;
 use tokio::sync::{mpsc, oneshot};
 
-/// One queued append and where its outcome goes.
+type Outcomes = Vec<Result<AppendOutcome, StoreError>>;
+
+/// One queued job: appends, and where their outcomes go.
 pub(crate) struct Job {
-    request: AppendRequest,
-    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+    requests: Vec<AppendRequest>,
+    reply: oneshot::Sender<Outcomes>,
 }
 
 /// The appenders' end of the queue.
 #[derive(Clone)]
-pub(crate) struct Appender(mpsc::Sender<Job>);
+pub(crate) struct Appender {
+    jobs: mpsc::Sender<Job>,
+    /// The most appends one job carries (the writer's group size).
+    max: usize,
+}
 
-/// A queue holding up to `capacity` appends.
-pub(crate) fn channel(capacity: usize) -> (Appender, mpsc::Receiver<Job>) {
-    let (tx, rx) = mpsc::channel(capacity);
-    (Appender(tx), rx)
+/// A queue holding up to `capacity` jobs, each of at most `max` appends.
+pub(crate) fn channel(capacity: usize, max: usize) -> (Appender, mpsc::Receiver<Job>) {
+    let (jobs, rx) = mpsc::channel(capacity);
+    (Appender { jobs, max }, rx)
 }
 
 impl Appender {
@@ -30,18 +40,80 @@ impl Appender {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        let mut request = AppendRequest {
+        let request = AppendRequest {
             stream: *stream,
             expected,
             events,
         };
-        plan::validate(&mut request)?;
-        let (reply, answer) = oneshot::channel();
-        self.0
-            .send(Job { request, reply })
+        self.append_many(vec![request])
             .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+            .pop()
+            .unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Validates each append, queues the valid ones in order (as jobs of at most the writer's
+    /// group size, queued one after the other) and waits for their outcomes; one outcome per
+    /// request, in order. An invalid append is refused on its own.
+    pub(crate) async fn append_many(&self, requests: Vec<AppendRequest>) -> Outcomes {
+        let mut outcomes: Vec<Option<Result<AppendOutcome, StoreError>>> =
+            Vec::with_capacity(requests.len());
+        let mut valid = Vec::with_capacity(requests.len());
+        for mut request in requests {
+            match plan::validate(&mut request) {
+                Ok(()) => {
+                    outcomes.push(None);
+                    valid.push(request);
+                }
+                Err(e) => outcomes.push(Some(Err(e))),
+            }
+        }
+        // Every job is queued before the first answer is awaited: the writer may take them
+        // into one group, and their order in the queue is the order asked.
+        let mut answers = Vec::new();
+        let mut valid = valid.into_iter().peekable();
+        while valid.peek().is_some() {
+            let requests: Vec<AppendRequest> = valid.by_ref().take(self.max).collect();
+            let n = requests.len();
+            let (reply, answer) = oneshot::channel();
+            let queued = self.jobs.send(Job { requests, reply }).await.is_ok();
+            answers.push((n, queued.then_some(answer)));
+        }
+        let mut answered = Vec::with_capacity(outcomes.len());
+        for (n, answer) in answers {
+            let got = match answer {
+                Some(answer) => answer.await.ok(),
+                None => None,
+            };
+            match got {
+                Some(results) if results.len() == n => answered.extend(results),
+                _ => answered.extend((0..n).map(|_| Err(StoreError::Closed))),
+            }
+        }
+        let mut answered = answered.into_iter();
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| answered.next().unwrap_or(Err(StoreError::Closed))))
+            .collect()
+    }
+}
+
+/// The repliers of a group: which jobs its appends came from, in order.
+pub(crate) struct Replies(Vec<(usize, oneshot::Sender<Outcomes>)>);
+
+impl Replies {
+    /// Answers every job with its share of `outcomes` (one per append of the group, in order).
+    pub(crate) fn send(self, outcomes: Outcomes) {
+        let mut outcomes = outcomes.into_iter();
+        for (n, reply) in self.0 {
+            let _ = reply.send(outcomes.by_ref().take(n).collect());
+        }
+    }
+
+    /// Answers every append of the group with `e` (nothing of the group was acknowledged).
+    pub(crate) fn fail(self, e: &StoreError) {
+        for (n, reply) in self.0 {
+            let _ = reply.send((0..n).map(|_| Err(e.for_each_append())).collect());
+        }
     }
 }
 
@@ -50,26 +122,29 @@ impl Appender {
 /// (one fsync) serve many appends.
 const GATHER_YIELDS: usize = 4;
 
-/// The next group of at most `max` appends, waiting for the first; `None` when every
-/// appender is gone. The replies are in the order of the requests.
+/// The next group of appends, waiting for the first job; it takes jobs until they hold `max`
+/// appends or none is queued. `None` when every appender is gone.
 pub(crate) async fn next_group(
     queue: &mut mpsc::Receiver<Job>,
     max: usize,
-) -> Option<(
-    Vec<AppendRequest>,
-    Vec<oneshot::Sender<Result<AppendOutcome, StoreError>>>,
-)> {
+) -> Option<(Vec<AppendRequest>, Replies)> {
     let first = queue.recv().await?;
-    let mut jobs = vec![first];
+    let mut requests = Vec::new();
+    let mut replies = Vec::new();
+    let mut take = |job: Job, requests: &mut Vec<AppendRequest>| {
+        replies.push((job.requests.len(), job.reply));
+        requests.extend(job.requests);
+    };
+    take(first, &mut requests);
     let mut idle_rounds = 0;
-    while jobs.len() < max && idle_rounds < GATHER_YIELDS {
+    while requests.len() < max && idle_rounds < GATHER_YIELDS {
         match queue.try_recv() {
-            Ok(job) => jobs.push(job),
+            Ok(job) => take(job, &mut requests),
             Err(_) => {
                 idle_rounds += 1;
                 tokio::task::yield_now().await;
             }
         }
     }
-    Some(jobs.into_iter().map(|j| (j.request, j.reply)).unzip())
+    Some((requests, Replies(replies)))
 }

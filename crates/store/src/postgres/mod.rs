@@ -34,8 +34,8 @@ pub use writer::FULL_PATH_ENV;
 
 use crate::queue::{self, Appender};
 use crate::{
-    actor_from_str, AppendOutcome, EventHash, EventStore, ExpectedVersion, NewEvent, Position,
-    RecordedEvent, StoreError,
+    actor_from_str, AppendOutcome, AppendRequest, EventHash, EventStore, ExpectedVersion, NewEvent,
+    Position, RecordedEvent, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -109,7 +109,7 @@ impl PostgresStore {
         let last = last_position(&readers).await?;
         let (head_tx, head) = watch::channel(last);
         let listener = tokio::spawn(listening.follow(head_tx.clone()));
-        let (jobs, queue) = queue::channel(4 * MAX_GROUP);
+        let (jobs, queue) = queue::channel(4 * MAX_GROUP, MAX_GROUP);
         tokio::spawn(Writer::new(options, conn, head_tx).run(queue));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -137,6 +137,13 @@ impl EventStore for PostgresStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         self.inner.jobs.append(stream, expected, events).await
+    }
+
+    async fn append_many(
+        &self,
+        appends: Vec<AppendRequest>,
+    ) -> Vec<Result<AppendOutcome, StoreError>> {
+        self.inner.jobs.append_many(appends).await
     }
 
     async fn read_stream(

@@ -137,10 +137,7 @@ impl Writer {
 
     pub(super) async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
         while let Some((requests, replies)) = queue::next_group(&mut queue, MAX_GROUP).await {
-            let outcomes = self.commit(&requests).await;
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(outcome);
-            }
+            replies.send(self.commit(&requests).await);
         }
         if let Some(conn) = self.conn.take() {
             let _ = conn.close().await;

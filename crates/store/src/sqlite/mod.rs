@@ -95,7 +95,7 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options(&path).read_only(true))
             .await?;
-        let (jobs, queue) = queue::channel(4 * MAX_GROUP);
+        let (jobs, queue) = queue::channel(4 * MAX_GROUP, MAX_GROUP);
         let (head_tx, head) = watch::channel(last.position);
         tokio::spawn(
             Writer {
@@ -180,6 +180,13 @@ impl EventStore for SqliteStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         self.inner.jobs.append(stream, expected, events).await
+    }
+
+    async fn append_many(
+        &self,
+        appends: Vec<AppendRequest>,
+    ) -> Vec<Result<AppendOutcome, StoreError>> {
+        self.inner.jobs.append_many(appends).await
     }
 
     async fn read_stream(
@@ -541,20 +548,14 @@ impl Writer {
     async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
         while let Some((requests, replies)) = queue::next_group(&mut queue, MAX_GROUP).await {
             match self.commit(&requests).await {
-                Ok(outcomes) => {
-                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(outcome);
-                    }
-                }
+                Ok(outcomes) => replies.send(outcomes),
                 Err(e) => {
                     // Nothing of the batch is acknowledged; start over from the file.
                     self.heads.clear();
                     if let Ok(last) = log_head(&mut self.conn).await {
                         self.last = last;
                     }
-                    for reply in replies {
-                        let _ = reply.send(Err(e.for_each_append()));
-                    }
+                    replies.fail(&e);
                 }
             }
         }
