@@ -16,6 +16,7 @@ use kring_domain::simulation::Recorded;
 use kring_domain::StreamName;
 use kring_projections::System;
 use kring_store::{AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
@@ -25,8 +26,8 @@ const PIPELINE: usize = 256;
 const APPENDING: usize = 4;
 /// Events sealed together: their new subjects' keys are one durable write.
 const SEAL_BATCH: usize = 1024;
-/// Batches being sealed at once (one waits for its keys while another is encrypted).
-const SEALING: usize = 2;
+/// Batches being sealed at once (some wait for their keys while others are encrypted).
+const SEALING: usize = 4;
 /// Events being sealed at once by [`write_one_by_one`].
 const SEALING_ONE_BY_ONE: usize = 64;
 
@@ -64,6 +65,9 @@ pub enum ImportError {
     /// Sealing failed.
     #[error("sealing: {0}")]
     Vault(#[from] kring_store::vault::VaultError),
+    /// A sealing task ended without an answer (it panicked).
+    #[error("sealing: {0}")]
+    Sealing(String),
     /// Appending failed.
     #[error("appending: {0}")]
     Store(#[from] kring_store::StoreError),
@@ -94,7 +98,6 @@ pub async fn write(
     system: &System,
     chunks: impl futures::Stream<Item = Vec<Recorded>> + Send,
 ) -> Result<u64, ImportError> {
-    let vault = &system.vault;
     let store = &system.store;
     let batches = chunks.flat_map(|chunk| {
         let mut batches = Vec::with_capacity(chunk.len().div_ceil(SEAL_BATCH));
@@ -104,19 +107,25 @@ pub async fn write(
         }
         futures::stream::iter(batches)
     });
+    // Each batch is sealed in a task of its own, so batches are encrypted on every core while
+    // others wait for their keys; their results are taken in log order.
     let mut sealed = std::pin::pin!(batches
-        .map(|batch| async move {
-            let events = vault
-                .seal_all(
-                    batch
-                        .iter()
-                        .map(|r| (&r.event, Metadata::new(r.at, r.actor))),
-                )
-                .await?;
-            let streams: Vec<StreamName> = batch.iter().map(|r| r.stream).collect();
-            Ok::<_, ImportError>(runs(&streams, events))
+        .map(|batch| {
+            let vault = Arc::clone(&system.vault);
+            tokio::spawn(async move {
+                let events = vault
+                    .seal_all(
+                        batch
+                            .iter()
+                            .map(|r| (&r.event, Metadata::new(r.at, r.actor))),
+                    )
+                    .await?;
+                let streams: Vec<StreamName> = batch.iter().map(|r| r.stream).collect();
+                Ok::<_, ImportError>(runs(&streams, events))
+            })
         })
         .buffered(SEALING)
+        .map(|joined| joined.unwrap_or_else(|e| Err(ImportError::Sealing(e.to_string()))))
         .fuse());
     let mut written = 0;
     // Each batch's appends are polled once as soon as they are made, so they join the store's
