@@ -43,7 +43,12 @@ impl Db {
 
 /// A school with posts (a key per post and media item), consent decisions and tags.
 fn school() -> World {
-    let mut world = World::with_classes(2, 3, 2);
+    school_of(2, 3)
+}
+
+/// [`school`] with `groups` classes of `children` children, each with two guardians.
+fn school_of(groups: usize, children: usize) -> World {
+    let mut world = World::with_classes(groups, children, 2);
     let teacher = Actor::Person(world.staff[1]);
     let group = world.groups[0];
     let (a, b) = (world.child_ids[0], world.child_ids[1]);
@@ -105,8 +110,11 @@ fn key_per_subject(events: &[NewEvent]) -> HashMap<Subject, Uuid> {
 
 /// The batch seals as one-by-one sealing would; a second vault on the same database (another
 /// process) opens every field, so the keys were stored; a later single seal uses the same key.
-async fn seals_every_field_with_its_subjects_stored_key(vault: &KeyVault, other: &KeyVault) {
-    let world = school();
+async fn seals_every_field_with_its_subjects_stored_key(
+    world: &World,
+    vault: &KeyVault,
+    other: &KeyVault,
+) {
     let sealed = vault.seal_all(batch(&world.log)).await.unwrap();
     assert_eq!(sealed.len(), world.log.len());
     let keys = key_per_subject(&sealed);
@@ -198,13 +206,24 @@ async fn postgres(label: &str) -> (kring_testkit::PgTestDatabase, Db, KeyVault, 
 #[tokio::test]
 async fn seal_all_seals_every_field_with_its_subjects_stored_key_on_sqlite() {
     let (_dir, _db, a, b) = sqlite().await;
-    seals_every_field_with_its_subjects_stored_key(&a, &b).await;
+    seals_every_field_with_its_subjects_stored_key(&school(), &a, &b).await;
+}
+
+/// More new subjects in one batch than one `INSERT` of keys takes on SQLite (500): they are
+/// stored in one transaction of several statements, every one of them.
+#[tokio::test]
+async fn seal_all_stores_more_keys_than_one_insert_takes_on_sqlite() {
+    let (_dir, db, a, b) = sqlite().await;
+    let world = school_of(10, 30);
+    seals_every_field_with_its_subjects_stored_key(&world, &a, &b).await;
+    let rows = db.key_rows().await;
+    assert!(rows > 500, "{rows} keys stored, not more than one INSERT takes");
 }
 
 #[tokio::test]
 async fn seal_all_seals_every_field_with_its_subjects_stored_key_on_postgres() {
     let (_db, _, a, b) = postgres("seal_all_keys").await;
-    seals_every_field_with_its_subjects_stored_key(&a, &b).await;
+    seals_every_field_with_its_subjects_stored_key(&school(), &a, &b).await;
 }
 
 #[tokio::test]

@@ -65,6 +65,9 @@ pub(super) const ERASURE_CHANNEL: &str = "kring_vault_erasures";
 /// order they were drawn: a reader that has seen erasure `n` has seen every erasure below it.
 const ERASURE_LOCK: i64 = 74_726_106;
 
+/// Keys one `INSERT` stores on SQLite (4 parameters each, well under its limit of 32,766).
+const KEYS_PER_INSERT: usize = 500;
+
 impl VaultDb {
     pub async fn sqlite(path: &Path) -> Result<Self, sqlx::Error> {
         let options = SqliteConnectOptions::new()
@@ -267,19 +270,42 @@ impl VaultDb {
         let now = chrono::Utc::now();
         match self {
             Self::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                for (subject, key_id, wrapped) in keys {
-                    sqlx::query(
-                        "INSERT INTO subject_keys (subject, key_id, wrapped_key, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(subject)
-                    .bind(key_id)
-                    .bind(wrapped)
-                    .bind(now.timestamp_micros())
-                    .execute(&mut *tx)
-                    .await?;
+                // Multi-row statements: each statement is a hand-off to the connection's thread
+                // and back, so one per key made a batch's keys hundreds of them.
+                let insert = |chunk: &[(String, Uuid, Vec<u8>)]| {
+                    let mut sql = String::from(
+                        "INSERT INTO subject_keys (subject, key_id, wrapped_key, created_at) VALUES ",
+                    );
+                    sql.push_str(&vec!["(?, ?, ?, ?)"; chunk.len()].join(", "));
+                    sql.push_str(" ON CONFLICT DO NOTHING");
+                    sql
+                };
+                let mut conn = pool.acquire().await?;
+                let several = keys.len() > KEYS_PER_INSERT;
+                if several {
+                    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
                 }
-                tx.commit().await
+                let result = async {
+                    for chunk in keys.chunks(KEYS_PER_INSERT) {
+                        let sql = insert(chunk);
+                        let mut query = sqlx::query(&sql);
+                        for (subject, key_id, wrapped) in chunk {
+                            query = query
+                                .bind(subject)
+                                .bind(key_id)
+                                .bind(wrapped)
+                                .bind(now.timestamp_micros());
+                        }
+                        query.execute(&mut *conn).await?;
+                    }
+                    Ok::<_, sqlx::Error>(())
+                }
+                .await;
+                if several {
+                    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                    sqlx::query(end).execute(&mut *conn).await?;
+                }
+                result
             }
             Self::Postgres(pool) => {
                 let (subjects, rest): (Vec<&str>, Vec<(Uuid, &[u8])>) = keys
