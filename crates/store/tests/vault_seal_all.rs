@@ -217,7 +217,10 @@ async fn seal_all_stores_more_keys_than_one_insert_takes_on_sqlite() {
     let world = school_of(10, 30);
     seals_every_field_with_its_subjects_stored_key(&world, &a, &b).await;
     let rows = db.key_rows().await;
-    assert!(rows > 500, "{rows} keys stored, not more than one INSERT takes");
+    assert!(
+        rows > 500,
+        "{rows} keys stored, not more than one INSERT takes"
+    );
 }
 
 #[tokio::test]

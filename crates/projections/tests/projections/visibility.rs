@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 kring_testkit::on_both_backends!(sqlite: |_| common::sqlite(vec![Arc::new(VisibilityProjection::default())]), postgres: |_| common::postgres(vec![Arc::new(VisibilityProjection::default())]);
     withdrawn_consent_hides_existing_photo_from_other_parents,
+    tagging_a_child_after_posting_changes_who_sees_that_item_only,
     guardian_still_sees_own_child_without_consent,
     removed_media_is_visible_to_nobody,
     parent_removed_from_group_loses_access,
@@ -174,6 +175,77 @@ async fn withdrawn_consent_hides_existing_photo_from_other_parents<S: EventStore
     assert!(
         world.guardians_of(a).into_iter().all(|p| again.may_see(p)),
         "consent given again: visible again"
+    );
+}
+
+/// Children tagged in a photo after it was posted: one whose guardian consented leaves it
+/// visible to the other parents, one without consent hides it from them (and they are told
+/// why), the post's other photo is untouched; untagged again, the photo is visible again.
+/// Every answer also in one statement ([`answer`]), which reads the decisions about the
+/// children the item's row says it shows.
+async fn tagging_a_child_after_posting_changes_who_sees_that_item_only<S: EventStore + Clone>(
+    mut h: Harness<S>,
+) {
+    let mut world = World::with_classes(1, 3, 2);
+    let [a, b, c] = [world.child_ids[0], world.child_ids[1], world.child_ids[2]];
+    let b_mum = world.guardians_of(b)[0];
+    world
+        .decide_consent(b_mum, b, Purpose::GroupCommunication, true)
+        .unwrap();
+    let (post, media) = publish(&mut world, 0, &[vec![], vec![]]);
+    h.sync(&world).await;
+    let tag = |media_id, child_id, tag: bool| {
+        if tag {
+            PostAction::Tag { media_id, child_id }
+        } else {
+            PostAction::Untag { media_id, child_id }
+        }
+    };
+    let by = teacher(&world, 0);
+
+    world.post(by, post, tag(media[0], b, true)).unwrap();
+    h.sync(&world).await;
+    let with_b = answer(&h, &world, media[0]).await;
+    for parent in world.guardians_of(a) {
+        assert_eq!(
+            reason(&with_b, parent),
+            Some(ViewReason::Audience),
+            "b tagged with consent: still shown"
+        );
+    }
+
+    world.post(by, post, tag(media[0], c, true)).unwrap();
+    h.sync(&world).await;
+    let with_c = answer(&h, &world, media[0]).await;
+    for parent in world.guardians_of(a) {
+        assert_eq!(
+            reason(&with_c, parent),
+            None,
+            "c tagged without consent: hidden"
+        );
+        assert_eq!(
+            withheld(&with_c, parent).unwrap().because,
+            because(c, Purpose::GroupCommunication)
+        );
+    }
+    for parent in world.guardians_of(c) {
+        assert_eq!(reason(&with_c, parent), Some(ViewReason::OwnChild));
+    }
+    let other = answer(&h, &world, media[1]).await;
+    assert!(
+        world.guardians_of(a).into_iter().all(|p| other.may_see(p)),
+        "the post's other photo shows neither"
+    );
+
+    world.post(by, post, tag(media[0], c, false)).unwrap();
+    h.sync(&world).await;
+    let untagged = answer(&h, &world, media[0]).await;
+    assert!(
+        world
+            .guardians_of(a)
+            .into_iter()
+            .all(|p| untagged.may_see(p)),
+        "c untagged: visible again"
     );
 }
 

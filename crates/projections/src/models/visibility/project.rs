@@ -211,7 +211,10 @@ impl Work {
                         | PostEvent::PostExpired(_) => {
                             self.media_changed.insert(post_id);
                         }
-                        PostEvent::ChildTagged(_) | PostEvent::ChildUntagged(_) => {}
+                        // A media item's row holds the children shown in it.
+                        PostEvent::ChildTagged(_) | PostEvent::ChildUntagged(_) => {
+                            self.media_changed.insert(post_id);
+                        }
                     }
                     stored.state = post::evolve(std::mem::take(&mut stored.state), &e);
                     self.touched_posts.insert(post_id);
@@ -296,12 +299,13 @@ impl Work {
                 })?),
             ]);
             if self.media_changed.contains(post_id) {
-                for media_id in post.media.keys() {
+                for (media_id, item) in &post.media {
                     media.extend([
                         cell(media_id),
                         cell(post_id),
                         Cell::Int(self.ordinals.get(media_id).copied().unwrap_or_default()),
                         Cell::Int(i64::from(post.media_is_live(*media_id))),
+                        Cell::Text(serde_json::to_string(&item.tagged)?),
                     ]);
                 }
             }
@@ -311,7 +315,7 @@ impl Work {
         bulk_insert(
             tx,
             &t.render(UPSERT_MEDIA_ITEMS),
-            4,
+            5,
             UPSERT_MEDIA_ITEMS_SUFFIX,
             media,
         )

@@ -24,7 +24,8 @@ CREATE TABLE {media_items} (
     media_id TEXT PRIMARY KEY,
     post_id TEXT NOT NULL,
     ordinal BIGINT NOT NULL,
-    live BIGINT NOT NULL
+    live BIGINT NOT NULL,
+    tagged TEXT NOT NULL
 );
 CREATE TABLE {group_audience} (
     group_id TEXT NOT NULL,
