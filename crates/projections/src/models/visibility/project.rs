@@ -206,13 +206,13 @@ impl Work {
                             self.media_changed.insert(post_id);
                         }
                         PostEvent::PostEdited(p) => stored.body = serde_json::to_string(&p.body)?,
+                        // A media item's row holds whether it is live and the children it
+                        // shows.
                         PostEvent::MediaRemoved(_)
                         | PostEvent::PostRemoved(_)
-                        | PostEvent::PostExpired(_) => {
-                            self.media_changed.insert(post_id);
-                        }
-                        // A media item's row holds the children shown in it.
-                        PostEvent::ChildTagged(_) | PostEvent::ChildUntagged(_) => {
+                        | PostEvent::PostExpired(_)
+                        | PostEvent::ChildTagged(_)
+                        | PostEvent::ChildUntagged(_) => {
                             self.media_changed.insert(post_id);
                         }
                     }
