@@ -21,9 +21,7 @@
 //! [`consent::effective`]: kring_domain::consent::effective
 //! [`School`]: kring_domain::school::School
 //!
-//! plus two indexes: `media_items` (media item → post, in the order attached, live or not, and
-//! the children it shows, so that a query reads the decisions about them without the post's
-//! state) and
+//! plus two indexes: `media_items` (media item → post, in the order attached, live or not) and
 //! `group_audience` (who is in each group's audience: its audience staff and audience guardians,
 //! through the domain's `audience_staff` / `audience_guardians`), which picks a person's feed.
 //!
@@ -31,8 +29,7 @@
 //! answer — viewers with their reason, the withheld with the (child, purpose) that withholds
 //! them — is by construction what the rule says for the state after the last projected event.
 //! Parsed rosters are cached per (generation, checkpoint); with the roster cached, "who may see
-//! this item" is one statement (post, checkpoint and the decisions about the children the item
-//! shows).
+//! this item" is one statement (post, checkpoint and the decisions about the children shown).
 //!
 //! # Why answers are not materialised per (media item, person)
 //!

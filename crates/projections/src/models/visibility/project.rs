@@ -206,15 +206,12 @@ impl Work {
                             self.media_changed.insert(post_id);
                         }
                         PostEvent::PostEdited(p) => stored.body = serde_json::to_string(&p.body)?,
-                        // A media item's row holds whether it is live and the children it
-                        // shows.
                         PostEvent::MediaRemoved(_)
                         | PostEvent::PostRemoved(_)
-                        | PostEvent::PostExpired(_)
-                        | PostEvent::ChildTagged(_)
-                        | PostEvent::ChildUntagged(_) => {
+                        | PostEvent::PostExpired(_) => {
                             self.media_changed.insert(post_id);
                         }
+                        PostEvent::ChildTagged(_) | PostEvent::ChildUntagged(_) => {}
                     }
                     stored.state = post::evolve(std::mem::take(&mut stored.state), &e);
                     self.touched_posts.insert(post_id);
@@ -299,13 +296,12 @@ impl Work {
                 })?),
             ]);
             if self.media_changed.contains(post_id) {
-                for (media_id, item) in &post.media {
+                for media_id in post.media.keys() {
                     media.extend([
                         cell(media_id),
                         cell(post_id),
                         Cell::Int(self.ordinals.get(media_id).copied().unwrap_or_default()),
                         Cell::Int(i64::from(post.media_is_live(*media_id))),
-                        Cell::Text(serde_json::to_string(&item.tagged)?),
                     ]);
                 }
             }
@@ -315,7 +311,7 @@ impl Work {
         bulk_insert(
             tx,
             &t.render(UPSERT_MEDIA_ITEMS),
-            5,
+            4,
             UPSERT_MEDIA_ITEMS_SUFFIX,
             media,
         )

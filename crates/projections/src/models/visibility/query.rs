@@ -201,8 +201,7 @@ pub async fn who_may_see(
 }
 
 /// [`who_may_see`] in one statement: the post's state, where the read model stands, and the
-/// decisions about every child the item shows (its row's `tagged`), read together (one statement
-/// reads one snapshot).
+/// decisions about every child its media show, read together (one statement reads one snapshot).
 /// The school's roster comes from the parsed-roster cache; when it is not there for this
 /// snapshot, `None`, and [`who_may_see`] goes the long way (a read transaction, four queries).
 ///

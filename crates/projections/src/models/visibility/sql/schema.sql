@@ -24,8 +24,7 @@ CREATE TABLE {media_items} (
     media_id TEXT PRIMARY KEY,
     post_id TEXT NOT NULL,
     ordinal BIGINT NOT NULL,
-    live BIGINT NOT NULL,
-    tagged TEXT NOT NULL
+    live BIGINT NOT NULL
 );
 CREATE TABLE {group_audience} (
     group_id TEXT NOT NULL,

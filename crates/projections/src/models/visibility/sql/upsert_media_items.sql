@@ -1,1 +1,1 @@
-INSERT INTO {media_items} (media_id, post_id, ordinal, live, tagged)
+INSERT INTO {media_items} (media_id, post_id, ordinal, live)

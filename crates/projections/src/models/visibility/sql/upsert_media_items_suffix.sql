@@ -1,1 +1,1 @@
-ON CONFLICT (media_id) DO UPDATE SET live = excluded.live, tagged = excluded.tagged
+ON CONFLICT (media_id) DO UPDATE SET live = excluded.live
