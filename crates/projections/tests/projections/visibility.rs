@@ -181,8 +181,8 @@ async fn withdrawn_consent_hides_existing_photo_from_other_parents<S: EventStore
 /// Children tagged in a photo after it was posted: one whose guardian consented leaves it
 /// visible to the other parents, one without consent hides it from them (and they are told
 /// why), the post's other photo is untouched; untagged again, the photo is visible again.
-/// Every answer also in one statement ([`answer`]), which reads the decisions about the
-/// children the item's row says it shows.
+/// Every answer also in one statement ([`answer`]), which must read the decisions about the
+/// children tagged since.
 async fn tagging_a_child_after_posting_changes_who_sees_that_item_only<S: EventStore + Clone>(
     mut h: Harness<S>,
 ) {
