@@ -40,14 +40,24 @@ impl Appender {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        let request = AppendRequest {
+        let mut request = AppendRequest {
             stream: *stream,
             expected,
             events,
         };
-        self.append_many(vec![request])
+        plan::validate(&mut request)?;
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                requests: vec![request],
+                reply,
+            })
             .await
-            .pop()
+            .map_err(|_| StoreError::Closed)?;
+        answer
+            .await
+            .ok()
+            .and_then(|mut outcomes| outcomes.pop())
             .unwrap_or(Err(StoreError::Closed))
     }
 
