@@ -914,9 +914,26 @@ async fn an_officer_follows_a_withdrawal_in_the_browser() {
             }
         }
     };
+    // A click that navigates may return before the next page is there: wait for the element,
+    // and find it again when the page it was found on went away before its text was read.
     let text = |css: &'static str| {
         let browser = browser.clone();
-        async move { browser.find(Css(css)).await.unwrap().text().await.unwrap() }
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let element = browser.wait().for_element(Css(css)).await.unwrap();
+                match element.text().await {
+                    Ok(text) => break text,
+                    Err(fantoccini::error::CmdError::Standard(e))
+                        if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                            && Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("the text of {css}: {e}"),
+                }
+            }
+        }
     };
 
     // Sign in with the one-time link.
@@ -1192,7 +1209,12 @@ async fn an_officer_follows_a_withdrawal_in_the_browser() {
         .click()
         .await
         .unwrap();
-    let offer = browser.find(Css("#sign-in-oidc")).await.unwrap();
+    // Signing out is a form post answered by a redirect: wait for the sign-in page it leads to.
+    let offer = browser
+        .wait()
+        .for_element(Css("#sign-in-oidc"))
+        .await
+        .unwrap();
     assert_eq!(offer.text().await.unwrap(), "Aanmelden met 127.0.0.1");
     shot(&browser, "sign-in").await;
     offer.click().await.unwrap();

@@ -99,6 +99,19 @@ fn because(child_id: ChildId, purpose: Purpose) -> Vec<WithheldBecause> {
     vec![WithheldBecause { child_id, purpose }]
 }
 
+/// Each of `parents` is not shown `v`, withheld because `child` has no group-communication
+/// consent (`why` says what the case is).
+fn hidden_for(v: &MediaVisibility, parents: Vec<PersonId>, child: ChildId, why: &str) {
+    for parent in parents {
+        assert_eq!(reason(v, parent), None, "{why}");
+        assert_eq!(
+            withheld(v, parent).unwrap().because,
+            because(child, Purpose::GroupCommunication),
+            "{why}"
+        );
+    }
+}
+
 fn teacher(world: &World, group: usize) -> Actor {
     // `World::with_classes` adds the director first, then one teacher per group.
     Actor::Person(world.staff[group + 1])
@@ -217,17 +230,12 @@ async fn tagging_a_child_after_posting_changes_who_sees_that_item_only<S: EventS
     world.post(by, post, tag(media[0], c, true)).unwrap();
     h.sync(&world).await;
     let with_c = answer(&h, &world, media[0]).await;
-    for parent in world.guardians_of(a) {
-        assert_eq!(
-            reason(&with_c, parent),
-            None,
-            "c tagged without consent: hidden"
-        );
-        assert_eq!(
-            withheld(&with_c, parent).unwrap().because,
-            because(c, Purpose::GroupCommunication)
-        );
-    }
+    hidden_for(
+        &with_c,
+        world.guardians_of(a),
+        c,
+        "c tagged without consent: hidden",
+    );
     for parent in world.guardians_of(c) {
         assert_eq!(reason(&with_c, parent), Some(ViewReason::OwnChild));
     }
@@ -269,17 +277,12 @@ async fn guardian_still_sees_own_child_without_consent<S: EventStore + Clone>(mu
         );
     }
     let both = answer(&h, &world, media[1]).await;
-    for parent in world.guardians_of(a) {
-        assert_eq!(
-            reason(&both, parent),
-            None,
-            "the other child shown has no consent"
-        );
-        assert_eq!(
-            withheld(&both, parent).unwrap().because,
-            because(b, Purpose::GroupCommunication)
-        );
-    }
+    hidden_for(
+        &both,
+        world.guardians_of(a),
+        b,
+        "the other child shown has no consent",
+    );
     for parent in world.guardians_of(b) {
         assert_eq!(
             withheld(&both, parent).unwrap().because,
