@@ -35,17 +35,7 @@ pub async fn sqlite(projections: Vec<Arc<dyn Projection>>) -> Harness<SqliteStor
     let vault = KeyVault::open_sqlite(&dir.path().join("events.db"), &MasterKey::generate())
         .await
         .unwrap();
-    let projector = Projector::new(store.clone(), db.clone(), projections)
-        .await
-        .unwrap();
-    Harness {
-        store,
-        db,
-        vault: Arc::new(vault),
-        projector,
-        written: 0,
-        _guard: Some(dir),
-    }
+    assemble(store, db, vault, projections, Some(dir)).await
 }
 
 /// A harness on a fresh PostgreSQL database (log, read models and vault in one database).
@@ -60,6 +50,17 @@ pub async fn postgres(
     let vault = KeyVault::open_postgres(pg.url(), &MasterKey::generate())
         .await
         .unwrap();
+    assemble(store, db, vault, projections, None).await
+}
+
+/// A harness of these parts, its projector over `projections`.
+async fn assemble<S: EventStore + Clone>(
+    store: S,
+    db: ReadDb,
+    vault: KeyVault,
+    projections: Vec<Arc<dyn Projection>>,
+    guard: Option<tempfile::TempDir>,
+) -> Harness<S> {
     let projector = Projector::new(store.clone(), db.clone(), projections)
         .await
         .unwrap();
@@ -69,7 +70,7 @@ pub async fn postgres(
         vault: Arc::new(vault),
         projector,
         written: 0,
-        _guard: None,
+        _guard: guard,
     }
 }
 
