@@ -6,7 +6,9 @@
 //! space reserved at its start once the body has ended, synced, renamed to its name and the
 //! directory synced: a reader never sees half a file. A failed or dropped upload removes its
 //! temporary file; one cut short by a crash leaves it, and [`LocalStore::sweep_orphans`]
-//! removes it later.
+//! removes it later. A claim is written whole to `.<media id>.<uuid>.claiming` and then
+//! hard-linked to its name, which fails when the name is taken: racing claims never read half
+//! a claim, and the sweep removes what a crash left of one.
 
 use super::{
     check_head, check_range, no_head, Chunks, Claim, Listed, MediaStore, Piece, Pieces, Stat,
@@ -17,7 +19,7 @@ use async_trait::async_trait;
 use axum::body::Bytes;
 use futures::StreamExt;
 use kring_domain::{MediaId, PostId};
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Read};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -71,7 +73,7 @@ impl Drop for Unfinished {
             if let Err(e) = std::fs::remove_file(&path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(path = %path.display(), error = %e,
-                        "an unfinished media upload could not be removed");
+                        "an unfinished media file could not be removed");
                 }
             }
         }
@@ -130,11 +132,19 @@ impl LocalStore {
     }
 }
 
-/// The media id a file name of this directory belongs to, and whether it is a temporary file.
+/// The media id a file name of this directory belongs to, and what the file is: `kmedia`,
+/// `post` (its claim), `tmp` (an upload being written) or `claiming` (a claim being written).
 fn media_of(name: &str) -> Option<(MediaId, &'static str)> {
     if let Some(tmp) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
         let id = tmp.split('.').next()?;
         return Some((id.parse().ok()?, "tmp"));
+    }
+    if let Some(claiming) = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".claiming"))
+    {
+        let id = claiming.split('.').next()?;
+        return Some((id.parse().ok()?, "claiming"));
     }
     if let Some(id) = name.strip_suffix(".kmedia") {
         return Some((id.parse().ok()?, "kmedia"));
@@ -297,6 +307,9 @@ impl MediaStore for LocalStore {
                 let Some((media_id, kind)) = name.to_str().and_then(media_of) else {
                     continue;
                 };
+                if kind == "claiming" {
+                    continue;
+                }
                 let Ok(meta) = entry.metadata() else { continue };
                 let listed = found.entry(media_id).or_insert(Listed {
                     media_id,
@@ -331,7 +344,9 @@ impl MediaStore for LocalStore {
             for entry in entries {
                 let entry = entry.map_err(|e| io("list", &dir, e))?;
                 let name = entry.file_name();
-                let Some((media_id, "tmp")) = name.to_str().and_then(media_of) else {
+                let Some((media_id, kind @ ("tmp" | "claiming"))) =
+                    name.to_str().and_then(media_of)
+                else {
                     continue;
                 };
                 let Ok(meta) = entry.metadata() else { continue };
@@ -339,6 +354,8 @@ impl MediaStore for LocalStore {
                     continue;
                 }
                 match std::fs::remove_file(entry.path()) {
+                    // A claim a crash left half made is no orphan of the media's: only removed.
+                    Ok(()) if kind == "claiming" => {}
                     Ok(()) => swept.push(media_id),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io("delete", &entry.path(), e)),
@@ -356,14 +373,20 @@ impl MediaStore for LocalStore {
         let dir = self.dir.clone();
         blocking(move || {
             std::fs::create_dir_all(&dir).map_err(|e| write_failed("directory", &dir, e))?;
+            // Written whole to a file of its own and then linked to its name: the link fails
+            // when the name is taken, and a racing claim never reads half a claim.
+            let claiming = dir.join(format!(".{media_id}.{}.claiming", Uuid::now_v7().simple()));
+            std::fs::write(&claiming, post.to_string())
+                .and_then(|()| std::fs::File::open(&claiming)?.sync_all())
+                .map_err(|e| io("claim", &claiming, e))?;
+            let _claiming = Unfinished(Some(claiming.clone()));
             for _ in 0..3 {
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                match options.open(&path) {
-                    Ok(mut file) => {
-                        file.write_all(post.to_string().as_bytes())
-                            .and_then(|()| file.sync_all())
-                            .map_err(|e| io("claim", &path, e))?;
+                match std::fs::hard_link(&claiming, &path) {
+                    Ok(()) => {
+                        // The link is durable once the directory is.
+                        std::fs::File::open(&dir)
+                            .and_then(|d| d.sync_all())
+                            .map_err(|e| io("claim", &dir, e))?;
                         return Ok(Claim::Taken);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
