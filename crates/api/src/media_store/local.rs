@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use axum::body::Bytes;
 use futures::StreamExt;
 use kring_domain::{MediaId, PostId};
-use std::io::{BufRead, Read};
+use std::io::{BufRead, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -376,8 +376,11 @@ impl MediaStore for LocalStore {
             // Written whole to a file of its own and then linked to its name: the link fails
             // when the name is taken, and a racing claim never reads half a claim.
             let claiming = dir.join(format!(".{media_id}.{}.claiming", Uuid::now_v7().simple()));
-            std::fs::write(&claiming, post.to_string())
-                .and_then(|()| std::fs::File::open(&claiming)?.sync_all())
+            std::fs::File::create_new(&claiming)
+                .and_then(|mut file| {
+                    file.write_all(post.to_string().as_bytes())?;
+                    file.sync_all()
+                })
                 .map_err(|e| io("claim", &claiming, e))?;
             let _claiming = Unfinished(Some(claiming.clone()));
             for _ in 0..3 {
