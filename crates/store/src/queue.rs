@@ -46,19 +46,19 @@ impl Appender {
             events,
         };
         plan::validate(&mut request)?;
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job {
-                requests: vec![request],
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let answer = self.queue(vec![request]).await.ok_or(StoreError::Closed)?;
         answer
             .await
             .ok()
             .and_then(|mut outcomes| outcomes.pop())
             .unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Queues `requests` as one job; the writer's answer to come, `None` when the writer is gone.
+    async fn queue(&self, requests: Vec<AppendRequest>) -> Option<oneshot::Receiver<Outcomes>> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job { requests, reply }).await.ok()?;
+        Some(answer)
     }
 
     /// Validates each append, queues the valid ones in order (as jobs of at most the writer's
@@ -84,9 +84,7 @@ impl Appender {
         while valid.peek().is_some() {
             let requests: Vec<AppendRequest> = valid.by_ref().take(self.max).collect();
             let n = requests.len();
-            let (reply, answer) = oneshot::channel();
-            let queued = self.jobs.send(Job { requests, reply }).await.is_ok();
-            answers.push((n, queued.then_some(answer)));
+            answers.push((n, self.queue(requests).await));
         }
         let mut answered = Vec::with_capacity(outcomes.len());
         for (n, answer) in answers {
